@@ -1,0 +1,170 @@
+/* The graph IR: one description of a network that serves training, probing,
+ * pruning, rewriting, export and benchmarking.
+ *
+ * A graph is a DAG of nodes. Each node has an op kind, up to NEP_MAX_INPUTS input
+ * nodes, typed attributes, parameters and a per-sample output shape (the batch
+ * dimension is not part of the IR; it is chosen when the graph is executed).
+ * Parameters (and buffers such as BatchNorm running statistics) live in one
+ * contiguous block `values`; gradients and masks use the same offsets, and so does
+ * every optimizer state, so the optimizer step, mask application, checkpointing and
+ * an allreduce are one loop each. */
+#ifndef NEPENTHE_GRAPH_H
+#define NEPENTHE_GRAPH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nepenthe/real.h"
+#include "nepenthe/status.h"
+
+#define NEP_MAX_INPUTS 4
+#define NEP_MAX_PARAMS 4
+#define NEP_MAX_DIMS 4
+#define NEP_NAME_LEN 64
+
+typedef enum nep_op_kind {
+    NEP_OP_INPUT,
+    NEP_OP_LINEAR,
+    NEP_OP_RELU,
+    NEP_OP_LEAKY_RELU,
+    NEP_OP_PRELU,
+    NEP_OP_RELU6,
+    NEP_OP_GELU,
+    NEP_OP_SILU,
+    NEP_OP_IDENTITY,
+    NEP_OP_FLATTEN,
+    NEP_OP_DROPOUT,
+    NEP_OP_ADD,
+    NEP_OP_COUNT
+} nep_op_kind;
+
+/* Per-sample shape: [features] after Flatten/Linear, [C, H, W] for images. */
+typedef struct nep_shape {
+    int ndim;
+    int64_t d[NEP_MAX_DIMS];
+} nep_shape;
+
+/* Typed attributes; each op reads the fields it documents in src/ops/. */
+typedef struct nep_attrs {
+    int64_t features;   /* Linear: output features */
+    bool bias;          /* Linear: has a bias */
+    double slope;       /* LeakyReLU: negative slope */
+    double p;           /* Dropout: drop probability */
+} nep_attrs;
+
+enum nep_param_flags {
+    NEP_PARAM_TRAINABLE = 1u << 0, /* receives gradients and optimizer updates */
+    NEP_PARAM_WEIGHT = 1u << 1,    /* a Linear/Conv weight: what pruning may mask */
+};
+
+typedef struct nep_param {
+    char name[2 * NEP_NAME_LEN]; /* PyTorch state_dict name: "fc1.weight" */
+    int node;
+    unsigned flags;
+    int ndim;
+    int64_t shape[NEP_MAX_DIMS];
+    int64_t offset, numel;    /* into values / grads / masks */
+} nep_param;
+
+typedef struct nep_node {
+    char name[NEP_NAME_LEN];  /* module path: "fc1", "act1" */
+    nep_op_kind op;
+    int n_inputs;
+    int inputs[NEP_MAX_INPUTS];
+    nep_attrs attrs;
+    int n_params;
+    int params[NEP_MAX_PARAMS]; /* indices into graph->params, in the op's order */
+    nep_shape shape;            /* output, set by shape inference */
+    bool dead;                  /* deleted by a rewrite; skipped everywhere */
+} nep_node;
+
+typedef struct nep_graph {
+    nep_node *nodes;
+    int n_nodes, cap_nodes;
+    nep_param *params;
+    int n_params, cap_params;
+    int input, output;          /* node ids */
+    int64_t n_values;           /* length of each block below */
+    nep_real *values;           /* parameters and buffers */
+    nep_real *grads;
+    uint8_t *masks;             /* 1 = kept; always 1 outside NEP_PARAM_WEIGHT params */
+    int *order;                 /* live nodes in topological order */
+    int n_order;
+} nep_graph;
+
+/* ---- building ------------------------------------------------------------- */
+void nep_graph_init(nep_graph *g);
+void nep_graph_free(nep_graph *g);
+/* Adds the graph's input node with per-sample shape `shape`. */
+int nep_graph_input(nep_graph *g, const char *name, nep_shape shape);
+/* Adds a node; returns its id, or -1 on allocation failure. */
+int nep_graph_add(nep_graph *g, nep_op_kind op, const char *name, const int *inputs,
+                  int n_inputs, nep_attrs attrs);
+/* Convenience for single-input nodes. */
+int nep_graph_add1(nep_graph *g, nep_op_kind op, const char *name, int input,
+                   nep_attrs attrs);
+/* Declares parameter `suffix` of node (full name "<node name>.<suffix>"). Offsets
+ * are assigned now; storage is allocated by nep_graph_finalize. Returns its index. */
+int nep_graph_add_param(nep_graph *g, int node, const char *suffix, unsigned flags,
+                        int ndim, const int64_t *shape);
+/* Infers shapes, orders the nodes and (first time) allocates values, grads (zero)
+ * and masks (one). Call after building and after every rewrite. */
+nep_status nep_graph_finalize(nep_graph *g, nep_err *err);
+
+/* ---- rewriting -------------------------------------------------------------- */
+/* Every consumer of node `from` (and the graph output) now reads `to` instead. */
+void nep_graph_replace_uses(nep_graph *g, int from, int to);
+/* Deletes a single-input node, rewiring its consumers to its input. */
+nep_status nep_graph_bypass(nep_graph *g, int node, nep_err *err);
+/* Deep copy (nodes, params, values, grads, masks). */
+nep_status nep_graph_copy(const nep_graph *src, nep_graph *dst, nep_err *err);
+
+/* ---- lookups and accounting ---------------------------------------------------- */
+int nep_graph_find_node(const nep_graph *g, const char *name);
+int nep_graph_find_param(const nep_graph *g, const char *name);
+int64_t nep_shape_numel(const nep_shape *s);
+/* Per-sample forward FLOPs of a node (multiply-add = 2). */
+int64_t nep_node_flops(const nep_graph *g, const nep_node *n);
+int64_t nep_node_param_count(const nep_graph *g, const nep_node *n);
+int64_t nep_node_nonzero_count(const nep_graph *g, const nep_node *n);
+/* Bytes of the node's output activation for one sample. */
+int64_t nep_node_act_bytes(const nep_graph *g, const nep_node *n);
+/* Trainable parameters of the whole graph. */
+int64_t nep_graph_param_count(const nep_graph *g);
+/* Zero `values` wherever the mask is 0 (after loading or pruning). */
+void nep_graph_apply_masks(nep_graph *g);
+
+/* ---- execution ------------------------------------------------------------------ */
+struct nep_rng;
+
+/* Called for every rectifier during forward with its pre-activation input z of shape
+ * [batch, shape...] (the rectifier never overwrites its input). */
+typedef void (*nep_probe_fn)(void *ctx, const nep_graph *g, int node, const nep_real *z,
+                             int64_t batch);
+
+/* Buffers for running a graph on batches of up to `max_batch` samples. */
+typedef struct nep_exec {
+    nep_graph *g;
+    int64_t max_batch, batch;
+    bool training;            /* dropout active, (later) BatchNorm batch statistics */
+    struct nep_rng *rng;      /* dropout masks; required when training */
+    nep_real **act;           /* [n_nodes] output of each node */
+    nep_real **dact;          /* [n_nodes] gradient w.r.t. each node's output */
+    void **state;             /* [n_nodes] op-private buffers (dropout masks) */
+    bool *owns;               /* [n_nodes] whether act/dact were allocated here */
+    nep_probe_fn probe;
+    void *probe_ctx;
+} nep_exec;
+
+nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err);
+void nep_exec_free(nep_exec *ex);
+/* Also compute the gradient w.r.t. the graph input, into ex->dact[g->input] (tests). */
+nep_status nep_exec_enable_input_grad(nep_exec *ex, nep_err *err);
+/* Runs the graph on x [batch, input shape]; returns the output buffer
+ * [batch, output shape] (owned by ex). x must stay valid until backward. */
+const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch);
+/* Backpropagates dy [batch, output shape]; accumulates parameter gradients into
+ * g->grads. Gradients w.r.t. the graph input are not computed. */
+void nep_exec_backward(nep_exec *ex, const nep_real *dy);
+
+#endif

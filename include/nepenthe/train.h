@@ -1,0 +1,98 @@
+/* Loss, optimizers, learning-rate schedule, and the training and evaluation loops. */
+#ifndef NEPENTHE_TRAIN_H
+#define NEPENTHE_TRAIN_H
+
+#include "nepenthe/data.h"
+#include "nepenthe/graph.h"
+#include "nepenthe/rng.h"
+
+/* Softmax cross-entropy averaged over the batch, as F.cross_entropy.
+ *   logits [B, K]   target [B]   dlogits [B, K] = (softmax - onehot) / B (skipped if NULL)
+ * Adds to *correct (if not NULL) the samples whose first largest logit is the target. */
+double nep_xent(const nep_real *logits, const int32_t *target, int64_t B, int64_t K,
+                nep_real *dlogits, int64_t *correct);
+
+typedef enum nep_optim_kind { NEP_OPTIM_SGD, NEP_OPTIM_ADAMW } nep_optim_kind;
+
+#define NEP_MAX_MILESTONES 16
+
+/* PyTorch's torch.optim.SGD / AdamW and MultiStepLR semantics. */
+typedef struct nep_optim_cfg {
+    nep_optim_kind kind;
+    double lr;
+    double weight_decay;
+    double momentum;     /* SGD */
+    bool nesterov;       /* SGD */
+    double beta1, beta2, eps; /* AdamW */
+    int n_milestones;
+    int64_t milestones[NEP_MAX_MILESTONES]; /* lr *= gamma at each, counted in epochs */
+    double gamma;
+} nep_optim_cfg;
+
+/* SGD: lr 0.1, momentum 0.9, no weight decay; AdamW: lr 1e-3, betas (0.9, 0.999),
+ * eps 1e-8, weight decay 0.01 (PyTorch's AdamW default). gamma 0.1, no milestones. */
+nep_optim_cfg nep_optim_defaults(nep_optim_kind kind);
+/* The learning rate after t scheduler steps: lr * gamma^(milestones <= t). */
+double nep_lr_at(const nep_optim_cfg *cfg, int64_t t);
+
+/* Optimizer state: one block per state with the graph's parameter offsets. */
+typedef struct nep_optim {
+    nep_optim_cfg cfg;
+    int64_t n;          /* = graph n_values */
+    nep_real *m;        /* SGD momentum buffer / AdamW exp_avg */
+    nep_real *v;        /* AdamW exp_avg_sq */
+    int64_t step;       /* updates done */
+} nep_optim;
+
+nep_status nep_optim_init(nep_optim *o, const nep_optim_cfg *cfg, const nep_graph *g,
+                          nep_err *err);
+void nep_optim_free(nep_optim *o);
+/* Updates every trainable parameter from g->grads with learning rate lr, then zeroes
+ * masked weights (and their optimizer state) and all gradients. */
+void nep_optim_step(nep_optim *o, nep_graph *g, double lr);
+
+/* Everything one training process needs besides data. */
+typedef struct nep_trainer {
+    nep_graph *g;
+    nep_exec ex;
+    nep_optim opt;
+    int64_t batch;
+    nep_real *x;        /* [batch, input] */
+    int32_t *y;         /* [batch] */
+    nep_real *dlogits;  /* [batch, classes] */
+} nep_trainer;
+
+nep_status nep_trainer_init(nep_trainer *t, nep_graph *g, const nep_optim_cfg *cfg,
+                            int64_t batch, nep_err *err);
+void nep_trainer_free(nep_trainer *t);
+
+/* One step on t->x, t->y (b samples): forward, loss, backward, optimizer update.
+ * A non-finite loss returns NEP_ERR_NUMERIC before anything is updated. */
+nep_status nep_train_step(nep_trainer *t, int64_t b, double lr, nep_rng *rng, double *loss,
+                          int64_t *correct, nep_err *err);
+
+typedef struct nep_epoch_stats {
+    double loss;        /* mean over samples */
+    double top1;        /* training accuracy over the epoch, percent */
+    double seconds;
+    double img_per_s;
+    int64_t samples;
+} nep_epoch_stats;
+
+/* Called after each step with samples done so far out of total. */
+typedef void (*nep_progress_fn)(void *ctx, int64_t done, int64_t total, double loss,
+                                double seconds);
+
+/* One epoch over loader (shuffled by rng, which also drives dropout). */
+nep_status nep_train_epoch(nep_trainer *t, nep_loader *loader, double lr, nep_rng *rng,
+                           nep_progress_fn progress, void *progress_ctx,
+                           nep_epoch_stats *out, nep_err *err);
+
+/* Top-1 accuracy (percent) and mean loss of g on d, in evaluation mode. */
+nep_status nep_evaluate(nep_graph *g, const nep_dataset *d, const nep_normalize *norm,
+                        int64_t batch, double *top1, double *loss, nep_err *err);
+
+/* Monotonic wall clock in seconds. */
+double nep_now(void);
+
+#endif

@@ -1,0 +1,106 @@
+/* Data set ownership, train/validation splits and normalization statistics. */
+#include "nepenthe/data.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t sample_bytes(const nep_dataset *d) { return (size_t)d->c * d->h * d->w; }
+
+void nep_dataset_free(nep_dataset *d) {
+    if (!d) return;
+    free(d->images);
+    free(d->labels);
+    *d = (nep_dataset){0};
+}
+
+/* An empty data set shaped like `like` with room for n samples. */
+static nep_status dataset_alloc(const nep_dataset *like, int64_t n, nep_dataset *d,
+                                nep_err *err) {
+    *d = (nep_dataset){.n = n, .c = like->c, .h = like->h, .w = like->w,
+                       .classes = like->classes};
+    /* +1: a legal empty validation set must not look like a failed malloc(0). */
+    d->images = malloc((size_t)n * sample_bytes(like) + 1);
+    d->labels = malloc((size_t)n + 1);
+    if (d->images && d->labels) return NEP_OK;
+    nep_dataset_free(d);
+    return nep_fail(err, NEP_ERR_NOMEM, "split: cannot allocate %lld samples", (long long)n);
+}
+
+static void copy_sample(const nep_dataset *src, int64_t i, nep_dataset *dst, int64_t j) {
+    size_t s = sample_bytes(src);
+    memcpy(dst->images + (size_t)j * s, src->images + (size_t)i * s, s);
+    dst->labels[j] = src->labels[i];
+}
+
+/* Both halves keep src's order (the val set is the first n_val entries of a seeded
+ * permutation, then sorted by index) and src's class count, so the model's output
+ * width does not depend on which classes landed in val. */
+nep_status nep_dataset_split(const nep_dataset *src, int64_t n_val, uint64_t seed,
+                             nep_dataset *train, nep_dataset *val, nep_err *err) {
+    int64_t n = src->n;
+    if (n_val < 0 || n_val >= n)
+        return nep_fail(err, NEP_ERR_ARG,
+                        "split: %lld validation samples out of %lld (must be 0 <= n_val < n)",
+                        (long long)n_val, (long long)n);
+    if (n > (int64_t)UINT32_MAX)
+        return nep_fail(err, NEP_ERR_ARG, "split: %lld samples is too many", (long long)n);
+    uint32_t *perm = malloc((size_t)n * sizeof *perm);
+    uint8_t *in_val = calloc((size_t)n, 1);
+    nep_dataset tr = {0}, va = {0};
+    nep_status s = NEP_OK;
+    if (!perm || !in_val) {
+        s = nep_fail(err, NEP_ERR_NOMEM, "split: cannot allocate %lld indices", (long long)n);
+        goto done;
+    }
+    nep_rng rng;
+    nep_rng_seed(&rng, seed);
+    for (int64_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
+    nep_rng_shuffle_u32(&rng, perm, (size_t)n);
+    /* Marking then scanning 0..n-1 sorts both halves by index without a sort. */
+    for (int64_t i = 0; i < n_val; i++) in_val[perm[i]] = 1;
+    if ((s = dataset_alloc(src, n - n_val, &tr, err)) || (s = dataset_alloc(src, n_val, &va, err)))
+        goto done;
+    int64_t it = 0, iv = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (in_val[i])
+            copy_sample(src, i, &va, iv++);
+        else
+            copy_sample(src, i, &tr, it++);
+    }
+done:
+    free(perm);
+    free(in_val);
+    if (s) {
+        nep_dataset_free(&tr);
+        nep_dataset_free(&va);
+    }
+    *train = tr;
+    *val = va;
+    return s;
+}
+
+/* A histogram of byte values makes the statistics exact up to the final divisions
+ * and independent of summation order. An empty data set gets mean 0, std 1. */
+void nep_normalize_compute(const nep_dataset *d, nep_normalize *out) {
+    assert(d->c >= 1 && d->c <= NEP_MAX_CHANNELS);
+    *out = (nep_normalize){.c = d->c};
+    size_t hw = (size_t)d->h * d->w;
+    for (int ch = 0; ch < d->c; ch++) {
+        int64_t hist[256] = {0};
+        for (int64_t i = 0; i < d->n; i++) {
+            const uint8_t *p = d->images + ((size_t)i * d->c + ch) * hw;
+            for (size_t j = 0; j < hw; j++) hist[p[j]]++;
+        }
+        double count = (double)d->n * (double)hw, sum = 0, var = 0;
+        for (int k = 0; k < 256; k++) sum += (double)hist[k] * k;
+        double mean = count > 0 ? sum / 255.0 / count : 0;
+        for (int k = 0; k < 256; k++) {
+            double dv = k / 255.0 - mean;
+            var += (double)hist[k] * dv * dv;
+        }
+        out->mean[ch] = (float)mean;
+        out->std[ch] = count > 0 ? (float)sqrt(var / count) : 1.0f;
+    }
+}

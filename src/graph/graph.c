@@ -1,0 +1,245 @@
+/* Building, shape inference, ordering, rewiring and copying of the graph IR. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nepenthe/graph.h"
+#include "ops/ops.h"
+
+void nep_graph_init(nep_graph *g) {
+    memset(g, 0, sizeof *g);
+    g->input = g->output = -1;
+}
+
+void nep_graph_free(nep_graph *g) {
+    free(g->nodes);
+    free(g->params);
+    free(g->values);
+    free(g->grads);
+    free(g->masks);
+    free(g->order);
+    nep_graph_init(g);
+}
+
+static bool grow(void **p, int *cap, int need, size_t elem) {
+    if (need <= *cap) return true;
+    int nc = *cap ? *cap * 2 : 16;
+    while (nc < need) nc *= 2;
+    void *q = realloc(*p, (size_t)nc * elem);
+    if (!q) return false;
+    *p = q;
+    *cap = nc;
+    return true;
+}
+
+int nep_graph_add(nep_graph *g, nep_op_kind op, const char *name, const int *inputs,
+                  int n_inputs, nep_attrs attrs) {
+    if (n_inputs > NEP_MAX_INPUTS ||
+        !grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1, sizeof *g->nodes))
+        return -1;
+    nep_node *n = &g->nodes[g->n_nodes];
+    memset(n, 0, sizeof *n);
+    snprintf(n->name, sizeof n->name, "%s", name);
+    n->op = op;
+    n->n_inputs = n_inputs;
+    for (int i = 0; i < n_inputs; i++) n->inputs[i] = inputs[i];
+    n->attrs = attrs;
+    g->output = g->n_nodes; /* the last node added is the output until said otherwise */
+    return g->n_nodes++;
+}
+
+int nep_graph_add1(nep_graph *g, nep_op_kind op, const char *name, int input,
+                   nep_attrs attrs) {
+    return nep_graph_add(g, op, name, &input, 1, attrs);
+}
+
+int nep_graph_input(nep_graph *g, const char *name, nep_shape shape) {
+    int id = nep_graph_add(g, NEP_OP_INPUT, name, NULL, 0, (nep_attrs){0});
+    if (id >= 0) {
+        g->nodes[id].shape = shape;
+        g->input = id;
+    }
+    return id;
+}
+
+int nep_graph_add_param(nep_graph *g, int node, const char *suffix, unsigned flags,
+                        int ndim, const int64_t *shape) {
+    nep_node *n = &g->nodes[node];
+    if (n->n_params >= NEP_MAX_PARAMS || ndim > NEP_MAX_DIMS || g->values ||
+        !grow((void **)&g->params, &g->cap_params, g->n_params + 1, sizeof *g->params))
+        return -1;
+    nep_param *p = &g->params[g->n_params];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s.%s", n->name, suffix);
+    p->node = node;
+    p->flags = flags;
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        p->shape[i] = shape[i];
+        p->numel *= shape[i];
+    }
+    /* 16-element alignment keeps every parameter's start on a cache-line boundary. */
+    p->offset = g->n_values;
+    g->n_values += (p->numel + 15) & ~(int64_t)15;
+    n->params[n->n_params++] = g->n_params;
+    return g->n_params++;
+}
+
+/* Post-order DFS from the output: only nodes the output depends on are executed. */
+static nep_status topo_visit(nep_graph *g, int id, char *mark, nep_err *err) {
+    if (mark[id] == 2) return NEP_OK;
+    if (mark[id] == 1)
+        return nep_fail(err, NEP_ERR_ARG, "graph has a cycle through node '%s'",
+                        g->nodes[id].name);
+    mark[id] = 1;
+    nep_node *n = &g->nodes[id];
+    for (int i = 0; i < n->n_inputs; i++) {
+        int in = n->inputs[i];
+        if (in < 0 || in >= g->n_nodes || g->nodes[in].dead)
+            return nep_fail(err, NEP_ERR_ARG, "node '%s': input %d is not a live node",
+                            n->name, i);
+        NEP_TRY(topo_visit(g, in, mark, err));
+    }
+    mark[id] = 2;
+    g->order[g->n_order++] = id;
+    return NEP_OK;
+}
+
+nep_status nep_graph_finalize(nep_graph *g, nep_err *err) {
+    if (g->input < 0 || g->output < 0)
+        return nep_fail(err, NEP_ERR_ARG, "graph has no input or no output node");
+    free(g->order);
+    g->order = malloc(sizeof(int) * (size_t)g->n_nodes);
+    char *mark = calloc((size_t)g->n_nodes, 1);
+    if (!g->order || !mark) {
+        free(mark);
+        return nep_fail(err, NEP_ERR_NOMEM, "out of memory ordering the graph");
+    }
+    g->n_order = 0;
+    nep_status s = topo_visit(g, g->output, mark, err);
+    free(mark);
+    if (s != NEP_OK) return s;
+    for (int k = 0; k < g->n_order; k++) {
+        nep_node *n = &g->nodes[g->order[k]];
+        const nep_op_def *def = nep_op(n->op);
+        if (n->n_inputs < def->min_inputs || n->n_inputs > def->max_inputs)
+            return nep_fail(err, NEP_ERR_ARG, "node '%s' (%s) has %d inputs", n->name,
+                            def->name, n->n_inputs);
+        if (n->op != NEP_OP_INPUT) NEP_TRY(def->infer(g, n, err));
+    }
+    if (!g->values) {
+        size_t nv = (size_t)(g->n_values ? g->n_values : 1);
+        g->values = calloc(nv, sizeof *g->values);
+        g->grads = calloc(nv, sizeof *g->grads);
+        g->masks = malloc(nv);
+        if (!g->values || !g->grads || !g->masks)
+            return nep_fail(err, NEP_ERR_NOMEM, "out of memory for %lld parameters",
+                            (long long)g->n_values);
+        memset(g->masks, 1, nv);
+    }
+    return NEP_OK;
+}
+
+void nep_graph_replace_uses(nep_graph *g, int from, int to) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        nep_node *n = &g->nodes[i];
+        if (n->dead || i == to) continue;
+        for (int j = 0; j < n->n_inputs; j++)
+            if (n->inputs[j] == from) n->inputs[j] = to;
+    }
+    if (g->output == from) g->output = to;
+}
+
+nep_status nep_graph_bypass(nep_graph *g, int node, nep_err *err) {
+    nep_node *n = &g->nodes[node];
+    if (n->n_inputs != 1)
+        return nep_fail(err, NEP_ERR_ARG, "cannot bypass node '%s': it has %d inputs",
+                        n->name, n->n_inputs);
+    nep_graph_replace_uses(g, node, n->inputs[0]);
+    n->dead = true;
+    return NEP_OK;
+}
+
+static void *dup_mem(const void *src, size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (p && n) memcpy(p, src, n);
+    return p;
+}
+
+nep_status nep_graph_copy(const nep_graph *src, nep_graph *dst, nep_err *err) {
+    nep_graph_init(dst);
+    *dst = *src;
+    size_t nv = (size_t)(src->n_values ? src->n_values : 1);
+    dst->nodes = dup_mem(src->nodes, sizeof *src->nodes * (size_t)src->n_nodes);
+    dst->params = dup_mem(src->params, sizeof *src->params * (size_t)src->n_params);
+    dst->order = dup_mem(src->order, sizeof(int) * (size_t)src->n_order);
+    dst->values = src->values ? dup_mem(src->values, nv * sizeof(nep_real)) : NULL;
+    dst->grads = src->grads ? dup_mem(src->grads, nv * sizeof(nep_real)) : NULL;
+    dst->masks = src->masks ? dup_mem(src->masks, nv) : NULL;
+    dst->cap_nodes = src->n_nodes;
+    dst->cap_params = src->n_params;
+    if (!dst->nodes || !dst->params || !dst->order || (src->values && !dst->values) ||
+        (src->grads && !dst->grads) || (src->masks && !dst->masks)) {
+        nep_graph_free(dst);
+        return nep_fail(err, NEP_ERR_NOMEM, "out of memory copying the graph");
+    }
+    return NEP_OK;
+}
+
+int nep_graph_find_node(const nep_graph *g, const char *name) {
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!g->nodes[i].dead && strcmp(g->nodes[i].name, name) == 0) return i;
+    return -1;
+}
+
+int nep_graph_find_param(const nep_graph *g, const char *name) {
+    for (int i = 0; i < g->n_params; i++)
+        if (!g->nodes[g->params[i].node].dead && strcmp(g->params[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+int64_t nep_shape_numel(const nep_shape *s) {
+    int64_t n = 1;
+    for (int i = 0; i < s->ndim; i++) n *= s->d[i];
+    return n;
+}
+
+int64_t nep_node_flops(const nep_graph *g, const nep_node *n) {
+    const nep_op_def *def = nep_op(n->op);
+    return def->flops ? def->flops(g, n) : 0;
+}
+
+int64_t nep_node_param_count(const nep_graph *g, const nep_node *n) {
+    int64_t c = 0;
+    for (int i = 0; i < n->n_params; i++) c += g->params[n->params[i]].numel;
+    return c;
+}
+
+int64_t nep_node_nonzero_count(const nep_graph *g, const nep_node *n) {
+    int64_t c = 0;
+    for (int i = 0; i < n->n_params; i++) {
+        const nep_param *p = &g->params[n->params[i]];
+        for (int64_t j = 0; j < p->numel; j++) c += g->values[p->offset + j] != 0;
+    }
+    return c;
+}
+
+int64_t nep_node_act_bytes(const nep_graph *g, const nep_node *n) {
+    return nep_op(n->op)->aliases_input ? 0
+                                        : nep_shape_numel(&n->shape) * (int64_t)sizeof(nep_real);
+}
+
+int64_t nep_graph_param_count(const nep_graph *g) {
+    int64_t c = 0;
+    for (int i = 0; i < g->n_params; i++)
+        if (!g->nodes[g->params[i].node].dead && (g->params[i].flags & NEP_PARAM_TRAINABLE))
+            c += g->params[i].numel;
+    return c;
+}
+
+void nep_graph_apply_masks(nep_graph *g) {
+    for (int64_t i = 0; i < g->n_values; i++)
+        if (!g->masks[i]) g->values[i] = 0;
+}

@@ -1,0 +1,171 @@
+/* Dispatch from a spec to its builder, PyTorch-style initialization, and the spec's
+ * JSON form (stored in checkpoints under "arch"). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "nepenthe/model.h"
+
+nep_status nep_build_mlp(const nep_model_spec *s, nep_graph *g, nep_err *err);
+
+static const struct {
+    nep_op_kind op;
+    const char *name;
+} acts[] = {
+    {NEP_OP_RELU, "relu"}, {NEP_OP_LEAKY_RELU, "leaky_relu"}, {NEP_OP_PRELU, "prelu"},
+    {NEP_OP_RELU6, "relu6"}, {NEP_OP_GELU, "gelu"}, {NEP_OP_SILU, "silu"},
+};
+
+const char *nep_act_name(nep_op_kind act) {
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
+        if (acts[i].op == act) return acts[i].name;
+    return "?";
+}
+
+int nep_act_from_name(const char *name) {
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
+        if (strcmp(acts[i].name, name) == 0) return (int)acts[i].op;
+    return -1;
+}
+
+nep_model_spec nep_model_spec_default(void) {
+    nep_model_spec s = {.name = "mlp", .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10,
+                        .n_hidden = 3, .hidden = {1024, 1024, 1024}, .act = NEP_OP_RELU,
+                        .slope = 0.01};
+    return s;
+}
+
+static void uniform_fill(nep_real *p, int64_t n, double bound, nep_rng *rng) {
+    for (int64_t i = 0; i < n; i++) p[i] = (nep_real)((2 * nep_rng_uniform(rng) - 1) * bound);
+}
+
+/* torch.nn.Linear.reset_parameters: kaiming_uniform(a=sqrt(5)) is U(+-1/sqrt(fan_in));
+ * the bias uses the same bound. PReLU starts at 0.25. */
+static void init_params(nep_graph *g, nep_rng *rng) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        nep_node *n = &g->nodes[i];
+        if (n->op == NEP_OP_LINEAR) {
+            const nep_param *w = &g->params[n->params[0]];
+            double bound = 1.0 / sqrt((double)w->shape[1]);
+            for (int k = 0; k < n->n_params; k++) {
+                const nep_param *p = &g->params[n->params[k]];
+                uniform_fill(g->values + p->offset, p->numel, bound, rng);
+            }
+        } else if (n->op == NEP_OP_PRELU) {
+            const nep_param *p = &g->params[n->params[0]];
+            for (int64_t k = 0; k < p->numel; k++) g->values[p->offset + k] = (nep_real)0.25;
+        }
+    }
+}
+
+nep_status nep_model_build(const nep_model_spec *spec, nep_graph *g, nep_rng *rng,
+                           nep_err *err) {
+    if (spec->in_c < 1 || spec->in_h < 1 || spec->in_w < 1 || spec->classes < 2)
+        return nep_fail(err, NEP_ERR_ARG, "model '%s': input %dx%dx%d with %d classes is not "
+                        "a valid shape", spec->name, spec->in_c, spec->in_h, spec->in_w,
+                        spec->classes);
+    for (int i = 0; i < spec->n_hidden; i++)
+        if (spec->hidden[i] < 1)
+            return nep_fail(err, NEP_ERR_ARG, "model '%s': hidden width %lld is not positive",
+                            spec->name, (long long)spec->hidden[i]);
+    if (nep_act_name(spec->act)[0] == '?')
+        return nep_fail(err, NEP_ERR_ARG, "model '%s': activation is not a rectifier", spec->name);
+    nep_graph_init(g);
+    nep_status s;
+    if (strcmp(spec->name, "mlp") == 0)
+        s = nep_build_mlp(spec, g, err);
+    else
+        s = nep_fail(err, NEP_ERR_ARG, "unknown model '%s' (known: mlp)", spec->name);
+    if (s == NEP_OK) s = nep_graph_finalize(g, err);
+    if (s != NEP_OK) {
+        nep_graph_free(g);
+        return s;
+    }
+    if (rng) init_params(g, rng);
+    return NEP_OK;
+}
+
+char *nep_model_spec_to_json(const nep_model_spec *s) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", s->name);
+    cJSON *in = cJSON_AddArrayToObject(o, "input");
+    cJSON_AddItemToArray(in, cJSON_CreateNumber(s->in_c));
+    cJSON_AddItemToArray(in, cJSON_CreateNumber(s->in_h));
+    cJSON_AddItemToArray(in, cJSON_CreateNumber(s->in_w));
+    cJSON_AddNumberToObject(o, "classes", s->classes);
+    cJSON *h = cJSON_AddArrayToObject(o, "hidden");
+    for (int i = 0; i < s->n_hidden; i++) cJSON_AddItemToArray(h, cJSON_CreateNumber((double)s->hidden[i]));
+    cJSON_AddStringToObject(o, "act", nep_act_name(s->act));
+    cJSON_AddNumberToObject(o, "slope", s->slope);
+    cJSON_AddNumberToObject(o, "dropout", s->dropout);
+    char *txt = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return txt;
+}
+
+static nep_status json_int(const cJSON *o, const char *key, int64_t lo, int64_t hi, int64_t *out,
+                           nep_err *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)lo ||
+        v->valuedouble > (double)hi)
+        return nep_fail(err, NEP_ERR_FORMAT, "arch: '%s' must be an integer in [%lld, %lld]", key,
+                        (long long)lo, (long long)hi);
+    *out = (int64_t)v->valuedouble;
+    return NEP_OK;
+}
+
+static nep_status parse_spec(const cJSON *o, nep_model_spec *s, nep_err *err) {
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "model");
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(o, "input");
+    const cJSON *hidden = cJSON_GetObjectItemCaseSensitive(o, "hidden");
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, "act");
+    if (!cJSON_IsString(name) || strlen(name->valuestring) >= sizeof s->name)
+        return nep_fail(err, NEP_ERR_FORMAT, "arch: 'model' must be a short string");
+    snprintf(s->name, sizeof s->name, "%s", name->valuestring);
+    if (!cJSON_IsArray(in) || cJSON_GetArraySize(in) != 3)
+        return nep_fail(err, NEP_ERR_FORMAT, "arch: 'input' must be [C, H, W]");
+    int dims[3];
+    for (int i = 0; i < 3; i++) {
+        const cJSON *d = cJSON_GetArrayItem(in, i);
+        if (!cJSON_IsNumber(d) || d->valuedouble < 1 || d->valuedouble > 65536)
+            return nep_fail(err, NEP_ERR_FORMAT, "arch: 'input' must hold 3 positive sizes");
+        dims[i] = (int)d->valuedouble;
+    }
+    s->in_c = dims[0], s->in_h = dims[1], s->in_w = dims[2];
+    int64_t classes = 0;
+    NEP_TRY(json_int(o, "classes", 2, 1 << 20, &classes, err));
+    s->classes = (int)classes;
+    if (!cJSON_IsArray(hidden) || cJSON_GetArraySize(hidden) > NEP_MAX_HIDDEN)
+        return nep_fail(err, NEP_ERR_FORMAT, "arch: 'hidden' must be a list of at most %d widths",
+                        NEP_MAX_HIDDEN);
+    s->n_hidden = cJSON_GetArraySize(hidden);
+    for (int i = 0; i < s->n_hidden; i++) {
+        const cJSON *d = cJSON_GetArrayItem(hidden, i);
+        if (!cJSON_IsNumber(d) || d->valuedouble < 1 || d->valuedouble > (double)(1 << 24))
+            return nep_fail(err, NEP_ERR_FORMAT, "arch: 'hidden' widths must be positive");
+        s->hidden[i] = (int64_t)d->valuedouble;
+    }
+    int a = cJSON_IsString(act) ? nep_act_from_name(act->valuestring) : -1;
+    if (a < 0) return nep_fail(err, NEP_ERR_FORMAT, "arch: 'act' is not a known rectifier");
+    s->act = (nep_op_kind)a;
+    const cJSON *slope = cJSON_GetObjectItemCaseSensitive(o, "slope");
+    const cJSON *drop = cJSON_GetObjectItemCaseSensitive(o, "dropout");
+    s->slope = cJSON_IsNumber(slope) ? slope->valuedouble : 0.01;
+    s->dropout = cJSON_IsNumber(drop) ? drop->valuedouble : 0;
+    return NEP_OK;
+}
+
+nep_status nep_model_spec_from_json(const char *json, nep_model_spec *s, nep_err *err) {
+    memset(s, 0, sizeof *s);
+    cJSON *o = cJSON_Parse(json);
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return nep_fail(err, NEP_ERR_FORMAT, "arch: not a JSON object");
+    }
+    nep_status st = parse_spec(o, s, err);
+    cJSON_Delete(o);
+    return st;
+}

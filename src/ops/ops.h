@@ -1,0 +1,57 @@
+/* The table of op kinds. Each op lives in its own file with its shape rule, FLOP
+ * count, forward and backward side by side; this table is the only place that maps
+ * an op kind to them. A CUDA backend later supplies its own forward/backward
+ * columns for the same kinds. */
+#ifndef NEPENTHE_OPS_H
+#define NEPENTHE_OPS_H
+
+#include "nepenthe/graph.h"
+
+typedef struct nep_op_def {
+    const char *name;      /* as PyTorch names the module: "Linear", "ReLU" */
+    int min_inputs, max_inputs;
+    int states;            /* rectifiers: activation states (2, or 3 for ReLU6); else 0 */
+    bool aliases_input;    /* output and its gradient are input 0's buffers */
+    /* Sets n->shape from the inputs' shapes; checks attributes and parameter shapes. */
+    nep_status (*infer)(nep_graph *g, nep_node *n, nep_err *err);
+    /* Per-sample forward FLOPs. */
+    int64_t (*flops)(const nep_graph *g, const nep_node *n);
+    /* Per-sample count of nep_real scratch the op keeps between forward and backward
+     * (ex->state[id]); NULL for none. */
+    int64_t (*state_reals)(const nep_graph *g, const nep_node *n);
+    void (*forward)(nep_exec *ex, int id);
+    /* Accumulates into the inputs' gradients (when not NULL) and into g->grads. */
+    void (*backward)(nep_exec *ex, int id);
+} nep_op_def;
+
+const nep_op_def *nep_op(nep_op_kind kind);
+/* Op kind from its table name ("ReLU"), or -1. */
+int nep_op_from_name(const char *name);
+
+/* Shared helpers for op files. */
+static inline const nep_shape *nep_in_shape(const nep_graph *g, const nep_node *n, int i) {
+    return &g->nodes[n->inputs[i]].shape;
+}
+static inline nep_real *nep_param_ptr(const nep_graph *g, const nep_node *n, int i) {
+    return g->values + g->params[n->params[i]].offset;
+}
+static inline nep_real *nep_grad_ptr(const nep_graph *g, const nep_node *n, int i) {
+    return g->grads + g->params[n->params[i]].offset;
+}
+/* Elements of node id's output for the current batch. */
+static inline int64_t nep_exec_numel(const nep_exec *ex, int id) {
+    return ex->batch * nep_shape_numel(&ex->g->nodes[id].shape);
+}
+/* Shape rule shared by elementwise ops: output shape = input 0's shape. */
+nep_status nep_infer_same(nep_graph *g, nep_node *n, nep_err *err);
+/* FLOPs of elementwise ops: one per element. */
+int64_t nep_flops_elementwise(const nep_graph *g, const nep_node *n);
+
+/* Threshold below which elementwise loops stay on one thread. */
+#define NEP_PAR_MIN 32768
+
+extern const nep_op_def nep_op_input, nep_op_linear, nep_op_relu, nep_op_leaky_relu,
+    nep_op_prelu, nep_op_relu6, nep_op_gelu, nep_op_silu, nep_op_identity, nep_op_flatten,
+    nep_op_dropout, nep_op_add;
+
+#endif

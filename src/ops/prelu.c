@@ -1,0 +1,65 @@
+/* PReLU with one learned slope per channel, as torch.nn.PReLU(num_parameters=C).
+ *   z [B, C, ...]   a [C] ("weight")   y [B, C, ...]
+ * y = z > 0 ? z : a_c z;  dz += z > 0 ? dy : a_c dy;  da_c += sum_{z <= 0} dy z */
+#include "ops/ops.h"
+
+static nep_status prelu_infer(nep_graph *g, nep_node *n, nep_err *err) {
+    const nep_shape *in = nep_in_shape(g, n, 0);
+    const nep_param *a = &g->params[n->params[0]];
+    if (n->n_params != 1 || a->ndim != 1 || a->shape[0] != in->d[0])
+        return nep_fail(err, NEP_ERR_SHAPE, "node '%s' (PReLU): weight must have one slope per "
+                        "channel (%lld)", n->name, (long long)in->d[0]);
+    n->shape = *in;
+    return NEP_OK;
+}
+
+/* Channel c's values in sample b are z[(b*C + c)*inner + k], k < inner. */
+static void prelu_dims(const nep_exec *ex, const nep_node *n, int64_t *C, int64_t *inner) {
+    const nep_shape *s = nep_in_shape(ex->g, n, 0);
+    *C = s->d[0];
+    *inner = nep_shape_numel(s) / *C;
+}
+
+static void prelu_forward(nep_exec *ex, int id) {
+    const nep_node *n = &ex->g->nodes[id];
+    int64_t C, inner;
+    prelu_dims(ex, n, &C, &inner);
+    const nep_real *z = ex->act[n->inputs[0]], *a = nep_param_ptr(ex->g, n, 0);
+    nep_real *y = ex->act[id];
+    const int64_t rows = ex->batch * C;
+#pragma omp parallel for if (rows * inner > NEP_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const nep_real s = a[r % C];
+        for (int64_t k = r * inner; k < (r + 1) * inner; k++) y[k] = z[k] > 0 ? z[k] : s * z[k];
+    }
+}
+
+static void prelu_backward(nep_exec *ex, int id) {
+    const nep_node *n = &ex->g->nodes[id];
+    int64_t C, inner;
+    prelu_dims(ex, n, &C, &inner);
+    const nep_real *z = ex->act[n->inputs[0]], *a = nep_param_ptr(ex->g, n, 0), *dy = ex->dact[id];
+    nep_real *dz = ex->dact[n->inputs[0]], *da = nep_grad_ptr(ex->g, n, 0);
+    /* Per-channel slope gradients are summed in a fixed order so runs reproduce. */
+    for (int64_t c = 0; c < C; c++) {
+        nep_real acc = 0;
+        for (int64_t b = 0; b < ex->batch; b++) {
+            const int64_t base = (b * C + c) * inner;
+            for (int64_t k = base; k < base + inner; k++) {
+                if (z[k] > 0) {
+                    if (dz) dz[k] += dy[k];
+                } else {
+                    if (dz) dz[k] += a[c] * dy[k];
+                    acc += dy[k] * z[k];
+                }
+            }
+        }
+        da[c] += acc;
+    }
+}
+
+const nep_op_def nep_op_prelu = {
+    .name = "PReLU", .min_inputs = 1, .max_inputs = 1, .states = 2,
+    .infer = prelu_infer, .flops = nep_flops_elementwise,
+    .forward = prelu_forward, .backward = prelu_backward,
+};

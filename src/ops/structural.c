@@ -1,0 +1,62 @@
+/* Ops that move no data: Input (the batch itself), Identity and Flatten (their output
+ * is their input's buffer, so forward and backward are nothing), and Add.
+ *   Flatten: [B, C, H, W] -> [B, C*H*W]   Add: y = x0 + x1 (+ ...), same shapes */
+#include "ops/ops.h"
+
+static nep_status flatten_infer(nep_graph *g, nep_node *n, nep_err *err) {
+    n->shape = (nep_shape){1, {nep_shape_numel(nep_in_shape(g, n, 0))}};
+    return NEP_OK;
+}
+
+static nep_status add_infer(nep_graph *g, nep_node *n, nep_err *err) {
+    const nep_shape *s0 = nep_in_shape(g, n, 0);
+    for (int i = 1; i < n->n_inputs; i++) {
+        const nep_shape *si = nep_in_shape(g, n, i);
+        bool same = si->ndim == s0->ndim;
+        for (int d = 0; same && d < s0->ndim; d++) same = si->d[d] == s0->d[d];
+        if (!same)
+            return nep_fail(err, NEP_ERR_SHAPE, "node '%s' (Add): input %d's shape differs "
+                            "from input 0's", n->name, i);
+    }
+    n->shape = *s0;
+    return NEP_OK;
+}
+
+static int64_t add_flops(const nep_graph *g, const nep_node *n) {
+    return (n->n_inputs - 1) * nep_shape_numel(&n->shape);
+}
+
+static void add_forward(nep_exec *ex, int id) {
+    const nep_node *n = &ex->g->nodes[id];
+    const int64_t len = nep_exec_numel(ex, id);
+    nep_real *y = ex->act[id];
+    const nep_real *x0 = ex->act[n->inputs[0]];
+#pragma omp parallel for simd if (len > NEP_PAR_MIN)
+    for (int64_t i = 0; i < len; i++) y[i] = x0[i];
+    for (int k = 1; k < n->n_inputs; k++) {
+        const nep_real *xk = ex->act[n->inputs[k]];
+#pragma omp parallel for simd if (len > NEP_PAR_MIN)
+        for (int64_t i = 0; i < len; i++) y[i] += xk[i];
+    }
+}
+
+static void add_backward(nep_exec *ex, int id) {
+    const nep_node *n = &ex->g->nodes[id];
+    const int64_t len = nep_exec_numel(ex, id);
+    const nep_real *dy = ex->dact[id];
+    for (int k = 0; k < n->n_inputs; k++) {
+        nep_real *dx = ex->dact[n->inputs[k]];
+        if (!dx) continue;
+#pragma omp parallel for simd if (len > NEP_PAR_MIN)
+        for (int64_t i = 0; i < len; i++) dx[i] += dy[i];
+    }
+}
+
+const nep_op_def nep_op_input = {.name = "Input", .min_inputs = 0, .max_inputs = 0};
+const nep_op_def nep_op_identity = {.name = "Identity", .min_inputs = 1, .max_inputs = 1,
+                                    .aliases_input = true, .infer = nep_infer_same};
+const nep_op_def nep_op_flatten = {.name = "Flatten", .min_inputs = 1, .max_inputs = 1,
+                                   .aliases_input = true, .infer = flatten_infer};
+const nep_op_def nep_op_add = {.name = "Add", .min_inputs = 2, .max_inputs = NEP_MAX_INPUTS,
+                               .infer = add_infer, .flops = add_flops,
+                               .forward = add_forward, .backward = add_backward};

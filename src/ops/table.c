@@ -1,0 +1,35 @@
+#include <string.h>
+
+#include "ops/ops.h"
+
+static const nep_op_def *const table[NEP_OP_COUNT] = {
+    [NEP_OP_INPUT] = &nep_op_input,
+    [NEP_OP_LINEAR] = &nep_op_linear,
+    [NEP_OP_RELU] = &nep_op_relu,
+    [NEP_OP_LEAKY_RELU] = &nep_op_leaky_relu,
+    [NEP_OP_PRELU] = &nep_op_prelu,
+    [NEP_OP_RELU6] = &nep_op_relu6,
+    [NEP_OP_GELU] = &nep_op_gelu,
+    [NEP_OP_SILU] = &nep_op_silu,
+    [NEP_OP_IDENTITY] = &nep_op_identity,
+    [NEP_OP_FLATTEN] = &nep_op_flatten,
+    [NEP_OP_DROPOUT] = &nep_op_dropout,
+    [NEP_OP_ADD] = &nep_op_add,
+};
+
+const nep_op_def *nep_op(nep_op_kind kind) { return table[kind]; }
+
+int nep_op_from_name(const char *name) {
+    for (int k = 0; k < NEP_OP_COUNT; k++)
+        if (strcmp(table[k]->name, name) == 0) return k;
+    return -1;
+}
+
+nep_status nep_infer_same(nep_graph *g, nep_node *n, nep_err *err) {
+    n->shape = *nep_in_shape(g, n, 0);
+    return NEP_OK;
+}
+
+int64_t nep_flops_elementwise(const nep_graph *g, const nep_node *n) {
+    return nep_shape_numel(&n->shape);
+}

@@ -1,0 +1,121 @@
+/* Training step, epoch and evaluation loops. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nepenthe/train.h"
+
+double nep_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int64_t out_features(const nep_graph *g) {
+    return nep_shape_numel(&g->nodes[g->output].shape);
+}
+
+nep_status nep_trainer_init(nep_trainer *t, nep_graph *g, const nep_optim_cfg *cfg,
+                            int64_t batch, nep_err *err) {
+    memset(t, 0, sizeof *t);
+    t->g = g;
+    t->batch = batch;
+    NEP_TRY(nep_exec_init(&t->ex, g, batch, err));
+    nep_status s = nep_optim_init(&t->opt, cfg, g, err);
+    if (s != NEP_OK) {
+        nep_exec_free(&t->ex);
+        return s;
+    }
+    int64_t in = nep_shape_numel(&g->nodes[g->input].shape);
+    t->x = aligned_alloc(64, ((size_t)(batch * in) * sizeof(nep_real) + 63) & ~(size_t)63);
+    t->y = malloc(sizeof(int32_t) * (size_t)batch);
+    t->dlogits = malloc(sizeof(nep_real) * (size_t)(batch * out_features(g)));
+    if (!t->x || !t->y || !t->dlogits) {
+        nep_trainer_free(t);
+        return nep_fail(err, NEP_ERR_NOMEM, "out of memory for a batch of %lld", (long long)batch);
+    }
+    return NEP_OK;
+}
+
+void nep_trainer_free(nep_trainer *t) {
+    nep_exec_free(&t->ex);
+    nep_optim_free(&t->opt);
+    free(t->x);
+    free(t->y);
+    free(t->dlogits);
+    memset(t, 0, sizeof *t);
+}
+
+nep_status nep_train_step(nep_trainer *t, int64_t b, double lr, nep_rng *rng, double *loss,
+                          int64_t *correct, nep_err *err) {
+    t->ex.training = true;
+    t->ex.rng = rng;
+    const nep_real *logits = nep_exec_forward(&t->ex, t->x, b);
+    double l = nep_xent(logits, t->y, b, out_features(t->g), t->dlogits, correct);
+    *loss = l;
+    if (!isfinite(l))
+        return nep_fail(err, NEP_ERR_NUMERIC, "loss is %g at optimizer step %lld: training "
+                        "diverged (lower the learning rate)", l, (long long)t->opt.step + 1);
+    nep_exec_backward(&t->ex, t->dlogits);
+    nep_optim_step(&t->opt, t->g, lr);
+    return NEP_OK;
+}
+
+nep_status nep_train_epoch(nep_trainer *t, nep_loader *loader, double lr, nep_rng *rng,
+                           nep_progress_fn progress, void *progress_ctx,
+                           nep_epoch_stats *out, nep_err *err) {
+    const double t0 = nep_now();
+    const int64_t total = nep_loader_batches(loader) * loader->batch;
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0, b;
+    nep_loader_epoch(loader, rng);
+    while ((b = nep_loader_next(loader, t->x, t->y)) > 0) {
+        double loss;
+        NEP_TRY(nep_train_step(t, b, lr, rng, &loss, &correct, err));
+        loss_sum += loss * (double)b;
+        seen += b;
+        if (progress) progress(progress_ctx, seen, total, loss_sum / (double)seen, nep_now() - t0);
+    }
+    out->samples = seen;
+    out->seconds = nep_now() - t0;
+    out->loss = seen ? loss_sum / (double)seen : 0;
+    out->top1 = seen ? 100.0 * (double)correct / (double)seen : 0;
+    out->img_per_s = out->seconds > 0 ? (double)seen / out->seconds : 0;
+    return NEP_OK;
+}
+
+nep_status nep_evaluate(nep_graph *g, const nep_dataset *d, const nep_normalize *norm,
+                        int64_t batch, double *top1, double *loss, nep_err *err) {
+    nep_loader loader;
+    nep_exec ex;
+    NEP_TRY(nep_loader_init(&loader, d, norm, batch, false, false, err));
+    nep_status s = nep_exec_init(&ex, g, batch, err);
+    if (s != NEP_OK) {
+        nep_loader_free(&loader);
+        return s;
+    }
+    int64_t in = nep_shape_numel(&g->nodes[g->input].shape);
+    nep_real *x = malloc(sizeof(nep_real) * (size_t)(batch * in));
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)batch);
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0, b;
+    if (!x || !y) {
+        s = nep_fail(err, NEP_ERR_NOMEM, "out of memory for an evaluation batch");
+        goto done;
+    }
+    nep_loader_epoch(&loader, NULL);
+    while ((b = nep_loader_next(&loader, x, y)) > 0) {
+        const nep_real *logits = nep_exec_forward(&ex, x, b);
+        loss_sum += nep_xent(logits, y, b, out_features(g), NULL, &correct) * (double)b;
+        seen += b;
+    }
+    *top1 = seen ? 100.0 * (double)correct / (double)seen : 0;
+    if (loss) *loss = seen ? loss_sum / (double)seen : 0;
+done:
+    free(x);
+    free(y);
+    nep_exec_free(&ex);
+    nep_loader_free(&loader);
+    return s;
+}

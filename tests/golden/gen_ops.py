@@ -1,0 +1,90 @@
+"""Golden references for nepenthe's elementwise activations, linear layer and cross entropy.
+
+Usage: /usr/bin/python3 tests/golden/gen_ops.py OUTDIR   -> writes OUTDIR/ops.safetensors
+
+Inputs are drawn in float32 (stored as float32); references are computed by PyTorch in
+float64 from exactly those float32 values, and stored as float64. Gradients come from
+autograd, so they follow PyTorch's conventions at kinks (x == 0, relu6 at x == 6).
+"""
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import safetensors_np  # noqa: E402
+
+SLOPE = 0.1
+ACTS = {
+    "relu": F.relu,
+    "leaky_relu": lambda x: F.leaky_relu(x, negative_slope=SLOPE),
+    "relu6": F.relu6,
+    "gelu": lambda x: F.gelu(x, approximate="none"),
+    "silu": F.silu,
+    "identity": lambda x: x * 1.0,  # "* 1.0" keeps an autograd node; exact in float64
+}
+
+
+def f64(t):
+    return t.detach().double().requires_grad_(True)
+
+
+def out(t):
+    return t.detach().numpy()
+
+
+def act_input(shape, relu6=False):
+    """randn*3 with a few exact zeros (and exact sixes for relu6)."""
+    x = torch.randn(shape) * 3
+    flat = x.view(-1)
+    flat[[0, 7, 19, 33]] = 0.0
+    if relu6:
+        flat[[3, 11, 25, 40]] = 6.0
+    return x
+
+
+def main(outdir):
+    torch.manual_seed(0)
+    t = {}
+
+    for name, fn in ACTS.items():
+        x, gy = act_input((8, 6), relu6=(name == "relu6")), torch.randn(8, 6)
+        xd = f64(x)
+        y = fn(xd)
+        (gx,) = torch.autograd.grad((y * gy.double()).sum(), xd)
+        t.update({f"{name}.x": out(x), f"{name}.gy": out(gy), f"{name}.y": out(y), f"{name}.gx": out(gx)})
+
+    for name, shape in (("prelu", (8, 6)), ("prelu4d", (4, 6, 3, 5))):
+        x, gy = act_input(shape), torch.randn(shape)
+        w = torch.rand(6) * 0.5
+        xd, wd = f64(x), f64(w)
+        y = F.prelu(xd, wd)
+        gx, gw = torch.autograd.grad((y * gy.double()).sum(), (xd, wd))
+        t.update({f"{name}.x": out(x), f"{name}.weight": out(w), f"{name}.gy": out(gy),
+                  f"{name}.y": out(y), f"{name}.gx": out(gx), f"{name}.gweight": out(gw)})
+
+    x, w, b, gy = torch.randn(8, 20), torch.randn(12, 20) * 0.2, torch.randn(12) * 0.2, torch.randn(8, 12)
+    xd, wd, bd = f64(x), f64(w), f64(b)
+    y = F.linear(xd, wd, bd)
+    gx, gw, gb = torch.autograd.grad((y * gy.double()).sum(), (xd, wd, bd))
+    t.update({"linear.x": out(x), "linear.weight": out(w), "linear.bias": out(b), "linear.gy": out(gy),
+              "linear.y": out(y), "linear.gx": out(gx), "linear.gweight": out(gw), "linear.gbias": out(gb)})
+
+    logits, target = torch.randn(8, 10) * 2, torch.randint(0, 10, (8,))
+    for name, lg in (("ce", logits), ("ce_big", logits * 100)):  # ce_big: same target, huge logits
+        ld = f64(lg)
+        loss = F.cross_entropy(ld, target)  # mean reduction
+        (gl,) = torch.autograd.grad(loss, ld)
+        t.update({f"{name}.logits": out(lg), f"{name}.target": out(target),
+                  f"{name}.loss": out(loss).reshape(1), f"{name}.glogits": out(gl)})
+
+    os.makedirs(outdir, exist_ok=True)
+    safetensors_np.save(os.path.join(outdir, "ops.safetensors"), t,
+                        {"leaky_relu.slope": str(SLOPE), "torch": torch.__version__})
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])

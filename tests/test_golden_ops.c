@@ -1,0 +1,139 @@
+/* Every op's forward and backward against PyTorch (build/golden/ops.safetensors,
+ * written by tests/golden/gen_ops.py: float32 inputs, float64 references computed by
+ * PyTorch from those inputs). Tolerance: relative 1e-5 (float32 rounding of sums
+ * of up to 20 terms and of erf/exp stays below it), absolute 1e-6 for values near 0. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nepenthe/safetensors.h"
+#include "nepenthe/train.h"
+#include "testutil.h"
+
+#define RTOL 1e-5
+#define ATOL 1e-6
+
+static nep_safetensors golden;
+
+static int load_golden(void **state) {
+    char *path = nep_test_path(nep_test_golden_dir(), "ops.safetensors");
+    nep_err err;
+    int rc = nep_st_read(path, &golden, &err) == NEP_OK ? 0 : -1;
+    if (rc) fprintf(stderr, "%s (run `make golden`)\n", err.msg);
+    free(path);
+    return rc;
+}
+static int free_golden(void **state) {
+    nep_st_free(&golden);
+    return 0;
+}
+
+static const nep_st_tensor *get(const char *prefix, const char *name) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", prefix, name);
+    const nep_st_tensor *t = nep_st_find(&golden, full);
+    if (!t) fprintf(stderr, "golden tensor %s missing\n", full);
+    assert_non_null(t);
+    return t;
+}
+
+static nep_real *as_real(const nep_st_tensor *t) {
+    float *f = malloc(sizeof(float) * (size_t)t->numel);
+    nep_real *r = malloc(sizeof(nep_real) * (size_t)t->numel);
+    assert_int_equal(nep_st_to_f32(t, f, t->numel, NULL), NEP_OK);
+    for (int64_t i = 0; i < t->numel; i++) r[i] = f[i];
+    free(f);
+    return r;
+}
+
+static double *as_f64(const nep_st_tensor *t) {
+    double *d = malloc(sizeof(double) * (size_t)t->numel);
+    assert_int_equal(nep_st_to_f64(t, d, t->numel, NULL), NEP_OK);
+    return d;
+}
+
+static void expect(const char *prefix, const char *name, const nep_real *got) {
+    const nep_st_tensor *t = get(prefix, name);
+    double *want = as_f64(t);
+    char what[128];
+    snprintf(what, sizeof what, "%s.%s", prefix, name);
+    NEP_ASSERT_CLOSE(got, want, t->numel, RTOL, ATOL, what);
+    free(want);
+}
+
+/* Runs golden case `prefix` for op: x [B, ...] -> y, gy -> gx and parameter grads. */
+static void check_op(const char *prefix, nep_op_kind op, nep_attrs attrs) {
+    const nep_st_tensor *tx = get(prefix, "x");
+    nep_shape in = {tx->ndim - 1, {0}};
+    for (int d = 1; d < tx->ndim; d++) in.d[d - 1] = tx->shape[d];
+    const int64_t B = tx->shape[0];
+    nep_graph g;
+    int id = nep_test_op_graph(&g, op, attrs, in);
+    const char *pnames[] = {"weight", "bias"};
+    for (int k = 0; k < g.nodes[id].n_params; k++) {
+        nep_real *v = as_real(get(prefix, pnames[k]));
+        const nep_param *p = &g.params[g.nodes[id].params[k]];
+        memcpy(g.values + p->offset, v, sizeof(nep_real) * (size_t)p->numel);
+        free(v);
+    }
+    nep_exec ex;
+    assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
+    assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
+    nep_real *x = as_real(tx), *gy = as_real(get(prefix, "gy"));
+    expect(prefix, "y", nep_exec_forward(&ex, x, B));
+    nep_exec_backward(&ex, gy);
+    expect(prefix, "gx", ex.dact[g.input]);
+    const char *gnames[] = {"gweight", "gbias"};
+    for (int k = 0; k < g.nodes[id].n_params; k++)
+        expect(prefix, gnames[k], g.grads + g.params[g.nodes[id].params[k]].offset);
+    free(x);
+    free(gy);
+    nep_exec_free(&ex);
+    nep_graph_free(&g);
+}
+
+static void test_relu(void **s) { check_op("relu", NEP_OP_RELU, (nep_attrs){0}); }
+static void test_leaky_relu(void **s) {
+    const char *slope = nep_st_meta_get(&golden, "leaky_relu.slope");
+    assert_non_null(slope);
+    check_op("leaky_relu", NEP_OP_LEAKY_RELU, (nep_attrs){.slope = atof(slope)});
+}
+static void test_relu6(void **s) { check_op("relu6", NEP_OP_RELU6, (nep_attrs){0}); }
+static void test_gelu(void **s) { check_op("gelu", NEP_OP_GELU, (nep_attrs){0}); }
+static void test_silu(void **s) { check_op("silu", NEP_OP_SILU, (nep_attrs){0}); }
+static void test_identity(void **s) { check_op("identity", NEP_OP_IDENTITY, (nep_attrs){0}); }
+static void test_prelu(void **s) { check_op("prelu", NEP_OP_PRELU, (nep_attrs){0}); }
+static void test_prelu4d(void **s) { check_op("prelu4d", NEP_OP_PRELU, (nep_attrs){0}); }
+static void test_linear(void **s) {
+    check_op("linear", NEP_OP_LINEAR,
+             (nep_attrs){.features = get("linear", "weight")->shape[0], .bias = true});
+}
+
+static void check_xent(const char *prefix) {
+    const nep_st_tensor *tl = get(prefix, "logits"), *tt = get(prefix, "target");
+    const int64_t B = tl->shape[0], K = tl->shape[1];
+    nep_real *logits = as_real(tl), *d = malloc(sizeof(nep_real) * (size_t)(B * K));
+    int32_t *target = malloc(sizeof(int32_t) * (size_t)B);
+    assert_int_equal(tt->dtype, NEP_DT_I64);
+    for (int64_t b = 0; b < B; b++) target[b] = (int32_t)((const int64_t *)tt->data)[b];
+    nep_real loss = (nep_real)nep_xent(logits, target, B, K, d, NULL);
+    expect(prefix, "loss", &loss);
+    expect(prefix, "glogits", d);
+    free(logits);
+    free(d);
+    free(target);
+}
+static void test_cross_entropy(void **s) { check_xent("ce"); }
+static void test_cross_entropy_large_logits(void **s) { check_xent("ce_big"); }
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_relu),          cmocka_unit_test(test_leaky_relu),
+        cmocka_unit_test(test_relu6),         cmocka_unit_test(test_gelu),
+        cmocka_unit_test(test_silu),          cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_prelu),         cmocka_unit_test(test_prelu4d),
+        cmocka_unit_test(test_linear),        cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_cross_entropy_large_logits),
+    };
+    return cmocka_run_group_tests(tests, load_golden, free_golden);
+}

@@ -1,0 +1,73 @@
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+double nep_test_close(const nep_real *a, const double *b, int64_t n, double rtol,
+                      double atol, const char *what) {
+    double worst = 0;
+    int64_t wi = -1;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]) / (atol + rtol * fabs(b[i]));
+        if (!(d <= worst)) { /* also catches NaN */
+            worst = isnan(d) ? INFINITY : d;
+            wi = i;
+        }
+    }
+    if (getenv("NEP_TEST_VERBOSE"))
+        fprintf(stderr, "%s: worst error %.3g of tolerance\n", what, worst);
+    if (worst > 1.0)
+        fprintf(stderr, "%s: element %lld: got %.9g, expected %.9g (rtol %g, atol %g)\n",
+                what, (long long)wi, (double)a[wi], b[wi], rtol, atol);
+    return worst;
+}
+
+char *nep_test_tmpdir(void) {
+    const char *base = getenv("TMPDIR");
+    char *tmpl = malloc(4096);
+    snprintf(tmpl, 4096, "%s/nepenthe-test-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(tmpl)) {
+        free(tmpl);
+        return NULL;
+    }
+    return tmpl;
+}
+
+char *nep_test_path(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+const char *nep_test_golden_dir(void) {
+    const char *d = getenv("NEP_GOLDEN_DIR");
+    return d && *d ? d : "build/golden";
+}
+
+int nep_test_write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(data, 1, n, f);
+    return (fclose(f) == 0 && w == n) ? 0 : -1;
+}
+
+int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape in) {
+    nep_graph_init(g);
+    int x = nep_graph_input(g, "input", in);
+    int ins[2] = {x, x};
+    int id = nep_graph_add(g, op, "op", ins, op == NEP_OP_ADD ? 2 : 1, attrs);
+    if (op == NEP_OP_LINEAR) {
+        nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2,
+                            (int64_t[]){attrs.features, in.d[0]});
+        if (attrs.bias)
+            nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){attrs.features});
+    } else if (op == NEP_OP_PRELU) {
+        nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, (int64_t[]){in.d[0]});
+    }
+    nep_err err;
+    assert_int_equal(nep_graph_finalize(g, &err), NEP_OK);
+    return id;
+}

@@ -1,0 +1,34 @@
+/* Helpers shared by the tests (linked into every test binary). */
+#ifndef NEPENTHE_TESTUTIL_H
+#define NEPENTHE_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "nepenthe/real.h"
+
+/* Largest |a-b| / (atol + rtol*|b|) over n elements; <= 1 means "close". Prints the
+ * worst element with `what` when it exceeds 1. */
+double nep_test_close(const nep_real *a, const double *b, int64_t n, double rtol,
+                      double atol, const char *what);
+#define NEP_ASSERT_CLOSE(a, b, n, rtol, atol, what) \
+    assert_true(nep_test_close((a), (b), (n), (rtol), (atol), (what)) <= 1.0)
+
+/* A fresh empty directory under $TMPDIR (or /tmp); caller frees the string. */
+char *nep_test_tmpdir(void);
+/* path joined with name into a static-free malloc'd string. */
+char *nep_test_path(const char *dir, const char *name);
+/* Directory holding the PyTorch golden files ("build/golden" unless NEP_GOLDEN_DIR). */
+const char *nep_test_golden_dir(void);
+/* Writes n bytes to path (for crafting corrupt files); returns 0 on success. */
+int nep_test_write_file(const char *path, const void *data, size_t n);
+
+#endif
+
+#include "nepenthe/graph.h"
+/* Builds input(in) -> one node of kind op (Add: input + input), declaring the op's
+ * parameters the way the model builders do, and finalizes. Returns the node id. */
+int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape in);

@@ -1,0 +1,72 @@
+/* Command-line plumbing shared by the subcommands: option tables with --help,
+ * value parsing with messages naming the flag, and output helpers. Only tools/
+ * prints and exits. */
+#ifndef NEPENTHE_CLI_H
+#define NEPENTHE_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nepenthe/data.h"
+#include "nepenthe/model.h"
+#include "nepenthe/status.h"
+#include "nepenthe/train.h"
+
+typedef enum { OPT_STR, OPT_INT, OPT_REAL, OPT_FLAG } opt_kind;
+
+typedef struct cli_opt {
+    const char *name;    /* without the leading dashes */
+    opt_kind kind;
+    void *dst;           /* const char **, int64_t *, double *, bool * */
+    const char *help;    /* the default, if any, is printed from *dst */
+    bool seen;
+} cli_opt;
+
+#define OPT_END {NULL, OPT_FLAG, NULL, NULL, false}
+
+/* Parses argv[1..] against opts (terminated by OPT_END). Returns 0 to go on, 1 after
+ * printing --help, 2 after printing an error. */
+int cli_parse(const char *cmd, const char *usage, cli_opt *opts, int argc, char **argv);
+bool cli_seen(const cli_opt *opts, const char *name);
+
+/* "a,b,c" -> values; errors name the flag. Returns count or -1. */
+int cli_parse_list(const char *flag, const char *s, int64_t *out, int max);
+
+/* Prints "nepenthe CMD: message" to stderr and returns the process exit code (1). */
+int cli_error(const char *cmd, const nep_err *err);
+int cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Model options shared by train and bench. */
+typedef struct model_opts {
+    const char *model, *hidden, *act, *input;
+    double slope, dropout;
+    int64_t classes;
+} model_opts;
+void model_opts_default(model_opts *m);
+/* Appends the model options to an option table at *n. */
+void model_opts_table(model_opts *m, cli_opt *opts, int *n);
+int model_opts_spec(const char *cmd, const model_opts *m, nep_model_spec *spec);
+
+/* Data: the named data set ("fashion-mnist") from dir (NULL = its default place). */
+int cli_load_data(const char *cmd, const char *name, const char *dir, bool train,
+                  nep_dataset *out);
+
+/* Sets OpenMP and OpenBLAS threads (0 = leave the defaults). */
+void cli_set_threads(int64_t n);
+
+/* Progress on a terminal: one line rewritten in place with percent, img/s, loss, ETA. */
+typedef struct cli_progress {
+    bool tty;
+    const char *label;
+    double last;
+} cli_progress;
+void cli_progress_cb(void *ctx, int64_t done, int64_t total, double loss, double seconds);
+void cli_progress_end(cli_progress *p);
+
+/* Subcommands. */
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,108 @@
+/* nepenthe bench: times training steps and inference on random data. Medians over
+ * steps after warm-up, so that one slow step on a shared machine does not move them. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int64_t n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Median seconds of one inference call at batch b. */
+static int time_inference(nep_graph *g, int64_t b, int64_t calls, const nep_real *x, double *out) {
+    nep_exec ex;
+    nep_err err;
+    if (nep_exec_init(&ex, g, b, &err) != NEP_OK) return cli_error("bench", &err);
+    double *t = malloc(sizeof(double) * (size_t)calls);
+    for (int64_t i = 0; i < 5; i++) nep_exec_forward(&ex, x, b);
+    for (int64_t i = 0; i < calls; i++) {
+        double t0 = nep_now();
+        nep_exec_forward(&ex, x, b);
+        t[i] = nep_now() - t0;
+    }
+    *out = median(t, calls);
+    free(t);
+    nep_exec_free(&ex);
+    return 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+    model_opts m;
+    model_opts_default(&m);
+    int64_t batch = 128, steps = 50, warmup = 5, threads = 0, seed = 0;
+    bool json = false;
+    cli_opt opts[24];
+    int n = 0;
+    model_opts_table(&m, opts, &n);
+    opts[n++] = (cli_opt){"batch", OPT_INT, &batch, "batch size"};
+    opts[n++] = (cli_opt){"steps", OPT_INT, &steps, "timed steps"};
+    opts[n++] = (cli_opt){"warmup", OPT_INT, &warmup, "untimed steps first"};
+    opts[n++] = (cli_opt){"threads", OPT_INT, &threads, "threads (0: all cores)"};
+    opts[n++] = (cli_opt){"seed", OPT_INT, &seed, "seed of weights and data"};
+    opts[n++] = (cli_opt){"json", OPT_FLAG, &json, "end with one JSON line on stdout"};
+    opts[n++] = (cli_opt)OPT_END;
+    int rc = cli_parse("bench", "[model options] [--batch B --steps S] [--json]", opts, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (batch < 1 || steps < 1 || warmup < 0)
+        return cli_errorf("bench", "--batch and --steps must be positive, --warmup non-negative") + 1;
+    nep_model_spec spec;
+    if (model_opts_spec("bench", &m, &spec)) return 2;
+    cli_set_threads(threads);
+
+    nep_rng rng;
+    nep_rng_seed(&rng, (uint64_t)seed);
+    nep_graph g;
+    nep_trainer t;
+    nep_err err;
+    nep_optim_cfg cfg = nep_optim_defaults(NEP_OPTIM_SGD);
+    cfg.lr = 1e-3; /* small enough that random labels do not blow the weights up */
+    if (nep_model_build(&spec, &g, &rng, &err) != NEP_OK) return cli_error("bench", &err);
+    if (nep_trainer_init(&t, &g, &cfg, batch, &err) != NEP_OK) {
+        nep_graph_free(&g);
+        return cli_error("bench", &err);
+    }
+    const int64_t in = (int64_t)spec.in_c * spec.in_h * spec.in_w;
+    for (int64_t i = 0; i < batch * in; i++) t.x[i] = (nep_real)nep_rng_normal(&rng);
+    for (int64_t b = 0; b < batch; b++) t.y[b] = (int32_t)nep_rng_below(&rng, (uint64_t)spec.classes);
+
+    double *times = malloc(sizeof(double) * (size_t)steps), loss;
+    rc = 1;
+    for (int64_t i = 0; i < warmup + steps; i++) {
+        double t0 = nep_now();
+        if (nep_train_step(&t, batch, cfg.lr, &rng, &loss, NULL, &err) != NEP_OK) {
+            cli_error("bench", &err);
+            goto done;
+        }
+        if (i >= warmup) times[i - warmup] = nep_now() - t0;
+    }
+    double step_s = median(times, steps), infer1_s, inferb_s;
+    int64_t calls = steps > 50 ? steps : 50;
+    if (time_inference(&g, 1, calls, t.x, &infer1_s) || time_inference(&g, batch, steps, t.x, &inferb_s))
+        goto done;
+    int64_t flops = 0;
+    for (int k = 0; k < g.n_order; k++) flops += nep_node_flops(&g, &g.nodes[g.order[k]]);
+    /* Training costs about three forward passes (forward, input and weight gradients). */
+    double train_ips = (double)batch / step_s, gflops = 3.0 * (double)flops * train_ips / 1e9;
+    printf("%s batch %lld: train %.0f img/s (%.2f ms/step, ~%.0f GFLOP/s); inference %.3f ms at "
+           "batch 1, %.0f img/s at batch %lld\n", spec.name, (long long)batch, train_ips, 1e3 * step_s,
+           gflops, 1e3 * infer1_s, (double)batch / inferb_s, (long long)batch);
+    if (json)
+        printf("{\"impl\":\"nepenthe\",\"model\":\"%s\",\"batch\":%lld,\"train_img_per_s\":%.1f,"
+               "\"train_ms_median\":%.3f,\"train_gflops\":%.1f,\"infer_ms_batch1\":%.4f,"
+               "\"infer_img_per_s\":%.1f,\"params\":%lld,\"forward_flops\":%lld}\n",
+               spec.name, (long long)batch, train_ips, 1e3 * step_s, gflops, 1e3 * infer1_s,
+               (double)batch / inferb_s, (long long)nep_graph_param_count(&g), (long long)flops);
+    rc = 0;
+done:
+    free(times);
+    nep_trainer_free(&t);
+    nep_graph_free(&g);
+    return rc;
+}

@@ -1,0 +1,151 @@
+/* nepenthe eval and nepenthe info: read a checkpoint; report accuracy or its layers. */
+#include <stdio.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "nepenthe/checkpoint.h"
+#include "ops/ops.h"
+
+/* The split a checkpoint's validation images came from, as recorded by train. */
+static void data_meta(const nep_safetensors *meta, int64_t *val, int64_t *split_seed) {
+    cJSON *j = cJSON_Parse(nep_st_meta_get(meta, "data") ? nep_st_meta_get(meta, "data") : "{}");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "val");
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "split_seed");
+    if (cJSON_IsNumber(v)) *val = (int64_t)v->valuedouble;
+    if (cJSON_IsNumber(s)) *split_seed = (int64_t)s->valuedouble;
+    cJSON_Delete(j);
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "test";
+    int64_t batch = 256, threads = 0;
+    bool json = false;
+    cli_opt opts[] = {
+        {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors) (required)"},
+        {"data", OPT_STR, &data, "data set: fashion-mnist, mnist"},
+        {"data-dir", OPT_STR, &dir, "directory of the data set's files"},
+        {"split", OPT_STR, &split, "test, val or train (val/train: the split recorded at training)"},
+        {"batch", OPT_INT, &batch, "batch size"},
+        {"threads", OPT_INT, &threads, "threads (0: all cores)"},
+        {"json", OPT_FLAG, &json, "end with one JSON line on stdout"},
+        OPT_END,
+    };
+    int rc = cli_parse("eval", "--ckpt FILE [options]", opts, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (!ckpt) return cli_errorf("eval", "--ckpt FILE is required") + 1;
+    bool is_test = strcmp(split, "test") == 0;
+    if (!is_test && strcmp(split, "val") && strcmp(split, "train"))
+        return cli_errorf("eval", "--split: '%s' is not test, val or train", split) + 1;
+    if (batch < 1) return cli_errorf("eval", "--batch must be positive") + 1;
+    cli_set_threads(threads);
+    nep_graph g;
+    nep_model_spec spec;
+    nep_normalize norm;
+    nep_safetensors meta = {0};
+    nep_dataset d = {0}, a = {0}, b = {0};
+    nep_err err;
+    if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("eval", &err);
+    rc = 1;
+    if (cli_load_data("eval", data, dir, !is_test, &d)) goto done;
+    if (norm.c != d.c) {
+        cli_errorf("eval", "%s: no input normalization for %d channel(s) in its metadata", ckpt, d.c);
+        goto done;
+    }
+    const nep_dataset *use = &d;
+    if (!is_test) {
+        int64_t val = 0, seed = 0;
+        data_meta(&meta, &val, &seed);
+        if (val > 0 && nep_dataset_split(&d, val, (uint64_t)seed, &a, &b, &err) != NEP_OK) {
+            cli_error("eval", &err);
+            goto done;
+        }
+        if (val > 0) use = strcmp(split, "val") == 0 ? &b : &a;
+    }
+    double top1, loss;
+    double t0 = nep_now();
+    if (nep_evaluate(&g, use, &norm, batch, &top1, &loss, &err) != NEP_OK) {
+        cli_error("eval", &err);
+        goto done;
+    }
+    double secs = nep_now() - t0;
+    printf("%s on %s %s (%lld images): top-1 %.2f%%  loss %.4f  %.2fs\n", ckpt, data, split,
+           (long long)use->n, top1, loss, secs);
+    if (json)
+        printf("{\"%s_top1\":%.4f,\"loss\":%.6f,\"images\":%lld,\"seconds\":%.3f}\n", split, top1,
+               loss, (long long)use->n, secs);
+    rc = 0;
+done:
+    nep_graph_free(&g);
+    nep_st_free(&meta);
+    nep_dataset_free(&d);
+    nep_dataset_free(&a);
+    nep_dataset_free(&b);
+    return rc;
+}
+
+static void shape_str(char *buf, size_t n, const nep_shape *s) {
+    buf[0] = 0;
+    for (int d = 0; d < s->ndim; d++)
+        snprintf(buf + strlen(buf), n - strlen(buf), "%s%lld", d ? "x" : "", (long long)s->d[d]);
+}
+
+int cmd_info(int argc, char **argv) {
+    const char *ckpt = NULL;
+    bool json = false;
+    cli_opt opts[] = {
+        {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors) (required)"},
+        {"json", OPT_FLAG, &json, "one JSON object on stdout instead of the table"},
+        OPT_END,
+    };
+    int rc = cli_parse("info", "--ckpt FILE [--json]", opts, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (!ckpt) return cli_errorf("info", "--ckpt FILE is required") + 1;
+    nep_graph g;
+    nep_model_spec spec;
+    nep_normalize norm;
+    nep_err err;
+    if (nep_checkpoint_load(ckpt, &g, &spec, &norm, NULL, &err) != NEP_OK) return cli_error("info", &err);
+    cJSON *root = cJSON_CreateObject(), *layers = cJSON_AddArrayToObject(root, "layers");
+    if (!json) printf("%-12s %-10s %-10s %12s %12s %10s\n", "name", "op", "output", "params", "nonzero", "MFLOPs");
+    int64_t tp = 0, tn = 0, tf = 0;
+    for (int k = 0; k < g.n_order; k++) {
+        const nep_node *nd = &g.nodes[g.order[k]];
+        if (nd->op == NEP_OP_INPUT) continue;
+        char shape[64];
+        shape_str(shape, sizeof shape, &nd->shape);
+        int64_t p = nep_node_param_count(&g, nd), nz = nep_node_nonzero_count(&g, nd),
+                f = nep_node_flops(&g, nd);
+        tp += p, tn += nz, tf += f;
+        if (json) {
+            cJSON *l = cJSON_CreateObject();
+            cJSON_AddStringToObject(l, "name", nd->name);
+            cJSON_AddStringToObject(l, "op", nep_op(nd->op)->name);
+            cJSON_AddStringToObject(l, "output", shape);
+            cJSON_AddNumberToObject(l, "params", (double)p);
+            cJSON_AddNumberToObject(l, "nonzero", (double)nz);
+            cJSON_AddNumberToObject(l, "flops", (double)f);
+            cJSON_AddItemToArray(layers, l);
+        } else {
+            printf("%-12s %-10s %-10s %12lld %12lld %10.3f\n", nd->name, nep_op(nd->op)->name, shape,
+                   (long long)p, (long long)nz, (double)f / 1e6);
+        }
+    }
+    if (json) {
+        cJSON_AddNumberToObject(root, "params", (double)tp);
+        cJSON_AddNumberToObject(root, "nonzero", (double)tn);
+        cJSON_AddNumberToObject(root, "flops", (double)tf);
+        char *s = cJSON_PrintUnformatted(root);
+        printf("%s\n", s);
+        cJSON_free(s);
+    } else {
+        printf("%-12s %-10s %-10s %12lld %12lld %10.3f\n", "total", "", "", (long long)tp,
+               (long long)tn, (double)tf / 1e6);
+        printf("sparsity %.2f%%  (per sample forward FLOPs, multiply-add = 2)\n",
+               tp ? 100.0 * (double)(tp - tn) / (double)tp : 0);
+    }
+    cJSON_Delete(root);
+    nep_graph_free(&g);
+    return 0;
+}

@@ -1,0 +1,333 @@
+/* nepenthe train: trains a model, checkpointing after every epoch so that --resume
+ * continues a killed run and ends with the same weights as an uninterrupted one. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "nepenthe/checkpoint.h"
+
+typedef struct train_opts {
+    model_opts m;
+    const char *data, *data_dir, *optimizer, *milestones, *out;
+    int64_t epochs, batch, seed, val, split_seed, threads;
+    double lr, momentum, wd, gamma;
+    bool nesterov, resume, json;
+} train_opts;
+
+/* Everything that must match for --resume to continue the same run (not --epochs,
+ * which a resumed run may extend). */
+static char *options_json(const train_opts *o, const nep_model_spec *spec,
+                          const nep_optim_cfg *cfg) {
+    cJSON *j = cJSON_CreateObject();
+    char *arch = nep_model_spec_to_json(spec);
+    cJSON_AddItemToObject(j, "arch", cJSON_Parse(arch));
+    free(arch);
+    cJSON_AddStringToObject(j, "data", o->data);
+    cJSON_AddNumberToObject(j, "val", (double)o->val);
+    cJSON_AddNumberToObject(j, "split_seed", (double)o->split_seed);
+    cJSON_AddNumberToObject(j, "batch", (double)o->batch);
+    cJSON_AddStringToObject(j, "optimizer", o->optimizer);
+    cJSON_AddNumberToObject(j, "lr", cfg->lr);
+    cJSON_AddNumberToObject(j, "momentum", cfg->momentum);
+    cJSON_AddNumberToObject(j, "wd", cfg->weight_decay);
+    cJSON_AddBoolToObject(j, "nesterov", cfg->nesterov);
+    cJSON *ms = cJSON_AddArrayToObject(j, "milestones");
+    for (int i = 0; i < cfg->n_milestones; i++)
+        cJSON_AddItemToArray(ms, cJSON_CreateNumber((double)cfg->milestones[i]));
+    cJSON_AddNumberToObject(j, "gamma", cfg->gamma);
+    cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static int mkdirs(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
+}
+
+static int optim_from_opts(const train_opts *o, nep_optim_cfg *cfg) {
+    if (strcmp(o->optimizer, "sgd") == 0)
+        *cfg = nep_optim_defaults(NEP_OPTIM_SGD);
+    else if (strcmp(o->optimizer, "adamw") == 0)
+        *cfg = nep_optim_defaults(NEP_OPTIM_ADAMW);
+    else
+        return cli_errorf("train", "--optimizer: unknown '%s' (sgd, adamw)", o->optimizer);
+    cfg->lr = o->lr;
+    cfg->momentum = o->momentum;
+    cfg->weight_decay = o->wd;
+    cfg->nesterov = o->nesterov;
+    cfg->gamma = o->gamma;
+    if (!(o->lr > 0)) return cli_errorf("train", "--lr: must be positive");
+    if (!(o->momentum >= 0 && o->momentum < 1)) return cli_errorf("train", "--momentum: must be in [0, 1)");
+    if (!(o->wd >= 0)) return cli_errorf("train", "--wd: must be non-negative");
+    if (o->nesterov && (cfg->kind != NEP_OPTIM_SGD || o->momentum <= 0))
+        return cli_errorf("train", "--nesterov needs --optimizer sgd and a positive --momentum");
+    if (*o->milestones) {
+        int n = cli_parse_list("milestones", o->milestones, cfg->milestones, NEP_MAX_MILESTONES);
+        if (n < 0) return 1;
+        cfg->n_milestones = n;
+    }
+    return 0;
+}
+
+/* Keeps the log lines of epochs already in the checkpoint (a killed run may have
+ * logged past it, or not yet logged its last epoch). */
+static int trim_log(const char *path, int64_t epochs_done) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[8192], tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *w = fopen(tmp, "w");
+    if (!w) {
+        fclose(f);
+        return -1;
+    }
+    while (fgets(line, sizeof line, f)) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "epoch");
+        if (cJSON_IsNumber(e) && e->valuedouble <= (double)epochs_done) fputs(line, w);
+        cJSON_Delete(j);
+    }
+    fclose(f);
+    int bad = fflush(w) || fsync(fileno(w));
+    bad |= fclose(w);
+    return bad ? -1 : rename(tmp, path);
+}
+
+static int append_line(const char *path, const char *line) {
+    FILE *f = fopen(path, "a");
+    if (!f) return -1;
+    int bad = fputs(line, f) < 0 || fputc('\n', f) < 0 || fflush(f) || fsync(fileno(f));
+    return (fclose(f) || bad) ? -1 : 0;
+}
+
+static char *rng_json(const nep_rng *r) {
+    char *s = malloc(80);
+    snprintf(s, 80, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, r->s[0], r->s[1],
+             r->s[2], r->s[3]);
+    return s;
+}
+
+static int rng_from_hex(const char *hex, nep_rng *r) {
+    if (!hex || strlen(hex) != 64) return -1;
+    for (int i = 0; i < 4; i++) {
+        char part[17];
+        memcpy(part, hex + 16 * i, 16);
+        part[16] = 0;
+        char *end;
+        r->s[i] = strtoull(part, &end, 16);
+        if (*end) return -1;
+    }
+    return 0;
+}
+
+typedef struct run_state {
+    nep_graph g;
+    nep_model_spec spec;
+    nep_normalize norm;
+    nep_rng rng;
+    int64_t epoch;          /* epochs completed */
+    nep_safetensors meta;   /* resumed checkpoint (for optimizer state) */
+} run_state;
+
+static int save_epoch(const train_opts *o, run_state *r, const nep_trainer *t,
+                      const char *options, const char *ckpt, const char *model) {
+    char epoch[32], data[256];
+    snprintf(epoch, sizeof epoch, "%lld", (long long)r->epoch);
+    snprintf(data, sizeof data, "{\"name\":\"%s\",\"val\":%lld,\"split_seed\":%lld}", o->data,
+             (long long)o->val, (long long)o->split_seed);
+    char *rng = rng_json(&r->rng);
+    nep_st_meta extra[] = {{"epoch", epoch}, {"rng", rng}, {"options", (char *)options}, {"data", data}};
+    nep_err err;
+    nep_status s = nep_checkpoint_save(ckpt, &r->g, &r->spec, &r->norm, &t->opt, extra, 4, &err);
+    if (s == NEP_OK) s = nep_checkpoint_save(model, &r->g, &r->spec, &r->norm, NULL, extra, 4, &err);
+    free(rng);
+    return s == NEP_OK ? 0 : cli_error("train", &err);
+}
+
+static int resume(const char *ckpt, const char *options, run_state *r) {
+    nep_err err;
+    nep_normalize norm;
+    if (nep_checkpoint_load(ckpt, &r->g, &r->spec, &norm, &r->meta, &err) != NEP_OK)
+        return cli_error("train", &err);
+    const char *stored = nep_st_meta_get(&r->meta, "options");
+    const char *epoch = nep_st_meta_get(&r->meta, "epoch");
+    if (!stored || !epoch || rng_from_hex(nep_st_meta_get(&r->meta, "rng"), &r->rng))
+        return cli_errorf("train", "%s: not a training checkpoint (no options/epoch/rng)", ckpt);
+    if (strcmp(stored, options) != 0)
+        return cli_errorf("train", "--resume: %s was written with other options:\n  stored:  %s\n  "
+                          "current: %s", ckpt, stored, options);
+    r->epoch = strtoll(epoch, NULL, 10);
+    r->norm = norm;
+    return 0;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_opts o = {.data = "fashion-mnist", .optimizer = "sgd", .milestones = "", .epochs = 10,
+                    .batch = 128, .val = 5000, .lr = 0.05, .momentum = 0.9, .wd = 5e-4, .gamma = 0.1};
+    model_opts_default(&o.m);
+    cli_opt opts[40];
+    int n = 0;
+    model_opts_table(&o.m, opts, &n);
+    opts[n++] = (cli_opt){"data", OPT_STR, &o.data, "data set: fashion-mnist, mnist"};
+    opts[n++] = (cli_opt){"data-dir", OPT_STR, &o.data_dir, "directory of the data set's files (default: " NEP_FASHION_MNIST_DIR ")"};
+    opts[n++] = (cli_opt){"val", OPT_INT, &o.val, "training images held out for validation"};
+    opts[n++] = (cli_opt){"split-seed", OPT_INT, &o.split_seed, "seed of the train/validation split"};
+    opts[n++] = (cli_opt){"epochs", OPT_INT, &o.epochs, "epochs"};
+    opts[n++] = (cli_opt){"batch", OPT_INT, &o.batch, "batch size"};
+    opts[n++] = (cli_opt){"optimizer", OPT_STR, &o.optimizer, "sgd or adamw"};
+    opts[n++] = (cli_opt){"lr", OPT_REAL, &o.lr, "learning rate"};
+    opts[n++] = (cli_opt){"momentum", OPT_REAL, &o.momentum, "SGD momentum"};
+    opts[n++] = (cli_opt){"nesterov", OPT_FLAG, &o.nesterov, "Nesterov momentum"};
+    opts[n++] = (cli_opt){"wd", OPT_REAL, &o.wd, "weight decay (decoupled for adamw)"};
+    opts[n++] = (cli_opt){"milestones", OPT_STR, &o.milestones, "epochs at which lr *= gamma, e.g. 5,8"};
+    opts[n++] = (cli_opt){"gamma", OPT_REAL, &o.gamma, "learning-rate decay at each milestone"};
+    opts[n++] = (cli_opt){"seed", OPT_INT, &o.seed, "seed of initialization, shuffling and dropout"};
+    opts[n++] = (cli_opt){"threads", OPT_INT, &o.threads, "threads (0: all cores)"};
+    opts[n++] = (cli_opt){"out", OPT_STR, &o.out, "output directory (required)"};
+    opts[n++] = (cli_opt){"resume", OPT_FLAG, &o.resume, "continue the run in --out from its last epoch"};
+    opts[n++] = (cli_opt){"json", OPT_FLAG, &o.json, "end with one JSON line on stdout"};
+    opts[n++] = (cli_opt)OPT_END;
+    int rc = cli_parse("train", "--out DIR [options]", opts, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (!o.out) return cli_errorf("train", "--out DIR is required") + 1;
+    if (o.epochs < 1 || o.batch < 1) return cli_errorf("train", "--epochs and --batch must be positive") + 1;
+    cli_set_threads(o.threads);
+
+    run_state r = {0};
+    nep_optim_cfg cfg;
+    if (model_opts_spec("train", &o.m, &r.spec) || optim_from_opts(&o, &cfg)) return 2;
+    FILE *human = o.json ? stderr : stdout;
+    nep_dataset full = {0}, train = {0}, val = {0}, test = {0};
+    nep_trainer t = {0};
+    nep_loader loader = {0};
+    nep_err err;
+    char *options = options_json(&o, &r.spec, &cfg);
+    char ckpt[4096], model[4096], log[4096];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", o.out);
+    snprintf(model, sizeof model, "%s/model.safetensors", o.out);
+    snprintf(log, sizeof log, "%s/log.jsonl", o.out);
+    rc = 1;
+    if (cli_load_data("train", o.data, o.data_dir, true, &full) ||
+        cli_load_data("train", o.data, o.data_dir, false, &test))
+        goto done;
+    if (full.c != r.spec.in_c || full.h != r.spec.in_h || full.w != r.spec.in_w) {
+        cli_errorf("train", "--input %d,%d,%d does not match the data's %dx%dx%d", r.spec.in_c,
+                   r.spec.in_h, r.spec.in_w, full.c, full.h, full.w);
+        goto done;
+    }
+    if (o.val < 0 || o.val >= full.n) {
+        cli_errorf("train", "--val: %lld is not in [0, %lld)", (long long)o.val, (long long)full.n);
+        goto done;
+    }
+    if (nep_dataset_split(&full, o.val, (uint64_t)o.split_seed, &train, &val, &err) != NEP_OK) {
+        cli_error("train", &err);
+        goto done;
+    }
+    if (o.resume && access(ckpt, F_OK) == 0) {
+        if (resume(ckpt, options, &r)) goto done;
+        fprintf(human, "resuming %s after epoch %lld\n", ckpt, (long long)r.epoch);
+        if (trim_log(log, r.epoch)) {
+            cli_errorf("train", "%s: cannot rewrite: %s", log, strerror(errno));
+            goto done;
+        }
+    } else {
+        if (mkdirs(o.out)) {
+            cli_errorf("train", "--out: cannot create directory %s: %s", o.out, strerror(errno));
+            goto done;
+        }
+        nep_normalize_compute(&train, &r.norm);
+        nep_rng_seed(&r.rng, (uint64_t)o.seed);
+        if (nep_model_build(&r.spec, &r.g, &r.rng, &err) != NEP_OK) {
+            cli_error("train", &err);
+            goto done;
+        }
+        remove(log);
+    }
+    if (nep_trainer_init(&t, &r.g, &cfg, o.batch, &err) != NEP_OK ||
+        (r.epoch > 0 && nep_checkpoint_load_optim(ckpt, &r.meta, &r.g, &t.opt, &err) != NEP_OK) ||
+        nep_loader_init(&loader, &train, &r.norm, o.batch, true, false, &err) != NEP_OK) {
+        cli_error("train", &err);
+        goto done;
+    }
+    fprintf(human, "model %s: %lld parameters; %lld train, %lld val, %lld test images\n",
+            r.spec.name, (long long)nep_graph_param_count(&r.g), (long long)train.n,
+            (long long)val.n, (long long)test.n);
+    double t0 = nep_now(), val_top1 = 0, img_s_sum = 0;
+    int64_t start = r.epoch;
+    cli_progress prog = {.tty = isatty(2)};
+    while (r.epoch < o.epochs) {
+        char label[64];
+        snprintf(label, sizeof label, "epoch %lld/%lld", (long long)r.epoch + 1, (long long)o.epochs);
+        prog.label = label;
+        nep_epoch_stats st;
+        double lr = nep_lr_at(&cfg, r.epoch), val_loss = 0;
+        nep_status s = nep_train_epoch(&t, &loader, lr, &r.rng, cli_progress_cb, &prog, &st, &err);
+        cli_progress_end(&prog);
+        if (s == NEP_ERR_NUMERIC) {
+            cli_errorf("train", "%s; stopped, the last good checkpoint (%lld epochs) stays in %s",
+                       err.msg, (long long)r.epoch, ckpt);
+            goto done;
+        }
+        if (s != NEP_OK || nep_evaluate(&r.g, &val, &r.norm, 256, &val_top1, &val_loss, &err) != NEP_OK) {
+            cli_error("train", &err);
+            goto done;
+        }
+        r.epoch++;
+        if (save_epoch(&o, &r, &t, options, ckpt, model)) goto done;
+        img_s_sum += st.img_per_s;
+        char line[512];
+        snprintf(line, sizeof line, "{\"epoch\":%lld,\"lr\":%g,\"loss\":%.6f,\"train_top1\":%.4f,"
+                 "\"val_top1\":%.4f,\"val_loss\":%.6f,\"img_per_s\":%.1f,\"seconds\":%.3f}",
+                 (long long)r.epoch, lr, st.loss, st.top1, val_top1, val_loss, st.img_per_s, st.seconds);
+        if (append_line(log, line)) {
+            cli_errorf("train", "%s: cannot append: %s", log, strerror(errno));
+            goto done;
+        }
+        fprintf(human, "epoch %3lld/%lld  lr %.4g  loss %.4f  train %.2f%%  val %.2f%%  %.0f img/s  %.1fs\n",
+                (long long)r.epoch, (long long)o.epochs, lr, st.loss, st.top1, val_top1,
+                st.img_per_s, st.seconds);
+        fflush(human);
+    }
+    double test_top1 = 0, test_loss = 0, secs = nep_now() - t0;
+    if (nep_evaluate(&r.g, &test, &r.norm, 256, &test_top1, &test_loss, &err) != NEP_OK) {
+        cli_error("train", &err);
+        goto done;
+    }
+    if (r.epoch == start && start > 0)
+        nep_evaluate(&r.g, &val, &r.norm, 256, &val_top1, NULL, &err);
+    fprintf(human, "test top-1 %.2f%%  (val %.2f%%)  %s written\n", test_top1, val_top1, model);
+    if (o.json)
+        printf("{\"test_top1\":%.4f,\"val_top1\":%.4f,\"test_loss\":%.6f,\"params\":%lld,"
+               "\"epochs\":%lld,\"seconds\":%.3f,\"train_img_per_s\":%.1f,\"checkpoint\":\"%s\"}\n",
+               test_top1, val_top1, test_loss, (long long)nep_graph_param_count(&r.g),
+               (long long)r.epoch, secs,
+               r.epoch > start ? img_s_sum / (double)(r.epoch - start) : 0, model);
+    rc = 0;
+done:
+    free(options);
+    nep_loader_free(&loader);
+    nep_trainer_free(&t);
+    nep_graph_free(&r.g);
+    nep_st_free(&r.meta);
+    nep_dataset_free(&full);
+    nep_dataset_free(&train);
+    nep_dataset_free(&val);
+    nep_dataset_free(&test);
+    return rc;
+}

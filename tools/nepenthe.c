@@ -1,0 +1,34 @@
+/* nepenthe: the command-line tool. One subcommand per job; each has --help. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int, char **);
+    const char *what;
+} commands[] = {
+    {"train", cmd_train, "train a model on a data set and write a checkpoint"},
+    {"eval", cmd_eval, "top-1 accuracy of a checkpoint on a data split"},
+    {"info", cmd_info, "per-layer table of a checkpoint: shapes, parameters, non-zeros, FLOPs"},
+    {"bench", cmd_bench, "time training and inference of a model on random data"},
+};
+
+static int usage(FILE *f) {
+    fprintf(f, "usage: nepenthe COMMAND [options]   (nepenthe COMMAND --help for its options)\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].what);
+    return f == stdout ? 0 : 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return usage(stderr);
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)
+        return usage(stdout);
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "nepenthe: unknown command '%s'\n", argv[1]);
+    return usage(stderr);
+}
