@@ -154,6 +154,12 @@ typedef struct nep_exec {
     bool *owns;               /* [n_nodes] whether act/dact were allocated here */
     nep_probe_fn probe;
     void *probe_ctx;
+    /* Backward writes each parameter's gradient; with accumulate_grads it adds to it. */
+    bool accumulate_grads;
+    /* Called during backward as soon as a node's parameter gradients are final, so the
+     * optimizer can update them while they are still in cache. */
+    void (*on_grads)(void *ctx, nep_graph *g, int node);
+    void *on_grads_ctx;
 } nep_exec;
 
 nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err);
@@ -163,8 +169,8 @@ nep_status nep_exec_enable_input_grad(nep_exec *ex, nep_err *err);
 /* Runs the graph on x [batch, input shape]; returns the output buffer
  * [batch, output shape] (owned by ex). x must stay valid until backward. */
 const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch);
-/* Backpropagates dy [batch, output shape]; accumulates parameter gradients into
- * g->grads. Gradients w.r.t. the graph input are not computed. */
+/* Backpropagates dy [batch, output shape] into g->grads (see accumulate_grads).
+ * Gradients w.r.t. the graph input are computed only if enabled below. */
 void nep_exec_backward(nep_exec *ex, const nep_real *dy);
 
 #endif

@@ -47,9 +47,13 @@ typedef struct nep_optim {
 nep_status nep_optim_init(nep_optim *o, const nep_optim_cfg *cfg, const nep_graph *g,
                           nep_err *err);
 void nep_optim_free(nep_optim *o);
-/* Updates every trainable parameter from g->grads with learning rate lr, then zeroes
- * masked weights (and their optimizer state) and all gradients. */
+/* Updates every trainable parameter from g->grads with learning rate lr and zeroes
+ * masked weights (and their optimizer state). */
 void nep_optim_step(nep_optim *o, nep_graph *g, double lr);
+/* The same, split so that parameters can be updated during backward: one begin per
+ * step, then one update per trainable parameter. */
+void nep_optim_begin(nep_optim *o);
+void nep_optim_update(nep_optim *o, nep_graph *g, int param, double lr);
 
 /* Everything one training process needs besides data. */
 typedef struct nep_trainer {
@@ -60,6 +64,7 @@ typedef struct nep_trainer {
     nep_real *x;        /* [batch, input] */
     int32_t *y;         /* [batch] */
     nep_real *dlogits;  /* [batch, classes] */
+    double lr;          /* of the step in progress */
 } nep_trainer;
 
 nep_status nep_trainer_init(nep_trainer *t, nep_graph *g, const nep_optim_cfg *cfg,

@@ -99,5 +99,6 @@ void nep_exec_backward(nep_exec *ex, const nep_real *dy) {
         int id = g->order[k];
         const nep_op_def *def = nep_op(g->nodes[id].op);
         if (def->backward && ex->dact[id]) def->backward(ex, id);
+        if (ex->on_grads && g->nodes[id].n_params) ex->on_grads(ex->on_grads_ctx, g, id);
     }
 }

@@ -1,6 +1,6 @@
 /* Linear: y = x W^T + b, as torch.nn.Linear.
  *   x [B, in]   W [out, in] ("weight")   b [out] ("bias", optional)   y [B, out]
- * backward: dx += dy W   dW += dy^T x   db += sum_B dy */
+ * backward: dx += dy W   dW = dy^T x   db = sum_B dy   (+= with accumulate_grads) */
 #include "backend/cpu/blas.h"
 #include "ops/ops.h"
 
@@ -50,9 +50,11 @@ static void linear_backward(nep_exec *ex, int id) {
         nep_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)in, (int)out, 1, dy,
                  (int)out, W, (int)in, 1, dx, (int)in);
     nep_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)B, 1, dy,
-             (int)out, x, (int)in, 1, nep_grad_ptr(g, n, 0), (int)in);
+             (int)out, x, (int)in, ex->accumulate_grads, nep_grad_ptr(g, n, 0), (int)in);
     if (n->attrs.bias) {
         nep_real *db = nep_grad_ptr(g, n, 1);
+        if (!ex->accumulate_grads)
+            for (int64_t j = 0; j < out; j++) db[j] = 0;
         for (int64_t i = 0; i < B; i++)
             for (int64_t j = 0; j < out; j++) db[j] += dy[i * out + j];
     }

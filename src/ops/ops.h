@@ -20,7 +20,8 @@ typedef struct nep_op_def {
      * (ex->state[id]); NULL for none. */
     int64_t (*state_reals)(const nep_graph *g, const nep_node *n);
     void (*forward)(nep_exec *ex, int id);
-    /* Accumulates into the inputs' gradients (when not NULL) and into g->grads. */
+    /* Accumulates into the inputs' gradients (when not NULL); writes g->grads, or adds
+     * to them when ex->accumulate_grads. */
     void (*backward)(nep_exec *ex, int id);
 } nep_op_def;
 

@@ -1,6 +1,6 @@
 /* PReLU with one learned slope per channel, as torch.nn.PReLU(num_parameters=C).
  *   z [B, C, ...]   a [C] ("weight")   y [B, C, ...]
- * y = z > 0 ? z : a_c z;  dz += z > 0 ? dy : a_c dy;  da_c += sum_{z <= 0} dy z */
+ * y = z > 0 ? z : a_c z;  dz += z > 0 ? dy : a_c dy;  da_c = sum_{z <= 0} dy z */
 #include "ops/ops.h"
 
 static nep_status prelu_infer(nep_graph *g, nep_node *n, nep_err *err) {
@@ -54,7 +54,7 @@ static void prelu_backward(nep_exec *ex, int id) {
                 }
             }
         }
-        da[c] += acc;
+        da[c] = ex->accumulate_grads ? da[c] + acc : acc;
     }
 }
 

@@ -1,5 +1,5 @@
 /* SGD (momentum, weight decay, Nesterov) and AdamW with PyTorch's update rules,
- * fused with mask application and gradient zeroing: one pass over each parameter.
+ * fused with mask application: one pass over each parameter.
  *   SGD:   d = g + wd p;  m = mu m + d;  p -= lr (nesterov ? d + mu m : m)
  *   AdamW: p *= 1 - lr wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
  *          p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps) */
@@ -53,7 +53,7 @@ void nep_optim_free(nep_optim *o) {
 }
 
 static void sgd_update(const nep_optim_cfg *c, nep_real lr, int64_t n, nep_real *restrict p,
-                       nep_real *restrict gr, nep_real *restrict m, const uint8_t *restrict keep) {
+                       const nep_real *restrict gr, nep_real *restrict m, const uint8_t *restrict keep) {
     const nep_real wd = (nep_real)c->weight_decay, mu = (nep_real)c->momentum;
     const bool nesterov = c->nesterov;
 #pragma omp parallel for simd if (n > NEP_PAR_MIN_OPTIM)
@@ -63,12 +63,11 @@ static void sgd_update(const nep_optim_cfg *c, nep_real lr, int64_t n, nep_real 
         nep_real step = nesterov ? d + mu * mi : mi;
         p[i] = keep[i] ? p[i] - lr * step : 0;
         m[i] = keep[i] ? mi : 0;
-        gr[i] = 0;
     }
 }
 
 static void adamw_update(const nep_optim_cfg *c, nep_real lr, int64_t t, int64_t n,
-                         nep_real *restrict p, nep_real *restrict gr, nep_real *restrict m,
+                         nep_real *restrict p, const nep_real *restrict gr, nep_real *restrict m,
                          nep_real *restrict v, const uint8_t *restrict keep) {
     const nep_real b1 = (nep_real)c->beta1, b2 = (nep_real)c->beta2, eps = (nep_real)c->eps;
     const nep_real decay = (nep_real)(1 - (double)lr * c->weight_decay);
@@ -83,21 +82,24 @@ static void adamw_update(const nep_optim_cfg *c, nep_real lr, int64_t t, int64_t
         p[i] = keep[i] ? pi : 0;
         m[i] = keep[i] ? mi : 0;
         v[i] = keep[i] ? vi : 0;
-        gr[i] = 0;
     }
 }
 
+void nep_optim_begin(nep_optim *o) { o->step++; }
+
+void nep_optim_update(nep_optim *o, nep_graph *g, int param, double lr) {
+    const nep_param *p = &g->params[param];
+    if (!(p->flags & NEP_PARAM_TRAINABLE) || g->nodes[p->node].dead) return;
+    const int64_t off = p->offset;
+    if (o->cfg.kind == NEP_OPTIM_SGD)
+        sgd_update(&o->cfg, (nep_real)lr, p->numel, g->values + off, g->grads + off, o->m + off,
+                   g->masks + off);
+    else
+        adamw_update(&o->cfg, (nep_real)lr, o->step, p->numel, g->values + off, g->grads + off,
+                     o->m + off, o->v + off, g->masks + off);
+}
+
 void nep_optim_step(nep_optim *o, nep_graph *g, double lr) {
-    o->step++;
-    for (int i = 0; i < g->n_params; i++) {
-        const nep_param *p = &g->params[i];
-        if (!(p->flags & NEP_PARAM_TRAINABLE) || g->nodes[p->node].dead) continue;
-        const int64_t off = p->offset;
-        if (o->cfg.kind == NEP_OPTIM_SGD)
-            sgd_update(&o->cfg, (nep_real)lr, p->numel, g->values + off, g->grads + off,
-                       o->m + off, g->masks + off);
-        else
-            adamw_update(&o->cfg, (nep_real)lr, o->step, p->numel, g->values + off,
-                         g->grads + off, o->m + off, o->v + off, g->masks + off);
-    }
+    nep_optim_begin(o);
+    for (int i = 0; i < g->n_params; i++) nep_optim_update(o, g, i, lr);
 }

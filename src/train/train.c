@@ -47,6 +47,13 @@ void nep_trainer_free(nep_trainer *t) {
     memset(t, 0, sizeof *t);
 }
 
+/* Updates a node's parameters as soon as backward has produced their gradients. */
+static void update_node(void *ctx, nep_graph *g, int node) {
+    nep_trainer *t = ctx;
+    const nep_node *n = &g->nodes[node];
+    for (int k = 0; k < n->n_params; k++) nep_optim_update(&t->opt, g, n->params[k], t->lr);
+}
+
 nep_status nep_train_step(nep_trainer *t, int64_t b, double lr, nep_rng *rng, double *loss,
                           int64_t *correct, nep_err *err) {
     t->ex.training = true;
@@ -57,8 +64,11 @@ nep_status nep_train_step(nep_trainer *t, int64_t b, double lr, nep_rng *rng, do
     if (!isfinite(l))
         return nep_fail(err, NEP_ERR_NUMERIC, "loss is %g at optimizer step %lld: training "
                         "diverged (lower the learning rate)", l, (long long)t->opt.step + 1);
+    t->lr = lr;
+    t->ex.on_grads = update_node;
+    t->ex.on_grads_ctx = t;
+    nep_optim_begin(&t->opt);
     nep_exec_backward(&t->ex, t->dlogits);
-    nep_optim_step(&t->opt, t->g, lr);
     return NEP_OK;
 }
 
