@@ -30,9 +30,9 @@ build/obj/%.o: %.c $(HDRS)
 	@echo "CC $<"; $(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 build/libnepenthe.a: $(SRCS:%.c=build/obj/%.o)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 build/nepenthe: $(TOOL_SRCS:%.c=build/obj/%.o) build/libnepenthe.a
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "LD $@"; $(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 # --- sanitized library and tests -------------------------------------------------
 build/asan/obj/%.o: %.c $(HDRS)
@@ -40,16 +40,16 @@ build/asan/obj/%.o: %.c $(HDRS)
 	@echo "CC $<"; $(CC) $(CPPFLAGS) $(WARN) -O1 -g -fopenmp $(SANITIZE) -c $< -o $@
 build/asan/libnepenthe.a: $(SRCS:%.c=build/asan/obj/%.o)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 build/asan/nepenthe: $(TOOL_SRCS:%.c=build/asan/obj/%.o) build/asan/libnepenthe.a
-	$(CC) $(SANITIZE) $^ -o $@ $(LDLIBS)
+	@echo "LD $@"; $(CC) $(SANITIZE) $^ -o $@ $(LDLIBS)
 build/asan/tests/%: build/asan/obj/tests/%.o build/asan/obj/tests/testutil.o build/asan/libnepenthe.a
 	@mkdir -p $(dir $@)
-	$(CC) $(SANITIZE) $^ -o $@ $(LDLIBS) -lcmocka
+	@echo "LD $@"; $(CC) $(SANITIZE) $^ -o $@ $(LDLIBS) -lcmocka
 
 build/tests/%: build/obj/tests/%.o build/obj/tests/testutil.o build/libnepenthe.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -lcmocka
+	@echo "LD $@"; $(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -lcmocka
 
 # --- float64 library for finite-difference gradient checks ----------------------
 build/f64/obj/%.o: %.c $(HDRS)
@@ -57,10 +57,10 @@ build/f64/obj/%.o: %.c $(HDRS)
 	@echo "CC $<"; $(CC) $(CPPFLAGS) -DNEP_DOUBLE $(WARN) -O2 -g -fopenmp $(SANITIZE) -c $< -o $@
 build/f64/libnepenthe.a: $(SRCS:%.c=build/f64/obj/%.o)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 build/f64/tests/%: build/f64/obj/tests/%.o build/f64/obj/tests/testutil.o build/f64/libnepenthe.a
 	@mkdir -p $(dir $@)
-	$(CC) $(SANITIZE) $^ -o $@ $(LDLIBS) -lcmocka
+	@echo "LD $@"; $(CC) $(SANITIZE) $^ -o $@ $(LDLIBS) -lcmocka
 
 # --- golden data from PyTorch (written by the tests' own generators) -------------
 GOLDEN_PY := $(sort $(wildcard tests/golden/gen_*.py))

@@ -67,8 +67,9 @@ static void build(nep_graph *g) {
 /* Batch t of a [steps, B, ...] golden tensor into the trainer's buffers. */
 static void load_batch(nep_trainer *t, const nep_st_tensor *x, const nep_st_tensor *y, int64_t step) {
     const int64_t B = x->shape[x->ndim - 2], in = x->shape[x->ndim - 1];
-    memcpy(t->x, (const float *)x->data + step * B * in, sizeof(float) * (size_t)(B * in));
-    for (int64_t b = 0; b < B; b++) t->y[b] = (int32_t)((const int64_t *)y->data)[step * B + b];
+    memcpy(t->x, (const char *)x->data + sizeof(float) * (size_t)(step * B * in),
+           sizeof(float) * (size_t)(B * in));
+    for (int64_t b = 0; b < B; b++) t->y[b] = (int32_t)nep_test_i64(y, step * B + b);
 }
 
 static void test_one_step_gradients(void **s) {

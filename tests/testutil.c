@@ -71,3 +71,9 @@ int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape i
     assert_int_equal(nep_graph_finalize(g, &err), NEP_OK);
     return id;
 }
+
+int64_t nep_test_i64(const nep_st_tensor *t, int64_t i) {
+    int64_t v;
+    memcpy(&v, (const char *)t->data + 8 * i, sizeof v);
+    return v;
+}

@@ -32,3 +32,7 @@ int nep_test_write_file(const char *path, const void *data, size_t n);
 /* Builds input(in) -> one node of kind op (Add: input + input), declaring the op's
  * parameters the way the model builders do, and finalizes. Returns the node id. */
 int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape in);
+
+#include "nepenthe/safetensors.h"
+/* Element i of an I64 tensor (safetensors data need not be aligned). */
+int64_t nep_test_i64(const nep_st_tensor *t, int64_t i);
