@@ -55,6 +55,14 @@ done:
     return s;
 }
 
+/* Prefixes the message an inner call left in err with the file's path. */
+static nep_status fail_in(const char *path, nep_status s, nep_err *err) {
+    if (!err) return s;
+    char inner[sizeof err->msg];
+    snprintf(inner, sizeof inner, "%s", err->msg);
+    return nep_fail(err, s, "%s: %s", path, inner);
+}
+
 static bool has_pruned(const nep_graph *g, const nep_param *p) {
     if (!(p->flags & NEP_PARAM_WEIGHT)) return false;
     for (int64_t i = 0; i < p->numel; i++)
@@ -122,8 +130,7 @@ static nep_status load_params(const char *path, const nep_safetensors *st, nep_g
         if (!t) return nep_fail(err, NEP_ERR_FORMAT, "%s: tensor '%s' is missing", path, p->name);
         NEP_TRY(check_shape(path, p, t, err));
         nep_status s = st_to_real(t, g->values + p->offset, p->numel, err);
-        if (s != NEP_OK)
-            return nep_fail(err, s, "%s: tensor '%s': %s", path, t->name, err ? err->msg : "");
+        if (s != NEP_OK) return fail_in(path, s, err);
         (*used)++;
         snprintf(name, sizeof name, "%s_mask", p->name);
         const nep_st_tensor *m = nep_st_find(st, name);
@@ -154,13 +161,13 @@ nep_status nep_checkpoint_load(const char *path, nep_graph *g, nep_model_spec *s
     }
     if ((s = nep_model_spec_from_json(arch, spec, err)) != NEP_OK ||
         (s = nep_model_build(spec, g, NULL, err)) != NEP_OK) {
-        s = nep_fail(err, s, "%s: %s", path, err ? err->msg : "bad arch");
+        s = fail_in(path, s, err);
         goto done;
     }
     if (norm) {
         *norm = (nep_normalize){0};
         if (nj && (s = nep_normalize_from_json(nj, norm, err)) != NEP_OK) {
-            s = nep_fail(err, s, "%s: %s", path, err ? err->msg : "bad normalize");
+            s = fail_in(path, s, err);
             goto done;
         }
     }
@@ -228,7 +235,10 @@ nep_status nep_checkpoint_load_optim(const char *path, const nep_safetensors *st
     char name[2 * NEP_NAME_LEN + 32];
     const char *step = nep_st_meta_get(st, "optim_step");
     if (!step) return nep_fail(err, NEP_ERR_FORMAT, "%s: no optimizer state (no 'optim_step')", path);
-    opt->step = strtoll(step, NULL, 10);
+    char *end;
+    opt->step = strtoll(step, &end, 10);
+    if (*end || end == step || opt->step < 0)
+        return nep_fail(err, NEP_ERR_FORMAT, "%s: 'optim_step' is '%s', not a step count", path, step);
     for (int i = 0; i < g->n_params; i++) {
         const nep_param *p = &g->params[i];
         if (!live(g, p) || !(p->flags & NEP_PARAM_TRAINABLE)) continue;
@@ -239,7 +249,8 @@ nep_status nep_checkpoint_load_optim(const char *path, const nep_safetensors *st
                 return nep_fail(err, NEP_ERR_FORMAT, "%s: optimizer state '%s' is missing (was "
                                 "the run started with another optimizer?)", path, name);
             NEP_TRY(check_shape(path, p, t, err));
-            NEP_TRY(st_to_real(t, (k ? opt->v : opt->m) + p->offset, p->numel, err));
+            nep_status s = st_to_real(t, (k ? opt->v : opt->m) + p->offset, p->numel, err);
+            if (s != NEP_OK) return fail_in(path, s, err);
         }
     }
     return NEP_OK;
