@@ -174,6 +174,16 @@ int cli_load_data(const char *cmd, const char *name, const char *dir, bool train
     return 0;
 }
 
+int cli_check_data_fits(const char *cmd, const nep_model_spec *spec, const nep_dataset *d) {
+    if (d->c != spec->in_c || d->h != spec->in_h || d->w != spec->in_w)
+        return cli_errorf(cmd, "the data's images are %dx%dx%d but the model's input is %dx%dx%d "
+                          "(--input)", d->c, d->h, d->w, spec->in_c, spec->in_h, spec->in_w);
+    if (d->classes > spec->classes)
+        return cli_errorf(cmd, "the data has %d classes but the model outputs %d (--classes)",
+                          d->classes, spec->classes);
+    return 0;
+}
+
 void cli_set_threads(int64_t n) {
     if (n <= 0) return;
     omp_set_num_threads((int)n);

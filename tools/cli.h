@@ -51,6 +51,10 @@ int model_opts_spec(const char *cmd, const model_opts *m, nep_model_spec *spec);
 int cli_load_data(const char *cmd, const char *name, const char *dir, bool train,
                   nep_dataset *out);
 
+/* Fails (printing which) unless d's images have the model's input shape and its labels
+ * fit the model's classes. */
+int cli_check_data_fits(const char *cmd, const nep_model_spec *spec, const nep_dataset *d);
+
 /* Sets OpenMP and OpenBLAS threads (0 = leave the defaults). */
 void cli_set_threads(int64_t n);
 

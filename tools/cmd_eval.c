@@ -49,6 +49,7 @@ int cmd_eval(int argc, char **argv) {
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("eval", &err);
     rc = 1;
     if (cli_load_data("eval", data, dir, !is_test, &d)) goto done;
+    if (cli_check_data_fits("eval", &spec, &d)) goto done;
     if (norm.c != d.c) {
         cli_errorf("eval", "%s: no input normalization for %d channel(s) in its metadata", ckpt, d.c);
         goto done;

@@ -145,8 +145,12 @@ typedef struct run_state {
     nep_safetensors meta;   /* resumed checkpoint (for optimizer state) */
 } run_state;
 
-static int save_epoch(const train_opts *o, run_state *r, const nep_trainer *t,
-                      const char *options, const char *ckpt, const char *model) {
+/* The end of an epoch: model.safetensors, then the log line, then the checkpoint. The
+ * checkpoint's rename is what marks the epoch done: a run killed before it redoes the
+ * epoch on --resume (which drops log lines past the checkpoint) and ends the same.
+ * With log_line NULL only the model file is written. */
+static int save_epoch(const train_opts *o, run_state *r, const nep_trainer *t, const char *options,
+                      const char *ckpt, const char *model, const char *log, const char *log_line) {
     char epoch[32], data[256];
     snprintf(epoch, sizeof epoch, "%lld", (long long)r->epoch);
     snprintf(data, sizeof data, "{\"name\":\"%s\",\"val\":%lld,\"split_seed\":%lld}", o->data,
@@ -154,10 +158,16 @@ static int save_epoch(const train_opts *o, run_state *r, const nep_trainer *t,
     char *rng = rng_json(&r->rng);
     nep_st_meta extra[] = {{"epoch", epoch}, {"rng", rng}, {"options", (char *)options}, {"data", data}};
     nep_err err;
-    nep_status s = nep_checkpoint_save(ckpt, &r->g, &r->spec, &r->norm, &t->opt, extra, 4, &err);
-    if (s == NEP_OK) s = nep_checkpoint_save(model, &r->g, &r->spec, &r->norm, NULL, extra, 4, &err);
+    int rc = 0;
+    if (nep_checkpoint_save(model, &r->g, &r->spec, &r->norm, NULL, extra, 4, &err) != NEP_OK)
+        rc = cli_error("train", &err);
+    else if (log_line && append_line(log, log_line))
+        rc = cli_errorf("train", "%s: cannot append: %s", log, strerror(errno));
+    else if (log_line &&
+             nep_checkpoint_save(ckpt, &r->g, &r->spec, &r->norm, &t->opt, extra, 4, &err) != NEP_OK)
+        rc = cli_error("train", &err);
     free(rng);
-    return s == NEP_OK ? 0 : cli_error("train", &err);
+    return rc;
 }
 
 static int resume(const char *ckpt, const char *options, run_state *r) {
@@ -226,11 +236,8 @@ int cmd_train(int argc, char **argv) {
     if (cli_load_data("train", o.data, o.data_dir, true, &full) ||
         cli_load_data("train", o.data, o.data_dir, false, &test))
         goto done;
-    if (full.c != r.spec.in_c || full.h != r.spec.in_h || full.w != r.spec.in_w) {
-        cli_errorf("train", "--input %d,%d,%d does not match the data's %dx%dx%d", r.spec.in_c,
-                   r.spec.in_h, r.spec.in_w, full.c, full.h, full.w);
+    if (cli_check_data_fits("train", &r.spec, &full) || cli_check_data_fits("train", &r.spec, &test))
         goto done;
-    }
     if (o.val < 0 || o.val >= full.n) {
         cli_errorf("train", "--val: %lld is not in [0, %lld)", (long long)o.val, (long long)full.n);
         goto done;
@@ -247,6 +254,7 @@ int cmd_train(int argc, char **argv) {
             goto done;
         }
     } else {
+        if (o.resume) fprintf(human, "no %s yet: starting a new run\n", ckpt);
         if (mkdirs(o.out)) {
             cli_errorf("train", "--out: cannot create directory %s: %s", o.out, strerror(errno));
             goto done;
@@ -289,16 +297,12 @@ int cmd_train(int argc, char **argv) {
             goto done;
         }
         r.epoch++;
-        if (save_epoch(&o, &r, &t, options, ckpt, model)) goto done;
         img_s_sum += st.img_per_s;
         char line[512];
         snprintf(line, sizeof line, "{\"epoch\":%lld,\"lr\":%g,\"loss\":%.6f,\"train_top1\":%.4f,"
                  "\"val_top1\":%.4f,\"val_loss\":%.6f,\"img_per_s\":%.1f,\"seconds\":%.3f}",
                  (long long)r.epoch, lr, st.loss, st.top1, val_top1, val_loss, st.img_per_s, st.seconds);
-        if (append_line(log, line)) {
-            cli_errorf("train", "%s: cannot append: %s", log, strerror(errno));
-            goto done;
-        }
+        if (save_epoch(&o, &r, &t, options, ckpt, model, log, line)) goto done;
         fprintf(human, "epoch %3lld/%lld  lr %.4g  loss %.4f  train %.2f%%  val %.2f%%  %.0f img/s  %.1fs\n",
                 (long long)r.epoch, (long long)o.epochs, lr, st.loss, st.top1, val_top1,
                 st.img_per_s, st.seconds);
@@ -309,8 +313,10 @@ int cmd_train(int argc, char **argv) {
         cli_error("train", &err);
         goto done;
     }
-    if (r.epoch == start && start > 0)
+    if (r.epoch == start && start > 0) { /* a run killed after its last checkpoint */
         nep_evaluate(&r.g, &val, &r.norm, 256, &val_top1, NULL, &err);
+        if (save_epoch(&o, &r, &t, options, ckpt, model, log, NULL)) goto done;
+    }
     fprintf(human, "test top-1 %.2f%%  (val %.2f%%)  %s written\n", test_top1, val_top1, model);
     if (o.json)
         printf("{\"test_top1\":%.4f,\"val_top1\":%.4f,\"test_loss\":%.6f,\"params\":%lld,"

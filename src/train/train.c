@@ -56,10 +56,15 @@ static void update_node(void *ctx, nep_graph *g, int node) {
 
 nep_status nep_train_step(nep_trainer *t, int64_t b, double lr, nep_rng *rng, double *loss,
                           int64_t *correct, nep_err *err) {
+    const int64_t K = out_features(t->g);
+    for (int64_t i = 0; i < b; i++)
+        if (t->y[i] < 0 || t->y[i] >= K)
+            return nep_fail(err, NEP_ERR_ARG, "label %d of sample %lld is outside the model's %lld "
+                            "classes", t->y[i], (long long)i, (long long)K);
     t->ex.training = true;
     t->ex.rng = rng;
     const nep_real *logits = nep_exec_forward(&t->ex, t->x, b);
-    double l = nep_xent(logits, t->y, b, out_features(t->g), t->dlogits, correct);
+    double l = nep_xent(logits, t->y, b, K, t->dlogits, correct);
     *loss = l;
     if (!isfinite(l))
         return nep_fail(err, NEP_ERR_NUMERIC, "loss is %g at optimizer step %lld: training "
@@ -99,6 +104,9 @@ nep_status nep_evaluate(nep_graph *g, const nep_dataset *d, const nep_normalize 
                         int64_t batch, double *top1, double *loss, nep_err *err) {
     nep_loader loader;
     nep_exec ex;
+    if (d->classes > out_features(g))
+        return nep_fail(err, NEP_ERR_SHAPE, "the data has %d classes but the model outputs %lld",
+                        d->classes, (long long)out_features(g));
     NEP_TRY(nep_loader_init(&loader, d, norm, batch, false, false, err));
     nep_status s = nep_exec_init(&ex, g, batch, err);
     if (s != NEP_OK) {

@@ -1,0 +1,359 @@
+#!/bin/sh
+# End-to-end tests of the nepenthe command-line tool on a tiny generated data set.
+#
+# usage (from the repository root): tests/cli_test.sh [BINARY]   (default build/asan/nepenthe)
+#
+# Each check prints "ok - NAME" or "not ok - NAME" followed by the output of the command
+# it looked at; the last line is "N passed, M failed" and the exit status is non-zero if
+# any check failed. Models are tiny and single-threaded so that the whole script takes
+# seconds even with the sanitized binary.
+#
+# Checks are shell code in single quotes, expanded when check evaluates them, and the
+# shared option strings ($SMALL, $RES) are split on purpose:
+# shellcheck disable=SC2016,SC2086
+BIN=${1:-build/asan/nepenthe}
+PY=/usr/bin/python3
+HERE=$(cd "$(dirname "$0")" && pwd)
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export OMP_NUM_THREADS=1
+export PYTHONDONTWRITEBYTECODE=1
+
+if [ ! -x "$BIN" ]; then
+    echo "not ok - $BIN is not an executable (build it first: make all build/asan/nepenthe)"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+T=$(mktemp -d) || exit 1
+trap 'rm -rf "$T"' EXIT
+case $T in *[[:space:]]*) echo "not ok - temporary directory '$T' has spaces"; echo "0 passed, 1 failed"; exit 1 ;; esac
+trap 'exit 130' INT TERM
+
+pass=0
+fail=0
+rc=0
+
+# nep ARGS...: runs the binary; stdout in $T/out, stderr in $T/err, exit status in $rc.
+nep() {
+    "$BIN" "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+}
+
+# check NAME CONDITION: CONDITION is shell code (what it prints to stderr is kept as the
+# reason); on failure, shows the reason and the last command's status and output.
+check() {
+    if eval "$2" 2>"$T/why"; then
+        pass=$((pass + 1))
+        echo "ok - $1"
+    else
+        fail=$((fail + 1))
+        echo "not ok - $1"
+        sed 's/^/  # why: /' "$T/why"
+        echo "  # exit status $rc; stdout (last lines), stderr (first lines, marked !):"
+        tail -n 8 "$T/out" | sed 's/^/  #   /'
+        head -n 12 "$T/err" | sed 's/^/  # ! /'
+    fi
+}
+
+# The last command failed with a message rather than a crash or a sanitizer report.
+failed_cleanly() {
+    [ "$rc" -ne 0 ] && [ "$rc" -lt 126 ] && ! grep -q 'Sanitizer\|runtime error:' "$T/err"
+}
+# The last command succeeded (a sanitizer report makes the exit status non-zero anyway).
+succeeded() { [ "$rc" -eq 0 ] && ! grep -q 'Sanitizer\|runtime error:' "$T/err"; }
+# Its stderr holds the fixed string $1.
+says() { grep -qF -- "$1" "$T/err"; }
+says_i() { grep -qi -- "$1" "$T/err"; }
+# jlast FILE KEY: KEY of the JSON object on FILE's last line.
+jlast() {
+    tail -n 1 "$1" | $PY -c 'import json, sys; print(json.loads(sys.stdin.read())[sys.argv[1]])' "$2"
+}
+# py EXPR: true if the Python expression is.
+py() { $PY -c "import sys; sys.exit(0 if ($1) else 1)"; }
+# epochs_are LOG N...: the log.jsonl lines' epochs are exactly N...
+epochs_are() {
+    $PY -c 'import json, sys
+e = [json.loads(l)["epoch"] for l in open(sys.argv[1])]
+w = [int(x) for x in sys.argv[2:]]
+if e != w:
+    sys.exit("epochs in %s: %s, want %s" % (sys.argv[1], e, w))' "$@"
+}
+
+D=$T/data
+$PY "$HERE/tools/make_idx.py" "$D" || { echo "not ok - make_idx.py"; echo "0 passed, 1 failed"; exit 1; }
+# What every run below shares: tiny model, single thread, 200 validation images.
+SMALL="--data-dir $D --hidden 32,32 --batch 64 --val 200 --threads 1"
+
+# --- help and usage -------------------------------------------------------------
+nep --help
+check "nepenthe --help lists the commands" \
+    'succeeded && grep -q train "$T/out" && grep -q eval "$T/out" && grep -q info "$T/out" && grep -q bench "$T/out"'
+for spec in "train:--hidden --act --epochs --batch --lr --momentum --wd --milestones --gamma --optimizer --seed --out --resume --json --data-dir" \
+            "eval:--ckpt --data --split --json" \
+            "info:--ckpt" \
+            "bench:--model --hidden --batch --steps --json"; do
+    cmd=${spec%%:*}
+    nep "$cmd" --help
+    missing=""
+    for flag in ${spec#*:}; do grep -qF -- "$flag" "$T/out" || missing="$missing $flag"; done
+    check "$cmd --help exits 0 and mentions its flags${missing:+ (missing:$missing)}" \
+        'succeeded && [ -z "$missing" ]'
+done
+nep
+check "no command: non-zero exit with usage" 'failed_cleanly && says usage'
+nep frobnicate
+check "unknown command: non-zero exit naming it" 'failed_cleanly && says frobnicate'
+
+# --- bad flags and values -------------------------------------------------------
+nep train --out "$T/x" --bogus
+check "train --bogus exits 2 naming --bogus" '[ "$rc" -eq 2 ] && failed_cleanly && says --bogus'
+nep eval --bogus
+check "eval --bogus exits 2 naming --bogus" '[ "$rc" -eq 2 ] && failed_cleanly && says --bogus'
+for bad in "--epochs abc" "--act tanh" "--optimizer rmsprop" "--hidden 10,x" "--lr 1e999" "--milestones 1,y"; do
+    flag=${bad%% *}
+    nep train $SMALL --out "$T/bad" $bad
+    check "train $bad: non-zero exit naming $flag" 'failed_cleanly && says "$flag"'
+done
+check "bad values wrote no output directory" '[ ! -e "$T/bad" ]'
+nep train --data-dir "$D"
+check "train without --out: non-zero exit naming --out" 'failed_cleanly && says --out'
+
+# --- data errors ----------------------------------------------------------------
+nep train --data-dir "$T/no/such/dir" --out "$T/x" --epochs 1
+check "missing data dir: names the path and dataset-fashion-mnist" \
+    'failed_cleanly && says "$T/no/such/dir" && says dataset-fashion-mnist'
+mkdir "$T/empty"
+nep train --data-dir "$T/empty" --out "$T/x" --epochs 1
+check "data dir without files: names the file and dataset-fashion-mnist" \
+    'failed_cleanly && says train-images-idx3-ubyte && says dataset-fashion-mnist'
+
+cp -r "$D" "$T/cut"
+head -c 300000 "$D/train-images-idx3-ubyte.gz" >"$T/cut/train-images-idx3-ubyte.gz"
+nep train $SMALL --data-dir "$T/cut" --out "$T/x" --epochs 1
+check "truncated gzip IDX: non-zero exit naming the file" \
+    'failed_cleanly && says "$T/cut/train-images-idx3-ubyte.gz"'
+
+$PY "$HERE/tools/make_idx.py" "$T/plain" --plain
+nep train $SMALL --data-dir "$T/plain" --out "$T/plainrun" --epochs 1
+check "plain (not gzipped) IDX files train" 'succeeded && [ -s "$T/plainrun/model.safetensors" ]'
+cp -r "$T/plain" "$T/pcut"
+head -c 5000 "$T/plain/t10k-images-idx3-ubyte" >"$T/pcut/t10k-images-idx3-ubyte"
+nep train $SMALL --data-dir "$T/pcut" --out "$T/x" --epochs 1
+check "truncated plain IDX: non-zero exit naming the file" \
+    'failed_cleanly && says "$T/pcut/t10k-images-idx3-ubyte" && says_i truncated'
+cp -r "$T/plain" "$T/magic"
+printf '\001\002\003\004' | dd of="$T/magic/train-labels-idx1-ubyte" bs=1 count=4 conv=notrunc 2>/dev/null
+nep train $SMALL --data-dir "$T/magic" --out "$T/x" --epochs 1
+check "corrupt IDX magic: non-zero exit naming the file" \
+    'failed_cleanly && says "$T/magic/train-labels-idx1-ubyte" && says_i magic'
+cp -r "$D" "$T/gzbad"
+$PY - "$T/gzbad/train-images-idx3-ubyte.gz" <<'EOF'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+for i in range(len(b) // 2, len(b) // 2 + 64):
+    b[i] ^= 0xA5
+open(p, "wb").write(bytes(b))
+EOF
+nep train $SMALL --data-dir "$T/gzbad" --out "$T/x" --epochs 1
+check "corrupt gzip data in IDX: non-zero exit naming the file" \
+    'failed_cleanly && says "$T/gzbad/train-images-idx3-ubyte.gz"'
+
+# --- train, eval, info ----------------------------------------------------------
+R=$T/run
+nep train $SMALL --epochs 2 --seed 1 --out "$R" --json
+cp "$T/out" "$T/train.out"
+check "train 2 epochs succeeds" succeeded
+check "train writes model.safetensors, checkpoint.safetensors, log.jsonl" \
+    '[ -s "$R/model.safetensors" ] && [ -s "$R/checkpoint.safetensors" ] && [ -s "$R/log.jsonl" ]'
+check "log.jsonl: 2 lines with epoch, loss, train_top1, val_top1, img_per_s, seconds" \
+    '$PY - "$R/log.jsonl" <<EOF
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) == 2, lines
+for i, l in enumerate(lines):
+    d = json.loads(l)
+    assert d["epoch"] == i + 1, d
+    for k in ("loss", "train_top1", "val_top1", "img_per_s", "seconds"):
+        assert isinstance(d[k], (int, float)), (k, d)
+EOF'
+check "train --json: last stdout line has test_top1, val_top1, params, seconds" \
+    '$PY - "$T/train.out" <<EOF
+import json, sys
+d = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+for k in ("test_top1", "val_top1", "params", "seconds"):
+    assert isinstance(d[k], (int, float)), (k, d)
+EOF'
+test_top1=$(jlast "$T/train.out" test_top1 2>/dev/null)
+val_top1=$(jlast "$T/train.out" val_top1 2>/dev/null)
+params=$(jlast "$T/train.out" params 2>/dev/null)
+check "test_top1 ($test_top1%) is well above chance (> 50%)" 'py "${test_top1:-0} > 50"'
+
+nep eval --ckpt "$R/model.safetensors" --data-dir "$D" --threads 1 --json
+eval_top1=$(jlast "$T/out" test_top1 2>/dev/null)
+check "eval --json: test_top1 ($eval_top1) equals train's ($test_top1)" \
+    'succeeded && py "abs(${eval_top1:-1e9} - ${test_top1:-0}) <= 1e-3"'
+nep eval --ckpt "$R/model.safetensors" --data-dir "$D" --threads 1 --split val --json
+eval_val=$(jlast "$T/out" val_top1 2>/dev/null)
+check "eval --split val: val_top1 ($eval_val) equals train's ($val_top1) on 200 images" \
+    'succeeded && py "abs(${eval_val:-1e9} - ${val_top1:-0}) <= 1e-3" && grep -q "\"images\":200" "$T/out"'
+nep eval --ckpt "$R/model.safetensors" --data-dir "$D" --split nope
+check "eval --split nope: non-zero exit naming --split" 'failed_cleanly && says --split'
+
+nep info --ckpt "$R/model.safetensors"
+check "info: rows fc1, fc2, fc3 and total" \
+    'succeeded && grep -q "^fc1 " "$T/out" && grep -q "^fc2 " "$T/out" && grep -q "^fc3 " "$T/out" && grep -q "^total " "$T/out"'
+info_total=$(awk '$1 == "total" { print $2 }' "$T/out")
+check "info: parameter total ($info_total) equals train's params ($params)" \
+    '[ -n "$params" ] && [ "$info_total" = "$params" ]'
+# 784*32+32 + 32*32+32 + 32*10+10
+check "info: fc1 has 25120 parameters, fc3 330" \
+    'awk '"'"'$1 == "fc1" && $4 == 25120 { a = 1 } $1 == "fc3" && $4 == 330 { b = 1 } END { exit !(a && b) }'"'"' "$T/out"'
+
+# --- data that does not fit the model -------------------------------------------
+$PY "$HERE/tools/make_idx.py" "$T/c12" --classes 12 --train 300 --test 100
+$PY "$HERE/tools/make_idx.py" "$T/s14" --size 14 --train 300 --test 100
+nep train $SMALL --epochs 1 --classes 2 --out "$T/x"
+check "train --classes 2 on 10-class data: non-zero exit about the labels" \
+    'failed_cleanly && { says_i label || says_i class; }'
+nep eval --ckpt "$R/model.safetensors" --data-dir "$T/c12" --threads 1
+check "eval of a 10-class model on 12-class data: non-zero exit about the labels" \
+    'failed_cleanly && { says_i label || says_i class; }'
+nep eval --ckpt "$R/model.safetensors" --data-dir "$T/s14" --threads 1
+check "eval of a 28x28 model on 14x14 data: non-zero exit about the input shape" \
+    'failed_cleanly && says 14'
+nep train --data-dir "$T/s14" --hidden 32 --val 100 --threads 1 --epochs 1 --out "$T/x"
+check "train on 14x14 data without --input: non-zero exit naming --input" \
+    'failed_cleanly && says --input'
+
+# --- bad checkpoints ------------------------------------------------------------
+head -c 2000 "$R/model.safetensors" >"$T/trunc.safetensors" 2>/dev/null
+printf 'this is not a safetensors file at all' >"$T/garbage.safetensors"
+printf '\377\377\377\377\377\377\377\177{}' >"$T/hugehdr.safetensors"
+for f in trunc garbage hugehdr; do
+    for cmd in eval info; do
+        if [ "$cmd" = eval ]; then nep eval --ckpt "$T/$f.safetensors" --data-dir "$D"; else nep info --ckpt "$T/$f.safetensors"; fi
+        check "$cmd on $f.safetensors: non-zero exit naming the file" \
+            'failed_cleanly && says "$T/$f.safetensors"'
+    done
+done
+nep eval --ckpt "$T/does-not-exist.safetensors" --data-dir "$D"
+check "eval on a missing checkpoint: non-zero exit naming it" \
+    'failed_cleanly && says "$T/does-not-exist.safetensors"'
+$PY - "$R/model.safetensors" "$T" "$HERE/tools" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[3])
+import safetensors_np as st
+src, out = sys.argv[1], sys.argv[2]
+t, meta = st.load(src)
+w = t["fc1.weight"]
+st.save(out + "/transposed.safetensors", dict(t, **{"fc1.weight": w.T.copy()}), meta)
+st.save(out + "/narrow.safetensors", dict(t, **{"fc1.weight": w[:, :-1].copy()}), meta)
+st.save(out + "/roundtrip.safetensors", t, meta)
+EOF
+nep info --ckpt "$T/roundtrip.safetensors"
+check "a checkpoint rewritten by safetensors_np.py loads (info)" 'succeeded && grep -q "^total " "$T/out"'
+for f in transposed narrow; do
+    for cmd in eval info; do
+        if [ "$cmd" = eval ]; then nep eval --ckpt "$T/$f.safetensors" --data-dir "$D"; else nep info --ckpt "$T/$f.safetensors"; fi
+        check "$cmd on a checkpoint with $f fc1.weight: non-zero exit naming the tensor" \
+            'failed_cleanly && says fc1.weight && says "$T/$f.safetensors"'
+    done
+done
+
+# --- resume ---------------------------------------------------------------------
+# Larger than $SMALL (epochs of ~0.05 s released, ~0.3 s with ASan) so that the killed
+# run below is killed mid-run rather than after its last epoch.
+RES="--data-dir $D --hidden 256,256 --batch 16 --lr 0.01 --val 200 --threads 1 --seed 7"
+nep train $RES --epochs 3 --out "$T/A"
+check "resume: uninterrupted 3-epoch run A" 'succeeded && [ -s "$T/A/model.safetensors" ]'
+nep train $RES --epochs 1 --out "$T/B"
+check "resume: run B, first epoch" succeeded
+nep train $RES --epochs 3 --resume --out "$T/B"
+check "resume: run B, --resume --epochs 3" succeeded
+check "resume: B's model.safetensors is byte-identical to A's" \
+    'cmp "$T/A/model.safetensors" "$T/B/model.safetensors" >&2'
+check "resume: B's log.jsonl has 3 lines, epochs 1, 2, 3" \
+    'epochs_are "$T/B/log.jsonl" 1 2 3'
+
+"$BIN" train $RES --epochs 3 --out "$T/K" >"$T/out" 2>"$T/err" &
+pid=$!
+while [ ! -e "$T/K/checkpoint.safetensors" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
+kill -9 "$pid" 2>/dev/null && killed=killed || killed="finished before the kill"
+wait "$pid" 2>/dev/null
+nep train $RES --epochs 3 --resume --out "$T/K"
+check "resume after kill -9 ($killed): succeeds" succeeded
+check "resume after kill -9: model identical to A's" \
+    'cmp "$T/A/model.safetensors" "$T/K/model.safetensors" >&2'
+
+# An epoch ends by writing model.safetensors, then its log line, then the checkpoint
+# (whose rename marks the epoch done). A kill can land between any two of them; these
+# states are made here deterministically from the 2-epoch run in $R (same options).
+W=$T/window
+nep train $SMALL --epochs 1 --seed 1 --out "$W"
+cp "$W/checkpoint.safetensors" "$T/c1.safetensors" 2>/dev/null
+cp "$W/model.safetensors" "$T/m1.safetensors" 2>/dev/null
+cp "$W/log.jsonl" "$T/log1.jsonl" 2>/dev/null
+nep train $SMALL --epochs 2 --seed 1 --resume --out "$W"
+check "resume 1 -> 2 epochs matches the uninterrupted 2-epoch run" \
+    'succeeded && cmp "$R/model.safetensors" "$W/model.safetensors" >&2'
+cp "$W/log.jsonl" "$T/log2.jsonl" 2>/dev/null
+# Killed after epoch 2's model file, before its log line and checkpoint.
+cp "$T/c1.safetensors" "$W/checkpoint.safetensors" 2>/dev/null
+cp "$T/log1.jsonl" "$W/log.jsonl" 2>/dev/null
+nep train $SMALL --epochs 2 --seed 1 --resume --out "$W"
+check "killed before epoch 2's log line: --resume reaches the same weights" \
+    'succeeded && cmp "$R/model.safetensors" "$W/model.safetensors" >&2'
+check "killed before epoch 2's log line: log.jsonl has epochs 1, 2" \
+    'epochs_are "$W/log.jsonl" 1 2'
+# Killed after epoch 2's log line, before its checkpoint: the line is dropped and redone.
+cp "$T/c1.safetensors" "$W/checkpoint.safetensors" 2>/dev/null
+cp "$T/log2.jsonl" "$W/log.jsonl" 2>/dev/null
+nep train $SMALL --epochs 2 --seed 1 --resume --out "$W"
+check "killed before epoch 2's checkpoint: --resume reaches the same weights" \
+    'succeeded && cmp "$R/model.safetensors" "$W/model.safetensors" >&2'
+check "killed before epoch 2's checkpoint: log.jsonl has epochs 1, 2 once each" \
+    'epochs_are "$W/log.jsonl" 1 2'
+# Finished run whose model file is stale (e.g. restored by hand): --resume rewrites it.
+cp "$T/m1.safetensors" "$W/model.safetensors" 2>/dev/null
+nep train $SMALL --epochs 2 --seed 1 --resume --out "$W"
+check "nothing left to train: --resume rewrites model.safetensors from the checkpoint" \
+    'succeeded && cmp "$R/model.safetensors" "$W/model.safetensors" >&2'
+
+nep train $RES --epochs 3 --resume --lr 0.02 --out "$T/B"
+check "--resume with another --lr fails, saying the options differ" \
+    'failed_cleanly && says_i options && says 0.02'
+check "the refused --resume left B's model alone" \
+    'cmp "$T/A/model.safetensors" "$T/B/model.safetensors" >&2'
+
+# --- divergence -----------------------------------------------------------------
+nep train $SMALL --epochs 3 --milestones 1 --gamma 1e30 --out "$T/nan"
+check "exploding lr: non-zero exit saying the loss diverged / is not finite" \
+    'failed_cleanly && grep -Eqi "diverg|non-finite|not finite|\bnan\b|\binf\b" "$T/err"'
+check "exploding lr: log.jsonl holds only epoch 1" \
+    '[ "$(wc -l <"$T/nan/log.jsonl")" -eq 1 ]'
+nep eval --ckpt "$T/nan/checkpoint.safetensors" --data-dir "$D" --threads 1 --json
+nan_top1=$(jlast "$T/out" test_top1 2>/dev/null)
+check "exploding lr: epoch-1 checkpoint still loads with eval (top-1 $nan_top1)" \
+    'succeeded && py "${nan_top1:--1} >= 0"'
+nep train $SMALL --epochs 3 --milestones 1 --gamma 1e30 --resume --out "$T/nan"
+check "exploding lr: --resume diverges again cleanly" 'failed_cleanly'
+
+# --- bench ----------------------------------------------------------------------
+nep bench --hidden 16 --steps 3 --warmup 1 --threads 1 --json
+check "bench --json: train_img_per_s, infer_ms_batch1, infer_img_per_s > 0" \
+    'succeeded && tail -n 1 "$T/out" | $PY -c "
+import json, sys
+d = json.loads(sys.stdin.read())
+sys.exit(not all(d[k] > 0 for k in (\"train_img_per_s\", \"infer_ms_batch1\", \"infer_img_per_s\")))"'
+nep bench --hidden 16 --steps 0
+check "bench --steps 0: non-zero exit naming --steps" 'failed_cleanly && says --steps'
+
+# --- unwritable output ----------------------------------------------------------
+touch "$T/file"
+nep train $SMALL --epochs 1 --out "$T/file/sub"
+check "--out under a regular file: non-zero exit naming the path" \
+    'failed_cleanly && says "$T/file/sub"'
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
