@@ -18,7 +18,9 @@ F64_TESTS := $(sort $(wildcard tests/f64_*.c))
 HDRS    := $(shell find include src tools -name '*.h')
 TOOL_SRCS := $(sort $(wildcard tools/*.c))
 
-.PHONY: all test test-fast bench demo deps clean golden
+.PHONY: all test bench demo deps clean golden
+# Keep object files of test binaries (otherwise make deletes them as intermediates).
+.SECONDARY:
 all: build/libnepenthe.a build/nepenthe
 
 deps:
