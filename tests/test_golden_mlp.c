@@ -18,26 +18,14 @@
 
 static nep_safetensors golden;
 
-static int load_golden(void **state) {
-    char *path = nep_test_path(nep_test_golden_dir(), "mlp.safetensors");
-    nep_err err;
-    int rc = nep_st_read(path, &golden, &err) == NEP_OK ? 0 : -1;
-    if (rc) fprintf(stderr, "%s (run `make golden`)\n", err.msg);
-    free(path);
-    return rc;
-}
+static int load_golden(void **state) { return nep_test_read_golden("mlp.safetensors", &golden); }
 static int free_golden(void **state) {
     nep_st_free(&golden);
     return 0;
 }
 
 static const nep_st_tensor *get(const char *prefix, const char *name) {
-    char full[160];
-    snprintf(full, sizeof full, "%s%s", prefix, name);
-    const nep_st_tensor *t = nep_st_find(&golden, full);
-    if (!t) fprintf(stderr, "golden tensor %s missing\n", full);
-    assert_non_null(t);
-    return t;
+    return nep_test_tensor(&golden, prefix, name);
 }
 
 static void expect(const char *prefix, const char *name, const nep_real *got, double rtol,

@@ -77,3 +77,22 @@ int64_t nep_test_i64(const nep_st_tensor *t, int64_t i) {
     memcpy(&v, (const char *)t->data + 8 * i, sizeof v);
     return v;
 }
+
+int nep_test_read_golden(const char *file, nep_safetensors *st) {
+    char *path = nep_test_path(nep_test_golden_dir(), file);
+    nep_err err;
+    int rc = nep_st_read(path, st, &err) == NEP_OK ? 0 : -1;
+    if (rc) fprintf(stderr, "%s (run `make golden`)\n", err.msg);
+    free(path);
+    return rc;
+}
+
+const nep_st_tensor *nep_test_tensor(const nep_safetensors *st, const char *prefix,
+                                     const char *name) {
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", prefix, name);
+    const nep_st_tensor *t = nep_st_find(st, full);
+    if (!t) fprintf(stderr, "golden tensor %s missing\n", full);
+    assert_non_null(t);
+    return t;
+}

@@ -34,5 +34,11 @@ int nep_test_write_file(const char *path, const void *data, size_t n);
 int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape in);
 
 #include "nepenthe/safetensors.h"
+/* Reads <golden dir>/<file> into st; on failure prints a hint and returns -1 (cmocka
+ * group setups return it). */
+int nep_test_read_golden(const char *file, nep_safetensors *st);
+/* Tensor "<prefix><name>" of st; fails the test if it is absent. */
+const nep_st_tensor *nep_test_tensor(const nep_safetensors *st, const char *prefix,
+                                     const char *name);
 /* Element i of an I64 tensor (safetensors data need not be aligned). */
 int64_t nep_test_i64(const nep_st_tensor *t, int64_t i);
