@@ -61,6 +61,7 @@ typedef struct nep_loader {
     bool shuffle;
     bool drop_last;     /* skip a final partial batch */
     uint32_t *order;    /* [n] */
+    nep_real *lut;      /* [c, 256]: normalized value of each pixel value, per channel */
     int64_t pos;
 } nep_loader;
 

@@ -2,9 +2,7 @@
  *
  * Normalization goes through a 256-entry table per channel, computed once in float as
  * ((float)pix * (1/255.f) - mean) / std: each pixel costs one load instead of a
- * division, and the values are the same whatever the compiler vectorizes. The header's
- * struct has no field for the tables, so they live in the allocation of `order`,
- * after it: one malloc, one free. */
+ * division, and the values are the same whatever the compiler vectorizes. */
 #include "nepenthe/data.h"
 
 #include <math.h>
@@ -12,15 +10,6 @@
 #include <string.h>
 
 #define LUT_SIZE 256
-
-static size_t lut_offset(int64_t n) {
-    size_t a = _Alignof(nep_real);
-    return ((size_t)n * sizeof(uint32_t) + a - 1) / a * a;
-}
-
-static nep_real *loader_lut(const nep_loader *l) {
-    return (nep_real *)((char *)l->order + lut_offset(l->data->n));
-}
 
 static void lut_fill(nep_real *lut, float mean, float std) {
     for (int p = 0; p < LUT_SIZE; p++)
@@ -58,15 +47,18 @@ nep_status nep_loader_init(nep_loader *l, const nep_dataset *d, const nep_normal
     for (int ch = 0; ch < d->c; ch++) unit.std[ch] = 1.0f;
     if (!norm) norm = &unit;
     NEP_TRY(check_norm(norm, d, err));
-    size_t bytes = lut_offset(d->n) + (size_t)d->c * LUT_SIZE * sizeof(nep_real);
-    uint32_t *order = malloc(bytes);
-    if (!order)
-        return nep_fail(err, NEP_ERR_NOMEM, "loader: cannot allocate %zu bytes", bytes);
+    uint32_t *order = malloc(sizeof(uint32_t) * (size_t)(d->n ? d->n : 1));
+    nep_real *lut = malloc(sizeof(nep_real) * (size_t)d->c * LUT_SIZE);
+    if (!order || !lut) {
+        free(order);
+        free(lut);
+        return nep_fail(err, NEP_ERR_NOMEM, "loader: out of memory for %lld samples",
+                        (long long)d->n);
+    }
     *l = (nep_loader){.data = d, .norm = *norm, .batch = batch, .shuffle = shuffle,
-                      .drop_last = drop_last, .order = order};
+                      .drop_last = drop_last, .order = order, .lut = lut};
     for (int64_t i = 0; i < d->n; i++) order[i] = (uint32_t)i;
-    for (int ch = 0; ch < d->c; ch++)
-        lut_fill(loader_lut(l) + ch * LUT_SIZE, norm->mean[ch], norm->std[ch]);
+    for (int ch = 0; ch < d->c; ch++) lut_fill(lut + ch * LUT_SIZE, norm->mean[ch], norm->std[ch]);
     return NEP_OK;
 }
 
@@ -91,7 +83,7 @@ int64_t nep_loader_next(nep_loader *l, nep_real *x, int32_t *y) {
     int64_t b = d->n - l->pos;
     if (b > l->batch) b = l->batch;
     if (b <= 0 || (l->drop_last && b < l->batch)) return 0;
-    const nep_real *lut = loader_lut(l);
+    const nep_real *lut = l->lut;
     const uint32_t *order = l->order + l->pos;
     size_t hw = (size_t)d->h * d->w, chw = hw * d->c;
     for (int64_t i = 0; i < b; i++) {
@@ -116,5 +108,6 @@ int64_t nep_loader_batches(const nep_loader *l) {
 void nep_loader_free(nep_loader *l) {
     if (!l) return;
     free(l->order);
+    free(l->lut);
     *l = (nep_loader){0};
 }
