@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cblas.h>
+#include <cjson/cJSON.h>
 #include <omp.h>
 
 static void print_default(const cli_opt *o) {
@@ -124,12 +126,13 @@ int cli_errorf(const char *cmd, const char *fmt, ...) {
 
 void model_opts_default(model_opts *m) {
     *m = (model_opts){.model = "mlp", .hidden = "1024,1024,1024", .act = "relu", .input = "1,28,28",
-                      .slope = 0.01, .dropout = 0, .classes = 10};
+                      .slope = 0.01, .dropout = 0, .classes = 10, .width = 256};
 }
 
 void model_opts_table(model_opts *m, cli_opt *opts, int *n) {
-    opts[(*n)++] = (cli_opt){"model", OPT_STR, &m->model, "architecture: mlp"};
-    opts[(*n)++] = (cli_opt){"hidden", OPT_STR, &m->hidden, "mlp hidden widths, comma-separated"};
+    opts[(*n)++] = (cli_opt){"model", OPT_STR, &m->model, "architecture: mlp, resmlp"};
+    opts[(*n)++] = (cli_opt){"hidden", OPT_STR, &m->hidden, "hidden widths, comma-separated (resmlp: one per block)"};
+    opts[(*n)++] = (cli_opt){"width", OPT_INT, &m->width, "resmlp embedding width"};
     opts[(*n)++] = (cli_opt){"act", OPT_STR, &m->act, "rectifier: relu, leaky_relu, prelu, relu6, gelu, silu"};
     opts[(*n)++] = (cli_opt){"slope", OPT_REAL, &m->slope, "leaky_relu negative slope"};
     opts[(*n)++] = (cli_opt){"dropout", OPT_REAL, &m->dropout, "dropout after each rectifier"};
@@ -139,8 +142,10 @@ void model_opts_table(model_opts *m, cli_opt *opts, int *n) {
 
 int model_opts_spec(const char *cmd, const model_opts *m, nep_model_spec *spec) {
     *spec = nep_model_spec_default();
-    if (strcmp(m->model, "mlp") != 0)
-        return cli_errorf(cmd, "--model: unknown model '%s' (known: mlp)", m->model);
+    if (strcmp(m->model, "mlp") != 0 && strcmp(m->model, "resmlp") != 0)
+        return cli_errorf(cmd, "--model: unknown model '%s' (known: mlp, resmlp)", m->model);
+    if (m->width < 1) return cli_errorf(cmd, "--width: must be positive");
+    spec->width = m->width;
     snprintf(spec->name, sizeof spec->name, "%s", m->model);
     int n = cli_parse_list("hidden", m->hidden, spec->hidden, NEP_MAX_HIDDEN);
     if (n < 0) return 1;
@@ -159,6 +164,48 @@ int model_opts_spec(const char *cmd, const model_opts *m, nep_model_spec *spec) 
     if (!(m->dropout >= 0 && m->dropout < 1)) return cli_errorf(cmd, "--dropout: must be in [0, 1)");
     spec->slope = m->slope;
     spec->dropout = m->dropout;
+    return 0;
+}
+
+void train_flags_default(train_flags *t) {
+    *t = (train_flags){.optimizer = "sgd", .milestones = "", .lr = 0.05, .momentum = 0.9,
+                       .wd = 5e-4, .gamma = 0.1, .batch = 128};
+}
+
+void train_flags_table(train_flags *t, cli_opt *opts, int *n) {
+    opts[(*n)++] = (cli_opt){"batch", OPT_INT, &t->batch, "batch size"};
+    opts[(*n)++] = (cli_opt){"optimizer", OPT_STR, &t->optimizer, "sgd or adamw"};
+    opts[(*n)++] = (cli_opt){"lr", OPT_REAL, &t->lr, "learning rate"};
+    opts[(*n)++] = (cli_opt){"momentum", OPT_REAL, &t->momentum, "SGD momentum"};
+    opts[(*n)++] = (cli_opt){"nesterov", OPT_FLAG, &t->nesterov, "Nesterov momentum"};
+    opts[(*n)++] = (cli_opt){"wd", OPT_REAL, &t->wd, "weight decay (decoupled for adamw)"};
+    opts[(*n)++] = (cli_opt){"milestones", OPT_STR, &t->milestones, "epochs at which lr *= gamma, e.g. 5,8"};
+    opts[(*n)++] = (cli_opt){"gamma", OPT_REAL, &t->gamma, "learning-rate decay at each milestone"};
+}
+
+int train_flags_cfg(const char *cmd, const train_flags *t, nep_optim_cfg *cfg) {
+    if (strcmp(t->optimizer, "sgd") == 0)
+        *cfg = nep_optim_defaults(NEP_OPTIM_SGD);
+    else if (strcmp(t->optimizer, "adamw") == 0)
+        *cfg = nep_optim_defaults(NEP_OPTIM_ADAMW);
+    else
+        return cli_errorf(cmd, "--optimizer: unknown '%s' (sgd, adamw)", t->optimizer);
+    cfg->lr = t->lr;
+    cfg->momentum = t->momentum;
+    cfg->weight_decay = t->wd;
+    cfg->nesterov = t->nesterov;
+    cfg->gamma = t->gamma;
+    if (t->batch < 1) return cli_errorf(cmd, "--batch: must be positive");
+    if (!(t->lr > 0)) return cli_errorf(cmd, "--lr: must be positive");
+    if (!(t->momentum >= 0 && t->momentum < 1)) return cli_errorf(cmd, "--momentum: must be in [0, 1)");
+    if (!(t->wd >= 0)) return cli_errorf(cmd, "--wd: must be non-negative");
+    if (t->nesterov && (cfg->kind != NEP_OPTIM_SGD || t->momentum <= 0))
+        return cli_errorf(cmd, "--nesterov needs --optimizer sgd and a positive --momentum");
+    if (*t->milestones) {
+        int n = cli_parse_list("milestones", t->milestones, cfg->milestones, NEP_MAX_MILESTONES);
+        if (n < 0) return 1;
+        cfg->n_milestones = n;
+    }
     return 0;
 }
 
@@ -182,6 +229,45 @@ int cli_check_data_fits(const char *cmd, const nep_model_spec *spec, const nep_d
         return cli_errorf(cmd, "the data has %d classes but the model outputs %d (--classes)",
                           d->classes, spec->classes);
     return 0;
+}
+
+int cli_load_splits(const char *cmd, const nep_safetensors *meta, const nep_model_spec *spec,
+                    const char *name, const char *dir, cli_data *out) {
+    memset(out, 0, sizeof *out);
+    const char *dj = nep_st_meta_get(meta, "data");
+    cJSON *j = cJSON_Parse(dj ? dj : "{}");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "val");
+    const cJSON *sd = cJSON_GetObjectItemCaseSensitive(j, "split_seed");
+    int64_t val = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+    uint64_t seed = cJSON_IsNumber(sd) ? (uint64_t)sd->valuedouble : 0;
+    cJSON_Delete(j);
+    nep_err err;
+    if (cli_load_data(cmd, name, dir, true, &out->full) || cli_load_data(cmd, name, dir, false, &out->test) ||
+        cli_check_data_fits(cmd, spec, &out->full) || cli_check_data_fits(cmd, spec, &out->test))
+        return 1;
+    if (val <= 0 || val >= out->full.n) {
+        /* no recorded split: everything is training data, validation is empty */
+        return nep_dataset_split(&out->full, 0, seed, &out->train, &out->val, &err) == NEP_OK
+                   ? 0 : cli_error(cmd, &err);
+    }
+    if (nep_dataset_split(&out->full, val, seed, &out->train, &out->val, &err) != NEP_OK)
+        return cli_error(cmd, &err);
+    return 0;
+}
+
+void cli_data_free(cli_data *d) {
+    nep_dataset_free(&d->full);
+    nep_dataset_free(&d->train);
+    nep_dataset_free(&d->val);
+    nep_dataset_free(&d->test);
+}
+
+const nep_dataset *cli_split(const char *cmd, const cli_data *d, const char *name) {
+    if (strcmp(name, "train") == 0) return &d->train;
+    if (strcmp(name, "val") == 0) return &d->val;
+    if (strcmp(name, "test") == 0) return &d->test;
+    cli_errorf(cmd, "--split: '%s' is not train, val or test", name);
+    return NULL;
 }
 
 void cli_set_threads(int64_t n) {
@@ -213,4 +299,45 @@ void cli_progress_cb(void *ctx, int64_t done, int64_t total, double loss, double
 void cli_progress_end(cli_progress *p) {
     if (p->tty) fprintf(stderr, "\r\033[K");
     p->last = 0;
+}
+
+int cli_mkdirs(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
+}
+
+int cli_trim_jsonl(const char *path, const char *key, int64_t max) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[8192], tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *w = fopen(tmp, "w");
+    if (!w) {
+        fclose(f);
+        return -1;
+    }
+    while (fgets(line, sizeof line, f)) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, key);
+        if (cJSON_IsNumber(e) && e->valuedouble <= (double)max) fputs(line, w);
+        cJSON_Delete(j);
+    }
+    fclose(f);
+    int bad = fflush(w) || fsync(fileno(w));
+    bad |= fclose(w);
+    return bad ? -1 : rename(tmp, path);
+}
+
+int cli_append_line(const char *path, const char *line) {
+    FILE *f = fopen(path, "a");
+    if (!f) return -1;
+    int bad = fputs(line, f) < 0 || fputc('\n', f) < 0 || fflush(f) || fsync(fileno(f));
+    return (fclose(f) || bad) ? -1 : 0;
 }

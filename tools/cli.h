@@ -9,6 +9,7 @@
 
 #include "nepenthe/data.h"
 #include "nepenthe/model.h"
+#include "nepenthe/safetensors.h"
 #include "nepenthe/status.h"
 #include "nepenthe/train.h"
 
@@ -40,12 +41,23 @@ int cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 typedef struct model_opts {
     const char *model, *hidden, *act, *input;
     double slope, dropout;
-    int64_t classes;
+    int64_t classes, width;
 } model_opts;
 void model_opts_default(model_opts *m);
 /* Appends the model options to an option table at *n. */
 void model_opts_table(model_opts *m, cli_opt *opts, int *n);
 int model_opts_spec(const char *cmd, const model_opts *m, nep_model_spec *spec);
+
+/* Optimizer and schedule flags shared by train and prune. */
+typedef struct train_flags {
+    const char *optimizer, *milestones;
+    double lr, momentum, wd, gamma;
+    int64_t batch;
+    bool nesterov;
+} train_flags;
+void train_flags_default(train_flags *t);
+void train_flags_table(train_flags *t, cli_opt *opts, int *n);
+int train_flags_cfg(const char *cmd, const train_flags *t, nep_optim_cfg *cfg);
 
 /* Data: the named data set ("fashion-mnist") from dir (NULL = its default place). */
 int cli_load_data(const char *cmd, const char *name, const char *dir, bool train,
@@ -54,6 +66,24 @@ int cli_load_data(const char *cmd, const char *name, const char *dir, bool train
 /* Fails (printing which) unless d's images have the model's input shape and its labels
  * fit the model's classes. */
 int cli_check_data_fits(const char *cmd, const nep_model_spec *spec, const nep_dataset *d);
+
+/* The splits a checkpoint was trained with: train and val from the training files
+ * (the split recorded under "data" in its metadata), test from the test files. */
+typedef struct cli_data {
+    nep_dataset full, train, val, test;
+} cli_data;
+int cli_load_splits(const char *cmd, const nep_safetensors *meta, const nep_model_spec *spec,
+                    const char *name, const char *dir, cli_data *out);
+void cli_data_free(cli_data *d);
+/* The split named "train", "val" or "test", or NULL (after printing why). */
+const nep_dataset *cli_split(const char *cmd, const cli_data *d, const char *name);
+
+/* Files: mkdir -p; rewrite a JSON Lines file keeping the lines whose `key` is <= max
+ * (the lines a killed run logged past its last checkpoint go); append one line,
+ * flushed and fsync'd. Return 0 or -1 (errno set). */
+int cli_mkdirs(const char *path);
+int cli_trim_jsonl(const char *path, const char *key, int64_t max);
+int cli_append_line(const char *path, const char *line);
 
 /* Sets OpenMP and OpenBLAS threads (0 = leave the defaults). */
 void cli_set_threads(int64_t n);
@@ -72,5 +102,13 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_entropy(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+
+struct cJSON;
+struct nep_layer_states;
+/* One entropy layer as JSON (with per-neuron entropies and counts if detail). */
+struct cJSON *cli_layer_json(const nep_graph *g, const struct nep_layer_states *l, double entropy,
+                             bool detail);
 
 #endif

@@ -8,16 +8,6 @@
 #include "nepenthe/checkpoint.h"
 #include "ops/ops.h"
 
-/* The split a checkpoint's validation images came from, as recorded by train. */
-static void data_meta(const nep_safetensors *meta, int64_t *val, int64_t *split_seed) {
-    cJSON *j = cJSON_Parse(nep_st_meta_get(meta, "data") ? nep_st_meta_get(meta, "data") : "{}");
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "val");
-    const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "split_seed");
-    if (cJSON_IsNumber(v)) *val = (int64_t)v->valuedouble;
-    if (cJSON_IsNumber(s)) *split_seed = (int64_t)s->valuedouble;
-    cJSON_Delete(j);
-}
-
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "test";
     int64_t batch = 256, threads = 0;
@@ -35,8 +25,7 @@ int cmd_eval(int argc, char **argv) {
     int rc = cli_parse("eval", "--ckpt FILE [options]", opts, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     if (!ckpt) return cli_errorf("eval", "--ckpt FILE is required") + 1;
-    bool is_test = strcmp(split, "test") == 0;
-    if (!is_test && strcmp(split, "val") && strcmp(split, "train"))
+    if (strcmp(split, "test") && strcmp(split, "val") && strcmp(split, "train"))
         return cli_errorf("eval", "--split: '%s' is not test, val or train", split) + 1;
     if (batch < 1) return cli_errorf("eval", "--batch must be positive") + 1;
     cli_set_threads(threads);
@@ -44,26 +33,16 @@ int cmd_eval(int argc, char **argv) {
     nep_model_spec spec;
     nep_normalize norm;
     nep_safetensors meta = {0};
-    nep_dataset d = {0}, a = {0}, b = {0};
+    cli_data d;
     nep_err err;
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("eval", &err);
     rc = 1;
-    if (cli_load_data("eval", data, dir, !is_test, &d)) goto done;
-    if (cli_check_data_fits("eval", &spec, &d)) goto done;
-    if (norm.c != d.c) {
-        cli_errorf("eval", "%s: no input normalization for %d channel(s) in its metadata", ckpt, d.c);
+    if (cli_load_splits("eval", &meta, &spec, data, dir, &d)) goto done;
+    if (norm.c != d.full.c) {
+        cli_errorf("eval", "%s: no input normalization for %d channel(s) in its metadata", ckpt, d.full.c);
         goto done;
     }
-    const nep_dataset *use = &d;
-    if (!is_test) {
-        int64_t val = 0, seed = 0;
-        data_meta(&meta, &val, &seed);
-        if (val > 0 && nep_dataset_split(&d, val, (uint64_t)seed, &a, &b, &err) != NEP_OK) {
-            cli_error("eval", &err);
-            goto done;
-        }
-        if (val > 0) use = strcmp(split, "val") == 0 ? &b : &a;
-    }
+    const nep_dataset *use = cli_split("eval", &d, split);
     double top1, loss;
     double t0 = nep_now();
     if (nep_evaluate(&g, use, &norm, batch, &top1, &loss, &err) != NEP_OK) {
@@ -80,12 +59,9 @@ int cmd_eval(int argc, char **argv) {
 done:
     nep_graph_free(&g);
     nep_st_free(&meta);
-    nep_dataset_free(&d);
-    nep_dataset_free(&a);
-    nep_dataset_free(&b);
+    cli_data_free(&d);
     return rc;
 }
-
 static void shape_str(char *buf, size_t n, const nep_shape *s) {
     buf[0] = 0;
     for (int d = 0; d < s->ndim; d++)

@@ -15,10 +15,10 @@
 
 typedef struct train_opts {
     model_opts m;
-    const char *data, *data_dir, *optimizer, *milestones, *out;
-    int64_t epochs, batch, seed, val, split_seed, threads;
-    double lr, momentum, wd, gamma;
-    bool nesterov, resume, json;
+    train_flags t;
+    const char *data, *data_dir, *out;
+    int64_t epochs, seed, val, split_seed, threads;
+    bool resume, json;
 } train_opts;
 
 /* Everything that must match for --resume to continue the same run (not --epochs,
@@ -32,8 +32,8 @@ static char *options_json(const train_opts *o, const nep_model_spec *spec,
     cJSON_AddStringToObject(j, "data", o->data);
     cJSON_AddNumberToObject(j, "val", (double)o->val);
     cJSON_AddNumberToObject(j, "split_seed", (double)o->split_seed);
-    cJSON_AddNumberToObject(j, "batch", (double)o->batch);
-    cJSON_AddStringToObject(j, "optimizer", o->optimizer);
+    cJSON_AddNumberToObject(j, "batch", (double)o->t.batch);
+    cJSON_AddStringToObject(j, "optimizer", o->t.optimizer);
     cJSON_AddNumberToObject(j, "lr", cfg->lr);
     cJSON_AddNumberToObject(j, "momentum", cfg->momentum);
     cJSON_AddNumberToObject(j, "wd", cfg->weight_decay);
@@ -48,73 +48,9 @@ static char *options_json(const train_opts *o, const nep_model_spec *spec,
     return s;
 }
 
-static int mkdirs(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
-}
 
-static int optim_from_opts(const train_opts *o, nep_optim_cfg *cfg) {
-    if (strcmp(o->optimizer, "sgd") == 0)
-        *cfg = nep_optim_defaults(NEP_OPTIM_SGD);
-    else if (strcmp(o->optimizer, "adamw") == 0)
-        *cfg = nep_optim_defaults(NEP_OPTIM_ADAMW);
-    else
-        return cli_errorf("train", "--optimizer: unknown '%s' (sgd, adamw)", o->optimizer);
-    cfg->lr = o->lr;
-    cfg->momentum = o->momentum;
-    cfg->weight_decay = o->wd;
-    cfg->nesterov = o->nesterov;
-    cfg->gamma = o->gamma;
-    if (!(o->lr > 0)) return cli_errorf("train", "--lr: must be positive");
-    if (!(o->momentum >= 0 && o->momentum < 1)) return cli_errorf("train", "--momentum: must be in [0, 1)");
-    if (!(o->wd >= 0)) return cli_errorf("train", "--wd: must be non-negative");
-    if (o->nesterov && (cfg->kind != NEP_OPTIM_SGD || o->momentum <= 0))
-        return cli_errorf("train", "--nesterov needs --optimizer sgd and a positive --momentum");
-    if (*o->milestones) {
-        int n = cli_parse_list("milestones", o->milestones, cfg->milestones, NEP_MAX_MILESTONES);
-        if (n < 0) return 1;
-        cfg->n_milestones = n;
-    }
-    return 0;
-}
 
-/* Keeps the log lines of epochs already in the checkpoint (a killed run may have
- * logged past it, or not yet logged its last epoch). */
-static int trim_log(const char *path, int64_t epochs_done) {
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    char line[8192], tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *w = fopen(tmp, "w");
-    if (!w) {
-        fclose(f);
-        return -1;
-    }
-    while (fgets(line, sizeof line, f)) {
-        cJSON *j = cJSON_Parse(line);
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "epoch");
-        if (cJSON_IsNumber(e) && e->valuedouble <= (double)epochs_done) fputs(line, w);
-        cJSON_Delete(j);
-    }
-    fclose(f);
-    int bad = fflush(w) || fsync(fileno(w));
-    bad |= fclose(w);
-    return bad ? -1 : rename(tmp, path);
-}
 
-static int append_line(const char *path, const char *line) {
-    FILE *f = fopen(path, "a");
-    if (!f) return -1;
-    int bad = fputs(line, f) < 0 || fputc('\n', f) < 0 || fflush(f) || fsync(fileno(f));
-    return (fclose(f) || bad) ? -1 : 0;
-}
 
 static char *rng_json(const nep_rng *r) {
     char *s = malloc(80);
@@ -161,7 +97,7 @@ static int save_epoch(const train_opts *o, run_state *r, const nep_trainer *t, c
     int rc = 0;
     if (nep_checkpoint_save(model, &r->g, &r->spec, &r->norm, NULL, extra, 4, &err) != NEP_OK)
         rc = cli_error("train", &err);
-    else if (log_line && append_line(log, log_line))
+    else if (log_line && cli_append_line(log, log_line))
         rc = cli_errorf("train", "%s: cannot append: %s", log, strerror(errno));
     else if (log_line &&
              nep_checkpoint_save(ckpt, &r->g, &r->spec, &r->norm, &t->opt, extra, 4, &err) != NEP_OK)
@@ -188,9 +124,9 @@ static int resume(const char *ckpt, const char *options, run_state *r) {
 }
 
 int cmd_train(int argc, char **argv) {
-    train_opts o = {.data = "fashion-mnist", .optimizer = "sgd", .milestones = "", .epochs = 10,
-                    .batch = 128, .val = 5000, .lr = 0.05, .momentum = 0.9, .wd = 5e-4, .gamma = 0.1};
+    train_opts o = {.data = "fashion-mnist", .epochs = 10, .val = 5000};
     model_opts_default(&o.m);
+    train_flags_default(&o.t);
     cli_opt opts[40];
     int n = 0;
     model_opts_table(&o.m, opts, &n);
@@ -199,14 +135,7 @@ int cmd_train(int argc, char **argv) {
     opts[n++] = (cli_opt){"val", OPT_INT, &o.val, "training images held out for validation"};
     opts[n++] = (cli_opt){"split-seed", OPT_INT, &o.split_seed, "seed of the train/validation split"};
     opts[n++] = (cli_opt){"epochs", OPT_INT, &o.epochs, "epochs"};
-    opts[n++] = (cli_opt){"batch", OPT_INT, &o.batch, "batch size"};
-    opts[n++] = (cli_opt){"optimizer", OPT_STR, &o.optimizer, "sgd or adamw"};
-    opts[n++] = (cli_opt){"lr", OPT_REAL, &o.lr, "learning rate"};
-    opts[n++] = (cli_opt){"momentum", OPT_REAL, &o.momentum, "SGD momentum"};
-    opts[n++] = (cli_opt){"nesterov", OPT_FLAG, &o.nesterov, "Nesterov momentum"};
-    opts[n++] = (cli_opt){"wd", OPT_REAL, &o.wd, "weight decay (decoupled for adamw)"};
-    opts[n++] = (cli_opt){"milestones", OPT_STR, &o.milestones, "epochs at which lr *= gamma, e.g. 5,8"};
-    opts[n++] = (cli_opt){"gamma", OPT_REAL, &o.gamma, "learning-rate decay at each milestone"};
+    train_flags_table(&o.t, opts, &n);
     opts[n++] = (cli_opt){"seed", OPT_INT, &o.seed, "seed of initialization, shuffling and dropout"};
     opts[n++] = (cli_opt){"threads", OPT_INT, &o.threads, "threads (0: all cores)"};
     opts[n++] = (cli_opt){"out", OPT_STR, &o.out, "output directory (required)"};
@@ -216,12 +145,12 @@ int cmd_train(int argc, char **argv) {
     int rc = cli_parse("train", "--out DIR [options]", opts, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     if (!o.out) return cli_errorf("train", "--out DIR is required") + 1;
-    if (o.epochs < 1 || o.batch < 1) return cli_errorf("train", "--epochs and --batch must be positive") + 1;
+    if (o.epochs < 1) return cli_errorf("train", "--epochs must be positive") + 1;
     cli_set_threads(o.threads);
 
     run_state r = {0};
     nep_optim_cfg cfg;
-    if (model_opts_spec("train", &o.m, &r.spec) || optim_from_opts(&o, &cfg)) return 2;
+    if (model_opts_spec("train", &o.m, &r.spec) || train_flags_cfg("train", &o.t, &cfg)) return 2;
     FILE *human = o.json ? stderr : stdout;
     nep_dataset full = {0}, train = {0}, val = {0}, test = {0};
     nep_trainer t = {0};
@@ -249,13 +178,13 @@ int cmd_train(int argc, char **argv) {
     if (o.resume && access(ckpt, F_OK) == 0) {
         if (resume(ckpt, options, &r)) goto done;
         fprintf(human, "resuming %s after epoch %lld\n", ckpt, (long long)r.epoch);
-        if (trim_log(log, r.epoch)) {
+        if (cli_trim_jsonl(log, "epoch", r.epoch)) {
             cli_errorf("train", "%s: cannot rewrite: %s", log, strerror(errno));
             goto done;
         }
     } else {
         if (o.resume) fprintf(human, "no %s yet: starting a new run\n", ckpt);
-        if (mkdirs(o.out)) {
+        if (cli_mkdirs(o.out)) {
             cli_errorf("train", "--out: cannot create directory %s: %s", o.out, strerror(errno));
             goto done;
         }
@@ -267,9 +196,9 @@ int cmd_train(int argc, char **argv) {
         }
         remove(log);
     }
-    if (nep_trainer_init(&t, &r.g, &cfg, o.batch, &err) != NEP_OK ||
+    if (nep_trainer_init(&t, &r.g, &cfg, o.t.batch, &err) != NEP_OK ||
         (r.epoch > 0 && nep_checkpoint_load_optim(ckpt, &r.meta, &r.g, &t.opt, &err) != NEP_OK) ||
-        nep_loader_init(&loader, &train, &r.norm, o.batch, true, false, &err) != NEP_OK) {
+        nep_loader_init(&loader, &train, &r.norm, o.t.batch, true, false, &err) != NEP_OK) {
         cli_error("train", &err);
         goto done;
     }

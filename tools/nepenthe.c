@@ -13,6 +13,8 @@ static const struct {
     {"eval", cmd_eval, "top-1 accuracy of a checkpoint on a data split"},
     {"info", cmd_info, "per-layer table of a checkpoint: shapes, parameters, non-zeros, FLOPs"},
     {"bench", cmd_bench, "time training and inference of a model on random data"},
+    {"entropy", cmd_entropy, "activation-state entropy of every rectifier layer"},
+    {"prune", cmd_prune, "NEPENTHE (or IMP, EGP): prune, retrain, repeat while accuracy holds"},
 };
 
 static int usage(FILE *f) {

@@ -9,17 +9,21 @@
 #define NEP_MAX_HIDDEN 16
 
 typedef struct nep_model_spec {
-    char name[32];          /* "mlp" */
+    char name[32];          /* "mlp" or "resmlp" */
     int in_c, in_h, in_w;   /* per-sample input shape */
     int classes;
     int n_hidden;
-    int64_t hidden[NEP_MAX_HIDDEN]; /* mlp: widths of the hidden Linear layers */
+    int64_t hidden[NEP_MAX_HIDDEN]; /* mlp: hidden Linear widths; resmlp: each block's inner width */
+    int64_t width;          /* resmlp: embedding width (the residual stream) */
     nep_op_kind act;        /* rectifier after each hidden layer */
     double slope;           /* LeakyReLU negative slope */
     double dropout;         /* probability after each rectifier; 0 = none */
 } nep_model_spec;
 
-/* The MLP on Fashion-MNIST: 784-1024-1024-1024-10, ReLU. */
+/* mlp: input -> Flatten -> [fc_i -> act_i (-> drop_i)] x n_hidden -> fc_{n+1}.
+ * resmlp (the transformer feed-forward shape): input -> Flatten -> embed (Linear to
+ * width) -> blocks.i: x + fc2(act(fc1(x))) for each hidden width -> head.
+ * The default: the MLP on Fashion-MNIST, 784-1024-1024-1024-10, ReLU. */
 nep_model_spec nep_model_spec_default(void);
 
 /* Builds and finalizes the graph; with rng, initializes parameters like PyTorch's

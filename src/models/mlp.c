@@ -1,5 +1,6 @@
-/* Multi-layer perceptron, named like a PyTorch module whose Linear layers are
- * attributes fc1..fcN: input -> Flatten -> [fc_i -> act_i (-> drop_i)] x n_hidden -> fc_{n+1}. */
+/* Multi-layer perceptrons, named like the PyTorch modules they mirror (model.h):
+ * mlp's Linear layers are attributes fc1..fcN; resmlp has embed, blocks.<i>.{fc1,act,fc2}
+ * (an nn.ModuleList of blocks) and head. */
 #include <math.h>
 #include <stdio.h>
 
@@ -27,10 +28,48 @@ static nep_status add_act(nep_graph *g, const nep_model_spec *s, const char *nam
     return NEP_OK;
 }
 
-nep_status nep_build_mlp(const nep_model_spec *s, nep_graph *g, nep_err *err) {
-    char name[32];
+/* act (-> dropout) after node x; returns the last node in *x. */
+static nep_status add_act_dropout(nep_graph *g, const nep_model_spec *s, const char *act_name,
+                                  const char *drop_name, int64_t width, int *x, nep_err *err) {
+    NEP_TRY(add_act(g, s, act_name, *x, width, x, err));
+    if (s->dropout > 0) {
+        *x = nep_graph_add1(g, NEP_OP_DROPOUT, drop_name, *x, (nep_attrs){.p = s->dropout});
+        if (*x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building '%s'", drop_name);
+    }
+    return NEP_OK;
+}
+
+static int add_input(nep_graph *g, const nep_model_spec *s) {
     int x = nep_graph_input(g, "input", (nep_shape){3, {s->in_c, s->in_h, s->in_w}});
-    x = nep_graph_add1(g, NEP_OP_FLATTEN, "flatten", x, (nep_attrs){0});
+    return x < 0 ? x : nep_graph_add1(g, NEP_OP_FLATTEN, "flatten", x, (nep_attrs){0});
+}
+
+nep_status nep_build_resmlp(const nep_model_spec *s, nep_graph *g, nep_err *err) {
+    char n1[64], n2[64];
+    int x = add_input(g, s);
+    if (x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building the resmlp");
+    NEP_TRY(add_linear(g, "embed", x, (int64_t)s->in_c * s->in_h * s->in_w, s->width, &x, err));
+    for (int i = 0; i < s->n_hidden; i++) {
+        int h;
+        snprintf(n1, sizeof n1, "blocks.%d.fc1", i);
+        NEP_TRY(add_linear(g, n1, x, s->width, s->hidden[i], &h, err));
+        snprintf(n1, sizeof n1, "blocks.%d.act", i);
+        snprintf(n2, sizeof n2, "blocks.%d.drop", i);
+        NEP_TRY(add_act_dropout(g, s, n1, n2, s->hidden[i], &h, err));
+        snprintf(n1, sizeof n1, "blocks.%d.fc2", i);
+        NEP_TRY(add_linear(g, n1, h, s->hidden[i], s->width, &h, err));
+        snprintf(n1, sizeof n1, "blocks.%d.add", i);
+        x = nep_graph_add(g, NEP_OP_ADD, n1, (int[]){x, h}, 2, (nep_attrs){0});
+        if (x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building '%s'", n1);
+    }
+    NEP_TRY(add_linear(g, "head", x, s->width, s->classes, &x, err));
+    g->output = x;
+    return NEP_OK;
+}
+
+nep_status nep_build_mlp(const nep_model_spec *s, nep_graph *g, nep_err *err) {
+    char name[32], drop[32];
+    int x = add_input(g, s);
     if (x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building the mlp");
     int64_t width = (int64_t)s->in_c * s->in_h * s->in_w;
     for (int i = 0; i < s->n_hidden; i++) {
@@ -38,12 +77,8 @@ nep_status nep_build_mlp(const nep_model_spec *s, nep_graph *g, nep_err *err) {
         NEP_TRY(add_linear(g, name, x, width, s->hidden[i], &x, err));
         width = s->hidden[i];
         snprintf(name, sizeof name, "act%d", i + 1);
-        NEP_TRY(add_act(g, s, name, x, width, &x, err));
-        if (s->dropout > 0) {
-            snprintf(name, sizeof name, "drop%d", i + 1);
-            x = nep_graph_add1(g, NEP_OP_DROPOUT, name, x, (nep_attrs){.p = s->dropout});
-            if (x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building the mlp");
-        }
+        snprintf(drop, sizeof drop, "drop%d", i + 1);
+        NEP_TRY(add_act_dropout(g, s, name, drop, width, &x, err));
     }
     snprintf(name, sizeof name, "fc%d", s->n_hidden + 1);
     NEP_TRY(add_linear(g, name, x, width, s->classes, &x, err));

@@ -10,6 +10,7 @@
 #include "nepenthe/model.h"
 
 nep_status nep_build_mlp(const nep_model_spec *s, nep_graph *g, nep_err *err);
+nep_status nep_build_resmlp(const nep_model_spec *s, nep_graph *g, nep_err *err);
 
 static const struct {
     nep_op_kind op;
@@ -34,7 +35,7 @@ int nep_act_from_name(const char *name) {
 nep_model_spec nep_model_spec_default(void) {
     nep_model_spec s = {.name = "mlp", .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10,
                         .n_hidden = 3, .hidden = {1024, 1024, 1024}, .act = NEP_OP_RELU,
-                        .slope = 0.01};
+                        .width = 256, .slope = 0.01};
     return s;
 }
 
@@ -77,8 +78,10 @@ nep_status nep_model_build(const nep_model_spec *spec, nep_graph *g, nep_rng *rn
     nep_status s;
     if (strcmp(spec->name, "mlp") == 0)
         s = nep_build_mlp(spec, g, err);
+    else if (strcmp(spec->name, "resmlp") == 0 && spec->width >= 1)
+        s = nep_build_resmlp(spec, g, err);
     else
-        s = nep_fail(err, NEP_ERR_ARG, "unknown model '%s' (known: mlp)", spec->name);
+        s = nep_fail(err, NEP_ERR_ARG, "unknown model '%s' (known: mlp, resmlp)", spec->name);
     if (s == NEP_OK) s = nep_graph_finalize(g, err);
     if (s != NEP_OK) {
         nep_graph_free(g);
@@ -98,6 +101,7 @@ char *nep_model_spec_to_json(const nep_model_spec *s) {
     cJSON_AddNumberToObject(o, "classes", s->classes);
     cJSON *h = cJSON_AddArrayToObject(o, "hidden");
     for (int i = 0; i < s->n_hidden; i++) cJSON_AddItemToArray(h, cJSON_CreateNumber((double)s->hidden[i]));
+    if (strcmp(s->name, "resmlp") == 0) cJSON_AddNumberToObject(o, "width", (double)s->width);
     cJSON_AddStringToObject(o, "act", nep_act_name(s->act));
     cJSON_AddNumberToObject(o, "slope", s->slope);
     cJSON_AddNumberToObject(o, "dropout", s->dropout);
@@ -151,6 +155,8 @@ static nep_status parse_spec(const cJSON *o, nep_model_spec *s, nep_err *err) {
     int a = cJSON_IsString(act) ? nep_act_from_name(act->valuestring) : -1;
     if (a < 0) return nep_fail(err, NEP_ERR_FORMAT, "arch: 'act' is not a known rectifier");
     s->act = (nep_op_kind)a;
+    const cJSON *width = cJSON_GetObjectItemCaseSensitive(o, "width");
+    s->width = cJSON_IsNumber(width) ? (int64_t)width->valuedouble : 256;
     const cJSON *slope = cJSON_GetObjectItemCaseSensitive(o, "slope");
     const cJSON *drop = cJSON_GetObjectItemCaseSensitive(o, "dropout");
     s->slope = cJSON_IsNumber(slope) ? slope->valuedouble : 0.01;

@@ -1,0 +1,41 @@
+/* Figures for reports: small, dependency-free SVG writers (src/report/svg.c).
+ * Every figure is a fixed 720x400 document with a white background, written atomically
+ * (temporary file, fsync, rename); every label and title is XML-escaped. An empty input
+ * (zero layers, zero series) gives a figure saying "no data" rather than an error. */
+#ifndef NEPENTHE_REPORT_H
+#define NEPENTHE_REPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nepenthe/status.h"
+
+/* Per layer, stacked bars of neurons always OFF / always ON / mixed, plus always OFF+ for
+ * three-state layers (off_plus may be NULL) -- the paper's Fig. 3. Bars are normalized to
+ * the layer's neuron count (100%), layers on the x axis labelled with names (rotated if many),
+ * a legend, colours OFF = dark grey, ON = light/amber, mixed = blue, OFF+ = red.
+ * The neuron count of layer i is off[i] + on[i] + mixed[i] (+ off_plus[i]); a layer with
+ * no neurons gets an empty outlined bar. names may be NULL (layers are then numbered).
+ * Each non-empty segment is one <rect class="bar">. Negative counts are NEP_ERR_ARG. */
+nep_status nep_svg_state_bars(const char *path, const char *title, int n_layers,
+                              const char *const *names, const int64_t *off, const int64_t *on,
+                              const int64_t *off_plus, const int64_t *mixed, nep_err *err);
+
+typedef struct nep_svg_series {
+    const char *label;
+    int n;
+    const double *x, *y;
+    bool dashed;            /* style hint */
+} nep_svg_series;
+
+/* Line chart with markers: one polyline per series, a legend, axes with "nice" ticks
+ * (1-2-5 steps), axis labels and a title. Non-finite points are skipped.
+ * Every series gets exactly one <polyline class="series"> (empty if it has no finite
+ * point) and one <circle class="marker"> per finite point (markers are left out for a
+ * series with more than 200 finite points). Colours cycle through a 10-colour palette;
+ * the second round is drawn with a different dash pattern. A flat range is padded. */
+nep_status nep_svg_lines(const char *path, const char *title, const char *xlabel,
+                         const char *ylabel, const nep_svg_series *series, int n_series,
+                         nep_err *err);
+
+#endif

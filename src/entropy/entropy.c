@@ -1,0 +1,175 @@
+/* Activation-state counts and entropies (SPEC sections 1-2). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nepenthe/entropy.h"
+#include "ops/ops.h"
+
+int nep_rectifier_owner(const nep_graph *g, int rectifier) {
+    int id = g->nodes[rectifier].inputs[0];
+    while (g->nodes[id].op == NEP_OP_IDENTITY) id = g->nodes[id].inputs[0];
+    return g->nodes[id].op == NEP_OP_LINEAR ? id : -1;
+}
+
+nep_status nep_entropy_init(nep_entropy *e, const nep_graph *g, bool zero_is_off, nep_err *err) {
+    memset(e, 0, sizeof *e);
+    e->zero_is_off = zero_is_off;
+    e->layers = calloc((size_t)(g->n_order ? g->n_order : 1), sizeof *e->layers);
+    if (!e->layers) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for entropy counts");
+    for (int k = 0; k < g->n_order; k++) {
+        int id = g->order[k];
+        const nep_node *n = &g->nodes[id];
+        int states = nep_op(n->op)->states;
+        if (!states) continue;
+        nep_layer_states *l = &e->layers[e->n_layers++];
+        l->node = id;
+        l->owner = nep_rectifier_owner(g, id);
+        l->states = states;
+        l->neurons = n->shape.d[0];
+        l->counts = calloc((size_t)(l->neurons * states), sizeof *l->counts);
+        if (!l->counts) {
+            nep_entropy_free(e);
+            return nep_fail(err, NEP_ERR_NOMEM, "out of memory for entropy counts");
+        }
+    }
+    return NEP_OK;
+}
+
+void nep_entropy_free(nep_entropy *e) {
+    for (int i = 0; i < e->n_layers; i++) free(e->layers[i].counts);
+    free(e->layers);
+    memset(e, 0, sizeof *e);
+}
+
+void nep_entropy_reset(nep_entropy *e) {
+    for (int i = 0; i < e->n_layers; i++)
+        memset(e->layers[i].counts, 0, sizeof(uint64_t) * (size_t)(e->layers[i].neurons * e->layers[i].states));
+    e->samples = 0;
+}
+
+static nep_layer_states *find_layer(nep_entropy *e, int node) {
+    for (int i = 0; i < e->n_layers; i++)
+        if (e->layers[i].node == node) return &e->layers[i];
+    return NULL;
+}
+
+/* Counts of one neuron over z[b*stride + k], k < inner. Branch-free compares so the
+ * loop vectorizes; boundary values fall in no state unless zero_is_off. */
+static void count_neuron(const nep_real *z, int64_t batch, int64_t stride, int64_t inner,
+                         int states, bool zero_is_off, uint64_t *c) {
+    uint64_t on = 0, off = 0, offp = 0;
+    for (int64_t b = 0; b < batch; b++) {
+        const nep_real *p = z + b * stride;
+        if (states == 2) {
+            for (int64_t k = 0; k < inner; k++) {
+                on += p[k] > 0;
+                off += zero_is_off ? p[k] <= 0 : p[k] < 0;
+            }
+        } else {
+            for (int64_t k = 0; k < inner; k++) {
+                on += p[k] > 0 && p[k] < 6;
+                off += zero_is_off ? p[k] <= 0 : p[k] < 0;
+                offp += zero_is_off ? p[k] >= 6 : p[k] > 6;
+            }
+        }
+    }
+    c[NEP_STATE_ON] += on;
+    c[NEP_STATE_OFF] += off;
+    if (states == 3) c[NEP_STATE_OFF_PLUS] += offp;
+}
+
+void nep_entropy_probe(void *ctx, const nep_graph *g, int node, const nep_real *z, int64_t batch) {
+    nep_entropy *e = ctx;
+    nep_layer_states *l = find_layer(e, node);
+    if (!l) return;
+    const int64_t inner = nep_shape_numel(&g->nodes[node].shape) / l->neurons;
+    const int64_t stride = l->neurons * inner;
+    /* Each neuron's counts are summed by one thread: exact and order-independent. */
+#pragma omp parallel for schedule(static) if (batch * stride > NEP_PAR_MIN)
+    for (int64_t i = 0; i < l->neurons; i++)
+        count_neuron(z + i * inner, batch, stride, inner, l->states, e->zero_is_off,
+                     l->counts + i * l->states);
+}
+
+nep_status nep_entropy_measure(nep_entropy *e, nep_graph *g, const nep_dataset *d,
+                               const nep_normalize *norm, int64_t batch, int64_t max_batches,
+                               nep_err *err) {
+    nep_loader loader;
+    nep_exec ex;
+    NEP_TRY(nep_loader_init(&loader, d, norm, batch, false, false, err));
+    nep_status s = nep_exec_init(&ex, g, batch, err);
+    if (s != NEP_OK) {
+        nep_loader_free(&loader);
+        return s;
+    }
+    int64_t in = nep_shape_numel(&g->nodes[g->input].shape);
+    nep_real *x = malloc(sizeof(nep_real) * (size_t)(batch * in));
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)batch);
+    if (!x || !y) {
+        s = nep_fail(err, NEP_ERR_NOMEM, "out of memory for an entropy batch");
+    } else {
+        nep_entropy_reset(e);
+        ex.probe = nep_entropy_probe;
+        ex.probe_ctx = e;
+        nep_loader_epoch(&loader, NULL);
+        int64_t b, done = 0;
+        while ((max_batches <= 0 || done < max_batches) && (b = nep_loader_next(&loader, x, y)) > 0) {
+            nep_exec_forward(&ex, x, b);
+            e->samples += b;
+            done++;
+        }
+    }
+    free(x);
+    free(y);
+    nep_exec_free(&ex);
+    nep_loader_free(&loader);
+    return s;
+}
+
+double nep_neuron_entropy(const uint64_t *counts, int states) {
+    uint64_t total = 0;
+    for (int k = 0; k < states; k++) total += counts[k];
+    if (!total) return 0;
+    double h = 0;
+    for (int k = 0; k < states; k++)
+        if (counts[k]) {
+            double p = (double)counts[k] / (double)total;
+            h -= p * log2(p);
+        }
+    /* A single state gives exactly 0 above; clamp the -0.0 of rounding elsewhere. */
+    return h > 0 ? h : 0;
+}
+
+double nep_layer_entropy(const nep_layer_states *l, bool nondegenerate_only) {
+    double sum = 0;
+    int64_t n = 0;
+    for (int64_t i = 0; i < l->neurons; i++) {
+        double h = nep_neuron_entropy(l->counts + i * l->states, l->states);
+        if (nondegenerate_only && !(h > 0)) continue;
+        sum += h;
+        n++;
+    }
+    return n ? sum / (double)n : 0;
+}
+
+int64_t nep_layer_count_always(const nep_layer_states *l, int state) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < l->neurons; i++) {
+        const uint64_t *c = l->counts + i * l->states;
+        uint64_t total = 0;
+        for (int k = 0; k < l->states; k++) total += c[k];
+        n += total > 0 && c[state] == total;
+    }
+    return n;
+}
+
+int64_t nep_layer_count_mixed(const nep_layer_states *l) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < l->neurons; i++) {
+        int used = 0;
+        for (int k = 0; k < l->states; k++) used += l->counts[i * l->states + k] > 0;
+        n += used > 1;
+    }
+    return n;
+}

@@ -1,0 +1,148 @@
+/* NEPENTHE, IMP and EGP on a graph: layer entropies as each method defines them, Wanda's
+ * input norms, and one pruning step that turns counts into cumulative masks. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nepenthe/prune.h"
+
+static const char *const method_names[] = {"nepenthe", "imp", "egp"};
+
+const char *nep_method_name(nep_method m) { return method_names[m]; }
+
+int nep_method_from_name(const char *name) {
+    for (int m = 0; m < 3; m++)
+        if (strcmp(method_names[m], name) == 0) return m;
+    return -1;
+}
+
+nep_prune_cfg nep_prune_cfg_for(nep_method method, nep_criterion criterion, double zeta) {
+    nep_prune_cfg c = {.method = method, .criterion = criterion, .zeta = zeta,
+                       .entropy_budget = true, .dont_care = true, .neuron_selection = true};
+    if (method == NEP_METHOD_IMP) c.entropy_budget = false;
+    if (method == NEP_METHOD_EGP) {
+        c.dont_care = false;
+        c.neuron_selection = false;
+        c.nondegenerate_mean = true;
+    }
+    return c;
+}
+
+double nep_prune_layer_entropy(const nep_prune_cfg *cfg, const nep_layer_states *l) {
+    return nep_layer_entropy(l, cfg->nondegenerate_mean);
+}
+
+const nep_param *nep_layer_weight(const nep_graph *g, const nep_layer_states *l) {
+    if (l->owner < 0) return NULL;
+    const nep_node *o = &g->nodes[l->owner];
+    if (!o->n_params) return NULL;
+    const nep_param *w = &g->params[o->params[0]];
+    return (w->flags & NEP_PARAM_WEIGHT) && w->shape[0] == l->neurons ? w : NULL;
+}
+
+nep_status nep_wanda_norms(nep_graph *g, const nep_entropy *e, const nep_dataset *d,
+                           const nep_normalize *norm, int64_t batch, int64_t max_batches,
+                           double ***out, nep_err *err) {
+    double **sq = calloc((size_t)e->n_layers + 1, sizeof *sq);
+    if (!sq) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for Wanda norms");
+    for (int l = 0; l < e->n_layers; l++) {
+        const nep_param *w = nep_layer_weight(g, &e->layers[l]);
+        if (w && !(sq[l] = calloc((size_t)(w->numel / w->shape[0]), sizeof **sq))) {
+            nep_wanda_free(sq, e->n_layers);
+            return nep_fail(err, NEP_ERR_NOMEM, "out of memory for Wanda norms");
+        }
+    }
+    nep_loader loader;
+    nep_exec ex;
+    nep_status s = nep_loader_init(&loader, d, norm, batch, false, false, err);
+    if (s == NEP_OK && (s = nep_exec_init(&ex, g, batch, err)) != NEP_OK) nep_loader_free(&loader);
+    if (s != NEP_OK) {
+        nep_wanda_free(sq, e->n_layers);
+        return s;
+    }
+    int64_t in = nep_shape_numel(&g->nodes[g->input].shape), b, done = 0;
+    nep_real *x = malloc(sizeof(nep_real) * (size_t)(batch * in));
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)batch);
+    if (!x || !y) s = nep_fail(err, NEP_ERR_NOMEM, "out of memory for a Wanda batch");
+    nep_loader_epoch(&loader, NULL);
+    while (s == NEP_OK && (max_batches <= 0 || done++ < max_batches) &&
+           (b = nep_loader_next(&loader, x, y)) > 0) {
+        nep_exec_forward(&ex, x, b);
+        for (int l = 0; l < e->n_layers; l++) {
+            if (!sq[l]) continue;
+            const nep_node *o = &g->nodes[e->layers[l].owner];
+            const nep_param *w = &g->params[o->params[0]];
+            const int64_t fan_in = w->numel / w->shape[0];
+            const nep_real *a = ex.act[o->inputs[0]]; /* [b, fan_in] for a Linear */
+            for (int64_t i = 0; i < b; i++)
+                for (int64_t j = 0; j < fan_in; j++) sq[l][j] += (double)a[i * fan_in + j] * a[i * fan_in + j];
+        }
+    }
+    for (int l = 0; l < e->n_layers; l++) {
+        const nep_param *w = nep_layer_weight(g, &e->layers[l]);
+        for (int64_t j = 0; sq[l] && j < w->numel / w->shape[0]; j++) sq[l][j] = sqrt(sq[l][j]);
+    }
+    free(x);
+    free(y);
+    nep_exec_free(&ex);
+    nep_loader_free(&loader);
+    if (s != NEP_OK) nep_wanda_free(sq, e->n_layers);
+    else *out = sq;
+    return s;
+}
+
+void nep_wanda_free(double **norms, int n) {
+    if (!norms) return;
+    for (int l = 0; l < n; l++) free(norms[l]);
+    free(norms);
+}
+
+nep_status nep_prune_step(nep_graph *g, const nep_entropy *e, const nep_prune_cfg *cfg,
+                          double *const *scales, int64_t *pruned, int64_t *budget, nep_err *err) {
+    const int n = e->n_layers;
+    nep_budget_layer *bl = calloc((size_t)n + 1, sizeof *bl);
+    double **hn = calloc((size_t)n + 1, sizeof *hn);
+    uint8_t **masks = calloc((size_t)n + 1, sizeof *masks);
+    int64_t *shares = calloc((size_t)n + 1, sizeof *shares);
+    nep_status s = NEP_OK;
+    if (!bl || !hn || !masks || !shares) {
+        s = nep_fail(err, NEP_ERR_NOMEM, "out of memory for the pruning budget");
+        goto done;
+    }
+    for (int l = 0; l < n; l++) {
+        const nep_layer_states *ls = &e->layers[l];
+        const nep_param *w = nep_layer_weight(g, ls);
+        pruned[l] = 0;
+        if (!w) continue; /* a rectifier without a weight of its own: nothing to prune */
+        if (!(hn[l] = malloc(sizeof(double) * (size_t)ls->neurons))) {
+            s = nep_fail(err, NEP_ERR_NOMEM, "out of memory for neuron entropies");
+            goto done;
+        }
+        for (int64_t i = 0; i < ls->neurons; i++)
+            hn[l][i] = nep_neuron_entropy(ls->counts + i * ls->states, ls->states);
+        bl[l] = (nep_budget_layer){.entropy = nep_prune_layer_entropy(cfg, ls),
+                                   .neuron_entropy = hn[l], .neurons = ls->neurons,
+                                   .fan_in = w->numel / ls->neurons, .w = g->values + w->offset,
+                                   .mask = g->masks + w->offset};
+        masks[l] = g->masks + w->offset;
+    }
+    if (!cfg->entropy_budget) {
+        int64_t total = nep_prune_global(bl, n, cfg->zeta, (const double *const *)scales, masks, pruned);
+        if (total < 0) s = nep_fail(err, NEP_ERR_NOMEM, "out of memory sorting weights");
+        if (budget) *budget = total;
+    } else {
+        nep_budget_opts o = {.zeta = cfg->zeta, .neuron_selection = cfg->neuron_selection};
+        nep_budget_shares(bl, n, &o, shares, budget);
+        for (int l = 0; l < n && s == NEP_OK; l++) {
+            if (!masks[l]) continue;
+            pruned[l] = nep_prune_layer(&bl[l], cfg->neuron_selection, scales ? scales[l] : NULL,
+                                        shares[l], masks[l]);
+            if (pruned[l] < 0) s = nep_fail(err, NEP_ERR_NOMEM, "out of memory sorting weights");
+        }
+    }
+    nep_graph_apply_masks(g);
+done:
+    for (int l = 0; hn && l < n; l++) free(hn[l]);
+    free(bl), free(hn), free(masks), free(shares);
+    return s;
+}

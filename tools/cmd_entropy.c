@@ -1,0 +1,116 @@
+/* nepenthe entropy: per rectifier layer, the activation-state entropy and how many
+ * neurons are always ON, always OFF (OFF+) or mixed (SPEC sections 1-2). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "nepenthe/checkpoint.h"
+#include "nepenthe/entropy.h"
+
+/* {"name", "neurons", "entropy", "always_on", "always_off", "always_off_plus", "mixed",
+ *  "neuron_entropy": [...], "counts": [[on, off(, off_plus)], ...]} */
+cJSON *cli_layer_json(const nep_graph *g, const nep_layer_states *l, double entropy, bool detail) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", g->nodes[l->node].name);
+    cJSON_AddNumberToObject(o, "neurons", (double)l->neurons);
+    cJSON_AddNumberToObject(o, "entropy", entropy);
+    cJSON_AddNumberToObject(o, "always_on", (double)nep_layer_count_always(l, NEP_STATE_ON));
+    cJSON_AddNumberToObject(o, "always_off", (double)nep_layer_count_always(l, NEP_STATE_OFF));
+    cJSON_AddNumberToObject(o, "always_off_plus",
+                            l->states == 3 ? (double)nep_layer_count_always(l, NEP_STATE_OFF_PLUS) : 0);
+    cJSON_AddNumberToObject(o, "mixed", (double)nep_layer_count_mixed(l));
+    if (!detail) return o;
+    cJSON *hn = cJSON_AddArrayToObject(o, "neuron_entropy"), *counts = cJSON_AddArrayToObject(o, "counts");
+    for (int64_t i = 0; i < l->neurons; i++) {
+        const uint64_t *c = l->counts + i * l->states;
+        cJSON_AddItemToArray(hn, cJSON_CreateNumber(nep_neuron_entropy(c, l->states)));
+        cJSON *ci = cJSON_CreateArray();
+        for (int k = 0; k < l->states; k++) cJSON_AddItemToArray(ci, cJSON_CreateNumber((double)c[k]));
+        cJSON_AddItemToArray(counts, ci);
+    }
+    return o;
+}
+
+int cmd_entropy(int argc, char **argv) {
+    const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "train";
+    int64_t batch = 256, max_batches = 0, threads = 0;
+    bool json = false, zero_is_off = false;
+    cli_opt opts[] = {
+        {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors) (required)"},
+        {"data", OPT_STR, &data, "data set: fashion-mnist, mnist"},
+        {"data-dir", OPT_STR, &dir, "directory of the data set's files"},
+        {"split", OPT_STR, &split, "train, val or test (train/val: the split recorded at training)"},
+        {"batch", OPT_INT, &batch, "batch size"},
+        {"max-batches", OPT_INT, &max_batches, "count over at most this many batches (0: all)"},
+        {"zero-is-off", OPT_FLAG, &zero_is_off, "count z == 0 as OFF instead of don't-care"},
+        {"threads", OPT_INT, &threads, "threads (0: all cores)"},
+        {"json", OPT_FLAG, &json, "one JSON object on stdout (with per-neuron entropies and counts)"},
+        OPT_END,
+    };
+    int rc = cli_parse("entropy", "--ckpt FILE [options]", opts, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (!ckpt) return cli_errorf("entropy", "--ckpt FILE is required") + 1;
+    if (batch < 1 || max_batches < 0)
+        return cli_errorf("entropy", "--batch must be positive and --max-batches non-negative") + 1;
+    cli_set_threads(threads);
+    nep_graph g;
+    nep_model_spec spec;
+    nep_normalize norm;
+    nep_safetensors meta = {0};
+    nep_entropy e = {0};
+    cli_data d;
+    nep_err err;
+    if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("entropy", &err);
+    rc = 1;
+    const nep_dataset *use;
+    if (cli_load_splits("entropy", &meta, &spec, data, dir, &d) || !(use = cli_split("entropy", &d, split)))
+        goto done;
+    double t0 = nep_now();
+    if (nep_entropy_init(&e, &g, zero_is_off, &err) != NEP_OK ||
+        nep_entropy_measure(&e, &g, use, &norm, batch, max_batches, &err) != NEP_OK) {
+        cli_error("entropy", &err);
+        goto done;
+    }
+    double secs = nep_now() - t0;
+    int removed = 0;
+    cJSON *root = cJSON_CreateObject(), *layers = cJSON_AddArrayToObject(root, "layers");
+    if (!json)
+        printf("%-16s %8s %9s %9s %9s %9s %9s\n", "layer", "neurons", "H_l", "always ON",
+               "always OFF", "OFF+", "mixed");
+    for (int i = 0; i < e.n_layers; i++) {
+        const nep_layer_states *l = &e.layers[i];
+        double h = nep_layer_entropy(l, false);
+        removed += h == 0;
+        if (json) {
+            cJSON_AddItemToArray(layers, cli_layer_json(&g, l, h, true));
+        } else {
+            printf("%-16s %8lld %9.4f %9lld %9lld %9lld %9lld\n", g.nodes[l->node].name,
+                   (long long)l->neurons, h, (long long)nep_layer_count_always(l, NEP_STATE_ON),
+                   (long long)nep_layer_count_always(l, NEP_STATE_OFF),
+                   l->states == 3 ? (long long)nep_layer_count_always(l, NEP_STATE_OFF_PLUS) : 0LL,
+                   (long long)nep_layer_count_mixed(l));
+        }
+    }
+    if (json) {
+        cJSON_AddNumberToObject(root, "removed", removed);
+        cJSON_AddNumberToObject(root, "samples", (double)e.samples);
+        cJSON_AddNumberToObject(root, "seconds", secs);
+        char *s = cJSON_PrintUnformatted(root);
+        printf("%s\n", s);
+        cJSON_free(s);
+    } else {
+        printf("%d of %d layers have zero entropy (removable); %lld %s images in %.2fs (%.0f img/s)\n",
+               removed, e.n_layers, (long long)e.samples, split, secs, secs > 0 ? (double)e.samples / secs : 0);
+    }
+    cJSON_Delete(root);
+    rc = 0;
+done:
+    nep_entropy_free(&e);
+    nep_graph_free(&g);
+    nep_st_free(&meta);
+    cli_data_free(&d);
+    return rc;
+}

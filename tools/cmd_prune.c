@@ -1,0 +1,564 @@
+/* nepenthe prune: the iterative loop of SPEC section 4. Each iteration measures the
+ * activation-state entropy on the training split, prunes by the method's budget,
+ * retrains with a fresh optimizer (masks re-applied after every step), evaluates, and
+ * logs one line; it stops when validation accuracy falls below delta x dense. A killed
+ * run resumes after its last finished iteration and ends the same (each iteration's
+ * randomness comes from (seed, iteration), its starting weights from its checkpoint). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "nepenthe/checkpoint.h"
+#include "nepenthe/prune.h"
+#include "nepenthe/report.h"
+
+typedef struct prune_opts {
+    const char *ckpt, *method, *criterion, *data, *data_dir, *out, *optimizer, *milestones;
+    double zeta, delta, lr, momentum, wd, gamma;
+    int64_t max_iter, retrain_epochs, batch, seed, entropy_batches, wanda_batches, threads;
+    bool nesterov, no_budget, no_dont_care, no_neuron_selection, resume, json;
+} prune_opts;
+
+/* One iteration's row (iteration 0 is the dense model). */
+typedef struct iter_row {
+    int64_t iter;
+    double val_top1, test_top1, sparsity, seconds;
+    int removed, layers;
+    int64_t budget;
+} iter_row;
+
+typedef struct prune_run {
+    prune_opts o;
+    nep_prune_cfg cfg;
+    nep_optim_cfg optim;
+    nep_graph g;
+    nep_model_spec spec;
+    nep_normalize norm;
+    nep_safetensors meta;
+    cli_data d;
+    nep_entropy e;
+    char *options;          /* what must match for --resume */
+    FILE *human;
+} prune_run;
+
+static char *path_in(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static int write_text(const char *path, const char *text) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    int bad = fputs(text, f) < 0 || fflush(f) || fsync(fileno(f));
+    if (fclose(f) || bad || rename(tmp, path)) {
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static char *options_json(const prune_opts *o, const nep_prune_cfg *c) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "ckpt", o->ckpt);
+    cJSON_AddStringToObject(j, "method", o->method);
+    cJSON_AddStringToObject(j, "criterion", o->criterion);
+    cJSON_AddNumberToObject(j, "zeta", o->zeta);
+    cJSON_AddNumberToObject(j, "delta", o->delta);
+    cJSON_AddBoolToObject(j, "entropy_budget", c->entropy_budget);
+    cJSON_AddBoolToObject(j, "dont_care", c->dont_care);
+    cJSON_AddBoolToObject(j, "neuron_selection", c->neuron_selection);
+    cJSON_AddNumberToObject(j, "retrain_epochs", (double)o->retrain_epochs);
+    cJSON_AddNumberToObject(j, "batch", (double)o->batch);
+    cJSON_AddStringToObject(j, "optimizer", o->optimizer);
+    cJSON_AddNumberToObject(j, "lr", o->lr);
+    cJSON_AddNumberToObject(j, "momentum", o->momentum);
+    cJSON_AddNumberToObject(j, "wd", o->wd);
+    cJSON_AddBoolToObject(j, "nesterov", o->nesterov);
+    cJSON_AddStringToObject(j, "milestones", o->milestones);
+    cJSON_AddNumberToObject(j, "gamma", o->gamma);
+    cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+    cJSON_AddNumberToObject(j, "entropy_batches", (double)o->entropy_batches);
+    cJSON_AddNumberToObject(j, "wanda_batches", (double)o->wanda_batches);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static int64_t owned_nonzero(const nep_graph *g, const nep_layer_states *l) {
+    const nep_param *w = nep_layer_weight(g, l);
+    int64_t n = 0;
+    for (int64_t k = 0; w && k < w->numel; k++) n += g->values[w->offset + k] != 0;
+    return n;
+}
+
+/* Sparsity over the weights owned by the rectifier layers (the prunable ones). */
+static double owned_sparsity(const prune_run *r) {
+    int64_t total = 0, nz = 0;
+    for (int l = 0; l < r->e.n_layers; l++) {
+        const nep_param *w = nep_layer_weight(&r->g, &r->e.layers[l]);
+        if (!w) continue;
+        total += w->numel;
+        nz += owned_nonzero(&r->g, &r->e.layers[l]);
+    }
+    return total ? 100.0 * (double)(total - nz) / (double)total : 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The paper's table row: six lowest H_l, top-1, Rem./|L|, time. */
+static void print_row(const prune_run *r, const iter_row *row, const double *H) {
+    int n = r->e.n_layers;
+    double *sorted = malloc(sizeof(double) * (size_t)(n + 1));
+    memcpy(sorted, H, sizeof(double) * (size_t)n);
+    qsort(sorted, (size_t)n, sizeof(double), cmp_double);
+    fprintf(r->human, "%4lld |", (long long)row->iter);
+    for (int i = 0; i < 6; i++) {
+        if (i < n) fprintf(r->human, " %6.3f", sorted[i]);
+        else fprintf(r->human, " %6s", "-");
+    }
+    fprintf(r->human, " | %6.2f %6.2f | %3d/%-3d | %6.2f%% | %7.1fs\n", row->val_top1, row->test_top1,
+            row->removed, row->layers, row->sparsity, row->seconds);
+    fflush(r->human);
+    free(sorted);
+}
+
+static void print_header(FILE *f) {
+    fprintf(f, "iter |  six lowest layer entropies H_l (bits)          |    val   test | Rem./|L| | sparsity |   time\n");
+}
+
+/* Measures entropy on the training split with the method's don't-care rule; fills H. */
+static int measure(prune_run *r, double *H) {
+    nep_err err;
+    if (nep_entropy_measure(&r->e, &r->g, &r->d.train, &r->norm, 256, r->o.entropy_batches, &err) != NEP_OK)
+        return cli_error("prune", &err);
+    for (int l = 0; l < r->e.n_layers; l++) H[l] = nep_prune_layer_entropy(&r->cfg, &r->e.layers[l]);
+    return 0;
+}
+
+static int evaluate(prune_run *r, iter_row *row) {
+    nep_err err;
+    if ((r->d.val.n && nep_evaluate(&r->g, &r->d.val, &r->norm, 256, &row->val_top1, NULL, &err) != NEP_OK) ||
+        nep_evaluate(&r->g, &r->d.test, &r->norm, 256, &row->test_top1, NULL, &err) != NEP_OK)
+        return cli_error("prune", &err);
+    if (!r->d.val.n) row->val_top1 = row->test_top1;
+    return 0;
+}
+
+static int retrain(prune_run *r, int64_t iter) {
+    if (r->o.retrain_epochs <= 0) return 0;
+    nep_trainer t;
+    nep_loader loader;
+    nep_err err;
+    nep_rng rng;
+    nep_rng_seed(&rng, (uint64_t)r->o.seed * 1000003u + (uint64_t)iter);
+    if (nep_trainer_init(&t, &r->g, &r->optim, r->o.batch, &err) != NEP_OK) return cli_error("prune", &err);
+    int rc = 0;
+    if (nep_loader_init(&loader, &r->d.train, &r->norm, r->o.batch, true, false, &err) != NEP_OK) {
+        nep_trainer_free(&t);
+        return cli_error("prune", &err);
+    }
+    cli_progress prog = {.tty = isatty(2)};
+    for (int64_t ep = 0; ep < r->o.retrain_epochs && !rc; ep++) {
+        char label[96];
+        snprintf(label, sizeof label, "iter %lld retrain %lld/%lld", (long long)iter, (long long)ep + 1,
+                 (long long)r->o.retrain_epochs);
+        prog.label = label;
+        nep_epoch_stats st;
+        if (nep_train_epoch(&t, &loader, nep_lr_at(&r->optim, ep), &rng, cli_progress_cb, &prog, &st, &err) != NEP_OK)
+            rc = cli_error("prune", &err);
+        cli_progress_end(&prog);
+    }
+    nep_loader_free(&loader);
+    nep_trainer_free(&t);
+    return rc;
+}
+
+/* One JSON line of iterations.jsonl. */
+static char *row_json(const prune_run *r, const iter_row *row, const double *H, const int64_t *pruned) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "iter", (double)row->iter);
+    cJSON_AddNumberToObject(j, "val_top1", row->val_top1);
+    cJSON_AddNumberToObject(j, "test_top1", row->test_top1);
+    cJSON_AddNumberToObject(j, "removed", row->removed);
+    cJSON_AddNumberToObject(j, "layers", row->layers);
+    cJSON_AddNumberToObject(j, "sparsity", row->sparsity);
+    cJSON_AddNumberToObject(j, "budget", (double)row->budget);
+    cJSON_AddNumberToObject(j, "seconds", row->seconds);
+    cJSON *names = cJSON_AddArrayToObject(j, "names"), *ent = cJSON_AddArrayToObject(j, "entropy");
+    cJSON *pr = cJSON_AddArrayToObject(j, "pruned"), *nz = cJSON_AddArrayToObject(j, "nonzero");
+    cJSON *st = cJSON_AddArrayToObject(j, "states");
+    for (int l = 0; l < r->e.n_layers; l++) {
+        const nep_layer_states *ls = &r->e.layers[l];
+        cJSON_AddItemToArray(names, cJSON_CreateString(r->g.nodes[ls->node].name));
+        cJSON_AddItemToArray(ent, cJSON_CreateNumber(H[l]));
+        cJSON_AddItemToArray(pr, cJSON_CreateNumber(pruned ? (double)pruned[l] : 0));
+        cJSON_AddItemToArray(nz, cJSON_CreateNumber((double)owned_nonzero(&r->g, ls)));
+        cJSON_AddItemToArray(st, cli_layer_json(&r->g, ls, H[l], false));
+    }
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+
+/* Figures from iterations.jsonl (so a resumed run draws its whole history): layer
+ * entropy per iteration, accuracy against removed layers, and the last row's states. */
+static void draw_figures(const prune_run *r, const char *log) {
+    FILE *f = fopen(log, "r");
+    if (!f) return;
+    enum { MAXI = 256 };
+    const int n = r->e.n_layers;
+    double *H = calloc((size_t)(MAXI * n + 1), sizeof *H), it[MAXI], rem[MAXI], acc[MAXI];
+    int64_t *on = calloc((size_t)n + 1, sizeof *on), *off = calloc((size_t)n + 1, sizeof *off);
+    int64_t *offp = calloc((size_t)n + 1, sizeof *offp), *mixed = calloc((size_t)n + 1, sizeof *mixed);
+    int rows = 0;
+    static char line[1 << 20];
+    while (H && rows < MAXI && fgets(line, sizeof line, f)) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *ent = cJSON_GetObjectItemCaseSensitive(j, "entropy");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "states");
+        if (!j || cJSON_GetArraySize(ent) != n) {
+            cJSON_Delete(j);
+            continue;
+        }
+        it[rows] = cJSON_GetObjectItemCaseSensitive(j, "iter")->valuedouble;
+        rem[rows] = cJSON_GetObjectItemCaseSensitive(j, "removed")->valuedouble;
+        acc[rows] = cJSON_GetObjectItemCaseSensitive(j, "test_top1")->valuedouble;
+        for (int l = 0; l < n; l++) {
+            H[l * MAXI + rows] = cJSON_GetArrayItem(ent, l)->valuedouble;
+            const cJSON *s = cJSON_GetArrayItem(st, l);
+            on[l] = (int64_t)cJSON_GetObjectItemCaseSensitive(s, "always_on")->valuedouble;
+            off[l] = (int64_t)cJSON_GetObjectItemCaseSensitive(s, "always_off")->valuedouble;
+            offp[l] = (int64_t)cJSON_GetObjectItemCaseSensitive(s, "always_off_plus")->valuedouble;
+            mixed[l] = (int64_t)cJSON_GetObjectItemCaseSensitive(s, "mixed")->valuedouble;
+        }
+        rows++;
+        cJSON_Delete(j);
+    }
+    fclose(f);
+    nep_svg_series *series = calloc((size_t)n + 1, sizeof *series);
+    const char **names = calloc((size_t)n + 1, sizeof *names);
+    bool three = false;
+    for (int l = 0; series && names && l < n; l++) {
+        names[l] = r->g.nodes[r->e.layers[l].node].name;
+        series[l] = (nep_svg_series){.label = names[l], .n = rows, .x = it, .y = H + l * MAXI};
+        three |= r->e.layers[l].states == 3;
+    }
+    char title[160], *p;
+    nep_err err;
+    snprintf(title, sizeof title, "%s: layer entropy per iteration (zeta %g)", r->o.method, r->o.zeta);
+    if (series && names && rows) {
+        nep_svg_lines(p = path_in(r->o.out, "fig_entropy.svg"), title, "iteration", "H_l (bits)",
+                      series, n, &err);
+        free(p);
+        nep_svg_series a = {.label = r->o.method, .n = rows, .x = rem, .y = acc};
+        snprintf(title, sizeof title, "%s: test top-1 against layers removed (H_l = 0)", r->o.method);
+        nep_svg_lines(p = path_in(r->o.out, "fig_accuracy.svg"), title, "layers removed",
+                      "test top-1 (%)", &a, 1, &err);
+        free(p);
+        snprintf(title, sizeof title, "%s: neuron states after iteration %g", r->o.method, it[rows - 1]);
+        nep_svg_state_bars(p = path_in(r->o.out, "fig_states.svg"), title, n, names, off, on,
+                           three ? offp : NULL, mixed, &err);
+        free(p);
+    }
+    free(H), free(on), free(off), free(offp), free(mixed), free(series), free(names);
+}
+
+static int parse_opts(prune_run *r, int argc, char **argv) {
+    prune_opts *o = &r->o;
+    train_flags t;
+    train_flags_default(&t);
+    *o = (prune_opts){.method = "nepenthe", .criterion = "magnitude", .data = "fashion-mnist",
+                      .zeta = 0.5, .delta = 0.99, .max_iter = 10, .retrain_epochs = 1,
+                      .wanda_batches = 16};
+    cli_opt opts[48];
+    int n = 0;
+    opts[n++] = (cli_opt){"ckpt", OPT_STR, &o->ckpt, "dense checkpoint (required)"};
+    opts[n++] = (cli_opt){"method", OPT_STR, &o->method, "nepenthe, imp or egp"};
+    opts[n++] = (cli_opt){"criterion", OPT_STR, &o->criterion, "magnitude or wanda"};
+    opts[n++] = (cli_opt){"zeta", OPT_REAL, &o->zeta, "pruning rate per iteration"};
+    opts[n++] = (cli_opt){"delta", OPT_REAL, &o->delta, "stop when val top-1 < delta x dense"};
+    opts[n++] = (cli_opt){"max-iter", OPT_INT, &o->max_iter, "at most this many iterations"};
+    opts[n++] = (cli_opt){"retrain-epochs", OPT_INT, &o->retrain_epochs, "retraining epochs per iteration (0: prune only)"};
+    opts[n++] = (cli_opt){"entropy-batches", OPT_INT, &o->entropy_batches, "entropy over at most this many batches of 256 (0: the whole training split)"};
+    opts[n++] = (cli_opt){"wanda-batches", OPT_INT, &o->wanda_batches, "Wanda calibration batches of 256"};
+    opts[n++] = (cli_opt){"no-entropy-budget", OPT_FLAG, &o->no_budget, "ablation: one global magnitude threshold"};
+    opts[n++] = (cli_opt){"no-dont-care", OPT_FLAG, &o->no_dont_care, "ablation: count z == 0 as OFF"};
+    opts[n++] = (cli_opt){"no-neuron-selection", OPT_FLAG, &o->no_neuron_selection, "ablation: prune zero-entropy neurons too"};
+    train_flags_table(&t, opts, &n);
+    opts[n++] = (cli_opt){"seed", OPT_INT, &o->seed, "seed of retraining (shuffling, dropout)"};
+    opts[n++] = (cli_opt){"data", OPT_STR, &o->data, "data set: fashion-mnist, mnist"};
+    opts[n++] = (cli_opt){"data-dir", OPT_STR, &o->data_dir, "directory of the data set's files"};
+    opts[n++] = (cli_opt){"threads", OPT_INT, &o->threads, "threads (0: all cores)"};
+    opts[n++] = (cli_opt){"out", OPT_STR, &o->out, "run directory (required)"};
+    opts[n++] = (cli_opt){"resume", OPT_FLAG, &o->resume, "continue the run in --out after its last iteration"};
+    opts[n++] = (cli_opt){"json", OPT_FLAG, &o->json, "end with one JSON line on stdout"};
+    opts[n++] = (cli_opt)OPT_END;
+    int rc = cli_parse("prune", "--ckpt DENSE --out DIR [options]", opts, argc, argv);
+    if (rc) return rc == 1 ? -1 : 2;
+    if (!o->ckpt || !o->out) return cli_errorf("prune", "--ckpt and --out are required") + 1;
+    int m = nep_method_from_name(o->method);
+    if (m < 0) return cli_errorf("prune", "--method: unknown '%s' (nepenthe, imp, egp)", o->method) + 1;
+    bool wanda = strcmp(o->criterion, "wanda") == 0;
+    if (!wanda && strcmp(o->criterion, "magnitude"))
+        return cli_errorf("prune", "--criterion: unknown '%s' (magnitude, wanda)", o->criterion) + 1;
+    if (!(o->zeta > 0 && o->zeta <= 1)) return cli_errorf("prune", "--zeta: must be in (0, 1]") + 1;
+    if (!(o->delta >= 0 && o->delta <= 1)) return cli_errorf("prune", "--delta: must be in [0, 1]") + 1;
+    if (o->max_iter < 1 || o->retrain_epochs < 0 || o->entropy_batches < 0 || o->wanda_batches < 1)
+        return cli_errorf("prune", "--max-iter, --wanda-batches must be positive; --retrain-epochs, "
+                          "--entropy-batches non-negative") + 1;
+    if (train_flags_cfg("prune", &t, &r->optim)) return 2;
+    o->optimizer = t.optimizer, o->milestones = t.milestones, o->lr = t.lr, o->momentum = t.momentum;
+    o->wd = t.wd, o->gamma = t.gamma, o->batch = t.batch, o->nesterov = t.nesterov;
+    r->cfg = nep_prune_cfg_for((nep_method)m, wanda ? NEP_CRIT_WANDA : NEP_CRIT_MAGNITUDE, o->zeta);
+    if (o->no_budget) r->cfg.entropy_budget = false;
+    if (o->no_dont_care) r->cfg.dont_care = false;
+    if (o->no_neuron_selection) r->cfg.neuron_selection = false;
+    return 0;
+}
+
+/* progress.json is the commit point of an iteration: written after its checkpoint and
+ * its log line. */
+typedef struct progress {
+    int64_t iter, selected;
+    double dense_val, dense_test;
+    bool stopped;
+} progress;
+
+static int save_progress(const prune_run *r, const char *path, const progress *p) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "iter", (double)p->iter);
+    cJSON_AddNumberToObject(j, "selected", (double)p->selected);
+    cJSON_AddNumberToObject(j, "dense_val_top1", p->dense_val);
+    cJSON_AddNumberToObject(j, "dense_test_top1", p->dense_test);
+    cJSON_AddBoolToObject(j, "stopped", p->stopped);
+    cJSON_AddStringToObject(j, "options", r->options);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    int rc = write_text(path, s);
+    free(s);
+    return rc ? cli_errorf("prune", "%s: cannot write: %s", path, strerror(errno)) : 0;
+}
+
+static int load_progress(const prune_run *r, const char *path, progress *p) {
+    FILE *f = fopen(path, "r");
+    char buf[8192];
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    cJSON *j = cJSON_Parse(buf);
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(j, "iter");
+    const cJSON *sel = cJSON_GetObjectItemCaseSensitive(j, "selected");
+    const cJSON *dv = cJSON_GetObjectItemCaseSensitive(j, "dense_val_top1");
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(j, "dense_test_top1");
+    const cJSON *opt = cJSON_GetObjectItemCaseSensitive(j, "options");
+    int rc = 0;
+    if (!cJSON_IsNumber(it) || !cJSON_IsNumber(sel) || !cJSON_IsNumber(dv) || !cJSON_IsNumber(dt) ||
+        !cJSON_IsString(opt))
+        rc = cli_errorf("prune", "%s: not a prune progress file", path);
+    else if (strcmp(opt->valuestring, r->options) != 0)
+        rc = cli_errorf("prune", "--resume: %s was written with other options:\n  stored:  %s\n  current: %s",
+                        path, opt->valuestring, r->options);
+    else
+        *p = (progress){(int64_t)it->valuedouble, (int64_t)sel->valuedouble, dv->valuedouble,
+                        dt->valuedouble, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "stopped"))};
+    cJSON_Delete(j);
+    return rc;
+}
+
+static char *iter_path(const char *out, int64_t k) {
+    char name[64];
+    snprintf(name, sizeof name, "iter_%lld.safetensors", (long long)k);
+    return path_in(out, name);
+}
+
+static int save_iter(prune_run *r, int64_t k) {
+    char iter[32], *path = iter_path(r->o.out, k);
+    snprintf(iter, sizeof iter, "%lld", (long long)k);
+    const char *data = nep_st_meta_get(&r->meta, "data");
+    nep_st_meta extra[] = {{"iteration", iter}, {"prune_options", r->options}, {"data", (char *)(data ? data : "{}")}};
+    nep_err err;
+    int rc = nep_checkpoint_save(path, &r->g, &r->spec, &r->norm, NULL, extra, 3, &err) != NEP_OK
+                 ? cli_error("prune", &err) : 0;
+    free(path);
+    return rc;
+}
+
+/* A plain MLP loses every path when a whole layer is pruned away: say so. */
+static void warn_if_chance(const prune_run *r, const iter_row *row) {
+    if (row->test_top1 > 150.0 / r->spec.classes) return;
+    fprintf(r->human, "  accuracy is at chance (%.2f%%)", row->test_top1);
+    for (int l = 0; l < r->e.n_layers; l++)
+        if (nep_layer_weight(&r->g, &r->e.layers[l]) && owned_nonzero(&r->g, &r->e.layers[l]) == 0)
+            fprintf(r->human, "; %s has no weight left", r->g.nodes[r->e.layers[l].owner].name);
+    fprintf(r->human, "\n");
+}
+
+static void finish_row(prune_run *r, iter_row *row, const double *H, double t0) {
+    row->layers = r->e.n_layers;
+    row->removed = 0;
+    for (int l = 0; l < r->e.n_layers; l++) row->removed += H[l] == 0;
+    row->sparsity = owned_sparsity(r);
+    row->seconds = nep_now() - t0;
+}
+
+static int write_summary(const prune_run *r, const char *path, const progress *p, bool by_delta) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "method", r->o.method);
+    cJSON_AddStringToObject(j, "criterion", r->o.criterion);
+    cJSON_AddNumberToObject(j, "zeta", r->o.zeta);
+    cJSON_AddNumberToObject(j, "delta", r->o.delta);
+    cJSON_AddNumberToObject(j, "dense_val_top1", p->dense_val);
+    cJSON_AddNumberToObject(j, "dense_test_top1", p->dense_test);
+    cJSON_AddNumberToObject(j, "iterations", (double)p->iter);
+    cJSON_AddNumberToObject(j, "selected_iter", (double)p->selected);
+    char *sel = p->selected ? iter_path(r->o.out, p->selected) : strdup(r->o.ckpt);
+    cJSON_AddStringToObject(j, "selected", sel);
+    free(sel);
+    if (by_delta) {
+        char *failed = iter_path(r->o.out, p->iter);
+        cJSON_AddStringToObject(j, "failed", failed);
+        free(failed);
+    } else {
+        cJSON_AddNullToObject(j, "failed");
+    }
+    cJSON_AddStringToObject(j, "stopped_by", by_delta ? "delta" : "max_iter");
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    int rc = write_text(path, s) ? cli_errorf("prune", "%s: cannot write: %s", path, strerror(errno)) : 0;
+    if (!rc && r->o.json) printf("%s\n", s);
+    free(s);
+    return rc;
+}
+
+int cmd_prune(int argc, char **argv) {
+    prune_run r = {0};
+    int rc = parse_opts(&r, argc, argv);
+    if (rc) return rc < 0 ? 0 : rc;
+    cli_set_threads(r.o.threads);
+    r.human = r.o.json ? stderr : stdout;
+    r.options = options_json(&r.o, &r.cfg);
+    char *log = path_in(r.o.out, "iterations.jsonl"), *prog_path = path_in(r.o.out, "progress.json");
+    char *summary = path_in(r.o.out, "summary.json");
+    double *H = NULL, **scales = NULL;
+    int64_t *pruned = NULL;
+    nep_err err;
+    progress p = {0};
+    rc = 1;
+    if (nep_checkpoint_load(r.o.ckpt, &r.g, &r.spec, &r.norm, &r.meta, &err) != NEP_OK) {
+        cli_error("prune", &err);
+        goto done;
+    }
+    if (cli_load_splits("prune", &r.meta, &r.spec, r.o.data, r.o.data_dir, &r.d)) goto done;
+    if (nep_entropy_init(&r.e, &r.g, !r.cfg.dont_care, &err) != NEP_OK) {
+        cli_error("prune", &err);
+        goto done;
+    }
+    const int n = r.e.n_layers;
+    if (!n) {
+        cli_errorf("prune", "%s: the model has no rectifier layer to prune", r.o.ckpt);
+        goto done;
+    }
+    H = calloc((size_t)n, sizeof *H);
+    pruned = calloc((size_t)n, sizeof *pruned);
+    bool have_counts = false;
+    if (r.o.resume && access(prog_path, F_OK) == 0) {
+        if (load_progress(&r, prog_path, &p)) goto done;
+        if (p.iter > 0) {
+            char *path = iter_path(r.o.out, p.iter);
+            nep_graph_free(&r.g);
+            nep_model_spec spec;
+            nep_status s = nep_checkpoint_load(path, &r.g, &spec, NULL, NULL, &err);
+            free(path);
+            if (s != NEP_OK) {
+                cli_error("prune", &err);
+                goto done;
+            }
+        }
+        if (cli_trim_jsonl(log, "iter", p.iter)) {
+            cli_errorf("prune", "%s: cannot rewrite: %s", log, strerror(errno));
+            goto done;
+        }
+        fprintf(r.human, "resuming %s after iteration %lld\n", r.o.out, (long long)p.iter);
+        print_header(r.human);
+    } else {
+        if (r.o.resume) fprintf(r.human, "no %s yet: starting a new run\n", prog_path);
+        if (cli_mkdirs(r.o.out)) {
+            cli_errorf("prune", "--out: cannot create directory %s: %s", r.o.out, strerror(errno));
+            goto done;
+        }
+        remove(log);
+        fprintf(r.human, "%s on %s (%s, zeta %g, delta %g): %d rectifier layers\n", r.o.method, r.o.ckpt,
+                r.o.criterion, r.o.zeta, r.o.delta, n);
+        print_header(r.human);
+        double t0 = nep_now();
+        iter_row dense = {0};
+        if (evaluate(&r, &dense) || measure(&r, H)) goto done;
+        finish_row(&r, &dense, H, t0);
+        print_row(&r, &dense, H);
+        char *line = row_json(&r, &dense, H, NULL);
+        int bad = cli_append_line(log, line);
+        free(line);
+        p = (progress){0, 0, dense.val_top1, dense.test_top1, false};
+        if (bad || save_progress(&r, prog_path, &p)) goto done;
+        have_counts = true;
+    }
+    while (!p.stopped && p.iter < r.o.max_iter) {
+        const int64_t k = p.iter + 1;
+        double t0 = nep_now();
+        iter_row row = {.iter = k};
+        if (!have_counts && measure(&r, H)) goto done; /* resumed: counts of the current model */
+        if (r.cfg.criterion == NEP_CRIT_WANDA &&
+            nep_wanda_norms(&r.g, &r.e, &r.d.train, &r.norm, 256, r.o.wanda_batches, &scales, &err) != NEP_OK) {
+            cli_error("prune", &err);
+            goto done;
+        }
+        if (nep_prune_step(&r.g, &r.e, &r.cfg, scales, pruned, &row.budget, &err) != NEP_OK) {
+            cli_error("prune", &err);
+            goto done;
+        }
+        nep_wanda_free(scales, n);
+        scales = NULL;
+        if (retrain(&r, k) || evaluate(&r, &row) || measure(&r, H)) goto done;
+        have_counts = true;
+        finish_row(&r, &row, H, t0);
+        print_row(&r, &row, H);
+        warn_if_chance(&r, &row);
+        char *line = row_json(&r, &row, H, pruned);
+        int bad = save_iter(&r, k) || cli_append_line(log, line);
+        free(line);
+        if (bad) goto done;
+        p.iter = k;
+        p.stopped = row.val_top1 < r.o.delta * p.dense_val;
+        if (!p.stopped) p.selected = k;
+        if (save_progress(&r, prog_path, &p)) goto done;
+    }
+    draw_figures(&r, log);
+    if (write_summary(&r, summary, &p, p.stopped)) goto done;
+    fprintf(r.human, "stopped by %s after %lld iterations; selected: iteration %lld (dense val %.2f%%); "
+            "figures: %s/fig_*.svg; summary: %s\n", p.stopped ? "the delta rule" : "--max-iter",
+            (long long)p.iter, (long long)p.selected, p.dense_val, r.o.out, summary);
+    rc = 0;
+done:
+    nep_wanda_free(scales, r.e.n_layers);
+    free(H), free(pruned), free(log), free(prog_path), free(summary), free(r.options);
+    nep_entropy_free(&r.e);
+    nep_graph_free(&r.g);
+    nep_st_free(&r.meta);
+    cli_data_free(&r.d);
+    return rc;
+}
