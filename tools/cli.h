@@ -104,6 +104,7 @@ int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_entropy(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 
 struct cJSON;
 struct nep_layer_states;

@@ -85,15 +85,22 @@ int cmd_info(int argc, char **argv) {
     nep_err err;
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, NULL, &err) != NEP_OK) return cli_error("info", &err);
     cJSON *root = cJSON_CreateObject(), *layers = cJSON_AddArrayToObject(root, "layers");
-    if (!json) printf("%-12s %-10s %-10s %12s %12s %10s\n", "name", "op", "output", "params", "nonzero", "MFLOPs");
-    int64_t tp = 0, tn = 0, tf = 0;
+    if (!json)
+        printf("%-16s %-10s %-10s %12s %12s %10s %10s\n", "name", "op", "output", "params", "nonzero",
+               "masked", "MFLOPs");
+    int64_t tp = 0, tn = 0, tf = 0, tm = 0;
     for (int k = 0; k < g.n_order; k++) {
         const nep_node *nd = &g.nodes[g.order[k]];
         if (nd->op == NEP_OP_INPUT) continue;
         char shape[64];
         shape_str(shape, sizeof shape, &nd->shape);
         int64_t p = nep_node_param_count(&g, nd), nz = nep_node_nonzero_count(&g, nd),
-                f = nep_node_flops(&g, nd);
+                f = nep_node_flops(&g, nd), masked = 0;
+        for (int q = 0; q < nd->n_params; q++) {
+            const nep_param *pa = &g.params[nd->params[q]];
+            for (int64_t i = 0; i < pa->numel; i++) masked += !g.masks[pa->offset + i];
+        }
+        tm += masked;
         tp += p, tn += nz, tf += f;
         if (json) {
             cJSON *l = cJSON_CreateObject();
@@ -102,23 +109,25 @@ int cmd_info(int argc, char **argv) {
             cJSON_AddStringToObject(l, "output", shape);
             cJSON_AddNumberToObject(l, "params", (double)p);
             cJSON_AddNumberToObject(l, "nonzero", (double)nz);
+            cJSON_AddNumberToObject(l, "masked", (double)masked);
             cJSON_AddNumberToObject(l, "flops", (double)f);
             cJSON_AddItemToArray(layers, l);
         } else {
-            printf("%-12s %-10s %-10s %12lld %12lld %10.3f\n", nd->name, nep_op(nd->op)->name, shape,
-                   (long long)p, (long long)nz, (double)f / 1e6);
+            printf("%-16s %-10s %-10s %12lld %12lld %10lld %10.3f\n", nd->name, nep_op(nd->op)->name,
+                   shape, (long long)p, (long long)nz, (long long)masked, (double)f / 1e6);
         }
     }
     if (json) {
         cJSON_AddNumberToObject(root, "params", (double)tp);
         cJSON_AddNumberToObject(root, "nonzero", (double)tn);
+        cJSON_AddNumberToObject(root, "masked", (double)tm);
         cJSON_AddNumberToObject(root, "flops", (double)tf);
         char *s = cJSON_PrintUnformatted(root);
         printf("%s\n", s);
         cJSON_free(s);
     } else {
-        printf("%-12s %-10s %-10s %12lld %12lld %10.3f\n", "total", "", "", (long long)tp,
-               (long long)tn, (double)tf / 1e6);
+        printf("%-16s %-10s %-10s %12lld %12lld %10lld %10.3f\n", "total", "", "", (long long)tp,
+               (long long)tn, (long long)tm, (double)tf / 1e6);
         printf("sparsity %.2f%%  (per sample forward FLOPs, multiply-add = 2)\n",
                tp ? 100.0 * (double)(tp - tn) / (double)tp : 0);
     }

@@ -15,6 +15,7 @@ static const struct {
     {"bench", cmd_bench, "time training and inference of a model on random data"},
     {"entropy", cmd_entropy, "activation-state entropy of every rectifier layer"},
     {"prune", cmd_prune, "NEPENTHE (or IMP, EGP): prune, retrain, repeat while accuracy holds"},
+    {"compare", cmd_compare, "accuracy against removed layers of several prune runs, in one figure"},
 };
 
 static int usage(FILE *f) {
