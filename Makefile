@@ -75,7 +75,7 @@ build/golden/.stamp: $(GOLDEN_PY) tests/tools/safetensors_np.py
 TEST_BINS := $(TESTS:tests/%.c=build/asan/tests/%) $(F64_TESTS:tests/%.c=build/f64/tests/%)
 
 test: deps all build/asan/nepenthe golden $(TEST_BINS)
-	@tests/run.sh $(TEST_BINS) tests/cli_test.sh
+	@tests/run.sh $(TEST_BINS) tests/cli_test.sh tests/entropy_prune_test.sh
 
 bench: deps all
 	@bench/run.sh

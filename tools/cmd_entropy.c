@@ -68,6 +68,10 @@ int cmd_entropy(int argc, char **argv) {
     const nep_dataset *use;
     if (cli_load_splits("entropy", &meta, &spec, data, dir, &d) || !(use = cli_split("entropy", &d, split)))
         goto done;
+    if (use->n == 0) {
+        cli_errorf("entropy", "--split %s: %s holds no images (trained with --val 0?)", split, ckpt);
+        goto done;
+    }
     double t0 = nep_now();
     if (nep_entropy_init(&e, &g, zero_is_off, &err) != NEP_OK ||
         nep_entropy_measure(&e, &g, use, &norm, batch, max_batches, &err) != NEP_OK) {
@@ -78,7 +82,7 @@ int cmd_entropy(int argc, char **argv) {
     int removed = 0;
     cJSON *root = cJSON_CreateObject(), *layers = cJSON_AddArrayToObject(root, "layers");
     if (!json)
-        printf("%-16s %8s %9s %9s %9s %9s %9s\n", "layer", "neurons", "H_l", "always ON",
+        printf("%-16s %8s %9s %10s %10s %10s %10s\n", "layer", "neurons", "H_l", "always ON",
                "always OFF", "OFF+", "mixed");
     for (int i = 0; i < e.n_layers; i++) {
         const nep_layer_states *l = &e.layers[i];
@@ -87,7 +91,7 @@ int cmd_entropy(int argc, char **argv) {
         if (json) {
             cJSON_AddItemToArray(layers, cli_layer_json(&g, l, h, true));
         } else {
-            printf("%-16s %8lld %9.4f %9lld %9lld %9lld %9lld\n", g.nodes[l->node].name,
+            printf("%-16s %8lld %9.4f %10lld %10lld %10lld %10lld\n", g.nodes[l->node].name,
                    (long long)l->neurons, h, (long long)nep_layer_count_always(l, NEP_STATE_ON),
                    (long long)nep_layer_count_always(l, NEP_STATE_OFF),
                    l->states == 3 ? (long long)nep_layer_count_always(l, NEP_STATE_OFF_PLUS) : 0LL,

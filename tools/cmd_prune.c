@@ -398,14 +398,20 @@ static int save_iter(prune_run *r, int64_t k) {
     return rc;
 }
 
-/* A plain MLP loses every path when a whole layer is pruned away: say so. */
-static void warn_if_chance(const prune_run *r, const iter_row *row) {
+/* A plain MLP has no path around a layer whose neurons are all OFF (or that has lost
+ * every weight): the network then outputs a constant. Say which layers did it. */
+static void warn_if_chance(const prune_run *r, const iter_row *row, const double *H) {
     if (row->test_top1 > 150.0 / r->spec.classes) return;
-    fprintf(r->human, "  accuracy is at chance (%.2f%%)", row->test_top1);
-    for (int l = 0; l < r->e.n_layers; l++)
-        if (nep_layer_weight(&r->g, &r->e.layers[l]) && owned_nonzero(&r->g, &r->e.layers[l]) == 0)
-            fprintf(r->human, "; %s has no weight left", r->g.nodes[r->e.layers[l].owner].name);
-    fprintf(r->human, "\n");
+    fprintf(r->human, "  accuracy is at chance (%.2f%%):", row->test_top1);
+    for (int l = 0; l < r->e.n_layers; l++) {
+        const nep_layer_states *ls = &r->e.layers[l];
+        if (H[l] > 0) continue;
+        int64_t off = nep_layer_count_always(ls, NEP_STATE_OFF);
+        fprintf(r->human, " %s has %lld/%lld neurons always OFF%s;", r->g.nodes[ls->node].name,
+                (long long)off, (long long)ls->neurons,
+                nep_layer_weight(&r->g, ls) && owned_nonzero(&r->g, ls) == 0 ? " and no weight left" : "");
+    }
+    fprintf(r->human, " a plain MLP has no path around such a layer\n");
 }
 
 static void finish_row(prune_run *r, iter_row *row, const double *H, double t0) {
@@ -537,7 +543,7 @@ int cmd_prune(int argc, char **argv) {
         have_counts = true;
         finish_row(&r, &row, H, t0);
         print_row(&r, &row, H);
-        warn_if_chance(&r, &row);
+        warn_if_chance(&r, &row, H);
         char *line = row_json(&r, &row, H, pruned);
         int bad = save_iter(&r, k) || cli_append_line(log, line);
         free(line);
