@@ -17,7 +17,7 @@ typedef struct run_curve {
     double removed[MAX_ITERS], top1[MAX_ITERS], sparsity[MAX_ITERS];
 } run_curve;
 
-/* The label of a run: its method from iterations' options if known, else its directory. */
+/* The label of a run: its method from summary.json if there is one, else its directory. */
 static int read_run(const char *dir, run_curve *c) {
     char path[4096];
     snprintf(path, sizeof path, "%s/iterations.jsonl", dir);
@@ -47,9 +47,8 @@ static int read_run(const char *dir, run_curve *c) {
         fclose(f);
         cJSON *j = cJSON_Parse(line);
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "method");
-        const cJSON *z = cJSON_GetObjectItemCaseSensitive(j, "zeta");
-        if (cJSON_IsString(m) && cJSON_IsNumber(z))
-            snprintf(c->label, sizeof c->label, "%s (zeta %g)", m->valuestring, z->valuedouble);
+        if (cJSON_IsString(m))
+            snprintf(c->label, sizeof c->label, "%s", m->valuestring);
         cJSON_Delete(j);
     }
     return c->n ? 0 : cli_errorf("compare", "%s: no iterations logged", dir);
