@@ -564,6 +564,26 @@ done
 compare_torch pruned "$T/nep_mlp/iter_2.safetensors"
 compare_torch pruned_res "$T/nep_res/iter_3.safetensors"
 
+# --- the naive structural baselines ---------------------------------------------------------
+# One more rectifier becomes the identity per iteration; the checkpoint's arch records it.
+for m in smallest-weights smallest-grads; do
+    nep prune --ckpt "$MLP" $COMMON --method "$m" --delta 0 --max-iter 5 --retrain-epochs 1 --lr 0.01 --out "$T/$m"
+    check "prune --method $m: exits 0 and stops when no rectifier is left" \
+        'succeeded && grep -q "\"stopped_by\":\"no_layer_left\"" "$T/$m/summary.json"'
+    check "$m: removed goes 0, 1, 2, 3 and no weight is pruned" \
+        '$PY -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; \
+assert [x[\"removed\"] for x in r]==[0,1,2,3], r; assert all(sum(x[\"pruned\"])==0 for x in r[1:])" \
+        "$T/$m/iterations.jsonl"'
+    nep info --ckpt "$T/$m/iter_2.safetensors"
+    check "$m: iter_2 rebuilds with two Identity layers in place of ReLUs" \
+        '[ "$(grep -c " Identity " "$T/out")" -eq 2 ] && [ "$(grep -c " ReLU " "$T/out")" -eq 1 ]'
+done
+nep eval --ckpt "$T/smallest-grads/iter_1.safetensors" --data-dir "$D" --json
+check "eval of a baseline checkpoint matches its logged test top-1" \
+    '$PY -c "import json,sys; e=json.loads(open(sys.argv[1]).read().splitlines()[-1]); \
+r=[json.loads(l) for l in open(sys.argv[2])][1]; assert abs(e[\"test_top1\"]-r[\"test_top1\"])<1e-3" \
+        "$T/out" "$T/smallest-grads/iterations.jsonl"'
+
 # --- prune only, and the delta rule -------------------------------------------------------
 nep prune --ckpt "$MLP" $COMMON --method nepenthe --zeta 0.9 --retrain-epochs 0 --delta 1.0 \
     --max-iter 5 --out "$T/delta" --json

@@ -288,7 +288,7 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     cli_opt opts[48];
     int n = 0;
     opts[n++] = (cli_opt){"ckpt", OPT_STR, &o->ckpt, "dense checkpoint (required)"};
-    opts[n++] = (cli_opt){"method", OPT_STR, &o->method, "nepenthe, imp or egp"};
+    opts[n++] = (cli_opt){"method", OPT_STR, &o->method, "nepenthe, imp, egp; or the structural baselines smallest-weights, smallest-grads (one more layer made the identity per iteration)"};
     opts[n++] = (cli_opt){"criterion", OPT_STR, &o->criterion, "magnitude or wanda"};
     opts[n++] = (cli_opt){"zeta", OPT_REAL, &o->zeta, "pruning rate per iteration"};
     opts[n++] = (cli_opt){"delta", OPT_REAL, &o->delta, "stop when val top-1 < delta x dense"};
@@ -312,7 +312,9 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     if (rc) return rc == 1 ? -1 : 2;
     if (!o->ckpt || !o->out) return cli_errorf("prune", "--ckpt and --out are required") + 1;
     int m = nep_method_from_name(o->method);
-    if (m < 0) return cli_errorf("prune", "--method: unknown '%s' (nepenthe, imp, egp)", o->method) + 1;
+    if (m < 0)
+        return cli_errorf("prune", "--method: unknown '%s' (nepenthe, imp, egp, smallest-weights, "
+                          "smallest-grads)", o->method) + 1;
     bool wanda = strcmp(o->criterion, "wanda") == 0;
     if (!wanda && strcmp(o->criterion, "magnitude"))
         return cli_errorf("prune", "--criterion: unknown '%s' (magnitude, wanda)", o->criterion) + 1;
@@ -329,6 +331,30 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     if (o->no_dont_care) r->cfg.dont_care = false;
     if (o->no_neuron_selection) r->cfg.neuron_selection = false;
     return 0;
+}
+
+/* Structural baselines: makes the chosen layer the identity (recorded in the arch, so
+ * its checkpoints rebuild it that way). Returns 0, -1 when no layer is left, 1 on error. */
+static int linearize_smallest(prune_run *r, int64_t *pruned) {
+    nep_err err;
+    double *sums = NULL;
+    for (int l = 0; l < r->e.n_layers; l++) pruned[l] = 0;
+    if (r->cfg.method == NEP_METHOD_SMALLEST_GRADS) {
+        sums = calloc((size_t)r->e.n_layers, sizeof *sums);
+        if (!sums || nep_grad_sums(&r->g, &r->e, &r->d.train, &r->norm, 256, sums, &err) != NEP_OK) {
+            free(sums);
+            return sums ? cli_error("prune", &err) : cli_errorf("prune", "out of memory");
+        }
+    }
+    int l = nep_smallest_layer(&r->g, &r->e, sums);
+    free(sums);
+    if (l < 0) return -1;
+    const char *name = r->g.nodes[r->e.layers[l].node].name;
+    if (r->spec.n_identity == NEP_MAX_IDENTITY)
+        return cli_errorf("prune", "more than %d layers made the identity", NEP_MAX_IDENTITY);
+    snprintf(r->spec.identity[r->spec.n_identity++], NEP_NAME_LEN, "%s", name);
+    fprintf(r->human, "  %s: %s is now the identity\n", r->o.method, name);
+    return nep_graph_linearize(&r->g, r->e.layers[l].node, &err) == NEP_OK ? 0 : cli_error("prune", &err);
 }
 
 /* progress.json is the commit point of an iteration: written after its checkpoint and
@@ -422,7 +448,9 @@ static void finish_row(prune_run *r, iter_row *row, const double *H, double t0) 
     row->seconds = nep_now() - t0;
 }
 
-static int write_summary(const prune_run *r, const char *path, const progress *p, bool by_delta) {
+/* stopped_by: "delta", "max_iter" or "no_layer_left" (structural baselines). */
+static int write_summary(const prune_run *r, const char *path, const progress *p, const char *stopped_by) {
+    const bool by_delta = strcmp(stopped_by, "delta") == 0;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "method", r->o.method);
     cJSON_AddStringToObject(j, "criterion", r->o.criterion);
@@ -442,7 +470,7 @@ static int write_summary(const prune_run *r, const char *path, const progress *p
     } else {
         cJSON_AddNullToObject(j, "failed");
     }
-    cJSON_AddStringToObject(j, "stopped_by", by_delta ? "delta" : "max_iter");
+    cJSON_AddStringToObject(j, "stopped_by", stopped_by);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     int rc = write_text(path, s) ? cli_errorf("prune", "%s: cannot write: %s", path, strerror(errno)) : 0;
@@ -481,14 +509,13 @@ int cmd_prune(int argc, char **argv) {
     }
     H = calloc((size_t)n, sizeof *H);
     pruned = calloc((size_t)n, sizeof *pruned);
-    bool have_counts = false;
+    bool have_counts = false, exhausted = false;
     if (r.o.resume && access(prog_path, F_OK) == 0) {
         if (load_progress(&r, prog_path, &p)) goto done;
         if (p.iter > 0) {
             char *path = iter_path(r.o.out, p.iter);
             nep_graph_free(&r.g);
-            nep_model_spec spec;
-            nep_status s = nep_checkpoint_load(path, &r.g, &spec, NULL, NULL, &err);
+            nep_status s = nep_checkpoint_load(path, &r.g, &r.spec, NULL, NULL, &err);
             free(path);
             if (s != NEP_OK) {
                 cli_error("prune", &err);
@@ -528,12 +555,20 @@ int cmd_prune(int argc, char **argv) {
         double t0 = nep_now();
         iter_row row = {.iter = k};
         if (!have_counts && measure(&r, H)) goto done; /* resumed: counts of the current model */
-        if (r.cfg.criterion == NEP_CRIT_WANDA &&
+        if (r.cfg.method >= NEP_METHOD_SMALLEST_WEIGHTS) {
+            int rs = linearize_smallest(&r, pruned);
+            if (rs < 0) { /* every layer is already the identity */
+                exhausted = true;
+                break;
+            }
+            if (rs > 0) goto done;
+        } else if (r.cfg.criterion == NEP_CRIT_WANDA &&
             nep_wanda_norms(&r.g, &r.e, &r.d.train, &r.norm, 256, r.o.wanda_batches, &scales, &err) != NEP_OK) {
             cli_error("prune", &err);
             goto done;
         }
-        if (nep_prune_step(&r.g, &r.e, &r.cfg, scales, pruned, &row.budget, &err) != NEP_OK) {
+        if (r.cfg.method < NEP_METHOD_SMALLEST_WEIGHTS &&
+            nep_prune_step(&r.g, &r.e, &r.cfg, scales, pruned, &row.budget, &err) != NEP_OK) {
             cli_error("prune", &err);
             goto done;
         }
@@ -554,9 +589,11 @@ int cmd_prune(int argc, char **argv) {
         if (save_progress(&r, prog_path, &p)) goto done;
     }
     draw_figures(&r, log);
-    if (write_summary(&r, summary, &p, p.stopped)) goto done;
+    const char *why = p.stopped ? "delta" : exhausted ? "no_layer_left" : "max_iter";
+    if (write_summary(&r, summary, &p, why)) goto done;
     fprintf(r.human, "stopped by %s after %lld iterations; selected: iteration %lld (dense val %.2f%%); "
-            "figures: %s/fig_*.svg; summary: %s\n", p.stopped ? "the delta rule" : "--max-iter",
+            "figures: %s/fig_*.svg; summary: %s\n",
+            p.stopped ? "the delta rule" : exhausted ? "having no rectifier left" : "--max-iter",
             (long long)p.iter, (long long)p.selected, p.dense_val, r.o.out, summary);
     rc = 0;
 done:

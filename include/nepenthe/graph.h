@@ -116,6 +116,9 @@ nep_status nep_graph_finalize(nep_graph *g, nep_err *err);
 void nep_graph_replace_uses(nep_graph *g, int from, int to);
 /* Deletes a single-input node, rewiring its consumers to its input. */
 nep_status nep_graph_bypass(nep_graph *g, int node, nep_err *err);
+/* Replaces a rectifier by the identity in place (its name and parameters stay, so the
+ * checkpoint keeps its layout) and re-finalizes. */
+nep_status nep_graph_linearize(nep_graph *g, int node, nep_err *err);
 /* Deep copy (nodes, params, values, grads, masks). */
 nep_status nep_graph_copy(const nep_graph *src, nep_graph *dst, nep_err *err);
 

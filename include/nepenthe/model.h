@@ -7,6 +7,7 @@
 #include "nepenthe/rng.h"
 
 #define NEP_MAX_HIDDEN 16
+#define NEP_MAX_IDENTITY 64
 
 typedef struct nep_model_spec {
     char name[32];          /* "mlp" or "resmlp" */
@@ -18,6 +19,8 @@ typedef struct nep_model_spec {
     nep_op_kind act;        /* rectifier after each hidden layer */
     double slope;           /* LeakyReLU negative slope */
     double dropout;         /* probability after each rectifier; 0 = none */
+    int n_identity;         /* rectifiers replaced by the identity (structural baselines) */
+    char identity[NEP_MAX_IDENTITY][NEP_NAME_LEN];
 } nep_model_spec;
 
 /* mlp: input -> Flatten -> [fc_i -> act_i (-> drop_i)] x n_hidden -> fc_{n+1}.

@@ -52,7 +52,13 @@ int64_t nep_prune_global(const nep_budget_layer *layers, int n, double zeta,
 
 /* ---- the method on a graph ------------------------------------------------------ */
 
-typedef enum nep_method { NEP_METHOD_NEPENTHE, NEP_METHOD_IMP, NEP_METHOD_EGP } nep_method;
+/* The last two are the paper's naive structural baselines: instead of pruning weights,
+ * replace by the identity the rectifier whose owned weight has the smallest sum of |w|
+ * (or of |gradient| over one pass of the training data), then fine-tune. */
+typedef enum nep_method {
+    NEP_METHOD_NEPENTHE, NEP_METHOD_IMP, NEP_METHOD_EGP,
+    NEP_METHOD_SMALLEST_WEIGHTS, NEP_METHOD_SMALLEST_GRADS, NEP_METHOD_COUNT
+} nep_method;
 typedef enum nep_criterion { NEP_CRIT_MAGNITUDE, NEP_CRIT_WANDA } nep_criterion;
 
 typedef struct nep_prune_cfg {
@@ -88,6 +94,15 @@ void nep_wanda_free(double **norms, int n);
  * e; *budget the budget B. scales: Wanda norms (NULL for magnitude). */
 nep_status nep_prune_step(nep_graph *g, const nep_entropy *e, const nep_prune_cfg *cfg,
                           double *const *scales, int64_t *pruned, int64_t *budget, nep_err *err);
+
+/* Structural baselines: the index in e of the layer, among those still rectifiers in g,
+ * whose owned weight has the smallest sum of |w| (grad_sums NULL) or the smallest
+ * grad_sums[l]; ties to the earlier layer; -1 if none is left. */
+int nep_smallest_layer(const nep_graph *g, const nep_entropy *e, const double *grad_sums);
+/* grad_sums[l] = sum over the batches of d of sum |dL/dw| over layer l's owned weight
+ * (evaluation mode, cross-entropy loss, no update). */
+nep_status nep_grad_sums(nep_graph *g, const nep_entropy *e, const nep_dataset *d,
+                         const nep_normalize *norm, int64_t batch, double *grad_sums, nep_err *err);
 
 /* The owner's weight parameter of layer l (its first parameter), or NULL. */
 const nep_param *nep_layer_weight(const nep_graph *g, const nep_layer_states *l);

@@ -161,6 +161,14 @@ nep_status nep_graph_bypass(nep_graph *g, int node, nep_err *err) {
     return NEP_OK;
 }
 
+nep_status nep_graph_linearize(nep_graph *g, int node, nep_err *err) {
+    nep_node *n = &g->nodes[node];
+    if (!nep_op(n->op)->states)
+        return nep_fail(err, NEP_ERR_ARG, "node '%s' (%s) is not a rectifier", n->name, nep_op(n->op)->name);
+    n->op = NEP_OP_IDENTITY;
+    return nep_graph_finalize(g, err);
+}
+
 static void *dup_mem(const void *src, size_t n) {
     void *p = malloc(n ? n : 1);
     if (p && n) memcpy(p, src, n);

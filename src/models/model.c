@@ -83,6 +83,12 @@ nep_status nep_model_build(const nep_model_spec *spec, nep_graph *g, nep_rng *rn
     else
         s = nep_fail(err, NEP_ERR_ARG, "unknown model '%s' (known: mlp, resmlp)", spec->name);
     if (s == NEP_OK) s = nep_graph_finalize(g, err);
+    for (int i = 0; s == NEP_OK && i < spec->n_identity; i++) {
+        int id = nep_graph_find_node(g, spec->identity[i]);
+        s = id < 0 ? nep_fail(err, NEP_ERR_ARG, "model '%s' has no layer '%s' to make the identity",
+                              spec->name, spec->identity[i])
+                   : nep_graph_linearize(g, id, err);
+    }
     if (s != NEP_OK) {
         nep_graph_free(g);
         return s;
@@ -105,6 +111,10 @@ char *nep_model_spec_to_json(const nep_model_spec *s) {
     cJSON_AddStringToObject(o, "act", nep_act_name(s->act));
     cJSON_AddNumberToObject(o, "slope", s->slope);
     cJSON_AddNumberToObject(o, "dropout", s->dropout);
+    if (s->n_identity) {
+        cJSON *id = cJSON_AddArrayToObject(o, "identity");
+        for (int i = 0; i < s->n_identity; i++) cJSON_AddItemToArray(id, cJSON_CreateString(s->identity[i]));
+    }
     char *txt = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return txt;
@@ -161,6 +171,17 @@ static nep_status parse_spec(const cJSON *o, nep_model_spec *s, nep_err *err) {
     const cJSON *drop = cJSON_GetObjectItemCaseSensitive(o, "dropout");
     s->slope = cJSON_IsNumber(slope) ? slope->valuedouble : 0.01;
     s->dropout = cJSON_IsNumber(drop) ? drop->valuedouble : 0;
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(o, "identity");
+    if (ids && (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) > NEP_MAX_IDENTITY))
+        return nep_fail(err, NEP_ERR_FORMAT, "arch: 'identity' must be a list of at most %d layer names",
+                        NEP_MAX_IDENTITY);
+    s->n_identity = ids ? cJSON_GetArraySize(ids) : 0;
+    for (int i = 0; i < s->n_identity; i++) {
+        const cJSON *v = cJSON_GetArrayItem(ids, i);
+        if (!cJSON_IsString(v) || strlen(v->valuestring) >= NEP_NAME_LEN)
+            return nep_fail(err, NEP_ERR_FORMAT, "arch: 'identity' entries must be layer names");
+        snprintf(s->identity[i], NEP_NAME_LEN, "%s", v->valuestring);
+    }
     return NEP_OK;
 }
 

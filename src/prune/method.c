@@ -6,12 +6,13 @@
 
 #include "nepenthe/prune.h"
 
-static const char *const method_names[] = {"nepenthe", "imp", "egp"};
+static const char *const method_names[NEP_METHOD_COUNT] = {
+    "nepenthe", "imp", "egp", "smallest-weights", "smallest-grads"};
 
 const char *nep_method_name(nep_method m) { return method_names[m]; }
 
 int nep_method_from_name(const char *name) {
-    for (int m = 0; m < 3; m++)
+    for (int m = 0; m < NEP_METHOD_COUNT; m++)
         if (strcmp(method_names[m], name) == 0) return m;
     return -1;
 }
