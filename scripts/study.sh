@@ -1,5 +1,6 @@
 #!/bin/sh
-# The issue-3 study: NEPENTHE vs IMP vs EGP on Fashion-MNIST, on a plain MLP with six
+# The issue-3 study: NEPENTHE vs IMP vs EGP (and the structural baselines that make the
+# layer with the smallest sum of |w| or |grad| the identity) on Fashion-MNIST, on a plain MLP with six
 # hidden layers and on a residual MLP (blocks x + fc2(relu(fc1(x)))), every iteration
 # logged. Writes runs/study/<model>/<method>/ and results/study.md.
 # Environment: THREADS (default 0 = all), ITERS (6), RETRAIN (2), DENSE_EPOCHS (10), ZETA (0.5).
@@ -14,7 +15,7 @@ run_model() { # name, model flags
     name=$1; shift
     [ -f "$OUT/$name/dense/model.safetensors" ] ||
         build/nepenthe train "$@" $TRAIN --out "$OUT/$name/dense" --resume
-    for m in nepenthe imp egp; do
+    for m in nepenthe imp egp smallest-weights smallest-grads; do
         build/nepenthe prune --ckpt "$OUT/$name/dense/model.safetensors" --method "$m" --zeta "$ZETA" \
             --delta 0 --max-iter "$ITERS" --retrain-epochs "$RETRAIN" --lr 0.01 --momentum 0.9 \
             --wd 5e-4 --seed 0 --threads "$THREADS" --out "$OUT/$name/$m" --resume

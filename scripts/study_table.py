@@ -17,7 +17,7 @@ def main(root):
           "Rem. counts layers with H_l = 0 exactly (integer counts).\n")
     for model in sorted(os.listdir(root)):
         print(f"## {model}\n")
-        for method in ("nepenthe", "imp", "egp"):
+        for method in ("nepenthe", "imp", "egp", "smallest-weights", "smallest-grads"):
             log = os.path.join(root, model, method, "iterations.jsonl")
             if not os.path.exists(log):
                 continue

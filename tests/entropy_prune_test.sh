@@ -584,6 +584,11 @@ check "eval of a baseline checkpoint matches its logged test top-1" \
 r=[json.loads(l) for l in open(sys.argv[2])][1]; assert abs(e[\"test_top1\"]-r[\"test_top1\"])<1e-3" \
         "$T/out" "$T/smallest-grads/iterations.jsonl"'
 
+nep prune --ckpt "$MLP" $COMMON --delta 0 --max-iter 3 --retrain-epochs 1 --lr 1e6 --out "$T/diverge"
+check "a diverged retraining stops the run cleanly: exit 0, stopped_by diverged, dense selected" \
+    'succeeded && grep -qi diverged "$T/out" && grep -q "\"stopped_by\":\"diverged\"" "$T/diverge/summary.json" \
+     && grep -q "\"selected_iter\":0" "$T/diverge/summary.json"'
+
 # --- prune only, and the delta rule -------------------------------------------------------
 nep prune --ckpt "$MLP" $COMMON --method nepenthe --zeta 0.9 --retrain-epochs 0 --delta 1.0 \
     --max-iter 5 --out "$T/delta" --json

@@ -158,6 +158,7 @@ static int evaluate(prune_run *r, iter_row *row) {
     return 0;
 }
 
+/* 0, 1 on error, 2 when the loss diverged (the run stops there, keeping what it has). */
 static int retrain(prune_run *r, int64_t iter) {
     if (r->o.retrain_epochs <= 0) return 0;
     nep_trainer t;
@@ -178,8 +179,15 @@ static int retrain(prune_run *r, int64_t iter) {
                  (long long)r->o.retrain_epochs);
         prog.label = label;
         nep_epoch_stats st;
-        if (nep_train_epoch(&t, &loader, nep_lr_at(&r->optim, ep), &rng, cli_progress_cb, &prog, &st, &err) != NEP_OK)
+        nep_status s = nep_train_epoch(&t, &loader, nep_lr_at(&r->optim, ep), &rng, cli_progress_cb,
+                                       &prog, &st, &err);
+        if (s == NEP_ERR_NUMERIC) {
+            fprintf(r->human, "  iteration %lld: %s; stopping after iteration %lld\n", (long long)iter,
+                    err.msg, (long long)iter - 1);
+            rc = 2;
+        } else if (s != NEP_OK) {
             rc = cli_error("prune", &err);
+        }
         cli_progress_end(&prog);
     }
     nep_loader_free(&loader);
@@ -448,7 +456,7 @@ static void finish_row(prune_run *r, iter_row *row, const double *H, double t0) 
     row->seconds = nep_now() - t0;
 }
 
-/* stopped_by: "delta", "max_iter" or "no_layer_left" (structural baselines). */
+/* stopped_by: "delta", "max_iter", "diverged" or "no_layer_left" (structural baselines). */
 static int write_summary(const prune_run *r, const char *path, const progress *p, const char *stopped_by) {
     const bool by_delta = strcmp(stopped_by, "delta") == 0;
     cJSON *j = cJSON_CreateObject();
@@ -509,7 +517,7 @@ int cmd_prune(int argc, char **argv) {
     }
     H = calloc((size_t)n, sizeof *H);
     pruned = calloc((size_t)n, sizeof *pruned);
-    bool have_counts = false, exhausted = false;
+    bool have_counts = false, exhausted = false, diverged = false;
     if (r.o.resume && access(prog_path, F_OK) == 0) {
         if (load_progress(&r, prog_path, &p)) goto done;
         if (p.iter > 0) {
@@ -574,7 +582,12 @@ int cmd_prune(int argc, char **argv) {
         }
         nep_wanda_free(scales, n);
         scales = NULL;
-        if (retrain(&r, k) || evaluate(&r, &row) || measure(&r, H)) goto done;
+        int rt = retrain(&r, k);
+        if (rt == 2) {
+            diverged = true;
+            break;
+        }
+        if (rt || evaluate(&r, &row) || measure(&r, H)) goto done;
         have_counts = true;
         finish_row(&r, &row, H, t0);
         print_row(&r, &row, H);
@@ -589,11 +602,12 @@ int cmd_prune(int argc, char **argv) {
         if (save_progress(&r, prog_path, &p)) goto done;
     }
     draw_figures(&r, log);
-    const char *why = p.stopped ? "delta" : exhausted ? "no_layer_left" : "max_iter";
+    const char *why = p.stopped ? "delta" : exhausted ? "no_layer_left" : diverged ? "diverged" : "max_iter";
     if (write_summary(&r, summary, &p, why)) goto done;
     fprintf(r.human, "stopped by %s after %lld iterations; selected: iteration %lld (dense val %.2f%%); "
             "figures: %s/fig_*.svg; summary: %s\n",
-            p.stopped ? "the delta rule" : exhausted ? "having no rectifier left" : "--max-iter",
+            p.stopped ? "the delta rule" : exhausted ? "having no rectifier left"
+                                         : diverged ? "a diverged retraining" : "--max-iter",
             (long long)p.iter, (long long)p.selected, p.dense_val, r.o.out, summary);
     rc = 0;
 done:
