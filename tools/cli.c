@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "nepenthe/file.h"
 
 #include <errno.h>
 #include <math.h>
@@ -313,26 +314,36 @@ int cli_mkdirs(const char *path) {
     return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
 }
 
-int cli_trim_jsonl(const char *path, const char *key, int64_t max) {
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    char line[8192], tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *w = fopen(tmp, "w");
-    if (!w) {
-        fclose(f);
-        return -1;
-    }
-    while (fgets(line, sizeof line, f)) {
+typedef struct trim_ctx {
+    FILE *in;
+    const char *key;
+    int64_t max;
+} trim_ctx;
+
+/* Copies the lines whose `key` is <= max; lines of any length (getline). */
+static int fill_trimmed(void *ctx, FILE *out) {
+    trim_ctx *t = ctx;
+    char *line = NULL;
+    size_t cap = 0;
+    int e = 0;
+    while (!e && getline(&line, &cap, t->in) > 0) {
         cJSON *j = cJSON_Parse(line);
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, key);
-        if (cJSON_IsNumber(e) && e->valuedouble <= (double)max) fputs(line, w);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, t->key);
+        if (cJSON_IsNumber(v) && v->valuedouble <= (double)t->max && fputs(line, out) < 0)
+            e = errno ? errno : EIO;
         cJSON_Delete(j);
     }
-    fclose(f);
-    int bad = fflush(w) || fsync(fileno(w));
-    bad |= fclose(w);
-    return bad ? -1 : rename(tmp, path);
+    free(line);
+    return e;
+}
+
+int cli_trim_jsonl(const char *cmd, const char *path, const char *key, int64_t max) {
+    trim_ctx t = {fopen(path, "r"), key, max};
+    if (!t.in) return 0;
+    nep_err err;
+    nep_status s = nep_write_atomic(path, fill_trimmed, &t, &err);
+    fclose(t.in);
+    return s == NEP_OK ? 0 : cli_error(cmd, &err);
 }
 
 int cli_append_line(const char *path, const char *line) {

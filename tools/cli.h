@@ -78,11 +78,11 @@ void cli_data_free(cli_data *d);
 /* The split named "train", "val" or "test", or NULL (after printing why). */
 const nep_dataset *cli_split(const char *cmd, const cli_data *d, const char *name);
 
-/* Files: mkdir -p; rewrite a JSON Lines file keeping the lines whose `key` is <= max
- * (the lines a killed run logged past its last checkpoint go); append one line,
- * flushed and fsync'd. Return 0 or -1 (errno set). */
+/* Files: mkdir -p; rewrite a JSON Lines file atomically keeping the lines whose `key`
+ * is <= max (the lines a killed run logged past its last checkpoint go; prints errors);
+ * append one line, flushed and fsync'd. Return 0, or non-zero (errno set). */
 int cli_mkdirs(const char *path);
-int cli_trim_jsonl(const char *path, const char *key, int64_t max);
+int cli_trim_jsonl(const char *cmd, const char *path, const char *key, int64_t max);
 int cli_append_line(const char *path, const char *line);
 
 /* Sets OpenMP and OpenBLAS threads (0 = leave the defaults). */

@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "nepenthe/checkpoint.h"
+#include "nepenthe/file.h"
 #include "nepenthe/prune.h"
 #include "nepenthe/report.h"
 
@@ -55,17 +56,10 @@ static char *path_in(const char *dir, const char *name) {
     return p;
 }
 
+/* Writes a small text file atomically; prints the error. */
 static int write_text(const char *path, const char *text) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return -1;
-    int bad = fputs(text, f) < 0 || fflush(f) || fsync(fileno(f));
-    if (fclose(f) || bad || rename(tmp, path)) {
-        remove(tmp);
-        return -1;
-    }
-    return 0;
+    nep_err err;
+    return nep_write_atomic_bytes(path, text, strlen(text), &err) == NEP_OK ? 0 : cli_error("prune", &err);
 }
 
 static char *options_json(const prune_opts *o, const nep_prune_cfg *c) {
@@ -385,7 +379,7 @@ static int save_progress(const prune_run *r, const char *path, const progress *p
     cJSON_Delete(j);
     int rc = write_text(path, s);
     free(s);
-    return rc ? cli_errorf("prune", "%s: cannot write: %s", path, strerror(errno)) : 0;
+    return rc;
 }
 
 static int load_progress(const prune_run *r, const char *path, progress *p) {
@@ -481,7 +475,7 @@ static int write_summary(const prune_run *r, const char *path, const progress *p
     cJSON_AddStringToObject(j, "stopped_by", stopped_by);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
-    int rc = write_text(path, s) ? cli_errorf("prune", "%s: cannot write: %s", path, strerror(errno)) : 0;
+    int rc = write_text(path, s);
     if (!rc && r->o.json) printf("%s\n", s);
     free(s);
     return rc;
@@ -530,10 +524,7 @@ int cmd_prune(int argc, char **argv) {
                 goto done;
             }
         }
-        if (cli_trim_jsonl(log, "iter", p.iter)) {
-            cli_errorf("prune", "%s: cannot rewrite: %s", log, strerror(errno));
-            goto done;
-        }
+        if (cli_trim_jsonl("prune", log, "iter", p.iter)) goto done;
         fprintf(r.human, "resuming %s after iteration %lld\n", r.o.out, (long long)p.iter);
         print_header(r.human);
     } else {

@@ -178,10 +178,7 @@ int cmd_train(int argc, char **argv) {
     if (o.resume && access(ckpt, F_OK) == 0) {
         if (resume(ckpt, options, &r)) goto done;
         fprintf(human, "resuming %s after epoch %lld\n", ckpt, (long long)r.epoch);
-        if (cli_trim_jsonl(log, "epoch", r.epoch)) {
-            cli_errorf("train", "%s: cannot rewrite: %s", log, strerror(errno));
-            goto done;
-        }
+        if (cli_trim_jsonl("train", log, "epoch", r.epoch)) goto done;
     } else {
         if (o.resume) fprintf(human, "no %s yet: starting a new run\n", ckpt);
         if (cli_mkdirs(o.out)) {

@@ -93,6 +93,18 @@ nep_status nep_train_epoch(nep_trainer *t, nep_loader *loader, double lr, nep_rn
                            nep_progress_fn progress, void *progress_ctx,
                            nep_epoch_stats *out, nep_err *err);
 
+/* Called after the forward pass of each batch: ex holds every activation, logits the
+ * output [b, classes], y the labels. */
+typedef nep_status (*nep_batch_fn)(void *ctx, nep_exec *ex, const nep_real *logits,
+                                   const int32_t *y, int64_t b, nep_err *err);
+
+/* Runs g over d in order and in evaluation mode, in batches of `batch`, at most
+ * max_batches of them (0 = all), calling probe (if any) at every rectifier and fn (if
+ * any) after every batch. The one loop behind evaluation, entropy and calibration. */
+nep_status nep_for_each_batch(nep_graph *g, const nep_dataset *d, const nep_normalize *norm,
+                              int64_t batch, int64_t max_batches, nep_probe_fn probe,
+                              void *probe_ctx, nep_batch_fn fn, void *ctx, nep_err *err);
+
 /* Top-1 accuracy (percent) and mean loss of g on d, in evaluation mode. */
 nep_status nep_evaluate(nep_graph *g, const nep_dataset *d, const nep_normalize *norm,
                         int64_t batch, double *top1, double *loss, nep_err *err);

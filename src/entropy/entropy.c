@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "nepenthe/entropy.h"
+#include "nepenthe/train.h"
 #include "ops/ops.h"
 
 int nep_rectifier_owner(const nep_graph *g, int rectifier) {
@@ -92,39 +93,18 @@ void nep_entropy_probe(void *ctx, const nep_graph *g, int node, const nep_real *
                      l->counts + i * l->states);
 }
 
+static nep_status count_samples(void *ctx, nep_exec *ex, const nep_real *logits, const int32_t *y,
+                                int64_t b, nep_err *err) {
+    ((nep_entropy *)ctx)->samples += b;
+    return NEP_OK;
+}
+
 nep_status nep_entropy_measure(nep_entropy *e, nep_graph *g, const nep_dataset *d,
                                const nep_normalize *norm, int64_t batch, int64_t max_batches,
                                nep_err *err) {
-    nep_loader loader;
-    nep_exec ex;
-    NEP_TRY(nep_loader_init(&loader, d, norm, batch, false, false, err));
-    nep_status s = nep_exec_init(&ex, g, batch, err);
-    if (s != NEP_OK) {
-        nep_loader_free(&loader);
-        return s;
-    }
-    int64_t in = nep_shape_numel(&g->nodes[g->input].shape);
-    nep_real *x = malloc(sizeof(nep_real) * (size_t)(batch * in));
-    int32_t *y = malloc(sizeof(int32_t) * (size_t)batch);
-    if (!x || !y) {
-        s = nep_fail(err, NEP_ERR_NOMEM, "out of memory for an entropy batch");
-    } else {
-        nep_entropy_reset(e);
-        ex.probe = nep_entropy_probe;
-        ex.probe_ctx = e;
-        nep_loader_epoch(&loader, NULL);
-        int64_t b, done = 0;
-        while ((max_batches <= 0 || done < max_batches) && (b = nep_loader_next(&loader, x, y)) > 0) {
-            nep_exec_forward(&ex, x, b);
-            e->samples += b;
-            done++;
-        }
-    }
-    free(x);
-    free(y);
-    nep_exec_free(&ex);
-    nep_loader_free(&loader);
-    return s;
+    nep_entropy_reset(e);
+    return nep_for_each_batch(g, d, norm, batch, max_batches, nep_entropy_probe, e, count_samples,
+                              e, err);
 }
 
 double nep_neuron_entropy(const uint64_t *counts, int states) {

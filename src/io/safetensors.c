@@ -2,6 +2,7 @@
  * nothing in the file: every size, offset and count is checked before it is used, so a
  * corrupt or hostile checkpoint yields NEP_ERR_FORMAT rather than a bad read. */
 #include "nepenthe/safetensors.h"
+#include "nepenthe/file.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -444,65 +445,24 @@ static char *build_header(const nep_safetensors *st, const nep_st_tensor *const 
 }
 
 /* Writes everything and makes it durable; returns 0 or an errno, naming the step. */
-static int write_contents(FILE *f, const char *hdr, size_t hlen,
-                          const nep_st_tensor *const *order, int n, const char **step) {
+/* What nep_write_atomic writes: length, header, then the tensors' bytes. */
+typedef struct st_contents {
+    const char *hdr;
+    size_t hlen;
+    const nep_st_tensor *const *order;
+    int n;
+} st_contents;
+
+static int write_contents(void *ctx, FILE *f) {
+    const st_contents *c = ctx;
     unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-    errno = 0;
-    *step = "write";
-    if (fwrite(len8, 1, 8, f) != 8 || fwrite(hdr, 1, hlen, f) != hlen) return errno ? errno : EIO;
-    for (int i = 0; i < n; i++)
-        if (order[i]->nbytes && fwrite(order[i]->data, 1, order[i]->nbytes, f) != order[i]->nbytes)
-            return errno ? errno : EIO;
-    if (fflush(f) != 0) return errno ? errno : EIO;
-    *step = "fsync";
-    return fsync(fileno(f)) != 0 ? errno : 0;
-}
-
-/* Makes the rename itself durable. */
-static nep_status sync_dir(const char *path, nep_err *err) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return nep_fail(err, NEP_ERR_NOMEM, "%s: out of memory", path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY), e = 0;
-    if (fd < 0 || fsync(fd) != 0) e = errno;
-    if (fd >= 0) close(fd);
-    /* Some file systems cannot fsync a directory at all (EINVAL); nothing to do there. */
-    nep_status s = e && e != EINVAL
-                       ? nep_fail(err, NEP_ERR_IO, "%s: written, but fsync of %s failed: %s",
-                                  path, dir, strerror(e))
-                       : NEP_OK;
-    free(dir);
-    return s;
-}
-
-static nep_status write_atomic(const char *path, const char *hdr, size_t hlen,
-                               const nep_st_tensor *const *order, int n, nep_err *err) {
-    size_t cap = strlen(path) + 32;
-    char *tmp = malloc(cap);
-    if (!tmp) return nep_fail(err, NEP_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        nep_status s = nep_fail(err, NEP_ERR_IO, "%s: cannot create %s: %s", path, tmp,
-                                strerror(errno));
-        free(tmp);
-        return s;
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)c->hlen >> (8 * i));
+    if (fwrite(len8, 1, 8, f) != 8 || fwrite(c->hdr, 1, c->hlen, f) != c->hlen) return errno ? errno : EIO;
+    for (int i = 0; i < c->n; i++) {
+        const nep_st_tensor *t = c->order[i];
+        if (t->nbytes && fwrite(t->data, 1, t->nbytes, f) != t->nbytes) return errno ? errno : EIO;
     }
-    const char *step = "write";
-    int e = write_contents(f, hdr, hlen, order, n, &step);
-    if (fclose(f) != 0 && !e) {
-        e = errno ? errno : EIO;
-        step = "close";
-    }
-    if (!e && rename(tmp, path) != 0) {
-        e = errno;
-        step = "rename";
-    }
-    if (e) remove(tmp);
-    free(tmp);
-    if (e) return nep_fail(err, NEP_ERR_IO, "%s: %s failed: %s", path, step, strerror(e));
-    return sync_dir(path, err);
+    return 0;
 }
 
 nep_status nep_st_write(const nep_safetensors *st, const char *path, nep_err *err) {
@@ -517,7 +477,8 @@ nep_status nep_st_write(const nep_safetensors *st, const char *path, nep_err *er
     size_t hlen = 0;
     char *hdr = s == NEP_OK ? build_header(st, order, &hlen) : NULL;
     if (s == NEP_OK && !hdr) s = nep_fail(err, NEP_ERR_NOMEM, "%s: out of memory", path);
-    if (s == NEP_OK) s = write_atomic(path, hdr, hlen, order, st->n_tensors, err);
+    st_contents c = {hdr, hlen, order, st->n_tensors};
+    if (s == NEP_OK) s = nep_write_atomic(path, write_contents, &c, err);
     free(hdr);
     free(order);
     return s;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "nepenthe/prune.h"
+#include "nepenthe/train.h"
 
 static const char *const method_names[NEP_METHOD_COUNT] = {
     "nepenthe", "imp", "egp", "smallest-weights", "smallest-grads"};
@@ -41,54 +42,44 @@ const nep_param *nep_layer_weight(const nep_graph *g, const nep_layer_states *l)
     return (w->flags & NEP_PARAM_WEIGHT) && w->shape[0] == l->neurons ? w : NULL;
 }
 
+typedef struct wanda_ctx {
+    const nep_entropy *e;
+    double **sq;        /* [layer][fan_in] sums of squares */
+} wanda_ctx;
+
+/* Adds the squares of each owner's input columns: [b, fan_in] for a Linear. */
+static nep_status add_squares(void *ctx, nep_exec *ex, const nep_real *logits, const int32_t *y,
+                              int64_t b, nep_err *err) {
+    wanda_ctx *w = ctx;
+    for (int l = 0; l < w->e->n_layers; l++) {
+        if (!w->sq[l]) continue;
+        const nep_node *o = &ex->g->nodes[w->e->layers[l].owner];
+        const nep_param *p = &ex->g->params[o->params[0]];
+        const int64_t fan_in = p->numel / p->shape[0];
+        const nep_real *a = ex->act[o->inputs[0]];
+        for (int64_t i = 0; i < b; i++)
+            for (int64_t j = 0; j < fan_in; j++) w->sq[l][j] += (double)a[i * fan_in + j] * a[i * fan_in + j];
+    }
+    return NEP_OK;
+}
+
 nep_status nep_wanda_norms(nep_graph *g, const nep_entropy *e, const nep_dataset *d,
                            const nep_normalize *norm, int64_t batch, int64_t max_batches,
                            double ***out, nep_err *err) {
-    double **sq = calloc((size_t)e->n_layers + 1, sizeof *sq);
-    if (!sq) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for Wanda norms");
-    for (int l = 0; l < e->n_layers; l++) {
-        const nep_param *w = nep_layer_weight(g, &e->layers[l]);
-        if (w && !(sq[l] = calloc((size_t)(w->numel / w->shape[0]), sizeof **sq))) {
-            nep_wanda_free(sq, e->n_layers);
-            return nep_fail(err, NEP_ERR_NOMEM, "out of memory for Wanda norms");
-        }
+    wanda_ctx w = {e, calloc((size_t)e->n_layers + 1, sizeof(double *))};
+    nep_status s = w.sq ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory for Wanda norms");
+    for (int l = 0; s == NEP_OK && l < e->n_layers; l++) {
+        const nep_param *p = nep_layer_weight(g, &e->layers[l]);
+        if (p && !(w.sq[l] = calloc((size_t)(p->numel / p->shape[0]), sizeof(double))))
+            s = nep_fail(err, NEP_ERR_NOMEM, "out of memory for Wanda norms");
     }
-    nep_loader loader;
-    nep_exec ex;
-    nep_status s = nep_loader_init(&loader, d, norm, batch, false, false, err);
-    if (s == NEP_OK && (s = nep_exec_init(&ex, g, batch, err)) != NEP_OK) nep_loader_free(&loader);
-    if (s != NEP_OK) {
-        nep_wanda_free(sq, e->n_layers);
-        return s;
+    if (s == NEP_OK) s = nep_for_each_batch(g, d, norm, batch, max_batches, NULL, NULL, add_squares, &w, err);
+    for (int l = 0; s == NEP_OK && l < e->n_layers; l++) {
+        const nep_param *p = nep_layer_weight(g, &e->layers[l]);
+        for (int64_t j = 0; w.sq[l] && j < p->numel / p->shape[0]; j++) w.sq[l][j] = sqrt(w.sq[l][j]);
     }
-    int64_t in = nep_shape_numel(&g->nodes[g->input].shape), b, done = 0;
-    nep_real *x = malloc(sizeof(nep_real) * (size_t)(batch * in));
-    int32_t *y = malloc(sizeof(int32_t) * (size_t)batch);
-    if (!x || !y) s = nep_fail(err, NEP_ERR_NOMEM, "out of memory for a Wanda batch");
-    nep_loader_epoch(&loader, NULL);
-    while (s == NEP_OK && (max_batches <= 0 || done++ < max_batches) &&
-           (b = nep_loader_next(&loader, x, y)) > 0) {
-        nep_exec_forward(&ex, x, b);
-        for (int l = 0; l < e->n_layers; l++) {
-            if (!sq[l]) continue;
-            const nep_node *o = &g->nodes[e->layers[l].owner];
-            const nep_param *w = &g->params[o->params[0]];
-            const int64_t fan_in = w->numel / w->shape[0];
-            const nep_real *a = ex.act[o->inputs[0]]; /* [b, fan_in] for a Linear */
-            for (int64_t i = 0; i < b; i++)
-                for (int64_t j = 0; j < fan_in; j++) sq[l][j] += (double)a[i * fan_in + j] * a[i * fan_in + j];
-        }
-    }
-    for (int l = 0; l < e->n_layers; l++) {
-        const nep_param *w = nep_layer_weight(g, &e->layers[l]);
-        for (int64_t j = 0; sq[l] && j < w->numel / w->shape[0]; j++) sq[l][j] = sqrt(sq[l][j]);
-    }
-    free(x);
-    free(y);
-    nep_exec_free(&ex);
-    nep_loader_free(&loader);
-    if (s != NEP_OK) nep_wanda_free(sq, e->n_layers);
-    else *out = sq;
+    if (s != NEP_OK) nep_wanda_free(w.sq, e->n_layers);
+    else *out = w.sq;
     return s;
 }
 

@@ -24,35 +24,32 @@ int nep_smallest_layer(const nep_graph *g, const nep_entropy *e, const double *g
     return best;
 }
 
+typedef struct grad_ctx {
+    const nep_entropy *e;
+    double *sums;
+    nep_real *dlogits;  /* [batch, classes] */
+} grad_ctx;
+
+static nep_status add_grads(void *ctx, nep_exec *ex, const nep_real *logits, const int32_t *y,
+                            int64_t b, nep_err *err) {
+    grad_ctx *c = ctx;
+    nep_graph *g = ex->g;
+    nep_xent(logits, y, b, nep_shape_numel(&g->nodes[g->output].shape), c->dlogits, NULL);
+    nep_exec_backward(ex, c->dlogits);
+    for (int l = 0; l < c->e->n_layers; l++) {
+        const nep_param *w = nep_layer_weight(g, &c->e->layers[l]);
+        for (int64_t k = 0; w && k < w->numel; k++) c->sums[l] += fabs((double)g->grads[w->offset + k]);
+    }
+    return NEP_OK;
+}
+
 nep_status nep_grad_sums(nep_graph *g, const nep_entropy *e, const nep_dataset *d,
                          const nep_normalize *norm, int64_t batch, double *grad_sums, nep_err *err) {
-    nep_loader loader;
-    nep_exec ex;
-    NEP_TRY(nep_loader_init(&loader, d, norm, batch, false, false, err));
-    nep_status s = nep_exec_init(&ex, g, batch, err);
-    if (s != NEP_OK) {
-        nep_loader_free(&loader);
-        return s;
-    }
-    const int64_t in = nep_shape_numel(&g->nodes[g->input].shape);
     const int64_t K = nep_shape_numel(&g->nodes[g->output].shape);
-    nep_real *x = malloc(sizeof(nep_real) * (size_t)(batch * in));
-    nep_real *dl = malloc(sizeof(nep_real) * (size_t)(batch * K));
-    int32_t *y = malloc(sizeof(int32_t) * (size_t)batch);
-    if (!x || !dl || !y) s = nep_fail(err, NEP_ERR_NOMEM, "out of memory for a gradient batch");
+    grad_ctx c = {e, grad_sums, malloc(sizeof(nep_real) * (size_t)(batch * K))};
+    if (!c.dlogits) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for gradients");
     for (int l = 0; l < e->n_layers; l++) grad_sums[l] = 0;
-    int64_t b;
-    nep_loader_epoch(&loader, NULL);
-    while (s == NEP_OK && (b = nep_loader_next(&loader, x, y)) > 0) {
-        nep_xent(nep_exec_forward(&ex, x, b), y, b, K, dl, NULL);
-        nep_exec_backward(&ex, dl);
-        for (int l = 0; l < e->n_layers; l++) {
-            const nep_param *w = nep_layer_weight(g, &e->layers[l]);
-            for (int64_t k = 0; w && k < w->numel; k++) grad_sums[l] += fabs((double)g->grads[w->offset + k]);
-        }
-    }
-    free(x), free(dl), free(y);
-    nep_exec_free(&ex);
-    nep_loader_free(&loader);
+    nep_status s = nep_for_each_batch(g, d, norm, batch, 0, NULL, NULL, add_grads, &c, err);
+    free(c.dlogits);
     return s;
 }

@@ -1,6 +1,7 @@
 /* SVG figures (nepenthe/report.h): the document is built in a growable string buffer,
  * then written atomically to "<path>.tmp.<pid>", fsynced and renamed over path. */
 #include "nepenthe/report.h"
+#include "nepenthe/file.h"
 
 #include <errno.h>
 #include <math.h>
@@ -93,27 +94,7 @@ static void sb_no_data(sbuf *b) {
 static nep_status write_doc(const char *path, sbuf *b, nep_err *err) {
     sb_printf(b, "</svg>\n");
     if (b->oom) return nep_fail(err, NEP_ERR_NOMEM, "%s: out of memory building the figure", path);
-    size_t cap = strlen(path) + 32;
-    char *tmp = malloc(cap);
-    if (!tmp) return nep_fail(err, NEP_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        nep_status s = nep_fail(err, NEP_ERR_IO, "%s: cannot create %s: %s", path, tmp,
-                                strerror(errno));
-        free(tmp);
-        return s;
-    }
-    const char *step = "write";
-    int e = 0;
-    errno = 0;
-    if (fwrite(b->p, 1, b->n, f) != b->n || fflush(f) != 0) e = errno ? errno : EIO;
-    if (!e && fsync(fileno(f)) != 0) e = errno, step = "fsync";
-    if (fclose(f) != 0 && !e) e = errno ? errno : EIO, step = "close";
-    if (!e && rename(tmp, path) != 0) e = errno, step = "rename";
-    if (e) remove(tmp);
-    free(tmp);
-    return e ? nep_fail(err, NEP_ERR_IO, "%s: %s failed: %s", path, step, strerror(e)) : NEP_OK;
+    return nep_write_atomic_bytes(path, b->p, b->n, err);
 }
 
 static nep_status finish(const char *path, sbuf *b, nep_err *err) {

@@ -100,40 +100,27 @@ nep_status nep_train_epoch(nep_trainer *t, nep_loader *loader, double lr, nep_rn
     return NEP_OK;
 }
 
+typedef struct eval_sums {
+    double loss;
+    int64_t correct, seen;
+} eval_sums;
+
+static nep_status add_batch(void *ctx, nep_exec *ex, const nep_real *logits, const int32_t *y,
+                            int64_t b, nep_err *err) {
+    eval_sums *e = ctx;
+    e->loss += nep_xent(logits, y, b, out_features(ex->g), NULL, &e->correct) * (double)b;
+    e->seen += b;
+    return NEP_OK;
+}
+
 nep_status nep_evaluate(nep_graph *g, const nep_dataset *d, const nep_normalize *norm,
                         int64_t batch, double *top1, double *loss, nep_err *err) {
-    nep_loader loader;
-    nep_exec ex;
     if (d->classes > out_features(g))
         return nep_fail(err, NEP_ERR_SHAPE, "the data has %d classes but the model outputs %lld",
                         d->classes, (long long)out_features(g));
-    NEP_TRY(nep_loader_init(&loader, d, norm, batch, false, false, err));
-    nep_status s = nep_exec_init(&ex, g, batch, err);
-    if (s != NEP_OK) {
-        nep_loader_free(&loader);
-        return s;
-    }
-    int64_t in = nep_shape_numel(&g->nodes[g->input].shape);
-    nep_real *x = malloc(sizeof(nep_real) * (size_t)(batch * in));
-    int32_t *y = malloc(sizeof(int32_t) * (size_t)batch);
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0, b;
-    if (!x || !y) {
-        s = nep_fail(err, NEP_ERR_NOMEM, "out of memory for an evaluation batch");
-        goto done;
-    }
-    nep_loader_epoch(&loader, NULL);
-    while ((b = nep_loader_next(&loader, x, y)) > 0) {
-        const nep_real *logits = nep_exec_forward(&ex, x, b);
-        loss_sum += nep_xent(logits, y, b, out_features(g), NULL, &correct) * (double)b;
-        seen += b;
-    }
-    *top1 = seen ? 100.0 * (double)correct / (double)seen : 0;
-    if (loss) *loss = seen ? loss_sum / (double)seen : 0;
-done:
-    free(x);
-    free(y);
-    nep_exec_free(&ex);
-    nep_loader_free(&loader);
-    return s;
+    eval_sums e = {0};
+    NEP_TRY(nep_for_each_batch(g, d, norm, batch, 0, NULL, NULL, add_batch, &e, err));
+    *top1 = e.seen ? 100.0 * (double)e.correct / (double)e.seen : 0;
+    if (loss) *loss = e.seen ? e.loss / (double)e.seen : 0;
+    return NEP_OK;
 }
