@@ -30,7 +30,9 @@ int nep_test_write_file(const char *path, const void *data, size_t n);
 
 #include "nepenthe/graph.h"
 /* Builds input(in) -> one node of kind op (Add: input + input), declaring the op's
- * parameters the way the model builders do, and finalizes. Returns the node id. */
+ * parameters the way the model builders do, and finalizes. Returns the node id.
+ * Conv2d: "weight" [out, in/groups, kh, kw] (+ "bias" [out]); BatchNorm: "weight",
+ * "bias" (trainable), "running_mean", "running_var" (buffers), each [C]. */
 int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape in);
 
 #include "nepenthe/safetensors.h"

@@ -35,6 +35,11 @@ typedef enum nep_op_kind {
     NEP_OP_FLATTEN,
     NEP_OP_DROPOUT,
     NEP_OP_ADD,
+    NEP_OP_CONV2D,
+    NEP_OP_BATCHNORM,
+    NEP_OP_MAXPOOL,
+    NEP_OP_AVGPOOL,
+    NEP_OP_GLOBAL_AVGPOOL,
     NEP_OP_COUNT
 } nep_op_kind;
 
@@ -46,10 +51,17 @@ typedef struct nep_shape {
 
 /* Typed attributes; each op reads the fields it documents in src/ops/. */
 typedef struct nep_attrs {
-    int64_t features;   /* Linear: output features */
-    bool bias;          /* Linear: has a bias */
+    int64_t features;   /* Linear: output features; Conv2d: output channels */
+    bool bias;          /* Linear, Conv2d: has a bias */
     double slope;       /* LeakyReLU: negative slope */
     double p;           /* Dropout: drop probability */
+    int kernel[2];      /* Conv2d, MaxPool, AvgPool: kernel height, width */
+    int stride[2];      /* Conv2d, MaxPool, AvgPool */
+    int pad[2];         /* Conv2d, MaxPool, AvgPool: zero padding (top/bottom, left/right) */
+    int groups;         /* Conv2d: 1, or the input channels for depthwise */
+    double eps;         /* BatchNorm: 1e-5 */
+    double momentum;    /* BatchNorm: running statistics update, 0.1 */
+    bool shortcut;      /* Conv2d on a residual shortcut: never owned by a rectifier */
 } nep_attrs;
 
 enum nep_param_flags {

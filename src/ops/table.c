@@ -15,6 +15,11 @@ static const nep_op_def *const table[NEP_OP_COUNT] = {
     [NEP_OP_FLATTEN] = &nep_op_flatten,
     [NEP_OP_DROPOUT] = &nep_op_dropout,
     [NEP_OP_ADD] = &nep_op_add,
+    [NEP_OP_CONV2D] = &nep_op_conv2d,
+    [NEP_OP_BATCHNORM] = &nep_op_batchnorm,
+    [NEP_OP_MAXPOOL] = &nep_op_maxpool,
+    [NEP_OP_AVGPOOL] = &nep_op_avgpool,
+    [NEP_OP_GLOBAL_AVGPOOL] = &nep_op_global_avgpool,
 };
 
 const nep_op_def *nep_op(nep_op_kind kind) { return table[kind]; }
