@@ -166,6 +166,8 @@ typedef struct nep_exec {
     nep_real **act;           /* [n_nodes] output of each node */
     nep_real **dact;          /* [n_nodes] gradient w.r.t. each node's output */
     void **state;             /* [n_nodes] op-private buffers (dropout masks) */
+    void **backend;           /* [n_nodes] op-private objects created on first use (cached
+                               * oneDNN primitives), freed by the op's free_backend */
     bool *owns;               /* [n_nodes] whether act/dact were allocated here */
     nep_probe_fn probe;
     void *probe_ctx;

@@ -16,7 +16,8 @@ nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err 
     ex->dact = calloc(n, sizeof *ex->dact);
     ex->state = calloc(n, sizeof *ex->state);
     ex->owns = calloc(n, sizeof *ex->owns);
-    if (!ex->act || !ex->dact || !ex->state || !ex->owns) goto nomem;
+    ex->backend = calloc(n, sizeof *ex->backend);
+    if (!ex->act || !ex->dact || !ex->state || !ex->owns || !ex->backend) goto nomem;
     for (int k = 0; k < g->n_order; k++) {
         int id = g->order[k];
         const nep_node *nd = &g->nodes[id];
@@ -57,11 +58,16 @@ void nep_exec_free(nep_exec *ex) {
                 free(ex->dact[i]);
             }
             if (ex->state) free(ex->state[i]);
+            if (ex->backend && ex->backend[i]) {
+                void (*release)(void *) = nep_op(ex->g->nodes[i].op)->free_backend;
+                if (release) release(ex->backend[i]);
+            }
         }
     free(ex->act);
     free(ex->dact);
     free(ex->state);
     free(ex->owns);
+    free(ex->backend);
     memset(ex, 0, sizeof *ex);
 }
 

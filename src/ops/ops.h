@@ -19,6 +19,8 @@ typedef struct nep_op_def {
     /* Per-sample count of nep_real scratch the op keeps between forward and backward
      * (ex->state[id]); NULL for none. */
     int64_t (*state_reals)(const nep_graph *g, const nep_node *n);
+    /* Frees what the op left in ex->backend[id] (NULL: nothing to free). */
+    void (*free_backend)(void *backend);
     void (*forward)(nep_exec *ex, int id);
     /* Accumulates into the inputs' gradients (when not NULL); writes g->grads, or adds
      * to them when ex->accumulate_grads. */
