@@ -19,6 +19,8 @@ typedef struct nep_model_spec {
     nep_op_kind act;        /* rectifier after each hidden layer */
     double slope;           /* LeakyReLU negative slope */
     double dropout;         /* probability after each rectifier; 0 = none */
+    double width_mult;      /* mobilenetv2: width multiplier (1.0, 0.75) */
+    bool stem_pool;         /* resnet: max-pool after the stem (the authors' code) */
     int n_identity;         /* rectifiers replaced by the identity (structural baselines) */
     char identity[NEP_MAX_IDENTITY][NEP_NAME_LEN];
 } nep_model_spec;

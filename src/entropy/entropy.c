@@ -7,10 +7,26 @@
 #include "nepenthe/train.h"
 #include "ops/ops.h"
 
+/* The Linear/Conv2d producing node id's output, looking through BatchNorm and
+ * Identity; -1 if another op is in the way. */
+static int weight_producer(const nep_graph *g, int id) {
+    while (g->nodes[id].op == NEP_OP_IDENTITY || g->nodes[id].op == NEP_OP_BATCHNORM)
+        id = g->nodes[id].inputs[0];
+    nep_op_kind op = g->nodes[id].op;
+    return op == NEP_OP_LINEAR || op == NEP_OP_CONV2D ? id : -1;
+}
+
+/* SPEC section 1: the weight producing z, before BatchNorm; after a residual Add, the
+ * residual branch's last conv (a shortcut conv, or an identity shortcut, is never it). */
 int nep_rectifier_owner(const nep_graph *g, int rectifier) {
     int id = g->nodes[rectifier].inputs[0];
     while (g->nodes[id].op == NEP_OP_IDENTITY) id = g->nodes[id].inputs[0];
-    return g->nodes[id].op == NEP_OP_LINEAR ? id : -1;
+    if (g->nodes[id].op != NEP_OP_ADD) return weight_producer(g, id);
+    for (int i = 0; i < g->nodes[id].n_inputs; i++) {
+        int w = weight_producer(g, g->nodes[id].inputs[i]);
+        if (w >= 0 && !g->nodes[w].attrs.shortcut) return w;
+    }
+    return -1;
 }
 
 nep_status nep_entropy_init(nep_entropy *e, const nep_graph *g, bool zero_is_off, nep_err *err) {

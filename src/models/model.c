@@ -11,6 +11,7 @@
 
 nep_status nep_build_mlp(const nep_model_spec *s, nep_graph *g, nep_err *err);
 nep_status nep_build_resmlp(const nep_model_spec *s, nep_graph *g, nep_err *err);
+nep_status nep_build_convnet(const nep_model_spec *s, nep_graph *g, nep_err *err);
 
 static const struct {
     nep_op_kind op;
@@ -44,7 +45,11 @@ static void uniform_fill(nep_real *p, int64_t n, double bound, nep_rng *rng) {
 }
 
 /* torch.nn.Linear.reset_parameters: kaiming_uniform(a=sqrt(5)) is U(+-1/sqrt(fan_in));
- * the bias uses the same bound. PReLU starts at 0.25. */
+ * the bias uses the same bound. PReLU starts at 0.25. Convolutions as torchvision's
+ * ResNet and MobileNetV2 initialize them: kaiming_normal(mode="fan_out", relu), i.e.
+ * N(0, 2 / (out_channels * kh * kw)); BatchNorm weight 1, bias 0, running mean 0 and
+ * variance 1. (torchvision's MobileNetV2 also draws its classifier from N(0, 0.01);
+ * here every Linear keeps PyTorch's default.) */
 static void init_params(nep_graph *g, nep_rng *rng) {
     for (int i = 0; i < g->n_nodes; i++) {
         nep_node *n = &g->nodes[i];
@@ -54,6 +59,15 @@ static void init_params(nep_graph *g, nep_rng *rng) {
             for (int k = 0; k < n->n_params; k++) {
                 const nep_param *p = &g->params[n->params[k]];
                 uniform_fill(g->values + p->offset, p->numel, bound, rng);
+            }
+        } else if (n->op == NEP_OP_CONV2D) {
+            const nep_param *w = &g->params[n->params[0]];
+            double std = sqrt(2.0 / (double)(w->shape[0] * w->shape[2] * w->shape[3]));
+            for (int64_t k = 0; k < w->numel; k++) g->values[w->offset + k] = (nep_real)(std * nep_rng_normal(rng));
+        } else if (n->op == NEP_OP_BATCHNORM) {
+            for (int q = 0; q < 4; q++) {
+                const nep_param *p = &g->params[n->params[q]];
+                for (int64_t k = 0; k < p->numel; k++) g->values[p->offset + k] = (nep_real)(q == 0 || q == 3);
             }
         } else if (n->op == NEP_OP_PRELU) {
             const nep_param *p = &g->params[n->params[0]];
@@ -81,7 +95,7 @@ nep_status nep_model_build(const nep_model_spec *spec, nep_graph *g, nep_rng *rn
     else if (strcmp(spec->name, "resmlp") == 0 && spec->width >= 1)
         s = nep_build_resmlp(spec, g, err);
     else
-        s = nep_fail(err, NEP_ERR_ARG, "unknown model '%s' (known: mlp, resmlp)", spec->name);
+        s = nep_build_convnet(spec, g, err);
     if (s == NEP_OK) s = nep_graph_finalize(g, err);
     for (int i = 0; s == NEP_OK && i < spec->n_identity; i++) {
         int id = nep_graph_find_node(g, spec->identity[i]);
@@ -108,6 +122,8 @@ char *nep_model_spec_to_json(const nep_model_spec *s) {
     cJSON *h = cJSON_AddArrayToObject(o, "hidden");
     for (int i = 0; i < s->n_hidden; i++) cJSON_AddItemToArray(h, cJSON_CreateNumber((double)s->hidden[i]));
     if (strcmp(s->name, "resmlp") == 0) cJSON_AddNumberToObject(o, "width", (double)s->width);
+    if (strcmp(s->name, "mobilenetv2") == 0) cJSON_AddNumberToObject(o, "width_mult", s->width_mult);
+    if (strncmp(s->name, "resnet", 6) == 0) cJSON_AddBoolToObject(o, "stem_pool", s->stem_pool);
     cJSON_AddStringToObject(o, "act", nep_act_name(s->act));
     cJSON_AddNumberToObject(o, "slope", s->slope);
     cJSON_AddNumberToObject(o, "dropout", s->dropout);
@@ -165,6 +181,9 @@ static nep_status parse_spec(const cJSON *o, nep_model_spec *s, nep_err *err) {
     int a = cJSON_IsString(act) ? nep_act_from_name(act->valuestring) : -1;
     if (a < 0) return nep_fail(err, NEP_ERR_FORMAT, "arch: 'act' is not a known rectifier");
     s->act = (nep_op_kind)a;
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(o, "width_mult");
+    s->width_mult = cJSON_IsNumber(wm) ? wm->valuedouble : 1.0;
+    s->stem_pool = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "stem_pool"));
     const cJSON *width = cJSON_GetObjectItemCaseSensitive(o, "width");
     s->width = cJSON_IsNumber(width) ? (int64_t)width->valuedouble : 256;
     const cJSON *slope = cJSON_GetObjectItemCaseSensitive(o, "slope");
