@@ -171,9 +171,12 @@ check "eval of a 10-class model on 12-class data: non-zero exit about the labels
 nep eval --ckpt "$R/model.safetensors" --data-dir "$T/s14" --threads 1
 check "eval of a 28x28 model on 14x14 data: non-zero exit about the input shape" \
     'failed_cleanly && says 14'
-nep train --data-dir "$T/s14" --hidden 32 --val 100 --threads 1 --epochs 1 --out "$T/x"
-check "train on 14x14 data without --input: non-zero exit naming --input" \
+nep train --data-dir "$T/s14" --hidden 32 --val 100 --threads 1 --epochs 1 --input 1,28,28 --out "$T/x"
+check "train --input 1,28,28 on 14x14 data: non-zero exit naming --input" \
     'failed_cleanly && says --input'
+nep train --data-dir "$T/s14" --hidden 32 --val 100 --threads 1 --epochs 1 --out "$T/x14"
+check "train on 14x14 data without --input takes the data's shape (fc1 reads 196 features)" \
+    'succeeded && "$BIN" info --ckpt "$T/x14/model.safetensors" | grep -q "fc1 .* 6304 "'
 
 # --- bad checkpoints ------------------------------------------------------------
 head -c 2000 "$R/model.safetensors" >"$T/trunc.safetensors" 2>/dev/null

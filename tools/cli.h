@@ -40,12 +40,15 @@ int cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 /* Model options shared by train and bench. */
 typedef struct model_opts {
     const char *model, *hidden, *act, *input;
-    double slope, dropout;
+    double slope, dropout, width_mult;
     int64_t classes, width;
+    bool stem_pool;
 } model_opts;
 void model_opts_default(model_opts *m);
 /* Appends the model options to an option table at *n. */
 void model_opts_table(model_opts *m, cli_opt *opts, int *n);
+/* The spec the options describe; --input defaults to 1,28,28 for MLPs and 3,32,32 for
+ * conv nets (train then takes the data's shape unless --input was given). */
 int model_opts_spec(const char *cmd, const model_opts *m, nep_model_spec *spec);
 
 /* Optimizer and schedule flags shared by train and prune. */

@@ -156,7 +156,7 @@ int cmd_train(int argc, char **argv) {
     nep_trainer t = {0};
     nep_loader loader = {0};
     nep_err err;
-    char *options = options_json(&o, &r.spec, &cfg);
+    char *options = NULL;
     char ckpt[4096], model[4096], log[4096];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", o.out);
     snprintf(model, sizeof model, "%s/model.safetensors", o.out);
@@ -165,8 +165,10 @@ int cmd_train(int argc, char **argv) {
     if (cli_load_data("train", o.data, o.data_dir, true, &full) ||
         cli_load_data("train", o.data, o.data_dir, false, &test))
         goto done;
+    if (!o.m.input) r.spec.in_c = full.c, r.spec.in_h = full.h, r.spec.in_w = full.w;
     if (cli_check_data_fits("train", &r.spec, &full) || cli_check_data_fits("train", &r.spec, &test))
         goto done;
+    options = options_json(&o, &r.spec, &cfg);
     if (o.val < 0 || o.val >= full.n) {
         cli_errorf("train", "--val: %lld is not in [0, %lld)", (long long)o.val, (long long)full.n);
         goto done;
