@@ -178,7 +178,12 @@ nep_status nep_checkpoint_load(const char *path, nep_graph *g, nep_model_spec *s
             size_t L = strlen(nm);
             char base[2 * NEP_NAME_LEN + 8];
             snprintf(base, sizeof base, "%.*s", (int)(L > 5 ? L - 5 : 0), nm);
+            const char *dot = strrchr(nm, '.');
+            char node[2 * NEP_NAME_LEN + 8];
+            snprintf(node, sizeof node, "%.*s", dot ? (int)(dot - nm) : 0, nm);
+            int bn = dot && strcmp(dot, ".num_batches_tracked") == 0 ? nep_graph_find_node(g, node) : -1;
             bool known = nep_graph_find_param(g, nm) >= 0 || optim_state_of_param(g, nm) ||
+                         (bn >= 0 && g->nodes[bn].op == NEP_OP_BATCHNORM) ||
                          (L > 5 && (strcmp(nm + L - 5, "_orig") == 0 || strcmp(nm + L - 5, "_mask") == 0) &&
                           nep_graph_find_param(g, base) >= 0);
             if (!known) {
@@ -276,6 +281,15 @@ nep_status nep_checkpoint_save(const char *path, const nep_graph *g, const nep_m
             s = nep_st_add(&st, mask_name, NEP_DT_U8, p->ndim, p->shape, g->masks + p->offset, err);
         }
     }
+    /* PyTorch's BatchNorm2d state_dict has a step counter; written so that PyTorch loads
+     * the file strictly. Nothing here reads it back. */
+    static const int64_t no_batches = 0;
+    char counter[2 * NEP_NAME_LEN + 32];
+    for (int i = 0; s == NEP_OK && i < g->n_nodes; i++)
+        if (!g->nodes[i].dead && g->nodes[i].op == NEP_OP_BATCHNORM) {
+            snprintf(counter, sizeof counter, "%s.num_batches_tracked", g->nodes[i].name);
+            s = nep_st_add(&st, counter, NEP_DT_I64, 0, NULL, &no_batches, err);
+        }
     if (s == NEP_OK && opt) s = add_optim(&st, g, opt, err);
     if (s == NEP_OK) s = nep_st_write(&st, path, err);
     free(arch);
