@@ -193,6 +193,11 @@ void train_flags_table(train_flags *t, cli_opt *opts, int *n) {
     opts[(*n)++] = (cli_opt){"wd", OPT_REAL, &t->wd, "weight decay (decoupled for adamw)"};
     opts[(*n)++] = (cli_opt){"milestones", OPT_STR, &t->milestones, "epochs at which lr *= gamma, e.g. 5,8"};
     opts[(*n)++] = (cli_opt){"gamma", OPT_REAL, &t->gamma, "learning-rate decay at each milestone"};
+    opts[(*n)++] = (cli_opt){"augment", OPT_FLAG, &t->augment, "random crop after 4-pixel zero padding and horizontal flip"};
+}
+
+void train_flags_augment(const train_flags *t, nep_loader *l, nep_rng *rng) {
+    if (t->augment) nep_loader_set_augment(l, &(nep_augment){.pad = 4, .flip = true}, rng);
 }
 
 int train_flags_cfg(const char *cmd, const train_flags *t, nep_optim_cfg *cfg) {
@@ -224,9 +229,13 @@ int train_flags_cfg(const char *cmd, const train_flags *t, nep_optim_cfg *cfg) {
 int cli_load_data(const char *cmd, const char *name, const char *dir, bool train,
                   nep_dataset *out) {
     nep_err err;
+    if (strcmp(name, "cifar10") == 0) {
+        if (!dir) return cli_errorf(cmd, "--data cifar10 needs --data-dir (the cifar-10-batches-bin directory)");
+        return nep_cifar10_load(dir, train, out, &err) == NEP_OK ? 0 : cli_error(cmd, &err);
+    }
     if (strcmp(name, "fashion-mnist") != 0 && strcmp(name, "mnist") != 0)
-        return cli_errorf(cmd, "--data: unknown data set '%s' (known: fashion-mnist, mnist with "
-                          "--data-dir)", name);
+        return cli_errorf(cmd, "--data: unknown data set '%s' (known: fashion-mnist, mnist and "
+                          "cifar10 with --data-dir)", name);
     if (strcmp(name, "mnist") == 0 && !dir)
         return cli_errorf(cmd, "--data mnist needs --data-dir (a directory with the IDX files)");
     if (nep_fashion_mnist_load(dir, train, out, &err) != NEP_OK) return cli_error(cmd, &err);

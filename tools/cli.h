@@ -56,8 +56,11 @@ typedef struct train_flags {
     const char *optimizer, *milestones;
     double lr, momentum, wd, gamma;
     int64_t batch;
-    bool nesterov;
+    bool nesterov, augment;
 } train_flags;
+/* The loader's augmentation when --augment is given (random crop after 4-pixel zero
+ * padding, horizontal flip), drawing from rng. */
+void train_flags_augment(const train_flags *t, nep_loader *l, nep_rng *rng);
 void train_flags_default(train_flags *t);
 void train_flags_table(train_flags *t, cli_opt *opts, int *n);
 int train_flags_cfg(const char *cmd, const train_flags *t, nep_optim_cfg *cfg);

@@ -21,10 +21,11 @@
 #include "nepenthe/report.h"
 
 typedef struct prune_opts {
-    const char *ckpt, *method, *criterion, *data, *data_dir, *out, *optimizer, *milestones;
-    double zeta, delta, lr, momentum, wd, gamma;
-    int64_t max_iter, retrain_epochs, batch, seed, entropy_batches, wanda_batches, threads;
-    bool nesterov, no_budget, no_dont_care, no_neuron_selection, resume, json;
+    const char *ckpt, *method, *criterion, *data, *data_dir, *out;
+    double zeta, delta;
+    int64_t max_iter, retrain_epochs, seed, entropy_batches, wanda_batches, threads;
+    bool no_budget, no_dont_care, no_neuron_selection, resume, json;
+    train_flags t;      /* retraining */
 } prune_opts;
 
 /* One iteration's row (iteration 0 is the dense model). */
@@ -63,6 +64,7 @@ static int write_text(const char *path, const char *text) {
 }
 
 static char *options_json(const prune_opts *o, const nep_prune_cfg *c) {
+    const train_flags *t = &o->t;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "ckpt", o->ckpt);
     cJSON_AddStringToObject(j, "method", o->method);
@@ -73,14 +75,15 @@ static char *options_json(const prune_opts *o, const nep_prune_cfg *c) {
     cJSON_AddBoolToObject(j, "dont_care", c->dont_care);
     cJSON_AddBoolToObject(j, "neuron_selection", c->neuron_selection);
     cJSON_AddNumberToObject(j, "retrain_epochs", (double)o->retrain_epochs);
-    cJSON_AddNumberToObject(j, "batch", (double)o->batch);
-    cJSON_AddStringToObject(j, "optimizer", o->optimizer);
-    cJSON_AddNumberToObject(j, "lr", o->lr);
-    cJSON_AddNumberToObject(j, "momentum", o->momentum);
-    cJSON_AddNumberToObject(j, "wd", o->wd);
-    cJSON_AddBoolToObject(j, "nesterov", o->nesterov);
-    cJSON_AddStringToObject(j, "milestones", o->milestones);
-    cJSON_AddNumberToObject(j, "gamma", o->gamma);
+    cJSON_AddNumberToObject(j, "batch", (double)t->batch);
+    cJSON_AddStringToObject(j, "optimizer", t->optimizer);
+    cJSON_AddNumberToObject(j, "lr", t->lr);
+    cJSON_AddNumberToObject(j, "momentum", t->momentum);
+    cJSON_AddNumberToObject(j, "wd", t->wd);
+    cJSON_AddBoolToObject(j, "nesterov", t->nesterov);
+    cJSON_AddStringToObject(j, "milestones", t->milestones);
+    cJSON_AddNumberToObject(j, "gamma", t->gamma);
+    cJSON_AddBoolToObject(j, "augment", t->augment);
     cJSON_AddNumberToObject(j, "seed", (double)o->seed);
     cJSON_AddNumberToObject(j, "entropy_batches", (double)o->entropy_batches);
     cJSON_AddNumberToObject(j, "wanda_batches", (double)o->wanda_batches);
@@ -160,12 +163,13 @@ static int retrain(prune_run *r, int64_t iter) {
     nep_err err;
     nep_rng rng;
     nep_rng_seed(&rng, (uint64_t)r->o.seed * 1000003u + (uint64_t)iter);
-    if (nep_trainer_init(&t, &r->g, &r->optim, r->o.batch, &err) != NEP_OK) return cli_error("prune", &err);
+    if (nep_trainer_init(&t, &r->g, &r->optim, r->o.t.batch, &err) != NEP_OK) return cli_error("prune", &err);
     int rc = 0;
-    if (nep_loader_init(&loader, &r->d.train, &r->norm, r->o.batch, true, false, &err) != NEP_OK) {
+    if (nep_loader_init(&loader, &r->d.train, &r->norm, r->o.t.batch, true, false, &err) != NEP_OK) {
         nep_trainer_free(&t);
         return cli_error("prune", &err);
     }
+    train_flags_augment(&r->o.t, &loader, &rng);
     cli_progress prog = {.tty = isatty(2)};
     for (int64_t ep = 0; ep < r->o.retrain_epochs && !rc; ep++) {
         char label[96];
@@ -282,11 +286,10 @@ static void draw_figures(const prune_run *r, const char *log) {
 
 static int parse_opts(prune_run *r, int argc, char **argv) {
     prune_opts *o = &r->o;
-    train_flags t;
-    train_flags_default(&t);
     *o = (prune_opts){.method = "nepenthe", .criterion = "magnitude", .data = "fashion-mnist",
                       .zeta = 0.5, .delta = 0.99, .max_iter = 10, .retrain_epochs = 1,
                       .wanda_batches = 16};
+    train_flags_default(&o->t);
     cli_opt opts[48];
     int n = 0;
     opts[n++] = (cli_opt){"ckpt", OPT_STR, &o->ckpt, "dense checkpoint (required)"};
@@ -301,7 +304,7 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     opts[n++] = (cli_opt){"no-entropy-budget", OPT_FLAG, &o->no_budget, "ablation: one global magnitude threshold"};
     opts[n++] = (cli_opt){"no-dont-care", OPT_FLAG, &o->no_dont_care, "ablation: count z == 0 as OFF"};
     opts[n++] = (cli_opt){"no-neuron-selection", OPT_FLAG, &o->no_neuron_selection, "ablation: prune zero-entropy neurons too"};
-    train_flags_table(&t, opts, &n);
+    train_flags_table(&o->t, opts, &n);
     opts[n++] = (cli_opt){"seed", OPT_INT, &o->seed, "seed of retraining (shuffling, dropout)"};
     opts[n++] = (cli_opt){"data", OPT_STR, &o->data, "data set: fashion-mnist, mnist"};
     opts[n++] = (cli_opt){"data-dir", OPT_STR, &o->data_dir, "directory of the data set's files"};
@@ -325,9 +328,7 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     if (o->max_iter < 1 || o->retrain_epochs < 0 || o->entropy_batches < 0 || o->wanda_batches < 1)
         return cli_errorf("prune", "--max-iter, --wanda-batches must be positive; --retrain-epochs, "
                           "--entropy-batches non-negative") + 1;
-    if (train_flags_cfg("prune", &t, &r->optim)) return 2;
-    o->optimizer = t.optimizer, o->milestones = t.milestones, o->lr = t.lr, o->momentum = t.momentum;
-    o->wd = t.wd, o->gamma = t.gamma, o->batch = t.batch, o->nesterov = t.nesterov;
+    if (train_flags_cfg("prune", &o->t, &r->optim)) return 2;
     r->cfg = nep_prune_cfg_for((nep_method)m, wanda ? NEP_CRIT_WANDA : NEP_CRIT_MAGNITUDE, o->zeta);
     if (o->no_budget) r->cfg.entropy_budget = false;
     if (o->no_dont_care) r->cfg.dont_care = false;

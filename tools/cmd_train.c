@@ -34,6 +34,7 @@ static char *options_json(const train_opts *o, const nep_model_spec *spec,
     cJSON_AddNumberToObject(j, "split_seed", (double)o->split_seed);
     cJSON_AddNumberToObject(j, "batch", (double)o->t.batch);
     cJSON_AddStringToObject(j, "optimizer", o->t.optimizer);
+    cJSON_AddBoolToObject(j, "augment", o->t.augment);
     cJSON_AddNumberToObject(j, "lr", cfg->lr);
     cJSON_AddNumberToObject(j, "momentum", cfg->momentum);
     cJSON_AddNumberToObject(j, "wd", cfg->weight_decay);
@@ -130,7 +131,7 @@ int cmd_train(int argc, char **argv) {
     cli_opt opts[40];
     int n = 0;
     model_opts_table(&o.m, opts, &n);
-    opts[n++] = (cli_opt){"data", OPT_STR, &o.data, "data set: fashion-mnist, mnist"};
+    opts[n++] = (cli_opt){"data", OPT_STR, &o.data, "data set: fashion-mnist, mnist, cifar10"};
     opts[n++] = (cli_opt){"data-dir", OPT_STR, &o.data_dir, "directory of the data set's files (default: " NEP_FASHION_MNIST_DIR ")"};
     opts[n++] = (cli_opt){"val", OPT_INT, &o.val, "training images held out for validation"};
     opts[n++] = (cli_opt){"split-seed", OPT_INT, &o.split_seed, "seed of the train/validation split"};
@@ -201,6 +202,7 @@ int cmd_train(int argc, char **argv) {
         cli_error("train", &err);
         goto done;
     }
+    train_flags_augment(&o.t, &loader, &r.rng);
     fprintf(human, "model %s: %lld parameters; %lld train, %lld val, %lld test images\n",
             r.spec.name, (long long)nep_graph_param_count(&r.g), (long long)train.n,
             (long long)val.n, (long long)test.n);

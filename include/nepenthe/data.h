@@ -42,6 +42,21 @@ nep_status nep_idx_load(const char *images_path, const char *labels_path,
 nep_status nep_fashion_mnist_load(const char *dir, bool train, nep_dataset *out,
                                   nep_err *err);
 
+/* CIFAR-10's binary version: the five training batches data_batch_1.bin ..
+ * data_batch_5.bin (all five required) or test_batch.bin, read from dir (the extracted
+ * cifar-10-batches-bin directory). Each file is a sequence of 3073-byte records: a
+ * label byte (0..9), then 1024 red, 1024 green and 1024 blue pixels, each plane 32x32
+ * row-major. Any whole number of records per file is accepted (the official files hold
+ * 10000). The result is [n, 3, 32, 32] in file order, classes = 1 + largest label.
+ * Nothing is downloaded. Errors name the file: missing or unreadable (NEP_ERR_IO, with a
+ * hint to point --data-dir at cifar-10-batches-bin), empty, a size that is not a whole
+ * number of records, or a label above 9 (NEP_ERR_FORMAT, naming the record). */
+#define NEP_CIFAR10_C 3
+#define NEP_CIFAR10_H 32
+#define NEP_CIFAR10_W 32
+#define NEP_CIFAR10_CLASSES 10
+nep_status nep_cifar10_load(const char *dir, bool train, nep_dataset *out, nep_err *err);
+
 void nep_dataset_free(nep_dataset *d);
 
 /* Splits src into train and val, val holding n_val samples chosen by a seeded
@@ -51,6 +66,18 @@ nep_status nep_dataset_split(const nep_dataset *src, int64_t n_val, uint64_t see
 
 /* Per-channel mean and (population) std of d's pixels scaled to [0, 1]. */
 void nep_normalize_compute(const nep_dataset *d, nep_normalize *out);
+
+/* Training-time augmentation, as torchvision's RandomCrop(size=(h, w), padding=pad)
+ * followed by RandomHorizontalFlip(p=0.5), both applied to the raw pixels before
+ * normalization: the image is padded with pixel value 0 on every side (so a padded
+ * pixel normalizes to (0 - mean) / std), an h x w window is cut at an offset drawn
+ * uniformly from [0, 2*pad] in each direction, and the result is mirrored left-right
+ * with probability 1/2. pad 0 and flip false is no augmentation. */
+typedef struct nep_augment {
+    int pad;    /* zero padding on each side, 0 <= pad <= NEP_AUGMENT_MAX_PAD */
+    bool flip;  /* random horizontal flip */
+} nep_augment;
+#define NEP_AUGMENT_MAX_PAD 1024
 
 /* Iterates over a data set in batches. With shuffle, each nep_loader_epoch draws a
  * new permutation from the rng passed in; without, the order is 0..n-1. */
@@ -63,6 +90,8 @@ typedef struct nep_loader {
     uint32_t *order;    /* [n] */
     nep_real *lut;      /* [c, 256]: normalized value of each pixel value, per channel */
     int64_t pos;
+    nep_augment augment; /* in effect when augment_rng is set */
+    nep_rng *augment_rng; /* not owned; NULL: no augmentation */
 } nep_loader;
 
 nep_status nep_loader_init(nep_loader *l, const nep_dataset *d, const nep_normalize *norm,
@@ -72,6 +101,14 @@ void nep_loader_epoch(nep_loader *l, nep_rng *rng);
 /* Fills x [b, c, h, w] with normalized pixels and y [b] with labels for the next
  * b <= batch samples; returns b, or 0 at the end of the epoch. */
 int64_t nep_loader_next(nep_loader *l, nep_real *x, int32_t *y);
+/* Turns augmentation on (a != NULL) or off (a == NULL, or a does nothing) for the
+ * following nep_loader_next calls; call it after nep_loader_init, which starts with it
+ * off. The loader keeps the rng pointer (it must outlive the loader's use, and may be
+ * the generator that shuffles) and draws from it in nep_loader_next, for each sample
+ * in batch order: the crop's row offset, its column offset (each when pad > 0), then
+ * the flip (when flip is set). So a seed, or a saved rng state, reproduces every
+ * augmented batch exactly, whatever the thread count. */
+void nep_loader_set_augment(nep_loader *l, const nep_augment *a, nep_rng *rng);
 /* Number of batches one epoch yields. */
 int64_t nep_loader_batches(const nep_loader *l);
 void nep_loader_free(nep_loader *l);

@@ -53,8 +53,9 @@ double nep_layer_entropy(const nep_layer_states *l, bool nondegenerate_only);
 int64_t nep_layer_count_always(const nep_layer_states *l, int state);
 int64_t nep_layer_count_mixed(const nep_layer_states *l);
 
-/* The node whose weight a rectifier owns: the Linear (later Conv) producing its input,
- * looking through BatchNorm and Identity. -1 if there is none. */
+/* The node whose weight a rectifier owns (SPEC section 1): the Linear or Conv2d
+ * producing its input, looking through BatchNorm and Identity; after a residual Add,
+ * the residual branch's conv (never one marked attrs.shortcut). -1 if there is none. */
 int nep_rectifier_owner(const nep_graph *g, int rectifier);
 
 #endif

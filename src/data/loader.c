@@ -2,9 +2,13 @@
  *
  * Normalization goes through a 256-entry table per channel, computed once in float as
  * ((float)pix * (1/255.f) - mean) / std: each pixel costs one load instead of a
- * division, and the values are the same whatever the compiler vectorizes. */
+ * division, and the values are the same whatever the compiler vectorizes.
+ *
+ * Augmentation (random crop of the zero-padded image, horizontal flip) happens on the
+ * way through the table, so an augmented batch costs about what a plain one does. */
 #include "nepenthe/data.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +82,83 @@ static void prefetch(const uint8_t *p, size_t bytes) {
     for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
 }
 
+void nep_loader_set_augment(nep_loader *l, const nep_augment *a, nep_rng *rng) {
+    if (!a || (a->pad == 0 && !a->flip)) {
+        l->augment = (nep_augment){0};
+        l->augment_rng = NULL;
+        return;
+    }
+    assert(a->pad >= 0 && a->pad <= NEP_AUGMENT_MAX_PAD);
+    assert(rng);
+    l->augment = *a;
+    l->augment_rng = rng;
+}
+
+#define FLIP_CHUNK 256
+
+/* n copies of v. */
+static void fill(nep_real *dst, int n, nep_real v) {
+    for (int i = 0; i < n; i++) dst[i] = v;
+}
+
+/* One sample through crop-after-zero-padding and an optional flip, into normalized
+ * reals. (oy, ox) is the window's offset relative to the unpadded image, in
+ * [-pad, pad]: output (y, x) reads source (y + oy, x + ox), or with the flip source
+ * (y + oy, w-1-x + ox); a source position outside the image is a padded zero, whose
+ * normalized value is the table's entry 0. Each row is at most three runs -- padding,
+ * a table-mapped stretch of the source row, padding -- whose bounds are computed once,
+ * so the inner loops carry no bounds checks. */
+static void augment_sample(const uint8_t *src, nep_real *dst, int c, int h, int w,
+                           const nep_real *lut, int oy, int ox, bool flip) {
+    size_t hw = (size_t)h * w;
+    /* Columns [x0, x1) of each output row come from the image. */
+    int x0, x1;
+    if (!flip) {
+        x0 = -ox;
+        x1 = w - ox;
+    } else {
+        x0 = ox;
+        x1 = w + ox;
+    }
+    x0 = x0 < 0 ? 0 : x0 > w ? w : x0;
+    x1 = x1 < 0 ? 0 : x1 > w ? w : x1;
+    if (x1 < x0) x1 = x0;
+    int run = x1 - x0;
+    /* Source column of output column x0: increasing from there, or decreasing (flip). */
+    int s0 = flip ? w - 1 - x0 + ox : x0 + ox;
+    for (int ch = 0; ch < c; ch++) {
+        const nep_real *t = lut + ch * LUT_SIZE;
+        const nep_real z = t[0];
+        const uint8_t *plane = src + ch * hw;
+        nep_real *out = dst + ch * hw;
+        for (int yy = 0; yy < h; yy++, out += w) {
+            int sy = yy + oy;
+            if (sy < 0 || sy >= h || run == 0) {
+                fill(out, w, z);
+                continue;
+            }
+            const uint8_t *row = plane + (size_t)sy * w + s0;
+            fill(out, x0, z);
+            nep_real *o = out + x0;
+            if (!flip) {
+                for (int k = 0; k < run; k++) o[k] = t[row[k]];
+            } else {
+                /* Reversing the bytes first keeps the table loop a forward one, which
+                 * compilers unroll better than a descending read (128 flipped CIFAR
+                 * images: about 230 -> 160 us; unaugmented, 123 us). */
+                for (int k0 = 0; k0 < run; k0 += FLIP_CHUNK) {
+                    uint8_t rev[FLIP_CHUNK];
+                    int m = run - k0 < FLIP_CHUNK ? run - k0 : FLIP_CHUNK;
+                    const uint8_t *r = row - k0;
+                    for (int k = 0; k < m; k++) rev[k] = r[-k];
+                    for (int k = 0; k < m; k++) o[k0 + k] = t[rev[k]];
+                }
+            }
+            fill(out + x1, w - x1, z);
+        }
+    }
+}
+
 int64_t nep_loader_next(nep_loader *l, nep_real *x, int32_t *y) {
     const nep_dataset *d = l->data;
     int64_t b = d->n - l->pos;
@@ -90,11 +171,23 @@ int64_t nep_loader_next(nep_loader *l, nep_real *x, int32_t *y) {
         if (i + 2 < b) prefetch(d->images + order[i + 2] * chw, chw);
         const uint8_t *src = d->images + order[i] * chw;
         nep_real *dst = x + (size_t)i * chw;
+        y[i] = d->labels[order[i]];
+        if (l->augment_rng) {
+            /* Drawn in this order, per sample, as nep_loader_set_augment documents. */
+            nep_rng *r = l->augment_rng;
+            int pad = l->augment.pad, oy = 0, ox = 0;
+            if (pad > 0) {
+                oy = (int)nep_rng_below(r, (uint64_t)(2 * pad + 1)) - pad;
+                ox = (int)nep_rng_below(r, (uint64_t)(2 * pad + 1)) - pad;
+            }
+            bool flip = l->augment.flip && (nep_rng_u64(r) >> 63);
+            augment_sample(src, dst, d->c, d->h, d->w, lut, oy, ox, flip);
+            continue;
+        }
         for (int ch = 0; ch < d->c; ch++) {
             const nep_real *t = lut + ch * LUT_SIZE;
             for (size_t j = 0; j < hw; j++) dst[ch * hw + j] = t[src[ch * hw + j]];
         }
-        y[i] = d->labels[order[i]];
     }
     l->pos += b;
     return b;
