@@ -47,16 +47,50 @@ typedef struct wanda_ctx {
     double **sq;        /* [layer][fan_in] sums of squares */
 } wanda_ctx;
 
-/* Adds the squares of each owner's input columns: [b, fan_in] for a Linear. */
+/* A convolution's input column (c', ki, kj) -- the im2col row a weight column multiplies
+ * -- summed in squares over the samples and output positions; zero padding adds nothing.
+ *   x [b, C, H, W]   sq [C/groups, kh, kw]
+ * With groups, column c' of group g reads channel g*C/groups + c': the groups share the
+ * weight's column layout, so their squares add up in the same entry. */
+static void conv_squares(const nep_graph *g, const nep_node *o, const nep_real *x, int64_t b, double *sq) {
+    const nep_shape *in = &g->nodes[o->inputs[0]].shape, *out = &o->shape;
+    const int64_t C = in->d[0], H = in->d[1], W = in->d[2], OH = out->d[1], OW = out->d[2];
+    const int kh = o->attrs.kernel[0], kw = o->attrs.kernel[1], sh = o->attrs.stride[0],
+              sw = o->attrs.stride[1], ph = o->attrs.pad[0], pw = o->attrs.pad[1];
+    const int64_t cpg = C / (o->attrs.groups > 0 ? o->attrs.groups : 1);
+    for (int64_t n = 0; n < b; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int ki = 0; ki < kh; ki++)
+                for (int kj = 0; kj < kw; kj++) {
+                    double acc = 0;
+                    for (int64_t oh = 0; oh < OH; oh++) {
+                        int64_t ih = oh * sh - ph + ki;
+                        if (ih < 0 || ih >= H) continue;
+                        const nep_real *row = x + ((n * C + c) * H + ih) * W;
+                        for (int64_t ow = 0; ow < OW; ow++) {
+                            int64_t iw = ow * sw - pw + kj;
+                            if (iw >= 0 && iw < W) acc += (double)row[iw] * row[iw];
+                        }
+                    }
+                    sq[((c % cpg) * kh + ki) * kw + kj] += acc;
+                }
+}
+
+/* Adds the squares of each owner's input columns: [b, fan_in] for a Linear, im2col rows
+ * for a Conv2d. */
 static nep_status add_squares(void *ctx, nep_exec *ex, const nep_real *logits, const int32_t *y,
                               int64_t b, nep_err *err) {
     wanda_ctx *w = ctx;
     for (int l = 0; l < w->e->n_layers; l++) {
         if (!w->sq[l]) continue;
         const nep_node *o = &ex->g->nodes[w->e->layers[l].owner];
+        const nep_real *a = ex->act[o->inputs[0]];
+        if (o->op == NEP_OP_CONV2D) {
+            conv_squares(ex->g, o, a, b, w->sq[l]);
+            continue;
+        }
         const nep_param *p = &ex->g->params[o->params[0]];
         const int64_t fan_in = p->numel / p->shape[0];
-        const nep_real *a = ex->act[o->inputs[0]];
         for (int64_t i = 0; i < b; i++)
             for (int64_t j = 0; j < fan_in; j++) w->sq[l][j] += (double)a[i * fan_in + j] * a[i * fan_in + j];
     }
