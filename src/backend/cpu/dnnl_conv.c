@@ -1,0 +1,444 @@
+/* oneDNN glue for Conv2d (see dnnl_conv.h). One plan per (geometry, batch): the
+ * forward, backward-data and backward-weights primitives, the reorders between the
+ * caller's NCHW/OIHW tensors and the layouts oneDNN chose, and memory objects whose
+ * data handles are set at each call. Plans live in a small process-wide cache (least
+ * recently used evicted beyond PLAN_CAP); reorder targets live in one arena that grows
+ * to the largest plan's needs. A mutex serializes calls. */
+#include "backend/cpu/dnnl_conv.h"
+
+#ifndef NEP_DOUBLE
+
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+#include <assert.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PLAN_CAP 128
+#define ALIGN 64
+
+/* Memory roles of a plan: the caller's tensors, then each primitive's view. */
+enum {
+    M_X, M_W, M_B, M_Y, M_DY, M_DX, M_DW, M_DB,  /* caller's layouts */
+    M_FSRC, M_FWEI, M_FDST,                      /* forward */
+    M_DDDST, M_DWEI, M_DDSRC,                    /* backward data */
+    M_WSRC, M_WDDST, M_WDWEI, M_WDB,             /* backward weights */
+    M_COUNT
+};
+
+typedef struct plan {
+    nep_conv_geom g;
+    uint64_t last_use;
+    dnnl_memory_desc_t md[M_COUNT];
+    dnnl_memory_t mem[M_COUNT];
+    dnnl_primitive_t fwd, bwd_d, bwd_w;
+    /* Reorders; NULL where the layouts already agree. */
+    dnnl_primitive_t r_x_fsrc, r_w_fwei, r_fdst_y;          /* forward */
+    dnnl_primitive_t r_dy_dddst, r_w_dwei, r_ddsrc_dx_sum;  /* backward data */
+    dnnl_primitive_t r_x_wsrc, r_dy_wddst, r_wdwei_dw, r_wdwei_dw_sum;
+    bool keep_ok;           /* forward leaves x in M_WSRC's layout in the caller's keep */
+    bool wddst_is_dddst;    /* both backward primitives read dy in the same layout */
+    size_t off[M_COUNT];    /* arena offsets of the primitive-side buffers */
+    size_t arena_need;
+} plan;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static dnnl_engine_t engine;
+static dnnl_stream_t stream;
+static plan *plans[PLAN_CAP];
+static int n_plans;
+static uint64_t use_clock;
+static char *arena;
+static size_t arena_size;
+
+typedef enum { LAYOUT_ANY, LAYOUT_NCHW, LAYOUT_NHWC } layout_mode;
+/* NEP_CONV_LAYOUT=nchw|nhwc|any (default any) forces the primitives' activation layout;
+ * for benchmarking the alternatives. */
+static layout_mode layout(void) {
+    static int mode = -1;
+    if (mode < 0) {
+        const char *e = getenv("NEP_CONV_LAYOUT");
+        mode = e && !strcmp(e, "nchw") ? LAYOUT_NCHW : e && !strcmp(e, "nhwc") ? LAYOUT_NHWC : LAYOUT_ANY;
+    }
+    return (layout_mode)mode;
+}
+
+static nep_status dnnl_fail(nep_err *err, dnnl_status_t s, const char *what) {
+    return nep_fail(err, NEP_ERR_UNSUPPORTED, "oneDNN convolution: %s failed (%s)", what,
+                    dnnl_status2str(s));
+}
+
+#define DN(call, what)                                            \
+    do {                                                          \
+        dnnl_status_t s_ = (call);                                \
+        if (s_ != dnnl_success) return dnnl_fail(err, s_, what);  \
+    } while (0)
+
+static bool geom_equal(const nep_conv_geom *a, const nep_conv_geom *b) {
+    return a->batch == b->batch && a->in_c == b->in_c && a->in_h == b->in_h &&
+           a->in_w == b->in_w && a->out_c == b->out_c && a->out_h == b->out_h &&
+           a->out_w == b->out_w && a->kh == b->kh && a->kw == b->kw && a->sh == b->sh &&
+           a->sw == b->sw && a->ph == b->ph && a->pw == b->pw && a->groups == b->groups &&
+           a->bias == b->bias && a->nhwc == b->nhwc;
+}
+
+int64_t nep_dnnl_conv_keep_per_sample(const nep_conv_geom *g) {
+    /* Channel-blocked layouts pad C up to the block (at most 16 for f32). */
+    if (g->nhwc) return 0;
+    return (g->in_c + 15) / 16 * 16 * g->in_h * g->in_w;
+}
+
+static void plan_free(plan *p) {
+    if (!p) return;
+    dnnl_primitive_t *prims[] = {&p->fwd, &p->bwd_d, &p->bwd_w, &p->r_x_fsrc, &p->r_w_fwei,
+                                 &p->r_fdst_y, &p->r_dy_dddst, &p->r_w_dwei, &p->r_ddsrc_dx_sum,
+                                 &p->r_x_wsrc, &p->r_dy_wddst, &p->r_wdwei_dw, &p->r_wdwei_dw_sum};
+    for (size_t i = 0; i < sizeof prims / sizeof *prims; i++)
+        if (*prims[i]) dnnl_primitive_destroy(*prims[i]);
+    for (int i = 0; i < M_COUNT; i++)
+        if (p->mem[i]) dnnl_memory_destroy(p->mem[i]);
+    free(p);
+}
+
+static dnnl_status_t make_prim(dnnl_primitive_t *out, const_dnnl_primitive_desc_t pd) {
+    return dnnl_primitive_create(out, pd);
+}
+
+/* Reorder from -> to (to += from with sum); leaves *out NULL when the layouts agree and
+ * no sum is asked for. */
+static dnnl_status_t make_reorder(dnnl_primitive_t *out, const dnnl_memory_desc_t *from,
+                                  const dnnl_memory_desc_t *to, bool sum) {
+    *out = NULL;
+    if (!sum && dnnl_memory_desc_equal(from, to)) return dnnl_success;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t s = dnnl_success;
+    if (sum) {
+        if ((s = dnnl_primitive_attr_create(&attr)) != dnnl_success) goto done;
+        if ((s = dnnl_post_ops_create(&po)) != dnnl_success) goto done;
+        if ((s = dnnl_post_ops_append_sum(po, 1.0f)) != dnnl_success) goto done;
+        if ((s = dnnl_primitive_attr_set_post_ops(attr, po)) != dnnl_success) goto done;
+    }
+    if ((s = dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, attr)) != dnnl_success)
+        goto done;
+    s = dnnl_primitive_create(out, pd);
+done:
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (po) dnnl_post_ops_destroy(po);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return s;
+}
+
+static nep_status plan_build(plan *p, nep_err *err) {
+    const nep_conv_geom *g = &p->g;
+    const int64_t G = g->groups;
+    dnnl_memory_desc_t *md = p->md;
+    const dnnl_dims_t xd = {g->batch, g->in_c, g->in_h, g->in_w};
+    const dnnl_dims_t yd = {g->batch, g->out_c, g->out_h, g->out_w};
+    const dnnl_dims_t bd = {g->out_c};
+    const dnnl_dims_t strides = {g->sh, g->sw}, pad = {g->ph, g->pw};
+    const dnnl_format_tag_t user_act = g->nhwc ? dnnl_nhwc : dnnl_nchw;
+    DN(dnnl_memory_desc_init_by_tag(&md[M_X], 4, xd, dnnl_f32, user_act), "memory descriptor");
+    DN(dnnl_memory_desc_init_by_tag(&md[M_Y], 4, yd, dnnl_f32, user_act), "memory descriptor");
+    if (G == 1) {
+        const dnnl_dims_t wd = {g->out_c, g->in_c, g->kh, g->kw};
+        DN(dnnl_memory_desc_init_by_tag(&md[M_W], 4, wd, dnnl_f32, dnnl_oihw), "memory descriptor");
+    } else {
+        const dnnl_dims_t wd = {G, g->out_c / G, g->in_c / G, g->kh, g->kw};
+        DN(dnnl_memory_desc_init_by_tag(&md[M_W], 5, wd, dnnl_f32, dnnl_goihw), "memory descriptor");
+    }
+    if (g->bias) DN(dnnl_memory_desc_init_by_tag(&md[M_B], 1, bd, dnnl_f32, dnnl_x), "memory descriptor");
+    md[M_DY] = md[M_Y];
+    md[M_DX] = md[M_X];
+    md[M_DW] = md[M_W];
+    md[M_DB] = md[M_B];
+
+    /* What the primitives are offered: NHWC activations stay NHWC; NCHW ones go to
+     * whatever layout oneDNN prefers, unless NEP_CONV_LAYOUT forces one. */
+    dnnl_memory_desc_t ax, ay, aw;
+    layout_mode lm = layout();
+    dnnl_format_tag_t act = lm == LAYOUT_NCHW ? dnnl_nchw : lm == LAYOUT_NHWC ? dnnl_nhwc : dnnl_format_tag_any;
+    if (g->nhwc && lm == LAYOUT_ANY) act = dnnl_nhwc;
+    DN(dnnl_memory_desc_init_by_tag(&ax, 4, xd, dnnl_f32, act), "memory descriptor");
+    DN(dnnl_memory_desc_init_by_tag(&ay, 4, yd, dnnl_f32, act), "memory descriptor");
+    aw = md[M_W];
+    if (lm != LAYOUT_NCHW)
+        DN(dnnl_memory_desc_init_by_tag(&aw, md[M_W].ndims, md[M_W].dims, dnnl_f32, dnnl_format_tag_any),
+           "memory descriptor");
+    const dnnl_memory_desc_t *bmd = g->bias ? &md[M_B] : NULL;
+
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
+    nep_status st = NEP_OK;
+    dnnl_status_t s;
+#define TRY_DN(call, what)                                  \
+    do {                                                    \
+        if ((s = (call)) != dnnl_success) {                 \
+            st = dnnl_fail(err, s, what);                   \
+            goto out;                                       \
+        }                                                   \
+    } while (0)
+    TRY_DN(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
+                                              &ax, &aw, bmd, &ay, strides, pad, pad),
+           "forward descriptor");
+    TRY_DN(dnnl_primitive_desc_create(&fpd, &cd, NULL, engine, NULL), "forward primitive descriptor");
+    md[M_FSRC] = *dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0);
+    md[M_FWEI] = *dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0);
+    md[M_FDST] = *dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0);
+
+    TRY_DN(dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &ax, &aw, &ay,
+                                                    strides, pad, pad),
+           "backward-data descriptor");
+    TRY_DN(dnnl_primitive_desc_create(&dpd, &cd, NULL, engine, fpd), "backward-data primitive descriptor");
+    md[M_DDSRC] = *dnnl_primitive_desc_query_md(dpd, dnnl_query_diff_src_md, 0);
+    md[M_DWEI] = *dnnl_primitive_desc_query_md(dpd, dnnl_query_weights_md, 0);
+    md[M_DDDST] = *dnnl_primitive_desc_query_md(dpd, dnnl_query_diff_dst_md, 0);
+
+    /* Backward weights: first ask for forward's src layout and backward-data's diff_dst
+     * layout (so x and dy are each reordered once), else let it choose. */
+    dnnl_memory_desc_t dbmd;
+    if (g->bias) dbmd = md[M_B];
+    TRY_DN(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &md[M_FSRC], &aw,
+                                                       g->bias ? &dbmd : NULL, &md[M_DDDST], strides,
+                                                       pad, pad),
+           "backward-weights descriptor");
+    if (dnnl_primitive_desc_create(&wpd, &cd, NULL, engine, fpd) != dnnl_success) {
+        wpd = NULL;
+        TRY_DN(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &ax, &aw,
+                                                           g->bias ? &dbmd : NULL, &ay, strides, pad, pad),
+               "backward-weights descriptor");
+        TRY_DN(dnnl_primitive_desc_create(&wpd, &cd, NULL, engine, fpd),
+               "backward-weights primitive descriptor");
+    }
+    md[M_WSRC] = *dnnl_primitive_desc_query_md(wpd, dnnl_query_src_md, 0);
+    md[M_WDWEI] = *dnnl_primitive_desc_query_md(wpd, dnnl_query_diff_weights_md, 0);
+    md[M_WDDST] = *dnnl_primitive_desc_query_md(wpd, dnnl_query_diff_dst_md, 0);
+    if (g->bias) md[M_WDB] = *dnnl_primitive_desc_query_md(wpd, dnnl_query_diff_weights_md, 1);
+
+    TRY_DN(make_prim(&p->fwd, fpd), "forward primitive");
+    TRY_DN(make_prim(&p->bwd_d, dpd), "backward-data primitive");
+    TRY_DN(make_prim(&p->bwd_w, wpd), "backward-weights primitive");
+    TRY_DN(make_reorder(&p->r_x_fsrc, &md[M_X], &md[M_FSRC], false), "reorder");
+    TRY_DN(make_reorder(&p->r_w_fwei, &md[M_W], &md[M_FWEI], false), "reorder");
+    TRY_DN(make_reorder(&p->r_fdst_y, &md[M_FDST], &md[M_Y], false), "reorder");
+    TRY_DN(make_reorder(&p->r_dy_dddst, &md[M_DY], &md[M_DDDST], false), "reorder");
+    TRY_DN(make_reorder(&p->r_w_dwei, &md[M_W], &md[M_DWEI], false), "reorder");
+    TRY_DN(make_reorder(&p->r_ddsrc_dx_sum, &md[M_DDSRC], &md[M_DX], true), "reorder");
+    TRY_DN(make_reorder(&p->r_x_wsrc, &md[M_X], &md[M_WSRC], false), "reorder");
+    TRY_DN(make_reorder(&p->r_dy_wddst, &md[M_DY], &md[M_WDDST], false), "reorder");
+    TRY_DN(make_reorder(&p->r_wdwei_dw, &md[M_WDWEI], &md[M_DW], false), "reorder");
+    TRY_DN(make_reorder(&p->r_wdwei_dw_sum, &md[M_WDWEI], &md[M_DW], true), "reorder");
+    for (int i = 0; i < M_COUNT; i++) {
+        if (!g->bias && (i == M_B || i == M_DB || i == M_WDB)) continue;
+        TRY_DN(dnnl_memory_create(&p->mem[i], &md[i], engine, DNNL_MEMORY_NONE), "memory object");
+    }
+
+    /* keep: forward's reordered x is exactly what backward-weights reads. */
+    const size_t keep_bytes = sizeof(float) * (size_t)(g->batch * nep_dnnl_conv_keep_per_sample(g));
+    p->keep_ok = p->r_x_fsrc && dnnl_memory_desc_equal(&md[M_FSRC], &md[M_WSRC]) &&
+                 dnnl_memory_desc_get_size(&md[M_FSRC]) <= keep_bytes;
+    p->wddst_is_dddst = dnnl_memory_desc_equal(&md[M_DDDST], &md[M_WDDST]);
+
+    /* Arena: the forward buffers and the backward buffers are never live together. */
+    size_t at = 0;
+    const int fwd_roles[] = {M_FSRC, M_FWEI, M_FDST};
+    for (size_t i = 0; i < sizeof fwd_roles / sizeof *fwd_roles; i++) {
+        p->off[fwd_roles[i]] = at;
+        at += (dnnl_memory_desc_get_size(&md[fwd_roles[i]]) + ALIGN - 1) / ALIGN * ALIGN;
+    }
+    size_t need = at;
+    at = 0;
+    const int bwd_roles[] = {M_DDDST, M_DWEI, M_DDSRC, M_WSRC, M_WDDST, M_WDWEI, M_WDB};
+    for (size_t i = 0; i < sizeof bwd_roles / sizeof *bwd_roles; i++) {
+        if (bwd_roles[i] == M_WDB && !g->bias) continue;
+        p->off[bwd_roles[i]] = at;
+        at += (dnnl_memory_desc_get_size(&md[bwd_roles[i]]) + ALIGN - 1) / ALIGN * ALIGN;
+    }
+    p->arena_need = need > at ? need : at;
+out:
+    if (fpd) dnnl_primitive_desc_destroy(fpd);
+    if (dpd) dnnl_primitive_desc_destroy(dpd);
+    if (wpd) dnnl_primitive_desc_destroy(wpd);
+    return st;
+#undef TRY_DN
+}
+
+/* The plan for g (built on first use) with the arena large enough for it; call locked. */
+static nep_status plan_get(const nep_conv_geom *g, plan **out, nep_err *err) {
+    if (!engine) {
+        DN(dnnl_engine_create(&engine, dnnl_cpu, 0), "engine");
+        DN(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags), "stream");
+    }
+    plan *p = NULL;
+    for (int i = 0; i < n_plans; i++)
+        if (geom_equal(&plans[i]->g, g)) {
+            p = plans[i];
+            break;
+        }
+    if (!p) {
+        p = calloc(1, sizeof *p);
+        if (!p) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for a convolution plan");
+        p->g = *g;
+        nep_status st = plan_build(p, err);
+        if (st != NEP_OK) {
+            plan_free(p);
+            return st;
+        }
+        if (n_plans == PLAN_CAP) { /* evict the least recently used */
+            int lru = 0;
+            for (int i = 1; i < n_plans; i++)
+                if (plans[i]->last_use < plans[lru]->last_use) lru = i;
+            plan_free(plans[lru]);
+            plans[lru] = plans[--n_plans];
+        }
+        plans[n_plans++] = p;
+    }
+    p->last_use = ++use_clock;
+    if (p->arena_need > arena_size) {
+        size_t sz = (p->arena_need + ALIGN - 1) / ALIGN * ALIGN;
+        char *a = aligned_alloc(ALIGN, sz);
+        if (!a) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for convolution buffers (%zu bytes)", sz);
+        free(arena);
+        arena = a;
+        arena_size = sz;
+    }
+    *out = p;
+    return NEP_OK;
+}
+
+/* Memory object of role r pointing at ptr. */
+static dnnl_memory_t bind(plan *p, int r, const void *ptr) {
+    dnnl_memory_set_data_handle(p->mem[r], (void *)ptr);
+    return p->mem[r];
+}
+
+static void *buf(const plan *p, int r) { return arena + p->off[r]; }
+
+/* Executing a primitive that was created for these descriptors cannot fail short of
+ * a bug here; a failure is not reported (outputs may be partly written) but trapped. */
+#define RUN(call)                                     \
+    do {                                              \
+        dnnl_status_t run_s_ = (call);                \
+        assert(run_s_ == dnnl_success);               \
+        (void)run_s_;                                 \
+    } while (0)
+
+static dnnl_status_t run_reorder(plan *p, dnnl_primitive_t r, int from, const void *src, int to, void *dst) {
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, bind(p, from, src)}, {DNNL_ARG_TO, bind(p, to, dst)}};
+    return dnnl_primitive_execute(r, stream, 2, args);
+}
+
+nep_status nep_dnnl_conv_forward(const nep_conv_geom *g, const float *x, const float *w,
+                                 const float *b, float *y, float *keep, nep_err *err) {
+    pthread_mutex_lock(&lock);
+    plan *p;
+    nep_status st = plan_get(g, &p, err);
+    if (st != NEP_OK) goto out;
+    const void *src = x, *wei = w;
+    void *dst = y;
+    if (p->r_x_fsrc) {
+        void *t = p->keep_ok && keep ? (void *)keep : buf(p, M_FSRC);
+        RUN(run_reorder(p, p->r_x_fsrc, M_X, x, M_FSRC, t));
+        src = t;
+    }
+    if (p->r_w_fwei) {
+        RUN(run_reorder(p, p->r_w_fwei, M_W, w, M_FWEI, buf(p, M_FWEI)));
+        wei = buf(p, M_FWEI);
+    }
+    if (p->r_fdst_y) dst = buf(p, M_FDST);
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, bind(p, M_FSRC, src)},
+                               {DNNL_ARG_WEIGHTS, bind(p, M_FWEI, wei)},
+                               {DNNL_ARG_DST, bind(p, M_FDST, dst)}};
+    int n = 3;
+    if (g->bias) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, bind(p, M_B, b)};
+    RUN(dnnl_primitive_execute(p->fwd, stream, n, args));
+    if (p->r_fdst_y) RUN(run_reorder(p, p->r_fdst_y, M_FDST, dst, M_Y, y));
+    RUN(dnnl_stream_wait(stream));
+out:
+    pthread_mutex_unlock(&lock);
+    return st;
+}
+
+nep_status nep_dnnl_conv_backward(const nep_conv_geom *g, const float *x, const float *keep,
+                                  const float *w, const float *dy, float *dx, float *dw,
+                                  float *db, bool accumulate, nep_err *err) {
+    pthread_mutex_lock(&lock);
+    plan *p;
+    nep_status st = plan_get(g, &p, err);
+    if (st != NEP_OK) goto out;
+    const void *ddst_d = dy; /* dy in backward-data's layout, once reordered */
+    bool have_ddst_d = !p->r_dy_dddst;
+    if (dx) {
+        if (!have_ddst_d) {
+            RUN(run_reorder(p, p->r_dy_dddst, M_DY, dy, M_DDDST, buf(p, M_DDDST)));
+            ddst_d = buf(p, M_DDDST);
+            have_ddst_d = true;
+        }
+        const void *wei = w;
+        if (p->r_w_dwei) {
+            RUN(run_reorder(p, p->r_w_dwei, M_W, w, M_DWEI, buf(p, M_DWEI)));
+            wei = buf(p, M_DWEI);
+        }
+        /* Backward-data overwrites its output: compute into the arena, then add. */
+        dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, bind(p, M_DDDST, ddst_d)},
+                                  {DNNL_ARG_WEIGHTS, bind(p, M_DWEI, wei)},
+                                  {DNNL_ARG_DIFF_SRC, bind(p, M_DDSRC, buf(p, M_DDSRC))}};
+        RUN(dnnl_primitive_execute(p->bwd_d, stream, 3, args));
+        RUN(run_reorder(p, p->r_ddsrc_dx_sum, M_DDSRC, buf(p, M_DDSRC), M_DX, dx));
+    }
+    const void *src = x;
+    if (p->r_x_wsrc) {
+        if (p->keep_ok && keep) {
+            src = keep;
+        } else {
+            RUN(run_reorder(p, p->r_x_wsrc, M_X, x, M_WSRC, buf(p, M_WSRC)));
+            src = buf(p, M_WSRC);
+        }
+    }
+    const void *ddst_w = dy;
+    if (p->r_dy_wddst) {
+        if (p->wddst_is_dddst && have_ddst_d) {
+            ddst_w = ddst_d;
+        } else {
+            RUN(run_reorder(p, p->r_dy_wddst, M_DY, dy, M_WDDST, buf(p, M_WDDST)));
+            ddst_w = buf(p, M_WDDST);
+        }
+    }
+    /* Straight into dw/db when the layout agrees and they are overwritten. */
+    void *dwei = !accumulate && !p->r_wdwei_dw ? (void *)dw : buf(p, M_WDWEI);
+    void *dbias = g->bias ? (accumulate ? buf(p, M_WDB) : (void *)db) : NULL;
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, bind(p, M_WSRC, src)},
+                               {DNNL_ARG_DIFF_DST, bind(p, M_WDDST, ddst_w)},
+                               {DNNL_ARG_DIFF_WEIGHTS, bind(p, M_WDWEI, dwei)}};
+    int n = 3;
+    if (g->bias) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_BIAS, bind(p, M_WDB, dbias)};
+    RUN(dnnl_primitive_execute(p->bwd_w, stream, n, args));
+    if (dwei != dw) {
+        dnnl_primitive_t r = accumulate ? p->r_wdwei_dw_sum : p->r_wdwei_dw;
+        RUN(run_reorder(p, r, M_WDWEI, dwei, M_DW, dw));
+    }
+    RUN(dnnl_stream_wait(stream));
+    if (g->bias && accumulate) {
+        const float *t = dbias;
+        for (int64_t f = 0; f < g->out_c; f++) db[f] += t[f];
+    }
+out:
+    pthread_mutex_unlock(&lock);
+    return st;
+}
+
+void nep_dnnl_conv_release(void) {
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < n_plans; i++) plan_free(plans[i]);
+    n_plans = 0;
+    free(arena);
+    arena = NULL;
+    arena_size = 0;
+    pthread_mutex_unlock(&lock);
+}
+
+#else
+typedef int nep_dnnl_conv_unused; /* the float64 build uses the reference in ops/conv2d.c */
+#endif

@@ -1,0 +1,55 @@
+/* 2-D convolution through oneDNN's C API (float builds only).
+ *
+ * The caller's tensors are plain row-major NCHW: x [N, C, H, W], w [F, C/g, kh, kw]
+ * (oneDNN's oihw, or goihw viewed per group), b [F], y [N, F, Ho, Wo] (or NHWC
+ * activations, see nhwc below). With NCHW activations each primitive is created with
+ * format_tag_any so that oneDNN picks its fastest layout (blocked nChw16c / nChw8c on
+ * AVX-512 / AVX2; its NCHW kernels are im2col+GEMM, 2-8x slower), and tensors are
+ * reordered into and out of it around the call. The primitives of one geometry and batch ("plan") are created once and kept
+ * in a process-wide cache, shared by every node and every executor with that
+ * geometry; the reorder and scratch buffers are one process-wide arena. A mutex makes
+ * calls from several threads safe (they run one at a time; each call uses all cores).
+ * Errors (oneDNN cannot build a plan for the geometry, no memory) are returned before
+ * anything is written, so the caller can fall back to another implementation.
+ */
+#ifndef NEPENTHE_DNNL_CONV_H
+#define NEPENTHE_DNNL_CONV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nepenthe/real.h"
+#include "nepenthe/status.h"
+
+/* Geometry of one convolution call; symmetric zero padding ph (top and bottom), pw.
+ * nhwc: x, y (and dx, dy) are [N, H, W, C] (PyTorch's channels_last) instead of NCHW;
+ * the primitives then run in that layout and no activation is reordered. */
+typedef struct nep_conv_geom {
+    int64_t batch, in_c, in_h, in_w, out_c, out_h, out_w;
+    int kh, kw, sh, sw, ph, pw, groups;
+    bool bias, nhwc;
+} nep_conv_geom;
+
+#ifndef NEP_DOUBLE
+/* Floats per sample that a caller-owned `keep` buffer needs so that forward can leave
+ * x there in the layout backward-weights reads (saves one reorder per step); 0 when
+ * no reorder is expected (nhwc). */
+int64_t nep_dnnl_conv_keep_per_sample(const nep_conv_geom *g);
+
+/* y = conv(x, w) + b (b NULL without bias). keep: NULL, or batch *
+ * nep_dnnl_conv_keep_per_sample floats that stay untouched until backward. */
+nep_status nep_dnnl_conv_forward(const nep_conv_geom *g, const float *x, const float *w,
+                                 const float *b, float *y, float *keep, nep_err *err);
+
+/* dx += conv_backward_data(dy, w) (skipped when dx is NULL);
+ * dw = (or += when accumulate) conv_backward_weights(x, dy); db likewise (may be NULL
+ * without bias). x and keep are what forward saw. */
+nep_status nep_dnnl_conv_backward(const nep_conv_geom *g, const float *x, const float *keep,
+                                  const float *w, const float *dy, float *dx, float *dw,
+                                  float *db, bool accumulate, nep_err *err);
+
+/* Frees every cached primitive and the arena (they are rebuilt on demand). */
+void nep_dnnl_conv_release(void);
+#endif
+
+#endif

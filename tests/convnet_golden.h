@@ -1,0 +1,62 @@
+/* Shared by the float32 and float64 whole-network golden tests: builds a conv net with
+ * the weights of build/golden/convnets.safetensors ("<model>.init.<name>") and reads the
+ * batch. */
+#ifndef NEPENTHE_CONVNET_GOLDEN_H
+#define NEPENTHE_CONVNET_GOLDEN_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "nepenthe/model.h"
+#include "nepenthe/safetensors.h"
+#include "testutil.h"
+
+static nep_model_spec golden_spec(const char *name, double width_mult) {
+    nep_model_spec s = nep_model_spec_default();
+    snprintf(s.name, sizeof s.name, "%s", name);
+    s.in_c = 3, s.in_h = 32, s.in_w = 32, s.classes = 10, s.width_mult = width_mult;
+    return s;
+}
+
+static void to_real(const nep_st_tensor *t, nep_real *dst, int64_t n) {
+#ifdef NEP_DOUBLE
+    assert_int_equal(nep_st_to_f64(t, dst, n, NULL), NEP_OK);
+#else
+    assert_int_equal(nep_st_to_f32(t, dst, n, NULL), NEP_OK);
+#endif
+}
+
+/* Builds model (spec's input size taken from the golden batch), loads its initial
+ * weights, turns dropout off as the PyTorch side did; returns the batch in *x, *y. */
+static void golden_model(const nep_safetensors *golden, const char *model, nep_model_spec spec,
+                         nep_graph *g, nep_real **x, int32_t *y, int64_t *batch) {
+    char pre[64];
+    snprintf(pre, sizeof pre, "%s.", model);
+    const nep_st_tensor *tx = nep_test_tensor(golden, pre, "x"), *ty = nep_test_tensor(golden, pre, "y");
+    spec.in_h = (int)tx->shape[2], spec.in_w = (int)tx->shape[3];
+    assert_int_equal(nep_model_build(&spec, g, NULL, NULL), NEP_OK);
+    snprintf(pre, sizeof pre, "%s.init.", model);
+    for (int i = 0; i < g->n_params; i++) {
+        const nep_param *p = &g->params[i];
+        to_real(nep_test_tensor(golden, pre, p->name), g->values + p->offset, p->numel);
+    }
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == NEP_OP_DROPOUT) g->nodes[i].attrs.p = 0;
+    *batch = tx->shape[0];
+    *x = malloc(sizeof(nep_real) * (size_t)tx->numel);
+    to_real(tx, *x, tx->numel);
+    for (int64_t b = 0; b < *batch; b++) y[b] = (int32_t)nep_test_i64(ty, b);
+}
+
+static void golden_expect(const nep_safetensors *golden, const char *prefix, const char *name,
+                          const nep_real *got, double rtol, double atol) {
+    const nep_st_tensor *t = nep_test_tensor(golden, prefix, name);
+    double *want = malloc(sizeof(double) * (size_t)t->numel);
+    assert_int_equal(nep_st_to_f64(t, want, t->numel, NULL), NEP_OK);
+    char what[256];
+    snprintf(what, sizeof what, "%s%s", prefix, name);
+    NEP_ASSERT_CLOSE(got, want, t->numel, rtol, atol, what);
+    free(want);
+}
+
+#endif

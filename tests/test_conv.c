@@ -1,0 +1,371 @@
+/* Conv2d forward and backward against PyTorch (build/golden/conv.safetensors, written
+ * by tests/golden/gen_conv.py: float32 inputs, float64 references computed by PyTorch
+ * from those inputs), and the backward contract: parameter gradients written, or added
+ * with accumulate_grads; the input gradient always added to what is there.
+ * Tolerance: |got - want| <= RTOL |want| + ATOL_REL * max|want| per tensor. Each output
+ * is a float32 sum of up to a few thousand products (weight gradients sum over batch and
+ * positions), whose rounding error grows with the sum of the terms' magnitudes, not with
+ * the (possibly cancelling) result; max|want| stands for that scale. Measured (oneDNN
+ * 2.6, AVX-512 kernels): worst 0.06 of the tolerance, i.e. about 1e-6 of max|want|. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/dnnl_conv.h"
+#include "nepenthe/safetensors.h"
+#include "ops/ops.h"
+#include "testutil.h"
+
+#define RTOL 1e-5
+#define ATOL_REL 1e-5
+
+static nep_safetensors golden;
+
+static int load_golden(void **state) { return nep_test_read_golden("conv.safetensors", &golden); }
+static int free_golden(void **state) {
+    nep_st_free(&golden);
+    return 0;
+}
+
+static const nep_st_tensor *get(const char *cs, const char *name) {
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s.", cs);
+    return nep_test_tensor(&golden, prefix, name);
+}
+
+static nep_real *as_real(const nep_st_tensor *t) {
+    float *f = malloc(sizeof(float) * (size_t)t->numel);
+    nep_real *r = malloc(sizeof(nep_real) * (size_t)t->numel);
+    assert_int_equal(nep_st_to_f32(t, f, t->numel, NULL), NEP_OK);
+    for (int64_t i = 0; i < t->numel; i++) r[i] = f[i];
+    free(f);
+    return r;
+}
+
+static double *as_f64(const nep_st_tensor *t) {
+    double *d = malloc(sizeof(double) * (size_t)t->numel);
+    assert_int_equal(nep_st_to_f64(t, d, t->numel, NULL), NEP_OK);
+    return d;
+}
+
+/* Compares n values of got with golden cs.name times `scale` (scale 2: added twice). */
+static void expect_n(const char *cs, const char *name, const nep_real *got, int64_t n, double scale) {
+    const nep_st_tensor *t = get(cs, name);
+    assert_true(n <= t->numel);
+    double *want = as_f64(t), big = 0;
+    for (int64_t i = 0; i < n; i++) {
+        want[i] *= scale;
+        big = fmax(big, fabs(want[i]));
+    }
+    char what[128];
+    snprintf(what, sizeof what, "conv %s.%s%s", cs, name, scale != 1 ? " (x2)" : "");
+    NEP_ASSERT_CLOSE(got, want, n, RTOL, ATOL_REL * big + 1e-30, what);
+    free(want);
+}
+static void expect(const char *cs, const char *name, const nep_real *got) {
+    expect_n(cs, name, got, get(cs, name)->numel, 1);
+}
+
+/* Attributes of golden case cs from its metadata "C,F,kh,kw,sh,sw,ph,pw,groups,bias". */
+static nep_attrs case_attrs(const char *cs) {
+    const char *m = nep_st_meta_get(&golden, cs);
+    assert_non_null(m);
+    int v[10];
+    assert_int_equal(sscanf(m, "%d,%d,%d,%d,%d,%d,%d,%d,%d,%d", &v[0], &v[1], &v[2], &v[3], &v[4],
+                            &v[5], &v[6], &v[7], &v[8], &v[9]), 10);
+    return (nep_attrs){.features = v[1], .kernel = {v[2], v[3]}, .stride = {v[4], v[5]},
+                       .pad = {v[6], v[7]}, .groups = v[8], .bias = v[9] != 0};
+}
+
+typedef struct fixture {
+    nep_graph g;
+    nep_exec ex;
+    int id;
+    int64_t B;
+    nep_real *x, *gy;
+} fixture;
+
+/* One-conv graph of case cs with the golden parameters, executor for its batch. */
+static void setup(fixture *f, const char *cs) {
+    const nep_st_tensor *tx = get(cs, "x");
+    nep_shape in = {3, {tx->shape[1], tx->shape[2], tx->shape[3]}};
+    f->B = tx->shape[0];
+    f->id = nep_test_op_graph(&f->g, NEP_OP_CONV2D, case_attrs(cs), in);
+    const char *pnames[] = {"weight", "bias"};
+    for (int k = 0; k < f->g.nodes[f->id].n_params; k++) {
+        const nep_param *p = &f->g.params[f->g.nodes[f->id].params[k]];
+        const nep_st_tensor *t = get(cs, pnames[k]);
+        assert_int_equal(t->numel, p->numel);
+        nep_real *v = as_real(t);
+        memcpy(f->g.values + p->offset, v, sizeof(nep_real) * (size_t)p->numel);
+        free(v);
+    }
+    assert_int_equal(nep_exec_init(&f->ex, &f->g, f->B, NULL), NEP_OK);
+    assert_int_equal(nep_exec_enable_input_grad(&f->ex, NULL), NEP_OK);
+    f->x = as_real(tx);
+    f->gy = as_real(get(cs, "gy"));
+}
+
+static void teardown(fixture *f) {
+    free(f->x);
+    free(f->gy);
+    nep_exec_free(&f->ex);
+    nep_graph_free(&f->g);
+}
+
+static nep_real *grad(fixture *f, int k) { return nep_grad_ptr(&f->g, &f->g.nodes[f->id], k); }
+
+static void check_case(const char *cs) {
+    fixture f;
+    setup(&f, cs);
+    const nep_real *y = nep_exec_forward(&f.ex, f.x, f.B);
+    const nep_shape *s = &f.g.nodes[f.id].shape;
+    const nep_st_tensor *ty = get(cs, "y");
+    assert_int_equal(ty->numel, f.B * nep_shape_numel(s));
+    for (int d = 0; d < 3; d++) assert_int_equal(ty->shape[d + 1], s->d[d]);
+    expect(cs, "y", y);
+    nep_exec_backward(&f.ex, f.gy);
+    expect(cs, "gx", f.ex.dact[f.g.input]);
+    expect(cs, "gweight", grad(&f, 0));
+    if (f.g.nodes[f.id].attrs.bias) expect(cs, "gbias", grad(&f, 1));
+    teardown(&f);
+}
+
+static void test_k3s1_bias(void **s) { check_case("k3s1_bias"); }
+static void test_k3s2(void **s) { check_case("k3s2"); }
+static void test_k1s2_shortcut(void **s) { check_case("k1s2"); }
+static void test_depthwise_s1_bias(void **s) { check_case("dw_s1_bias"); }
+static void test_depthwise_s2(void **s) { check_case("dw_s2"); }
+static void test_groups2(void **s) { check_case("grp2"); }
+static void test_non_square(void **s) { check_case("rect"); }
+static void test_stem_3_channels(void **s) { check_case("stem"); }
+static void test_c16(void **s) { check_case("c16"); }
+static void test_c16_s2(void **s) { check_case("c16s2"); }
+static void test_k5_no_padding(void **s) { check_case("k5p0"); }
+static void test_c32(void **s) { check_case("c32"); }
+static void test_depthwise_2x2(void **s) { check_case("dw_tiny"); }
+static void test_1x1_2x2(void **s) {
+    check_case("k1_tiny");
+    check_case("k1_tiny_back");
+    check_case("dw_720");
+}
+
+/* Parameter gradients are written (whatever was there) unless accumulate_grads, then
+ * added; run twice on the same plan. */
+static void test_accumulate_grads(void **s) {
+    const char *cs = "k3s1_bias";
+    fixture f;
+    setup(&f, cs);
+    for (int64_t i = 0; i < f.g.n_values; i++) f.g.grads[i] = 1e3f;
+    nep_exec_forward(&f.ex, f.x, f.B);
+    nep_exec_backward(&f.ex, f.gy);
+    expect(cs, "gweight", grad(&f, 0));
+    expect(cs, "gbias", grad(&f, 1));
+    f.ex.accumulate_grads = true;
+    nep_exec_forward(&f.ex, f.x, f.B);
+    nep_exec_backward(&f.ex, f.gy);
+    const int64_t nw = get(cs, "gweight")->numel, nb = get(cs, "gbias")->numel;
+    expect_n(cs, "gweight", grad(&f, 0), nw, 2);
+    expect_n(cs, "gbias", grad(&f, 1), nb, 2);
+    /* And written again once accumulation is off. */
+    f.ex.accumulate_grads = false;
+    nep_exec_backward(&f.ex, f.gy);
+    expect(cs, "gweight", grad(&f, 0));
+    teardown(&f);
+}
+
+/* The op's backward adds to the input gradient: call it directly on a buffer that
+ * already holds another consumer's contribution (here: the golden gx itself). */
+static void test_dx_accumulates(void **s) {
+    const char *cases[] = {"k3s1_bias", "dw_s2", "c16s2", "c32"};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        fixture f;
+        setup(&f, cases[c]);
+        nep_exec_forward(&f.ex, f.x, f.B);
+        const int64_t ny = nep_exec_numel(&f.ex, f.id), nx = nep_exec_numel(&f.ex, f.g.input);
+        memcpy(f.ex.dact[f.id], f.gy, sizeof(nep_real) * (size_t)ny);
+        double *gx = as_f64(get(cases[c], "gx"));
+        for (int64_t i = 0; i < nx; i++) f.ex.dact[f.g.input][i] = (nep_real)gx[i];
+        nep_op(NEP_OP_CONV2D)->backward(&f.ex, f.id);
+        expect_n(cases[c], "gx", f.ex.dact[f.g.input], nx, 2);
+        /* dx NULL (the input needs no gradient): parameter gradients only. */
+        nep_real *keep = f.ex.dact[f.g.input];
+        f.ex.dact[f.g.input] = NULL;
+        nep_op(NEP_OP_CONV2D)->backward(&f.ex, f.id);
+        f.ex.dact[f.g.input] = keep;
+        expect(cases[c], "gweight", grad(&f, 0));
+        free(gx);
+        teardown(&f);
+    }
+}
+
+/* A smaller batch through the same executor (a last partial batch): new primitives,
+ * same per-sample results. */
+static void test_partial_batch(void **s) {
+    const char *cs = "c16s2";
+    fixture f;
+    setup(&f, cs);
+    const int64_t b = f.B - 1;
+    const nep_real *y = nep_exec_forward(&f.ex, f.x, b);
+    expect_n(cs, "y", y, b * nep_shape_numel(&f.g.nodes[f.id].shape), 1);
+    nep_exec_backward(&f.ex, f.gy);
+    expect_n(cs, "gx", f.ex.dact[f.g.input], b * nep_shape_numel(&f.g.nodes[f.g.input].shape), 1);
+    y = nep_exec_forward(&f.ex, f.x, f.B);
+    expect(cs, "y", y);
+    teardown(&f);
+}
+
+/* x -> a = conv(x) -> b = conv(a); out = a + b. Both convs have the same geometry (so
+ * they share oneDNN primitives and buffers) but different inputs; a's gradient comes
+ * from the Add and from b's backward-data. */
+static void test_chain(void **s) {
+    const char *cs = "chain";
+    nep_graph g;
+    nep_graph_init(&g);
+    nep_attrs at = {.features = 16, .bias = true, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}, .groups = 1};
+    int x = nep_graph_input(&g, "input", (nep_shape){3, {16, 8, 8}});
+    int a = nep_graph_add1(&g, NEP_OP_CONV2D, "a", x, at);
+    int b = nep_graph_add1(&g, NEP_OP_CONV2D, "b", a, at);
+    const int64_t wshape[4] = {16, 16, 3, 3}, bshape[1] = {16};
+    int pw[2], pb[2], nodes[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        pw[k] = nep_graph_add_param(&g, nodes[k], "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 4, wshape);
+        pb[k] = nep_graph_add_param(&g, nodes[k], "bias", NEP_PARAM_TRAINABLE, 1, bshape);
+    }
+    nep_graph_add(&g, NEP_OP_ADD, "sum", (int[]){a, b}, 2, (nep_attrs){0});
+    assert_int_equal(nep_graph_finalize(&g, NULL), NEP_OK);
+    const char *names[4] = {"a.weight", "a.bias", "b.weight", "b.bias"};
+    const int pidx[4] = {pw[0], pb[0], pw[1], pb[1]};
+    for (int k = 0; k < 4; k++) {
+        nep_real *v = as_real(get(cs, names[k]));
+        memcpy(g.values + g.params[pidx[k]].offset, v, sizeof(nep_real) * (size_t)g.params[pidx[k]].numel);
+        free(v);
+    }
+    const nep_st_tensor *tx = get(cs, "x");
+    const int64_t B = tx->shape[0];
+    nep_exec ex;
+    assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
+    assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
+    nep_real *xv = as_real(tx), *gy = as_real(get(cs, "gy"));
+    expect(cs, "y", nep_exec_forward(&ex, xv, B));
+    nep_exec_backward(&ex, gy);
+    expect(cs, "gx", ex.dact[g.input]);
+    const char *gnames[4] = {"a.gweight", "a.gbias", "b.gweight", "b.gbias"};
+    for (int k = 0; k < 4; k++) expect(cs, gnames[k], g.grads + g.params[pidx[k]].offset);
+    free(xv);
+    free(gy);
+    nep_exec_free(&ex);
+    nep_graph_free(&g);
+}
+
+/* [N, C, H, W] <-> [N, H, W, C]. */
+static void to_nhwc(const float *a, float *b, int64_t N, int64_t C, int64_t HW) {
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t k = 0; k < HW; k++) b[(n * HW + k) * C + c] = a[(n * C + c) * HW + k];
+}
+static void to_nchw(const float *a, float *b, int64_t N, int64_t C, int64_t HW) {
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t k = 0; k < HW; k++) b[(n * C + c) * HW + k] = a[(n * HW + k) * C + c];
+}
+
+/* The backend with channels_last activations (what an executor keeping NHWC tensors
+ * would call): same results, dx added to, dw/db written then accumulated. */
+static void test_backend_nhwc(void **s) {
+    const char *cases[] = {"k3s1_bias", "dw_s2", "grp2", "rect", "c16s2"};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const char *cs = cases[c];
+        nep_attrs a = case_attrs(cs);
+        const nep_st_tensor *tx = get(cs, "x"), *ty = get(cs, "y");
+        nep_conv_geom q = {.batch = tx->shape[0], .in_c = tx->shape[1], .in_h = tx->shape[2],
+                           .in_w = tx->shape[3], .out_c = ty->shape[1], .out_h = ty->shape[2],
+                           .out_w = ty->shape[3], .kh = a.kernel[0], .kw = a.kernel[1],
+                           .sh = a.stride[0], .sw = a.stride[1], .ph = a.pad[0], .pw = a.pad[1],
+                           .groups = a.groups, .bias = a.bias, .nhwc = true};
+        const int64_t N = q.batch, HWi = q.in_h * q.in_w, HWo = q.out_h * q.out_w;
+        const int64_t nx = tx->numel, ny = ty->numel, nw = get(cs, "weight")->numel;
+        float *x = as_real(tx), *gy = as_real(get(cs, "gy")), *w = as_real(get(cs, "weight"));
+        float *b = a.bias ? as_real(get(cs, "bias")) : NULL, *db = a.bias ? malloc(sizeof(float) * (size_t)q.out_c) : NULL;
+        float *xh = malloc(sizeof(float) * (size_t)nx), *gyh = malloc(sizeof(float) * (size_t)ny);
+        float *yh = malloc(sizeof(float) * (size_t)ny), *y = malloc(sizeof(float) * (size_t)ny);
+        float *dxh = calloc((size_t)nx, sizeof(float)), *dx = malloc(sizeof(float) * (size_t)nx);
+        float *dw = malloc(sizeof(float) * (size_t)nw);
+        to_nhwc(x, xh, N, q.in_c, HWi);
+        to_nhwc(gy, gyh, N, q.out_c, HWo);
+        assert_int_equal(nep_dnnl_conv_forward(&q, xh, w, b, yh, NULL, NULL), NEP_OK);
+        to_nchw(yh, y, N, q.out_c, HWo);
+        expect(cs, "y", y);
+        for (int rep = 1; rep <= 2; rep++) {
+            assert_int_equal(nep_dnnl_conv_backward(&q, xh, NULL, w, gyh, dxh, dw, db, rep == 2, NULL), NEP_OK);
+            to_nchw(dxh, dx, N, q.in_c, HWi);
+            expect_n(cs, "gx", dx, nx, rep);
+            expect_n(cs, "gweight", dw, nw, rep);
+            if (a.bias) expect_n(cs, "gbias", db, q.out_c, rep);
+        }
+        free(x), free(gy), free(w), free(b), free(db), free(xh), free(gyh), free(yh), free(y);
+        free(dxh), free(dx), free(dw);
+    }
+}
+
+/* Shape rule, FLOPs and the messages for bad attributes or parameters. */
+static void test_infer(void **s) {
+    nep_graph g;
+    nep_attrs at = {.features = 8, .kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}, .groups = 1, .bias = true};
+    int id = nep_test_op_graph(&g, NEP_OP_CONV2D, at, (nep_shape){3, {4, 9, 10}});
+    const nep_shape *sh = &g.nodes[id].shape;
+    assert_int_equal(sh->ndim, 3);
+    assert_int_equal(sh->d[0], 8);
+    assert_int_equal(sh->d[1], 5);
+    assert_int_equal(sh->d[2], 5);
+    assert_int_equal(nep_node_flops(&g, &g.nodes[id]), 2 * 8 * 25 * 4 * 9 + 8 * 25);
+    nep_graph_free(&g);
+
+    struct {
+        nep_attrs at;
+        nep_shape in;
+        const char *msg;
+        bool wrong_weight;
+    } bad[] = {
+        {{.features = 6, .kernel = {3, 3}, .stride = {1, 1}, .groups = 4}, {3, {6, 8, 8}}, "multiples of groups", false},
+        {{.features = 6, .kernel = {3, 3}, .stride = {1, 1}, .groups = 4}, {3, {8, 8, 8}}, "multiples of groups", false},
+        {{.features = 4, .kernel = {5, 5}, .stride = {1, 1}}, {3, {2, 3, 3}}, "larger than", false},
+        {{.features = 4, .kernel = {3, 3}, .stride = {0, 1}}, {3, {2, 8, 8}}, "stride", false},
+        {{.features = 4, .kernel = {3, 3}, .stride = {1, 1}}, {1, {8}}, "wants 3", false},
+        {{.features = 4, .kernel = {3, 3}, .stride = {1, 1}}, {3, {2, 8, 8}}, "weight [4, 2, 3, 3]", true},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        nep_graph_init(&g);
+        int x = nep_graph_input(&g, "input", bad[k].in);
+        int c = nep_graph_add1(&g, NEP_OP_CONV2D, "layer1.0.conv1", x, bad[k].at);
+        int G = bad[k].at.groups > 0 ? bad[k].at.groups : 1;
+        int64_t w[4] = {bad[k].at.features, bad[k].in.d[0] / G, bad[k].at.kernel[0], bad[k].at.kernel[1]};
+        if (bad[k].wrong_weight) w[1] += 1;
+        nep_graph_add_param(&g, c, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 4, w);
+        nep_err err;
+        assert_int_not_equal(nep_graph_finalize(&g, &err), NEP_OK);
+        if (!strstr(err.msg, "layer1.0.conv1") || !strstr(err.msg, bad[k].msg))
+            fprintf(stderr, "case %zu: message '%s'\n", k, err.msg);
+        assert_non_null(strstr(err.msg, "layer1.0.conv1"));
+        assert_non_null(strstr(err.msg, bad[k].msg));
+        nep_graph_free(&g);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_k3s1_bias),         cmocka_unit_test(test_k3s2),
+        cmocka_unit_test(test_k1s2_shortcut),     cmocka_unit_test(test_depthwise_s1_bias),
+        cmocka_unit_test(test_depthwise_s2),      cmocka_unit_test(test_groups2),
+        cmocka_unit_test(test_non_square),        cmocka_unit_test(test_stem_3_channels),
+        cmocka_unit_test(test_c16),               cmocka_unit_test(test_c16_s2),
+        cmocka_unit_test(test_k5_no_padding),     cmocka_unit_test(test_c32),
+        cmocka_unit_test(test_depthwise_2x2),     cmocka_unit_test(test_1x1_2x2),
+        cmocka_unit_test(test_accumulate_grads),
+        cmocka_unit_test(test_dx_accumulates),    cmocka_unit_test(test_partial_batch),
+        cmocka_unit_test(test_chain),             cmocka_unit_test(test_backend_nhwc),
+        cmocka_unit_test(test_infer),
+    };
+    return cmocka_run_group_tests(tests, load_golden, free_golden);
+}
