@@ -26,23 +26,8 @@ static int free_golden(void **state) {
     return 0;
 }
 
-static const nep_st_tensor *get(const char *c, const char *name) {
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "%s.", c);
-    return nep_test_tensor(&golden, prefix, name);
-}
-
-static nep_real *as_real(const nep_st_tensor *t) {
-    float *f = malloc(sizeof(float) * (size_t)t->numel);
-    nep_real *r = malloc(sizeof(nep_real) * (size_t)t->numel);
-    assert_int_equal(nep_st_to_f32(t, f, t->numel, NULL), NEP_OK);
-    for (int64_t i = 0; i < t->numel; i++) r[i] = f[i];
-    free(f);
-    return r;
-}
-
 static void expect(const char *c, const char *name, const nep_real *got) {
-    const nep_st_tensor *t = get(c, name);
+    const nep_st_tensor *t = nep_test_case_tensor(&golden, c, name);
     double *want = malloc(sizeof(double) * (size_t)t->numel);
     assert_int_equal(nep_st_to_f64(t, want, t->numel, NULL), NEP_OK);
     char what[128];
@@ -77,23 +62,23 @@ static nep_real *grad(nep_graph *g, int id, int k) {
 static const char *const bn_params[] = {"weight", "bias", "running_mean", "running_var"};
 
 static void check_bn(const char *c, bool training) {
-    const nep_st_tensor *tx = get(c, "x");
+    const nep_st_tensor *tx = nep_test_case_tensor(&golden, c, "x");
     const int64_t B = tx->shape[0];
     nep_attrs a = {.eps = atof(meta(c, "eps")), .momentum = atof(meta(c, "momentum"))};
     nep_graph g;
     int id = nep_test_op_graph(&g, NEP_OP_BATCHNORM, a, sample_shape(tx));
     const int64_t C = tx->shape[1];
     for (int k = 0; k < 4; k++) {
-        nep_real *v = as_real(get(c, bn_params[k]));
+        nep_real *v = nep_test_as_real(nep_test_case_tensor(&golden, c, bn_params[k]));
         memcpy(param(&g, id, k), v, sizeof(nep_real) * (size_t)C);
         free(v);
     }
-    nep_real *rm0 = as_real(get(c, "running_mean")), *rv0 = as_real(get(c, "running_var"));
+    nep_real *rm0 = nep_test_as_real(nep_test_case_tensor(&golden, c, "running_mean")), *rv0 = nep_test_as_real(nep_test_case_tensor(&golden, c, "running_var"));
     nep_exec ex;
     assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
     assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
     ex.training = training;
-    nep_real *x = as_real(tx), *gy = as_real(get(c, "gy"));
+    nep_real *x = nep_test_as_real(tx), *gy = nep_test_as_real(nep_test_case_tensor(&golden, c, "gy"));
     expect(c, "y", nep_exec_forward(&ex, x, B));
     nep_exec_backward(&ex, gy);
     expect(c, "gx", ex.dact[g.input]);
@@ -107,7 +92,7 @@ static void check_bn(const char *c, bool training) {
         assert_true(grad(&g, id, 3)[i] == 0);
     }
     if (training) {
-        nep_real *x2 = as_real(get(c, "x2"));
+        nep_real *x2 = nep_test_as_real(nep_test_case_tensor(&golden, c, "x2"));
         expect(c, "y2", nep_exec_forward(&ex, x2, B));
         expect(c, "running_mean2", param(&g, id, 2));
         expect(c, "running_var2", param(&g, id, 3));
@@ -142,7 +127,7 @@ static void test_bn_eval(void **s) { check_bn("bn_eval", false); }
 static void pair(const char *s, int v[2]) { assert_int_equal(sscanf(s, "%d,%d", &v[0], &v[1]), 2); }
 
 static void check_pool(const char *c, nep_op_kind op) {
-    const nep_st_tensor *tx = get(c, "x");
+    const nep_st_tensor *tx = nep_test_case_tensor(&golden, c, "x");
     const int64_t B = tx->shape[0];
     nep_attrs a = {0};
     pair(meta(c, "kernel"), a.kernel);
@@ -150,14 +135,14 @@ static void check_pool(const char *c, nep_op_kind op) {
     pair(meta(c, "pad"), a.pad);
     nep_graph g;
     int id = nep_test_op_graph(&g, op, a, sample_shape(tx));
-    const nep_st_tensor *ty = get(c, "y");
+    const nep_st_tensor *ty = nep_test_case_tensor(&golden, c, "y");
     assert_int_equal(g.nodes[id].shape.ndim, ty->ndim - 1);
     for (int d = 1; d < ty->ndim; d++) assert_int_equal(g.nodes[id].shape.d[d - 1], ty->shape[d]);
     nep_exec ex;
     assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
     assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
     ex.training = true;
-    nep_real *x = as_real(tx), *gy = as_real(get(c, "gy"));
+    nep_real *x = nep_test_as_real(tx), *gy = nep_test_as_real(nep_test_case_tensor(&golden, c, "gy"));
     expect(c, "y", nep_exec_forward(&ex, x, B));
     nep_exec_backward(&ex, gy);
     expect(c, "gx", ex.dact[g.input]);

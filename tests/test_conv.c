@@ -28,32 +28,11 @@ static int free_golden(void **state) {
     return 0;
 }
 
-static const nep_st_tensor *get(const char *cs, const char *name) {
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "%s.", cs);
-    return nep_test_tensor(&golden, prefix, name);
-}
-
-static nep_real *as_real(const nep_st_tensor *t) {
-    float *f = malloc(sizeof(float) * (size_t)t->numel);
-    nep_real *r = malloc(sizeof(nep_real) * (size_t)t->numel);
-    assert_int_equal(nep_st_to_f32(t, f, t->numel, NULL), NEP_OK);
-    for (int64_t i = 0; i < t->numel; i++) r[i] = f[i];
-    free(f);
-    return r;
-}
-
-static double *as_f64(const nep_st_tensor *t) {
-    double *d = malloc(sizeof(double) * (size_t)t->numel);
-    assert_int_equal(nep_st_to_f64(t, d, t->numel, NULL), NEP_OK);
-    return d;
-}
-
 /* Compares n values of got with golden cs.name times `scale` (scale 2: added twice). */
 static void expect_n(const char *cs, const char *name, const nep_real *got, int64_t n, double scale) {
-    const nep_st_tensor *t = get(cs, name);
+    const nep_st_tensor *t = nep_test_case_tensor(&golden, cs, name);
     assert_true(n <= t->numel);
-    double *want = as_f64(t), big = 0;
+    double *want = nep_test_as_f64(t), big = 0;
     for (int64_t i = 0; i < n; i++) {
         want[i] *= scale;
         big = fmax(big, fabs(want[i]));
@@ -64,7 +43,7 @@ static void expect_n(const char *cs, const char *name, const nep_real *got, int6
     free(want);
 }
 static void expect(const char *cs, const char *name, const nep_real *got) {
-    expect_n(cs, name, got, get(cs, name)->numel, 1);
+    expect_n(cs, name, got, nep_test_case_tensor(&golden, cs, name)->numel, 1);
 }
 
 /* Attributes of golden case cs from its metadata "C,F,kh,kw,sh,sw,ph,pw,groups,bias". */
@@ -88,23 +67,23 @@ typedef struct fixture {
 
 /* One-conv graph of case cs with the golden parameters, executor for its batch. */
 static void setup(fixture *f, const char *cs) {
-    const nep_st_tensor *tx = get(cs, "x");
+    const nep_st_tensor *tx = nep_test_case_tensor(&golden, cs, "x");
     nep_shape in = {3, {tx->shape[1], tx->shape[2], tx->shape[3]}};
     f->B = tx->shape[0];
     f->id = nep_test_op_graph(&f->g, NEP_OP_CONV2D, case_attrs(cs), in);
     const char *pnames[] = {"weight", "bias"};
     for (int k = 0; k < f->g.nodes[f->id].n_params; k++) {
         const nep_param *p = &f->g.params[f->g.nodes[f->id].params[k]];
-        const nep_st_tensor *t = get(cs, pnames[k]);
+        const nep_st_tensor *t = nep_test_case_tensor(&golden, cs, pnames[k]);
         assert_int_equal(t->numel, p->numel);
-        nep_real *v = as_real(t);
+        nep_real *v = nep_test_as_real(t);
         memcpy(f->g.values + p->offset, v, sizeof(nep_real) * (size_t)p->numel);
         free(v);
     }
     assert_int_equal(nep_exec_init(&f->ex, &f->g, f->B, NULL), NEP_OK);
     assert_int_equal(nep_exec_enable_input_grad(&f->ex, NULL), NEP_OK);
-    f->x = as_real(tx);
-    f->gy = as_real(get(cs, "gy"));
+    f->x = nep_test_as_real(tx);
+    f->gy = nep_test_as_real(nep_test_case_tensor(&golden, cs, "gy"));
 }
 
 static void teardown(fixture *f) {
@@ -121,7 +100,7 @@ static void check_case(const char *cs) {
     setup(&f, cs);
     const nep_real *y = nep_exec_forward(&f.ex, f.x, f.B);
     const nep_shape *s = &f.g.nodes[f.id].shape;
-    const nep_st_tensor *ty = get(cs, "y");
+    const nep_st_tensor *ty = nep_test_case_tensor(&golden, cs, "y");
     assert_int_equal(ty->numel, f.B * nep_shape_numel(s));
     for (int d = 0; d < 3; d++) assert_int_equal(ty->shape[d + 1], s->d[d]);
     expect(cs, "y", y);
@@ -165,7 +144,7 @@ static void test_accumulate_grads(void **s) {
     f.ex.accumulate_grads = true;
     nep_exec_forward(&f.ex, f.x, f.B);
     nep_exec_backward(&f.ex, f.gy);
-    const int64_t nw = get(cs, "gweight")->numel, nb = get(cs, "gbias")->numel;
+    const int64_t nw = nep_test_case_tensor(&golden, cs, "gweight")->numel, nb = nep_test_case_tensor(&golden, cs, "gbias")->numel;
     expect_n(cs, "gweight", grad(&f, 0), nw, 2);
     expect_n(cs, "gbias", grad(&f, 1), nb, 2);
     /* And written again once accumulation is off. */
@@ -185,7 +164,7 @@ static void test_dx_accumulates(void **s) {
         nep_exec_forward(&f.ex, f.x, f.B);
         const int64_t ny = nep_exec_numel(&f.ex, f.id), nx = nep_exec_numel(&f.ex, f.g.input);
         memcpy(f.ex.dact[f.id], f.gy, sizeof(nep_real) * (size_t)ny);
-        double *gx = as_f64(get(cases[c], "gx"));
+        double *gx = nep_test_as_f64(nep_test_case_tensor(&golden, cases[c], "gx"));
         for (int64_t i = 0; i < nx; i++) f.ex.dact[f.g.input][i] = (nep_real)gx[i];
         nep_op(NEP_OP_CONV2D)->backward(&f.ex, f.id);
         expect_n(cases[c], "gx", f.ex.dact[f.g.input], nx, 2);
@@ -238,16 +217,16 @@ static void test_chain(void **s) {
     const char *names[4] = {"a.weight", "a.bias", "b.weight", "b.bias"};
     const int pidx[4] = {pw[0], pb[0], pw[1], pb[1]};
     for (int k = 0; k < 4; k++) {
-        nep_real *v = as_real(get(cs, names[k]));
+        nep_real *v = nep_test_as_real(nep_test_case_tensor(&golden, cs, names[k]));
         memcpy(g.values + g.params[pidx[k]].offset, v, sizeof(nep_real) * (size_t)g.params[pidx[k]].numel);
         free(v);
     }
-    const nep_st_tensor *tx = get(cs, "x");
+    const nep_st_tensor *tx = nep_test_case_tensor(&golden, cs, "x");
     const int64_t B = tx->shape[0];
     nep_exec ex;
     assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
     assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
-    nep_real *xv = as_real(tx), *gy = as_real(get(cs, "gy"));
+    nep_real *xv = nep_test_as_real(tx), *gy = nep_test_as_real(nep_test_case_tensor(&golden, cs, "gy"));
     expect(cs, "y", nep_exec_forward(&ex, xv, B));
     nep_exec_backward(&ex, gy);
     expect(cs, "gx", ex.dact[g.input]);
@@ -278,16 +257,16 @@ static void test_backend_nhwc(void **s) {
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         const char *cs = cases[c];
         nep_attrs a = case_attrs(cs);
-        const nep_st_tensor *tx = get(cs, "x"), *ty = get(cs, "y");
+        const nep_st_tensor *tx = nep_test_case_tensor(&golden, cs, "x"), *ty = nep_test_case_tensor(&golden, cs, "y");
         nep_conv_geom q = {.batch = tx->shape[0], .in_c = tx->shape[1], .in_h = tx->shape[2],
                            .in_w = tx->shape[3], .out_c = ty->shape[1], .out_h = ty->shape[2],
                            .out_w = ty->shape[3], .kh = a.kernel[0], .kw = a.kernel[1],
                            .sh = a.stride[0], .sw = a.stride[1], .ph = a.pad[0], .pw = a.pad[1],
                            .groups = a.groups, .bias = a.bias, .nhwc = true};
         const int64_t N = q.batch, HWi = q.in_h * q.in_w, HWo = q.out_h * q.out_w;
-        const int64_t nx = tx->numel, ny = ty->numel, nw = get(cs, "weight")->numel;
-        float *x = as_real(tx), *gy = as_real(get(cs, "gy")), *w = as_real(get(cs, "weight"));
-        float *b = a.bias ? as_real(get(cs, "bias")) : NULL, *db = a.bias ? malloc(sizeof(float) * (size_t)q.out_c) : NULL;
+        const int64_t nx = tx->numel, ny = ty->numel, nw = nep_test_case_tensor(&golden, cs, "weight")->numel;
+        float *x = nep_test_as_real(tx), *gy = nep_test_as_real(nep_test_case_tensor(&golden, cs, "gy")), *w = nep_test_as_real(nep_test_case_tensor(&golden, cs, "weight"));
+        float *b = a.bias ? nep_test_as_real(nep_test_case_tensor(&golden, cs, "bias")) : NULL, *db = a.bias ? malloc(sizeof(float) * (size_t)q.out_c) : NULL;
         float *xh = malloc(sizeof(float) * (size_t)nx), *gyh = malloc(sizeof(float) * (size_t)ny);
         float *yh = malloc(sizeof(float) * (size_t)ny), *y = malloc(sizeof(float) * (size_t)ny);
         float *dxh = calloc((size_t)nx, sizeof(float)), *dx = malloc(sizeof(float) * (size_t)nx);

@@ -21,30 +21,9 @@ static int free_golden(void **state) {
     return 0;
 }
 
-static const nep_st_tensor *get(const char *op, const char *name) {
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "%s.", op);
-    return nep_test_tensor(&golden, prefix, name);
-}
-
-static nep_real *as_real(const nep_st_tensor *t) {
-    float *f = malloc(sizeof(float) * (size_t)t->numel);
-    nep_real *r = malloc(sizeof(nep_real) * (size_t)t->numel);
-    assert_int_equal(nep_st_to_f32(t, f, t->numel, NULL), NEP_OK);
-    for (int64_t i = 0; i < t->numel; i++) r[i] = f[i];
-    free(f);
-    return r;
-}
-
-static double *as_f64(const nep_st_tensor *t) {
-    double *d = malloc(sizeof(double) * (size_t)t->numel);
-    assert_int_equal(nep_st_to_f64(t, d, t->numel, NULL), NEP_OK);
-    return d;
-}
-
 static void expect(const char *prefix, const char *name, const nep_real *got) {
-    const nep_st_tensor *t = get(prefix, name);
-    double *want = as_f64(t);
+    const nep_st_tensor *t = nep_test_case_tensor(&golden, prefix, name);
+    double *want = nep_test_as_f64(t);
     char what[128];
     snprintf(what, sizeof what, "%s.%s", prefix, name);
     NEP_ASSERT_CLOSE(got, want, t->numel, RTOL, ATOL, what);
@@ -53,7 +32,7 @@ static void expect(const char *prefix, const char *name, const nep_real *got) {
 
 /* Runs golden case `prefix` for op: x [B, ...] -> y, gy -> gx and parameter grads. */
 static void check_op(const char *prefix, nep_op_kind op, nep_attrs attrs) {
-    const nep_st_tensor *tx = get(prefix, "x");
+    const nep_st_tensor *tx = nep_test_case_tensor(&golden, prefix, "x");
     nep_shape in = {tx->ndim - 1, {0}};
     for (int d = 1; d < tx->ndim; d++) in.d[d - 1] = tx->shape[d];
     const int64_t B = tx->shape[0];
@@ -61,7 +40,7 @@ static void check_op(const char *prefix, nep_op_kind op, nep_attrs attrs) {
     int id = nep_test_op_graph(&g, op, attrs, in);
     const char *pnames[] = {"weight", "bias"};
     for (int k = 0; k < g.nodes[id].n_params; k++) {
-        nep_real *v = as_real(get(prefix, pnames[k]));
+        nep_real *v = nep_test_as_real(nep_test_case_tensor(&golden, prefix, pnames[k]));
         const nep_param *p = &g.params[g.nodes[id].params[k]];
         memcpy(g.values + p->offset, v, sizeof(nep_real) * (size_t)p->numel);
         free(v);
@@ -69,7 +48,7 @@ static void check_op(const char *prefix, nep_op_kind op, nep_attrs attrs) {
     nep_exec ex;
     assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
     assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
-    nep_real *x = as_real(tx), *gy = as_real(get(prefix, "gy"));
+    nep_real *x = nep_test_as_real(tx), *gy = nep_test_as_real(nep_test_case_tensor(&golden, prefix, "gy"));
     expect(prefix, "y", nep_exec_forward(&ex, x, B));
     nep_exec_backward(&ex, gy);
     expect(prefix, "gx", ex.dact[g.input]);
@@ -96,13 +75,13 @@ static void test_prelu(void **s) { check_op("prelu", NEP_OP_PRELU, (nep_attrs){0
 static void test_prelu4d(void **s) { check_op("prelu4d", NEP_OP_PRELU, (nep_attrs){0}); }
 static void test_linear(void **s) {
     check_op("linear", NEP_OP_LINEAR,
-             (nep_attrs){.features = get("linear", "weight")->shape[0], .bias = true});
+             (nep_attrs){.features = nep_test_case_tensor(&golden, "linear", "weight")->shape[0], .bias = true});
 }
 
 static void check_xent(const char *prefix) {
-    const nep_st_tensor *tl = get(prefix, "logits"), *tt = get(prefix, "target");
+    const nep_st_tensor *tl = nep_test_case_tensor(&golden, prefix, "logits"), *tt = nep_test_case_tensor(&golden, prefix, "target");
     const int64_t B = tl->shape[0], K = tl->shape[1];
-    nep_real *logits = as_real(tl), *d = malloc(sizeof(nep_real) * (size_t)(B * K));
+    nep_real *logits = nep_test_as_real(tl), *d = malloc(sizeof(nep_real) * (size_t)(B * K));
     int32_t *target = malloc(sizeof(int32_t) * (size_t)B);
     assert_int_equal(tt->dtype, NEP_DT_I64);
     for (int64_t b = 0; b < B; b++) target[b] = (int32_t)nep_test_i64(tt, b);

@@ -108,3 +108,23 @@ const nep_st_tensor *nep_test_tensor(const nep_safetensors *st, const char *pref
     assert_non_null(t);
     return t;
 }
+
+const nep_st_tensor *nep_test_case_tensor(const nep_safetensors *st, const char *c, const char *name) {
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "%s.", c);
+    return nep_test_tensor(st, prefix, name);
+}
+
+nep_real *nep_test_as_real(const nep_st_tensor *t) {
+    double *d = nep_test_as_f64(t);
+    nep_real *r = malloc(sizeof(nep_real) * (size_t)(t->numel ? t->numel : 1));
+    for (int64_t i = 0; i < t->numel; i++) r[i] = (nep_real)d[i];
+    free(d);
+    return r;
+}
+
+double *nep_test_as_f64(const nep_st_tensor *t) {
+    double *d = malloc(sizeof(double) * (size_t)(t->numel ? t->numel : 1));
+    assert_int_equal(nep_st_to_f64(t, d, t->numel, NULL), NEP_OK);
+    return d;
+}

@@ -42,5 +42,10 @@ int nep_test_read_golden(const char *file, nep_safetensors *st);
 /* Tensor "<prefix><name>" of st; fails the test if it is absent. */
 const nep_st_tensor *nep_test_tensor(const nep_safetensors *st, const char *prefix,
                                      const char *name);
+/* Tensor "<case>.<name>" of st (the golden files' naming); fails the test if absent. */
+const nep_st_tensor *nep_test_case_tensor(const nep_safetensors *st, const char *c, const char *name);
+/* A float tensor's values as nep_real / double, malloc'd (caller frees). */
+nep_real *nep_test_as_real(const nep_st_tensor *t);
+double *nep_test_as_f64(const nep_st_tensor *t);
 /* Element i of an I64 tensor (safetensors data need not be aligned). */
 int64_t nep_test_i64(const nep_st_tensor *t, int64_t i);
