@@ -273,18 +273,22 @@ static void test_backend_nhwc(void **s) {
         float *dw = malloc(sizeof(float) * (size_t)nw);
         to_nhwc(x, xh, N, q.in_c, HWi);
         to_nhwc(gy, gyh, N, q.out_c, HWo);
-        assert_int_equal(nep_dnnl_conv_forward(&q, xh, w, b, yh, NULL, NULL), NEP_OK);
+        nep_conv_plan *plan;
+        assert_int_equal(nep_dnnl_conv_plan_new(&q, &plan, NULL), NEP_OK);
+        void *scratch = aligned_alloc(64, (nep_dnnl_conv_scratch_bytes(plan) + 64) & ~(size_t)63);
+        nep_dnnl_conv_forward(plan, scratch, xh, w, b, yh, NULL);
         to_nchw(yh, y, N, q.out_c, HWo);
         expect(cs, "y", y);
         for (int rep = 1; rep <= 2; rep++) {
-            assert_int_equal(nep_dnnl_conv_backward(&q, xh, NULL, w, gyh, dxh, dw, db, rep == 2, NULL), NEP_OK);
+            nep_dnnl_conv_backward(plan, scratch, xh, NULL, w, gyh, dxh, dw, db, rep == 2);
             to_nchw(dxh, dx, N, q.in_c, HWi);
             expect_n(cs, "gx", dx, nx, rep);
             expect_n(cs, "gweight", dw, nw, rep);
             if (a.bias) expect_n(cs, "gbias", db, q.out_c, rep);
         }
         free(x), free(gy), free(w), free(b), free(db), free(xh), free(gyh), free(yh), free(y);
-        free(dxh), free(dx), free(dw);
+        free(dxh), free(dx), free(dw), free(scratch);
+        nep_dnnl_conv_plan_free(plan);
     }
 }
 

@@ -12,6 +12,7 @@
 #define NEPENTHE_GRAPH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "nepenthe/real.h"
@@ -168,6 +169,8 @@ typedef struct nep_exec {
     void **state;             /* [n_nodes] op-private buffers (dropout masks) */
     void **backend;           /* [n_nodes] op-private objects created on first use (cached
                                * oneDNN primitives), freed by the op's free_backend */
+    void *scratch;            /* memory an op may use during one forward or backward call */
+    size_t scratch_bytes;
     bool *owns;               /* [n_nodes] whether act/dact were allocated here */
     nep_probe_fn probe;
     void *probe_ctx;
@@ -181,6 +184,9 @@ typedef struct nep_exec {
 
 nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err);
 void nep_exec_free(nep_exec *ex);
+/* Scratch of at least `bytes` (64-byte aligned), shared by all nodes: valid until the
+ * next call; NULL if out of memory. */
+void *nep_exec_scratch(nep_exec *ex, size_t bytes);
 /* Also compute the gradient w.r.t. the graph input, into ex->dact[g->input] (tests). */
 nep_status nep_exec_enable_input_grad(nep_exec *ex, nep_err *err);
 /* Runs the graph on x [batch, input shape]; returns the output buffer

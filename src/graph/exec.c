@@ -50,6 +50,17 @@ nep_status nep_exec_enable_input_grad(nep_exec *ex, nep_err *err) {
     return NEP_OK;
 }
 
+void *nep_exec_scratch(nep_exec *ex, size_t bytes) {
+    if (bytes <= ex->scratch_bytes) return ex->scratch;
+    size_t n = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, n);
+    if (!p) return NULL;
+    free(ex->scratch);
+    ex->scratch = p;
+    ex->scratch_bytes = n;
+    return p;
+}
+
 void nep_exec_free(nep_exec *ex) {
     if (ex->g)
         for (int i = 0; i < ex->g->n_nodes; i++) {
@@ -68,6 +79,7 @@ void nep_exec_free(nep_exec *ex) {
     free(ex->state);
     free(ex->owns);
     free(ex->backend);
+    free(ex->scratch);
     memset(ex, 0, sizeof *ex);
 }
 

@@ -9,6 +9,7 @@
  * finite-difference checks, runs the direct loops below, which float builds also fall
  * back to should oneDNN fail to create a primitive. */
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "backend/cpu/dnnl_conv.h"
 #include "ops/ops.h"
@@ -169,6 +170,35 @@ static int64_t conv2d_state_reals(const nep_graph *g, const nep_node *n) {
 }
 #endif
 
+#ifndef NEP_DOUBLE
+/* A node's oneDNN plans: the full batch and the last, smaller one of an epoch. */
+typedef struct conv_plans {
+    nep_conv_plan *p[2];
+} conv_plans;
+
+static void conv2d_free_backend(void *b) {
+    conv_plans *c = b;
+    for (int i = 0; i < 2; i++) nep_dnnl_conv_plan_free(c->p[i]);
+    free(c);
+}
+
+/* The plan for this call and scratch for it; NULL to use the reference loops (oneDNN
+ * could not build one, or no memory). */
+static nep_conv_plan *plan_for(nep_exec *ex, int id, const nep_conv_geom *q, void **scratch) {
+    conv_plans *c = ex->backend[id];
+    if (!c && !(c = ex->backend[id] = calloc(1, sizeof *c))) return NULL;
+    int slot = c->p[0] && nep_dnnl_conv_plan_fits(c->p[0], q) ? 0 : 1;
+    if (!c->p[slot] || !nep_dnnl_conv_plan_fits(c->p[slot], q)) {
+        if (!c->p[0]) slot = 0;
+        nep_dnnl_conv_plan_free(c->p[slot]);
+        c->p[slot] = NULL;
+        if (nep_dnnl_conv_plan_new(q, &c->p[slot], NULL) != NEP_OK) return NULL;
+    }
+    *scratch = nep_exec_scratch(ex, nep_dnnl_conv_scratch_bytes(c->p[slot]));
+    return *scratch ? c->p[slot] : NULL;
+}
+#endif
+
 static void conv2d_forward(nep_exec *ex, int id) {
     const nep_graph *g = ex->g;
     const nep_node *n = &g->nodes[id];
@@ -176,7 +206,12 @@ static void conv2d_forward(nep_exec *ex, int id) {
     const nep_real *x = ex->act[n->inputs[0]], *w = nep_param_ptr(g, n, 0);
     const nep_real *b = n->attrs.bias ? nep_param_ptr(g, n, 1) : NULL;
 #ifndef NEP_DOUBLE
-    if (nep_dnnl_conv_forward(&q, x, w, b, ex->act[id], ex->state[id], NULL) == NEP_OK) return;
+    void *scratch;
+    nep_conv_plan *p = plan_for(ex, id, &q, &scratch);
+    if (p) {
+        nep_dnnl_conv_forward(p, scratch, x, w, b, ex->act[id], ex->state[id]);
+        return;
+    }
 #endif
     ref_forward(&q, x, w, b, ex->act[id]);
 }
@@ -189,9 +224,12 @@ static void conv2d_backward(nep_exec *ex, int id) {
     nep_real *dx = ex->dact[n->inputs[0]], *dw = nep_grad_ptr(g, n, 0);
     nep_real *db = n->attrs.bias ? nep_grad_ptr(g, n, 1) : NULL;
 #ifndef NEP_DOUBLE
-    if (nep_dnnl_conv_backward(&q, x, ex->state[id], w, dy, dx, dw, db, ex->accumulate_grads,
-                               NULL) == NEP_OK)
+    void *scratch;
+    nep_conv_plan *p = plan_for(ex, id, &q, &scratch);
+    if (p) {
+        nep_dnnl_conv_backward(p, scratch, x, ex->state[id], w, dy, dx, dw, db, ex->accumulate_grads);
         return;
+    }
 #endif
     ref_backward(&q, x, w, dy, dx, dw, db, ex->accumulate_grads);
 }
@@ -200,7 +238,7 @@ const nep_op_def nep_op_conv2d = {
     .name = "Conv2d", .min_inputs = 1, .max_inputs = 1,
     .infer = conv2d_infer, .flops = conv2d_flops,
 #ifndef NEP_DOUBLE
-    .state_reals = conv2d_state_reals,
+    .state_reals = conv2d_state_reals, .free_backend = conv2d_free_backend,
 #endif
     .forward = conv2d_forward, .backward = conv2d_backward,
 };

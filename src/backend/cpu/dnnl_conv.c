@@ -1,9 +1,8 @@
-/* oneDNN glue for Conv2d (see dnnl_conv.h). One plan per (geometry, batch): the
- * forward, backward-data and backward-weights primitives, the reorders between the
- * caller's NCHW/OIHW tensors and the layouts oneDNN chose, and memory objects whose
- * data handles are set at each call. Plans live in a small process-wide cache (least
- * recently used evicted beyond PLAN_CAP); reorder targets live in one arena that grows
- * to the largest plan's needs. A mutex serializes calls. */
+/* oneDNN glue for Conv2d (see dnnl_conv.h). A plan per (geometry, batch): its engine
+ * and stream, the forward, backward-data and backward-weights primitives, the reorders
+ * between the caller's NCHW/OIHW tensors and the layouts oneDNN chose, and memory
+ * objects whose data handles are set at each call. Reorder targets live in scratch
+ * memory the caller lends for the duration of a call. */
 #include "backend/cpu/dnnl_conv.h"
 
 #ifndef NEP_DOUBLE
@@ -11,11 +10,9 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 #include <assert.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PLAN_CAP 128
 #define ALIGN 64
 
 /* Memory roles of a plan: the caller's tensors, then each primitive's view. */
@@ -27,9 +24,10 @@ enum {
     M_COUNT
 };
 
-typedef struct plan {
+struct nep_conv_plan {
     nep_conv_geom g;
-    uint64_t last_use;
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
     dnnl_memory_desc_t md[M_COUNT];
     dnnl_memory_t mem[M_COUNT];
     dnnl_primitive_t fwd, bwd_d, bwd_w;
@@ -39,29 +37,17 @@ typedef struct plan {
     dnnl_primitive_t r_x_wsrc, r_dy_wddst, r_wdwei_dw, r_wdwei_dw_sum;
     bool keep_ok;           /* forward leaves x in M_WSRC's layout in the caller's keep */
     bool wddst_is_dddst;    /* both backward primitives read dy in the same layout */
-    size_t off[M_COUNT];    /* arena offsets of the primitive-side buffers */
-    size_t arena_need;
-} plan;
-
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static dnnl_engine_t engine;
-static dnnl_stream_t stream;
-static plan *plans[PLAN_CAP];
-static int n_plans;
-static uint64_t use_clock;
-static char *arena;
-static size_t arena_size;
+    size_t off[M_COUNT];    /* scratch offsets of the primitive-side buffers */
+    size_t scratch_need;
+};
+typedef struct nep_conv_plan plan;
 
 typedef enum { LAYOUT_ANY, LAYOUT_NCHW, LAYOUT_NHWC } layout_mode;
 /* NEP_CONV_LAYOUT=nchw|nhwc|any (default any) forces the primitives' activation layout;
  * for benchmarking the alternatives. */
 static layout_mode layout(void) {
-    static int mode = -1;
-    if (mode < 0) {
-        const char *e = getenv("NEP_CONV_LAYOUT");
-        mode = e && !strcmp(e, "nchw") ? LAYOUT_NCHW : e && !strcmp(e, "nhwc") ? LAYOUT_NHWC : LAYOUT_ANY;
-    }
-    return (layout_mode)mode;
+    const char *e = getenv("NEP_CONV_LAYOUT");
+    return e && !strcmp(e, "nchw") ? LAYOUT_NCHW : e && !strcmp(e, "nhwc") ? LAYOUT_NHWC : LAYOUT_ANY;
 }
 
 static nep_status dnnl_fail(nep_err *err, dnnl_status_t s, const char *what) {
@@ -75,7 +61,8 @@ static nep_status dnnl_fail(nep_err *err, dnnl_status_t s, const char *what) {
         if (s_ != dnnl_success) return dnnl_fail(err, s_, what);  \
     } while (0)
 
-static bool geom_equal(const nep_conv_geom *a, const nep_conv_geom *b) {
+bool nep_dnnl_conv_plan_fits(const nep_conv_plan *p, const nep_conv_geom *b) {
+    const nep_conv_geom *a = &p->g;
     return a->batch == b->batch && a->in_c == b->in_c && a->in_h == b->in_h &&
            a->in_w == b->in_w && a->out_c == b->out_c && a->out_h == b->out_h &&
            a->out_w == b->out_w && a->kh == b->kh && a->kw == b->kw && a->sh == b->sh &&
@@ -89,7 +76,7 @@ int64_t nep_dnnl_conv_keep_per_sample(const nep_conv_geom *g) {
     return (g->in_c + 15) / 16 * 16 * g->in_h * g->in_w;
 }
 
-static void plan_free(plan *p) {
+void nep_dnnl_conv_plan_free(nep_conv_plan *p) {
     if (!p) return;
     dnnl_primitive_t *prims[] = {&p->fwd, &p->bwd_d, &p->bwd_w, &p->r_x_fsrc, &p->r_w_fwei,
                                  &p->r_fdst_y, &p->r_dy_dddst, &p->r_w_dwei, &p->r_ddsrc_dx_sum,
@@ -98,6 +85,8 @@ static void plan_free(plan *p) {
         if (*prims[i]) dnnl_primitive_destroy(*prims[i]);
     for (int i = 0; i < M_COUNT; i++)
         if (p->mem[i]) dnnl_memory_destroy(p->mem[i]);
+    if (p->stream) dnnl_stream_destroy(p->stream);
+    if (p->engine) dnnl_engine_destroy(p->engine);
     free(p);
 }
 
@@ -107,8 +96,9 @@ static dnnl_status_t make_prim(dnnl_primitive_t *out, const_dnnl_primitive_desc_
 
 /* Reorder from -> to (to += from with sum); leaves *out NULL when the layouts agree and
  * no sum is asked for. */
-static dnnl_status_t make_reorder(dnnl_primitive_t *out, const dnnl_memory_desc_t *from,
-                                  const dnnl_memory_desc_t *to, bool sum) {
+static dnnl_status_t make_reorder(dnnl_engine_t engine, dnnl_primitive_t *out,
+                                  const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                                  bool sum) {
     *out = NULL;
     if (!sum && dnnl_memory_desc_equal(from, to)) return dnnl_success;
     dnnl_primitive_attr_t attr = NULL;
@@ -133,6 +123,7 @@ done:
 
 static nep_status plan_build(plan *p, nep_err *err) {
     const nep_conv_geom *g = &p->g;
+    dnnl_engine_t engine = p->engine;
     const int64_t G = g->groups;
     dnnl_memory_desc_t *md = p->md;
     const dnnl_dims_t xd = {g->batch, g->in_c, g->in_h, g->in_w};
@@ -220,16 +211,16 @@ static nep_status plan_build(plan *p, nep_err *err) {
     TRY_DN(make_prim(&p->fwd, fpd), "forward primitive");
     TRY_DN(make_prim(&p->bwd_d, dpd), "backward-data primitive");
     TRY_DN(make_prim(&p->bwd_w, wpd), "backward-weights primitive");
-    TRY_DN(make_reorder(&p->r_x_fsrc, &md[M_X], &md[M_FSRC], false), "reorder");
-    TRY_DN(make_reorder(&p->r_w_fwei, &md[M_W], &md[M_FWEI], false), "reorder");
-    TRY_DN(make_reorder(&p->r_fdst_y, &md[M_FDST], &md[M_Y], false), "reorder");
-    TRY_DN(make_reorder(&p->r_dy_dddst, &md[M_DY], &md[M_DDDST], false), "reorder");
-    TRY_DN(make_reorder(&p->r_w_dwei, &md[M_W], &md[M_DWEI], false), "reorder");
-    TRY_DN(make_reorder(&p->r_ddsrc_dx_sum, &md[M_DDSRC], &md[M_DX], true), "reorder");
-    TRY_DN(make_reorder(&p->r_x_wsrc, &md[M_X], &md[M_WSRC], false), "reorder");
-    TRY_DN(make_reorder(&p->r_dy_wddst, &md[M_DY], &md[M_WDDST], false), "reorder");
-    TRY_DN(make_reorder(&p->r_wdwei_dw, &md[M_WDWEI], &md[M_DW], false), "reorder");
-    TRY_DN(make_reorder(&p->r_wdwei_dw_sum, &md[M_WDWEI], &md[M_DW], true), "reorder");
+    TRY_DN(make_reorder(p->engine, &p->r_x_fsrc, &md[M_X], &md[M_FSRC], false), "reorder");
+    TRY_DN(make_reorder(p->engine, &p->r_w_fwei, &md[M_W], &md[M_FWEI], false), "reorder");
+    TRY_DN(make_reorder(p->engine, &p->r_fdst_y, &md[M_FDST], &md[M_Y], false), "reorder");
+    TRY_DN(make_reorder(p->engine, &p->r_dy_dddst, &md[M_DY], &md[M_DDDST], false), "reorder");
+    TRY_DN(make_reorder(p->engine, &p->r_w_dwei, &md[M_W], &md[M_DWEI], false), "reorder");
+    TRY_DN(make_reorder(p->engine, &p->r_ddsrc_dx_sum, &md[M_DDSRC], &md[M_DX], true), "reorder");
+    TRY_DN(make_reorder(p->engine, &p->r_x_wsrc, &md[M_X], &md[M_WSRC], false), "reorder");
+    TRY_DN(make_reorder(p->engine, &p->r_dy_wddst, &md[M_DY], &md[M_WDDST], false), "reorder");
+    TRY_DN(make_reorder(p->engine, &p->r_wdwei_dw, &md[M_WDWEI], &md[M_DW], false), "reorder");
+    TRY_DN(make_reorder(p->engine, &p->r_wdwei_dw_sum, &md[M_WDWEI], &md[M_DW], true), "reorder");
     for (int i = 0; i < M_COUNT; i++) {
         if (!g->bias && (i == M_B || i == M_DB || i == M_WDB)) continue;
         TRY_DN(dnnl_memory_create(&p->mem[i], &md[i], engine, DNNL_MEMORY_NONE), "memory object");
@@ -256,7 +247,7 @@ static nep_status plan_build(plan *p, nep_err *err) {
         p->off[bwd_roles[i]] = at;
         at += (dnnl_memory_desc_get_size(&md[bwd_roles[i]]) + ALIGN - 1) / ALIGN * ALIGN;
     }
-    p->arena_need = need > at ? need : at;
+    p->scratch_need = need > at ? need : at;
 out:
     if (fpd) dnnl_primitive_desc_destroy(fpd);
     if (dpd) dnnl_primitive_desc_destroy(dpd);
@@ -265,48 +256,22 @@ out:
 #undef TRY_DN
 }
 
-/* The plan for g (built on first use) with the arena large enough for it; call locked. */
-static nep_status plan_get(const nep_conv_geom *g, plan **out, nep_err *err) {
-    if (!engine) {
-        DN(dnnl_engine_create(&engine, dnnl_cpu, 0), "engine");
-        DN(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags), "stream");
-    }
-    plan *p = NULL;
-    for (int i = 0; i < n_plans; i++)
-        if (geom_equal(&plans[i]->g, g)) {
-            p = plans[i];
-            break;
-        }
-    if (!p) {
-        p = calloc(1, sizeof *p);
-        if (!p) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for a convolution plan");
-        p->g = *g;
-        nep_status st = plan_build(p, err);
-        if (st != NEP_OK) {
-            plan_free(p);
-            return st;
-        }
-        if (n_plans == PLAN_CAP) { /* evict the least recently used */
-            int lru = 0;
-            for (int i = 1; i < n_plans; i++)
-                if (plans[i]->last_use < plans[lru]->last_use) lru = i;
-            plan_free(plans[lru]);
-            plans[lru] = plans[--n_plans];
-        }
-        plans[n_plans++] = p;
-    }
-    p->last_use = ++use_clock;
-    if (p->arena_need > arena_size) {
-        size_t sz = (p->arena_need + ALIGN - 1) / ALIGN * ALIGN;
-        char *a = aligned_alloc(ALIGN, sz);
-        if (!a) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for convolution buffers (%zu bytes)", sz);
-        free(arena);
-        arena = a;
-        arena_size = sz;
+nep_status nep_dnnl_conv_plan_new(const nep_conv_geom *g, nep_conv_plan **out, nep_err *err) {
+    plan *p = calloc(1, sizeof *p);
+    if (!p) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for a convolution plan");
+    p->g = *g;
+    dnnl_status_t s = dnnl_engine_create(&p->engine, dnnl_cpu, 0);
+    if (s == dnnl_success) s = dnnl_stream_create(&p->stream, p->engine, dnnl_stream_default_flags);
+    nep_status st = s == dnnl_success ? plan_build(p, err) : dnnl_fail(err, s, "engine");
+    if (st != NEP_OK) {
+        nep_dnnl_conv_plan_free(p);
+        return st;
     }
     *out = p;
     return NEP_OK;
 }
+
+size_t nep_dnnl_conv_scratch_bytes(const nep_conv_plan *p) { return p->scratch_need; }
 
 /* Memory object of role r pointing at ptr. */
 static dnnl_memory_t bind(plan *p, int r, const void *ptr) {
@@ -314,7 +279,7 @@ static dnnl_memory_t bind(plan *p, int r, const void *ptr) {
     return p->mem[r];
 }
 
-static void *buf(const plan *p, int r) { return arena + p->off[r]; }
+static void *buf(const plan *p, char *scratch, int r) { return scratch + p->off[r]; }
 
 /* Executing a primitive that was created for these descriptors cannot fail short of
  * a bug here; a failure is not reported (outputs may be partly written) but trapped. */
@@ -327,74 +292,67 @@ static void *buf(const plan *p, int r) { return arena + p->off[r]; }
 
 static dnnl_status_t run_reorder(plan *p, dnnl_primitive_t r, int from, const void *src, int to, void *dst) {
     dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, bind(p, from, src)}, {DNNL_ARG_TO, bind(p, to, dst)}};
-    return dnnl_primitive_execute(r, stream, 2, args);
+    return dnnl_primitive_execute(r, p->stream, 2, args);
 }
 
-nep_status nep_dnnl_conv_forward(const nep_conv_geom *g, const float *x, const float *w,
-                                 const float *b, float *y, float *keep, nep_err *err) {
-    pthread_mutex_lock(&lock);
-    plan *p;
-    nep_status st = plan_get(g, &p, err);
-    if (st != NEP_OK) goto out;
+void nep_dnnl_conv_forward(nep_conv_plan *p, void *scratch_, const float *x, const float *w,
+                           const float *b, float *y, float *keep) {
+    const nep_conv_geom *g = &p->g;
+    char *scratch = scratch_;
     const void *src = x, *wei = w;
     void *dst = y;
     if (p->r_x_fsrc) {
-        void *t = p->keep_ok && keep ? (void *)keep : buf(p, M_FSRC);
+        void *t = p->keep_ok && keep ? (void *)keep : buf(p, scratch, M_FSRC);
         RUN(run_reorder(p, p->r_x_fsrc, M_X, x, M_FSRC, t));
         src = t;
     }
     if (p->r_w_fwei) {
-        RUN(run_reorder(p, p->r_w_fwei, M_W, w, M_FWEI, buf(p, M_FWEI)));
-        wei = buf(p, M_FWEI);
+        RUN(run_reorder(p, p->r_w_fwei, M_W, w, M_FWEI, buf(p, scratch, M_FWEI)));
+        wei = buf(p, scratch, M_FWEI);
     }
-    if (p->r_fdst_y) dst = buf(p, M_FDST);
+    if (p->r_fdst_y) dst = buf(p, scratch, M_FDST);
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, bind(p, M_FSRC, src)},
                                {DNNL_ARG_WEIGHTS, bind(p, M_FWEI, wei)},
                                {DNNL_ARG_DST, bind(p, M_FDST, dst)}};
     int n = 3;
     if (g->bias) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, bind(p, M_B, b)};
-    RUN(dnnl_primitive_execute(p->fwd, stream, n, args));
+    RUN(dnnl_primitive_execute(p->fwd, p->stream, n, args));
     if (p->r_fdst_y) RUN(run_reorder(p, p->r_fdst_y, M_FDST, dst, M_Y, y));
-    RUN(dnnl_stream_wait(stream));
-out:
-    pthread_mutex_unlock(&lock);
-    return st;
+    RUN(dnnl_stream_wait(p->stream));
 }
 
-nep_status nep_dnnl_conv_backward(const nep_conv_geom *g, const float *x, const float *keep,
-                                  const float *w, const float *dy, float *dx, float *dw,
-                                  float *db, bool accumulate, nep_err *err) {
-    pthread_mutex_lock(&lock);
-    plan *p;
-    nep_status st = plan_get(g, &p, err);
-    if (st != NEP_OK) goto out;
+void nep_dnnl_conv_backward(nep_conv_plan *p, void *scratch_, const float *x, const float *keep,
+                            const float *w, const float *dy, float *dx, float *dw, float *db,
+                            bool accumulate) {
+    const nep_conv_geom *g = &p->g;
+    char *scratch = scratch_;
     const void *ddst_d = dy; /* dy in backward-data's layout, once reordered */
     bool have_ddst_d = !p->r_dy_dddst;
     if (dx) {
         if (!have_ddst_d) {
-            RUN(run_reorder(p, p->r_dy_dddst, M_DY, dy, M_DDDST, buf(p, M_DDDST)));
-            ddst_d = buf(p, M_DDDST);
+            RUN(run_reorder(p, p->r_dy_dddst, M_DY, dy, M_DDDST, buf(p, scratch, M_DDDST)));
+            ddst_d = buf(p, scratch, M_DDDST);
             have_ddst_d = true;
         }
         const void *wei = w;
         if (p->r_w_dwei) {
-            RUN(run_reorder(p, p->r_w_dwei, M_W, w, M_DWEI, buf(p, M_DWEI)));
-            wei = buf(p, M_DWEI);
+            RUN(run_reorder(p, p->r_w_dwei, M_W, w, M_DWEI, buf(p, scratch, M_DWEI)));
+            wei = buf(p, scratch, M_DWEI);
         }
         /* Backward-data overwrites its output: compute into the arena, then add. */
         dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, bind(p, M_DDDST, ddst_d)},
                                   {DNNL_ARG_WEIGHTS, bind(p, M_DWEI, wei)},
-                                  {DNNL_ARG_DIFF_SRC, bind(p, M_DDSRC, buf(p, M_DDSRC))}};
-        RUN(dnnl_primitive_execute(p->bwd_d, stream, 3, args));
-        RUN(run_reorder(p, p->r_ddsrc_dx_sum, M_DDSRC, buf(p, M_DDSRC), M_DX, dx));
+                                  {DNNL_ARG_DIFF_SRC, bind(p, M_DDSRC, buf(p, scratch, M_DDSRC))}};
+        RUN(dnnl_primitive_execute(p->bwd_d, p->stream, 3, args));
+        RUN(run_reorder(p, p->r_ddsrc_dx_sum, M_DDSRC, buf(p, scratch, M_DDSRC), M_DX, dx));
     }
     const void *src = x;
     if (p->r_x_wsrc) {
         if (p->keep_ok && keep) {
             src = keep;
         } else {
-            RUN(run_reorder(p, p->r_x_wsrc, M_X, x, M_WSRC, buf(p, M_WSRC)));
-            src = buf(p, M_WSRC);
+            RUN(run_reorder(p, p->r_x_wsrc, M_X, x, M_WSRC, buf(p, scratch, M_WSRC)));
+            src = buf(p, scratch, M_WSRC);
         }
     }
     const void *ddst_w = dy;
@@ -402,41 +360,28 @@ nep_status nep_dnnl_conv_backward(const nep_conv_geom *g, const float *x, const 
         if (p->wddst_is_dddst && have_ddst_d) {
             ddst_w = ddst_d;
         } else {
-            RUN(run_reorder(p, p->r_dy_wddst, M_DY, dy, M_WDDST, buf(p, M_WDDST)));
-            ddst_w = buf(p, M_WDDST);
+            RUN(run_reorder(p, p->r_dy_wddst, M_DY, dy, M_WDDST, buf(p, scratch, M_WDDST)));
+            ddst_w = buf(p, scratch, M_WDDST);
         }
     }
     /* Straight into dw/db when the layout agrees and they are overwritten. */
-    void *dwei = !accumulate && !p->r_wdwei_dw ? (void *)dw : buf(p, M_WDWEI);
-    void *dbias = g->bias ? (accumulate ? buf(p, M_WDB) : (void *)db) : NULL;
+    void *dwei = !accumulate && !p->r_wdwei_dw ? (void *)dw : buf(p, scratch, M_WDWEI);
+    void *dbias = g->bias ? (accumulate ? buf(p, scratch, M_WDB) : (void *)db) : NULL;
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, bind(p, M_WSRC, src)},
                                {DNNL_ARG_DIFF_DST, bind(p, M_WDDST, ddst_w)},
                                {DNNL_ARG_DIFF_WEIGHTS, bind(p, M_WDWEI, dwei)}};
     int n = 3;
     if (g->bias) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_BIAS, bind(p, M_WDB, dbias)};
-    RUN(dnnl_primitive_execute(p->bwd_w, stream, n, args));
+    RUN(dnnl_primitive_execute(p->bwd_w, p->stream, n, args));
     if (dwei != dw) {
         dnnl_primitive_t r = accumulate ? p->r_wdwei_dw_sum : p->r_wdwei_dw;
         RUN(run_reorder(p, r, M_WDWEI, dwei, M_DW, dw));
     }
-    RUN(dnnl_stream_wait(stream));
+    RUN(dnnl_stream_wait(p->stream));
     if (g->bias && accumulate) {
         const float *t = dbias;
         for (int64_t f = 0; f < g->out_c; f++) db[f] += t[f];
     }
-out:
-    pthread_mutex_unlock(&lock);
-    return st;
-}
-
-void nep_dnnl_conv_release(void) {
-    pthread_mutex_lock(&lock);
-    for (int i = 0; i < n_plans; i++) plan_free(plans[i]);
-    n_plans = 0;
-    free(arena);
-    arena = NULL;
-    arena_size = 0;
-    pthread_mutex_unlock(&lock);
 }
 
 #else

@@ -5,17 +5,17 @@
  * activations, see nhwc below). With NCHW activations each primitive is created with
  * format_tag_any so that oneDNN picks its fastest layout (blocked nChw16c / nChw8c on
  * AVX-512 / AVX2; its NCHW kernels are im2col+GEMM, 2-8x slower), and tensors are
- * reordered into and out of it around the call. The primitives of one geometry and batch ("plan") are created once and kept
- * in a process-wide cache, shared by every node and every executor with that
- * geometry; the reorder and scratch buffers are one process-wide arena. A mutex makes
- * calls from several threads safe (they run one at a time; each call uses all cores).
- * Errors (oneDNN cannot build a plan for the geometry, no memory) are returned before
- * anything is written, so the caller can fall back to another implementation.
+ * reordered into and out of it around the call. A plan holds the primitives of one
+ * geometry and batch, created once; the reorders' buffers are scratch memory the caller
+ * lends for the duration of each call (the executor's, shared by all its nodes). Errors
+ * (oneDNN cannot build a plan for the geometry, no memory) come from building a plan,
+ * so the caller can fall back to another implementation; running one cannot fail.
  */
 #ifndef NEPENTHE_DNNL_CONV_H
 #define NEPENTHE_DNNL_CONV_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "nepenthe/real.h"
@@ -31,6 +31,15 @@ typedef struct nep_conv_geom {
 } nep_conv_geom;
 
 #ifndef NEP_DOUBLE
+typedef struct nep_conv_plan nep_conv_plan;
+
+nep_status nep_dnnl_conv_plan_new(const nep_conv_geom *g, nep_conv_plan **out, nep_err *err);
+void nep_dnnl_conv_plan_free(nep_conv_plan *p);
+/* Whether p was built for exactly geometry g (batch included). */
+bool nep_dnnl_conv_plan_fits(const nep_conv_plan *p, const nep_conv_geom *g);
+/* Bytes of 64-byte-aligned scratch a call of p needs. */
+size_t nep_dnnl_conv_scratch_bytes(const nep_conv_plan *p);
+
 /* Floats per sample that a caller-owned `keep` buffer needs so that forward can leave
  * x there in the layout backward-weights reads (saves one reorder per step); 0 when
  * no reorder is expected (nhwc). */
@@ -38,18 +47,15 @@ int64_t nep_dnnl_conv_keep_per_sample(const nep_conv_geom *g);
 
 /* y = conv(x, w) + b (b NULL without bias). keep: NULL, or batch *
  * nep_dnnl_conv_keep_per_sample floats that stay untouched until backward. */
-nep_status nep_dnnl_conv_forward(const nep_conv_geom *g, const float *x, const float *w,
-                                 const float *b, float *y, float *keep, nep_err *err);
+void nep_dnnl_conv_forward(nep_conv_plan *p, void *scratch, const float *x, const float *w,
+                           const float *b, float *y, float *keep);
 
 /* dx += conv_backward_data(dy, w) (skipped when dx is NULL);
  * dw = (or += when accumulate) conv_backward_weights(x, dy); db likewise (may be NULL
  * without bias). x and keep are what forward saw. */
-nep_status nep_dnnl_conv_backward(const nep_conv_geom *g, const float *x, const float *keep,
-                                  const float *w, const float *dy, float *dx, float *dw,
-                                  float *db, bool accumulate, nep_err *err);
-
-/* Frees every cached primitive and the arena (they are rebuilt on demand). */
-void nep_dnnl_conv_release(void);
+void nep_dnnl_conv_backward(nep_conv_plan *p, void *scratch, const float *x, const float *keep,
+                            const float *w, const float *dy, float *dx, float *dw, float *db,
+                            bool accumulate);
 #endif
 
 #endif
