@@ -2,12 +2,14 @@
 # Side-by-side benchmark of nepenthe and PyTorch on this machine, same shapes, same
 # thread count, alternating rounds so that both see the same background noise.
 # Writes bench/results.jsonl (every run) and bench/RESULTS.md (the medians, as ratios).
-# Environment: THREADS (default 2), ROUNDS (default 5), STEPS (default 50).
+# Environment: THREADS (default 2), ROUNDS (default 5), STEPS (default 20),
+# MODELS (default "mlp resnet20 mobilenetv2 resnet18").
 set -eu
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-5}
-STEPS=${STEPS:-50}
+STEPS=${STEPS:-20}
+MODELS=${MODELS:-"mlp resnet20 mobilenetv2 resnet18"}
 export OMP_NUM_THREADS="$THREADS"
 BLASDIR=/usr/lib/x86_64-linux-gnu/openblas-openmp
 mkdir -p build
@@ -17,16 +19,23 @@ out=build/bench.jsonl
 : > "$out"
 build/sgemm_peak 2>/dev/null | sed 's/^{/{"impl":"sgemm",/' >> "$out"
 
-MODEL="--model mlp --hidden 1024,1024,1024 --act relu --batch 128"
-i=1
-while [ "$i" -le "$ROUNDS" ]; do
-    echo "round $i/$ROUNDS" >&2
-    build/nepenthe bench $MODEL --steps "$STEPS" --threads "$THREADS" --json | tail -1 >> "$out"
-    /usr/bin/python3 bench/torch_peer.py $MODEL --input 784 --classes 10 --steps "$STEPS" \
-        --threads "$THREADS" --json | tail -1 >> "$out"
-    i=$((i + 1))
+for model in $MODELS; do
+    case $model in
+        mlp) NEP="--model mlp --hidden 1024,1024,1024 --act relu"
+             PEER="--model mlp --hidden 1024,1024,1024 --act relu --input 784";;
+        *) NEP="--model $model --input 3,32,32"; PEER="--model $model --image 3,32,32";;
+    esac
+    steps=$STEPS
+    [ "$model" = mlp ] && steps=$((STEPS * 3))
+    i=1
+    while [ "$i" -le "$ROUNDS" ]; do
+        echo "$model: round $i/$ROUNDS" >&2
+        build/nepenthe bench $NEP --batch 128 --steps "$steps" --warmup 3 --threads "$THREADS" --json | tail -1 >> "$out"
+        /usr/bin/python3 bench/torch_peer.py $PEER --classes 10 --batch 128 --steps "$steps" --warmup 3 \
+            --threads "$THREADS" --json | tail -1 >> "$out"
+        i=$((i + 1))
+    done
 done
-/usr/bin/python3 bench/summarize.py "$out" "$THREADS" >> bench/results.jsonl.new
-cat bench/results.jsonl.new >> bench/results.jsonl && rm -f bench/results.jsonl.new
+/usr/bin/python3 bench/summarize.py "$out" "$THREADS" >> bench/results.jsonl
 /usr/bin/python3 bench/summarize.py --markdown bench/results.jsonl > bench/RESULTS.md
 cat bench/RESULTS.md

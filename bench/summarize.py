@@ -1,6 +1,6 @@
-"""Summarizes benchmark rounds into medians and nepenthe/PyTorch ratios.
+"""Summarizes benchmark rounds into medians and nepenthe/PyTorch ratios, per model.
 
-summarize.py ROUNDS.jsonl THREADS   -> one JSON line (appended to bench/results.jsonl)
+summarize.py ROUNDS.jsonl THREADS    -> one JSON line per model (appended to bench/results.jsonl)
 summarize.py --markdown results.jsonl -> bench/RESULTS.md (every recorded summary)
 """
 import json
@@ -10,24 +10,7 @@ import sys
 import time
 
 KEYS = ["train_img_per_s", "infer_ms_batch1", "infer_img_per_s"]
-
-
-def summarize(path, threads):
-    rows = [json.loads(l) for l in open(path) if l.strip()]
-    out = {"date": time.strftime("%Y-%m-%d %H:%M"), "host": platform.node(),
-           "cpu": cpu_name(), "threads": int(threads), "model": "mlp 784-1024x3-10 relu",
-           "batch": 128, "rounds": sum(r["impl"] == "nepenthe" for r in rows)}
-    for impl in ("nepenthe", "pytorch"):
-        for k in KEYS:
-            vals = [r[k] for r in rows if r["impl"] == impl]
-            out[f"{impl}_{k}"] = round(statistics.median(vals), 4)
-    out["sgemm_gflops"] = {r["n"]: r["gflops"] for r in rows if r["impl"] == "sgemm"}
-    nep_gflops = [r["train_gflops"] for r in rows if r["impl"] == "nepenthe"]
-    out["nepenthe_train_gflops"] = round(statistics.median(nep_gflops), 1)
-    out["ratio_train"] = round(out["nepenthe_train_img_per_s"] / out["pytorch_train_img_per_s"], 3)
-    out["ratio_infer_batch1"] = round(out["pytorch_infer_ms_batch1"] / out["nepenthe_infer_ms_batch1"], 3)
-    out["ratio_infer_batch"] = round(out["nepenthe_infer_img_per_s"] / out["pytorch_infer_img_per_s"], 3)
-    return out
+SHAPES = {"mlp": "mlp 784-1024x3-10 relu"}
 
 
 def cpu_name():
@@ -40,17 +23,38 @@ def cpu_name():
     return platform.processor()
 
 
+def summarize(path, threads):
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    peak = {str(r["n"]): r["gflops"] for r in rows if r["impl"] == "sgemm"}
+    for model in dict.fromkeys(r["model"] for r in rows if r["impl"] == "nepenthe"):
+        mine = [r for r in rows if r.get("model") == model]
+        out = {"date": time.strftime("%Y-%m-%d %H:%M"), "host": platform.node(), "cpu": cpu_name(),
+               "threads": int(threads), "model": SHAPES.get(model, f"{model} 3x32x32"),
+               "batch": mine[0]["batch"], "rounds": sum(r["impl"] == "nepenthe" for r in mine),
+               "sgemm_gflops": peak}
+        for impl in ("nepenthe", "pytorch"):
+            for k in KEYS:
+                out[f"{impl}_{k}"] = round(statistics.median(r[k] for r in mine if r["impl"] == impl), 4)
+        out["nepenthe_train_gflops"] = round(statistics.median(
+            r["train_gflops"] for r in mine if r["impl"] == "nepenthe"), 1)
+        out["ratio_train"] = round(out["nepenthe_train_img_per_s"] / out["pytorch_train_img_per_s"], 3)
+        out["ratio_infer_batch1"] = round(out["pytorch_infer_ms_batch1"] / out["nepenthe_infer_ms_batch1"], 3)
+        out["ratio_infer_batch"] = round(out["nepenthe_infer_img_per_s"] / out["pytorch_infer_img_per_s"], 3)
+        print(json.dumps(out))
+
+
 def markdown(path):
     rows = [json.loads(l) for l in open(path) if l.strip()]
     print("# Benchmarks: nepenthe against PyTorch on the same machine\n")
     print("Written by `make bench` (bench/run.sh). Medians over alternating rounds; ratios > 1 "
           "mean nepenthe is faster. GFLOP/s counts 3 forward passes per training image; the "
-          "sgemm column is OpenBLAS's square sgemm peak at n = 2048 on the same threads.\n")
+          "sgemm column is OpenBLAS's square sgemm peak at n = 2048 on the same threads. "
+          "PyTorch runs conv nets in channels_last, its fastest CPU layout.\n")
     print("| date | cpu | threads | model | train img/s nepenthe | PyTorch | ratio | "
           "GFLOP/s (sgemm peak) | batch-1 ms nepenthe | PyTorch | ratio | batch-128 img/s ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        peak = r["sgemm_gflops"].get("2048", r["sgemm_gflops"].get(2048, "?"))
+        peak = r["sgemm_gflops"].get("2048", "?")
         print(f"| {r['date']} | {r['cpu']} | {r['threads']} | {r['model']} b{r['batch']} | "
               f"{r['nepenthe_train_img_per_s']:.0f} | {r['pytorch_train_img_per_s']:.0f} | "
               f"**{r['ratio_train']:.2f}x** | {r['nepenthe_train_gflops']} ({peak}) | "
@@ -62,4 +66,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "--markdown":
         markdown(sys.argv[2])
     else:
-        print(json.dumps(summarize(sys.argv[1], sys.argv[2])))
+        summarize(sys.argv[1], sys.argv[2])

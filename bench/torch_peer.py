@@ -11,6 +11,8 @@ With --json the last line printed is a JSON object.
 """
 import argparse
 import json
+import os
+import sys
 import statistics
 import time
 
@@ -32,8 +34,20 @@ def build_mlp(a):
     return nn.Sequential(*layers), (a.input,)
 
 
+def build_convnet(name):
+    """The twins of nepenthe's conv nets, in PyTorch's fastest CPU layout (channels_last)."""
+    def build(a):
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "tools"))
+        import torch_models
+        c, h, w = (int(v) for v in a.image.split(","))
+        m = torch_models.build(name, in_c=c, classes=a.classes, width_mult=a.width_mult)
+        return m.to(memory_format=torch.channels_last), (c, h, w)
+    return build
+
+
 # model name -> builder(args) returning (module, per-sample input shape); add more models here.
-MODELS = {"mlp": build_mlp}
+MODELS = {"mlp": build_mlp, **{n: build_convnet(n) for n in
+                               ("cnn", "resnet18", "resnet20", "resnet50", "mobilenetv2")}}
 
 
 def median_times(fn, n, warmup):
@@ -54,6 +68,8 @@ def main():
     p.add_argument("--act", default="relu", choices=sorted(ACTS))
     p.add_argument("--input", type=int, default=784)
     p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--image", default="3,32,32", help="conv nets: per-sample input C,H,W")
+    p.add_argument("--width-mult", type=float, default=1.0)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
@@ -65,6 +81,8 @@ def main():
     torch.manual_seed(0)
     model, in_shape = MODELS[a.model](a)
     x = torch.randn(a.batch, *in_shape)
+    if len(in_shape) == 3:
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, a.classes, (a.batch,))
     x1 = x[:1].clone()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
