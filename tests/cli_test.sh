@@ -307,5 +307,15 @@ nep train $SMALL --epochs 1 --out "$T/file/sub"
 check "--out under a regular file: non-zero exit naming the path" \
     'failed_cleanly && says "$T/file/sub"'
 
+# --- a PyTorch-trained conv net, converted with the numpy-only script -----------------
+$PY "$HERE/tools/torch_train_small.py" "$D" "$T/torch.npz" >"$T/torch.json"
+tjson() { $PY -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$T/torch.json" "$1"; }
+$PY "$HERE/../scripts/npz_to_safetensors.py" "$T/torch.npz" "$T/torch.safetensors" --model cnn \
+    --input 1,28,28 --mean "$(tjson mean)" --std "$(tjson std)" >/dev/null
+nep eval --ckpt "$T/torch.safetensors" --data-dir "$D" --threads 1 --json
+check "a PyTorch-trained cnn, converted from .npz, has PyTorch's test top-1 in nepenthe" \
+    'succeeded && $PY -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); \
+assert 20 < a and abs(a - b) < 1e-3, (a, b)" "$(tjson test_top1)" "$(jlast "$T/out" test_top1)"'
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
