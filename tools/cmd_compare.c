@@ -24,9 +24,10 @@ static int read_run(const char *dir, run_curve *c) {
     FILE *f = fopen(path, "r");
     if (!f) return cli_errorf("compare", "%s: cannot open (is %s a prune run directory?)", path, dir);
     snprintf(c->label, sizeof c->label, "%s", dir);
-    static char line[1 << 20];
+    char *line = NULL;
+    size_t cap = 0;
     c->n = 0;
-    while (c->n < MAX_ITERS && fgets(line, sizeof line, f)) {
+    while (c->n < MAX_ITERS && getline(&line, &cap, f) > 0) {
         cJSON *j = cJSON_Parse(line);
         const cJSON *rem = cJSON_GetObjectItemCaseSensitive(j, "removed");
         const cJSON *acc = cJSON_GetObjectItemCaseSensitive(j, "test_top1");
@@ -42,15 +43,15 @@ static int read_run(const char *dir, run_curve *c) {
     fclose(f);
     snprintf(path, sizeof path, "%s/summary.json", dir);
     if ((f = fopen(path, "r"))) {
-        size_t n = fread(line, 1, sizeof line - 1, f);
-        line[n] = 0;
+        ssize_t n = getline(&line, &cap, f);
         fclose(f);
-        cJSON *j = cJSON_Parse(line);
+        cJSON *j = n > 0 ? cJSON_Parse(line) : NULL;
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "method");
         if (cJSON_IsString(m))
             snprintf(c->label, sizeof c->label, "%s", m->valuestring);
         cJSON_Delete(j);
     }
+    free(line);
     return c->n ? 0 : cli_errorf("compare", "%s: no iterations logged", dir);
 }
 

@@ -232,8 +232,9 @@ static void draw_figures(const prune_run *r, const char *log) {
     int64_t *on = calloc((size_t)n + 1, sizeof *on), *off = calloc((size_t)n + 1, sizeof *off);
     int64_t *offp = calloc((size_t)n + 1, sizeof *offp), *mixed = calloc((size_t)n + 1, sizeof *mixed);
     int rows = 0;
-    static char line[1 << 20];
-    while (H && rows < MAXI && fgets(line, sizeof line, f)) {
+    char *line = NULL;
+    size_t cap = 0;
+    while (H && rows < MAXI && getline(&line, &cap, f) > 0) {
         cJSON *j = cJSON_Parse(line);
         const cJSON *ent = cJSON_GetObjectItemCaseSensitive(j, "entropy");
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "states");
@@ -255,6 +256,7 @@ static void draw_figures(const prune_run *r, const char *log) {
         rows++;
         cJSON_Delete(j);
     }
+    free(line);
     fclose(f);
     nep_svg_series *series = calloc((size_t)n + 1, sizeof *series);
     const char **names = calloc((size_t)n + 1, sizeof *names);
