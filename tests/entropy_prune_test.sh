@@ -513,6 +513,13 @@ done
 compare_torch pruned "$T/nep_mlp/iter_2.safetensors"
 compare_torch pruned_res "$T/nep_res/iter_3.safetensors"
 
+nep compare --runs "$T/nep_mlp,$T/imp_mlp" --out "$T/cmp.svg"
+check "compare draws one line per run, labelled by method, in a well-formed SVG" \
+    'succeeded && $PY -c "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); \
+assert len([p for p in d.getElementsByTagName(\"polyline\")]) == 2" "$T/cmp.svg" && grep -q ">imp<" "$T/cmp.svg"'
+nep compare --runs "$T/nep_mlp,$T/nowhere" --out "$T/cmp2.svg"
+check "compare with a missing run directory: non-zero exit naming it" 'failed_cleanly && says "$T/nowhere"'
+
 # --- the naive structural baselines ---------------------------------------------------------
 # One more rectifier becomes the identity per iteration; the checkpoint's arch records it.
 for m in smallest-weights smallest-grads; do
