@@ -513,6 +513,24 @@ done
 compare_torch pruned "$T/nep_mlp/iter_2.safetensors"
 compare_torch pruned_res "$T/nep_res/iter_3.safetensors"
 
+# A convolutional network through the same loop: channels are the neurons, Wanda's
+# norms are im2col rows, ownership goes through BatchNorm.
+nep train $COMMON --model cnn --val 200 --epochs 1 --lr 0.02 --seed 1 --out "$T/cnn"
+check "train the small cnn" 'succeeded && [ -s "$T/cnn/model.safetensors" ]'
+nep prune --ckpt "$T/cnn/model.safetensors" $COMMON --criterion wanda --delta 0 --max-iter 2 \
+    --retrain-epochs 1 --lr 0.01 --out "$T/cnn_wanda"
+check "cnn, nepenthe with Wanda: 2 iterations; per layer, nonzero drops by exactly what was pruned" \
+    'succeeded && $PY -c "import json, sys; r = [json.loads(l) for l in open(sys.argv[1])]; \
+assert [x[\"iter\"] for x in r] == [0, 1, 2]; \
+assert all(a - p == b for k in (1, 2) for a, p, b in zip(r[k-1][\"nonzero\"], r[k][\"pruned\"], r[k][\"nonzero\"])); \
+assert sum(r[1][\"pruned\"]) == r[1][\"budget\"] > 0" "$T/cnn_wanda/iterations.jsonl"'
+nep entropy --ckpt "$T/cnn/model.safetensors" --data-dir "$D" --split test --json
+check "cnn entropy: one layer per ReLU, a neuron per channel, every position an observation" \
+    'succeeded && $PY -c "import json, sys; j = json.loads(open(sys.argv[1]).read().splitlines()[-1]); \
+assert [l[\"neurons\"] for l in j[\"layers\"]] == [32, 64, 128], j[\"layers\"]; \
+assert all(sum(c) <= 300 * (28 // 2 ** i) ** 2 for i, l in enumerate(j[\"layers\"]) for c in l[\"counts\"]); \
+assert max(sum(c) for c in j[\"layers\"][0][\"counts\"]) > 300 * 28 * 28 * 0.9" "$T/out"'
+
 nep compare --runs "$T/nep_mlp,$T/imp_mlp" --out "$T/cmp.svg"
 check "compare draws one line per run, labelled by method, in a well-formed SVG" \
     'succeeded && $PY -c "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); \

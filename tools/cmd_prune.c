@@ -442,7 +442,7 @@ static void warn_if_chance(const prune_run *r, const iter_row *row, const double
                 (long long)off, (long long)ls->neurons,
                 nep_layer_weight(&r->g, ls) && owned_nonzero(&r->g, ls) == 0 ? " and no weight left" : "");
     }
-    fprintf(r->human, " a plain MLP has no path around such a layer\n");
+    fprintf(r->human, " without a skip connection there is no path around such a layer\n");
 }
 
 static void finish_row(prune_run *r, iter_row *row, const double *H, double t0) {
