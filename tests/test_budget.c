@@ -345,6 +345,18 @@ static void test_prune_layer_hand(void **st) {
     /* More than the candidates: all 4, and only them. Zero: nothing. */
     memcpy(m, m0, 10);
     assert_int_equal(nep_prune_layer(&l, true, NULL, 10, m), 4);
+    /* Grouped scales (a depthwise conv's per-channel norms): with two rows, the second
+     * neuron's weights are scaled by 100 and survive whatever their magnitude. */
+    {
+        const nep_real gw[4] = {0.9f, 0.8f, 0.1f, 0.2f};
+        const double gh[2] = {1, 1}, gs[4] = {1, 1, 100, 100};
+        uint8_t gm[4] = {1, 1, 1, 1};
+        nep_budget_layer gl = {.entropy = 1, .neuron_entropy = gh, .neurons = 2, .fan_in = 2,
+                               .w = gw, .mask = gm, .scale_groups = 2};
+        assert_int_equal(nep_prune_layer(&gl, true, gs, 2, gm), 2);
+        assert_int_equal(gm[0] + gm[1], 0);
+        assert_int_equal(gm[2] + gm[3], 2);
+    }
     assert_memory_equal(m, ((uint8_t[]){1, 1, 1, 1, 1, 0, 0, 0, 0, 0}), 10);
     memcpy(m, m0, 10);
     assert_int_equal(nep_prune_layer(&l, true, NULL, 0, m), 0);

@@ -14,6 +14,9 @@ typedef struct nep_budget_layer {
     int64_t neurons, fan_in;
     const nep_real *w;              /* [neurons, fan_in] */
     const uint8_t *mask;            /* [neurons, fan_in], 1 = kept */
+    int64_t scale_groups;           /* Wanda scales: rows of fan_in values; neuron i uses row
+                                     * i / (neurons / scale_groups) (a grouped conv's groups);
+                                     * 0 or 1: one row for all */
 } nep_budget_layer;
 
 typedef struct nep_budget_opts {
@@ -38,8 +41,9 @@ void nep_budget_shares(const nep_budget_layer *layers, int n, const nep_budget_o
 int64_t nep_budget_candidates(const nep_budget_layer *l, bool neuron_selection);
 
 /* Masks the `count` candidates of a layer with the smallest score (ties to the lower
- * index); score = |w| * (scale ? scale[j] : 1) with j the weight's input column (Wanda
- * passes the input features' L2 norms). Sets mask entries to 0; returns how many, or -1
+ * index); score = |w| * (scale ? scale[r * fan_in + j] : 1) with j the weight's input
+ * column and r its neuron's scale row (see scale_groups; Wanda passes the input features'
+ * L2 norms). Sets mask entries to 0; returns how many, or -1
  * if out of memory. */
 int64_t nep_prune_layer(const nep_budget_layer *l, bool neuron_selection, const double *scale,
                         int64_t count, uint8_t *mask);
@@ -82,8 +86,9 @@ int nep_method_from_name(const char *name); /* -1 if unknown */
 double nep_prune_layer_entropy(const nep_prune_cfg *cfg, const nep_layer_states *l);
 
 /* Wanda's input-feature norms: for every layer of e that owns a weight, the L2 norm over
- * d of each input column of the owner (for a Linear, each input feature). out[l] is
- * malloc'd [fan_in] (NULL for layers without owner); free with nep_wanda_free. */
+ * d of each input column of the owner (a Linear's input features; a conv's im2col rows,
+ * per group). out[l] is malloc'd [groups, fan_in] (NULL for layers without owner); free
+ * with nep_wanda_free. */
 nep_status nep_wanda_norms(nep_graph *g, const nep_entropy *e, const nep_dataset *d,
                            const nep_normalize *norm, int64_t batch, int64_t max_batches,
                            double ***out, nep_err *err);

@@ -133,13 +133,14 @@ static int cmp_scored(const void *a, const void *b) {
 /* Appends the layer's candidates with their scores to v. */
 static int64_t gather(const nep_budget_layer *l, int layer, bool neuron_selection,
                       const double *scale, scored *v) {
+    const int64_t per_row = l->scale_groups > 1 ? l->neurons / l->scale_groups : l->neurons;
     int64_t n = 0;
     for (int64_t i = 0; i < l->neurons; i++) {
         if (!row_is_candidate(l, i, neuron_selection)) continue;
+        const double *s = scale ? scale + (i / per_row) * l->fan_in : NULL;
         for (int64_t j = 0; j < l->fan_in; j++) {
             int64_t k = i * l->fan_in + j;
-            if (is_nonzero(l, k))
-                v[n++] = (scored){fabs((double)l->w[k]) * (scale ? scale[j] : 1), k, layer};
+            if (is_nonzero(l, k)) v[n++] = (scored){fabs((double)l->w[k]) * (s ? s[j] : 1), k, layer};
         }
     }
     return n;

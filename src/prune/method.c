@@ -42,6 +42,12 @@ const nep_param *nep_layer_weight(const nep_graph *g, const nep_layer_states *l)
     return (w->flags & NEP_PARAM_WEIGHT) && w->shape[0] == l->neurons ? w : NULL;
 }
 
+/* Rows of Wanda norms a layer's owner needs: its groups (1 for a Linear). */
+static int64_t scale_groups(const nep_graph *g, const nep_layer_states *l) {
+    const nep_node *o = &g->nodes[l->owner];
+    return o->op == NEP_OP_CONV2D && o->attrs.groups > 1 ? o->attrs.groups : 1;
+}
+
 typedef struct wanda_ctx {
     const nep_entropy *e;
     double **sq;        /* [layer][fan_in] sums of squares */
@@ -49,15 +55,13 @@ typedef struct wanda_ctx {
 
 /* A convolution's input column (c', ki, kj) -- the im2col row a weight column multiplies
  * -- summed in squares over the samples and output positions; zero padding adds nothing.
- *   x [b, C, H, W]   sq [C/groups, kh, kw]
- * With groups, column c' of group g reads channel g*C/groups + c': the groups share the
- * weight's column layout, so their squares add up in the same entry. */
+ *   x [b, C, H, W]   sq [groups, C/groups, kh, kw]: group g's columns read channels
+ *   g*C/groups + c', so each group has its own row of norms (depthwise: one per channel). */
 static void conv_squares(const nep_graph *g, const nep_node *o, const nep_real *x, int64_t b, double *sq) {
     const nep_shape *in = &g->nodes[o->inputs[0]].shape, *out = &o->shape;
     const int64_t C = in->d[0], H = in->d[1], W = in->d[2], OH = out->d[1], OW = out->d[2];
     const int kh = o->attrs.kernel[0], kw = o->attrs.kernel[1], sh = o->attrs.stride[0],
               sw = o->attrs.stride[1], ph = o->attrs.pad[0], pw = o->attrs.pad[1];
-    const int64_t cpg = C / (o->attrs.groups > 0 ? o->attrs.groups : 1);
     for (int64_t n = 0; n < b; n++)
         for (int64_t c = 0; c < C; c++)
             for (int ki = 0; ki < kh; ki++)
@@ -72,7 +76,7 @@ static void conv_squares(const nep_graph *g, const nep_node *o, const nep_real *
                             if (iw >= 0 && iw < W) acc += (double)row[iw] * row[iw];
                         }
                     }
-                    sq[((c % cpg) * kh + ki) * kw + kj] += acc;
+                    sq[(c * kh + ki) * kw + kj] += acc; /* = [c / cpg][c % cpg][ki][kj] */
                 }
 }
 
@@ -104,13 +108,15 @@ nep_status nep_wanda_norms(nep_graph *g, const nep_entropy *e, const nep_dataset
     nep_status s = w.sq ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory for Wanda norms");
     for (int l = 0; s == NEP_OK && l < e->n_layers; l++) {
         const nep_param *p = nep_layer_weight(g, &e->layers[l]);
-        if (p && !(w.sq[l] = calloc((size_t)(p->numel / p->shape[0]), sizeof(double))))
+        if (p && !(w.sq[l] = calloc((size_t)(scale_groups(g, &e->layers[l]) * (p->numel / p->shape[0])),
+                                    sizeof(double))))
             s = nep_fail(err, NEP_ERR_NOMEM, "out of memory for Wanda norms");
     }
     if (s == NEP_OK) s = nep_for_each_batch(g, d, norm, batch, max_batches, NULL, NULL, add_squares, &w, err);
     for (int l = 0; s == NEP_OK && l < e->n_layers; l++) {
         const nep_param *p = nep_layer_weight(g, &e->layers[l]);
-        for (int64_t j = 0; w.sq[l] && j < p->numel / p->shape[0]; j++) w.sq[l][j] = sqrt(w.sq[l][j]);
+        const int64_t n = scale_groups(g, &e->layers[l]) * (p->numel / p->shape[0]);
+        for (int64_t j = 0; w.sq[l] && j < n; j++) w.sq[l][j] = sqrt(w.sq[l][j]);
     }
     if (s != NEP_OK) nep_wanda_free(w.sq, e->n_layers);
     else *out = w.sq;
@@ -149,7 +155,8 @@ nep_status nep_prune_step(nep_graph *g, const nep_entropy *e, const nep_prune_cf
         bl[l] = (nep_budget_layer){.entropy = nep_prune_layer_entropy(cfg, ls),
                                    .neuron_entropy = hn[l], .neurons = ls->neurons,
                                    .fan_in = w->numel / ls->neurons, .w = g->values + w->offset,
-                                   .mask = g->masks + w->offset};
+                                   .mask = g->masks + w->offset,
+                                   .scale_groups = scale_groups(g, ls)};
         masks[l] = g->masks + w->offset;
     }
     if (!cfg->entropy_budget) {
