@@ -81,8 +81,13 @@ int cmd_entropy(int argc, char **argv) {
     double secs = nep_now() - t0;
     int removed = 0;
     cJSON *root = cJSON_CreateObject(), *layers = cJSON_AddArrayToObject(root, "layers");
+    int width = 16; /* the name column fits the longest layer name */
+    for (int i = 0; i < e.n_layers; i++) {
+        int len = (int)strlen(g.nodes[e.layers[i].node].name);
+        if (len > width) width = len;
+    }
     if (!json)
-        printf("%-16s %8s %9s %10s %10s %10s %10s\n", "layer", "neurons", "H_l", "always ON",
+        printf("%-*s %8s %9s %10s %10s %10s %10s\n", width, "layer", "neurons", "H_l", "always ON",
                "always OFF", "OFF+", "mixed");
     for (int i = 0; i < e.n_layers; i++) {
         const nep_layer_states *l = &e.layers[i];
@@ -91,7 +96,7 @@ int cmd_entropy(int argc, char **argv) {
         if (json) {
             cJSON_AddItemToArray(layers, cli_layer_json(&g, l, h, true));
         } else {
-            printf("%-16s %8lld %9.4f %10lld %10lld %10lld %10lld\n", g.nodes[l->node].name,
+            printf("%-*s %8lld %9.4f %10lld %10lld %10lld %10lld\n", width, g.nodes[l->node].name,
                    (long long)l->neurons, h, (long long)nep_layer_count_always(l, NEP_STATE_ON),
                    (long long)nep_layer_count_always(l, NEP_STATE_OFF),
                    l->states == 3 ? (long long)nep_layer_count_always(l, NEP_STATE_OFF_PLUS) : 0LL,

@@ -85,8 +85,14 @@ int cmd_info(int argc, char **argv) {
     nep_err err;
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, NULL, &err) != NEP_OK) return cli_error("info", &err);
     cJSON *root = cJSON_CreateObject(), *layers = cJSON_AddArrayToObject(root, "layers");
+    int nw = 16, ow = 10; /* columns fit the longest name and op */
+    for (int k = 0; k < g.n_order; k++) {
+        const nep_node *nd = &g.nodes[g.order[k]];
+        if ((int)strlen(nd->name) > nw) nw = (int)strlen(nd->name);
+        if ((int)strlen(nep_op(nd->op)->name) > ow) ow = (int)strlen(nep_op(nd->op)->name);
+    }
     if (!json)
-        printf("%-16s %-10s %-10s %12s %12s %10s %10s\n", "name", "op", "output", "params", "nonzero",
+        printf("%-*s %-*s %-10s %12s %12s %10s %10s\n", nw, "name", ow, "op", "output", "params", "nonzero",
                "masked", "MFLOPs");
     int64_t tp = 0, tn = 0, tf = 0, tm = 0;
     for (int k = 0; k < g.n_order; k++) {
@@ -113,7 +119,7 @@ int cmd_info(int argc, char **argv) {
             cJSON_AddNumberToObject(l, "flops", (double)f);
             cJSON_AddItemToArray(layers, l);
         } else {
-            printf("%-16s %-10s %-10s %12lld %12lld %10lld %10.3f\n", nd->name, nep_op(nd->op)->name,
+            printf("%-*s %-*s %-10s %12lld %12lld %10lld %10.3f\n", nw, nd->name, ow, nep_op(nd->op)->name,
                    shape, (long long)p, (long long)nz, (long long)masked, (double)f / 1e6);
         }
     }
@@ -126,7 +132,7 @@ int cmd_info(int argc, char **argv) {
         printf("%s\n", s);
         cJSON_free(s);
     } else {
-        printf("%-16s %-10s %-10s %12lld %12lld %10lld %10.3f\n", "total", "", "", (long long)tp,
+        printf("%-*s %-*s %-10s %12lld %12lld %10lld %10.3f\n", nw, "total", ow, "", "", (long long)tp,
                (long long)tn, (long long)tm, (double)tf / 1e6);
         printf("sparsity %.2f%%  (per sample forward FLOPs, multiply-add = 2)\n",
                tp ? 100.0 * (double)(tp - tn) / (double)tp : 0);
