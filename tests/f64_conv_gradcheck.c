@@ -21,33 +21,6 @@ _Static_assert(sizeof(nep_real) == sizeof(double), "build with -DNEP_DOUBLE");
 #define TOL 1e-6
 #define B 2
 
-static double loss_of(nep_exec *ex, const double *x, const double *r, int64_t n) {
-    const double *y = nep_exec_forward(ex, x, B);
-    double l = 0;
-    for (int64_t i = 0; i < n; i++) l += y[i] * r[i];
-    return l;
-}
-
-static void check_grad(const char *what, double *v, const double *analytic, int64_t n,
-                       nep_exec *ex, const double *x, const double *r, int64_t ny) {
-    double worst = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double keep = v[i];
-        v[i] = keep + H;
-        double lp = loss_of(ex, x, r, ny);
-        v[i] = keep - H;
-        double lm = loss_of(ex, x, r, ny);
-        v[i] = keep;
-        double num = (lp - lm) / (2 * H);
-        double rel = fabs(num - analytic[i]) / fmax(1e-3, fabs(num) + fabs(analytic[i]));
-        if (rel > TOL) fprintf(stderr, "%s[%lld]: analytic %.12g numeric %.12g\n", what,
-                               (long long)i, analytic[i], num);
-        assert_true(rel <= TOL);
-        worst = fmax(worst, rel);
-    }
-    if (getenv("NEP_TEST_VERBOSE")) fprintf(stderr, "%s: worst relative error %.3g\n", what, worst);
-}
-
 typedef struct setup {
     nep_graph g;
     nep_exec ex;
@@ -81,15 +54,15 @@ static void unmake(setup *s) {
 static void gradcheck(nep_attrs attrs, nep_shape in) {
     setup s;
     make(&s, attrs, in, 4321 + (uint64_t)attrs.kernel[0] * 7 + (uint64_t)attrs.groups);
-    loss_of(&s.ex, s.x, s.r, s.ny);
+    nep_test_loss(&s.ex, s.x, B, s.r, s.ny);
     nep_exec_backward(&s.ex, s.r);
     double *dx = malloc(sizeof(double) * (size_t)s.nx), *dp = malloc(sizeof(double) * (size_t)s.g.n_values);
     memcpy(dx, s.ex.dact[s.g.input], sizeof(double) * (size_t)s.nx);
     memcpy(dp, s.g.grads, sizeof(double) * (size_t)s.g.n_values);
-    check_grad("dx", s.x, dx, s.nx, &s.ex, s.x, s.r, s.ny);
+    nep_test_fd_check("dx", s.x, dx, s.nx, &s.ex, s.x, B, s.r, s.ny, H, TOL);
     for (int k = 0; k < s.g.n_params; k++) {
         const nep_param *p = &s.g.params[k];
-        check_grad(p->name, s.g.values + p->offset, dp + p->offset, p->numel, &s.ex, s.x, s.r, s.ny);
+        nep_test_fd_check(p->name, s.g.values + p->offset, dp + p->offset, p->numel, &s.ex, s.x, B, s.r, s.ny, H, TOL);
     }
     free(dx), free(dp);
     unmake(&s);

@@ -24,30 +24,6 @@ static double kink_free(nep_rng *r) {
     }
 }
 
-static double loss_of(nep_exec *ex, const double *x, int64_t B, const double *r, int64_t n) {
-    const double *y = nep_exec_forward(ex, x, B);
-    double l = 0;
-    for (int64_t i = 0; i < n; i++) l += y[i] * r[i];
-    return l;
-}
-
-static void check_grad(const char *what, double *v, const double *analytic, int64_t n,
-                       nep_exec *ex, const double *x, int64_t B, const double *r, int64_t ny) {
-    for (int64_t i = 0; i < n; i++) {
-        double keep = v[i];
-        v[i] = keep + H;
-        double lp = loss_of(ex, x, B, r, ny);
-        v[i] = keep - H;
-        double lm = loss_of(ex, x, B, r, ny);
-        v[i] = keep;
-        double num = (lp - lm) / (2 * H);
-        double rel = fabs(num - analytic[i]) / fmax(1e-3, fabs(num) + fabs(analytic[i]));
-        if (rel > TOL) fprintf(stderr, "%s[%lld]: analytic %.12g numeric %.12g\n", what,
-                               (long long)i, analytic[i], num);
-        assert_true(rel <= TOL);
-    }
-}
-
 static void gradcheck(nep_op_kind op, nep_attrs attrs, nep_shape in) {
     const int64_t B = 3;
     nep_rng rng;
@@ -62,15 +38,15 @@ static void gradcheck(nep_op_kind op, nep_attrs attrs, nep_shape in) {
     double *x = malloc(sizeof(double) * (size_t)nx), *r = malloc(sizeof(double) * (size_t)ny);
     for (int64_t i = 0; i < nx; i++) x[i] = kink_free(&rng);
     for (int64_t i = 0; i < ny; i++) r[i] = nep_rng_normal(&rng);
-    loss_of(&ex, x, B, r, ny);
+    nep_test_loss(&ex, x, B, r, ny);
     nep_exec_backward(&ex, r);
     double *dx = malloc(sizeof(double) * (size_t)nx), *dp = malloc(sizeof(double) * (size_t)(g.n_values + 1));
     for (int64_t i = 0; i < nx; i++) dx[i] = ex.dact[g.input][i];
     for (int64_t i = 0; i < g.n_values; i++) dp[i] = g.grads[i];
-    check_grad("dx", x, dx, nx, &ex, x, B, r, ny);
+    nep_test_fd_check("dx", x, dx, nx, &ex, x, B, r, ny, H, TOL);
     for (int k = 0; k < g.n_params; k++) {
         const nep_param *p = &g.params[k];
-        check_grad(p->name, g.values + p->offset, dp + p->offset, p->numel, &ex, x, B, r, ny);
+        nep_test_fd_check(p->name, g.values + p->offset, dp + p->offset, p->numel, &ex, x, B, r, ny, H, TOL);
     }
     free(x), free(r), free(dx), free(dp);
     nep_exec_free(&ex);

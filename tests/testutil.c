@@ -128,3 +128,34 @@ double *nep_test_as_f64(const nep_st_tensor *t) {
     assert_int_equal(nep_st_to_f64(t, d, t->numel, NULL), NEP_OK);
     return d;
 }
+
+#ifdef NEP_DOUBLE
+double nep_test_loss(nep_exec *ex, const double *x, int64_t batch, const double *r, int64_t ny) {
+    const double *y = nep_exec_forward(ex, x, batch);
+    double l = 0;
+    for (int64_t i = 0; i < ny; i++) l += y[i] * r[i];
+    return l;
+}
+
+void nep_test_fd_check(const char *what, double *v, const double *analytic, int64_t n,
+                       nep_exec *ex, const double *x, int64_t batch, const double *r,
+                       int64_t ny, double h, double tol) {
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double keep = v[i];
+        v[i] = keep + h;
+        double lp = nep_test_loss(ex, x, batch, r, ny);
+        v[i] = keep - h;
+        double lm = nep_test_loss(ex, x, batch, r, ny);
+        v[i] = keep;
+        double num = (lp - lm) / (2 * h);
+        double rel = fabs(num - analytic[i]) / fmax(1e-3, fabs(num) + fabs(analytic[i]));
+        if (rel > tol)
+            fprintf(stderr, "%s[%lld]: analytic %.12g numeric %.12g\n", what, (long long)i,
+                    analytic[i], num);
+        assert_true(rel <= tol);
+        worst = fmax(worst, rel);
+    }
+    if (getenv("NEP_TEST_VERBOSE")) fprintf(stderr, "%s: worst relative error %.3g\n", what, worst);
+}
+#endif

@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "nepenthe/graph.h"
 #include "nepenthe/real.h"
+#include "nepenthe/safetensors.h"
 
 /* Largest |a-b| / (atol + rtol*|b|) over n elements; <= 1 means "close". Prints the
  * worst element with `what` when it exceeds 1. */
@@ -26,16 +28,14 @@ const char *nep_test_golden_dir(void);
 /* Writes n bytes to path (for crafting corrupt files); returns 0 on success. */
 int nep_test_write_file(const char *path, const void *data, size_t n);
 
-#endif
 
-#include "nepenthe/graph.h"
+
 /* Builds input(in) -> one node of kind op (Add: input + input), declaring the op's
  * parameters the way the model builders do, and finalizes. Returns the node id.
  * Conv2d: "weight" [out, in/groups, kh, kw] (+ "bias" [out]); BatchNorm: "weight",
  * "bias" (trainable), "running_mean", "running_var" (buffers), each [C]. */
 int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape in);
 
-#include "nepenthe/safetensors.h"
 /* Reads <golden dir>/<file> into st; on failure prints a hint and returns -1 (cmocka
  * group setups return it). */
 int nep_test_read_golden(const char *file, nep_safetensors *st);
@@ -49,3 +49,17 @@ nep_real *nep_test_as_real(const nep_st_tensor *t);
 double *nep_test_as_f64(const nep_st_tensor *t);
 /* Element i of an I64 tensor (safetensors data need not be aligned). */
 int64_t nep_test_i64(const nep_st_tensor *t, int64_t i);
+
+#ifdef NEP_DOUBLE
+/* Float64 finite differences. The loss is L = sum(y * r) with y the graph's output on
+ * x [batch, ...] through ex as the caller set it up (training mode and so on). */
+double nep_test_loss(nep_exec *ex, const double *x, int64_t batch, const double *r, int64_t ny);
+/* Central differences with step h of L in each v[i], against analytic[i]: relative error
+ * (against |numeric| + |analytic|, floored at 1e-3) at most tol; prints the worst with
+ * NEP_TEST_VERBOSE. */
+void nep_test_fd_check(const char *what, double *v, const double *analytic, int64_t n,
+                       nep_exec *ex, const double *x, int64_t batch, const double *r,
+                       int64_t ny, double h, double tol);
+#endif
+
+#endif
