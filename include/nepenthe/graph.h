@@ -141,6 +141,8 @@ int nep_graph_find_param(const nep_graph *g, const char *name);
 int64_t nep_shape_numel(const nep_shape *s);
 /* Per-sample forward FLOPs of a node (multiply-add = 2). */
 int64_t nep_node_flops(const nep_graph *g, const nep_node *n);
+/* Trainable parameters of a node (as PyTorch's parameters(); buffers such as running
+ * statistics are not counted), and how many of them are non-zero. */
 int64_t nep_node_param_count(const nep_graph *g, const nep_node *n);
 int64_t nep_node_nonzero_count(const nep_graph *g, const nep_node *n);
 /* Bytes of the node's output activation for one sample. */

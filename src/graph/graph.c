@@ -221,7 +221,8 @@ int64_t nep_node_flops(const nep_graph *g, const nep_node *n) {
 
 int64_t nep_node_param_count(const nep_graph *g, const nep_node *n) {
     int64_t c = 0;
-    for (int i = 0; i < n->n_params; i++) c += g->params[n->params[i]].numel;
+    for (int i = 0; i < n->n_params; i++)
+        if (g->params[n->params[i]].flags & NEP_PARAM_TRAINABLE) c += g->params[n->params[i]].numel;
     return c;
 }
 
@@ -229,6 +230,7 @@ int64_t nep_node_nonzero_count(const nep_graph *g, const nep_node *n) {
     int64_t c = 0;
     for (int i = 0; i < n->n_params; i++) {
         const nep_param *p = &g->params[n->params[i]];
+        if (!(p->flags & NEP_PARAM_TRAINABLE)) continue;
         for (int64_t j = 0; j < p->numel; j++) c += g->values[p->offset + j] != 0;
     }
     return c;
