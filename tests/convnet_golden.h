@@ -11,6 +11,15 @@
 #include "nepenthe/safetensors.h"
 #include "testutil.h"
 
+/* The golden file, read once per test group (cmocka setup and teardown). */
+static nep_safetensors golden;
+
+static int load_golden(void **state) { return nep_test_read_golden("convnets.safetensors", &golden); }
+static int free_golden(void **state) {
+    nep_st_free(&golden);
+    return 0;
+}
+
 static nep_model_spec golden_spec(const char *name, double width_mult) {
     nep_model_spec s = nep_model_spec_default();
     snprintf(s.name, sizeof s.name, "%s", name);
@@ -28,17 +37,17 @@ static void to_real(const nep_st_tensor *t, nep_real *dst, int64_t n) {
 
 /* Builds model (spec's input size taken from the golden batch), loads its initial
  * weights, turns dropout off as the PyTorch side did; returns the batch in *x, *y. */
-static void golden_model(const nep_safetensors *golden, const char *model, nep_model_spec spec,
+static void golden_model(const char *model, nep_model_spec spec,
                          nep_graph *g, nep_real **x, int32_t *y, int64_t *batch) {
     char pre[64];
     snprintf(pre, sizeof pre, "%s.", model);
-    const nep_st_tensor *tx = nep_test_tensor(golden, pre, "x"), *ty = nep_test_tensor(golden, pre, "y");
+    const nep_st_tensor *tx = nep_test_tensor(&golden, pre, "x"), *ty = nep_test_tensor(&golden, pre, "y");
     spec.in_h = (int)tx->shape[2], spec.in_w = (int)tx->shape[3];
     assert_int_equal(nep_model_build(&spec, g, NULL, NULL), NEP_OK);
     snprintf(pre, sizeof pre, "%s.init.", model);
     for (int i = 0; i < g->n_params; i++) {
         const nep_param *p = &g->params[i];
-        to_real(nep_test_tensor(golden, pre, p->name), g->values + p->offset, p->numel);
+        to_real(nep_test_tensor(&golden, pre, p->name), g->values + p->offset, p->numel);
     }
     for (int i = 0; i < g->n_nodes; i++)
         if (g->nodes[i].op == NEP_OP_DROPOUT) g->nodes[i].attrs.p = 0;
@@ -48,9 +57,9 @@ static void golden_model(const nep_safetensors *golden, const char *model, nep_m
     for (int64_t b = 0; b < *batch; b++) y[b] = (int32_t)nep_test_i64(ty, b);
 }
 
-static void golden_expect(const nep_safetensors *golden, const char *prefix, const char *name,
+static void golden_expect(const char *prefix, const char *name,
                           const nep_real *got, double rtol, double atol) {
-    const nep_st_tensor *t = nep_test_tensor(golden, prefix, name);
+    const nep_st_tensor *t = nep_test_tensor(&golden, prefix, name);
     double *want = malloc(sizeof(double) * (size_t)t->numel);
     assert_int_equal(nep_st_to_f64(t, want, t->numel, NULL), NEP_OK);
     char what[256];

@@ -9,34 +9,26 @@
 
 _Static_assert(sizeof(nep_real) == sizeof(double), "build with -DNEP_DOUBLE");
 
-static nep_safetensors golden;
-
-static int load_golden(void **state) { return nep_test_read_golden("convnets.safetensors", &golden); }
-static int free_golden(void **state) {
-    nep_st_free(&golden);
-    return 0;
-}
-
 static void check_step(const char *model, double width_mult) {
     nep_graph g;
     nep_real *x, dl[16 * 10];
     int32_t y[16];
     int64_t B;
-    golden_model(&golden, model, golden_spec(model, width_mult), &g, &x, y, &B);
+    golden_model(model, golden_spec(model, width_mult), &g, &x, y, &B);
     char pre[96];
     snprintf(pre, sizeof pre, "%s.f64.", model);
     nep_exec ex;
     assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
     ex.training = true;
     const nep_real *logits = nep_exec_forward(&ex, x, B);
-    golden_expect(&golden, pre, "logits", logits, 1e-8, 1e-12);
+    golden_expect(pre, "logits", logits, 1e-8, 1e-12);
     nep_real loss = nep_xent(logits, y, B, 10, dl, NULL);
-    golden_expect(&golden, pre, "loss", &loss, 1e-8, 0);
+    golden_expect(pre, "loss", &loss, 1e-8, 0);
     nep_exec_backward(&ex, dl);
     snprintf(pre, sizeof pre, "%s.f64.grad.", model);
     for (int i = 0; i < g.n_params; i++)
         if (g.params[i].flags & NEP_PARAM_TRAINABLE)
-            golden_expect(&golden, pre, g.params[i].name, g.grads + g.params[i].offset, 1e-8, 1e-12);
+            golden_expect(pre, g.params[i].name, g.grads + g.params[i].offset, 1e-8, 1e-12);
     nep_optim_cfg cfg = nep_optim_defaults(NEP_OPTIM_SGD);
     cfg.lr = 0.1, cfg.momentum = 0.9, cfg.weight_decay = 5e-4;
     nep_optim opt;
@@ -44,7 +36,7 @@ static void check_step(const char *model, double width_mult) {
     nep_optim_step(&opt, &g, cfg.lr);
     snprintf(pre, sizeof pre, "%s.f64.after.", model);
     for (int i = 0; i < g.n_params; i++)
-        golden_expect(&golden, pre, g.params[i].name, g.values + g.params[i].offset, 1e-8, 1e-12);
+        golden_expect(pre, g.params[i].name, g.values + g.params[i].offset, 1e-8, 1e-12);
     nep_optim_free(&opt);
     nep_exec_free(&ex);
     nep_graph_free(&g);

@@ -19,19 +19,10 @@
 
 static char *dir; /* one temporary directory for the whole group */
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    return remove(p);
-}
 static int make_dir(void **state) { return (dir = nep_test_tmpdir()) ? 0 : -1; }
 static int remove_dir(void **state) {
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
+    nep_test_rmtree(dir);
     return 0;
-}
-
-static void assert_ok(nep_status s, const nep_err *err) {
-    if (s != NEP_OK) fprintf(stderr, "unexpected failure: %s\n", err->msg);
-    assert_int_equal(s, NEP_OK);
 }
 
 /* The model every test uses: 784-32-16-10 with PReLU. */
@@ -82,7 +73,7 @@ static char *save_model(const nep_graph *g, const char *name, const nep_optim *o
     nep_model_spec spec = small_spec();
     char *path = nep_test_path(dir, name);
     nep_err err;
-    assert_ok(nep_checkpoint_save(path, g, &spec, &fmnist_norm, opt, NULL, 0, &err), &err);
+    nep_test_assert_ok(nep_checkpoint_save(path, g, &spec, &fmnist_norm, opt, NULL, 0, &err), &err);
     return path;
 }
 
@@ -99,11 +90,11 @@ static void test_round_trip_is_exact(void **state) {
     nep_st_meta extra[] = {{"epoch", "3"}};
     char *path = nep_test_path(dir, "round_trip.safetensors");
     nep_err err;
-    assert_ok(nep_checkpoint_save(path, &g, &spec, &fmnist_norm, &opt, extra, 1, &err), &err);
+    nep_test_assert_ok(nep_checkpoint_save(path, &g, &spec, &fmnist_norm, &opt, extra, 1, &err), &err);
 
     nep_normalize norm2;
     nep_safetensors meta;
-    assert_ok(nep_checkpoint_load(path, &g2, &spec2, &norm2, &meta, &err), &err);
+    nep_test_assert_ok(nep_checkpoint_load(path, &g2, &spec2, &norm2, &meta, &err), &err);
     assert_string_equal(spec2.name, "mlp");
     assert_true(spec2.in_c == 1 && spec2.in_h == 28 && spec2.in_w == 28 && spec2.classes == 10);
     assert_true(spec2.n_hidden == 2 && spec2.hidden[0] == 32 && spec2.hidden[1] == 16);
@@ -118,7 +109,7 @@ static void test_round_trip_is_exact(void **state) {
     assert_string_equal(nep_st_meta_get(&meta, "optim_step"), "2");
 
     assert_int_equal(nep_optim_init(&opt2, &opt.cfg, &g2, NULL), NEP_OK);
-    assert_ok(nep_checkpoint_load_optim(path, &meta, &g2, &opt2, &err), &err);
+    nep_test_assert_ok(nep_checkpoint_load_optim(path, &meta, &g2, &opt2, &err), &err);
     assert_int_equal(opt2.step, 2);
     int nonzero = 0;
     for (int64_t i = 0; i < g.n_values; i++) nonzero += opt.m[i] != 0 && opt.v[i] != 0;
@@ -138,7 +129,7 @@ static void test_masks_only_for_pruned_weights(void **state) {
     char *path = save_model(&g, "masks.safetensors", NULL);
     nep_safetensors st;
     nep_err err;
-    assert_ok(nep_st_read(path, &st, &err), &err);
+    nep_test_assert_ok(nep_st_read(path, &st, &err), &err);
     for (int i = 0; i < g.n_params; i++) {
         const nep_param *p = &g.params[i];
         char name[160];
@@ -168,7 +159,7 @@ static void test_pytorch_loads_our_file(void **state) {
     nep_graph_free(&g_saved);
     nep_model_spec spec;
     nep_err err;
-    assert_ok(nep_checkpoint_load(model_path, &g, &spec, NULL, NULL, &err), &err);
+    nep_test_assert_ok(nep_checkpoint_load(model_path, &g, &spec, NULL, NULL, &err), &err);
 
     enum { B = 4, IN = 28 * 28 };
     nep_real x[B * IN];
@@ -178,15 +169,15 @@ static void test_pytorch_loads_our_file(void **state) {
     char *x_path = nep_test_path(dir, "x.safetensors");
     char *logits_path = nep_test_path(dir, "torch_logits.safetensors");
     nep_safetensors xs = {0};
-    assert_ok(nep_st_add(&xs, "x", NEP_DT_F32, 4, (int64_t[]){B, 1, 28, 28}, x, &err), &err);
-    assert_ok(nep_st_write(&xs, x_path, &err), &err);
+    nep_test_assert_ok(nep_st_add(&xs, "x", NEP_DT_F32, 4, (int64_t[]){B, 1, 28, 28}, x, &err), &err);
+    nep_test_assert_ok(nep_st_write(&xs, x_path, &err), &err);
     nep_st_free(&xs);
 
     char cmd[4096];
     snprintf(cmd, sizeof cmd, TORCH_HELPER " forward %s %s %s", model_path, x_path, logits_path);
     assert_int_equal(system(cmd), 0);
     nep_safetensors torch_out;
-    assert_ok(nep_st_read(logits_path, &torch_out, &err), &err);
+    nep_test_assert_ok(nep_st_read(logits_path, &torch_out, &err), &err);
     const nep_st_tensor *t = nep_st_find(&torch_out, "logits");
     assert_non_null(t);
     assert_int_equal(t->numel, B * 10);
@@ -194,7 +185,7 @@ static void test_pytorch_loads_our_file(void **state) {
     assert_int_equal(nep_st_to_f64(t, want, B * 10, NULL), NEP_OK);
 
     nep_exec ex;
-    assert_ok(nep_exec_init(&ex, &g, B, &err), &err);
+    nep_test_assert_ok(nep_exec_init(&ex, &g, B, &err), &err);
     const nep_real *ours = nep_exec_forward(&ex, x, B);
     NEP_ASSERT_CLOSE(ours, want, B * 10, 1e-5, 1e-6, "nepenthe logits vs torch logits");
     nep_exec_free(&ex);
@@ -215,9 +206,9 @@ static void test_torch_prune_pairs_load(void **state) {
 
     nep_graph g;
     nep_err err;
-    assert_ok(nep_checkpoint_load(path, &g, &spec2, NULL, NULL, &err), &err);
+    nep_test_assert_ok(nep_checkpoint_load(path, &g, &spec2, NULL, NULL, &err), &err);
     nep_safetensors st;
-    assert_ok(nep_st_read(path, &st, &err), &err);
+    nep_test_assert_ok(nep_st_read(path, &st, &err), &err);
     const nep_st_tensor *orig_t = nep_st_find(&st, "fc1.weight_orig");
     const nep_st_tensor *mask_t = nep_st_find(&st, "fc1.weight_mask");
     assert_non_null(orig_t), assert_non_null(mask_t);
@@ -265,17 +256,17 @@ static char *write_edited(const nep_safetensors *src, const char *name, edit e) 
     for (int i = 0; i < src->n_tensors; i++) {
         const nep_st_tensor *t = &src->tensors[i];
         if (e.drop && strcmp(t->name, e.drop) == 0) continue;
-        assert_ok(nep_st_add(&st, t->name, t->dtype, t->ndim, t->shape, t->data, &err), &err);
+        nep_test_assert_ok(nep_st_add(&st, t->name, t->dtype, t->ndim, t->shape, t->data, &err), &err);
     }
     if (e.add)
-        assert_ok(nep_st_add(&st, e.add, e.dtype, e.ndim, e.shape,
+        nep_test_assert_ok(nep_st_add(&st, e.add, e.dtype, e.ndim, e.shape,
                              e.dtype == NEP_DT_U8 ? (const void *)ones : zeros, &err), &err);
     for (int i = 0; i < src->n_meta; i++)
         if (!e.key || strcmp(src->meta[i].key, e.key) != 0)
-            assert_ok(nep_st_meta_set(&st, src->meta[i].key, src->meta[i].value, &err), &err);
-    if (e.key && *e.value) assert_ok(nep_st_meta_set(&st, e.key, e.value, &err), &err);
+            nep_test_assert_ok(nep_st_meta_set(&st, src->meta[i].key, src->meta[i].value, &err), &err);
+    if (e.key && *e.value) nep_test_assert_ok(nep_st_meta_set(&st, e.key, e.value, &err), &err);
     char *path = nep_test_path(dir, name);
-    assert_ok(nep_st_write(&st, path, &err), &err);
+    nep_test_assert_ok(nep_st_write(&st, path, &err), &err);
     nep_st_free(&st);
     return path;
 }
@@ -377,7 +368,7 @@ static void test_failed_save_keeps_old_checkpoint(void **state) {
                      NEP_ERR_IO);
     assert_non_null(strstr(err.msg, path));
     assert_int_equal(rmdir(blocker), 0);
-    assert_ok(nep_checkpoint_load(path, &loaded, &spec, NULL, NULL, &err), &err);
+    nep_test_assert_ok(nep_checkpoint_load(path, &loaded, &spec, NULL, NULL, &err), &err);
     assert_same_bits(loaded.values, old_g.values, sizeof(nep_real) * (size_t)old_g.n_values);
     nep_graph_free(&loaded);
 
@@ -406,7 +397,7 @@ static void test_optimizer_kind_mismatch(void **state) {
     nep_model_spec spec;
     nep_safetensors meta, meta_model_only;
     nep_err err = {0};
-    assert_ok(nep_checkpoint_load(path, &g2, &spec, NULL, &meta, &err), &err);
+    nep_test_assert_ok(nep_checkpoint_load(path, &g2, &spec, NULL, &meta, &err), &err);
 
     nep_optim_cfg cfg = nep_optim_defaults(NEP_OPTIM_ADAMW);
     assert_int_equal(nep_optim_init(&adamw, &cfg, &g2, NULL), NEP_OK);
@@ -417,13 +408,13 @@ static void test_optimizer_kind_mismatch(void **state) {
 
     /* The same file into SGD: the momentum comes back bit for bit. */
     assert_int_equal(nep_optim_init(&sgd2, &sgd.cfg, &g2, NULL), NEP_OK);
-    assert_ok(nep_checkpoint_load_optim(path, &meta, &g2, &sgd2, &err), &err);
+    nep_test_assert_ok(nep_checkpoint_load_optim(path, &meta, &g2, &sgd2, &err), &err);
     assert_int_equal(sgd2.step, 2);
     assert_same_bits(sgd2.m, sgd.m, sizeof(nep_real) * (size_t)g.n_values);
 
     /* A model file has no optimizer state at all. */
     nep_graph_free(&g2);
-    assert_ok(nep_checkpoint_load(model_only, &g2, &spec, NULL, &meta_model_only, &err), &err);
+    nep_test_assert_ok(nep_checkpoint_load(model_only, &g2, &spec, NULL, &meta_model_only, &err), &err);
     assert_int_equal(nep_checkpoint_load_optim(model_only, &meta_model_only, &g2, &sgd2, &err),
                      NEP_ERR_FORMAT);
     assert_non_null(strstr(err.msg, model_only));

@@ -16,22 +16,6 @@
 
 enum { REC = 3073, PIX = 3072, PLANE = 1024 };
 
-static void rm_tree(char *dir) {
-    DIR *dp = opendir(dir);
-    if (dp) {
-        struct dirent *e;
-        while ((e = readdir(dp))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char *p = nep_test_path(dir, e->d_name);
-            unlink(p);
-            free(p);
-        }
-        closedir(dp);
-    }
-    rmdir(dir);
-    free(dir);
-}
-
 /* Pixel byte of global sample s, channel ch, flat position j within the 32x32 plane:
  * a pattern that differs per sample, squeezed and shifted per channel so that the
  * three channels have different statistics. */
@@ -132,7 +116,7 @@ static void test_cifar_train(void **state) {
     assert_int_equal(d.labels[8], 5);
     nep_dataset_free(&d);
     assert_null(d.images);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_cifar_test_split(void **state) {
@@ -143,7 +127,7 @@ static void test_cifar_test_split(void **state) {
     check_samples(&d, TEST_N, 100); /* labels 1, 4, 7, 0 */
     assert_int_equal(d.classes, 8);
     nep_dataset_free(&d);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_cifar_missing(void **state) {
@@ -176,7 +160,7 @@ static void test_cifar_missing(void **state) {
     free(third);
     free(file);
     free(gone);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_cifar_truncated(void **state) {
@@ -196,7 +180,7 @@ static void test_cifar_truncated(void **state) {
     /* One byte too many (a record plus a stray byte is not a record). */
     write_batch(dir, "test_batch.bin", 0, 2, 1, -1, 0);
     expect_cifar_fail(dir, false, NEP_ERR_FORMAT, "test_batch.bin", "and 1 bytes over");
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_cifar_bad_label(void **state) {
@@ -214,7 +198,7 @@ static void test_cifar_bad_label(void **state) {
     assert_int_equal(nep_cifar10_load(dir, true, &d, &err), NEP_OK);
     assert_int_equal(d.labels[11], 9);
     nep_dataset_free(&d);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 /* Splits and normalization statistics on three channels. */
@@ -267,7 +251,7 @@ static void test_cifar_split_normalize(void **state) {
     nep_dataset_free(&tr);
     nep_dataset_free(&va);
     nep_dataset_free(&d);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 /* --- augmentation -------------------------------------------------------------------- */
@@ -563,7 +547,7 @@ static void test_cifar_pipeline(void **state) {
     int flips = check_against_reference(&d, &(nep_augment){.pad = 4, .flip = true}, 5);
     assert_true(flips > 0);
     nep_dataset_free(&d);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 int main(void) {

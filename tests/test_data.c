@@ -20,22 +20,6 @@ static const uint8_t LABELS[N] = {2, 0, 4, 1, 2};
 
 static uint8_t pixel(int i) { return (uint8_t)(i * 37 + 11); }
 
-static void rm_tree(char *dir) {
-    DIR *dp = opendir(dir);
-    if (dp) {
-        struct dirent *e;
-        while ((e = readdir(dp))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char *p = nep_test_path(dir, e->d_name);
-            unlink(p);
-            free(p);
-        }
-        closedir(dp);
-    }
-    rmdir(dir);
-    free(dir);
-}
-
 /* An IDX file: magic, dims (big-endian), then nbytes of body. */
 static void write_idx(const char *path, bool gz, uint32_t magic, const uint32_t *dims,
                       int ndims, const uint8_t *body, size_t nbytes) {
@@ -122,7 +106,7 @@ static void load_small(bool gz_images, bool gz_labels) {
     assert_null(d.images);
     free(ip);
     free(lp);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_idx_plain(void **state) { load_small(false, false); }
@@ -149,7 +133,7 @@ static void test_idx_truncated_plain(void **state) {
     expect_load_fail(dir, "img", "lbl", NEP_ERR_FORMAT, "img: truncated", "header ends");
     free(ip);
     free(lp);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 /* Rewrites path keeping only its first `keep` bytes (or all but -keep when negative). */
@@ -184,7 +168,7 @@ static void test_idx_truncated_gzip(void **state) {
     expect_load_fail(dir, "img", "lbl", NEP_ERR_FORMAT, "img", NULL);
     free(ip);
     free(lp);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_idx_bad_magic(void **state) {
@@ -199,7 +183,7 @@ static void test_idx_bad_magic(void **state) {
     expect_load_fail(dir, "img", "lbl", NEP_ERR_FORMAT, "img: bad magic 0x00000d03", NULL);
     free(ip);
     free(lp);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_idx_wrong_ndims(void **state) {
@@ -216,7 +200,7 @@ static void test_idx_wrong_ndims(void **state) {
                      "expected 3");
     free(ip);
     free(lp);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_idx_count_mismatch(void **state) {
@@ -228,7 +212,7 @@ static void test_idx_count_mismatch(void **state) {
     expect_load_fail(dir, "img", "lbl", NEP_ERR_FORMAT, "img holds 5 images", NULL);
     free(ip);
     free(lp);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_idx_missing(void **state) {
@@ -240,7 +224,7 @@ static void test_idx_missing(void **state) {
     /* A directory opens but cannot be read. */
     expect_load_fail(dir, ".", "img", NEP_ERR_IO, ".: Is a directory", NULL);
     free(ip);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_idx_absurd_header(void **state) {
@@ -258,7 +242,7 @@ static void test_idx_absurd_header(void **state) {
                      "no data");
     free(ip);
     free(lp);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_idx_trailing_data(void **state) {
@@ -270,7 +254,7 @@ static void test_idx_trailing_data(void **state) {
                      "more data");
     free(ip);
     free(lp);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 /* --- Fashion-MNIST location --------------------------------------------------------- */
@@ -291,7 +275,7 @@ static void test_fashion_missing_dir(void **state) {
                 "file: not a directory");
     free(gone);
     free(file);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_fashion_missing_file(void **state) {
@@ -308,7 +292,7 @@ static void test_fashion_missing_file(void **state) {
     free(ip);
     free(want);
     free(want2);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_fashion_layout(void **state) {
@@ -333,7 +317,7 @@ static void test_fashion_layout(void **state) {
     check_small(&d);
     nep_dataset_free(&d);
     for (int i = 0; i < 5; i++) free(p[i]);
-    rm_tree(dir);
+    nep_test_rmtree(dir);
 }
 
 static void check_real_split(bool train, int64_t n) {

@@ -14,31 +14,23 @@
 #include "nepenthe/entropy.h"
 #include "nepenthe/train.h"
 
-static nep_safetensors golden;
-
-static int load_golden(void **state) { return nep_test_read_golden("convnets.safetensors", &golden); }
-static int free_golden(void **state) {
-    nep_st_free(&golden);
-    return 0;
-}
-
 static void check_forward(const char *model, double width_mult) {
     nep_graph g;
     nep_real *x;
     int32_t y[16];
     int64_t B;
-    golden_model(&golden, model, golden_spec(model, width_mult), &g, &x, y, &B);
+    golden_model(model, golden_spec(model, width_mult), &g, &x, y, &B);
     char pre[64];
     snprintf(pre, sizeof pre, "%s.", model);
     nep_exec ex;
     assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
     ex.training = true;
     const nep_real *logits = nep_exec_forward(&ex, x, B);
-    golden_expect(&golden, pre, "logits", logits, 3e-4, 1e-5);
+    golden_expect(pre, "logits", logits, 3e-4, 1e-5);
     nep_real loss = (nep_real)nep_xent(logits, y, B, 10, NULL, NULL);
-    golden_expect(&golden, pre, "loss", &loss, 1e-5, 0);
+    golden_expect(pre, "loss", &loss, 1e-5, 0);
     ex.training = false;
-    golden_expect(&golden, pre, "eval_logits", nep_exec_forward(&ex, x, B), 1e-4, 1e-5);
+    golden_expect(pre, "eval_logits", nep_exec_forward(&ex, x, B), 1e-4, 1e-5);
     nep_exec_free(&ex);
     nep_graph_free(&g);
     free(x);

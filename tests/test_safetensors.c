@@ -19,16 +19,6 @@
 #define PYTHON "PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3"
 #define TOOLS_DIR "tests/tools"
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    return remove(p);
-}
-
-static void rm_rf(char *dir) {
-    chmod(dir, 0700);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-}
-
 static char *read_all(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -158,7 +148,7 @@ static void test_roundtrip(void **state) {
     assert_int_equal(r.n_tensors, 0);
     assert_int_equal(count_entries(dir), 1);
     free(path);
-    rm_rf(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_numpy_writes_we_read(void **state) {
@@ -205,7 +195,7 @@ static void test_numpy_writes_we_read(void **state) {
     assert_tensor(&r, "mask", NEP_DT_U8, 1, sm, mask, sizeof mask);
     nep_st_free(&r);
     free(path);
-    rm_rf(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_we_write_numpy_reads(void **state) {
@@ -232,7 +222,7 @@ static void test_we_write_numpy_reads(void **state) {
              path);
     assert_int_equal(run_python(dir, code), 0);
     free(path);
-    rm_rf(dir);
+    nep_test_rmtree(dir);
 }
 
 /* ---- corrupt files --------------------------------------------------------------- */
@@ -344,7 +334,7 @@ static void test_corrupt_files(void **state) {
     assert_int_equal(r.n_meta, 0);
     nep_st_free(&r);
     free(path);
-    rm_rf(dir);
+    nep_test_rmtree(dir);
 }
 
 static void test_missing_file(void **state) {
@@ -358,7 +348,7 @@ static void test_missing_file(void **state) {
 
     char *dir = nep_test_tmpdir(); /* a directory is not a checkpoint either */
     assert_int_equal(nep_st_read(dir, &r, &err), NEP_ERR_IO);
-    rm_rf(dir);
+    nep_test_rmtree(dir);
 }
 
 /* ---- atomic writes --------------------------------------------------------------- */
@@ -442,7 +432,7 @@ static void test_atomic_write(void **state) {
 
     free(sub);
     free(path);
-    rm_rf(dir);
+    nep_test_rmtree(dir);
 }
 
 /* ---- writer arguments and teardown ----------------------------------------------- */
@@ -477,7 +467,7 @@ static void test_writer_args(void **state) {
     assert_null(w.meta);
     assert_int_equal(w.n_meta, 0);
     free(path);
-    rm_rf(dir);
+    nep_test_rmtree(dir);
 }
 
 /* ---- conversion ------------------------------------------------------------------ */

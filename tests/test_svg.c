@@ -17,19 +17,10 @@
 
 static char *dir; /* one temporary directory for the whole group */
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    return remove(p);
-}
 static int make_dir(void **state) { return (dir = nep_test_tmpdir()) ? 0 : -1; }
 static int remove_dir(void **state) {
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
+    nep_test_rmtree(dir);
     return 0;
-}
-
-static void assert_ok(nep_status s, const nep_err *err) {
-    if (s != NEP_OK) fprintf(stderr, "unexpected failure: %s\n", err->msg);
-    assert_int_equal(s, NEP_OK);
 }
 
 /* Whole file as a string (caller frees); fails the test if it cannot be read. */
@@ -77,7 +68,7 @@ static void test_bars(void **state) {
     int64_t off[] = {10, 0, 5, 0}, on[] = {20, 3, 0, 0}, mixed[] = {70, 0, 5, 0},
             offp[] = {0, 2, 1, 0};
     nep_err err;
-    assert_ok(nep_svg_state_bars(path, "States <per> layer", 4, names, off, on, offp, mixed, &err),
+    nep_test_assert_ok(nep_svg_state_bars(path, "States <per> layer", 4, names, off, on, offp, mixed, &err),
               &err);
     assert_well_formed(path);
     char *s = slurp(path);
@@ -91,7 +82,7 @@ static void test_bars(void **state) {
     assert_non_null(strstr(s, "always OFF+"));
     free(s);
     /* two-state layers: no OFF+ in the legend */
-    assert_ok(nep_svg_state_bars(path, NULL, 4, NULL, off, on, NULL, mixed, &err), &err);
+    nep_test_assert_ok(nep_svg_state_bars(path, NULL, 4, NULL, off, on, NULL, mixed, &err), &err);
     assert_well_formed(path);
     s = slurp(path);
     assert_int_equal(count(s, "class=\"bar\""), 6); /* 3 + 1 + 2 + 0 */
@@ -115,7 +106,7 @@ static void test_many_layers(void **state) {
         expect += (off[i] > 0) + (on[i] > 0) + (mixed[i] > 0) + (offp[i] > 0);
     }
     nep_err err;
-    assert_ok(nep_svg_state_bars(path, "many", N, names, off, on, offp, mixed, &err), &err);
+    nep_test_assert_ok(nep_svg_state_bars(path, "many", N, names, off, on, offp, mixed, &err), &err);
     assert_well_formed(path);
     char *s = slurp(path);
     assert_int_equal(count(s, "class=\"bar\""), expect);
@@ -136,7 +127,7 @@ static void test_lines(void **state) {
                            {NULL, 5, x, y3, false},
                            {"empty", 0, NULL, NULL, false}};
     nep_err err;
-    assert_ok(nep_svg_lines(path, "Accuracy & loss", "epoch", "value <%>", sr, 4, &err), &err);
+    nep_test_assert_ok(nep_svg_lines(path, "Accuracy & loss", "epoch", "value <%>", sr, 4, &err), &err);
     assert_well_formed(path);
     char *s = slurp(path);
     assert_int_equal(count(s, "<polyline"), 4);
@@ -157,7 +148,7 @@ static void test_flat_and_many_series(void **state) {
     double x[] = {3, 3}, y[] = {7, 7};
     nep_svg_series one = {"flat", 2, x, y, false};
     nep_err err;
-    assert_ok(nep_svg_lines(path, "flat", "x", "y", &one, 1, &err), &err);
+    nep_test_assert_ok(nep_svg_lines(path, "flat", "x", "y", &one, 1, &err), &err);
     assert_well_formed(path);
     char *s = slurp(path);
     assert_null(strstr(s, "nan"));
@@ -173,7 +164,7 @@ static void test_flat_and_many_series(void **state) {
         snprintf(labels[k], sizeof labels[k], "run %d", k);
         sr[k] = (nep_svg_series){labels[k], P, xs, ys[k], k % 3 == 0};
     }
-    assert_ok(nep_svg_lines(path, "twenty", "step", "loss", sr, S, &err), &err);
+    nep_test_assert_ok(nep_svg_lines(path, "twenty", "step", "loss", sr, S, &err), &err);
     assert_well_formed(path);
     s = slurp(path);
     assert_int_equal(count(s, "<polyline"), S);
@@ -185,8 +176,8 @@ static void test_flat_and_many_series(void **state) {
 static void test_no_data(void **state) {
     char *p1 = nep_test_path(dir, "nobars.svg"), *p2 = nep_test_path(dir, "nolines.svg");
     nep_err err;
-    assert_ok(nep_svg_state_bars(p1, "none", 0, NULL, NULL, NULL, NULL, NULL, &err), &err);
-    assert_ok(nep_svg_lines(p2, "none", NULL, NULL, NULL, 0, &err), &err);
+    nep_test_assert_ok(nep_svg_state_bars(p1, "none", 0, NULL, NULL, NULL, NULL, NULL, &err), &err);
+    nep_test_assert_ok(nep_svg_lines(p2, "none", NULL, NULL, NULL, 0, &err), &err);
     const char *paths[] = {p1, p2};
     for (int i = 0; i < 2; i++) {
         assert_well_formed(paths[i]);

@@ -1,5 +1,8 @@
 #include "testutil.h"
 
+#include <ftw.h>
+#include <sys/stat.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +36,22 @@ char *nep_test_tmpdir(void) {
         return NULL;
     }
     return tmpl;
+}
+
+static int remove_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    return remove(p);
+}
+
+void nep_test_rmtree(char *dir) {
+    if (!dir) return;
+    chmod(dir, 0700);
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(dir);
+}
+
+void nep_test_assert_ok(nep_status s, const nep_err *err) {
+    if (s != NEP_OK) fprintf(stderr, "unexpected failure: %s\n", err->msg);
+    assert_int_equal(s, NEP_OK);
 }
 
 char *nep_test_path(const char *dir, const char *name) {

@@ -21,6 +21,10 @@ double nep_test_close(const nep_real *a, const double *b, int64_t n, double rtol
 
 /* A fresh empty directory under $TMPDIR (or /tmp); caller frees the string. */
 char *nep_test_tmpdir(void);
+/* Removes dir and everything under it (making it writable first), then frees dir. */
+void nep_test_rmtree(char *dir);
+/* Fails the test, printing err's message, unless s is NEP_OK. */
+void nep_test_assert_ok(nep_status s, const nep_err *err);
 /* path joined with name into a static-free malloc'd string. */
 char *nep_test_path(const char *dir, const char *name);
 /* Directory holding the PyTorch golden files ("build/golden" unless NEP_GOLDEN_DIR). */
