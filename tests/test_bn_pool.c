@@ -81,7 +81,7 @@ static void check_bn(const char *c, bool training) {
     nep_real *x = nep_test_as_real(tx), *gy = nep_test_as_real(nep_test_case_tensor(&golden, c, "gy"));
     expect(c, "y", nep_exec_forward(&ex, x, B));
     nep_exec_backward(&ex, gy);
-    expect(c, "gx", ex.dact[g.input]);
+    expect(c, "gx", nep_exec_input_grad(&ex));
     expect(c, "gweight", grad(&g, id, 0));
     expect(c, "gbias", grad(&g, id, 1));
     expect(c, "running_mean1", param(&g, id, 2));
@@ -145,7 +145,7 @@ static void check_pool(const char *c, nep_op_kind op) {
     nep_real *x = nep_test_as_real(tx), *gy = nep_test_as_real(nep_test_case_tensor(&golden, c, "gy"));
     expect(c, "y", nep_exec_forward(&ex, x, B));
     nep_exec_backward(&ex, gy);
-    expect(c, "gx", ex.dact[g.input]);
+    expect(c, "gx", nep_exec_input_grad(&ex));
     free(x), free(gy);
     nep_exec_free(&ex);
     nep_graph_free(&g);
@@ -196,7 +196,7 @@ static run_out run_threads(nep_op_kind op, nep_attrs a, nep_shape in, int64_t B,
                  malloc(sizeof(nep_real) * (size_t)g.n_values), malloc(sizeof(nep_real) * (size_t)g.n_values)};
     memcpy(r.y, nep_exec_forward(&ex, x, B), sizeof(nep_real) * (size_t)ny);
     nep_exec_backward(&ex, dy);
-    memcpy(r.dx, ex.dact[g.input], sizeof(nep_real) * (size_t)nx);
+    memcpy(r.dx, nep_exec_input_grad(&ex), sizeof(nep_real) * (size_t)nx);
     memcpy(r.grads, g.grads, sizeof(nep_real) * (size_t)g.n_values);
     memcpy(r.values, g.values, sizeof(nep_real) * (size_t)g.n_values);
     free(x), free(dy);
@@ -313,5 +313,5 @@ int main(void) {
         cmocka_unit_test(test_infer_errors),
         cmocka_unit_test(test_flops),
     };
-    return cmocka_run_group_tests(tests, load_golden, free_golden);
+    return NEP_RUN_BOTH_LAYOUTS(tests, load_golden, free_golden);
 }

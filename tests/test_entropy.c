@@ -71,7 +71,7 @@ static void fx_free(fixture *f) {
 }
 
 static void probe(fixture *f, const nep_real *z, int64_t batch) {
-    nep_entropy_probe(&f->e, &f->g, f->node, z, batch);
+    nep_entropy_probe(&f->e, &f->g, f->node, z, batch, false);
 }
 
 /* counts must equal want[neurons][states] exactly. */
@@ -346,8 +346,8 @@ static void test_degenerate_layers(void **state) {
 }
 
 /* A batch large enough for the probe's parallel path (batch x neurons x positions above
- * NEP_PAR_MIN): counts equal a plain loop over the definitions. Values come from a
- * small set holding every boundary case. */
+ * NEP_PAR_MIN): counts equal a plain loop over the definitions, whether the batch is
+ * NCHW or channels_last. Values come from a small set holding every boundary case. */
 static void test_large_batch(void **state) {
     (void)state;
     static const nep_real vals[] = {-7.0f, -1.0f, -1e-30f, -0.0f, 0.0f, 1e-30f, 0.5f, 5.999f, 6.0f, 6.001f, 1e9f};
@@ -362,6 +362,11 @@ static void test_large_batch(void **state) {
         int64_t ch = (k / P) % C;
         z[k] = ch == 4 ? vals[6 + nep_rng_below(&r, (uint64_t)(nv - 6))] : vals[nep_rng_below(&r, (uint64_t)nv)];
     }
+    nep_real *z_nhwc = malloc(sizeof(nep_real) * (size_t)(batch * C * P));
+    assert_non_null(z_nhwc);
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t p = 0; p < P; p++) z_nhwc[(b * P + p) * C + c] = z[(b * C + c) * P + p];
     for (int op = 0; op < 2; op++)
         for (int zio = 0; zio <= 1; zio++) {
             fixture f;
@@ -387,8 +392,13 @@ static void test_large_batch(void **state) {
             assert_int_equal(nep_layer_count_always(l, NEP_STATE_ON), op ? 0 : 1);
             assert_int_equal(nep_layer_count_mixed(l), op ? 5 : 4);
             fx_free(&f);
+            fx_init(&f, op ? NEP_OP_RELU6 : NEP_OP_RELU, (nep_shape){3, {C, 3, 3}}, zio);
+            nep_entropy_probe(&f.e, &f.g, f.node, z_nhwc, batch, true);
+            expect_counts(&f.e.layers[0], want);
+            fx_free(&f);
         }
     free(z);
+    free(z_nhwc);
 }
 
 /* --- nep_entropy_measure == probing the same batches by hand -------------------------- */

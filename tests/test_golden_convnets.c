@@ -70,5 +70,5 @@ int main(void) {
         cmocka_unit_test(test_resnet20),
         cmocka_unit_test(test_mobilenetv2_075),
     };
-    return cmocka_run_group_tests(tests, load_golden, free_golden);
+    return NEP_RUN_BOTH_LAYOUTS(tests, load_golden, free_golden);
 }

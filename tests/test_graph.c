@@ -150,7 +150,8 @@ typedef struct {
     nep_real z[8 * 6];
 } probe_seen;
 
-static void probe(void *ctx, const nep_graph *g, int node, const nep_real *z, int64_t batch) {
+static void probe(void *ctx, const nep_graph *g, int node, const nep_real *z, int64_t batch,
+                  bool channels_last) {
     probe_seen *p = ctx;
     p->calls++;
     memcpy(p->z, z, sizeof(nep_real) * (size_t)(batch * 6));
@@ -204,7 +205,7 @@ static void test_dropout_masks(void **s) {
     assert_in_range(dropped, 1200 - 174, 1200 + 174);
     memcpy(y1, y, sizeof y1);
     nep_exec_backward(&ex, dy);
-    for (int i = 0; i < 4000; i++) assert_true((ex.dact[g.input][i] == 0) == (y1[i] == 0));
+    for (int i = 0; i < 4000; i++) assert_true((nep_exec_input_grad(&ex)[i] == 0) == (y1[i] == 0));
     ex.rng = &again; /* same seed, same mask */
     y = nep_exec_forward(&ex, x, 4);
     assert_memory_equal(y, y1, sizeof y1);

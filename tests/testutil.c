@@ -27,6 +27,19 @@ double nep_test_close(const nep_real *a, const double *b, int64_t n, double rtol
     return worst;
 }
 
+int nep_test_both_layouts(const char *name, const struct CMUnitTest *tests, size_t n,
+                          CMFixtureFunction setup, CMFixtureFunction teardown) {
+    int failed = 0;
+    const char *layouts[] = {"nchw", "nhwc"};
+    for (int i = 0; i < 2; i++) {
+        setenv("NEP_LAYOUT", layouts[i], 1);
+        fprintf(stderr, "layout %s:\n", layouts[i]);
+        failed |= _cmocka_run_group_tests(name, tests, n, setup, teardown);
+    }
+    unsetenv("NEP_LAYOUT");
+    return failed;
+}
+
 char *nep_test_tmpdir(void) {
     const char *base = getenv("TMPDIR");
     char *tmpl = malloc(4096);

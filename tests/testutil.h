@@ -19,6 +19,13 @@ double nep_test_close(const nep_real *a, const double *b, int64_t n, double rtol
 #define NEP_ASSERT_CLOSE(a, b, n, rtol, atol, what) \
     assert_true(nep_test_close((a), (b), (n), (rtol), (atol), (what)) <= 1.0)
 
+/* Runs a cmocka group once in each activation layout of the executor (NEP_LAYOUT=nchw,
+ * then nhwc; see nep_exec.nhwc); non-zero if either run failed. */
+int nep_test_both_layouts(const char *name, const struct CMUnitTest *tests, size_t n,
+                          CMFixtureFunction setup, CMFixtureFunction teardown);
+#define NEP_RUN_BOTH_LAYOUTS(tests, setup, teardown) \
+    nep_test_both_layouts(#tests, tests, sizeof tests / sizeof *tests, setup, teardown)
+
 /* A fresh empty directory under $TMPDIR (or /tmp); caller frees the string. */
 char *nep_test_tmpdir(void);
 /* Removes dir and everything under it (making it writable first), then frees dir. */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "ops/ops.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -33,11 +34,34 @@ static int time_inference(nep_graph *g, int64_t b, int64_t calls, const nep_real
     return 0;
 }
 
+/* Per op kind: milliseconds per step in forward, backward and the optimizer update, and
+ * their share of the median step; from the executor's per-node profile over `steps`. */
+static void print_profile(const nep_graph *g, const double *prof, int64_t steps, double step_s) {
+    double ms[NEP_OP_COUNT][3] = {{0}};
+    int nodes[NEP_OP_COUNT] = {0};
+    for (int k = 0; k < g->n_order; k++) {
+        int id = g->order[k];
+        nodes[g->nodes[id].op]++;
+        for (int c = 0; c < 3; c++) ms[g->nodes[id].op][c] += 1e3 * prof[3 * id + c] / (double)steps;
+    }
+    printf("%-18s %5s %9s %9s %9s %7s\n", "op", "nodes", "fwd ms", "bwd ms", "update ms", "share");
+    double total = 0;
+    for (int op = 0; op < NEP_OP_COUNT; op++) {
+        double sum = ms[op][0] + ms[op][1] + ms[op][2];
+        total += sum;
+        if (nodes[op])
+            printf("%-18s %5d %9.2f %9.2f %9.2f %6.1f%%\n", nep_op(op)->name, nodes[op], ms[op][0],
+                   ms[op][1], ms[op][2], 100 * sum / (1e3 * step_s));
+    }
+    printf("%-18s %5s %29.2f %6.1f%% (the rest: loss, zeroing, bookkeeping)\n", "all ops", "", total,
+           100 * total / (1e3 * step_s));
+}
+
 int cmd_bench(int argc, char **argv) {
     model_opts m;
     model_opts_default(&m);
     int64_t batch = 128, steps = 50, warmup = 5, threads = 0, seed = 0;
-    bool json = false;
+    bool json = false, profile = false;
     cli_opt opts[24];
     int n = 0;
     model_opts_table(&m, opts, &n);
@@ -46,9 +70,11 @@ int cmd_bench(int argc, char **argv) {
     opts[n++] = (cli_opt){"warmup", OPT_INT, &warmup, "untimed steps first"};
     opts[n++] = (cli_opt){"threads", OPT_INT, &threads, "threads (0: all cores)"};
     opts[n++] = (cli_opt){"seed", OPT_INT, &seed, "seed of weights and data"};
+    opts[n++] = (cli_opt){"profile", OPT_FLAG, &profile, "time each op kind's forward, backward and update"};
     opts[n++] = (cli_opt){"json", OPT_FLAG, &json, "end with one JSON line on stdout"};
     opts[n++] = (cli_opt)OPT_END;
-    int rc = cli_parse("bench", "[model options] [--batch B --steps S] [--json]", opts, argc, argv);
+    int rc = cli_parse("bench", "[model options] [--batch B --steps S] [--profile] [--json]", opts,
+                       argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     if (batch < 1 || steps < 1 || warmup < 0)
         return cli_errorf("bench", "--batch and --steps must be positive, --warmup non-negative") + 1;
@@ -73,8 +99,10 @@ int cmd_bench(int argc, char **argv) {
     for (int64_t b = 0; b < batch; b++) t.y[b] = (int32_t)nep_rng_below(&rng, (uint64_t)spec.classes);
 
     double *times = malloc(sizeof(double) * (size_t)steps), loss;
+    double *prof = profile ? calloc(3 * (size_t)g.n_nodes, sizeof(double)) : NULL;
     rc = 1;
     for (int64_t i = 0; i < warmup + steps; i++) {
+        if (i == warmup) t.ex.profile = prof; /* a NULL profile times nothing */
         double t0 = nep_now();
         if (nep_train_step(&t, batch, cfg.lr, &rng, &loss, NULL, &err) != NEP_OK) {
             cli_error("bench", &err);
@@ -82,7 +110,9 @@ int cmd_bench(int argc, char **argv) {
         }
         if (i >= warmup) times[i - warmup] = nep_now() - t0;
     }
+    t.ex.profile = NULL;
     double step_s = median(times, steps), infer1_s, inferb_s;
+    if (prof) print_profile(&g, prof, steps, step_s);
     int64_t calls = steps > 50 ? steps : 50;
     if (time_inference(&g, 1, calls, t.x, &infer1_s) || time_inference(&g, batch, steps, t.x, &inferb_s))
         goto done;
@@ -102,6 +132,7 @@ int cmd_bench(int argc, char **argv) {
     rc = 0;
 done:
     free(times);
+    free(prof);
     nep_trainer_free(&t);
     nep_graph_free(&g);
     return rc;

@@ -35,7 +35,8 @@ void nep_entropy_free(nep_entropy *e);
 void nep_entropy_reset(nep_entropy *e);
 
 /* nep_probe_fn: adds the states of z [batch, neurons, ...] to the rectifier's counts. */
-void nep_entropy_probe(void *e, const nep_graph *g, int node, const nep_real *z, int64_t batch);
+void nep_entropy_probe(void *e, const nep_graph *g, int node, const nep_real *z, int64_t batch,
+                       bool channels_last);
 
 /* Counts states over d (evaluation mode, in order) in batches of `batch`, at most
  * max_batches of them (0 = all). Resets the counts first. */

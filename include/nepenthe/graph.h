@@ -156,15 +156,31 @@ void nep_graph_apply_masks(nep_graph *g);
 struct nep_rng;
 
 /* Called for every rectifier during forward with its pre-activation input z of shape
- * [batch, shape...] (the rectifier never overwrites its input). */
+ * [batch, shape...] (the rectifier never overwrites its input); an image z [C, H, W] is
+ * stored [H, W, C] per sample when channels_last (see nep_exec.nhwc). */
 typedef void (*nep_probe_fn)(void *ctx, const nep_graph *g, int node, const nep_real *z,
-                             int64_t batch);
+                             int64_t batch, bool channels_last);
+
+/* Channel c's plane of sample b in a [B, C, HW] image tensor (NCHW, or
+ * NHWC when nhwc): where it starts, and the
+ * distance between its consecutive positions. */
+static inline int64_t nep_plane_start(bool nhwc, int64_t b, int64_t c, int64_t C, int64_t HW) {
+    return nhwc ? b * C * HW + c : (b * C + c) * HW;
+}
+static inline int64_t nep_plane_step(bool nhwc, int64_t C) { return nhwc ? C : 1; }
 
 /* Buffers for running a graph on batches of up to `max_batch` samples. */
 typedef struct nep_exec {
     nep_graph *g;
     int64_t max_batch, batch;
-    bool training;            /* dropout active, (later) BatchNorm batch statistics */
+    bool training;            /* dropout active, BatchNorm batch statistics */
+    /* Activations [C, H, W] are stored [H, W, C] per sample (channels_last), which is
+     * what oneDNN's convolutions run fastest on without reorders. Tensors the caller
+     * passes in or gets back (x, the output, dy, the input gradient) stay NCHW; they are
+     * moved at the boundary. Chosen at init: on in float builds, off in the float64
+     * build; the environment's NEP_LAYOUT=nchw or nhwc overrides that (to compare and
+     * test both). */
+    bool nhwc;
     struct nep_rng *rng;      /* dropout masks; required when training */
     nep_real **act;           /* [n_nodes] output of each node */
     nep_real **dact;          /* [n_nodes] gradient w.r.t. each node's output */
@@ -174,6 +190,15 @@ typedef struct nep_exec {
     void *scratch;            /* memory an op may use during one forward or backward call */
     size_t scratch_bytes;
     bool *owns;               /* [n_nodes] whether act/dact were allocated here */
+    /* Backward writes each gradient buffer through its first consumer and adds through
+     * the rest (no zeroing pass): grad_owner [n_nodes] is the node whose buffer a node's
+     * dact is (itself unless aliased), grad_fresh [n_nodes] whether that buffer holds
+     * no contribution yet in the current backward. See nep_input_grad in ops.h. */
+    int *grad_owner;
+    bool *grad_fresh;
+    nep_real *in_moved;       /* the input in the executor's layout, when it differs */
+    nep_real *in_grad;        /* the input gradient, NCHW, when the layouts differ */
+    nep_real *out_moved;      /* the output moved back to NCHW, when the layouts differ */
     nep_probe_fn probe;
     void *probe_ctx;
     /* Backward writes each parameter's gradient; with accumulate_grads it adds to it. */
@@ -182,6 +207,9 @@ typedef struct nep_exec {
      * optimizer can update them while they are still in cache. */
     void (*on_grads)(void *ctx, nep_graph *g, int node);
     void *on_grads_ctx;
+    /* NULL, or [n_nodes][3] seconds spent in each node's forward, backward and on_grads,
+     * added to at every call (nepenthe bench --profile). */
+    double *profile;
 } nep_exec;
 
 nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err);
@@ -189,8 +217,10 @@ void nep_exec_free(nep_exec *ex);
 /* Scratch of at least `bytes` (64-byte aligned), shared by all nodes: valid until the
  * next call; NULL if out of memory. */
 void *nep_exec_scratch(nep_exec *ex, size_t bytes);
-/* Also compute the gradient w.r.t. the graph input, into ex->dact[g->input] (tests). */
+/* Also compute the gradient w.r.t. the graph input (tests); nep_exec_input_grad
+ * returns it after backward, [batch, input shape] NCHW. */
 nep_status nep_exec_enable_input_grad(nep_exec *ex, nep_err *err);
+nep_real *nep_exec_input_grad(const nep_exec *ex);
 /* Runs the graph on x [batch, input shape]; returns the output buffer
  * [batch, output shape] (owned by ex). x must stay valid until backward. */
 const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch);

@@ -1,38 +1,96 @@
 /* Running a graph: forward in topological order, backward in reverse. Each node owns
  * an output buffer and a gradient buffer sized for max_batch, except ops whose output
- * aliases their input (Identity, Flatten), which share their input's buffers. */
+ * aliases their input (Identity, Flatten), which share their input's buffers. With
+ * NHWC activations the caller's tensors are moved at the boundary, and a Flatten of a
+ * multi-channel image gets buffers of its own to put the values in PyTorch's order. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "nepenthe/graph.h"
 #include "ops/ops.h"
+
+static bool default_nhwc(void) {
+    const char *e = getenv("NEP_LAYOUT");
+    if (e && !strcmp(e, "nchw")) return false;
+    if (e && !strcmp(e, "nhwc")) return true;
+#ifdef NEP_DOUBLE
+    return false;
+#else
+    return true;
+#endif
+}
+
+static bool aliased(const nep_exec *ex, const nep_node *n) {
+    return nep_op(n->op)->aliases_input &&
+           !(n->op == NEP_OP_FLATTEN && nep_layout_moves(ex->nhwc, nep_in_shape(ex->g, n, 0)));
+}
+
+static double seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Adds the seconds since *t0 to column col of node id's profile and restarts *t0. */
+static void profile_add(nep_exec *ex, int id, int col, double *t0) {
+    if (!ex->profile) return;
+    double t = seconds();
+    ex->profile[3 * id + col] += t - *t0;
+    *t0 = t;
+}
+
+static nep_real *alloc_reals(int64_t n) {
+    size_t bytes = (size_t)n * sizeof(nep_real);
+    return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+}
+
+/* Moves [batch, shape] between the caller's NCHW and the executor's layout. */
+static void to_exec_layout(const nep_exec *ex, const nep_shape *s, const nep_real *x, nep_real *y) {
+    nep_nchw_to_nhwc(x, y, ex->batch, s->d[0], s->d[1] * s->d[2], false);
+}
+static void to_caller_layout(const nep_exec *ex, const nep_shape *s, const nep_real *x, nep_real *y) {
+    nep_nhwc_to_nchw(x, y, ex->batch, s->d[0], s->d[1] * s->d[2], false);
+}
 
 nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err) {
     memset(ex, 0, sizeof *ex);
     ex->g = g;
     ex->max_batch = max_batch;
+    ex->nhwc = default_nhwc();
     size_t n = (size_t)g->n_nodes;
     ex->act = calloc(n, sizeof *ex->act);
     ex->dact = calloc(n, sizeof *ex->dact);
     ex->state = calloc(n, sizeof *ex->state);
     ex->owns = calloc(n, sizeof *ex->owns);
     ex->backend = calloc(n, sizeof *ex->backend);
-    if (!ex->act || !ex->dact || !ex->state || !ex->owns || !ex->backend) goto nomem;
+    ex->grad_owner = calloc(n, sizeof *ex->grad_owner);
+    ex->grad_fresh = calloc(n, sizeof *ex->grad_fresh); /* false: an op called alone adds */
+    if (!ex->act || !ex->dact || !ex->state || !ex->owns || !ex->backend || !ex->grad_owner ||
+        !ex->grad_fresh)
+        goto nomem;
     for (int k = 0; k < g->n_order; k++) {
         int id = g->order[k];
         const nep_node *nd = &g->nodes[id];
         const nep_op_def *def = nep_op(nd->op);
         if (def->state_reals) {
-            ex->state[id] = malloc(sizeof(nep_real) * (size_t)(max_batch * def->state_reals(g, nd)));
+            ex->state[id] = malloc(sizeof(nep_real) * (size_t)(max_batch * def->state_reals(ex, nd)));
             if (!ex->state[id]) goto nomem;
         }
-        if (nd->op == NEP_OP_INPUT || def->aliases_input) continue;
-        size_t bytes = (size_t)(max_batch * nep_shape_numel(&nd->shape)) * sizeof(nep_real);
-        ex->act[id] = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-        ex->dact[id] = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (def->scratch_bytes && !nep_exec_scratch(ex, def->scratch_bytes(ex, nd))) goto nomem;
+        ex->grad_owner[id] = aliased(ex, nd) ? ex->grad_owner[nd->inputs[0]] : id;
+        if (nd->op == NEP_OP_INPUT || aliased(ex, nd)) continue;
+        const int64_t n_reals = max_batch * nep_shape_numel(&nd->shape);
+        ex->act[id] = alloc_reals(n_reals);
+        ex->dact[id] = alloc_reals(n_reals);
         ex->owns[id] = true;
         if (!ex->act[id] || !ex->dact[id]) goto nomem;
     }
+    const nep_shape *in = &g->nodes[g->input].shape, *out = &g->nodes[g->output].shape;
+    if (nep_layout_moves(ex->nhwc, in) && !(ex->in_moved = alloc_reals(max_batch * nep_shape_numel(in))))
+        goto nomem;
+    if (nep_layout_moves(ex->nhwc, out) && !(ex->out_moved = alloc_reals(max_batch * nep_shape_numel(out))))
+        goto nomem;
     return NEP_OK;
 nomem:
     nep_exec_free(ex);
@@ -43,11 +101,20 @@ nomem:
 nep_status nep_exec_enable_input_grad(nep_exec *ex, nep_err *err) {
     int in = ex->g->input;
     if (ex->owns[in]) return NEP_OK;
-    size_t n = (size_t)(ex->max_batch * nep_shape_numel(&ex->g->nodes[in].shape));
-    ex->dact[in] = malloc(sizeof(nep_real) * n);
+    const nep_shape *s = &ex->g->nodes[in].shape;
+    const int64_t n = ex->max_batch * nep_shape_numel(s);
+    ex->dact[in] = alloc_reals(n);
+    if (ex->dact[in] && nep_layout_moves(ex->nhwc, s) && !(ex->in_grad = alloc_reals(n))) {
+        free(ex->dact[in]);
+        ex->dact[in] = NULL;
+    }
     if (!ex->dact[in]) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for input gradients");
     ex->owns[in] = true;
     return NEP_OK;
+}
+
+nep_real *nep_exec_input_grad(const nep_exec *ex) {
+    return ex->in_grad ? ex->in_grad : ex->dact[ex->g->input];
 }
 
 void *nep_exec_scratch(nep_exec *ex, size_t bytes) {
@@ -79,44 +146,71 @@ void nep_exec_free(nep_exec *ex) {
     free(ex->state);
     free(ex->owns);
     free(ex->backend);
+    free(ex->grad_owner);
+    free(ex->grad_fresh);
     free(ex->scratch);
+    free(ex->in_moved);
+    free(ex->in_grad);
+    free(ex->out_moved);
     memset(ex, 0, sizeof *ex);
 }
 
 const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch) {
     nep_graph *g = ex->g;
     ex->batch = batch;
-    /* The input is read-only; its gradient is never computed (dact stays NULL). */
-    ex->act[g->input] = (nep_real *)x;
+    /* The input is read-only; its gradient is computed only when enabled. */
+    if (ex->in_moved) to_exec_layout(ex, &g->nodes[g->input].shape, x, ex->in_moved);
+    ex->act[g->input] = ex->in_moved ? ex->in_moved : (nep_real *)x;
     for (int k = 0; k < g->n_order; k++) {
         int id = g->order[k];
         const nep_node *n = &g->nodes[id];
         const nep_op_def *def = nep_op(n->op);
-        if (def->aliases_input) {
+        if (aliased(ex, n)) {
             ex->act[id] = ex->act[n->inputs[0]];
             ex->dact[id] = ex->dact[n->inputs[0]];
             continue;
         }
         if (def->states && ex->probe)
-            ex->probe(ex->probe_ctx, g, id, ex->act[n->inputs[0]], batch);
+            ex->probe(ex->probe_ctx, g, id, ex->act[n->inputs[0]], batch, ex->nhwc);
+        double t0 = ex->profile ? seconds() : 0;
         if (def->forward) def->forward(ex, id);
+        profile_add(ex, id, 0, &t0);
     }
-    return ex->act[g->output];
+    if (!ex->out_moved) return ex->act[g->output];
+    to_caller_layout(ex, &g->nodes[g->output].shape, ex->act[g->output], ex->out_moved);
+    return ex->out_moved;
+}
+
+/* Zeroes node id's gradient buffer if nothing was written to it in this backward. */
+static void settle_grad(nep_exec *ex, int id) {
+    const int owner = ex->grad_owner[id];
+    if (!ex->grad_fresh[owner] || !ex->dact[owner]) return;
+    memset(ex->dact[owner], 0, (size_t)nep_exec_numel(ex, owner) * sizeof(nep_real));
+    ex->grad_fresh[owner] = false;
 }
 
 void nep_exec_backward(nep_exec *ex, const nep_real *dy) {
     nep_graph *g = ex->g;
-    for (int k = 0; k < g->n_order; k++) {
-        int id = g->order[k];
-        if (ex->owns[id]) memset(ex->dact[id], 0, (size_t)nep_exec_numel(ex, id) * sizeof(nep_real));
-    }
+    for (int k = 0; k < g->n_order; k++) ex->grad_fresh[g->order[k]] = true;
     int out = g->output;
-    if (ex->dact[out])
+    if (ex->dact[out] && ex->out_moved)
+        to_exec_layout(ex, &g->nodes[out].shape, dy, ex->dact[out]);
+    else if (ex->dact[out])
         memcpy(ex->dact[out], dy, (size_t)nep_exec_numel(ex, out) * sizeof(nep_real));
+    ex->grad_fresh[ex->grad_owner[out]] = false;
     for (int k = g->n_order - 1; k >= 0; k--) {
         int id = g->order[k];
         const nep_op_def *def = nep_op(g->nodes[id].op);
-        if (def->backward && ex->dact[id]) def->backward(ex, id);
+        double t0 = ex->profile ? seconds() : 0;
+        if (def->backward && ex->dact[id] && !aliased(ex, &g->nodes[id])) {
+            settle_grad(ex, id); /* a node no consumer sent a gradient: zero */
+            def->backward(ex, id);
+        }
+        profile_add(ex, id, 1, &t0);
         if (ex->on_grads && g->nodes[id].n_params) ex->on_grads(ex->on_grads_ctx, g, id);
+        profile_add(ex, id, 2, &t0);
     }
+    settle_grad(ex, g->input);
+    if (ex->in_grad)
+        to_caller_layout(ex, &g->nodes[g->input].shape, ex->dact[g->input], ex->in_grad);
 }

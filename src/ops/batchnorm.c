@@ -17,14 +17,15 @@
  *   very formula a BN fold uses; the buffers are not touched.
  * Backward (xhat = (x - mean) * inv with the statistics forward used):
  *   dbias = sum dy,  dweight = sum dy * xhat   (written, or added with accumulate_grads)
- *   training: dx += weight * inv * (dy - sum dy / n - xhat * sum (dy * xhat) / n)
- *   eval:     dx += weight * inv * dy
+ *   training: dx (+)= weight * inv * (dy - sum dy / n - xhat * sum (dy * xhat) / n)
+ *   eval:     dx (+)= weight * inv * dy   (+= when another consumer wrote dx first)
  * eps and momentum come from attrs (0 selects PyTorch's 1e-5 and 0.1).
- * Sums are accumulated in double, in a fixed order per channel (eight interleaved
- * lanes, then the lanes in order); channels are spread over OpenMP threads, one thread
- * per channel, so results do not depend on the thread count. The batch variance uses a
- * one-pass sum of (x - K) and (x - K)^2 shifted by the channel's first value K, which
- * keeps the cancellation of E[x^2] - E[x]^2 away. */
+ * Sums are accumulated in double, in an order fixed by the shape alone, so results do
+ * not depend on the thread count: NCHW spreads channels over threads, one thread per
+ * channel summing eight interleaved lanes, then the lanes in order; NHWC (ex->nhwc,
+ * x [B, H, W, C]) sums fixed chunks of rows, all channels at once, then the chunks in
+ * order. The batch variance uses a one-pass sum of (x - K) and (x - K)^2 shifted by the
+ * channel's first value K, which keeps the cancellation of E[x^2] - E[x]^2 away. */
 #include <math.h>
 #include <stdbool.h>
 
@@ -71,8 +72,8 @@ static int64_t bn_flops(const nep_graph *g, const nep_node *n) {
     return 2 * nep_shape_numel(&n->shape);
 }
 
-static int64_t bn_state_reals(const nep_graph *g, const nep_node *n) {
-    return 2 * nep_in_shape(g, n, 0)->d[0] + 1;
+static int64_t bn_state_reals(const nep_exec *ex, const nep_node *n) {
+    return 2 * nep_in_shape(ex->g, n, 0)->d[0] + 1;
 }
 
 /* s1 += x - K, s2 += (x - K)^2 over one contiguous plane, lane by lane. */
@@ -113,7 +114,20 @@ static double lanes_sum(const double *s) {
     return t;
 }
 
-static void bn_forward(nep_exec *ex, int id) {
+/* Channel statistics from S1 = sum (x - K), S2 = sum (x - K)^2 over cnt values: the
+ * batch mean and inverse std (into state), and the running statistics' update. */
+static void batch_stats_of(double K, double S1, double S2, int64_t cnt, double eps, double mom,
+                           nep_real *rmean, nep_real *rvar, nep_real *mean, nep_real *inv) {
+    const double m = K + S1 / (double)cnt;
+    double ss = S2 - S1 * S1 / (double)cnt; /* sum (x - m)^2 */
+    if (ss < 0) ss = 0;
+    *rmean = (nep_real)((1 - mom) * (double)*rmean + mom * m);
+    *rvar = (nep_real)((1 - mom) * (double)*rvar + mom * ss / (double)(cnt > 1 ? cnt - 1 : 1));
+    *mean = (nep_real)m;
+    *inv = (nep_real)nep_bn_inv_std(ss / (double)cnt, eps);
+}
+
+static void bn_forward_nchw(nep_exec *ex, int id) {
     nep_graph *g = ex->g;
     const nep_node *n = &g->nodes[id];
     const int64_t C = n->shape.d[0], HW = n->shape.d[1] * n->shape.d[2], B = ex->batch;
@@ -135,17 +149,9 @@ static void bn_forward(nep_exec *ex, int id) {
             double s1[LANES] = {0}, s2[LANES] = {0};
             const double K = (double)x[c * HW];
             for (int64_t b = 0; b < B; b++) acc_moments(x + (b * C + c) * HW, HW, K, s1, s2);
-            const double S1 = lanes_sum(s1), S2 = lanes_sum(s2);
-            const double m = K + S1 / (double)cnt;
-            double ss = S2 - S1 * S1 / (double)cnt; /* sum (x - m)^2 */
-            if (ss < 0) ss = 0;
-            const double istd = nep_bn_inv_std(ss / (double)cnt, eps);
-            rmean[c] = (nep_real)((1 - mom) * (double)rmean[c] + mom * m);
-            rvar[c] = (nep_real)((1 - mom) * (double)rvar[c] +
-                                 mom * ss / (double)(cnt > 1 ? cnt - 1 : 1));
-            mean[c] = (nep_real)m;
-            inv[c] = (nep_real)istd;
-            const nep_real mf = mean[c], sc = (nep_real)((double)w[c] * istd), sh = bias[c];
+            batch_stats_of(K, lanes_sum(s1), lanes_sum(s2), cnt, eps, mom, rmean + c, rvar + c,
+                           mean + c, inv + c);
+            const nep_real mf = mean[c], sc = (nep_real)((double)w[c] * inv[c]), sh = bias[c];
             for (int64_t b = 0; b < B; b++) {
                 const nep_real *xp = x + (b * C + c) * HW;
                 nep_real *yp = y + (b * C + c) * HW;
@@ -166,7 +172,7 @@ static void bn_forward(nep_exec *ex, int id) {
     }
 }
 
-static void bn_backward(nep_exec *ex, int id) {
+static void bn_backward_nchw(nep_exec *ex, int id) {
     nep_graph *g = ex->g;
     const nep_node *n = &g->nodes[id];
     const int64_t C = n->shape.d[0], HW = n->shape.d[1] * n->shape.d[2], B = ex->batch;
@@ -174,7 +180,8 @@ static void bn_backward(nep_exec *ex, int id) {
     const nep_real *x = ex->act[n->inputs[0]], *dy = ex->dact[id];
     const nep_real *w = nep_param_ptr(g, n, BN_WEIGHT);
     const nep_real *mean = ex->state[id], *inv = mean + C;
-    nep_real *dx = ex->dact[n->inputs[0]];
+    bool add;
+    nep_real *dx = nep_input_grad(ex, n, 0, &add);
     nep_real *dw = nep_grad_ptr(g, n, BN_WEIGHT), *db = nep_grad_ptr(g, n, BN_BIAS);
     const bool batch_stats = mean[2 * C] != 0, acc = ex->accumulate_grads;
 #pragma omp parallel for schedule(static) if (cnt * C > NEP_PAR_MIN)
@@ -196,16 +203,156 @@ static void bn_backward(nep_exec *ex, int id) {
         for (int64_t b = 0; b < B; b++) {
             const nep_real *xp = x + (b * C + c) * HW, *dyp = dy + (b * C + c) * HW;
             nep_real *dxp = dx + (b * C + c) * HW;
-            if (batch_stats)
+            /* f0 = fp = 0 with running statistics */
+            if (add)
                 for (int64_t k = 0; k < HW; k++) dxp[k] += fa * dyp[k] + f0 + fp * (xp[k] - m);
             else
-                for (int64_t k = 0; k < HW; k++) dxp[k] += fa * dyp[k];
+                for (int64_t k = 0; k < HW; k++) dxp[k] = fa * dyp[k] + f0 + fp * (xp[k] - m);
         }
     }
+}
+
+/* ---- NHWC: x [R = B*H*W rows, C] ------------------------------------------------------ */
+
+#define CHUNKS 16
+
+/* Row range of chunk k of n over R rows. */
+static int64_t chunk_start(int64_t R, int64_t n, int64_t k) { return R * k / n; }
+
+/* Per-chunk sums [CHUNKS][2][C] doubles, then three [C] coefficient rows. */
+static size_t bn_scratch_bytes(const nep_exec *ex, const nep_node *n) {
+    const int64_t C = n->shape.d[0];
+    return sizeof(double) * (size_t)(2 * CHUNKS * C) + 3 * sizeof(nep_real) * (size_t)C;
+}
+
+static void bn_forward_nhwc(nep_exec *ex, int id) {
+    nep_graph *g = ex->g;
+    const nep_node *n = &g->nodes[id];
+    const int64_t C = n->shape.d[0], R = ex->batch * n->shape.d[1] * n->shape.d[2];
+    const nep_real *x = ex->act[n->inputs[0]];
+    const nep_real *w = nep_param_ptr(g, n, BN_WEIGHT), *bias = nep_param_ptr(g, n, BN_BIAS);
+    nep_real *rmean = nep_param_ptr(g, n, BN_RMEAN), *rvar = nep_param_ptr(g, n, BN_RVAR);
+    nep_real *y = ex->act[id], *mean = ex->state[id], *inv = mean + C;
+    const double eps = nep_bn_eps(&n->attrs), mom = nep_bn_momentum(&n->attrs);
+    const int64_t nch = R < CHUNKS ? R : CHUNKS;
+    /* scratch: per-chunk sums, then y = (x - mu) * sc + sh's coefficients */
+    double *part = nep_exec_scratch(ex, bn_scratch_bytes(ex, n));
+    nep_real *mu = (nep_real *)(part + 2 * CHUNKS * C), *sc = mu + C, *sh = sc + C;
+    mean[2 * C] = ex->training ? 1 : 0;
+    if (R == 0) {
+        for (int64_t c = 0; c < 2 * C; c++) mean[c] = 0;
+        return;
+    }
+    if (ex->training) {
+#pragma omp parallel for schedule(static) if (R * C > NEP_PAR_MIN)
+        for (int64_t k = 0; k < nch; k++) {
+            double *s1 = part + 2 * k * C, *s2 = s1 + C;
+            for (int64_t c = 0; c < C; c++) s1[c] = s2[c] = 0;
+            for (int64_t r = chunk_start(R, nch, k); r < chunk_start(R, nch, k + 1); r++) {
+                const nep_real *xr = x + r * C;
+#pragma omp simd
+                for (int64_t c = 0; c < C; c++) {
+                    const double d = (double)xr[c] - (double)x[c];
+                    s1[c] += d;
+                    s2[c] += d * d;
+                }
+            }
+        }
+        for (int64_t c = 0; c < C; c++) {
+            double S1 = 0, S2 = 0;
+            for (int64_t k = 0; k < nch; k++) S1 += part[2 * k * C + c], S2 += part[(2 * k + 1) * C + c];
+            batch_stats_of((double)x[c], S1, S2, R, eps, mom, rmean + c, rvar + c, mean + c, inv + c);
+            mu[c] = mean[c];
+            sc[c] = (nep_real)((double)w[c] * inv[c]);
+            sh[c] = bias[c];
+        }
+    } else {
+        for (int64_t c = 0; c < C; c++) {
+            double scale, shift;
+            nep_bn_eval_affine(w[c], bias[c], rmean[c], rvar[c], eps, &scale, &shift);
+            mean[c] = rmean[c];
+            inv[c] = (nep_real)nep_bn_inv_std(rvar[c], eps);
+            mu[c] = 0;
+            sc[c] = (nep_real)scale;
+            sh[c] = (nep_real)shift;
+        }
+    }
+#pragma omp parallel for schedule(static) if (R * C > NEP_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        const nep_real *xr = x + r * C;
+        nep_real *yr = y + r * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - mu[c]) * sc[c] + sh[c];
+    }
+}
+
+static void bn_backward_nhwc(nep_exec *ex, int id) {
+    nep_graph *g = ex->g;
+    const nep_node *n = &g->nodes[id];
+    const int64_t C = n->shape.d[0], R = ex->batch * n->shape.d[1] * n->shape.d[2];
+    const nep_real *x = ex->act[n->inputs[0]], *dy = ex->dact[id];
+    const nep_real *w = nep_param_ptr(g, n, BN_WEIGHT);
+    const nep_real *mean = ex->state[id], *inv = mean + C;
+    bool add;
+    nep_real *dx = nep_input_grad(ex, n, 0, &add);
+    nep_real *dw = nep_grad_ptr(g, n, BN_WEIGHT), *db = nep_grad_ptr(g, n, BN_BIAS);
+    const bool batch_stats = mean[2 * C] != 0, acc = ex->accumulate_grads;
+    const int64_t nch = R < CHUNKS ? R : CHUNKS;
+    /* scratch: per-chunk sums, then the dx coefficients */
+    double *part = nep_exec_scratch(ex, bn_scratch_bytes(ex, n));
+    nep_real *fa = (nep_real *)(part + 2 * CHUNKS * C), *f0 = fa + C, *fp = f0 + C;
+#pragma omp parallel for schedule(static) if (R * C > NEP_PAR_MIN)
+    for (int64_t k = 0; k < nch; k++) {
+        double *g1 = part + 2 * k * C, *g2 = g1 + C;
+        for (int64_t c = 0; c < C; c++) g1[c] = g2[c] = 0;
+        for (int64_t r = chunk_start(R, nch, k); r < chunk_start(R, nch, k + 1); r++) {
+            const nep_real *xr = x + r * C, *dyr = dy + r * C;
+#pragma omp simd
+            for (int64_t c = 0; c < C; c++) {
+                g1[c] += (double)dyr[c];
+                g2[c] += (double)dyr[c] * (double)(xr[c] - mean[c]);
+            }
+        }
+    }
+    for (int64_t c = 0; c < C; c++) {
+        double sdy = 0, sdx = 0;
+        for (int64_t k = 0; k < nch; k++) sdy += part[2 * k * C + c], sdx += part[(2 * k + 1) * C + c];
+        const double istd = (double)inv[c], dot = sdx * istd; /* sum dy * xhat */
+        dw[c] = (nep_real)(acc ? (double)dw[c] + dot : dot);
+        db[c] = (nep_real)(acc ? (double)db[c] + sdy : sdy);
+        const double a = (double)w[c] * istd;
+        fa[c] = (nep_real)a;
+        f0[c] = batch_stats && R ? (nep_real)(-a * sdy / (double)R) : 0;
+        fp[c] = batch_stats && R ? (nep_real)(-a * istd * dot / (double)R) : 0;
+    }
+    if (!dx) return;
+#pragma omp parallel for schedule(static) if (R * C > NEP_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        const nep_real *xr = x + r * C, *dyr = dy + r * C;
+        nep_real *dxr = dx + r * C;
+        if (add) {
+#pragma omp simd
+            for (int64_t c = 0; c < C; c++) dxr[c] += fa[c] * dyr[c] + f0[c] + fp[c] * (xr[c] - mean[c]);
+        } else {
+#pragma omp simd
+            for (int64_t c = 0; c < C; c++) dxr[c] = fa[c] * dyr[c] + f0[c] + fp[c] * (xr[c] - mean[c]);
+        }
+    }
+}
+
+static void bn_forward(nep_exec *ex, int id) {
+    if (ex->nhwc) bn_forward_nhwc(ex, id);
+    else bn_forward_nchw(ex, id);
+}
+
+static void bn_backward(nep_exec *ex, int id) {
+    if (ex->nhwc) bn_backward_nhwc(ex, id);
+    else bn_backward_nchw(ex, id);
 }
 
 const nep_op_def nep_op_batchnorm = {
     .name = "BatchNorm2d", .min_inputs = 1, .max_inputs = 1,
     .infer = bn_infer, .flops = bn_flops, .state_reals = bn_state_reals,
+    .scratch_bytes = bn_scratch_bytes,
     .forward = bn_forward, .backward = bn_backward,
 };

@@ -3,13 +3,15 @@
  *   y [B, F, Ho, Wo]   Ho = (H + 2 ph - kh) / sh + 1,  Wo likewise;  g = groups
  *   y[b,f,o,p] = b[f] + sum_{c<C/g, i<kh, j<kw} W[f,c,i,j] x[b, G(f) C/g + c, o sh - ph + i, p sw - pw + j]
  *   (G(f) = f / (F/g), the group of output channel f; x is 0 outside the image)
- * backward: dx += conv_transpose(dy, W)   dW = sum_{b,o,p} dy x-patch   db = sum_{b,o,p} dy
- *   (dW, db: += with accumulate_grads)
+ * backward: dx (+)= conv_transpose(dy, W)   dW = sum_{b,o,p} dy x-patch   db = sum_{b,o,p} dy
+ *   (dx: += when another consumer wrote it first; dW, db: += with accumulate_grads)
  * Float builds run oneDNN (backend/cpu/dnnl_conv.c); the float64 build, used by the
  * finite-difference checks, runs the direct loops below, which float builds also fall
- * back to should oneDNN fail to create a primitive. */
+ * back to should oneDNN fail to create a primitive. Both take activations in the
+ * executor's layout (NCHW, or NHWC when ex->nhwc). */
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/dnnl_conv.h"
 #include "ops/ops.h"
@@ -61,14 +63,14 @@ static int64_t conv2d_flops(const nep_graph *g, const nep_node *n) {
            (n->attrs.bias ? out : 0);
 }
 
-static nep_conv_geom conv_geom(const nep_graph *g, const nep_node *n, int64_t batch) {
+static nep_conv_geom conv_geom(const nep_graph *g, const nep_node *n, int64_t batch, bool nhwc) {
     const nep_shape *in = nep_in_shape(g, n, 0);
     return (nep_conv_geom){
         .batch = batch, .in_c = in->d[0], .in_h = in->d[1], .in_w = in->d[2],
         .out_c = n->shape.d[0], .out_h = n->shape.d[1], .out_w = n->shape.d[2],
         .kh = n->attrs.kernel[0], .kw = n->attrs.kernel[1], .sh = n->attrs.stride[0],
         .sw = n->attrs.stride[1], .ph = n->attrs.pad[0], .pw = n->attrs.pad[1],
-        .groups = conv_groups(n), .bias = n->attrs.bias,
+        .groups = conv_groups(n), .bias = n->attrs.bias, .nhwc = nhwc,
     };
 }
 
@@ -77,55 +79,61 @@ static nep_conv_geom conv_geom(const nep_graph *g, const nep_node *n, int64_t ba
 static void ref_forward(const nep_conv_geom *q, const nep_real *x, const nep_real *w,
                         const nep_real *bias, nep_real *y) {
     const int64_t Cg = q->in_c / q->groups, Fg = q->out_c / q->groups, HW = q->in_h * q->in_w;
-    const int64_t rows = q->batch * q->out_c;
-#pragma omp parallel for if (rows * q->out_h * q->out_w * Cg * q->kh * q->kw > NEP_PAR_MIN)
+    const int64_t OHW = q->out_h * q->out_w, rows = q->batch * q->out_c;
+    const int64_t xs = nep_plane_step(q->nhwc, q->in_c), ys = nep_plane_step(q->nhwc, q->out_c);
+#pragma omp parallel for if (rows * OHW * Cg * q->kh * q->kw > NEP_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         const int64_t b = r / q->out_c, f = r % q->out_c;
-        const nep_real *xg = x + (b * q->in_c + f / Fg * Cg) * HW, *wf = w + f * Cg * q->kh * q->kw;
-        nep_real *yr = y + r * q->out_h * q->out_w;
+        const nep_real *wf = w + f * Cg * q->kh * q->kw;
+        nep_real *yr = y + nep_plane_start(q->nhwc, b, f, q->out_c, OHW);
         for (int64_t o = 0; o < q->out_h; o++)
             for (int64_t p = 0; p < q->out_w; p++) {
                 nep_real acc = bias ? bias[f] : 0;
-                for (int64_t c = 0; c < Cg; c++)
+                for (int64_t c = 0; c < Cg; c++) {
+                    const nep_real *xc = x + nep_plane_start(q->nhwc, b, f / Fg * Cg + c, q->in_c, HW);
                     for (int i = 0; i < q->kh; i++) {
                         const int64_t ih = o * q->sh - q->ph + i;
                         if (ih < 0 || ih >= q->in_h) continue;
                         for (int j = 0; j < q->kw; j++) {
                             const int64_t iw = p * q->sw - q->pw + j;
                             if (iw < 0 || iw >= q->in_w) continue;
-                            acc += wf[(c * q->kh + i) * q->kw + j] * xg[c * HW + ih * q->in_w + iw];
+                            acc += wf[(c * q->kh + i) * q->kw + j] * xc[(ih * q->in_w + iw) * xs];
                         }
                     }
-                yr[o * q->out_w + p] = acc;
+                }
+                yr[(o * q->out_w + p) * ys] = acc;
             }
     }
 }
 
 static void ref_backward(const nep_conv_geom *q, const nep_real *x, const nep_real *w,
-                         const nep_real *dy, nep_real *dx, nep_real *dw, nep_real *db,
-                         bool accumulate) {
+                         const nep_real *dy, nep_real *dx, bool dx_add, nep_real *dw,
+                         nep_real *db, bool accumulate) {
     const int64_t Cg = q->in_c / q->groups, Fg = q->out_c / q->groups, HW = q->in_h * q->in_w;
     const int64_t OHW = q->out_h * q->out_w, K = Cg * q->kh * q->kw;
+    const int64_t xs = nep_plane_step(q->nhwc, q->in_c), ys = nep_plane_step(q->nhwc, q->out_c);
+    if (dx && !dx_add) memset(dx, 0, sizeof(nep_real) * (size_t)(q->batch * q->in_c * HW));
     if (dx) {
         /* Scatter each sample's dy through W; samples write disjoint slices of dx. */
 #pragma omp parallel for if (q->batch * q->out_c * OHW * K > NEP_PAR_MIN)
         for (int64_t b = 0; b < q->batch; b++)
             for (int64_t f = 0; f < q->out_c; f++) {
-                const nep_real *dyr = dy + (b * q->out_c + f) * OHW, *wf = w + f * K;
-                nep_real *dxg = dx + (b * q->in_c + f / Fg * Cg) * HW;
+                const nep_real *dyr = dy + nep_plane_start(q->nhwc, b, f, q->out_c, OHW), *wf = w + f * K;
                 for (int64_t o = 0; o < q->out_h; o++)
                     for (int64_t p = 0; p < q->out_w; p++) {
-                        const nep_real d = dyr[o * q->out_w + p];
-                        for (int64_t c = 0; c < Cg; c++)
+                        const nep_real d = dyr[(o * q->out_w + p) * ys];
+                        for (int64_t c = 0; c < Cg; c++) {
+                            nep_real *dxc = dx + nep_plane_start(q->nhwc, b, f / Fg * Cg + c, q->in_c, HW);
                             for (int i = 0; i < q->kh; i++) {
                                 const int64_t ih = o * q->sh - q->ph + i;
                                 if (ih < 0 || ih >= q->in_h) continue;
                                 for (int j = 0; j < q->kw; j++) {
                                     const int64_t iw = p * q->sw - q->pw + j;
                                     if (iw < 0 || iw >= q->in_w) continue;
-                                    dxg[c * HW + ih * q->in_w + iw] += d * wf[(c * q->kh + i) * q->kw + j];
+                                    dxc[(ih * q->in_w + iw) * xs] += d * wf[(c * q->kh + i) * q->kw + j];
                                 }
                             }
+                        }
                     }
             }
     }
@@ -138,22 +146,23 @@ static void ref_backward(const nep_conv_geom *q, const nep_real *x, const nep_re
         if (!accumulate)
             for (int64_t k = 0; k < K; k++) dwf[k] = 0;
         for (int64_t b = 0; b < q->batch; b++) {
-            const nep_real *dyr = dy + (b * q->out_c + f) * OHW;
-            const nep_real *xg = x + (b * q->in_c + f / Fg * Cg) * HW;
+            const nep_real *dyr = dy + nep_plane_start(q->nhwc, b, f, q->out_c, OHW);
             for (int64_t o = 0; o < q->out_h; o++)
                 for (int64_t p = 0; p < q->out_w; p++) {
-                    const nep_real d = dyr[o * q->out_w + p];
+                    const nep_real d = dyr[(o * q->out_w + p) * ys];
                     bacc += d;
-                    for (int64_t c = 0; c < Cg; c++)
+                    for (int64_t c = 0; c < Cg; c++) {
+                        const nep_real *xc = x + nep_plane_start(q->nhwc, b, f / Fg * Cg + c, q->in_c, HW);
                         for (int i = 0; i < q->kh; i++) {
                             const int64_t ih = o * q->sh - q->ph + i;
                             if (ih < 0 || ih >= q->in_h) continue;
                             for (int j = 0; j < q->kw; j++) {
                                 const int64_t iw = p * q->sw - q->pw + j;
                                 if (iw < 0 || iw >= q->in_w) continue;
-                                dwf[(c * q->kh + i) * q->kw + j] += d * xg[c * HW + ih * q->in_w + iw];
+                                dwf[(c * q->kh + i) * q->kw + j] += d * xc[(ih * q->in_w + iw) * xs];
                             }
                         }
+                    }
                 }
         }
         if (db) db[f] = accumulate ? db[f] + bacc : bacc;
@@ -164,8 +173,8 @@ static void ref_backward(const nep_conv_geom *q, const nep_real *x, const nep_re
 
 #ifndef NEP_DOUBLE
 /* Forward leaves x in oneDNN's layout here for backward-weights (see dnnl_conv.h). */
-static int64_t conv2d_state_reals(const nep_graph *g, const nep_node *n) {
-    nep_conv_geom q = conv_geom(g, n, 1);
+static int64_t conv2d_state_reals(const nep_exec *ex, const nep_node *n) {
+    nep_conv_geom q = conv_geom(ex->g, n, 1, ex->nhwc);
     return nep_dnnl_conv_keep_per_sample(&q);
 }
 #endif
@@ -202,7 +211,7 @@ static nep_conv_plan *plan_for(nep_exec *ex, int id, const nep_conv_geom *q, voi
 static void conv2d_forward(nep_exec *ex, int id) {
     const nep_graph *g = ex->g;
     const nep_node *n = &g->nodes[id];
-    const nep_conv_geom q = conv_geom(g, n, ex->batch);
+    const nep_conv_geom q = conv_geom(g, n, ex->batch, ex->nhwc);
     const nep_real *x = ex->act[n->inputs[0]], *w = nep_param_ptr(g, n, 0);
     const nep_real *b = n->attrs.bias ? nep_param_ptr(g, n, 1) : NULL;
 #ifndef NEP_DOUBLE
@@ -219,19 +228,21 @@ static void conv2d_forward(nep_exec *ex, int id) {
 static void conv2d_backward(nep_exec *ex, int id) {
     const nep_graph *g = ex->g;
     const nep_node *n = &g->nodes[id];
-    const nep_conv_geom q = conv_geom(g, n, ex->batch);
+    const nep_conv_geom q = conv_geom(g, n, ex->batch, ex->nhwc);
     const nep_real *x = ex->act[n->inputs[0]], *w = nep_param_ptr(g, n, 0), *dy = ex->dact[id];
-    nep_real *dx = ex->dact[n->inputs[0]], *dw = nep_grad_ptr(g, n, 0);
+    bool dx_add;
+    nep_real *dx = nep_input_grad(ex, n, 0, &dx_add), *dw = nep_grad_ptr(g, n, 0);
     nep_real *db = n->attrs.bias ? nep_grad_ptr(g, n, 1) : NULL;
 #ifndef NEP_DOUBLE
     void *scratch;
     nep_conv_plan *p = plan_for(ex, id, &q, &scratch);
     if (p) {
-        nep_dnnl_conv_backward(p, scratch, x, ex->state[id], w, dy, dx, dw, db, ex->accumulate_grads);
+        nep_dnnl_conv_backward(p, scratch, x, ex->state[id], w, dy, dx, dx_add, dw, db,
+                               ex->accumulate_grads);
         return;
     }
 #endif
-    ref_backward(&q, x, w, dy, dx, dw, db, ex->accumulate_grads);
+    ref_backward(&q, x, w, dy, dx, dx_add, dw, db, ex->accumulate_grads);
 }
 
 const nep_op_def nep_op_conv2d = {

@@ -37,18 +37,24 @@ static void dropout_backward(nep_exec *ex, int id) {
     const nep_node *n = &ex->g->nodes[id];
     const int64_t len = nep_exec_numel(ex, id);
     const nep_real *dy = ex->dact[id], *scale = ex->state[id];
-    nep_real *dx = ex->dact[n->inputs[0]];
+    bool add;
+    nep_real *dx = nep_input_grad(ex, n, 0, &add);
     if (!dx) return;
-    if (!dropout_active(ex, n)) {
-        for (int64_t i = 0; i < len; i++) dx[i] += dy[i];
-        return;
+    const bool active = dropout_active(ex, n);
+    for (int64_t i = 0; i < len; i++) {
+        const nep_real g = active ? dy[i] * scale[i] : dy[i];
+        dx[i] = add ? dx[i] + g : g;
     }
-    for (int64_t i = 0; i < len; i++) dx[i] += dy[i] * scale[i];
+}
+
+/* One scale factor per element. */
+static int64_t dropout_state_reals(const nep_exec *ex, const nep_node *n) {
+    return nep_shape_numel(&n->shape);
 }
 
 const nep_op_def nep_op_dropout = {
     .name = "Dropout", .min_inputs = 1, .max_inputs = 1,
-    .state_reals = nep_flops_elementwise, /* one scale factor per element */
+    .state_reals = dropout_state_reals,
     .infer = dropout_infer, .flops = nep_flops_elementwise,
     .forward = dropout_forward, .backward = dropout_backward,
 };

@@ -45,10 +45,11 @@ static void linear_backward(nep_exec *ex, int id) {
     const nep_node *n = &g->nodes[id];
     const int64_t B = ex->batch, in = nep_in_shape(g, n, 0)->d[0], out = n->attrs.features;
     const nep_real *x = ex->act[n->inputs[0]], *W = nep_param_ptr(g, n, 0), *dy = ex->dact[id];
-    nep_real *dx = ex->dact[n->inputs[0]];
+    bool add;
+    nep_real *dx = nep_input_grad(ex, n, 0, &add);
     if (dx)
         nep_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)in, (int)out, 1, dy,
-                 (int)out, W, (int)in, 1, dx, (int)in);
+                 (int)out, W, (int)in, add, dx, (int)in);
     nep_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)B, 1, dy,
              (int)out, x, (int)in, ex->accumulate_grads, nep_grad_ptr(g, n, 0), (int)in);
     if (n->attrs.bias) {

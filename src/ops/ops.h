@@ -11,19 +11,24 @@ typedef struct nep_op_def {
     const char *name;      /* as PyTorch names the module: "Linear", "ReLU" */
     int min_inputs, max_inputs;
     int states;            /* rectifiers: activation states (2, or 3 for ReLU6); else 0 */
-    bool aliases_input;    /* output and its gradient are input 0's buffers */
+    bool aliases_input;    /* output and its gradient are input 0's buffers (Flatten: not
+                            * when the layout moves; then forward/backward run) */
     /* Sets n->shape from the inputs' shapes; checks attributes and parameter shapes. */
     nep_status (*infer)(nep_graph *g, nep_node *n, nep_err *err);
     /* Per-sample forward FLOPs. */
     int64_t (*flops)(const nep_graph *g, const nep_node *n);
-    /* Per-sample count of nep_real scratch the op keeps between forward and backward
-     * (ex->state[id]); NULL for none. */
-    int64_t (*state_reals)(const nep_graph *g, const nep_node *n);
+    /* Per-sample count of nep_real-sized state the op keeps between forward and backward
+     * (ex->state[id]; it may hold other types, such as MaxPool's int32 argmaxes); NULL
+     * for none. ex->g and ex->nhwc are set when it is called. */
+    int64_t (*state_reals)(const nep_exec *ex, const nep_node *n);
+    /* Bytes of executor scratch forward and backward use, reserved at init so that
+     * asking for them cannot fail (NULL: none, or asked for at run time and checked). */
+    size_t (*scratch_bytes)(const nep_exec *ex, const nep_node *n);
     /* Frees what the op left in ex->backend[id] (NULL: nothing to free). */
     void (*free_backend)(void *backend);
     void (*forward)(nep_exec *ex, int id);
-    /* Accumulates into the inputs' gradients (when not NULL); writes g->grads, or adds
-     * to them when ex->accumulate_grads. */
+    /* Writes or adds to the inputs' gradients as nep_input_grad says (skipping inputs
+     * that need none); writes g->grads, or adds to them when ex->accumulate_grads. */
     void (*backward)(nep_exec *ex, int id);
 } nep_op_def;
 
@@ -41,6 +46,16 @@ static inline nep_real *nep_param_ptr(const nep_graph *g, const nep_node *n, int
 static inline nep_real *nep_grad_ptr(const nep_graph *g, const nep_node *n, int i) {
     return g->grads + g->params[n->params[i]].offset;
 }
+/* The gradient buffer of node n's input i, to be filled by n's backward; NULL when that
+ * input needs no gradient. *add tells whether another consumer already put its part
+ * there (add to it) or not (overwrite it: it may hold anything). */
+static inline nep_real *nep_input_grad(nep_exec *ex, const nep_node *n, int i, bool *add) {
+    const int owner = ex->grad_owner[n->inputs[i]];
+    *add = !ex->grad_fresh[owner];
+    ex->grad_fresh[owner] = false;
+    return ex->dact[n->inputs[i]];
+}
+
 /* Elements of node id's output for the current batch. */
 static inline int64_t nep_exec_numel(const nep_exec *ex, int id) {
     return ex->batch * nep_shape_numel(&ex->g->nodes[id].shape);
@@ -49,6 +64,15 @@ static inline int64_t nep_exec_numel(const nep_exec *ex, int id) {
 nep_status nep_infer_same(nep_graph *g, nep_node *n, nep_err *err);
 /* FLOPs of elementwise ops: one per element. */
 int64_t nep_flops_elementwise(const nep_graph *g, const nep_node *n);
+
+/* Layouts (see nep_exec.nhwc). Whether a tensor of this shape is stored differently in
+ * NHWC than in NCHW (not when it has one channel or one position). */
+static inline bool nep_layout_moves(bool nhwc, const nep_shape *s) {
+    return nhwc && s->ndim == 3 && s->d[0] > 1 && s->d[1] * s->d[2] > 1;
+}
+/* x [B, C, HW] -> y [B, HW, C] and back (src/ops/layout.c); add: y += instead of =. */
+void nep_nchw_to_nhwc(const nep_real *x, nep_real *y, int64_t B, int64_t C, int64_t HW, bool add);
+void nep_nhwc_to_nchw(const nep_real *x, nep_real *y, int64_t B, int64_t C, int64_t HW, bool add);
 
 /* Threshold below which elementwise loops stay on one thread. */
 #define NEP_PAR_MIN 32768

@@ -7,17 +7,21 @@
  *   MaxPool2d: y = max over the window, padding counting as -inf; the argmax of each
  *     output (flat index into its H x W input plane) is kept in state as int32 [C, OH, OW]
  *     per sample. Ties go to the first element in row-major window order, and a NaN wins
- *     (the last NaN of the window), as PyTorch's CPU kernel. dx[argmax] += dy.
+ *     (the last NaN of the window), as PyTorch's CPU kernel. dx[argmax] += dy (dx zeroed
+ *     first unless another consumer wrote it, see nep_input_grad).
  *   AvgPool2d: y = sum over the window's in-image elements / (the window's size clipped to
  *     the padded image, which with ceil_mode=False is always kernel[0] * kernel[1]);
  *     dx += dy / that divisor over the window.
  *   AdaptiveAvgPool2d(1) ("global average pooling"): x [B, C, H, W] -> y [B, C, 1, 1],
  *     y = mean over H x W;  dx += dy / (H W).
  * Sums are in double. Work is spread over the B*C planes with OpenMP; each plane is
- * written by one thread, so results do not depend on the thread count. */
+ * written by one thread, so results do not depend on the thread count. A plane is
+ * contiguous in NCHW and strided by C in NHWC (ex->nhwc); argmaxes index positions
+ * within the plane either way. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ops/ops.h"
 
@@ -26,6 +30,7 @@ _Static_assert(sizeof(int32_t) <= sizeof(nep_real), "argmax indices live in nep_
 typedef struct pool_geom {
     int64_t C, H, W, OH, OW;
     int kh, kw, sh, sw, ph, pw;
+    int64_t step; /* distance between a plane's consecutive positions */
 } pool_geom;
 
 static pool_geom geom_of(const nep_graph *g, const nep_node *n) {
@@ -77,7 +82,19 @@ static int64_t window_flops(const nep_graph *g, const nep_node *n) {
     return q.C * q.OH * q.OW * q.kh * q.kw;
 }
 
-static int64_t maxpool_state_reals(const nep_graph *g, const nep_node *n) {
+/* The geometry and the layout of one call. */
+static pool_geom exec_geom(const nep_exec *ex, const nep_node *n) {
+    pool_geom q = geom_of(ex->g, n);
+    q.step = nep_plane_step(ex->nhwc, q.C);
+    return q;
+}
+
+/* Plane p = b * C + c's start in an [B, C, hw] tensor. */
+static int64_t plane(const nep_exec *ex, int64_t p, int64_t C, int64_t hw) {
+    return nep_plane_start(ex->nhwc, p / C, p % C, C, hw);
+}
+
+static int64_t maxpool_state_reals(const nep_exec *ex, const nep_node *n) {
     return nep_shape_numel(&n->shape);
 }
 
@@ -100,13 +117,13 @@ static void max_window(const pool_geom *q, const nep_real *xp, int64_t oh, int64
     nep_real best = -INFINITY;
     for (int64_t ih = h0; ih < h1; ih++)
         for (int64_t iw = w0; iw < w1; iw++) {
-            const nep_real v = xp[ih * q->W + iw];
+            const nep_real v = xp[(ih * q->W + iw) * q->step];
             if (v > best || isnan(v)) {
                 best = v;
                 best_i = ih * q->W + iw;
             }
         }
-    *y = best;
+    y[0] = best;
     *arg = (int32_t)best_i;
 }
 
@@ -115,30 +132,30 @@ static void max_window(const pool_geom *q, const nep_real *xp, int64_t oh, int64
  * equal maxima still wins), with branch-free selects the compiler can vectorize. */
 static void max_plane(const pool_geom *q, const nep_real *restrict xp, nep_real *restrict yp,
                       int32_t *restrict ap) {
-    const int64_t sw = q->sw, W = q->W;
+    const int64_t sw = q->sw, W = q->W, xs = q->step, ys = q->step;
     /* interior columns [lo, hi): ow * sw - pw >= 0 and ow * sw - pw + kw <= W */
     int64_t lo = (q->pw + sw - 1) / sw;
     int64_t hi = W + q->pw - q->kw >= 0 ? (W + q->pw - q->kw) / sw + 1 : 0;
     if (hi > q->OW) hi = q->OW;
     if (lo > hi) lo = hi;
     for (int64_t oh = 0; oh < q->OH; oh++) {
-        nep_real *yr = yp + oh * q->OW;
+        nep_real *yr = yp + oh * q->OW * ys;
         int32_t *ar = ap + oh * q->OW;
-        for (int64_t ow = 0; ow < lo; ow++) max_window(q, xp, oh, ow, yr + ow, ar + ow);
-        for (int64_t ow = hi; ow < q->OW; ow++) max_window(q, xp, oh, ow, yr + ow, ar + ow);
+        for (int64_t ow = 0; ow < lo; ow++) max_window(q, xp, oh, ow, yr + ow * ys, ar + ow);
+        for (int64_t ow = hi; ow < q->OW; ow++) max_window(q, xp, oh, ow, yr + ow * ys, ar + ow);
         int64_t h0, h1, w0, w1;
         window(q, oh, lo, &h0, &h1, &w0, &w1);
         for (int64_t ow = lo; ow < hi; ow++) {
-            yr[ow] = -INFINITY;
+            yr[ow * ys] = -INFINITY;
             ar[ow] = (int32_t)(h0 * W + ow * sw - q->pw);
         }
         for (int64_t ih = h0; ih < h1; ih++)
             for (int64_t kw = 0; kw < q->kw; kw++) {
                 const int64_t off = ih * W + kw - q->pw; /* input index of ow = 0's element */
                 for (int64_t ow = lo; ow < hi; ow++) {
-                    const nep_real v = xp[off + ow * sw];
-                    const bool take = (v > yr[ow]) | (v != v);
-                    yr[ow] = take ? v : yr[ow];
+                    const nep_real v = xp[(off + ow * sw) * xs];
+                    const bool take = (v > yr[ow * ys]) | (v != v);
+                    yr[ow * ys] = take ? v : yr[ow * ys];
                     ar[ow] = take ? (int32_t)(off + ow * sw) : ar[ow];
                 }
             }
@@ -147,26 +164,32 @@ static void max_plane(const pool_geom *q, const nep_real *restrict xp, nep_real 
 
 static void maxpool_forward(nep_exec *ex, int id) {
     const nep_node *n = &ex->g->nodes[id];
-    const pool_geom q = geom_of(ex->g, n);
+    const pool_geom q = exec_geom(ex, n);
     const int64_t planes = ex->batch * q.C, in_sz = q.H * q.W, out_sz = q.OH * q.OW;
     const nep_real *x = ex->act[n->inputs[0]];
     nep_real *y = ex->act[id];
     int32_t *arg = ex->state[id];
 #pragma omp parallel for schedule(static) if (planes * in_sz > NEP_PAR_MIN)
-    for (int64_t p = 0; p < planes; p++) max_plane(&q, x + p * in_sz, y + p * out_sz, arg + p * out_sz);
+    for (int64_t p = 0; p < planes; p++)
+        max_plane(&q, x + plane(ex, p, q.C, in_sz), y + plane(ex, p, q.C, out_sz), arg + p * out_sz);
 }
 
 static void maxpool_backward(nep_exec *ex, int id) {
     const nep_node *n = &ex->g->nodes[id];
-    nep_real *dx = ex->dact[n->inputs[0]];
+    bool add;
+    nep_real *dx = nep_input_grad(ex, n, 0, &add);
     if (!dx) return;
-    const pool_geom q = geom_of(ex->g, n);
+    const pool_geom q = exec_geom(ex, n);
     const int64_t planes = ex->batch * q.C, in_sz = q.H * q.W, out_sz = q.OH * q.OW;
     const nep_real *dy = ex->dact[id];
     const int32_t *arg = ex->state[id];
+    if (!add) memset(dx, 0, sizeof(nep_real) * (size_t)(planes * in_sz)); /* windows scatter */
 #pragma omp parallel for schedule(static) if (planes * in_sz > NEP_PAR_MIN)
-    for (int64_t p = 0; p < planes; p++)
-        for (int64_t o = p * out_sz; o < (p + 1) * out_sz; o++) dx[p * in_sz + arg[o]] += dy[o];
+    for (int64_t p = 0; p < planes; p++) {
+        nep_real *dxp = dx + plane(ex, p, q.C, in_sz);
+        const nep_real *dyp = dy + plane(ex, p, q.C, out_sz);
+        for (int64_t o = 0; o < out_sz; o++) dxp[arg[p * out_sz + o] * q.step] += dyp[o * q.step];
+    }
 }
 
 /* count_include_pad=True: the window clipped to the padded image, before clipping to
@@ -180,43 +203,47 @@ static int64_t avg_divisor(const pool_geom *q, int64_t oh, int64_t ow) {
 
 static void avgpool_forward(nep_exec *ex, int id) {
     const nep_node *n = &ex->g->nodes[id];
-    const pool_geom q = geom_of(ex->g, n);
+    const pool_geom q = exec_geom(ex, n);
     const int64_t planes = ex->batch * q.C, in_sz = q.H * q.W, out_sz = q.OH * q.OW;
     const nep_real *x = ex->act[n->inputs[0]];
     nep_real *y = ex->act[id];
 #pragma omp parallel for schedule(static) if (planes * in_sz > NEP_PAR_MIN)
     for (int64_t p = 0; p < planes; p++) {
-        const nep_real *xp = x + p * in_sz;
+        const nep_real *xp = x + plane(ex, p, q.C, in_sz);
+        nep_real *yp = y + plane(ex, p, q.C, out_sz);
         for (int64_t oh = 0; oh < q.OH; oh++)
             for (int64_t ow = 0; ow < q.OW; ow++) {
                 int64_t h0, h1, w0, w1;
                 window(&q, oh, ow, &h0, &h1, &w0, &w1);
                 double s = 0;
                 for (int64_t ih = h0; ih < h1; ih++)
-                    for (int64_t iw = w0; iw < w1; iw++) s += (double)xp[ih * q.W + iw];
-                y[p * out_sz + oh * q.OW + ow] = (nep_real)(s / (double)avg_divisor(&q, oh, ow));
+                    for (int64_t iw = w0; iw < w1; iw++) s += (double)xp[(ih * q.W + iw) * q.step];
+                yp[(oh * q.OW + ow) * q.step] = (nep_real)(s / (double)avg_divisor(&q, oh, ow));
             }
     }
 }
 
 static void avgpool_backward(nep_exec *ex, int id) {
     const nep_node *n = &ex->g->nodes[id];
-    nep_real *dx = ex->dact[n->inputs[0]];
+    bool add;
+    nep_real *dx = nep_input_grad(ex, n, 0, &add);
     if (!dx) return;
-    const pool_geom q = geom_of(ex->g, n);
+    const pool_geom q = exec_geom(ex, n);
     const int64_t planes = ex->batch * q.C, in_sz = q.H * q.W, out_sz = q.OH * q.OW;
     const nep_real *dy = ex->dact[id];
+    if (!add) memset(dx, 0, sizeof(nep_real) * (size_t)(planes * in_sz)); /* windows overlap */
 #pragma omp parallel for schedule(static) if (planes * in_sz > NEP_PAR_MIN)
     for (int64_t p = 0; p < planes; p++) {
-        nep_real *dxp = dx + p * in_sz;
+        nep_real *dxp = dx + plane(ex, p, q.C, in_sz);
+        const nep_real *dyp = dy + plane(ex, p, q.C, out_sz);
         for (int64_t oh = 0; oh < q.OH; oh++)
             for (int64_t ow = 0; ow < q.OW; ow++) {
                 int64_t h0, h1, w0, w1;
                 window(&q, oh, ow, &h0, &h1, &w0, &w1);
-                const nep_real d = (nep_real)((double)dy[p * out_sz + oh * q.OW + ow] /
+                const nep_real d = (nep_real)((double)dyp[(oh * q.OW + ow) * q.step] /
                                               (double)avg_divisor(&q, oh, ow));
                 for (int64_t ih = h0; ih < h1; ih++)
-                    for (int64_t iw = w0; iw < w1; iw++) dxp[ih * q.W + iw] += d;
+                    for (int64_t iw = w0; iw < w1; iw++) dxp[(ih * q.W + iw) * q.step] += d;
             }
     }
 }
@@ -238,28 +265,33 @@ static int64_t global_flops(const nep_graph *g, const nep_node *n) {
 static void global_forward(nep_exec *ex, int id) {
     const nep_node *n = &ex->g->nodes[id];
     const nep_shape *in = nep_in_shape(ex->g, n, 0);
-    const int64_t planes = ex->batch * in->d[0], hw = in->d[1] * in->d[2];
+    const int64_t C = in->d[0], planes = ex->batch * C, hw = in->d[1] * in->d[2];
+    const int64_t step = nep_plane_step(ex->nhwc, C);
     const nep_real *x = ex->act[n->inputs[0]];
-    nep_real *y = ex->act[id];
+    nep_real *y = ex->act[id]; /* [B, C] in either layout */
 #pragma omp parallel for schedule(static) if (planes * hw > NEP_PAR_MIN)
     for (int64_t p = 0; p < planes; p++) {
+        const nep_real *xp = x + plane(ex, p, C, hw);
         double s = 0;
-        for (int64_t k = p * hw; k < (p + 1) * hw; k++) s += (double)x[k];
+        for (int64_t k = 0; k < hw; k++) s += (double)xp[k * step];
         y[p] = (nep_real)(s / (double)hw);
     }
 }
 
 static void global_backward(nep_exec *ex, int id) {
     const nep_node *n = &ex->g->nodes[id];
-    nep_real *dx = ex->dact[n->inputs[0]];
+    bool add;
+    nep_real *dx = nep_input_grad(ex, n, 0, &add);
     if (!dx) return;
     const nep_shape *in = nep_in_shape(ex->g, n, 0);
-    const int64_t planes = ex->batch * in->d[0], hw = in->d[1] * in->d[2];
+    const int64_t C = in->d[0], planes = ex->batch * C, hw = in->d[1] * in->d[2];
+    const int64_t step = nep_plane_step(ex->nhwc, C);
     const nep_real *dy = ex->dact[id];
 #pragma omp parallel for schedule(static) if (planes * hw > NEP_PAR_MIN)
     for (int64_t p = 0; p < planes; p++) {
+        nep_real *dxp = dx + plane(ex, p, C, hw);
         const nep_real d = (nep_real)((double)dy[p] / (double)hw);
-        for (int64_t k = p * hw; k < (p + 1) * hw; k++) dx[k] += d;
+        for (int64_t k = 0; k < hw; k++) dxp[k * step] = add ? dxp[k * step] + d : d;
     }
 }
 

@@ -1,8 +1,8 @@
 /* Elementwise rectifiers, as torch.nn.ReLU, LeakyReLU, ReLU6, GELU (erf form), SiLU.
  *   z [B, ...] (the pre-activation, never overwritten: the entropy probe reads it)
  *   y [B, ...] same shape
- * Backward follows PyTorch at the kinks: ReLU' (0) = 0, LeakyReLU'(0) = slope,
- * ReLU6'(0) = ReLU6'(6) = 0. */
+ * Backward writes dz, or adds to it (nep_input_grad), and follows PyTorch at the kinks:
+ * ReLU'(0) = 0, LeakyReLU'(0) = slope, ReLU6'(0) = ReLU6'(6) = 0. */
 #include <tgmath.h>
 
 #include "ops/ops.h"
@@ -10,6 +10,17 @@
 /* Loop header shared by every kernel below: i over the batch's elements. */
 #define EACH_ELEMENT(n) _Pragma("omp parallel for simd if (n > NEP_PAR_MIN)") \
     for (int64_t i = 0; i < n; i++)
+
+/* dz = (or += when another consumer wrote dz first) the value of expr at element i;
+ * ends the backward when the input needs no gradient. */
+#define INPUT_GRAD(expr)                                          \
+    do {                                                          \
+        bool add_;                                                \
+        nep_real *dz = nep_input_grad(ex, node, 0, &add_);        \
+        if (!dz) return;                                          \
+        if (add_) EACH_ELEMENT(n) dz[i] += (expr);                \
+        else EACH_ELEMENT(n) dz[i] = (expr);                      \
+    } while (0)
 
 #define ELEMENTWISE_IO                                                   \
     const nep_node *node = &ex->g->nodes[id];                            \
@@ -25,9 +36,7 @@ static void relu_forward(nep_exec *ex, int id) {
 static void relu_backward(nep_exec *ex, int id) {
     ELEMENTWISE_IO;
     const nep_real *dy = ex->dact[id];
-    nep_real *dz = ex->dact[node->inputs[0]];
-    if (!dz) return;
-    EACH_ELEMENT(n) dz[i] += z[i] > 0 ? dy[i] : 0;
+    INPUT_GRAD(z[i] > 0 ? dy[i] : 0);
 }
 
 static void leaky_forward(nep_exec *ex, int id) {
@@ -39,9 +48,7 @@ static void leaky_forward(nep_exec *ex, int id) {
 static void leaky_backward(nep_exec *ex, int id) {
     ELEMENTWISE_IO;
     const nep_real s = (nep_real)node->attrs.slope, *dy = ex->dact[id];
-    nep_real *dz = ex->dact[node->inputs[0]];
-    if (!dz) return;
-    EACH_ELEMENT(n) dz[i] += z[i] > 0 ? dy[i] : s * dy[i];
+    INPUT_GRAD(z[i] > 0 ? dy[i] : s * dy[i]);
 }
 
 static void relu6_forward(nep_exec *ex, int id) {
@@ -52,9 +59,7 @@ static void relu6_forward(nep_exec *ex, int id) {
 static void relu6_backward(nep_exec *ex, int id) {
     ELEMENTWISE_IO;
     const nep_real *dy = ex->dact[id];
-    nep_real *dz = ex->dact[node->inputs[0]];
-    if (!dz) return;
-    EACH_ELEMENT(n) dz[i] += (z[i] > 0 && z[i] < 6) ? dy[i] : 0;
+    INPUT_GRAD((z[i] > 0 && z[i] < 6) ? dy[i] : 0);
 }
 
 /* GELU(z) = z * Phi(z), Phi the standard normal CDF; GELU'(z) = Phi(z) + z * phi(z). */
@@ -67,17 +72,16 @@ static void gelu_forward(nep_exec *ex, int id) {
 static void gelu_backward(nep_exec *ex, int id) {
     ELEMENTWISE_IO;
     const nep_real *dy = ex->dact[id];
-    nep_real *dz = ex->dact[node->inputs[0]];
-    if (!dz) return;
     const nep_real r = (nep_real)0.70710678118654752440, c = (nep_real)0.39894228040143267794;
-    EACH_ELEMENT(n) {
-        nep_real cdf = (nep_real)0.5 * (1 + erf(z[i] * r));
-        nep_real pdf = c * exp((nep_real)-0.5 * z[i] * z[i]);
-        dz[i] += dy[i] * (cdf + z[i] * pdf);
-    }
+    /* cdf + z * pdf */
+    INPUT_GRAD(dy[i] * ((nep_real)0.5 * (1 + erf(z[i] * r)) + z[i] * c * exp((nep_real)-0.5 * z[i] * z[i])));
 }
 
 /* SiLU(z) = z * sigmoid(z); SiLU'(z) = sigmoid(z) * (1 + z * (1 - sigmoid(z))). */
+static inline nep_real silu_slope(nep_real z) {
+    nep_real sg = 1 / (1 + exp(-z));
+    return sg * (1 + z * (1 - sg));
+}
 static void silu_forward(nep_exec *ex, int id) {
     ELEMENTWISE_IO;
     nep_real *y = ex->act[id];
@@ -86,12 +90,7 @@ static void silu_forward(nep_exec *ex, int id) {
 static void silu_backward(nep_exec *ex, int id) {
     ELEMENTWISE_IO;
     const nep_real *dy = ex->dact[id];
-    nep_real *dz = ex->dact[node->inputs[0]];
-    if (!dz) return;
-    EACH_ELEMENT(n) {
-        nep_real sg = 1 / (1 + exp(-z[i]));
-        dz[i] += dy[i] * sg * (1 + z[i] * (1 - sg));
-    }
+    INPUT_GRAD(dy[i] * silu_slope(z[i]));
 }
 
 #define RECTIFIER(sym, nm, nstates, fw, bw)                                           \

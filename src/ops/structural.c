@@ -1,11 +1,28 @@
 /* Ops that move no data: Input (the batch itself), Identity and Flatten (their output
  * is their input's buffer, so forward and backward are nothing), and Add.
- *   Flatten: [B, C, H, W] -> [B, C*H*W]   Add: y = x0 + x1 (+ ...), same shapes */
+ *   Flatten: [B, C, H, W] -> [B, C*H*W]   Add: y = x0 + x1 (+ ...), same shapes
+ * The exception: with NHWC activations, Flatten of an image with several channels and
+ * positions has buffers of its own and puts the values in PyTorch's C, H, W order. */
+#include <string.h>
+
 #include "ops/ops.h"
 
 static nep_status flatten_infer(nep_graph *g, nep_node *n, nep_err *err) {
     n->shape = (nep_shape){1, {nep_shape_numel(nep_in_shape(g, n, 0))}};
     return NEP_OK;
+}
+
+static void flatten_forward(nep_exec *ex, int id) {
+    const nep_shape *s = nep_in_shape(ex->g, &ex->g->nodes[id], 0);
+    nep_nhwc_to_nchw(ex->act[ex->g->nodes[id].inputs[0]], ex->act[id], ex->batch, s->d[0],
+                     s->d[1] * s->d[2], false);
+}
+
+static void flatten_backward(nep_exec *ex, int id) {
+    const nep_shape *s = nep_in_shape(ex->g, &ex->g->nodes[id], 0);
+    bool add;
+    nep_real *dx = nep_input_grad(ex, &ex->g->nodes[id], 0, &add);
+    if (dx) nep_nchw_to_nhwc(ex->dact[id], dx, ex->batch, s->d[0], s->d[1] * s->d[2], add);
 }
 
 static nep_status add_infer(nep_graph *g, nep_node *n, nep_err *err) {
@@ -45,10 +62,15 @@ static void add_backward(nep_exec *ex, int id) {
     const int64_t len = nep_exec_numel(ex, id);
     const nep_real *dy = ex->dact[id];
     for (int k = 0; k < n->n_inputs; k++) {
-        nep_real *dx = ex->dact[n->inputs[k]];
+        bool add;
+        nep_real *dx = nep_input_grad(ex, n, k, &add);
         if (!dx) continue;
+        if (add) {
 #pragma omp parallel for simd if (len > NEP_PAR_MIN)
-        for (int64_t i = 0; i < len; i++) dx[i] += dy[i];
+            for (int64_t i = 0; i < len; i++) dx[i] += dy[i];
+        } else {
+            memcpy(dx, dy, sizeof(nep_real) * (size_t)len);
+        }
     }
 }
 
@@ -56,7 +78,8 @@ const nep_op_def nep_op_input = {.name = "Input", .min_inputs = 0, .max_inputs =
 const nep_op_def nep_op_identity = {.name = "Identity", .min_inputs = 1, .max_inputs = 1,
                                     .aliases_input = true, .infer = nep_infer_same};
 const nep_op_def nep_op_flatten = {.name = "Flatten", .min_inputs = 1, .max_inputs = 1,
-                                   .aliases_input = true, .infer = flatten_infer};
+                                   .aliases_input = true, .infer = flatten_infer,
+                                   .forward = flatten_forward, .backward = flatten_backward};
 const nep_op_def nep_op_add = {.name = "Add", .min_inputs = 2, .max_inputs = NEP_MAX_INPUTS,
                                .infer = add_infer, .flops = add_flops,
                                .forward = add_forward, .backward = add_backward};

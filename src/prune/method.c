@@ -57,27 +57,31 @@ typedef struct wanda_ctx {
  * -- summed in squares over the samples and output positions; zero padding adds nothing.
  *   x [b, C, H, W]   sq [groups, C/groups, kh, kw]: group g's columns read channels
  *   g*C/groups + c', so each group has its own row of norms (depthwise: one per channel). */
-static void conv_squares(const nep_graph *g, const nep_node *o, const nep_real *x, int64_t b, double *sq) {
+static void conv_squares(const nep_graph *g, const nep_node *o, const nep_real *x, int64_t b,
+                         bool nhwc, double *sq) {
     const nep_shape *in = &g->nodes[o->inputs[0]].shape, *out = &o->shape;
     const int64_t C = in->d[0], H = in->d[1], W = in->d[2], OH = out->d[1], OW = out->d[2];
+    const int64_t step = nep_plane_step(nhwc, C);
     const int kh = o->attrs.kernel[0], kw = o->attrs.kernel[1], sh = o->attrs.stride[0],
               sw = o->attrs.stride[1], ph = o->attrs.pad[0], pw = o->attrs.pad[1];
     for (int64_t n = 0; n < b; n++)
-        for (int64_t c = 0; c < C; c++)
+        for (int64_t c = 0; c < C; c++) {
+            const nep_real *plane = x + nep_plane_start(nhwc, n, c, C, H * W);
             for (int ki = 0; ki < kh; ki++)
                 for (int kj = 0; kj < kw; kj++) {
                     double acc = 0;
                     for (int64_t oh = 0; oh < OH; oh++) {
                         int64_t ih = oh * sh - ph + ki;
                         if (ih < 0 || ih >= H) continue;
-                        const nep_real *row = x + ((n * C + c) * H + ih) * W;
+                        const nep_real *row = plane + ih * W * step;
                         for (int64_t ow = 0; ow < OW; ow++) {
                             int64_t iw = ow * sw - pw + kj;
-                            if (iw >= 0 && iw < W) acc += (double)row[iw] * row[iw];
+                            if (iw >= 0 && iw < W) acc += (double)row[iw * step] * row[iw * step];
                         }
                     }
                     sq[(c * kh + ki) * kw + kj] += acc; /* = [c / cpg][c % cpg][ki][kj] */
                 }
+        }
 }
 
 /* Adds the squares of each owner's input columns: [b, fan_in] for a Linear, im2col rows
@@ -90,7 +94,7 @@ static nep_status add_squares(void *ctx, nep_exec *ex, const nep_real *logits, c
         const nep_node *o = &ex->g->nodes[w->e->layers[l].owner];
         const nep_real *a = ex->act[o->inputs[0]];
         if (o->op == NEP_OP_CONV2D) {
-            conv_squares(ex->g, o, a, b, w->sq[l]);
+            conv_squares(ex->g, o, a, b, ex->nhwc, w->sq[l]);
             continue;
         }
         const nep_param *p = &ex->g->params[o->params[0]];

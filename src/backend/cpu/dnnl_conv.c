@@ -33,7 +33,7 @@ struct nep_conv_plan {
     dnnl_primitive_t fwd, bwd_d, bwd_w;
     /* Reorders; NULL where the layouts already agree. */
     dnnl_primitive_t r_x_fsrc, r_w_fwei, r_fdst_y;          /* forward */
-    dnnl_primitive_t r_dy_dddst, r_w_dwei, r_ddsrc_dx_sum;  /* backward data */
+    dnnl_primitive_t r_dy_dddst, r_w_dwei, r_ddsrc_dx, r_ddsrc_dx_sum; /* backward data */
     dnnl_primitive_t r_x_wsrc, r_dy_wddst, r_wdwei_dw, r_wdwei_dw_sum;
     bool keep_ok;           /* forward leaves x in M_WSRC's layout in the caller's keep */
     bool wddst_is_dddst;    /* both backward primitives read dy in the same layout */
@@ -79,7 +79,7 @@ int64_t nep_dnnl_conv_keep_per_sample(const nep_conv_geom *g) {
 void nep_dnnl_conv_plan_free(nep_conv_plan *p) {
     if (!p) return;
     dnnl_primitive_t *prims[] = {&p->fwd, &p->bwd_d, &p->bwd_w, &p->r_x_fsrc, &p->r_w_fwei,
-                                 &p->r_fdst_y, &p->r_dy_dddst, &p->r_w_dwei, &p->r_ddsrc_dx_sum,
+                                 &p->r_fdst_y, &p->r_dy_dddst, &p->r_w_dwei, &p->r_ddsrc_dx, &p->r_ddsrc_dx_sum,
                                  &p->r_x_wsrc, &p->r_dy_wddst, &p->r_wdwei_dw, &p->r_wdwei_dw_sum};
     for (size_t i = 0; i < sizeof prims / sizeof *prims; i++)
         if (*prims[i]) dnnl_primitive_destroy(*prims[i]);
@@ -216,6 +216,7 @@ static nep_status plan_build(plan *p, nep_err *err) {
     TRY_DN(make_reorder(p->engine, &p->r_fdst_y, &md[M_FDST], &md[M_Y], false), "reorder");
     TRY_DN(make_reorder(p->engine, &p->r_dy_dddst, &md[M_DY], &md[M_DDDST], false), "reorder");
     TRY_DN(make_reorder(p->engine, &p->r_w_dwei, &md[M_W], &md[M_DWEI], false), "reorder");
+    TRY_DN(make_reorder(p->engine, &p->r_ddsrc_dx, &md[M_DDSRC], &md[M_DX], false), "reorder");
     TRY_DN(make_reorder(p->engine, &p->r_ddsrc_dx_sum, &md[M_DDSRC], &md[M_DX], true), "reorder");
     TRY_DN(make_reorder(p->engine, &p->r_x_wsrc, &md[M_X], &md[M_WSRC], false), "reorder");
     TRY_DN(make_reorder(p->engine, &p->r_dy_wddst, &md[M_DY], &md[M_WDDST], false), "reorder");
@@ -322,8 +323,8 @@ void nep_dnnl_conv_forward(nep_conv_plan *p, void *scratch_, const float *x, con
 }
 
 void nep_dnnl_conv_backward(nep_conv_plan *p, void *scratch_, const float *x, const float *keep,
-                            const float *w, const float *dy, float *dx, float *dw, float *db,
-                            bool accumulate) {
+                            const float *w, const float *dy, float *dx, bool dx_add, float *dw,
+                            float *db, bool accumulate) {
     const nep_conv_geom *g = &p->g;
     char *scratch = scratch_;
     const void *ddst_d = dy; /* dy in backward-data's layout, once reordered */
@@ -339,12 +340,16 @@ void nep_dnnl_conv_backward(nep_conv_plan *p, void *scratch_, const float *x, co
             RUN(run_reorder(p, p->r_w_dwei, M_W, w, M_DWEI, buf(p, scratch, M_DWEI)));
             wei = buf(p, scratch, M_DWEI);
         }
-        /* Backward-data overwrites its output: compute into the arena, then add. */
+        /* Backward-data overwrites its output: straight into dx when it is overwritten in
+         * the same layout, else into the arena, then reordered or added. */
+        const bool direct = !dx_add && !p->r_ddsrc_dx;
+        void *dsrc = direct ? (void *)dx : buf(p, scratch, M_DDSRC);
         dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, bind(p, M_DDDST, ddst_d)},
                                   {DNNL_ARG_WEIGHTS, bind(p, M_DWEI, wei)},
-                                  {DNNL_ARG_DIFF_SRC, bind(p, M_DDSRC, buf(p, scratch, M_DDSRC))}};
+                                  {DNNL_ARG_DIFF_SRC, bind(p, M_DDSRC, dsrc)}};
         RUN(dnnl_primitive_execute(p->bwd_d, p->stream, 3, args));
-        RUN(run_reorder(p, p->r_ddsrc_dx_sum, M_DDSRC, buf(p, scratch, M_DDSRC), M_DX, dx));
+        if (!direct)
+            RUN(run_reorder(p, dx_add ? p->r_ddsrc_dx_sum : p->r_ddsrc_dx, M_DDSRC, dsrc, M_DX, dx));
     }
     const void *src = x;
     if (p->r_x_wsrc) {

@@ -50,12 +50,12 @@ int64_t nep_dnnl_conv_keep_per_sample(const nep_conv_geom *g);
 void nep_dnnl_conv_forward(nep_conv_plan *p, void *scratch, const float *x, const float *w,
                            const float *b, float *y, float *keep);
 
-/* dx += conv_backward_data(dy, w) (skipped when dx is NULL);
+/* dx = (or += when dx_add) conv_backward_data(dy, w) (skipped when dx is NULL);
  * dw = (or += when accumulate) conv_backward_weights(x, dy); db likewise (may be NULL
  * without bias). x and keep are what forward saw. */
 void nep_dnnl_conv_backward(nep_conv_plan *p, void *scratch, const float *x, const float *keep,
-                            const float *w, const float *dy, float *dx, float *dw, float *db,
-                            bool accumulate);
+                            const float *w, const float *dy, float *dx, bool dx_add, float *dw,
+                            float *db, bool accumulate);
 #endif
 
 #endif
