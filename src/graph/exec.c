@@ -53,6 +53,32 @@ static void to_caller_layout(const nep_exec *ex, const nep_shape *s, const nep_r
     nep_nhwc_to_nchw(x, y, ex->batch, s->d[0], s->d[1] * s->d[2], false);
 }
 
+/* An Add passes its gradient unchanged to each input, so an input whose only consumer is
+ * the Add reads its gradient from the Add's buffer instead of a copy of it. */
+static void share_add_grads(nep_exec *ex) {
+    const nep_graph *g = ex->g;
+    int *uses = calloc((size_t)g->n_nodes, sizeof *uses);
+    if (!uses) return; /* sharing is only an optimization */
+    for (int k = 0; k < g->n_order; k++) {
+        const nep_node *n = &g->nodes[g->order[k]];
+        for (int i = 0; i < n->n_inputs; i++) uses[n->inputs[i]]++;
+    }
+    uses[g->output]++;
+    /* Consumers first, so that a chain of Adds ends on the last one's buffer. */
+    for (int k = g->n_order - 1; k >= 0; k--) {
+        const int a = g->order[k];
+        if (g->nodes[a].op != NEP_OP_ADD || !ex->owns[a]) continue;
+        for (int i = 0; i < g->nodes[a].n_inputs; i++) {
+            const int in = g->nodes[a].inputs[i];
+            if (uses[in] != 1 || !ex->owns[in] || in == g->input) continue;
+            free(ex->dact[in]);
+            ex->dact[in] = ex->dact[a];
+            ex->grad_owner[in] = ex->grad_owner[a];
+        }
+    }
+    free(uses);
+}
+
 nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err) {
     memset(ex, 0, sizeof *ex);
     ex->g = g;
@@ -86,6 +112,7 @@ nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err 
         ex->owns[id] = true;
         if (!ex->act[id] || !ex->dact[id]) goto nomem;
     }
+    share_add_grads(ex);
     const nep_shape *in = &g->nodes[g->input].shape, *out = &g->nodes[g->output].shape;
     if (nep_layout_moves(ex->nhwc, in) && !(ex->in_moved = alloc_reals(max_batch * nep_shape_numel(in))))
         goto nomem;
@@ -133,7 +160,7 @@ void nep_exec_free(nep_exec *ex) {
         for (int i = 0; i < ex->g->n_nodes; i++) {
             if (ex->owns && ex->owns[i]) {
                 if (i != ex->g->input) free(ex->act[i]);
-                free(ex->dact[i]);
+                if (ex->grad_owner[i] == i) free(ex->dact[i]); /* else an Add's, shared */
             }
             if (ex->state) free(ex->state[i]);
             if (ex->backend && ex->backend[i]) {

@@ -64,7 +64,7 @@ static void add_backward(nep_exec *ex, int id) {
     for (int k = 0; k < n->n_inputs; k++) {
         bool add;
         nep_real *dx = nep_input_grad(ex, n, k, &add);
-        if (!dx) continue;
+        if (!dx || dx == dy) continue; /* dy itself: the executor shares the buffer */
         if (add) {
 #pragma omp parallel for simd if (len > NEP_PAR_MIN)
             for (int64_t i = 0; i < len; i++) dx[i] += dy[i];
