@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nepenthe/model.h"
+#include "nepenthe/rng.h"
 #include "nepenthe/safetensors.h"
 #include "testutil.h"
 
@@ -258,6 +260,50 @@ static void expect_fail(nep_status want, nep_op_kind op, nep_attrs a, nep_shape 
     assert_non_null(strstr(err.msg, needle));
 }
 
+static void ignore_probe(void *ctx, const nep_graph *g, int node, const nep_real *z,
+                         int64_t batch, bool channels_last) {}
+
+/* A BatchNorm whose only reader is a ReLU or ReLU6 writes the rectifier's output itself
+ * unless a probe needs the pre-activation: one training step of ResNet-20 (ReLU) and
+ * MobileNetV2 (ReLU6) gives bit-identical logits, gradients and running statistics
+ * either way. */
+static void test_bn_rectifier_epilogue(void **s) {
+    const char *models[] = {"resnet20", "mobilenetv2"};
+    for (int m = 0; m < 2; m++) {
+        nep_model_spec spec = nep_model_spec_default();
+        snprintf(spec.name, sizeof spec.name, "%s", models[m]);
+        spec.in_c = 3, spec.in_h = spec.in_w = 8, spec.width_mult = 0.75;
+        nep_graph g[2];
+        nep_rng rng;
+        const int64_t B = 4, nx = B * 3 * 8 * 8;
+        nep_real *x = malloc(sizeof(nep_real) * (size_t)nx), dy[4 * 10], logits[2][4 * 10];
+        nep_rng_seed(&rng, 5);
+        for (int64_t i = 0; i < nx; i++) x[i] = (nep_real)nep_rng_normal(&rng);
+        for (int i = 0; i < 40; i++) dy[i] = (nep_real)nep_rng_normal(&rng);
+        int fused = 0;
+        for (int run = 0; run < 2; run++) {
+            nep_rng_seed(&rng, 1);
+            assert_int_equal(nep_model_build(&spec, &g[run], &rng, NULL), NEP_OK);
+            nep_exec ex;
+            assert_int_equal(nep_exec_init(&ex, &g[run], B, NULL), NEP_OK);
+            ex.training = true;
+            ex.rng = &rng;
+            if (run == 0) ex.probe = ignore_probe;
+            for (int i = 0; i < g[run].n_nodes; i++) fused += run == 1 && ex.epilogue[i] >= 0;
+            memcpy(logits[run], nep_exec_forward(&ex, x, B), sizeof logits[run]);
+            nep_exec_backward(&ex, dy);
+            nep_exec_free(&ex);
+        }
+        assert_true(fused >= 10); /* the test exercises the epilogue */
+        assert_memory_equal(logits[0], logits[1], sizeof logits[0]);
+        assert_memory_equal(g[0].grads, g[1].grads, sizeof(nep_real) * (size_t)g[0].n_values);
+        assert_memory_equal(g[0].values, g[1].values, sizeof(nep_real) * (size_t)g[0].n_values);
+        nep_graph_free(&g[0]);
+        nep_graph_free(&g[1]);
+        free(x);
+    }
+}
+
 static void test_infer_errors(void **s) {
     const nep_shape img = {3, {4, 6, 6}}, vec = {1, {4}};
     const nep_attrs k3 = {.kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}};
@@ -310,6 +356,7 @@ int main(void) {
         cmocka_unit_test(test_global_avgpool),
         cmocka_unit_test(test_pool_default_stride),
         cmocka_unit_test(test_deterministic_threads),
+        cmocka_unit_test(test_bn_rectifier_epilogue),
         cmocka_unit_test(test_infer_errors),
         cmocka_unit_test(test_flops),
     };

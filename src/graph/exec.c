@@ -53,30 +53,39 @@ static void to_caller_layout(const nep_exec *ex, const nep_shape *s, const nep_r
     nep_nhwc_to_nchw(x, y, ex->batch, s->d[0], s->d[1] * s->d[2], false);
 }
 
-/* An Add passes its gradient unchanged to each input, so an input whose only consumer is
- * the Add reads its gradient from the Add's buffer instead of a copy of it. */
-static void share_add_grads(nep_exec *ex) {
-    const nep_graph *g = ex->g;
+/* How many times each live node is read (as an input, or as the graph's output). */
+static int *count_uses(const nep_graph *g) {
     int *uses = calloc((size_t)g->n_nodes, sizeof *uses);
-    if (!uses) return; /* sharing is only an optimization */
+    if (!uses) return NULL;
     for (int k = 0; k < g->n_order; k++) {
         const nep_node *n = &g->nodes[g->order[k]];
         for (int i = 0; i < n->n_inputs; i++) uses[n->inputs[i]]++;
     }
     uses[g->output]++;
+    return uses;
+}
+
+/* An Add passes its gradient unchanged to each input, so an input whose only consumer is
+ * the Add reads its gradient from the Add's buffer instead of a copy of it. And a
+ * BatchNorm read only by a ReLU or ReLU6 can apply it in its own pass (ex->epilogue). */
+static void plan_sharing(nep_exec *ex, const int *uses) {
+    const nep_graph *g = ex->g;
     /* Consumers first, so that a chain of Adds ends on the last one's buffer. */
     for (int k = g->n_order - 1; k >= 0; k--) {
         const int a = g->order[k];
-        if (g->nodes[a].op != NEP_OP_ADD || !ex->owns[a]) continue;
-        for (int i = 0; i < g->nodes[a].n_inputs; i++) {
-            const int in = g->nodes[a].inputs[i];
-            if (uses[in] != 1 || !ex->owns[in] || in == g->input) continue;
-            free(ex->dact[in]);
-            ex->dact[in] = ex->dact[a];
-            ex->grad_owner[in] = ex->grad_owner[a];
+        const nep_node *n = &g->nodes[a];
+        if ((n->op == NEP_OP_RELU || n->op == NEP_OP_RELU6) && ex->owns[a] &&
+            g->nodes[n->inputs[0]].op == NEP_OP_BATCHNORM && uses[n->inputs[0]] == 1)
+            ex->epilogue[n->inputs[0]] = a;
+        if (n->op != NEP_OP_ADD || !ex->owns[a]) continue;
+        for (int i = 0; i < n->n_inputs; i++) {
+            const int x = n->inputs[i];
+            if (uses[x] != 1 || !ex->owns[x] || x == g->input) continue;
+            free(ex->dact[x]);
+            ex->dact[x] = ex->dact[a];
+            ex->grad_owner[x] = ex->grad_owner[a];
         }
     }
-    free(uses);
 }
 
 nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err) {
@@ -92,9 +101,11 @@ nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err 
     ex->backend = calloc(n, sizeof *ex->backend);
     ex->grad_owner = calloc(n, sizeof *ex->grad_owner);
     ex->grad_fresh = calloc(n, sizeof *ex->grad_fresh); /* false: an op called alone adds */
+    ex->epilogue = malloc(n * sizeof *ex->epilogue);
     if (!ex->act || !ex->dact || !ex->state || !ex->owns || !ex->backend || !ex->grad_owner ||
-        !ex->grad_fresh)
+        !ex->grad_fresh || !ex->epilogue)
         goto nomem;
+    for (size_t i = 0; i < n; i++) ex->epilogue[i] = -1;
     for (int k = 0; k < g->n_order; k++) {
         int id = g->order[k];
         const nep_node *nd = &g->nodes[id];
@@ -112,7 +123,10 @@ nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err 
         ex->owns[id] = true;
         if (!ex->act[id] || !ex->dact[id]) goto nomem;
     }
-    share_add_grads(ex);
+    int *uses = count_uses(g);
+    if (!uses) goto nomem;
+    plan_sharing(ex, uses);
+    free(uses);
     const nep_shape *in = &g->nodes[g->input].shape, *out = &g->nodes[g->output].shape;
     if (nep_layout_moves(ex->nhwc, in) && !(ex->in_moved = alloc_reals(max_batch * nep_shape_numel(in))))
         goto nomem;
@@ -175,6 +189,7 @@ void nep_exec_free(nep_exec *ex) {
     free(ex->backend);
     free(ex->grad_owner);
     free(ex->grad_fresh);
+    free(ex->epilogue);
     free(ex->scratch);
     free(ex->in_moved);
     free(ex->in_grad);
@@ -199,6 +214,7 @@ const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch)
         }
         if (def->states && ex->probe)
             ex->probe(ex->probe_ctx, g, id, ex->act[n->inputs[0]], batch, ex->nhwc);
+        if (n->n_inputs && nep_epilogue(ex, n->inputs[0]) == id) continue; /* its BatchNorm wrote y */
         double t0 = ex->profile ? seconds() : 0;
         if (def->forward) def->forward(ex, id);
         profile_add(ex, id, 0, &t0);

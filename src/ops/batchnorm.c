@@ -19,6 +19,8 @@
  *   dbias = sum dy,  dweight = sum dy * xhat   (written, or added with accumulate_grads)
  *   training: dx (+)= weight * inv * (dy - sum dy / n - xhat * sum (dy * xhat) / n)
  *   eval:     dx (+)= weight * inv * dy   (+= when another consumer wrote dx first)
+ * With an epilogue (nep_epilogue: the ReLU or ReLU6 that alone reads this node), forward
+ * writes that rectifier's output max(y, 0) (min(max(y, 0), 6)) instead of y.
  * eps and momentum come from attrs (0 selects PyTorch's 1e-5 and 0.1).
  * Sums are accumulated in double, in an order fixed by the shape alone, so results do
  * not depend on the thread count: NCHW spreads channels over threads, one thread per
@@ -108,6 +110,20 @@ static void acc_grads(const nep_real *restrict dy, const nep_real *restrict x, i
     }
 }
 
+/* The value forward stores: y, or the epilogue rectifier's output (cap 6 for ReLU6,
+ * infinity for ReLU). NaN goes to 0, as in the rectifiers' own forward. */
+static inline nep_real stored(nep_real y, bool rectify, nep_real cap) {
+    return rectify ? (y > 0 ? (y < cap ? y : cap) : 0) : y;
+}
+
+/* Where forward stores, and how: the epilogue's output or its own. */
+static nep_real *out_of(const nep_exec *ex, int id, bool *rectify, nep_real *cap) {
+    const int epi = nep_epilogue(ex, id);
+    *rectify = epi >= 0;
+    *cap = *rectify && ex->g->nodes[epi].op == NEP_OP_RELU6 ? 6 : INFINITY;
+    return ex->act[*rectify ? epi : id];
+}
+
 static double lanes_sum(const double *s) {
     double t = 0;
     for (int j = 0; j < LANES; j++) t += s[j];
@@ -135,7 +151,9 @@ static void bn_forward_nchw(nep_exec *ex, int id) {
     const nep_real *x = ex->act[n->inputs[0]];
     const nep_real *w = nep_param_ptr(g, n, BN_WEIGHT), *bias = nep_param_ptr(g, n, BN_BIAS);
     nep_real *rmean = nep_param_ptr(g, n, BN_RMEAN), *rvar = nep_param_ptr(g, n, BN_RVAR);
-    nep_real *y = ex->act[id], *mean = ex->state[id], *inv = mean + C;
+    nep_real *mean = ex->state[id], *inv = mean + C, cap;
+    bool rect;
+    nep_real *y = out_of(ex, id, &rect, &cap);
     const double eps = nep_bn_eps(&n->attrs), mom = nep_bn_momentum(&n->attrs);
     const bool batch_stats = ex->training;
     mean[2 * C] = batch_stats ? 1 : 0;
@@ -155,7 +173,7 @@ static void bn_forward_nchw(nep_exec *ex, int id) {
             for (int64_t b = 0; b < B; b++) {
                 const nep_real *xp = x + (b * C + c) * HW;
                 nep_real *yp = y + (b * C + c) * HW;
-                for (int64_t k = 0; k < HW; k++) yp[k] = (xp[k] - mf) * sc + sh;
+                for (int64_t k = 0; k < HW; k++) yp[k] = stored((xp[k] - mf) * sc + sh, rect, cap);
             }
         } else {
             double scale, shift;
@@ -166,7 +184,7 @@ static void bn_forward_nchw(nep_exec *ex, int id) {
             for (int64_t b = 0; b < B; b++) {
                 const nep_real *xp = x + (b * C + c) * HW;
                 nep_real *yp = y + (b * C + c) * HW;
-                for (int64_t k = 0; k < HW; k++) yp[k] = xp[k] * sc + sh;
+                for (int64_t k = 0; k < HW; k++) yp[k] = stored(xp[k] * sc + sh, rect, cap);
             }
         }
     }
@@ -232,7 +250,9 @@ static void bn_forward_nhwc(nep_exec *ex, int id) {
     const nep_real *x = ex->act[n->inputs[0]];
     const nep_real *w = nep_param_ptr(g, n, BN_WEIGHT), *bias = nep_param_ptr(g, n, BN_BIAS);
     nep_real *rmean = nep_param_ptr(g, n, BN_RMEAN), *rvar = nep_param_ptr(g, n, BN_RVAR);
-    nep_real *y = ex->act[id], *mean = ex->state[id], *inv = mean + C;
+    nep_real *mean = ex->state[id], *inv = mean + C, cap;
+    bool rect;
+    nep_real *y = out_of(ex, id, &rect, &cap);
     const double eps = nep_bn_eps(&n->attrs), mom = nep_bn_momentum(&n->attrs);
     const int64_t nch = R < CHUNKS ? R : CHUNKS;
     /* scratch: per-chunk sums, then y = (x - mu) * sc + sh's coefficients */
@@ -282,7 +302,7 @@ static void bn_forward_nhwc(nep_exec *ex, int id) {
         const nep_real *xr = x + r * C;
         nep_real *yr = y + r * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - mu[c]) * sc[c] + sh[c];
+        for (int64_t c = 0; c < C; c++) yr[c] = stored((xr[c] - mu[c]) * sc[c] + sh[c], rect, cap);
     }
 }
 

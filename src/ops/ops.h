@@ -56,6 +56,11 @@ static inline nep_real *nep_input_grad(nep_exec *ex, const nep_node *n, int i, b
     return ex->dact[n->inputs[i]];
 }
 
+/* The rectifier node id's forward also computes this call (see nep_exec.epilogue), or -1. */
+static inline int nep_epilogue(const nep_exec *ex, int id) {
+    return ex->probe ? -1 : ex->epilogue[id];
+}
+
 /* Elements of node id's output for the current batch. */
 static inline int64_t nep_exec_numel(const nep_exec *ex, int id) {
     return ex->batch * nep_shape_numel(&ex->g->nodes[id].shape);

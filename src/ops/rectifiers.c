@@ -33,10 +33,12 @@ static void relu_forward(nep_exec *ex, int id) {
     nep_real *y = ex->act[id];
     EACH_ELEMENT(n) y[i] = z[i] > 0 ? z[i] : 0;
 }
+/* ReLU and ReLU6 take their masks from the output (y > 0 iff z > 0; 0 < y < 6 iff
+ * 0 < z < 6), so they also work when a BatchNorm wrote y without z (ex->epilogue). */
 static void relu_backward(nep_exec *ex, int id) {
     ELEMENTWISE_IO;
-    const nep_real *dy = ex->dact[id];
-    INPUT_GRAD(z[i] > 0 ? dy[i] : 0);
+    const nep_real *dy = ex->dact[id], *y = ex->act[id];
+    INPUT_GRAD(y[i] > 0 ? dy[i] : 0);
 }
 
 static void leaky_forward(nep_exec *ex, int id) {
@@ -58,8 +60,8 @@ static void relu6_forward(nep_exec *ex, int id) {
 }
 static void relu6_backward(nep_exec *ex, int id) {
     ELEMENTWISE_IO;
-    const nep_real *dy = ex->dact[id];
-    INPUT_GRAD((z[i] > 0 && z[i] < 6) ? dy[i] : 0);
+    const nep_real *dy = ex->dact[id], *y = ex->act[id];
+    INPUT_GRAD((y[i] > 0 && y[i] < 6) ? dy[i] : 0);
 }
 
 /* GELU(z) = z * Phi(z), Phi the standard normal CDF; GELU'(z) = Phi(z) + z * phi(z). */
