@@ -1,30 +1,35 @@
 #!/bin/sh
-# The main job (README, first command): on Fashion-MNIST, train a dense residual MLP
-# (embed 784->256, six blocks x + fc2(relu(fc1(x))) with 512 hidden units, head), run
-# NEPENTHE on it and, for comparison, IMP at the same pruning rate; print the iteration
-# tables and where the figures are. About 3 minutes on 2 cores. Output: runs/demo (or $OUT).
-# Until the convolutional networks exist (issue 4) the model is an MLP.
+# The main job (README, first command): on Fashion-MNIST, train a dense ResNet-20 (the
+# CIFAR ResNet: 19 ReLU layers, 0.27 M parameters), run NEPENTHE on it and, for
+# comparison, IMP at the same pruning rate; print each run's iterations and a last table
+# of layers removed and top-1 against dense. About 13 minutes on this project's 2 cores.
+# Output: runs/demo (or $OUT); a killed demo picks up where it stopped when run again.
+#
+# The schedule is the shortest that shows layers collapsing (H_l = 0): 4 dense epochs,
+# then 3 iterations at zeta 0.5 with 1 retraining epoch each. Short retraining costs
+# accuracy; results/resnet20-fashion-mnist.md has the long recipe (8 dense epochs, 3
+# retraining epochs per iteration, 4 iterations) and what it measured.
 set -eu
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/demo}
 THREADS=${THREADS:-0}
 mkdir -p "$OUT"
-MODEL="--model resmlp --width 256 --hidden 512,512,512,512,512,512 --act relu"
-PRUNE="--zeta 0.5 --delta 0.98 --max-iter 8 --retrain-epochs 2 --lr 0.01 --momentum 0.9 --wd 5e-4 --seed 0"
+PRUNE="--zeta 0.5 --delta 0 --max-iter 3 --retrain-epochs 1 --lr 0.01 --momentum 0.9 --wd 5e-4 --seed 0"
 
-echo "== 1/3 dense: resmlp 784-256-(6 blocks of 512)-10 on Fashion-MNIST, 10 epochs -> $OUT/dense"
-build/nepenthe train $MODEL --data fashion-mnist --epochs 10 --batch 128 --optimizer sgd --lr 0.05 \
-    --momentum 0.9 --wd 5e-4 --milestones 6,8 --gamma 0.1 --seed 0 --threads "$THREADS" \
+echo "== 1/3 dense: ResNet-20 on Fashion-MNIST, 4 epochs -> $OUT/dense"
+build/nepenthe train --model resnet20 --data fashion-mnist --epochs 4 --batch 128 --optimizer sgd \
+    --lr 0.1 --momentum 0.9 --wd 5e-4 --milestones 3 --gamma 0.1 --seed 0 --threads "$THREADS" \
     --out "$OUT/dense" --resume --json > "$OUT/dense.json"
 echo "dense: $(cat "$OUT/dense.json")"
 
 for method in nepenthe imp; do
-    echo "== $([ $method = nepenthe ] && echo 2 || echo 3)/3 $method (zeta 0.5, stop below 0.98 x dense val) -> $OUT/$method"
+    echo "== $([ $method = nepenthe ] && echo 2 || echo 3)/3 $method (zeta 0.5, 3 iterations) -> $OUT/$method"
     build/nepenthe prune --ckpt "$OUT/dense/model.safetensors" --method $method $PRUNE \
         --threads "$THREADS" --out "$OUT/$method" --resume
 done
 
+echo "== layers removed (of 19) and test top-1 against dense (iteration 0)"
 build/nepenthe compare --runs "$OUT/nepenthe,$OUT/imp" --out "$OUT/fig_accuracy_vs_removed.svg" \
-    --title "resmlp on Fashion-MNIST: NEPENTHE vs IMP" | tail -1
+    --title "ResNet-20 on Fashion-MNIST: NEPENTHE vs IMP"
 echo "summaries: $OUT/nepenthe/summary.json, $OUT/imp/summary.json"
 echo "figures:   $OUT/nepenthe/fig_*.svg (entropy per iteration, neuron states, accuracy)"

@@ -263,10 +263,10 @@ static void expect_fail(nep_status want, nep_op_kind op, nep_attrs a, nep_shape 
 static void ignore_probe(void *ctx, const nep_graph *g, int node, const nep_real *z,
                          int64_t batch, bool channels_last) {}
 
-/* A BatchNorm whose only reader is a ReLU or ReLU6 writes the rectifier's output itself
- * unless a probe needs the pre-activation: one training step of ResNet-20 (ReLU) and
- * MobileNetV2 (ReLU6) gives bit-identical logits, gradients and running statistics
- * either way. */
+/* A BatchNorm or Add whose only reader is a ReLU or ReLU6 writes the rectifier's output
+ * itself unless a probe needs the pre-activation: one training step of ResNet-20 (ReLU
+ * after BatchNorm and after Add) and MobileNetV2 (ReLU6) gives bit-identical logits,
+ * gradients and running statistics either way. */
 static void test_bn_rectifier_epilogue(void **s) {
     const char *models[] = {"resnet20", "mobilenetv2"};
     for (int m = 0; m < 2; m++) {

@@ -80,11 +80,12 @@ int cmd_compare(int argc, char **argv) {
     if (!rc && nep_svg_lines(out, title, "layers removed (H_l = 0)", "test top-1 (%)", s, n, &err) != NEP_OK)
         rc = cli_error("compare", &err);
     if (!rc) {
-        printf("%-28s %5s %9s %9s %9s\n", "run", "iter", "removed", "top-1", "sparsity");
+        /* vs dense: the top-1 points gained (+) or lost (-) against the run's iteration 0 */
+        printf("%-28s %5s %9s %9s %9s %9s\n", "run", "iter", "removed", "top-1", "vs dense", "sparsity");
         for (int r = 0; r < n; r++)
             for (int i = 0; i < c[r].n; i++)
-                printf("%-28s %5d %9.0f %9.2f %8.2f%%\n", c[r].label, i, c[r].removed[i], c[r].top1[i],
-                       c[r].sparsity[i]);
+                printf("%-28s %5d %9.0f %9.2f %+9.2f %8.2f%%\n", c[r].label, i, c[r].removed[i],
+                       c[r].top1[i], c[r].top1[i] - c[r].top1[0], c[r].sparsity[i]);
         printf("figure: %s\n", out);
     }
     free(list);

@@ -110,20 +110,6 @@ static void acc_grads(const nep_real *restrict dy, const nep_real *restrict x, i
     }
 }
 
-/* The value forward stores: y, or the epilogue rectifier's output (cap 6 for ReLU6,
- * infinity for ReLU). NaN goes to 0, as in the rectifiers' own forward. */
-static inline nep_real stored(nep_real y, bool rectify, nep_real cap) {
-    return rectify ? (y > 0 ? (y < cap ? y : cap) : 0) : y;
-}
-
-/* Where forward stores, and how: the epilogue's output or its own. */
-static nep_real *out_of(const nep_exec *ex, int id, bool *rectify, nep_real *cap) {
-    const int epi = nep_epilogue(ex, id);
-    *rectify = epi >= 0;
-    *cap = *rectify && ex->g->nodes[epi].op == NEP_OP_RELU6 ? 6 : INFINITY;
-    return ex->act[*rectify ? epi : id];
-}
-
 static double lanes_sum(const double *s) {
     double t = 0;
     for (int j = 0; j < LANES; j++) t += s[j];
@@ -153,7 +139,7 @@ static void bn_forward_nchw(nep_exec *ex, int id) {
     nep_real *rmean = nep_param_ptr(g, n, BN_RMEAN), *rvar = nep_param_ptr(g, n, BN_RVAR);
     nep_real *mean = ex->state[id], *inv = mean + C, cap;
     bool rect;
-    nep_real *y = out_of(ex, id, &rect, &cap);
+    nep_real *y = nep_epilogue_out(ex, id, &rect, &cap);
     const double eps = nep_bn_eps(&n->attrs), mom = nep_bn_momentum(&n->attrs);
     const bool batch_stats = ex->training;
     mean[2 * C] = batch_stats ? 1 : 0;
@@ -173,7 +159,7 @@ static void bn_forward_nchw(nep_exec *ex, int id) {
             for (int64_t b = 0; b < B; b++) {
                 const nep_real *xp = x + (b * C + c) * HW;
                 nep_real *yp = y + (b * C + c) * HW;
-                for (int64_t k = 0; k < HW; k++) yp[k] = stored((xp[k] - mf) * sc + sh, rect, cap);
+                for (int64_t k = 0; k < HW; k++) yp[k] = nep_stored((xp[k] - mf) * sc + sh, rect, cap);
             }
         } else {
             double scale, shift;
@@ -184,7 +170,7 @@ static void bn_forward_nchw(nep_exec *ex, int id) {
             for (int64_t b = 0; b < B; b++) {
                 const nep_real *xp = x + (b * C + c) * HW;
                 nep_real *yp = y + (b * C + c) * HW;
-                for (int64_t k = 0; k < HW; k++) yp[k] = stored(xp[k] * sc + sh, rect, cap);
+                for (int64_t k = 0; k < HW; k++) yp[k] = nep_stored(xp[k] * sc + sh, rect, cap);
             }
         }
     }
@@ -252,7 +238,7 @@ static void bn_forward_nhwc(nep_exec *ex, int id) {
     nep_real *rmean = nep_param_ptr(g, n, BN_RMEAN), *rvar = nep_param_ptr(g, n, BN_RVAR);
     nep_real *mean = ex->state[id], *inv = mean + C, cap;
     bool rect;
-    nep_real *y = out_of(ex, id, &rect, &cap);
+    nep_real *y = nep_epilogue_out(ex, id, &rect, &cap);
     const double eps = nep_bn_eps(&n->attrs), mom = nep_bn_momentum(&n->attrs);
     const int64_t nch = R < CHUNKS ? R : CHUNKS;
     /* scratch: per-chunk sums, then y = (x - mu) * sc + sh's coefficients */
@@ -302,7 +288,7 @@ static void bn_forward_nhwc(nep_exec *ex, int id) {
         const nep_real *xr = x + r * C;
         nep_real *yr = y + r * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; c++) yr[c] = stored((xr[c] - mu[c]) * sc[c] + sh[c], rect, cap);
+        for (int64_t c = 0; c < C; c++) yr[c] = nep_stored((xr[c] - mu[c]) * sc[c] + sh[c], rect, cap);
     }
 }
 

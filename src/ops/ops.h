@@ -5,6 +5,8 @@
 #ifndef NEPENTHE_OPS_H
 #define NEPENTHE_OPS_H
 
+#include <math.h>
+
 #include "nepenthe/graph.h"
 
 typedef struct nep_op_def {
@@ -59,6 +61,19 @@ static inline nep_real *nep_input_grad(nep_exec *ex, const nep_node *n, int i, b
 /* The rectifier node id's forward also computes this call (see nep_exec.epilogue), or -1. */
 static inline int nep_epilogue(const nep_exec *ex, int id) {
     return ex->probe ? -1 : ex->epilogue[id];
+}
+/* Where node id's forward stores: its own output, or (*rectify) its epilogue's, capped
+ * at *cap (6 for ReLU6, infinity for ReLU). */
+static inline nep_real *nep_epilogue_out(const nep_exec *ex, int id, bool *rectify, nep_real *cap) {
+    const int epi = nep_epilogue(ex, id);
+    *rectify = epi >= 0;
+    *cap = *rectify && ex->g->nodes[epi].op == NEP_OP_RELU6 ? 6 : (nep_real)INFINITY;
+    return ex->act[*rectify ? epi : id];
+}
+/* The value stored: y, or the rectifier's output of y (NaN goes to 0, as in the
+ * rectifiers' own forward). */
+static inline nep_real nep_stored(nep_real y, bool rectify, nep_real cap) {
+    return rectify ? (y > 0 ? (y < cap ? y : cap) : 0) : y;
 }
 
 /* Elements of node id's output for the current batch. */

@@ -1,6 +1,7 @@
 /* Ops that move no data: Input (the batch itself), Identity and Flatten (their output
  * is their input's buffer, so forward and backward are nothing), and Add.
  *   Flatten: [B, C, H, W] -> [B, C*H*W]   Add: y = x0 + x1 (+ ...), same shapes
+ * Add may write the output of the ReLU or ReLU6 that alone reads it (nep_epilogue).
  * The exception: with NHWC activations, Flatten of an image with several channels and
  * positions has buffers of its own and puts the values in PyTorch's C, H, W order. */
 #include <string.h>
@@ -46,14 +47,16 @@ static int64_t add_flops(const nep_graph *g, const nep_node *n) {
 static void add_forward(nep_exec *ex, int id) {
     const nep_node *n = &ex->g->nodes[id];
     const int64_t len = nep_exec_numel(ex, id);
-    nep_real *y = ex->act[id];
+    bool rect;
+    nep_real cap;
+    nep_real *y = nep_epilogue_out(ex, id, &rect, &cap);
     const nep_real *x0 = ex->act[n->inputs[0]];
-#pragma omp parallel for simd if (len > NEP_PAR_MIN)
-    for (int64_t i = 0; i < len; i++) y[i] = x0[i];
+    /* y = x0 + x1, then y += x2 ...; the last sum is the one rectified */
     for (int k = 1; k < n->n_inputs; k++) {
-        const nep_real *xk = ex->act[n->inputs[k]];
+        const nep_real *a = k == 1 ? x0 : y, *xk = ex->act[n->inputs[k]];
+        const bool r = rect && k == n->n_inputs - 1;
 #pragma omp parallel for simd if (len > NEP_PAR_MIN)
-        for (int64_t i = 0; i < len; i++) y[i] += xk[i];
+        for (int64_t i = 0; i < len; i++) y[i] = nep_stored(a[i] + xk[i], r, cap);
     }
 }
 
