@@ -129,86 +129,92 @@ static void batch_stats_of(double K, double S1, double S2, int64_t cnt, double e
     *inv = (nep_real)nep_bn_inv_std(ss / (double)cnt, eps);
 }
 
-static void bn_forward_nchw(nep_exec *ex, int id) {
+/* What one forward or backward call works on. */
+typedef struct bn_call {
+    int64_t C, HW, B, cnt;                   /* cnt = B * HW values per channel */
+    const nep_real *x, *w, *bias;
+    nep_real *rmean, *rvar;                  /* running statistics (buffers) */
+    nep_real *mean, *inv;                    /* state: the statistics forward used */
+    double eps, mom;
+    /* forward: where y goes (the epilogue rectifier's output when rect) */
+    nep_real *y, cap;
+    bool rect;
+    /* backward */
+    const nep_real *dy;
+    nep_real *dx, *dw, *db;                  /* dx NULL: the input needs no gradient */
+    bool dx_add, batch_stats, accumulate;
+} bn_call;
+
+static bn_call call_of(nep_exec *ex, int id) {
     nep_graph *g = ex->g;
     const nep_node *n = &g->nodes[id];
-    const int64_t C = n->shape.d[0], HW = n->shape.d[1] * n->shape.d[2], B = ex->batch;
-    const int64_t cnt = B * HW;
-    const nep_real *x = ex->act[n->inputs[0]];
-    const nep_real *w = nep_param_ptr(g, n, BN_WEIGHT), *bias = nep_param_ptr(g, n, BN_BIAS);
-    nep_real *rmean = nep_param_ptr(g, n, BN_RMEAN), *rvar = nep_param_ptr(g, n, BN_RVAR);
-    nep_real *mean = ex->state[id], *inv = mean + C, cap;
-    bool rect;
-    nep_real *y = nep_epilogue_out(ex, id, &rect, &cap);
-    const double eps = nep_bn_eps(&n->attrs), mom = nep_bn_momentum(&n->attrs);
-    const bool batch_stats = ex->training;
-    mean[2 * C] = batch_stats ? 1 : 0;
-    if (cnt == 0) { /* an empty batch: nothing to normalize, statistics untouched */
-        for (int64_t c = 0; c < 2 * C; c++) mean[c] = 0;
-        return;
-    }
-#pragma omp parallel for schedule(static) if (cnt * C > NEP_PAR_MIN)
+    bn_call q = {.C = n->shape.d[0], .HW = n->shape.d[1] * n->shape.d[2], .B = ex->batch,
+                 .x = ex->act[n->inputs[0]], .w = nep_param_ptr(g, n, BN_WEIGHT),
+                 .bias = nep_param_ptr(g, n, BN_BIAS), .rmean = nep_param_ptr(g, n, BN_RMEAN),
+                 .rvar = nep_param_ptr(g, n, BN_RVAR), .mean = ex->state[id],
+                 .eps = nep_bn_eps(&n->attrs), .mom = nep_bn_momentum(&n->attrs)};
+    q.cnt = q.B * q.HW;
+    q.inv = q.mean + q.C;
+    return q;
+}
+
+/* Channel c's parameter gradients from sdy = sum dy and sdx = sum dy * (x - mean)
+ * (written, or added with accumulate), and dx's coefficients:
+ * dx = fa * dy + f0 + fp * (x - mean). With running statistics f0 = fp = 0. */
+static void grad_coefficients(const bn_call *q, int64_t c, double sdy, double sdx, nep_real *fa,
+                              nep_real *f0, nep_real *fp) {
+    const double istd = (double)q->inv[c], dot = sdx * istd; /* sum dy * xhat */
+    q->dw[c] = (nep_real)(q->accumulate ? (double)q->dw[c] + dot : dot);
+    q->db[c] = (nep_real)(q->accumulate ? (double)q->db[c] + sdy : sdy);
+    const double a = (double)q->w[c] * istd;
+    const bool stats = q->batch_stats && q->cnt;
+    *fa = (nep_real)a;
+    *f0 = stats ? (nep_real)(-a * sdy / (double)q->cnt) : 0;
+    *fp = stats ? (nep_real)(-a * istd * dot / (double)q->cnt) : 0;
+}
+
+static void forward_nchw(const bn_call *q, bool batch_stats) {
+    const int64_t C = q->C, HW = q->HW, B = q->B;
+#pragma omp parallel for schedule(static) if (q->cnt * C > NEP_PAR_MIN)
     for (int64_t c = 0; c < C; c++) {
+        nep_real mu = 0, sc, sh;
         if (batch_stats) {
             double s1[LANES] = {0}, s2[LANES] = {0};
-            const double K = (double)x[c * HW];
-            for (int64_t b = 0; b < B; b++) acc_moments(x + (b * C + c) * HW, HW, K, s1, s2);
-            batch_stats_of(K, lanes_sum(s1), lanes_sum(s2), cnt, eps, mom, rmean + c, rvar + c,
-                           mean + c, inv + c);
-            const nep_real mf = mean[c], sc = (nep_real)((double)w[c] * inv[c]), sh = bias[c];
-            for (int64_t b = 0; b < B; b++) {
-                const nep_real *xp = x + (b * C + c) * HW;
-                nep_real *yp = y + (b * C + c) * HW;
-                for (int64_t k = 0; k < HW; k++) yp[k] = nep_stored((xp[k] - mf) * sc + sh, rect, cap);
-            }
+            const double K = (double)q->x[c * HW];
+            for (int64_t b = 0; b < B; b++) acc_moments(q->x + (b * C + c) * HW, HW, K, s1, s2);
+            batch_stats_of(K, lanes_sum(s1), lanes_sum(s2), q->cnt, q->eps, q->mom, q->rmean + c,
+                           q->rvar + c, q->mean + c, q->inv + c);
+            mu = q->mean[c], sc = (nep_real)((double)q->w[c] * q->inv[c]), sh = q->bias[c];
         } else {
             double scale, shift;
-            nep_bn_eval_affine(w[c], bias[c], rmean[c], rvar[c], eps, &scale, &shift);
-            mean[c] = rmean[c];
-            inv[c] = (nep_real)nep_bn_inv_std(rvar[c], eps);
-            const nep_real sc = (nep_real)scale, sh = (nep_real)shift;
-            for (int64_t b = 0; b < B; b++) {
-                const nep_real *xp = x + (b * C + c) * HW;
-                nep_real *yp = y + (b * C + c) * HW;
-                for (int64_t k = 0; k < HW; k++) yp[k] = nep_stored(xp[k] * sc + sh, rect, cap);
-            }
+            nep_bn_eval_affine(q->w[c], q->bias[c], q->rmean[c], q->rvar[c], q->eps, &scale, &shift);
+            q->mean[c] = q->rmean[c];
+            q->inv[c] = (nep_real)nep_bn_inv_std(q->rvar[c], q->eps);
+            sc = (nep_real)scale, sh = (nep_real)shift;
+        }
+        for (int64_t b = 0; b < B; b++) {
+            const nep_real *xp = q->x + (b * C + c) * HW;
+            nep_real *yp = q->y + (b * C + c) * HW;
+            for (int64_t k = 0; k < HW; k++) yp[k] = nep_stored((xp[k] - mu) * sc + sh, q->rect, q->cap);
         }
     }
 }
 
-static void bn_backward_nchw(nep_exec *ex, int id) {
-    nep_graph *g = ex->g;
-    const nep_node *n = &g->nodes[id];
-    const int64_t C = n->shape.d[0], HW = n->shape.d[1] * n->shape.d[2], B = ex->batch;
-    const int64_t cnt = B * HW;
-    const nep_real *x = ex->act[n->inputs[0]], *dy = ex->dact[id];
-    const nep_real *w = nep_param_ptr(g, n, BN_WEIGHT);
-    const nep_real *mean = ex->state[id], *inv = mean + C;
-    bool add;
-    nep_real *dx = nep_input_grad(ex, n, 0, &add);
-    nep_real *dw = nep_grad_ptr(g, n, BN_WEIGHT), *db = nep_grad_ptr(g, n, BN_BIAS);
-    const bool batch_stats = mean[2 * C] != 0, acc = ex->accumulate_grads;
+static void backward_nchw(const bn_call *q) {
+    const int64_t C = q->C, HW = q->HW, B = q->B, cnt = q->cnt;
 #pragma omp parallel for schedule(static) if (cnt * C > NEP_PAR_MIN)
     for (int64_t c = 0; c < C; c++) {
         double g1[LANES] = {0}, g2[LANES] = {0};
-        const nep_real m = mean[c];
+        const nep_real m = q->mean[c];
         for (int64_t b = 0; b < B; b++)
-            acc_grads(dy + (b * C + c) * HW, x + (b * C + c) * HW, HW, m, g1, g2);
-        const double sdy = lanes_sum(g1), istd = (double)inv[c];
-        const double dot = lanes_sum(g2) * istd; /* sum dy * xhat */
-        dw[c] = (nep_real)(acc ? (double)dw[c] + dot : dot);
-        db[c] = (nep_real)(acc ? (double)db[c] + sdy : sdy);
-        if (!dx) continue;
-        const double a = (double)w[c] * istd;
-        /* training: dx += a * dy - a * mean(dy) - a * inv * dot / n * (x - mean) */
-        const nep_real fa = (nep_real)a;
-        const nep_real f0 = batch_stats && cnt ? (nep_real)(-a * sdy / (double)cnt) : 0;
-        const nep_real fp = batch_stats && cnt ? (nep_real)(-a * istd * dot / (double)cnt) : 0;
+            acc_grads(q->dy + (b * C + c) * HW, q->x + (b * C + c) * HW, HW, m, g1, g2);
+        nep_real fa, f0, fp;
+        grad_coefficients(q, c, lanes_sum(g1), lanes_sum(g2), &fa, &f0, &fp);
+        if (!q->dx) continue;
         for (int64_t b = 0; b < B; b++) {
-            const nep_real *xp = x + (b * C + c) * HW, *dyp = dy + (b * C + c) * HW;
-            nep_real *dxp = dx + (b * C + c) * HW;
-            /* f0 = fp = 0 with running statistics */
-            if (add)
+            const nep_real *xp = q->x + (b * C + c) * HW, *dyp = q->dy + (b * C + c) * HW;
+            nep_real *dxp = q->dx + (b * C + c) * HW;
+            if (q->dx_add)
                 for (int64_t k = 0; k < HW; k++) dxp[k] += fa * dyp[k] + f0 + fp * (xp[k] - m);
             else
                 for (int64_t k = 0; k < HW; k++) dxp[k] = fa * dyp[k] + f0 + fp * (xp[k] - m);
@@ -229,27 +235,11 @@ static size_t bn_scratch_bytes(const nep_exec *ex, const nep_node *n) {
     return sizeof(double) * (size_t)(2 * CHUNKS * C) + 3 * sizeof(nep_real) * (size_t)C;
 }
 
-static void bn_forward_nhwc(nep_exec *ex, int id) {
-    nep_graph *g = ex->g;
-    const nep_node *n = &g->nodes[id];
-    const int64_t C = n->shape.d[0], R = ex->batch * n->shape.d[1] * n->shape.d[2];
-    const nep_real *x = ex->act[n->inputs[0]];
-    const nep_real *w = nep_param_ptr(g, n, BN_WEIGHT), *bias = nep_param_ptr(g, n, BN_BIAS);
-    nep_real *rmean = nep_param_ptr(g, n, BN_RMEAN), *rvar = nep_param_ptr(g, n, BN_RVAR);
-    nep_real *mean = ex->state[id], *inv = mean + C, cap;
-    bool rect;
-    nep_real *y = nep_epilogue_out(ex, id, &rect, &cap);
-    const double eps = nep_bn_eps(&n->attrs), mom = nep_bn_momentum(&n->attrs);
-    const int64_t nch = R < CHUNKS ? R : CHUNKS;
-    /* scratch: per-chunk sums, then y = (x - mu) * sc + sh's coefficients */
-    double *part = nep_exec_scratch(ex, bn_scratch_bytes(ex, n));
+static void forward_nhwc(const bn_call *q, bool batch_stats, double *part) {
+    const int64_t C = q->C, R = q->cnt, nch = R < CHUNKS ? R : CHUNKS;
+    const nep_real *x = q->x;
     nep_real *mu = (nep_real *)(part + 2 * CHUNKS * C), *sc = mu + C, *sh = sc + C;
-    mean[2 * C] = ex->training ? 1 : 0;
-    if (R == 0) {
-        for (int64_t c = 0; c < 2 * C; c++) mean[c] = 0;
-        return;
-    }
-    if (ex->training) {
+    if (batch_stats) {
 #pragma omp parallel for schedule(static) if (R * C > NEP_PAR_MIN)
         for (int64_t k = 0; k < nch; k++) {
             double *s1 = part + 2 * k * C, *s2 = s1 + C;
@@ -267,17 +257,18 @@ static void bn_forward_nhwc(nep_exec *ex, int id) {
         for (int64_t c = 0; c < C; c++) {
             double S1 = 0, S2 = 0;
             for (int64_t k = 0; k < nch; k++) S1 += part[2 * k * C + c], S2 += part[(2 * k + 1) * C + c];
-            batch_stats_of((double)x[c], S1, S2, R, eps, mom, rmean + c, rvar + c, mean + c, inv + c);
-            mu[c] = mean[c];
-            sc[c] = (nep_real)((double)w[c] * inv[c]);
-            sh[c] = bias[c];
+            batch_stats_of((double)x[c], S1, S2, R, q->eps, q->mom, q->rmean + c, q->rvar + c,
+                           q->mean + c, q->inv + c);
+            mu[c] = q->mean[c];
+            sc[c] = (nep_real)((double)q->w[c] * q->inv[c]);
+            sh[c] = q->bias[c];
         }
     } else {
         for (int64_t c = 0; c < C; c++) {
             double scale, shift;
-            nep_bn_eval_affine(w[c], bias[c], rmean[c], rvar[c], eps, &scale, &shift);
-            mean[c] = rmean[c];
-            inv[c] = (nep_real)nep_bn_inv_std(rvar[c], eps);
+            nep_bn_eval_affine(q->w[c], q->bias[c], q->rmean[c], q->rvar[c], q->eps, &scale, &shift);
+            q->mean[c] = q->rmean[c];
+            q->inv[c] = (nep_real)nep_bn_inv_std(q->rvar[c], q->eps);
             mu[c] = 0;
             sc[c] = (nep_real)scale;
             sh[c] = (nep_real)shift;
@@ -286,26 +277,15 @@ static void bn_forward_nhwc(nep_exec *ex, int id) {
 #pragma omp parallel for schedule(static) if (R * C > NEP_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         const nep_real *xr = x + r * C;
-        nep_real *yr = y + r * C;
+        nep_real *yr = q->y + r * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; c++) yr[c] = nep_stored((xr[c] - mu[c]) * sc[c] + sh[c], rect, cap);
+        for (int64_t c = 0; c < C; c++) yr[c] = nep_stored((xr[c] - mu[c]) * sc[c] + sh[c], q->rect, q->cap);
     }
 }
 
-static void bn_backward_nhwc(nep_exec *ex, int id) {
-    nep_graph *g = ex->g;
-    const nep_node *n = &g->nodes[id];
-    const int64_t C = n->shape.d[0], R = ex->batch * n->shape.d[1] * n->shape.d[2];
-    const nep_real *x = ex->act[n->inputs[0]], *dy = ex->dact[id];
-    const nep_real *w = nep_param_ptr(g, n, BN_WEIGHT);
-    const nep_real *mean = ex->state[id], *inv = mean + C;
-    bool add;
-    nep_real *dx = nep_input_grad(ex, n, 0, &add);
-    nep_real *dw = nep_grad_ptr(g, n, BN_WEIGHT), *db = nep_grad_ptr(g, n, BN_BIAS);
-    const bool batch_stats = mean[2 * C] != 0, acc = ex->accumulate_grads;
-    const int64_t nch = R < CHUNKS ? R : CHUNKS;
-    /* scratch: per-chunk sums, then the dx coefficients */
-    double *part = nep_exec_scratch(ex, bn_scratch_bytes(ex, n));
+static void backward_nhwc(const bn_call *q, double *part) {
+    const int64_t C = q->C, R = q->cnt, nch = R < CHUNKS ? R : CHUNKS;
+    const nep_real *x = q->x, *dy = q->dy, *mean = q->mean;
     nep_real *fa = (nep_real *)(part + 2 * CHUNKS * C), *f0 = fa + C, *fp = f0 + C;
 #pragma omp parallel for schedule(static) if (R * C > NEP_PAR_MIN)
     for (int64_t k = 0; k < nch; k++) {
@@ -323,20 +303,14 @@ static void bn_backward_nhwc(nep_exec *ex, int id) {
     for (int64_t c = 0; c < C; c++) {
         double sdy = 0, sdx = 0;
         for (int64_t k = 0; k < nch; k++) sdy += part[2 * k * C + c], sdx += part[(2 * k + 1) * C + c];
-        const double istd = (double)inv[c], dot = sdx * istd; /* sum dy * xhat */
-        dw[c] = (nep_real)(acc ? (double)dw[c] + dot : dot);
-        db[c] = (nep_real)(acc ? (double)db[c] + sdy : sdy);
-        const double a = (double)w[c] * istd;
-        fa[c] = (nep_real)a;
-        f0[c] = batch_stats && R ? (nep_real)(-a * sdy / (double)R) : 0;
-        fp[c] = batch_stats && R ? (nep_real)(-a * istd * dot / (double)R) : 0;
+        grad_coefficients(q, c, sdy, sdx, fa + c, f0 + c, fp + c);
     }
-    if (!dx) return;
+    if (!q->dx) return;
 #pragma omp parallel for schedule(static) if (R * C > NEP_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         const nep_real *xr = x + r * C, *dyr = dy + r * C;
-        nep_real *dxr = dx + r * C;
-        if (add) {
+        nep_real *dxr = q->dx + r * C;
+        if (q->dx_add) {
 #pragma omp simd
             for (int64_t c = 0; c < C; c++) dxr[c] += fa[c] * dyr[c] + f0[c] + fp[c] * (xr[c] - mean[c]);
         } else {
@@ -346,14 +320,31 @@ static void bn_backward_nhwc(nep_exec *ex, int id) {
     }
 }
 
+/* ---- the op ---------------------------------------------------------------------------- */
+
 static void bn_forward(nep_exec *ex, int id) {
-    if (ex->nhwc) bn_forward_nhwc(ex, id);
-    else bn_forward_nchw(ex, id);
+    bn_call q = call_of(ex, id);
+    q.y = nep_epilogue_out(ex, id, &q.rect, &q.cap);
+    q.mean[2 * q.C] = ex->training ? 1 : 0;
+    if (q.cnt == 0) { /* an empty batch: nothing to normalize, statistics untouched */
+        for (int64_t c = 0; c < 2 * q.C; c++) q.mean[c] = 0;
+        return;
+    }
+    if (ex->nhwc) forward_nhwc(&q, ex->training, nep_exec_scratch(ex, bn_scratch_bytes(ex, &ex->g->nodes[id])));
+    else forward_nchw(&q, ex->training);
 }
 
 static void bn_backward(nep_exec *ex, int id) {
-    if (ex->nhwc) bn_backward_nhwc(ex, id);
-    else bn_backward_nchw(ex, id);
+    bn_call q = call_of(ex, id);
+    const nep_node *n = &ex->g->nodes[id];
+    q.dy = ex->dact[id];
+    q.dx = nep_input_grad(ex, n, 0, &q.dx_add);
+    q.dw = nep_grad_ptr(ex->g, n, BN_WEIGHT);
+    q.db = nep_grad_ptr(ex->g, n, BN_BIAS);
+    q.batch_stats = q.mean[2 * q.C] != 0;
+    q.accumulate = ex->accumulate_grads;
+    if (ex->nhwc) backward_nhwc(&q, nep_exec_scratch(ex, bn_scratch_bytes(ex, n)));
+    else backward_nchw(&q);
 }
 
 const nep_op_def nep_op_batchnorm = {
