@@ -66,6 +66,9 @@ done
 check "bad values wrote no output directory" '[ ! -e "$T/bad" ]'
 nep train --data-dir "$D"
 check "train without --out: non-zero exit naming --out" 'failed_cleanly && says --out'
+touch "$T/a_file"
+nep train $SMALL --out "$T/a_file" --epochs 1
+check "train --out naming an existing file: non-zero exit naming it" 'failed_cleanly && says a_file'
 
 # --- data errors ----------------------------------------------------------------
 nep train --data-dir "$T/no/such/dir" --out "$T/x" --epochs 1

@@ -414,6 +414,9 @@ nep train $COMMON --model resmlp --width 32 --hidden 32,32 --act gelu --val 200 
 check "train a GELU resmlp" 'succeeded && [ -s "$T/gelu/model.safetensors" ]'
 MLP=$T/mlp/model.safetensors
 RES=$T/res/model.safetensors
+touch "$T/a_file"
+nep prune --ckpt "$MLP" $COMMON --max-iter 1 --out "$T/a_file"
+check "prune --out naming an existing file: non-zero exit naming it" 'failed_cleanly && says a_file'
 
 # --- entropy against PyTorch ------------------------------------------------------------
 # compare_torch LABEL CKPT [--zero-is-off]: nepenthe entropy --json --split test against

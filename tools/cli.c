@@ -331,7 +331,14 @@ int cli_mkdirs(const char *path) {
         if (mkdir(buf, 0777) && errno != EEXIST) return -1;
         *p = '/';
     }
-    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
+    if (mkdir(buf, 0777) == 0) return 0;
+    struct stat st;
+    if (errno != EEXIST || stat(buf, &st)) return -1;
+    if (!S_ISDIR(st.st_mode)) { /* an existing file of that name */
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
 }
 
 typedef struct trim_ctx {

@@ -362,6 +362,12 @@ static int linearize_smallest(prune_run *r, int64_t *pruned) {
     return nep_graph_linearize(&r->g, r->e.layers[l].node, &err) == NEP_OK ? 0 : cli_error("prune", &err);
 }
 
+/* Appends one line to iterations.jsonl; says why when it cannot. */
+static int append_log(const char *log, const char *line) {
+    if (!cli_append_line(log, line)) return 0;
+    return cli_errorf("prune", "%s: cannot append: %s", log, strerror(errno));
+}
+
 /* progress.json is the commit point of an iteration: written after its checkpoint and
  * its log line. */
 typedef struct progress {
@@ -546,7 +552,7 @@ int cmd_prune(int argc, char **argv) {
         finish_row(&r, &dense, H, t0);
         print_row(&r, &dense, H);
         char *line = row_json(&r, &dense, H, NULL);
-        int bad = cli_append_line(log, line);
+        int bad = append_log(log, line);
         free(line);
         p = (progress){0, 0, dense.val_top1, dense.test_top1, false};
         if (bad || save_progress(&r, prog_path, &p)) goto done;
@@ -587,7 +593,7 @@ int cmd_prune(int argc, char **argv) {
         print_row(&r, &row, H);
         warn_if_chance(&r, &row, H);
         char *line = row_json(&r, &row, H, pruned);
-        int bad = save_iter(&r, k) || cli_append_line(log, line);
+        int bad = save_iter(&r, k) || append_log(log, line);
         free(line);
         if (bad) goto done;
         p.iter = k;

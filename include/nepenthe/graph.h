@@ -161,9 +161,8 @@ struct nep_rng;
 typedef void (*nep_probe_fn)(void *ctx, const nep_graph *g, int node, const nep_real *z,
                              int64_t batch, bool channels_last);
 
-/* Channel c's plane of sample b in a [B, C, HW] image tensor (NCHW, or
- * NHWC when nhwc): where it starts, and the
- * distance between its consecutive positions. */
+/* Channel c's plane of sample b in a [B, C, HW] image tensor (NCHW, or NHWC when nhwc):
+ * where it starts, and the distance between its consecutive positions. */
 static inline int64_t nep_plane_start(bool nhwc, int64_t b, int64_t c, int64_t C, int64_t HW) {
     return nhwc ? b * C * HW + c : (b * C + c) * HW;
 }

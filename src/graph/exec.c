@@ -216,7 +216,7 @@ const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch)
         }
         if (def->states && ex->probe)
             ex->probe(ex->probe_ctx, g, id, ex->act[n->inputs[0]], batch, ex->nhwc);
-        if (n->n_inputs && nep_epilogue(ex, n->inputs[0]) == id) continue; /* its BatchNorm wrote y */
+        if (n->n_inputs && nep_epilogue(ex, n->inputs[0]) == id) continue; /* its input wrote y */
         double t0 = ex->profile ? seconds() : 0;
         if (def->forward) def->forward(ex, id);
         profile_add(ex, id, 0, &t0);
