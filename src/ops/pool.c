@@ -123,7 +123,7 @@ static void max_window(const pool_geom *q, const nep_real *xp, int64_t oh, int64
                 best_i = ih * q->W + iw;
             }
         }
-    y[0] = best;
+    *y = best;
     *arg = (int32_t)best_i;
 }
 
@@ -132,30 +132,30 @@ static void max_window(const pool_geom *q, const nep_real *xp, int64_t oh, int64
  * equal maxima still wins), with branch-free selects the compiler can vectorize. */
 static void max_plane(const pool_geom *q, const nep_real *restrict xp, nep_real *restrict yp,
                       int32_t *restrict ap) {
-    const int64_t sw = q->sw, W = q->W, xs = q->step, ys = q->step;
+    const int64_t sw = q->sw, W = q->W, st = q->step;
     /* interior columns [lo, hi): ow * sw - pw >= 0 and ow * sw - pw + kw <= W */
     int64_t lo = (q->pw + sw - 1) / sw;
     int64_t hi = W + q->pw - q->kw >= 0 ? (W + q->pw - q->kw) / sw + 1 : 0;
     if (hi > q->OW) hi = q->OW;
     if (lo > hi) lo = hi;
     for (int64_t oh = 0; oh < q->OH; oh++) {
-        nep_real *yr = yp + oh * q->OW * ys;
+        nep_real *yr = yp + oh * q->OW * st;
         int32_t *ar = ap + oh * q->OW;
-        for (int64_t ow = 0; ow < lo; ow++) max_window(q, xp, oh, ow, yr + ow * ys, ar + ow);
-        for (int64_t ow = hi; ow < q->OW; ow++) max_window(q, xp, oh, ow, yr + ow * ys, ar + ow);
+        for (int64_t ow = 0; ow < lo; ow++) max_window(q, xp, oh, ow, yr + ow * st, ar + ow);
+        for (int64_t ow = hi; ow < q->OW; ow++) max_window(q, xp, oh, ow, yr + ow * st, ar + ow);
         int64_t h0, h1, w0, w1;
         window(q, oh, lo, &h0, &h1, &w0, &w1);
         for (int64_t ow = lo; ow < hi; ow++) {
-            yr[ow * ys] = -INFINITY;
+            yr[ow * st] = -INFINITY;
             ar[ow] = (int32_t)(h0 * W + ow * sw - q->pw);
         }
         for (int64_t ih = h0; ih < h1; ih++)
             for (int64_t kw = 0; kw < q->kw; kw++) {
                 const int64_t off = ih * W + kw - q->pw; /* input index of ow = 0's element */
                 for (int64_t ow = lo; ow < hi; ow++) {
-                    const nep_real v = xp[(off + ow * sw) * xs];
-                    const bool take = (v > yr[ow * ys]) | (v != v);
-                    yr[ow * ys] = take ? v : yr[ow * ys];
+                    const nep_real v = xp[(off + ow * sw) * st];
+                    const bool take = (v > yr[ow * st]) | (v != v);
+                    yr[ow * st] = take ? v : yr[ow * st];
                     ar[ow] = take ? (int32_t)(off + ow * sw) : ar[ow];
                 }
             }
