@@ -265,6 +265,30 @@ static void to_nchw(const float *a, float *b, int64_t N, int64_t C, int64_t HW) 
             for (int64_t k = 0; k < HW; k++) b[(n * C + c) * HW + k] = a[(n * HW + k) * C + c];
 }
 
+/* The executor's layout moves (src/ops/layout.c, tiled) equal the plain loops above, for
+ * sizes that are and are not multiples of the tile, overwriting and adding. */
+static void test_layout_moves(void **s) {
+    const int64_t shapes[][3] = {{2, 3, 5}, {3, 16, 32}, {2, 17, 33}, {1, 1, 7}, {4, 40, 1}};
+    for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+        const int64_t N = shapes[k][0], C = shapes[k][1], HW = shapes[k][2], n = N * C * HW;
+        float *a = malloc(sizeof(float) * (size_t)n), *want = malloc(sizeof(float) * (size_t)n);
+        float *got = malloc(sizeof(float) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) a[i] = (float)(i * 7 % 101) - 50;
+        to_nhwc(a, want, N, C, HW);
+        nep_nchw_to_nhwc(a, got, N, C, HW, false);
+        assert_memory_equal(got, want, sizeof(float) * (size_t)n);
+        nep_nchw_to_nhwc(a, got, N, C, HW, true); /* got = 2 * want */
+        for (int64_t i = 0; i < n; i++) assert_true(got[i] == 2 * want[i]);
+        to_nchw(want, got, N, C, HW);
+        assert_memory_equal(got, a, sizeof(float) * (size_t)n);
+        nep_nhwc_to_nchw(want, got, N, C, HW, false);
+        assert_memory_equal(got, a, sizeof(float) * (size_t)n);
+        nep_nhwc_to_nchw(want, got, N, C, HW, true);
+        for (int64_t i = 0; i < n; i++) assert_true(got[i] == 2 * a[i]);
+        free(a), free(want), free(got);
+    }
+}
+
 /* The backend with channels_last activations (what an executor keeping NHWC tensors
  * would call): same results, dx added to, dw/db written then accumulated. */
 static void test_backend_nhwc(void **s) {
@@ -365,6 +389,7 @@ int main(void) {
         cmocka_unit_test(test_accumulate_grads),
         cmocka_unit_test(test_dx_accumulates),    cmocka_unit_test(test_partial_batch),
         cmocka_unit_test(test_chain),             cmocka_unit_test(test_backend_nhwc),
+        cmocka_unit_test(test_layout_moves),
         cmocka_unit_test(test_infer),
     };
     return NEP_RUN_BOTH_LAYOUTS(tests, load_golden, free_golden);
