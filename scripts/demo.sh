@@ -2,7 +2,7 @@
 # The main job (README, first command): on Fashion-MNIST, train a dense ResNet-20 (the
 # CIFAR ResNet: 19 ReLU layers, 0.27 M parameters), run NEPENTHE on it and, for
 # comparison, IMP at the same pruning rate; print each run's iterations and a last table
-# of layers removed and top-1 against dense. About 11 minutes on this project's 2 cores.
+# of layers removed and top-1 against dense. About 10 minutes on this project's 2 cores.
 # Output: runs/demo (or $OUT); a killed demo picks up where it stopped when run again.
 #
 # The schedule is the shortest that shows layers collapsing (H_l = 0): 4 dense epochs,
