@@ -1,9 +1,9 @@
 /* Ops that move no data: Input (the batch itself), Identity and Flatten (their output
  * is their input's buffer, so forward and backward are nothing), and Add.
  *   Flatten: [B, C, H, W] -> [B, C*H*W]   Add: y = x0 + x1 (+ ...), same shapes
- * Add may write the output of the ReLU or ReLU6 that alone reads it (nep_epilogue).
  * The exception: with NHWC activations, Flatten of an image with several channels and
- * positions has buffers of its own and puts the values in PyTorch's C, H, W order. */
+ * positions has buffers of its own and puts the values in PyTorch's C, H, W order.
+ * Add may write the output of the ReLU or ReLU6 that alone reads it (nep_epilogue). */
 #include <string.h>
 
 #include "ops/ops.h"
