@@ -67,6 +67,8 @@ static void test_silu(void **s) { gradcheck(NEP_OP_SILU, (nep_attrs){0}, img); }
 static void test_identity(void **s) { gradcheck(NEP_OP_IDENTITY, (nep_attrs){0}, img); }
 static void test_flatten(void **s) { gradcheck(NEP_OP_FLATTEN, (nep_attrs){0}, img); }
 static void test_add(void **s) { gradcheck(NEP_OP_ADD, (nep_attrs){0}, img); }
+static void test_affine(void **s) { gradcheck(NEP_OP_AFFINE, (nep_attrs){0}, img); }
+static void test_affine_vec(void **s) { gradcheck(NEP_OP_AFFINE, (nep_attrs){0}, vec); }
 /* Evaluation mode: dropout is the identity (training-mode masks are random and are
  * checked against their own mask in test_graph). */
 static void test_dropout_eval(void **s) { gradcheck(NEP_OP_DROPOUT, (nep_attrs){.p = 0.3}, img); }
@@ -100,6 +102,7 @@ int main(void) {
         cmocka_unit_test(test_relu6),    cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_silu),     cmocka_unit_test(test_identity),
         cmocka_unit_test(test_flatten),  cmocka_unit_test(test_add),
+        cmocka_unit_test(test_affine),   cmocka_unit_test(test_affine_vec),
         cmocka_unit_test(test_dropout_eval), cmocka_unit_test(test_cross_entropy),
     };
     return NEP_RUN_BOTH_LAYOUTS(tests, NULL, NULL);

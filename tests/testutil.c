@@ -98,6 +98,9 @@ int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape i
             nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){attrs.features});
     } else if (op == NEP_OP_PRELU) {
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, (int64_t[]){in.d[0]});
+    } else if (op == NEP_OP_AFFINE) {
+        nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, (int64_t[]){in.d[0]});
+        nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){in.d[0]});
     } else if (op == NEP_OP_CONV2D) {
         int groups = attrs.groups > 0 ? attrs.groups : 1;
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 4,

@@ -111,6 +111,8 @@ int cmd_bench(int argc, char **argv);
 int cmd_entropy(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_collapse(int argc, char **argv);
 
 struct cJSON;
 struct nep_layer_states;

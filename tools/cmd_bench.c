@@ -4,17 +4,8 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "nepenthe/report.h"
 #include "ops/ops.h"
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int64_t n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Median seconds of one inference call at batch b. */
 static int time_inference(nep_graph *g, int64_t b, int64_t calls, const nep_real *x, double *out) {
@@ -28,7 +19,7 @@ static int time_inference(nep_graph *g, int64_t b, int64_t calls, const nep_real
         nep_exec_forward(&ex, x, b);
         t[i] = nep_now() - t0;
     }
-    *out = median(t, calls);
+    *out = nep_median(t, calls);
     free(t);
     nep_exec_free(&ex);
     return 0;
@@ -111,7 +102,7 @@ int cmd_bench(int argc, char **argv) {
         if (i >= warmup) times[i - warmup] = nep_now() - t0;
     }
     t.ex.profile = NULL;
-    double step_s = median(times, steps), infer1_s, inferb_s;
+    double step_s = nep_median(times, steps), infer1_s, inferb_s;
     if (prof) print_profile(&g, prof, steps, step_s);
     int64_t calls = steps > 50 ? steps : 50;
     if (time_inference(&g, 1, calls, t.x, &infer1_s) || time_inference(&g, batch, steps, t.x, &inferb_s))

@@ -16,6 +16,8 @@ static const struct {
     {"entropy", cmd_entropy, "activation-state entropy of every rectifier layer"},
     {"prune", cmd_prune, "NEPENTHE (or IMP, EGP): prune, retrain, repeat while accuracy holds"},
     {"compare", cmd_compare, "accuracy against removed layers of several prune runs, in one figure"},
+    {"collapse", cmd_collapse, "remove zero-entropy layers for real; report before and after"},
+    {"export", cmd_export, "write a checkpoint's model as ONNX (opset 17) for other runtimes"},
 };
 
 static int usage(FILE *f) {

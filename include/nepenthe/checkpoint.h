@@ -2,7 +2,9 @@
  * Tensors carry PyTorch state_dict names ("fc1.weight"); masks are "<param>_mask" (U8,
  * 1 = kept), written only for weights with something pruned. __metadata__ holds
  * "arch" (the model spec as JSON), "normalize" ({"mean": [...], "std": [...]}, applied
- * to pixels scaled to [0, 1]) and any extra keys the caller passes (training state).
+ * to pixels scaled to [0, 1]) and any extra keys the caller passes (training state);
+ * for a collapsed model (spec.collapsed) also "graph", the whole graph as JSON
+ * (nep_graph_to_json), from which it is rebuilt.
  * A training checkpoint (the point --resume restarts from) also holds the optimizer's
  * state as "<param>.momentum_buffer" (SGD) or "<param>.exp_avg" and "<param>.exp_avg_sq"
  * (AdamW), with "optim_step" in __metadata__; a model file written without an optimizer

@@ -41,6 +41,7 @@ typedef enum nep_op_kind {
     NEP_OP_MAXPOOL,
     NEP_OP_AVGPOOL,
     NEP_OP_GLOBAL_AVGPOOL,
+    NEP_OP_AFFINE,      /* per-channel w x + b: what collapse leaves of a rectifier or BN */
     NEP_OP_COUNT
 } nep_op_kind;
 
@@ -117,7 +118,8 @@ int nep_graph_add(nep_graph *g, nep_op_kind op, const char *name, const int *inp
 int nep_graph_add1(nep_graph *g, nep_op_kind op, const char *name, int input,
                    nep_attrs attrs);
 /* Declares parameter `suffix` of node (full name "<node name>.<suffix>"). Offsets
- * are assigned now; storage is allocated by nep_graph_finalize. Returns its index. */
+ * are assigned now; storage is allocated by nep_graph_finalize, or grown now after it
+ * (values 0, mask 1). Returns its index, or -1. */
 int nep_graph_add_param(nep_graph *g, int node, const char *suffix, unsigned flags,
                         int ndim, const int64_t *shape);
 /* Infers shapes, orders the nodes and (first time) allocates values, grads (zero)
@@ -134,6 +136,19 @@ nep_status nep_graph_bypass(nep_graph *g, int node, nep_err *err);
 nep_status nep_graph_linearize(nep_graph *g, int node, nep_err *err);
 /* Deep copy (nodes, params, values, grads, masks). */
 nep_status nep_graph_copy(const nep_graph *src, nep_graph *dst, nep_err *err);
+/* Gives a parameter a new shape and fresh storage at the end of the blocks (values 0,
+ * mask 1); its old storage is left unused until nep_graph_compact. Pointers into the
+ * blocks are invalid afterwards. */
+nep_status nep_graph_reshape_param(nep_graph *g, int param, int ndim, const int64_t *shape,
+                                   nep_err *err);
+/* A new graph holding only src's live nodes (in topological order) and the parameters
+ * they list, with their values and masks: what a rewrite returns after editing a copy
+ * in place (dead nodes, parameters a node no longer lists, unused storage). */
+nep_status nep_graph_compact(const nep_graph *src, nep_graph *dst, nep_err *err);
+/* The graph as JSON (live nodes, attributes, parameter declarations; no values), and
+ * back (finalized, values 0): how a checkpoint carries a graph no builder makes. */
+char *nep_graph_to_json(const nep_graph *g);
+nep_status nep_graph_from_json(const char *json, nep_graph *g, nep_err *err);
 
 /* ---- lookups and accounting ---------------------------------------------------- */
 int nep_graph_find_node(const nep_graph *g, const char *name);

@@ -22,6 +22,8 @@ typedef struct nep_model_spec {
     double width_mult;      /* mobilenetv2: width multiplier (1.0, 0.75) */
     bool stem_pool;         /* resnet: max-pool after the stem (the authors' code) */
     int n_identity;         /* rectifiers replaced by the identity (structural baselines) */
+    bool collapsed;         /* rewritten by collapse: no builder makes this graph; a
+                             * checkpoint carries it whole (its "graph" metadata) */
     char identity[NEP_MAX_IDENTITY][NEP_NAME_LEN];
 } nep_model_spec;
 

@@ -38,4 +38,30 @@ nep_status nep_svg_lines(const char *path, const char *title, const char *xlabel
                          const char *ylabel, const nep_svg_series *series, int n_series,
                          nep_err *err);
 
+/* ---- what a model costs -------------------------------------------------------- */
+struct nep_graph;
+struct nep_dataset;
+struct nep_normalize;
+
+/* Median of v[0..n) (sorts v); 0 for none. */
+double nep_median(double *v, int64_t n);
+
+typedef struct nep_model_stats {
+    int rectifiers, depth;       /* rectifier layers; most of them on one input-output path */
+    int64_t params, nonzero;     /* trainable parameters, and those not 0 */
+    int64_t flops;               /* per-sample forward FLOPs (multiply-add = 2) */
+    int64_t param_bytes;         /* parameters and buffers */
+    int64_t act_bytes_b128;      /* activations and scratch an evaluation forward at batch
+                                  * `batch` holds (every node's output is kept) */
+    int64_t batch;               /* the large batch timed: 128, or the test set if smaller */
+    double latency_b1, latency_b128; /* median seconds of one evaluation forward */
+    double top1;                 /* percent on the test set */
+} nep_model_stats;
+
+/* Counts g; with test (not NULL) also its top-1 there and the median latency of `calls`
+ * forwards at batch 1 (and calls / 4 at batch 128) on the first test images. */
+nep_status nep_model_stats_measure(struct nep_graph *g, const struct nep_dataset *test,
+                                   const struct nep_normalize *norm, int64_t calls,
+                                   nep_model_stats *out, nep_err *err);
+
 #endif

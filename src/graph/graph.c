@@ -62,10 +62,48 @@ int nep_graph_input(nep_graph *g, const char *name, nep_shape shape) {
     return id;
 }
 
+/* After finalize, the value blocks grow to hold a parameter declared late (a rewrite
+ * adding a bias): new values and gradients are 0, masks 1. */
+static bool grow_values(nep_graph *g, int64_t n_values) {
+    if (!g->values) return true;
+    const size_t old = (size_t)(g->n_values ? g->n_values : 1), nv = (size_t)n_values;
+    if (nv <= old) return true;
+    nep_real *v = realloc(g->values, nv * sizeof *v);
+    if (v) g->values = v;
+    nep_real *d = v ? realloc(g->grads, nv * sizeof *d) : NULL;
+    if (d) g->grads = d;
+    uint8_t *m = d ? realloc(g->masks, nv) : NULL;
+    if (!m) return false;
+    g->masks = m;
+    memset(g->values + old, 0, (nv - old) * sizeof *v);
+    memset(g->grads + old, 0, (nv - old) * sizeof *d);
+    memset(g->masks + old, 1, nv - old);
+    return true;
+}
+
+/* Storage for a parameter of numel values at the end of the blocks; 16-element
+ * alignment keeps every parameter's start on a cache-line boundary. */
+static bool place_param(nep_graph *g, nep_param *p) {
+    const int64_t end = g->n_values + ((p->numel + 15) & ~(int64_t)15);
+    if (!grow_values(g, end)) return false;
+    p->offset = g->n_values;
+    g->n_values = end;
+    return true;
+}
+
+static void set_shape(nep_param *p, int ndim, const int64_t *shape) {
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        p->shape[i] = shape[i];
+        p->numel *= shape[i];
+    }
+}
+
 int nep_graph_add_param(nep_graph *g, int node, const char *suffix, unsigned flags,
                         int ndim, const int64_t *shape) {
     nep_node *n = &g->nodes[node];
-    if (n->n_params >= NEP_MAX_PARAMS || ndim > NEP_MAX_DIMS || g->values ||
+    if (n->n_params >= NEP_MAX_PARAMS || ndim > NEP_MAX_DIMS ||
         !grow((void **)&g->params, &g->cap_params, g->n_params + 1, sizeof *g->params))
         return -1;
     nep_param *p = &g->params[g->n_params];
@@ -73,17 +111,21 @@ int nep_graph_add_param(nep_graph *g, int node, const char *suffix, unsigned fla
     snprintf(p->name, sizeof p->name, "%s.%s", n->name, suffix);
     p->node = node;
     p->flags = flags;
-    p->ndim = ndim;
-    p->numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        p->shape[i] = shape[i];
-        p->numel *= shape[i];
-    }
-    /* 16-element alignment keeps every parameter's start on a cache-line boundary. */
-    p->offset = g->n_values;
-    g->n_values += (p->numel + 15) & ~(int64_t)15;
+    set_shape(p, ndim, shape);
+    if (!place_param(g, p)) return -1;
     n->params[n->n_params++] = g->n_params;
     return g->n_params++;
+}
+
+nep_status nep_graph_reshape_param(nep_graph *g, int param, int ndim, const int64_t *shape,
+                                   nep_err *err) {
+    nep_param *p = &g->params[param];
+    if (ndim > NEP_MAX_DIMS)
+        return nep_fail(err, NEP_ERR_ARG, "parameter '%s': %d dimensions", p->name, ndim);
+    set_shape(p, ndim, shape);
+    if (!place_param(g, p))
+        return nep_fail(err, NEP_ERR_NOMEM, "out of memory resizing '%s'", p->name);
+    return NEP_OK;
 }
 
 /* Post-order DFS from the output: only nodes the output depends on are executed. */
@@ -193,6 +235,45 @@ nep_status nep_graph_copy(const nep_graph *src, nep_graph *dst, nep_err *err) {
         return nep_fail(err, NEP_ERR_NOMEM, "out of memory copying the graph");
     }
     return NEP_OK;
+}
+
+nep_status nep_graph_compact(const nep_graph *src, nep_graph *dst, nep_err *err) {
+    nep_graph_init(dst);
+    /* id: src node -> dst node; from: dst param -> src param */
+    int *id = malloc(sizeof(int) * (size_t)(src->n_nodes + 1));
+    int *from = malloc(sizeof(int) * (size_t)(src->n_params + 1));
+    nep_status s = id && from ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory compacting the graph");
+    for (int k = 0; s == NEP_OK && k < src->n_order; k++) {
+        const nep_node *n = &src->nodes[src->order[k]];
+        int in[NEP_MAX_INPUTS];
+        for (int i = 0; i < n->n_inputs; i++) in[i] = id[n->inputs[i]];
+        const int d = id[src->order[k]] = nep_graph_add(dst, n->op, n->name, in, n->n_inputs, n->attrs);
+        if (d >= 0 && n->op == NEP_OP_INPUT) {
+            dst->nodes[d].shape = n->shape;
+            dst->input = d;
+        }
+        for (int i = 0; d >= 0 && i < n->n_params; i++) {
+            const nep_param *p = &src->params[n->params[i]];
+            const int q = nep_graph_add_param(dst, d, p->name + strlen(n->name) + 1, p->flags, p->ndim, p->shape);
+            if (q < 0) break;
+            from[q] = n->params[i];
+        }
+        if (d < 0 || dst->nodes[d].n_params != n->n_params)
+            s = nep_fail(err, NEP_ERR_NOMEM, "out of memory compacting the graph");
+    }
+    if (s == NEP_OK) {
+        dst->output = id[src->output];
+        s = nep_graph_finalize(dst, err);
+    }
+    for (int q = 0; s == NEP_OK && q < dst->n_params; q++) {
+        const nep_param *a = &dst->params[q], *b = &src->params[from[q]];
+        memcpy(dst->values + a->offset, src->values + b->offset, sizeof(nep_real) * (size_t)a->numel);
+        memcpy(dst->masks + a->offset, src->masks + b->offset, (size_t)a->numel);
+    }
+    free(id);
+    free(from);
+    if (s != NEP_OK) nep_graph_free(dst);
+    return s;
 }
 
 int nep_graph_find_node(const nep_graph *g, const char *name) {

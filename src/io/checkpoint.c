@@ -159,8 +159,11 @@ nep_status nep_checkpoint_load(const char *path, nep_graph *g, nep_model_spec *s
                      "checkpoint", path);
         goto done;
     }
-    if ((s = nep_model_spec_from_json(arch, spec, err)) != NEP_OK ||
-        (s = nep_model_build(spec, g, NULL, err)) != NEP_OK) {
+    const char *graph = nep_st_meta_get(&st, "graph");
+    if ((s = nep_model_spec_from_json(arch, spec, err)) == NEP_OK && spec->collapsed && !graph)
+        s = nep_fail(err, NEP_ERR_FORMAT, "a collapsed model needs its 'graph' entry in __metadata__");
+    if (s != NEP_OK || (s = spec->collapsed ? nep_graph_from_json(graph, g, err)
+                                            : nep_model_build(spec, g, NULL, err)) != NEP_OK) {
         s = fail_in(path, s, err);
         goto done;
     }
@@ -270,6 +273,9 @@ nep_status nep_checkpoint_save(const char *path, const nep_graph *g, const nep_m
     nep_status s = nep_st_meta_set(&st, "format", "nepenthe", err);
     if (s == NEP_OK) s = nep_st_meta_set(&st, "arch", arch, err);
     if (s == NEP_OK && nj) s = nep_st_meta_set(&st, "normalize", nj, err);
+    char *graph = spec->collapsed ? nep_graph_to_json(g) : NULL;
+    if (s == NEP_OK && graph) s = nep_st_meta_set(&st, "graph", graph, err);
+    free(graph);
     for (int i = 0; s == NEP_OK && i < n_extra; i++)
         s = nep_st_meta_set(&st, extra[i].key, extra[i].value, err);
     for (int i = 0; s == NEP_OK && i < g->n_params; i++) {

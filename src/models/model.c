@@ -88,6 +88,9 @@ nep_status nep_model_build(const nep_model_spec *spec, nep_graph *g, nep_rng *rn
                             spec->name, (long long)spec->hidden[i]);
     if (nep_act_name(spec->act)[0] == '?')
         return nep_fail(err, NEP_ERR_ARG, "model '%s': activation is not a rectifier", spec->name);
+    if (spec->collapsed)
+        return nep_fail(err, NEP_ERR_ARG, "model '%s' is collapsed: its graph is rebuilt from its "
+                        "checkpoint, not from the architecture", spec->name);
     nep_graph_init(g);
     nep_status s;
     if (strcmp(spec->name, "mlp") == 0)
@@ -127,6 +130,7 @@ char *nep_model_spec_to_json(const nep_model_spec *s) {
     cJSON_AddStringToObject(o, "act", nep_act_name(s->act));
     cJSON_AddNumberToObject(o, "slope", s->slope);
     cJSON_AddNumberToObject(o, "dropout", s->dropout);
+    if (s->collapsed) cJSON_AddBoolToObject(o, "collapsed", true);
     if (s->n_identity) {
         cJSON *id = cJSON_AddArrayToObject(o, "identity");
         for (int i = 0; i < s->n_identity; i++) cJSON_AddItemToArray(id, cJSON_CreateString(s->identity[i]));
@@ -184,6 +188,7 @@ static nep_status parse_spec(const cJSON *o, nep_model_spec *s, nep_err *err) {
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(o, "width_mult");
     s->width_mult = cJSON_IsNumber(wm) ? wm->valuedouble : 1.0;
     s->stem_pool = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "stem_pool"));
+    s->collapsed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "collapsed"));
     const cJSON *width = cJSON_GetObjectItemCaseSensitive(o, "width");
     s->width = cJSON_IsNumber(width) ? (int64_t)width->valuedouble : 256;
     const cJSON *slope = cJSON_GetObjectItemCaseSensitive(o, "slope");

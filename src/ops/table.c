@@ -20,6 +20,7 @@ static const nep_op_def *const table[NEP_OP_COUNT] = {
     [NEP_OP_MAXPOOL] = &nep_op_maxpool,
     [NEP_OP_AVGPOOL] = &nep_op_avgpool,
     [NEP_OP_GLOBAL_AVGPOOL] = &nep_op_global_avgpool,
+    [NEP_OP_AFFINE] = &nep_op_affine,
 };
 
 const nep_op_def *nep_op(nep_op_kind kind) { return table[kind]; }

@@ -1,0 +1,81 @@
+/* Collapse (SPEC section 6): turn layers that NEPENTHE drove to zero entropy into a
+ * shallower network for real. Every step is a function from a graph to a new graph
+ * (src/collapse/); the input is never modified.
+ *
+ *   linearize  every rectifier layer whose neurons each stayed in one state on the data
+ *              (H_l = 0) becomes a per-channel Affine: ON -> 1, OFF -> 0 (ReLU, ReLU6) or
+ *              the slope (LeakyReLU, PReLU), OFF+ -> the constant 6 (ReLU6); GELU and
+ *              SiLU the same way, which is approximate. ReLU and ReLU6 neurons always OFF
+ *              in layers that stay get an Affine mask of 0 after them.
+ *              This graph is the reference the others must equal.
+ *   fold       BatchNorm to Affine (nep_bn_eval_affine, the forward's own formula);
+ *              Affine into the conv/Linear before or after it; Affine through global
+ *              average pooling; Identity, Dropout and identity Affines removed.
+ *   channels   channels that are constant after a conv/Linear (and the per-channel ops
+ *              after it) are deleted with the matching inputs of their consumers, the
+ *              constant folded into the consumers' bias where that is exact; an Add of
+ *              a constant becomes an Affine.
+ *   compose    Linear after Linear, conv after conv (exact when the second has no
+ *              padding, or the first is a bias-free 1x1: otherwise only with
+ *              allow_approx, as the zero-padded border differs), each only when it
+ *              lowers FLOPs; x + L(x) becomes one layer (I + W) when L is a Linear or a
+ *              stride-1 "same" conv.
+ * nep_collapse runs linearize once and the other three until nothing changes. */
+#ifndef NEPENTHE_COLLAPSE_H
+#define NEPENTHE_COLLAPSE_H
+
+#include "nepenthe/data.h"
+#include "nepenthe/entropy.h"
+
+typedef struct nep_collapse_opts {
+    bool allow_approx;      /* compose kxk convs although the padded border differs */
+} nep_collapse_opts;
+
+/* What the rewrites did, added to by each step. */
+typedef struct nep_collapse_info {
+    int linearized;         /* rectifier layers replaced by an Affine */
+    int approximate;        /* of those, GELU/SiLU layers (not exact) */
+    int masked_layers;      /* layers that stay but got an OFF mask */
+    int64_t masked_neurons;
+    int bn_folded;          /* BatchNorms turned into Affines (then folded where possible) */
+    int affine_folded;      /* Affines folded into a conv or Linear, merged or removed */
+    int removed;            /* Identity, Dropout nodes removed */
+    int64_t channels_dropped;
+    int constants_folded;   /* Adds of a constant turned into an Affine */
+    int composed;           /* pairs of layers composed into one */
+    int composed_approx;    /* of those, kxk convs composed with a different border */
+    int residual_folded;    /* x + L(x) -> (I + W) x */
+} nep_collapse_info;
+
+nep_status nep_collapse_linearize(const nep_graph *src, const nep_entropy *e, nep_graph *dst,
+                                  nep_collapse_info *info, nep_err *err);
+nep_status nep_collapse_fold(const nep_graph *src, nep_graph *dst, nep_collapse_info *info,
+                             nep_err *err);
+nep_status nep_collapse_channels(const nep_graph *src, nep_graph *dst, nep_collapse_info *info,
+                                 nep_err *err);
+nep_status nep_collapse_compose(const nep_graph *src, const nep_collapse_opts *o, nep_graph *dst,
+                                nep_collapse_info *info, nep_err *err);
+
+/* The whole pipeline: linearized (the reference) and collapsed from src and the states
+ * counted on data (e, initialized for src). Weight masks of the result keep what is
+ * zero (so fine-tuning keeps the sparsity); either output may be NULL. */
+nep_status nep_collapse(const nep_graph *src, const nep_entropy *e, const nep_collapse_opts *o,
+                        nep_graph *linearized, nep_graph *collapsed, nep_collapse_info *info,
+                        nep_err *err);
+
+/* Two models on the first max_samples (0 = all) samples of d, in evaluation mode:
+ * the largest |logit difference| (NaN if any logit is), how often their top-1 classes
+ * agree, and each one's top-1 accuracy (percent). */
+typedef struct nep_equivalence {
+    int64_t samples, agree;
+    double max_abs_diff, top1_a, top1_b;
+} nep_equivalence;
+nep_status nep_collapse_compare(nep_graph *a, nep_graph *b, const nep_dataset *d,
+                                const nep_normalize *norm, int64_t batch, int64_t max_samples,
+                                nep_equivalence *out, nep_err *err);
+
+/* Rectifier layers, and the depth: the most rectifiers on any path from input to output. */
+int nep_graph_rectifiers(const nep_graph *g);
+int nep_graph_depth(const nep_graph *g);
+
+#endif

@@ -1,0 +1,278 @@
+/* Constant channels: a channel that is the same number for every input (an OFF neuron
+ * after linearization, a masked one, a conv row pruned to nothing) carries no
+ * information; it is deleted from the layer that makes it, from the per-channel ops
+ * it passes, and from the inputs of the layers that read it, whose bias takes the
+ * constant where that is exact. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collapse/rewrite.h"
+#include "ops/batchnorm.h"
+
+static bool per_channel(nep_op_kind op) {
+    switch (op) {
+    case NEP_OP_RELU: case NEP_OP_RELU6: case NEP_OP_LEAKY_RELU: case NEP_OP_PRELU:
+    case NEP_OP_GELU: case NEP_OP_SILU: case NEP_OP_AFFINE: case NEP_OP_IDENTITY:
+    case NEP_OP_DROPOUT: case NEP_OP_BATCHNORM:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* A depthwise conv maps channel c to channel c: it can sit inside a region. */
+static bool depthwise(const nep_graph *g, int id) {
+    const nep_node *n = &g->nodes[id];
+    return n->op == NEP_OP_CONV2D && n->attrs.groups > 1 && n->attrs.groups == n->attrs.features &&
+           g->nodes[n->inputs[0]].shape.d[0] == n->attrs.features;
+}
+
+/* Per-channel op id at x on channel c, in evaluation mode. */
+static double channel_eval(nep_graph *g, int id, int64_t c, double x) {
+    const nep_node *n = &g->nodes[id];
+    switch (n->op) {
+    case NEP_OP_RELU: return x > 0 ? x : 0;
+    case NEP_OP_RELU6: return x > 0 ? (x < 6 ? x : 6) : 0;
+    case NEP_OP_LEAKY_RELU: return x > 0 ? x : n->attrs.slope * x;
+    case NEP_OP_PRELU: return x > 0 ? x : nep_rw_values(g, id, 0)[c] * x;
+    case NEP_OP_GELU: return 0.5 * x * (1 + erf(x / sqrt(2.0)));
+    case NEP_OP_SILU: return x / (1 + exp(-x));
+    case NEP_OP_AFFINE: return nep_rw_values(g, id, 0)[c] * x + nep_rw_values(g, id, 1)[c];
+    case NEP_OP_BATCHNORM: {
+        double scale, shift;
+        nep_bn_eval_affine(nep_rw_values(g, id, 0)[c], nep_rw_values(g, id, 1)[c],
+                           nep_rw_values(g, id, 2)[c], nep_rw_values(g, id, 3)[c],
+                           nep_bn_eps(&n->attrs), &scale, &shift);
+        return scale * x + shift;
+    }
+    default: return x;
+    }
+}
+
+/* A matmul p with one group, the per-channel ops and depthwise convs after it (each
+ * the previous one's only reader), and the layers reading the last of them (all
+ * matmuls with one group). */
+#define MAX_CHAIN 8
+#define MAX_READERS 8
+typedef struct region {
+    int p, chain[MAX_CHAIN], n_chain, readers[MAX_READERS], n_readers;
+    int64_t C;
+} region;
+
+static bool find_region(nep_graph *g, int p, region *r) {
+    const nep_node *n = &g->nodes[p];
+    if (!nep_rw_is_matmul(n) || (n->op == NEP_OP_CONV2D && n->attrs.groups > 1)) return false;
+    *r = (region){.p = p, .C = n->shape.d[0]};
+    int t = p, e;
+    while ((e = nep_rw_sole_reader(g, t)) >= 0 && (per_channel(g->nodes[e].op) || depthwise(g, e)) &&
+           r->n_chain < MAX_CHAIN)
+        r->chain[r->n_chain++] = t = e;
+    if (g->output == t) return false;
+    for (int k = 0; k < g->n_order; k++) {
+        const nep_node *q = &g->nodes[g->order[k]];
+        if (q->inputs[0] != t || q->n_inputs != 1) {
+            for (int i = 0; i < q->n_inputs; i++)
+                if (q->inputs[i] == t) return false;
+            continue;
+        }
+        if (!nep_rw_is_matmul(q) || (q->op == NEP_OP_CONV2D && q->attrs.groups > 1) ||
+            r->n_readers == MAX_READERS)
+            return false;
+        r->readers[r->n_readers++] = g->order[k];
+    }
+    return r->n_readers > 0;
+}
+
+/* Whether channel c of a matmul's output is a constant for every input (its row of
+ * weights is all 0; a depthwise conv's also when its input channel is 0, since its zero
+ * padding adds 0 too): the bias. */
+static bool row_constant(nep_graph *g, int id, int64_t c, bool input_zero, double *v) {
+    const nep_rw_matmul m = nep_rw_matmul_of(g, id);
+    const int64_t row = m.in_per_group * m.taps;
+    bool zero = true;
+    for (int64_t k = 0; zero && k < row; k++) zero = m.w[c * row + k] == 0;
+    *v = m.bias ? m.bias[c] : 0;
+    return zero || input_zero;
+}
+
+/* The constant channel c has at the end of the region, if it is one. */
+static bool channel_constant(nep_graph *g, const region *r, int64_t c, double *v) {
+    bool known = row_constant(g, r->p, c, false, v);
+    for (int i = 0; i < r->n_chain; i++) {
+        const int e = r->chain[i];
+        if (g->nodes[e].op == NEP_OP_CONV2D) {
+            known = row_constant(g, e, c, known && *v == 0, v);
+        } else if (g->nodes[e].op == NEP_OP_AFFINE && nep_rw_values(g, e, 0)[c] == 0) {
+            known = true;
+            *v = nep_rw_values(g, e, 1)[c];
+        } else if (known) {
+            *v = channel_eval(g, e, c, *v);
+        }
+    }
+    return known && isfinite(*v);
+}
+
+/* A reader takes a constant input channel into its bias exactly unless it zero-pads. */
+static bool absorbs(const nep_graph *g, int q) {
+    const nep_node *n = &g->nodes[q];
+    return n->op == NEP_OP_LINEAR || (!n->attrs.pad[0] && !n->attrs.pad[1]);
+}
+
+/* Keeps the entries keep[0..n_keep) along dimension dim (0 or 1) of a parameter. */
+static nep_status select_param(nep_graph *g, int param, int dim, const int64_t *keep,
+                               int64_t n_keep, nep_err *err) {
+    nep_param *p = &g->params[param];
+    const int64_t outer = dim ? p->shape[0] : 1, len = p->shape[dim],
+                  inner = p->numel / outer / len;
+    nep_real *v = malloc(sizeof(nep_real) * (size_t)p->numel);
+    uint8_t *m = malloc((size_t)p->numel);
+    if (!v || !m) {
+        free(v), free(m);
+        return nep_fail(err, NEP_ERR_NOMEM, "out of memory resizing '%s'", p->name);
+    }
+    memcpy(v, g->values + p->offset, sizeof(nep_real) * (size_t)p->numel);
+    memcpy(m, g->masks + p->offset, (size_t)p->numel);
+    int64_t shape[NEP_MAX_DIMS];
+    memcpy(shape, p->shape, sizeof shape);
+    shape[dim] = n_keep;
+    nep_status s = nep_graph_reshape_param(g, param, p->ndim, shape, err);
+    p = &g->params[param];
+    for (int64_t o = 0; s == NEP_OK && o < outer; o++)
+        for (int64_t j = 0; j < n_keep; j++) {
+            const int64_t from = (o * len + keep[j]) * inner, to = (o * n_keep + j) * inner;
+            memcpy(g->values + p->offset + to, v + from, sizeof(nep_real) * (size_t)inner);
+            memcpy(g->masks + p->offset + to, m + from, (size_t)inner);
+        }
+    free(v), free(m);
+    return s;
+}
+
+/* Folds constant channel c (value v) of a reader's input into its bias and zeroes the
+ * weights that read it. */
+static nep_status fold_constant(nep_graph *g, int q, int64_t c, double v, nep_err *err) {
+    if (v != 0) NEP_TRY(nep_rw_ensure_bias(g, q, err));
+    const nep_rw_matmul m = nep_rw_matmul_of(g, q);
+    for (int64_t o = 0; o < m.out; o++) {
+        nep_real *t = m.w + (o * m.in_per_group + c) * m.taps;
+        for (int64_t k = 0; k < m.taps; k++) {
+            if (m.bias) m.bias[o] += (nep_real)(t[k] * v);
+            t[k] = 0;
+        }
+    }
+    return NEP_OK;
+}
+
+static bool column_zero(nep_graph *g, int q, int64_t c) {
+    const nep_rw_matmul m = nep_rw_matmul_of(g, q);
+    for (int64_t o = 0; o < m.out; o++)
+        for (int64_t k = 0; k < m.taps; k++)
+            if (m.w[(o * m.in_per_group + c) * m.taps + k] != 0) return false;
+    return true;
+}
+
+/* Drops the region's constant channels that every reader absorbs, and the channels no
+ * reader uses (their weight columns are all 0: masked, or zeroed by a fold). With all
+ * of them gone, one channel stays (the tensor keeps a shape) but no reader reads it. */
+static nep_status drop_constant_channels(nep_graph *g, const region *r, int *changes, nep_err *err) {
+    bool exact = true;
+    for (int i = 0; i < r->n_readers; i++) exact = exact && absorbs(g, r->readers[i]);
+    double *val = malloc(sizeof(double) * (size_t)r->C);
+    int64_t *keep = malloc(sizeof(int64_t) * (size_t)r->C), n_keep = 0;
+    bool *drop = calloc((size_t)r->C, sizeof(bool));
+    if (!val || !keep || !drop) {
+        free(val), free(keep), free(drop);
+        return nep_fail(err, NEP_ERR_NOMEM, "out of memory dropping channels");
+    }
+    for (int64_t c = 0; c < r->C; c++) {
+        bool unused = true;
+        for (int i = 0; unused && i < r->n_readers; i++) unused = column_zero(g, r->readers[i], c);
+        drop[c] = channel_constant(g, r, c, &val[c]) && (val[c] == 0 || exact);
+        if (unused && !drop[c]) drop[c] = true, val[c] = 0;
+        if (!drop[c]) keep[n_keep++] = c;
+    }
+    bool last_live = false; /* all constant: channel 0 stays, its readers' weights zero */
+    if (n_keep == 0) {
+        keep[n_keep++] = 0;
+        for (int i = 0; i < r->n_readers; i++) last_live = last_live || !column_zero(g, r->readers[i], 0);
+    }
+    nep_status s = NEP_OK;
+    if (n_keep < r->C || last_live) {
+        ++*changes;
+        for (int i = 0; s == NEP_OK && i < r->n_readers; i++)
+            for (int64_t c = 0; s == NEP_OK && c < r->C; c++)
+                if (drop[c]) s = fold_constant(g, r->readers[i], c, val[c], err);
+    }
+    if (s == NEP_OK && n_keep < r->C) {
+        for (int i = 0; s == NEP_OK && i < r->n_readers; i++)
+            s = select_param(g, g->nodes[r->readers[i]].params[0], 1, keep, n_keep, err);
+        const nep_node *p = &g->nodes[r->p];
+        for (int i = 0; s == NEP_OK && i < p->n_params; i++) s = select_param(g, p->params[i], 0, keep, n_keep, err);
+        for (int i = 0; s == NEP_OK && i < r->n_chain; i++) {
+            nep_node *e = &g->nodes[r->chain[i]];
+            for (int j = 0; s == NEP_OK && j < e->n_params; j++) s = select_param(g, e->params[j], 0, keep, n_keep, err);
+            if (e->op == NEP_OP_CONV2D) e->attrs.features = e->attrs.groups = (int)n_keep;
+        }
+        g->nodes[r->p].attrs.features = n_keep;
+        if (s == NEP_OK) s = nep_graph_finalize(g, err);
+    }
+    free(val), free(keep), free(drop);
+    return s;
+}
+
+/* A matmul whose weights are all 0, or an Affine whose weights are: each channel is a
+ * constant, its bias. */
+static const nep_real *constant_of(nep_graph *g, int id) {
+    const nep_node *n = &g->nodes[id];
+    if (n->op != NEP_OP_AFFINE && !nep_rw_is_matmul(n)) return NULL;
+    const nep_param *w = nep_rw_param(g, id, 0);
+    const nep_real *v = nep_rw_values(g, id, 0);
+    for (int64_t i = 0; i < w->numel; i++)
+        if (v[i] != 0) return NULL;
+    static const nep_real none = 0;
+    return n->op == NEP_OP_AFFINE || n->attrs.bias ? nep_rw_values(g, id, 1) : &none;
+}
+
+/* x + constant -> Affine(x) with that bias. */
+static nep_status add_of_constant(nep_graph *g, int add, int *changes, nep_err *err) {
+    const nep_node *n = &g->nodes[add];
+    if (n->n_inputs != 2 || n->inputs[0] == n->inputs[1]) return NEP_OK;
+    for (int i = 0; i < 2; i++) {
+        const int k = n->inputs[i], x = n->inputs[1 - i];
+        const nep_real *b = constant_of(g, k);
+        if (!b) continue;
+        const int64_t C = n->shape.d[0];
+        const bool has_bias = g->nodes[k].op == NEP_OP_AFFINE || g->nodes[k].attrs.bias;
+        nep_real *copy = malloc(sizeof(nep_real) * (size_t)C);
+        if (!copy) return nep_fail(err, NEP_ERR_NOMEM, "out of memory folding '%s'", n->name);
+        for (int64_t c = 0; c < C; c++) copy[c] = has_bias ? b[c] : 0;
+        nep_status s = nep_rw_make_affine(g, add, x, C, err);
+        if (s == NEP_OK) memcpy(nep_rw_values(g, add, 1), copy, sizeof(nep_real) * (size_t)C);
+        free(copy);
+        ++*changes;
+        return s == NEP_OK ? nep_graph_finalize(g, err) : s;
+    }
+    return NEP_OK;
+}
+
+static nep_status channels_step(nep_graph *g, void *ctx, int *changes, nep_err *err) {
+    nep_collapse_info *info = ctx;
+    for (int k = 0; k < g->n_order && !*changes; k++) {
+        const int id = g->order[k];
+        region r;
+        if (g->nodes[id].op == NEP_OP_ADD) {
+            NEP_TRY(add_of_constant(g, id, changes, err));
+            info->constants_folded += *changes;
+        } else if (find_region(g, id, &r)) {
+            const int64_t before = r.C;
+            NEP_TRY(drop_constant_channels(g, &r, changes, err));
+            info->channels_dropped += before - g->nodes[id].shape.d[0];
+        }
+    }
+    return NEP_OK;
+}
+
+nep_status nep_collapse_channels(const nep_graph *src, nep_graph *dst, nep_collapse_info *info,
+                                 nep_err *err) {
+    return nep_rw_run(src, dst, channels_step, info, err);
+}

@@ -1,0 +1,186 @@
+/* The whole graph as JSON: how a collapsed model, which no builder in src/models/ makes,
+ * travels in a checkpoint's __metadata__ ("graph"). Live nodes are written in
+ * topological order, each with its op (the table's name), inputs (by node name),
+ * attributes and parameter declarations; values travel as tensors, not here. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "nepenthe/graph.h"
+#include "ops/ops.h"
+
+static cJSON *int_array(const int64_t *v, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v[i]));
+    return a;
+}
+
+static cJSON *attrs_json(const nep_attrs *a) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "features", (double)a->features);
+    cJSON_AddBoolToObject(o, "bias", a->bias);
+    cJSON_AddNumberToObject(o, "slope", a->slope);
+    cJSON_AddNumberToObject(o, "p", a->p);
+    const int64_t k[2] = {a->kernel[0], a->kernel[1]}, s[2] = {a->stride[0], a->stride[1]},
+                  p[2] = {a->pad[0], a->pad[1]};
+    cJSON_AddItemToObject(o, "kernel", int_array(k, 2));
+    cJSON_AddItemToObject(o, "stride", int_array(s, 2));
+    cJSON_AddItemToObject(o, "pad", int_array(p, 2));
+    cJSON_AddNumberToObject(o, "groups", a->groups);
+    cJSON_AddNumberToObject(o, "eps", a->eps);
+    cJSON_AddNumberToObject(o, "momentum", a->momentum);
+    cJSON_AddBoolToObject(o, "shortcut", a->shortcut);
+    return o;
+}
+
+char *nep_graph_to_json(const nep_graph *g) {
+    cJSON *root = cJSON_CreateObject(), *nodes = cJSON_AddArrayToObject(root, "nodes");
+    for (int k = 0; k < g->n_order; k++) {
+        const nep_node *n = &g->nodes[g->order[k]];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", n->name);
+        cJSON_AddStringToObject(o, "op", nep_op(n->op)->name);
+        cJSON *in = cJSON_AddArrayToObject(o, "inputs");
+        for (int i = 0; i < n->n_inputs; i++)
+            cJSON_AddItemToArray(in, cJSON_CreateString(g->nodes[n->inputs[i]].name));
+        if (n->op == NEP_OP_INPUT)
+            cJSON_AddItemToObject(o, "shape", int_array(n->shape.d, n->shape.ndim));
+        else
+            cJSON_AddItemToObject(o, "attrs", attrs_json(&n->attrs));
+        cJSON *ps = cJSON_AddArrayToObject(o, "params");
+        for (int i = 0; i < n->n_params; i++) {
+            const nep_param *p = &g->params[n->params[i]];
+            cJSON *po = cJSON_CreateObject();
+            cJSON_AddStringToObject(po, "name", p->name + strlen(n->name) + 1);
+            cJSON_AddNumberToObject(po, "flags", p->flags);
+            cJSON_AddItemToObject(po, "shape", int_array(p->shape, p->ndim));
+            cJSON_AddItemToArray(ps, po);
+        }
+        cJSON_AddItemToArray(nodes, o);
+    }
+    cJSON_AddStringToObject(root, "output", g->nodes[g->output].name);
+    char *txt = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return txt;
+}
+
+/* ---- reading ------------------------------------------------------------------ */
+
+static nep_status bad(nep_err *err, const char *node, const char *what) {
+    return nep_fail(err, NEP_ERR_FORMAT, "graph: node '%s': %s", node, what);
+}
+
+/* A JSON array of at most max integers in [lo, hi]; returns the count or -1. */
+static int read_ints(const cJSON *a, int64_t *out, int max, int64_t lo, int64_t hi) {
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) > max) return -1;
+    int n = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, a) {
+        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
+            v->valuedouble < (double)lo || v->valuedouble > (double)hi)
+            return -1;
+        out[n++] = (int64_t)v->valuedouble;
+    }
+    return n;
+}
+
+static double num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static nep_status read_attrs(const cJSON *o, const char *node, nep_attrs *a, nep_err *err) {
+    if (!cJSON_IsObject(o)) return bad(err, node, "'attrs' must be an object");
+    int64_t k[2], s[2], p[2];
+    if (read_ints(cJSON_GetObjectItemCaseSensitive(o, "kernel"), k, 2, 0, 1 << 16) != 2 ||
+        read_ints(cJSON_GetObjectItemCaseSensitive(o, "stride"), s, 2, 0, 1 << 16) != 2 ||
+        read_ints(cJSON_GetObjectItemCaseSensitive(o, "pad"), p, 2, 0, 1 << 16) != 2)
+        return bad(err, node, "'kernel', 'stride' and 'pad' must be pairs of sizes");
+    const double features = num(o, "features"), groups = num(o, "groups");
+    if (features < 0 || features > (double)(1 << 24) || groups < 0 || groups > (double)(1 << 24))
+        return bad(err, node, "'features' or 'groups' is out of range");
+    *a = (nep_attrs){
+        .features = (int64_t)features,
+        .bias = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "bias")),
+        .slope = num(o, "slope"), .p = num(o, "p"),
+        .kernel = {(int)k[0], (int)k[1]}, .stride = {(int)s[0], (int)s[1]}, .pad = {(int)p[0], (int)p[1]},
+        .groups = (int)groups, .eps = num(o, "eps"), .momentum = num(o, "momentum"),
+        .shortcut = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "shortcut")),
+    };
+    return NEP_OK;
+}
+
+static nep_status read_params(const cJSON *ps, nep_graph *g, int id, nep_err *err) {
+    const char *node = g->nodes[id].name;
+    if (!cJSON_IsArray(ps) || cJSON_GetArraySize(ps) > NEP_MAX_PARAMS)
+        return bad(err, node, "'params' must be a list of at most 4 declarations");
+    const cJSON *p;
+    cJSON_ArrayForEach(p, ps) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(p, "name");
+        int64_t shape[NEP_MAX_DIMS];
+        const int ndim = read_ints(cJSON_GetObjectItemCaseSensitive(p, "shape"), shape, NEP_MAX_DIMS, 1, 1 << 24);
+        const double flags = num(p, "flags");
+        if (!cJSON_IsString(name) || strlen(name->valuestring) >= NEP_NAME_LEN || ndim < 0 ||
+            flags < 0 || flags > (NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT))
+            return bad(err, node, "a parameter needs a short 'name', 'flags' and a 'shape'");
+        if (nep_graph_add_param(g, id, name->valuestring, (unsigned)flags, ndim, shape) < 0)
+            return nep_fail(err, NEP_ERR_NOMEM, "graph: out of memory declaring '%s.%s'", node,
+                            name->valuestring);
+    }
+    return NEP_OK;
+}
+
+static nep_status read_node(const cJSON *o, nep_graph *g, nep_err *err) {
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name"),
+                *op = cJSON_GetObjectItemCaseSensitive(o, "op"),
+                *inputs = cJSON_GetObjectItemCaseSensitive(o, "inputs");
+    if (!cJSON_IsString(name) || strlen(name->valuestring) >= NEP_NAME_LEN)
+        return nep_fail(err, NEP_ERR_FORMAT, "graph: every node needs a short 'name'");
+    const char *nm = name->valuestring;
+    if (nep_graph_find_node(g, nm) >= 0) return bad(err, nm, "the name is used twice");
+    const int kind = cJSON_IsString(op) ? nep_op_from_name(op->valuestring) : -1;
+    if (kind < 0) return bad(err, nm, "'op' is not a known op");
+    if (!cJSON_IsArray(inputs) || cJSON_GetArraySize(inputs) > NEP_MAX_INPUTS)
+        return bad(err, nm, "'inputs' must be a list of at most 4 node names");
+    int in[NEP_MAX_INPUTS], n_in = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, inputs) {
+        in[n_in] = cJSON_IsString(v) ? nep_graph_find_node(g, v->valuestring) : -1;
+        if (in[n_in++] < 0) return bad(err, nm, "an input is not an earlier node");
+    }
+    int id;
+    if (kind == NEP_OP_INPUT) {
+        nep_shape s = {0};
+        s.ndim = read_ints(cJSON_GetObjectItemCaseSensitive(o, "shape"), s.d, NEP_MAX_DIMS, 1, 1 << 24);
+        if (s.ndim < 1 || g->input >= 0) return bad(err, nm, "the one input needs a 'shape'");
+        id = nep_graph_input(g, nm, s);
+    } else {
+        nep_attrs a;
+        NEP_TRY(read_attrs(cJSON_GetObjectItemCaseSensitive(o, "attrs"), nm, &a, err));
+        id = nep_graph_add(g, (nep_op_kind)kind, nm, in, n_in, a);
+    }
+    if (id < 0) return nep_fail(err, NEP_ERR_NOMEM, "graph: out of memory adding '%s'", nm);
+    return read_params(cJSON_GetObjectItemCaseSensitive(o, "params"), g, id, err);
+}
+
+nep_status nep_graph_from_json(const char *json, nep_graph *g, nep_err *err) {
+    nep_graph_init(g);
+    cJSON *root = cJSON_Parse(json);
+    const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(root, "nodes"),
+                *out = cJSON_GetObjectItemCaseSensitive(root, "output");
+    nep_status s = NEP_OK;
+    if (!cJSON_IsArray(nodes) || !cJSON_IsString(out))
+        s = nep_fail(err, NEP_ERR_FORMAT, "graph: not an object with 'nodes' and 'output'");
+    const cJSON *o;
+    if (s == NEP_OK) cJSON_ArrayForEach(o, nodes) {
+            if ((s = read_node(o, g, err)) != NEP_OK) break;
+        }
+    if (s == NEP_OK && (g->output = nep_graph_find_node(g, out->valuestring)) < 0)
+        s = nep_fail(err, NEP_ERR_FORMAT, "graph: output '%s' is not a node", out->valuestring);
+    if (s == NEP_OK) s = nep_graph_finalize(g, err);
+    cJSON_Delete(root);
+    if (s != NEP_OK) nep_graph_free(g);
+    return s;
+}

@@ -1,0 +1,75 @@
+/* What a model costs: the before/after columns of the collapse report (the paper's
+ * Tables 10 and 15). */
+#include <stdlib.h>
+
+#include "nepenthe/collapse.h"
+#include "nepenthe/report.h"
+#include "nepenthe/train.h"
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double nep_median(double *v, int64_t n) {
+    if (n <= 0) return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Median seconds of `calls` evaluation forwards of x at batch b (after 3 untimed), and
+ * the bytes the executor holds for them. */
+static nep_status time_forward(nep_graph *g, const nep_real *x, int64_t b, int64_t calls,
+                               double *seconds, int64_t *bytes, nep_err *err) {
+    nep_exec ex;
+    NEP_TRY(nep_exec_init(&ex, g, b, err));
+    double *t = malloc(sizeof(double) * (size_t)calls);
+    if (!t) {
+        nep_exec_free(&ex);
+        return nep_fail(err, NEP_ERR_NOMEM, "out of memory timing the model");
+    }
+    for (int i = 0; i < 3; i++) nep_exec_forward(&ex, x, b);
+    for (int64_t i = 0; i < calls; i++) {
+        const double t0 = nep_now();
+        nep_exec_forward(&ex, x, b);
+        t[i] = nep_now() - t0;
+    }
+    *seconds = nep_median(t, calls);
+    /* An evaluation forward touches every owned output buffer and the scratch. */
+    *bytes = (int64_t)ex.scratch_bytes;
+    for (int k = 0; k < g->n_order; k++)
+        if (ex.owns[g->order[k]]) *bytes += b * nep_node_act_bytes(g, &g->nodes[g->order[k]]);
+    free(t);
+    nep_exec_free(&ex);
+    return NEP_OK;
+}
+
+nep_status nep_model_stats_measure(nep_graph *g, const nep_dataset *test, const nep_normalize *norm,
+                                   int64_t calls, nep_model_stats *out, nep_err *err) {
+    *out = (nep_model_stats){.rectifiers = nep_graph_rectifiers(g), .depth = nep_graph_depth(g),
+                             .params = nep_graph_param_count(g)};
+    for (int k = 0; k < g->n_order; k++) {
+        const nep_node *n = &g->nodes[g->order[k]];
+        out->nonzero += nep_node_nonzero_count(g, n);
+        out->flops += nep_node_flops(g, n);
+    }
+    for (int i = 0; i < g->n_params; i++)
+        if (!g->nodes[g->params[i].node].dead) out->param_bytes += g->params[i].numel * (int64_t)sizeof(nep_real);
+    if (!test) return NEP_OK;
+    NEP_TRY(nep_evaluate(g, test, norm, 256, &out->top1, NULL, err));
+    /* the first 128 test images, as the loader normalizes them */
+    enum { B = 128 };
+    nep_loader l;
+    NEP_TRY(nep_loader_init(&l, test, norm, B, false, false, err));
+    nep_real *x = malloc(sizeof(nep_real) * (size_t)(B * test->c * test->h * test->w));
+    int32_t y[B];
+    nep_status s = x ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory timing the model");
+    const int64_t b = s == NEP_OK ? nep_loader_next(&l, x, y) : 0;
+    int64_t bytes1;
+    if (s == NEP_OK) s = time_forward(g, x, 1, calls, &out->latency_b1, &bytes1, err);
+    if (s == NEP_OK) s = time_forward(g, x, b, calls > 10 ? calls / 4 : calls, &out->latency_b128, &out->act_bytes_b128, err);
+    out->batch = b;
+    free(x);
+    nep_loader_free(&l);
+    return s;
+}

@@ -1,0 +1,56 @@
+"""ONNX checker (full_check: also type and shape inference) on every model.onnx under the
+directories given, plus what nepenthe promises about its exports: opset 17, IR version 8,
+one input "input" and one output "logits", both float32 with the symbolic batch "N".
+
+usage: /usr/bin/python3 tests/onnx_check.py DIR...   (each DIR holds model.onnx, or
+subdirectories that do). Prints "ok - ..." / "not ok - ..." per model; exit status 1 if
+any failed."""
+import glob
+import os
+import sys
+
+import onnx
+
+
+def expectations(model):
+    """Why the model breaks nepenthe's export contract, or None."""
+    opsets = [(o.domain, o.version) for o in model.opset_import]
+    if model.ir_version != 8 or opsets != [("", 17)]:
+        return "ir_version %d, opsets %s; want 8 and [('', 17)]" % (model.ir_version, opsets)
+    g = model.graph
+    for vis, name in ((g.input, "input"), (g.output, "logits")):
+        if [v.name for v in vis] != [name]:
+            return "graph %ss are %s, want ['%s']" % (name, [v.name for v in vis], name)
+        t = vis[0].type.tensor_type
+        if t.elem_type != onnx.TensorProto.FLOAT or t.shape.dim[0].dim_param != "N":
+            return "%s is not float32 [N, ...]" % name
+    return None
+
+
+def main(dirs):
+    paths = []
+    for d in dirs:
+        paths += sorted(glob.glob(os.path.join(d, "model.onnx")) + glob.glob(os.path.join(d, "*", "model.onnx")))
+    if not paths:
+        print("not ok - no model.onnx under %s" % " ".join(dirs))
+        return 1
+    failed = 0
+    for p in paths:
+        name = os.path.basename(os.path.dirname(p))
+        try:
+            model = onnx.load(p)
+            onnx.checker.check_model(model, full_check=True)
+            why = expectations(model)
+        except Exception as e:  # the checker's own exception types vary by version
+            why = "%s: %s" % (type(e).__name__, str(e).strip().splitlines()[0] if str(e).strip() else "")
+        if why:
+            failed += 1
+            print("not ok - onnx checker: %s (%s)" % (name, p))
+            print("  # " + why)
+        else:
+            print("ok - onnx checker: %s (%d nodes)" % (name, len(model.graph.node)))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

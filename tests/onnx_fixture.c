@@ -1,0 +1,402 @@
+/* Writes the ONNX export test cases that tests/onnx_test.sh hands to the ONNX checker
+ * (tests/onnx_check.py) and to ONNX Runtime (tests/onnx_run.js).
+ *
+ * usage: build/tests/onnx_fixture OUTDIR
+ *
+ * For every model below, OUTDIR/<model>/ gets model.onnx, input.bin (float32 [N, C, H, W]:
+ * the first N = 64 Fashion-MNIST test images, normalized with the test set's statistics),
+ * expected.bin (float32 [N, classes]: nepenthe's evaluation-mode forward on them) and
+ * meta.json ({"model", "input": [dims], "output": [dims]}). Parameters are drawn from a
+ * seeded generator, so the files are the same on every run; BatchNorm statistics are then
+ * set from the batch (calibrate_bn) and the classifier rewritten (standardize_head) so
+ * that the logits clearly depend on the image. Exit status 0, or 1 with a message. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "nepenthe/data.h"
+#include "nepenthe/model.h"
+#include "nepenthe/onnx.h"
+
+#define N_IMAGES 64
+
+/* ---- parameters ------------------------------------------------------------------ */
+
+static void fill_uniform(nep_graph *g, const nep_param *p, double lo, double hi, nep_rng *rng) {
+    for (int64_t i = 0; i < p->numel; i++)
+        g->values[p->offset + i] = (nep_real)(lo + (hi - lo) * nep_rng_uniform(rng));
+}
+
+static const nep_param *node_param(const nep_graph *g, const nep_node *n, int i) {
+    return &g->params[n->params[i]];
+}
+
+/* BatchNorm weight and bias away from their 1 and 0 start. */
+static void randomize_bn(nep_graph *g, nep_rng *rng) {
+    for (int k = 0; k < g->n_order; k++) {
+        const nep_node *n = &g->nodes[g->order[k]];
+        if (n->op != NEP_OP_BATCHNORM) continue;
+        fill_uniform(g, node_param(g, n, 0), 0.6, 1.2, rng);
+        fill_uniform(g, node_param(g, n, 1), -0.2, 0.2, rng);
+    }
+}
+
+/* Running statistics as a trained network has them: those of the batch x (one
+ * training-mode forward with momentum 1), then moved at random (mean by up to 0.2
+ * deviations, variance by a factor in [0.7, 1.4]) so that no BatchNorm is exactly a
+ * standardization. Random statistics alone would blow up or wipe out the activations
+ * of a deep random network, leaving logits that hardly depend on the image. */
+static void calibrate_bn(nep_exec *ex, const nep_real *x, nep_rng *rng) {
+    nep_graph *g = ex->g;
+    for (int k = 0; k < g->n_order; k++)
+        if (g->nodes[g->order[k]].op == NEP_OP_BATCHNORM) g->nodes[g->order[k]].attrs.momentum = 1;
+    ex->training = true;
+    ex->rng = rng;
+    nep_exec_forward(ex, x, N_IMAGES);
+    ex->training = false;
+    for (int k = 0; k < g->n_order; k++) {
+        nep_node *n = &g->nodes[g->order[k]];
+        if (n->op != NEP_OP_BATCHNORM) continue;
+        n->attrs.momentum = 0.1;
+        nep_real *mean = g->values + node_param(g, n, 2)->offset,
+                 *var = g->values + node_param(g, n, 3)->offset;
+        for (int64_t c = 0; c < node_param(g, n, 2)->numel; c++) {
+            mean[c] += (nep_real)((nep_rng_uniform(rng) - 0.5) * 0.4 * sqrt((double)var[c]));
+            var[c] *= (nep_real)(0.7 + 0.7 * nep_rng_uniform(rng));
+        }
+    }
+}
+
+/* Prunes about `frac` of every weight at random (mask 0, value 0). */
+static void random_mask(nep_graph *g, double frac, nep_rng *rng) {
+    for (int i = 0; i < g->n_params; i++) {
+        const nep_param *p = &g->params[i];
+        if (!(p->flags & NEP_PARAM_WEIGHT)) continue;
+        for (int64_t k = 0; k < p->numel; k++)
+            if (nep_rng_uniform(rng) < frac) g->masks[p->offset + k] = 0;
+    }
+    nep_graph_apply_masks(g);
+}
+
+/* ---- the models -------------------------------------------------------------------- */
+
+static nep_status build_spec(nep_model_spec s, nep_graph *g, nep_rng *rng, nep_err *err) {
+    return nep_model_build(&s, g, rng, err);
+}
+
+static nep_status mlp_masked(nep_graph *g, nep_rng *rng, nep_err *err) {
+    NEP_TRY(build_spec(nep_model_spec_default(), g, rng, err));
+    random_mask(g, 0.5, rng);
+    return NEP_OK;
+}
+
+static nep_model_spec resmlp(nep_op_kind act) {
+    nep_model_spec s = nep_model_spec_default();
+    snprintf(s.name, sizeof s.name, "resmlp");
+    s.width = 128, s.n_hidden = 2, s.hidden[0] = 256, s.hidden[1] = 192;
+    s.act = act, s.dropout = 0.1;
+    return s;
+}
+static nep_status resmlp_gelu(nep_graph *g, nep_rng *rng, nep_err *err) {
+    return build_spec(resmlp(NEP_OP_GELU), g, rng, err);
+}
+static nep_status resmlp_silu(nep_graph *g, nep_rng *rng, nep_err *err) {
+    return build_spec(resmlp(NEP_OP_SILU), g, rng, err);
+}
+
+static nep_model_spec conv_spec(const char *name) {
+    nep_model_spec s = nep_model_spec_default();
+    snprintf(s.name, sizeof s.name, "%s", name);
+    s.n_hidden = 0;
+    return s;
+}
+
+static nep_status cnn(nep_graph *g, nep_rng *rng, nep_err *err) {
+    NEP_TRY(build_spec(conv_spec("cnn"), g, rng, err));
+    randomize_bn(g, rng);
+    return NEP_OK;
+}
+
+/* With the stem's max-pool (padding 1) and one rectifier linearized to the identity. */
+static nep_status resnet20(nep_graph *g, nep_rng *rng, nep_err *err) {
+    nep_model_spec s = conv_spec("resnet20");
+    s.stem_pool = true;
+    s.n_identity = 1;
+    snprintf(s.identity[0], sizeof s.identity[0], "layer2.1.relu1");
+    NEP_TRY(build_spec(s, g, rng, err));
+    randomize_bn(g, rng);
+    return NEP_OK;
+}
+
+/* Width 0.25: ReLU6, depthwise convolutions, the classifier's dropout. */
+static nep_status mobilenetv2(nep_graph *g, nep_rng *rng, nep_err *err) {
+    nep_model_spec s = conv_spec("mobilenetv2");
+    s.width_mult = 0.25;
+    NEP_TRY(build_spec(s, g, rng, err));
+    randomize_bn(g, rng);
+    return NEP_OK;
+}
+
+/* Builder for the hand-made graphs: a failed allocation shows as a negative id, which
+ * nep_graph_finalize then reports. */
+static int add1(nep_graph *g, nep_op_kind op, const char *name, int x, nep_attrs a) {
+    return x < 0 ? -1 : nep_graph_add1(g, op, name, x, a);
+}
+static void param(nep_graph *g, int node, const char *suffix, unsigned flags, int ndim,
+                  const int64_t *shape) {
+    if (node >= 0) nep_graph_add_param(g, node, suffix, flags, ndim, shape);
+}
+static int conv(nep_graph *g, const char *name, int x, int64_t in_c, int64_t out_c, int k, int stride,
+                int pad, int groups, bool bias) {
+    int id = add1(g, NEP_OP_CONV2D, name, x,
+                  (nep_attrs){.features = out_c, .bias = bias, .kernel = {k, k},
+                              .stride = {stride, stride}, .pad = {pad, pad}, .groups = groups});
+    param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 4,
+          (int64_t[]){out_c, in_c / groups, k, k});
+    if (bias) param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){out_c});
+    return id;
+}
+static int linear(nep_graph *g, const char *name, int x, int64_t in, int64_t out, bool bias) {
+    int id = add1(g, NEP_OP_LINEAR, name, x, (nep_attrs){.features = out, .bias = bias});
+    param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2, (int64_t[]){out, in});
+    if (bias) param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){out});
+    return id;
+}
+static int per_channel(nep_graph *g, nep_op_kind op, const char *name, int x, int64_t c) {
+    int id = add1(g, op, name, x, (nep_attrs){0});
+    param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, (int64_t[]){c});
+    if (op == NEP_OP_AFFINE) param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){c});
+    return id;
+}
+
+/* Every parameter ~ N(0, 1/fan_in) (PReLU slopes and Affine scales around 0.25 and 1),
+ * which keeps the logits of order one. */
+static void init_handmade(nep_graph *g, nep_rng *rng) {
+    for (int i = 0; i < g->n_params; i++) {
+        const nep_param *p = &g->params[i];
+        const nep_op_kind op = g->nodes[p->node].op;
+        if (op == NEP_OP_PRELU) {
+            fill_uniform(g, p, 0.05, 0.5, rng);
+        } else if (op == NEP_OP_AFFINE) {
+            const bool scale = strstr(p->name, ".weight") != NULL;
+            fill_uniform(g, p, scale ? 0.5 : -0.3, scale ? 1.5 : 0.3, rng);
+        } else {
+            const int64_t fan_in = p->ndim > 1 ? p->numel / p->shape[0] : 1;
+            for (int64_t k = 0; k < p->numel; k++)
+                g->values[p->offset + k] = (nep_real)(nep_rng_normal(rng) / sqrt((double)fan_in));
+        }
+    }
+}
+
+/* Image ops the model builders do not use: conv with bias, grouped conv, PReLU,
+ * max-pool and average-pool (padding counted in the divisor), LeakyReLU, Affine, a
+ * three-input Add, SiLU on an image, Dropout, Identity, a Linear without bias. */
+static nep_status handmade_image(nep_graph *g, nep_rng *rng, nep_err *err) {
+    nep_graph_init(g);
+    int x = nep_graph_input(g, "input", (nep_shape){3, {1, 28, 28}});
+    x = conv(g, "conv1", x, 1, 8, 3, 1, 1, 1, true);
+    x = per_channel(g, NEP_OP_PRELU, "act1", x, 8);
+    x = add1(g, NEP_OP_MAXPOOL, "pool1", x, (nep_attrs){.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}});
+    x = conv(g, "conv2", x, 8, 16, 3, 1, 1, 2, false);
+    x = add1(g, NEP_OP_LEAKY_RELU, "act2", x, (nep_attrs){.slope = 0.1});
+    x = add1(g, NEP_OP_AVGPOOL, "pool2", x, (nep_attrs){.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}});
+    int a = per_channel(g, NEP_OP_AFFINE, "affine", x, 16);
+    int c = conv(g, "conv3", x, 16, 16, 1, 1, 0, 1, true);
+    c = add1(g, NEP_OP_SILU, "act3", c, (nep_attrs){0});
+    x = x < 0 || a < 0 || c < 0 ? -1 : nep_graph_add(g, NEP_OP_ADD, "sum", (int[]){x, a, c}, 3, (nep_attrs){0});
+    x = add1(g, NEP_OP_AVGPOOL, "pool3", x, (nep_attrs){.kernel = {2, 2}});
+    x = add1(g, NEP_OP_DROPOUT, "drop", x, (nep_attrs){.p = 0.3});
+    x = add1(g, NEP_OP_FLATTEN, "flatten", x, (nep_attrs){0});
+    x = linear(g, "fc1", x, 16 * 3 * 3, 32, false);
+    x = add1(g, NEP_OP_IDENTITY, "keep", x, (nep_attrs){0});
+    x = add1(g, NEP_OP_RELU6, "act4", x, (nep_attrs){0});
+    x = linear(g, "head", x, 32, 10, true);
+    if (x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building handmade_image");
+    g->output = x;
+    NEP_TRY(nep_graph_finalize(g, err));
+    init_handmade(g, rng);
+    return NEP_OK;
+}
+
+/* A vector input (ONNX input [N, 784]) with Affine and PReLU on vectors ([C] shaped
+ * initializers), GELU, and a Linear without bias. */
+static nep_status handmade_vector(nep_graph *g, nep_rng *rng, nep_err *err) {
+    nep_graph_init(g);
+    int x = nep_graph_input(g, "input", (nep_shape){1, {784}});
+    x = linear(g, "fc1", x, 784, 64, false);
+    x = per_channel(g, NEP_OP_AFFINE, "affine", x, 64);
+    x = per_channel(g, NEP_OP_PRELU, "act1", x, 64);
+    x = add1(g, NEP_OP_DROPOUT, "drop", x, (nep_attrs){.p = 0.5});
+    x = linear(g, "fc2", x, 64, 48, true);
+    x = add1(g, NEP_OP_GELU, "act2", x, (nep_attrs){0});
+    x = linear(g, "head", x, 48, 10, true);
+    if (x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building handmade_vector");
+    g->output = x;
+    NEP_TRY(nep_graph_finalize(g, err));
+    init_handmade(g, rng);
+    return NEP_OK;
+}
+
+static const struct {
+    const char *name;
+    nep_status (*build)(nep_graph *g, nep_rng *rng, nep_err *err);
+} models[] = {
+    {"mlp_masked", mlp_masked},   {"resmlp_gelu", resmlp_gelu}, {"resmlp_silu", resmlp_silu},
+    {"cnn", cnn},                 {"resnet20", resnet20},       {"mobilenetv2", mobilenetv2},
+    {"handmade_image", handmade_image}, {"handmade_vector", handmade_vector},
+};
+
+/* A random head gives logits that hardly depend on the image (so the argmax check would
+ * say little) and that are a random projection catching a small part of the features'
+ * variation, so that scaling them up also scales up float32 rounding (nepenthe's own
+ * float and double outputs then differ by about 1e-4). So the head (a Linear with bias,
+ * in every model here) becomes a nearest-prototype classifier: row c is the centered
+ * feature vector of image c, W_c = h_c - mu (mu: the batch's mean features), then each
+ * row is scaled so that logit c has mean 0 and deviation 1 over the batch (W_c /= s_c,
+ * b_c = -m_c / s_c for the batch mean m_c and deviation s_c of W_c h). Masks are then
+ * applied again. Returns the output after that. */
+static const nep_real *standardize_head(nep_exec *ex, const nep_real *x) {
+    nep_graph *g = ex->g;
+    const nep_node *head = &g->nodes[g->output];
+    const nep_real *y = nep_exec_forward(ex, x, N_IMAGES);
+    const int64_t C = head->attrs.features;
+    if (head->op != NEP_OP_LINEAR || !head->attrs.bias || C > N_IMAGES) return y;
+    const int64_t F = node_param(g, head, 0)->shape[1];
+    nep_real *w = g->values + node_param(g, head, 0)->offset, *b = g->values + node_param(g, head, 1)->offset;
+    const nep_real *h = ex->act[head->inputs[0]]; /* [N_IMAGES, F] */
+    for (int64_t f = 0; f < F; f++) {
+        double mu = 0;
+        for (int i = 0; i < N_IMAGES; i++) mu += (double)h[i * F + f] / N_IMAGES;
+        for (int64_t c = 0; c < C; c++) w[c * F + f] = (nep_real)(h[c * F + f] - mu);
+    }
+    nep_graph_apply_masks(g); /* keeps pruned weights at exactly 0 */
+    y = nep_exec_forward(ex, x, N_IMAGES);
+    for (int64_t c = 0; c < C; c++) {
+        double m = 0, v = 0;
+        for (int i = 0; i < N_IMAGES; i++) m += (double)(y[i * C + c] - b[c]) / N_IMAGES;
+        for (int i = 0; i < N_IMAGES; i++) v += pow((double)(y[i * C + c] - b[c]) - m, 2) / N_IMAGES;
+        const double sd = sqrt(v) > 1e-12 ? sqrt(v) : 1;
+        for (int64_t f = 0; f < F; f++) w[c * F + f] = (nep_real)(w[c * F + f] / sd);
+        b[c] = (nep_real)(-m / sd);
+    }
+    return nep_exec_forward(ex, x, N_IMAGES);
+}
+
+/* ---- files ------------------------------------------------------------------------- */
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static bool write_floats(const char *dir, const char *name, const nep_real *v, int64_t n) {
+    char *path = join(dir, name);
+    FILE *f = path ? fopen(path, "wb") : NULL;
+    bool ok = f != NULL;
+    for (int64_t i = 0; ok && i < n; i++) {
+        const float x = (float)v[i];
+        ok = fwrite(&x, sizeof x, 1, f) == 1;
+    }
+    if (f && fclose(f) != 0) ok = false;
+    if (!ok) fprintf(stderr, "onnx_fixture: cannot write %s\n", path ? path : name);
+    free(path);
+    return ok;
+}
+
+static void dims_json(FILE *f, const nep_shape *s) {
+    fprintf(f, "[%d", N_IMAGES);
+    for (int d = 0; d < s->ndim; d++) fprintf(f, ", %lld", (long long)s->d[d]);
+    fprintf(f, "]");
+}
+
+static bool write_meta(const char *dir, const char *model, const nep_graph *g) {
+    char *path = join(dir, "meta.json");
+    FILE *f = path ? fopen(path, "w") : NULL;
+    if (f) {
+        fprintf(f, "{\"model\": \"%s\", \"input\": ", model);
+        dims_json(f, &g->nodes[g->input].shape);
+        fprintf(f, ", \"output\": ");
+        dims_json(f, &g->nodes[g->output].shape);
+        fprintf(f, "}\n");
+    }
+    bool ok = f && fclose(f) == 0;
+    if (!ok) fprintf(stderr, "onnx_fixture: cannot write %s\n", path ? path : "meta.json");
+    free(path);
+    return ok;
+}
+
+/* Builds one model, runs it on x [N_IMAGES, 784] in evaluation mode and writes its case. */
+static bool write_case(const char *out, int m, const nep_real *x, const nep_normalize *norm) {
+    char *dir = join(out, models[m].name), *onnx = dir ? join(dir, "model.onnx") : NULL;
+    nep_graph g;
+    nep_exec ex;
+    nep_err err = {0};
+    nep_rng rng;
+    nep_rng_seed(&rng, 1000 + (uint64_t)m);
+    bool built = false, ran = false, ok = false;
+    if (!onnx || (mkdir(dir, 0777) != 0 && errno != EEXIST)) {
+        fprintf(stderr, "onnx_fixture: cannot create %s\n", dir ? dir : models[m].name);
+        goto done;
+    }
+    if (models[m].build(&g, &rng, &err) != NEP_OK) goto fail;
+    built = true;
+    if (nep_exec_init(&ex, &g, N_IMAGES, &err) != NEP_OK) goto fail;
+    ran = true;
+    ex.training = false;
+    calibrate_bn(&ex, x, &rng);
+    const nep_real *y = standardize_head(&ex, x);
+    if (nep_onnx_export(&g, norm, onnx, &err) != NEP_OK) goto fail;
+    ok = write_floats(dir, "input.bin", x, N_IMAGES * nep_shape_numel(&g.nodes[g.input].shape)) &&
+         write_floats(dir, "expected.bin", y, N_IMAGES * nep_shape_numel(&g.nodes[g.output].shape)) &&
+         write_meta(dir, models[m].name, &g);
+    goto done;
+fail:
+    fprintf(stderr, "onnx_fixture: %s: %s\n", models[m].name, err.msg);
+done:
+    if (ran) nep_exec_free(&ex);
+    if (built) nep_graph_free(&g);
+    free(onnx);
+    free(dir);
+    return ok;
+}
+
+/* The first N_IMAGES test images, normalized with the test set's statistics. */
+static bool load_images(nep_real *x, nep_normalize *norm) {
+    nep_dataset d;
+    nep_loader l;
+    nep_err err;
+    int32_t y[N_IMAGES];
+    if (nep_fashion_mnist_load(NULL, false, &d, &err) != NEP_OK) {
+        fprintf(stderr, "onnx_fixture: %s\n", err.msg);
+        return false;
+    }
+    nep_normalize_compute(&d, norm);
+    bool ok = nep_loader_init(&l, &d, norm, N_IMAGES, false, false, &err) == NEP_OK;
+    if (ok) {
+        ok = nep_loader_next(&l, x, y) == N_IMAGES;
+        nep_loader_free(&l);
+    } else {
+        fprintf(stderr, "onnx_fixture: %s\n", err.msg);
+    }
+    nep_dataset_free(&d);
+    return ok;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: onnx_fixture OUTDIR\n");
+        return 2;
+    }
+    static nep_real x[N_IMAGES * 28 * 28];
+    nep_normalize norm;
+    if (!load_images(x, &norm)) return 1;
+    for (size_t m = 0; m < sizeof models / sizeof *models; m++)
+        if (!write_case(argv[1], (int)m, x, &norm)) return 1;
+    printf("onnx_fixture: %zu models in %s\n", sizeof models / sizeof *models, argv[1]);
+    return 0;
+}

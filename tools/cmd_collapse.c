@@ -1,0 +1,187 @@
+/* nepenthe collapse: remove the layers a pruned model no longer needs (SPEC section 6)
+ * and report the model before and after, like the paper's Tables 10 and 15. */
+#include <stdio.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "nepenthe/checkpoint.h"
+#include "nepenthe/collapse.h"
+#include "nepenthe/onnx.h"
+#include "nepenthe/report.h"
+
+static cJSON *stats_json(const nep_model_stats *s) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "rectifiers", s->rectifiers);
+    cJSON_AddNumberToObject(o, "depth", s->depth);
+    cJSON_AddNumberToObject(o, "params", (double)s->params);
+    cJSON_AddNumberToObject(o, "nonzero", (double)s->nonzero);
+    cJSON_AddNumberToObject(o, "mflops", (double)s->flops / 1e6);
+    cJSON_AddNumberToObject(o, "latency_ms_batch1", 1e3 * s->latency_b1);
+    cJSON_AddNumberToObject(o, "latency_ms_batch128", 1e3 * s->latency_b128);
+    cJSON_AddNumberToObject(o, "peak_memory_mb_batch128", (double)(s->param_bytes + s->act_bytes_b128) / 1e6);
+    cJSON_AddNumberToObject(o, "top1", s->top1);
+    return o;
+}
+
+static cJSON *info_json(const nep_collapse_info *i) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "linearized", i->linearized);
+    cJSON_AddNumberToObject(o, "approximate", i->approximate);
+    cJSON_AddNumberToObject(o, "masked_layers", i->masked_layers);
+    cJSON_AddNumberToObject(o, "masked_neurons", (double)i->masked_neurons);
+    cJSON_AddNumberToObject(o, "bn_folded", i->bn_folded);
+    cJSON_AddNumberToObject(o, "affine_folded", i->affine_folded);
+    cJSON_AddNumberToObject(o, "removed", i->removed);
+    cJSON_AddNumberToObject(o, "channels_dropped", (double)i->channels_dropped);
+    cJSON_AddNumberToObject(o, "constants_folded", i->constants_folded);
+    cJSON_AddNumberToObject(o, "composed", i->composed);
+    cJSON_AddNumberToObject(o, "composed_approx", i->composed_approx);
+    cJSON_AddNumberToObject(o, "residual_folded", i->residual_folded);
+    return o;
+}
+
+static cJSON *equiv_json(const nep_equivalence *q) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "samples", (double)q->samples);
+    cJSON_AddNumberToObject(o, "max_abs_diff", q->max_abs_diff);
+    cJSON_AddNumberToObject(o, "top1_agreement", q->samples ? 100.0 * (double)q->agree / (double)q->samples : 0);
+    return o;
+}
+
+static void print_report(const nep_model_stats *b, const nep_model_stats *a) {
+    const double mb = 1e6;
+    printf("\n%-28s %12s %12s\n", "", "before", "after");
+    printf("%-28s %12d %12d\n", "rectifier layers", b->rectifiers, a->rectifiers);
+    printf("%-28s %12d %12d\n", "depth (rectifiers on a path)", b->depth, a->depth);
+    printf("%-28s %12lld %12lld\n", "parameters", (long long)b->params, (long long)a->params);
+    printf("%-28s %12lld %12lld\n", "non-zero parameters", (long long)b->nonzero, (long long)a->nonzero);
+    printf("%-28s %12.2f %12.2f\n", "MFLOPs per image", (double)b->flops / 1e6, (double)a->flops / 1e6);
+    printf("%-28s %12.3f %12.3f\n", "latency batch 1 (ms)", 1e3 * b->latency_b1, 1e3 * a->latency_b1);
+    printf("%-28s %12.2f %12.2f\n", "latency batch 128 (ms)", 1e3 * b->latency_b128, 1e3 * a->latency_b128);
+    printf("%-28s %12.1f %12.1f\n", "peak memory batch 128 (MB)", (double)(b->param_bytes + b->act_bytes_b128) / mb,
+           (double)(a->param_bytes + a->act_bytes_b128) / mb);
+    printf("%-28s %12.2f %12.2f\n", "top-1 test (%)", b->top1, a->top1);
+}
+
+int cmd_collapse(int argc, char **argv) {
+    const char *ckpt = NULL, *out = NULL, *onnx = NULL, *data = "fashion-mnist", *dir = NULL;
+    int64_t batch = 256, max_batches = 0, calls = 40, threads = 0;
+    double tol = 1e-3;
+    bool json = false, allow_approx = false;
+    cli_opt opts[] = {
+        {"ckpt", OPT_STR, &ckpt, "pruned checkpoint (.safetensors) (required)"},
+        {"out", OPT_STR, &out, "collapsed checkpoint to write (required)"},
+        {"onnx", OPT_STR, &onnx, "also write the collapsed model as ONNX (opset 17)"},
+        {"data", OPT_STR, &data, "data set: fashion-mnist, mnist"},
+        {"data-dir", OPT_STR, &dir, "directory of the data set's files"},
+        {"batch", OPT_INT, &batch, "batch size for counting states and the checks"},
+        {"max-batches", OPT_INT, &max_batches, "count states over at most this many train batches (0: all)"},
+        {"tol", OPT_REAL, &tol, "largest |logit difference| allowed against the linearized model"},
+        {"allow-approx", OPT_FLAG, &allow_approx,
+         "compose kxk convs although their padded border differs, and exit 0 above --tol"},
+        {"calls", OPT_INT, &calls, "timed forwards at batch 1 for the latency medians (a quarter at 128)"},
+        {"threads", OPT_INT, &threads, "threads (0: all cores)"},
+        {"json", OPT_FLAG, &json, "one JSON object on stdout"},
+        OPT_END,
+    };
+    int rc = cli_parse("collapse", "--ckpt FILE --out FILE [--onnx FILE] [options]", opts, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (!ckpt || !out) return cli_errorf("collapse", "--ckpt FILE and --out FILE are required") + 1;
+    if (batch < 1 || max_batches < 0 || calls < 1 || !(tol >= 0))
+        return cli_errorf("collapse", "--batch and --calls must be positive, --max-batches and --tol "
+                          "non-negative") + 1;
+    cli_set_threads(threads);
+    nep_graph g, lin = {0}, col = {0};
+    nep_model_spec spec;
+    nep_normalize norm;
+    nep_safetensors meta = {0};
+    nep_entropy e = {0};
+    cli_data d;
+    nep_err err;
+    if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("collapse", &err);
+    nep_graph_init(&lin), nep_graph_init(&col);
+    rc = 1;
+    if (cli_load_splits("collapse", &meta, &spec, data, dir, &d)) goto done;
+    if (norm.c != d.full.c) {
+        cli_errorf("collapse", "%s: no input normalization for %d channel(s) in its metadata", ckpt, d.full.c);
+        goto done;
+    }
+    if (!json) fprintf(stderr, "collapse: counting activation states on %lld training images\n", (long long)d.train.n);
+    nep_collapse_info info = {0};
+    nep_collapse_opts o = {.allow_approx = allow_approx};
+    nep_equivalence exact, vs_original;
+    nep_model_stats before, after;
+    if (nep_entropy_init(&e, &g, false, &err) != NEP_OK ||
+        nep_entropy_measure(&e, &g, &d.train, &norm, batch, max_batches, &err) != NEP_OK ||
+        nep_collapse(&g, &e, &o, &lin, &col, &info, &err) != NEP_OK ||
+        nep_collapse_compare(&lin, &col, &d.test, &norm, batch, 0, &exact, &err) != NEP_OK ||
+        nep_collapse_compare(&g, &col, &d.test, &norm, batch, 0, &vs_original, &err) != NEP_OK) {
+        cli_error("collapse", &err);
+        goto done;
+    }
+    if (!json) fprintf(stderr, "collapse: timing the model before and after\n");
+    if (nep_model_stats_measure(&g, &d.test, &norm, calls, &before, &err) != NEP_OK ||
+        nep_model_stats_measure(&col, &d.test, &norm, calls, &after, &err) != NEP_OK) {
+        cli_error("collapse", &err);
+        goto done;
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddItemToObject(root, "rewrites", info_json(&info));
+    cJSON_AddItemToObject(root, "equivalence", equiv_json(&exact));
+    cJSON_AddItemToObject(root, "vs_pruned", equiv_json(&vs_original));
+    char *summary = cJSON_PrintUnformatted(root);
+    nep_model_spec cspec = spec;
+    cspec.collapsed = true;
+    const char *split = nep_st_meta_get(&meta, "data");
+    nep_st_meta extra[2] = {{"collapse", summary}, {"data", (char *)(split ? split : "{}")}};
+    if (nep_checkpoint_save(out, &col, &cspec, &norm, NULL, extra, 2, &err) != NEP_OK ||
+        (onnx && nep_onnx_export(&col, &norm, onnx, &err) != NEP_OK)) {
+        cli_error("collapse", &err);
+        cJSON_free(summary);
+        cJSON_Delete(root);
+        goto done;
+    }
+    cJSON_free(summary);
+    const bool within = exact.max_abs_diff <= tol; /* false for NaN */
+    if (json) {
+        cJSON_AddItemToObject(root, "before", stats_json(&before));
+        cJSON_AddItemToObject(root, "after", stats_json(&after));
+        cJSON_AddNumberToObject(root, "tol", tol);
+        cJSON_AddBoolToObject(root, "within_tol", within);
+        cJSON_AddStringToObject(root, "out", out);
+        if (onnx) cJSON_AddStringToObject(root, "onnx", onnx);
+        char *s = cJSON_PrintUnformatted(root);
+        printf("%s\n", s);
+        cJSON_free(s);
+    } else {
+        printf("linearized %d rectifier layer(s)%s; %d masked layer(s) (%lld always-OFF neurons); "
+               "%d BatchNorm(s) folded; %lld channel(s) dropped; %d constant(s) folded into a bias; "
+               "%d pair(s) composed (%d with a different border); %d residual(s) folded\n",
+               info.linearized, info.approximate ? " (GELU/SiLU ones approximately)" : "",
+               info.masked_layers, (long long)info.masked_neurons, info.bn_folded,
+               (long long)info.channels_dropped, info.constants_folded, info.composed,
+               info.composed_approx, info.residual_folded);
+        printf("equivalence on %lld test images: max |logit diff| %.3g against the linearized model "
+               "(tolerance %.3g), top-1 agreement %.2f%%; against the pruned model: top-1 "
+               "agreement %.2f%%\n", (long long)exact.samples, exact.max_abs_diff, tol,
+               100.0 * (double)exact.agree / (double)(exact.samples ? exact.samples : 1),
+               100.0 * (double)vs_original.agree / (double)(vs_original.samples ? vs_original.samples : 1));
+        print_report(&before, &after);
+        printf("\nwrote %s%s%s\n", out, onnx ? " and " : "", onnx ? onnx : "");
+    }
+    cJSON_Delete(root);
+    if (!within && !allow_approx) {
+        fprintf(stderr, "nepenthe collapse: the collapsed model differs from the linearized one by "
+                "%.3g, above --tol %.3g (--allow-approx accepts it)\n", exact.max_abs_diff, tol);
+        goto done;
+    }
+    rc = 0;
+done:
+    nep_entropy_free(&e);
+    nep_graph_free(&g), nep_graph_free(&lin), nep_graph_free(&col);
+    nep_st_free(&meta);
+    cli_data_free(&d);
+    return rc;
+}
