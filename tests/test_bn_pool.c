@@ -263,6 +263,34 @@ static void expect_fail(nep_status want, nep_op_kind op, nep_attrs a, nep_shape 
 static void ignore_probe(void *ctx, const nep_graph *g, int node, const nep_real *z,
                          int64_t batch, bool channels_last) {}
 
+/* One training step of g[0] with a probe (so no node applies the rectifier after it) and
+ * of g[1] (a copy) without: logits, gradients and updated values must be bit-identical.
+ * Returns how many nodes of g[1] applied a rectifier as their epilogue. */
+static int step_with_and_without_epilogue(nep_graph g[2], const nep_real *x, int64_t B,
+                                          const nep_real *dy) {
+    const int64_t K = nep_shape_numel(&g[0].nodes[g[0].output].shape);
+    nep_real *logits = malloc(sizeof(nep_real) * (size_t)(2 * B * K));
+    int fused = 0;
+    for (int run = 0; run < 2; run++) {
+        nep_rng rng;
+        nep_rng_seed(&rng, 1);
+        nep_exec ex;
+        assert_int_equal(nep_exec_init(&ex, &g[run], B, NULL), NEP_OK);
+        ex.training = true;
+        ex.rng = &rng;
+        if (run == 0) ex.probe = ignore_probe;
+        for (int i = 0; i < g[run].n_nodes; i++) fused += run == 1 && ex.epilogue[i] >= 0;
+        memcpy(logits + run * B * K, nep_exec_forward(&ex, x, B), sizeof(nep_real) * (size_t)(B * K));
+        nep_exec_backward(&ex, dy);
+        nep_exec_free(&ex);
+    }
+    assert_memory_equal(logits, logits + B * K, sizeof(nep_real) * (size_t)(B * K));
+    assert_memory_equal(g[0].grads, g[1].grads, sizeof(nep_real) * (size_t)g[0].n_values);
+    assert_memory_equal(g[0].values, g[1].values, sizeof(nep_real) * (size_t)g[0].n_values);
+    free(logits);
+    return fused;
+}
+
 /* A BatchNorm or Add whose only reader is a ReLU or ReLU6 writes the rectifier's output
  * itself unless a probe needs the pre-activation: one training step of ResNet-20 (ReLU
  * after BatchNorm and after Add) and MobileNetV2 (ReLU6) gives bit-identical logits,
@@ -276,32 +304,61 @@ static void test_bn_rectifier_epilogue(void **s) {
         nep_graph g[2];
         nep_rng rng;
         const int64_t B = 4, nx = B * 3 * 8 * 8;
-        nep_real *x = malloc(sizeof(nep_real) * (size_t)nx), dy[4 * 10], logits[2][4 * 10];
+        nep_real *x = malloc(sizeof(nep_real) * (size_t)nx), dy[4 * 10];
         nep_rng_seed(&rng, 5);
         for (int64_t i = 0; i < nx; i++) x[i] = (nep_real)nep_rng_normal(&rng);
         for (int i = 0; i < 40; i++) dy[i] = (nep_real)nep_rng_normal(&rng);
-        int fused = 0;
         for (int run = 0; run < 2; run++) {
             nep_rng_seed(&rng, 1);
             assert_int_equal(nep_model_build(&spec, &g[run], &rng, NULL), NEP_OK);
-            nep_exec ex;
-            assert_int_equal(nep_exec_init(&ex, &g[run], B, NULL), NEP_OK);
-            ex.training = true;
-            ex.rng = &rng;
-            if (run == 0) ex.probe = ignore_probe;
-            for (int i = 0; i < g[run].n_nodes; i++) fused += run == 1 && ex.epilogue[i] >= 0;
-            memcpy(logits[run], nep_exec_forward(&ex, x, B), sizeof logits[run]);
-            nep_exec_backward(&ex, dy);
-            nep_exec_free(&ex);
         }
-        assert_true(fused >= 10); /* the test exercises the epilogue */
-        assert_memory_equal(logits[0], logits[1], sizeof logits[0]);
-        assert_memory_equal(g[0].grads, g[1].grads, sizeof(nep_real) * (size_t)g[0].n_values);
-        assert_memory_equal(g[0].values, g[1].values, sizeof(nep_real) * (size_t)g[0].n_values);
+        assert_true(step_with_and_without_epilogue(g, x, B, dy) >= 10); /* it is exercised */
         nep_graph_free(&g[0]);
         nep_graph_free(&g[1]);
         free(x);
     }
+}
+
+/* What collapse leaves: a conv, a depthwise conv, an Affine and a Linear each read only by
+ * a ReLU or ReLU6, which they apply themselves (the convs as a oneDNN post-op). */
+static void test_matmul_rectifier_epilogue(void **s) {
+    nep_graph g[2];
+    nep_graph_init(&g[0]);
+    const int x = nep_graph_input(&g[0], "input", (nep_shape){3, {3, 8, 8}});
+    const int c1 = nep_graph_add1(&g[0], NEP_OP_CONV2D, "c1", x,
+                                  (nep_attrs){.features = 8, .bias = true, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}});
+    const int r1 = nep_graph_add1(&g[0], NEP_OP_RELU, "r1", c1, (nep_attrs){0});
+    const int c2 = nep_graph_add1(&g[0], NEP_OP_CONV2D, "c2", r1,
+                                  (nep_attrs){.features = 8, .kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}, .groups = 8});
+    const int r2 = nep_graph_add1(&g[0], NEP_OP_RELU6, "r2", c2, (nep_attrs){0});
+    const int a = nep_graph_add1(&g[0], NEP_OP_AFFINE, "a", r2, (nep_attrs){0});
+    const int r3 = nep_graph_add1(&g[0], NEP_OP_RELU, "r3", a, (nep_attrs){0});
+    const int f = nep_graph_add1(&g[0], NEP_OP_FLATTEN, "flatten", r3, (nep_attrs){0});
+    const int l1 = nep_graph_add1(&g[0], NEP_OP_LINEAR, "l1", f, (nep_attrs){.features = 16, .bias = true});
+    const int r4 = nep_graph_add1(&g[0], NEP_OP_RELU6, "r4", l1, (nep_attrs){0});
+    const int l2 = nep_graph_add1(&g[0], NEP_OP_LINEAR, "l2", r4, (nep_attrs){.features = 10});
+    nep_graph_add_param(&g[0], c1, "weight", 3, 4, (int64_t[]){8, 3, 3, 3});
+    nep_graph_add_param(&g[0], c1, "bias", 1, 1, (int64_t[]){8});
+    nep_graph_add_param(&g[0], c2, "weight", 3, 4, (int64_t[]){8, 1, 3, 3});
+    nep_graph_add_param(&g[0], a, "weight", 1, 1, (int64_t[]){8});
+    nep_graph_add_param(&g[0], a, "bias", 1, 1, (int64_t[]){8});
+    nep_graph_add_param(&g[0], l1, "weight", 3, 2, (int64_t[]){16, 8 * 4 * 4});
+    nep_graph_add_param(&g[0], l1, "bias", 1, 1, (int64_t[]){16});
+    nep_graph_add_param(&g[0], l2, "weight", 3, 2, (int64_t[]){10, 16});
+    assert_int_equal(nep_graph_finalize(&g[0], NULL), NEP_OK);
+    nep_rng rng;
+    nep_rng_seed(&rng, 6);
+    /* wide enough that some outputs pass 6 */
+    for (int64_t i = 0; i < g[0].n_values; i++) g[0].values[i] = (nep_real)(1.5 * nep_rng_normal(&rng));
+    assert_int_equal(nep_graph_copy(&g[0], &g[1], NULL), NEP_OK);
+    const int64_t B = 4, nx = B * 3 * 8 * 8;
+    nep_real *xs = malloc(sizeof(nep_real) * (size_t)nx), dy[4 * 10];
+    for (int64_t i = 0; i < nx; i++) xs[i] = (nep_real)nep_rng_normal(&rng);
+    for (int i = 0; i < 40; i++) dy[i] = (nep_real)nep_rng_normal(&rng);
+    assert_int_equal(step_with_and_without_epilogue(g, xs, B, dy), 4);
+    nep_graph_free(&g[0]);
+    nep_graph_free(&g[1]);
+    free(xs);
 }
 
 static void test_infer_errors(void **s) {
@@ -357,6 +414,7 @@ int main(void) {
         cmocka_unit_test(test_pool_default_stride),
         cmocka_unit_test(test_deterministic_threads),
         cmocka_unit_test(test_bn_rectifier_epilogue),
+        cmocka_unit_test(test_matmul_rectifier_epilogue),
         cmocka_unit_test(test_infer_errors),
         cmocka_unit_test(test_flops),
     };

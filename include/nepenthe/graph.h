@@ -210,9 +210,10 @@ typedef struct nep_exec {
      * no contribution yet in the current backward. See nep_input_grad in ops.h. */
     int *grad_owner;
     bool *grad_fresh;
-    /* [n_nodes]: for a BatchNorm or Add whose only consumer is a ReLU or ReLU6, that
-     * rectifier, else -1. Unless a probe needs the pre-activation, the node's forward
-     * then writes the rectifier's output itself and the rectifier's forward is skipped. */
+    /* [n_nodes]: for a BatchNorm, Add, Conv2d, Linear or Affine whose only consumer is a
+     * ReLU or ReLU6, that rectifier, else -1. Unless a probe needs the pre-activation,
+     * the node's forward then writes the rectifier's output itself and the rectifier's
+     * forward is skipped. */
     int *epilogue;
     nep_real *in_moved;       /* the input in the executor's layout, when it differs */
     nep_real *in_grad;        /* the input gradient, NCHW, when the layouts differ */

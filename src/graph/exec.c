@@ -67,8 +67,8 @@ static int *count_uses(const nep_graph *g) {
 
 /* An Add passes its gradient unchanged to each input, so an input whose only consumer is
  * the Add reads its gradient from the Add's buffer instead of a copy of it. And a
- * BatchNorm or Add read only by a ReLU or ReLU6 can apply it in its own pass
- * (ex->epilogue). */
+ * BatchNorm, Add, conv, Linear or Affine read only by a ReLU or ReLU6 can apply it in
+ * its own pass (ex->epilogue; a conv as a oneDNN post-op). */
 static void plan_sharing(nep_exec *ex, const int *uses) {
     const nep_graph *g = ex->g;
     /* Consumers first, so that a chain of Adds ends on the last one's buffer. */
@@ -76,8 +76,9 @@ static void plan_sharing(nep_exec *ex, const int *uses) {
         const int a = g->order[k];
         const nep_node *n = &g->nodes[a];
         const nep_op_kind in_op = n->n_inputs ? g->nodes[n->inputs[0]].op : NEP_OP_INPUT;
-        if ((n->op == NEP_OP_RELU || n->op == NEP_OP_RELU6) && ex->owns[a] &&
-            (in_op == NEP_OP_BATCHNORM || in_op == NEP_OP_ADD) && uses[n->inputs[0]] == 1)
+        if ((n->op == NEP_OP_RELU || n->op == NEP_OP_RELU6) && ex->owns[a] && uses[n->inputs[0]] == 1 &&
+            (in_op == NEP_OP_BATCHNORM || in_op == NEP_OP_ADD || in_op == NEP_OP_CONV2D ||
+             in_op == NEP_OP_LINEAR || in_op == NEP_OP_AFFINE))
             ex->epilogue[n->inputs[0]] = a;
         if (n->op != NEP_OP_ADD || !ex->owns[a]) continue;
         for (int i = 0; i < n->n_inputs; i++) {

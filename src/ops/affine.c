@@ -36,12 +36,15 @@ static void affine_forward(nep_exec *ex, int id) {
     const affine_dims d = dims_of(ex, n);
     const nep_real *x = ex->act[n->inputs[0]], *w = nep_param_ptr(ex->g, n, 0),
                    *b = nep_param_ptr(ex->g, n, 1);
-    nep_real *y = ex->act[id];
+    bool rectify;
+    nep_real cap;
+    nep_real *y = nep_epilogue_out(ex, id, &rectify, &cap);
     const int64_t rows = ex->batch * d.C;
 #pragma omp parallel for if (rows * d.inner > NEP_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         const int64_t c = r % d.C, o = nep_plane_start(d.nhwc, r / d.C, c, d.C, d.inner);
-        for (int64_t k = o; k < o + d.inner * d.step; k += d.step) y[k] = w[c] * x[k] + b[c];
+        for (int64_t k = o; k < o + d.inner * d.step; k += d.step)
+            y[k] = nep_stored(w[c] * x[k] + b[c], rectify, cap);
     }
 }
 

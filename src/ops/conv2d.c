@@ -63,14 +63,23 @@ static int64_t conv2d_flops(const nep_graph *g, const nep_node *n) {
            (n->attrs.bias ? out : 0);
 }
 
-static nep_conv_geom conv_geom(const nep_graph *g, const nep_node *n, int64_t batch, bool nhwc) {
+/* Node n's geometry at this batch; when node id's forward also applies the rectifier
+ * after it (nep_epilogue), rectify and cap say so. */
+static nep_conv_geom conv_geom(const nep_exec *ex, const nep_node *n, int64_t batch, nep_real **y) {
+    const nep_graph *g = ex->g;
     const nep_shape *in = nep_in_shape(g, n, 0);
+    bool rectify = false;
+    nep_real cap = 0;
+    const int id = (int)(n - g->nodes);
+    nep_real *out = ex->epilogue ? nep_epilogue_out(ex, id, &rectify, &cap) : NULL;
+    if (y) *y = out;
     return (nep_conv_geom){
         .batch = batch, .in_c = in->d[0], .in_h = in->d[1], .in_w = in->d[2],
         .out_c = n->shape.d[0], .out_h = n->shape.d[1], .out_w = n->shape.d[2],
         .kh = n->attrs.kernel[0], .kw = n->attrs.kernel[1], .sh = n->attrs.stride[0],
         .sw = n->attrs.stride[1], .ph = n->attrs.pad[0], .pw = n->attrs.pad[1],
-        .groups = conv_groups(n), .bias = n->attrs.bias, .nhwc = nhwc,
+        .groups = conv_groups(n), .bias = n->attrs.bias, .nhwc = ex->nhwc,
+        .rectify = rectify, .cap = (float)cap,
     };
 }
 
@@ -174,7 +183,7 @@ static void ref_backward(const nep_conv_geom *q, const nep_real *x, const nep_re
 #ifndef NEP_DOUBLE
 /* Forward leaves x in oneDNN's layout here for backward-weights (see dnnl_conv.h). */
 static int64_t conv2d_state_reals(const nep_exec *ex, const nep_node *n) {
-    nep_conv_geom q = conv_geom(ex->g, n, 1, ex->nhwc);
+    nep_conv_geom q = conv_geom(ex, n, 1, NULL);
     return nep_dnnl_conv_keep_per_sample(&q);
 }
 #endif
@@ -211,24 +220,28 @@ static nep_conv_plan *plan_for(nep_exec *ex, int id, const nep_conv_geom *q, voi
 static void conv2d_forward(nep_exec *ex, int id) {
     const nep_graph *g = ex->g;
     const nep_node *n = &g->nodes[id];
-    const nep_conv_geom q = conv_geom(g, n, ex->batch, ex->nhwc);
+    nep_real *y;
+    const nep_conv_geom q = conv_geom(ex, n, ex->batch, &y);
     const nep_real *x = ex->act[n->inputs[0]], *w = nep_param_ptr(g, n, 0);
     const nep_real *b = n->attrs.bias ? nep_param_ptr(g, n, 1) : NULL;
 #ifndef NEP_DOUBLE
     void *scratch;
     nep_conv_plan *p = plan_for(ex, id, &q, &scratch);
     if (p) {
-        nep_dnnl_conv_forward(p, scratch, x, w, b, ex->act[id], ex->state[id]);
+        nep_dnnl_conv_forward(p, scratch, x, w, b, y, ex->state[id]);
         return;
     }
 #endif
-    ref_forward(&q, x, w, b, ex->act[id]);
+    ref_forward(&q, x, w, b, y);
+    if (!q.rectify) return;
+    const int64_t numel = nep_exec_numel(ex, id);
+    for (int64_t i = 0; i < numel; i++) y[i] = nep_stored(y[i], true, (nep_real)q.cap);
 }
 
 static void conv2d_backward(nep_exec *ex, int id) {
     const nep_graph *g = ex->g;
     const nep_node *n = &g->nodes[id];
-    const nep_conv_geom q = conv_geom(g, n, ex->batch, ex->nhwc);
+    const nep_conv_geom q = conv_geom(ex, n, ex->batch, NULL);
     const nep_real *x = ex->act[n->inputs[0]], *w = nep_param_ptr(g, n, 0), *dy = ex->dact[id];
     bool dx_add;
     nep_real *dx = nep_input_grad(ex, n, 0, &dx_add), *dw = nep_grad_ptr(g, n, 0);

@@ -28,7 +28,9 @@ static void linear_forward(nep_exec *ex, int id) {
     const nep_node *n = &g->nodes[id];
     const int64_t B = ex->batch, in = nep_in_shape(g, n, 0)->d[0], out = n->attrs.features;
     const nep_real *x = ex->act[n->inputs[0]], *W = nep_param_ptr(g, n, 0);
-    nep_real *y = ex->act[id];
+    bool rectify;
+    nep_real cap;
+    nep_real *y = nep_epilogue_out(ex, id, &rectify, &cap);
     nep_real beta = 0;
     if (n->attrs.bias) {
         const nep_real *b = nep_param_ptr(g, n, 1);
@@ -38,6 +40,8 @@ static void linear_forward(nep_exec *ex, int id) {
     }
     nep_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)out, (int)in, 1, x,
              (int)in, W, (int)in, beta, y, (int)out);
+    if (rectify)
+        for (int64_t i = 0; i < B * out; i++) y[i] = nep_stored(y[i], true, cap);
 }
 
 static void linear_backward(nep_exec *ex, int id) {

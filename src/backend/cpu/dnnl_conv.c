@@ -10,6 +10,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 #include <assert.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,7 +68,8 @@ bool nep_dnnl_conv_plan_fits(const nep_conv_plan *p, const nep_conv_geom *b) {
            a->in_w == b->in_w && a->out_c == b->out_c && a->out_h == b->out_h &&
            a->out_w == b->out_w && a->kh == b->kh && a->kw == b->kw && a->sh == b->sh &&
            a->sw == b->sw && a->ph == b->ph && a->pw == b->pw && a->groups == b->groups &&
-           a->bias == b->bias && a->nhwc == b->nhwc;
+           a->bias == b->bias && a->nhwc == b->nhwc && a->rectify == b->rectify &&
+           (!a->rectify || a->cap == b->cap);
 }
 
 int64_t nep_dnnl_conv_keep_per_sample(const nep_conv_geom *g) {
@@ -121,6 +123,21 @@ done:
     return s;
 }
 
+/* The forward's rectifier post-op: ReLU, or clip to [0, cap] for ReLU6. NULL: none. */
+static dnnl_status_t rectify_attr(const nep_conv_geom *g, dnnl_primitive_attr_t *attr) {
+    *attr = NULL;
+    if (!g->rectify) return dnnl_success;
+    dnnl_post_ops_t po = NULL;
+    dnnl_status_t s = dnnl_primitive_attr_create(attr);
+    if (s == dnnl_success) s = dnnl_post_ops_create(&po);
+    if (s == dnnl_success)
+        s = isinf(g->cap) ? dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f)
+                          : dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip, 0.0f, g->cap);
+    if (s == dnnl_success) s = dnnl_primitive_attr_set_post_ops(*attr, po);
+    if (po) dnnl_post_ops_destroy(po);
+    return s;
+}
+
 static nep_status plan_build(plan *p, nep_err *err) {
     const nep_conv_geom *g = &p->g;
     dnnl_engine_t engine = p->engine;
@@ -162,6 +179,7 @@ static nep_status plan_build(plan *p, nep_err *err) {
 
     dnnl_convolution_desc_t cd;
     dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
+    dnnl_primitive_attr_t attr = NULL;
     nep_status st = NEP_OK;
     dnnl_status_t s;
 #define TRY_DN(call, what)                                  \
@@ -174,7 +192,8 @@ static nep_status plan_build(plan *p, nep_err *err) {
     TRY_DN(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
                                               &ax, &aw, bmd, &ay, strides, pad, pad),
            "forward descriptor");
-    TRY_DN(dnnl_primitive_desc_create(&fpd, &cd, NULL, engine, NULL), "forward primitive descriptor");
+    TRY_DN(rectify_attr(g, &attr), "post-op");
+    TRY_DN(dnnl_primitive_desc_create(&fpd, &cd, attr, engine, NULL), "forward primitive descriptor");
     md[M_FSRC] = *dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0);
     md[M_FWEI] = *dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0);
     md[M_FDST] = *dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0);
@@ -250,6 +269,7 @@ static nep_status plan_build(plan *p, nep_err *err) {
     }
     p->scratch_need = need > at ? need : at;
 out:
+    if (attr) dnnl_primitive_attr_destroy(attr);
     if (fpd) dnnl_primitive_desc_destroy(fpd);
     if (dpd) dnnl_primitive_desc_destroy(dpd);
     if (wpd) dnnl_primitive_desc_destroy(wpd);

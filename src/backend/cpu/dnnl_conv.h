@@ -23,11 +23,14 @@
 
 /* Geometry of one convolution call; symmetric zero padding ph (top and bottom), pw.
  * nhwc: x, y (and dx, dy) are [N, H, W, C] (PyTorch's channels_last) instead of NCHW;
- * the primitives then run in that layout and no activation is reordered. */
+ * the primitives then run in that layout and no activation is reordered.
+ * rectify: forward's y is clamped to [0, cap] (a ReLU, cap infinite, or ReLU6, cap 6,
+ * run as a post-op of the convolution). */
 typedef struct nep_conv_geom {
     int64_t batch, in_c, in_h, in_w, out_c, out_h, out_w;
     int kh, kw, sh, sw, ph, pw, groups;
-    bool bias, nhwc;
+    bool bias, nhwc, rectify;
+    float cap;
 } nep_conv_geom;
 
 #ifndef NEP_DOUBLE
