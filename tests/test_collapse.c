@@ -229,6 +229,41 @@ static nep_graph conv_pair(nep_attrs a, nep_attrs b, uint64_t seed) {
     return g;
 }
 
+/* A BatchNorm after a ReLU folds into the conv after it (weights scaled per input
+ * channel, its shift into the bias) when that conv reads no zero padding; with padding
+ * the shift would be wrong at the border, so it stays an Affine. */
+static void test_fold_bn_forward(void **state) {
+    for (int padded = 0; padded < 2; padded++) {
+        const nep_attrs a = {.features = 6, .bias = true, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}};
+        const nep_attrs b = {.features = 4, .kernel = {1 + 2 * padded, 1 + 2 * padded}, .stride = {1, 1},
+                             .pad = {padded, padded}};
+        nep_graph g = conv_pair(a, b, 20), f;
+        /* a -> ReLU -> BatchNorm -> b */
+        const int ca = nep_graph_find_node(&g, "a"), cb = nep_graph_find_node(&g, "b");
+        const int r = nep_graph_add1(&g, NEP_OP_RELU, "relu", ca, (nep_attrs){0});
+        const int bn = nep_graph_add1(&g, NEP_OP_BATCHNORM, "bn", r, (nep_attrs){0});
+        g.nodes[cb].inputs[0] = bn;
+        g.output = nep_graph_find_node(&g, "fc");
+        const char *suffix[4] = {"weight", "bias", "running_mean", "running_var"};
+        nep_rng rng;
+        nep_rng_seed(&rng, 21);
+        for (int i = 0; i < 4; i++) nep_graph_add_param(&g, bn, suffix[i], i < 2, 1, (int64_t[]){6});
+        nep_err err;
+        nep_test_assert_ok(nep_graph_finalize(&g, &err), &err);
+        for (int i = 0; i < 4; i++) {
+            nep_real *v = g.values + g.params[g.nodes[bn].params[i]].offset;
+            for (int c = 0; c < 6; c++) v[c] = (nep_real)(i == 3 ? 0.5 + nep_rng_uniform(&rng) : nep_rng_normal(&rng));
+        }
+        nep_collapse_info info = {0};
+        nep_test_assert_ok(nep_collapse_fold(&g, &f, &info, &err), &err);
+        assert_int_equal(count_op(&f, NEP_OP_AFFINE), padded);
+        const double d = max_diff(&g, &f, data.n);
+        printf("fold BN into the next conv (%s): max |logit diff| %.3g\n", padded ? "padded: kept" : "1x1", d);
+        assert_true(d < 1e-4);
+        nep_graph_free(&g), nep_graph_free(&f);
+    }
+}
+
 static void test_compose_conv(void **state) {
     nep_collapse_opts exact = {0}, approx = {.allow_approx = true};
     nep_err err;
@@ -445,7 +480,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_graph_json_roundtrip), cmocka_unit_test(test_fold_batchnorm),
         cmocka_unit_test(test_linearize_maps),       cmocka_unit_test(test_compose_linear),
-        cmocka_unit_test(test_compose_conv),         cmocka_unit_test(test_residual),
+        cmocka_unit_test(test_fold_bn_forward),      cmocka_unit_test(test_compose_conv),
+        cmocka_unit_test(test_residual),
         cmocka_unit_test(test_forced_mlp),           cmocka_unit_test(test_forced_resnet20),
         cmocka_unit_test(test_forced_mobilenetv2),
     };

@@ -264,9 +264,11 @@ static nep_status channels_step(nep_graph *g, void *ctx, int *changes, nep_err *
             NEP_TRY(add_of_constant(g, id, changes, err));
             info->constants_folded += *changes;
         } else if (find_region(g, id, &r)) {
-            const int64_t before = r.C;
             NEP_TRY(drop_constant_channels(g, &r, changes, err));
-            info->channels_dropped += before - g->nodes[id].shape.d[0];
+            const int64_t dropped = r.C - g->nodes[id].shape.d[0];
+            info->channels_dropped += dropped;
+            /* all constant: folded into the readers, one channel kept */
+            info->constants_folded += *changes && !dropped;
         }
     }
     return NEP_OK;

@@ -1,6 +1,5 @@
 /* The collapse pipeline and the depth measures its report compares. */
 #include <stdlib.h>
-#include <string.h>
 
 #include "collapse/rewrite.h"
 
@@ -13,6 +12,12 @@ static void mask_zeros(nep_graph *g) {
     }
 }
 
+/* Every rewrite counts itself in info. */
+static int64_t changes(const nep_collapse_info *i) {
+    return i->bn_folded + i->affine_folded + i->removed + i->channels_dropped + i->constants_folded +
+           i->composed + i->residual_folded;
+}
+
 nep_status nep_collapse(const nep_graph *src, const nep_entropy *e, const nep_collapse_opts *o,
                         nep_graph *linearized, nep_graph *collapsed, nep_collapse_info *info,
                         nep_err *err) {
@@ -22,8 +27,8 @@ nep_status nep_collapse(const nep_graph *src, const nep_entropy *e, const nep_co
     /* Each step can open the way for another (a fold leaves a constant channel, a
      * dropped channel makes a composition cheaper); the graph shrinks at each change. */
     nep_graph_init(&next);
-    for (int round = 0; s == NEP_OK && collapsed; round++) {
-        const nep_collapse_info before = *info;
+    while (s == NEP_OK && collapsed) {
+        const int64_t before = changes(info);
         if ((s = nep_collapse_fold(&cur, &next, info, err)) != NEP_OK) break;
         nep_graph_free(&cur);
         if ((s = nep_collapse_channels(&next, &cur, info, err)) != NEP_OK) break;
@@ -32,7 +37,7 @@ nep_status nep_collapse(const nep_graph *src, const nep_entropy *e, const nep_co
         nep_graph_free(&cur);
         cur = next;
         nep_graph_init(&next);
-        if (memcmp(&before, info, sizeof before) == 0) break;
+        if (changes(info) == before) break;
     }
     if (s == NEP_OK && collapsed) {
         mask_zeros(&cur);

@@ -80,6 +80,7 @@ nep_status nep_rw_bypass(nep_graph *g, int id, nep_err *err) {
 nep_status nep_rw_run(const nep_graph *src, nep_graph *dst, nep_rw_step step, void *ctx,
                       nep_err *err) {
     nep_graph work;
+    nep_graph_init(dst);
     NEP_TRY(nep_graph_copy(src, &work, err));
     nep_status s = nep_graph_finalize(&work, err);
     for (int changes = 1; s == NEP_OK && changes > 0;) {

@@ -18,22 +18,9 @@ static nep_status affine_infer(nep_graph *g, nep_node *n, nep_err *err) {
     return NEP_OK;
 }
 
-/* Channel c's values in sample b: x[nep_plane_start(nhwc, b, c, C, inner) + k * step]. */
-typedef struct affine_dims {
-    int64_t C, inner, step;
-    bool nhwc;
-} affine_dims;
-
-static affine_dims dims_of(const nep_exec *ex, const nep_node *n) {
-    const nep_shape *s = nep_in_shape(ex->g, n, 0);
-    const int64_t C = s->d[0];
-    const bool nhwc = ex->nhwc && s->ndim == 3;
-    return (affine_dims){C, nep_shape_numel(s) / C, nep_plane_step(nhwc, C), nhwc};
-}
-
 static void affine_forward(nep_exec *ex, int id) {
     const nep_node *n = &ex->g->nodes[id];
-    const affine_dims d = dims_of(ex, n);
+    const nep_chan_dims d = nep_chan_dims_of(ex, n);
     const nep_real *x = ex->act[n->inputs[0]], *w = nep_param_ptr(ex->g, n, 0),
                    *b = nep_param_ptr(ex->g, n, 1);
     bool rectify;
@@ -42,7 +29,7 @@ static void affine_forward(nep_exec *ex, int id) {
     const int64_t rows = ex->batch * d.C;
 #pragma omp parallel for if (rows * d.inner > NEP_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
-        const int64_t c = r % d.C, o = nep_plane_start(d.nhwc, r / d.C, c, d.C, d.inner);
+        const int64_t c = r % d.C, o = nep_chan_start(&d, r / d.C, c);
         for (int64_t k = o; k < o + d.inner * d.step; k += d.step)
             y[k] = nep_stored(w[c] * x[k] + b[c], rectify, cap);
     }
@@ -50,7 +37,7 @@ static void affine_forward(nep_exec *ex, int id) {
 
 static void affine_backward(nep_exec *ex, int id) {
     const nep_node *n = &ex->g->nodes[id];
-    const affine_dims d = dims_of(ex, n);
+    const nep_chan_dims d = nep_chan_dims_of(ex, n);
     const nep_real *x = ex->act[n->inputs[0]], *w = nep_param_ptr(ex->g, n, 0), *dy = ex->dact[id];
     nep_real *dw = nep_grad_ptr(ex->g, n, 0), *db = nep_grad_ptr(ex->g, n, 1);
     bool add;
@@ -59,7 +46,7 @@ static void affine_backward(nep_exec *ex, int id) {
     for (int64_t c = 0; c < d.C; c++) {
         nep_real sw = 0, sb = 0;
         for (int64_t b = 0; b < ex->batch; b++) {
-            const int64_t o = nep_plane_start(d.nhwc, b, c, d.C, d.inner);
+            const int64_t o = nep_chan_start(&d, b, c);
             for (int64_t k = o; k < o + d.inner * d.step; k += d.step) {
                 if (dx) dx[k] = add ? dx[k] + w[c] * dy[k] : w[c] * dy[k];
                 sw += dy[k] * x[k];

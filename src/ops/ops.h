@@ -94,6 +94,22 @@ static inline bool nep_layout_moves(bool nhwc, const nep_shape *s) {
 void nep_nchw_to_nhwc(const nep_real *x, nep_real *y, int64_t B, int64_t C, int64_t HW, bool add);
 void nep_nhwc_to_nchw(const nep_real *x, nep_real *y, int64_t B, int64_t C, int64_t HW, bool add);
 
+/* Channel c of sample b in node n's input 0 ([B, C, ...], per-channel ops: PReLU,
+ * Affine) is x[nep_chan_start(&d, b, c) + k * d.step] for k < d.inner. */
+typedef struct nep_chan_dims {
+    int64_t C, inner, step;
+    bool nhwc;
+} nep_chan_dims;
+static inline nep_chan_dims nep_chan_dims_of(const nep_exec *ex, const nep_node *n) {
+    const nep_shape *s = nep_in_shape(ex->g, n, 0);
+    const int64_t C = s->d[0];
+    const bool nhwc = ex->nhwc && s->ndim == 3;
+    return (nep_chan_dims){C, nep_shape_numel(s) / C, nep_plane_step(nhwc, C), nhwc};
+}
+static inline int64_t nep_chan_start(const nep_chan_dims *d, int64_t b, int64_t c) {
+    return nep_plane_start(d->nhwc, b, c, d->C, d->inner);
+}
+
 /* Threshold below which elementwise loops stay on one thread. */
 #define NEP_PAR_MIN 32768
 

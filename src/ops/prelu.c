@@ -13,41 +13,23 @@ static nep_status prelu_infer(nep_graph *g, nep_node *n, nep_err *err) {
     return NEP_OK;
 }
 
-/* Channel c's values in sample b: z[nep_plane_start(nhwc, b, c, C, inner) + k * step],
- * k < inner (inner = 1 for [B, C] inputs). */
-typedef struct prelu_dims {
-    int64_t C, inner, step;
-    bool nhwc;
-} prelu_dims;
-
-static prelu_dims dims_of(const nep_exec *ex, const nep_node *n) {
-    const nep_shape *s = nep_in_shape(ex->g, n, 0);
-    const int64_t C = s->d[0];
-    const bool nhwc = ex->nhwc && s->ndim == 3;
-    return (prelu_dims){C, nep_shape_numel(s) / C, nep_plane_step(nhwc, C), nhwc};
-}
-
-static int64_t start(const prelu_dims *d, int64_t b, int64_t c) {
-    return nep_plane_start(d->nhwc, b, c, d->C, d->inner);
-}
-
 static void prelu_forward(nep_exec *ex, int id) {
     const nep_node *n = &ex->g->nodes[id];
-    const prelu_dims d = dims_of(ex, n);
+    const nep_chan_dims d = nep_chan_dims_of(ex, n);
     const nep_real *z = ex->act[n->inputs[0]], *a = nep_param_ptr(ex->g, n, 0);
     nep_real *y = ex->act[id];
     const int64_t rows = ex->batch * d.C;
 #pragma omp parallel for if (rows * d.inner > NEP_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         const nep_real s = a[r % d.C];
-        const int64_t o = start(&d, r / d.C, r % d.C);
+        const int64_t o = nep_chan_start(&d, r / d.C, r % d.C);
         for (int64_t k = o; k < o + d.inner * d.step; k += d.step) y[k] = z[k] > 0 ? z[k] : s * z[k];
     }
 }
 
 static void prelu_backward(nep_exec *ex, int id) {
     const nep_node *n = &ex->g->nodes[id];
-    const prelu_dims d = dims_of(ex, n);
+    const nep_chan_dims d = nep_chan_dims_of(ex, n);
     const nep_real *z = ex->act[n->inputs[0]], *a = nep_param_ptr(ex->g, n, 0), *dy = ex->dact[id];
     nep_real *da = nep_grad_ptr(ex->g, n, 0);
     bool add;
@@ -56,7 +38,7 @@ static void prelu_backward(nep_exec *ex, int id) {
     for (int64_t c = 0; c < d.C; c++) {
         nep_real acc = 0;
         for (int64_t b = 0; b < ex->batch; b++) {
-            const int64_t o = start(&d, b, c);
+            const int64_t o = nep_chan_start(&d, b, c);
             for (int64_t k = o; k < o + d.inner * d.step; k += d.step) {
                 const nep_real g = z[k] > 0 ? dy[k] : a[c] * dy[k];
                 if (dz) dz[k] = add ? dz[k] + g : g;
