@@ -149,33 +149,43 @@ static void mixed_states(nep_entropy *e) {
         for (int64_t j = 0; j < e->layers[i].neurons * e->layers[i].states; j++) e->layers[i].counts[j] = 1;
 }
 
+/* A fixed layer becomes an Affine: ON -> 1, OFF -> the slope (LeakyReLU 0.125, PReLU
+ * its learned 0.25, GELU 0, counted as approximate). */
 static void test_linearize_maps(void **state) {
-    nep_model_spec s = nep_model_spec_default();
-    s.n_hidden = 2, s.hidden[0] = 8, s.hidden[1] = 8, s.act = NEP_OP_LEAKY_RELU, s.slope = 0.125;
-    nep_rng rng;
-    nep_rng_seed(&rng, 3);
-    nep_graph g, l;
-    nep_err err;
-    nep_entropy e;
-    nep_test_assert_ok(nep_model_build(&s, &g, &rng, &err), &err);
-    nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
-    mixed_states(&e);
-    const int st[4] = {NEP_STATE_ON, NEP_STATE_OFF, NEP_STATE_OFF, NEP_STATE_ON};
-    fixed_states(&e, &g, "act2", st);
-    nep_collapse_info info = {0};
-    nep_test_assert_ok(nep_collapse_linearize(&g, &e, &l, &info, &err), &err);
-    assert_int_equal(info.linearized, 1);
-    const int a = nep_graph_find_node(&l, "act2");
-    assert_int_equal(l.nodes[a].op, NEP_OP_AFFINE);
-    const nep_real *w = param(&l, "act2.weight");
-    for (int c = 0; c < 8; c++) assert_true(w[c] == (st[c % 4] == NEP_STATE_ON ? 1 : (nep_real)0.125));
-    assert_int_equal(nep_graph_rectifiers(&l), 1);
-    assert_int_equal(nep_graph_depth(&l), 1);
-    /* counts from another graph are refused */
-    e.layers[0].neurons = 3;
-    assert_int_equal(nep_collapse_linearize(&g, &e, &l, &info, &err), NEP_ERR_ARG);
-    nep_entropy_free(&e);
-    nep_graph_free(&g), nep_graph_free(&l);
+    const nep_op_kind acts[3] = {NEP_OP_LEAKY_RELU, NEP_OP_PRELU, NEP_OP_GELU};
+    const nep_real off[3] = {(nep_real)0.125, (nep_real)0.25, 0};
+    for (int k = 0; k < 3; k++) {
+        nep_model_spec s = nep_model_spec_default();
+        s.n_hidden = 2, s.hidden[0] = 8, s.hidden[1] = 8, s.act = acts[k], s.slope = 0.125;
+        nep_rng rng;
+        nep_rng_seed(&rng, 3);
+        nep_graph g, l;
+        nep_err err;
+        nep_entropy e;
+        nep_test_assert_ok(nep_model_build(&s, &g, &rng, &err), &err);
+        nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
+        mixed_states(&e);
+        const int st[4] = {NEP_STATE_ON, NEP_STATE_OFF, NEP_STATE_OFF, NEP_STATE_ON};
+        fixed_states(&e, &g, "act2", st);
+        nep_collapse_info info = {0};
+        nep_test_assert_ok(nep_collapse_linearize(&g, &e, &l, &info, &err), &err);
+        assert_int_equal(info.linearized, 1);
+        assert_int_equal(info.approximate, acts[k] == NEP_OP_GELU);
+        assert_int_equal(l.nodes[nep_graph_find_node(&l, "act2")].op, NEP_OP_AFFINE);
+        const nep_real *w = param(&l, "act2.weight"), *b = param(&l, "act2.bias");
+        for (int c = 0; c < 8; c++) {
+            assert_true(w[c] == (st[c % 4] == NEP_STATE_ON ? 1 : off[k]));
+            assert_true(b[c] == 0);
+        }
+        assert_int_equal(nep_graph_rectifiers(&l), 1);
+        assert_int_equal(nep_graph_depth(&l), 1);
+        /* counts from another graph are refused */
+        e.layers[0].neurons = 3;
+        nep_graph_free(&l);
+        assert_int_equal(nep_collapse_linearize(&g, &e, &l, &info, &err), NEP_ERR_ARG);
+        nep_entropy_free(&e);
+        nep_graph_free(&g);
+    }
 }
 
 /* Linear after Linear with the rectifier between them linearized: composed when the

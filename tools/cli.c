@@ -312,8 +312,9 @@ void cli_progress_cb(void *ctx, int64_t done, int64_t total, double loss, double
     int width = 24, filled = (int)(frac * width);
     fprintf(stderr, "\r%s [", p->label);
     for (int i = 0; i < width; i++) fputc(i < filled ? '#' : '.', stderr);
-    fprintf(stderr, "] %3.0f%% %7.0f img/s loss %.4f ETA %s ", 100 * frac,
-            seconds > 0 ? (double)done / seconds : 0, loss, eta);
+    fprintf(stderr, "] %3.0f%% %7.0f img/s", 100 * frac, seconds > 0 ? (double)done / seconds : 0);
+    if (!isnan(loss)) fprintf(stderr, " loss %.4f", loss);
+    fprintf(stderr, " ETA %s ", eta);
     fflush(stderr);
 }
 

@@ -2,6 +2,7 @@
  * and report the model before and after, like the paper's Tables 10 and 15. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -108,14 +109,19 @@ int cmd_collapse(int argc, char **argv) {
         cli_errorf("collapse", "%s: no input normalization for %d channel(s) in its metadata", ckpt, d.full.c);
         goto done;
     }
-    if (!json) fprintf(stderr, "collapse: counting activation states on %lld training images\n", (long long)d.train.n);
     nep_collapse_info info = {0};
+    cli_progress prog = {.tty = isatty(2), .label = "collapse: activation states"};
     nep_collapse_opts o = {.allow_approx = allow_approx};
     nep_equivalence exact, vs_original;
     nep_model_stats before, after;
-    if (nep_entropy_init(&e, &g, false, &err) != NEP_OK ||
-        nep_entropy_measure(&e, &g, &d.train, &norm, batch, max_batches, &err) != NEP_OK ||
-        nep_collapse(&g, &e, &o, &lin, &col, &info, &err) != NEP_OK ||
+    if (nep_entropy_init(&e, &g, false, &err) != NEP_OK) {
+        cli_error("collapse", &err);
+        goto done;
+    }
+    e.progress = cli_progress_cb, e.progress_ctx = &prog;
+    nep_status s = nep_entropy_measure(&e, &g, &d.train, &norm, batch, max_batches, &err);
+    cli_progress_end(&prog);
+    if (s != NEP_OK || nep_collapse(&g, &e, &o, &lin, &col, &info, &err) != NEP_OK ||
         nep_collapse_compare(&lin, &col, &d.test, &norm, batch, 0, &exact, &err) != NEP_OK ||
         nep_collapse_compare(&g, &col, &d.test, &norm, batch, 0, &vs_original, &err) != NEP_OK) {
         cli_error("collapse", &err);
@@ -152,9 +158,9 @@ int cmd_collapse(int argc, char **argv) {
         cJSON_AddBoolToObject(root, "within_tol", within);
         cJSON_AddStringToObject(root, "out", out);
         if (onnx) cJSON_AddStringToObject(root, "onnx", onnx);
-        char *s = cJSON_PrintUnformatted(root);
-        printf("%s\n", s);
-        cJSON_free(s);
+        char *txt = cJSON_PrintUnformatted(root);
+        printf("%s\n", txt);
+        cJSON_free(txt);
     } else {
         printf("linearized %d rectifier layer(s)%s; %d masked layer(s) (%lld always-OFF neurons); "
                "%d BatchNorm(s) folded; %lld channel(s) dropped; %d constant(s) folded into a bias; "

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -73,8 +74,14 @@ int cmd_entropy(int argc, char **argv) {
         goto done;
     }
     double t0 = nep_now();
-    if (nep_entropy_init(&e, &g, zero_is_off, &err) != NEP_OK ||
-        nep_entropy_measure(&e, &g, use, &norm, batch, max_batches, &err) != NEP_OK) {
+    cli_progress prog = {.tty = isatty(2), .label = "activation states"};
+    nep_status s = nep_entropy_init(&e, &g, zero_is_off, &err);
+    if (s == NEP_OK) {
+        e.progress = cli_progress_cb, e.progress_ctx = &prog;
+        s = nep_entropy_measure(&e, &g, use, &norm, batch, max_batches, &err);
+        cli_progress_end(&prog);
+    }
+    if (s != NEP_OK) {
         cli_error("entropy", &err);
         goto done;
     }
@@ -107,9 +114,9 @@ int cmd_entropy(int argc, char **argv) {
         cJSON_AddNumberToObject(root, "removed", removed);
         cJSON_AddNumberToObject(root, "samples", (double)e.samples);
         cJSON_AddNumberToObject(root, "seconds", secs);
-        char *s = cJSON_PrintUnformatted(root);
-        printf("%s\n", s);
-        cJSON_free(s);
+        char *txt = cJSON_PrintUnformatted(root);
+        printf("%s\n", txt);
+        cJSON_free(txt);
     } else {
         printf("%d of %d layers have zero entropy (removable); %lld %s images in %.2fs (%.0f img/s)\n",
                removed, e.n_layers, (long long)e.samples, split, secs, secs > 0 ? (double)e.samples / secs : 0);

@@ -140,8 +140,12 @@ static void print_header(FILE *f) {
 /* Measures entropy on the training split with the method's don't-care rule; fills H. */
 static int measure(prune_run *r, double *H) {
     nep_err err;
-    if (nep_entropy_measure(&r->e, &r->g, &r->d.train, &r->norm, 256, r->o.entropy_batches, &err) != NEP_OK)
-        return cli_error("prune", &err);
+    cli_progress prog = {.tty = isatty(2), .label = "activation states"};
+    r->e.progress = cli_progress_cb, r->e.progress_ctx = &prog;
+    nep_status s = nep_entropy_measure(&r->e, &r->g, &r->d.train, &r->norm, 256, r->o.entropy_batches, &err);
+    cli_progress_end(&prog);
+    r->e.progress = NULL;
+    if (s != NEP_OK) return cli_error("prune", &err);
     for (int l = 0; l < r->e.n_layers; l++) H[l] = nep_prune_layer_entropy(&r->cfg, &r->e.layers[l]);
     return 0;
 }

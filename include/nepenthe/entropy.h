@@ -27,6 +27,10 @@ typedef struct nep_entropy {
     nep_layer_states *layers;   /* in network order */
     bool zero_is_off;
     int64_t samples;            /* samples seen since the last reset */
+    /* NULL, or called after every batch of nep_entropy_measure with the samples counted,
+     * the samples it will count, NaN (no loss) and the seconds since it started. */
+    void (*progress)(void *ctx, int64_t done, int64_t total, double loss, double seconds);
+    void *progress_ctx;
 } nep_entropy;
 
 /* One layer per rectifier of g, in topological order. */

@@ -75,6 +75,7 @@ static nep_status mask_always_off(nep_graph *g, const nep_layer_states *l, nep_c
 nep_status nep_collapse_linearize(const nep_graph *src, const nep_entropy *e, nep_graph *dst,
                                   nep_collapse_info *info, nep_err *err) {
     nep_graph g;
+    nep_graph_init(dst);
     NEP_TRY(nep_graph_copy(src, &g, err));
     nep_status s = NEP_OK;
     for (int i = 0; s == NEP_OK && i < e->n_layers; i++) {

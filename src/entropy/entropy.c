@@ -145,9 +145,17 @@ void nep_entropy_probe(void *ctx, const nep_graph *g, int node, const nep_real *
                      l->counts + i * l->states);
 }
 
+typedef struct measure_ctx {
+    nep_entropy *e;
+    int64_t total;
+    double start;
+} measure_ctx;
+
 static nep_status count_samples(void *ctx, nep_exec *ex, const nep_real *logits, const int32_t *y,
                                 int64_t b, nep_err *err) {
-    ((nep_entropy *)ctx)->samples += b;
+    measure_ctx *m = ctx;
+    m->e->samples += b;
+    if (m->e->progress) m->e->progress(m->e->progress_ctx, m->e->samples, m->total, NAN, nep_now() - m->start);
     return NEP_OK;
 }
 
@@ -155,8 +163,9 @@ nep_status nep_entropy_measure(nep_entropy *e, nep_graph *g, const nep_dataset *
                                const nep_normalize *norm, int64_t batch, int64_t max_batches,
                                nep_err *err) {
     nep_entropy_reset(e);
+    measure_ctx m = {e, max_batches > 0 && max_batches * batch < d->n ? max_batches * batch : d->n, nep_now()};
     return nep_for_each_batch(g, d, norm, batch, max_batches, nep_entropy_probe, e, count_samples,
-                              e, err);
+                              &m, err);
 }
 
 double nep_neuron_entropy(const uint64_t *counts, int states) {
