@@ -9,7 +9,10 @@
  * meta.json ({"model", "input": [dims], "output": [dims]}). Parameters are drawn from a
  * seeded generator, so the files are the same on every run; BatchNorm statistics are then
  * set from the batch (calibrate_bn) and the classifier rewritten (standardize_head) so
- * that the logits clearly depend on the image. Exit status 0, or 1 with a message. */
+ * that the logits clearly depend on the image. The "collapsed" cases export what
+ * nep_collapse makes of the model (with layers forced to zero entropy on these images)
+ * while expected.bin stays the uncollapsed model's output. Exit status 0, or 1 with a
+ * message. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "nepenthe/collapse.h"
 #include "nepenthe/data.h"
 #include "nepenthe/model.h"
 #include "nepenthe/onnx.h"
@@ -140,6 +144,28 @@ static nep_status mobilenetv2(nep_graph *g, nep_rng *rng, nep_err *err) {
     return NEP_OK;
 }
 
+/* Shifts a BatchNorm so that the ReLU after it is always ON (shift +100) or OFF (-100)
+ * per channel, in turn as `shifts` says. */
+static void force_bn(nep_graph *g, const char *node, const double *shifts, int period) {
+    const nep_node *n = &g->nodes[nep_graph_find_node(g, node)];
+    const nep_param *w = node_param(g, n, 0), *b = node_param(g, n, 1);
+    for (int64_t c = 0; c < b->numel; c++) {
+        g->values[w->offset + c] *= (nep_real)0.01;
+        g->values[b->offset + c] = (nep_real)shifts[c % period];
+    }
+}
+
+/* ResNet-20 with layer3.0's first ReLU always OFF (its branch becomes a bias) and half of
+ * layer2.1's always ON, half OFF (the OFF channels are dropped): collapsed before export. */
+static nep_status resnet20_collapsed(nep_graph *g, nep_rng *rng, nep_err *err) {
+    NEP_TRY(build_spec(conv_spec("resnet20"), g, rng, err));
+    randomize_bn(g, rng);
+    const double off[1] = {-100}, mixed[2] = {100, -100};
+    force_bn(g, "layer3.0.bn1", off, 1);
+    force_bn(g, "layer2.1.bn1", mixed, 2);
+    return NEP_OK;
+}
+
 /* Builder for the hand-made graphs: a failed allocation shows as a negative id, which
  * nep_graph_finalize then reports. */
 static int add1(nep_graph *g, nep_op_kind op, const char *name, int x, nep_attrs a) {
@@ -243,11 +269,32 @@ static nep_status handmade_vector(nep_graph *g, nep_rng *rng, nep_err *err) {
 static const struct {
     const char *name;
     nep_status (*build)(nep_graph *g, nep_rng *rng, nep_err *err);
+    bool collapse;
 } models[] = {
     {"mlp_masked", mlp_masked},   {"resmlp_gelu", resmlp_gelu}, {"resmlp_silu", resmlp_silu},
     {"cnn", cnn},                 {"resnet20", resnet20},       {"mobilenetv2", mobilenetv2},
     {"handmade_image", handmade_image}, {"handmade_vector", handmade_vector},
+    {"resnet20_collapsed", resnet20_collapsed, true},
 };
+
+/* nep_collapse of g with activation states counted on x; at least one layer must go. */
+static nep_status collapse_on(nep_graph *g, const nep_real *x, nep_graph *out, nep_err *err) {
+    nep_entropy e;
+    nep_exec ex;
+    NEP_TRY(nep_entropy_init(&e, g, false, err));
+    nep_status s = nep_exec_init(&ex, g, N_IMAGES, err);
+    if (s == NEP_OK) {
+        ex.probe = nep_entropy_probe, ex.probe_ctx = &e;
+        nep_exec_forward(&ex, x, N_IMAGES);
+        nep_exec_free(&ex);
+        nep_collapse_info info = {0};
+        s = nep_collapse(g, &e, &(nep_collapse_opts){0}, NULL, out, &info, err);
+        if (s == NEP_OK && info.linearized == 0)
+            s = nep_fail(err, NEP_ERR_ARG, "no layer was forced to zero entropy");
+    }
+    nep_entropy_free(&e);
+    return s;
+}
 
 /* A random head gives logits that hardly depend on the image (so the argmax check would
  * say little) and that are a random projection catching a small part of the features'
@@ -350,7 +397,11 @@ static bool write_case(const char *out, int m, const nep_real *x, const nep_norm
     ex.training = false;
     calibrate_bn(&ex, x, &rng);
     const nep_real *y = standardize_head(&ex, x);
-    if (nep_onnx_export(&g, norm, onnx, &err) != NEP_OK) goto fail;
+    nep_graph c;
+    if (models[m].collapse && collapse_on(&g, x, &c, &err) != NEP_OK) goto fail;
+    nep_status s = nep_onnx_export(models[m].collapse ? &c : &g, norm, onnx, &err);
+    if (models[m].collapse) nep_graph_free(&c);
+    if (s != NEP_OK) goto fail;
     ok = write_floats(dir, "input.bin", x, N_IMAGES * nep_shape_numel(&g.nodes[g.input].shape)) &&
          write_floats(dir, "expected.bin", y, N_IMAGES * nep_shape_numel(&g.nodes[g.output].shape)) &&
          write_meta(dir, models[m].name, &g);

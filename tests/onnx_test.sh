@@ -1,6 +1,7 @@
 #!/bin/sh
-# ONNX export, end to end: the exports of eight models (build/tests/onnx_fixture) pass the
-# ONNX checker (tests/onnx_check.py) and give nepenthe's outputs in ONNX Runtime
+# ONNX export, end to end: the exports of nine models (build/tests/onnx_fixture; one of
+# them a collapsed ResNet-20, compared with the uncollapsed model) pass the ONNX checker
+# (tests/onnx_check.py) and give nepenthe's outputs in ONNX Runtime
 # (tests/onnx_run.js, onnxruntime-node from build/onnx/node_modules); `nepenthe export`
 # turns a trained checkpoint into a file the checker accepts and fails cleanly on bad
 # arguments.
@@ -41,7 +42,7 @@ mkdir -p "$C"
 "$FIXTURE" "$C" >"$T/out" 2>"$T/err"
 rc=$?
 check "onnx_fixture writes the test models" \
-    'succeeded && [ "$(ls "$C"/*/model.onnx | wc -l)" -ge 8 ]'
+    'succeeded && [ "$(ls "$C"/*/model.onnx | wc -l)" -ge 9 ]'
 tally "$PY" "$HERE/onnx_check.py" "$C"
 tally node "$HERE/onnx_run.js" "$C" "$NODE_MODULES"
 
