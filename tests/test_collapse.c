@@ -371,6 +371,48 @@ static void test_residual(void **state) {
     nep_graph_free(&g), nep_graph_free(&c);
 }
 
+/* ---- the inference executor ------------------------------------------------------------- */
+
+/* Sharing buffers between nodes changes no number: the logits and a probe's counts are
+ * bit-identical to the training executor's, with less memory. */
+static void test_inference_executor(void **state) {
+    const char *models[] = {"mlp", "resnet20", "mobilenetv2", "cnn"};
+    for (int m = 0; m < 4; m++) {
+        nep_graph g = build(models[m], 64, 30 + (uint64_t)m);
+        nep_exec a, b;
+        nep_err err;
+        const int64_t B = 8;
+        nep_test_assert_ok(nep_exec_init(&a, &g, B, &err), &err);
+        nep_test_assert_ok(nep_exec_init_inference(&b, &g, B, &err), &err);
+        nep_entropy ea, eb;
+        nep_test_assert_ok(nep_entropy_init(&ea, &g, false, &err), &err);
+        nep_test_assert_ok(nep_entropy_init(&eb, &g, false, &err), &err);
+        nep_loader l;
+        nep_real x[8 * 784];
+        int32_t y[8];
+        nep_test_assert_ok(nep_loader_init(&l, &data, &norm, B, false, false, &err), &err);
+        assert_int_equal(nep_loader_next(&l, x, y), B);
+        for (int probe = 0; probe < 2; probe++) {
+            a.probe = b.probe = probe ? nep_entropy_probe : NULL;
+            a.probe_ctx = &ea, b.probe_ctx = &eb;
+            nep_real ya[8 * 10];
+            memcpy(ya, nep_exec_forward(&a, x, B), sizeof ya);
+            assert_memory_equal(ya, nep_exec_forward(&b, x, B), sizeof ya);
+        }
+        for (int i = 0; i < ea.n_layers; i++)
+            assert_memory_equal(ea.layers[i].counts, eb.layers[i].counts,
+                                sizeof(uint64_t) * (size_t)(ea.layers[i].neurons * ea.layers[i].states));
+        printf("%s: activations %.2f MB shared, %.2f MB one buffer per node\n", models[m],
+               (double)b.act_bytes / 1e6, (double)a.act_bytes / 1e6);
+        /* the two deep nets keep a small part of their activations alive at once */
+        assert_true(b.act_bytes < (m == 1 || m == 2 ? a.act_bytes / 4 : a.act_bytes));
+        nep_loader_free(&l);
+        nep_entropy_free(&ea), nep_entropy_free(&eb);
+        nep_exec_free(&a), nep_exec_free(&b);
+        nep_graph_free(&g);
+    }
+}
+
 /* ---- forced zero entropy, end to end ------------------------------------------------- */
 
 /* Shifts a BatchNorm (or Linear bias) so the rectifier after it is always ON or OFF on
@@ -491,7 +533,7 @@ int main(void) {
         cmocka_unit_test(test_graph_json_roundtrip), cmocka_unit_test(test_fold_batchnorm),
         cmocka_unit_test(test_linearize_maps),       cmocka_unit_test(test_compose_linear),
         cmocka_unit_test(test_fold_bn_forward),      cmocka_unit_test(test_compose_conv),
-        cmocka_unit_test(test_residual),
+        cmocka_unit_test(test_residual),             cmocka_unit_test(test_inference_executor),
         cmocka_unit_test(test_forced_mlp),           cmocka_unit_test(test_forced_resnet20),
         cmocka_unit_test(test_forced_mobilenetv2),
     };

@@ -229,9 +229,20 @@ typedef struct nep_exec {
     /* NULL, or [n_nodes][3] seconds spent in each node's forward, backward and on_grads,
      * added to at every call (nepenthe bench --profile). */
     double *profile;
+    /* Made by nep_exec_init_inference: forward only, activation buffers shared (pool). */
+    bool inference;
+    nep_real **pool;
+    int n_pool;
+    int64_t act_bytes;        /* bytes of the output buffers allocated (gradients not counted) */
 } nep_exec;
 
 nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err);
+/* For evaluation only: no gradient buffers (backward does nothing), and nodes whose
+ * outputs are never needed at the same time share one buffer, so only the returned
+ * output (and the input's) stays valid after forward; intermediate ex->act are not
+ * (a probe still sees every rectifier's input when it runs). The inference memory
+ * PyTorch's allocator gives a no_grad forward. */
+nep_status nep_exec_init_inference(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err);
 void nep_exec_free(nep_exec *ex);
 /* Scratch of at least `bytes` (64-byte aligned), shared by all nodes: valid until the
  * next call; NULL if out of memory. */

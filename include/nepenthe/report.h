@@ -51,8 +51,8 @@ typedef struct nep_model_stats {
     int64_t params, nonzero;     /* trainable parameters, and those not 0 */
     int64_t flops;               /* per-sample forward FLOPs (multiply-add = 2) */
     int64_t param_bytes;         /* parameters and buffers */
-    int64_t act_bytes_b128;      /* activations and scratch an evaluation forward at batch
-                                  * `batch` holds (every node's output is kept) */
+    int64_t act_bytes_b128;      /* activations and scratch an inference executor holds at
+                                  * batch `batch` (nep_exec_init_inference) */
     int64_t batch;               /* the large batch timed: 128, or the test set if smaller */
     double latency_b1, latency_b128; /* median seconds of one evaluation forward */
     double top1;                 /* percent on the test set */

@@ -18,12 +18,12 @@ nep_status nep_collapse_compare(nep_graph *a, nep_graph *b, const nep_dataset *d
     nep_loader l;
     nep_exec ea, eb;
     NEP_TRY(nep_loader_init(&l, d, norm, batch, false, false, err));
-    nep_status s = nep_exec_init(&ea, a, batch, err);
+    nep_status s = nep_exec_init_inference(&ea, a, batch, err);
     if (s != NEP_OK) {
         nep_loader_free(&l);
         return s;
     }
-    if ((s = nep_exec_init(&eb, b, batch, err)) != NEP_OK) {
+    if ((s = nep_exec_init_inference(&eb, b, batch, err)) != NEP_OK) {
         nep_exec_free(&ea);
         nep_loader_free(&l);
         return s;

@@ -80,7 +80,7 @@ static void plan_sharing(nep_exec *ex, const int *uses) {
             (in_op == NEP_OP_BATCHNORM || in_op == NEP_OP_ADD || in_op == NEP_OP_CONV2D ||
              in_op == NEP_OP_LINEAR || in_op == NEP_OP_AFFINE))
             ex->epilogue[n->inputs[0]] = a;
-        if (n->op != NEP_OP_ADD || !ex->owns[a]) continue;
+        if (n->op != NEP_OP_ADD || !ex->owns[a] || ex->inference) continue;
         for (int i = 0; i < n->n_inputs; i++) {
             const int x = n->inputs[i];
             if (uses[x] != 1 || !ex->owns[x] || x == g->input) continue;
@@ -91,11 +91,64 @@ static void plan_sharing(nep_exec *ex, const int *uses) {
     }
 }
 
-nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err) {
+/* Inference: a node's output buffer lives from the step that writes it (its own, or
+ * its producer's when that applies it as an epilogue) to its last reader's (through
+ * Identity and Flatten aliases; the graph output to the end). Buffers are handed out
+ * in step order, each node taking the smallest free one that fits, and given back
+ * after the step of their last reader. */
+static bool share_buffers(nep_exec *ex) {
+    const nep_graph *g = ex->g;
+    const int n = g->n_nodes, steps = g->n_order;
+    int *root = calloc((size_t)n, sizeof(int)), *birth = calloc((size_t)n, sizeof(int)),
+        *death = calloc((size_t)n, sizeof(int)), *holder = calloc((size_t)n, sizeof(int));
+    int64_t *cap = malloc(sizeof(int64_t) * (size_t)n);
+    ex->pool = calloc((size_t)n, sizeof *ex->pool);
+    bool ok = root && birth && death && holder && cap && ex->pool;
+    for (int k = 0; ok && k < steps; k++) {
+        const int id = g->order[k];
+        const nep_node *nd = &g->nodes[id];
+        const bool alias = nd->op != NEP_OP_INPUT && aliased(ex, nd);
+        root[id] = alias ? root[nd->inputs[0]] : id;
+        birth[id] = death[id] = k;
+        holder[id] = -1;
+        for (int i = 0; i < nd->n_inputs; i++) death[root[nd->inputs[i]]] = k;
+    }
+    if (ok) death[root[g->output]] = steps;
+    for (int k = 0; ok && k < steps; k++) /* a rectifier its producer writes */
+        if (ex->epilogue[g->order[k]] >= 0) birth[ex->epilogue[g->order[k]]] = k;
+    for (int k = 0; ok && k < steps; k++) {
+        for (int j = 0; ok && j < steps; j++) { /* outputs first written at step k */
+            const int id = g->order[j];
+            const nep_node *nd = &g->nodes[id];
+            if (birth[id] != k || root[id] != id || nd->op == NEP_OP_INPUT) continue;
+            const int64_t need = ex->max_batch * nep_shape_numel(&nd->shape);
+            int best = -1;
+            for (int b = 0; b < ex->n_pool; b++)
+                if (holder[b] < 0 && cap[b] >= need && (best < 0 || cap[b] < cap[best])) best = b;
+            if (best < 0) {
+                best = ex->n_pool++;
+                ex->pool[best] = alloc_reals(need);
+                cap[best] = need;
+                ok = ex->pool[best] != NULL;
+                ex->act_bytes += need * (int64_t)sizeof(nep_real);
+            }
+            holder[best] = id;
+            ex->act[id] = ex->pool[best];
+        }
+        for (int b = 0; b < ex->n_pool; b++) /* given back after their last reader */
+            if (holder[b] >= 0 && death[holder[b]] == k) holder[b] = -1;
+    }
+    free(root), free(birth), free(death), free(holder), free(cap);
+    return ok;
+}
+
+static nep_status exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, bool inference,
+                            nep_err *err) {
     memset(ex, 0, sizeof *ex);
     ex->g = g;
     ex->max_batch = max_batch;
     ex->nhwc = default_nhwc();
+    ex->inference = inference;
     size_t n = (size_t)g->n_nodes;
     ex->act = calloc(n, sizeof *ex->act);
     ex->dact = calloc(n, sizeof *ex->dact);
@@ -120,16 +173,22 @@ nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err 
         if (def->scratch_bytes && !nep_exec_scratch(ex, def->scratch_bytes(ex, nd))) goto nomem;
         ex->grad_owner[id] = aliased(ex, nd) ? ex->grad_owner[nd->inputs[0]] : id;
         if (nd->op == NEP_OP_INPUT || aliased(ex, nd)) continue;
+        ex->owns[id] = true;
+        if (inference) continue; /* buffers shared below */
         const int64_t n_reals = max_batch * nep_shape_numel(&nd->shape);
         ex->act[id] = alloc_reals(n_reals);
         ex->dact[id] = alloc_reals(n_reals);
-        ex->owns[id] = true;
+        ex->act_bytes += n_reals * (int64_t)sizeof(nep_real);
         if (!ex->act[id] || !ex->dact[id]) goto nomem;
     }
     int *uses = count_uses(g);
     if (!uses) goto nomem;
     plan_sharing(ex, uses);
     free(uses);
+    if (inference) {
+        if (!share_buffers(ex)) goto nomem;
+        memset(ex->owns, 0, n * sizeof *ex->owns); /* the pool is freed instead */
+    }
     const nep_shape *in = &g->nodes[g->input].shape, *out = &g->nodes[g->output].shape;
     if (nep_layout_moves(ex->nhwc, in) && !(ex->in_moved = alloc_reals(max_batch * nep_shape_numel(in))))
         goto nomem;
@@ -140,6 +199,14 @@ nomem:
     nep_exec_free(ex);
     return nep_fail(err, NEP_ERR_NOMEM, "out of memory for activations at batch %lld",
                     (long long)max_batch);
+}
+
+nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err) {
+    return exec_init(ex, g, max_batch, false, err);
+}
+
+nep_status nep_exec_init_inference(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err) {
+    return exec_init(ex, g, max_batch, true, err);
 }
 
 nep_status nep_exec_enable_input_grad(nep_exec *ex, nep_err *err) {
@@ -197,6 +264,8 @@ void nep_exec_free(nep_exec *ex) {
     free(ex->in_moved);
     free(ex->in_grad);
     free(ex->out_moved);
+    for (int b = 0; b < ex->n_pool; b++) free(ex->pool[b]);
+    free(ex->pool);
     memset(ex, 0, sizeof *ex);
 }
 
@@ -237,6 +306,7 @@ static void settle_grad(nep_exec *ex, int id) {
 
 void nep_exec_backward(nep_exec *ex, const nep_real *dy) {
     nep_graph *g = ex->g;
+    if (ex->inference) return; /* no gradient buffers: see nep_exec_init_inference */
     for (int k = 0; k < g->n_order; k++) ex->grad_fresh[g->order[k]] = true;
     int out = g->output;
     if (ex->dact[out] && ex->out_moved)

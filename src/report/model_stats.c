@@ -17,12 +17,12 @@ double nep_median(double *v, int64_t n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* Median seconds of `calls` evaluation forwards of x at batch b (after 3 untimed), and
- * the bytes the executor holds for them. */
+/* Median seconds of `calls` evaluation forwards of x at batch b (after 3 untimed) by an
+ * inference executor, and the bytes of activations and scratch it holds for them. */
 static nep_status time_forward(nep_graph *g, const nep_real *x, int64_t b, int64_t calls,
                                double *seconds, int64_t *bytes, nep_err *err) {
     nep_exec ex;
-    NEP_TRY(nep_exec_init(&ex, g, b, err));
+    NEP_TRY(nep_exec_init_inference(&ex, g, b, err));
     double *t = malloc(sizeof(double) * (size_t)calls);
     if (!t) {
         nep_exec_free(&ex);
@@ -35,10 +35,7 @@ static nep_status time_forward(nep_graph *g, const nep_real *x, int64_t b, int64
         t[i] = nep_now() - t0;
     }
     *seconds = nep_median(t, calls);
-    /* An evaluation forward touches every owned output buffer and the scratch. */
-    *bytes = (int64_t)ex.scratch_bytes;
-    for (int k = 0; k < g->n_order; k++)
-        if (ex.owns[g->order[k]]) *bytes += b * nep_node_act_bytes(g, &g->nodes[g->order[k]]);
+    *bytes = ex.act_bytes + (int64_t)ex.scratch_bytes;
     free(t);
     nep_exec_free(&ex);
     return NEP_OK;
