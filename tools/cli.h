@@ -113,6 +113,7 @@ int cmd_prune(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_collapse(int argc, char **argv);
+int cmd_theory(int argc, char **argv);
 
 struct cJSON;
 struct nep_layer_states;

@@ -17,6 +17,7 @@ static const struct {
     {"prune", cmd_prune, "NEPENTHE (or IMP, EGP): prune, retrain, repeat while accuracy holds"},
     {"compare", cmd_compare, "accuracy against removed layers of several prune runs, in one figure"},
     {"collapse", cmd_collapse, "remove zero-entropy layers for real; report before and after"},
+    {"theory", cmd_theory, "the paper's model of pruning and entropy (Section 3.2, Fig. 2)"},
     {"export", cmd_export, "write a checkpoint's model as ONNX (opset 17) for other runtimes"},
 };
 
