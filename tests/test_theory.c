@@ -81,6 +81,13 @@ static void test_bessel_k_table(void **state) {
         assert_true(rel(gsl_sf_bessel_K1_scaled(x[i]), ek1[i]) < 5e-10);
     }
     free(x), free(ek0), free(ek1);
+    /* K0 to 16 digits as tabulated in A&S chapter 9 and Mathematica (J. Burkardt's
+     * test_values collection, bessel_k0_values). */
+    static const double k0[][2] = {{0.1, 0.2427069024702017e+01}, {0.4, 0.1114529134524434e+01},
+                                   {1.0, 0.4210244382407083e+00}, {2.0, 0.1138938727495334e+00},
+                                   {3.5, 0.1959889717036849e-01}, {6.0, 0.1243994328013123e-02},
+                                   {10.0, 0.1778006231616765e-04}};
+    for (size_t i = 0; i < sizeof k0 / sizeof *k0; i++) assert_true(rel(gsl_sf_bessel_K0(k0[i][0]), k0[i][1]) < 1e-14);
 }
 
 static void check_struve(const char *xs, const char *l0s, const char *lm1s) {
@@ -108,6 +115,41 @@ static void check_struve(const char *xs, const char *l0s, const char *lm1s) {
 static void test_struve_golden(void **state) {
     check_struve("x", "L0", "Lm1");
     check_struve("xbig", "L0_big", "Lm1_big");
+}
+
+/* Published values: A. J. MacLeod, Algorithm 757 (MISCFUN), ACM TOMS 22(3), 1996, pp.
+ * 288-301, tables of L0 and L1 to 20 digits (arguments of either sign there; L0 is odd, L1
+ * even, so these are the absolute values). L_{-1} = L1 + 2/pi (A&S 12.2.4 with nu = 0). */
+static void test_struve_published(void **state) {
+    static const struct { double x, l0, l1; } t[] = {
+        {0.001953125, 0.12433985199262820188e-02, 0.80950410749865126939e-06},
+        {0.03125, 0.19896526647882937004e-01, 0.20724649092571514607e-03},
+        {0.125, 0.79715713253115014945e-01, 0.33191834066894516744e-02},
+        {0.5, 0.32724069939418078025e+00, 0.53942182623522663292e-01},
+        {1, 0.71024318593789088874e+00, 0.22676438105580863683e+00},
+        {2, 0.19374337579914456612e+01, 0.11027597873677158176e+01},
+        {4, 0.11131050203248583431e+02, 0.91692778117386847344e+01},
+        {7, 0.16850062034703267148e+03, 0.15541656652426660966e+03},
+        {10, 0.28156522493745948555e+04, 0.26703582852084829694e+04},
+        {16, 0.89344618796978400815e+06, 0.86505880175304633906e+06},
+        {16.25, 0.11382025002851451057e+07, 0.11026046613094942620e+07},
+        {17, 0.23549701855860190304e+07, 0.22846209494153934787e+07},
+        {20, 0.43558282527641046718e+08, 0.42454972750111979449e+08},
+        {22.5, 0.49993516476037957165e+09, 0.48869614587997695539e+09},
+        {25, 0.57745606064408041689e+10, 0.56578651292431051863e+10},
+        {30, 0.78167229782395624524e+12, 0.76853203893832108948e+12},
+        {40, 0.14894774793419899908e+17, 0.14707396163259352103e+17},
+        {50, 0.29325537838493363267e+21, 0.29030785901035567967e+21},
+        {60, 0.58940770556098011683e+25, 0.58447515883904682813e+25},
+        {70, 0.12015889579125463605e+30, 0.11929750788892311875e+30},
+    };
+    double worst0 = 0, worst1 = 0;
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        worst0 = fmax(worst0, rel(nep_struve_l0(t[i].x), t[i].l0));
+        worst1 = fmax(worst1, rel(nep_struve_lm1(t[i].x), t[i].l1 + 2 / M_PI));
+    }
+    printf("MacLeod's published values: L0 max rel err %.2g, L_-1 %.2g\n", worst0, worst1);
+    assert_true(worst0 <= 2e-15 && worst1 <= 2e-15);
 }
 
 /* L0' = L_{-1}, and both are continuous where the method changes (x = 20). */
@@ -359,6 +401,7 @@ int main(void) {
         cmocka_unit_test(test_gsl_handler),
         cmocka_unit_test(test_bessel_k_gsl),     cmocka_unit_test(test_bessel_k_table),
         cmocka_unit_test(test_struve_golden),    cmocka_unit_test(test_struve_identities),
+        cmocka_unit_test(test_struve_published),
         cmocka_unit_test(test_i_golden),         cmocka_unit_test(test_p_h_golden),
         cmocka_unit_test(test_p_closed_vs_quad), cmocka_unit_test(test_pruned_kept),
         cmocka_unit_test(test_density),          cmocka_unit_test(test_entropy),
