@@ -53,7 +53,8 @@ nep eval --ckpt "$T/c.safetensors" --data-dir "$D" --json
 check "eval reads the collapsed checkpoint; its top-1 is the report's" \
     'succeeded && py "abs($(jq_ "$T/out" "j[\"test_top1\"]") - $(jq_ "$T/report.json" "j[\"after\"][\"top1\"]")) < 1e-3"'
 nep info --ckpt "$T/c.safetensors"
-check "info lists the collapsed layers" 'succeeded && grep -q Affine "$T/out" || grep -q fc3 "$T/out"'
+check "info lists the collapsed layers: fc1, act1 and fc3 (fc2 composed into it), no act2" \
+    'succeeded && grep -q "^fc1 " "$T/out" && grep -q "^act1 " "$T/out" && grep -q "^fc3 " "$T/out" && ! grep -q "^act2 \|^fc2 " "$T/out"'
 nep collapse --ckpt "$T/c.safetensors" --out "$T/c2.safetensors" --calls 3 --json $SMALL
 check "collapsing a collapsed model changes nothing more" \
     'succeeded && [ "$(jq_ "$T/out" "j[\"rewrites\"][\"linearized\"], j[\"rewrites\"][\"composed\"], j[\"after\"][\"params\"] == j[\"before\"][\"params\"]")" = "(0, 0, True)" ]'

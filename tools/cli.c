@@ -252,8 +252,9 @@ int cli_check_data_fits(const char *cmd, const nep_model_spec *spec, const nep_d
     return 0;
 }
 
-int cli_load_splits(const char *cmd, const nep_safetensors *meta, const nep_model_spec *spec,
-                    const char *name, const char *dir, cli_data *out) {
+int cli_load_splits(const char *cmd, const char *ckpt, const nep_safetensors *meta,
+                    const nep_model_spec *spec, const nep_normalize *norm, const char *name,
+                    const char *dir, cli_data *out) {
     memset(out, 0, sizeof *out);
     const char *dj = nep_st_meta_get(meta, "data");
     cJSON *j = cJSON_Parse(dj ? dj : "{}");
@@ -266,6 +267,9 @@ int cli_load_splits(const char *cmd, const nep_safetensors *meta, const nep_mode
     if (cli_load_data(cmd, name, dir, true, &out->full) || cli_load_data(cmd, name, dir, false, &out->test) ||
         cli_check_data_fits(cmd, spec, &out->full) || cli_check_data_fits(cmd, spec, &out->test))
         return 1;
+    if (norm->c != out->full.c)
+        return cli_errorf(cmd, "%s: no input normalization for %d channel(s) in its metadata", ckpt,
+                          out->full.c);
     if (val <= 0 || val >= out->full.n) {
         /* no recorded split: everything is training data, validation is empty */
         return nep_dataset_split(&out->full, 0, seed, &out->train, &out->val, &err) == NEP_OK

@@ -74,12 +74,15 @@ int cli_load_data(const char *cmd, const char *name, const char *dir, bool train
 int cli_check_data_fits(const char *cmd, const nep_model_spec *spec, const nep_dataset *d);
 
 /* The splits a checkpoint was trained with: train and val from the training files
- * (the split recorded under "data" in its metadata), test from the test files. */
+ * (the split recorded under "data" in its metadata), test from the test files. Fails
+ * (printing why, naming ckpt) when the checkpoint's normalization does not cover the
+ * data's channels. */
 typedef struct cli_data {
     nep_dataset full, train, val, test;
 } cli_data;
-int cli_load_splits(const char *cmd, const nep_safetensors *meta, const nep_model_spec *spec,
-                    const char *name, const char *dir, cli_data *out);
+int cli_load_splits(const char *cmd, const char *ckpt, const nep_safetensors *meta,
+                    const nep_model_spec *spec, const nep_normalize *norm, const char *name,
+                    const char *dir, cli_data *out);
 void cli_data_free(cli_data *d);
 /* The split named "train", "val" or "test", or NULL (after printing why). */
 const nep_dataset *cli_split(const char *cmd, const cli_data *d, const char *name);

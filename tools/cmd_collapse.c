@@ -94,7 +94,7 @@ int cmd_collapse(int argc, char **argv) {
         return cli_errorf("collapse", "--batch and --calls must be positive, --max-batches and --tol "
                           "non-negative") + 1;
     cli_set_threads(threads);
-    nep_graph g, lin = {0}, col = {0};
+    nep_graph g, lin, col;
     nep_model_spec spec;
     nep_normalize norm;
     nep_safetensors meta = {0};
@@ -104,11 +104,7 @@ int cmd_collapse(int argc, char **argv) {
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("collapse", &err);
     nep_graph_init(&lin), nep_graph_init(&col);
     rc = 1;
-    if (cli_load_splits("collapse", &meta, &spec, data, dir, &d)) goto done;
-    if (norm.c != d.full.c) {
-        cli_errorf("collapse", "%s: no input normalization for %d channel(s) in its metadata", ckpt, d.full.c);
-        goto done;
-    }
+    if (cli_load_splits("collapse", ckpt, &meta, &spec, &norm, data, dir, &d)) goto done;
     nep_collapse_info info = {0};
     cli_progress prog = {.tty = isatty(2), .label = "collapse: activation states"};
     nep_collapse_opts o = {.allow_approx = allow_approx};

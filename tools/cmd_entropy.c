@@ -67,7 +67,7 @@ int cmd_entropy(int argc, char **argv) {
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("entropy", &err);
     rc = 1;
     const nep_dataset *use;
-    if (cli_load_splits("entropy", &meta, &spec, data, dir, &d) || !(use = cli_split("entropy", &d, split)))
+    if (cli_load_splits("entropy", ckpt, &meta, &spec, &norm, data, dir, &d) || !(use = cli_split("entropy", &d, split)))
         goto done;
     if (use->n == 0) {
         cli_errorf("entropy", "--split %s: %s holds no images (trained with --val 0?)", split, ckpt);

@@ -37,11 +37,7 @@ int cmd_eval(int argc, char **argv) {
     nep_err err;
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("eval", &err);
     rc = 1;
-    if (cli_load_splits("eval", &meta, &spec, data, dir, &d)) goto done;
-    if (norm.c != d.full.c) {
-        cli_errorf("eval", "%s: no input normalization for %d channel(s) in its metadata", ckpt, d.full.c);
-        goto done;
-    }
+    if (cli_load_splits("eval", ckpt, &meta, &spec, &norm, data, dir, &d)) goto done;
     const nep_dataset *use = cli_split("eval", &d, split);
     double top1, loss;
     double t0 = nep_now();

@@ -512,7 +512,7 @@ int cmd_prune(int argc, char **argv) {
         cli_error("prune", &err);
         goto done;
     }
-    if (cli_load_splits("prune", &r.meta, &r.spec, r.o.data, r.o.data_dir, &r.d)) goto done;
+    if (cli_load_splits("prune", r.o.ckpt, &r.meta, &r.spec, &r.norm, r.o.data, r.o.data_dir, &r.d)) goto done;
     if (nep_entropy_init(&r.e, &r.g, !r.cfg.dont_care, &err) != NEP_OK) {
         cli_error("prune", &err);
         goto done;

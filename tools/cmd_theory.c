@@ -130,16 +130,16 @@ static int theory_measured(const char *ckpt, const char *data, const char *dir, 
     nep_normalize norm;
     nep_safetensors meta = {0};
     nep_theory_curves c = {0};
-    cli_data d;
+    cli_data d = {0};
     nep_err err;
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("theory", &err);
     int rc = 1;
     double *tc = malloc(sizeof(double) * (size_t)n), *th = malloc(sizeof(double) * (size_t)n);
-    if (!tc || !th || cli_load_splits("theory", &meta, &spec, data, dir, &d)) goto done;
+    if (!tc || !th || cli_load_splits("theory", ckpt, &meta, &spec, &norm, data, dir, &d)) goto done;
     if (!json) fprintf(stderr, "theory: %d thresholds x %lld batches of %s\n", n, (long long)max_batches, data);
     if (nep_theory_measure(&g, &d.train, &norm, t, n, 256, max_batches, &c, &err) != NEP_OK) {
         cli_error("theory", &err);
-        goto data_done;
+        goto done;
     }
     for (int k = 0; k < n; k++) tc[k] = nep_theory_pruned(t[k]), th[k] = nep_theory_entropy(t[k], eps);
     cJSON *root = cJSON_CreateObject(), *layers = cJSON_AddArrayToObject(root, "layers");
@@ -179,9 +179,8 @@ static int theory_measured(const char *ckpt, const char *data, const char *dir, 
     cJSON_Delete(root);
     rc = svg ? measured_figures(svg, &g, &c, tc, th) : 0;
     nep_theory_curves_free(&c);
-data_done:
-    cli_data_free(&d);
 done:
+    cli_data_free(&d);
     free(tc), free(th);
     nep_graph_free(&g);
     nep_st_free(&meta);
