@@ -81,15 +81,12 @@ build/golden/.stamp: $(GOLDEN_PY) tests/tools/safetensors_np.py
 
 TEST_BINS := $(TESTS:tests/%.c=build/asan/tests/%) $(F64_TESTS:tests/%.c=build/f64/tests/%)
 
-# ONNX Runtime (npm, pinned by tests/onnx/package-lock.json) runs our exports in
-# tests/onnx_test.sh; its CPU binaries ship in the package, so no install script runs.
-build/onnx/.stamp: tests/onnx/package.json tests/onnx/package-lock.json
-	@mkdir -p build/onnx
-	@cp tests/onnx/package.json tests/onnx/package-lock.json build/onnx/
-	@echo "NPM onnxruntime-node -> build/onnx"; cd build/onnx && \
-	    ONNXRUNTIME_NODE_INSTALL=skip npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
-	@touch $@
-ONNX_TEST_DEPS := build/tests/onnx_fixture build/onnx/.stamp
+# The Python environment of the tests (ONNX Runtime from PyPI, pinned in
+# scripts/requirements.txt; Debian's torch and onnx stay visible).
+VENV := build/venv
+$(VENV)/.stamp: scripts/requirements.txt scripts/install-py-deps.sh
+	@scripts/install-py-deps.sh $(VENV)
+ONNX_TEST_DEPS := build/tests/onnx_fixture $(VENV)/.stamp
 
 test: deps all build/asan/nepenthe golden $(TEST_BINS) $(ONNX_TEST_DEPS)
 	@tests/run.sh $(TEST_BINS) tests/cli_test.sh tests/entropy_prune_test.sh tests/onnx_test.sh tests/collapse_test.sh tests/theory_test.sh

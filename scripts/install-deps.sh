@@ -6,10 +6,7 @@ set -eu
 
 PKGS="build-essential pkg-config zlib1g-dev libopenblas-openmp-dev libdnnl-dev libcjson-dev \
 libcmocka-dev libgsl-dev python3-torch python3-numpy python3-mpmath dataset-fashion-mnist \
-libprotobuf-c-dev protobuf-c-compiler libonnx-dev python3-onnx nodejs"
-# npm installs onnxruntime-node for the ONNX tests. NodeSource's nodejs ships its own npm
-# and conflicts with Debian's npm package, so that is asked for only when npm is missing.
-command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
+libprotobuf-c-dev protobuf-c-compiler libonnx-dev python3-onnx python3-venv python3-pip"
 
 missing=""
 for p in $PKGS; do

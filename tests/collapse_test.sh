@@ -63,7 +63,7 @@ $PY "$HERE/onnx_check.py" "$T/case" >"$T/out" 2>"$T/err"; rc=$?
 check "onnx's checker accepts the collapsed model" 'succeeded'
 $PY "$HERE/tools/torch_reference.py" case "$T/forced.safetensors" "$D" "$T/case" 64 >"$T/out" 2>"$T/err"; rc=$?
 check "PyTorch computes the uncollapsed model's logits" 'succeeded'
-node "$HERE/onnx_run.js" "$T" "${ORT_MODULES:-build/onnx/node_modules}" >"$T/out" 2>"$T/err"; rc=$?
+"$ORT_PY" "$HERE/onnx_run.py" "$T" >"$T/out" 2>"$T/err"; rc=$?
 check "ONNX Runtime on the collapsed model = PyTorch on the uncollapsed one (1e-4)" 'succeeded && grep -q "^ok" "$T/out"'
 
 # --- bad input ---------------------------------------------------------------------

@@ -4,6 +4,8 @@
 # shellcheck shell=sh disable=SC2034
 PY=/usr/bin/python3
 HERE=$(cd "$(dirname "$0")" && pwd)
+# ONNX Runtime (PyPI) lives in the project's venv: make build/venv/.stamp.
+ORT_PY=${ORT_PY:-$HERE/../build/venv/bin/python}
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export OMP_NUM_THREADS=1

@@ -1,5 +1,5 @@
 /* Writes the ONNX export test cases that tests/onnx_test.sh hands to the ONNX checker
- * (tests/onnx_check.py) and to ONNX Runtime (tests/onnx_run.js).
+ * (tests/onnx_check.py) and to ONNX Runtime (tests/onnx_run.py).
  *
  * usage: build/tests/onnx_fixture OUTDIR
  *

@@ -2,13 +2,13 @@
 # ONNX export, end to end: the exports of nine models (build/tests/onnx_fixture; one of
 # them a collapsed ResNet-20, compared with the uncollapsed model) pass the ONNX checker
 # (tests/onnx_check.py) and give nepenthe's outputs in ONNX Runtime
-# (tests/onnx_run.js, onnxruntime-node from build/onnx/node_modules); `nepenthe export`
+# (tests/onnx_run.py, PyPI's onnxruntime in build/venv); `nepenthe export`
 # turns a trained checkpoint into a file the checker accepts and fails cleanly on bad
 # arguments.
 #
 # usage (from the repository root): tests/onnx_test.sh [BINARY]   (default build/asan/nepenthe)
-# Builds nothing: `make test` builds the binary, the fixture and build/onnx first
-# (ONNX_FIXTURE and ONNX_NODE_MODULES override where they are).
+# Builds nothing: `make test` builds the binary, the fixture and build/venv first
+# (ONNX_FIXTURE and ORT_PY, the venv's python, override where they are).
 #
 # Each check prints "ok - NAME" or "not ok - NAME"; the last line is "N passed, M failed"
 # and the exit status is non-zero if any check failed.
@@ -17,7 +17,6 @@
 BIN=${1:-build/asan/nepenthe}
 . "$(dirname "$0")/lib.sh"
 FIXTURE=${ONNX_FIXTURE:-build/tests/onnx_fixture}
-NODE_MODULES=${ONNX_NODE_MODULES:-build/onnx/node_modules}
 
 # tally CMD...: runs a script that prints its own "ok - " / "not ok - " lines, shows them
 # and counts them; a failing exit with no "not ok" line counts as one failure.
@@ -44,7 +43,7 @@ rc=$?
 check "onnx_fixture writes the test models" \
     'succeeded && [ "$(ls "$C"/*/model.onnx | wc -l)" -ge 9 ]'
 tally "$PY" "$HERE/onnx_check.py" "$C"
-tally node "$HERE/onnx_run.js" "$C" "$NODE_MODULES"
+tally "$ORT_PY" "$HERE/onnx_run.py" "$C"
 
 # --- nepenthe export ----------------------------------------------------------------
 nep export --help

@@ -7,7 +7,7 @@ PyTorch, for ONNX Runtime to compare the collapsed model's ONNX export with.
                                  test images of DATA_DIR, normalized as CKPT's metadata says),
                                  OUTDIR/expected.bin (float32 [N, classes]: CKPT's model in
                                  PyTorch, evaluation mode) and OUTDIR/meta.json (the shapes),
-                                 the case format of tests/onnx_run.js.
+                                 the case format of tests/onnx_run.py.
 
 Files are read with safetensors_np and torch_entropy.read_idx, independently of nepenthe.
 """
