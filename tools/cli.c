@@ -252,17 +252,33 @@ int cli_check_data_fits(const char *cmd, const nep_model_spec *spec, const nep_d
     return 0;
 }
 
+/* An integer of the "data" metadata in [lo, hi) into *out; 0 when the key is absent
+ * (older checkpoints: *out stays), -1 when it is there but not such an integer. Checked
+ * before converting: a damaged file's 1e300 or -1 is undefined as an int64_t/uint64_t. */
+static int data_int(const cJSON *j, const char *key, double lo, double hi, int64_t *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!v) return 0;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble < hi) ||
+        v->valuedouble != floor(v->valuedouble))
+        return -1;
+    *out = (int64_t)v->valuedouble;
+    return 0;
+}
+
 int cli_load_splits(const char *cmd, const char *ckpt, const nep_safetensors *meta,
                     const nep_model_spec *spec, const nep_normalize *norm, const char *name,
                     const char *dir, cli_data *out) {
     memset(out, 0, sizeof *out);
     const char *dj = nep_st_meta_get(meta, "data");
     cJSON *j = cJSON_Parse(dj ? dj : "{}");
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "val");
-    const cJSON *sd = cJSON_GetObjectItemCaseSensitive(j, "split_seed");
-    int64_t val = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
-    uint64_t seed = cJSON_IsNumber(sd) ? (uint64_t)sd->valuedouble : 0;
+    int64_t val = 0, split_seed = 0; /* train records --split-seed as a signed integer */
+    int bad = data_int(j, "val", 0, 0x1p53, &val) ||
+              data_int(j, "split_seed", -0x1p63, 0x1p63, &split_seed);
     cJSON_Delete(j);
+    if (bad)
+        return cli_errorf(cmd, "%s: its 'data' metadata has a 'val' or 'split_seed' that is not an "
+                          "integer in range", ckpt);
+    const uint64_t seed = (uint64_t)split_seed;
     nep_err err;
     if (cli_load_data(cmd, name, dir, true, &out->full) || cli_load_data(cmd, name, dir, false, &out->test) ||
         cli_check_data_fits(cmd, spec, &out->full) || cli_check_data_fits(cmd, spec, &out->test))
@@ -352,16 +368,36 @@ typedef struct trim_ctx {
     int64_t max;
 } trim_ctx;
 
-/* Copies the lines whose `key` is <= max; lines of any length (getline). */
+/* One JSON object and nothing else but white space: a line a run wrote whole. */
+static cJSON *parse_line(const char *line, size_t len) {
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+    while (j && end < line + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+        end++;
+    if (j && (end != line + len || !cJSON_IsObject(j))) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* Copies the lines whose `key` is <= max; lines of any length (getline). A kept line
+ * always ends in a newline: a last line that lost it (killed mid-append, an editor)
+ * would otherwise run into the line the resumed run appends. Lines with anything
+ * after their JSON object (two lines run together, a NUL byte) are dropped, since
+ * they are not what a run writes. */
 static int fill_trimmed(void *ctx, FILE *out) {
     trim_ctx *t = ctx;
     char *line = NULL;
     size_t cap = 0;
+    ssize_t n;
     int e = 0;
-    while (!e && getline(&line, &cap, t->in) > 0) {
-        cJSON *j = cJSON_Parse(line);
+    while (!e && (n = getline(&line, &cap, t->in)) > 0) {
+        cJSON *j = parse_line(line, (size_t)n);
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, t->key);
-        if (cJSON_IsNumber(v) && v->valuedouble <= (double)t->max && fputs(line, out) < 0)
+        if (cJSON_IsNumber(v) && v->valuedouble <= (double)t->max &&
+            (fwrite(line, 1, (size_t)n, out) != (size_t)n ||
+             (line[n - 1] != '\n' && fputc('\n', out) == EOF)))
             e = errno ? errno : EIO;
         cJSON_Delete(j);
     }

@@ -226,10 +226,13 @@ static char *row_json(const prune_run *r, const iter_row *row, const double *H, 
 
 
 /* Figures from iterations.jsonl (so a resumed run draws its whole history): layer
- * entropy per iteration, accuracy against removed layers, and the last row's states. */
-static void draw_figures(const prune_run *r, const char *log) {
+ * entropy per iteration, accuracy against removed layers, and the last row's states.
+ * Returns 0, or 1 after printing why: a figure that cannot be written (a full disk)
+ * stops the run before summary.json, so that the error names the figure and --resume
+ * draws them all again. */
+static int draw_figures(const prune_run *r, const char *log) {
     FILE *f = fopen(log, "r");
-    if (!f) return;
+    if (!f) return cli_errorf("prune", "%s: cannot read: %s", log, strerror(errno));
     enum { MAXI = 256 };
     const int n = r->e.n_layers;
     double *H = calloc((size_t)(MAXI * n + 1), sizeof *H), it[MAXI], rem[MAXI], acc[MAXI];
@@ -270,24 +273,30 @@ static void draw_figures(const prune_run *r, const char *log) {
         series[l] = (nep_svg_series){.label = names[l], .n = rows, .x = it, .y = H + l * MAXI};
         three |= r->e.layers[l].states == 3;
     }
-    char title[160], *p;
+    char title[160];
     nep_err err;
+    int rc = 0;
     snprintf(title, sizeof title, "%s: layer entropy per iteration (zeta %g)", r->o.method, r->o.zeta);
-    if (series && names && rows) {
-        nep_svg_lines(p = path_in(r->o.out, "fig_entropy.svg"), title, "iteration", "H_l (bits)",
-                      series, n, &err);
-        free(p);
-        nep_svg_series a = {.label = r->o.method, .n = rows, .x = rem, .y = acc};
-        snprintf(title, sizeof title, "%s: test top-1 against layers removed (H_l = 0)", r->o.method);
-        nep_svg_lines(p = path_in(r->o.out, "fig_accuracy.svg"), title, "layers removed",
-                      "test top-1 (%)", &a, 1, &err);
-        free(p);
-        snprintf(title, sizeof title, "%s: neuron states after iteration %g", r->o.method, it[rows - 1]);
-        nep_svg_state_bars(p = path_in(r->o.out, "fig_states.svg"), title, n, names, off, on,
-                           three ? offp : NULL, mixed, &err);
-        free(p);
+    if (!H || !on || !off || !offp || !mixed || !series || !names) {
+        rc = cli_errorf("prune", "out of memory drawing the figures of %s", log);
+    } else if (rows) {
+        char *fe = path_in(r->o.out, "fig_entropy.svg"), *fa = path_in(r->o.out, "fig_accuracy.svg");
+        char *fs = path_in(r->o.out, "fig_states.svg");
+        nep_status s = nep_svg_lines(fe, title, "iteration", "H_l (bits)", series, n, &err);
+        if (s == NEP_OK) {
+            nep_svg_series a = {.label = r->o.method, .n = rows, .x = rem, .y = acc};
+            snprintf(title, sizeof title, "%s: test top-1 against layers removed (H_l = 0)", r->o.method);
+            s = nep_svg_lines(fa, title, "layers removed", "test top-1 (%)", &a, 1, &err);
+        }
+        if (s == NEP_OK) {
+            snprintf(title, sizeof title, "%s: neuron states after iteration %g", r->o.method, it[rows - 1]);
+            s = nep_svg_state_bars(fs, title, n, names, off, on, three ? offp : NULL, mixed, &err);
+        }
+        free(fe), free(fa), free(fs);
+        if (s != NEP_OK) rc = cli_error("prune", &err);
     }
     free(H), free(on), free(off), free(offp), free(mixed), free(series), free(names);
+    return rc;
 }
 
 static int parse_opts(prune_run *r, int argc, char **argv) {
@@ -366,10 +375,17 @@ static int linearize_smallest(prune_run *r, int64_t *pruned) {
     return nep_graph_linearize(&r->g, r->e.layers[l].node, &err) == NEP_OK ? 0 : cli_error("prune", &err);
 }
 
-/* Appends one line to iterations.jsonl; says why when it cannot. */
+/* Appends one line to iterations.jsonl; says why when it cannot. A disk that fills up
+ * mid-line leaves part of it behind; the log is cut back to where it ended so that it
+ * stays whole lines (readers such as compare, and --resume's trim, see only rows). */
 static int append_log(const char *log, const char *line) {
+    struct stat st;
+    off_t before = stat(log, &st) == 0 ? st.st_size : 0;
     if (!cli_append_line(log, line)) return 0;
-    return cli_errorf("prune", "%s: cannot append: %s", log, strerror(errno));
+    int e = errno;
+    if (stat(log, &st) == 0 && st.st_size > before && truncate(log, before) != 0)
+        cli_errorf("prune", "%s: cannot cut off the partial line: %s", log, strerror(errno));
+    return cli_errorf("prune", "%s: cannot append: %s", log, strerror(e));
 }
 
 /* progress.json is the commit point of an iteration: written after its checkpoint and
@@ -605,7 +621,7 @@ int cmd_prune(int argc, char **argv) {
         if (!p.stopped) p.selected = k;
         if (save_progress(&r, prog_path, &p)) goto done;
     }
-    draw_figures(&r, log);
+    if (draw_figures(&r, log)) goto done;
     const char *why = p.stopped ? "delta" : exhausted ? "no_layer_left" : diverged ? "diverged" : "max_iter";
     if (write_summary(&r, summary, &p, why)) goto done;
     fprintf(r.human, "stopped by %s after %lld iterations; selected: iteration %lld (dense val %.2f%%); "

@@ -82,6 +82,19 @@ typedef struct run_state {
     nep_safetensors meta;   /* resumed checkpoint (for optimizer state) */
 } run_state;
 
+/* Appends one line to log.jsonl; says why when it cannot. A disk that fills up
+ * mid-line leaves part of it behind; the log is cut back to where it ended so that it
+ * stays whole lines (what --resume keeps of it is then exactly the rows). */
+static int append_log(const char *log, const char *line) {
+    struct stat st;
+    off_t before = stat(log, &st) == 0 ? st.st_size : 0;
+    if (!cli_append_line(log, line)) return 0;
+    int e = errno;
+    if (stat(log, &st) == 0 && st.st_size > before && truncate(log, before) != 0)
+        cli_errorf("train", "%s: cannot cut off the partial line: %s", log, strerror(errno));
+    return cli_errorf("train", "%s: cannot append: %s", log, strerror(e));
+}
+
 /* The end of an epoch: model.safetensors, then the log line, then the checkpoint. The
  * checkpoint's rename is what marks the epoch done: a run killed before it redoes the
  * epoch on --resume (which drops log lines past the checkpoint) and ends the same.
@@ -98,8 +111,8 @@ static int save_epoch(const train_opts *o, run_state *r, const nep_trainer *t, c
     int rc = 0;
     if (nep_checkpoint_save(model, &r->g, &r->spec, &r->norm, NULL, extra, 4, &err) != NEP_OK)
         rc = cli_error("train", &err);
-    else if (log_line && cli_append_line(log, log_line))
-        rc = cli_errorf("train", "%s: cannot append: %s", log, strerror(errno));
+    else if (log_line && append_log(log, log_line))
+        rc = 1;
     else if (log_line &&
              nep_checkpoint_save(ckpt, &r->g, &r->spec, &r->norm, &t->opt, extra, 4, &err) != NEP_OK)
         rc = cli_error("train", &err);

@@ -107,6 +107,30 @@ static nep_status read_header(gzFile f, const char *path, int ndims, uint32_t *d
     return NEP_OK;
 }
 
+/* Reads up to n bytes into a new buffer *data (the caller frees it, also on failure);
+ * *got says how many the file had. The buffer grows with what actually arrives,
+ * doubling from 64 KiB, rather than being sized by the header up front: a corrupt or
+ * truncated 16-byte file claiming 2 GiB must not make us allocate 2 GiB. */
+static nep_status read_data(gzFile f, const char *path, uint64_t n, uint8_t **data,
+                            size_t *got, nep_err *err) {
+    size_t cap = 0;
+    *got = 0;
+    while (*got < n) {
+        size_t nc = cap ? 2 * cap : (size_t)1 << 16;
+        if (nc > n) nc = (size_t)n;
+        uint8_t *p = realloc(*data, nc);
+        if (!p)
+            return nep_fail(err, NEP_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, nc);
+        *data = p;
+        cap = nc;
+        size_t k;
+        NEP_TRY(read_upto(f, path, *data + *got, cap - *got, &k, err));
+        *got += k;
+        if (*got < cap) break; /* the file ended */
+    }
+    return NEP_OK;
+}
+
 /* Reads a whole IDX file of u8 with ndims dimensions into a new buffer *data. */
 static nep_status read_idx(const char *path, int ndims, uint32_t *dims, uint8_t **data,
                            nep_err *err) {
@@ -121,13 +145,7 @@ static nep_status read_idx(const char *path, int ndims, uint32_t *dims, uint8_t 
     uint8_t extra;
     nep_status s = read_header(f, path, ndims, dims, &bytes, err);
     if (s) goto done;
-    *data = malloc((size_t)bytes);
-    if (!*data) {
-        s = nep_fail(err, NEP_ERR_NOMEM, "%s: cannot allocate %llu bytes", path,
-                     (unsigned long long)bytes);
-        goto done;
-    }
-    s = read_upto(f, path, *data, (size_t)bytes, &got, err);
+    s = read_data(f, path, bytes, data, &got, err);
     if (s) goto done;
     char shape[96];
     describe(shape, sizeof shape, ndims, dims);

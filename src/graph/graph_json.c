@@ -86,6 +86,23 @@ static int read_ints(const cJSON *a, int64_t *out, int max, int64_t lo, int64_t 
     return n;
 }
 
+/* The product of n sizes, or -1 when it exceeds max (checked factor by factor, so
+ * that it never overflows: nep_graph_add_param and the shape rules multiply them). */
+static int64_t bounded_product(const int64_t *d, int n, int64_t max) {
+    int64_t p = 1;
+    for (int i = 0; i < n; i++) {
+        if (d[i] > max / p) return -1;
+        p *= d[i];
+    }
+    return p;
+}
+
+/* A file declares at most 2^48 parameter values in all (a petabyte of floats: no real
+ * model, but every count and offset derived from them fits in an int64_t), and an
+ * input of at most 2^24 values per sample, as "arch" does (ImageNet's is 150528). */
+#define MAX_VALUES ((int64_t)1 << 48)
+#define MAX_INPUT_VALUES ((int64_t)1 << 24)
+
 static double num(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
@@ -125,6 +142,9 @@ static nep_status read_params(const cJSON *ps, nep_graph *g, int id, nep_err *er
         if (!cJSON_IsString(name) || strlen(name->valuestring) >= NEP_NAME_LEN || ndim < 0 ||
             flags < 0 || flags > (NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT))
             return bad(err, node, "a parameter needs a short 'name', 'flags' and a 'shape'");
+        const int64_t numel = bounded_product(shape, ndim, MAX_VALUES);
+        if (numel < 0 || g->n_values > MAX_VALUES - numel)
+            return bad(err, node, "its parameters are larger than 2^48 values");
         if (nep_graph_add_param(g, id, name->valuestring, (unsigned)flags, ndim, shape) < 0)
             return nep_fail(err, NEP_ERR_NOMEM, "graph: out of memory declaring '%s.%s'", node,
                             name->valuestring);
@@ -155,6 +175,8 @@ static nep_status read_node(const cJSON *o, nep_graph *g, nep_err *err) {
         nep_shape s = {0};
         s.ndim = read_ints(cJSON_GetObjectItemCaseSensitive(o, "shape"), s.d, NEP_MAX_DIMS, 1, 1 << 24);
         if (s.ndim < 1 || g->input >= 0) return bad(err, nm, "the one input needs a 'shape'");
+        if (bounded_product(s.d, s.ndim, MAX_INPUT_VALUES) < 0)
+            return bad(err, nm, "the input is larger than 2^24 values per sample");
         id = nep_graph_input(g, nm, s);
     } else {
         nep_attrs a;

@@ -1,4 +1,7 @@
 /* Model and optimizer checkpoints on top of the safetensors reader/writer. */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,13 +45,17 @@ nep_status nep_normalize_from_json(const char *json, nep_normalize *n, nep_err *
     n->c = c;
     for (int i = 0; i < c; i++) {
         const cJSON *m = cJSON_GetArrayItem(mean, i), *d = cJSON_GetArrayItem(std, i);
-        if (!cJSON_IsNumber(m) || !cJSON_IsNumber(d) || !(d->valuedouble > 0)) {
-            s = nep_fail(err, NEP_ERR_FORMAT, "normalize: channel %d needs a number mean and a "
-                         "positive std", i);
+        /* Checked as the floats they become: 1e300 would be inf and 1e-50 zero, turning
+         * every pixel into inf or NaN. */
+        const float mf = cJSON_IsNumber(m) ? (float)m->valuedouble : NAN;
+        const float df = cJSON_IsNumber(d) ? (float)d->valuedouble : NAN;
+        if (!isfinite(mf) || !isfinite(df) || !(df > 0)) {
+            s = nep_fail(err, NEP_ERR_FORMAT, "normalize: channel %d needs a finite mean and a "
+                         "positive, finite std", i);
             goto done;
         }
-        n->mean[i] = (float)m->valuedouble;
-        n->std[i] = (float)d->valuedouble;
+        n->mean[i] = mf;
+        n->std[i] = df;
     }
 done:
     cJSON_Delete(o);
@@ -244,8 +251,10 @@ nep_status nep_checkpoint_load_optim(const char *path, const nep_safetensors *st
     const char *step = nep_st_meta_get(st, "optim_step");
     if (!step) return nep_fail(err, NEP_ERR_FORMAT, "%s: no optimizer state (no 'optim_step')", path);
     char *end;
+    errno = 0;
     opt->step = strtoll(step, &end, 10);
-    if (*end || end == step || opt->step < 0)
+    /* Bounded well below INT64_MAX: every later update increments it. */
+    if (*end || end == step || errno || opt->step < 0 || opt->step > INT64_MAX / 2)
         return nep_fail(err, NEP_ERR_FORMAT, "%s: 'optim_step' is '%s', not a step count", path, step);
     for (int i = 0; i < g->n_params; i++) {
         const nep_param *p = &g->params[i];

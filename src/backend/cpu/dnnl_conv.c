@@ -11,6 +11,7 @@
 #include <oneapi/dnnl/dnnl_debug.h>
 #include <assert.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,7 @@ struct nep_conv_plan {
     bool wddst_is_dddst;    /* both backward primitives read dy in the same layout */
     size_t off[M_COUNT];    /* scratch offsets of the primitive-side buffers */
     size_t scratch_need;
+    char impl[3][48];       /* oneDNN's implementation names: forward, backward data, weights */
 };
 typedef struct nep_conv_plan plan;
 
@@ -90,6 +92,59 @@ void nep_dnnl_conv_plan_free(nep_conv_plan *p) {
     if (p->stream) dnnl_stream_destroy(p->stream);
     if (p->engine) dnnl_engine_destroy(p->engine);
     free(p);
+}
+
+/* oneDNN 2.6's 1x1 kernels ("jit_1x1:avx2", "jit_1x1:avx512_core", ...) reduce a strided
+ * convolution to a unit-stride one by copying the subsampled input into a workspace
+ * ("rtus": used when the stride is above 1 and there is no padding, see rtus_prepare in
+ * its jit_uni_1x1_conv_utils.hpp). In backward-weights they write past that workspace
+ * when the input channels are not a multiple of the kernel's channel block: wrong weight
+ * gradients and heap corruption, on AVX2 and AVX-512 alike (uxlfoundation/oneDNN#6035,
+ * open against 2.6.3, Debian 12's version; tests/test_conv_property.c and
+ * test_conv.c's test_k1s2_shortcut catch it, test_conv's test_impl_avoids_6035 checks
+ * the choice). Collapse makes any channel count, so every strided 1x1 backward-weights
+ * skips those kernels, whatever its channels: the next implementation in oneDNN's list
+ * computes the same thing, and only shortcut convs have this geometry. */
+static bool avoid_1x1_kernels(const nep_conv_geom *g) {
+    return g->kh == 1 && g->kw == 1 && (g->sh > 1 || g->sw > 1);
+}
+
+static const char *impl_name(const_dnnl_primitive_desc_t pd) {
+    const char *name = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) != dnnl_success || !name)
+        return "";
+    return name;
+}
+
+/* Implementations create_pd passes over. */
+enum { SKIP_1X1 = 1, SKIP_REF = 2 };
+static bool skipped(const char *impl, int skip) {
+    return ((skip & SKIP_1X1) && !strncmp(impl, "jit_1x1", 7)) || ((skip & SKIP_REF) && !strncmp(impl, "ref", 3));
+}
+
+/* The first implementation oneDNN offers for op (dnnl_primitive_desc_create's choice)
+ * that skip does not name. */
+static dnnl_status_t create_pd(dnnl_primitive_desc_t *out, const void *op, const_dnnl_primitive_attr_t attr,
+                               dnnl_engine_t engine, const_dnnl_primitive_desc_t hint, int skip) {
+    *out = NULL;
+    if (!skip) return dnnl_primitive_desc_create(out, op, attr, engine, hint);
+    dnnl_primitive_desc_iterator_t it = NULL;
+    dnnl_status_t s = dnnl_primitive_desc_iterator_create(&it, op, attr, engine, hint);
+    while (s == dnnl_success) {
+        dnnl_primitive_desc_t pd = dnnl_primitive_desc_iterator_fetch(it);
+        if (!pd) {
+            s = dnnl_out_of_memory;
+            break;
+        }
+        if (!skipped(impl_name(pd), skip)) {
+            *out = pd;
+            break;
+        }
+        dnnl_primitive_desc_destroy(pd);
+        s = dnnl_primitive_desc_iterator_next(it);
+    }
+    if (it) dnnl_primitive_desc_iterator_destroy(it);
+    return s == dnnl_iterator_ends ? dnnl_unimplemented : s;
 }
 
 static dnnl_status_t make_prim(dnnl_primitive_t *out, const_dnnl_primitive_desc_t pd) {
@@ -214,19 +269,22 @@ static nep_status plan_build(plan *p, nep_err *err) {
                                                        g->bias ? &dbmd : NULL, &md[M_DDDST], strides,
                                                        pad, pad),
            "backward-weights descriptor");
-    if (dnnl_primitive_desc_create(&wpd, &cd, NULL, engine, fpd) != dnnl_success) {
-        wpd = NULL;
+    /* When oneDNN has only its reference loops (10-100x slower) for the forced layouts,
+     * it chooses the layouts too: one more reorder of x costs less. */
+    const int skip = avoid_1x1_kernels(g) ? SKIP_1X1 : 0;
+    if (create_pd(&wpd, &cd, NULL, engine, fpd, skip | SKIP_REF) != dnnl_success) {
         TRY_DN(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &ax, &aw,
                                                            g->bias ? &dbmd : NULL, &ay, strides, pad, pad),
                "backward-weights descriptor");
-        TRY_DN(dnnl_primitive_desc_create(&wpd, &cd, NULL, engine, fpd),
-               "backward-weights primitive descriptor");
+        TRY_DN(create_pd(&wpd, &cd, NULL, engine, fpd, skip), "backward-weights primitive descriptor");
     }
     md[M_WSRC] = *dnnl_primitive_desc_query_md(wpd, dnnl_query_src_md, 0);
     md[M_WDWEI] = *dnnl_primitive_desc_query_md(wpd, dnnl_query_diff_weights_md, 0);
     md[M_WDDST] = *dnnl_primitive_desc_query_md(wpd, dnnl_query_diff_dst_md, 0);
     if (g->bias) md[M_WDB] = *dnnl_primitive_desc_query_md(wpd, dnnl_query_diff_weights_md, 1);
 
+    const_dnnl_primitive_desc_t pds[3] = {fpd, dpd, wpd};
+    for (int i = 0; i < 3; i++) snprintf(p->impl[i], sizeof p->impl[i], "%s", impl_name(pds[i]));
     TRY_DN(make_prim(&p->fwd, fpd), "forward primitive");
     TRY_DN(make_prim(&p->bwd_d, dpd), "backward-data primitive");
     TRY_DN(make_prim(&p->bwd_w, wpd), "backward-weights primitive");
@@ -293,6 +351,8 @@ nep_status nep_dnnl_conv_plan_new(const nep_conv_geom *g, nep_conv_plan **out, n
 }
 
 size_t nep_dnnl_conv_scratch_bytes(const nep_conv_plan *p) { return p->scratch_need; }
+
+const char *nep_dnnl_conv_impl(const nep_conv_plan *p, nep_conv_pass pass) { return p->impl[pass]; }
 
 /* Memory object of role r pointing at ptr. */
 static dnnl_memory_t bind(plan *p, int r, const void *ptr) {

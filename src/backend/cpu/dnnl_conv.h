@@ -43,6 +43,11 @@ bool nep_dnnl_conv_plan_fits(const nep_conv_plan *p, const nep_conv_geom *g);
 /* Bytes of 64-byte-aligned scratch a call of p needs. */
 size_t nep_dnnl_conv_scratch_bytes(const nep_conv_plan *p);
 
+/* The name oneDNN gives the implementation p runs for a pass ("jit:avx2", "jit_1x1:avx512_core",
+ * "gemm:jit", ...): for tests and profiles. */
+typedef enum { NEP_CONV_FORWARD, NEP_CONV_BACKWARD_DATA, NEP_CONV_BACKWARD_WEIGHTS } nep_conv_pass;
+const char *nep_dnnl_conv_impl(const nep_conv_plan *p, nep_conv_pass pass);
+
 /* Floats per sample that a caller-owned `keep` buffer needs so that forward can leave
  * x there in the layout backward-weights reads (saves one reorder per step); 0 when
  * no reorder is expected (nhwc). */

@@ -1,0 +1,86 @@
+/* Shared by the libFuzzer harnesses: the readers under test take paths, so each input
+ * is written to a file in a per-process directory on tmpfs (/dev/shm) and the real
+ * function is called on it. The directory is created on first use and removed at
+ * exit; only one harness runs per process, so these statics are the whole state. */
+#ifndef NEP_FUZZ_COMMON_H
+#define NEP_FUZZ_COMMON_H
+
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char fuzz_dir_[256];
+
+static inline void fuzz_rmdir_(void) {
+    DIR *d = opendir(fuzz_dir_);
+    if (!d) return;
+    struct dirent *e;
+    char p[512];
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", fuzz_dir_, e->d_name);
+            unlink(p);
+        }
+    closedir(d);
+    rmdir(fuzz_dir_);
+}
+
+/* The harness's scratch directory: /dev/shm/nep-fuzz-NAME-PID (or under $TMPDIR, /tmp,
+ * where /dev/shm is missing). */
+static inline const char *fuzz_dir(const char *name) {
+    if (fuzz_dir_[0]) return fuzz_dir_;
+    struct stat st;
+    const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm"
+                       : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(fuzz_dir_, sizeof fuzz_dir_, "%s/nep-fuzz-%s-%ld", base, name, (long)getpid());
+    if (mkdir(fuzz_dir_, 0700) != 0 && stat(fuzz_dir_, &st) != 0) {
+        perror(fuzz_dir_);
+        abort();
+    }
+    atexit(fuzz_rmdir_);
+    return fuzz_dir_;
+}
+
+/* dir/file, in a static buffer per call site's choice of buf. */
+static inline const char *fuzz_path(char *buf, size_t cap, const char *dir, const char *file) {
+    snprintf(buf, cap, "%s/%s", dir, file);
+    return buf;
+}
+
+/* Writes n bytes to path, replacing it; aborts if the scratch file system fails (that
+ * is the harness's problem, not an input's). */
+static inline void fuzz_write(const char *path, const uint8_t *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || (n && fwrite(data, 1, n, f) != n) || fclose(f) != 0) {
+        perror(path);
+        abort();
+    }
+}
+
+/* Little-endian u16 from the input, advancing it; 0 once the input is used up. */
+static inline size_t fuzz_take_u16(const uint8_t **data, size_t *size) {
+    if (*size < 2) {
+        *data += *size;
+        *size = 0;
+        return 0;
+    }
+    size_t v = (size_t)(*data)[0] | (size_t)(*data)[1] << 8;
+    *data += 2;
+    *size -= 2;
+    return v;
+}
+
+/* A NUL-terminated copy of the input (the JSON readers take C strings). */
+static inline char *fuzz_cstr(const uint8_t *data, size_t n) {
+    char *s = malloc(n + 1);
+    if (!s) abort();
+    if (n) memcpy(s, data, n);
+    s[n] = 0;
+    return s;
+}
+
+#endif
