@@ -99,7 +99,11 @@ $(VENV)/.stamp: scripts/requirements.txt scripts/install-py-deps.sh
 	@scripts/install-py-deps.sh $(VENV)
 ONNX_TEST_DEPS := build/tests/onnx_fixture $(VENV)/.stamp
 
-test: deps all build/asan/nepenthe golden $(TEST_BINS) $(ONNX_TEST_DEPS)
+# Fuzzing (libFuzzer, clang): `make fuzz` runs each harness for a set time; `make test`
+# replays the corpus and every input that ever crashed (fuzz/fuzz.mk: FUZZ_REPLAY_DEPS).
+include fuzz/fuzz.mk
+
+test: deps all build/asan/nepenthe golden $(TEST_BINS) $(ONNX_TEST_DEPS) $(FUZZ_REPLAY_DEPS)
 	@tests/run.sh $(TEST_RUNS)
 
 # --- valgrind memcheck over the tests that run oneDNN ------------------------------
@@ -131,6 +135,3 @@ demo: deps all
 clean:
 	rm -rf build
 
-# Fuzzing (libFuzzer, clang): `make fuzz` runs each harness for a set time; the corpus
-# replay is part of `make test` (fuzz/fuzz.mk).
--include fuzz/fuzz.mk
