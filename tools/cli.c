@@ -414,9 +414,20 @@ int cli_trim_jsonl(const char *cmd, const char *path, const char *key, int64_t m
     return s == NEP_OK ? 0 : cli_error(cmd, &err);
 }
 
+/* A disk that fills up mid-line leaves part of the line behind; the file is cut back to
+ * where it ended, so that it stays whole lines (compare and jq read it; --resume trims
+ * it to rows). */
 int cli_append_line(const char *path, const char *line) {
+    struct stat st;
+    const off_t before = stat(path, &st) == 0 ? st.st_size : 0;
     FILE *f = fopen(path, "a");
     if (!f) return -1;
     int bad = fputs(line, f) < 0 || fputc('\n', f) < 0 || fflush(f) || fsync(fileno(f));
-    return (fclose(f) || bad) ? -1 : 0;
+    if (!(fclose(f) || bad)) return 0;
+    const int e = errno ? errno : EIO;
+    if (stat(path, &st) == 0 && st.st_size > before && truncate(path, before) != 0) {
+        /* nothing better to do: the append's error is the one to report */
+    }
+    errno = e;
+    return -1;
 }

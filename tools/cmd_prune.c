@@ -375,17 +375,10 @@ static int linearize_smallest(prune_run *r, int64_t *pruned) {
     return nep_graph_linearize(&r->g, r->e.layers[l].node, &err) == NEP_OK ? 0 : cli_error("prune", &err);
 }
 
-/* Appends one line to iterations.jsonl; says why when it cannot. A disk that fills up
- * mid-line leaves part of it behind; the log is cut back to where it ended so that it
- * stays whole lines (readers such as compare, and --resume's trim, see only rows). */
+/* Appends one line to iterations.jsonl; says why when it cannot. */
 static int append_log(const char *log, const char *line) {
-    struct stat st;
-    off_t before = stat(log, &st) == 0 ? st.st_size : 0;
     if (!cli_append_line(log, line)) return 0;
-    int e = errno;
-    if (stat(log, &st) == 0 && st.st_size > before && truncate(log, before) != 0)
-        cli_errorf("prune", "%s: cannot cut off the partial line: %s", log, strerror(errno));
-    return cli_errorf("prune", "%s: cannot append: %s", log, strerror(e));
+    return cli_errorf("prune", "%s: cannot append: %s", log, strerror(errno));
 }
 
 /* progress.json is the commit point of an iteration: written after its checkpoint and

@@ -82,17 +82,10 @@ typedef struct run_state {
     nep_safetensors meta;   /* resumed checkpoint (for optimizer state) */
 } run_state;
 
-/* Appends one line to log.jsonl; says why when it cannot. A disk that fills up
- * mid-line leaves part of it behind; the log is cut back to where it ended so that it
- * stays whole lines (what --resume keeps of it is then exactly the rows). */
+/* Appends one line to log.jsonl; says why when it cannot. */
 static int append_log(const char *log, const char *line) {
-    struct stat st;
-    off_t before = stat(log, &st) == 0 ? st.st_size : 0;
     if (!cli_append_line(log, line)) return 0;
-    int e = errno;
-    if (stat(log, &st) == 0 && st.st_size > before && truncate(log, before) != 0)
-        cli_errorf("train", "%s: cannot cut off the partial line: %s", log, strerror(errno));
-    return cli_errorf("train", "%s: cannot append: %s", log, strerror(e));
+    return cli_errorf("train", "%s: cannot append: %s", log, strerror(errno));
 }
 
 /* The end of an epoch: model.safetensors, then the log line, then the checkpoint. The
