@@ -6,6 +6,8 @@
 #define NEP_FUZZ_COMMON_H
 
 #include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,31 @@ static inline void fuzz_rmdir_(void) {
     rmdir(fuzz_dir_);
 }
 
+/* A crashing input ends the process without atexit: what a dead harness process left
+ * in base (its scratch directory, and libomp's registration file) is removed by the
+ * next one. Only names with a PID that no longer runs are touched. */
+static inline void fuzz_sweep_(const char *base) {
+    DIR *d = opendir(base);
+    if (!d) return;
+    struct dirent *e;
+    char p[512], name[64];
+    long pid;
+    while ((e = readdir(d))) {
+        int dir = sscanf(e->d_name, "nep-fuzz-%63[a-z_]-%ld", name, &pid) == 2;
+        if (!dir && sscanf(e->d_name, "__KMP_REGISTERED_LIB_%ld_", &pid) != 1) continue;
+        if (pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        snprintf(p, sizeof p, "%s/%s", base, e->d_name);
+        if (dir) {
+            snprintf(fuzz_dir_, sizeof fuzz_dir_, "%s", p);
+            fuzz_rmdir_();
+        } else {
+            unlink(p);
+        }
+    }
+    closedir(d);
+    fuzz_dir_[0] = 0;
+}
+
 /* The harness's scratch directory: /dev/shm/nep-fuzz-NAME-PID (or under $TMPDIR, /tmp,
  * where /dev/shm is missing). */
 static inline const char *fuzz_dir(const char *name) {
@@ -36,6 +63,7 @@ static inline const char *fuzz_dir(const char *name) {
     struct stat st;
     const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm"
                        : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    fuzz_sweep_(base);
     snprintf(fuzz_dir_, sizeof fuzz_dir_, "%s/nep-fuzz-%s-%ld", base, name, (long)getpid());
     if (mkdir(fuzz_dir_, 0700) != 0 && stat(fuzz_dir_, &st) != 0) {
         perror(fuzz_dir_);

@@ -225,6 +225,31 @@ static char *row_json(const prune_run *r, const iter_row *row, const double *H, 
 }
 
 
+/* Whether a line of iterations.jsonl has every field draw_figures reads, each a number,
+ * the counts integers in [0, 2^53] (so that converting them is defined). A line that
+ * a killed run, a full disk or a hand edit damaged is skipped, not dereferenced. */
+static bool row_ok(const cJSON *j, int n) {
+    static const char *const row[] = {"iter", "removed", "test_top1"};
+    static const char *const counts[] = {"always_on", "always_off", "always_off_plus", "mixed"};
+    const cJSON *ent = cJSON_GetObjectItemCaseSensitive(j, "entropy");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "states");
+    if (!cJSON_IsArray(ent) || !cJSON_IsArray(st) || cJSON_GetArraySize(ent) != n ||
+        cJSON_GetArraySize(st) != n)
+        return false;
+    for (int k = 0; k < 3; k++)
+        if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, row[k]))) return false;
+    for (int l = 0; l < n; l++) {
+        if (!cJSON_IsNumber(cJSON_GetArrayItem(ent, l))) return false;
+        const cJSON *s = cJSON_GetArrayItem(st, l);
+        for (int k = 0; k < 4; k++) {
+            const cJSON *c = cJSON_GetObjectItemCaseSensitive(s, counts[k]);
+            if (!cJSON_IsNumber(c) || !(c->valuedouble >= 0 && c->valuedouble <= 9007199254740992.0))
+                return false;
+        }
+    }
+    return true;
+}
+
 /* Figures from iterations.jsonl (so a resumed run draws its whole history): layer
  * entropy per iteration, accuracy against removed layers, and the last row's states.
  * Returns 0, or 1 after printing why: a figure that cannot be written (a full disk)
@@ -245,7 +270,7 @@ static int draw_figures(const prune_run *r, const char *log) {
         cJSON *j = cJSON_Parse(line);
         const cJSON *ent = cJSON_GetObjectItemCaseSensitive(j, "entropy");
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "states");
-        if (!j || cJSON_GetArraySize(ent) != n) {
+        if (!row_ok(j, n)) {
             cJSON_Delete(j);
             continue;
         }
@@ -404,6 +429,13 @@ static int save_progress(const prune_run *r, const char *path, const progress *p
     return rc;
 }
 
+/* An iteration number in progress.json: an integer in [0, 2^31) (converting anything
+ * else to int64_t may be undefined, and no run has that many iterations). */
+static bool iter_number(const cJSON *v) {
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 2147483648.0 &&
+           v->valuedouble == floor(v->valuedouble);
+}
+
 static int load_progress(const prune_run *r, const char *path, progress *p) {
     FILE *f = fopen(path, "r");
     char buf[8192];
@@ -417,8 +449,8 @@ static int load_progress(const prune_run *r, const char *path, progress *p) {
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(j, "dense_test_top1");
     const cJSON *opt = cJSON_GetObjectItemCaseSensitive(j, "options");
     int rc = 0;
-    if (!cJSON_IsNumber(it) || !cJSON_IsNumber(sel) || !cJSON_IsNumber(dv) || !cJSON_IsNumber(dt) ||
-        !cJSON_IsString(opt))
+    if (!iter_number(it) || !iter_number(sel) || sel->valuedouble > it->valuedouble ||
+        !cJSON_IsNumber(dv) || !cJSON_IsNumber(dt) || !cJSON_IsString(opt))
         rc = cli_errorf("prune", "%s: not a prune progress file", path);
     else if (strcmp(opt->valuestring, r->options) != 0)
         rc = cli_errorf("prune", "--resume: %s was written with other options:\n  stored:  %s\n  current: %s",

@@ -60,8 +60,10 @@ static char *rng_json(const nep_rng *r) {
     return s;
 }
 
+/* 64 hex digits and nothing else (strtoull alone would take signs, spaces and "0x"),
+ * not all zero: xoshiro256's one state it never leaves, drawing only zeros. */
 static int rng_from_hex(const char *hex, nep_rng *r) {
-    if (!hex || strlen(hex) != 64) return -1;
+    if (!hex || strlen(hex) != 64 || strspn(hex, "0123456789abcdefABCDEF") != 64) return -1;
     for (int i = 0; i < 4; i++) {
         char part[17];
         memcpy(part, hex + 16 * i, 16);
@@ -70,7 +72,7 @@ static int rng_from_hex(const char *hex, nep_rng *r) {
         r->s[i] = strtoull(part, &end, 16);
         if (*end) return -1;
     }
-    return 0;
+    return (r->s[0] | r->s[1] | r->s[2] | r->s[3]) ? 0 : -1;
 }
 
 typedef struct run_state {
@@ -120,12 +122,19 @@ static int resume(const char *ckpt, const char *options, run_state *r) {
         return cli_error("train", &err);
     const char *stored = nep_st_meta_get(&r->meta, "options");
     const char *epoch = nep_st_meta_get(&r->meta, "epoch");
-    if (!stored || !epoch || rng_from_hex(nep_st_meta_get(&r->meta, "rng"), &r->rng))
-        return cli_errorf("train", "%s: not a training checkpoint (no options/epoch/rng)", ckpt);
+    /* The epoch count a run completed: a damaged one ("-3", "x") would restart the
+     * schedule somewhere else or skip restoring the optimizer. */
+    char *end = NULL;
+    errno = 0;
+    long long epochs = epoch ? strtoll(epoch, &end, 10) : -1;
+    if (!stored || !epoch || errno || end == epoch || *end || epochs < 0 ||
+        rng_from_hex(nep_st_meta_get(&r->meta, "rng"), &r->rng))
+        return cli_errorf("train", "%s: not a training checkpoint (no options, epoch count or "
+                          "RNG state)", ckpt);
     if (strcmp(stored, options) != 0)
         return cli_errorf("train", "--resume: %s was written with other options:\n  stored:  %s\n  "
                           "current: %s", ckpt, stored, options);
-    r->epoch = strtoll(epoch, NULL, 10);
+    r->epoch = epochs;
     r->norm = norm;
     return 0;
 }

@@ -164,10 +164,16 @@ static nep_status parse_spec(const cJSON *o, nep_model_spec *s, nep_err *err) {
     int dims[3];
     for (int i = 0; i < 3; i++) {
         const cJSON *d = cJSON_GetArrayItem(in, i);
-        if (!cJSON_IsNumber(d) || d->valuedouble < 1 || d->valuedouble > 65536)
+        if (!cJSON_IsNumber(d) || d->valuedouble < 1 || d->valuedouble > 65536 ||
+            d->valuedouble != floor(d->valuedouble))
             return nep_fail(err, NEP_ERR_FORMAT, "arch: 'input' must hold 3 positive sizes");
         dims[i] = (int)d->valuedouble;
     }
+    /* At most 2^24 values per sample (ImageNet's 3x224x224 is 150528), so that a
+     * parameter's element count (times a width of at most 2^24) fits in an int64_t. */
+    if ((int64_t)dims[0] * dims[1] * dims[2] > (1 << 24))
+        return nep_fail(err, NEP_ERR_FORMAT, "arch: 'input' %dx%dx%d is more than 2^24 values",
+                        dims[0], dims[1], dims[2]);
     s->in_c = dims[0], s->in_h = dims[1], s->in_w = dims[2];
     int64_t classes = 0;
     NEP_TRY(json_int(o, "classes", 2, 1 << 20, &classes, err));
@@ -178,23 +184,31 @@ static nep_status parse_spec(const cJSON *o, nep_model_spec *s, nep_err *err) {
     s->n_hidden = cJSON_GetArraySize(hidden);
     for (int i = 0; i < s->n_hidden; i++) {
         const cJSON *d = cJSON_GetArrayItem(hidden, i);
-        if (!cJSON_IsNumber(d) || d->valuedouble < 1 || d->valuedouble > (double)(1 << 24))
-            return nep_fail(err, NEP_ERR_FORMAT, "arch: 'hidden' widths must be positive");
+        if (!cJSON_IsNumber(d) || d->valuedouble < 1 || d->valuedouble > (double)(1 << 24) ||
+            d->valuedouble != floor(d->valuedouble))
+            return nep_fail(err, NEP_ERR_FORMAT, "arch: 'hidden' widths must be positive integers");
         s->hidden[i] = (int64_t)d->valuedouble;
     }
     int a = cJSON_IsString(act) ? nep_act_from_name(act->valuestring) : -1;
     if (a < 0) return nep_fail(err, NEP_ERR_FORMAT, "arch: 'act' is not a known rectifier");
     s->act = (nep_op_kind)a;
+    /* The ranges the command line accepts: a file's numbers are converted to integer
+     * widths by the builders, and anything larger (1e300) would be undefined there. */
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(o, "width_mult");
     s->width_mult = cJSON_IsNumber(wm) ? wm->valuedouble : 1.0;
+    if (!(s->width_mult > 0 && s->width_mult <= 4))
+        return nep_fail(err, NEP_ERR_FORMAT, "arch: 'width_mult' must be in (0, 4]");
     s->stem_pool = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "stem_pool"));
     s->collapsed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "collapsed"));
-    const cJSON *width = cJSON_GetObjectItemCaseSensitive(o, "width");
-    s->width = cJSON_IsNumber(width) ? (int64_t)width->valuedouble : 256;
+    s->width = 256;
+    if (cJSON_GetObjectItemCaseSensitive(o, "width"))
+        NEP_TRY(json_int(o, "width", 1, 1 << 24, &s->width, err));
     const cJSON *slope = cJSON_GetObjectItemCaseSensitive(o, "slope");
     const cJSON *drop = cJSON_GetObjectItemCaseSensitive(o, "dropout");
     s->slope = cJSON_IsNumber(slope) ? slope->valuedouble : 0.01;
     s->dropout = cJSON_IsNumber(drop) ? drop->valuedouble : 0;
+    if (!isfinite(s->slope) || !(s->dropout >= 0 && s->dropout < 1))
+        return nep_fail(err, NEP_ERR_FORMAT, "arch: 'slope' must be finite and 'dropout' in [0, 1)");
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(o, "identity");
     if (ids && (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) > NEP_MAX_IDENTITY))
         return nep_fail(err, NEP_ERR_FORMAT, "arch: 'identity' must be a list of at most %d layer names",
