@@ -252,15 +252,17 @@ int cli_check_data_fits(const char *cmd, const nep_model_spec *spec, const nep_d
     return 0;
 }
 
+bool cli_json_integer(const cJSON *v, double lo, double hi) {
+    return cJSON_IsNumber(v) && v->valuedouble >= lo && v->valuedouble < hi &&
+           v->valuedouble == floor(v->valuedouble);
+}
+
 /* An integer of the "data" metadata in [lo, hi) into *out; 0 when the key is absent
- * (older checkpoints: *out stays), -1 when it is there but not such an integer. Checked
- * before converting: a damaged file's 1e300 or -1 is undefined as an int64_t/uint64_t. */
+ * (older checkpoints: *out stays), -1 when it is there but not such an integer. */
 static int data_int(const cJSON *j, const char *key, double lo, double hi, int64_t *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     if (!v) return 0;
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble < hi) ||
-        v->valuedouble != floor(v->valuedouble))
-        return -1;
+    if (!cli_json_integer(v, lo, hi)) return -1;
     *out = (int64_t)v->valuedouble;
     return 0;
 }

@@ -119,6 +119,9 @@ int cmd_collapse(int argc, char **argv);
 int cmd_theory(int argc, char **argv);
 
 struct cJSON;
+/* Whether v is a JSON number holding an integer in [lo, hi): converting anything else
+ * from a file (1e300, -1, 2.5) to an integer type is undefined or silently wrong. */
+bool cli_json_integer(const struct cJSON *v, double lo, double hi);
 struct nep_layer_states;
 /* One entropy layer as JSON (with per-neuron entropies and counts if detail). */
 struct cJSON *cli_layer_json(const nep_graph *g, const struct nep_layer_states *l, double entropy,

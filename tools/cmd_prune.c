@@ -429,12 +429,8 @@ static int save_progress(const prune_run *r, const char *path, const progress *p
     return rc;
 }
 
-/* An iteration number in progress.json: an integer in [0, 2^31) (converting anything
- * else to int64_t may be undefined, and no run has that many iterations). */
-static bool iter_number(const cJSON *v) {
-    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 2147483648.0 &&
-           v->valuedouble == floor(v->valuedouble);
-}
+/* An iteration number in progress.json: an integer in [0, 2^31) (no run has more). */
+static bool iter_number(const cJSON *v) { return cli_json_integer(v, 0, 2147483648.0); }
 
 static int load_progress(const prune_run *r, const char *path, progress *p) {
     FILE *f = fopen(path, "r");
