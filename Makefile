@@ -20,11 +20,19 @@ TESTS   := $(sort $(wildcard tests/test_*.c))
 F64_TESTS := $(sort $(wildcard tests/f64_*.c))
 HDRS    := $(shell find include src tools -name '*.h') $(ONNX_GEN).h
 TOOL_SRCS := $(sort $(wildcard tools/*.c))
+# The IR layer: graph, op metadata, models, entropy bookkeeping, rewrites, checkpoints
+# and ONNX, linked with neither oneDNN nor OpenBLAS (tests/ir_*.c prove it by linking
+# only IR_LDLIBS). The executor, the kernels and everything that runs a graph sit above.
+IR_SRCS := $(filter-out src/collapse/equivalence.c src/graph/exec.c,$(sort $(wildcard \
+             src/core/*.c src/graph/*.c src/ops/*.c src/models/*.c src/io/*.c src/collapse/*.c) \
+             src/entropy/entropy.c)) $(ONNX_GEN).c
+IR_LDLIBS := -lcjson -lprotobuf-c -lz -lm -fopenmp
+IR_TESTS := $(sort $(wildcard tests/ir_*.c))
 
 .PHONY: all test test-memcheck bench demo deps clean golden
 # Keep object files of test binaries (otherwise make deletes them as intermediates).
 .SECONDARY:
-all: build/libnepenthe.a build/nepenthe
+all: build/libnepenthe.a build/libnepenthe_ir.a build/nepenthe
 
 deps:
 	@scripts/install-deps.sh
@@ -40,8 +48,17 @@ build/obj/%.o: %.c $(HDRS)
 build/libnepenthe.a: $(SRCS:%.c=build/obj/%.o)
 	@rm -f $@
 	@ar rcs $@ $^
+build/libnepenthe_ir.a: $(IR_SRCS:%.c=build/obj/%.o)
+	@rm -f $@
+	@ar rcs $@ $^
 build/nepenthe: $(TOOL_SRCS:%.c=build/obj/%.o) build/libnepenthe.a
 	@echo "LD $@"; $(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# Programs in examples/ use only the umbrella header include/nepenthe.h.
+build/examples/%: build/obj/examples/%.o build/libnepenthe.a
+	@mkdir -p $(dir $@)
+	@echo "LD $@"; $(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+EXAMPLES := $(patsubst examples/%.c,build/examples/%,$(sort $(wildcard examples/*.c)))
 
 # --- sanitized library and tests -------------------------------------------------
 build/asan/obj/%.o: %.c $(HDRS)
@@ -50,6 +67,12 @@ build/asan/obj/%.o: %.c $(HDRS)
 build/asan/libnepenthe.a: $(SRCS:%.c=build/asan/obj/%.o)
 	@rm -f $@
 	@ar rcs $@ $^
+build/asan/libnepenthe_ir.a: $(IR_SRCS:%.c=build/asan/obj/%.o)
+	@rm -f $@
+	@ar rcs $@ $^
+build/asan/ir/%: build/asan/obj/tests/%.o build/asan/obj/tests/testutil.o build/asan/libnepenthe_ir.a
+	@mkdir -p $(dir $@)
+	@echo "LD $@"; $(CC) $(SANITIZE) $^ -o $@ $(IR_LDLIBS) -lcmocka
 build/asan/nepenthe: $(TOOL_SRCS:%.c=build/asan/obj/%.o) build/asan/libnepenthe.a
 	@echo "LD $@"; $(CC) $(SANITIZE) $^ -o $@ $(LDLIBS)
 build/asan/tests/%: build/asan/obj/tests/%.o build/asan/obj/tests/testutil.o build/asan/libnepenthe.a
@@ -82,12 +105,13 @@ build/golden/.stamp: $(GOLDEN_PY) tests/tools/safetensors_np.py
 # Tests that reach oneDNN run once per ISA the CPU has (tests/run.sh, isa:), sanitized and
 # as release binaries: heap damage by oneDNN's JIT code is invisible to AddressSanitizer
 # and showed only in release binaries (uxlfoundation/oneDNN#6035). So do the CLI scripts.
-DNNL_TESTS := $(filter $(addprefix tests/,test_bn_pool.c test_collapse.c test_conv.c \
-                test_conv_property.c test_golden_convnets.c),$(TESTS))
+DNNL_TESTS := $(filter $(addprefix tests/,test_backend_parity.c test_bn_pool.c test_collapse.c \
+                test_conv.c test_conv_property.c test_golden_convnets.c),$(TESTS))
 PLAIN_TESTS := $(filter-out $(DNNL_TESTS),$(TESTS))
 TEST_BINS := $(TESTS:tests/%.c=build/asan/tests/%) $(F64_TESTS:tests/%.c=build/f64/tests/%) \
-             $(DNNL_TESTS:tests/%.c=build/tests/%)
-TEST_RUNS := $(PLAIN_TESTS:tests/%.c=build/asan/tests/%) $(F64_TESTS:tests/%.c=build/f64/tests/%) \
+             $(DNNL_TESTS:tests/%.c=build/tests/%) $(IR_TESTS:tests/%.c=build/asan/ir/%) $(EXAMPLES)
+TEST_RUNS := $(IR_TESTS:tests/%.c=build/asan/ir/%) $(EXAMPLES) \
+             $(PLAIN_TESTS:tests/%.c=build/asan/tests/%) $(F64_TESTS:tests/%.c=build/f64/tests/%) \
              $(addprefix isa:,$(DNNL_TESTS:tests/%.c=build/asan/tests/%) $(DNNL_TESTS:tests/%.c=build/tests/%)) \
              isa:tests/cli_test.sh isa:tests/entropy_prune_test.sh isa:tests/onnx_test.sh \
              isa:tests/collapse_test.sh tests/theory_test.sh tests/fault_test.sh

@@ -12,7 +12,8 @@
 #include <string.h>
 
 #include "nepenthe/rng.h"
-#include "ops/ops.h"
+#include "backend/backend.h"
+#include "backend/cpu/kernels.h"
 #include "testutil.h"
 
 _Static_assert(sizeof(nep_real) == sizeof(double), "build with -DNEP_DOUBLE");
@@ -100,14 +101,14 @@ static void test_accumulation(void **unused) {
     memcpy(dp, s.g.grads, sizeof(double) * (size_t)nv);
     /* dx is added to; gradients are overwritten. */
     for (int64_t i = 0; i < nv; i++) s.g.grads[i] = 1e3;
-    nep_op(NEP_OP_CONV2D)->backward(&s.ex, s.id);
+    nep_exec_node_backward(&s.ex, s.id);
     for (int64_t i = 0; i < s.nx; i++) assert_true(close(s.ex.dact[s.g.input][i], 2 * dx[i]));
     for (int k = 0; k < s.g.n_params; k++)
         for (int64_t i = s.g.params[k].offset; i < s.g.params[k].offset + s.g.params[k].numel; i++)
             assert_true(close(s.g.grads[i], dp[i]));
     /* With accumulate_grads they are added to. */
     s.ex.accumulate_grads = true;
-    nep_op(NEP_OP_CONV2D)->backward(&s.ex, s.id);
+    nep_exec_node_backward(&s.ex, s.id);
     for (int k = 0; k < s.g.n_params; k++)
         for (int64_t i = s.g.params[k].offset; i < s.g.params[k].offset + s.g.params[k].numel; i++)
             assert_true(close(s.g.grads[i], 2 * dp[i]));

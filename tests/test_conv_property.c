@@ -70,7 +70,8 @@
 #include <oneapi/dnnl/dnnl_debug.h>
 
 #include "nepenthe/rng.h"
-#include "ops/ops.h"
+#include "backend/backend.h"
+#include "backend/cpu/kernels.h"
 #include "testutil.h"
 
 #define RTOL 1e-5
@@ -535,7 +536,7 @@ static void run_geometry(int64_t idx) {
         /* The contract. The op's backward again, alone (as after another consumer):
          * dx added to the one there (2x), dW, db written (1x) over garbage again. */
         for (int64_t i = 0; i < g.n_values; i++) g.grads[i] = NAN;
-        nep_op(NEP_OP_CONV2D)->backward(&ex, conv);
+        nep_exec_node_backward(&ex, conv);
         grad_to_nchw(&ex, in, n, dxe);
         check(&c, "dx added to", dxe, rr.dx, mx, 2, fl[0]);
         check(&c, "dW rewritten", gw, rr.dw, nw, 1, fl[1]);
@@ -544,7 +545,7 @@ static void run_geometry(int64_t idx) {
         for (int64_t i = 0; i < nw; i++) gw[i] = NAN;
         nep_real *keep = ex.dact[in];
         ex.dact[in] = NULL;
-        nep_op(NEP_OP_CONV2D)->backward(&ex, conv);
+        nep_exec_node_backward(&ex, conv);
         ex.dact[in] = keep;
         check(&c, "dW without dx", gw, rr.dw, nw, 1, fl[1]);
         /* accumulate_grads: dW, db added (2x); the input gradient written afresh. */

@@ -30,8 +30,9 @@ static void expect(const char *prefix, const char *name, const nep_real *got) {
     free(want);
 }
 
-/* Runs golden case `prefix` for op: x [B, ...] -> y, gy -> gx and parameter grads. */
-static void check_op(const char *prefix, nep_op_kind op, nep_attrs attrs) {
+/* Runs golden case `prefix` for op: x [B, ...] -> y, gy -> gx and parameter grads, on
+ * each backend (the reference too: it is what the parity test holds the others to). */
+static void check_op_on(const char *backend, const char *prefix, nep_op_kind op, nep_attrs attrs) {
     const nep_st_tensor *tx = nep_test_case_tensor(&golden, prefix, "x");
     nep_shape in = {tx->ndim - 1, {0}};
     for (int d = 1; d < tx->ndim; d++) in.d[d - 1] = tx->shape[d];
@@ -46,7 +47,7 @@ static void check_op(const char *prefix, nep_op_kind op, nep_attrs attrs) {
         free(v);
     }
     nep_exec ex;
-    assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
+    assert_int_equal(nep_exec_init_opts(&ex, &g, B, &(nep_exec_opts){.backend = backend}, NULL), NEP_OK);
     assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
     nep_real *x = nep_test_as_real(tx), *gy = nep_test_as_real(nep_test_case_tensor(&golden, prefix, "gy"));
     expect(prefix, "y", nep_exec_forward(&ex, x, B));
@@ -59,6 +60,10 @@ static void check_op(const char *prefix, nep_op_kind op, nep_attrs attrs) {
     free(gy);
     nep_exec_free(&ex);
     nep_graph_free(&g);
+}
+static void check_op(const char *prefix, nep_op_kind op, nep_attrs attrs) {
+    check_op_on("cpu", prefix, op, attrs);
+    check_op_on("ref", prefix, op, attrs);
 }
 
 static void test_relu(void **s) { check_op("relu", NEP_OP_RELU, (nep_attrs){0}); }

@@ -51,7 +51,7 @@ typedef struct nep_shape {
     int64_t d[NEP_MAX_DIMS];
 } nep_shape;
 
-/* Typed attributes; each op reads the fields it documents in src/ops/. */
+/* Typed attributes; each op reads the fields its file in src/ops/ documents. */
 typedef struct nep_attrs {
     int64_t features;   /* Linear: output features; Conv2d: output channels */
     bool bias;          /* Linear, Conv2d: has a bias */
@@ -183,6 +183,14 @@ static inline int64_t nep_plane_start(bool nhwc, int64_t b, int64_t c, int64_t C
 }
 static inline int64_t nep_plane_step(bool nhwc, int64_t C) { return nhwc ? C : 1; }
 
+/* Memory a kernel may use during one call, shared by the nodes of an executor. */
+typedef struct nep_scratch {
+    void *p;
+    size_t bytes;
+} nep_scratch;
+
+struct nep_backend;
+
 /* Buffers for running a graph on batches of up to `max_batch` samples. */
 typedef struct nep_exec {
     nep_graph *g;
@@ -199,10 +207,10 @@ typedef struct nep_exec {
     nep_real **act;           /* [n_nodes] output of each node */
     nep_real **dact;          /* [n_nodes] gradient w.r.t. each node's output */
     void **state;             /* [n_nodes] op-private buffers (dropout masks) */
-    void **backend;           /* [n_nodes] op-private objects created on first use (cached
-                               * oneDNN primitives), freed by the op's free_backend */
-    void *scratch;            /* memory an op may use during one forward or backward call */
-    size_t scratch_bytes;
+    const struct nep_backend *backend; /* whose kernels run the ops (src/backend/) */
+    void **cache;             /* [n_nodes] kernel-private objects created on first use (cached
+                               * oneDNN primitives), freed by the kernel's free_cache */
+    nep_scratch scratch;      /* memory a kernel may use during one forward or backward call */
     bool *owns;               /* [n_nodes] whether act/dact were allocated here */
     /* Backward writes each gradient buffer through its first consumer and adds through
      * the rest (no zeroing pass): grad_owner [n_nodes] is the node whose buffer a node's
@@ -212,8 +220,8 @@ typedef struct nep_exec {
     bool *grad_fresh;
     /* [n_nodes]: for a BatchNorm, Add, Conv2d, Linear or Affine whose only consumer is a
      * ReLU or ReLU6, that rectifier, else -1. Unless a probe needs the pre-activation,
-     * the node's forward then writes the rectifier's output itself and the rectifier's
-     * forward is skipped. */
+     * the node's forward then writes the rectifier's output itself (nep_call.rectify)
+     * and the rectifier's forward is skipped. */
     int *epilogue;
     nep_real *in_moved;       /* the input in the executor's layout, when it differs */
     nep_real *in_grad;        /* the input gradient, NCHW, when the layouts differ */
@@ -236,6 +244,19 @@ typedef struct nep_exec {
     int64_t act_bytes;        /* bytes of the output buffers allocated (gradients not counted) */
 } nep_exec;
 
+/* How an executor runs; {0} is the default (training, the "cpu" backend). */
+typedef struct nep_exec_opts {
+    /* "cpu" (NULL: the default): OpenBLAS, oneDNN, OpenMP; "ref": float64 loops over NCHW
+     * activations, single-threaded, the reference the other backends are tested against. */
+    const char *backend;
+    bool inference;           /* see nep_exec_init_inference */
+    /* NEP_LAYOUT_AUTO: NHWC where the backend runs it (float builds), unless the
+     * environment's NEP_LAYOUT=nchw or nhwc says otherwise (see nep_exec.nhwc). */
+    enum { NEP_LAYOUT_AUTO, NEP_LAYOUT_NCHW, NEP_LAYOUT_NHWC } layout;
+} nep_exec_opts;
+nep_status nep_exec_init_opts(nep_exec *ex, nep_graph *g, int64_t max_batch,
+                              const nep_exec_opts *o, nep_err *err);
+/* nep_exec_init_opts with the defaults. */
 nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err);
 /* For evaluation only: no gradient buffers (backward does nothing), and nodes whose
  * outputs are never needed at the same time share one buffer, so only the returned
@@ -244,9 +265,10 @@ nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err 
  * PyTorch's allocator gives a no_grad forward. */
 nep_status nep_exec_init_inference(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err);
 void nep_exec_free(nep_exec *ex);
-/* Scratch of at least `bytes` (64-byte aligned), shared by all nodes: valid until the
- * next call; NULL if out of memory. */
-void *nep_exec_scratch(nep_exec *ex, size_t bytes);
+/* Node id's backward alone, after a forward (tests of a kernel's contract): its input
+ * gradients are claimed as in nep_exec_backward, so it adds to any it finds already
+ * claimed in this backward (all of them after one, or before any). */
+void nep_exec_node_backward(nep_exec *ex, int id);
 /* Also compute the gradient w.r.t. the graph input (tests); nep_exec_input_grad
  * returns it after backward, [batch, input shape] NCHW. */
 nep_status nep_exec_enable_input_grad(nep_exec *ex, nep_err *err);

@@ -1,10 +1,10 @@
-/* Activation-state counts and entropies (SPEC sections 1-2). */
+/* Activation-state counts and entropies (SPEC sections 1-2): the layers, their owners
+ * and the entropy of what was counted (counting itself: measure.c). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nepenthe/entropy.h"
-#include "nepenthe/train.h"
 #include "ops/ops.h"
 
 /* The Linear/Conv2d producing node id's output, looking through BatchNorm and
@@ -63,109 +63,6 @@ void nep_entropy_reset(nep_entropy *e) {
     for (int i = 0; i < e->n_layers; i++)
         memset(e->layers[i].counts, 0, sizeof(uint64_t) * (size_t)(e->layers[i].neurons * e->layers[i].states));
     e->samples = 0;
-}
-
-static nep_layer_states *find_layer(nep_entropy *e, int node) {
-    for (int i = 0; i < e->n_layers; i++)
-        if (e->layers[i].node == node) return &e->layers[i];
-    return NULL;
-}
-
-/* Counts of one neuron over z[b*stride + k], k < inner. Branch-free compares so the
- * loop vectorizes; boundary values fall in no state unless zero_is_off. */
-static void count_neuron(const nep_real *z, int64_t batch, int64_t stride, int64_t inner,
-                         int states, bool zero_is_off, uint64_t *c) {
-    uint64_t on = 0, off = 0, offp = 0;
-    for (int64_t b = 0; b < batch; b++) {
-        const nep_real *p = z + b * stride;
-        if (states == 2) {
-            for (int64_t k = 0; k < inner; k++) {
-                on += p[k] > 0;
-                off += zero_is_off ? p[k] <= 0 : p[k] < 0;
-            }
-        } else {
-            for (int64_t k = 0; k < inner; k++) {
-                on += p[k] > 0 && p[k] < 6;
-                off += zero_is_off ? p[k] <= 0 : p[k] < 0;
-                offp += zero_is_off ? p[k] >= 6 : p[k] > 6;
-            }
-        }
-    }
-    c[NEP_STATE_ON] += on;
-    c[NEP_STATE_OFF] += off;
-    if (states == 3) c[NEP_STATE_OFF_PLUS] += offp;
-}
-
-/* Counts over NHWC rows: z [rows, C], one neuron per column, in blocks of columns. Rows
- * are split over the threads, each counting into its own arrays, which are then added:
- * integer sums, so exact whatever the split. */
-static void count_rows(const nep_real *z, int64_t rows, int64_t C, int states, bool zero_is_off,
-                       uint64_t *counts) {
-    enum { BLOCK = 64 };
-    for (int64_t c0 = 0; c0 < C; c0 += BLOCK) {
-        const int64_t nc = C - c0 < BLOCK ? C - c0 : BLOCK;
-#pragma omp parallel if (rows * nc > NEP_PAR_MIN)
-        {
-            uint64_t on[BLOCK] = {0}, off[BLOCK] = {0}, offp[BLOCK] = {0};
-#pragma omp for schedule(static)
-            for (int64_t r = 0; r < rows; r++) {
-                const nep_real *p = z + r * C + c0;
-                for (int64_t i = 0; i < nc; i++) {
-                    on[i] += states == 2 ? p[i] > 0 : p[i] > 0 && p[i] < 6;
-                    off[i] += zero_is_off ? p[i] <= 0 : p[i] < 0;
-                    offp[i] += zero_is_off ? p[i] >= 6 : p[i] > 6;
-                }
-            }
-#pragma omp critical
-            for (int64_t i = 0; i < nc; i++) {
-                uint64_t *c = counts + (c0 + i) * states;
-                c[NEP_STATE_ON] += on[i];
-                c[NEP_STATE_OFF] += off[i];
-                if (states == 3) c[NEP_STATE_OFF_PLUS] += offp[i];
-            }
-        }
-    }
-}
-
-void nep_entropy_probe(void *ctx, const nep_graph *g, int node, const nep_real *z, int64_t batch,
-                       bool channels_last) {
-    nep_entropy *e = ctx;
-    nep_layer_states *l = find_layer(e, node);
-    if (!l) return;
-    const int64_t inner = nep_shape_numel(&g->nodes[node].shape) / l->neurons;
-    const int64_t stride = l->neurons * inner;
-    if (channels_last && g->nodes[node].shape.ndim == 3) {
-        count_rows(z, batch * inner, l->neurons, l->states, e->zero_is_off, l->counts);
-        return;
-    }
-    /* Each neuron's counts are summed by one thread: exact and order-independent. */
-#pragma omp parallel for schedule(static) if (batch * stride > NEP_PAR_MIN)
-    for (int64_t i = 0; i < l->neurons; i++)
-        count_neuron(z + i * inner, batch, stride, inner, l->states, e->zero_is_off,
-                     l->counts + i * l->states);
-}
-
-typedef struct measure_ctx {
-    nep_entropy *e;
-    int64_t total;
-    double start;
-} measure_ctx;
-
-static nep_status count_samples(void *ctx, nep_exec *ex, const nep_real *logits, const int32_t *y,
-                                int64_t b, nep_err *err) {
-    measure_ctx *m = ctx;
-    m->e->samples += b;
-    if (m->e->progress) m->e->progress(m->e->progress_ctx, m->e->samples, m->total, NAN, nep_now() - m->start);
-    return NEP_OK;
-}
-
-nep_status nep_entropy_measure(nep_entropy *e, nep_graph *g, const nep_dataset *d,
-                               const nep_normalize *norm, int64_t batch, int64_t max_batches,
-                               nep_err *err) {
-    nep_entropy_reset(e);
-    measure_ctx m = {e, max_batches > 0 && max_batches * batch < d->n ? max_batches * batch : d->n, nep_now()};
-    return nep_for_each_batch(g, d, norm, batch, max_batches, nep_entropy_probe, e, count_samples,
-                              &m, err);
 }
 
 double nep_neuron_entropy(const uint64_t *counts, int states) {

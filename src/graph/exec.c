@@ -3,12 +3,14 @@
  * aliases their input (Identity, Flatten), which share their input's buffers. With
  * NHWC activations the caller's tensors are moved at the boundary, and a Flatten of a
  * multi-channel image gets buffers of its own to put the values in PyTorch's order. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "nepenthe/graph.h"
-#include "ops/ops.h"
+#include "backend/backend.h"
+#include "backend/cpu/kernels.h" /* the layout moves at the boundary */
 
 static bool default_nhwc(void) {
     const char *e = getenv("NEP_LAYOUT");
@@ -24,6 +26,50 @@ static bool default_nhwc(void) {
 static bool aliased(const nep_exec *ex, const nep_node *n) {
     return nep_op(n->op)->aliases_input &&
            !(n->op == NEP_OP_FLATTEN && nep_layout_moves(ex->nhwc, nep_in_shape(ex->g, n, 0)));
+}
+
+static const nep_kernel *kernel_of(const nep_exec *ex, const nep_node *n) {
+    return ex->backend->kernel(n->op);
+}
+
+/* The rectifier node id's forward also computes (see nep_exec.epilogue), or -1. */
+static int epilogue_of(const nep_exec *ex, int id) {
+    return ex->probe ? -1 : ex->epilogue[id];
+}
+
+/* The description of node id's forward call, or its backward's; the latter claims the
+ * input gradients (nep_exec.grad_fresh) in input order: the first claim of a buffer in
+ * a backward overwrites it, later ones add. */
+static nep_call call_of(nep_exec *ex, int id, bool backward) {
+    const nep_graph *g = ex->g;
+    const nep_node *n = &g->nodes[id];
+    const int epi = epilogue_of(ex, id);
+    nep_call c = {
+        .g = g, .n = n, .batch = ex->batch, .training = ex->training, .nhwc = ex->nhwc,
+        .rng = ex->rng, .y = ex->act[epi >= 0 && !backward ? epi : id], .rectify = epi >= 0,
+        .cap = epi >= 0 && g->nodes[epi].op == NEP_OP_RELU6 ? 6 : (nep_real)INFINITY,
+        .accumulate = ex->accumulate_grads, .state = ex->state[id], .cache = &ex->cache[id],
+        .scratch = &ex->scratch,
+    };
+    for (int i = 0; i < n->n_inputs; i++) c.x[i] = ex->act[n->inputs[i]];
+    for (int p = 0; p < n->n_params; p++) {
+        c.w[p] = g->values + g->params[n->params[p]].offset;
+        c.dw[p] = g->grads + g->params[n->params[p]].offset;
+    }
+    if (!backward) return c;
+    c.dy = ex->dact[id];
+    for (int i = 0; i < n->n_inputs; i++) {
+        const int owner = ex->grad_owner[n->inputs[i]];
+        c.dx_add[i] = !ex->grad_fresh[owner];
+        ex->grad_fresh[owner] = false;
+        c.dx[i] = ex->dact[n->inputs[i]];
+    }
+    return c;
+}
+
+/* Elements of node id's output for the current batch. */
+static int64_t numel_of(const nep_exec *ex, int id) {
+    return ex->batch * nep_shape_numel(&ex->g->nodes[id].shape);
 }
 
 static double seconds(void) {
@@ -142,35 +188,43 @@ static bool share_buffers(nep_exec *ex) {
     return ok;
 }
 
-static nep_status exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, bool inference,
-                            nep_err *err) {
+nep_status nep_exec_init_opts(nep_exec *ex, nep_graph *g, int64_t max_batch,
+                              const nep_exec_opts *o, nep_err *err) {
     memset(ex, 0, sizeof *ex);
+    const nep_backend *backend = nep_backend_named(o->backend ? o->backend : "cpu");
+    if (!backend)
+        return nep_fail(err, NEP_ERR_ARG, "unknown backend '%s' (there are: cpu, ref)", o->backend);
+    const bool inference = o->inference;
     ex->g = g;
     ex->max_batch = max_batch;
-    ex->nhwc = default_nhwc();
+    ex->backend = backend;
+    if (o->layout == NEP_LAYOUT_NHWC && !backend->nhwc)
+        return nep_fail(err, NEP_ERR_ARG, "backend '%s' runs NCHW activations only", backend->name);
+    ex->nhwc = backend->nhwc && (o->layout == NEP_LAYOUT_AUTO ? default_nhwc() : o->layout == NEP_LAYOUT_NHWC);
     ex->inference = inference;
     size_t n = (size_t)g->n_nodes;
     ex->act = calloc(n, sizeof *ex->act);
     ex->dact = calloc(n, sizeof *ex->dact);
     ex->state = calloc(n, sizeof *ex->state);
     ex->owns = calloc(n, sizeof *ex->owns);
-    ex->backend = calloc(n, sizeof *ex->backend);
+    ex->cache = calloc(n, sizeof *ex->cache);
     ex->grad_owner = calloc(n, sizeof *ex->grad_owner);
     ex->grad_fresh = calloc(n, sizeof *ex->grad_fresh); /* false: an op called alone adds */
     ex->epilogue = malloc(n * sizeof *ex->epilogue);
-    if (!ex->act || !ex->dact || !ex->state || !ex->owns || !ex->backend || !ex->grad_owner ||
+    if (!ex->act || !ex->dact || !ex->state || !ex->owns || !ex->cache || !ex->grad_owner ||
         !ex->grad_fresh || !ex->epilogue)
         goto nomem;
     for (size_t i = 0; i < n; i++) ex->epilogue[i] = -1;
     for (int k = 0; k < g->n_order; k++) {
         int id = g->order[k];
         const nep_node *nd = &g->nodes[id];
-        const nep_op_def *def = nep_op(nd->op);
+        const nep_kernel *def = kernel_of(ex, nd);
         if (def->state_reals) {
-            ex->state[id] = malloc(sizeof(nep_real) * (size_t)(max_batch * def->state_reals(ex, nd)));
+            ex->state[id] = malloc(sizeof(nep_real) * (size_t)(max_batch * def->state_reals(g, nd, ex->nhwc)));
             if (!ex->state[id]) goto nomem;
         }
-        if (def->scratch_bytes && !nep_exec_scratch(ex, def->scratch_bytes(ex, nd))) goto nomem;
+        if (def->scratch_bytes && !nep_scratch_get(&ex->scratch, def->scratch_bytes(g, nd, ex->nhwc)))
+            goto nomem;
         ex->grad_owner[id] = aliased(ex, nd) ? ex->grad_owner[nd->inputs[0]] : id;
         if (nd->op == NEP_OP_INPUT || aliased(ex, nd)) continue;
         ex->owns[id] = true;
@@ -202,11 +256,11 @@ nomem:
 }
 
 nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err) {
-    return exec_init(ex, g, max_batch, false, err);
+    return nep_exec_init_opts(ex, g, max_batch, &(nep_exec_opts){0}, err);
 }
 
 nep_status nep_exec_init_inference(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err) {
-    return exec_init(ex, g, max_batch, true, err);
+    return nep_exec_init_opts(ex, g, max_batch, &(nep_exec_opts){.inference = true}, err);
 }
 
 nep_status nep_exec_enable_input_grad(nep_exec *ex, nep_err *err) {
@@ -228,17 +282,6 @@ nep_real *nep_exec_input_grad(const nep_exec *ex) {
     return ex->in_grad ? ex->in_grad : ex->dact[ex->g->input];
 }
 
-void *nep_exec_scratch(nep_exec *ex, size_t bytes) {
-    if (bytes <= ex->scratch_bytes) return ex->scratch;
-    size_t n = (bytes + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, n);
-    if (!p) return NULL;
-    free(ex->scratch);
-    ex->scratch = p;
-    ex->scratch_bytes = n;
-    return p;
-}
-
 void nep_exec_free(nep_exec *ex) {
     if (ex->g)
         for (int i = 0; i < ex->g->n_nodes; i++) {
@@ -247,20 +290,20 @@ void nep_exec_free(nep_exec *ex) {
                 if (ex->grad_owner[i] == i) free(ex->dact[i]); /* else an Add's, shared */
             }
             if (ex->state) free(ex->state[i]);
-            if (ex->backend && ex->backend[i]) {
-                void (*release)(void *) = nep_op(ex->g->nodes[i].op)->free_backend;
-                if (release) release(ex->backend[i]);
+            if (ex->cache && ex->cache[i]) {
+                void (*release)(void *) = kernel_of(ex, &ex->g->nodes[i])->free_cache;
+                if (release) release(ex->cache[i]);
             }
         }
     free(ex->act);
     free(ex->dact);
     free(ex->state);
     free(ex->owns);
-    free(ex->backend);
+    free(ex->cache);
     free(ex->grad_owner);
     free(ex->grad_fresh);
     free(ex->epilogue);
-    free(ex->scratch);
+    nep_scratch_free(&ex->scratch);
     free(ex->in_moved);
     free(ex->in_grad);
     free(ex->out_moved);
@@ -278,17 +321,20 @@ const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch)
     for (int k = 0; k < g->n_order; k++) {
         int id = g->order[k];
         const nep_node *n = &g->nodes[id];
-        const nep_op_def *def = nep_op(n->op);
+        const nep_kernel *def = kernel_of(ex, n);
         if (aliased(ex, n)) {
             ex->act[id] = ex->act[n->inputs[0]];
             ex->dact[id] = ex->dact[n->inputs[0]];
             continue;
         }
-        if (def->states && ex->probe)
+        if (nep_op(n->op)->states && ex->probe)
             ex->probe(ex->probe_ctx, g, id, ex->act[n->inputs[0]], batch, ex->nhwc);
-        if (n->n_inputs && nep_epilogue(ex, n->inputs[0]) == id) continue; /* its input wrote y */
+        if (n->n_inputs && epilogue_of(ex, n->inputs[0]) == id) continue; /* its input wrote y */
         double t0 = ex->profile ? seconds() : 0;
-        if (def->forward) def->forward(ex, id);
+        if (def->forward) {
+            const nep_call c = call_of(ex, id, false);
+            def->forward(&c);
+        }
         profile_add(ex, id, 0, &t0);
     }
     if (!ex->out_moved) return ex->act[g->output];
@@ -296,11 +342,16 @@ const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch)
     return ex->out_moved;
 }
 
+void nep_exec_node_backward(nep_exec *ex, int id) {
+    const nep_call c = call_of(ex, id, true);
+    kernel_of(ex, &ex->g->nodes[id])->backward(&c);
+}
+
 /* Zeroes node id's gradient buffer if nothing was written to it in this backward. */
 static void settle_grad(nep_exec *ex, int id) {
     const int owner = ex->grad_owner[id];
     if (!ex->grad_fresh[owner] || !ex->dact[owner]) return;
-    memset(ex->dact[owner], 0, (size_t)nep_exec_numel(ex, owner) * sizeof(nep_real));
+    memset(ex->dact[owner], 0, (size_t)numel_of(ex, owner) * sizeof(nep_real));
     ex->grad_fresh[owner] = false;
 }
 
@@ -312,15 +363,16 @@ void nep_exec_backward(nep_exec *ex, const nep_real *dy) {
     if (ex->dact[out] && ex->out_moved)
         to_exec_layout(ex, &g->nodes[out].shape, dy, ex->dact[out]);
     else if (ex->dact[out])
-        memcpy(ex->dact[out], dy, (size_t)nep_exec_numel(ex, out) * sizeof(nep_real));
+        memcpy(ex->dact[out], dy, (size_t)numel_of(ex, out) * sizeof(nep_real));
     ex->grad_fresh[ex->grad_owner[out]] = false;
     for (int k = g->n_order - 1; k >= 0; k--) {
         int id = g->order[k];
-        const nep_op_def *def = nep_op(g->nodes[id].op);
+        const nep_kernel *def = kernel_of(ex, &g->nodes[id]);
         double t0 = ex->profile ? seconds() : 0;
         if (def->backward && ex->dact[id] && !aliased(ex, &g->nodes[id])) {
             settle_grad(ex, id); /* a node no consumer sent a gradient: zero */
-            def->backward(ex, id);
+            const nep_call c = call_of(ex, id, true);
+            def->backward(&c);
         }
         profile_add(ex, id, 1, &t0);
         if (ex->on_grads && g->nodes[id].n_params) ex->on_grads(ex->on_grads_ctx, g, id);

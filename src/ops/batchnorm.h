@@ -1,4 +1,5 @@
-/* BatchNorm2d's numeric helpers, shared by the op (src/ops/batchnorm.c) and by every
+/* BatchNorm2d's numeric helpers, shared by the op (src/ops/batchnorm.c, its kernels in
+ * src/backend/cpu/batchnorm.c) and by every
  * rewrite that folds a BatchNorm into a neighbouring layer: a fold must use exactly
  * these, so that the folded model computes what the unfolded one did. */
 #ifndef NEPENTHE_OPS_BATCHNORM_H
@@ -7,6 +8,9 @@
 #include <math.h>
 
 #include "nepenthe/graph.h"
+
+/* The order of a BatchNorm node's parameters. */
+enum { BN_WEIGHT, BN_BIAS, BN_RMEAN, BN_RVAR, BN_NPARAMS };
 
 #define NEP_BN_DEFAULT_EPS 1e-5
 #define NEP_BN_DEFAULT_MOMENTUM 0.1

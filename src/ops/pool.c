@@ -1,50 +1,13 @@
 /* Pooling, as torch.nn.MaxPool2d, AvgPool2d (count_include_pad=True, ceil_mode=False,
  * dilation 1) and AdaptiveAvgPool2d(1).
- *   MaxPool2d, AvgPool2d: x [B, C, H, W] -> y [B, C, OH, OW],
+ *   MaxPool2d, AvgPool2d: x [C, H, W] -> y [C, OH, OW],
  *     OH = (H + 2 pad[0] - kernel[0]) / stride[0] + 1 (floor), OW likewise;
  *     attrs: kernel (> 0), stride (0 selects the kernel size, PyTorch's default),
  *     pad (0 <= pad <= kernel / 2, as PyTorch requires).
- *   MaxPool2d: y = max over the window, padding counting as -inf; the argmax of each
- *     output (flat index into its H x W input plane) is kept in state as int32 [C, OH, OW]
- *     per sample. Ties go to the first element in row-major window order, and a NaN wins
- *     (the last NaN of the window), as PyTorch's CPU kernel. dx[argmax] += dy (dx zeroed
- *     first unless another consumer wrote it, see nep_input_grad).
- *   AvgPool2d: y = sum over the window's in-image elements / (the window's size clipped to
- *     the padded image, which with ceil_mode=False is always kernel[0] * kernel[1]);
- *     dx += dy / that divisor over the window.
- *   AdaptiveAvgPool2d(1) ("global average pooling"): x [B, C, H, W] -> y [B, C, 1, 1],
- *     y = mean over H x W;  dx += dy / (H W).
- * Sums are in double. Work is spread over the B*C planes with OpenMP; each plane is
- * written by one thread, so results do not depend on the thread count. A plane is
- * contiguous in NCHW and strided by C in NHWC (ex->nhwc); argmaxes index positions
- * within the plane either way. */
-#include <math.h>
-#include <stdbool.h>
+ *   AdaptiveAvgPool2d(1) ("global average pooling"): x [C, H, W] -> y [C, 1, 1]. */
 #include <stdint.h>
-#include <string.h>
 
-#include "ops/ops.h"
-
-_Static_assert(sizeof(int32_t) <= sizeof(nep_real), "argmax indices live in nep_real state");
-
-typedef struct pool_geom {
-    int64_t C, H, W, OH, OW;
-    int kh, kw, sh, sw, ph, pw;
-    int64_t step; /* distance between a plane's consecutive positions */
-} pool_geom;
-
-static pool_geom geom_of(const nep_graph *g, const nep_node *n) {
-    const nep_shape *in = nep_in_shape(g, n, 0);
-    const nep_attrs *a = &n->attrs;
-    pool_geom q = {.C = in->d[0], .H = in->d[1], .W = in->d[2],
-                   .kh = a->kernel[0], .kw = a->kernel[1],
-                   .sh = a->stride[0] > 0 ? a->stride[0] : a->kernel[0],
-                   .sw = a->stride[1] > 0 ? a->stride[1] : a->kernel[1],
-                   .ph = a->pad[0], .pw = a->pad[1]};
-    q.OH = q.sh > 0 ? (q.H + 2 * q.ph - q.kh) / q.sh + 1 : 0;
-    q.OW = q.sw > 0 ? (q.W + 2 * q.pw - q.kw) / q.sw + 1 : 0;
-    return q;
-}
+#include "ops/pool.h"
 
 static nep_status window_infer(nep_graph *g, nep_node *n, nep_err *err) {
     const char *op = nep_op(n->op)->name;
@@ -64,7 +27,7 @@ static nep_status window_infer(nep_graph *g, nep_node *n, nep_err *err) {
             return nep_fail(err, NEP_ERR_ARG, "node '%s' (%s): padding %d must be between 0 "
                             "and half the kernel size (%d)", n->name, op, a->pad[d],
                             a->kernel[d] / 2);
-    const pool_geom q = geom_of(g, n);
+    const nep_pool_geom q = nep_pool_geom_of(g, n);
     if (q.H + 2 * q.ph < q.kh || q.W + 2 * q.pw < q.kw)
         return nep_fail(err, NEP_ERR_SHAPE, "node '%s' (%s): kernel %dx%d is larger than the "
                         "padded input %lldx%lld", n->name, op, q.kh, q.kw,
@@ -78,174 +41,8 @@ static nep_status window_infer(nep_graph *g, nep_node *n, nep_err *err) {
 
 /* One comparison (max) or addition (avg) per window element and output. */
 static int64_t window_flops(const nep_graph *g, const nep_node *n) {
-    const pool_geom q = geom_of(g, n);
+    const nep_pool_geom q = nep_pool_geom_of(g, n);
     return q.C * q.OH * q.OW * q.kh * q.kw;
-}
-
-/* The geometry and the layout of one call. */
-static pool_geom exec_geom(const nep_exec *ex, const nep_node *n) {
-    pool_geom q = geom_of(ex->g, n);
-    q.step = nep_plane_step(ex->nhwc, q.C);
-    return q;
-}
-
-/* Plane p = b * C + c's start in an [B, C, hw] tensor. */
-static int64_t plane(const nep_exec *ex, int64_t p, int64_t C, int64_t hw) {
-    return nep_plane_start(ex->nhwc, p / C, p % C, C, hw);
-}
-
-static int64_t maxpool_state_reals(const nep_exec *ex, const nep_node *n) {
-    return nep_shape_numel(&n->shape);
-}
-
-/* Rows [*h0, *h1) and columns [*w0, *w1) of output (oh, ow)'s window inside the image. */
-static void window(const pool_geom *q, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1,
-                   int64_t *w0, int64_t *w1) {
-    int64_t hs = oh * q->sh - q->ph, ws = ow * q->sw - q->pw;
-    *h1 = hs + q->kh < q->H ? hs + q->kh : q->H;
-    *w1 = ws + q->kw < q->W ? ws + q->kw : q->W;
-    *h0 = hs > 0 ? hs : 0;
-    *w0 = ws > 0 ? ws : 0;
-}
-
-/* Output (oh, ow) of one plane, any window (the image border). */
-static void max_window(const pool_geom *q, const nep_real *xp, int64_t oh, int64_t ow,
-                       nep_real *y, int32_t *arg) {
-    int64_t h0, h1, w0, w1;
-    window(q, oh, ow, &h0, &h1, &w0, &w1);
-    int64_t best_i = h0 * q->W + w0;
-    nep_real best = -INFINITY;
-    for (int64_t ih = h0; ih < h1; ih++)
-        for (int64_t iw = w0; iw < w1; iw++) {
-            const nep_real v = xp[(ih * q->W + iw) * q->step];
-            if (v > best || isnan(v)) {
-                best = v;
-                best_i = ih * q->W + iw;
-            }
-        }
-    *y = best;
-    *arg = (int32_t)best_i;
-}
-
-/* One plane. Columns whose windows lie inside the image horizontally are done a whole
- * output row at a time, window element by window element (row-major, so the first of
- * equal maxima still wins), with branch-free selects the compiler can vectorize. */
-static void max_plane(const pool_geom *q, const nep_real *restrict xp, nep_real *restrict yp,
-                      int32_t *restrict ap) {
-    const int64_t sw = q->sw, W = q->W, st = q->step;
-    /* interior columns [lo, hi): ow * sw - pw >= 0 and ow * sw - pw + kw <= W */
-    int64_t lo = (q->pw + sw - 1) / sw;
-    int64_t hi = W + q->pw - q->kw >= 0 ? (W + q->pw - q->kw) / sw + 1 : 0;
-    if (hi > q->OW) hi = q->OW;
-    if (lo > hi) lo = hi;
-    for (int64_t oh = 0; oh < q->OH; oh++) {
-        nep_real *yr = yp + oh * q->OW * st;
-        int32_t *ar = ap + oh * q->OW;
-        for (int64_t ow = 0; ow < lo; ow++) max_window(q, xp, oh, ow, yr + ow * st, ar + ow);
-        for (int64_t ow = hi; ow < q->OW; ow++) max_window(q, xp, oh, ow, yr + ow * st, ar + ow);
-        int64_t h0, h1, w0, w1;
-        window(q, oh, lo, &h0, &h1, &w0, &w1);
-        for (int64_t ow = lo; ow < hi; ow++) {
-            yr[ow * st] = -INFINITY;
-            ar[ow] = (int32_t)(h0 * W + ow * sw - q->pw);
-        }
-        for (int64_t ih = h0; ih < h1; ih++)
-            for (int64_t kw = 0; kw < q->kw; kw++) {
-                const int64_t off = ih * W + kw - q->pw; /* input index of ow = 0's element */
-                for (int64_t ow = lo; ow < hi; ow++) {
-                    const nep_real v = xp[(off + ow * sw) * st];
-                    const bool take = (v > yr[ow * st]) | (v != v);
-                    yr[ow * st] = take ? v : yr[ow * st];
-                    ar[ow] = take ? (int32_t)(off + ow * sw) : ar[ow];
-                }
-            }
-    }
-}
-
-static void maxpool_forward(nep_exec *ex, int id) {
-    const nep_node *n = &ex->g->nodes[id];
-    const pool_geom q = exec_geom(ex, n);
-    const int64_t planes = ex->batch * q.C, in_sz = q.H * q.W, out_sz = q.OH * q.OW;
-    const nep_real *x = ex->act[n->inputs[0]];
-    nep_real *y = ex->act[id];
-    int32_t *arg = ex->state[id];
-#pragma omp parallel for schedule(static) if (planes * in_sz > NEP_PAR_MIN)
-    for (int64_t p = 0; p < planes; p++)
-        max_plane(&q, x + plane(ex, p, q.C, in_sz), y + plane(ex, p, q.C, out_sz), arg + p * out_sz);
-}
-
-static void maxpool_backward(nep_exec *ex, int id) {
-    const nep_node *n = &ex->g->nodes[id];
-    bool add;
-    nep_real *dx = nep_input_grad(ex, n, 0, &add);
-    if (!dx) return;
-    const pool_geom q = exec_geom(ex, n);
-    const int64_t planes = ex->batch * q.C, in_sz = q.H * q.W, out_sz = q.OH * q.OW;
-    const nep_real *dy = ex->dact[id];
-    const int32_t *arg = ex->state[id];
-    if (!add) memset(dx, 0, sizeof(nep_real) * (size_t)(planes * in_sz)); /* windows scatter */
-#pragma omp parallel for schedule(static) if (planes * in_sz > NEP_PAR_MIN)
-    for (int64_t p = 0; p < planes; p++) {
-        nep_real *dxp = dx + plane(ex, p, q.C, in_sz);
-        const nep_real *dyp = dy + plane(ex, p, q.C, out_sz);
-        for (int64_t o = 0; o < out_sz; o++) dxp[arg[p * out_sz + o] * q.step] += dyp[o * q.step];
-    }
-}
-
-/* count_include_pad=True: the window clipped to the padded image, before clipping to
- * the image itself. */
-static int64_t avg_divisor(const pool_geom *q, int64_t oh, int64_t ow) {
-    int64_t hs = oh * q->sh - q->ph, ws = ow * q->sw - q->pw;
-    int64_t he = hs + q->kh < q->H + q->ph ? hs + q->kh : q->H + q->ph;
-    int64_t we = ws + q->kw < q->W + q->pw ? ws + q->kw : q->W + q->pw;
-    return (he - hs) * (we - ws);
-}
-
-static void avgpool_forward(nep_exec *ex, int id) {
-    const nep_node *n = &ex->g->nodes[id];
-    const pool_geom q = exec_geom(ex, n);
-    const int64_t planes = ex->batch * q.C, in_sz = q.H * q.W, out_sz = q.OH * q.OW;
-    const nep_real *x = ex->act[n->inputs[0]];
-    nep_real *y = ex->act[id];
-#pragma omp parallel for schedule(static) if (planes * in_sz > NEP_PAR_MIN)
-    for (int64_t p = 0; p < planes; p++) {
-        const nep_real *xp = x + plane(ex, p, q.C, in_sz);
-        nep_real *yp = y + plane(ex, p, q.C, out_sz);
-        for (int64_t oh = 0; oh < q.OH; oh++)
-            for (int64_t ow = 0; ow < q.OW; ow++) {
-                int64_t h0, h1, w0, w1;
-                window(&q, oh, ow, &h0, &h1, &w0, &w1);
-                double s = 0;
-                for (int64_t ih = h0; ih < h1; ih++)
-                    for (int64_t iw = w0; iw < w1; iw++) s += (double)xp[(ih * q.W + iw) * q.step];
-                yp[(oh * q.OW + ow) * q.step] = (nep_real)(s / (double)avg_divisor(&q, oh, ow));
-            }
-    }
-}
-
-static void avgpool_backward(nep_exec *ex, int id) {
-    const nep_node *n = &ex->g->nodes[id];
-    bool add;
-    nep_real *dx = nep_input_grad(ex, n, 0, &add);
-    if (!dx) return;
-    const pool_geom q = exec_geom(ex, n);
-    const int64_t planes = ex->batch * q.C, in_sz = q.H * q.W, out_sz = q.OH * q.OW;
-    const nep_real *dy = ex->dact[id];
-    if (!add) memset(dx, 0, sizeof(nep_real) * (size_t)(planes * in_sz)); /* windows overlap */
-#pragma omp parallel for schedule(static) if (planes * in_sz > NEP_PAR_MIN)
-    for (int64_t p = 0; p < planes; p++) {
-        nep_real *dxp = dx + plane(ex, p, q.C, in_sz);
-        const nep_real *dyp = dy + plane(ex, p, q.C, out_sz);
-        for (int64_t oh = 0; oh < q.OH; oh++)
-            for (int64_t ow = 0; ow < q.OW; ow++) {
-                int64_t h0, h1, w0, w1;
-                window(&q, oh, ow, &h0, &h1, &w0, &w1);
-                const nep_real d = (nep_real)((double)dyp[(oh * q.OW + ow) * q.step] /
-                                              (double)avg_divisor(&q, oh, ow));
-                for (int64_t ih = h0; ih < h1; ih++)
-                    for (int64_t iw = w0; iw < w1; iw++) dxp[(ih * q.W + iw) * q.step] += d;
-            }
-    }
 }
 
 static nep_status global_infer(nep_graph *g, nep_node *n, nep_err *err) {
@@ -262,51 +59,15 @@ static int64_t global_flops(const nep_graph *g, const nep_node *n) {
     return nep_shape_numel(nep_in_shape(g, n, 0));
 }
 
-static void global_forward(nep_exec *ex, int id) {
-    const nep_node *n = &ex->g->nodes[id];
-    const nep_shape *in = nep_in_shape(ex->g, n, 0);
-    const int64_t C = in->d[0], planes = ex->batch * C, hw = in->d[1] * in->d[2];
-    const int64_t step = nep_plane_step(ex->nhwc, C);
-    const nep_real *x = ex->act[n->inputs[0]];
-    nep_real *y = ex->act[id]; /* [B, C] in either layout */
-#pragma omp parallel for schedule(static) if (planes * hw > NEP_PAR_MIN)
-    for (int64_t p = 0; p < planes; p++) {
-        const nep_real *xp = x + plane(ex, p, C, hw);
-        double s = 0;
-        for (int64_t k = 0; k < hw; k++) s += (double)xp[k * step];
-        y[p] = (nep_real)(s / (double)hw);
-    }
-}
-
-static void global_backward(nep_exec *ex, int id) {
-    const nep_node *n = &ex->g->nodes[id];
-    bool add;
-    nep_real *dx = nep_input_grad(ex, n, 0, &add);
-    if (!dx) return;
-    const nep_shape *in = nep_in_shape(ex->g, n, 0);
-    const int64_t C = in->d[0], planes = ex->batch * C, hw = in->d[1] * in->d[2];
-    const int64_t step = nep_plane_step(ex->nhwc, C);
-    const nep_real *dy = ex->dact[id];
-#pragma omp parallel for schedule(static) if (planes * hw > NEP_PAR_MIN)
-    for (int64_t p = 0; p < planes; p++) {
-        nep_real *dxp = dx + plane(ex, p, C, hw);
-        const nep_real d = (nep_real)((double)dy[p] / (double)hw);
-        for (int64_t k = 0; k < hw; k++) dxp[k * step] = add ? dxp[k * step] + d : d;
-    }
-}
-
 const nep_op_def nep_op_maxpool = {
     .name = "MaxPool2d", .min_inputs = 1, .max_inputs = 1,
-    .infer = window_infer, .flops = window_flops, .state_reals = maxpool_state_reals,
-    .forward = maxpool_forward, .backward = maxpool_backward,
+    .infer = window_infer, .flops = window_flops,
 };
 const nep_op_def nep_op_avgpool = {
     .name = "AvgPool2d", .min_inputs = 1, .max_inputs = 1,
     .infer = window_infer, .flops = window_flops,
-    .forward = avgpool_forward, .backward = avgpool_backward,
 };
 const nep_op_def nep_op_global_avgpool = {
     .name = "AdaptiveAvgPool2d", .min_inputs = 1, .max_inputs = 1,
     .infer = global_infer, .flops = global_flops,
-    .forward = global_forward, .backward = global_backward,
 };

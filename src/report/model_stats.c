@@ -35,7 +35,7 @@ static nep_status time_forward(nep_graph *g, const nep_real *x, int64_t b, int64
         t[i] = nep_now() - t0;
     }
     *seconds = nep_median(t, calls);
-    *bytes = ex.act_bytes + (int64_t)ex.scratch_bytes;
+    *bytes = ex.act_bytes + (int64_t)ex.scratch.bytes;
     free(t);
     nep_exec_free(&ex);
     return NEP_OK;

@@ -470,5 +470,5 @@ void nep_dnnl_conv_backward(nep_conv_plan *p, void *scratch_, const float *x, co
 }
 
 #else
-typedef int nep_dnnl_conv_unused; /* the float64 build uses the reference in ops/conv2d.c */
+typedef int nep_dnnl_conv_unused; /* the float64 build uses the reference loops in conv2d.c */
 #endif

@@ -3,7 +3,7 @@
  * (channels_last: what the executor keeps activations in when ex->nhwc, so that
  * oneDNN's convolutions read and write them without reorders).
  *   x [B, C, HW] <-> y [B, HW, C]; with add the destination is accumulated into. */
-#include "ops/ops.h"
+#include "backend/cpu/kernels.h"
 
 /* Tiles of T x T elements keep both sides of the transpose in cache. */
 #define T 16

@@ -1,0 +1,86 @@
+/* What every backend implements, and what the executor hands it: a kernel table with
+ * one row per op kind, and for each call a small description of it (nep_call). Kernels
+ * see only the call (never the executor): where their inputs and output are, the
+ * shapes and attributes (through the node), where gradients go and whether to
+ * overwrite or add to them, their state, cached objects and scratch. */
+#ifndef NEPENTHE_BACKEND_H
+#define NEPENTHE_BACKEND_H
+
+#include <stddef.h>
+
+#include "nepenthe/graph.h"
+
+/* Scratch (nep_exec.scratch) of at least `bytes` (64-byte aligned), valid until the next request; NULL if out of
+ * memory (the old block stays). */
+void *nep_scratch_get(nep_scratch *s, size_t bytes);
+void nep_scratch_free(nep_scratch *s);
+
+/* One forward or backward call of node n. Activations are [batch, per-sample shape],
+ * images stored NCHW, or NHWC per sample when nhwc. */
+typedef struct nep_call {
+    const nep_graph *g;
+    const nep_node *n;          /* attributes, shapes (nep_in_shape), parameters */
+    int64_t batch;
+    bool training;              /* dropout active, BatchNorm batch statistics */
+    bool nhwc;
+    struct nep_rng *rng;        /* dropout's masks (training) */
+    const nep_real *x[NEP_MAX_INPUTS];
+    /* forward: where the output goes; with rectify, the output of the ReLU (cap
+     * infinity) or ReLU6 (cap 6) that alone reads this node, applied here (the
+     * executor then skips that rectifier). backward: this node's output, and rectify
+     * and cap as its forward had them. */
+    nep_real *y;
+    bool rectify;
+    nep_real cap;
+    nep_real *w[NEP_MAX_PARAMS];  /* the node's parameters (BatchNorm's forward updates its
+                                   * running statistics in place) */
+    /* backward */
+    const nep_real *dy;
+    nep_real *dx[NEP_MAX_INPUTS]; /* NULL: that input needs no gradient */
+    bool dx_add[NEP_MAX_INPUTS];  /* add to dx (another consumer wrote its part), or
+                                   * overwrite it (it may hold anything) */
+    /* Parameter gradients: written, or added to when accumulate. */
+    nep_real *dw[NEP_MAX_PARAMS];
+    bool accumulate;
+    void *state;                  /* state_reals * batch, kept from forward to backward */
+    void **cache;                 /* objects the kernel keeps across calls (free_cache) */
+    nep_scratch *scratch;
+} nep_call;
+
+typedef struct nep_kernel {
+    /* Per-sample count of nep_real-sized state kept from forward to backward (it may
+     * hold other types, such as MaxPool's int32 argmaxes); NULL for none. */
+    int64_t (*state_reals)(const nep_graph *g, const nep_node *n, bool nhwc);
+    /* Scratch bytes forward and backward use, reserved when the executor is made so
+     * that asking for them cannot fail (NULL: none, or asked for and checked). */
+    size_t (*scratch_bytes)(const nep_graph *g, const nep_node *n, bool nhwc);
+    void (*free_cache)(void *cache);
+    void (*forward)(const nep_call *c);
+    void (*backward)(const nep_call *c);
+} nep_kernel;
+
+/* A backend: its name, whether it runs NHWC activations, and its kernel for each op
+ * kind (never NULL; a row may be empty: an op that computes nothing, such as Identity). */
+typedef struct nep_backend {
+    const char *name;
+    bool nhwc;
+    const nep_kernel *(*kernel)(nep_op_kind kind);
+} nep_backend;
+
+/* "cpu": OpenBLAS, oneDNN, OpenMP; "ref": float64 loops, the reference (backend/ref/). */
+extern const nep_backend nep_backend_cpu, nep_backend_ref;
+/* The backend of that name, or NULL (registry.c lists them). */
+const nep_backend *nep_backend_named(const char *name);
+
+/* Elements of the call's output. */
+static inline int64_t nep_call_numel(const nep_call *c) {
+    return c->batch * nep_shape_numel(&c->n->shape);
+}
+
+/* Whether a tensor of this shape is stored differently in NHWC than in NCHW (not when
+ * it has one channel or one position). */
+static inline bool nep_layout_moves(bool nhwc, const nep_shape *s) {
+    return nhwc && s->ndim == 3 && s->d[0] > 1 && s->d[1] * s->d[2] > 1;
+}
+
+#endif

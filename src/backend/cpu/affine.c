@@ -1,0 +1,45 @@
+/* A fixed per-channel affine map, what collapse leaves where a rectifier was linearized
+ * or a BatchNorm could not be folded into a neighbour.
+ *   x [B, C, ...]   w [C] ("weight")   b [C] ("bias")   y [B, C, ...]
+ * y = w_c x + b_c;  dx (+)= w_c dy;  dw_c = sum dy x;  db_c = sum dy */
+#include "backend/cpu/kernels.h"
+
+static void affine_forward(const nep_call *c) {
+    const nep_chan_dims d = nep_chan_dims_of(c);
+    const nep_real *x = c->x[0], *w = c->w[0],
+                   *b = c->w[1];
+    const bool rectify = c->rectify;
+    const nep_real cap = c->cap;
+    nep_real *y = c->y;
+    const int64_t rows = c->batch * d.C;
+#pragma omp parallel for if (rows * d.inner > NEP_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t ch = r % d.C, o = nep_chan_start(&d, r / d.C, ch);
+        for (int64_t k = o; k < o + d.inner * d.step; k += d.step)
+            y[k] = nep_stored(w[ch] * x[k] + b[ch], rectify, cap);
+    }
+}
+
+static void affine_backward(const nep_call *c) {
+    const nep_chan_dims d = nep_chan_dims_of(c);
+    const nep_real *x = c->x[0], *w = c->w[0], *dy = c->dy;
+    nep_real *dw = c->dw[0], *db = c->dw[1];
+    const bool add = c->dx_add[0];
+    nep_real *dx = c->dx[0];
+    /* Per-channel sums in a fixed order so runs reproduce. */
+    for (int64_t ch = 0; ch < d.C; ch++) {
+        nep_real sw = 0, sb = 0;
+        for (int64_t b = 0; b < c->batch; b++) {
+            const int64_t o = nep_chan_start(&d, b, ch);
+            for (int64_t k = o; k < o + d.inner * d.step; k += d.step) {
+                if (dx) dx[k] = add ? dx[k] + w[ch] * dy[k] : w[ch] * dy[k];
+                sw += dy[k] * x[k];
+                sb += dy[k];
+            }
+        }
+        dw[ch] = c->accumulate ? dw[ch] + sw : sw;
+        db[ch] = c->accumulate ? db[ch] + sb : sb;
+    }
+}
+
+const nep_kernel nep_cpu_affine = {.forward = affine_forward, .backward = affine_backward};

@@ -1,0 +1,49 @@
+/* Linear: y = x W^T + b, as torch.nn.Linear.
+ *   x [B, in]   W [out, in] ("weight")   b [out] ("bias", optional)   y [B, out]
+ * backward: dx += dy W   dW = dy^T x   db = sum_B dy   (+= with accumulate_grads) */
+#include "backend/cpu/blas.h"
+#include "backend/cpu/kernels.h"
+
+static void linear_forward(const nep_call *c) {
+    const nep_graph *g = c->g;
+    const nep_node *n = c->n;
+    const int64_t B = c->batch, in = nep_in_shape(g, n, 0)->d[0], out = n->attrs.features;
+    const nep_real *x = c->x[0], *W = c->w[0];
+    const bool rectify = c->rectify;
+    const nep_real cap = c->cap;
+    nep_real *y = c->y;
+    nep_real beta = 0;
+    if (n->attrs.bias) {
+        const nep_real *b = c->w[1];
+        for (int64_t i = 0; i < B; i++)
+            for (int64_t j = 0; j < out; j++) y[i * out + j] = b[j];
+        beta = 1;
+    }
+    nep_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)out, (int)in, 1, x,
+             (int)in, W, (int)in, beta, y, (int)out);
+    if (rectify)
+        for (int64_t i = 0; i < B * out; i++) y[i] = nep_stored(y[i], true, cap);
+}
+
+static void linear_backward(const nep_call *c) {
+    const nep_graph *g = c->g;
+    const nep_node *n = c->n;
+    const int64_t B = c->batch, in = nep_in_shape(g, n, 0)->d[0], out = n->attrs.features;
+    const nep_real *x = c->x[0], *W = c->w[0], *dy = c->dy;
+    const bool add = c->dx_add[0];
+    nep_real *dx = c->dx[0];
+    if (dx)
+        nep_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)in, (int)out, 1, dy,
+                 (int)out, W, (int)in, add, dx, (int)in);
+    nep_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)B, 1, dy,
+             (int)out, x, (int)in, c->accumulate, c->dw[0], (int)in);
+    if (n->attrs.bias) {
+        nep_real *db = c->dw[1];
+        if (!c->accumulate)
+            for (int64_t j = 0; j < out; j++) db[j] = 0;
+        for (int64_t i = 0; i < B; i++)
+            for (int64_t j = 0; j < out; j++) db[j] += dy[i * out + j];
+    }
+}
+
+const nep_kernel nep_cpu_linear = {.forward = linear_forward, .backward = linear_backward};

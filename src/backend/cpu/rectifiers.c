@@ -1,0 +1,103 @@
+/* Elementwise rectifiers, as torch.nn.ReLU, LeakyReLU, ReLU6, GELU (erf form), SiLU.
+ *   z [B, ...] (the pre-activation, never overwritten: the entropy probe reads it)
+ *   y [B, ...] same shape
+ * Backward writes dz, or adds to it (nep_call.dx_add), and follows PyTorch at the kinks:
+ * ReLU'(0) = 0, LeakyReLU'(0) = slope, ReLU6'(0) = ReLU6'(6) = 0. */
+#include <tgmath.h>
+
+#include "backend/cpu/kernels.h"
+
+/* Loop header shared by every kernel below: i over the batch's elements. */
+#define EACH_ELEMENT(n) _Pragma("omp parallel for simd if (n > NEP_PAR_MIN)") \
+    for (int64_t i = 0; i < n; i++)
+
+/* dz = (or += when another consumer wrote dz first) the value of expr at element i;
+ * ends the backward when the input needs no gradient. */
+#define INPUT_GRAD(expr)                                          \
+    do {                                                          \
+        nep_real *dz = c->dx[0];                                  \
+        if (!dz) return;                                          \
+        if (c->dx_add[0]) EACH_ELEMENT(n) dz[i] += (expr);        \
+        else EACH_ELEMENT(n) dz[i] = (expr);                      \
+    } while (0)
+
+#define ELEMENTWISE_IO                                            \
+    const nep_node *node = c->n;                                  \
+    const int64_t n = nep_call_numel(c);                          \
+    const nep_real *z = c->x[0];                                  \
+    (void)z, (void)node
+
+static void relu_forward(const nep_call *c) {
+    ELEMENTWISE_IO;
+    nep_real *y = c->y;
+    EACH_ELEMENT(n) y[i] = z[i] > 0 ? z[i] : 0;
+}
+/* ReLU and ReLU6 take their masks from the output (y > 0 iff z > 0; 0 < y < 6 iff
+ * 0 < z < 6), so they also work when a BatchNorm wrote y without z (nep_call.rectify). */
+static void relu_backward(const nep_call *c) {
+    ELEMENTWISE_IO;
+    const nep_real *dy = c->dy, *y = c->y;
+    INPUT_GRAD(y[i] > 0 ? dy[i] : 0);
+}
+
+static void leaky_forward(const nep_call *c) {
+    ELEMENTWISE_IO;
+    const nep_real s = (nep_real)node->attrs.slope;
+    nep_real *y = c->y;
+    EACH_ELEMENT(n) y[i] = z[i] > 0 ? z[i] : s * z[i];
+}
+static void leaky_backward(const nep_call *c) {
+    ELEMENTWISE_IO;
+    const nep_real s = (nep_real)node->attrs.slope, *dy = c->dy;
+    INPUT_GRAD(z[i] > 0 ? dy[i] : s * dy[i]);
+}
+
+static void relu6_forward(const nep_call *c) {
+    ELEMENTWISE_IO;
+    nep_real *y = c->y;
+    EACH_ELEMENT(n) y[i] = z[i] > 0 ? (z[i] < 6 ? z[i] : 6) : 0;
+}
+static void relu6_backward(const nep_call *c) {
+    ELEMENTWISE_IO;
+    const nep_real *dy = c->dy, *y = c->y;
+    INPUT_GRAD((y[i] > 0 && y[i] < 6) ? dy[i] : 0);
+}
+
+/* GELU(z) = z * Phi(z), Phi the standard normal CDF; GELU'(z) = Phi(z) + z * phi(z). */
+static void gelu_forward(const nep_call *c) {
+    ELEMENTWISE_IO;
+    nep_real *y = c->y;
+    const nep_real r = (nep_real)0.70710678118654752440;
+    EACH_ELEMENT(n) y[i] = (nep_real)0.5 * z[i] * (1 + erf(z[i] * r));
+}
+static void gelu_backward(const nep_call *c) {
+    ELEMENTWISE_IO;
+    const nep_real *dy = c->dy;
+    const nep_real r = (nep_real)0.70710678118654752440, k = (nep_real)0.39894228040143267794;
+    /* cdf + z * pdf */
+    INPUT_GRAD(dy[i] * ((nep_real)0.5 * (1 + erf(z[i] * r)) + z[i] * k * exp((nep_real)-0.5 * z[i] * z[i])));
+}
+
+/* SiLU(z) = z * sigmoid(z); SiLU'(z) = sigmoid(z) * (1 + z * (1 - sigmoid(z))). */
+static inline nep_real silu_slope(nep_real z) {
+    nep_real sg = 1 / (1 + exp(-z));
+    return sg * (1 + z * (1 - sg));
+}
+static void silu_forward(const nep_call *c) {
+    ELEMENTWISE_IO;
+    nep_real *y = c->y;
+    EACH_ELEMENT(n) y[i] = z[i] / (1 + exp(-z[i]));
+}
+static void silu_backward(const nep_call *c) {
+    ELEMENTWISE_IO;
+    const nep_real *dy = c->dy;
+    INPUT_GRAD(dy[i] * silu_slope(z[i]));
+}
+
+#define RECTIFIER(sym, fw, bw) const nep_kernel sym = {.forward = fw, .backward = bw}
+
+RECTIFIER(nep_cpu_relu, relu_forward, relu_backward);
+RECTIFIER(nep_cpu_leaky_relu, leaky_forward, leaky_backward);
+RECTIFIER(nep_cpu_relu6, relu6_forward, relu6_backward);
+RECTIFIER(nep_cpu_gelu, gelu_forward, gelu_backward);
+RECTIFIER(nep_cpu_silu, silu_forward, silu_backward);

@@ -1,0 +1,26 @@
+#include "backend/cpu/kernels.h"
+
+static const nep_kernel *const table[NEP_OP_COUNT] = {
+    [NEP_OP_INPUT] = &nep_cpu_input,
+    [NEP_OP_LINEAR] = &nep_cpu_linear,
+    [NEP_OP_RELU] = &nep_cpu_relu,
+    [NEP_OP_LEAKY_RELU] = &nep_cpu_leaky_relu,
+    [NEP_OP_PRELU] = &nep_cpu_prelu,
+    [NEP_OP_RELU6] = &nep_cpu_relu6,
+    [NEP_OP_GELU] = &nep_cpu_gelu,
+    [NEP_OP_SILU] = &nep_cpu_silu,
+    [NEP_OP_IDENTITY] = &nep_cpu_identity,
+    [NEP_OP_FLATTEN] = &nep_cpu_flatten,
+    [NEP_OP_DROPOUT] = &nep_cpu_dropout,
+    [NEP_OP_ADD] = &nep_cpu_add,
+    [NEP_OP_CONV2D] = &nep_cpu_conv2d,
+    [NEP_OP_BATCHNORM] = &nep_cpu_batchnorm,
+    [NEP_OP_MAXPOOL] = &nep_cpu_maxpool,
+    [NEP_OP_AVGPOOL] = &nep_cpu_avgpool,
+    [NEP_OP_GLOBAL_AVGPOOL] = &nep_cpu_global_avgpool,
+    [NEP_OP_AFFINE] = &nep_cpu_affine,
+};
+
+static const nep_kernel *kernel(nep_op_kind kind) { return table[kind]; }
+
+const nep_backend nep_backend_cpu = {.name = "cpu", .nhwc = true, .kernel = kernel};

@@ -1,0 +1,142 @@
+/* Elementwise and per-channel ops (src/ops/rectifiers.c, prelu.c, affine.c, dropout.c,
+ * structural.c), PyTorch's formulas and its choices at the kinks: ReLU'(0) = 0,
+ * LeakyReLU'(0) = slope, ReLU6'(0) = ReLU6'(6) = 0. ReLU and ReLU6 take their backward
+ * masks from the output, which a producer may have written for them (nep_call.rectify). */
+#include <string.h>
+
+#include "backend/ref/ref.h"
+#include "nepenthe/rng.h"
+
+/* f(z) of every element; df(z, y) * dy into dz. */
+typedef double (*value_fn)(double z, double attr);
+typedef double (*slope_fn)(double z, double y, double attr);
+
+static void map_forward(const nep_call *c, value_fn f, double attr) {
+    for (int64_t i = 0; i < nep_call_numel(c); i++) c->y[i] = (nep_real)f(c->x[0][i], attr);
+}
+static void map_backward(const nep_call *c, slope_fn df, double attr) {
+    for (int64_t i = 0; c->dx[0] && i < nep_call_numel(c); i++)
+        ref_put(&c->dx[0][i], df(c->x[0][i], c->y[i], attr) * (double)c->dy[i], c->dx_add[0]);
+}
+
+static double relu(double z, double a) { return z > 0 ? z : 0; }
+static double relu_slope(double z, double y, double a) { return y > 0; }
+static double leaky(double z, double s) { return z > 0 ? z : s * z; }
+static double leaky_slope(double z, double y, double s) { return z > 0 ? 1 : s; }
+static double relu6(double z, double a) { return z > 0 ? (z < 6 ? z : 6) : 0; }
+static double relu6_slope(double z, double y, double a) { return y > 0 && y < 6; }
+static double gelu(double z, double a) { return 0.5 * z * (1 + erf(z / sqrt(2.0))); }
+static double gelu_slope(double z, double y, double a) {
+    return 0.5 * (1 + erf(z / sqrt(2.0))) + z * exp(-0.5 * z * z) / sqrt(2 * M_PI);
+}
+static double silu(double z, double a) { return z / (1 + exp(-z)); }
+static double silu_slope(double z, double y, double a) {
+    const double s = 1 / (1 + exp(-z));
+    return s * (1 + z * (1 - s));
+}
+
+#define MAP_KERNEL(sym, f, df, attr)                                                   \
+    static void sym##_fw(const nep_call *c) { map_forward(c, f, attr); }             \
+    static void sym##_bw(const nep_call *c) { map_backward(c, df, attr); }           \
+    const nep_kernel sym = {.forward = sym##_fw, .backward = sym##_bw}
+
+MAP_KERNEL(nep_ref_relu, relu, relu_slope, 0);
+MAP_KERNEL(nep_ref_leaky_relu, leaky, leaky_slope, c->n->attrs.slope);
+MAP_KERNEL(nep_ref_relu6, relu6, relu6_slope, 0);
+MAP_KERNEL(nep_ref_gelu, gelu, gelu_slope, 0);
+MAP_KERNEL(nep_ref_silu, silu, silu_slope, 0);
+
+/* PReLU: y = z > 0 ? z : a_c z;  dz = z > 0 ? dy : a_c dy;  da_c = sum_{z <= 0} dy z */
+static void prelu_forward(const nep_call *c) {
+    int64_t C, inner;
+    ref_chan_dims(c, &C, &inner);
+    for (int64_t i = 0; i < nep_call_numel(c); i++) {
+        const double z = c->x[0][i], a = c->w[0][i / inner % C];
+        c->y[i] = (nep_real)(z > 0 ? z : a * z);
+    }
+}
+static void prelu_backward(const nep_call *c) {
+    int64_t C, inner;
+    ref_chan_dims(c, &C, &inner);
+    for (int64_t ch = 0; ch < C; ch++) {
+        double da = 0;
+        for (int64_t b = 0; b < c->batch; b++)
+            for (int64_t k = 0; k < inner; k++) {
+                const int64_t i = (b * C + ch) * inner + k;
+                const double z = c->x[0][i], dy = c->dy[i];
+                if (c->dx[0]) ref_put(&c->dx[0][i], z > 0 ? dy : (double)c->w[0][ch] * dy, c->dx_add[0]);
+                if (z <= 0) da += dy * z;
+            }
+        ref_put(&c->dw[0][ch], da, c->accumulate);
+    }
+}
+const nep_kernel nep_ref_prelu = {.forward = prelu_forward, .backward = prelu_backward};
+
+/* Affine: y = w_c x + b_c;  dx = w_c dy;  dw_c = sum dy x;  db_c = sum dy */
+static void affine_forward(const nep_call *c) {
+    int64_t C, inner;
+    ref_chan_dims(c, &C, &inner);
+    for (int64_t i = 0; i < nep_call_numel(c); i++) {
+        const int64_t ch = i / inner % C;
+        c->y[i] = (nep_real)ref_rectified(c, (double)c->w[0][ch] * c->x[0][i] + c->w[1][ch]);
+    }
+}
+static void affine_backward(const nep_call *c) {
+    int64_t C, inner;
+    ref_chan_dims(c, &C, &inner);
+    for (int64_t ch = 0; ch < C; ch++) {
+        double dw = 0, db = 0;
+        for (int64_t b = 0; b < c->batch; b++)
+            for (int64_t k = 0; k < inner; k++) {
+                const int64_t i = (b * C + ch) * inner + k;
+                if (c->dx[0]) ref_put(&c->dx[0][i], (double)c->w[0][ch] * c->dy[i], c->dx_add[0]);
+                dw += (double)c->dy[i] * c->x[0][i];
+                db += c->dy[i];
+            }
+        ref_put(&c->dw[0][ch], dw, c->accumulate);
+        ref_put(&c->dw[1][ch], db, c->accumulate);
+    }
+}
+const nep_kernel nep_ref_affine = {.forward = affine_forward, .backward = affine_backward};
+
+/* Dropout: in training, keep with probability 1 - p and scale by 1 / (1 - p), one draw
+ * of the call's generator per element in order (the masks every backend must draw);
+ * the identity in evaluation. State: the scale factor of each element. */
+static bool dropout_active(const nep_call *c) { return c->training && c->n->attrs.p > 0; }
+static void dropout_forward(const nep_call *c) {
+    const double p = c->n->attrs.p;
+    nep_real *scale = c->state;
+    for (int64_t i = 0; i < nep_call_numel(c); i++) {
+        if (dropout_active(c)) scale[i] = nep_rng_uniform(c->rng) >= p ? (nep_real)(1 / (1 - p)) : 0;
+        c->y[i] = dropout_active(c) ? c->x[0][i] * scale[i] : c->x[0][i];
+    }
+}
+static void dropout_backward(const nep_call *c) {
+    const nep_real *scale = c->state;
+    for (int64_t i = 0; c->dx[0] && i < nep_call_numel(c); i++)
+        ref_put(&c->dx[0][i], dropout_active(c) ? (double)c->dy[i] * scale[i] : c->dy[i], c->dx_add[0]);
+}
+static int64_t dropout_state_reals(const nep_graph *g, const nep_node *n, bool nhwc) {
+    return nep_shape_numel(&n->shape);
+}
+const nep_kernel nep_ref_dropout = {.state_reals = dropout_state_reals,
+                                    .forward = dropout_forward, .backward = dropout_backward};
+
+/* Add: y = x0 + x1 (+ ...);  dx_k = dy */
+static void add_forward(const nep_call *c) {
+    for (int64_t i = 0; i < nep_call_numel(c); i++) {
+        double s = 0;
+        for (int k = 0; k < c->n->n_inputs; k++) s += c->x[k][i];
+        c->y[i] = (nep_real)ref_rectified(c, s);
+    }
+}
+static void add_backward(const nep_call *c) {
+    for (int k = 0; k < c->n->n_inputs; k++) {
+        if (!c->dx[k] || c->dx[k] == c->dy) continue; /* the executor shares dy's buffer */
+        for (int64_t i = 0; i < nep_call_numel(c); i++) ref_put(&c->dx[k][i], c->dy[i], c->dx_add[k]);
+    }
+}
+const nep_kernel nep_ref_add = {.forward = add_forward, .backward = add_backward};
+
+/* Input, Identity, and Flatten in NCHW: the executor aliases their buffers. */
+const nep_kernel nep_ref_none = {0};

@@ -1,0 +1,36 @@
+/* Linear (src/ops/linear.c): y = x W^T + b;  dx = dy W,  dW = dy^T x,  db = sum_B dy. */
+#include "backend/ref/ref.h"
+
+static void linear_forward(const nep_call *c) {
+    const int64_t B = c->batch, in = nep_in_shape(c->g, c->n, 0)->d[0], out = c->n->attrs.features;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t o = 0; o < out; o++) {
+            double acc = c->n->attrs.bias ? c->w[1][o] : 0;
+            for (int64_t i = 0; i < in; i++) acc += (double)c->x[0][b * in + i] * (double)c->w[0][o * in + i];
+            c->y[b * out + o] = (nep_real)ref_rectified(c, acc);
+        }
+}
+
+static void linear_backward(const nep_call *c) {
+    const int64_t B = c->batch, in = nep_in_shape(c->g, c->n, 0)->d[0], out = c->n->attrs.features;
+    const nep_real *x = c->x[0], *W = c->w[0], *dy = c->dy;
+    for (int64_t b = 0; c->dx[0] && b < B; b++)
+        for (int64_t i = 0; i < in; i++) {
+            double acc = 0;
+            for (int64_t o = 0; o < out; o++) acc += (double)dy[b * out + o] * (double)W[o * in + i];
+            ref_put(&c->dx[0][b * in + i], acc, c->dx_add[0]);
+        }
+    for (int64_t o = 0; o < out; o++) {
+        for (int64_t i = 0; i < in; i++) {
+            double acc = 0;
+            for (int64_t b = 0; b < B; b++) acc += (double)dy[b * out + o] * (double)x[b * in + i];
+            ref_put(&c->dw[0][o * in + i], acc, c->accumulate);
+        }
+        if (!c->n->attrs.bias) continue;
+        double acc = 0;
+        for (int64_t b = 0; b < B; b++) acc += (double)dy[b * out + o];
+        ref_put(&c->dw[1][o], acc, c->accumulate);
+    }
+}
+
+const nep_kernel nep_ref_linear = {.forward = linear_forward, .backward = linear_backward};

@@ -1,0 +1,26 @@
+#include "backend/ref/ref.h"
+
+static const nep_kernel *const table[NEP_OP_COUNT] = {
+    [NEP_OP_INPUT] = &nep_ref_none,
+    [NEP_OP_LINEAR] = &nep_ref_linear,
+    [NEP_OP_RELU] = &nep_ref_relu,
+    [NEP_OP_LEAKY_RELU] = &nep_ref_leaky_relu,
+    [NEP_OP_PRELU] = &nep_ref_prelu,
+    [NEP_OP_RELU6] = &nep_ref_relu6,
+    [NEP_OP_GELU] = &nep_ref_gelu,
+    [NEP_OP_SILU] = &nep_ref_silu,
+    [NEP_OP_IDENTITY] = &nep_ref_none,
+    [NEP_OP_FLATTEN] = &nep_ref_none, /* NCHW: the executor aliases it */
+    [NEP_OP_DROPOUT] = &nep_ref_dropout,
+    [NEP_OP_ADD] = &nep_ref_add,
+    [NEP_OP_CONV2D] = &nep_ref_conv2d,
+    [NEP_OP_BATCHNORM] = &nep_ref_batchnorm,
+    [NEP_OP_MAXPOOL] = &nep_ref_maxpool,
+    [NEP_OP_AVGPOOL] = &nep_ref_avgpool,
+    [NEP_OP_GLOBAL_AVGPOOL] = &nep_ref_global_avgpool,
+    [NEP_OP_AFFINE] = &nep_ref_affine,
+};
+
+static const nep_kernel *kernel(nep_op_kind kind) { return table[kind]; }
+
+const nep_backend nep_backend_ref = {.name = "ref", .nhwc = false, .kernel = kernel};

@@ -1,0 +1,238 @@
+/* Every backend against the reference (backend/ref/: float64 loops), op by op, forward
+ * and backward, in every layout the backend runs: the outputs, the input gradient,
+ * every parameter gradient and BatchNorm's running statistics after a training step
+ * (dropout masks are drawn from one seed, so they must be the very same). Each case is a
+ * small graph around the op under test; a case may put a rectifier after it, which a
+ * backend may apply in the op's own pass. A new op kind without a case fails
+ * test_every_op_has_a_case; a new backend enters by its name in `backends`. The
+ * reference itself is held to PyTorch in test_golden_ops and test_golden_ref. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nepenthe/graph.h"
+#include "nepenthe/rng.h"
+#include "testutil.h"
+
+static const char *const backends[] = {"cpu"};
+
+typedef struct parity_case {
+    const char *name;
+    nep_op_kind op;
+    nep_shape in;
+    nep_attrs attrs;
+    nep_op_kind then;       /* a rectifier after the op (NEP_OP_INPUT: none) */
+    bool training;
+    double scale;           /* of the random input: values in about +-scale */
+} parity_case;
+
+#define IMG(c, h, w) ((nep_shape){3, {c, h, w}})
+#define CONV(f, k, s, p, g, b) {.features = f, .kernel = {k, k}, .stride = {s, s}, .pad = {p, p}, .groups = g, .bias = b}
+#define WINDOW(k, s, p) {.kernel = {k, k}, .stride = {s, s}, .pad = {p, p}}
+
+static const parity_case cases[] = {
+    {"relu", NEP_OP_RELU, IMG(3, 5, 4), {0}, NEP_OP_INPUT, true, 3},
+    {"leaky_relu", NEP_OP_LEAKY_RELU, IMG(3, 5, 4), {.slope = 0.1}, NEP_OP_INPUT, true, 3},
+    {"relu6", NEP_OP_RELU6, IMG(3, 5, 4), {0}, NEP_OP_INPUT, true, 9},
+    {"gelu", NEP_OP_GELU, IMG(3, 5, 4), {0}, NEP_OP_INPUT, true, 4},
+    {"silu", NEP_OP_SILU, IMG(3, 5, 4), {0}, NEP_OP_INPUT, true, 6},
+    {"prelu", NEP_OP_PRELU, IMG(3, 5, 4), {0}, NEP_OP_INPUT, true, 3},
+    {"affine", NEP_OP_AFFINE, IMG(5, 3, 3), {0}, NEP_OP_INPUT, true, 2},
+    {"affine_relu6", NEP_OP_AFFINE, IMG(5, 3, 3), {0}, NEP_OP_RELU6, true, 8},
+    {"dropout", NEP_OP_DROPOUT, IMG(4, 6, 5), {.p = 0.3}, NEP_OP_INPUT, true, 2},
+    {"dropout_eval", NEP_OP_DROPOUT, IMG(4, 6, 5), {.p = 0.3}, NEP_OP_INPUT, false, 2},
+    {"add", NEP_OP_ADD, IMG(4, 5, 5), {0}, NEP_OP_INPUT, true, 2},
+    {"add_relu", NEP_OP_ADD, IMG(4, 5, 5), {0}, NEP_OP_RELU, true, 2},
+    {"flatten_linear", NEP_OP_LINEAR, IMG(3, 4, 5), {.features = 7, .bias = true}, NEP_OP_INPUT, true, 2},
+    {"linear_relu", NEP_OP_LINEAR, {1, {33}}, {.features = 9, .bias = true}, NEP_OP_RELU, true, 2},
+    {"linear_nobias", NEP_OP_LINEAR, {1, {20}}, {.features = 6}, NEP_OP_INPUT, true, 2},
+    {"conv3x3", NEP_OP_CONV2D, IMG(3, 9, 8), CONV(5, 3, 1, 1, 1, true), NEP_OP_INPUT, true, 2},
+    {"conv3x3_relu", NEP_OP_CONV2D, IMG(6, 8, 8), CONV(8, 3, 1, 1, 1, false), NEP_OP_RELU, true, 2},
+    {"conv1x1_s2", NEP_OP_CONV2D, IMG(6, 8, 8), CONV(12, 1, 2, 0, 1, false), NEP_OP_INPUT, true, 2},
+    {"conv5x5_groups", NEP_OP_CONV2D, IMG(4, 9, 9), CONV(6, 5, 2, 2, 2, true), NEP_OP_INPUT, true, 2},
+    {"conv_depthwise_relu6", NEP_OP_CONV2D, IMG(7, 10, 9), CONV(7, 3, 2, 1, 7, true), NEP_OP_RELU6, true, 4},
+    {"conv7x7_s2", NEP_OP_CONV2D, IMG(3, 13, 12), CONV(4, 7, 2, 3, 1, true), NEP_OP_INPUT, true, 2},
+    {"batchnorm", NEP_OP_BATCHNORM, IMG(5, 6, 4), {0}, NEP_OP_INPUT, true, 3},
+    {"batchnorm_relu", NEP_OP_BATCHNORM, IMG(5, 6, 4), {.eps = 1e-3, .momentum = 0.2}, NEP_OP_RELU, true, 3},
+    {"batchnorm_eval", NEP_OP_BATCHNORM, IMG(5, 6, 4), {0}, NEP_OP_RELU6, false, 3},
+    {"maxpool3x3_s2", NEP_OP_MAXPOOL, IMG(4, 9, 8), WINDOW(3, 2, 1), NEP_OP_INPUT, true, 2},
+    {"maxpool2x2", NEP_OP_MAXPOOL, IMG(3, 8, 8), WINDOW(2, 0, 0), NEP_OP_INPUT, true, 2},
+    {"avgpool3x3_s2", NEP_OP_AVGPOOL, IMG(4, 9, 8), WINDOW(3, 2, 1), NEP_OP_INPUT, true, 2},
+    {"avgpool2x2", NEP_OP_AVGPOOL, IMG(3, 8, 8), WINDOW(2, 2, 0), NEP_OP_INPUT, true, 2},
+    {"global_avgpool", NEP_OP_GLOBAL_AVGPOOL, IMG(6, 5, 7), {0}, NEP_OP_INPUT, true, 2},
+};
+
+/* The case's graph: input -> (Flatten for a Linear on an image) -> op -> then. An Add
+ * reads two Affines of the input, so that each of its inputs has a gradient of its own. */
+static nep_graph build(const parity_case *k, uint64_t seed) {
+    nep_graph g;
+    nep_graph_init(&g);
+    int x = nep_graph_input(&g, "input", k->in), y;
+    const int64_t C = k->in.d[0];
+    nep_err err;
+    if (k->op == NEP_OP_ADD) {
+        const int a = nep_graph_add1(&g, NEP_OP_AFFINE, "a", x, (nep_attrs){0});
+        const int b = nep_graph_add1(&g, NEP_OP_AFFINE, "b", x, (nep_attrs){0});
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++)
+                nep_graph_add_param(&g, i ? b : a, j ? "bias" : "weight", 1, 1, (int64_t[]){C});
+        y = nep_graph_add(&g, NEP_OP_ADD, "op", (int[]){a, b}, 2, k->attrs);
+    } else {
+        int64_t in_features = k->in.d[0];
+        if (k->op == NEP_OP_LINEAR && k->in.ndim == 3) {
+            x = nep_graph_add1(&g, NEP_OP_FLATTEN, "flatten", x, (nep_attrs){0});
+            in_features = nep_shape_numel(&k->in);
+        }
+        y = nep_graph_add1(&g, k->op, "op", x, k->attrs);
+        const nep_attrs *a = &k->attrs;
+        if (k->op == NEP_OP_LINEAR) {
+            nep_graph_add_param(&g, y, "weight", 3, 2, (int64_t[]){a->features, in_features});
+            if (a->bias) nep_graph_add_param(&g, y, "bias", 1, 1, (int64_t[]){a->features});
+        } else if (k->op == NEP_OP_CONV2D) {
+            const int groups = a->groups > 0 ? a->groups : 1;
+            nep_graph_add_param(&g, y, "weight", 3, 4,
+                                (int64_t[]){a->features, C / groups, a->kernel[0], a->kernel[1]});
+            if (a->bias) nep_graph_add_param(&g, y, "bias", 1, 1, (int64_t[]){a->features});
+        } else if (k->op == NEP_OP_BATCHNORM) {
+            const char *names[] = {"weight", "bias", "running_mean", "running_var"};
+            for (int i = 0; i < 4; i++) nep_graph_add_param(&g, y, names[i], i < 2, 1, (int64_t[]){C});
+        } else if (k->op == NEP_OP_PRELU) {
+            nep_graph_add_param(&g, y, "weight", 1, 1, (int64_t[]){C});
+        } else if (k->op == NEP_OP_AFFINE) {
+            nep_graph_add_param(&g, y, "weight", 1, 1, (int64_t[]){C});
+            nep_graph_add_param(&g, y, "bias", 1, 1, (int64_t[]){C});
+        }
+    }
+    if (k->then != NEP_OP_INPUT) y = nep_graph_add1(&g, k->then, "then", y, (nep_attrs){0});
+    g.output = y;
+    nep_test_assert_ok(nep_graph_finalize(&g, &err), &err);
+    nep_rng rng;
+    nep_rng_seed(&rng, seed);
+    for (int p = 0; p < g.n_params; p++) {
+        const bool var = strstr(g.params[p].name, "running_var") != NULL;
+        for (int64_t i = 0; i < g.params[p].numel; i++) {
+            const double v = 0.5 * nep_rng_normal(&rng);
+            g.values[g.params[p].offset + i] = (nep_real)(var ? 0.5 + fabs(v) : v);
+        }
+    }
+    return g;
+}
+
+/* What one run of a case leaves: output, input gradient, parameter gradients, values. */
+typedef struct run_result {
+    int64_t n_out, n_in, n_values;
+    nep_real *out, *dx, *grads, *values;
+} run_result;
+
+static run_result run(const parity_case *k, const nep_exec_opts *o, const nep_real *x,
+                      const nep_real *dy, int64_t B) {
+    nep_graph g = build(k, 7);
+    nep_exec ex;
+    nep_err err;
+    nep_test_assert_ok(nep_exec_init_opts(&ex, &g, B, o, &err), &err);
+    nep_test_assert_ok(nep_exec_enable_input_grad(&ex, &err), &err);
+    nep_rng rng;
+    nep_rng_seed(&rng, 11);
+    ex.rng = &rng;
+    ex.training = k->training;
+    run_result r = {.n_out = B * nep_shape_numel(&g.nodes[g.output].shape),
+                    .n_in = B * nep_shape_numel(&k->in), .n_values = g.n_values};
+    r.out = malloc(sizeof(nep_real) * (size_t)r.n_out);
+    r.dx = malloc(sizeof(nep_real) * (size_t)r.n_in);
+    r.grads = malloc(sizeof(nep_real) * (size_t)g.n_values);
+    r.values = malloc(sizeof(nep_real) * (size_t)g.n_values);
+    memcpy(r.out, nep_exec_forward(&ex, x, B), sizeof(nep_real) * (size_t)r.n_out);
+    nep_exec_backward(&ex, dy);
+    memcpy(r.dx, nep_exec_input_grad(&ex), sizeof(nep_real) * (size_t)r.n_in);
+    memcpy(r.grads, g.grads, sizeof(nep_real) * (size_t)g.n_values);
+    memcpy(r.values, g.values, sizeof(nep_real) * (size_t)g.n_values);
+    nep_exec_free(&ex);
+    nep_graph_free(&g);
+    return r;
+}
+
+static void run_free(run_result *r) { free(r->out), free(r->dx), free(r->grads), free(r->values); }
+
+static double *as_double(const nep_real *a, int64_t n) {
+    double *d = malloc(sizeof(double) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) d[i] = a[i];
+    return d;
+}
+
+/* a against the reference b: float32 rounding of sums of up to a few hundred terms. */
+static bool close_to(const nep_real *a, const nep_real *b, int64_t n, const char *what) {
+    double *bd = as_double(b, n);
+    const bool ok = nep_test_close(a, bd, n, 1e-4, 1e-5, what) <= 1;
+    free(bd);
+    return ok;
+}
+
+static void test_parity(void **state) {
+    const int64_t B = 3;
+    int failures = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const parity_case *k = &cases[i];
+        nep_rng rng;
+        nep_rng_seed(&rng, 100 + i);
+        nep_graph shape = build(k, 7);
+        const int64_t nx = B * nep_shape_numel(&k->in), ny = B * nep_shape_numel(&shape.nodes[shape.output].shape);
+        nep_graph_free(&shape);
+        nep_real *x = malloc(sizeof(nep_real) * (size_t)nx), *dy = malloc(sizeof(nep_real) * (size_t)ny);
+        for (int64_t j = 0; j < nx; j++) x[j] = (nep_real)(k->scale * nep_rng_normal(&rng));
+        for (int64_t j = 0; j < ny; j++) dy[j] = (nep_real)nep_rng_normal(&rng);
+        run_result ref = run(k, &(nep_exec_opts){.backend = "ref"}, x, dy, B);
+        for (size_t b = 0; b < sizeof backends / sizeof *backends; b++)
+            for (int layout = NEP_LAYOUT_NCHW; layout <= NEP_LAYOUT_NHWC; layout++) {
+                run_result got = run(k, &(nep_exec_opts){.backend = backends[b], .layout = layout}, x, dy, B);
+                char what[4][96];
+                const char *names[4] = {"y", "dx", "grads", "values"};
+                for (int w = 0; w < 4; w++)
+                    snprintf(what[w], sizeof what[w], "%s on %s (%s): %s", k->name, backends[b],
+                             layout == NEP_LAYOUT_NHWC ? "nhwc" : "nchw", names[w]);
+                const bool ok = close_to(got.out, ref.out, ref.n_out, what[0]) &
+                                close_to(got.dx, ref.dx, ref.n_in, what[1]) &
+                                close_to(got.grads, ref.grads, ref.n_values, what[2]) &
+                                close_to(got.values, ref.values, ref.n_values, what[3]);
+                failures += !ok;
+                run_free(&got);
+            }
+        run_free(&ref);
+        free(x), free(dy);
+    }
+    assert_int_equal(failures, 0);
+}
+
+/* Each op kind that computes something has a case (Input and Identity compute nothing;
+ * Flatten runs in flatten_linear). */
+static void test_every_op_has_a_case(void **state) {
+    bool covered[NEP_OP_COUNT] = {[NEP_OP_INPUT] = true, [NEP_OP_IDENTITY] = true};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        covered[cases[i].op] = true;
+        if (cases[i].op == NEP_OP_LINEAR && cases[i].in.ndim == 3) covered[NEP_OP_FLATTEN] = true;
+    }
+    for (int op = 0; op < NEP_OP_COUNT; op++) {
+        if (!covered[op]) fprintf(stderr, "op kind %d has no parity case\n", op);
+        assert_true(covered[op]);
+    }
+}
+
+static void test_unknown_backend(void **state) {
+    nep_graph g = build(&cases[0], 1);
+    nep_exec ex;
+    nep_err err;
+    assert_int_equal(nep_exec_init_opts(&ex, &g, 2, &(nep_exec_opts){.backend = "cuda9"}, &err), NEP_ERR_ARG);
+    assert_non_null(strstr(err.msg, "cuda9"));
+    assert_int_equal(nep_exec_init_opts(&ex, &g, 2, &(nep_exec_opts){.backend = "ref", .layout = NEP_LAYOUT_NHWC}, &err),
+                     NEP_ERR_ARG);
+    nep_graph_free(&g);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parity),
+        cmocka_unit_test(test_every_op_has_a_case),
+        cmocka_unit_test(test_unknown_backend),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
