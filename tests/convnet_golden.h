@@ -9,6 +9,7 @@
 
 #include "nepenthe/model.h"
 #include "nepenthe/safetensors.h"
+#include "nepenthe/train.h"
 #include "testutil.h"
 
 /* The golden file, read once per test group (cmocka setup and teardown). */
@@ -66,6 +67,30 @@ static void golden_expect(const char *prefix, const char *name,
     snprintf(what, sizeof what, "%s%s", prefix, name);
     NEP_ASSERT_CLOSE(got, want, t->numel, rtol, atol, what);
     free(want);
+}
+
+/* Training-mode logits and loss, then evaluation-mode logits (with the running statistics
+ * that pass moved) of model on the golden batch, on backend (NULL: the default). */
+static inline void golden_check_forward(const char *backend, const char *model, double width_mult) {
+    nep_graph g;
+    nep_real *x;
+    int32_t y[16];
+    int64_t B;
+    golden_model(model, golden_spec(model, width_mult), &g, &x, y, &B);
+    char pre[64];
+    snprintf(pre, sizeof pre, "%s.", model);
+    nep_exec ex;
+    assert_int_equal(nep_exec_init_opts(&ex, &g, B, &(nep_exec_opts){.backend = backend}, NULL), NEP_OK);
+    ex.training = true;
+    const nep_real *logits = nep_exec_forward(&ex, x, B);
+    golden_expect(pre, "logits", logits, 3e-4, 1e-5);
+    nep_real loss = (nep_real)nep_xent(logits, y, B, 10, NULL, NULL);
+    golden_expect(pre, "loss", &loss, 1e-5, 0);
+    ex.training = false;
+    golden_expect(pre, "eval_logits", nep_exec_forward(&ex, x, B), 1e-4, 1e-5);
+    nep_exec_free(&ex);
+    nep_graph_free(&g);
+    free(x);
 }
 
 #endif

@@ -9,6 +9,10 @@
 export ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 # valgrind runs 20-100x slower: the conv property test's first 60 geometries per layout.
 export NEP_CONV_PROPERTY_COUNT=${NEP_CONV_PROPERTY_COUNT:-60}
+# valgrind runs the AVX2 kernels ~200x slower (one ResNet-20 image ~1.7 s): test_collapse
+# checks its rewrites on 2 Fashion-MNIST images instead of 64, in both layouts (each runs
+# other oneDNN kernels; about 4 minutes in all, over 25 with 64 images).
+export NEP_COLLAPSE_IMAGES=${NEP_COLLAPSE_IMAGES:-2}
 if ! command -v valgrind >/dev/null 2>&1; then
     echo "not ok - valgrind is not installed (scripts/install-deps.sh installs it)"
     echo "0 passed, 1 failed"

@@ -1,6 +1,7 @@
 /* Collapse rewrites: every rewrite leaves the function unchanged (outputs before and
  * after on the same inputs), and forced zero-entropy layers of an MLP, ResNet-20 and
  * MobileNetV2 are removed exactly. Inputs are real Fashion-MNIST test images. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +14,35 @@
 #include "nepenthe/train.h"
 #include "testutil.h"
 
-static nep_dataset data; /* 64 test images, loaded once */
+static nep_dataset data; /* the first n_images test images, loaded once */
 static nep_normalize norm = {.c = 1, .mean = {0.2860f}, .std = {0.3530f}};
+
+/* How many test images the equivalence checks and the entropy measurements use, and the
+ * inference executor's batch (at most 8 of them): NEP_COLLAPSE_IMAGES, default 64.
+ * tests/memcheck.sh sets 2: valgrind runs oneDNN's AVX2 kernels about 200 times slower
+ * (one ResNet-20 image ~1.7 s), and with 64 this test took over 25 minutes there. The
+ * assertions hold for any count: logits must agree on every image used, and what the
+ * forced tests assert follows from states forced on every input (fewer images only make
+ * a few more neurons look always OFF, and those are dropped as well). At least 2: on one
+ * image every neuron is in one state, and the whole MLP would linearize, not just the
+ * layers the forced tests force. */
+static int64_t n_images = 64;
+#define MAX_IMAGES 10000 /* the Fashion-MNIST test set */
+
+static int read_n_images(void) {
+    const char *e = getenv("NEP_COLLAPSE_IMAGES");
+    if (!e) return 0;
+    char *end;
+    errno = 0;
+    const long long v = strtoll(e, &end, 10);
+    if (end == e || *end || errno || v < 2 || v > MAX_IMAGES) {
+        fprintf(stderr, "NEP_COLLAPSE_IMAGES=%s: not a number of images from 2 to %d\n", e,
+                MAX_IMAGES);
+        return -1;
+    }
+    n_images = v;
+    return 0;
+}
 
 static int load_data(void **state) {
     nep_err err;
@@ -22,7 +50,13 @@ static int load_data(void **state) {
         fprintf(stderr, "%s\n", err.msg);
         return -1;
     }
-    data.n = 64;
+    if (data.n < n_images) {
+        fprintf(stderr, "NEP_COLLAPSE_IMAGES=%lld: the test set has %lld images\n",
+                (long long)n_images, (long long)data.n);
+        nep_dataset_free(&data);
+        return -1;
+    }
+    data.n = n_images;
     return 0;
 }
 static int free_data(void **state) {
@@ -381,7 +415,8 @@ static void test_inference_executor(void **state) {
         nep_graph g = build(models[m], 64, 30 + (uint64_t)m);
         nep_exec a, b;
         nep_err err;
-        const int64_t B = 8;
+        /* fewer with NEP_COLLAPSE_IMAGES < 8: both executors' buffers scale with it */
+        const int64_t B = n_images < 8 ? n_images : 8;
         nep_test_assert_ok(nep_exec_init(&a, &g, B, &err), &err);
         nep_test_assert_ok(nep_exec_init_inference(&b, &g, B, &err), &err);
         nep_entropy ea, eb;
@@ -396,8 +431,9 @@ static void test_inference_executor(void **state) {
             a.probe = b.probe = probe ? nep_entropy_probe : NULL;
             a.probe_ctx = &ea, b.probe_ctx = &eb;
             nep_real ya[8 * 10];
-            memcpy(ya, nep_exec_forward(&a, x, B), sizeof ya);
-            assert_memory_equal(ya, nep_exec_forward(&b, x, B), sizeof ya);
+            const size_t bytes = sizeof(nep_real) * (size_t)(B * 10);
+            memcpy(ya, nep_exec_forward(&a, x, B), bytes);
+            assert_memory_equal(ya, nep_exec_forward(&b, x, B), bytes);
         }
         for (int i = 0; i < ea.n_layers; i++)
             assert_memory_equal(ea.layers[i].counts, eb.layers[i].counts,
@@ -537,5 +573,6 @@ int main(void) {
         cmocka_unit_test(test_forced_mlp),           cmocka_unit_test(test_forced_resnet20),
         cmocka_unit_test(test_forced_mobilenetv2),
     };
+    if (read_n_images()) return 1;
     return NEP_RUN_BOTH_LAYOUTS(tests, load_data, free_data);
 }

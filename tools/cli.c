@@ -196,8 +196,13 @@ void train_flags_table(train_flags *t, cli_opt *opts, int *n) {
     opts[(*n)++] = (cli_opt){"augment", OPT_FLAG, &t->augment, "random crop after 4-pixel zero padding and horizontal flip"};
 }
 
+const nep_augment *train_flags_augmentation(const train_flags *t) {
+    static const nep_augment crop_flip = {.pad = 4, .flip = true};
+    return t->augment ? &crop_flip : NULL;
+}
+
 void train_flags_augment(const train_flags *t, nep_loader *l, nep_rng *rng) {
-    if (t->augment) nep_loader_set_augment(l, &(nep_augment){.pad = 4, .flip = true}, rng);
+    if (t->augment) nep_loader_set_augment(l, train_flags_augmentation(t), rng);
 }
 
 int train_flags_cfg(const char *cmd, const train_flags *t, nep_optim_cfg *cfg) {

@@ -37,6 +37,16 @@ int cli_parse_list(const char *flag, const char *s, int64_t *out, int max);
 int cli_error(const char *cmd, const nep_err *err);
 int cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* --data and --data-dir, defined once for every command that reads a data set (inside
+ * an option table's initializer). */
+#define DATA_OPTS(data, dir)                                                                   \
+    {"data", OPT_STR, (data), "data set: fashion-mnist, mnist, cifar10 (the last two need --data-dir)", false}, \
+    {"data-dir", OPT_STR, (dir), "directory of the data set's files (default for fashion-mnist: " \
+     NEP_FASHION_MNIST_DIR ")", false}
+
+/* --threads, the same in every command. */
+#define THREADS_OPT(dst) {"threads", OPT_INT, (dst), "threads (0: all cores)", false}
+
 /* Model options shared by train and bench. */
 typedef struct model_opts {
     const char *model, *hidden, *act, *input;
@@ -61,6 +71,8 @@ typedef struct train_flags {
 /* The loader's augmentation when --augment is given (random crop after 4-pixel zero
  * padding, horizontal flip), drawing from rng. */
 void train_flags_augment(const train_flags *t, nep_loader *l, nep_rng *rng);
+/* That augmentation, or NULL without --augment. */
+const nep_augment *train_flags_augmentation(const train_flags *t);
 void train_flags_default(train_flags *t);
 void train_flags_table(train_flags *t, cli_opt *opts, int *n);
 int train_flags_cfg(const char *cmd, const train_flags *t, nep_optim_cfg *cfg);

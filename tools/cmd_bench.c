@@ -59,7 +59,7 @@ int cmd_bench(int argc, char **argv) {
     opts[n++] = (cli_opt){"batch", OPT_INT, &batch, "batch size"};
     opts[n++] = (cli_opt){"steps", OPT_INT, &steps, "timed steps"};
     opts[n++] = (cli_opt){"warmup", OPT_INT, &warmup, "untimed steps first"};
-    opts[n++] = (cli_opt){"threads", OPT_INT, &threads, "threads (0: all cores)"};
+    opts[n++] = (cli_opt)THREADS_OPT(&threads);
     opts[n++] = (cli_opt){"seed", OPT_INT, &seed, "seed of weights and data"};
     opts[n++] = (cli_opt){"profile", OPT_FLAG, &profile, "time each op kind's forward, backward and update"};
     opts[n++] = (cli_opt){"json", OPT_FLAG, &json, "end with one JSON line on stdout"};

@@ -41,13 +41,12 @@ int cmd_entropy(int argc, char **argv) {
     bool json = false, zero_is_off = false;
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors) (required)"},
-        {"data", OPT_STR, &data, "data set: fashion-mnist, mnist"},
-        {"data-dir", OPT_STR, &dir, "directory of the data set's files"},
+        DATA_OPTS(&data, &dir),
         {"split", OPT_STR, &split, "train, val or test (train/val: the split recorded at training)"},
         {"batch", OPT_INT, &batch, "batch size"},
         {"max-batches", OPT_INT, &max_batches, "count over at most this many batches (0: all)"},
         {"zero-is-off", OPT_FLAG, &zero_is_off, "count z == 0 as OFF instead of don't-care"},
-        {"threads", OPT_INT, &threads, "threads (0: all cores)"},
+        THREADS_OPT(&threads),
         {"json", OPT_FLAG, &json, "one JSON object on stdout (with per-neuron entropies and counts)"},
         OPT_END,
     };

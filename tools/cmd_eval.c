@@ -14,11 +14,10 @@ int cmd_eval(int argc, char **argv) {
     bool json = false;
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors) (required)"},
-        {"data", OPT_STR, &data, "data set: fashion-mnist, mnist"},
-        {"data-dir", OPT_STR, &dir, "directory of the data set's files"},
+        DATA_OPTS(&data, &dir),
         {"split", OPT_STR, &split, "test, val or train (val/train: the split recorded at training)"},
         {"batch", OPT_INT, &batch, "batch size"},
-        {"threads", OPT_INT, &threads, "threads (0: all cores)"},
+        THREADS_OPT(&threads),
         {"json", OPT_FLAG, &json, "end with one JSON line on stdout"},
         OPT_END,
     };

@@ -1,9 +1,8 @@
-/* nepenthe prune: the iterative loop of SPEC section 4. Each iteration measures the
- * activation-state entropy on the training split, prunes by the method's budget,
- * retrains with a fresh optimizer (masks re-applied after every step), evaluates, and
- * logs one line; it stops when validation accuracy falls below delta x dense. A killed
- * run resumes after its last finished iteration and ends the same (each iteration's
- * randomness comes from (seed, iteration), its starting weights from its checkpoint). */
+/* nepenthe prune: the iterative loop of SPEC section 4 (nep_prune_run, src/prune/loop.c)
+ * with its files around it: each iteration's checkpoint (iter_K.safetensors) and line
+ * of iterations.jsonl, progress.json as the commit point that --resume continues from,
+ * the table, the figures and summary.json. A killed run resumes after its last
+ * committed iteration and ends the same. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +16,7 @@
 #include "cli.h"
 #include "nepenthe/checkpoint.h"
 #include "nepenthe/file.h"
-#include "nepenthe/prune.h"
+#include "nepenthe/prune_loop.h"
 #include "nepenthe/report.h"
 
 typedef struct prune_opts {
@@ -27,14 +26,6 @@ typedef struct prune_opts {
     bool no_budget, no_dont_care, no_neuron_selection, resume, json;
     train_flags t;      /* retraining */
 } prune_opts;
-
-/* One iteration's row (iteration 0 is the dense model). */
-typedef struct iter_row {
-    int64_t iter;
-    double val_top1, test_top1, sparsity, seconds;
-    int removed, layers;
-    int64_t budget;
-} iter_row;
 
 typedef struct prune_run {
     prune_opts o;
@@ -47,7 +38,10 @@ typedef struct prune_run {
     cli_data d;
     nep_entropy e;
     char *options;          /* what must match for --resume */
+    char *log, *progress_path;
     FILE *human;
+    cli_progress prog;
+    bool reported;          /* a hook printed the error already */
 } prune_run;
 
 static char *path_in(const char *dir, const char *name) {
@@ -92,32 +86,14 @@ static char *options_json(const prune_opts *o, const nep_prune_cfg *c) {
     return s;
 }
 
-static int64_t owned_nonzero(const nep_graph *g, const nep_layer_states *l) {
-    const nep_param *w = nep_layer_weight(g, l);
-    int64_t n = 0;
-    for (int64_t k = 0; w && k < w->numel; k++) n += g->values[w->offset + k] != 0;
-    return n;
-}
-
-/* Sparsity over the weights owned by the rectifier layers (the prunable ones). */
-static double owned_sparsity(const prune_run *r) {
-    int64_t total = 0, nz = 0;
-    for (int l = 0; l < r->e.n_layers; l++) {
-        const nep_param *w = nep_layer_weight(&r->g, &r->e.layers[l]);
-        if (!w) continue;
-        total += w->numel;
-        nz += owned_nonzero(&r->g, &r->e.layers[l]);
-    }
-    return total ? 100.0 * (double)(total - nz) / (double)total : 0;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
 /* The paper's table row: six lowest H_l, top-1, Rem./|L|, time. */
-static void print_row(const prune_run *r, const iter_row *row, const double *H) {
+static void print_row(const prune_run *r, const nep_prune_row *row) {
+    const double *H = row->entropy;
     int n = r->e.n_layers;
     double *sorted = malloc(sizeof(double) * (size_t)(n + 1));
     memcpy(sorted, H, sizeof(double) * (size_t)n);
@@ -137,68 +113,10 @@ static void print_header(FILE *f) {
     fprintf(f, "iter |  six lowest layer entropies H_l (bits)          |    val   test | Rem./|L| | sparsity |   time\n");
 }
 
-/* Measures entropy on the training split with the method's don't-care rule; fills H. */
-static int measure(prune_run *r, double *H) {
-    nep_err err;
-    cli_progress prog = {.tty = isatty(2), .label = "activation states"};
-    r->e.progress = cli_progress_cb, r->e.progress_ctx = &prog;
-    nep_status s = nep_entropy_measure(&r->e, &r->g, &r->d.train, &r->norm, 256, r->o.entropy_batches, &err);
-    cli_progress_end(&prog);
-    r->e.progress = NULL;
-    if (s != NEP_OK) return cli_error("prune", &err);
-    for (int l = 0; l < r->e.n_layers; l++) H[l] = nep_prune_layer_entropy(&r->cfg, &r->e.layers[l]);
-    return 0;
-}
-
-static int evaluate(prune_run *r, iter_row *row) {
-    nep_err err;
-    if ((r->d.val.n && nep_evaluate(&r->g, &r->d.val, &r->norm, 256, &row->val_top1, NULL, &err) != NEP_OK) ||
-        nep_evaluate(&r->g, &r->d.test, &r->norm, 256, &row->test_top1, NULL, &err) != NEP_OK)
-        return cli_error("prune", &err);
-    if (!r->d.val.n) row->val_top1 = row->test_top1;
-    return 0;
-}
-
-/* 0, 1 on error, 2 when the loss diverged (the run stops there, keeping what it has). */
-static int retrain(prune_run *r, int64_t iter) {
-    if (r->o.retrain_epochs <= 0) return 0;
-    nep_trainer t;
-    nep_loader loader;
-    nep_err err;
-    nep_rng rng;
-    nep_rng_seed(&rng, (uint64_t)r->o.seed * 1000003u + (uint64_t)iter);
-    if (nep_trainer_init(&t, &r->g, &r->optim, r->o.t.batch, &err) != NEP_OK) return cli_error("prune", &err);
-    int rc = 0;
-    if (nep_loader_init(&loader, &r->d.train, &r->norm, r->o.t.batch, true, false, &err) != NEP_OK) {
-        nep_trainer_free(&t);
-        return cli_error("prune", &err);
-    }
-    train_flags_augment(&r->o.t, &loader, &rng);
-    cli_progress prog = {.tty = isatty(2)};
-    for (int64_t ep = 0; ep < r->o.retrain_epochs && !rc; ep++) {
-        char label[96];
-        snprintf(label, sizeof label, "iter %lld retrain %lld/%lld", (long long)iter, (long long)ep + 1,
-                 (long long)r->o.retrain_epochs);
-        prog.label = label;
-        nep_epoch_stats st;
-        nep_status s = nep_train_epoch(&t, &loader, nep_lr_at(&r->optim, ep), &rng, cli_progress_cb,
-                                       &prog, &st, &err);
-        if (s == NEP_ERR_NUMERIC) {
-            fprintf(r->human, "  iteration %lld: %s; stopping after iteration %lld\n", (long long)iter,
-                    err.msg, (long long)iter - 1);
-            rc = 2;
-        } else if (s != NEP_OK) {
-            rc = cli_error("prune", &err);
-        }
-        cli_progress_end(&prog);
-    }
-    nep_loader_free(&loader);
-    nep_trainer_free(&t);
-    return rc;
-}
-
 /* One JSON line of iterations.jsonl. */
-static char *row_json(const prune_run *r, const iter_row *row, const double *H, const int64_t *pruned) {
+static char *row_json(const prune_run *r, const nep_graph *g, const nep_prune_row *row) {
+    const double *H = row->entropy;
+    const int64_t *pruned = row->pruned;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "iter", (double)row->iter);
     cJSON_AddNumberToObject(j, "val_top1", row->val_top1);
@@ -213,11 +131,11 @@ static char *row_json(const prune_run *r, const iter_row *row, const double *H, 
     cJSON *st = cJSON_AddArrayToObject(j, "states");
     for (int l = 0; l < r->e.n_layers; l++) {
         const nep_layer_states *ls = &r->e.layers[l];
-        cJSON_AddItemToArray(names, cJSON_CreateString(r->g.nodes[ls->node].name));
+        cJSON_AddItemToArray(names, cJSON_CreateString(g->nodes[ls->node].name));
         cJSON_AddItemToArray(ent, cJSON_CreateNumber(H[l]));
         cJSON_AddItemToArray(pr, cJSON_CreateNumber(pruned ? (double)pruned[l] : 0));
-        cJSON_AddItemToArray(nz, cJSON_CreateNumber((double)owned_nonzero(&r->g, ls)));
-        cJSON_AddItemToArray(st, cli_layer_json(&r->g, ls, H[l], false));
+        cJSON_AddItemToArray(nz, cJSON_CreateNumber((double)nep_layer_nonzero(g, ls)));
+        cJSON_AddItemToArray(st, cli_layer_json(g, ls, H[l], false));
     }
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
@@ -346,9 +264,9 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     opts[n++] = (cli_opt){"no-neuron-selection", OPT_FLAG, &o->no_neuron_selection, "ablation: prune zero-entropy neurons too"};
     train_flags_table(&o->t, opts, &n);
     opts[n++] = (cli_opt){"seed", OPT_INT, &o->seed, "seed of retraining (shuffling, dropout)"};
-    opts[n++] = (cli_opt){"data", OPT_STR, &o->data, "data set: fashion-mnist, mnist"};
-    opts[n++] = (cli_opt){"data-dir", OPT_STR, &o->data_dir, "directory of the data set's files"};
-    opts[n++] = (cli_opt){"threads", OPT_INT, &o->threads, "threads (0: all cores)"};
+    const cli_opt data_opts[] = {DATA_OPTS(&o->data, &o->data_dir)};
+    opts[n++] = data_opts[0], opts[n++] = data_opts[1];
+    opts[n++] = (cli_opt)THREADS_OPT(&o->threads);
     opts[n++] = (cli_opt){"out", OPT_STR, &o->out, "run directory (required)"};
     opts[n++] = (cli_opt){"resume", OPT_FLAG, &o->resume, "continue the run in --out after its last iteration"};
     opts[n++] = (cli_opt){"json", OPT_FLAG, &o->json, "end with one JSON line on stdout"};
@@ -376,30 +294,6 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     return 0;
 }
 
-/* Structural baselines: makes the chosen layer the identity (recorded in the arch, so
- * its checkpoints rebuild it that way). Returns 0, -1 when no layer is left, 1 on error. */
-static int linearize_smallest(prune_run *r, int64_t *pruned) {
-    nep_err err;
-    double *sums = NULL;
-    for (int l = 0; l < r->e.n_layers; l++) pruned[l] = 0;
-    if (r->cfg.method == NEP_METHOD_SMALLEST_GRADS) {
-        sums = calloc((size_t)r->e.n_layers, sizeof *sums);
-        if (!sums || nep_grad_sums(&r->g, &r->e, &r->d.train, &r->norm, 256, sums, &err) != NEP_OK) {
-            free(sums);
-            return sums ? cli_error("prune", &err) : cli_errorf("prune", "out of memory");
-        }
-    }
-    int l = nep_smallest_layer(&r->g, &r->e, sums);
-    free(sums);
-    if (l < 0) return -1;
-    const char *name = r->g.nodes[r->e.layers[l].node].name;
-    if (r->spec.n_identity == NEP_MAX_IDENTITY)
-        return cli_errorf("prune", "more than %d layers made the identity", NEP_MAX_IDENTITY);
-    snprintf(r->spec.identity[r->spec.n_identity++], NEP_NAME_LEN, "%s", name);
-    fprintf(r->human, "  %s: %s is now the identity\n", r->o.method, name);
-    return nep_graph_linearize(&r->g, r->e.layers[l].node, &err) == NEP_OK ? 0 : cli_error("prune", &err);
-}
-
 /* Appends one line to iterations.jsonl; says why when it cannot. */
 static int append_log(const char *log, const char *line) {
     if (!cli_append_line(log, line)) return 0;
@@ -408,13 +302,7 @@ static int append_log(const char *log, const char *line) {
 
 /* progress.json is the commit point of an iteration: written after its checkpoint and
  * its log line. */
-typedef struct progress {
-    int64_t iter, selected;
-    double dense_val, dense_test;
-    bool stopped;
-} progress;
-
-static int save_progress(const prune_run *r, const char *path, const progress *p) {
+static int save_progress(const prune_run *r, const char *path, const nep_prune_progress *p) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "iter", (double)p->iter);
     cJSON_AddNumberToObject(j, "selected", (double)p->selected);
@@ -432,7 +320,7 @@ static int save_progress(const prune_run *r, const char *path, const progress *p
 /* An iteration number in progress.json: an integer in [0, 2^31) (no run has more). */
 static bool iter_number(const cJSON *v) { return cli_json_integer(v, 0, 2147483648.0); }
 
-static int load_progress(const prune_run *r, const char *path, progress *p) {
+static int load_progress(const prune_run *r, const char *path, nep_prune_progress *p) {
     FILE *f = fopen(path, "r");
     char buf[8192];
     size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
@@ -452,7 +340,7 @@ static int load_progress(const prune_run *r, const char *path, progress *p) {
         rc = cli_errorf("prune", "--resume: %s was written with other options:\n  stored:  %s\n  current: %s",
                         path, opt->valuestring, r->options);
     else
-        *p = (progress){(int64_t)it->valuedouble, (int64_t)sel->valuedouble, dv->valuedouble,
+        *p = (nep_prune_progress){(int64_t)it->valuedouble, (int64_t)sel->valuedouble, dv->valuedouble,
                         dt->valuedouble, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "stopped"))};
     cJSON_Delete(j);
     return rc;
@@ -464,13 +352,13 @@ static char *iter_path(const char *out, int64_t k) {
     return path_in(out, name);
 }
 
-static int save_iter(prune_run *r, int64_t k) {
+static int save_iter(prune_run *r, const nep_graph *g, int64_t k) {
     char iter[32], *path = iter_path(r->o.out, k);
     snprintf(iter, sizeof iter, "%lld", (long long)k);
     const char *data = nep_st_meta_get(&r->meta, "data");
     nep_st_meta extra[] = {{"iteration", iter}, {"prune_options", r->options}, {"data", (char *)(data ? data : "{}")}};
     nep_err err;
-    int rc = nep_checkpoint_save(path, &r->g, &r->spec, &r->norm, NULL, extra, 3, &err) != NEP_OK
+    int rc = nep_checkpoint_save(path, g, &r->spec, &r->norm, NULL, extra, 3, &err) != NEP_OK
                  ? cli_error("prune", &err) : 0;
     free(path);
     return rc;
@@ -478,30 +366,72 @@ static int save_iter(prune_run *r, int64_t k) {
 
 /* A plain MLP has no path around a layer whose neurons are all OFF (or that has lost
  * every weight): the network then outputs a constant. Say which layers did it. */
-static void warn_if_chance(const prune_run *r, const iter_row *row, const double *H) {
+static void warn_if_chance(const prune_run *r, const nep_graph *g, const nep_prune_row *row) {
+    const double *H = row->entropy;
     if (row->test_top1 > 150.0 / r->spec.classes) return;
     fprintf(r->human, "  accuracy is at chance (%.2f%%):", row->test_top1);
     for (int l = 0; l < r->e.n_layers; l++) {
         const nep_layer_states *ls = &r->e.layers[l];
         if (H[l] > 0) continue;
         int64_t off = nep_layer_count_always(ls, NEP_STATE_OFF);
-        fprintf(r->human, " %s has %lld/%lld neurons always OFF%s;", r->g.nodes[ls->node].name,
+        fprintf(r->human, " %s has %lld/%lld neurons always OFF%s;", g->nodes[ls->node].name,
                 (long long)off, (long long)ls->neurons,
-                nep_layer_weight(&r->g, ls) && owned_nonzero(&r->g, ls) == 0 ? " and no weight left" : "");
+                nep_layer_weight(g, ls) && nep_layer_nonzero(g, ls) == 0 ? " and no weight left" : "");
     }
     fprintf(r->human, " without a skip connection there is no path around such a layer\n");
 }
 
-static void finish_row(prune_run *r, iter_row *row, const double *H, double t0) {
-    row->layers = r->e.n_layers;
-    row->removed = 0;
-    for (int l = 0; l < r->e.n_layers; l++) row->removed += H[l] == 0;
-    row->sparsity = owned_sparsity(r);
-    row->seconds = nep_now() - t0;
+/* ---- the loop's hooks: files, table, messages -------------------------------------- */
+
+/* A hook's error already printed: the loop passes it on without a second message. */
+static nep_status reported(prune_run *r, nep_err *err) {
+    r->reported = true;
+    return nep_fail(err, NEP_ERR_IO, "(reported)");
+}
+
+static nep_status on_iteration(void *ctx, const nep_graph *g, const nep_entropy *e,
+                               const nep_prune_row *row, nep_err *err) {
+    prune_run *r = ctx;
+    print_row(r, row);
+    if (row->iter > 0) warn_if_chance(r, g, row);
+    char *line = row_json(r, g, row);
+    const int bad = (row->iter > 0 && save_iter(r, g, row->iter)) || append_log(r->log, line);
+    free(line);
+    return bad ? reported(r, err) : NEP_OK;
+}
+
+static nep_status on_commit(void *ctx, const nep_prune_progress *p, nep_err *err) {
+    prune_run *r = ctx;
+    return save_progress(r, r->progress_path, p) ? reported(r, err) : NEP_OK;
+}
+
+/* Structural baselines: the layer made the identity is recorded in the arch, so its
+ * checkpoints rebuild it that way. */
+static nep_status on_linearized(void *ctx, const nep_graph *g, int node, nep_err *err) {
+    prune_run *r = ctx;
+    if (r->spec.n_identity == NEP_MAX_IDENTITY)
+        return nep_fail(err, NEP_ERR_ARG, "more than %d layers made the identity", NEP_MAX_IDENTITY);
+    snprintf(r->spec.identity[r->spec.n_identity++], NEP_NAME_LEN, "%s", g->nodes[node].name);
+    fprintf(r->human, "  %s: %s is now the identity\n", r->o.method, g->nodes[node].name);
+    return NEP_OK;
+}
+
+static void on_phase(void *ctx, const char *label) {
+    prune_run *r = ctx;
+    if (label) r->prog = (cli_progress){.tty = isatty(2), .label = label};
+    else cli_progress_end(&r->prog);
+}
+
+static void on_progress(void *ctx, int64_t done, int64_t total, double loss, double seconds) {
+    cli_progress_cb(&((prune_run *)ctx)->prog, done, total, loss, seconds);
+}
+
+static void on_note(void *ctx, const char *message) {
+    fprintf(((prune_run *)ctx)->human, "  %s\n", message);
 }
 
 /* stopped_by: "delta", "max_iter", "diverged" or "no_layer_left" (structural baselines). */
-static int write_summary(const prune_run *r, const char *path, const progress *p, const char *stopped_by) {
+static int write_summary(const prune_run *r, const char *path, const nep_prune_progress *p, const char *stopped_by) {
     const bool by_delta = strcmp(stopped_by, "delta") == 0;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "method", r->o.method);
@@ -538,12 +468,10 @@ int cmd_prune(int argc, char **argv) {
     cli_set_threads(r.o.threads);
     r.human = r.o.json ? stderr : stdout;
     r.options = options_json(&r.o, &r.cfg);
-    char *log = path_in(r.o.out, "iterations.jsonl"), *prog_path = path_in(r.o.out, "progress.json");
+    r.log = path_in(r.o.out, "iterations.jsonl"), r.progress_path = path_in(r.o.out, "progress.json");
     char *summary = path_in(r.o.out, "summary.json");
-    double *H = NULL, **scales = NULL;
-    int64_t *pruned = NULL;
     nep_err err;
-    progress p = {0};
+    nep_prune_progress p = {0};
     rc = 1;
     if (nep_checkpoint_load(r.o.ckpt, &r.g, &r.spec, &r.norm, &r.meta, &err) != NEP_OK) {
         cli_error("prune", &err);
@@ -554,16 +482,13 @@ int cmd_prune(int argc, char **argv) {
         cli_error("prune", &err);
         goto done;
     }
-    const int n = r.e.n_layers;
-    if (!n) {
+    if (!r.e.n_layers) {
         cli_errorf("prune", "%s: the model has no rectifier layer to prune", r.o.ckpt);
         goto done;
     }
-    H = calloc((size_t)n, sizeof *H);
-    pruned = calloc((size_t)n, sizeof *pruned);
-    bool have_counts = false, exhausted = false, diverged = false;
-    if (r.o.resume && access(prog_path, F_OK) == 0) {
-        if (load_progress(&r, prog_path, &p)) goto done;
+    const bool fresh = !r.o.resume || access(r.progress_path, F_OK) != 0;
+    if (!fresh) {
+        if (load_progress(&r, r.progress_path, &p)) goto done;
         if (p.iter > 0) {
             char *path = iter_path(r.o.out, p.iter);
             nep_graph_free(&r.g);
@@ -574,86 +499,46 @@ int cmd_prune(int argc, char **argv) {
                 goto done;
             }
         }
-        if (cli_trim_jsonl("prune", log, "iter", p.iter)) goto done;
+        if (cli_trim_jsonl("prune", r.log, "iter", p.iter)) goto done;
         fprintf(r.human, "resuming %s after iteration %lld\n", r.o.out, (long long)p.iter);
-        print_header(r.human);
     } else {
-        if (r.o.resume) fprintf(r.human, "no %s yet: starting a new run\n", prog_path);
+        if (r.o.resume) fprintf(r.human, "no %s yet: starting a new run\n", r.progress_path);
         if (cli_mkdirs(r.o.out)) {
             cli_errorf("prune", "--out: cannot create directory %s: %s", r.o.out, strerror(errno));
             goto done;
         }
-        remove(log);
+        remove(r.log);
         fprintf(r.human, "%s on %s (%s, zeta %g, delta %g): %d rectifier layers\n", r.o.method, r.o.ckpt,
-                r.o.criterion, r.o.zeta, r.o.delta, n);
-        print_header(r.human);
-        double t0 = nep_now();
-        iter_row dense = {0};
-        if (evaluate(&r, &dense) || measure(&r, H)) goto done;
-        finish_row(&r, &dense, H, t0);
-        print_row(&r, &dense, H);
-        char *line = row_json(&r, &dense, H, NULL);
-        int bad = append_log(log, line);
-        free(line);
-        p = (progress){0, 0, dense.val_top1, dense.test_top1, false};
-        if (bad || save_progress(&r, prog_path, &p)) goto done;
-        have_counts = true;
+                r.o.criterion, r.o.zeta, r.o.delta, r.e.n_layers);
     }
-    while (!p.stopped && p.iter < r.o.max_iter) {
-        const int64_t k = p.iter + 1;
-        double t0 = nep_now();
-        iter_row row = {.iter = k};
-        if (!have_counts && measure(&r, H)) goto done; /* resumed: counts of the current model */
-        if (r.cfg.method >= NEP_METHOD_SMALLEST_WEIGHTS) {
-            int rs = linearize_smallest(&r, pruned);
-            if (rs < 0) { /* every layer is already the identity */
-                exhausted = true;
-                break;
-            }
-            if (rs > 0) goto done;
-        } else if (r.cfg.criterion == NEP_CRIT_WANDA &&
-            nep_wanda_norms(&r.g, &r.e, &r.d.train, &r.norm, 256, r.o.wanda_batches, &scales, &err) != NEP_OK) {
-            cli_error("prune", &err);
-            goto done;
-        }
-        if (r.cfg.method < NEP_METHOD_SMALLEST_WEIGHTS &&
-            nep_prune_step(&r.g, &r.e, &r.cfg, scales, pruned, &row.budget, &err) != NEP_OK) {
-            cli_error("prune", &err);
-            goto done;
-        }
-        nep_wanda_free(scales, n);
-        scales = NULL;
-        int rt = retrain(&r, k);
-        if (rt == 2) {
-            diverged = true;
-            break;
-        }
-        if (rt || evaluate(&r, &row) || measure(&r, H)) goto done;
-        have_counts = true;
-        finish_row(&r, &row, H, t0);
-        print_row(&r, &row, H);
-        warn_if_chance(&r, &row, H);
-        char *line = row_json(&r, &row, H, pruned);
-        int bad = save_iter(&r, k) || append_log(log, line);
-        free(line);
-        if (bad) goto done;
-        p.iter = k;
-        p.stopped = row.val_top1 < r.o.delta * p.dense_val;
-        if (!p.stopped) p.selected = k;
-        if (save_progress(&r, prog_path, &p)) goto done;
+    print_header(r.human);
+    const nep_prune_loop_cfg cfg = {
+        .prune = r.cfg, .optim = r.optim, .retrain_epochs = r.o.retrain_epochs, .batch = r.o.t.batch,
+        .max_iter = r.o.max_iter, .delta = r.o.delta, .seed = (uint64_t)r.o.seed,
+        .entropy_batches = r.o.entropy_batches, .wanda_batches = r.o.wanda_batches,
+        .augment = train_flags_augmentation(&r.o.t), .train = &r.d.train, .val = &r.d.val,
+        .test = &r.d.test, .norm = &r.norm};
+    const nep_prune_hooks hooks = {.ctx = &r, .iteration = on_iteration, .commit = on_commit,
+                                   .linearized = on_linearized, .phase = on_phase,
+                                   .progress = on_progress, .note = on_note};
+    nep_prune_end end;
+    if (nep_prune_run(&r.g, &r.e, &cfg, fresh, &p, &hooks, &end, &err) != NEP_OK) {
+        if (!r.reported) cli_error("prune", &err);
+        goto done;
     }
-    if (draw_figures(&r, log)) goto done;
-    const char *why = p.stopped ? "delta" : exhausted ? "no_layer_left" : diverged ? "diverged" : "max_iter";
-    if (write_summary(&r, summary, &p, why)) goto done;
+    if (draw_figures(&r, r.log)) goto done;
+    static const char *const why[] = {[NEP_PRUNE_BY_DELTA] = "delta", [NEP_PRUNE_MAX_ITER] = "max_iter",
+                                      [NEP_PRUNE_DIVERGED] = "diverged", [NEP_PRUNE_NO_LAYER_LEFT] = "no_layer_left"};
+    static const char *const said[] = {[NEP_PRUNE_BY_DELTA] = "the delta rule", [NEP_PRUNE_MAX_ITER] = "--max-iter",
+                                       [NEP_PRUNE_DIVERGED] = "a diverged retraining",
+                                       [NEP_PRUNE_NO_LAYER_LEFT] = "having no rectifier left"};
+    if (write_summary(&r, summary, &p, why[end])) goto done;
     fprintf(r.human, "stopped by %s after %lld iterations; selected: iteration %lld (dense val %.2f%%); "
-            "figures: %s/fig_*.svg; summary: %s\n",
-            p.stopped ? "the delta rule" : exhausted ? "having no rectifier left"
-                                         : diverged ? "a diverged retraining" : "--max-iter",
-            (long long)p.iter, (long long)p.selected, p.dense_val, r.o.out, summary);
+            "figures: %s/fig_*.svg; summary: %s\n", said[end], (long long)p.iter, (long long)p.selected,
+            p.dense_val, r.o.out, summary);
     rc = 0;
 done:
-    nep_wanda_free(scales, r.e.n_layers);
-    free(H), free(pruned), free(log), free(prog_path), free(summary), free(r.options);
+    free(r.log), free(r.progress_path), free(summary), free(r.options);
     nep_entropy_free(&r.e);
     nep_graph_free(&r.g);
     nep_st_free(&r.meta);

@@ -195,8 +195,7 @@ int cmd_theory(int argc, char **argv) {
     cli_opt opts[] = {
         {"t", OPT_STR, &range, "pruning thresholds from:to:step (default 0:2.5:0.1; with --ckpt 0:2:0.25)"},
         {"ckpt", OPT_STR, &ckpt, "a trained checkpoint: measure each layer's curves beside the model's"},
-        {"data", OPT_STR, &data, "with --ckpt: data set (fashion-mnist, mnist, cifar10)"},
-        {"data-dir", OPT_STR, &dir, "with --ckpt: directory of the data set's files"},
+        DATA_OPTS(&data, &dir),
         {"max-batches", OPT_INT, &max_batches, "with --ckpt: count states over this many training batches of 256 (0: all)"},
         {"eps", OPT_REAL, &eps, "ON means Z > eps"},
         {"check", OPT_FLAG, &check, "add P[Z > eps] by numerical integration of f_Z, and the difference"},

@@ -1,5 +1,5 @@
-/* nepenthe train: trains a model, checkpointing after every epoch so that --resume
- * continues a killed run and ends with the same weights as an uninterrupted one. */
+/* nepenthe train: trains a model (nep_train_run), checkpointing after every epoch so that
+ * --resume continues a killed run and ends with the same weights as an uninterrupted one. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -82,6 +82,13 @@ typedef struct run_state {
     nep_rng rng;
     int64_t epoch;          /* epochs completed */
     nep_safetensors meta;   /* resumed checkpoint (for optimizer state) */
+    /* for the hooks */
+    const train_opts *o;
+    const char *options, *ckpt, *model, *log;
+    FILE *human;
+    cli_progress prog;
+    double img_s_sum, val_top1; /* over the epochs run; of the last one */
+    bool reported;          /* a hook printed the error already */
 } run_state;
 
 /* Appends one line to log.jsonl; says why when it cannot. */
@@ -94,7 +101,7 @@ static int append_log(const char *log, const char *line) {
  * checkpoint's rename is what marks the epoch done: a run killed before it redoes the
  * epoch on --resume (which drops log lines past the checkpoint) and ends the same.
  * With log_line NULL only the model file is written. */
-static int save_epoch(const train_opts *o, run_state *r, const nep_trainer *t, const char *options,
+static int save_epoch(const train_opts *o, run_state *r, const nep_optim *opt, const char *options,
                       const char *ckpt, const char *model, const char *log, const char *log_line) {
     char epoch[32], data[256];
     snprintf(epoch, sizeof epoch, "%lld", (long long)r->epoch);
@@ -109,7 +116,7 @@ static int save_epoch(const train_opts *o, run_state *r, const nep_trainer *t, c
     else if (log_line && append_log(log, log_line))
         rc = 1;
     else if (log_line &&
-             nep_checkpoint_save(ckpt, &r->g, &r->spec, &r->norm, &t->opt, extra, 4, &err) != NEP_OK)
+             nep_checkpoint_save(ckpt, &r->g, &r->spec, &r->norm, opt, extra, 4, &err) != NEP_OK)
         rc = cli_error("train", &err);
     free(rng);
     return rc;
@@ -139,6 +146,45 @@ static int resume(const char *ckpt, const char *options, run_state *r) {
     return 0;
 }
 
+/* ---- nep_train_run's hooks ------------------------------------------------------------- */
+
+static nep_status on_epoch(void *ctx, const nep_graph *g, const nep_optim *opt, const nep_rng *rng,
+                           const nep_train_row *row, nep_err *err) {
+    run_state *r = ctx;
+    r->epoch = row->epoch;
+    r->img_s_sum += row->img_per_s;
+    r->val_top1 = row->val_top1;
+    char line[512];
+    snprintf(line, sizeof line, "{\"epoch\":%lld,\"lr\":%g,\"loss\":%.6f,\"train_top1\":%.4f,"
+             "\"val_top1\":%.4f,\"val_loss\":%.6f,\"img_per_s\":%.1f,\"seconds\":%.3f}",
+             (long long)row->epoch, row->lr, row->loss, row->train_top1, row->val_top1, row->val_loss,
+             row->img_per_s, row->seconds);
+    if (save_epoch(r->o, r, opt, r->options, r->ckpt, r->model, r->log, line)) {
+        r->reported = true;
+        return nep_fail(err, NEP_ERR_IO, "(reported)");
+    }
+    fprintf(r->human, "epoch %3lld/%lld  lr %.4g  loss %.4f  train %.2f%%  val %.2f%%  %.0f img/s  %.1fs\n",
+            (long long)row->epoch, (long long)r->o->epochs, row->lr, row->loss, row->train_top1,
+            row->val_top1, row->img_per_s, row->seconds);
+    fflush(r->human);
+    return NEP_OK;
+}
+
+static nep_status on_restore_optim(void *ctx, const nep_graph *g, nep_optim *opt, nep_err *err) {
+    run_state *r = ctx;
+    return nep_checkpoint_load_optim(r->ckpt, &r->meta, g, opt, err);
+}
+
+static void on_phase(void *ctx, const char *label) {
+    run_state *r = ctx;
+    if (label) r->prog = (cli_progress){.tty = isatty(2), .label = label};
+    else cli_progress_end(&r->prog);
+}
+
+static void on_progress(void *ctx, int64_t done, int64_t total, double loss, double seconds) {
+    cli_progress_cb(&((run_state *)ctx)->prog, done, total, loss, seconds);
+}
+
 int cmd_train(int argc, char **argv) {
     train_opts o = {.data = "fashion-mnist", .epochs = 10, .val = 5000};
     model_opts_default(&o.m);
@@ -146,14 +192,14 @@ int cmd_train(int argc, char **argv) {
     cli_opt opts[40];
     int n = 0;
     model_opts_table(&o.m, opts, &n);
-    opts[n++] = (cli_opt){"data", OPT_STR, &o.data, "data set: fashion-mnist, mnist, cifar10"};
-    opts[n++] = (cli_opt){"data-dir", OPT_STR, &o.data_dir, "directory of the data set's files (default: " NEP_FASHION_MNIST_DIR ")"};
+    const cli_opt data_opts[] = {DATA_OPTS(&o.data, &o.data_dir)};
+    opts[n++] = data_opts[0], opts[n++] = data_opts[1];
     opts[n++] = (cli_opt){"val", OPT_INT, &o.val, "training images held out for validation"};
     opts[n++] = (cli_opt){"split-seed", OPT_INT, &o.split_seed, "seed of the train/validation split"};
     opts[n++] = (cli_opt){"epochs", OPT_INT, &o.epochs, "epochs"};
     train_flags_table(&o.t, opts, &n);
     opts[n++] = (cli_opt){"seed", OPT_INT, &o.seed, "seed of initialization, shuffling and dropout"};
-    opts[n++] = (cli_opt){"threads", OPT_INT, &o.threads, "threads (0: all cores)"};
+    opts[n++] = (cli_opt)THREADS_OPT(&o.threads);
     opts[n++] = (cli_opt){"out", OPT_STR, &o.out, "output directory (required)"};
     opts[n++] = (cli_opt){"resume", OPT_FLAG, &o.resume, "continue the run in --out from its last epoch"};
     opts[n++] = (cli_opt){"json", OPT_FLAG, &o.json, "end with one JSON line on stdout"};
@@ -169,8 +215,6 @@ int cmd_train(int argc, char **argv) {
     if (model_opts_spec("train", &o.m, &r.spec) || train_flags_cfg("train", &o.t, &cfg)) return 2;
     FILE *human = o.json ? stderr : stdout;
     nep_dataset full = {0}, train = {0}, val = {0}, test = {0};
-    nep_trainer t = {0};
-    nep_loader loader = {0};
     nep_err err;
     char *options = NULL;
     char ckpt[4096], model[4096], log[4096];
@@ -211,48 +255,28 @@ int cmd_train(int argc, char **argv) {
         }
         remove(log);
     }
-    if (nep_trainer_init(&t, &r.g, &cfg, o.t.batch, &err) != NEP_OK ||
-        (r.epoch > 0 && nep_checkpoint_load_optim(ckpt, &r.meta, &r.g, &t.opt, &err) != NEP_OK) ||
-        nep_loader_init(&loader, &train, &r.norm, o.t.batch, true, false, &err) != NEP_OK) {
-        cli_error("train", &err);
-        goto done;
-    }
-    train_flags_augment(&o.t, &loader, &r.rng);
     fprintf(human, "model %s: %lld parameters; %lld train, %lld val, %lld test images\n",
             r.spec.name, (long long)nep_graph_param_count(&r.g), (long long)train.n,
             (long long)val.n, (long long)test.n);
-    double t0 = nep_now(), val_top1 = 0, img_s_sum = 0;
-    int64_t start = r.epoch;
-    cli_progress prog = {.tty = isatty(2)};
-    while (r.epoch < o.epochs) {
-        char label[64];
-        snprintf(label, sizeof label, "epoch %lld/%lld", (long long)r.epoch + 1, (long long)o.epochs);
-        prog.label = label;
-        nep_epoch_stats st;
-        double lr = nep_lr_at(&cfg, r.epoch), val_loss = 0;
-        nep_status s = nep_train_epoch(&t, &loader, lr, &r.rng, cli_progress_cb, &prog, &st, &err);
-        cli_progress_end(&prog);
-        if (s == NEP_ERR_NUMERIC) {
-            cli_errorf("train", "%s; stopped, the last good checkpoint (%lld epochs) stays in %s",
-                       err.msg, (long long)r.epoch, ckpt);
-            goto done;
-        }
-        if (s != NEP_OK || nep_evaluate(&r.g, &val, &r.norm, 256, &val_top1, &val_loss, &err) != NEP_OK) {
-            cli_error("train", &err);
-            goto done;
-        }
-        r.epoch++;
-        img_s_sum += st.img_per_s;
-        char line[512];
-        snprintf(line, sizeof line, "{\"epoch\":%lld,\"lr\":%g,\"loss\":%.6f,\"train_top1\":%.4f,"
-                 "\"val_top1\":%.4f,\"val_loss\":%.6f,\"img_per_s\":%.1f,\"seconds\":%.3f}",
-                 (long long)r.epoch, lr, st.loss, st.top1, val_top1, val_loss, st.img_per_s, st.seconds);
-        if (save_epoch(&o, &r, &t, options, ckpt, model, log, line)) goto done;
-        fprintf(human, "epoch %3lld/%lld  lr %.4g  loss %.4f  train %.2f%%  val %.2f%%  %.0f img/s  %.1fs\n",
-                (long long)r.epoch, (long long)o.epochs, lr, st.loss, st.top1, val_top1,
-                st.img_per_s, st.seconds);
-        fflush(human);
+    const double t0 = nep_now();
+    const int64_t start = r.epoch;
+    r.o = &o, r.options = options, r.ckpt = ckpt, r.model = model, r.log = log, r.human = human;
+    const nep_train_cfg tc = {.optim = cfg, .epochs = o.epochs, .batch = o.t.batch,
+                              .augment = train_flags_augmentation(&o.t), .train = &train,
+                              .val = &val, .norm = &r.norm};
+    const nep_train_hooks hooks = {.ctx = &r, .epoch = on_epoch, .restore_optim = on_restore_optim,
+                                   .phase = on_phase, .progress = on_progress};
+    nep_status s = nep_train_run(&r.g, &tc, &r.epoch, &r.rng, &hooks, &err);
+    if (s == NEP_ERR_NUMERIC) {
+        cli_errorf("train", "%s; stopped, the last good checkpoint (%lld epochs) stays in %s",
+                   err.msg, (long long)r.epoch, ckpt);
+        goto done;
     }
+    if (s != NEP_OK) {
+        if (!r.reported) cli_error("train", &err);
+        goto done;
+    }
+    double val_top1 = r.val_top1;
     double test_top1 = 0, test_loss = 0, secs = nep_now() - t0;
     if (nep_evaluate(&r.g, &test, &r.norm, 256, &test_top1, &test_loss, &err) != NEP_OK) {
         cli_error("train", &err);
@@ -260,7 +284,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (r.epoch == start && start > 0) { /* a run killed after its last checkpoint */
         nep_evaluate(&r.g, &val, &r.norm, 256, &val_top1, NULL, &err);
-        if (save_epoch(&o, &r, &t, options, ckpt, model, log, NULL)) goto done;
+        if (save_epoch(&o, &r, NULL, options, ckpt, model, log, NULL)) goto done;
     }
     fprintf(human, "test top-1 %.2f%%  (val %.2f%%)  %s written\n", test_top1, val_top1, model);
     if (o.json)
@@ -268,12 +292,10 @@ int cmd_train(int argc, char **argv) {
                "\"epochs\":%lld,\"seconds\":%.3f,\"train_img_per_s\":%.1f,\"checkpoint\":\"%s\"}\n",
                test_top1, val_top1, test_loss, (long long)nep_graph_param_count(&r.g),
                (long long)r.epoch, secs,
-               r.epoch > start ? img_s_sum / (double)(r.epoch - start) : 0, model);
+               r.epoch > start ? r.img_s_sum / (double)(r.epoch - start) : 0, model);
     rc = 0;
 done:
     free(options);
-    nep_loader_free(&loader);
-    nep_trainer_free(&t);
     nep_graph_free(&r.g);
     nep_st_free(&r.meta);
     nep_dataset_free(&full);

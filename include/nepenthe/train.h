@@ -109,6 +109,45 @@ nep_status nep_for_each_batch(nep_graph *g, const nep_dataset *d, const nep_norm
 nep_status nep_evaluate(nep_graph *g, const nep_dataset *d, const nep_normalize *norm,
                         int64_t batch, double *top1, double *loss, nep_err *err);
 
+/* ---- a training run: epochs, a commit after each, --resume -------------------------- */
+
+typedef struct nep_train_cfg {
+    nep_optim_cfg optim;        /* its milestones count epochs */
+    int64_t epochs, batch;
+    const nep_augment *augment; /* or NULL */
+    const nep_dataset *train, *val;
+    const nep_normalize *norm;
+} nep_train_cfg;
+
+/* One finished epoch. */
+typedef struct nep_train_row {
+    int64_t epoch;              /* epochs done, this one included */
+    double lr, loss, train_top1, val_top1, val_loss, img_per_s, seconds;
+} nep_train_row;
+
+typedef struct nep_train_hooks {
+    void *ctx;
+    /* Epoch row->epoch is done: g and o hold its weights and optimizer state, rng the
+     * state the next epoch starts from. Write its files here (the commit a resumed run
+     * continues from); an error stops the run. */
+    nep_status (*epoch)(void *ctx, const nep_graph *g, const nep_optim *o, const nep_rng *rng,
+                        const nep_train_row *row, nep_err *err);
+    /* A resumed run: the optimizer state the committed epoch left, into o (NULL: a fresh
+     * optimizer). */
+    nep_status (*restore_optim)(void *ctx, const nep_graph *g, nep_optim *o, nep_err *err);
+    /* A phase (an epoch) begins (label) or ends (NULL), and its progress; may be NULL. */
+    void (*phase)(void *ctx, const char *label);
+    nep_progress_fn progress;
+} nep_train_hooks;
+
+/* Trains g from *epoch epochs done (0: a fresh run) to cfg->epochs; rng shuffles,
+ * augments and drops out, and holds the state epoch *epoch left (a fresh run: after
+ * initialization). Resumed from a commit it ends with the weights of an uninterrupted
+ * run. On return *epoch is the epochs done; a loss that diverged returns
+ * NEP_ERR_NUMERIC, *epoch then being the last committed epoch. */
+nep_status nep_train_run(nep_graph *g, const nep_train_cfg *cfg, int64_t *epoch, nep_rng *rng,
+                         const nep_train_hooks *h, nep_err *err);
+
 /* Monotonic wall clock in seconds. */
 double nep_now(void);
 

@@ -1,0 +1,173 @@
+/* The loop of SPEC section 4 (include/nepenthe/prune_loop.h): measure, prune, retrain,
+ * evaluate, hand the iteration to the caller, commit; stop by delta. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "nepenthe/prune_loop.h"
+
+static void phase(const nep_prune_hooks *h, const char *label) {
+    if (h->phase) h->phase(h->ctx, label);
+}
+
+int64_t nep_layer_nonzero(const nep_graph *g, const nep_layer_states *l) {
+    const nep_param *w = nep_layer_weight(g, l);
+    int64_t n = 0;
+    for (int64_t k = 0; w && k < w->numel; k++) n += g->values[w->offset + k] != 0;
+    return n;
+}
+
+double nep_owned_sparsity(const nep_graph *g, const nep_entropy *e) {
+    int64_t total = 0, nz = 0;
+    for (int l = 0; l < e->n_layers; l++) {
+        const nep_param *w = nep_layer_weight(g, &e->layers[l]);
+        if (!w) continue;
+        total += w->numel;
+        nz += nep_layer_nonzero(g, &e->layers[l]);
+    }
+    return total ? 100.0 * (double)(total - nz) / (double)total : 0;
+}
+
+/* Counts states on the training split with the method's don't-care rule; H_l of each
+ * layer into H. */
+static nep_status measure(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg *c,
+                          const nep_prune_hooks *h, double *H, nep_err *err) {
+    phase(h, "activation states");
+    e->progress = h->progress, e->progress_ctx = h->ctx;
+    const nep_status s = nep_entropy_measure(e, g, c->train, c->norm, 256, c->entropy_batches, err);
+    e->progress = NULL;
+    phase(h, NULL);
+    for (int l = 0; s == NEP_OK && l < e->n_layers; l++) H[l] = nep_prune_layer_entropy(&c->prune, &e->layers[l]);
+    return s;
+}
+
+static nep_status evaluate(nep_graph *g, const nep_prune_loop_cfg *c, nep_prune_row *row, nep_err *err) {
+    if (c->val->n) NEP_TRY(nep_evaluate(g, c->val, c->norm, 256, &row->val_top1, NULL, err));
+    NEP_TRY(nep_evaluate(g, c->test, c->norm, 256, &row->test_top1, NULL, err));
+    if (!c->val->n) row->val_top1 = row->test_top1;
+    return NEP_OK;
+}
+
+/* Retraining of iteration k; NEP_ERR_NUMERIC when the loss diverged. */
+static nep_status retrain(nep_graph *g, const nep_prune_loop_cfg *c, const nep_prune_hooks *h,
+                          int64_t k, nep_err *err) {
+    if (c->retrain_epochs <= 0) return NEP_OK;
+    nep_trainer t;
+    nep_loader loader;
+    nep_rng rng;
+    nep_rng_seed(&rng, c->seed * 1000003u + (uint64_t)k);
+    NEP_TRY(nep_trainer_init(&t, g, &c->optim, c->batch, err));
+    nep_status s = nep_loader_init(&loader, c->train, c->norm, c->batch, true, false, err);
+    if (s != NEP_OK) {
+        nep_trainer_free(&t);
+        return s;
+    }
+    if (c->augment) nep_loader_set_augment(&loader, c->augment, &rng);
+    for (int64_t ep = 0; ep < c->retrain_epochs && s == NEP_OK; ep++) {
+        char label[96];
+        snprintf(label, sizeof label, "iter %lld retrain %lld/%lld", (long long)k, (long long)ep + 1,
+                 (long long)c->retrain_epochs);
+        phase(h, label);
+        nep_epoch_stats st;
+        s = nep_train_epoch(&t, &loader, nep_lr_at(&c->optim, ep), &rng, h->progress, h->ctx, &st, err);
+        phase(h, NULL);
+    }
+    nep_loader_free(&loader);
+    nep_trainer_free(&t);
+    return s;
+}
+
+/* Structural baselines: the chosen layer becomes the identity; *none_left when every
+ * layer already is. */
+static nep_status linearize_smallest(nep_graph *g, const nep_entropy *e, const nep_prune_loop_cfg *c,
+                                     const nep_prune_hooks *h, bool *none_left, nep_err *err) {
+    double *sums = NULL;
+    if (c->prune.method == NEP_METHOD_SMALLEST_GRADS) {
+        if (!(sums = calloc((size_t)e->n_layers, sizeof *sums)))
+            return nep_fail(err, NEP_ERR_NOMEM, "out of memory");
+        const nep_status s = nep_grad_sums(g, e, c->train, c->norm, 256, sums, err);
+        if (s != NEP_OK) {
+            free(sums);
+            return s;
+        }
+    }
+    const int l = nep_smallest_layer(g, e, sums);
+    free(sums);
+    *none_left = l < 0;
+    if (l < 0) return NEP_OK;
+    if (h->linearized) NEP_TRY(h->linearized(h->ctx, g, e->layers[l].node, err));
+    return nep_graph_linearize(g, e->layers[l].node, err);
+}
+
+static void finish_row(const nep_graph *g, const nep_entropy *e, nep_prune_row *row, const double *H,
+                       double t0) {
+    row->layers = e->n_layers;
+    row->removed = 0;
+    for (int l = 0; l < e->n_layers; l++) row->removed += H[l] == 0;
+    row->sparsity = nep_owned_sparsity(g, e);
+    row->seconds = nep_now() - t0;
+    row->entropy = H;
+}
+
+nep_status nep_prune_run(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg *c, bool fresh,
+                         nep_prune_progress *p, const nep_prune_hooks *h, nep_prune_end *end,
+                         nep_err *err) {
+    const int n = e->n_layers;
+    if (!n) return nep_fail(err, NEP_ERR_ARG, "the model has no rectifier layer to prune");
+    double *H = calloc((size_t)n, sizeof *H), **scales = NULL;
+    int64_t *pruned = calloc((size_t)n, sizeof *pruned);
+    bool have_counts = false, none_left = false, diverged = false;
+    nep_status s = H && pruned ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory");
+    if (s == NEP_OK && fresh) {
+        const double t0 = nep_now();
+        nep_prune_row dense = {0};
+        if ((s = evaluate(g, c, &dense, err)) || (s = measure(g, e, c, h, H, err))) goto done;
+        finish_row(g, e, &dense, H, t0);
+        if ((s = h->iteration(h->ctx, g, e, &dense, err))) goto done;
+        *p = (nep_prune_progress){0, 0, dense.val_top1, dense.test_top1, false};
+        if ((s = h->commit(h->ctx, p, err))) goto done;
+        have_counts = true;
+    }
+    while (s == NEP_OK && !p->stopped && p->iter < c->max_iter) {
+        const int64_t k = p->iter + 1;
+        const double t0 = nep_now();
+        nep_prune_row row = {.iter = k, .pruned = pruned};
+        if (!have_counts && (s = measure(g, e, c, h, H, err))) goto done; /* resumed: the current model's */
+        for (int l = 0; l < n; l++) pruned[l] = 0;
+        if (c->prune.method >= NEP_METHOD_SMALLEST_WEIGHTS) {
+            if ((s = linearize_smallest(g, e, c, h, &none_left, err)) || none_left) break;
+        } else {
+            if (c->prune.criterion == NEP_CRIT_WANDA &&
+                (s = nep_wanda_norms(g, e, c->train, c->norm, 256, c->wanda_batches, &scales, err)))
+                goto done;
+            s = nep_prune_step(g, e, &c->prune, scales, pruned, &row.budget, err);
+            nep_wanda_free(scales, n);
+            scales = NULL;
+            if (s) goto done;
+        }
+        if ((s = retrain(g, c, h, k, err)) == NEP_ERR_NUMERIC) {
+            if (h->note) {
+                char msg[sizeof err->msg + 96];
+                snprintf(msg, sizeof msg, "iteration %lld: %s; stopping after iteration %lld",
+                         (long long)k, err->msg, (long long)k - 1);
+                h->note(h->ctx, msg);
+            }
+            diverged = true;
+            s = NEP_OK;
+            break;
+        }
+        if (s || (s = evaluate(g, c, &row, err)) || (s = measure(g, e, c, h, H, err))) goto done;
+        have_counts = true;
+        finish_row(g, e, &row, H, t0);
+        if ((s = h->iteration(h->ctx, g, e, &row, err))) goto done;
+        p->iter = k;
+        p->stopped = row.val_top1 < c->delta * p->dense_val;
+        if (!p->stopped) p->selected = k;
+        s = h->commit(h->ctx, p, err);
+    }
+    *end = p->stopped ? NEP_PRUNE_BY_DELTA : none_left ? NEP_PRUNE_NO_LAYER_LEFT
+         : diverged ? NEP_PRUNE_DIVERGED : NEP_PRUNE_MAX_ITER;
+done:
+    nep_wanda_free(scales, n);
+    free(H), free(pruned);
+    return s;
+}
