@@ -75,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (cli_trim_jsonl("train", path, "epoch", param) == 0) check_trimmed(path, "epoch", param);
     } else if (mode == 1) {
         prune_run r = {.options = (char *)seed_options};
-        progress p;
+        nep_prune_progress p;
         load_progress(&r, path, &p);
     } else {
         if (cli_trim_jsonl("prune", path, "iter", param) == 0) check_trimmed(path, "iter", param);
