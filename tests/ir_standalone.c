@@ -39,10 +39,10 @@ static int count_op(const nep_graph *g, nep_op_kind op) {
     return n;
 }
 
-/* Every model's graph goes to JSON and back with the same nodes, shapes, parameters
- * and FLOPs. */
+/* Every model's graph goes to JSON and back with the same nodes, shapes (with their
+ * neuron axes: tokmlp's are last), parameters and FLOPs. */
 static void test_models_roundtrip(void **state) {
-    const char *models[] = {"mlp", "resmlp", "cnn", "resnet20", "resnet18", "mobilenetv2"};
+    const char *models[] = {"mlp", "resmlp", "tokmlp", "cnn", "resnet20", "resnet18", "mobilenetv2"};
     for (size_t m = 0; m < sizeof models / sizeof *models; m++) {
         nep_graph g = build(models[m], 1), h;
         nep_err err;
@@ -59,6 +59,7 @@ static void test_models_roundtrip(void **state) {
             assert_string_equal(a->name, b->name);
             assert_int_equal(a->op, b->op);
             assert_int_equal(a->shape.ndim, b->shape.ndim);
+            assert_int_equal(a->shape.axis, b->shape.axis);
             for (int d = 0; d < a->shape.ndim; d++) assert_int_equal(a->shape.d[d], b->shape.d[d]);
             fg += nep_node_flops(&g, a), fh += nep_node_flops(&h, b);
         }

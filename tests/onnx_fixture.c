@@ -111,6 +111,15 @@ static nep_status resmlp_silu(nep_graph *g, nep_rng *rng, nep_err *err) {
     return build_spec(resmlp(NEP_OP_SILU), g, rng, err);
 }
 
+/* The token-wise residual MLP: Linear on [N, 28, 28] tokens (MatMul in ONNX), PReLU
+ * with one slope per feature on the last axis. */
+static nep_status tokmlp_prelu(nep_graph *g, nep_rng *rng, nep_err *err) {
+    nep_model_spec s = nep_model_spec_default();
+    snprintf(s.name, sizeof s.name, "tokmlp");
+    s.width = 32, s.n_hidden = 2, s.hidden[0] = 48, s.hidden[1] = 40, s.act = NEP_OP_PRELU;
+    return build_spec(s, g, rng, err);
+}
+
 static nep_model_spec conv_spec(const char *name) {
     nep_model_spec s = nep_model_spec_default();
     snprintf(s.name, sizeof s.name, "%s", name);
@@ -274,7 +283,7 @@ static const struct {
     {"mlp_masked", mlp_masked},   {"resmlp_gelu", resmlp_gelu}, {"resmlp_silu", resmlp_silu},
     {"cnn", cnn},                 {"resnet20", resnet20},       {"mobilenetv2", mobilenetv2},
     {"handmade_image", handmade_image}, {"handmade_vector", handmade_vector},
-    {"resnet20_collapsed", resnet20_collapsed, true},
+    {"resnet20_collapsed", resnet20_collapsed, true}, {"tokmlp_prelu", tokmlp_prelu},
 };
 
 /* nep_collapse of g with activation states counted on x; at least one layer must go. */

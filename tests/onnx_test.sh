@@ -1,5 +1,5 @@
 #!/bin/sh
-# ONNX export, end to end: the exports of nine models (build/tests/onnx_fixture; one of
+# ONNX export, end to end: the exports of ten models (build/tests/onnx_fixture; one of
 # them a collapsed ResNet-20, compared with the uncollapsed model) pass the ONNX checker
 # (tests/onnx_check.py) and give nepenthe's outputs in ONNX Runtime
 # (tests/onnx_run.py, PyPI's onnxruntime in build/venv); `nepenthe export`
@@ -41,7 +41,7 @@ mkdir -p "$C"
 "$FIXTURE" "$C" >"$T/out" 2>"$T/err"
 rc=$?
 check "onnx_fixture writes the test models" \
-    'succeeded && [ "$(ls "$C"/*/model.onnx | wc -l)" -ge 9 ]'
+    'succeeded && [ "$(ls "$C"/*/model.onnx | wc -l)" -ge 10 ]'
 tally "$PY" "$HERE/onnx_check.py" "$C"
 tally "$ORT_PY" "$HERE/onnx_run.py" "$C"
 

@@ -28,6 +28,7 @@ typedef struct parity_case {
 } parity_case;
 
 #define IMG(c, h, w) ((nep_shape){3, {c, h, w}})
+#define TOK(t, c) ((nep_shape){2, {t, c}, 1}) /* t tokens of c features */
 #define CONV(f, k, s, p, g, b) {.features = f, .kernel = {k, k}, .stride = {s, s}, .pad = {p, p}, .groups = g, .bias = b}
 #define WINDOW(k, s, p) {.kernel = {k, k}, .stride = {s, s}, .pad = {p, p}}
 
@@ -61,6 +62,13 @@ static const parity_case cases[] = {
     {"avgpool3x3_s2", NEP_OP_AVGPOOL, IMG(4, 9, 8), WINDOW(3, 2, 1), NEP_OP_INPUT, true, 2},
     {"avgpool2x2", NEP_OP_AVGPOOL, IMG(3, 8, 8), WINDOW(2, 2, 0), NEP_OP_INPUT, true, 2},
     {"global_avgpool", NEP_OP_GLOBAL_AVGPOOL, IMG(6, 5, 7), {0}, NEP_OP_INPUT, true, 2},
+    /* token sequences: each token by itself, the features last */
+    {"linear_tokens_relu", NEP_OP_LINEAR, TOK(5, 6), {.features = 7, .bias = true}, NEP_OP_RELU, true, 2},
+    {"prelu_tokens", NEP_OP_PRELU, TOK(5, 6), {0}, NEP_OP_INPUT, true, 3},
+    {"affine_tokens_relu6", NEP_OP_AFFINE, TOK(4, 5), {0}, NEP_OP_RELU6, true, 8},
+    {"gelu_tokens", NEP_OP_GELU, TOK(4, 5), {0}, NEP_OP_INPUT, true, 4},
+    {"dropout_tokens", NEP_OP_DROPOUT, TOK(6, 5), {.p = 0.3}, NEP_OP_INPUT, true, 2},
+    {"add_tokens", NEP_OP_ADD, TOK(4, 5), {0}, NEP_OP_INPUT, true, 2},
 };
 
 /* The case's graph: input -> (Flatten for a Linear on an image) -> op -> then. An Add
@@ -69,7 +77,7 @@ static nep_graph build(const parity_case *k, uint64_t seed) {
     nep_graph g;
     nep_graph_init(&g);
     int x = nep_graph_input(&g, "input", k->in), y;
-    const int64_t C = k->in.d[0];
+    const int64_t C = nep_shape_features(&k->in);
     nep_err err;
     if (k->op == NEP_OP_ADD) {
         const int a = nep_graph_add1(&g, NEP_OP_AFFINE, "a", x, (nep_attrs){0});
@@ -79,7 +87,7 @@ static nep_graph build(const parity_case *k, uint64_t seed) {
                 nep_graph_add_param(&g, i ? b : a, j ? "bias" : "weight", 1, 1, (int64_t[]){C});
         y = nep_graph_add(&g, NEP_OP_ADD, "op", (int[]){a, b}, 2, k->attrs);
     } else {
-        int64_t in_features = k->in.d[0];
+        int64_t in_features = k->in.d[k->in.ndim - 1];
         if (k->op == NEP_OP_LINEAR && k->in.ndim == 3) {
             x = nep_graph_add1(&g, NEP_OP_FLATTEN, "flatten", x, (nep_attrs){0});
             in_features = nep_shape_numel(&k->in);

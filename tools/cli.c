@@ -131,11 +131,11 @@ void model_opts_default(model_opts *m) {
 }
 
 void model_opts_table(model_opts *m, cli_opt *opts, int *n) {
-    opts[(*n)++] = (cli_opt){"model", OPT_STR, &m->model, "architecture: mlp, resmlp, cnn, resnet18, resnet20, resnet50, resnet152, mobilenetv2"};
+    opts[(*n)++] = (cli_opt){"model", OPT_STR, &m->model, "architecture: mlp, resmlp, tokmlp, cnn, resnet18, resnet20, resnet50, resnet152, mobilenetv2"};
     opts[(*n)++] = (cli_opt){"width-mult", OPT_REAL, &m->width_mult, "mobilenetv2 width multiplier"};
     opts[(*n)++] = (cli_opt){"stem-pool", OPT_FLAG, &m->stem_pool, "resnet: max-pool after the stem"};
-    opts[(*n)++] = (cli_opt){"hidden", OPT_STR, &m->hidden, "hidden widths, comma-separated (resmlp: one per block)"};
-    opts[(*n)++] = (cli_opt){"width", OPT_INT, &m->width, "resmlp embedding width"};
+    opts[(*n)++] = (cli_opt){"hidden", OPT_STR, &m->hidden, "hidden widths, comma-separated (resmlp, tokmlp: one per block)"};
+    opts[(*n)++] = (cli_opt){"width", OPT_INT, &m->width, "resmlp, tokmlp embedding width"};
     opts[(*n)++] = (cli_opt){"act", OPT_STR, &m->act, "rectifier: relu, leaky_relu, prelu, relu6, gelu, silu"};
     opts[(*n)++] = (cli_opt){"slope", OPT_REAL, &m->slope, "leaky_relu negative slope"};
     opts[(*n)++] = (cli_opt){"dropout", OPT_REAL, &m->dropout, "dropout after each rectifier"};
@@ -144,13 +144,14 @@ void model_opts_table(model_opts *m, cli_opt *opts, int *n) {
 }
 
 int model_opts_spec(const char *cmd, const model_opts *m, nep_model_spec *spec) {
-    static const char *const known[] = {"mlp", "resmlp", "cnn", "resnet18", "resnet20", "resnet50",
-                                        "resnet152", "mobilenetv2"};
+    static const char *const known[] = {"mlp", "resmlp", "tokmlp", "cnn", "resnet18", "resnet20",
+                                        "resnet50", "resnet152", "mobilenetv2"};
     *spec = nep_model_spec_default();
-    bool ok = false, mlp_like = strcmp(m->model, "mlp") == 0 || strcmp(m->model, "resmlp") == 0;
+    bool ok = false, mlp_like = strcmp(m->model, "mlp") == 0 || strcmp(m->model, "resmlp") == 0 ||
+                        strcmp(m->model, "tokmlp") == 0;
     for (size_t i = 0; i < sizeof known / sizeof *known; i++) ok |= strcmp(m->model, known[i]) == 0;
     if (!ok)
-        return cli_errorf(cmd, "--model: unknown model '%s' (known: mlp, resmlp, cnn, resnet18, resnet20, "
+        return cli_errorf(cmd, "--model: unknown model '%s' (known: mlp, resmlp, tokmlp, cnn, resnet18, resnet20, "
                           "resnet50, resnet152, mobilenetv2)", m->model);
     if (!(m->width_mult > 0 && m->width_mult <= 4)) return cli_errorf(cmd, "--width-mult: must be in (0, 4]");
     spec->width_mult = m->width_mult;

@@ -45,10 +45,15 @@ typedef enum nep_op_kind {
     NEP_OP_COUNT
 } nep_op_kind;
 
-/* Per-sample shape: [features] after Flatten/Linear, [C, H, W] for images. */
+/* Per-sample shape: [features] after Flatten, [C, H, W] for images, [T, C] for a
+ * sequence of T tokens. `axis` is the neuron (feature) axis: the one whose entries are
+ * the neurons an activation-state count, a mask row or a per-channel parameter refers
+ * to, every other entry being one more observation of them. 0 for images and vectors
+ * (the default of a shape written {ndim, {dims}}), ndim - 1 for tokens. */
 typedef struct nep_shape {
     int ndim;
     int64_t d[NEP_MAX_DIMS];
+    int axis;
 } nep_shape;
 
 /* Typed attributes; each op reads the fields its file in src/ops/ documents. */
@@ -154,6 +159,16 @@ nep_status nep_graph_from_json(const char *json, nep_graph *g, nep_err *err);
 int nep_graph_find_node(const nep_graph *g, const char *name);
 int nep_graph_find_param(const nep_graph *g, const char *name);
 int64_t nep_shape_numel(const nep_shape *s);
+/* The neurons of a shape (d[axis]), and the positions each is observed at per sample. */
+static inline int64_t nep_shape_features(const nep_shape *s) { return s->d[s->axis]; }
+static inline int64_t nep_shape_positions(const nep_shape *s) {
+    return nep_shape_numel(s) / nep_shape_features(s);
+}
+/* Whether the features are the last, contiguous axis of a shape with positions (a token
+ * sequence [T, C]); an image [C, H, W] has them first, strided by H * W (in NCHW). */
+static inline bool nep_shape_features_last(const nep_shape *s) {
+    return s->ndim > 1 && s->axis == s->ndim - 1;
+}
 /* Per-sample forward FLOPs of a node (multiply-add = 2). */
 int64_t nep_node_flops(const nep_graph *g, const nep_node *n);
 /* Trainable parameters of a node (as PyTorch's parameters(); buffers such as running

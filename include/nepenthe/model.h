@@ -10,7 +10,7 @@
 #define NEP_MAX_IDENTITY 64
 
 typedef struct nep_model_spec {
-    char name[32];          /* "mlp" or "resmlp" */
+    char name[32];          /* "mlp", "resmlp", "tokmlp", "cnn", "resnet20", ... */
     int in_c, in_h, in_w;   /* per-sample input shape */
     int classes;
     int n_hidden;
@@ -30,6 +30,9 @@ typedef struct nep_model_spec {
 /* mlp: input -> Flatten -> [fc_i -> act_i (-> drop_i)] x n_hidden -> fc_{n+1}.
  * resmlp (the transformer feed-forward shape): input -> Flatten -> embed (Linear to
  * width) -> blocks.i: x + fc2(act(fc1(x))) for each hidden width -> head.
+ * tokmlp: resmlp token by token: the input's C*H rows are tokens of W features
+ * ([T, W], features last; Fashion-MNIST: 28 tokens of 28), embed and the blocks map
+ * each token's features, then Flatten -> head.
  * The default: the MLP on Fashion-MNIST, 784-1024-1024-1024-10, ReLU. */
 nep_model_spec nep_model_spec_default(void);
 

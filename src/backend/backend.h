@@ -77,10 +77,11 @@ static inline int64_t nep_call_numel(const nep_call *c) {
     return c->batch * nep_shape_numel(&c->n->shape);
 }
 
-/* Whether a tensor of this shape is stored differently in NHWC than in NCHW (not when
- * it has one channel or one position). */
+/* Whether a tensor of this shape is stored differently in NHWC than in NCHW: an image
+ * [C, H, W] with more than one channel and one position (a token sequence [T, C] has its
+ * features last already). */
 static inline bool nep_layout_moves(bool nhwc, const nep_shape *s) {
-    return nhwc && s->ndim == 3 && s->d[0] > 1 && s->d[1] * s->d[2] > 1;
+    return nhwc && s->ndim == 3 && s->axis == 0 && s->d[0] > 1 && s->d[1] * s->d[2] > 1;
 }
 
 #endif

@@ -81,7 +81,7 @@ nep_status nep_collapse_linearize(const nep_graph *src, const nep_entropy *e, ne
     for (int i = 0; s == NEP_OK && i < e->n_layers; i++) {
         const nep_layer_states *l = &e->layers[i];
         const nep_op_kind op = l->node < g.n_nodes ? g.nodes[l->node].op : NEP_OP_INPUT;
-        if (!nep_op(op)->states || l->neurons != g.nodes[g.nodes[l->node].inputs[0]].shape.d[0]) {
+        if (!nep_op(op)->states || l->neurons != nep_shape_features(&g.nodes[g.nodes[l->node].inputs[0]].shape)) {
             s = nep_fail(err, NEP_ERR_ARG, "linearize: the entropy counts do not belong to this graph");
             break;
         }

@@ -81,6 +81,13 @@ nep_status nep_rw_run(const nep_graph *src, nep_graph *dst, nep_rw_step step, vo
                       nep_err *err) {
     nep_graph work;
     nep_graph_init(dst);
+    /* The rewrites take a tensor's channels to be its dim 0; token sequences [T, C] (the
+     * features last) are not theirs yet: refuse them rather than rewrite them wrong. */
+    for (int k = 0; k < src->n_order; k++)
+        if (nep_shape_features_last(&src->nodes[src->order[k]].shape))
+            return nep_fail(err, NEP_ERR_UNSUPPORTED, "node '%s' holds a token sequence "
+                            "(features last); collapsing those is not supported yet",
+                            src->nodes[src->order[k]].name);
     NEP_TRY(nep_graph_copy(src, &work, err));
     nep_status s = nep_graph_finalize(&work, err);
     for (int changes = 1; s == NEP_OK && changes > 0;) {

@@ -43,7 +43,7 @@ nep_status nep_entropy_init(nep_entropy *e, const nep_graph *g, bool zero_is_off
         l->node = id;
         l->owner = nep_rectifier_owner(g, id);
         l->states = states;
-        l->neurons = n->shape.d[0];
+        l->neurons = nep_shape_features(&n->shape);
         l->counts = calloc((size_t)(l->neurons * states), sizeof *l->counts);
         if (!l->counts) {
             nep_entropy_free(e);

@@ -75,7 +75,8 @@ void nep_entropy_probe(void *ctx, const nep_graph *g, int node, const nep_real *
     if (!l) return;
     const int64_t inner = nep_shape_numel(&g->nodes[node].shape) / l->neurons;
     const int64_t stride = l->neurons * inner;
-    if (channels_last && g->nodes[node].shape.ndim == 3) {
+    const nep_shape *sh = &g->nodes[node].shape;
+    if ((channels_last && sh->ndim == 3) || nep_shape_features_last(sh)) { /* z [rows, C] */
         count_rows(z, batch * inner, l->neurons, l->states, e->zero_is_off, l->counts);
         return;
     }

@@ -162,6 +162,12 @@ nep_status nep_graph_finalize(nep_graph *g, nep_err *err) {
     nep_status s = topo_visit(g, g->output, mark, err);
     free(mark);
     if (s != NEP_OK) return s;
+    const nep_shape *in = &g->nodes[g->input].shape;
+    if (in->ndim < 1 || in->ndim > NEP_MAX_DIMS || in->axis < 0 || in->axis >= in->ndim ||
+        (in->axis != 0 && in->axis != in->ndim - 1))
+        return nep_fail(err, NEP_ERR_SHAPE, "input '%s': %d dims with feature axis %d (wants "
+                        "1 to %d dims, the features first or last)", g->nodes[g->input].name,
+                        in->ndim, in->axis, NEP_MAX_DIMS);
     for (int k = 0; k < g->n_order; k++) {
         nep_node *n = &g->nodes[g->order[k]];
         const nep_op_def *def = nep_op(n->op);

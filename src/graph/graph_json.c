@@ -45,9 +45,10 @@ char *nep_graph_to_json(const nep_graph *g) {
         cJSON *in = cJSON_AddArrayToObject(o, "inputs");
         for (int i = 0; i < n->n_inputs; i++)
             cJSON_AddItemToArray(in, cJSON_CreateString(g->nodes[n->inputs[i]].name));
-        if (n->op == NEP_OP_INPUT)
+        if (n->op == NEP_OP_INPUT) {
             cJSON_AddItemToObject(o, "shape", int_array(n->shape.d, n->shape.ndim));
-        else
+            if (n->shape.axis) cJSON_AddNumberToObject(o, "axis", n->shape.axis); /* tokens */
+        } else
             cJSON_AddItemToObject(o, "attrs", attrs_json(&n->attrs));
         cJSON *ps = cJSON_AddArrayToObject(o, "params");
         for (int i = 0; i < n->n_params; i++) {
@@ -177,6 +178,10 @@ static nep_status read_node(const cJSON *o, nep_graph *g, nep_err *err) {
         if (s.ndim < 1 || g->input >= 0) return bad(err, nm, "the one input needs a 'shape'");
         if (bounded_product(s.d, s.ndim, MAX_INPUT_VALUES) < 0)
             return bad(err, nm, "the input is larger than 2^24 values per sample");
+        const cJSON *axis = cJSON_GetObjectItemCaseSensitive(o, "axis");
+        if (axis && !(cJSON_IsNumber(axis) && axis->valuedouble == s.ndim - 1))
+            return bad(err, nm, "the input's 'axis' (its features) must be its last dimension");
+        s.axis = axis ? s.ndim - 1 : 0;
         id = nep_graph_input(g, nm, s);
     } else {
         nep_attrs a;

@@ -6,7 +6,8 @@
  * Each op kind maps to ONNX nodes through the table `emitters` below; a kind missing
  * there is refused with the node's name, so a new op is never exported wrongly.
  * Mappings, all at evaluation (nepenthe shapes are per sample; ONNX adds N in front):
- *   Linear     Gemm(x, weight [out, in], bias? [out]), transB = 1
+ *   Linear     Gemm(x, weight [out, in], bias? [out]), transB = 1; on tokens [N, T, in]
+ *              MatMul(x, Transpose(weight)) (+ Add(bias))
  *   Conv2d     Conv(x, weight [F, C/g, kh, kw], bias? [F]), pads [t, l, b, r], group
  *   BatchNorm  BatchNormalization(x, weight, bias, running_mean, running_var), epsilon
  *   ReLU       Relu;  LeakyReLU  LeakyRelu(alpha = slope);  ReLU6  Clip(x, 0, 6)
@@ -213,12 +214,13 @@ static const char *param(builder *b, const nep_node *n, int i) {
 }
 
 /* Node n's per-channel parameter i ([C]) shaped to broadcast over its input
- * [N, C, ...]: [C, 1, 1] for an image, [C] for a vector. */
+ * [N, C, ...]: [C, 1, 1] for an image, [C] for a vector or a token sequence [N, T, C]. */
 static const char *param_per_channel(builder *b, const nep_node *n, int i) {
     const nep_param *p = &b->g->params[n->params[i]];
+    const nep_shape *in = nep_in_shape(b->g, n, 0);
     int64_t dims[NEP_MAX_DIMS] = {p->numel, 1, 1, 1};
     return add_init(b, p->name, b->g->values + p->offset, p->numel,
-                    nep_in_shape(b->g, n, 0)->ndim, dims);
+                    nep_shape_features_last(in) ? 1 : in->ndim, dims);
 }
 
 /* Shared scalar constant k, added on first use. */
@@ -279,8 +281,17 @@ static Onnx__ValueInfoProto *value_info(builder *b, const char *name, const nep_
 typedef void (*emit_fn)(builder *b, const nep_node *n, const char *const *in, const char *out);
 
 static void emit_linear(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    const char *ins[3] = {in[0], param(b, n, 0), n->attrs.bias ? param(b, n, 1) : NULL};
-    attr_int(b, add_node(b, "Gemm", n->name, ins, n->attrs.bias ? 3 : 2, out), "transB", 1);
+    if (nep_in_shape(b->g, n, 0)->ndim == 1) { /* [N, in]: one Gemm */
+        const char *ins[3] = {in[0], param(b, n, 0), n->attrs.bias ? param(b, n, 1) : NULL};
+        attr_int(b, add_node(b, "Gemm", n->name, ins, n->attrs.bias ? 3 : 2, out), "transB", 1);
+        return;
+    }
+    /* [N, ..., in] (tokens): MatMul with the transposed weight, then the bias */
+    const char *wt = step(b, n, "weight_t"), *mm = n->attrs.bias ? step(b, n, "matmul") : out;
+    attr_ints(b, add_node(b, "Transpose", wt, (const char *[]){param(b, n, 0)}, 1, wt), "perm",
+              (int64_t[]){1, 0}, 2);
+    add_node(b, "MatMul", n->attrs.bias ? mm : n->name, (const char *[]){in[0], wt}, 2, mm);
+    if (n->attrs.bias) add_node(b, "Add", n->name, (const char *[]){mm, param(b, n, 1)}, 2, out);
 }
 
 static void emit_conv(builder *b, const nep_node *n, const char *const *in, const char *out) {

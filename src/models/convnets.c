@@ -225,6 +225,6 @@ nep_status nep_build_convnet(const nep_model_spec *s, nep_graph *g, nep_err *err
     if (strcmp(s->name, "resnet20") == 0) return build_resnet(s, g, r20, 3, 16, false, err);
     if (strcmp(s->name, "mobilenetv2") == 0) return build_mobilenetv2(s, g, err);
     if (strcmp(s->name, "cnn") == 0) return build_cnn(s, g, err);
-    return nep_fail(err, NEP_ERR_ARG, "unknown model '%s' (known: mlp, resmlp, cnn, resnet18, "
+    return nep_fail(err, NEP_ERR_ARG, "unknown model '%s' (known: mlp, resmlp, tokmlp, cnn, resnet18, "
                     "resnet20, resnet50, resnet152, mobilenetv2)", s->name);
 }

@@ -1,6 +1,6 @@
 /* Multi-layer perceptrons, named like the PyTorch modules they mirror (model.h):
  * mlp's Linear layers are attributes fc1..fcN; resmlp has embed, blocks.<i>.{fc1,act,fc2}
- * (an nn.ModuleList of blocks) and head. */
+ * (an nn.ModuleList of blocks) and head; tokmlp the same names, token by token. */
 #include <math.h>
 #include <stdio.h>
 
@@ -44,11 +44,15 @@ static int add_input(nep_graph *g, const nep_model_spec *s) {
     return x < 0 ? x : nep_graph_add1(g, NEP_OP_FLATTEN, "flatten", x, (nep_attrs){0});
 }
 
-nep_status nep_build_resmlp(const nep_model_spec *s, nep_graph *g, nep_err *err) {
+/* resmlp, or with tokens (tokmlp) the same blocks applied token by token: the image's
+ * rows are T = C*H tokens of W features ([T, W], features last), each Linear maps the
+ * last axis, and the head reads the flattened tokens. */
+static nep_status build_residual(const nep_model_spec *s, bool tokens, nep_graph *g, nep_err *err) {
     char n1[64], n2[64];
-    int x = add_input(g, s);
-    if (x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building the resmlp");
-    NEP_TRY(add_linear(g, "embed", x, (int64_t)s->in_c * s->in_h * s->in_w, s->width, &x, err));
+    const int64_t T = (int64_t)s->in_c * s->in_h;
+    int x = tokens ? nep_graph_input(g, "input", (nep_shape){2, {T, s->in_w}, 1}) : add_input(g, s);
+    if (x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building the %s", s->name);
+    NEP_TRY(add_linear(g, "embed", x, tokens ? s->in_w : T * s->in_w, s->width, &x, err));
     for (int i = 0; i < s->n_hidden; i++) {
         int h;
         snprintf(n1, sizeof n1, "blocks.%d.fc1", i);
@@ -62,9 +66,19 @@ nep_status nep_build_resmlp(const nep_model_spec *s, nep_graph *g, nep_err *err)
         x = nep_graph_add(g, NEP_OP_ADD, n1, (int[]){x, h}, 2, (nep_attrs){0});
         if (x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building '%s'", n1);
     }
-    NEP_TRY(add_linear(g, "head", x, s->width, s->classes, &x, err));
+    if (tokens && (x = nep_graph_add1(g, NEP_OP_FLATTEN, "flatten", x, (nep_attrs){0})) < 0)
+        return nep_fail(err, NEP_ERR_NOMEM, "out of memory building the %s", s->name);
+    NEP_TRY(add_linear(g, "head", x, tokens ? T * s->width : s->width, s->classes, &x, err));
     g->output = x;
     return NEP_OK;
+}
+
+nep_status nep_build_resmlp(const nep_model_spec *s, nep_graph *g, nep_err *err) {
+    return build_residual(s, false, g, err);
+}
+
+nep_status nep_build_tokmlp(const nep_model_spec *s, nep_graph *g, nep_err *err) {
+    return build_residual(s, true, g, err);
 }
 
 nep_status nep_build_mlp(const nep_model_spec *s, nep_graph *g, nep_err *err) {

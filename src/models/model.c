@@ -11,6 +11,7 @@
 
 nep_status nep_build_mlp(const nep_model_spec *s, nep_graph *g, nep_err *err);
 nep_status nep_build_resmlp(const nep_model_spec *s, nep_graph *g, nep_err *err);
+nep_status nep_build_tokmlp(const nep_model_spec *s, nep_graph *g, nep_err *err);
 nep_status nep_build_convnet(const nep_model_spec *s, nep_graph *g, nep_err *err);
 
 static const struct {
@@ -97,6 +98,8 @@ nep_status nep_model_build(const nep_model_spec *spec, nep_graph *g, nep_rng *rn
         s = nep_build_mlp(spec, g, err);
     else if (strcmp(spec->name, "resmlp") == 0 && spec->width >= 1)
         s = nep_build_resmlp(spec, g, err);
+    else if (strcmp(spec->name, "tokmlp") == 0 && spec->width >= 1)
+        s = nep_build_tokmlp(spec, g, err);
     else
         s = nep_build_convnet(spec, g, err);
     if (s == NEP_OK) s = nep_graph_finalize(g, err);
@@ -124,7 +127,8 @@ char *nep_model_spec_to_json(const nep_model_spec *s) {
     cJSON_AddNumberToObject(o, "classes", s->classes);
     cJSON *h = cJSON_AddArrayToObject(o, "hidden");
     for (int i = 0; i < s->n_hidden; i++) cJSON_AddItemToArray(h, cJSON_CreateNumber((double)s->hidden[i]));
-    if (strcmp(s->name, "resmlp") == 0) cJSON_AddNumberToObject(o, "width", (double)s->width);
+    if (strcmp(s->name, "resmlp") == 0 || strcmp(s->name, "tokmlp") == 0)
+        cJSON_AddNumberToObject(o, "width", (double)s->width);
     if (strcmp(s->name, "mobilenetv2") == 0) cJSON_AddNumberToObject(o, "width_mult", s->width_mult);
     if (strncmp(s->name, "resnet", 6) == 0) cJSON_AddBoolToObject(o, "stem_pool", s->stem_pool);
     cJSON_AddStringToObject(o, "act", nep_act_name(s->act));

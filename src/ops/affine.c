@@ -8,11 +8,11 @@ static nep_status affine_infer(nep_graph *g, nep_node *n, nep_err *err) {
     bool ok = n->n_params == 2;
     for (int i = 0; ok && i < 2; i++) {
         const nep_param *p = &g->params[n->params[i]];
-        ok = p->ndim == 1 && p->shape[0] == in->d[0];
+        ok = p->ndim == 1 && p->shape[0] == nep_shape_features(in);
     }
     if (!ok)
         return nep_fail(err, NEP_ERR_SHAPE, "node '%s' (Affine): weight and bias must have one "
-                        "value per channel (%lld)", n->name, (long long)in->d[0]);
+                        "value per channel (%lld)", n->name, (long long)nep_shape_features(in));
     n->shape = *in;
     return NEP_OK;
 }

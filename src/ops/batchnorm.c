@@ -10,9 +10,7 @@
 static nep_status bn_infer(nep_graph *g, nep_node *n, nep_err *err) {
     static const char *const names[BN_NPARAMS] = {"weight", "bias", "running_mean", "running_var"};
     const nep_shape *in = nep_in_shape(g, n, 0);
-    if (in->ndim != 3)
-        return nep_fail(err, NEP_ERR_SHAPE, "node '%s' (BatchNorm2d): input has %d dims, wants "
-                        "3 ([C, H, W] per sample)", n->name, in->ndim);
+    NEP_TRY(nep_want_image(g, n, err));
     if (n->n_params != BN_NPARAMS)
         return nep_fail(err, NEP_ERR_ARG, "node '%s' (BatchNorm2d): has %d parameters, wants 4 "
                         "(weight, bias, running_mean, running_var)", n->name, n->n_params);

@@ -6,9 +6,7 @@
 static nep_status conv2d_infer(nep_graph *g, nep_node *n, nep_err *err) {
     const nep_shape *in = nep_in_shape(g, n, 0);
     const nep_attrs *a = &n->attrs;
-    if (in->ndim != 3)
-        return nep_fail(err, NEP_ERR_SHAPE, "node '%s' (Conv2d): input has %d dims, wants 3 "
-                        "[C, H, W]", n->name, in->ndim);
+    NEP_TRY(nep_want_image(g, n, err));
     const int64_t C = in->d[0], H = in->d[1], W = in->d[2], F = a->features;
     const int G = nep_conv_groups(n);
     if (a->kernel[0] < 1 || a->kernel[1] < 1 || a->stride[0] < 1 || a->stride[1] < 1 ||

@@ -38,6 +38,17 @@ nep_status nep_infer_same(nep_graph *g, nep_node *n, nep_err *err);
 /* FLOPs of elementwise ops: one per element. */
 int64_t nep_flops_elementwise(const nep_graph *g, const nep_node *n);
 
+/* The check of ops that read an image [C, H, W] (channels first): Conv2d, BatchNorm2d,
+ * the pools. NEP_OK, or a message naming the node and what it got. */
+nep_status nep_want_image(const nep_graph *g, const nep_node *n, nep_err *err);
+
+/* A Linear's fan-in (its input's last axis), and the rows it multiplies per sample (the
+ * positions before that axis: 1 for a vector, T for a token sequence [T, C]). */
+static inline int64_t nep_linear_fan_in(const nep_shape *in) { return in->d[in->ndim - 1]; }
+static inline int64_t nep_linear_rows(const nep_shape *in) {
+    return nep_shape_numel(in) / nep_linear_fan_in(in);
+}
+
 /* Conv2d's groups: attrs.groups, where 0 means 1. */
 static inline int nep_conv_groups(const nep_node *n) {
     return n->attrs.groups > 0 ? n->attrs.groups : 1;

@@ -11,10 +11,7 @@
 
 static nep_status window_infer(nep_graph *g, nep_node *n, nep_err *err) {
     const char *op = nep_op(n->op)->name;
-    const nep_shape *in = nep_in_shape(g, n, 0);
-    if (in->ndim != 3)
-        return nep_fail(err, NEP_ERR_SHAPE, "node '%s' (%s): input has %d dims, wants 3 "
-                        "([C, H, W] per sample)", n->name, op, in->ndim);
+    NEP_TRY(nep_want_image(g, n, err));
     const nep_attrs *a = &n->attrs;
     if (a->kernel[0] <= 0 || a->kernel[1] <= 0)
         return nep_fail(err, NEP_ERR_ARG, "node '%s' (%s): kernel %dx%d must be positive",
@@ -47,9 +44,7 @@ static int64_t window_flops(const nep_graph *g, const nep_node *n) {
 
 static nep_status global_infer(nep_graph *g, nep_node *n, nep_err *err) {
     const nep_shape *in = nep_in_shape(g, n, 0);
-    if (in->ndim != 3)
-        return nep_fail(err, NEP_ERR_SHAPE, "node '%s' (AdaptiveAvgPool2d): input has %d dims, "
-                        "wants 3 ([C, H, W] per sample)", n->name, in->ndim);
+    NEP_TRY(nep_want_image(g, n, err));
     n->shape = (nep_shape){3, {in->d[0], 1, 1}};
     return NEP_OK;
 }

@@ -5,9 +5,9 @@
 static nep_status prelu_infer(nep_graph *g, nep_node *n, nep_err *err) {
     const nep_shape *in = nep_in_shape(g, n, 0);
     const nep_param *a = &g->params[n->params[0]];
-    if (n->n_params != 1 || a->ndim != 1 || a->shape[0] != in->d[0])
+    if (n->n_params != 1 || a->ndim != 1 || a->shape[0] != nep_shape_features(in))
         return nep_fail(err, NEP_ERR_SHAPE, "node '%s' (PReLU): weight must have one slope per "
-                        "channel (%lld)", n->name, (long long)in->d[0]);
+                        "channel (%lld)", n->name, (long long)nep_shape_features(in));
     n->shape = *in;
     return NEP_OK;
 }

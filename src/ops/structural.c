@@ -12,7 +12,7 @@ static nep_status add_infer(nep_graph *g, nep_node *n, nep_err *err) {
     const nep_shape *s0 = nep_in_shape(g, n, 0);
     for (int i = 1; i < n->n_inputs; i++) {
         const nep_shape *si = nep_in_shape(g, n, i);
-        bool same = si->ndim == s0->ndim;
+        bool same = si->ndim == s0->ndim && si->axis == s0->axis;
         for (int d = 0; same && d < s0->ndim; d++) same = si->d[d] == s0->d[d];
         if (!same)
             return nep_fail(err, NEP_ERR_SHAPE, "node '%s' (Add): input %d's shape differs "

@@ -36,6 +36,14 @@ nep_status nep_infer_same(nep_graph *g, nep_node *n, nep_err *err) {
     return NEP_OK;
 }
 
+nep_status nep_want_image(const nep_graph *g, const nep_node *n, nep_err *err) {
+    const nep_shape *in = nep_in_shape(g, n, 0);
+    if (in->ndim == 3 && in->axis == 0) return NEP_OK;
+    return nep_fail(err, NEP_ERR_SHAPE, "node '%s' (%s): input has %d dims with the features "
+                    "on axis %d, wants 3 ([C, H, W] per sample, channels first)", n->name,
+                    nep_op(n->op)->name, in->ndim, in->axis);
+}
+
 int64_t nep_flops_elementwise(const nep_graph *g, const nep_node *n) {
     return nep_shape_numel(&n->shape);
 }

@@ -6,6 +6,7 @@
 
 #include "nepenthe/prune.h"
 #include "nepenthe/train.h"
+#include "ops/ops.h"
 
 static const char *const method_names[NEP_METHOD_COUNT] = {
     "nepenthe", "imp", "egp", "smallest-weights", "smallest-grads"};
@@ -84,8 +85,8 @@ static void conv_squares(const nep_graph *g, const nep_node *o, const nep_real *
         }
 }
 
-/* Adds the squares of each owner's input columns: [b, fan_in] for a Linear, im2col rows
- * for a Conv2d. */
+/* Adds the squares of each owner's input columns: [b x positions, fan_in] for a Linear
+ * (each token of a sequence is a row), im2col rows for a Conv2d. */
 static nep_status add_squares(void *ctx, nep_exec *ex, const nep_real *logits, const int32_t *y,
                               int64_t b, nep_err *err) {
     wanda_ctx *w = ctx;
@@ -99,7 +100,8 @@ static nep_status add_squares(void *ctx, nep_exec *ex, const nep_real *logits, c
         }
         const nep_param *p = &ex->g->params[o->params[0]];
         const int64_t fan_in = p->numel / p->shape[0];
-        for (int64_t i = 0; i < b; i++)
+        const int64_t rows = b * nep_linear_rows(&ex->g->nodes[o->inputs[0]].shape); /* every token */
+        for (int64_t i = 0; i < rows; i++)
             for (int64_t j = 0; j < fan_in; j++) w->sq[l][j] += (double)a[i * fan_in + j] * a[i * fan_in + j];
     }
     return NEP_OK;

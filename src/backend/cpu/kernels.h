@@ -17,17 +17,18 @@ static inline nep_real nep_stored(nep_real y, bool rectify, nep_real cap) {
 void nep_nchw_to_nhwc(const nep_real *x, nep_real *y, int64_t B, int64_t C, int64_t HW, bool add);
 void nep_nhwc_to_nchw(const nep_real *x, nep_real *y, int64_t B, int64_t C, int64_t HW, bool add);
 
-/* Channel c of sample b in the call's input 0 ([B, C, ...], per-channel ops: PReLU,
- * Affine) is x[nep_chan_start(&d, b, c) + k * d.step] for k < d.inner. */
+/* Feature c of sample b in the call's input 0 (per-channel ops: PReLU, Affine) is
+ * x[nep_chan_start(&d, b, c) + k * d.step] for k < d.inner: contiguous planes for
+ * images in NCHW, stride C for images in NHWC and for token sequences [T, C]. */
 typedef struct nep_chan_dims {
     int64_t C, inner, step;
     bool nhwc;
 } nep_chan_dims;
 static inline nep_chan_dims nep_chan_dims_of(const nep_call *c) {
     const nep_shape *s = nep_in_shape(c->g, c->n, 0);
-    const int64_t C = s->d[0];
-    const bool nhwc = c->nhwc && s->ndim == 3;
-    return (nep_chan_dims){C, nep_shape_numel(s) / C, nep_plane_step(nhwc, C), nhwc};
+    const int64_t C = nep_shape_features(s);
+    const bool last = (c->nhwc && s->ndim == 3) || nep_shape_features_last(s);
+    return (nep_chan_dims){C, nep_shape_positions(s), nep_plane_step(last, C), last};
 }
 static inline int64_t nep_chan_start(const nep_chan_dims *d, int64_t b, int64_t c) {
     return nep_plane_start(d->nhwc, b, c, d->C, d->inner);

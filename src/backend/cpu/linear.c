@@ -1,13 +1,15 @@
-/* Linear: y = x W^T + b, as torch.nn.Linear.
- *   x [B, in]   W [out, in] ("weight")   b [out] ("bias", optional)   y [B, out]
- * backward: dx += dy W   dW = dy^T x   db = sum_B dy   (+= with accumulate_grads) */
+/* Linear (src/ops/linear.c) as GEMMs over the rows of the last axis: B = batch x the
+ * positions before it (one per token of a sequence).
+ *   x [B, in]   W [out, in]   b [out]   y [B, out]
+ * backward: dx (+)= dy W   dW (+)= dy^T x   db (+)= sum_B dy */
 #include "backend/cpu/blas.h"
 #include "backend/cpu/kernels.h"
 
 static void linear_forward(const nep_call *c) {
     const nep_graph *g = c->g;
     const nep_node *n = c->n;
-    const int64_t B = c->batch, in = nep_in_shape(g, n, 0)->d[0], out = n->attrs.features;
+    const nep_shape *s = nep_in_shape(g, n, 0);
+    const int64_t in = nep_linear_fan_in(s), out = n->attrs.features, B = c->batch * nep_linear_rows(s);
     const nep_real *x = c->x[0], *W = c->w[0];
     const bool rectify = c->rectify;
     const nep_real cap = c->cap;
@@ -28,7 +30,8 @@ static void linear_forward(const nep_call *c) {
 static void linear_backward(const nep_call *c) {
     const nep_graph *g = c->g;
     const nep_node *n = c->n;
-    const int64_t B = c->batch, in = nep_in_shape(g, n, 0)->d[0], out = n->attrs.features;
+    const nep_shape *s = nep_in_shape(g, n, 0);
+    const int64_t in = nep_linear_fan_in(s), out = n->attrs.features, B = c->batch * nep_linear_rows(s);
     const nep_real *x = c->x[0], *W = c->w[0], *dy = c->dy;
     const bool add = c->dx_add[0];
     nep_real *dx = c->dx[0];

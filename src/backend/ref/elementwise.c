@@ -50,10 +50,13 @@ MAP_KERNEL(nep_ref_silu, silu, silu_slope, 0);
 static void prelu_forward(const nep_call *c) {
     int64_t C, inner;
     ref_chan_dims(c, &C, &inner);
-    for (int64_t i = 0; i < nep_call_numel(c); i++) {
-        const double z = c->x[0][i], a = c->w[0][i / inner % C];
-        c->y[i] = (nep_real)(z > 0 ? z : a * z);
-    }
+    for (int64_t b = 0; b < c->batch; b++)
+        for (int64_t ch = 0; ch < C; ch++)
+            for (int64_t k = 0; k < inner; k++) {
+                const int64_t i = ref_chan_at(c, C, inner, b, ch, k);
+                const double z = c->x[0][i], a = c->w[0][ch];
+                c->y[i] = (nep_real)(z > 0 ? z : a * z);
+            }
 }
 static void prelu_backward(const nep_call *c) {
     int64_t C, inner;
@@ -62,7 +65,7 @@ static void prelu_backward(const nep_call *c) {
         double da = 0;
         for (int64_t b = 0; b < c->batch; b++)
             for (int64_t k = 0; k < inner; k++) {
-                const int64_t i = (b * C + ch) * inner + k;
+                const int64_t i = ref_chan_at(c, C, inner, b, ch, k);
                 const double z = c->x[0][i], dy = c->dy[i];
                 if (c->dx[0]) ref_put(&c->dx[0][i], z > 0 ? dy : (double)c->w[0][ch] * dy, c->dx_add[0]);
                 if (z <= 0) da += dy * z;
@@ -76,10 +79,12 @@ const nep_kernel nep_ref_prelu = {.forward = prelu_forward, .backward = prelu_ba
 static void affine_forward(const nep_call *c) {
     int64_t C, inner;
     ref_chan_dims(c, &C, &inner);
-    for (int64_t i = 0; i < nep_call_numel(c); i++) {
-        const int64_t ch = i / inner % C;
-        c->y[i] = (nep_real)ref_rectified(c, (double)c->w[0][ch] * c->x[0][i] + c->w[1][ch]);
-    }
+    for (int64_t b = 0; b < c->batch; b++)
+        for (int64_t ch = 0; ch < C; ch++)
+            for (int64_t k = 0; k < inner; k++) {
+                const int64_t i = ref_chan_at(c, C, inner, b, ch, k);
+                c->y[i] = (nep_real)ref_rectified(c, (double)c->w[0][ch] * c->x[0][i] + c->w[1][ch]);
+            }
 }
 static void affine_backward(const nep_call *c) {
     int64_t C, inner;
@@ -88,7 +93,7 @@ static void affine_backward(const nep_call *c) {
         double dw = 0, db = 0;
         for (int64_t b = 0; b < c->batch; b++)
             for (int64_t k = 0; k < inner; k++) {
-                const int64_t i = (b * C + ch) * inner + k;
+                const int64_t i = ref_chan_at(c, C, inner, b, ch, k);
                 if (c->dx[0]) ref_put(&c->dx[0][i], (double)c->w[0][ch] * c->dy[i], c->dx_add[0]);
                 dw += (double)c->dy[i] * c->x[0][i];
                 db += c->dy[i];

@@ -1,8 +1,10 @@
-/* Linear (src/ops/linear.c): y = x W^T + b;  dx = dy W,  dW = dy^T x,  db = sum_B dy. */
+/* Linear (src/ops/linear.c) over the last axis, B = batch x the positions before it:
+ * y = x W^T + b;  dx = dy W,  dW = dy^T x,  db = sum_B dy. */
 #include "backend/ref/ref.h"
 
 static void linear_forward(const nep_call *c) {
-    const int64_t B = c->batch, in = nep_in_shape(c->g, c->n, 0)->d[0], out = c->n->attrs.features;
+    const nep_shape *s = nep_in_shape(c->g, c->n, 0);
+    const int64_t B = c->batch * nep_linear_rows(s), in = nep_linear_fan_in(s), out = c->n->attrs.features;
     for (int64_t b = 0; b < B; b++)
         for (int64_t o = 0; o < out; o++) {
             double acc = c->n->attrs.bias ? c->w[1][o] : 0;
@@ -12,7 +14,8 @@ static void linear_forward(const nep_call *c) {
 }
 
 static void linear_backward(const nep_call *c) {
-    const int64_t B = c->batch, in = nep_in_shape(c->g, c->n, 0)->d[0], out = c->n->attrs.features;
+    const nep_shape *s = nep_in_shape(c->g, c->n, 0);
+    const int64_t B = c->batch * nep_linear_rows(s), in = nep_linear_fan_in(s), out = c->n->attrs.features;
     const nep_real *x = c->x[0], *W = c->w[0], *dy = c->dy;
     for (int64_t b = 0; c->dx[0] && b < B; b++)
         for (int64_t i = 0; i < in; i++) {

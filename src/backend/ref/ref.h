@@ -20,11 +20,18 @@ static inline double ref_rectified(const nep_call *c, double y) {
 static inline void ref_put(nep_real *d, double v, bool add) {
     *d = (nep_real)(add ? (double)*d + v : v);
 }
-/* Channels and elements per channel and sample of the call's input 0 ([B, C, ...]). */
+/* Features and positions per sample of the call's input 0. */
 static inline void ref_chan_dims(const nep_call *c, int64_t *C, int64_t *inner) {
     const nep_shape *s = nep_in_shape(c->g, c->n, 0);
-    *C = s->d[0];
-    *inner = nep_shape_numel(s) / *C;
+    *C = nep_shape_features(s);
+    *inner = nep_shape_positions(s);
+}
+/* Where feature ch of sample b at position k is: [B, C, inner] for images (NCHW) and
+ * vectors, [B, inner, C] for token sequences. */
+static inline int64_t ref_chan_at(const nep_call *c, int64_t C, int64_t inner, int64_t b,
+                                  int64_t ch, int64_t k) {
+    return nep_shape_features_last(nep_in_shape(c->g, c->n, 0)) ? (b * inner + k) * C + ch
+                                                                  : (b * C + ch) * inner + k;
 }
 
 /* Conv2d in either layout (the CPU backend falls back to these, and the float64 build
