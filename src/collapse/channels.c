@@ -10,16 +10,7 @@
 #include "collapse/rewrite.h"
 #include "ops/batchnorm.h"
 
-static bool per_channel(nep_op_kind op) {
-    switch (op) {
-    case NEP_OP_RELU: case NEP_OP_RELU6: case NEP_OP_LEAKY_RELU: case NEP_OP_PRELU:
-    case NEP_OP_GELU: case NEP_OP_SILU: case NEP_OP_AFFINE: case NEP_OP_IDENTITY:
-    case NEP_OP_DROPOUT: case NEP_OP_BATCHNORM:
-        return true;
-    default:
-        return false;
-    }
-}
+static bool per_channel(nep_op_kind op) { return nep_op(op)->value != NULL; }
 
 /* A depthwise conv maps channel c to channel c: it can sit inside a region. */
 static bool depthwise(const nep_graph *g, int id) {
@@ -28,26 +19,9 @@ static bool depthwise(const nep_graph *g, int id) {
            g->nodes[n->inputs[0]].shape.d[0] == n->attrs.features;
 }
 
-/* Per-channel op id at x on channel c, in evaluation mode. */
+/* Per-channel op id at x on channel c, in evaluation mode (the op's own definition). */
 static double channel_eval(nep_graph *g, int id, int64_t c, double x) {
-    const nep_node *n = &g->nodes[id];
-    switch (n->op) {
-    case NEP_OP_RELU: return x > 0 ? x : 0;
-    case NEP_OP_RELU6: return x > 0 ? (x < 6 ? x : 6) : 0;
-    case NEP_OP_LEAKY_RELU: return x > 0 ? x : n->attrs.slope * x;
-    case NEP_OP_PRELU: return x > 0 ? x : nep_rw_values(g, id, 0)[c] * x;
-    case NEP_OP_GELU: return 0.5 * x * (1 + erf(x / sqrt(2.0)));
-    case NEP_OP_SILU: return x / (1 + exp(-x));
-    case NEP_OP_AFFINE: return nep_rw_values(g, id, 0)[c] * x + nep_rw_values(g, id, 1)[c];
-    case NEP_OP_BATCHNORM: {
-        double scale, shift;
-        nep_bn_eval_affine(nep_rw_values(g, id, 0)[c], nep_rw_values(g, id, 1)[c],
-                           nep_rw_values(g, id, 2)[c], nep_rw_values(g, id, 3)[c],
-                           nep_bn_eps(&n->attrs), &scale, &shift);
-        return scale * x + shift;
-    }
-    default: return x;
-    }
+    return nep_op(g->nodes[id].op)->value(g, &g->nodes[id], c, x);
 }
 
 /* A matmul p with one group, the per-channel ops and depthwise convs after it (each

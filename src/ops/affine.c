@@ -21,7 +21,11 @@ static int64_t affine_flops(const nep_graph *g, const nep_node *n) {
     return 2 * nep_shape_numel(&n->shape);
 }
 
+static double affine_value(const nep_graph *g, const nep_node *n, int64_t c, double x) {
+    return nep_param_at(g, n, 0, c) * x + nep_param_at(g, n, 1, c);
+}
+
 const nep_op_def nep_op_affine = {
     .name = "Affine", .min_inputs = 1, .max_inputs = 1,
-    .infer = affine_infer, .flops = affine_flops,
+    .infer = affine_infer, .flops = affine_flops, .value = affine_value,
 };

@@ -42,7 +42,16 @@ static int64_t bn_flops(const nep_graph *g, const nep_node *n) {
     return 2 * nep_shape_numel(&n->shape);
 }
 
+/* Evaluation mode: x scale + shift with the running statistics (nep_bn_eval_affine). */
+static double bn_value(const nep_graph *g, const nep_node *n, int64_t c, double x) {
+    double scale, shift;
+    nep_bn_eval_affine(nep_param_at(g, n, BN_WEIGHT, c), nep_param_at(g, n, BN_BIAS, c),
+                       nep_param_at(g, n, BN_RMEAN, c), nep_param_at(g, n, BN_RVAR, c),
+                       nep_bn_eps(&n->attrs), &scale, &shift);
+    return scale * x + shift;
+}
+
 const nep_op_def nep_op_batchnorm = {
     .name = "BatchNorm2d", .min_inputs = 1, .max_inputs = 1,
-    .infer = bn_infer, .flops = bn_flops,
+    .infer = bn_infer, .flops = bn_flops, .value = bn_value,
 };

@@ -10,5 +10,5 @@ static nep_status dropout_infer(nep_graph *g, nep_node *n, nep_err *err) {
 
 const nep_op_def nep_op_dropout = {
     .name = "Dropout", .min_inputs = 1, .max_inputs = 1,
-    .infer = dropout_infer, .flops = nep_flops_elementwise,
+    .infer = dropout_infer, .flops = nep_flops_elementwise, .value = nep_value_identity,
 };

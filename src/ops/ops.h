@@ -17,6 +17,10 @@ typedef struct nep_op_def {
     nep_status (*infer)(nep_graph *g, nep_node *n, nep_err *err);
     /* Per-sample forward FLOPs. */
     int64_t (*flops)(const nep_graph *g, const nep_node *n);
+    /* Per-element ops: the value at x of feature `c` in evaluation mode, in double: the
+     * one definition the rewrites evaluate and the reference backend computes (NULL:
+     * not a per-element op). */
+    double (*value)(const nep_graph *g, const nep_node *n, int64_t c, double x);
 } nep_op_def;
 
 const nep_op_def *nep_op(nep_op_kind kind);
@@ -33,6 +37,12 @@ static inline nep_real *nep_param_ptr(const nep_graph *g, const nep_node *n, int
 static inline nep_real *nep_grad_ptr(const nep_graph *g, const nep_node *n, int i) {
     return g->grads + g->params[n->params[i]].offset;
 }
+/* Parameter i of node n, entry c (per-element ops' per-feature parameters). */
+static inline double nep_param_at(const nep_graph *g, const nep_node *n, int i, int64_t c) {
+    return g->values[g->params[n->params[i]].offset + c];
+}
+/* The value of the identity (Identity, Dropout in evaluation mode). */
+double nep_value_identity(const nep_graph *g, const nep_node *n, int64_t c, double x);
 /* Shape rule shared by elementwise ops: output shape = input 0's shape. */
 nep_status nep_infer_same(nep_graph *g, nep_node *n, nep_err *err);
 /* FLOPs of elementwise ops: one per element. */

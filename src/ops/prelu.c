@@ -12,7 +12,11 @@ static nep_status prelu_infer(nep_graph *g, nep_node *n, nep_err *err) {
     return NEP_OK;
 }
 
+static double prelu_value(const nep_graph *g, const nep_node *n, int64_t c, double x) {
+    return x > 0 ? x : nep_param_at(g, n, 0, c) * x;
+}
+
 const nep_op_def nep_op_prelu = {
     .name = "PReLU", .min_inputs = 1, .max_inputs = 1, .states = 2,
-    .infer = prelu_infer, .flops = nep_flops_elementwise,
+    .infer = prelu_infer, .flops = nep_flops_elementwise, .value = prelu_value,
 };

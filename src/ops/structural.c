@@ -28,7 +28,8 @@ static int64_t add_flops(const nep_graph *g, const nep_node *n) {
 
 const nep_op_def nep_op_input = {.name = "Input", .min_inputs = 0, .max_inputs = 0};
 const nep_op_def nep_op_identity = {.name = "Identity", .min_inputs = 1, .max_inputs = 1,
-                                    .aliases_input = true, .infer = nep_infer_same};
+                                    .aliases_input = true, .infer = nep_infer_same,
+                                    .value = nep_value_identity};
 const nep_op_def nep_op_flatten = {.name = "Flatten", .min_inputs = 1, .max_inputs = 1,
                                    .aliases_input = true, .infer = flatten_infer};
 const nep_op_def nep_op_add = {.name = "Add", .min_inputs = 2, .max_inputs = NEP_MAX_INPUTS,

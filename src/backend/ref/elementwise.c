@@ -7,57 +7,49 @@
 #include "backend/ref/ref.h"
 #include "nepenthe/rng.h"
 
-/* f(z) of every element; df(z, y) * dy into dz. */
-typedef double (*value_fn)(double z, double attr);
-typedef double (*slope_fn)(double z, double y, double attr);
-
-static void map_forward(const nep_call *c, value_fn f, double attr) {
-    for (int64_t i = 0; i < nep_call_numel(c); i++) c->y[i] = (nep_real)f(c->x[0][i], attr);
-}
-static void map_backward(const nep_call *c, slope_fn df, double attr) {
-    for (int64_t i = 0; c->dx[0] && i < nep_call_numel(c); i++)
-        ref_put(&c->dx[0][i], df(c->x[0][i], c->y[i], attr) * (double)c->dy[i], c->dx_add[0]);
-}
-
-static double relu(double z, double a) { return z > 0 ? z : 0; }
-static double relu_slope(double z, double y, double a) { return y > 0; }
-static double leaky(double z, double s) { return z > 0 ? z : s * z; }
-static double leaky_slope(double z, double y, double s) { return z > 0 ? 1 : s; }
-static double relu6(double z, double a) { return z > 0 ? (z < 6 ? z : 6) : 0; }
-static double relu6_slope(double z, double y, double a) { return y > 0 && y < 6; }
-static double gelu(double z, double a) { return 0.5 * z * (1 + erf(z / sqrt(2.0))); }
-static double gelu_slope(double z, double y, double a) {
-    return 0.5 * (1 + erf(z / sqrt(2.0))) + z * exp(-0.5 * z * z) / sqrt(2 * M_PI);
-}
-static double silu(double z, double a) { return z / (1 + exp(-z)); }
-static double silu_slope(double z, double y, double a) {
-    const double s = 1 / (1 + exp(-z));
-    return s * (1 + z * (1 - s));
-}
-
-#define MAP_KERNEL(sym, f, df, attr)                                                   \
-    static void sym##_fw(const nep_call *c) { map_forward(c, f, attr); }             \
-    static void sym##_bw(const nep_call *c) { map_backward(c, df, attr); }           \
-    const nep_kernel sym = {.forward = sym##_fw, .backward = sym##_bw}
-
-MAP_KERNEL(nep_ref_relu, relu, relu_slope, 0);
-MAP_KERNEL(nep_ref_leaky_relu, leaky, leaky_slope, c->n->attrs.slope);
-MAP_KERNEL(nep_ref_relu6, relu6, relu6_slope, 0);
-MAP_KERNEL(nep_ref_gelu, gelu, gelu_slope, 0);
-MAP_KERNEL(nep_ref_silu, silu, silu_slope, 0);
-
-/* PReLU: y = z > 0 ? z : a_c z;  dz = z > 0 ? dy : a_c dy;  da_c = sum_{z <= 0} dy z */
-static void prelu_forward(const nep_call *c) {
+/* Forward of every per-element op: the op's own value (nep_op_def.value, the definition
+ * collapse evaluates too), feature by feature; with rectify, the reader's rectifier. */
+static void value_forward(const nep_call *c) {
+    const nep_op_def *op = nep_op(c->n->op);
     int64_t C, inner;
     ref_chan_dims(c, &C, &inner);
     for (int64_t b = 0; b < c->batch; b++)
         for (int64_t ch = 0; ch < C; ch++)
             for (int64_t k = 0; k < inner; k++) {
                 const int64_t i = ref_chan_at(c, C, inner, b, ch, k);
-                const double z = c->x[0][i], a = c->w[0][ch];
-                c->y[i] = (nep_real)(z > 0 ? z : a * z);
+                c->y[i] = (nep_real)ref_rectified(c, op->value(c->g, c->n, ch, c->x[0][i]));
             }
 }
+
+/* df(z, y) * dy into dz. */
+typedef double (*slope_fn)(double z, double y, double attr);
+static void map_backward(const nep_call *c, slope_fn df, double attr) {
+    for (int64_t i = 0; c->dx[0] && i < nep_call_numel(c); i++)
+        ref_put(&c->dx[0][i], df(c->x[0][i], c->y[i], attr) * (double)c->dy[i], c->dx_add[0]);
+}
+
+static double relu_slope(double z, double y, double a) { return y > 0; }
+static double leaky_slope(double z, double y, double s) { return z > 0 ? 1 : s; }
+static double relu6_slope(double z, double y, double a) { return y > 0 && y < 6; }
+static double gelu_slope(double z, double y, double a) {
+    return 0.5 * (1 + erf(z / sqrt(2.0))) + z * exp(-0.5 * z * z) / sqrt(2 * M_PI);
+}
+static double silu_slope(double z, double y, double a) {
+    const double s = 1 / (1 + exp(-z));
+    return s * (1 + z * (1 - s));
+}
+
+#define MAP_KERNEL(sym, df, attr)                                                      \
+    static void sym##_bw(const nep_call *c) { map_backward(c, df, attr); }           \
+    const nep_kernel sym = {.forward = value_forward, .backward = sym##_bw}
+
+MAP_KERNEL(nep_ref_relu, relu_slope, 0);
+MAP_KERNEL(nep_ref_leaky_relu, leaky_slope, c->n->attrs.slope);
+MAP_KERNEL(nep_ref_relu6, relu6_slope, 0);
+MAP_KERNEL(nep_ref_gelu, gelu_slope, 0);
+MAP_KERNEL(nep_ref_silu, silu_slope, 0);
+
+/* PReLU: dz = z > 0 ? dy : a_c dy;  da_c = sum_{z <= 0} dy z */
 static void prelu_backward(const nep_call *c) {
     int64_t C, inner;
     ref_chan_dims(c, &C, &inner);
@@ -73,19 +65,9 @@ static void prelu_backward(const nep_call *c) {
         ref_put(&c->dw[0][ch], da, c->accumulate);
     }
 }
-const nep_kernel nep_ref_prelu = {.forward = prelu_forward, .backward = prelu_backward};
+const nep_kernel nep_ref_prelu = {.forward = value_forward, .backward = prelu_backward};
 
-/* Affine: y = w_c x + b_c;  dx = w_c dy;  dw_c = sum dy x;  db_c = sum dy */
-static void affine_forward(const nep_call *c) {
-    int64_t C, inner;
-    ref_chan_dims(c, &C, &inner);
-    for (int64_t b = 0; b < c->batch; b++)
-        for (int64_t ch = 0; ch < C; ch++)
-            for (int64_t k = 0; k < inner; k++) {
-                const int64_t i = ref_chan_at(c, C, inner, b, ch, k);
-                c->y[i] = (nep_real)ref_rectified(c, (double)c->w[0][ch] * c->x[0][i] + c->w[1][ch]);
-            }
-}
+/* Affine: dx = w_c dy;  dw_c = sum dy x;  db_c = sum dy */
 static void affine_backward(const nep_call *c) {
     int64_t C, inner;
     ref_chan_dims(c, &C, &inner);
@@ -102,7 +84,7 @@ static void affine_backward(const nep_call *c) {
         ref_put(&c->dw[1][ch], db, c->accumulate);
     }
 }
-const nep_kernel nep_ref_affine = {.forward = affine_forward, .backward = affine_backward};
+const nep_kernel nep_ref_affine = {.forward = value_forward, .backward = affine_backward};
 
 /* Dropout: in training, keep with probability 1 - p and scale by 1 / (1 - p), one draw
  * of the call's generator per element in order (the masks every backend must draw);
