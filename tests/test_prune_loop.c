@@ -9,6 +9,7 @@
 #include "nepenthe/model.h"
 #include "nepenthe/prune_loop.h"
 #include "nepenthe/rng.h"
+#include "testdata.h"
 #include "testutil.h"
 
 enum { MAX_ROWS = 16 };
@@ -16,21 +17,10 @@ enum { MAX_ROWS = 16 };
 static nep_dataset all, train, val, test; /* views of all: 1,024 / 512 / 512 images */
 static nep_normalize norm;
 
-static nep_dataset view(int64_t start, int64_t n) {
-    nep_dataset v = all;
-    v.images += start * all.c * all.h * all.w;
-    v.labels += start;
-    v.n = n;
-    return v;
-}
-
 static int load_data(void **state) {
-    nep_err err;
-    if (nep_fashion_mnist_load(NULL, false, &all, &err) != NEP_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    train = view(0, 1024), val = view(1024, 512), test = view(1536, 512);
+    if (nep_test_load_fashion_test(&all)) return -1;
+    train = nep_test_view(&all, 0, 1024), val = nep_test_view(&all, 1024, 512);
+    test = nep_test_view(&all, 1536, 512);
     nep_normalize_compute(&train, &norm);
     return 0;
 }

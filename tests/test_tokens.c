@@ -15,6 +15,7 @@
 #include "nepenthe/prune.h"
 #include "nepenthe/rng.h"
 #include "nepenthe/train.h"
+#include "testdata.h"
 #include "testutil.h"
 
 enum { T = 28, C = 28, WIDTH = 24, HIDDEN = 40, B = 16 };
@@ -23,11 +24,7 @@ static nep_dataset all;
 static nep_normalize norm;
 
 static int load_data(void **state) {
-    nep_err err;
-    if (nep_fashion_mnist_load(NULL, false, &all, &err) != NEP_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
+    if (nep_test_load_fashion_test(&all)) return -1;
     nep_normalize_compute(&all, &norm);
     return 0;
 }
@@ -126,9 +123,7 @@ static void test_tokenwise_linear_and_counts(void **state) {
 static void test_trains_saves_and_refuses_collapse(void **state) {
     nep_graph g = tokmlp(3);
     nep_err err;
-    nep_dataset train = all, test = all;
-    train.n = 2048;
-    test.images += 2048 * T * C, test.labels += 2048, test.n = 1024;
+    const nep_dataset train = nep_test_view(&all, 0, 2048), test = nep_test_view(&all, 2048, 1024);
     nep_trainer t;
     nep_loader loader;
     nep_optim_cfg sgd = nep_optim_defaults(NEP_OPTIM_SGD);

@@ -9,6 +9,7 @@
 #include "nepenthe/model.h"
 #include "nepenthe/rng.h"
 #include "nepenthe/train.h"
+#include "testdata.h"
 #include "testutil.h"
 
 enum { MAX_EPOCHS = 8 };
@@ -17,13 +18,8 @@ static nep_dataset all, train, val;
 static nep_normalize norm;
 
 static int load_data(void **state) {
-    nep_err err;
-    if (nep_fashion_mnist_load(NULL, false, &all, &err) != NEP_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    train = all, train.n = 1024;
-    val = all, val.images += 1024 * 784, val.labels += 1024, val.n = 512;
+    if (nep_test_load_fashion_test(&all)) return -1;
+    train = nep_test_view(&all, 0, 1024), val = nep_test_view(&all, 1024, 512);
     nep_normalize_compute(&train, &norm);
     return 0;
 }
