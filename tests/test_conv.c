@@ -94,7 +94,7 @@ static void teardown(fixture *f) {
     nep_graph_free(&f->g);
 }
 
-static nep_real *grad(fixture *f, int k) { return nep_grad_ptr(&f->g, &f->g.nodes[f->id], k); }
+static nep_real *grad(fixture *f, int k) { return f->g.grads + f->g.params[f->g.nodes[f->id].params[k]].offset; }
 
 static void check_case(const char *cs) {
     fixture f;

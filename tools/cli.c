@@ -202,10 +202,6 @@ const nep_augment *train_flags_augmentation(const train_flags *t) {
     return t->augment ? &crop_flip : NULL;
 }
 
-void train_flags_augment(const train_flags *t, nep_loader *l, nep_rng *rng) {
-    if (t->augment) nep_loader_set_augment(l, train_flags_augmentation(t), rng);
-}
-
 int train_flags_cfg(const char *cmd, const train_flags *t, nep_optim_cfg *cfg) {
     if (strcmp(t->optimizer, "sgd") == 0)
         *cfg = nep_optim_defaults(NEP_OPTIM_SGD);

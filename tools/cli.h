@@ -68,10 +68,8 @@ typedef struct train_flags {
     int64_t batch;
     bool nesterov, augment;
 } train_flags;
-/* The loader's augmentation when --augment is given (random crop after 4-pixel zero
- * padding, horizontal flip), drawing from rng. */
-void train_flags_augment(const train_flags *t, nep_loader *l, nep_rng *rng);
-/* That augmentation, or NULL without --augment. */
+/* The augmentation --augment asks for (random crop after 4-pixel zero padding,
+ * horizontal flip), or NULL without it. */
 const nep_augment *train_flags_augmentation(const train_flags *t);
 void train_flags_default(train_flags *t);
 void train_flags_table(train_flags *t, cli_opt *opts, int *n);

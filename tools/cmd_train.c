@@ -101,22 +101,22 @@ static int append_log(const char *log, const char *line) {
  * checkpoint's rename is what marks the epoch done: a run killed before it redoes the
  * epoch on --resume (which drops log lines past the checkpoint) and ends the same.
  * With log_line NULL only the model file is written. */
-static int save_epoch(const train_opts *o, run_state *r, const nep_optim *opt, const char *options,
-                      const char *ckpt, const char *model, const char *log, const char *log_line) {
+static int save_epoch(run_state *r, const nep_optim *opt, const char *log_line) {
+    const train_opts *o = r->o;
     char epoch[32], data[256];
     snprintf(epoch, sizeof epoch, "%lld", (long long)r->epoch);
     snprintf(data, sizeof data, "{\"name\":\"%s\",\"val\":%lld,\"split_seed\":%lld}", o->data,
              (long long)o->val, (long long)o->split_seed);
     char *rng = rng_json(&r->rng);
-    nep_st_meta extra[] = {{"epoch", epoch}, {"rng", rng}, {"options", (char *)options}, {"data", data}};
+    nep_st_meta extra[] = {{"epoch", epoch}, {"rng", rng}, {"options", (char *)r->options}, {"data", data}};
     nep_err err;
     int rc = 0;
-    if (nep_checkpoint_save(model, &r->g, &r->spec, &r->norm, NULL, extra, 4, &err) != NEP_OK)
+    if (nep_checkpoint_save(r->model, &r->g, &r->spec, &r->norm, NULL, extra, 4, &err) != NEP_OK)
         rc = cli_error("train", &err);
-    else if (log_line && append_log(log, log_line))
+    else if (log_line && append_log(r->log, log_line))
         rc = 1;
     else if (log_line &&
-             nep_checkpoint_save(ckpt, &r->g, &r->spec, &r->norm, opt, extra, 4, &err) != NEP_OK)
+             nep_checkpoint_save(r->ckpt, &r->g, &r->spec, &r->norm, opt, extra, 4, &err) != NEP_OK)
         rc = cli_error("train", &err);
     free(rng);
     return rc;
@@ -159,7 +159,7 @@ static nep_status on_epoch(void *ctx, const nep_graph *g, const nep_optim *opt, 
              "\"val_top1\":%.4f,\"val_loss\":%.6f,\"img_per_s\":%.1f,\"seconds\":%.3f}",
              (long long)row->epoch, row->lr, row->loss, row->train_top1, row->val_top1, row->val_loss,
              row->img_per_s, row->seconds);
-    if (save_epoch(r->o, r, opt, r->options, r->ckpt, r->model, r->log, line)) {
+    if (save_epoch(r, opt, line)) {
         r->reported = true;
         return nep_fail(err, NEP_ERR_IO, "(reported)");
     }
@@ -284,7 +284,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (r.epoch == start && start > 0) { /* a run killed after its last checkpoint */
         nep_evaluate(&r.g, &val, &r.norm, 256, &val_top1, NULL, &err);
-        if (save_epoch(&o, &r, NULL, options, ckpt, model, log, NULL)) goto done;
+        if (save_epoch(&r, NULL, NULL)) goto done;
     }
     fprintf(human, "test top-1 %.2f%%  (val %.2f%%)  %s written\n", test_top1, val_top1, model);
     if (o.json)

@@ -29,7 +29,7 @@ static void state_map(const nep_graph *g, const nep_node *n, int64_t c, int stat
     } else if (n->op == NEP_OP_LEAKY_RELU) {
         *a = (nep_real)n->attrs.slope;
     } else if (n->op == NEP_OP_PRELU) {
-        *a = nep_param_ptr(g, n, 0)[c];
+        *a = (nep_real)nep_param_at(g, n, 0, c);
     } else {
         *a = 0;
     }

@@ -31,12 +31,6 @@ int nep_op_from_name(const char *name);
 static inline const nep_shape *nep_in_shape(const nep_graph *g, const nep_node *n, int i) {
     return &g->nodes[n->inputs[i]].shape;
 }
-static inline nep_real *nep_param_ptr(const nep_graph *g, const nep_node *n, int i) {
-    return g->values + g->params[n->params[i]].offset;
-}
-static inline nep_real *nep_grad_ptr(const nep_graph *g, const nep_node *n, int i) {
-    return g->grads + g->params[n->params[i]].offset;
-}
 /* Parameter i of node n, entry c (per-element ops' per-feature parameters). */
 static inline double nep_param_at(const nep_graph *g, const nep_node *n, int i, int64_t c) {
     return g->values[g->params[n->params[i]].offset + c];
