@@ -27,16 +27,16 @@ int main(int argc, char **argv) {
     nep_loader loader;
     nep_epoch_stats st;
     const nep_optim_cfg sgd = nep_optim_defaults(NEP_OPTIM_SGD);
-    CHECK(nep_trainer_init(&t, &g, &sgd, 128, &err));
+    CHECK(nep_trainer_init(&t, &g, &sgd, 128, NULL, &err));
     CHECK(nep_loader_init(&loader, &train, &norm, 128, true, false, &err));
     CHECK(nep_train_epoch(&t, &loader, sgd.lr, &rng, NULL, NULL, &st, &err));
     double top1, loss;
-    CHECK(nep_evaluate(&g, &test, &norm, 256, &top1, &loss, &err));
+    CHECK(nep_evaluate(&g, &test, &norm, 256, &top1, &loss, NULL, &err));
     printf("trained 1 epoch: loss %.4f, test top-1 %.2f%%\n", st.loss, top1);
 
     nep_entropy e;
     CHECK(nep_entropy_init(&e, &g, false, &err));
-    CHECK(nep_entropy_measure(&e, &g, &train, &norm, 256, 0, &err));
+    CHECK(nep_entropy_measure(&e, &g, &train, &norm, 256, 0, NULL, &err));
     for (int i = 0; i < e.n_layers; i++)
         printf("%-6s entropy %.3f bits, %lld of %lld neurons always OFF\n",
                g.nodes[e.layers[i].node].name, nep_layer_entropy(&e.layers[i], false),
@@ -48,7 +48,7 @@ int main(int argc, char **argv) {
     const nep_collapse_opts opts = {0};
     CHECK(nep_collapse(&g, &e, &opts, NULL, &collapsed, &info, &err));
     nep_equivalence q;
-    CHECK(nep_collapse_compare(&g, &collapsed, &test, &norm, 256, 0, &q, &err));
+    CHECK(nep_collapse_compare(&g, &collapsed, &test, &norm, 256, 0, &q, NULL, &err));
     printf("collapsed: %d -> %d rectifier layers, %lld -> %lld parameters, top-1 %.2f%% "
            "(max |logit diff| %.2g)\n", nep_graph_rectifiers(&g), nep_graph_rectifiers(&collapsed),
            (long long)nep_graph_param_count(&g), (long long)nep_graph_param_count(&collapsed),

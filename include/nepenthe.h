@@ -10,6 +10,7 @@
 #include "nepenthe/rng.h"
 #include "nepenthe/file.h"
 #include "nepenthe/graph.h"
+#include "nepenthe/exec.h"
 #include "nepenthe/model.h"
 #include "nepenthe/data.h"
 #include "nepenthe/train.h"

@@ -143,6 +143,7 @@ check "test_top1 ($test_top1%) is well above chance (> 50%)" 'py "${test_top1:-0
 
 nep eval --ckpt "$R/model.safetensors" --data-dir "$D" --threads 1 --json
 eval_top1=$(jlast "$T/out" test_top1 2>/dev/null)
+eval_loss=$(jlast "$T/out" loss 2>/dev/null)
 check "eval --json: test_top1 ($eval_top1) equals train's ($test_top1)" \
     'succeeded && py "abs(${eval_top1:-1e9} - ${test_top1:-0}) <= 1e-3"'
 nep eval --ckpt "$R/model.safetensors" --data-dir "$D" --threads 1 --split val --json
@@ -151,6 +152,23 @@ check "eval --split val: val_top1 ($eval_val) equals train's ($val_top1) on 200 
     'succeeded && py "abs(${eval_val:-1e9} - ${val_top1:-0}) <= 1e-3" && grep -q "\"images\":200" "$T/out"'
 nep eval --ckpt "$R/model.safetensors" --data-dir "$D" --split nope
 check "eval --split nope: non-zero exit naming --split" 'failed_cleanly && says --split'
+
+# --backend ref: the float64 reference loops run the same model; float32 against float64
+# moves the mean loss by rounding only, and an image's top-1 only where two logits tie.
+nep eval --ckpt "$R/model.safetensors" --data-dir "$D" --threads 1 --backend ref --json
+ref_top1=$(jlast "$T/out" test_top1 2>/dev/null)
+ref_loss=$(jlast "$T/out" loss 2>/dev/null)
+check "eval --backend ref: test_top1 ($ref_top1) within 0.1 of cpu's ($eval_top1), loss ($ref_loss) within 1e-4 of cpu's ($eval_loss)" \
+    'succeeded && py "abs(${ref_top1:-1e9} - ${eval_top1:-0}) <= 0.1 and abs(${ref_loss:-1e9} - ${eval_loss:-0}) <= 1e-4"'
+nep eval --ckpt "$R/model.safetensors" --data-dir "$D" --backend cuda9
+check "eval --backend cuda9: exit 2 naming --backend and the backends there are" \
+    '[ "$rc" -eq 2 ] && failed_cleanly && says --backend && says "cpu, ref"'
+nep train $SMALL --epochs 1 --seed 1 --backend ref --out "$T/refrun" --json
+ref_train=$(jlast "$T/out" test_top1 2>/dev/null)
+ref_train_loss=$(jlast "$T/refrun/log.jsonl" loss 2>/dev/null)
+cpu_train_loss=$(head -1 "$R/log.jsonl" | jlast /dev/stdin loss 2>/dev/null)
+check "train --backend ref: epoch 1's loss ($ref_train_loss) within 1e-4 of cpu's ($cpu_train_loss)" \
+    'succeeded && py "abs(${ref_train_loss:-1e9} - ${cpu_train_loss:-0}) <= 1e-4"'
 
 nep info --ckpt "$R/model.safetensors"
 check "info: rows fc1, fc2, fc3 and total" \

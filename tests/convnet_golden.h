@@ -79,16 +79,16 @@ static inline void golden_check_forward(const char *backend, const char *model, 
     golden_model(model, golden_spec(model, width_mult), &g, &x, y, &B);
     char pre[64];
     snprintf(pre, sizeof pre, "%s.", model);
-    nep_exec ex;
-    assert_int_equal(nep_exec_init_opts(&ex, &g, B, &(nep_exec_opts){.backend = backend}, NULL), NEP_OK);
-    ex.training = true;
-    const nep_real *logits = nep_exec_forward(&ex, x, B);
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, B, &(nep_exec_opts){.backend = backend}, NULL), NEP_OK);
+    nep_exec_set_training(ex, true, NULL);
+    const nep_real *logits = nep_exec_forward(ex, x, B);
     golden_expect(pre, "logits", logits, 3e-4, 1e-5);
     nep_real loss = (nep_real)nep_xent(logits, y, B, 10, NULL, NULL);
     golden_expect(pre, "loss", &loss, 1e-5, 0);
-    ex.training = false;
-    golden_expect(pre, "eval_logits", nep_exec_forward(&ex, x, B), 1e-4, 1e-5);
-    nep_exec_free(&ex);
+    nep_exec_set_training(ex, false, NULL);
+    golden_expect(pre, "eval_logits", nep_exec_forward(ex, x, B), 1e-4, 1e-5);
+    nep_exec_free(ex);
     nep_graph_free(&g);
     free(x);
 }

@@ -17,14 +17,14 @@ static void check_step(const char *model, double width_mult) {
     golden_model(model, golden_spec(model, width_mult), &g, &x, y, &B);
     char pre[96];
     snprintf(pre, sizeof pre, "%s.f64.", model);
-    nep_exec ex;
-    assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
-    ex.training = true;
-    const nep_real *logits = nep_exec_forward(&ex, x, B);
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, B, NULL, NULL), NEP_OK);
+    nep_exec_set_training(ex, true, NULL);
+    const nep_real *logits = nep_exec_forward(ex, x, B);
     golden_expect(pre, "logits", logits, 1e-8, 1e-12);
     nep_real loss = nep_xent(logits, y, B, 10, dl, NULL);
     golden_expect(pre, "loss", &loss, 1e-8, 0);
-    nep_exec_backward(&ex, dl);
+    nep_exec_backward(ex, dl);
     snprintf(pre, sizeof pre, "%s.f64.grad.", model);
     for (int i = 0; i < g.n_params; i++)
         if (g.params[i].flags & NEP_PARAM_TRAINABLE)
@@ -38,7 +38,7 @@ static void check_step(const char *model, double width_mult) {
     for (int i = 0; i < g.n_params; i++)
         golden_expect(pre, g.params[i].name, g.values + g.params[i].offset, 1e-8, 1e-12);
     nep_optim_free(&opt);
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     nep_graph_free(&g);
     free(x);
 }

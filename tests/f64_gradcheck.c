@@ -134,27 +134,27 @@ static void gradcheck(void **state) {
             rv[ch] = 0.5 + nep_rng_uniform(&rng);
         }
     }
-    nep_exec ex;
-    assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
-    assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
-    ex.training = c->training;
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, B, NULL, NULL), NEP_OK);
+    assert_int_equal(nep_exec_enable_input_grad(ex, NULL), NEP_OK);
+    nep_exec_set_training(ex, c->training, NULL);
     const int64_t nx = B * nep_shape_numel(&c->in), ny = B * nep_shape_numel(&g.nodes[g.output].shape);
     double *x = malloc(sizeof(double) * (size_t)nx), *r = malloc(sizeof(double) * (size_t)ny);
     fill_input(c, &rng, x, nx);
     for (int64_t i = 0; i < ny; i++) r[i] = nep_rng_normal(&rng);
-    nep_test_loss(&ex, x, B, r, ny);
-    nep_exec_backward(&ex, r);
+    nep_test_loss(ex, x, B, r, ny);
+    nep_exec_backward(ex, r);
     double *dx = malloc(sizeof(double) * (size_t)nx), *dp = malloc(sizeof(double) * (size_t)(g.n_values + 1));
-    memcpy(dx, nep_exec_input_grad(&ex), sizeof(double) * (size_t)nx);
+    memcpy(dx, nep_exec_input_grad(ex), sizeof(double) * (size_t)nx);
     memcpy(dp, g.grads, sizeof(double) * (size_t)g.n_values);
-    nep_test_fd_check("dx", x, dx, nx, &ex, x, B, r, ny, c->h, TOL);
+    nep_test_fd_check("dx", x, dx, nx, ex, x, B, r, ny, c->h, TOL);
     for (int k = 0; k < g.n_params; k++) {
         const nep_param *p = &g.params[k];
         if (!(p->flags & NEP_PARAM_TRAINABLE)) continue;
-        nep_test_fd_check(p->name, g.values + p->offset, dp + p->offset, p->numel, &ex, x, B, r, ny, c->h, TOL);
+        nep_test_fd_check(p->name, g.values + p->offset, dp + p->offset, p->numel, ex, x, B, r, ny, c->h, TOL);
     }
     free(x), free(r), free(dx), free(dp);
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     nep_graph_free(&g);
 }
 
@@ -194,33 +194,33 @@ static void test_conv_accumulation(void **unused) {
     nep_graph g;
     const int id = nep_test_op_graph(&g, NEP_OP_CONV2D, a, in);
     for (int64_t i = 0; i < g.n_values; i++) g.values[i] = 0.5 * nep_rng_normal(&rng);
-    nep_exec ex;
-    assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
-    assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, B, NULL, NULL), NEP_OK);
+    assert_int_equal(nep_exec_enable_input_grad(ex, NULL), NEP_OK);
     const int64_t nx = B * nep_shape_numel(&in), ny = B * nep_shape_numel(&g.nodes[g.output].shape);
     double *x = malloc(sizeof(double) * (size_t)nx), *r = malloc(sizeof(double) * (size_t)ny);
     for (int64_t i = 0; i < nx; i++) x[i] = nep_rng_normal(&rng);
     for (int64_t i = 0; i < ny; i++) r[i] = nep_rng_normal(&rng);
-    nep_exec_forward(&ex, x, B);
-    nep_exec_backward(&ex, r);
+    nep_exec_forward(ex, x, B);
+    nep_exec_backward(ex, r);
     const int64_t nv = g.n_values;
     double *dx = malloc(sizeof(double) * (size_t)nx), *dp = malloc(sizeof(double) * (size_t)nv);
     /* The executor's own input-gradient buffer (its layout), which the op adds to. */
-    memcpy(dx, ex.dact[g.input], sizeof(double) * (size_t)nx);
+    memcpy(dx, nep_exec_node_grad(ex, g.input), sizeof(double) * (size_t)nx);
     memcpy(dp, g.grads, sizeof(double) * (size_t)nv);
     for (int64_t i = 0; i < nv; i++) g.grads[i] = 1e3;
-    nep_exec_node_backward(&ex, id);
-    for (int64_t i = 0; i < nx; i++) assert_true(close(ex.dact[g.input][i], 2 * dx[i]));
+    nep_exec_node_backward(ex, id);
+    for (int64_t i = 0; i < nx; i++) assert_true(close(nep_exec_node_grad(ex, g.input)[i], 2 * dx[i]));
     for (int k = 0; k < g.n_params; k++) /* (the blocks may hold padding between parameters) */
         for (int64_t i = g.params[k].offset; i < g.params[k].offset + g.params[k].numel; i++)
             assert_true(close(g.grads[i], dp[i]));
-    ex.accumulate_grads = true;
-    nep_exec_node_backward(&ex, id);
+    nep_exec_set_accumulate(ex, true);
+    nep_exec_node_backward(ex, id);
     for (int k = 0; k < g.n_params; k++)
         for (int64_t i = g.params[k].offset; i < g.params[k].offset + g.params[k].numel; i++)
             assert_true(close(g.grads[i], 2 * dp[i]));
     free(x), free(r), free(dx), free(dp);
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     nep_graph_free(&g);
 }
 

@@ -54,13 +54,12 @@ static void randomize_bn(nep_graph *g, nep_rng *rng) {
  * standardization. Random statistics alone would blow up or wipe out the activations
  * of a deep random network, leaving logits that hardly depend on the image. */
 static void calibrate_bn(nep_exec *ex, const nep_real *x, nep_rng *rng) {
-    nep_graph *g = ex->g;
+    nep_graph *g = nep_exec_graph(ex);
     for (int k = 0; k < g->n_order; k++)
         if (g->nodes[g->order[k]].op == NEP_OP_BATCHNORM) g->nodes[g->order[k]].attrs.momentum = 1;
-    ex->training = true;
-    ex->rng = rng;
+    nep_exec_set_training(ex, true, rng);
     nep_exec_forward(ex, x, N_IMAGES);
-    ex->training = false;
+    nep_exec_set_training(ex, false, NULL);
     for (int k = 0; k < g->n_order; k++) {
         nep_node *n = &g->nodes[g->order[k]];
         if (n->op != NEP_OP_BATCHNORM) continue;
@@ -289,13 +288,13 @@ static const struct {
 /* nep_collapse of g with activation states counted on x; at least one layer must go. */
 static nep_status collapse_on(nep_graph *g, const nep_real *x, nep_graph *out, nep_err *err) {
     nep_entropy e;
-    nep_exec ex;
+    nep_exec *ex;
     NEP_TRY(nep_entropy_init(&e, g, false, err));
-    nep_status s = nep_exec_init(&ex, g, N_IMAGES, err);
+    nep_status s = nep_exec_new(&ex, g, N_IMAGES, NULL, err);
     if (s == NEP_OK) {
-        ex.probe = nep_entropy_probe, ex.probe_ctx = &e;
-        nep_exec_forward(&ex, x, N_IMAGES);
-        nep_exec_free(&ex);
+        nep_exec_set_probe(ex, nep_entropy_probe, &e);
+        nep_exec_forward(ex, x, N_IMAGES);
+        nep_exec_free(ex);
         nep_collapse_info info = {0};
         s = nep_collapse(g, &e, &(nep_collapse_opts){0}, NULL, out, &info, err);
         if (s == NEP_OK && info.linearized == 0)
@@ -315,14 +314,14 @@ static nep_status collapse_on(nep_graph *g, const nep_real *x, nep_graph *out, n
  * b_c = -m_c / s_c for the batch mean m_c and deviation s_c of W_c h). Masks are then
  * applied again. Returns the output after that. */
 static const nep_real *standardize_head(nep_exec *ex, const nep_real *x) {
-    nep_graph *g = ex->g;
+    nep_graph *g = nep_exec_graph(ex);
     const nep_node *head = &g->nodes[g->output];
     const nep_real *y = nep_exec_forward(ex, x, N_IMAGES);
     const int64_t C = head->attrs.features;
     if (head->op != NEP_OP_LINEAR || !head->attrs.bias || C > N_IMAGES) return y;
     const int64_t F = node_param(g, head, 0)->shape[1];
     nep_real *w = g->values + node_param(g, head, 0)->offset, *b = g->values + node_param(g, head, 1)->offset;
-    const nep_real *h = ex->act[head->inputs[0]]; /* [N_IMAGES, F] */
+    const nep_real *h = nep_exec_node_output(ex, head->inputs[0]); /* [N_IMAGES, F] */
     for (int64_t f = 0; f < F; f++) {
         double mu = 0;
         for (int i = 0; i < N_IMAGES; i++) mu += (double)h[i * F + f] / N_IMAGES;
@@ -390,7 +389,7 @@ static bool write_meta(const char *dir, const char *model, const nep_graph *g) {
 static bool write_case(const char *out, int m, const nep_real *x, const nep_normalize *norm) {
     char *dir = join(out, models[m].name), *onnx = dir ? join(dir, "model.onnx") : NULL;
     nep_graph g;
-    nep_exec ex;
+    nep_exec *ex;
     nep_err err = {0};
     nep_rng rng;
     nep_rng_seed(&rng, 1000 + (uint64_t)m);
@@ -401,11 +400,11 @@ static bool write_case(const char *out, int m, const nep_real *x, const nep_norm
     }
     if (models[m].build(&g, &rng, &err) != NEP_OK) goto fail;
     built = true;
-    if (nep_exec_init(&ex, &g, N_IMAGES, &err) != NEP_OK) goto fail;
+    if (nep_exec_new(&ex, &g, N_IMAGES, NULL, &err) != NEP_OK) goto fail;
     ran = true;
-    ex.training = false;
-    calibrate_bn(&ex, x, &rng);
-    const nep_real *y = standardize_head(&ex, x);
+    nep_exec_set_training(ex, false, NULL);
+    calibrate_bn(ex, x, &rng);
+    const nep_real *y = standardize_head(ex, x);
     nep_graph c;
     if (models[m].collapse && collapse_on(&g, x, &c, &err) != NEP_OK) goto fail;
     nep_status s = nep_onnx_export(models[m].collapse ? &c : &g, norm, onnx, &err);
@@ -418,7 +417,7 @@ static bool write_case(const char *out, int m, const nep_real *x, const nep_norm
 fail:
     fprintf(stderr, "onnx_fixture: %s: %s\n", models[m].name, err.msg);
 done:
-    if (ran) nep_exec_free(&ex);
+    if (ran) nep_exec_free(ex);
     if (built) nep_graph_free(&g);
     free(onnx);
     free(dir);

@@ -136,26 +136,25 @@ typedef struct run_result {
 static run_result run(const parity_case *k, const nep_exec_opts *o, const nep_real *x,
                       const nep_real *dy, int64_t B) {
     nep_graph g = build(k, 7);
-    nep_exec ex;
+    nep_exec *ex;
     nep_err err;
-    nep_test_assert_ok(nep_exec_init_opts(&ex, &g, B, o, &err), &err);
-    nep_test_assert_ok(nep_exec_enable_input_grad(&ex, &err), &err);
+    nep_test_assert_ok(nep_exec_new(&ex, &g, B, o, &err), &err);
+    nep_test_assert_ok(nep_exec_enable_input_grad(ex, &err), &err);
     nep_rng rng;
     nep_rng_seed(&rng, 11);
-    ex.rng = &rng;
-    ex.training = k->training;
+    nep_exec_set_training(ex, k->training, &rng);
     run_result r = {.n_out = B * nep_shape_numel(&g.nodes[g.output].shape),
                     .n_in = B * nep_shape_numel(&k->in), .n_values = g.n_values};
     r.out = malloc(sizeof(nep_real) * (size_t)r.n_out);
     r.dx = malloc(sizeof(nep_real) * (size_t)r.n_in);
     r.grads = malloc(sizeof(nep_real) * (size_t)g.n_values);
     r.values = malloc(sizeof(nep_real) * (size_t)g.n_values);
-    memcpy(r.out, nep_exec_forward(&ex, x, B), sizeof(nep_real) * (size_t)r.n_out);
-    nep_exec_backward(&ex, dy);
-    memcpy(r.dx, nep_exec_input_grad(&ex), sizeof(nep_real) * (size_t)r.n_in);
+    memcpy(r.out, nep_exec_forward(ex, x, B), sizeof(nep_real) * (size_t)r.n_out);
+    nep_exec_backward(ex, dy);
+    memcpy(r.dx, nep_exec_input_grad(ex), sizeof(nep_real) * (size_t)r.n_in);
     memcpy(r.grads, g.grads, sizeof(nep_real) * (size_t)g.n_values);
     memcpy(r.values, g.values, sizeof(nep_real) * (size_t)g.n_values);
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     nep_graph_free(&g);
     return r;
 }
@@ -227,11 +226,11 @@ static void test_every_op_has_a_case(void **state) {
 
 static void test_unknown_backend(void **state) {
     nep_graph g = build(&cases[0], 1);
-    nep_exec ex;
+    nep_exec *ex;
     nep_err err;
-    assert_int_equal(nep_exec_init_opts(&ex, &g, 2, &(nep_exec_opts){.backend = "cuda9"}, &err), NEP_ERR_ARG);
+    assert_int_equal(nep_exec_new(&ex, &g, 2, &(nep_exec_opts){.backend = "cuda9"}, &err), NEP_ERR_ARG);
     assert_non_null(strstr(err.msg, "cuda9"));
-    assert_int_equal(nep_exec_init_opts(&ex, &g, 2, &(nep_exec_opts){.backend = "ref", .layout = NEP_LAYOUT_NHWC}, &err),
+    assert_int_equal(nep_exec_new(&ex, &g, 2, &(nep_exec_opts){.backend = "ref", .layout = NEP_LAYOUT_NHWC}, &err),
                      NEP_ERR_ARG);
     nep_graph_free(&g);
 }

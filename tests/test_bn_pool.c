@@ -76,14 +76,14 @@ static void check_bn(const char *c, bool training) {
         free(v);
     }
     nep_real *rm0 = nep_test_as_real(nep_test_case_tensor(&golden, c, "running_mean")), *rv0 = nep_test_as_real(nep_test_case_tensor(&golden, c, "running_var"));
-    nep_exec ex;
-    assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
-    assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
-    ex.training = training;
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, B, NULL, NULL), NEP_OK);
+    assert_int_equal(nep_exec_enable_input_grad(ex, NULL), NEP_OK);
+    nep_exec_set_training(ex, training, NULL);
     nep_real *x = nep_test_as_real(tx), *gy = nep_test_as_real(nep_test_case_tensor(&golden, c, "gy"));
-    expect(c, "y", nep_exec_forward(&ex, x, B));
-    nep_exec_backward(&ex, gy);
-    expect(c, "gx", nep_exec_input_grad(&ex));
+    expect(c, "y", nep_exec_forward(ex, x, B));
+    nep_exec_backward(ex, gy);
+    expect(c, "gx", nep_exec_input_grad(ex));
     expect(c, "gweight", grad(&g, id, 0));
     expect(c, "gbias", grad(&g, id, 1));
     expect(c, "running_mean1", param(&g, id, 2));
@@ -95,7 +95,7 @@ static void check_bn(const char *c, bool training) {
     }
     if (training) {
         nep_real *x2 = nep_test_as_real(nep_test_case_tensor(&golden, c, "x2"));
-        expect(c, "y2", nep_exec_forward(&ex, x2, B));
+        expect(c, "y2", nep_exec_forward(ex, x2, B));
         expect(c, "running_mean2", param(&g, id, 2));
         expect(c, "running_var2", param(&g, id, 3));
         free(x2);
@@ -107,8 +107,8 @@ static void check_bn(const char *c, bool training) {
         nep_real *gw1 = malloc(sizeof(nep_real) * (size_t)(2 * C));
         memcpy(gw1, grad(&g, id, 0), sizeof(nep_real) * (size_t)C);
         memcpy(gw1 + C, grad(&g, id, 1), sizeof(nep_real) * (size_t)C);
-        ex.accumulate_grads = true;
-        nep_exec_backward(&ex, gy);
+        nep_exec_set_accumulate(ex, true);
+        nep_exec_backward(ex, gy);
         for (int64_t i = 0; i < C; i++) {
             assert_true(grad(&g, id, 0)[i] == 2 * gw1[i]);
             assert_true(grad(&g, id, 1)[i] == 2 * gw1[C + i]);
@@ -116,7 +116,7 @@ static void check_bn(const char *c, bool training) {
         free(gw1);
     }
     free(x), free(gy), free(rm0), free(rv0);
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     nep_graph_free(&g);
 }
 
@@ -140,16 +140,16 @@ static void check_pool(const char *c, nep_op_kind op) {
     const nep_st_tensor *ty = nep_test_case_tensor(&golden, c, "y");
     assert_int_equal(g.nodes[id].shape.ndim, ty->ndim - 1);
     for (int d = 1; d < ty->ndim; d++) assert_int_equal(g.nodes[id].shape.d[d - 1], ty->shape[d]);
-    nep_exec ex;
-    assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
-    assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
-    ex.training = true;
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, B, NULL, NULL), NEP_OK);
+    assert_int_equal(nep_exec_enable_input_grad(ex, NULL), NEP_OK);
+    nep_exec_set_training(ex, true, NULL);
     nep_real *x = nep_test_as_real(tx), *gy = nep_test_as_real(nep_test_case_tensor(&golden, c, "gy"));
-    expect(c, "y", nep_exec_forward(&ex, x, B));
-    nep_exec_backward(&ex, gy);
-    expect(c, "gx", nep_exec_input_grad(&ex));
+    expect(c, "y", nep_exec_forward(ex, x, B));
+    nep_exec_backward(ex, gy);
+    expect(c, "gx", nep_exec_input_grad(ex));
     free(x), free(gy);
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     nep_graph_free(&g);
 }
 
@@ -182,10 +182,10 @@ static run_out run_threads(nep_op_kind op, nep_attrs a, nep_shape in, int64_t B,
     nep_graph g;
     nep_test_op_graph(&g, op, a, in);
     for (int64_t i = 0; i < g.n_values; i++) g.values[i] = (nep_real)(1 + 0.01 * (double)(i % 7));
-    nep_exec ex;
-    assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
-    assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
-    ex.training = true;
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, B, NULL, NULL), NEP_OK);
+    assert_int_equal(nep_exec_enable_input_grad(ex, NULL), NEP_OK);
+    nep_exec_set_training(ex, true, NULL);
     const int64_t nx = B * nep_shape_numel(&in), ny = B * nep_shape_numel(&g.nodes[g.output].shape);
     nep_real *x = malloc(sizeof(nep_real) * (size_t)nx), *dy = malloc(sizeof(nep_real) * (size_t)ny);
     uint64_t st = 42;
@@ -196,13 +196,13 @@ static run_out run_threads(nep_op_kind op, nep_attrs a, nep_shape in, int64_t B,
     for (int64_t i = 0; i < ny; i++) dy[i] = (nep_real)((double)((i * 37) % 101) / 50 - 1);
     run_out r = {malloc(sizeof(nep_real) * (size_t)ny), malloc(sizeof(nep_real) * (size_t)nx),
                  malloc(sizeof(nep_real) * (size_t)g.n_values), malloc(sizeof(nep_real) * (size_t)g.n_values)};
-    memcpy(r.y, nep_exec_forward(&ex, x, B), sizeof(nep_real) * (size_t)ny);
-    nep_exec_backward(&ex, dy);
-    memcpy(r.dx, nep_exec_input_grad(&ex), sizeof(nep_real) * (size_t)nx);
+    memcpy(r.y, nep_exec_forward(ex, x, B), sizeof(nep_real) * (size_t)ny);
+    nep_exec_backward(ex, dy);
+    memcpy(r.dx, nep_exec_input_grad(ex), sizeof(nep_real) * (size_t)nx);
     memcpy(r.grads, g.grads, sizeof(nep_real) * (size_t)g.n_values);
     memcpy(r.values, g.values, sizeof(nep_real) * (size_t)g.n_values);
     free(x), free(dy);
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     nep_graph_free(&g);
     return r;
 }
@@ -274,15 +274,14 @@ static int step_with_and_without_epilogue(nep_graph g[2], const nep_real *x, int
     for (int run = 0; run < 2; run++) {
         nep_rng rng;
         nep_rng_seed(&rng, 1);
-        nep_exec ex;
-        assert_int_equal(nep_exec_init(&ex, &g[run], B, NULL), NEP_OK);
-        ex.training = true;
-        ex.rng = &rng;
-        if (run == 0) ex.probe = ignore_probe;
-        for (int i = 0; i < g[run].n_nodes; i++) fused += run == 1 && ex.epilogue[i] >= 0;
-        memcpy(logits + run * B * K, nep_exec_forward(&ex, x, B), sizeof(nep_real) * (size_t)(B * K));
-        nep_exec_backward(&ex, dy);
-        nep_exec_free(&ex);
+        nep_exec *ex;
+        assert_int_equal(nep_exec_new(&ex, &g[run], B, NULL, NULL), NEP_OK);
+        nep_exec_set_training(ex, true, &rng);
+        if (run == 0) nep_exec_set_probe(ex, ignore_probe, NULL);
+        for (int i = 0; i < g[run].n_nodes; i++) fused += run == 1 && nep_exec_fused_rectifier(ex, i) >= 0;
+        memcpy(logits + run * B * K, nep_exec_forward(ex, x, B), sizeof(nep_real) * (size_t)(B * K));
+        nep_exec_backward(ex, dy);
+        nep_exec_free(ex);
     }
     assert_memory_equal(logits, logits + B * K, sizeof(nep_real) * (size_t)(B * K));
     assert_memory_equal(g[0].grads, g[1].grads, sizeof(nep_real) * (size_t)g[0].n_values);

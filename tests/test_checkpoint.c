@@ -184,11 +184,11 @@ static void test_pytorch_loads_our_file(void **state) {
     double want[B * 10];
     assert_int_equal(nep_st_to_f64(t, want, B * 10, NULL), NEP_OK);
 
-    nep_exec ex;
-    nep_test_assert_ok(nep_exec_init(&ex, &g, B, &err), &err);
-    const nep_real *ours = nep_exec_forward(&ex, x, B);
+    nep_exec *ex;
+    nep_test_assert_ok(nep_exec_new(&ex, &g, B, NULL, &err), &err);
+    const nep_real *ours = nep_exec_forward(ex, x, B);
     NEP_ASSERT_CLOSE(ours, want, B * 10, 1e-5, 1e-6, "nepenthe logits vs torch logits");
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     nep_st_free(&torch_out);
     nep_graph_free(&g);
     free(model_path), free(x_path), free(logits_path);

@@ -68,7 +68,7 @@ static int free_data(void **state) {
 static double max_diff(nep_graph *a, nep_graph *b, int64_t min_agree) {
     nep_equivalence q;
     nep_err err;
-    nep_test_assert_ok(nep_collapse_compare(a, b, &data, &norm, 64, 0, &q, &err), &err);
+    nep_test_assert_ok(nep_collapse_compare(a, b, &data, &norm, 64, 0, &q, NULL, &err), &err);
     assert_int_equal(q.samples, data.n);
     assert_true(q.agree >= min_agree);
     return q.max_abs_diff;
@@ -349,16 +349,16 @@ static void test_compose_conv(void **state) {
     nep_graph_free(&c);
     nep_test_assert_ok(nep_collapse_compose(&g, &approx, &c, &info, &err), &err);
     assert_int_equal(info.composed_approx, 1);
-    nep_exec eg, ec;
-    nep_test_assert_ok(nep_exec_init(&eg, &g, 1, &err), &err);
-    nep_test_assert_ok(nep_exec_init(&ec, &c, 1, &err), &err);
+    nep_exec *eg, *ec;
+    nep_test_assert_ok(nep_exec_new(&eg, &g, 1, NULL, &err), &err);
+    nep_test_assert_ok(nep_exec_new(&ec, &c, 1, NULL, &err), &err);
     nep_real x[784];
     nep_rng rng;
     nep_rng_seed(&rng, 8);
     for (int i = 0; i < 784; i++) x[i] = (nep_real)nep_rng_normal(&rng);
-    nep_exec_forward(&eg, x, 1);
-    nep_exec_forward(&ec, x, 1);
-    const nep_real *yg = eg.act[nep_graph_find_node(&g, "b")], *yc = ec.act[nep_graph_find_node(&c, "b")];
+    nep_exec_forward(eg, x, 1);
+    nep_exec_forward(ec, x, 1);
+    const nep_real *yg = nep_exec_node_output(eg, nep_graph_find_node(&g, "b")), *yc = nep_exec_node_output(ec, nep_graph_find_node(&c, "b"));
     double interior = 0, border = 0;
     for (int i = 0; i < 28; i++)
         for (int j = 0; j < 28; j++) {
@@ -369,7 +369,7 @@ static void test_compose_conv(void **state) {
     printf("compose 3x3 then padded 3x3: interior %.3g, border %.3g\n", interior, border);
     assert_true(interior < 1e-4);
     assert_true(border > 1e-3);
-    nep_exec_free(&eg), nep_exec_free(&ec);
+    nep_exec_free(eg), nep_exec_free(ec);
     nep_graph_free(&g), nep_graph_free(&c);
 }
 
@@ -413,12 +413,12 @@ static void test_inference_executor(void **state) {
     const char *models[] = {"mlp", "resnet20", "mobilenetv2", "cnn"};
     for (int m = 0; m < 4; m++) {
         nep_graph g = build(models[m], 64, 30 + (uint64_t)m);
-        nep_exec a, b;
+        nep_exec *a, *b;
         nep_err err;
         /* fewer with NEP_COLLAPSE_IMAGES < 8: both executors' buffers scale with it */
         const int64_t B = n_images < 8 ? n_images : 8;
-        nep_test_assert_ok(nep_exec_init(&a, &g, B, &err), &err);
-        nep_test_assert_ok(nep_exec_init_inference(&b, &g, B, &err), &err);
+        nep_test_assert_ok(nep_exec_new(&a, &g, B, NULL, &err), &err);
+        nep_test_assert_ok(nep_exec_new(&b, &g, B, &(nep_exec_opts){.inference = true}, &err), &err);
         nep_entropy ea, eb;
         nep_test_assert_ok(nep_entropy_init(&ea, &g, false, &err), &err);
         nep_test_assert_ok(nep_entropy_init(&eb, &g, false, &err), &err);
@@ -428,23 +428,24 @@ static void test_inference_executor(void **state) {
         nep_test_assert_ok(nep_loader_init(&l, &data, &norm, B, false, false, &err), &err);
         assert_int_equal(nep_loader_next(&l, x, y), B);
         for (int probe = 0; probe < 2; probe++) {
-            a.probe = b.probe = probe ? nep_entropy_probe : NULL;
-            a.probe_ctx = &ea, b.probe_ctx = &eb;
+            nep_exec_set_probe(a, probe ? nep_entropy_probe : NULL, &ea);
+            nep_exec_set_probe(b, probe ? nep_entropy_probe : NULL, &eb);
             nep_real ya[8 * 10];
             const size_t bytes = sizeof(nep_real) * (size_t)(B * 10);
-            memcpy(ya, nep_exec_forward(&a, x, B), bytes);
-            assert_memory_equal(ya, nep_exec_forward(&b, x, B), bytes);
+            memcpy(ya, nep_exec_forward(a, x, B), bytes);
+            assert_memory_equal(ya, nep_exec_forward(b, x, B), bytes);
         }
         for (int i = 0; i < ea.n_layers; i++)
             assert_memory_equal(ea.layers[i].counts, eb.layers[i].counts,
                                 sizeof(uint64_t) * (size_t)(ea.layers[i].neurons * ea.layers[i].states));
         printf("%s: activations %.2f MB shared, %.2f MB one buffer per node\n", models[m],
-               (double)b.act_bytes / 1e6, (double)a.act_bytes / 1e6);
+               (double)nep_exec_activation_bytes(b) / 1e6, (double)nep_exec_activation_bytes(a) / 1e6);
         /* the two deep nets keep a small part of their activations alive at once */
-        assert_true(b.act_bytes < (m == 1 || m == 2 ? a.act_bytes / 4 : a.act_bytes));
+        const int64_t shared = nep_exec_activation_bytes(b), own = nep_exec_activation_bytes(a);
+        assert_true(shared < (m == 1 || m == 2 ? own / 4 : own));
         nep_loader_free(&l);
         nep_entropy_free(&ea), nep_entropy_free(&eb);
-        nep_exec_free(&a), nep_exec_free(&b);
+        nep_exec_free(a), nep_exec_free(b);
         nep_graph_free(&g);
     }
 }
@@ -476,7 +477,7 @@ static void collapse_forced(nep_graph *g, int expect_linearized, int64_t *params
     nep_err err;
     nep_entropy e;
     nep_test_assert_ok(nep_entropy_init(&e, g, false, &err), &err);
-    nep_test_assert_ok(nep_entropy_measure(&e, g, &data, &norm, 64, 0, &err), &err);
+    nep_test_assert_ok(nep_entropy_measure(&e, g, &data, &norm, 64, 0, NULL, &err), &err);
     nep_graph l, c;
     nep_collapse_info info = {0};
     nep_collapse_opts o = {0};

@@ -60,7 +60,7 @@ static nep_attrs case_attrs(const char *cs) {
 
 typedef struct fixture {
     nep_graph g;
-    nep_exec ex;
+    nep_exec *ex;
     int id;
     int64_t B;
     nep_real *x, *gy;
@@ -81,8 +81,8 @@ static void setup(fixture *f, const char *cs) {
         memcpy(f->g.values + p->offset, v, sizeof(nep_real) * (size_t)p->numel);
         free(v);
     }
-    assert_int_equal(nep_exec_init(&f->ex, &f->g, f->B, NULL), NEP_OK);
-    assert_int_equal(nep_exec_enable_input_grad(&f->ex, NULL), NEP_OK);
+    assert_int_equal(nep_exec_new(&f->ex, &f->g, f->B, NULL, NULL), NEP_OK);
+    assert_int_equal(nep_exec_enable_input_grad(f->ex, NULL), NEP_OK);
     f->x = nep_test_as_real(tx);
     f->gy = nep_test_as_real(nep_test_case_tensor(&golden, cs, "gy"));
 }
@@ -90,7 +90,7 @@ static void setup(fixture *f, const char *cs) {
 static void teardown(fixture *f) {
     free(f->x);
     free(f->gy);
-    nep_exec_free(&f->ex);
+    nep_exec_free(f->ex);
     nep_graph_free(&f->g);
 }
 
@@ -99,14 +99,14 @@ static nep_real *grad(fixture *f, int k) { return f->g.grads + f->g.params[f->g.
 static void check_case(const char *cs) {
     fixture f;
     setup(&f, cs);
-    const nep_real *y = nep_exec_forward(&f.ex, f.x, f.B);
+    const nep_real *y = nep_exec_forward(f.ex, f.x, f.B);
     const nep_shape *s = &f.g.nodes[f.id].shape;
     const nep_st_tensor *ty = nep_test_case_tensor(&golden, cs, "y");
     assert_int_equal(ty->numel, f.B * nep_shape_numel(s));
     for (int d = 0; d < 3; d++) assert_int_equal(ty->shape[d + 1], s->d[d]);
     expect(cs, "y", y);
-    nep_exec_backward(&f.ex, f.gy);
-    expect(cs, "gx", nep_exec_input_grad(&f.ex));
+    nep_exec_backward(f.ex, f.gy);
+    expect(cs, "gx", nep_exec_input_grad(f.ex));
     expect(cs, "gweight", grad(&f, 0));
     if (f.g.nodes[f.id].attrs.bias) expect(cs, "gbias", grad(&f, 1));
     teardown(&f);
@@ -138,19 +138,19 @@ static void test_accumulate_grads(void **s) {
     fixture f;
     setup(&f, cs);
     for (int64_t i = 0; i < f.g.n_values; i++) f.g.grads[i] = 1e3f;
-    nep_exec_forward(&f.ex, f.x, f.B);
-    nep_exec_backward(&f.ex, f.gy);
+    nep_exec_forward(f.ex, f.x, f.B);
+    nep_exec_backward(f.ex, f.gy);
     expect(cs, "gweight", grad(&f, 0));
     expect(cs, "gbias", grad(&f, 1));
-    f.ex.accumulate_grads = true;
-    nep_exec_forward(&f.ex, f.x, f.B);
-    nep_exec_backward(&f.ex, f.gy);
+    nep_exec_set_accumulate(f.ex, true);
+    nep_exec_forward(f.ex, f.x, f.B);
+    nep_exec_backward(f.ex, f.gy);
     const int64_t nw = nep_test_case_tensor(&golden, cs, "gweight")->numel, nb = nep_test_case_tensor(&golden, cs, "gbias")->numel;
     expect_n(cs, "gweight", grad(&f, 0), nw, 2);
     expect_n(cs, "gbias", grad(&f, 1), nb, 2);
     /* And written again once accumulation is off. */
-    f.ex.accumulate_grads = false;
-    nep_exec_backward(&f.ex, f.gy);
+    nep_exec_set_accumulate(f.ex, false);
+    nep_exec_backward(f.ex, f.gy);
     expect(cs, "gweight", grad(&f, 0));
     teardown(&f);
 }
@@ -158,12 +158,12 @@ static void test_accumulate_grads(void **s) {
 /* Node id's [B, C, H, W] tensor between NCHW and the executor's layout. */
 static void to_exec(const fixture *f, int id, const nep_real *nchw, nep_real *dst) {
     const nep_shape *s = &f->g.nodes[id].shape;
-    if (f->ex.nhwc) nep_nchw_to_nhwc(nchw, dst, f->B, s->d[0], s->d[1] * s->d[2], false);
+    if (nep_exec_channels_last(f->ex)) nep_nchw_to_nhwc(nchw, dst, f->B, s->d[0], s->d[1] * s->d[2], false);
     else memcpy(dst, nchw, sizeof(nep_real) * (size_t)(f->B * nep_shape_numel(s)));
 }
 static void from_exec(const fixture *f, int id, const nep_real *src, nep_real *nchw) {
     const nep_shape *s = &f->g.nodes[id].shape;
-    if (f->ex.nhwc) nep_nhwc_to_nchw(src, nchw, f->B, s->d[0], s->d[1] * s->d[2], false);
+    if (nep_exec_channels_last(f->ex)) nep_nhwc_to_nchw(src, nchw, f->B, s->d[0], s->d[1] * s->d[2], false);
     else memcpy(nchw, src, sizeof(nep_real) * (size_t)(f->B * nep_shape_numel(s)));
 }
 
@@ -174,20 +174,22 @@ static void test_dx_accumulates(void **s) {
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         fixture f;
         setup(&f, cases[c]);
-        nep_exec_forward(&f.ex, f.x, f.B);
+        nep_exec_forward(f.ex, f.x, f.B);
         const int64_t nx = f.B * nep_shape_numel(&f.g.nodes[f.g.input].shape);
-        to_exec(&f, f.id, f.gy, f.ex.dact[f.id]);
+        to_exec(&f, f.id, f.gy, nep_exec_node_grad(f.ex, f.id));
         nep_real *gx = nep_test_as_real(nep_test_case_tensor(&golden, cases[c], "gx"));
         nep_real *got = malloc(sizeof(nep_real) * (size_t)nx);
-        to_exec(&f, f.g.input, gx, f.ex.dact[f.g.input]);
-        nep_exec_node_backward(&f.ex, f.id);
-        from_exec(&f, f.g.input, f.ex.dact[f.g.input], got);
+        to_exec(&f, f.g.input, gx, nep_exec_node_grad(f.ex, f.g.input));
+        nep_exec_node_backward(f.ex, f.id);
+        from_exec(&f, f.g.input, nep_exec_node_grad(f.ex, f.g.input), got);
         expect_n(cases[c], "gx", got, nx, 2);
-        /* dx NULL (the input needs no gradient): parameter gradients only. */
-        nep_real *keep = f.ex.dact[f.g.input];
-        f.ex.dact[f.g.input] = NULL;
-        nep_exec_node_backward(&f.ex, f.id);
-        f.ex.dact[f.g.input] = keep;
+        /* dx NULL (an executor whose input needs no gradient): parameter gradients only. */
+        nep_exec *no_dx;
+        assert_int_equal(nep_exec_new(&no_dx, &f.g, f.B, NULL, NULL), NEP_OK);
+        nep_exec_forward(no_dx, f.x, f.B);
+        to_exec(&f, f.id, f.gy, nep_exec_node_grad(no_dx, f.id));
+        nep_exec_node_backward(no_dx, f.id);
+        nep_exec_free(no_dx);
         expect(cases[c], "gweight", grad(&f, 0));
         free(gx);
         free(got);
@@ -202,11 +204,11 @@ static void test_partial_batch(void **s) {
     fixture f;
     setup(&f, cs);
     const int64_t b = f.B - 1;
-    const nep_real *y = nep_exec_forward(&f.ex, f.x, b);
+    const nep_real *y = nep_exec_forward(f.ex, f.x, b);
     expect_n(cs, "y", y, b * nep_shape_numel(&f.g.nodes[f.id].shape), 1);
-    nep_exec_backward(&f.ex, f.gy);
-    expect_n(cs, "gx", nep_exec_input_grad(&f.ex), b * nep_shape_numel(&f.g.nodes[f.g.input].shape), 1);
-    y = nep_exec_forward(&f.ex, f.x, f.B);
+    nep_exec_backward(f.ex, f.gy);
+    expect_n(cs, "gx", nep_exec_input_grad(f.ex), b * nep_shape_numel(&f.g.nodes[f.g.input].shape), 1);
+    y = nep_exec_forward(f.ex, f.x, f.B);
     expect(cs, "y", y);
     teardown(&f);
 }
@@ -239,18 +241,18 @@ static void test_chain(void **s) {
     }
     const nep_st_tensor *tx = nep_test_case_tensor(&golden, cs, "x");
     const int64_t B = tx->shape[0];
-    nep_exec ex;
-    assert_int_equal(nep_exec_init(&ex, &g, B, NULL), NEP_OK);
-    assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, B, NULL, NULL), NEP_OK);
+    assert_int_equal(nep_exec_enable_input_grad(ex, NULL), NEP_OK);
     nep_real *xv = nep_test_as_real(tx), *gy = nep_test_as_real(nep_test_case_tensor(&golden, cs, "gy"));
-    expect(cs, "y", nep_exec_forward(&ex, xv, B));
-    nep_exec_backward(&ex, gy);
-    expect(cs, "gx", nep_exec_input_grad(&ex));
+    expect(cs, "y", nep_exec_forward(ex, xv, B));
+    nep_exec_backward(ex, gy);
+    expect(cs, "gx", nep_exec_input_grad(ex));
     const char *gnames[4] = {"a.gweight", "a.gbias", "b.gweight", "b.gbias"};
     for (int k = 0; k < 4; k++) expect(cs, gnames[k], g.grads + g.params[pidx[k]].offset);
     free(xv);
     free(gy);
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     nep_graph_free(&g);
 }
 

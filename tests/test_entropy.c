@@ -440,7 +440,7 @@ static void test_measure_equals_probes(void **state) {
             fx_init(&m, kind, (nep_shape){3, {C, Hh, W}}, zio);
             nep_err err;
             /* batches of 3: 3 + 3 + 1 */
-            assert_int_equal(nep_entropy_measure(&f.e, &f.g, &d, &norm, 3, 0, &err), NEP_OK);
+            assert_int_equal(nep_entropy_measure(&f.e, &f.g, &d, &norm, 3, 0, NULL, &err), NEP_OK);
             assert_int_equal(f.e.samples, 7);
             const int64_t per = C * Hh * W;
             nep_real z[7 * 6];
@@ -460,14 +460,14 @@ static void test_measure_equals_probes(void **state) {
             if (zio && !op) assert_true(total == 7 * (uint64_t)per); /* nothing left out */
             if (!zio) assert_true(total < 7 * (uint64_t)per);        /* the zero pixel */
             /* measuring again resets first: the same counts, not twice them */
-            assert_int_equal(nep_entropy_measure(&f.e, &f.g, &d, &norm, 3, 0, &err), NEP_OK);
+            assert_int_equal(nep_entropy_measure(&f.e, &f.g, &d, &norm, 3, 0, NULL, &err), NEP_OK);
             expect_counts(lf, lm->counts);
             assert_int_equal(f.e.samples, 7);
             /* a different batch size gives the same counts */
-            assert_int_equal(nep_entropy_measure(&f.e, &f.g, &d, &norm, 5, 0, &err), NEP_OK);
+            assert_int_equal(nep_entropy_measure(&f.e, &f.g, &d, &norm, 5, 0, NULL, &err), NEP_OK);
             expect_counts(lf, lm->counts);
             /* at most 2 batches of 3: the first six samples */
-            assert_int_equal(nep_entropy_measure(&f.e, &f.g, &d, &norm, 3, 2, &err), NEP_OK);
+            assert_int_equal(nep_entropy_measure(&f.e, &f.g, &d, &norm, 3, 2, NULL, &err), NEP_OK);
             assert_int_equal(f.e.samples, 6);
             nep_entropy_reset(&m.e);
             probe(&m, z, 6);
@@ -497,18 +497,17 @@ static void test_measure_mlp(void **state) {
     assert_int_equal(nep_entropy_init(&e, &g, false, &err), NEP_OK);
     assert_int_equal(nep_entropy_init(&m, &g, false, &err), NEP_OK);
     assert_int_equal(e.n_layers, 2);
-    assert_int_equal(nep_entropy_measure(&e, &g, &d, &norm, 4, 0, &err), NEP_OK);
+    assert_int_equal(nep_entropy_measure(&e, &g, &d, &norm, 4, 0, NULL, &err), NEP_OK);
     assert_int_equal(e.samples, 10);
 
-    nep_exec ex;
-    assert_int_equal(nep_exec_init(&ex, &g, 4, &err), NEP_OK);
-    ex.probe = nep_entropy_probe;
-    ex.probe_ctx = &m;
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, 4, NULL, &err), NEP_OK);
+    nep_exec_set_probe(ex, nep_entropy_probe, &m);
     nep_real x[4 * 9];
     for (int64_t b0 = 0; b0 < 10; b0 += 4) {
         int64_t b = b0 + 4 <= 10 ? 4 : 10 - b0;
         for (int64_t k = 0; k < b * 9; k++) x[k] = normalized(d.images[b0 * 9 + k], 0.5f, 0.3f);
-        nep_exec_forward(&ex, x, b);
+        nep_exec_forward(ex, x, b);
     }
     for (int l = 0; l < 2; l++) {
         assert_int_equal(e.layers[l].neurons, s.hidden[l]);
@@ -518,7 +517,7 @@ static void test_measure_mlp(void **state) {
         assert_true(total <= 10 * (uint64_t)s.hidden[l]);
         assert_true(total > 0);
     }
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     nep_entropy_free(&e);
     nep_entropy_free(&m);
     nep_dataset_free(&d);

@@ -65,12 +65,12 @@ static void test_one_step_gradients(void **s) {
     build(&g);
     nep_trainer t;
     nep_optim_cfg cfg = nep_optim_defaults(NEP_OPTIM_SGD);
-    assert_int_equal(nep_trainer_init(&t, &g, &cfg, 32, NULL), NEP_OK);
+    assert_int_equal(nep_trainer_init(&t, &g, &cfg, 32, NULL, NULL), NEP_OK);
     load_batch(&t, get("", "x"), get("", "y"), 0);
-    const nep_real *logits = nep_exec_forward(&t.ex, t.x, 32);
+    const nep_real *logits = nep_exec_forward(t.ex, t.x, 32);
     nep_real loss = (nep_real)nep_xent(logits, t.y, 32, 10, t.dlogits, NULL);
     expect("", "loss", &loss, 1e-6, 0);
-    nep_exec_backward(&t.ex, t.dlogits);
+    nep_exec_backward(t.ex, t.dlogits);
     for (int i = 0; i < g.n_params; i++)
         expect("grad.", g.params[i].name, g.grads + g.params[i].offset, 3e-5, 1e-7);
     nep_trainer_free(&t);
@@ -81,7 +81,7 @@ static void run(const char *name, nep_optim_cfg cfg) {
     nep_graph g;
     build(&g);
     nep_trainer t;
-    assert_int_equal(nep_trainer_init(&t, &g, &cfg, 32, NULL), NEP_OK);
+    assert_int_equal(nep_trainer_init(&t, &g, &cfg, 32, NULL, NULL), NEP_OK);
     const nep_st_tensor *x = get("run.", "x"), *y = get("run.", "y");
     nep_real losses[20];
     for (int step = 0; step < 20; step++) {

@@ -46,19 +46,19 @@ static void check_op_on(const char *backend, const char *prefix, nep_op_kind op,
         memcpy(g.values + p->offset, v, sizeof(nep_real) * (size_t)p->numel);
         free(v);
     }
-    nep_exec ex;
-    assert_int_equal(nep_exec_init_opts(&ex, &g, B, &(nep_exec_opts){.backend = backend}, NULL), NEP_OK);
-    assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, B, &(nep_exec_opts){.backend = backend}, NULL), NEP_OK);
+    assert_int_equal(nep_exec_enable_input_grad(ex, NULL), NEP_OK);
     nep_real *x = nep_test_as_real(tx), *gy = nep_test_as_real(nep_test_case_tensor(&golden, prefix, "gy"));
-    expect(prefix, "y", nep_exec_forward(&ex, x, B));
-    nep_exec_backward(&ex, gy);
-    expect(prefix, "gx", nep_exec_input_grad(&ex));
+    expect(prefix, "y", nep_exec_forward(ex, x, B));
+    nep_exec_backward(ex, gy);
+    expect(prefix, "gx", nep_exec_input_grad(ex));
     const char *gnames[] = {"gweight", "gbias"};
     for (int k = 0; k < g.nodes[id].n_params; k++)
         expect(prefix, gnames[k], g.grads + g.params[g.nodes[id].params[k]].offset);
     free(x);
     free(gy);
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     nep_graph_free(&g);
 }
 static void check_op(const char *prefix, nep_op_kind op, nep_attrs attrs) {

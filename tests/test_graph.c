@@ -26,11 +26,11 @@ static void build_residual(nep_graph *g, nep_rng *rng) {
 }
 
 static void forward(nep_graph *g, const nep_real *x, int64_t B, nep_real *out) {
-    nep_exec ex;
-    assert_int_equal(nep_exec_init(&ex, g, B, NULL), NEP_OK);
-    const nep_real *y = nep_exec_forward(&ex, x, B);
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, g, B, NULL, NULL), NEP_OK);
+    const nep_real *y = nep_exec_forward(ex, x, B);
     memcpy(out, y, sizeof(nep_real) * (size_t)(B * nep_shape_numel(&g->nodes[g->output].shape)));
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
 }
 
 static void test_shapes_order_accounting(void **s) {
@@ -163,21 +163,20 @@ static void test_probe_sees_preactivation(void **s) {
     nep_rng_seed(&rng, 4);
     nep_graph g;
     build_residual(&g, &rng);
-    nep_exec ex;
-    assert_int_equal(nep_exec_init(&ex, &g, 8, NULL), NEP_OK);
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, 8, NULL, NULL), NEP_OK);
     probe_seen seen = {0};
-    ex.probe = probe;
-    ex.probe_ctx = &seen;
+    nep_exec_set_probe(ex, probe, &seen);
     nep_real x[8 * 6];
     for (int i = 0; i < 48; i++) x[i] = (nep_real)nep_rng_normal(&rng);
-    nep_exec_forward(&ex, x, 8);
+    nep_exec_forward(ex, x, 8);
     assert_int_equal(seen.calls, 1);
     int fa = nep_graph_find_node(&g, "fc_a");
-    assert_memory_equal(seen.z, ex.act[fa], sizeof seen.z);
+    assert_memory_equal(seen.z, nep_exec_node_output(ex, fa), sizeof seen.z);
     int neg = 0;
-    for (int i = 0; i < 48; i++) neg += ex.act[fa][i] < 0;
+    for (int i = 0; i < 48; i++) neg += nep_exec_node_output(ex, fa)[i] < 0;
     assert_true(neg > 0); /* the ReLU did not overwrite its input */
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     nep_graph_free(&g);
 }
 
@@ -185,17 +184,16 @@ static void test_dropout_masks(void **s) {
     const double p = 0.3;
     nep_graph g;
     int id = nep_test_op_graph(&g, NEP_OP_DROPOUT, (nep_attrs){.p = p}, (nep_shape){1, {1000}});
-    nep_exec ex;
-    assert_int_equal(nep_exec_init(&ex, &g, 4, NULL), NEP_OK);
-    assert_int_equal(nep_exec_enable_input_grad(&ex, NULL), NEP_OK);
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, 4, NULL, NULL), NEP_OK);
+    assert_int_equal(nep_exec_enable_input_grad(ex, NULL), NEP_OK);
     nep_rng rng, again;
     nep_rng_seed(&rng, 5);
     again = rng;
-    ex.training = true;
-    ex.rng = &rng;
+    nep_exec_set_training(ex, true, &rng);
     static nep_real x[4000], dy[4000], y1[4000];
     for (int i = 0; i < 4000; i++) x[i] = (nep_real)(i % 7 + 1), dy[i] = 1;
-    const nep_real *y = nep_exec_forward(&ex, x, 4);
+    const nep_real *y = nep_exec_forward(ex, x, 4);
     int dropped = 0;
     for (int i = 0; i < 4000; i++) {
         if (y[i] == 0) dropped++;
@@ -204,16 +202,16 @@ static void test_dropout_masks(void **s) {
     /* 4000 Bernoulli(0.3) draws: mean 1200, sd 29; 6 sd either side. */
     assert_in_range(dropped, 1200 - 174, 1200 + 174);
     memcpy(y1, y, sizeof y1);
-    nep_exec_backward(&ex, dy);
-    for (int i = 0; i < 4000; i++) assert_true((nep_exec_input_grad(&ex)[i] == 0) == (y1[i] == 0));
-    ex.rng = &again; /* same seed, same mask */
-    y = nep_exec_forward(&ex, x, 4);
+    nep_exec_backward(ex, dy);
+    for (int i = 0; i < 4000; i++) assert_true((nep_exec_input_grad(ex)[i] == 0) == (y1[i] == 0));
+    nep_exec_set_training(ex, true, &again); /* same seed, same mask */
+    y = nep_exec_forward(ex, x, 4);
     assert_memory_equal(y, y1, sizeof y1);
-    ex.training = false; /* evaluation: identity */
-    y = nep_exec_forward(&ex, x, 4);
+    nep_exec_set_training(ex, false, NULL); /* evaluation: identity */
+    y = nep_exec_forward(ex, x, 4);
     assert_memory_equal(y, x, sizeof x);
     (void)id;
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     nep_graph_free(&g);
 }
 
@@ -232,7 +230,7 @@ static void check_mask_holds(nep_optim_kind kind) {
     nep_optim_cfg cfg = nep_optim_defaults(kind);
     cfg.weight_decay = 0.1;
     nep_trainer t;
-    assert_int_equal(nep_trainer_init(&t, &g, &cfg, 8, NULL), NEP_OK);
+    assert_int_equal(nep_trainer_init(&t, &g, &cfg, 8, NULL, NULL), NEP_OK);
     for (int step = 0; step < 5; step++) {
         for (int i = 0; i < 8 * 16; i++) t.x[i] = (nep_real)nep_rng_normal(&rng);
         for (int b = 0; b < 8; b++) t.y[b] = (int32_t)nep_rng_below(&rng, 10);
@@ -261,7 +259,7 @@ static void train_once(uint64_t seed, nep_graph *g) {
     assert_int_equal(nep_model_build(&spec, g, &rng, NULL), NEP_OK);
     nep_optim_cfg cfg = nep_optim_defaults(NEP_OPTIM_SGD);
     nep_trainer t;
-    assert_int_equal(nep_trainer_init(&t, g, &cfg, 16, NULL), NEP_OK);
+    assert_int_equal(nep_trainer_init(&t, g, &cfg, 16, NULL, NULL), NEP_OK);
     for (int step = 0; step < 10; step++) {
         for (int i = 0; i < 16 * 36; i++) t.x[i] = (nep_real)nep_rng_normal(&rng);
         for (int b = 0; b < 16; b++) t.y[b] = (int32_t)nep_rng_below(&rng, 10);

@@ -86,14 +86,14 @@ static void test_tokenwise_linear_and_counts(void **state) {
     nep_err err;
     nep_entropy e;
     nep_test_assert_ok(nep_entropy_init(&e, &g, true, &err), &err);
-    nep_exec ex;
-    nep_test_assert_ok(nep_exec_init(&ex, &g, B, &err), &err);
-    ex.probe = nep_entropy_probe, ex.probe_ctx = &e; /* fc1's output then holds z */
+    nep_exec *ex;
+    nep_test_assert_ok(nep_exec_new(&ex, &g, B, NULL, &err), &err);
+    nep_exec_set_probe(ex, nep_entropy_probe, &e); /* fc1's output then holds z */
     nep_real *x = images(B);
-    nep_exec_forward(&ex, x, B);
+    nep_exec_forward(ex, x, B);
     const int em = node(&g, "embed"), fc1 = node(&g, "blocks.0.fc1");
     const nep_real *W = g.values + g.params[g.nodes[em].params[0]].offset,
-                   *bias = g.values + g.params[g.nodes[em].params[1]].offset, *y = ex.act[em];
+                   *bias = g.values + g.params[g.nodes[em].params[1]].offset, *y = nep_exec_node_output(ex, em);
     double worst = 0;
     for (int64_t r = 0; r < B * T; r++)
         for (int o = 0; o < WIDTH; o++) {
@@ -107,12 +107,12 @@ static void test_tokenwise_linear_and_counts(void **state) {
     assert_int_equal(l->neurons, HIDDEN);
     for (int h = 0; h < HIDDEN; h++) {
         uint64_t on = 0;
-        for (int64_t r = 0; r < B * T; r++) on += ex.act[fc1][r * HIDDEN + h] > 0;
+        for (int64_t r = 0; r < B * T; r++) on += nep_exec_node_output(ex, fc1)[r * HIDDEN + h] > 0;
         assert_int_equal(l->counts[h * l->states + NEP_STATE_ON] + l->counts[h * l->states + NEP_STATE_OFF], B * T);
         assert_int_equal(l->counts[h * l->states + NEP_STATE_ON], on);
     }
     free(x);
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     nep_entropy_free(&e);
     nep_graph_free(&g);
 }
@@ -128,7 +128,7 @@ static void test_trains_saves_and_refuses_collapse(void **state) {
     nep_loader loader;
     nep_optim_cfg sgd = nep_optim_defaults(NEP_OPTIM_SGD);
     sgd.lr = 0.05;
-    nep_test_assert_ok(nep_trainer_init(&t, &g, &sgd, 64, &err), &err);
+    nep_test_assert_ok(nep_trainer_init(&t, &g, &sgd, 64, NULL, &err), &err);
     nep_test_assert_ok(nep_loader_init(&loader, &train, &norm, 64, true, false, &err), &err);
     nep_rng rng;
     nep_rng_seed(&rng, 9);
@@ -137,7 +137,7 @@ static void test_trains_saves_and_refuses_collapse(void **state) {
     nep_loader_free(&loader);
     nep_trainer_free(&t);
     double top1;
-    nep_test_assert_ok(nep_evaluate(&g, &test, &norm, 256, &top1, NULL, &err), &err);
+    nep_test_assert_ok(nep_evaluate(&g, &test, &norm, 256, &top1, NULL, NULL, &err), &err);
     printf("tokmlp, 1 epoch on 2048 images: loss %.3f, test top-1 %.2f%%\n", st.loss, top1);
     assert_true(top1 > 50);
 
@@ -149,7 +149,7 @@ static void test_trains_saves_and_refuses_collapse(void **state) {
     nep_test_assert_ok(nep_checkpoint_load(path, &h, &back, NULL, NULL, &err), &err);
     assert_true(h.nodes[h.input].shape.axis == 1);
     double top1_back;
-    nep_test_assert_ok(nep_evaluate(&h, &test, &norm, 256, &top1_back, NULL, &err), &err);
+    nep_test_assert_ok(nep_evaluate(&h, &test, &norm, 256, &top1_back, NULL, NULL, &err), &err);
     assert_true(top1_back == top1);
     free(path);
     nep_test_rmtree(dir);
@@ -157,13 +157,13 @@ static void test_trains_saves_and_refuses_collapse(void **state) {
     nep_entropy e;
     nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
     double **scales = NULL;
-    nep_test_assert_ok(nep_wanda_norms(&g, &e, &train, &norm, 256, 2, &scales, &err), &err);
+    nep_test_assert_ok(nep_wanda_norms(&g, &e, &train, &norm, 256, 2, &scales, NULL, &err), &err);
     for (int l = 0; l < e.n_layers; l++) { /* fc1 reads WIDTH features per token */
         assert_non_null(scales[l]);
         for (int j = 0; j < WIDTH; j++) assert_true(scales[l][j] > 0);
     }
     nep_wanda_free(scales, e.n_layers);
-    nep_test_assert_ok(nep_entropy_measure(&e, &g, &train, &norm, 256, 1, &err), &err);
+    nep_test_assert_ok(nep_entropy_measure(&e, &g, &train, &norm, 256, 1, NULL, &err), &err);
     nep_graph l, c;
     nep_collapse_info info = {0};
     const nep_collapse_opts o = {0};

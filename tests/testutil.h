@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "nepenthe/graph.h"
+#include "nepenthe/exec.h"
 #include "nepenthe/real.h"
 #include "nepenthe/safetensors.h"
 
@@ -20,7 +21,7 @@ double nep_test_close(const nep_real *a, const double *b, int64_t n, double rtol
     assert_true(nep_test_close((a), (b), (n), (rtol), (atol), (what)) <= 1.0)
 
 /* Runs a cmocka group once in each activation layout of the executor (NEP_LAYOUT=nchw,
- * then nhwc; see nep_exec.nhwc); non-zero if either run failed. */
+ * then nhwc; see nep_exec_opts.layout); non-zero if either run failed. */
 int nep_test_both_layouts(const char *name, const struct CMUnitTest *tests, size_t n,
                           CMFixtureFunction setup, CMFixtureFunction teardown);
 #define NEP_RUN_BOTH_LAYOUTS(tests, setup, teardown) \

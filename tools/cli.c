@@ -321,6 +321,12 @@ void cli_set_threads(int64_t n) {
     openblas_set_num_threads((int)n);
 }
 
+int cli_exec_opts(const char *cmd, const char *backend, nep_exec_opts *out) {
+    *out = (nep_exec_opts){.backend = backend};
+    if (nep_exec_backend_known(backend)) return 0;
+    return cli_errorf(cmd, "--backend: unknown backend '%s' (there are: cpu, ref)", backend);
+}
+
 static void fmt_eta(char *buf, size_t n, double s) {
     if (!(s >= 0) || s > 359999) s = 0;
     snprintf(buf, n, "%d:%02d", (int)s / 60, (int)s % 60);

@@ -47,6 +47,13 @@ int cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 /* --threads, the same in every command. */
 #define THREADS_OPT(dst) {"threads", OPT_INT, (dst), "threads (0: all cores)", false}
 
+/* --backend, the same in every command that runs a model; cli_exec_opts turns its value
+ * into executor options, or prints why not and returns non-zero. */
+#define BACKEND_OPT(dst)                                                                     \
+    {"backend", OPT_STR, (dst), "kernels: cpu (OpenBLAS, oneDNN, OpenMP) or ref (float64 " \
+     "loops over NCHW, single-threaded: the reference the cpu backend is tested against)", false}
+int cli_exec_opts(const char *cmd, const char *backend, nep_exec_opts *out);
+
 /* Model options shared by train and bench. */
 typedef struct model_opts {
     const char *model, *hidden, *act, *input;

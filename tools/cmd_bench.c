@@ -8,20 +8,21 @@
 #include "ops/ops.h"
 
 /* Median seconds of one inference call at batch b. */
-static int time_inference(nep_graph *g, int64_t b, int64_t calls, const nep_real *x, double *out) {
-    nep_exec ex;
+static int time_inference(nep_graph *g, int64_t b, int64_t calls, const nep_real *x,
+                          const nep_exec_opts *xo, double *out) {
+    nep_exec *ex;
     nep_err err;
-    if (nep_exec_init(&ex, g, b, &err) != NEP_OK) return cli_error("bench", &err);
+    if (nep_exec_new(&ex, g, b, xo, &err) != NEP_OK) return cli_error("bench", &err);
     double *t = malloc(sizeof(double) * (size_t)calls);
-    for (int64_t i = 0; i < 5; i++) nep_exec_forward(&ex, x, b);
+    for (int64_t i = 0; i < 5; i++) nep_exec_forward(ex, x, b);
     for (int64_t i = 0; i < calls; i++) {
         double t0 = nep_now();
-        nep_exec_forward(&ex, x, b);
+        nep_exec_forward(ex, x, b);
         t[i] = nep_now() - t0;
     }
     *out = nep_median(t, calls);
     free(t);
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     return 0;
 }
 
@@ -53,6 +54,7 @@ int cmd_bench(int argc, char **argv) {
     model_opts_default(&m);
     int64_t batch = 128, steps = 50, warmup = 5, threads = 0, seed = 0;
     bool json = false, profile = false;
+    const char *backend = "cpu";
     cli_opt opts[24];
     int n = 0;
     model_opts_table(&m, opts, &n);
@@ -60,6 +62,7 @@ int cmd_bench(int argc, char **argv) {
     opts[n++] = (cli_opt){"steps", OPT_INT, &steps, "timed steps"};
     opts[n++] = (cli_opt){"warmup", OPT_INT, &warmup, "untimed steps first"};
     opts[n++] = (cli_opt)THREADS_OPT(&threads);
+    opts[n++] = (cli_opt)BACKEND_OPT(&backend);
     opts[n++] = (cli_opt){"seed", OPT_INT, &seed, "seed of weights and data"};
     opts[n++] = (cli_opt){"profile", OPT_FLAG, &profile, "time each op kind's forward, backward and update"};
     opts[n++] = (cli_opt){"json", OPT_FLAG, &json, "end with one JSON line on stdout"};
@@ -70,7 +73,8 @@ int cmd_bench(int argc, char **argv) {
     if (batch < 1 || steps < 1 || warmup < 0)
         return cli_errorf("bench", "--batch and --steps must be positive, --warmup non-negative") + 1;
     nep_model_spec spec;
-    if (model_opts_spec("bench", &m, &spec)) return 2;
+    nep_exec_opts xo;
+    if (model_opts_spec("bench", &m, &spec) || cli_exec_opts("bench", backend, &xo)) return 2;
     cli_set_threads(threads);
 
     nep_rng rng;
@@ -81,7 +85,7 @@ int cmd_bench(int argc, char **argv) {
     nep_optim_cfg cfg = nep_optim_defaults(NEP_OPTIM_SGD);
     cfg.lr = 1e-3; /* small enough that random labels do not blow the weights up */
     if (nep_model_build(&spec, &g, &rng, &err) != NEP_OK) return cli_error("bench", &err);
-    if (nep_trainer_init(&t, &g, &cfg, batch, &err) != NEP_OK) {
+    if (nep_trainer_init(&t, &g, &cfg, batch, &xo, &err) != NEP_OK) {
         nep_graph_free(&g);
         return cli_error("bench", &err);
     }
@@ -93,7 +97,7 @@ int cmd_bench(int argc, char **argv) {
     double *prof = profile ? calloc(3 * (size_t)g.n_nodes, sizeof(double)) : NULL;
     rc = 1;
     for (int64_t i = 0; i < warmup + steps; i++) {
-        if (i == warmup) t.ex.profile = prof; /* a NULL profile times nothing */
+        if (i == warmup) nep_exec_set_profile(t.ex, prof); /* a NULL profile times nothing */
         double t0 = nep_now();
         if (nep_train_step(&t, batch, cfg.lr, &rng, &loss, NULL, &err) != NEP_OK) {
             cli_error("bench", &err);
@@ -101,11 +105,12 @@ int cmd_bench(int argc, char **argv) {
         }
         if (i >= warmup) times[i - warmup] = nep_now() - t0;
     }
-    t.ex.profile = NULL;
+    nep_exec_set_profile(t.ex, NULL);
     double step_s = nep_median(times, steps), infer1_s, inferb_s;
     if (prof) print_profile(&g, prof, steps, step_s);
     int64_t calls = steps > 50 ? steps : 50;
-    if (time_inference(&g, 1, calls, t.x, &infer1_s) || time_inference(&g, batch, steps, t.x, &inferb_s))
+    if (time_inference(&g, 1, calls, t.x, &xo, &infer1_s) ||
+        time_inference(&g, batch, steps, t.x, &xo, &inferb_s))
         goto done;
     int64_t flops = 0;
     for (int k = 0; k < g.n_order; k++) flops += nep_node_flops(&g, &g.nodes[g.order[k]]);

@@ -71,6 +71,7 @@ int cmd_collapse(int argc, char **argv) {
     int64_t batch = 256, max_batches = 0, calls = 40, threads = 0;
     double tol = 1e-3;
     bool json = false, allow_approx = false;
+    const char *backend = "cpu";
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "pruned checkpoint (.safetensors) (required)"},
         {"out", OPT_STR, &out, "collapsed checkpoint to write (required)"},
@@ -83,6 +84,7 @@ int cmd_collapse(int argc, char **argv) {
          "compose kxk convs although their padded border differs, and exit 0 above --tol"},
         {"calls", OPT_INT, &calls, "timed forwards at batch 1 for the latency medians (a quarter at 128)"},
         THREADS_OPT(&threads),
+        BACKEND_OPT(&backend),
         {"json", OPT_FLAG, &json, "one JSON object on stdout"},
         OPT_END,
     };
@@ -93,6 +95,8 @@ int cmd_collapse(int argc, char **argv) {
         return cli_errorf("collapse", "--batch and --calls must be positive, --max-batches and --tol "
                           "non-negative") + 1;
     cli_set_threads(threads);
+    nep_exec_opts xo;
+    if (cli_exec_opts("collapse", backend, &xo)) return 2;
     nep_graph g, lin, col;
     nep_model_spec spec;
     nep_normalize norm;
@@ -114,17 +118,17 @@ int cmd_collapse(int argc, char **argv) {
         goto done;
     }
     e.progress = cli_progress_cb, e.progress_ctx = &prog;
-    nep_status s = nep_entropy_measure(&e, &g, &d.train, &norm, batch, max_batches, &err);
+    nep_status s = nep_entropy_measure(&e, &g, &d.train, &norm, batch, max_batches, &xo, &err);
     cli_progress_end(&prog);
     if (s != NEP_OK || nep_collapse(&g, &e, &o, &lin, &col, &info, &err) != NEP_OK ||
-        nep_collapse_compare(&lin, &col, &d.test, &norm, batch, 0, &exact, &err) != NEP_OK ||
-        nep_collapse_compare(&g, &col, &d.test, &norm, batch, 0, &vs_original, &err) != NEP_OK) {
+        nep_collapse_compare(&lin, &col, &d.test, &norm, batch, 0, &exact, &xo, &err) != NEP_OK ||
+        nep_collapse_compare(&g, &col, &d.test, &norm, batch, 0, &vs_original, &xo, &err) != NEP_OK) {
         cli_error("collapse", &err);
         goto done;
     }
     if (!json) fprintf(stderr, "collapse: timing the model before and after\n");
-    if (nep_model_stats_measure(&g, &d.test, &norm, calls, &before, &err) != NEP_OK ||
-        nep_model_stats_measure(&col, &d.test, &norm, calls, &after, &err) != NEP_OK) {
+    if (nep_model_stats_measure(&g, &d.test, &norm, calls, &before, &xo, &err) != NEP_OK ||
+        nep_model_stats_measure(&col, &d.test, &norm, calls, &after, &xo, &err) != NEP_OK) {
         cli_error("collapse", &err);
         goto done;
     }

@@ -39,6 +39,7 @@ int cmd_entropy(int argc, char **argv) {
     const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "train";
     int64_t batch = 256, max_batches = 0, threads = 0;
     bool json = false, zero_is_off = false;
+    const char *backend = "cpu";
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors) (required)"},
         DATA_OPTS(&data, &dir),
@@ -47,6 +48,7 @@ int cmd_entropy(int argc, char **argv) {
         {"max-batches", OPT_INT, &max_batches, "count over at most this many batches (0: all)"},
         {"zero-is-off", OPT_FLAG, &zero_is_off, "count z == 0 as OFF instead of don't-care"},
         THREADS_OPT(&threads),
+        BACKEND_OPT(&backend),
         {"json", OPT_FLAG, &json, "one JSON object on stdout (with per-neuron entropies and counts)"},
         OPT_END,
     };
@@ -56,6 +58,8 @@ int cmd_entropy(int argc, char **argv) {
     if (batch < 1 || max_batches < 0)
         return cli_errorf("entropy", "--batch must be positive and --max-batches non-negative") + 1;
     cli_set_threads(threads);
+    nep_exec_opts xo;
+    if (cli_exec_opts("entropy", backend, &xo)) return 2;
     nep_graph g;
     nep_model_spec spec;
     nep_normalize norm;
@@ -77,7 +81,7 @@ int cmd_entropy(int argc, char **argv) {
     nep_status s = nep_entropy_init(&e, &g, zero_is_off, &err);
     if (s == NEP_OK) {
         e.progress = cli_progress_cb, e.progress_ctx = &prog;
-        s = nep_entropy_measure(&e, &g, use, &norm, batch, max_batches, &err);
+        s = nep_entropy_measure(&e, &g, use, &norm, batch, max_batches, &xo, &err);
         cli_progress_end(&prog);
     }
     if (s != NEP_OK) {

@@ -12,12 +12,14 @@ int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "test";
     int64_t batch = 256, threads = 0;
     bool json = false;
+    const char *backend = "cpu";
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors) (required)"},
         DATA_OPTS(&data, &dir),
         {"split", OPT_STR, &split, "test, val or train (val/train: the split recorded at training)"},
         {"batch", OPT_INT, &batch, "batch size"},
         THREADS_OPT(&threads),
+        BACKEND_OPT(&backend),
         {"json", OPT_FLAG, &json, "end with one JSON line on stdout"},
         OPT_END,
     };
@@ -28,6 +30,8 @@ int cmd_eval(int argc, char **argv) {
         return cli_errorf("eval", "--split: '%s' is not test, val or train", split) + 1;
     if (batch < 1) return cli_errorf("eval", "--batch must be positive") + 1;
     cli_set_threads(threads);
+    nep_exec_opts xo;
+    if (cli_exec_opts("eval", backend, &xo)) return 2;
     nep_graph g;
     nep_model_spec spec;
     nep_normalize norm;
@@ -40,7 +44,7 @@ int cmd_eval(int argc, char **argv) {
     const nep_dataset *use = cli_split("eval", &d, split);
     double top1, loss;
     double t0 = nep_now();
-    if (nep_evaluate(&g, use, &norm, batch, &top1, &loss, &err) != NEP_OK) {
+    if (nep_evaluate(&g, use, &norm, batch, &top1, &loss, &xo, &err) != NEP_OK) {
         cli_error("eval", &err);
         goto done;
     }

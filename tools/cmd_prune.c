@@ -20,7 +20,7 @@
 #include "nepenthe/report.h"
 
 typedef struct prune_opts {
-    const char *ckpt, *method, *criterion, *data, *data_dir, *out;
+    const char *ckpt, *method, *criterion, *data, *data_dir, *out, *backend;
     double zeta, delta;
     int64_t max_iter, retrain_epochs, seed, entropy_batches, wanda_batches, threads;
     bool no_budget, no_dont_care, no_neuron_selection, resume, json;
@@ -31,6 +31,7 @@ typedef struct prune_run {
     prune_opts o;
     nep_prune_cfg cfg;
     nep_optim_cfg optim;
+    nep_exec_opts exec;
     nep_graph g;
     nep_model_spec spec;
     nep_normalize norm;
@@ -245,6 +246,7 @@ static int draw_figures(const prune_run *r, const char *log) {
 static int parse_opts(prune_run *r, int argc, char **argv) {
     prune_opts *o = &r->o;
     *o = (prune_opts){.method = "nepenthe", .criterion = "magnitude", .data = "fashion-mnist",
+                      .backend = "cpu",
                       .zeta = 0.5, .delta = 0.99, .max_iter = 10, .retrain_epochs = 1,
                       .wanda_batches = 16};
     train_flags_default(&o->t);
@@ -267,6 +269,7 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     const cli_opt data_opts[] = {DATA_OPTS(&o->data, &o->data_dir)};
     opts[n++] = data_opts[0], opts[n++] = data_opts[1];
     opts[n++] = (cli_opt)THREADS_OPT(&o->threads);
+    opts[n++] = (cli_opt)BACKEND_OPT(&o->backend);
     opts[n++] = (cli_opt){"out", OPT_STR, &o->out, "run directory (required)"};
     opts[n++] = (cli_opt){"resume", OPT_FLAG, &o->resume, "continue the run in --out after its last iteration"};
     opts[n++] = (cli_opt){"json", OPT_FLAG, &o->json, "end with one JSON line on stdout"};
@@ -286,7 +289,8 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     if (o->max_iter < 1 || o->retrain_epochs < 0 || o->entropy_batches < 0 || o->wanda_batches < 1)
         return cli_errorf("prune", "--max-iter, --wanda-batches must be positive; --retrain-epochs, "
                           "--entropy-batches non-negative") + 1;
-    if (train_flags_cfg("prune", &o->t, &r->optim)) return 2;
+    if (train_flags_cfg("prune", &o->t, &r->optim) || cli_exec_opts("prune", o->backend, &r->exec))
+        return 2;
     r->cfg = nep_prune_cfg_for((nep_method)m, wanda ? NEP_CRIT_WANDA : NEP_CRIT_MAGNITUDE, o->zeta);
     if (o->no_budget) r->cfg.entropy_budget = false;
     if (o->no_dont_care) r->cfg.dont_care = false;
@@ -517,7 +521,7 @@ int cmd_prune(int argc, char **argv) {
         .max_iter = r.o.max_iter, .delta = r.o.delta, .seed = (uint64_t)r.o.seed,
         .entropy_batches = r.o.entropy_batches, .wanda_batches = r.o.wanda_batches,
         .augment = train_flags_augmentation(&r.o.t), .train = &r.d.train, .val = &r.d.val,
-        .test = &r.d.test, .norm = &r.norm};
+        .test = &r.d.test, .norm = &r.norm, .exec = &r.exec};
     const nep_prune_hooks hooks = {.ctx = &r, .iteration = on_iteration, .commit = on_commit,
                                    .linearized = on_linearized, .phase = on_phase,
                                    .progress = on_progress, .note = on_note};

@@ -137,7 +137,7 @@ static int theory_measured(const char *ckpt, const char *data, const char *dir, 
     double *tc = malloc(sizeof(double) * (size_t)n), *th = malloc(sizeof(double) * (size_t)n);
     if (!tc || !th || cli_load_splits("theory", ckpt, &meta, &spec, &norm, data, dir, &d)) goto done;
     if (!json) fprintf(stderr, "theory: %d thresholds x %lld batches of %s\n", n, (long long)max_batches, data);
-    if (nep_theory_measure(&g, &d.train, &norm, t, n, 256, max_batches, &c, &err) != NEP_OK) {
+    if (nep_theory_measure(&g, &d.train, &norm, t, n, 256, max_batches, &c, NULL, &err) != NEP_OK) {
         cli_error("theory", &err);
         goto done;
     }

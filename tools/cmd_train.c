@@ -16,7 +16,7 @@
 typedef struct train_opts {
     model_opts m;
     train_flags t;
-    const char *data, *data_dir, *out;
+    const char *data, *data_dir, *out, *backend;
     int64_t epochs, seed, val, split_seed, threads;
     bool resume, json;
 } train_opts;
@@ -186,7 +186,7 @@ static void on_progress(void *ctx, int64_t done, int64_t total, double loss, dou
 }
 
 int cmd_train(int argc, char **argv) {
-    train_opts o = {.data = "fashion-mnist", .epochs = 10, .val = 5000};
+    train_opts o = {.data = "fashion-mnist", .backend = "cpu", .epochs = 10, .val = 5000};
     model_opts_default(&o.m);
     train_flags_default(&o.t);
     cli_opt opts[40];
@@ -200,6 +200,7 @@ int cmd_train(int argc, char **argv) {
     train_flags_table(&o.t, opts, &n);
     opts[n++] = (cli_opt){"seed", OPT_INT, &o.seed, "seed of initialization, shuffling and dropout"};
     opts[n++] = (cli_opt)THREADS_OPT(&o.threads);
+    opts[n++] = (cli_opt)BACKEND_OPT(&o.backend);
     opts[n++] = (cli_opt){"out", OPT_STR, &o.out, "output directory (required)"};
     opts[n++] = (cli_opt){"resume", OPT_FLAG, &o.resume, "continue the run in --out from its last epoch"};
     opts[n++] = (cli_opt){"json", OPT_FLAG, &o.json, "end with one JSON line on stdout"};
@@ -212,7 +213,10 @@ int cmd_train(int argc, char **argv) {
 
     run_state r = {0};
     nep_optim_cfg cfg;
-    if (model_opts_spec("train", &o.m, &r.spec) || train_flags_cfg("train", &o.t, &cfg)) return 2;
+    nep_exec_opts xo;
+    if (model_opts_spec("train", &o.m, &r.spec) || train_flags_cfg("train", &o.t, &cfg) ||
+        cli_exec_opts("train", o.backend, &xo))
+        return 2;
     FILE *human = o.json ? stderr : stdout;
     nep_dataset full = {0}, train = {0}, val = {0}, test = {0};
     nep_err err;
@@ -263,7 +267,7 @@ int cmd_train(int argc, char **argv) {
     r.o = &o, r.options = options, r.ckpt = ckpt, r.model = model, r.log = log, r.human = human;
     const nep_train_cfg tc = {.optim = cfg, .epochs = o.epochs, .batch = o.t.batch,
                               .augment = train_flags_augmentation(&o.t), .train = &train,
-                              .val = &val, .norm = &r.norm};
+                              .val = &val, .norm = &r.norm, .exec = &xo};
     const nep_train_hooks hooks = {.ctx = &r, .epoch = on_epoch, .restore_optim = on_restore_optim,
                                    .phase = on_phase, .progress = on_progress};
     nep_status s = nep_train_run(&r.g, &tc, &r.epoch, &r.rng, &hooks, &err);
@@ -278,12 +282,12 @@ int cmd_train(int argc, char **argv) {
     }
     double val_top1 = r.val_top1;
     double test_top1 = 0, test_loss = 0, secs = nep_now() - t0;
-    if (nep_evaluate(&r.g, &test, &r.norm, 256, &test_top1, &test_loss, &err) != NEP_OK) {
+    if (nep_evaluate(&r.g, &test, &r.norm, 256, &test_top1, &test_loss, &xo, &err) != NEP_OK) {
         cli_error("train", &err);
         goto done;
     }
     if (r.epoch == start && start > 0) { /* a run killed after its last checkpoint */
-        nep_evaluate(&r.g, &val, &r.norm, 256, &val_top1, NULL, &err);
+        nep_evaluate(&r.g, &val, &r.norm, 256, &val_top1, NULL, &xo, &err);
         if (save_epoch(&r, NULL, NULL)) goto done;
     }
     fprintf(human, "test top-1 %.2f%%  (val %.2f%%)  %s written\n", test_top1, val_top1, model);

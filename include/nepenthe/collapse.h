@@ -72,7 +72,7 @@ typedef struct nep_equivalence {
 } nep_equivalence;
 nep_status nep_collapse_compare(nep_graph *a, nep_graph *b, const nep_dataset *d,
                                 const nep_normalize *norm, int64_t batch, int64_t max_samples,
-                                nep_equivalence *out, nep_err *err);
+                                nep_equivalence *out, const nep_exec_opts *xo, nep_err *err);
 
 /* Rectifier layers, and the depth: the most rectifiers on any path from input to output. */
 int nep_graph_rectifiers(const nep_graph *g);

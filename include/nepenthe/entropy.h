@@ -10,7 +10,7 @@
 #define NEPENTHE_ENTROPY_H
 
 #include "nepenthe/data.h"
-#include "nepenthe/graph.h"
+#include "nepenthe/exec.h"
 
 enum { NEP_STATE_ON, NEP_STATE_OFF, NEP_STATE_OFF_PLUS, NEP_MAX_STATES };
 
@@ -46,7 +46,7 @@ void nep_entropy_probe(void *e, const nep_graph *g, int node, const nep_real *z,
  * max_batches of them (0 = all). Resets the counts first. */
 nep_status nep_entropy_measure(nep_entropy *e, nep_graph *g, const nep_dataset *d,
                                const nep_normalize *norm, int64_t batch, int64_t max_batches,
-                               nep_err *err);
+                               const nep_exec_opts *xo, nep_err *err);
 
 /* Entropy in bits of one neuron's counts (0 if it has no observation). */
 double nep_neuron_entropy(const uint64_t *counts, int states);

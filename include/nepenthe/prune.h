@@ -91,7 +91,7 @@ double nep_prune_layer_entropy(const nep_prune_cfg *cfg, const nep_layer_states 
  * with nep_wanda_free. */
 nep_status nep_wanda_norms(nep_graph *g, const nep_entropy *e, const nep_dataset *d,
                            const nep_normalize *norm, int64_t batch, int64_t max_batches,
-                           double ***out, nep_err *err);
+                           double ***out, const nep_exec_opts *xo, nep_err *err);
 void nep_wanda_free(double **norms, int n);
 
 /* One pruning step on g, from the state counts e measured on g: masks weights of the
@@ -107,7 +107,8 @@ int nep_smallest_layer(const nep_graph *g, const nep_entropy *e, const double *g
 /* grad_sums[l] = sum over the batches of d of sum |dL/dw| over layer l's owned weight
  * (evaluation mode, cross-entropy loss, no update). */
 nep_status nep_grad_sums(nep_graph *g, const nep_entropy *e, const nep_dataset *d,
-                         const nep_normalize *norm, int64_t batch, double *grad_sums, nep_err *err);
+                         const nep_normalize *norm, int64_t batch, double *grad_sums,
+                         const nep_exec_opts *xo, nep_err *err);
 
 /* The owner's weight parameter of layer l (its first parameter), or NULL. */
 const nep_param *nep_layer_weight(const nep_graph *g, const nep_layer_states *l);

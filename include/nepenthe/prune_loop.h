@@ -28,6 +28,7 @@ typedef struct nep_prune_loop_cfg {
     const nep_augment *augment; /* retraining augmentation, or NULL */
     const nep_dataset *train, *val, *test; /* val may be empty (n = 0): test stands in */
     const nep_normalize *norm;
+    const nep_exec_opts *exec;  /* how every executor of the loop runs (NULL: defaults) */
 } nep_prune_loop_cfg;
 
 /* One iteration (0: the dense model), after retraining and evaluation. */

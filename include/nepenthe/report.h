@@ -40,6 +40,7 @@ nep_status nep_svg_lines(const char *path, const char *title, const char *xlabel
 
 /* ---- what a model costs -------------------------------------------------------- */
 struct nep_graph;
+struct nep_exec_opts;
 struct nep_dataset;
 struct nep_normalize;
 
@@ -52,7 +53,7 @@ typedef struct nep_model_stats {
     int64_t flops;               /* per-sample forward FLOPs (multiply-add = 2) */
     int64_t param_bytes;         /* parameters and buffers */
     int64_t act_bytes_b128;      /* activations and scratch an inference executor holds at
-                                  * batch `batch` (nep_exec_init_inference) */
+                                  * batch `batch` (nep_exec_opts.inference) */
     int64_t batch;               /* the large batch timed: 128, or the test set if smaller */
     double latency_b1, latency_b128; /* median seconds of one evaluation forward */
     double top1;                 /* percent on the test set */
@@ -62,6 +63,7 @@ typedef struct nep_model_stats {
  * forwards at batch 1 (and calls / 4 at batch 128) on the first test images. */
 nep_status nep_model_stats_measure(struct nep_graph *g, const struct nep_dataset *test,
                                    const struct nep_normalize *norm, int64_t calls,
-                                   nep_model_stats *out, nep_err *err);
+                                   nep_model_stats *out, const struct nep_exec_opts *xo,
+                                   nep_err *err);
 
 #endif

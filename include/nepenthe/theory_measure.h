@@ -35,7 +35,7 @@ typedef struct nep_theory_curves {
 /* g is not modified. States are counted on the first max_batches batches of d (0: all). */
 nep_status nep_theory_measure(nep_graph *g, const nep_dataset *d, const nep_normalize *norm,
                               const double *t, int n_t, int64_t batch, int64_t max_batches,
-                              nep_theory_curves *out, nep_err *err);
+                              nep_theory_curves *out, const nep_exec_opts *xo, nep_err *err);
 void nep_theory_curves_free(nep_theory_curves *c);
 
 #endif

@@ -3,7 +3,7 @@
 #define NEPENTHE_TRAIN_H
 
 #include "nepenthe/data.h"
-#include "nepenthe/graph.h"
+#include "nepenthe/exec.h"
 #include "nepenthe/rng.h"
 
 /* Softmax cross-entropy averaged over the batch, as F.cross_entropy.
@@ -58,7 +58,7 @@ void nep_optim_update(nep_optim *o, nep_graph *g, int param, double lr);
 /* Everything one training process needs besides data. */
 typedef struct nep_trainer {
     nep_graph *g;
-    nep_exec ex;
+    nep_exec *ex;
     nep_optim opt;
     int64_t batch;
     nep_real *x;        /* [batch, input] */
@@ -67,8 +67,9 @@ typedef struct nep_trainer {
     double lr;          /* of the step in progress */
 } nep_trainer;
 
+/* xo: how its executor runs (NULL: the defaults). */
 nep_status nep_trainer_init(nep_trainer *t, nep_graph *g, const nep_optim_cfg *cfg,
-                            int64_t batch, nep_err *err);
+                            int64_t batch, const nep_exec_opts *xo, nep_err *err);
 void nep_trainer_free(nep_trainer *t);
 
 /* One step on t->x, t->y (b samples): forward, loss, backward, optimizer update.
@@ -103,11 +104,13 @@ typedef nep_status (*nep_batch_fn)(void *ctx, nep_exec *ex, const nep_real *logi
  * any) after every batch. The one loop behind evaluation, entropy and calibration. */
 nep_status nep_for_each_batch(nep_graph *g, const nep_dataset *d, const nep_normalize *norm,
                               int64_t batch, int64_t max_batches, nep_probe_fn probe,
-                              void *probe_ctx, nep_batch_fn fn, void *ctx, nep_err *err);
+                              void *probe_ctx, nep_batch_fn fn, void *ctx,
+                              const nep_exec_opts *xo, nep_err *err);
 
 /* Top-1 accuracy (percent) and mean loss of g on d, in evaluation mode. */
 nep_status nep_evaluate(nep_graph *g, const nep_dataset *d, const nep_normalize *norm,
-                        int64_t batch, double *top1, double *loss, nep_err *err);
+                        int64_t batch, double *top1, double *loss, const nep_exec_opts *xo,
+                        nep_err *err);
 
 /* ---- a training run: epochs, a commit after each, --resume -------------------------- */
 
@@ -117,6 +120,7 @@ typedef struct nep_train_cfg {
     const nep_augment *augment; /* or NULL */
     const nep_dataset *train, *val;
     const nep_normalize *norm;
+    const nep_exec_opts *exec;  /* how the executors run (NULL: defaults) */
 } nep_train_cfg;
 
 /* One finished epoch. */

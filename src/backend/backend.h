@@ -8,10 +8,16 @@
 
 #include <stddef.h>
 
-#include "nepenthe/graph.h"
+#include "nepenthe/exec.h"
 
-/* Scratch (nep_exec.scratch) of at least `bytes` (64-byte aligned), valid until the next request; NULL if out of
- * memory (the old block stays). */
+/* Memory a kernel may use during one call, shared by the nodes of an executor. */
+typedef struct nep_scratch {
+    void *p;
+    size_t bytes;
+} nep_scratch;
+
+/* Scratch of at least `bytes` (64-byte aligned), valid until the next request; NULL if
+ * out of memory (the old block stays). */
 void *nep_scratch_get(nep_scratch *s, size_t bytes);
 void nep_scratch_free(nep_scratch *s);
 

@@ -13,18 +13,20 @@ static int64_t argmax(const nep_real *v, int64_t n) {
 
 nep_status nep_collapse_compare(nep_graph *a, nep_graph *b, const nep_dataset *d,
                                 const nep_normalize *norm, int64_t batch, int64_t max_samples,
-                                nep_equivalence *out, nep_err *err) {
+                                nep_equivalence *out, const nep_exec_opts *xo, nep_err *err) {
     *out = (nep_equivalence){0};
     nep_loader l;
-    nep_exec ea, eb;
+    nep_exec *ea, *eb;
+    nep_exec_opts o = xo ? *xo : (nep_exec_opts){0};
+    o.inference = true;
     NEP_TRY(nep_loader_init(&l, d, norm, batch, false, false, err));
-    nep_status s = nep_exec_init_inference(&ea, a, batch, err);
+    nep_status s = nep_exec_new(&ea, a, batch, &o, err);
     if (s != NEP_OK) {
         nep_loader_free(&l);
         return s;
     }
-    if ((s = nep_exec_init_inference(&eb, b, batch, err)) != NEP_OK) {
-        nep_exec_free(&ea);
+    if ((s = nep_exec_new(&eb, b, batch, &o, err)) != NEP_OK) {
+        nep_exec_free(ea);
         nep_loader_free(&l);
         return s;
     }
@@ -38,7 +40,7 @@ nep_status nep_collapse_compare(nep_graph *a, nep_graph *b, const nep_dataset *d
                      x && y ? "the two models have different output sizes" : "out of memory comparing models");
     while (s == NEP_OK && (max_samples <= 0 || out->samples < max_samples) && (n = nep_loader_next(&l, x, y)) > 0) {
         if (max_samples > 0 && out->samples + n > max_samples) n = max_samples - out->samples;
-        const nep_real *za = nep_exec_forward(&ea, x, n), *zb = nep_exec_forward(&eb, x, n);
+        const nep_real *za = nep_exec_forward(ea, x, n), *zb = nep_exec_forward(eb, x, n);
         for (int64_t i = 0; i < n; i++) {
             for (int64_t k = 0; k < K; k++) {
                 const double diff = fabs((double)za[i * K + k] - (double)zb[i * K + k]);
@@ -56,7 +58,7 @@ nep_status nep_collapse_compare(nep_graph *a, nep_graph *b, const nep_dataset *d
         out->top1_b = 100.0 * (double)hit_b / (double)out->samples;
     }
     free(x), free(y);
-    nep_exec_free(&ea), nep_exec_free(&eb);
+    nep_exec_free(ea), nep_exec_free(eb);
     nep_loader_free(&l);
     return s;
 }

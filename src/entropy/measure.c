@@ -103,9 +103,9 @@ static nep_status count_samples(void *ctx, nep_exec *ex, const nep_real *logits,
 
 nep_status nep_entropy_measure(nep_entropy *e, nep_graph *g, const nep_dataset *d,
                                const nep_normalize *norm, int64_t batch, int64_t max_batches,
-                               nep_err *err) {
+                               const nep_exec_opts *xo, nep_err *err) {
     nep_entropy_reset(e);
     measure_ctx m = {e, max_batches > 0 && max_batches * batch < d->n ? max_batches * batch : d->n, nep_now()};
     return nep_for_each_batch(g, d, norm, batch, max_batches, nep_entropy_probe, e, count_samples,
-                              &m, err);
+                              &m, xo, err);
 }

@@ -1,16 +1,12 @@
-/* Running a graph: forward in topological order, backward in reverse. Each node owns
- * an output buffer and a gradient buffer sized for max_batch, except ops whose output
- * aliases their input (Identity, Flatten), which share their input's buffers. With
- * NHWC activations the caller's tensors are moved at the boundary, and a Flatten of a
- * multi-channel image gets buffers of its own to put the values in PyTorch's order. */
-#include <math.h>
+/* An executor's plan and buffers: each node owns an output buffer and a gradient buffer
+ * sized for max_batch, except ops whose output aliases their input (Identity, Flatten),
+ * which share their input's buffers. With NHWC activations the caller's tensors are moved
+ * at the boundary (exec_run.c), and a Flatten of a multi-channel image gets buffers of
+ * its own to put the values in PyTorch's order. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "nepenthe/graph.h"
-#include "backend/backend.h"
-#include "backend/cpu/kernels.h" /* the layout moves at the boundary */
+#include "graph/exec_impl.h"
 
 static bool default_nhwc(void) {
     const char *e = getenv("NEP_LAYOUT");
@@ -23,80 +19,14 @@ static bool default_nhwc(void) {
 #endif
 }
 
-static bool aliased(const nep_exec *ex, const nep_node *n) {
+bool nep_exec_aliased(const nep_exec *ex, const nep_node *n) {
     return nep_op(n->op)->aliases_input &&
-           !(n->op == NEP_OP_FLATTEN && nep_layout_moves(ex->nhwc, nep_in_shape(ex->g, n, 0)));
-}
-
-static const nep_kernel *kernel_of(const nep_exec *ex, const nep_node *n) {
-    return ex->backend->kernel(n->op);
-}
-
-/* The rectifier node id's forward also computes (see nep_exec.epilogue), or -1. */
-static int epilogue_of(const nep_exec *ex, int id) {
-    return ex->probe ? -1 : ex->epilogue[id];
-}
-
-/* The description of node id's forward call, or its backward's; the latter claims the
- * input gradients (nep_exec.grad_fresh) in input order: the first claim of a buffer in
- * a backward overwrites it, later ones add. */
-static nep_call call_of(nep_exec *ex, int id, bool backward) {
-    const nep_graph *g = ex->g;
-    const nep_node *n = &g->nodes[id];
-    const int epi = epilogue_of(ex, id);
-    nep_call c = {
-        .g = g, .n = n, .batch = ex->batch, .training = ex->training, .nhwc = ex->nhwc,
-        .rng = ex->rng, .y = ex->act[epi >= 0 && !backward ? epi : id], .rectify = epi >= 0,
-        .cap = epi >= 0 && g->nodes[epi].op == NEP_OP_RELU6 ? 6 : (nep_real)INFINITY,
-        .accumulate = ex->accumulate_grads, .state = ex->state[id], .cache = &ex->cache[id],
-        .scratch = &ex->scratch,
-    };
-    for (int i = 0; i < n->n_inputs; i++) c.x[i] = ex->act[n->inputs[i]];
-    for (int p = 0; p < n->n_params; p++) {
-        c.w[p] = g->values + g->params[n->params[p]].offset;
-        c.dw[p] = g->grads + g->params[n->params[p]].offset;
-    }
-    if (!backward) return c;
-    c.dy = ex->dact[id];
-    for (int i = 0; i < n->n_inputs; i++) {
-        const int owner = ex->grad_owner[n->inputs[i]];
-        c.dx_add[i] = !ex->grad_fresh[owner];
-        ex->grad_fresh[owner] = false;
-        c.dx[i] = ex->dact[n->inputs[i]];
-    }
-    return c;
-}
-
-/* Elements of node id's output for the current batch. */
-static int64_t numel_of(const nep_exec *ex, int id) {
-    return ex->batch * nep_shape_numel(&ex->g->nodes[id].shape);
-}
-
-static double seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Adds the seconds since *t0 to column col of node id's profile and restarts *t0. */
-static void profile_add(nep_exec *ex, int id, int col, double *t0) {
-    if (!ex->profile) return;
-    double t = seconds();
-    ex->profile[3 * id + col] += t - *t0;
-    *t0 = t;
+           nep_layout_moves(ex->nhwc, nep_in_shape(ex->g, n, 0)) == nep_layout_moves(ex->nhwc, &n->shape);
 }
 
 static nep_real *alloc_reals(int64_t n) {
     size_t bytes = (size_t)n * sizeof(nep_real);
     return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-}
-
-/* Moves [batch, shape] between the caller's NCHW and the executor's layout. */
-static void to_exec_layout(const nep_exec *ex, const nep_shape *s, const nep_real *x, nep_real *y) {
-    nep_nchw_to_nhwc(x, y, ex->batch, s->d[0], s->d[1] * s->d[2], false);
-}
-static void to_caller_layout(const nep_exec *ex, const nep_shape *s, const nep_real *x, nep_real *y) {
-    nep_nhwc_to_nchw(x, y, ex->batch, s->d[0], s->d[1] * s->d[2], false);
 }
 
 /* How many times each live node is read (as an input, or as the graph's output). */
@@ -111,22 +41,21 @@ static int *count_uses(const nep_graph *g) {
     return uses;
 }
 
-/* An Add passes its gradient unchanged to each input, so an input whose only consumer is
- * the Add reads its gradient from the Add's buffer instead of a copy of it. And a
- * BatchNorm, Add, conv, Linear or Affine read only by a ReLU or ReLU6 can apply it in
- * its own pass (ex->epilogue; a conv as a oneDNN post-op). */
+/* An op that passes its gradient unchanged to each input (Add): an input whose only
+ * consumer it is reads its gradient from the op's buffer instead of a copy of it. And a
+ * producer read only by a rectifier it can fuse applies it in its own pass
+ * (ex->epilogue; a conv as a oneDNN post-op). */
 static void plan_sharing(nep_exec *ex, const int *uses) {
     const nep_graph *g = ex->g;
     /* Consumers first, so that a chain of Adds ends on the last one's buffer. */
     for (int k = g->n_order - 1; k >= 0; k--) {
         const int a = g->order[k];
         const nep_node *n = &g->nodes[a];
-        const nep_op_kind in_op = n->n_inputs ? g->nodes[n->inputs[0]].op : NEP_OP_INPUT;
-        if ((n->op == NEP_OP_RELU || n->op == NEP_OP_RELU6) && ex->owns[a] && uses[n->inputs[0]] == 1 &&
-            (in_op == NEP_OP_BATCHNORM || in_op == NEP_OP_ADD || in_op == NEP_OP_CONV2D ||
-             in_op == NEP_OP_LINEAR || in_op == NEP_OP_AFFINE))
+        const nep_op_def *def = nep_op(n->op);
+        if (def->epilogue_cap > 0 && ex->owns[a] && uses[n->inputs[0]] == 1 &&
+            nep_op(g->nodes[n->inputs[0]].op)->fuses_rectifier)
             ex->epilogue[n->inputs[0]] = a;
-        if (n->op != NEP_OP_ADD || !ex->owns[a] || ex->inference) continue;
+        if (!def->passes_gradient || !ex->owns[a] || ex->inference) continue;
         for (int i = 0; i < n->n_inputs; i++) {
             const int x = n->inputs[i];
             if (uses[x] != 1 || !ex->owns[x] || x == g->input) continue;
@@ -153,7 +82,7 @@ static bool share_buffers(nep_exec *ex) {
     for (int k = 0; ok && k < steps; k++) {
         const int id = g->order[k];
         const nep_node *nd = &g->nodes[id];
-        const bool alias = nd->op != NEP_OP_INPUT && aliased(ex, nd);
+        const bool alias = nd->op != NEP_OP_INPUT && nep_exec_aliased(ex, nd);
         root[id] = alias ? root[nd->inputs[0]] : id;
         birth[id] = death[id] = k;
         holder[id] = -1;
@@ -188,18 +117,22 @@ static bool share_buffers(nep_exec *ex) {
     return ok;
 }
 
-nep_status nep_exec_init_opts(nep_exec *ex, nep_graph *g, int64_t max_batch,
-                              const nep_exec_opts *o, nep_err *err) {
-    memset(ex, 0, sizeof *ex);
+nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const nep_exec_opts *o,
+                        nep_err *err) {
+    static const nep_exec_opts defaults = {0};
+    if (!o) o = &defaults;
+    *out = NULL;
     const nep_backend *backend = nep_backend_named(o->backend ? o->backend : "cpu");
     if (!backend)
         return nep_fail(err, NEP_ERR_ARG, "unknown backend '%s' (there are: cpu, ref)", o->backend);
+    if (o->layout == NEP_LAYOUT_NHWC && !backend->nhwc)
+        return nep_fail(err, NEP_ERR_ARG, "backend '%s' runs NCHW activations only", backend->name);
+    nep_exec *ex = calloc(1, sizeof *ex);
+    if (!ex) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for an executor");
     const bool inference = o->inference;
     ex->g = g;
     ex->max_batch = max_batch;
     ex->backend = backend;
-    if (o->layout == NEP_LAYOUT_NHWC && !backend->nhwc)
-        return nep_fail(err, NEP_ERR_ARG, "backend '%s' runs NCHW activations only", backend->name);
     ex->nhwc = backend->nhwc && (o->layout == NEP_LAYOUT_AUTO ? default_nhwc() : o->layout == NEP_LAYOUT_NHWC);
     ex->inference = inference;
     size_t n = (size_t)g->n_nodes;
@@ -218,15 +151,15 @@ nep_status nep_exec_init_opts(nep_exec *ex, nep_graph *g, int64_t max_batch,
     for (int k = 0; k < g->n_order; k++) {
         int id = g->order[k];
         const nep_node *nd = &g->nodes[id];
-        const nep_kernel *def = kernel_of(ex, nd);
+        const nep_kernel *def = nep_exec_kernel(ex, nd);
         if (def->state_reals) {
             ex->state[id] = malloc(sizeof(nep_real) * (size_t)(max_batch * def->state_reals(g, nd, ex->nhwc)));
             if (!ex->state[id]) goto nomem;
         }
         if (def->scratch_bytes && !nep_scratch_get(&ex->scratch, def->scratch_bytes(g, nd, ex->nhwc)))
             goto nomem;
-        ex->grad_owner[id] = aliased(ex, nd) ? ex->grad_owner[nd->inputs[0]] : id;
-        if (nd->op == NEP_OP_INPUT || aliased(ex, nd)) continue;
+        ex->grad_owner[id] = nep_exec_aliased(ex, nd) ? ex->grad_owner[nd->inputs[0]] : id;
+        if (nd->op == NEP_OP_INPUT || nep_exec_aliased(ex, nd)) continue;
         ex->owns[id] = true;
         if (inference) continue; /* buffers shared below */
         const int64_t n_reals = max_batch * nep_shape_numel(&nd->shape);
@@ -243,24 +176,17 @@ nep_status nep_exec_init_opts(nep_exec *ex, nep_graph *g, int64_t max_batch,
         if (!share_buffers(ex)) goto nomem;
         memset(ex->owns, 0, n * sizeof *ex->owns); /* the pool is freed instead */
     }
-    const nep_shape *in = &g->nodes[g->input].shape, *out = &g->nodes[g->output].shape;
+    const nep_shape *in = &g->nodes[g->input].shape, *y = &g->nodes[g->output].shape;
     if (nep_layout_moves(ex->nhwc, in) && !(ex->in_moved = alloc_reals(max_batch * nep_shape_numel(in))))
         goto nomem;
-    if (nep_layout_moves(ex->nhwc, out) && !(ex->out_moved = alloc_reals(max_batch * nep_shape_numel(out))))
+    if (nep_layout_moves(ex->nhwc, y) && !(ex->out_moved = alloc_reals(max_batch * nep_shape_numel(y))))
         goto nomem;
+    *out = ex;
     return NEP_OK;
 nomem:
     nep_exec_free(ex);
     return nep_fail(err, NEP_ERR_NOMEM, "out of memory for activations at batch %lld",
                     (long long)max_batch);
-}
-
-nep_status nep_exec_init(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err) {
-    return nep_exec_init_opts(ex, g, max_batch, &(nep_exec_opts){0}, err);
-}
-
-nep_status nep_exec_init_inference(nep_exec *ex, nep_graph *g, int64_t max_batch, nep_err *err) {
-    return nep_exec_init_opts(ex, g, max_batch, &(nep_exec_opts){.inference = true}, err);
 }
 
 nep_status nep_exec_enable_input_grad(nep_exec *ex, nep_err *err) {
@@ -283,18 +209,18 @@ nep_real *nep_exec_input_grad(const nep_exec *ex) {
 }
 
 void nep_exec_free(nep_exec *ex) {
-    if (ex->g)
-        for (int i = 0; i < ex->g->n_nodes; i++) {
-            if (ex->owns && ex->owns[i]) {
-                if (i != ex->g->input) free(ex->act[i]);
-                if (ex->grad_owner[i] == i) free(ex->dact[i]); /* else an Add's, shared */
-            }
-            if (ex->state) free(ex->state[i]);
-            if (ex->cache && ex->cache[i]) {
-                void (*release)(void *) = kernel_of(ex, &ex->g->nodes[i])->free_cache;
-                if (release) release(ex->cache[i]);
-            }
+    if (!ex) return;
+    for (int i = 0; i < ex->g->n_nodes; i++) {
+        if (ex->owns && ex->owns[i]) {
+            if (i != ex->g->input) free(ex->act[i]);
+            if (ex->grad_owner[i] == i) free(ex->dact[i]); /* else an Add's, shared */
         }
+        if (ex->state) free(ex->state[i]);
+        if (ex->cache && ex->cache[i]) {
+            void (*release)(void *) = nep_exec_kernel(ex, &ex->g->nodes[i])->free_cache;
+            if (release) release(ex->cache[i]);
+        }
+    }
     free(ex->act);
     free(ex->dact);
     free(ex->state);
@@ -309,76 +235,33 @@ void nep_exec_free(nep_exec *ex) {
     free(ex->out_moved);
     for (int b = 0; b < ex->n_pool; b++) free(ex->pool[b]);
     free(ex->pool);
-    memset(ex, 0, sizeof *ex);
+    free(ex);
 }
 
-const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch) {
-    nep_graph *g = ex->g;
-    ex->batch = batch;
-    /* The input is read-only; its gradient is computed only when enabled. */
-    if (ex->in_moved) to_exec_layout(ex, &g->nodes[g->input].shape, x, ex->in_moved);
-    ex->act[g->input] = ex->in_moved ? ex->in_moved : (nep_real *)x;
-    for (int k = 0; k < g->n_order; k++) {
-        int id = g->order[k];
-        const nep_node *n = &g->nodes[id];
-        const nep_kernel *def = kernel_of(ex, n);
-        if (aliased(ex, n)) {
-            ex->act[id] = ex->act[n->inputs[0]];
-            ex->dact[id] = ex->dact[n->inputs[0]];
-            continue;
-        }
-        if (nep_op(n->op)->states && ex->probe)
-            ex->probe(ex->probe_ctx, g, id, ex->act[n->inputs[0]], batch, ex->nhwc);
-        if (n->n_inputs && epilogue_of(ex, n->inputs[0]) == id) continue; /* its input wrote y */
-        double t0 = ex->profile ? seconds() : 0;
-        if (def->forward) {
-            const nep_call c = call_of(ex, id, false);
-            def->forward(&c);
-        }
-        profile_add(ex, id, 0, &t0);
-    }
-    if (!ex->out_moved) return ex->act[g->output];
-    to_caller_layout(ex, &g->nodes[g->output].shape, ex->act[g->output], ex->out_moved);
-    return ex->out_moved;
-}
+bool nep_exec_backend_known(const char *name) { return nep_backend_named(name) != NULL; }
 
-void nep_exec_node_backward(nep_exec *ex, int id) {
-    const nep_call c = call_of(ex, id, true);
-    kernel_of(ex, &ex->g->nodes[id])->backward(&c);
+void nep_exec_set_training(nep_exec *ex, bool training, struct nep_rng *rng) {
+    ex->training = training;
+    ex->rng = rng;
 }
+void nep_exec_set_probe(nep_exec *ex, nep_probe_fn probe, void *ctx) {
+    ex->probe = probe;
+    ex->probe_ctx = ctx;
+}
+void nep_exec_set_accumulate(nep_exec *ex, bool accumulate) { ex->accumulate_grads = accumulate; }
+void nep_exec_set_on_grads(nep_exec *ex, void (*on_grads)(void *ctx, nep_graph *g, int node),
+                           void *ctx) {
+    ex->on_grads = on_grads;
+    ex->on_grads_ctx = ctx;
+}
+void nep_exec_set_profile(nep_exec *ex, double *profile) { ex->profile = profile; }
 
-/* Zeroes node id's gradient buffer if nothing was written to it in this backward. */
-static void settle_grad(nep_exec *ex, int id) {
-    const int owner = ex->grad_owner[id];
-    if (!ex->grad_fresh[owner] || !ex->dact[owner]) return;
-    memset(ex->dact[owner], 0, (size_t)numel_of(ex, owner) * sizeof(nep_real));
-    ex->grad_fresh[owner] = false;
-}
+nep_graph *nep_exec_graph(const nep_exec *ex) { return ex->g; }
+const char *nep_exec_backend_name(const nep_exec *ex) { return ex->backend->name; }
+bool nep_exec_channels_last(const nep_exec *ex) { return ex->nhwc; }
+nep_real *nep_exec_node_output(const nep_exec *ex, int id) { return ex->act[id]; }
+nep_real *nep_exec_node_grad(const nep_exec *ex, int id) { return ex->dact[id]; }
+int nep_exec_fused_rectifier(const nep_exec *ex, int id) { return ex->epilogue[id]; }
+int64_t nep_exec_activation_bytes(const nep_exec *ex) { return ex->act_bytes; }
+int64_t nep_exec_scratch_bytes(const nep_exec *ex) { return (int64_t)ex->scratch.bytes; }
 
-void nep_exec_backward(nep_exec *ex, const nep_real *dy) {
-    nep_graph *g = ex->g;
-    if (ex->inference) return; /* no gradient buffers: see nep_exec_init_inference */
-    for (int k = 0; k < g->n_order; k++) ex->grad_fresh[g->order[k]] = true;
-    int out = g->output;
-    if (ex->dact[out] && ex->out_moved)
-        to_exec_layout(ex, &g->nodes[out].shape, dy, ex->dact[out]);
-    else if (ex->dact[out])
-        memcpy(ex->dact[out], dy, (size_t)numel_of(ex, out) * sizeof(nep_real));
-    ex->grad_fresh[ex->grad_owner[out]] = false;
-    for (int k = g->n_order - 1; k >= 0; k--) {
-        int id = g->order[k];
-        const nep_kernel *def = kernel_of(ex, &g->nodes[id]);
-        double t0 = ex->profile ? seconds() : 0;
-        if (def->backward && ex->dact[id] && !aliased(ex, &g->nodes[id])) {
-            settle_grad(ex, id); /* a node no consumer sent a gradient: zero */
-            const nep_call c = call_of(ex, id, true);
-            def->backward(&c);
-        }
-        profile_add(ex, id, 1, &t0);
-        if (ex->on_grads && g->nodes[id].n_params) ex->on_grads(ex->on_grads_ctx, g, id);
-        profile_add(ex, id, 2, &t0);
-    }
-    settle_grad(ex, g->input);
-    if (ex->in_grad)
-        to_caller_layout(ex, &g->nodes[g->input].shape, ex->dact[g->input], ex->in_grad);
-}

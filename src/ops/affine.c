@@ -26,6 +26,6 @@ static double affine_value(const nep_graph *g, const nep_node *n, int64_t c, dou
 }
 
 const nep_op_def nep_op_affine = {
-    .name = "Affine", .min_inputs = 1, .max_inputs = 1,
+    .name = "Affine", .min_inputs = 1, .max_inputs = 1, .fuses_rectifier = true,
     .infer = affine_infer, .flops = affine_flops, .value = affine_value,
 };

@@ -52,6 +52,6 @@ static double bn_value(const nep_graph *g, const nep_node *n, int64_t c, double 
 }
 
 const nep_op_def nep_op_batchnorm = {
-    .name = "BatchNorm2d", .min_inputs = 1, .max_inputs = 1,
+    .name = "BatchNorm2d", .min_inputs = 1, .max_inputs = 1, .fuses_rectifier = true,
     .infer = bn_infer, .flops = bn_flops, .value = bn_value,
 };

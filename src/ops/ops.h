@@ -11,8 +11,17 @@ typedef struct nep_op_def {
     const char *name;      /* as PyTorch names the module: "Linear", "ReLU" */
     int min_inputs, max_inputs;
     int states;            /* rectifiers: activation states (2, or 3 for ReLU6); else 0 */
-    bool aliases_input;    /* output and its gradient are input 0's buffers (Flatten: not
-                            * when the executor's layout moves the data) */
+    /* Output and its gradient are input 0's buffers (Identity, Flatten), unless the
+     * executor's layout stores the two shapes differently (a Flatten of an NHWC image). */
+    bool aliases_input;
+    /* The gradient w.r.t. every input is the output's (Add): an input read only here can
+     * take its gradient from the output's buffer. */
+    bool passes_gradient;
+    /* Fusion: a producer that fuses_rectifier (a matmul, BatchNorm, Add, Affine) can
+     * apply, in its own pass, a following rectifier whose epilogue_cap is > 0:
+     * y = min(max(x, 0), epilogue_cap) (ReLU: INFINITY, ReLU6: 6). */
+    bool fuses_rectifier;
+    double epilogue_cap;
     /* Sets n->shape from the inputs' shapes; checks attributes and parameter shapes. */
     nep_status (*infer)(nep_graph *g, nep_node *n, nep_err *err);
     /* Per-sample forward FLOPs. */

@@ -17,13 +17,15 @@ static double gelu(const nep_graph *g, const nep_node *n, int64_t c, double x) {
 }
 static double silu(const nep_graph *g, const nep_node *n, int64_t c, double x) { return x / (1 + exp(-x)); }
 
-#define RECTIFIER(sym, nm, nstates, fn)                                                \
+/* cap: the producer-fused form's clip (nep_op_def.epilogue_cap), 0 where none. */
+#define RECTIFIER(sym, nm, nstates, fn, cap)                                           \
     const nep_op_def sym = {.name = nm, .min_inputs = 1, .max_inputs = 1,             \
                             .states = nstates, .infer = nep_infer_same,               \
-                            .flops = nep_flops_elementwise, .value = fn}
+                            .flops = nep_flops_elementwise, .value = fn,              \
+                            .epilogue_cap = cap}
 
-RECTIFIER(nep_op_relu, "ReLU", 2, relu);
-RECTIFIER(nep_op_leaky_relu, "LeakyReLU", 2, leaky);
-RECTIFIER(nep_op_relu6, "ReLU6", 3, relu6);
-RECTIFIER(nep_op_gelu, "GELU", 2, gelu);
-RECTIFIER(nep_op_silu, "SiLU", 2, silu);
+RECTIFIER(nep_op_relu, "ReLU", 2, relu, INFINITY);
+RECTIFIER(nep_op_leaky_relu, "LeakyReLU", 2, leaky, 0);
+RECTIFIER(nep_op_relu6, "ReLU6", 3, relu6, 6);
+RECTIFIER(nep_op_gelu, "GELU", 2, gelu, 0);
+RECTIFIER(nep_op_silu, "SiLU", 2, silu, 0);

@@ -33,4 +33,5 @@ const nep_op_def nep_op_identity = {.name = "Identity", .min_inputs = 1, .max_in
 const nep_op_def nep_op_flatten = {.name = "Flatten", .min_inputs = 1, .max_inputs = 1,
                                    .aliases_input = true, .infer = flatten_infer};
 const nep_op_def nep_op_add = {.name = "Add", .min_inputs = 2, .max_inputs = NEP_MAX_INPUTS,
+                               .passes_gradient = true, .fuses_rectifier = true,
                                .infer = add_infer, .flops = add_flops};

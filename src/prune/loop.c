@@ -33,7 +33,7 @@ static nep_status measure(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg
                           const nep_prune_hooks *h, double *H, nep_err *err) {
     phase(h, "activation states");
     e->progress = h->progress, e->progress_ctx = h->ctx;
-    const nep_status s = nep_entropy_measure(e, g, c->train, c->norm, 256, c->entropy_batches, err);
+    const nep_status s = nep_entropy_measure(e, g, c->train, c->norm, 256, c->entropy_batches, c->exec, err);
     e->progress = NULL;
     phase(h, NULL);
     for (int l = 0; s == NEP_OK && l < e->n_layers; l++) H[l] = nep_prune_layer_entropy(&c->prune, &e->layers[l]);
@@ -41,8 +41,8 @@ static nep_status measure(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg
 }
 
 static nep_status evaluate(nep_graph *g, const nep_prune_loop_cfg *c, nep_prune_row *row, nep_err *err) {
-    if (c->val->n) NEP_TRY(nep_evaluate(g, c->val, c->norm, 256, &row->val_top1, NULL, err));
-    NEP_TRY(nep_evaluate(g, c->test, c->norm, 256, &row->test_top1, NULL, err));
+    if (c->val->n) NEP_TRY(nep_evaluate(g, c->val, c->norm, 256, &row->val_top1, NULL, c->exec, err));
+    NEP_TRY(nep_evaluate(g, c->test, c->norm, 256, &row->test_top1, NULL, c->exec, err));
     if (!c->val->n) row->val_top1 = row->test_top1;
     return NEP_OK;
 }
@@ -55,7 +55,7 @@ static nep_status retrain(nep_graph *g, const nep_prune_loop_cfg *c, const nep_p
     nep_loader loader;
     nep_rng rng;
     nep_rng_seed(&rng, c->seed * 1000003u + (uint64_t)k);
-    NEP_TRY(nep_trainer_init(&t, g, &c->optim, c->batch, err));
+    NEP_TRY(nep_trainer_init(&t, g, &c->optim, c->batch, c->exec, err));
     nep_status s = nep_loader_init(&loader, c->train, c->norm, c->batch, true, false, err);
     if (s != NEP_OK) {
         nep_trainer_free(&t);
@@ -84,7 +84,7 @@ static nep_status linearize_smallest(nep_graph *g, const nep_entropy *e, const n
     if (c->prune.method == NEP_METHOD_SMALLEST_GRADS) {
         if (!(sums = calloc((size_t)e->n_layers, sizeof *sums)))
             return nep_fail(err, NEP_ERR_NOMEM, "out of memory");
-        const nep_status s = nep_grad_sums(g, e, c->train, c->norm, 256, sums, err);
+        const nep_status s = nep_grad_sums(g, e, c->train, c->norm, 256, sums, c->exec, err);
         if (s != NEP_OK) {
             free(sums);
             return s;
@@ -137,7 +137,7 @@ nep_status nep_prune_run(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg 
             if ((s = linearize_smallest(g, e, c, h, &none_left, err)) || none_left) break;
         } else {
             if (c->prune.criterion == NEP_CRIT_WANDA &&
-                (s = nep_wanda_norms(g, e, c->train, c->norm, 256, c->wanda_batches, &scales, err)))
+                (s = nep_wanda_norms(g, e, c->train, c->norm, 256, c->wanda_batches, &scales, c->exec, err)))
                 goto done;
             s = nep_prune_step(g, e, &c->prune, scales, pruned, &row.budget, err);
             nep_wanda_free(scales, n);

@@ -90,17 +90,18 @@ static void conv_squares(const nep_graph *g, const nep_node *o, const nep_real *
 static nep_status add_squares(void *ctx, nep_exec *ex, const nep_real *logits, const int32_t *y,
                               int64_t b, nep_err *err) {
     wanda_ctx *w = ctx;
+    const nep_graph *g = nep_exec_graph(ex);
     for (int l = 0; l < w->e->n_layers; l++) {
         if (!w->sq[l]) continue;
-        const nep_node *o = &ex->g->nodes[w->e->layers[l].owner];
-        const nep_real *a = ex->act[o->inputs[0]];
+        const nep_node *o = &g->nodes[w->e->layers[l].owner];
+        const nep_real *a = nep_exec_node_output(ex, o->inputs[0]);
         if (o->op == NEP_OP_CONV2D) {
-            conv_squares(ex->g, o, a, b, ex->nhwc, w->sq[l]);
+            conv_squares(g, o, a, b, nep_exec_channels_last(ex), w->sq[l]);
             continue;
         }
-        const nep_param *p = &ex->g->params[o->params[0]];
+        const nep_param *p = &g->params[o->params[0]];
         const int64_t fan_in = p->numel / p->shape[0];
-        const int64_t rows = b * nep_linear_rows(&ex->g->nodes[o->inputs[0]].shape); /* every token */
+        const int64_t rows = b * nep_linear_rows(&g->nodes[o->inputs[0]].shape); /* every token */
         for (int64_t i = 0; i < rows; i++)
             for (int64_t j = 0; j < fan_in; j++) w->sq[l][j] += (double)a[i * fan_in + j] * a[i * fan_in + j];
     }
@@ -109,7 +110,7 @@ static nep_status add_squares(void *ctx, nep_exec *ex, const nep_real *logits, c
 
 nep_status nep_wanda_norms(nep_graph *g, const nep_entropy *e, const nep_dataset *d,
                            const nep_normalize *norm, int64_t batch, int64_t max_batches,
-                           double ***out, nep_err *err) {
+                           double ***out, const nep_exec_opts *xo, nep_err *err) {
     wanda_ctx w = {e, calloc((size_t)e->n_layers + 1, sizeof(double *))};
     nep_status s = w.sq ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory for Wanda norms");
     for (int l = 0; s == NEP_OK && l < e->n_layers; l++) {
@@ -118,7 +119,7 @@ nep_status nep_wanda_norms(nep_graph *g, const nep_entropy *e, const nep_dataset
                                     sizeof(double))))
             s = nep_fail(err, NEP_ERR_NOMEM, "out of memory for Wanda norms");
     }
-    if (s == NEP_OK) s = nep_for_each_batch(g, d, norm, batch, max_batches, NULL, NULL, add_squares, &w, err);
+    if (s == NEP_OK) s = nep_for_each_batch(g, d, norm, batch, max_batches, NULL, NULL, add_squares, &w, xo, err);
     for (int l = 0; s == NEP_OK && l < e->n_layers; l++) {
         const nep_param *p = nep_layer_weight(g, &e->layers[l]);
         const int64_t n = scale_groups(g, &e->layers[l]) * (p->numel / p->shape[0]);

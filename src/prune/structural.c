@@ -33,7 +33,7 @@ typedef struct grad_ctx {
 static nep_status add_grads(void *ctx, nep_exec *ex, const nep_real *logits, const int32_t *y,
                             int64_t b, nep_err *err) {
     grad_ctx *c = ctx;
-    nep_graph *g = ex->g;
+    nep_graph *g = nep_exec_graph(ex);
     nep_xent(logits, y, b, nep_shape_numel(&g->nodes[g->output].shape), c->dlogits, NULL);
     nep_exec_backward(ex, c->dlogits);
     for (int l = 0; l < c->e->n_layers; l++) {
@@ -44,12 +44,13 @@ static nep_status add_grads(void *ctx, nep_exec *ex, const nep_real *logits, con
 }
 
 nep_status nep_grad_sums(nep_graph *g, const nep_entropy *e, const nep_dataset *d,
-                         const nep_normalize *norm, int64_t batch, double *grad_sums, nep_err *err) {
+                         const nep_normalize *norm, int64_t batch, double *grad_sums,
+                         const nep_exec_opts *xo, nep_err *err) {
     const int64_t K = nep_shape_numel(&g->nodes[g->output].shape);
     grad_ctx c = {e, grad_sums, malloc(sizeof(nep_real) * (size_t)(batch * K))};
     if (!c.dlogits) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for gradients");
     for (int l = 0; l < e->n_layers; l++) grad_sums[l] = 0;
-    nep_status s = nep_for_each_batch(g, d, norm, batch, 0, NULL, NULL, add_grads, &c, err);
+    nep_status s = nep_for_each_batch(g, d, norm, batch, 0, NULL, NULL, add_grads, &c, xo, err);
     free(c.dlogits);
     return s;
 }

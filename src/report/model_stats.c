@@ -20,29 +20,32 @@ double nep_median(double *v, int64_t n) {
 /* Median seconds of `calls` evaluation forwards of x at batch b (after 3 untimed) by an
  * inference executor, and the bytes of activations and scratch it holds for them. */
 static nep_status time_forward(nep_graph *g, const nep_real *x, int64_t b, int64_t calls,
-                               double *seconds, int64_t *bytes, nep_err *err) {
-    nep_exec ex;
-    NEP_TRY(nep_exec_init_inference(&ex, g, b, err));
+                               double *seconds, int64_t *bytes, const nep_exec_opts *xo, nep_err *err) {
+    nep_exec *ex;
+    nep_exec_opts o = xo ? *xo : (nep_exec_opts){0};
+    o.inference = true;
+    NEP_TRY(nep_exec_new(&ex, g, b, &o, err));
     double *t = malloc(sizeof(double) * (size_t)calls);
     if (!t) {
-        nep_exec_free(&ex);
+        nep_exec_free(ex);
         return nep_fail(err, NEP_ERR_NOMEM, "out of memory timing the model");
     }
-    for (int i = 0; i < 3; i++) nep_exec_forward(&ex, x, b);
+    for (int i = 0; i < 3; i++) nep_exec_forward(ex, x, b);
     for (int64_t i = 0; i < calls; i++) {
         const double t0 = nep_now();
-        nep_exec_forward(&ex, x, b);
+        nep_exec_forward(ex, x, b);
         t[i] = nep_now() - t0;
     }
     *seconds = nep_median(t, calls);
-    *bytes = ex.act_bytes + (int64_t)ex.scratch.bytes;
+    *bytes = nep_exec_activation_bytes(ex) + nep_exec_scratch_bytes(ex);
     free(t);
-    nep_exec_free(&ex);
+    nep_exec_free(ex);
     return NEP_OK;
 }
 
 nep_status nep_model_stats_measure(nep_graph *g, const nep_dataset *test, const nep_normalize *norm,
-                                   int64_t calls, nep_model_stats *out, nep_err *err) {
+                                   int64_t calls, nep_model_stats *out, const nep_exec_opts *xo,
+                                   nep_err *err) {
     *out = (nep_model_stats){.rectifiers = nep_graph_rectifiers(g), .depth = nep_graph_depth(g),
                              .params = nep_graph_param_count(g)};
     for (int k = 0; k < g->n_order; k++) {
@@ -53,7 +56,7 @@ nep_status nep_model_stats_measure(nep_graph *g, const nep_dataset *test, const 
     for (int i = 0; i < g->n_params; i++)
         if (!g->nodes[g->params[i].node].dead) out->param_bytes += g->params[i].numel * (int64_t)sizeof(nep_real);
     if (!test) return NEP_OK;
-    NEP_TRY(nep_evaluate(g, test, norm, 256, &out->top1, NULL, err));
+    NEP_TRY(nep_evaluate(g, test, norm, 256, &out->top1, NULL, xo, err));
     /* the first 128 test images, as the loader normalizes them */
     enum { B = 128 };
     nep_loader l;
@@ -63,8 +66,8 @@ nep_status nep_model_stats_measure(nep_graph *g, const nep_dataset *test, const 
     nep_status s = x ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory timing the model");
     const int64_t b = s == NEP_OK ? nep_loader_next(&l, x, y) : 0;
     int64_t bytes1;
-    if (s == NEP_OK) s = time_forward(g, x, 1, calls, &out->latency_b1, &bytes1, err);
-    if (s == NEP_OK) s = time_forward(g, x, b, calls > 10 ? calls / 4 : calls, &out->latency_b128, &out->act_bytes_b128, err);
+    if (s == NEP_OK) s = time_forward(g, x, 1, calls, &out->latency_b1, &bytes1, xo, err);
+    if (s == NEP_OK) s = time_forward(g, x, b, calls > 10 ? calls / 4 : calls, &out->latency_b128, &out->act_bytes_b128, xo, err);
     out->batch = b;
     free(x);
     nep_loader_free(&l);

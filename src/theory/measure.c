@@ -70,11 +70,12 @@ static void z_probe(void *ctx, const nep_graph *g, int node, const nep_real *z, 
 }
 
 static nep_status z_stats(nep_graph *g, const nep_dataset *d, const nep_normalize *norm, int64_t batch,
-                          int64_t max_batches, nep_theory_curves *c, nep_err *err) {
+                          int64_t max_batches, nep_theory_curves *c, const nep_exec_opts *xo,
+                          nep_err *err) {
     double *n = calloc((size_t)c->n_layers, sizeof(double));
     if (!n) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for pre-activation statistics");
     z_ctx q = {c, 0, n};
-    nep_status s = nep_for_each_batch(g, d, norm, batch, max_batches, z_probe, &q, NULL, NULL, err);
+    nep_status s = nep_for_each_batch(g, d, norm, batch, max_batches, z_probe, &q, NULL, NULL, xo, err);
     for (int i = 0; s == NEP_OK && i < c->n_layers; i++) {
         nep_layer_curve *l = &c->layers[i];
         l->z_mean = n[i] > 0 ? l->z_mean / n[i] : 0;
@@ -82,7 +83,7 @@ static nep_status z_stats(nep_graph *g, const nep_dataset *d, const nep_normaliz
         n[i] = 0;
     }
     q.pass = 1;
-    if (s == NEP_OK) s = nep_for_each_batch(g, d, norm, batch, max_batches, z_probe, &q, NULL, NULL, err);
+    if (s == NEP_OK) s = nep_for_each_batch(g, d, norm, batch, max_batches, z_probe, &q, NULL, NULL, xo, err);
     for (int i = 0; s == NEP_OK && i < c->n_layers; i++) {
         hist_normalize(c->layers[i].z_hist, n[i]);
         c->layers[i].z_tv = gauss_tv(c->layers[i].z_hist);
@@ -94,7 +95,8 @@ static nep_status z_stats(nep_graph *g, const nep_dataset *d, const nep_normaliz
 /* A copy of g with every owned weight pruned at |w| < t sigma_l; its layers' fraction
  * pruned and entropy. */
 static nep_status at_threshold(nep_graph *g, const nep_dataset *d, const nep_normalize *norm, int64_t batch,
-                               int64_t max_batches, nep_theory_curves *c, int k, nep_err *err) {
+                               int64_t max_batches, nep_theory_curves *c, int k,
+                               const nep_exec_opts *xo, nep_err *err) {
     nep_graph h;
     nep_entropy e;
     NEP_TRY(nep_graph_copy(g, &h, err));
@@ -110,7 +112,7 @@ static nep_status at_threshold(nep_graph *g, const nep_dataset *d, const nep_nor
         l->pruned[k] = (double)zeros / (double)p->numel;
     }
     nep_status s = nep_entropy_init(&e, &h, false, err);
-    if (s == NEP_OK) s = nep_entropy_measure(&e, &h, d, norm, batch, max_batches, err);
+    if (s == NEP_OK) s = nep_entropy_measure(&e, &h, d, norm, batch, max_batches, xo, err);
     for (int i = 0; s == NEP_OK && i < c->n_layers; i++)
         c->layers[i].entropy[k] = nep_layer_entropy(&e.layers[i], false);
     nep_entropy_free(&e);
@@ -120,7 +122,7 @@ static nep_status at_threshold(nep_graph *g, const nep_dataset *d, const nep_nor
 
 nep_status nep_theory_measure(nep_graph *g, const nep_dataset *d, const nep_normalize *norm,
                               const double *t, int n_t, int64_t batch, int64_t max_batches,
-                              nep_theory_curves *out, nep_err *err) {
+                              nep_theory_curves *out, const nep_exec_opts *xo, nep_err *err) {
     memset(out, 0, sizeof *out);
     nep_entropy e;
     NEP_TRY(nep_entropy_init(&e, g, false, err));
@@ -140,8 +142,8 @@ nep_status nep_theory_measure(nep_graph *g, const nep_dataset *d, const nep_norm
         else if (l->owner >= 0) weight_stats(g, l);
     }
     nep_entropy_free(&e);
-    if (s == NEP_OK) s = z_stats(g, d, norm, batch, max_batches, out, err);
-    for (int k = 0; s == NEP_OK && k < n_t; k++) s = at_threshold(g, d, norm, batch, max_batches, out, k, err);
+    if (s == NEP_OK) s = z_stats(g, d, norm, batch, max_batches, out, xo, err);
+    for (int k = 0; s == NEP_OK && k < n_t; k++) s = at_threshold(g, d, norm, batch, max_batches, out, k, xo, err);
     if (s != NEP_OK) nep_theory_curves_free(out);
     return s;
 }

@@ -12,7 +12,7 @@ nep_status nep_train_run(nep_graph *g, const nep_train_cfg *c, int64_t *epoch, n
                          const nep_train_hooks *h, nep_err *err) {
     nep_trainer t;
     nep_loader loader = {0};
-    NEP_TRY(nep_trainer_init(&t, g, &c->optim, c->batch, err));
+    NEP_TRY(nep_trainer_init(&t, g, &c->optim, c->batch, c->exec, err));
     nep_status s = NEP_OK;
     if (*epoch > 0 && h->restore_optim) s = h->restore_optim(h->ctx, g, &t.opt, err);
     if (s == NEP_OK) s = nep_loader_init(&loader, c->train, c->norm, c->batch, true, false, err);
@@ -26,7 +26,7 @@ nep_status nep_train_run(nep_graph *g, const nep_train_cfg *c, int64_t *epoch, n
         s = nep_train_epoch(&t, &loader, row.lr, rng, h->progress, h->ctx, &st, err);
         phase(h, NULL);
         if (s == NEP_OK)
-            s = nep_evaluate(g, c->val, c->norm, 256, &row.val_top1, &row.val_loss, err);
+            s = nep_evaluate(g, c->val, c->norm, 256, &row.val_top1, &row.val_loss, c->exec, err);
         if (s != NEP_OK) break;
         row.loss = st.loss, row.train_top1 = st.top1, row.img_per_s = st.img_per_s, row.seconds = st.seconds;
         if ((s = h->epoch(h->ctx, g, &t.opt, rng, &row, err)) == NEP_OK) *epoch = row.epoch;

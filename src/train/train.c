@@ -17,14 +17,14 @@ static int64_t out_features(const nep_graph *g) {
 }
 
 nep_status nep_trainer_init(nep_trainer *t, nep_graph *g, const nep_optim_cfg *cfg,
-                            int64_t batch, nep_err *err) {
+                            int64_t batch, const nep_exec_opts *xo, nep_err *err) {
     memset(t, 0, sizeof *t);
     t->g = g;
     t->batch = batch;
-    NEP_TRY(nep_exec_init(&t->ex, g, batch, err));
+    NEP_TRY(nep_exec_new(&t->ex, g, batch, xo, err));
     nep_status s = nep_optim_init(&t->opt, cfg, g, err);
     if (s != NEP_OK) {
-        nep_exec_free(&t->ex);
+        nep_exec_free(t->ex);
         return s;
     }
     int64_t in = nep_shape_numel(&g->nodes[g->input].shape);
@@ -39,7 +39,7 @@ nep_status nep_trainer_init(nep_trainer *t, nep_graph *g, const nep_optim_cfg *c
 }
 
 void nep_trainer_free(nep_trainer *t) {
-    nep_exec_free(&t->ex);
+    nep_exec_free(t->ex);
     nep_optim_free(&t->opt);
     free(t->x);
     free(t->y);
@@ -61,19 +61,17 @@ nep_status nep_train_step(nep_trainer *t, int64_t b, double lr, nep_rng *rng, do
         if (t->y[i] < 0 || t->y[i] >= K)
             return nep_fail(err, NEP_ERR_ARG, "label %d of sample %lld is outside the model's %lld "
                             "classes", t->y[i], (long long)i, (long long)K);
-    t->ex.training = true;
-    t->ex.rng = rng;
-    const nep_real *logits = nep_exec_forward(&t->ex, t->x, b);
+    nep_exec_set_training(t->ex, true, rng);
+    const nep_real *logits = nep_exec_forward(t->ex, t->x, b);
     double l = nep_xent(logits, t->y, b, K, t->dlogits, correct);
     *loss = l;
     if (!isfinite(l))
         return nep_fail(err, NEP_ERR_NUMERIC, "loss is %g at optimizer step %lld: training "
                         "diverged (lower the learning rate)", l, (long long)t->opt.step + 1);
     t->lr = lr;
-    t->ex.on_grads = update_node;
-    t->ex.on_grads_ctx = t;
+    nep_exec_set_on_grads(t->ex, update_node, t);
     nep_optim_begin(&t->opt);
-    nep_exec_backward(&t->ex, t->dlogits);
+    nep_exec_backward(t->ex, t->dlogits);
     return NEP_OK;
 }
 
@@ -108,18 +106,19 @@ typedef struct eval_sums {
 static nep_status add_batch(void *ctx, nep_exec *ex, const nep_real *logits, const int32_t *y,
                             int64_t b, nep_err *err) {
     eval_sums *e = ctx;
-    e->loss += nep_xent(logits, y, b, out_features(ex->g), NULL, &e->correct) * (double)b;
+    e->loss += nep_xent(logits, y, b, out_features(nep_exec_graph(ex)), NULL, &e->correct) * (double)b;
     e->seen += b;
     return NEP_OK;
 }
 
 nep_status nep_evaluate(nep_graph *g, const nep_dataset *d, const nep_normalize *norm,
-                        int64_t batch, double *top1, double *loss, nep_err *err) {
+                        int64_t batch, double *top1, double *loss, const nep_exec_opts *xo,
+                        nep_err *err) {
     if (d->classes > out_features(g))
         return nep_fail(err, NEP_ERR_SHAPE, "the data has %d classes but the model outputs %lld",
                         d->classes, (long long)out_features(g));
     eval_sums e = {0};
-    NEP_TRY(nep_for_each_batch(g, d, norm, batch, 0, NULL, NULL, add_batch, &e, err));
+    NEP_TRY(nep_for_each_batch(g, d, norm, batch, 0, NULL, NULL, add_batch, &e, xo, err));
     *top1 = e.seen ? 100.0 * (double)e.correct / (double)e.seen : 0;
     if (loss) *loss = e.seen ? e.loss / (double)e.seen : 0;
     return NEP_OK;

@@ -1,6 +1,6 @@
 /* Moving image tensors between the two layouts the executor knows: NCHW (PyTorch's
  * default and the layout of every tensor a caller hands in or gets back) and NHWC
- * (channels_last: what the executor keeps activations in when ex->nhwc, so that
+ * (channels_last: what the executor keeps activations in (nep_exec_opts.layout), so that
  * oneDNN's convolutions read and write them without reorders).
  *   x [B, C, HW] <-> y [B, HW, C]; with add the destination is accumulated into. */
 #include "backend/cpu/kernels.h"

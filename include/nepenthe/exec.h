@@ -1,0 +1,101 @@
+/* Running a graph: an executor holds the buffers for batches of up to max_batch samples
+ * and runs each node's kernels from a backend (src/backend/). Its fields are private to
+ * src/graph/; what a caller may set or read is below. */
+#ifndef NEPENTHE_EXEC_H
+#define NEPENTHE_EXEC_H
+
+#include "nepenthe/graph.h"
+
+struct nep_rng;
+typedef struct nep_exec nep_exec;
+
+/* Called for every rectifier during forward with its pre-activation input z of shape
+ * [batch, shape...] (the rectifier never overwrites its input); an image z [C, H, W] is
+ * stored [H, W, C] per sample when channels_last (nep_exec_channels_last). */
+typedef void (*nep_probe_fn)(void *ctx, const nep_graph *g, int node, const nep_real *z,
+                             int64_t batch, bool channels_last);
+
+/* Channel c's plane of sample b in a [B, C, HW] image tensor (NCHW, or NHWC when nhwc):
+ * where it starts, and the distance between its consecutive positions. */
+static inline int64_t nep_plane_start(bool nhwc, int64_t b, int64_t c, int64_t C, int64_t HW) {
+    return nhwc ? b * C * HW + c : (b * C + c) * HW;
+}
+static inline int64_t nep_plane_step(bool nhwc, int64_t C) { return nhwc ? C : 1; }
+
+/* How an executor runs; {0} (or NULL) is the default: training buffers, the "cpu"
+ * backend, its preferred layout. */
+typedef struct nep_exec_opts {
+    /* "cpu" (NULL: the default): OpenBLAS, oneDNN, OpenMP; "ref": float64 loops over NCHW
+     * activations, single-threaded, the reference the other backends are tested against. */
+    const char *backend;
+    /* For evaluation only: no gradient buffers (backward does nothing), and nodes whose
+     * outputs are never needed at the same time share one buffer, so only the returned
+     * output (and the input's) stays valid after forward; intermediate node outputs are
+     * not (a probe still sees every rectifier's input when it runs). The inference
+     * memory PyTorch's allocator gives a no_grad forward. */
+    bool inference;
+    /* Activations [C, H, W] stored [H, W, C] per sample (channels_last), which is what
+     * oneDNN's convolutions run fastest on without reorders. Tensors the caller passes in
+     * or gets back (x, the output, dy, the input gradient) stay NCHW; they are moved at
+     * the boundary. NEP_LAYOUT_AUTO: NHWC where the backend runs it in float builds,
+     * unless the environment's NEP_LAYOUT=nchw or nhwc says otherwise (to compare and
+     * test both). */
+    enum { NEP_LAYOUT_AUTO, NEP_LAYOUT_NCHW, NEP_LAYOUT_NHWC } layout;
+} nep_exec_opts;
+
+/* Buffers for g (finalized; it must outlive the executor) at batches up to max_batch.
+ * o may be NULL. *out is NULL on failure. */
+nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const nep_exec_opts *o,
+                        nep_err *err);
+void nep_exec_free(nep_exec *ex); /* NULL is a no-op */
+/* Whether this build has the backend named (nep_exec_opts.backend). */
+bool nep_exec_backend_known(const char *name);
+
+/* ---- how it runs -------------------------------------------------------------------- */
+/* Training mode (dropout active, BatchNorm batch statistics and running updates) or
+ * evaluation (the default). rng draws dropout masks; required when training. */
+void nep_exec_set_training(nep_exec *ex, bool training, struct nep_rng *rng);
+/* Called at every rectifier during forward (NULL: none). */
+void nep_exec_set_probe(nep_exec *ex, nep_probe_fn probe, void *ctx);
+/* Backward writes each parameter's gradient; with accumulate it adds to it. */
+void nep_exec_set_accumulate(nep_exec *ex, bool accumulate);
+/* Called during backward as soon as a node's parameter gradients are final, so the
+ * optimizer can update them while they are still in cache (NULL: never). */
+void nep_exec_set_on_grads(nep_exec *ex, void (*on_grads)(void *ctx, nep_graph *g, int node),
+                           void *ctx);
+/* NULL, or [n_nodes][3] seconds spent in each node's forward, backward and on_grads,
+ * added to at every call (nepenthe bench --profile). */
+void nep_exec_set_profile(nep_exec *ex, double *profile);
+
+/* ---- running ------------------------------------------------------------------------ */
+/* Runs the graph on x [batch, input shape]; returns the output buffer
+ * [batch, output shape] (owned by ex). x must stay valid until backward. */
+const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch);
+/* Backpropagates dy [batch, output shape] into g->grads (see nep_exec_set_accumulate).
+ * Gradients w.r.t. the graph input are computed only if enabled below. */
+void nep_exec_backward(nep_exec *ex, const nep_real *dy);
+/* Also compute the gradient w.r.t. the graph input (tests); nep_exec_input_grad
+ * returns it after backward, [batch, input shape] NCHW. */
+nep_status nep_exec_enable_input_grad(nep_exec *ex, nep_err *err);
+nep_real *nep_exec_input_grad(const nep_exec *ex);
+/* Node id's backward alone, after a forward (tests of a kernel's contract): its input
+ * gradients are claimed as in nep_exec_backward, so it adds to any it finds already
+ * claimed in this backward (all of them after one, or before any). */
+void nep_exec_node_backward(nep_exec *ex, int id);
+
+/* ---- what it holds ------------------------------------------------------------------ */
+nep_graph *nep_exec_graph(const nep_exec *ex);
+const char *nep_exec_backend_name(const nep_exec *ex);
+/* Whether image activations inside are [H, W, C] per sample (see nep_exec_opts.layout). */
+bool nep_exec_channels_last(const nep_exec *ex);
+/* Node id's output and the gradient with respect to it, in the executor's layout, for
+ * the current batch (tests; an inference executor keeps only the graph output's). */
+nep_real *nep_exec_node_output(const nep_exec *ex, int id);
+nep_real *nep_exec_node_grad(const nep_exec *ex, int id);
+/* The rectifier whose output node id's forward writes itself (a fused epilogue), or -1. */
+int nep_exec_fused_rectifier(const nep_exec *ex, int id);
+/* Bytes of the activation buffers (gradients not counted), and of kernel scratch. */
+int64_t nep_exec_activation_bytes(const nep_exec *ex);
+int64_t nep_exec_scratch_bytes(const nep_exec *ex);
+
+#endif

@@ -1,0 +1,59 @@
+/* The executor's state, private to src/graph/: exec.c plans and allocates it,
+ * exec_run.c runs forward and backward on it. */
+#ifndef NEPENTHE_GRAPH_EXEC_IMPL_H
+#define NEPENTHE_GRAPH_EXEC_IMPL_H
+
+#include "nepenthe/exec.h"
+#include "backend/backend.h"
+#include "ops/ops.h"
+
+struct nep_exec {
+    nep_graph *g;
+    int64_t max_batch, batch;
+    bool training;            /* dropout active, BatchNorm batch statistics */
+    bool nhwc;                /* see nep_exec_opts.layout */
+    struct nep_rng *rng;      /* dropout masks; required when training */
+    nep_real **act;           /* [n_nodes] output of each node */
+    nep_real **dact;          /* [n_nodes] gradient w.r.t. each node's output */
+    void **state;             /* [n_nodes] op-private buffers (dropout masks) */
+    const nep_backend *backend; /* whose kernels run the ops */
+    void **cache;             /* [n_nodes] kernel-private objects created on first use (cached
+                               * oneDNN primitives), freed by the kernel's free_cache */
+    nep_scratch scratch;      /* memory a kernel may use during one forward or backward call */
+    bool *owns;               /* [n_nodes] whether act/dact were allocated here */
+    /* Backward writes each gradient buffer through its first consumer and adds through
+     * the rest (no zeroing pass): grad_owner [n_nodes] is the node whose buffer a node's
+     * dact is (itself unless aliased), grad_fresh [n_nodes] whether that buffer holds
+     * no contribution yet in the current backward (nep_call.dx_add). */
+    int *grad_owner;
+    bool *grad_fresh;
+    /* [n_nodes]: for a node whose op can apply a rectifier in its own pass
+     * (nep_op_def.fuses_rectifier) and whose only consumer is such a rectifier, that
+     * rectifier, else -1. Unless a probe needs the pre-activation, the node's forward
+     * then writes the rectifier's output itself (nep_call.rectify) and the rectifier's
+     * forward is skipped. */
+    int *epilogue;
+    nep_real *in_moved;       /* the input in the executor's layout, when it differs */
+    nep_real *in_grad;        /* the input gradient, NCHW, when the layouts differ */
+    nep_real *out_moved;      /* the output moved back to NCHW, when the layouts differ */
+    nep_probe_fn probe;
+    void *probe_ctx;
+    bool accumulate_grads;
+    void (*on_grads)(void *ctx, nep_graph *g, int node);
+    void *on_grads_ctx;
+    double *profile;
+    /* Forward only, activation buffers shared (pool). */
+    bool inference;
+    nep_real **pool;
+    int n_pool;
+    int64_t act_bytes;        /* bytes of the output buffers allocated (gradients not counted) */
+};
+
+/* Whether node n's output and gradient are its input's buffers (Identity, Flatten; not
+ * a Flatten whose input the layout moves). */
+bool nep_exec_aliased(const nep_exec *ex, const nep_node *n);
+static inline const nep_kernel *nep_exec_kernel(const nep_exec *ex, const nep_node *n) {
+    return ex->backend->kernel(n->op);
+}
+
+#endif

@@ -1,0 +1,141 @@
+/* Running a graph: forward in topological order, backward in reverse, each node's
+ * kernels called with a description of the call (nep_call), never the executor. */
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "graph/exec_impl.h"
+#include "backend/cpu/kernels.h" /* the layout moves at the boundary */
+
+/* The rectifier node id's forward also computes (see nep_exec.epilogue), or -1. */
+static int epilogue_of(const nep_exec *ex, int id) {
+    return ex->probe ? -1 : ex->epilogue[id];
+}
+
+/* The description of node id's forward call, or its backward's; the latter claims the
+ * input gradients (nep_exec.grad_fresh) in input order: the first claim of a buffer in
+ * a backward overwrites it, later ones add. */
+static nep_call call_of(nep_exec *ex, int id, bool backward) {
+    const nep_graph *g = ex->g;
+    const nep_node *n = &g->nodes[id];
+    const int epi = epilogue_of(ex, id);
+    nep_call c = {
+        .g = g, .n = n, .batch = ex->batch, .training = ex->training, .nhwc = ex->nhwc,
+        .rng = ex->rng, .y = ex->act[epi >= 0 && !backward ? epi : id], .rectify = epi >= 0,
+        .cap = epi >= 0 ? (nep_real)nep_op(g->nodes[epi].op)->epilogue_cap : (nep_real)INFINITY,
+        .accumulate = ex->accumulate_grads, .state = ex->state[id], .cache = &ex->cache[id],
+        .scratch = &ex->scratch,
+    };
+    for (int i = 0; i < n->n_inputs; i++) c.x[i] = ex->act[n->inputs[i]];
+    for (int p = 0; p < n->n_params; p++) {
+        c.w[p] = g->values + g->params[n->params[p]].offset;
+        c.dw[p] = g->grads + g->params[n->params[p]].offset;
+    }
+    if (!backward) return c;
+    c.dy = ex->dact[id];
+    for (int i = 0; i < n->n_inputs; i++) {
+        const int owner = ex->grad_owner[n->inputs[i]];
+        c.dx_add[i] = !ex->grad_fresh[owner];
+        ex->grad_fresh[owner] = false;
+        c.dx[i] = ex->dact[n->inputs[i]];
+    }
+    return c;
+}
+
+/* Elements of node id's output for the current batch. */
+static int64_t numel_of(const nep_exec *ex, int id) {
+    return ex->batch * nep_shape_numel(&ex->g->nodes[id].shape);
+}
+
+static double seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Adds the seconds since *t0 to column col of node id's profile and restarts *t0. */
+static void profile_add(nep_exec *ex, int id, int col, double *t0) {
+    if (!ex->profile) return;
+    double t = seconds();
+    ex->profile[3 * id + col] += t - *t0;
+    *t0 = t;
+}
+
+/* Moves [batch, shape] between the caller's NCHW and the executor's layout. */
+static void to_exec_layout(const nep_exec *ex, const nep_shape *s, const nep_real *x, nep_real *y) {
+    nep_nchw_to_nhwc(x, y, ex->batch, s->d[0], s->d[1] * s->d[2], false);
+}
+static void to_caller_layout(const nep_exec *ex, const nep_shape *s, const nep_real *x, nep_real *y) {
+    nep_nhwc_to_nchw(x, y, ex->batch, s->d[0], s->d[1] * s->d[2], false);
+}
+
+const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch) {
+    nep_graph *g = ex->g;
+    ex->batch = batch;
+    /* The input is read-only; its gradient is computed only when enabled. */
+    if (ex->in_moved) to_exec_layout(ex, &g->nodes[g->input].shape, x, ex->in_moved);
+    ex->act[g->input] = ex->in_moved ? ex->in_moved : (nep_real *)x;
+    for (int k = 0; k < g->n_order; k++) {
+        int id = g->order[k];
+        const nep_node *n = &g->nodes[id];
+        const nep_kernel *def = nep_exec_kernel(ex, n);
+        if (nep_exec_aliased(ex, n)) {
+            ex->act[id] = ex->act[n->inputs[0]];
+            ex->dact[id] = ex->dact[n->inputs[0]];
+            continue;
+        }
+        if (nep_op(n->op)->states && ex->probe)
+            ex->probe(ex->probe_ctx, g, id, ex->act[n->inputs[0]], batch, ex->nhwc);
+        if (n->n_inputs && epilogue_of(ex, n->inputs[0]) == id) continue; /* its input wrote y */
+        double t0 = ex->profile ? seconds() : 0;
+        if (def->forward) {
+            const nep_call c = call_of(ex, id, false);
+            def->forward(&c);
+        }
+        profile_add(ex, id, 0, &t0);
+    }
+    if (!ex->out_moved) return ex->act[g->output];
+    to_caller_layout(ex, &g->nodes[g->output].shape, ex->act[g->output], ex->out_moved);
+    return ex->out_moved;
+}
+
+void nep_exec_node_backward(nep_exec *ex, int id) {
+    const nep_call c = call_of(ex, id, true);
+    nep_exec_kernel(ex, &ex->g->nodes[id])->backward(&c);
+}
+
+/* Zeroes node id's gradient buffer if nothing was written to it in this backward. */
+static void settle_grad(nep_exec *ex, int id) {
+    const int owner = ex->grad_owner[id];
+    if (!ex->grad_fresh[owner] || !ex->dact[owner]) return;
+    memset(ex->dact[owner], 0, (size_t)numel_of(ex, owner) * sizeof(nep_real));
+    ex->grad_fresh[owner] = false;
+}
+
+void nep_exec_backward(nep_exec *ex, const nep_real *dy) {
+    nep_graph *g = ex->g;
+    if (ex->inference) return; /* no gradient buffers: see nep_exec_init_inference */
+    for (int k = 0; k < g->n_order; k++) ex->grad_fresh[g->order[k]] = true;
+    int out = g->output;
+    if (ex->dact[out] && ex->out_moved)
+        to_exec_layout(ex, &g->nodes[out].shape, dy, ex->dact[out]);
+    else if (ex->dact[out])
+        memcpy(ex->dact[out], dy, (size_t)numel_of(ex, out) * sizeof(nep_real));
+    ex->grad_fresh[ex->grad_owner[out]] = false;
+    for (int k = g->n_order - 1; k >= 0; k--) {
+        int id = g->order[k];
+        const nep_kernel *def = nep_exec_kernel(ex, &g->nodes[id]);
+        double t0 = ex->profile ? seconds() : 0;
+        if (def->backward && ex->dact[id] && !nep_exec_aliased(ex, &g->nodes[id])) {
+            settle_grad(ex, id); /* a node no consumer sent a gradient: zero */
+            const nep_call c = call_of(ex, id, true);
+            def->backward(&c);
+        }
+        profile_add(ex, id, 1, &t0);
+        if (ex->on_grads && g->nodes[id].n_params) ex->on_grads(ex->on_grads_ctx, g, id);
+        profile_add(ex, id, 2, &t0);
+    }
+    settle_grad(ex, g->input);
+    if (ex->in_grad)
+        to_caller_layout(ex, &g->nodes[g->input].shape, ex->dact[g->input], ex->in_grad);
+}
