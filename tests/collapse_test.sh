@@ -7,7 +7,7 @@
 # A small trained MLP gets a bias that keeps its second ReLU layer always ON or OFF
 # (written by PyTorch's side, tests/tools/torch_reference.py). Collapse must then:
 # - remove that layer (JSON report: one layer linearized, rectifiers and depth down by
-#   one, the equivalence within tolerance, top-1 agreement 100%);
+#   one, each rule's count, the equivalence within tolerance, top-1 agreement 100%);
 # - write a checkpoint that eval, info, export and collapse itself read, with eval's
 #   top-1 equal to the report's;
 # - write an ONNX file that onnx's checker accepts and that ONNX Runtime runs to the
@@ -44,6 +44,8 @@ check "act2 is linearized and gone: rectifiers and depth 2 -> 1" \
     '[ "$(jq_ "$T/report.json" "j[\"rewrites\"][\"linearized\"], j[\"before\"][\"rectifiers\"], j[\"after\"][\"rectifiers\"], j[\"before\"][\"depth\"], j[\"after\"][\"depth\"]")" = "(1, 2, 1, 2, 1)" ]'
 check "OFF channels dropped and fc3 composed with what is left of fc2" \
     'py "$(jq_ "$T/report.json" "j[\"rewrites\"][\"channels_dropped\"] >= 16 and j[\"rewrites\"][\"composed\"] == 1")"'
+check "the report counts each rule by name: one composition, channels dropped, every rule listed" \
+    'py "$(jq_ "$T/report.json" "j[\"rules\"][\"compose_linear_linear\"] == 1 and j[\"rules\"][\"drop_constant_channels\"] >= 1 and sum(j[\"rules\"][k] for k in (\"compose_linear_linear\", \"compose_conv_conv\", \"compose_conv_conv_border\")) == j[\"rewrites\"][\"composed\"] and len(j[\"rules\"]) >= 14")"'
 check "equivalence: max |logit diff| within --tol, all top-1 classes agree, fewer parameters" \
     'py "$(jq_ "$T/report.json" "j[\"within_tol\"] and j[\"equivalence\"][\"max_abs_diff\"] <= 1e-4 and j[\"equivalence\"][\"top1_agreement\"] == 100 and j[\"vs_pruned\"][\"top1_agreement\"] == 100 and j[\"after\"][\"params\"] < j[\"before\"][\"params\"] and j[\"after\"][\"mflops\"] < j[\"before\"][\"mflops\"]")"'
 check "the report has latency, memory and top-1 before and after" \

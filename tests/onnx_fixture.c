@@ -119,6 +119,19 @@ static nep_status tokmlp_prelu(nep_graph *g, nep_rng *rng, nep_err *err) {
     return build_spec(s, g, rng, err);
 }
 
+/* The same with ReLU and blocks.0's rectifier forced into fixed states by fc1's bias
+ * (+-100, far beyond what its inputs reach): collapsed before export, token by token
+ * (the Affine into fc1, its OFF features dropped, fc1 into fc2, x + fc2(x), embed). */
+static nep_status tokmlp_collapsed(nep_graph *g, nep_rng *rng, nep_err *err) {
+    nep_model_spec s = nep_model_spec_default();
+    snprintf(s.name, sizeof s.name, "tokmlp");
+    s.width = 32, s.n_hidden = 2, s.hidden[0] = 48, s.hidden[1] = 40;
+    NEP_TRY(build_spec(s, g, rng, err));
+    const nep_param *b = node_param(g, &g->nodes[nep_graph_find_node(g, "blocks.0.fc1")], 1);
+    for (int64_t c = 0; c < b->numel; c++) g->values[b->offset + c] = c % 4 == 0 || c % 4 == 3 ? 100 : -100;
+    return NEP_OK;
+}
+
 static nep_model_spec conv_spec(const char *name) {
     nep_model_spec s = nep_model_spec_default();
     snprintf(s.name, sizeof s.name, "%s", name);
@@ -283,6 +296,7 @@ static const struct {
     {"cnn", cnn},                 {"resnet20", resnet20},       {"mobilenetv2", mobilenetv2},
     {"handmade_image", handmade_image}, {"handmade_vector", handmade_vector},
     {"resnet20_collapsed", resnet20_collapsed, true}, {"tokmlp_prelu", tokmlp_prelu},
+    {"tokmlp_collapsed", tokmlp_collapsed, true},
 };
 
 /* nep_collapse of g with activation states counted on x; at least one layer must go. */

@@ -145,7 +145,48 @@ static void test_graph_json_roundtrip(void **state) {
     nep_graph_free(&g), nep_graph_free(&h), nep_graph_free(&c);
 }
 
-/* ---- each rewrite alone -------------------------------------------------------------- */
+/* ---- each pass of rewrites alone ------------------------------------------------------ */
+
+/* The engine's passes (src/collapse/engine.c), by their rules' names. */
+static const char *const fold_rules[] = {
+    "bn_to_affine", "remove_identity", "remove_dropout", "remove_identity_affine",
+    "affine_into_matmul_after", "merge_affines", "affine_through_global_avgpool",
+    "affine_into_matmul_before", NULL};
+static const char *const compose_rules[] = {"residual_fold", "compose_linear_linear", "compose_conv_conv",
+                                            "compose_conv_conv_border", NULL};
+
+static nep_status fold(const nep_graph *g, nep_graph *out, nep_collapse_info *info, nep_err *err) {
+    return nep_collapse_rewrite(g, NULL, fold_rules, out, info, err);
+}
+static nep_status compose(const nep_graph *g, const nep_collapse_opts *o, nep_graph *out,
+                          nep_collapse_info *info, nep_err *err) {
+    return nep_collapse_rewrite(g, o, compose_rules, out, info, err);
+}
+
+static int rule_count(const nep_collapse_info *info, const char *rule) {
+    for (int r = 0; r < info->n_rules; r++)
+        if (strcmp(info->rules[r].name, rule) == 0) return info->rules[r].count;
+    fail_msg("no rule '%s' in the counts", rule);
+    return -1;
+}
+
+/* The per-rule counts add up to the totals the report has always had. */
+static void check_rule_counts(const nep_collapse_info *i) {
+    assert_int_equal(rule_count(i, "bn_to_affine"), i->bn_folded);
+    assert_int_equal(rule_count(i, "remove_identity") + rule_count(i, "remove_dropout"), i->removed);
+    assert_int_equal(rule_count(i, "remove_identity_affine") + rule_count(i, "affine_into_matmul_after") +
+                         rule_count(i, "merge_affines") + rule_count(i, "affine_into_matmul_before"),
+                     i->affine_folded);
+    assert_int_equal(rule_count(i, "compose_linear_linear") + rule_count(i, "compose_conv_conv") +
+                         rule_count(i, "compose_conv_conv_border"), i->composed);
+    assert_int_equal(rule_count(i, "compose_conv_conv_border"), i->composed_approx);
+    assert_int_equal(rule_count(i, "residual_fold"), i->residual_folded);
+    assert_true(rule_count(i, "drop_constant_channels") <= i->channels_dropped + i->constants_folded);
+    printf("rules:");
+    for (int r = 0; r < i->n_rules; r++)
+        if (i->rules[r].count) printf(" %s %d", i->rules[r].name, i->rules[r].count);
+    printf("\n");
+}
 
 static void test_fold_batchnorm(void **state) {
     const char *models[] = {"resnet20", "mobilenetv2"};
@@ -153,9 +194,10 @@ static void test_fold_batchnorm(void **state) {
         nep_graph g = build(models[m], 0, 2), f;
         nep_collapse_info info = {0};
         nep_err err;
-        nep_test_assert_ok(nep_collapse_fold(&g, &f, &info, &err), &err);
+        nep_test_assert_ok(fold(&g, &f, &info, &err), &err);
         assert_int_equal(count_op(&f, NEP_OP_BATCHNORM), 0);
         assert_int_equal(info.bn_folded, count_op(&g, NEP_OP_BATCHNORM));
+        assert_int_equal(rule_count(&info, "bn_to_affine"), info.bn_folded);
         /* every BN follows a conv that it is the only reader of */
         assert_int_equal(count_op(&f, NEP_OP_AFFINE), 0);
         const double d = max_diff(&g, &f, data.n);
@@ -241,6 +283,7 @@ static void test_compose_linear(void **state) {
                info.composed, d);
         assert_true(d < 1e-4);
         assert_int_equal(info.composed, wide);
+        check_rule_counts(&info);
         assert_int_equal(count_op(&c, NEP_OP_LINEAR), 4 - wide);
         assert_int_equal(nep_graph_depth(&c), 2);
         nep_entropy_free(&e);
@@ -299,7 +342,7 @@ static void test_fold_bn_forward(void **state) {
             for (int c = 0; c < 6; c++) v[c] = (nep_real)(i == 3 ? 0.5 + nep_rng_uniform(&rng) : nep_rng_normal(&rng));
         }
         nep_collapse_info info = {0};
-        nep_test_assert_ok(nep_collapse_fold(&g, &f, &info, &err), &err);
+        nep_test_assert_ok(fold(&g, &f, &info, &err), &err);
         assert_int_equal(count_op(&f, NEP_OP_AFFINE), padded);
         const double d = max_diff(&g, &f, data.n);
         printf("fold BN into the next conv (%s): max |logit diff| %.3g\n", padded ? "padded: kept" : "1x1", d);
@@ -316,7 +359,7 @@ static void test_compose_conv(void **state) {
     const nep_attrs k1 = {.features = 2, .bias = true, .kernel = {1, 1}, .stride = {1, 1}};
     nep_graph g = conv_pair(k3, k1, 5), c;
     nep_collapse_info info = {0};
-    nep_test_assert_ok(nep_collapse_compose(&g, &exact, &c, &info, &err), &err);
+    nep_test_assert_ok(compose(&g, &exact, &c, &info, &err), &err);
     assert_int_equal(info.composed, 1);
     assert_int_equal(info.composed_approx, 0);
     assert_int_equal(count_op(&c, NEP_OP_CONV2D), 1);
@@ -330,7 +373,7 @@ static void test_compose_conv(void **state) {
     const nep_attrs k3n = {.features = 1, .kernel = {3, 3}, .stride = {1, 1}};
     g = conv_pair(s2, k3n, 6);
     info = (nep_collapse_info){0};
-    nep_test_assert_ok(nep_collapse_compose(&g, &exact, &c, &info, &err), &err);
+    nep_test_assert_ok(compose(&g, &exact, &c, &info, &err), &err);
     assert_int_equal(info.composed, 1);
     assert_int_equal(c.nodes[nep_graph_find_node(&c, "b")].attrs.kernel[0], 7);
     d = max_diff(&g, &c, data.n);
@@ -344,10 +387,10 @@ static void test_compose_conv(void **state) {
     const nep_attrs q3 = {.features = 1, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}};
     g = conv_pair(p3, q3, 7);
     info = (nep_collapse_info){0};
-    nep_test_assert_ok(nep_collapse_compose(&g, &exact, &c, &info, &err), &err);
+    nep_test_assert_ok(compose(&g, &exact, &c, &info, &err), &err);
     assert_int_equal(info.composed, 0);
     nep_graph_free(&c);
-    nep_test_assert_ok(nep_collapse_compose(&g, &approx, &c, &info, &err), &err);
+    nep_test_assert_ok(compose(&g, &approx, &c, &info, &err), &err);
     assert_int_equal(info.composed_approx, 1);
     nep_exec *eg, *ec;
     nep_test_assert_ok(nep_exec_new(&eg, &g, 1, NULL, &err), &err);
@@ -396,8 +439,9 @@ static void test_residual(void **state) {
     nep_graph c;
     nep_collapse_info info = {0};
     nep_collapse_opts o = {0};
-    nep_test_assert_ok(nep_collapse_compose(&g, &o, &c, &info, &err), &err);
+    nep_test_assert_ok(compose(&g, &o, &c, &info, &err), &err);
     assert_int_equal(info.residual_folded, 1);
+    assert_int_equal(rule_count(&info, "residual_fold"), 1);
     assert_int_equal(count_op(&c, NEP_OP_ADD), 0);
     const double d = max_diff(&g, &c, data.n);
     printf("residual x + fc(x): max |logit diff| %.3g\n", d);
@@ -489,6 +533,7 @@ static void collapse_forced(nep_graph *g, int expect_linearized, int64_t *params
            info.constants_folded, info.composed, nep_graph_rectifiers(g), nep_graph_rectifiers(&c),
            nep_graph_depth(g), nep_graph_depth(&c), (long long)nep_graph_param_count(g),
            (long long)nep_graph_param_count(&c), dl, dc);
+    check_rule_counts(&info);
     assert_int_equal(info.linearized, expect_linearized);
     assert_int_equal(nep_graph_rectifiers(&c), nep_graph_rectifiers(g) - expect_linearized);
     assert_true(dl < 1e-3);

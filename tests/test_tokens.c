@@ -2,8 +2,9 @@
  * tokens of 28 features ([T, C], the features last) through a token-wise residual MLP
  * (tokmlp). Each Linear maps every token by itself; the entropy probe counts every
  * token of every sample as one observation of each feature; Wanda's norms run over
- * every token; the model trains, saves and loads; collapse refuses it (not yet its
- * rewrites) rather than rewrite it wrong. */
+ * every token; the model trains, saves and loads; collapse removes its linearized
+ * layers token by token (Affines folded into the Linears before and after them, OFF
+ * features dropped, Linear after Linear composed, x + L(x) folded). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,10 +118,59 @@ static void test_tokenwise_linear_and_counts(void **state) {
     nep_graph_free(&g);
 }
 
+/* blocks.0.act forced into fixed states (ON, OFF, OFF, ON, ...: linearized) and a third
+ * of blocks.1.act's features always OFF (masked), over the counts measured in e: the
+ * collapsed model computes what the linearized one does on real images, with one
+ * rectifier layer less, block 0 gone into one Linear and block 1 narrower. */
+static void collapse_tokens(nep_graph *g, nep_entropy *e, const nep_dataset *test) {
+    for (int i = 0; i < e->n_layers; i++) {
+        nep_layer_states *l = &e->layers[i];
+        const char *name = g->nodes[l->node].name;
+        for (int64_t c = 0; c < l->neurons; c++) {
+            uint64_t *k = l->counts + c * l->states;
+            if (strcmp(name, "blocks.0.act") == 0) {
+                const bool on = c % 4 == 0 || c % 4 == 3;
+                k[NEP_STATE_ON] = on ? 100 : 0, k[NEP_STATE_OFF] = on ? 0 : 100;
+            } else if (c % 3 == 0) {
+                k[NEP_STATE_ON] = 0, k[NEP_STATE_OFF] = 100;
+            } else if (!k[NEP_STATE_ON] || !k[NEP_STATE_OFF]) {
+                k[NEP_STATE_ON] = k[NEP_STATE_OFF] = 1; /* stays: only the forced ones go */
+            }
+        }
+    }
+    nep_graph l, c;
+    nep_collapse_info info = {0};
+    const nep_collapse_opts o = {0};
+    nep_err err;
+    nep_test_assert_ok(nep_collapse(g, e, &o, &l, &c, &info, &err), &err);
+    nep_equivalence q;
+    nep_test_assert_ok(nep_collapse_compare(&l, &c, test, &norm, 256, 0, &q, NULL, &err), &err);
+    printf("tokmlp collapsed: %d linearized, %lld features dropped, %d composed, %d residual(s) "
+           "folded; rectifiers %d -> %d, params %lld -> %lld; max |logit diff| against the "
+           "linearized model %.3g, top-1 agreement %lld/%lld\n", info.linearized,
+           (long long)info.channels_dropped, info.composed, info.residual_folded,
+           nep_graph_rectifiers(g), nep_graph_rectifiers(&c), (long long)nep_graph_param_count(g),
+           (long long)nep_graph_param_count(&c), q.max_abs_diff, (long long)q.agree, (long long)q.samples);
+    assert_true(q.max_abs_diff < 1e-4);
+    assert_int_equal(q.agree, q.samples);
+    assert_int_equal(info.linearized, 1);
+    assert_int_equal(nep_graph_rectifiers(&c), nep_graph_rectifiers(g) - 1);
+    assert_int_equal(nep_graph_depth(&c), nep_graph_depth(g) - 1);
+    assert_true(info.residual_folded >= 1 && info.composed >= 1 && info.affine_folded >= 1);
+    assert_true(info.channels_dropped >= HIDDEN / 3);
+    /* blocks.0 is one Linear, composed with embed: embed then blocks.1 (narrower) */
+    assert_int_equal(nep_graph_find_node(&c, "blocks.0.fc1"), -1);
+    assert_int_equal(nep_graph_find_node(&c, "blocks.0.add"), -1);
+    const nep_shape *h = &c.nodes[node(&c, "blocks.1.act")].shape;
+    assert_true(h->ndim == 2 && h->d[0] == T && h->axis == 1 && h->d[1] <= HIDDEN - HIDDEN / 3);
+    assert_true(nep_graph_param_count(&c) < nep_graph_param_count(g));
+    nep_graph_free(&l), nep_graph_free(&c);
+}
+
 /* One epoch on 2,048 images learns (test top-1 far above chance), the model saves and
- * loads with its token input, Wanda's norms have one entry per input feature, and
- * collapse says it cannot take token sequences yet. */
-static void test_trains_saves_and_refuses_collapse(void **state) {
+ * loads with its token input, Wanda's norms have one entry per input feature, and its
+ * linearized layers collapse. */
+static void test_trains_saves_and_collapses(void **state) {
     nep_graph g = tokmlp(3);
     nep_err err;
     const nep_dataset train = nep_test_view(&all, 0, 2048), test = nep_test_view(&all, 2048, 1024);
@@ -164,11 +214,7 @@ static void test_trains_saves_and_refuses_collapse(void **state) {
     }
     nep_wanda_free(scales, e.n_layers);
     nep_test_assert_ok(nep_entropy_measure(&e, &g, &train, &norm, 256, 1, NULL, &err), &err);
-    nep_graph l, c;
-    nep_collapse_info info = {0};
-    const nep_collapse_opts o = {0};
-    assert_int_equal(nep_collapse(&g, &e, &o, &l, &c, &info, &err), NEP_ERR_UNSUPPORTED);
-    assert_non_null(strstr(err.msg, "token"));
+    collapse_tokens(&g, &e, &test);
     nep_entropy_free(&e);
     nep_graph_free(&g), nep_graph_free(&h);
 }
@@ -189,7 +235,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_tokenwise_linear_and_counts),
-        cmocka_unit_test(test_trains_saves_and_refuses_collapse),
+        cmocka_unit_test(test_trains_saves_and_collapses),
         cmocka_unit_test(test_bad_axis),
     };
     return NEP_RUN_BOTH_LAYOUTS(tests, load_data, free_data);

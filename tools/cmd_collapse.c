@@ -43,6 +43,25 @@ static cJSON *info_json(const nep_collapse_info *i) {
     return o;
 }
 
+/* Every rule of the engine's table with its applications, zeros included, so that the
+ * object's keys are the same from run to run. */
+static cJSON *rules_json(const nep_collapse_info *i) {
+    cJSON *o = cJSON_CreateObject();
+    for (int r = 0; r < i->n_rules; r++) cJSON_AddNumberToObject(o, i->rules[r].name, i->rules[r].count);
+    return o;
+}
+
+/* The rules that applied, by name, the approximate ones marked. */
+static void print_rules(const nep_collapse_info *i) {
+    int shown = 0;
+    printf("rules applied:");
+    for (int r = 0; r < i->n_rules; r++)
+        if (i->rules[r].count)
+            printf("%s %s x%d%s", shown++ ? "," : "", i->rules[r].name, i->rules[r].count,
+                   i->rules[r].exact ? "" : " (approximate)");
+    printf("%s\n", shown ? "" : " none");
+}
+
 static cJSON *equiv_json(const nep_equivalence *q) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "samples", (double)q->samples);
@@ -151,6 +170,8 @@ int cmd_collapse(int argc, char **argv) {
     cJSON_free(summary);
     const bool within = exact.max_abs_diff <= tol; /* false for NaN */
     if (json) {
+        /* the report's only: the checkpoint's summary above keeps the keys it always had */
+        cJSON_AddItemToObject(root, "rules", rules_json(&info));
         cJSON_AddItemToObject(root, "before", stats_json(&before));
         cJSON_AddItemToObject(root, "after", stats_json(&after));
         cJSON_AddNumberToObject(root, "tol", tol);
@@ -168,6 +189,7 @@ int cmd_collapse(int argc, char **argv) {
                info.masked_layers, (long long)info.masked_neurons, info.bn_folded,
                (long long)info.channels_dropped, info.constants_folded, info.composed,
                info.composed_approx, info.residual_folded);
+        print_rules(&info);
         printf("equivalence on %lld test images: max |logit diff| %.3g against the linearized model "
                "(tolerance %.3g), top-1 agreement %.2f%%; against the pruned model: top-1 "
                "agreement %.2f%%\n", (long long)exact.samples, exact.max_abs_diff, tol,

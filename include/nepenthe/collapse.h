@@ -8,19 +8,23 @@
  *              SiLU the same way, which is approximate. ReLU and ReLU6 neurons always OFF
  *              in layers that stay get an Affine mask of 0 after them.
  *              This graph is the reference the others must equal.
- *   fold       BatchNorm to Affine (nep_bn_eval_affine, the forward's own formula);
- *              Affine into the conv/Linear before or after it; Affine through global
- *              average pooling; Identity, Dropout and identity Affines removed.
- *   channels   channels that are constant after a conv/Linear (and the per-channel ops
- *              after it) are deleted with the matching inputs of their consumers, the
- *              constant folded into the consumers' bias where that is exact; an Add of
- *              a constant becomes an Affine.
- *   compose    Linear after Linear, conv after conv (exact when the second has no
- *              padding, or the first is a bias-free 1x1: otherwise only with
- *              allow_approx, as the zero-padded border differs), each only when it
- *              lowers FLOPs; x + L(x) becomes one layer (I + W) when L is a Linear or a
- *              stride-1 "same" conv.
- * nep_collapse runs linearize once and the other three until nothing changes. */
+ *   rewrite    a table of rules (src/collapse/engine.c), run to a fixed point, each
+ *              counted by name in nep_collapse_info.rules:
+ *     fold       bn_to_affine (nep_bn_eval_affine, the forward's own formula);
+ *                affine_into_matmul_after / _before (an Affine into the conv or Linear
+ *                before or after it); merge_affines; affine_through_global_avgpool;
+ *                remove_identity, remove_dropout, remove_identity_affine.
+ *     channels   drop_constant_channels: channels that are constant after a conv/Linear
+ *                (and the per-channel ops after it) are deleted with the matching inputs
+ *                of their consumers, the constant folded into the consumers' bias where
+ *                that is exact; add_of_constant_to_affine.
+ *     compose    compose_linear_linear, compose_conv_conv (exact when the second has no
+ *                padding, or the first is a bias-free 1x1), compose_conv_conv_border
+ *                (otherwise, only with allow_approx, as the zero-padded border differs),
+ *                each only when it lowers FLOPs; residual_fold: x + L(x) becomes one
+ *                layer (I + W) when L is a Linear or a stride-1 "same" conv.
+ * Channels are the neuron axis of each tensor (nep_shape.axis): an image's planes, or
+ * the features of every token of a sequence [T, C], which Linear maps token by token. */
 #ifndef NEPENTHE_COLLAPSE_H
 #define NEPENTHE_COLLAPSE_H
 
@@ -30,6 +34,14 @@
 typedef struct nep_collapse_opts {
     bool allow_approx;      /* compose kxk convs although the padded border differs */
 } nep_collapse_opts;
+
+/* How often one rewrite rule applied. */
+#define NEP_COLLAPSE_MAX_RULES 24
+typedef struct nep_rule_count {
+    const char *name;       /* "bn_to_affine", ...: the rule's name in the engine's table */
+    bool exact;             /* false: it changes the outputs (run only with allow_approx) */
+    int count;
+} nep_rule_count;
 
 /* What the rewrites did, added to by each step. */
 typedef struct nep_collapse_info {
@@ -45,15 +57,19 @@ typedef struct nep_collapse_info {
     int composed;           /* pairs of layers composed into one */
     int composed_approx;    /* of those, kxk convs composed with a different border */
     int residual_folded;    /* x + L(x) -> (I + W) x */
+    /* Every rule of the table, in its order, with its applications (n_rules is 0 until
+     * a rewrite ran). */
+    int n_rules;
+    nep_rule_count rules[NEP_COLLAPSE_MAX_RULES];
 } nep_collapse_info;
 
 nep_status nep_collapse_linearize(const nep_graph *src, const nep_entropy *e, nep_graph *dst,
                                   nep_collapse_info *info, nep_err *err);
-nep_status nep_collapse_fold(const nep_graph *src, nep_graph *dst, nep_collapse_info *info,
-                             nep_err *err);
-nep_status nep_collapse_channels(const nep_graph *src, nep_graph *dst, nep_collapse_info *info,
-                                 nep_err *err);
-nep_status nep_collapse_compose(const nep_graph *src, const nep_collapse_opts *o, nep_graph *dst,
+/* The rewrite rules alone (no linearization) on src, to a fixed point, as nep_collapse
+ * runs them: all of them, or only those named in `only` (a NULL-terminated list of the
+ * names in nep_collapse_info.rules; NULL: all). o may be NULL (the defaults). */
+nep_status nep_collapse_rewrite(const nep_graph *src, const nep_collapse_opts *o,
+                                const char *const *only, nep_graph *dst,
                                 nep_collapse_info *info, nep_err *err);
 
 /* The whole pipeline: linearized (the reference) and collapsed from src and the states

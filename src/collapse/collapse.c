@@ -12,41 +12,25 @@ static void mask_zeros(nep_graph *g) {
     }
 }
 
-/* Every rewrite counts itself in info. */
-static int64_t changes(const nep_collapse_info *i) {
-    return i->bn_folded + i->affine_folded + i->removed + i->channels_dropped + i->constants_folded +
-           i->composed + i->residual_folded;
+nep_status nep_collapse_rewrite(const nep_graph *src, const nep_collapse_opts *o,
+                                const char *const *only, nep_graph *dst,
+                                nep_collapse_info *info, nep_err *err) {
+    nep_rw_ctx cx = {.opts = o ? *o : (nep_collapse_opts){0}, .info = info};
+    return nep_rw_run(src, dst, only, &cx, err);
 }
 
 nep_status nep_collapse(const nep_graph *src, const nep_entropy *e, const nep_collapse_opts *o,
                         nep_graph *linearized, nep_graph *collapsed, nep_collapse_info *info,
                         nep_err *err) {
-    nep_graph cur, next;
-    NEP_TRY(nep_collapse_linearize(src, e, &cur, info, err));
-    nep_status s = linearized ? nep_graph_copy(&cur, linearized, err) : NEP_OK;
-    /* Each step can open the way for another (a fold leaves a constant channel, a
-     * dropped channel makes a composition cheaper); the graph shrinks at each change. */
-    nep_graph_init(&next);
-    while (s == NEP_OK && collapsed) {
-        const int64_t before = changes(info);
-        if ((s = nep_collapse_fold(&cur, &next, info, err)) != NEP_OK) break;
-        nep_graph_free(&cur);
-        if ((s = nep_collapse_channels(&next, &cur, info, err)) != NEP_OK) break;
-        nep_graph_free(&next);
-        if ((s = nep_collapse_compose(&cur, o, &next, info, err)) != NEP_OK) break;
-        nep_graph_free(&cur);
-        cur = next;
-        nep_graph_init(&next);
-        if (changes(info) == before) break;
-    }
+    nep_graph lin;
+    NEP_TRY(nep_collapse_linearize(src, e, &lin, info, err));
+    nep_status s = linearized ? nep_graph_copy(&lin, linearized, err) : NEP_OK;
     if (s == NEP_OK && collapsed) {
-        mask_zeros(&cur);
-        *collapsed = cur;
-    } else {
-        nep_graph_free(&cur);
-        if (linearized && s != NEP_OK) nep_graph_free(linearized);
+        s = nep_collapse_rewrite(&lin, o, NULL, collapsed, info, err);
+        if (s == NEP_OK) mask_zeros(collapsed);
     }
-    nep_graph_free(&next);
+    if (s != NEP_OK && linearized) nep_graph_free(linearized);
+    nep_graph_free(&lin);
     return s;
 }
 

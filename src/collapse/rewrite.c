@@ -1,5 +1,4 @@
-#include <string.h>
-
+/* Helpers shared by the rules (rewrite.h). */
 #include "collapse/rewrite.h"
 
 int nep_rw_uses(const nep_graph *g, int id) {
@@ -21,16 +20,33 @@ int nep_rw_sole_reader(const nep_graph *g, int id) {
     return -1;
 }
 
+/* The one place that reads a conv's geometry for the rewrites: every other matmul is
+ * a Linear, a 1x1 conv over its input's last axis. */
+static bool is_conv(const nep_node *n) { return n->op == NEP_OP_CONV2D; }
+
+nep_rw_geom nep_rw_geom_of(const nep_graph *g, int id) {
+    const nep_node *n = &g->nodes[id];
+    const nep_shape *x = &g->nodes[n->inputs[0]].shape;
+    nep_rw_geom q = {.out = n->attrs.features, .in = nep_linear_fan_in(x), .groups = 1,
+                     .kh = 1, .kw = 1, .sh = 1, .sw = 1};
+    if (is_conv(n)) {
+        q.in = x->d[0];
+        q.groups = nep_conv_groups(n);
+        q.kh = n->attrs.kernel[0], q.kw = n->attrs.kernel[1];
+        q.sh = n->attrs.stride[0], q.sw = n->attrs.stride[1];
+        q.ph = n->attrs.pad[0], q.pw = n->attrs.pad[1];
+    }
+    return q;
+}
+
 nep_rw_matmul nep_rw_matmul_of(nep_graph *g, int id) {
     const nep_node *n = &g->nodes[id];
     const nep_param *w = nep_rw_param(g, id, 0);
-    nep_rw_matmul m = {.out = w->shape[0], .in_per_group = w->shape[1], .groups = 1, .taps = 1,
+    nep_rw_matmul m = {.out = w->shape[0], .in_per_group = w->shape[1], .taps = 1,
+                       .groups = is_conv(n) ? nep_conv_groups(n) : 1,
                        .w = nep_rw_values(g, id, 0),
                        .bias = n->attrs.bias ? nep_rw_values(g, id, 1) : NULL};
-    if (n->op == NEP_OP_CONV2D) {
-        m.groups = n->attrs.groups > 0 ? n->attrs.groups : 1;
-        m.taps = w->shape[2] * w->shape[3];
-    }
+    for (int d = 2; d < w->ndim; d++) m.taps *= w->shape[d];
     return m;
 }
 
@@ -75,26 +91,4 @@ int nep_rw_insert_affine(nep_graph *g, int after, const char *name, int64_t C) {
 nep_status nep_rw_bypass(nep_graph *g, int id, nep_err *err) {
     NEP_TRY(nep_graph_bypass(g, id, err));
     return nep_graph_finalize(g, err);
-}
-
-nep_status nep_rw_run(const nep_graph *src, nep_graph *dst, nep_rw_step step, void *ctx,
-                      nep_err *err) {
-    nep_graph work;
-    nep_graph_init(dst);
-    /* The rewrites take a tensor's channels to be its dim 0; token sequences [T, C] (the
-     * features last) are not theirs yet: refuse them rather than rewrite them wrong. */
-    for (int k = 0; k < src->n_order; k++)
-        if (nep_shape_features_last(&src->nodes[src->order[k]].shape))
-            return nep_fail(err, NEP_ERR_UNSUPPORTED, "node '%s' holds a token sequence "
-                            "(features last); collapsing those is not supported yet",
-                            src->nodes[src->order[k]].name);
-    NEP_TRY(nep_graph_copy(src, &work, err));
-    nep_status s = nep_graph_finalize(&work, err);
-    for (int changes = 1; s == NEP_OK && changes > 0;) {
-        changes = 0;
-        s = step(&work, ctx, &changes, err);
-    }
-    if (s == NEP_OK) s = nep_graph_compact(&work, dst, err);
-    nep_graph_free(&work);
-    return s;
 }

@@ -49,4 +49,5 @@ static int64_t conv2d_flops(const nep_graph *g, const nep_node *n) {
 const nep_op_def nep_op_conv2d = {
     .name = "Conv2d", .min_inputs = 1, .max_inputs = 1, .fuses_rectifier = true,
     .infer = conv2d_infer, .flops = conv2d_flops,
+    .matmul = true,
 };

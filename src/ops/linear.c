@@ -30,4 +30,5 @@ static int64_t linear_flops(const nep_graph *g, const nep_node *n) {
 const nep_op_def nep_op_linear = {
     .name = "Linear", .min_inputs = 1, .max_inputs = 1, .fuses_rectifier = true,
     .infer = linear_infer, .flops = linear_flops,
+    .matmul = true,
 };

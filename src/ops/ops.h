@@ -30,6 +30,10 @@ typedef struct nep_op_def {
      * one definition the rewrites evaluate and the reference backend computes (NULL:
      * not a per-element op). */
     double (*value)(const nep_graph *g, const nep_node *n, int64_t c, double x);
+    /* Linear and Conv2d: output channel o is bias[o] (parameter 1, if attrs.bias) plus the
+     * sum of weight[o, i, taps...] (parameter 0) times input channel i of o's group; what
+     * the rewrites fold per-channel maps into and compose. */
+    bool matmul;
 } nep_op_def;
 
 const nep_op_def *nep_op(nep_op_kind kind);

@@ -2,21 +2,20 @@
  * after linearization, a masked one, a conv row pruned to nothing) carries no
  * information; it is deleted from the layer that makes it, from the per-channel ops
  * it passes, and from the inputs of the layers that read it, whose bias takes the
- * constant where that is exact. */
+ * constant where that is exact (drop_constant_channels). A channel is a feature of
+ * the neuron axis: an image's plane, or one feature of every token of a sequence.
+ * An Add of a constant tensor becomes an Affine (add_of_constant_to_affine). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "collapse/rewrite.h"
-#include "ops/batchnorm.h"
-
-static bool per_channel(nep_op_kind op) { return nep_op(op)->value != NULL; }
 
 /* A depthwise conv maps channel c to channel c: it can sit inside a region. */
 static bool depthwise(const nep_graph *g, int id) {
-    const nep_node *n = &g->nodes[id];
-    return n->op == NEP_OP_CONV2D && n->attrs.groups > 1 && n->attrs.groups == n->attrs.features &&
-           g->nodes[n->inputs[0]].shape.d[0] == n->attrs.features;
+    if (!nep_rw_is_matmul(&g->nodes[id])) return false;
+    const nep_rw_geom q = nep_rw_geom_of(g, id);
+    return q.groups > 1 && q.groups == q.out && q.in == q.out;
 }
 
 /* Per-channel op id at x on channel c, in evaluation mode (the op's own definition). */
@@ -26,7 +25,7 @@ static double channel_eval(nep_graph *g, int id, int64_t c, double x) {
 
 /* A matmul p with one group, the per-channel ops and depthwise convs after it (each
  * the previous one's only reader), and the layers reading the last of them (all
- * matmuls with one group). */
+ * matmuls with one group): the nodes a channel of p's output runs through. */
 #define MAX_CHAIN 8
 #define MAX_READERS 8
 typedef struct region {
@@ -34,12 +33,15 @@ typedef struct region {
     int64_t C;
 } region;
 
+static bool one_group_matmul(const nep_graph *g, int id) {
+    return nep_rw_is_matmul(&g->nodes[id]) && nep_rw_geom_of(g, id).groups == 1;
+}
+
 static bool find_region(nep_graph *g, int p, region *r) {
-    const nep_node *n = &g->nodes[p];
-    if (!nep_rw_is_matmul(n) || (n->op == NEP_OP_CONV2D && n->attrs.groups > 1)) return false;
-    *r = (region){.p = p, .C = n->shape.d[0]};
+    if (!one_group_matmul(g, p)) return false;
+    *r = (region){.p = p, .C = nep_shape_features(&g->nodes[p].shape)};
     int t = p, e;
-    while ((e = nep_rw_sole_reader(g, t)) >= 0 && (per_channel(g->nodes[e].op) || depthwise(g, e)) &&
+    while ((e = nep_rw_sole_reader(g, t)) >= 0 && (nep_rw_per_element(&g->nodes[e]) || depthwise(g, e)) &&
            r->n_chain < MAX_CHAIN)
         r->chain[r->n_chain++] = t = e;
     if (g->output == t) return false;
@@ -50,8 +52,7 @@ static bool find_region(nep_graph *g, int p, region *r) {
                 if (q->inputs[i] == t) return false;
             continue;
         }
-        if (!nep_rw_is_matmul(q) || (q->op == NEP_OP_CONV2D && q->attrs.groups > 1) ||
-            r->n_readers == MAX_READERS)
+        if (!one_group_matmul(g, g->order[k]) || r->n_readers == MAX_READERS)
             return false;
         r->readers[r->n_readers++] = g->order[k];
     }
@@ -75,7 +76,7 @@ static bool channel_constant(nep_graph *g, const region *r, int64_t c, double *v
     bool known = row_constant(g, r->p, c, false, v);
     for (int i = 0; i < r->n_chain; i++) {
         const int e = r->chain[i];
-        if (g->nodes[e].op == NEP_OP_CONV2D) {
+        if (nep_rw_is_matmul(&g->nodes[e])) { /* a depthwise conv */
             known = row_constant(g, e, c, known && *v == 0, v);
         } else if (g->nodes[e].op == NEP_OP_AFFINE && nep_rw_values(g, e, 0)[c] == 0) {
             known = true;
@@ -89,8 +90,8 @@ static bool channel_constant(nep_graph *g, const region *r, int64_t c, double *v
 
 /* A reader takes a constant input channel into its bias exactly unless it zero-pads. */
 static bool absorbs(const nep_graph *g, int q) {
-    const nep_node *n = &g->nodes[q];
-    return n->op == NEP_OP_LINEAR || (!n->attrs.pad[0] && !n->attrs.pad[1]);
+    const nep_rw_geom m = nep_rw_geom_of(g, q);
+    return !m.ph && !m.pw;
 }
 
 /* Keeps the entries keep[0..n_keep) along dimension dim (0 or 1) of a parameter. */
@@ -145,12 +146,46 @@ static bool column_zero(nep_graph *g, int q, int64_t c) {
     return true;
 }
 
-/* Drops the region's constant channels that every reader absorbs, and the channels no
- * reader uses (their weight columns are all 0: masked, or zeroed by a fold). With all
- * of them gone, one channel stays (the tensor keeps a shape) but no reader reads it. */
-static nep_status drop_constant_channels(nep_graph *g, const region *r, int *changes, nep_err *err) {
+/* Whether the region drops channel c (and the constant *v its readers' biases take):
+ * a constant that every reader absorbs (0 needs no bias), or a channel no reader uses
+ * (its weight columns are all 0: masked, or zeroed by a fold). exact: every reader
+ * absorbs. */
+static bool drops(nep_graph *g, const region *r, bool exact, int64_t c, double *v) {
+    bool unused = true;
+    for (int i = 0; unused && i < r->n_readers; i++) unused = column_zero(g, r->readers[i], c);
+    const bool drop = channel_constant(g, r, c, v) && (*v == 0 || exact);
+    if (unused && !drop) *v = 0;
+    return drop || unused;
+}
+
+static bool all_absorb(const nep_graph *g, const region *r) {
     bool exact = true;
     for (int i = 0; i < r->n_readers; i++) exact = exact && absorbs(g, r->readers[i]);
+    return exact;
+}
+
+/* With every channel dropped, channel 0 stays (the tensor keeps a shape) and its readers'
+ * weights are zeroed: a change while one of them still reads it. */
+static bool reads_channel0(nep_graph *g, const region *r) {
+    bool live = false;
+    for (int i = 0; i < r->n_readers; i++) live = live || !column_zero(g, r->readers[i], 0);
+    return live;
+}
+
+static bool drop_match(nep_graph *g, int id, const nep_rw_ctx *cx) {
+    region r;
+    if (!find_region(g, id, &r)) return false;
+    const bool exact = all_absorb(g, &r);
+    int64_t n_keep = 0;
+    double v;
+    for (int64_t c = 0; c < r.C; c++) n_keep += !drops(g, &r, exact, c, &v);
+    return n_keep ? n_keep < r.C : r.C > 1 || reads_channel0(g, &r);
+}
+
+static nep_status drop_apply(nep_graph *g, int id, nep_rw_ctx *cx, nep_err *err) {
+    region reg, *r = &reg;
+    find_region(g, id, r);
+    const bool exact = all_absorb(g, r);
     double *val = malloc(sizeof(double) * (size_t)r->C);
     int64_t *keep = malloc(sizeof(int64_t) * (size_t)r->C), n_keep = 0;
     bool *drop = calloc((size_t)r->C, sizeof(bool));
@@ -158,25 +193,13 @@ static nep_status drop_constant_channels(nep_graph *g, const region *r, int *cha
         free(val), free(keep), free(drop);
         return nep_fail(err, NEP_ERR_NOMEM, "out of memory dropping channels");
     }
-    for (int64_t c = 0; c < r->C; c++) {
-        bool unused = true;
-        for (int i = 0; unused && i < r->n_readers; i++) unused = column_zero(g, r->readers[i], c);
-        drop[c] = channel_constant(g, r, c, &val[c]) && (val[c] == 0 || exact);
-        if (unused && !drop[c]) drop[c] = true, val[c] = 0;
-        if (!drop[c]) keep[n_keep++] = c;
-    }
-    bool last_live = false; /* all constant: channel 0 stays, its readers' weights zero */
-    if (n_keep == 0) {
-        keep[n_keep++] = 0;
-        for (int i = 0; i < r->n_readers; i++) last_live = last_live || !column_zero(g, r->readers[i], 0);
-    }
+    for (int64_t c = 0; c < r->C; c++)
+        if (!(drop[c] = drops(g, r, exact, c, &val[c]))) keep[n_keep++] = c;
+    if (n_keep == 0) keep[n_keep++] = 0;
     nep_status s = NEP_OK;
-    if (n_keep < r->C || last_live) {
-        ++*changes;
-        for (int i = 0; s == NEP_OK && i < r->n_readers; i++)
-            for (int64_t c = 0; s == NEP_OK && c < r->C; c++)
-                if (drop[c]) s = fold_constant(g, r->readers[i], c, val[c], err);
-    }
+    for (int i = 0; s == NEP_OK && i < r->n_readers; i++)
+        for (int64_t c = 0; s == NEP_OK && c < r->C; c++)
+            if (drop[c]) s = fold_constant(g, r->readers[i], c, val[c], err);
     if (s == NEP_OK && n_keep < r->C) {
         for (int i = 0; s == NEP_OK && i < r->n_readers; i++)
             s = select_param(g, g->nodes[r->readers[i]].params[0], 1, keep, n_keep, err);
@@ -185,70 +208,66 @@ static nep_status drop_constant_channels(nep_graph *g, const region *r, int *cha
         for (int i = 0; s == NEP_OK && i < r->n_chain; i++) {
             nep_node *e = &g->nodes[r->chain[i]];
             for (int j = 0; s == NEP_OK && j < e->n_params; j++) s = select_param(g, e->params[j], 0, keep, n_keep, err);
-            if (e->op == NEP_OP_CONV2D) e->attrs.features = e->attrs.groups = (int)n_keep;
+            if (nep_rw_is_matmul(e)) e->attrs.features = e->attrs.groups = (int)n_keep; /* depthwise */
         }
         g->nodes[r->p].attrs.features = n_keep;
         if (s == NEP_OK) s = nep_graph_finalize(g, err);
     }
+    /* all constant: folded into the readers, one channel kept */
+    if (s == NEP_OK && n_keep == r->C) cx->info->constants_folded++;
+    cx->info->channels_dropped += r->C - n_keep;
     free(val), free(keep), free(drop);
     return s;
 }
+
+const nep_rw_rule nep_rule_drop_constant_channels = {"drop_constant_channels", true, drop_match,
+                                                     drop_apply};
+
+/* ---- add_of_constant_to_affine --------------------------------------------------------- */
 
 /* A matmul whose weights are all 0, or an Affine whose weights are: each channel is a
  * constant, its bias. */
 static const nep_real *constant_of(nep_graph *g, int id) {
     const nep_node *n = &g->nodes[id];
-    if (n->op != NEP_OP_AFFINE && !nep_rw_is_matmul(n)) return NULL;
+    const bool affine = n->op == NEP_OP_AFFINE;
+    if (!affine && !nep_rw_is_matmul(n)) return NULL;
     const nep_param *w = nep_rw_param(g, id, 0);
     const nep_real *v = nep_rw_values(g, id, 0);
     for (int64_t i = 0; i < w->numel; i++)
         if (v[i] != 0) return NULL;
     static const nep_real none = 0;
-    return n->op == NEP_OP_AFFINE || n->attrs.bias ? nep_rw_values(g, id, 1) : &none;
+    return affine || n->attrs.bias ? nep_rw_values(g, id, 1) : &none;
 }
 
-/* x + constant -> Affine(x) with that bias. */
-static nep_status add_of_constant(nep_graph *g, int add, int *changes, nep_err *err) {
+/* x + k, k a constant tensor: which input is k (0 or 1), or -1. */
+static int constant_input(nep_graph *g, int add) {
     const nep_node *n = &g->nodes[add];
-    if (n->n_inputs != 2 || n->inputs[0] == n->inputs[1]) return NEP_OK;
-    for (int i = 0; i < 2; i++) {
-        const int k = n->inputs[i], x = n->inputs[1 - i];
-        const nep_real *b = constant_of(g, k);
-        if (!b) continue;
-        const int64_t C = n->shape.d[0];
-        const bool has_bias = g->nodes[k].op == NEP_OP_AFFINE || g->nodes[k].attrs.bias;
-        nep_real *copy = malloc(sizeof(nep_real) * (size_t)C);
-        if (!copy) return nep_fail(err, NEP_ERR_NOMEM, "out of memory folding '%s'", n->name);
-        for (int64_t c = 0; c < C; c++) copy[c] = has_bias ? b[c] : 0;
-        nep_status s = nep_rw_make_affine(g, add, x, C, err);
-        if (s == NEP_OK) memcpy(nep_rw_values(g, add, 1), copy, sizeof(nep_real) * (size_t)C);
-        free(copy);
-        ++*changes;
-        return s == NEP_OK ? nep_graph_finalize(g, err) : s;
-    }
-    return NEP_OK;
+    if (n->op != NEP_OP_ADD || n->n_inputs != 2 || n->inputs[0] == n->inputs[1]) return -1;
+    for (int i = 0; i < 2; i++)
+        if (constant_of(g, n->inputs[i])) return i;
+    return -1;
 }
 
-static nep_status channels_step(nep_graph *g, void *ctx, int *changes, nep_err *err) {
-    nep_collapse_info *info = ctx;
-    for (int k = 0; k < g->n_order && !*changes; k++) {
-        const int id = g->order[k];
-        region r;
-        if (g->nodes[id].op == NEP_OP_ADD) {
-            NEP_TRY(add_of_constant(g, id, changes, err));
-            info->constants_folded += *changes;
-        } else if (find_region(g, id, &r)) {
-            NEP_TRY(drop_constant_channels(g, &r, changes, err));
-            const int64_t dropped = r.C - g->nodes[id].shape.d[0];
-            info->channels_dropped += dropped;
-            /* all constant: folded into the readers, one channel kept */
-            info->constants_folded += *changes && !dropped;
-        }
-    }
-    return NEP_OK;
+static bool add_match(nep_graph *g, int id, const nep_rw_ctx *cx) {
+    return constant_input(g, id) >= 0;
 }
 
-nep_status nep_collapse_channels(const nep_graph *src, nep_graph *dst, nep_collapse_info *info,
-                                 nep_err *err) {
-    return nep_rw_run(src, dst, channels_step, info, err);
+/* x + k -> Affine(x) with weight 1 and k's bias. */
+static nep_status add_apply(nep_graph *g, int add, nep_rw_ctx *cx, nep_err *err) {
+    const nep_node *n = &g->nodes[add];
+    const int i = constant_input(g, add), k = n->inputs[i], x = n->inputs[1 - i];
+    const nep_real *b = constant_of(g, k);
+    const int64_t C = nep_shape_features(&n->shape);
+    const bool has_bias = g->nodes[k].op == NEP_OP_AFFINE || g->nodes[k].attrs.bias;
+    nep_real *copy = malloc(sizeof(nep_real) * (size_t)C);
+    if (!copy) return nep_fail(err, NEP_ERR_NOMEM, "out of memory folding '%s'", n->name);
+    for (int64_t c = 0; c < C; c++) copy[c] = has_bias ? b[c] : 0;
+    nep_status s = nep_rw_make_affine(g, add, x, C, err);
+    if (s == NEP_OK) memcpy(nep_rw_values(g, add, 1), copy, sizeof(nep_real) * (size_t)C);
+    free(copy);
+    cx->info->constants_folded++;
+    return s == NEP_OK ? nep_graph_finalize(g, err) : s;
 }
+
+const nep_rw_rule nep_rule_add_of_constant_to_affine = {"add_of_constant_to_affine", true,
+                                                        add_match, add_apply};
