@@ -56,7 +56,7 @@ static void randomize_bn(nep_graph *g, nep_rng *rng) {
 static void calibrate_bn(nep_exec *ex, const nep_real *x, nep_rng *rng) {
     nep_graph *g = ex->g;
     for (int k = 0; k < g->n_order; k++)
-        if (g->nodes[g->order[k]].op == NEP_OP_BATCHNORM) g->nodes[g->order[k]].attrs.momentum = 1;
+        if (g->nodes[g->order[k]].op == NEP_OP_BATCHNORM) g->nodes[g->order[k]].attrs.batchnorm.momentum = 1;
     ex->training = true;
     ex->rng = rng;
     nep_exec_forward(ex, x, N_IMAGES);
@@ -64,7 +64,7 @@ static void calibrate_bn(nep_exec *ex, const nep_real *x, nep_rng *rng) {
     for (int k = 0; k < g->n_order; k++) {
         nep_node *n = &g->nodes[g->order[k]];
         if (n->op != NEP_OP_BATCHNORM) continue;
-        n->attrs.momentum = 0.1;
+        n->attrs.batchnorm.momentum = 0.1;
         nep_real *mean = g->values + node_param(g, n, 2)->offset,
                  *var = g->values + node_param(g, n, 3)->offset;
         for (int64_t c = 0; c < node_param(g, n, 2)->numel; c++) {
@@ -187,15 +187,15 @@ static void param(nep_graph *g, int node, const char *suffix, unsigned flags, in
 static int conv(nep_graph *g, const char *name, int x, int64_t in_c, int64_t out_c, int k, int stride,
                 int pad, int groups, bool bias) {
     int id = add1(g, NEP_OP_CONV2D, name, x,
-                  (nep_attrs){.features = out_c, .bias = bias, .kernel = {k, k},
-                              .stride = {stride, stride}, .pad = {pad, pad}, .groups = groups});
+                  (nep_attrs){.conv = {.features = out_c, .bias = bias, .kernel = {k, k},
+                                       .stride = {stride, stride}, .pad = {pad, pad}, .groups = groups}});
     param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 4,
           (int64_t[]){out_c, in_c / groups, k, k});
     if (bias) param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){out_c});
     return id;
 }
 static int linear(nep_graph *g, const char *name, int x, int64_t in, int64_t out, bool bias) {
-    int id = add1(g, NEP_OP_LINEAR, name, x, (nep_attrs){.features = out, .bias = bias});
+    int id = add1(g, NEP_OP_LINEAR, name, x, (nep_attrs){.linear = {.features = out, .bias = bias}});
     param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2, (int64_t[]){out, in});
     if (bias) param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){out});
     return id;
@@ -234,16 +234,16 @@ static nep_status handmade_image(nep_graph *g, nep_rng *rng, nep_err *err) {
     int x = nep_graph_input(g, "input", (nep_shape){3, {1, 28, 28}});
     x = conv(g, "conv1", x, 1, 8, 3, 1, 1, 1, true);
     x = per_channel(g, NEP_OP_PRELU, "act1", x, 8);
-    x = add1(g, NEP_OP_MAXPOOL, "pool1", x, (nep_attrs){.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}});
+    x = add1(g, NEP_OP_MAXPOOL, "pool1", x, (nep_attrs){.pool = {.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}}});
     x = conv(g, "conv2", x, 8, 16, 3, 1, 1, 2, false);
-    x = add1(g, NEP_OP_LEAKY_RELU, "act2", x, (nep_attrs){.slope = 0.1});
-    x = add1(g, NEP_OP_AVGPOOL, "pool2", x, (nep_attrs){.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}});
+    x = add1(g, NEP_OP_LEAKY_RELU, "act2", x, (nep_attrs){.leaky_relu = {.slope = 0.1}});
+    x = add1(g, NEP_OP_AVGPOOL, "pool2", x, (nep_attrs){.pool = {.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}}});
     int a = per_channel(g, NEP_OP_AFFINE, "affine", x, 16);
     int c = conv(g, "conv3", x, 16, 16, 1, 1, 0, 1, true);
     c = add1(g, NEP_OP_SILU, "act3", c, (nep_attrs){0});
     x = x < 0 || a < 0 || c < 0 ? -1 : nep_graph_add(g, NEP_OP_ADD, "sum", (int[]){x, a, c}, 3, (nep_attrs){0});
-    x = add1(g, NEP_OP_AVGPOOL, "pool3", x, (nep_attrs){.kernel = {2, 2}});
-    x = add1(g, NEP_OP_DROPOUT, "drop", x, (nep_attrs){.p = 0.3});
+    x = add1(g, NEP_OP_AVGPOOL, "pool3", x, (nep_attrs){.pool = {.kernel = {2, 2}}});
+    x = add1(g, NEP_OP_DROPOUT, "drop", x, (nep_attrs){.dropout = {.p = 0.3}});
     x = add1(g, NEP_OP_FLATTEN, "flatten", x, (nep_attrs){0});
     x = linear(g, "fc1", x, 16 * 3 * 3, 32, false);
     x = add1(g, NEP_OP_IDENTITY, "keep", x, (nep_attrs){0});
@@ -264,7 +264,7 @@ static nep_status handmade_vector(nep_graph *g, nep_rng *rng, nep_err *err) {
     x = linear(g, "fc1", x, 784, 64, false);
     x = per_channel(g, NEP_OP_AFFINE, "affine", x, 64);
     x = per_channel(g, NEP_OP_PRELU, "act1", x, 64);
-    x = add1(g, NEP_OP_DROPOUT, "drop", x, (nep_attrs){.p = 0.5});
+    x = add1(g, NEP_OP_DROPOUT, "drop", x, (nep_attrs){.dropout = {.p = 0.5}});
     x = linear(g, "fc2", x, 64, 48, true);
     x = add1(g, NEP_OP_GELU, "act2", x, (nep_attrs){0});
     x = linear(g, "head", x, 48, 10, true);
@@ -318,8 +318,8 @@ static const nep_real *standardize_head(nep_exec *ex, const nep_real *x) {
     nep_graph *g = ex->g;
     const nep_node *head = &g->nodes[g->output];
     const nep_real *y = nep_exec_forward(ex, x, N_IMAGES);
-    const int64_t C = head->attrs.features;
-    if (head->op != NEP_OP_LINEAR || !head->attrs.bias || C > N_IMAGES) return y;
+    const int64_t C = head->attrs.linear.features;
+    if (head->op != NEP_OP_LINEAR || !head->attrs.linear.bias || C > N_IMAGES) return y;
     const int64_t F = node_param(g, head, 0)->shape[1];
     nep_real *w = g->values + node_param(g, head, 0)->offset, *b = g->values + node_param(g, head, 1)->offset;
     const nep_real *h = ex->act[head->inputs[0]]; /* [N_IMAGES, F] */

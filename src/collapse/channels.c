@@ -15,8 +15,8 @@ static bool per_channel(nep_op_kind op) { return nep_op(op)->value != NULL; }
 /* A depthwise conv maps channel c to channel c: it can sit inside a region. */
 static bool depthwise(const nep_graph *g, int id) {
     const nep_node *n = &g->nodes[id];
-    return n->op == NEP_OP_CONV2D && n->attrs.groups > 1 && n->attrs.groups == n->attrs.features &&
-           g->nodes[n->inputs[0]].shape.d[0] == n->attrs.features;
+    return n->op == NEP_OP_CONV2D && n->attrs.conv.groups > 1 && n->attrs.conv.groups == n->attrs.conv.features &&
+           g->nodes[n->inputs[0]].shape.d[0] == n->attrs.conv.features;
 }
 
 /* Per-channel op id at x on channel c, in evaluation mode (the op's own definition). */
@@ -36,7 +36,7 @@ typedef struct region {
 
 static bool find_region(nep_graph *g, int p, region *r) {
     const nep_node *n = &g->nodes[p];
-    if (!nep_rw_is_matmul(n) || (n->op == NEP_OP_CONV2D && n->attrs.groups > 1)) return false;
+    if (!nep_rw_is_matmul(n) || (n->op == NEP_OP_CONV2D && n->attrs.conv.groups > 1)) return false;
     *r = (region){.p = p, .C = n->shape.d[0]};
     int t = p, e;
     while ((e = nep_rw_sole_reader(g, t)) >= 0 && (per_channel(g->nodes[e].op) || depthwise(g, e)) &&
@@ -50,7 +50,7 @@ static bool find_region(nep_graph *g, int p, region *r) {
                 if (q->inputs[i] == t) return false;
             continue;
         }
-        if (!nep_rw_is_matmul(q) || (q->op == NEP_OP_CONV2D && q->attrs.groups > 1) ||
+        if (!nep_rw_is_matmul(q) || (q->op == NEP_OP_CONV2D && q->attrs.conv.groups > 1) ||
             r->n_readers == MAX_READERS)
             return false;
         r->readers[r->n_readers++] = g->order[k];
@@ -90,7 +90,7 @@ static bool channel_constant(nep_graph *g, const region *r, int64_t c, double *v
 /* A reader takes a constant input channel into its bias exactly unless it zero-pads. */
 static bool absorbs(const nep_graph *g, int q) {
     const nep_node *n = &g->nodes[q];
-    return n->op == NEP_OP_LINEAR || (!n->attrs.pad[0] && !n->attrs.pad[1]);
+    return n->op == NEP_OP_LINEAR || (!n->attrs.conv.pad[0] && !n->attrs.conv.pad[1]);
 }
 
 /* Keeps the entries keep[0..n_keep) along dimension dim (0 or 1) of a parameter. */
@@ -185,9 +185,9 @@ static nep_status drop_constant_channels(nep_graph *g, const region *r, int *cha
         for (int i = 0; s == NEP_OK && i < r->n_chain; i++) {
             nep_node *e = &g->nodes[r->chain[i]];
             for (int j = 0; s == NEP_OK && j < e->n_params; j++) s = select_param(g, e->params[j], 0, keep, n_keep, err);
-            if (e->op == NEP_OP_CONV2D) e->attrs.features = e->attrs.groups = (int)n_keep;
+            if (e->op == NEP_OP_CONV2D) e->attrs.conv.features = e->attrs.conv.groups = (int)n_keep;
         }
-        g->nodes[r->p].attrs.features = n_keep;
+        g->nodes[r->p].attrs.matmul.features = n_keep;
         if (s == NEP_OK) s = nep_graph_finalize(g, err);
     }
     free(val), free(keep), free(drop);
@@ -204,7 +204,7 @@ static const nep_real *constant_of(nep_graph *g, int id) {
     for (int64_t i = 0; i < w->numel; i++)
         if (v[i] != 0) return NULL;
     static const nep_real none = 0;
-    return n->op == NEP_OP_AFFINE || n->attrs.bias ? nep_rw_values(g, id, 1) : &none;
+    return n->op == NEP_OP_AFFINE || n->attrs.matmul.bias ? nep_rw_values(g, id, 1) : &none;
 }
 
 /* x + constant -> Affine(x) with that bias. */
@@ -216,7 +216,7 @@ static nep_status add_of_constant(nep_graph *g, int add, int *changes, nep_err *
         const nep_real *b = constant_of(g, k);
         if (!b) continue;
         const int64_t C = n->shape.d[0];
-        const bool has_bias = g->nodes[k].op == NEP_OP_AFFINE || g->nodes[k].attrs.bias;
+        const bool has_bias = g->nodes[k].op == NEP_OP_AFFINE || g->nodes[k].attrs.matmul.bias;
         nep_real *copy = malloc(sizeof(nep_real) * (size_t)C);
         if (!copy) return nep_fail(err, NEP_ERR_NOMEM, "out of memory folding '%s'", n->name);
         for (int64_t c = 0; c < C; c++) copy[c] = has_bias ? b[c] : 0;

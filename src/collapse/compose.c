@@ -17,13 +17,13 @@ typedef struct geom {
 
 static geom geom_of(const nep_graph *g, int id) {
     const nep_node *n = &g->nodes[id];
-    geom q = {.out = n->attrs.features, .in = g->nodes[n->inputs[0]].shape.d[0], .groups = 1,
+    geom q = {.out = n->attrs.matmul.features, .in = g->nodes[n->inputs[0]].shape.d[0], .groups = 1,
               .kh = 1, .kw = 1, .sh = 1, .sw = 1};
     if (n->op == NEP_OP_CONV2D) {
-        q.groups = n->attrs.groups > 0 ? n->attrs.groups : 1;
-        q.kh = n->attrs.kernel[0], q.kw = n->attrs.kernel[1];
-        q.sh = n->attrs.stride[0], q.sw = n->attrs.stride[1];
-        q.ph = n->attrs.pad[0], q.pw = n->attrs.pad[1];
+        q.groups = n->attrs.conv.groups > 0 ? n->attrs.conv.groups : 1;
+        q.kh = n->attrs.conv.kernel[0], q.kw = n->attrs.conv.kernel[1];
+        q.sh = n->attrs.conv.stride[0], q.sw = n->attrs.conv.stride[1];
+        q.ph = n->attrs.conv.pad[0], q.pw = n->attrs.conv.pad[1];
     }
     return q;
 }
@@ -74,7 +74,7 @@ static nep_status compose_pair(nep_graph *g, int a, int b, compose_ctx *cx, int 
               .kw = ga.kw + ga.sw * (gb.kw - 1), .sh = ga.sh * gb.sh, .sw = ga.sw * gb.sw,
               .ph = ga.ph + ga.sh * gb.ph, .pw = ga.pw + ga.sw * gb.pw};
     const nep_node *na = &g->nodes[a], *nb = &g->nodes[b];
-    const nep_real *ba = na->attrs.bias ? nep_rw_values(g, a, 1) : NULL;
+    const nep_real *ba = na->attrs.matmul.bias ? nep_rw_values(g, a, 1) : NULL;
     /* The second layer's zero padding pads the first one's output with 0; composed, the
      * border sees the first layer of zero-padded input instead. Equal when there is no
      * such padding, or when the first is a bias-free 1x1 that maps 0 to 0. */
@@ -94,7 +94,7 @@ static nep_status compose_pair(nep_graph *g, int a, int b, compose_ctx *cx, int 
     nep_real *w = malloc(sizeof(nep_real) * (size_t)(nw + c.out));
     if (!w) return nep_fail(err, NEP_ERR_NOMEM, "out of memory composing '%s'", nb->name);
     compose_weights(&ga, nep_rw_values(g, a, 0), ba, &gb, nep_rw_values(g, b, 0),
-                    nb->attrs.bias ? nep_rw_values(g, b, 1) : NULL, &c, w, w + nw);
+                    nb->attrs.matmul.bias ? nep_rw_values(g, b, 1) : NULL, &c, w, w + nw);
     const int64_t shape[4] = {c.out, c.in, c.kh, c.kw};
     nep_status s = nep_graph_reshape_param(g, g->nodes[b].params[0], nb->op == NEP_OP_LINEAR ? 2 : 4,
                                            shape, err);
@@ -105,10 +105,10 @@ static nep_status compose_pair(nep_graph *g, int a, int b, compose_ctx *cx, int 
         nep_node *n = &g->nodes[b];
         n->inputs[0] = g->nodes[a].inputs[0];
         if (n->op == NEP_OP_CONV2D) {
-            n->attrs.groups = 1;
-            n->attrs.kernel[0] = (int)c.kh, n->attrs.kernel[1] = (int)c.kw;
-            n->attrs.stride[0] = (int)c.sh, n->attrs.stride[1] = (int)c.sw;
-            n->attrs.pad[0] = (int)c.ph, n->attrs.pad[1] = (int)c.pw;
+            n->attrs.conv.groups = 1;
+            n->attrs.conv.kernel[0] = (int)c.kh, n->attrs.conv.kernel[1] = (int)c.kw;
+            n->attrs.conv.stride[0] = (int)c.sh, n->attrs.conv.stride[1] = (int)c.sw;
+            n->attrs.conv.pad[0] = (int)c.ph, n->attrs.conv.pad[1] = (int)c.pw;
         }
         s = nep_graph_finalize(g, err);
     }

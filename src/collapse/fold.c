@@ -7,7 +7,7 @@
 static nep_status bn_to_affine(nep_graph *g, int id, nep_err *err) {
     const nep_node *n = &g->nodes[id];
     const int64_t C = nep_rw_param(g, id, 0)->numel;
-    const double eps = nep_bn_eps(&n->attrs);
+    const double eps = nep_bn_eps(&n->attrs.batchnorm);
     nep_real *w = nep_rw_values(g, id, 0), *b = nep_rw_values(g, id, 1),
              *mean = nep_rw_values(g, id, 2), *var = nep_rw_values(g, id, 3);
     for (int64_t c = 0; c < C; c++) {
@@ -55,7 +55,7 @@ static bool any_nonzero(const nep_real *v, int64_t n) {
  * goes to r's bias. Exact unless r zero-pads its input and a shift is not 0. */
 static bool into_consumer_exact(nep_graph *g, int a, int r) {
     const nep_node *n = &g->nodes[r];
-    const bool pads = n->op == NEP_OP_CONV2D && (n->attrs.pad[0] || n->attrs.pad[1]);
+    const bool pads = n->op == NEP_OP_CONV2D && (n->attrs.conv.pad[0] || n->attrs.conv.pad[1]);
     return !pads || !any_nonzero(nep_rw_values(g, a, 1), nep_rw_param(g, a, 1)->numel);
 }
 

@@ -26,9 +26,9 @@ nep_rw_matmul nep_rw_matmul_of(nep_graph *g, int id) {
     const nep_param *w = nep_rw_param(g, id, 0);
     nep_rw_matmul m = {.out = w->shape[0], .in_per_group = w->shape[1], .groups = 1, .taps = 1,
                        .w = nep_rw_values(g, id, 0),
-                       .bias = n->attrs.bias ? nep_rw_values(g, id, 1) : NULL};
+                       .bias = n->attrs.matmul.bias ? nep_rw_values(g, id, 1) : NULL};
     if (n->op == NEP_OP_CONV2D) {
-        m.groups = n->attrs.groups > 0 ? n->attrs.groups : 1;
+        m.groups = n->attrs.conv.groups > 0 ? n->attrs.conv.groups : 1;
         m.taps = w->shape[2] * w->shape[3];
     }
     return m;
@@ -36,10 +36,10 @@ nep_rw_matmul nep_rw_matmul_of(nep_graph *g, int id) {
 
 nep_status nep_rw_ensure_bias(nep_graph *g, int id, nep_err *err) {
     nep_node *n = &g->nodes[id];
-    if (n->attrs.bias) return NEP_OK;
-    if (nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){n->attrs.features}) < 0)
+    if (n->attrs.matmul.bias) return NEP_OK;
+    if (nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){n->attrs.matmul.features}) < 0)
         return nep_fail(err, NEP_ERR_NOMEM, "out of memory adding a bias to '%s'", n->name);
-    g->nodes[id].attrs.bias = true;
+    g->nodes[id].attrs.matmul.bias = true;
     return NEP_OK;
 }
 

@@ -24,7 +24,7 @@ int nep_rectifier_owner(const nep_graph *g, int rectifier) {
     if (g->nodes[id].op != NEP_OP_ADD) return weight_producer(g, id);
     for (int i = 0; i < g->nodes[id].n_inputs; i++) {
         int w = weight_producer(g, g->nodes[id].inputs[i]);
-        if (w >= 0 && !g->nodes[w].attrs.shortcut) return w;
+        if (w >= 0 && !(g->nodes[w].op == NEP_OP_CONV2D && g->nodes[w].attrs.conv.shortcut)) return w;
     }
     return -1;
 }

@@ -281,21 +281,22 @@ static Onnx__ValueInfoProto *value_info(builder *b, const char *name, const nep_
 typedef void (*emit_fn)(builder *b, const nep_node *n, const char *const *in, const char *out);
 
 static void emit_linear(builder *b, const nep_node *n, const char *const *in, const char *out) {
+    const bool bias = n->attrs.linear.bias;
     if (nep_in_shape(b->g, n, 0)->ndim == 1) { /* [N, in]: one Gemm */
-        const char *ins[3] = {in[0], param(b, n, 0), n->attrs.bias ? param(b, n, 1) : NULL};
-        attr_int(b, add_node(b, "Gemm", n->name, ins, n->attrs.bias ? 3 : 2, out), "transB", 1);
+        const char *ins[3] = {in[0], param(b, n, 0), bias ? param(b, n, 1) : NULL};
+        attr_int(b, add_node(b, "Gemm", n->name, ins, bias ? 3 : 2, out), "transB", 1);
         return;
     }
     /* [N, ..., in] (tokens): MatMul with the transposed weight, then the bias */
-    const char *wt = step(b, n, "weight_t"), *mm = n->attrs.bias ? step(b, n, "matmul") : out;
+    const char *wt = step(b, n, "weight_t"), *mm = bias ? step(b, n, "matmul") : out;
     attr_ints(b, add_node(b, "Transpose", wt, (const char *[]){param(b, n, 0)}, 1, wt), "perm",
               (int64_t[]){1, 0}, 2);
-    add_node(b, "MatMul", n->attrs.bias ? mm : n->name, (const char *[]){in[0], wt}, 2, mm);
-    if (n->attrs.bias) add_node(b, "Add", n->name, (const char *[]){mm, param(b, n, 1)}, 2, out);
+    add_node(b, "MatMul", bias ? mm : n->name, (const char *[]){in[0], wt}, 2, mm);
+    if (bias) add_node(b, "Add", n->name, (const char *[]){mm, param(b, n, 1)}, 2, out);
 }
 
 static void emit_conv(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    const nep_attrs *a = &n->attrs;
+    const nep_conv2d_attrs *a = &n->attrs.conv;
     const char *ins[3] = {in[0], param(b, n, 0), a->bias ? param(b, n, 1) : NULL};
     Onnx__NodeProto *c = add_node(b, "Conv", n->name, ins, a->bias ? 3 : 2, out);
     attr_ints(b, c, "kernel_shape", (int64_t[]){a->kernel[0], a->kernel[1]}, 2);
@@ -307,7 +308,7 @@ static void emit_conv(builder *b, const nep_node *n, const char *const *in, cons
 static void emit_batchnorm(builder *b, const nep_node *n, const char *const *in, const char *out) {
     const char *ins[5] = {in[0], param(b, n, 0), param(b, n, 1), param(b, n, 2), param(b, n, 3)};
     attr_float(b, add_node(b, "BatchNormalization", n->name, ins, 5, out), "epsilon",
-               nep_bn_eps(&n->attrs));
+               nep_bn_eps(&n->attrs.batchnorm));
 }
 
 static void emit_relu(builder *b, const nep_node *n, const char *const *in, const char *out) {
@@ -315,7 +316,7 @@ static void emit_relu(builder *b, const nep_node *n, const char *const *in, cons
 }
 
 static void emit_leaky_relu(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    attr_float(b, add_node(b, "LeakyRelu", n->name, in, 1, out), "alpha", n->attrs.slope);
+    attr_float(b, add_node(b, "LeakyRelu", n->name, in, 1, out), "alpha", n->attrs.leaky_relu.slope);
 }
 
 static void emit_prelu(builder *b, const nep_node *n, const char *const *in, const char *out) {
@@ -365,7 +366,7 @@ static void emit_add(builder *b, const nep_node *n, const char *const *in, const
 }
 
 /* kernel_shape, strides (0 selects the kernel) and pads of a MaxPool or AveragePool. */
-static void window_attrs(builder *b, Onnx__NodeProto *p, const nep_attrs *a) {
+static void window_attrs(builder *b, Onnx__NodeProto *p, const nep_pool_attrs *a) {
     const int sh = a->stride[0] > 0 ? a->stride[0] : a->kernel[0],
               sw = a->stride[1] > 0 ? a->stride[1] : a->kernel[1];
     attr_ints(b, p, "kernel_shape", (int64_t[]){a->kernel[0], a->kernel[1]}, 2);
@@ -374,12 +375,12 @@ static void window_attrs(builder *b, Onnx__NodeProto *p, const nep_attrs *a) {
 }
 
 static void emit_maxpool(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    window_attrs(b, add_node(b, "MaxPool", n->name, in, 1, out), &n->attrs);
+    window_attrs(b, add_node(b, "MaxPool", n->name, in, 1, out), &n->attrs.pool);
 }
 
 static void emit_avgpool(builder *b, const nep_node *n, const char *const *in, const char *out) {
     Onnx__NodeProto *p = add_node(b, "AveragePool", n->name, in, 1, out);
-    window_attrs(b, p, &n->attrs);
+    window_attrs(b, p, &n->attrs.pool);
     attr_int(b, p, "count_include_pad", 1);
 }
 

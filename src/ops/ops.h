@@ -1,11 +1,47 @@
 /* Op metadata: what each op kind is, apart from any backend. Each op's file here holds
- * its shape rule and FLOP count; its kernels (forward and backward side by side) live
- * in each backend's table (src/backend/cpu/kernels.h). The IR, the rewrites and the
- * ONNX writer need only this layer, so they link without oneDNN or OpenBLAS. */
+ * its attributes, shape rule and FLOP count; its kernels (forward and
+ * backward side by side) live in each backend's table (src/backend/cpu/kernels.h). The
+ * IR, the rewrites and the ONNX writer need only this layer, so they link without
+ * oneDNN or OpenBLAS. */
 #ifndef NEPENTHE_OPS_H
 #define NEPENTHE_OPS_H
 
+#include <stddef.h>
+
 #include "nepenthe/graph.h"
+
+/* One attribute of an op: its key in the graph JSON, its C type and where it lives in
+ * nep_attrs. Declared with NEP_ATTR_FIELD, which derives the type from the member, so
+ * a declaration cannot disagree with the struct. */
+typedef enum nep_attr_type {
+    NEP_ATTR_BOOL, NEP_ATTR_INT, NEP_ATTR_INT64, NEP_ATTR_DOUBLE, NEP_ATTR_INT_PAIR
+} nep_attr_type;
+typedef struct nep_attr_field {
+    const char *key;
+    nep_attr_type type;
+    size_t offset;
+} nep_attr_field;
+#define NEP_ATTR_FIELD(key, member)                                                         \
+    {key,                                                                                   \
+     _Generic(&((nep_attrs *)0)->member, bool *: NEP_ATTR_BOOL, int *: NEP_ATTR_INT,        \
+              int64_t *: NEP_ATTR_INT64, double *: NEP_ATTR_DOUBLE,                         \
+              int (*)[2]: NEP_ATTR_INT_PAIR),                                               \
+     offsetof(nep_attrs, member)}
+
+/* The bytes of an attribute of type t. */
+static inline size_t nep_attr_size(nep_attr_type t) {
+    switch (t) {
+    case NEP_ATTR_BOOL: return sizeof(bool);
+    case NEP_ATTR_INT: return sizeof(int);
+    case NEP_ATTR_INT64: return sizeof(int64_t);
+    case NEP_ATTR_DOUBLE: return sizeof(double);
+    case NEP_ATTR_INT_PAIR: return 2 * sizeof(int);
+    }
+    return 0;
+}
+
+/* .attrs and .n_attrs of an op_def from a static array of fields. */
+#define NEP_ATTR_FIELDS(array) .attrs = array, .n_attrs = (int)(sizeof array / sizeof *array)
 
 typedef struct nep_op_def {
     const char *name;      /* as PyTorch names the module: "Linear", "ReLU" */
@@ -21,6 +57,9 @@ typedef struct nep_op_def {
      * one definition the rewrites evaluate and the reference backend computes (NULL:
      * not a per-element op). */
     double (*value)(const nep_graph *g, const nep_node *n, int64_t c, double x);
+    /* Its attributes (none: NULL, 0). */
+    const nep_attr_field *attrs;
+    int n_attrs;
 } nep_op_def;
 
 const nep_op_def *nep_op(nep_op_kind kind);
@@ -53,9 +92,9 @@ static inline int64_t nep_linear_rows(const nep_shape *in) {
     return nep_shape_numel(in) / nep_linear_fan_in(in);
 }
 
-/* Conv2d's groups: attrs.groups, where 0 means 1. */
+/* Conv2d's groups: attrs.conv.groups, where 0 means 1. */
 static inline int nep_conv_groups(const nep_node *n) {
-    return n->attrs.groups > 0 ? n->attrs.groups : 1;
+    return n->attrs.conv.groups > 0 ? n->attrs.conv.groups : 1;
 }
 
 extern const nep_op_def nep_op_input, nep_op_linear, nep_op_relu, nep_op_leaky_relu,

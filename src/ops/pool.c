@@ -2,7 +2,7 @@
  * dilation 1) and AdaptiveAvgPool2d(1).
  *   MaxPool2d, AvgPool2d: x [C, H, W] -> y [C, OH, OW],
  *     OH = (H + 2 pad[0] - kernel[0]) / stride[0] + 1 (floor), OW likewise;
- *     attrs: kernel (> 0), stride (0 selects the kernel size, PyTorch's default),
+ *     attrs.pool: kernel (> 0), stride (0 selects the kernel size, PyTorch's default),
  *     pad (0 <= pad <= kernel / 2, as PyTorch requires).
  *   AdaptiveAvgPool2d(1) ("global average pooling"): x [C, H, W] -> y [C, 1, 1]. */
 #include <stdint.h>
@@ -12,7 +12,7 @@
 static nep_status window_infer(nep_graph *g, nep_node *n, nep_err *err) {
     const char *op = nep_op(n->op)->name;
     NEP_TRY(nep_want_image(g, n, err));
-    const nep_attrs *a = &n->attrs;
+    const nep_pool_attrs *a = &n->attrs.pool;
     if (a->kernel[0] <= 0 || a->kernel[1] <= 0)
         return nep_fail(err, NEP_ERR_ARG, "node '%s' (%s): kernel %dx%d must be positive",
                         n->name, op, a->kernel[0], a->kernel[1]);
@@ -54,13 +54,21 @@ static int64_t global_flops(const nep_graph *g, const nep_node *n) {
     return nep_shape_numel(nep_in_shape(g, n, 0));
 }
 
+static const nep_attr_field window_attrs[] = {
+    NEP_ATTR_FIELD("kernel", pool.kernel),
+    NEP_ATTR_FIELD("stride", pool.stride),
+    NEP_ATTR_FIELD("pad", pool.pad),
+};
+
 const nep_op_def nep_op_maxpool = {
     .name = "MaxPool2d", .min_inputs = 1, .max_inputs = 1,
     .infer = window_infer, .flops = window_flops,
+    NEP_ATTR_FIELDS(window_attrs),
 };
 const nep_op_def nep_op_avgpool = {
     .name = "AvgPool2d", .min_inputs = 1, .max_inputs = 1,
     .infer = window_infer, .flops = window_flops,
+    NEP_ATTR_FIELDS(window_attrs),
 };
 const nep_op_def nep_op_global_avgpool = {
     .name = "AdaptiveAvgPool2d", .min_inputs = 1, .max_inputs = 1,
