@@ -1,8 +1,9 @@
 /* Conv2d, as torch.nn.Conv2d (zero padding, no dilation).
  *   x [C, H, W]   W [F, C/g, kh, kw] ("weight")   b [F] ("bias", optional)
  *   y [F, Ho, Wo]   Ho = (H + 2 ph - kh) / sh + 1,  Wo likewise;  g = groups
- * attrs.conv: features (F), bias, kernel, stride, pad, groups, shortcut. */
-#include "ops/ops.h"
+ * attrs.conv: features (F), bias, kernel, stride, pad, groups, shortcut.
+ * ONNX: Conv(x, weight, bias?), pads [t, l, b, r], group. */
+#include "ops/onnx_map.h"
 
 static nep_status conv2d_infer(nep_graph *g, nep_node *n, nep_err *err) {
     const nep_shape *in = nep_in_shape(g, n, 0);
@@ -47,6 +48,17 @@ static int64_t conv2d_flops(const nep_graph *g, const nep_node *n) {
     return 2 * out * (C / nep_conv_groups(n)) * a->kernel[0] * a->kernel[1] + (a->bias ? out : 0);
 }
 
+static void conv2d_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node *n,
+                        const char *const *in, const char *out) {
+    const nep_conv2d_attrs *a = &n->attrs.conv;
+    const char *ins[3] = {in[0], s->param(s, n, 0, false), a->bias ? s->param(s, n, 1, false) : NULL};
+    s->node(s, "Conv", n->name, ins, a->bias ? 3 : 2, out, NEP_ONNX_ATTRS(
+        NEP_ONNX_INTS_ATTR("kernel_shape", 2, a->kernel[0], a->kernel[1]),
+        NEP_ONNX_INTS_ATTR("strides", 2, a->stride[0], a->stride[1]),
+        NEP_ONNX_INTS_ATTR("pads", 4, a->pad[0], a->pad[1], a->pad[0], a->pad[1]),
+        NEP_ONNX_INT_ATTR("group", nep_conv_groups(n))));
+}
+
 static const nep_attr_field conv2d_attrs[] = {
     NEP_ATTR_FIELD("features", conv.features), NEP_ATTR_FIELD("bias", conv.bias),
     NEP_ATTR_FIELD("kernel", conv.kernel),     NEP_ATTR_FIELD("stride", conv.stride),
@@ -56,6 +68,6 @@ static const nep_attr_field conv2d_attrs[] = {
 
 const nep_op_def nep_op_conv2d = {
     .name = "Conv2d", .min_inputs = 1, .max_inputs = 1,
-    .infer = conv2d_infer, .flops = conv2d_flops,
+    .infer = conv2d_infer, .flops = conv2d_flops, .onnx = conv2d_onnx,
     NEP_ATTR_FIELDS(conv2d_attrs),
 };

@@ -1,8 +1,8 @@
 /* Op metadata: what each op kind is, apart from any backend. Each op's file here holds
- * its attributes, shape rule and FLOP count; its kernels (forward and
+ * its attributes, shape rule, FLOP count and ONNX mapping; its kernels (forward and
  * backward side by side) live in each backend's table (src/backend/cpu/kernels.h). The
  * IR, the rewrites and the ONNX writer need only this layer, so they link without
- * oneDNN or OpenBLAS. */
+ * oneDNN or OpenBLAS (and the ONNX mapping without protobuf: ops/onnx_map.h). */
 #ifndef NEPENTHE_OPS_H
 #define NEPENTHE_OPS_H
 
@@ -43,6 +43,8 @@ static inline size_t nep_attr_size(nep_attr_type t) {
 /* .attrs and .n_attrs of an op_def from a static array of fields. */
 #define NEP_ATTR_FIELDS(array) .attrs = array, .n_attrs = (int)(sizeof array / sizeof *array)
 
+struct nep_onnx_sink;
+
 typedef struct nep_op_def {
     const char *name;      /* as PyTorch names the module: "Linear", "ReLU" */
     int min_inputs, max_inputs;
@@ -60,6 +62,10 @@ typedef struct nep_op_def {
     /* Its attributes (none: NULL, 0). */
     const nep_attr_field *attrs;
     int n_attrs;
+    /* The ONNX nodes of node n, reading tensors in[0..n_inputs) and writing tensor out,
+     * appended through the writer's sink (ops/onnx_map.h); NULL: not exportable. */
+    void (*onnx)(const struct nep_onnx_sink *s, const nep_graph *g, const nep_node *n,
+                 const char *const *in, const char *out);
 } nep_op_def;
 
 const nep_op_def *nep_op(nep_op_kind kind);
