@@ -51,7 +51,7 @@ static void golden_model(const char *model, nep_model_spec spec,
         to_real(nep_test_tensor(&golden, pre, p->name), g->values + p->offset, p->numel);
     }
     for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].op == NEP_OP_DROPOUT) g->nodes[i].attrs.p = 0;
+        if (g->nodes[i].op == NEP_OP_DROPOUT) g->nodes[i].attrs.dropout.p = 0;
     *batch = tx->shape[0];
     *x = malloc(sizeof(nep_real) * (size_t)tx->numel);
     to_real(tx, *x, tx->numel);

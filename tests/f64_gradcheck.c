@@ -56,37 +56,37 @@ static const nep_shape vec = {1, {7}}, img = {3, {3, 2, 2}}, img345 = {3, {3, 4,
 #define ELEMENTWISE(nm, op, attrs, in) {nm, op, attrs, in, 3, false, KINK_FREE, 1e-6, 1234 + op}
 #define BN_POOL(nm, op, attrs, in, training, kind, h) {nm, op, attrs, in, 3, training, kind, h, 4321 + op}
 #define CONV(nm, F, kh, kw, sh, sw, ph, pw, G, BIAS, in)                                          \
-    {nm, NEP_OP_CONV2D, {.features = F, .kernel = {kh, kw}, .stride = {sh, sw}, .pad = {ph, pw}, \
-                         .groups = G, .bias = BIAS}, in, 2, false, STANDARD, 1e-3, 4321 + kh * 7 + G}
-#define WINDOW(k0, k1, s, p) {.kernel = {k0, k1}, .stride = {s, s}, .pad = {p, p}}
+    {nm, NEP_OP_CONV2D, {.conv = {.features = F, .kernel = {kh, kw}, .stride = {sh, sw}, .pad = {ph, pw}, \
+                                  .groups = G, .bias = BIAS}}, in, 2, false, STANDARD, 1e-3, 4321 + kh * 7 + G}
+#define WINDOW(k0, k1, s, p) {.pool = {.kernel = {k0, k1}, .stride = {s, s}, .pad = {p, p}}}
 
 static const gc_case cases[] = {
-    ELEMENTWISE("linear", NEP_OP_LINEAR, ((nep_attrs){.features = 5, .bias = true}), vec),
-    ELEMENTWISE("linear_nobias", NEP_OP_LINEAR, ((nep_attrs){.features = 4}), vec),
-    ELEMENTWISE("relu", NEP_OP_RELU, ((nep_attrs){0}), img),
-    ELEMENTWISE("leaky_relu", NEP_OP_LEAKY_RELU, ((nep_attrs){.slope = 0.2}), img),
-    ELEMENTWISE("prelu", NEP_OP_PRELU, ((nep_attrs){0}), img),
-    ELEMENTWISE("prelu_vec", NEP_OP_PRELU, ((nep_attrs){0}), vec),
-    ELEMENTWISE("relu6", NEP_OP_RELU6, ((nep_attrs){0}), img),
-    ELEMENTWISE("gelu", NEP_OP_GELU, ((nep_attrs){0}), img),
-    ELEMENTWISE("silu", NEP_OP_SILU, ((nep_attrs){0}), img),
-    ELEMENTWISE("identity", NEP_OP_IDENTITY, ((nep_attrs){0}), img),
-    ELEMENTWISE("flatten", NEP_OP_FLATTEN, ((nep_attrs){0}), img),
-    ELEMENTWISE("add", NEP_OP_ADD, ((nep_attrs){0}), img),
-    ELEMENTWISE("affine", NEP_OP_AFFINE, ((nep_attrs){0}), img),
-    ELEMENTWISE("affine_vec", NEP_OP_AFFINE, ((nep_attrs){0}), vec),
+    ELEMENTWISE("linear", NEP_OP_LINEAR, ((nep_attrs){.linear = {.features = 5, .bias = true}}), vec),
+    ELEMENTWISE("linear_nobias", NEP_OP_LINEAR, ((nep_attrs){.linear = {.features = 4}}), vec),
+    ELEMENTWISE("relu", NEP_OP_RELU, ((nep_attrs){{0}}), img),
+    ELEMENTWISE("leaky_relu", NEP_OP_LEAKY_RELU, ((nep_attrs){.leaky_relu = {.slope = 0.2}}), img),
+    ELEMENTWISE("prelu", NEP_OP_PRELU, ((nep_attrs){{0}}), img),
+    ELEMENTWISE("prelu_vec", NEP_OP_PRELU, ((nep_attrs){{0}}), vec),
+    ELEMENTWISE("relu6", NEP_OP_RELU6, ((nep_attrs){{0}}), img),
+    ELEMENTWISE("gelu", NEP_OP_GELU, ((nep_attrs){{0}}), img),
+    ELEMENTWISE("silu", NEP_OP_SILU, ((nep_attrs){{0}}), img),
+    ELEMENTWISE("identity", NEP_OP_IDENTITY, ((nep_attrs){{0}}), img),
+    ELEMENTWISE("flatten", NEP_OP_FLATTEN, ((nep_attrs){{0}}), img),
+    ELEMENTWISE("add", NEP_OP_ADD, ((nep_attrs){{0}}), img),
+    ELEMENTWISE("affine", NEP_OP_AFFINE, ((nep_attrs){{0}}), img),
+    ELEMENTWISE("affine_vec", NEP_OP_AFFINE, ((nep_attrs){{0}}), vec),
     /* evaluation mode: the identity (training-mode masks are checked in test_graph) */
-    ELEMENTWISE("dropout_eval", NEP_OP_DROPOUT, ((nep_attrs){.p = 0.3}), img),
-    BN_POOL("bn_train", NEP_OP_BATCHNORM, ((nep_attrs){0}), img345, true, SHIFTED, 1e-4),
-    BN_POOL("bn_train_eps", NEP_OP_BATCHNORM, ((nep_attrs){.eps = 0.1, .momentum = 0.5}), img345, true, SHIFTED, 1e-4),
-    BN_POOL("bn_eval", NEP_OP_BATCHNORM, ((nep_attrs){0}), img345, false, SHIFTED, 1e-6),
+    ELEMENTWISE("dropout_eval", NEP_OP_DROPOUT, ((nep_attrs){.dropout = {.p = 0.3}}), img),
+    BN_POOL("bn_train", NEP_OP_BATCHNORM, ((nep_attrs){{0}}), img345, true, SHIFTED, 1e-4),
+    BN_POOL("bn_train_eps", NEP_OP_BATCHNORM, ((nep_attrs){.batchnorm = {.eps = 0.1, .momentum = 0.5}}), img345, true, SHIFTED, 1e-4),
+    BN_POOL("bn_eval", NEP_OP_BATCHNORM, ((nep_attrs){{0}}), img345, false, SHIFTED, 1e-6),
     BN_POOL("maxpool_3x3s2p1", NEP_OP_MAXPOOL, ((nep_attrs)WINDOW(3, 3, 2, 1)), img6, true, SHUFFLED_RAMP, 1e-6),
     BN_POOL("maxpool_2x2s2", NEP_OP_MAXPOOL, ((nep_attrs)WINDOW(2, 2, 2, 0)), img6, true, SHUFFLED_RAMP, 1e-6),
     /* overlapping, non-square windows */
     BN_POOL("maxpool_3x2s1", NEP_OP_MAXPOOL, ((nep_attrs)WINDOW(3, 2, 1, 1)), img6, true, SHUFFLED_RAMP, 1e-6),
     BN_POOL("avgpool_2x2s2", NEP_OP_AVGPOOL, ((nep_attrs)WINDOW(2, 2, 2, 0)), img6, true, SHIFTED, 1e-6),
     BN_POOL("avgpool_3x3s1p1", NEP_OP_AVGPOOL, ((nep_attrs)WINDOW(3, 3, 1, 1)), img6, true, SHIFTED, 1e-6),
-    BN_POOL("global_avgpool", NEP_OP_GLOBAL_AVGPOOL, ((nep_attrs){0}), img6, true, SHIFTED, 1e-6),
+    BN_POOL("global_avgpool", NEP_OP_GLOBAL_AVGPOOL, ((nep_attrs){{0}}), img6, true, SHIFTED, 1e-6),
     CONV("conv_k3s1_bias", 4, 3, 3, 1, 1, 1, 1, 1, true, ((nep_shape){3, {3, 5, 5}})),
     CONV("conv_k3s2", 3, 3, 3, 2, 2, 1, 1, 1, false, ((nep_shape){3, {2, 6, 6}})),
     CONV("conv_k1s2", 4, 1, 1, 2, 2, 0, 0, 1, false, ((nep_shape){3, {3, 5, 5}})),
@@ -188,7 +188,7 @@ static bool close(double a, double b) { return fabs(a - b) <= 1e-12 * (1 + fabs(
 static void test_conv_accumulation(void **unused) {
     enum { B = 2 };
     const nep_shape in = {3, {4, 5, 5}};
-    const nep_attrs a = {.features = 4, .kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}, .groups = 2, .bias = true};
+    const nep_attrs a = {.conv = {.features = 4, .kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}, .groups = 2, .bias = true}};
     nep_rng rng;
     nep_rng_seed(&rng, 77);
     nep_graph g;

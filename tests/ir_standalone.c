@@ -13,6 +13,7 @@
 #include "nepenthe/onnx.h"
 #include "nepenthe/rng.h"
 #include "onnx/onnx.pb-c.h"
+#include "ops/ops.h"
 #include "testutil.h"
 
 static nep_graph build(const char *name, uint64_t seed) {
@@ -69,13 +70,57 @@ static void test_models_roundtrip(void **state) {
     }
 }
 
+/* Each op's attributes, as its file declares them (nep_op_def.attrs), go to JSON and back
+ * unchanged; every op that declares any has a case here. */
+static void test_attrs_roundtrip(void **state) {
+    const nep_shape img = {3, {4, 9, 9}}, vec = {1, {6}};
+    const struct {
+        nep_op_kind op;
+        nep_attrs a;
+        nep_shape in;
+    } cases[] = {
+        {NEP_OP_LINEAR, {.linear = {.features = 5, .bias = true}}, vec},
+        {NEP_OP_CONV2D, {.conv = {.features = 8, .bias = true, .kernel = {3, 1}, .stride = {2, 1},
+                                  .pad = {1, 0}, .groups = 2, .shortcut = true}}, img},
+        {NEP_OP_MAXPOOL, {.pool = {.kernel = {3, 2}, .stride = {2, 1}, .pad = {1, 1}}}, img},
+        {NEP_OP_AVGPOOL, {.pool = {.kernel = {2, 3}, .stride = {0, 2}, .pad = {1, 0}}}, img},
+        {NEP_OP_BATCHNORM, {.batchnorm = {.eps = 1e-3, .momentum = 0.25}}, img},
+        {NEP_OP_LEAKY_RELU, {.leaky_relu = {.slope = 0.125}}, vec},
+        {NEP_OP_DROPOUT, {.dropout = {.p = 0.375}}, vec},
+    };
+    bool covered[NEP_OP_COUNT] = {0};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const nep_op_def *def = nep_op(cases[k].op);
+        nep_graph g, h;
+        nep_err err;
+        const int id = nep_test_op_graph(&g, cases[k].op, cases[k].a, cases[k].in);
+        char *json = nep_graph_to_json(&g);
+        nep_test_assert_ok(nep_graph_from_json(json, &h, &err), &err);
+        const nep_node *n = &h.nodes[nep_graph_find_node(&h, "op")];
+        assert_int_equal(n->op, cases[k].op);
+        assert_true(def->n_attrs > 0);
+        for (int i = 0; i < def->n_attrs; i++) {
+            const size_t at = def->attrs[i].offset;
+            if (memcmp((const char *)&g.nodes[id].attrs + at, (const char *)&n->attrs + at,
+                       nep_attr_size(def->attrs[i].type)))
+                fail_msg("%s: attribute '%s' changed on its way through JSON", def->name,
+                         def->attrs[i].key);
+        }
+        covered[cases[k].op] = true;
+        free(json);
+        nep_graph_free(&g), nep_graph_free(&h);
+    }
+    for (int k = 0; k < NEP_OP_COUNT; k++)
+        if (nep_op(k)->n_attrs && !covered[k]) fail_msg("no case for %s's attributes", nep_op(k)->name);
+}
+
 /* y = W x + b of the Linear named `name`, in double; x has the Linear's input width. */
 static void linear_apply(const nep_graph *g, const char *name, const double *x, double *y) {
     const int id = nep_graph_find_node(g, name);
     assert_true(id >= 0);
     const nep_node *n = &g->nodes[id];
     const nep_param *w = &g->params[n->params[0]];
-    const nep_real *W = g->values + w->offset, *b = n->attrs.bias ? g->values + g->params[n->params[1]].offset : NULL;
+    const nep_real *W = g->values + w->offset, *b = n->attrs.linear.bias ? g->values + g->params[n->params[1]].offset : NULL;
     for (int64_t o = 0; o < w->shape[0]; o++) {
         double s = b ? b[o] : 0;
         for (int64_t i = 0; i < w->shape[1]; i++) s += (double)W[o * w->shape[1] + i] * x[i];
@@ -162,6 +207,7 @@ static void test_export_and_checkpoint(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_models_roundtrip),
+        cmocka_unit_test(test_attrs_roundtrip),
         cmocka_unit_test(test_collapse_all_on),
         cmocka_unit_test(test_export_and_checkpoint),
     };

@@ -1,6 +1,7 @@
 """ONNX checker (full_check: also type and shape inference) on every model.onnx under the
 directories given, plus what nepenthe promises about its exports: opset 17, IR version 8,
-one input "input" and one output "logits", both float32 with the symbolic batch "N".
+one input "input" and one output "logits", both float32 (the input int32 where it holds
+token ids) with the symbolic batch "N".
 
 usage: /usr/bin/python3 tests/onnx_check.py DIR...   (each DIR holds model.onnx, or
 subdirectories that do). Prints "ok - ..." / "not ok - ..." per model; exit status 1 if
@@ -22,8 +23,9 @@ def expectations(model):
         if [v.name for v in vis] != [name]:
             return "graph %ss are %s, want ['%s']" % (name, [v.name for v in vis], name)
         t = vis[0].type.tensor_type
-        if t.elem_type != onnx.TensorProto.FLOAT or t.shape.dim[0].dim_param != "N":
-            return "%s is not float32 [N, ...]" % name
+        types = (onnx.TensorProto.FLOAT, onnx.TensorProto.INT32) if name == "input" else (onnx.TensorProto.FLOAT,)
+        if t.elem_type not in types or t.shape.dim[0].dim_param != "N":
+            return "%s is not %s [N, ...]" % (name, "float32 or int32" if name == "input" else "float32")
     return None
 
 

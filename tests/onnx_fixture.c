@@ -56,14 +56,14 @@ static void randomize_bn(nep_graph *g, nep_rng *rng) {
 static void calibrate_bn(nep_exec *ex, const nep_real *x, nep_rng *rng) {
     nep_graph *g = nep_exec_graph(ex);
     for (int k = 0; k < g->n_order; k++)
-        if (g->nodes[g->order[k]].op == NEP_OP_BATCHNORM) g->nodes[g->order[k]].attrs.momentum = 1;
+        if (g->nodes[g->order[k]].op == NEP_OP_BATCHNORM) g->nodes[g->order[k]].attrs.batchnorm.momentum = 1;
     nep_exec_set_training(ex, true, rng);
     nep_exec_forward(ex, x, N_IMAGES);
     nep_exec_set_training(ex, false, NULL);
     for (int k = 0; k < g->n_order; k++) {
         nep_node *n = &g->nodes[g->order[k]];
         if (n->op != NEP_OP_BATCHNORM) continue;
-        n->attrs.momentum = 0.1;
+        n->attrs.batchnorm.momentum = 0.1;
         nep_real *mean = g->values + node_param(g, n, 2)->offset,
                  *var = g->values + node_param(g, n, 3)->offset;
         for (int64_t c = 0; c < node_param(g, n, 2)->numel; c++) {
@@ -199,15 +199,15 @@ static void param(nep_graph *g, int node, const char *suffix, unsigned flags, in
 static int conv(nep_graph *g, const char *name, int x, int64_t in_c, int64_t out_c, int k, int stride,
                 int pad, int groups, bool bias) {
     int id = add1(g, NEP_OP_CONV2D, name, x,
-                  (nep_attrs){.features = out_c, .bias = bias, .kernel = {k, k},
-                              .stride = {stride, stride}, .pad = {pad, pad}, .groups = groups});
+                  (nep_attrs){.conv = {.features = out_c, .bias = bias, .kernel = {k, k},
+                                       .stride = {stride, stride}, .pad = {pad, pad}, .groups = groups}});
     param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 4,
           (int64_t[]){out_c, in_c / groups, k, k});
     if (bias) param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){out_c});
     return id;
 }
 static int linear(nep_graph *g, const char *name, int x, int64_t in, int64_t out, bool bias) {
-    int id = add1(g, NEP_OP_LINEAR, name, x, (nep_attrs){.features = out, .bias = bias});
+    int id = add1(g, NEP_OP_LINEAR, name, x, (nep_attrs){.linear = {.features = out, .bias = bias}});
     param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2, (int64_t[]){out, in});
     if (bias) param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){out});
     return id;
@@ -246,16 +246,16 @@ static nep_status handmade_image(nep_graph *g, nep_rng *rng, nep_err *err) {
     int x = nep_graph_input(g, "input", (nep_shape){3, {1, 28, 28}});
     x = conv(g, "conv1", x, 1, 8, 3, 1, 1, 1, true);
     x = per_channel(g, NEP_OP_PRELU, "act1", x, 8);
-    x = add1(g, NEP_OP_MAXPOOL, "pool1", x, (nep_attrs){.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}});
+    x = add1(g, NEP_OP_MAXPOOL, "pool1", x, (nep_attrs){.pool = {.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}}});
     x = conv(g, "conv2", x, 8, 16, 3, 1, 1, 2, false);
-    x = add1(g, NEP_OP_LEAKY_RELU, "act2", x, (nep_attrs){.slope = 0.1});
-    x = add1(g, NEP_OP_AVGPOOL, "pool2", x, (nep_attrs){.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}});
+    x = add1(g, NEP_OP_LEAKY_RELU, "act2", x, (nep_attrs){.leaky_relu = {.slope = 0.1}});
+    x = add1(g, NEP_OP_AVGPOOL, "pool2", x, (nep_attrs){.pool = {.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}}});
     int a = per_channel(g, NEP_OP_AFFINE, "affine", x, 16);
     int c = conv(g, "conv3", x, 16, 16, 1, 1, 0, 1, true);
     c = add1(g, NEP_OP_SILU, "act3", c, (nep_attrs){0});
     x = x < 0 || a < 0 || c < 0 ? -1 : nep_graph_add(g, NEP_OP_ADD, "sum", (int[]){x, a, c}, 3, (nep_attrs){0});
-    x = add1(g, NEP_OP_AVGPOOL, "pool3", x, (nep_attrs){.kernel = {2, 2}});
-    x = add1(g, NEP_OP_DROPOUT, "drop", x, (nep_attrs){.p = 0.3});
+    x = add1(g, NEP_OP_AVGPOOL, "pool3", x, (nep_attrs){.pool = {.kernel = {2, 2}}});
+    x = add1(g, NEP_OP_DROPOUT, "drop", x, (nep_attrs){.dropout = {.p = 0.3}});
     x = add1(g, NEP_OP_FLATTEN, "flatten", x, (nep_attrs){0});
     x = linear(g, "fc1", x, 16 * 3 * 3, 32, false);
     x = add1(g, NEP_OP_IDENTITY, "keep", x, (nep_attrs){0});
@@ -276,7 +276,7 @@ static nep_status handmade_vector(nep_graph *g, nep_rng *rng, nep_err *err) {
     x = linear(g, "fc1", x, 784, 64, false);
     x = per_channel(g, NEP_OP_AFFINE, "affine", x, 64);
     x = per_channel(g, NEP_OP_PRELU, "act1", x, 64);
-    x = add1(g, NEP_OP_DROPOUT, "drop", x, (nep_attrs){.p = 0.5});
+    x = add1(g, NEP_OP_DROPOUT, "drop", x, (nep_attrs){.dropout = {.p = 0.5}});
     x = linear(g, "fc2", x, 64, 48, true);
     x = add1(g, NEP_OP_GELU, "act2", x, (nep_attrs){0});
     x = linear(g, "head", x, 48, 10, true);
@@ -285,6 +285,31 @@ static nep_status handmade_vector(nep_graph *g, nep_rng *rng, nep_err *err) {
     NEP_TRY(nep_graph_finalize(g, err));
     init_handmade(g, rng);
     return NEP_OK;
+}
+
+/* Token ids: each image's 4x4 patches, their normalized mean quantized to 8 levels
+ * (49 ids), through an Embedding, a token-wise Linear and GELU, and a Linear head. */
+enum { PATCHES = 49, LEVELS = 8 };
+static nep_status embedding_patches(nep_graph *g, nep_rng *rng, nep_err *err) {
+    nep_graph_init(g);
+    int x = nep_graph_input(g, "input", (nep_shape){.ndim = 1, .d = {PATCHES}, .dtype = NEP_TOKEN_IDS});
+    int e = add1(g, NEP_OP_EMBEDDING, "emb", x, (nep_attrs){0});
+    param(g, e, "weight", NEP_PARAM_TRAINABLE, 2, (int64_t[]){LEVELS, 6});
+    int h = add1(g, NEP_OP_GELU, "act", linear(g, "fc", e, 6, 10, true), (nep_attrs){0});
+    g->output = linear(g, "head", add1(g, NEP_OP_FLATTEN, "flat", h, (nep_attrs){0}), PATCHES * 10, 10, true);
+    NEP_TRY(nep_graph_finalize(g, err));
+    init_handmade(g, rng);
+    return NEP_OK;
+}
+static void patch_ids(const nep_real *x, int32_t *ids) {
+    for (int i = 0; i < N_IMAGES; i++)
+        for (int p = 0; p < PATCHES; p++) {
+            double sum = 0;
+            for (int r = 0; r < 4; r++)
+                for (int c = 0; c < 4; c++) sum += x[i * 784 + (p / 7 * 4 + r) * 28 + p % 7 * 4 + c];
+            const int level = (int)floor((sum / 16 + 1) * LEVELS / 4); /* x is about -1..3 */
+            ids[i * PATCHES + p] = level < 0 ? 0 : level >= LEVELS ? LEVELS - 1 : level;
+        }
 }
 
 static const struct {
@@ -296,7 +321,7 @@ static const struct {
     {"cnn", cnn},                 {"resnet20", resnet20},       {"mobilenetv2", mobilenetv2},
     {"handmade_image", handmade_image}, {"handmade_vector", handmade_vector},
     {"resnet20_collapsed", resnet20_collapsed, true}, {"tokmlp_prelu", tokmlp_prelu},
-    {"tokmlp_collapsed", tokmlp_collapsed, true},
+    {"tokmlp_collapsed", tokmlp_collapsed, true}, {"embedding_patches", embedding_patches},
 };
 
 /* nep_collapse of g with activation states counted on x; at least one layer must go. */
@@ -331,8 +356,8 @@ static const nep_real *standardize_head(nep_exec *ex, const nep_real *x) {
     nep_graph *g = nep_exec_graph(ex);
     const nep_node *head = &g->nodes[g->output];
     const nep_real *y = nep_exec_forward(ex, x, N_IMAGES);
-    const int64_t C = head->attrs.features;
-    if (head->op != NEP_OP_LINEAR || !head->attrs.bias || C > N_IMAGES) return y;
+    const int64_t C = head->attrs.linear.features;
+    if (head->op != NEP_OP_LINEAR || !head->attrs.linear.bias || C > N_IMAGES) return y;
     const int64_t F = node_param(g, head, 0)->shape[1];
     nep_real *w = g->values + node_param(g, head, 0)->offset, *b = g->values + node_param(g, head, 1)->offset;
     const nep_real *h = nep_exec_node_output(ex, head->inputs[0]); /* [N_IMAGES, F] */
@@ -377,6 +402,16 @@ static bool write_floats(const char *dir, const char *name, const nep_real *v, i
     return ok;
 }
 
+static bool write_ids(const char *dir, const int32_t *ids, int64_t n) {
+    char *path = join(dir, "input.bin");
+    FILE *f = path ? fopen(path, "wb") : NULL;
+    bool ok = f && fwrite(ids, sizeof *ids, (size_t)n, f) == (size_t)n;
+    if (f && fclose(f) != 0) ok = false;
+    if (!ok) fprintf(stderr, "onnx_fixture: cannot write %s\n", path ? path : "input.bin");
+    free(path);
+    return ok;
+}
+
 static void dims_json(FILE *f, const nep_shape *s) {
     fprintf(f, "[%d", N_IMAGES);
     for (int d = 0; d < s->ndim; d++) fprintf(f, ", %lld", (long long)s->d[d]);
@@ -387,7 +422,9 @@ static bool write_meta(const char *dir, const char *model, const nep_graph *g) {
     char *path = join(dir, "meta.json");
     FILE *f = path ? fopen(path, "w") : NULL;
     if (f) {
-        fprintf(f, "{\"model\": \"%s\", \"input\": ", model);
+        fprintf(f, "{\"model\": \"%s\", ", model);
+        if (g->nodes[g->input].shape.dtype == NEP_TOKEN_IDS) fprintf(f, "\"dtype\": \"int32\", ");
+        fprintf(f, "\"input\": ");
         dims_json(f, &g->nodes[g->input].shape);
         fprintf(f, ", \"output\": ");
         dims_json(f, &g->nodes[g->output].shape);
@@ -417,14 +454,23 @@ static bool write_case(const char *out, int m, const nep_real *x, const nep_norm
     if (nep_exec_new(&ex, &g, N_IMAGES, NULL, &err) != NEP_OK) goto fail;
     ran = true;
     nep_exec_set_training(ex, false, NULL);
-    calibrate_bn(ex, x, &rng);
-    const nep_real *y = standardize_head(ex, x);
+    const bool ids = g.nodes[g.input].shape.dtype == NEP_TOKEN_IDS;
+    static int32_t tokens[N_IMAGES * PATCHES];
+    const nep_real *y = NULL;
+    if (ids) {
+        patch_ids(x, tokens);
+        if (nep_exec_forward_ids(ex, tokens, N_IMAGES, &y, &err) != NEP_OK) goto fail;
+    } else {
+        calibrate_bn(ex, x, &rng);
+        y = standardize_head(ex, x);
+    }
     nep_graph c;
     if (models[m].collapse && collapse_on(&g, x, &c, &err) != NEP_OK) goto fail;
     nep_status s = nep_onnx_export(models[m].collapse ? &c : &g, norm, onnx, &err);
     if (models[m].collapse) nep_graph_free(&c);
     if (s != NEP_OK) goto fail;
-    ok = write_floats(dir, "input.bin", x, N_IMAGES * nep_shape_numel(&g.nodes[g.input].shape)) &&
+    ok = (ids ? write_ids(dir, tokens, N_IMAGES * PATCHES)
+              : write_floats(dir, "input.bin", x, N_IMAGES * nep_shape_numel(&g.nodes[g.input].shape))) &&
          write_floats(dir, "expected.bin", y, N_IMAGES * nep_shape_numel(&g.nodes[g.output].shape)) &&
          write_meta(dir, models[m].name, &g);
     goto done;

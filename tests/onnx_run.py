@@ -2,7 +2,8 @@
 
 usage: build/venv/bin/python tests/onnx_run.py CASES_DIR
   CASES_DIR holds one directory per model (written by build/tests/onnx_fixture):
-  model.onnx, input.bin (float32 [N, ...]), expected.bin (float32 [N, classes]), meta.json.
+  model.onnx, input.bin (float32 [N, ...], or int32 token ids where meta.json says
+  "dtype": "int32"), expected.bin (float32 [N, classes]), meta.json.
   ONNX Runtime is PyPI's `onnxruntime`, pinned in scripts/requirements.txt and installed
   into build/venv by scripts/install-py-deps.sh (make build/venv/.stamp).
 Prints "ok - ..." / "not ok - ..." per model with the largest |ORT - nepenthe|; a model
@@ -29,7 +30,8 @@ def run_case(ort, case_dir):
     """None if ONNX Runtime reproduces nepenthe's logits, else why not; and a summary."""
     with open(os.path.join(case_dir, "meta.json")) as f:
         meta = json.load(f)
-    x = np.fromfile(os.path.join(case_dir, "input.bin"), dtype="<f4").reshape(meta["input"])
+    dtype = "<i4" if meta.get("dtype") == "int32" else "<f4"  # token ids, or reals
+    x = np.fromfile(os.path.join(case_dir, "input.bin"), dtype=dtype).reshape(meta["input"])
     want = np.fromfile(os.path.join(case_dir, "expected.bin"), dtype="<f4")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2

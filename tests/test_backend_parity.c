@@ -29,46 +29,49 @@ typedef struct parity_case {
 
 #define IMG(c, h, w) ((nep_shape){3, {c, h, w}})
 #define TOK(t, c) ((nep_shape){2, {t, c}, 1}) /* t tokens of c features */
-#define CONV(f, k, s, p, g, b) {.features = f, .kernel = {k, k}, .stride = {s, s}, .pad = {p, p}, .groups = g, .bias = b}
-#define WINDOW(k, s, p) {.kernel = {k, k}, .stride = {s, s}, .pad = {p, p}}
+#define IDS(t) ((nep_shape){.ndim = 1, .d = {t}, .dtype = NEP_TOKEN_IDS}) /* t token ids */
+enum { VOCAB = 5 }; /* of the Embedding case; its ids repeat */
+#define CONV(f, k, s, p, g, b) {.conv = {.features = f, .kernel = {k, k}, .stride = {s, s}, .pad = {p, p}, .groups = g, .bias = b}}
+#define WINDOW(k, s, p) {.pool = {.kernel = {k, k}, .stride = {s, s}, .pad = {p, p}}}
 
 static const parity_case cases[] = {
-    {"relu", NEP_OP_RELU, IMG(3, 5, 4), {0}, NEP_OP_INPUT, true, 3},
-    {"leaky_relu", NEP_OP_LEAKY_RELU, IMG(3, 5, 4), {.slope = 0.1}, NEP_OP_INPUT, true, 3},
-    {"relu6", NEP_OP_RELU6, IMG(3, 5, 4), {0}, NEP_OP_INPUT, true, 9},
-    {"gelu", NEP_OP_GELU, IMG(3, 5, 4), {0}, NEP_OP_INPUT, true, 4},
-    {"silu", NEP_OP_SILU, IMG(3, 5, 4), {0}, NEP_OP_INPUT, true, 6},
-    {"prelu", NEP_OP_PRELU, IMG(3, 5, 4), {0}, NEP_OP_INPUT, true, 3},
-    {"affine", NEP_OP_AFFINE, IMG(5, 3, 3), {0}, NEP_OP_INPUT, true, 2},
-    {"affine_relu6", NEP_OP_AFFINE, IMG(5, 3, 3), {0}, NEP_OP_RELU6, true, 8},
-    {"dropout", NEP_OP_DROPOUT, IMG(4, 6, 5), {.p = 0.3}, NEP_OP_INPUT, true, 2},
-    {"dropout_eval", NEP_OP_DROPOUT, IMG(4, 6, 5), {.p = 0.3}, NEP_OP_INPUT, false, 2},
-    {"add", NEP_OP_ADD, IMG(4, 5, 5), {0}, NEP_OP_INPUT, true, 2},
-    {"add_relu", NEP_OP_ADD, IMG(4, 5, 5), {0}, NEP_OP_RELU, true, 2},
-    {"flatten_linear", NEP_OP_LINEAR, IMG(3, 4, 5), {.features = 7, .bias = true}, NEP_OP_INPUT, true, 2},
-    {"linear_relu", NEP_OP_LINEAR, {1, {33}}, {.features = 9, .bias = true}, NEP_OP_RELU, true, 2},
-    {"linear_nobias", NEP_OP_LINEAR, {1, {20}}, {.features = 6}, NEP_OP_INPUT, true, 2},
+    {"relu", NEP_OP_RELU, IMG(3, 5, 4), {{0}}, NEP_OP_INPUT, true, 3},
+    {"leaky_relu", NEP_OP_LEAKY_RELU, IMG(3, 5, 4), {.leaky_relu = {.slope = 0.1}}, NEP_OP_INPUT, true, 3},
+    {"relu6", NEP_OP_RELU6, IMG(3, 5, 4), {{0}}, NEP_OP_INPUT, true, 9},
+    {"gelu", NEP_OP_GELU, IMG(3, 5, 4), {{0}}, NEP_OP_INPUT, true, 4},
+    {"silu", NEP_OP_SILU, IMG(3, 5, 4), {{0}}, NEP_OP_INPUT, true, 6},
+    {"prelu", NEP_OP_PRELU, IMG(3, 5, 4), {{0}}, NEP_OP_INPUT, true, 3},
+    {"affine", NEP_OP_AFFINE, IMG(5, 3, 3), {{0}}, NEP_OP_INPUT, true, 2},
+    {"affine_relu6", NEP_OP_AFFINE, IMG(5, 3, 3), {{0}}, NEP_OP_RELU6, true, 8},
+    {"dropout", NEP_OP_DROPOUT, IMG(4, 6, 5), {.dropout = {.p = 0.3}}, NEP_OP_INPUT, true, 2},
+    {"dropout_eval", NEP_OP_DROPOUT, IMG(4, 6, 5), {.dropout = {.p = 0.3}}, NEP_OP_INPUT, false, 2},
+    {"add", NEP_OP_ADD, IMG(4, 5, 5), {{0}}, NEP_OP_INPUT, true, 2},
+    {"add_relu", NEP_OP_ADD, IMG(4, 5, 5), {{0}}, NEP_OP_RELU, true, 2},
+    {"flatten_linear", NEP_OP_LINEAR, IMG(3, 4, 5), {.linear = {.features = 7, .bias = true}}, NEP_OP_INPUT, true, 2},
+    {"linear_relu", NEP_OP_LINEAR, {1, {33}}, {.linear = {.features = 9, .bias = true}}, NEP_OP_RELU, true, 2},
+    {"linear_nobias", NEP_OP_LINEAR, {1, {20}}, {.linear = {.features = 6}}, NEP_OP_INPUT, true, 2},
     {"conv3x3", NEP_OP_CONV2D, IMG(3, 9, 8), CONV(5, 3, 1, 1, 1, true), NEP_OP_INPUT, true, 2},
     {"conv3x3_relu", NEP_OP_CONV2D, IMG(6, 8, 8), CONV(8, 3, 1, 1, 1, false), NEP_OP_RELU, true, 2},
     {"conv1x1_s2", NEP_OP_CONV2D, IMG(6, 8, 8), CONV(12, 1, 2, 0, 1, false), NEP_OP_INPUT, true, 2},
     {"conv5x5_groups", NEP_OP_CONV2D, IMG(4, 9, 9), CONV(6, 5, 2, 2, 2, true), NEP_OP_INPUT, true, 2},
     {"conv_depthwise_relu6", NEP_OP_CONV2D, IMG(7, 10, 9), CONV(7, 3, 2, 1, 7, true), NEP_OP_RELU6, true, 4},
     {"conv7x7_s2", NEP_OP_CONV2D, IMG(3, 13, 12), CONV(4, 7, 2, 3, 1, true), NEP_OP_INPUT, true, 2},
-    {"batchnorm", NEP_OP_BATCHNORM, IMG(5, 6, 4), {0}, NEP_OP_INPUT, true, 3},
-    {"batchnorm_relu", NEP_OP_BATCHNORM, IMG(5, 6, 4), {.eps = 1e-3, .momentum = 0.2}, NEP_OP_RELU, true, 3},
-    {"batchnorm_eval", NEP_OP_BATCHNORM, IMG(5, 6, 4), {0}, NEP_OP_RELU6, false, 3},
+    {"batchnorm", NEP_OP_BATCHNORM, IMG(5, 6, 4), {{0}}, NEP_OP_INPUT, true, 3},
+    {"batchnorm_relu", NEP_OP_BATCHNORM, IMG(5, 6, 4), {.batchnorm = {.eps = 1e-3, .momentum = 0.2}}, NEP_OP_RELU, true, 3},
+    {"batchnorm_eval", NEP_OP_BATCHNORM, IMG(5, 6, 4), {{0}}, NEP_OP_RELU6, false, 3},
     {"maxpool3x3_s2", NEP_OP_MAXPOOL, IMG(4, 9, 8), WINDOW(3, 2, 1), NEP_OP_INPUT, true, 2},
     {"maxpool2x2", NEP_OP_MAXPOOL, IMG(3, 8, 8), WINDOW(2, 0, 0), NEP_OP_INPUT, true, 2},
     {"avgpool3x3_s2", NEP_OP_AVGPOOL, IMG(4, 9, 8), WINDOW(3, 2, 1), NEP_OP_INPUT, true, 2},
     {"avgpool2x2", NEP_OP_AVGPOOL, IMG(3, 8, 8), WINDOW(2, 2, 0), NEP_OP_INPUT, true, 2},
-    {"global_avgpool", NEP_OP_GLOBAL_AVGPOOL, IMG(6, 5, 7), {0}, NEP_OP_INPUT, true, 2},
+    {"global_avgpool", NEP_OP_GLOBAL_AVGPOOL, IMG(6, 5, 7), {{0}}, NEP_OP_INPUT, true, 2},
     /* token sequences: each token by itself, the features last */
-    {"linear_tokens_relu", NEP_OP_LINEAR, TOK(5, 6), {.features = 7, .bias = true}, NEP_OP_RELU, true, 2},
-    {"prelu_tokens", NEP_OP_PRELU, TOK(5, 6), {0}, NEP_OP_INPUT, true, 3},
-    {"affine_tokens_relu6", NEP_OP_AFFINE, TOK(4, 5), {0}, NEP_OP_RELU6, true, 8},
-    {"gelu_tokens", NEP_OP_GELU, TOK(4, 5), {0}, NEP_OP_INPUT, true, 4},
-    {"dropout_tokens", NEP_OP_DROPOUT, TOK(6, 5), {.p = 0.3}, NEP_OP_INPUT, true, 2},
-    {"add_tokens", NEP_OP_ADD, TOK(4, 5), {0}, NEP_OP_INPUT, true, 2},
+    {"linear_tokens_relu", NEP_OP_LINEAR, TOK(5, 6), {.linear = {.features = 7, .bias = true}}, NEP_OP_RELU, true, 2},
+    {"prelu_tokens", NEP_OP_PRELU, TOK(5, 6), {{0}}, NEP_OP_INPUT, true, 3},
+    {"affine_tokens_relu6", NEP_OP_AFFINE, TOK(4, 5), {{0}}, NEP_OP_RELU6, true, 8},
+    {"gelu_tokens", NEP_OP_GELU, TOK(4, 5), {{0}}, NEP_OP_INPUT, true, 4},
+    {"dropout_tokens", NEP_OP_DROPOUT, TOK(6, 5), {.dropout = {.p = 0.3}}, NEP_OP_INPUT, true, 2},
+    {"add_tokens", NEP_OP_ADD, TOK(4, 5), {{0}}, NEP_OP_INPUT, true, 2},
+    {"embedding_relu", NEP_OP_EMBEDDING, IDS(7), {{0}}, NEP_OP_RELU, true, 0},
 };
 
 /* The case's graph: input -> (Flatten for a Linear on an image) -> op -> then. An Add
@@ -93,11 +96,12 @@ static nep_graph build(const parity_case *k, uint64_t seed) {
             in_features = nep_shape_numel(&k->in);
         }
         y = nep_graph_add1(&g, k->op, "op", x, k->attrs);
-        const nep_attrs *a = &k->attrs;
         if (k->op == NEP_OP_LINEAR) {
+            const nep_linear_attrs *a = &k->attrs.linear;
             nep_graph_add_param(&g, y, "weight", 3, 2, (int64_t[]){a->features, in_features});
             if (a->bias) nep_graph_add_param(&g, y, "bias", 1, 1, (int64_t[]){a->features});
         } else if (k->op == NEP_OP_CONV2D) {
+            const nep_conv2d_attrs *a = &k->attrs.conv;
             const int groups = a->groups > 0 ? a->groups : 1;
             nep_graph_add_param(&g, y, "weight", 3, 4,
                                 (int64_t[]){a->features, C / groups, a->kernel[0], a->kernel[1]});
@@ -107,6 +111,8 @@ static nep_graph build(const parity_case *k, uint64_t seed) {
             for (int i = 0; i < 4; i++) nep_graph_add_param(&g, y, names[i], i < 2, 1, (int64_t[]){C});
         } else if (k->op == NEP_OP_PRELU) {
             nep_graph_add_param(&g, y, "weight", 1, 1, (int64_t[]){C});
+        } else if (k->op == NEP_OP_EMBEDDING) {
+            nep_graph_add_param(&g, y, "weight", 1, 2, (int64_t[]){VOCAB, 4});
         } else if (k->op == NEP_OP_AFFINE) {
             nep_graph_add_param(&g, y, "weight", 1, 1, (int64_t[]){C});
             nep_graph_add_param(&g, y, "bias", 1, 1, (int64_t[]){C});
@@ -139,19 +145,22 @@ static run_result run(const parity_case *k, const nep_exec_opts *o, const nep_re
     nep_exec *ex;
     nep_err err;
     nep_test_assert_ok(nep_exec_new(&ex, &g, B, o, &err), &err);
-    nep_test_assert_ok(nep_exec_enable_input_grad(ex, &err), &err);
+    const bool ids = k->in.dtype == NEP_TOKEN_IDS; /* x holds int32 ids; no input gradient */
+    if (!ids) nep_test_assert_ok(nep_exec_enable_input_grad(ex, &err), &err);
     nep_rng rng;
     nep_rng_seed(&rng, 11);
     nep_exec_set_training(ex, k->training, &rng);
     run_result r = {.n_out = B * nep_shape_numel(&g.nodes[g.output].shape),
-                    .n_in = B * nep_shape_numel(&k->in), .n_values = g.n_values};
+                    .n_in = ids ? 0 : B * nep_shape_numel(&k->in), .n_values = g.n_values};
     r.out = malloc(sizeof(nep_real) * (size_t)r.n_out);
     r.dx = malloc(sizeof(nep_real) * (size_t)r.n_in);
     r.grads = malloc(sizeof(nep_real) * (size_t)g.n_values);
     r.values = malloc(sizeof(nep_real) * (size_t)g.n_values);
-    memcpy(r.out, nep_exec_forward(ex, x, B), sizeof(nep_real) * (size_t)r.n_out);
+    const nep_real *y = ids ? NULL : nep_exec_forward(ex, x, B);
+    if (ids) nep_test_assert_ok(nep_exec_forward_ids(ex, (const int32_t *)x, B, &y, &err), &err);
+    memcpy(r.out, y, sizeof(nep_real) * (size_t)r.n_out);
     nep_exec_backward(ex, dy);
-    memcpy(r.dx, nep_exec_input_grad(ex), sizeof(nep_real) * (size_t)r.n_in);
+    if (!ids) memcpy(r.dx, nep_exec_input_grad(ex), sizeof(nep_real) * (size_t)r.n_in);
     memcpy(r.grads, g.grads, sizeof(nep_real) * (size_t)g.n_values);
     memcpy(r.values, g.values, sizeof(nep_real) * (size_t)g.n_values);
     nep_exec_free(ex);
@@ -187,6 +196,8 @@ static void test_parity(void **state) {
         nep_graph_free(&shape);
         nep_real *x = malloc(sizeof(nep_real) * (size_t)nx), *dy = malloc(sizeof(nep_real) * (size_t)ny);
         for (int64_t j = 0; j < nx; j++) x[j] = (nep_real)(k->scale * nep_rng_normal(&rng));
+        if (k->in.dtype == NEP_TOKEN_IDS) /* the same bytes, as int32 ids */
+            for (int64_t j = 0; j < nx; j++) ((int32_t *)x)[j] = (int32_t)nep_rng_below(&rng, VOCAB);
         for (int64_t j = 0; j < ny; j++) dy[j] = (nep_real)nep_rng_normal(&rng);
         run_result ref = run(k, &(nep_exec_opts){.backend = "ref"}, x, dy, B);
         for (size_t b = 0; b < sizeof backends / sizeof *backends; b++)

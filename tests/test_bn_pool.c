@@ -66,7 +66,7 @@ static const char *const bn_params[] = {"weight", "bias", "running_mean", "runni
 static void check_bn(const char *c, bool training) {
     const nep_st_tensor *tx = nep_test_case_tensor(&golden, c, "x");
     const int64_t B = tx->shape[0];
-    nep_attrs a = {.eps = atof(meta(c, "eps")), .momentum = atof(meta(c, "momentum"))};
+    nep_attrs a = {.batchnorm = {.eps = atof(meta(c, "eps")), .momentum = atof(meta(c, "momentum"))}};
     nep_graph g;
     int id = nep_test_op_graph(&g, NEP_OP_BATCHNORM, a, sample_shape(tx));
     const int64_t C = tx->shape[1];
@@ -132,9 +132,9 @@ static void check_pool(const char *c, nep_op_kind op) {
     const nep_st_tensor *tx = nep_test_case_tensor(&golden, c, "x");
     const int64_t B = tx->shape[0];
     nep_attrs a = {0};
-    pair(meta(c, "kernel"), a.kernel);
-    pair(meta(c, "stride"), a.stride);
-    pair(meta(c, "pad"), a.pad);
+    pair(meta(c, "kernel"), a.pool.kernel);
+    pair(meta(c, "stride"), a.pool.stride);
+    pair(meta(c, "pad"), a.pool.pad);
     nep_graph g;
     int id = nep_test_op_graph(&g, op, a, sample_shape(tx));
     const nep_st_tensor *ty = nep_test_case_tensor(&golden, c, "y");
@@ -164,7 +164,7 @@ static void test_global_avgpool(void **s) { check_pool("global_avgpool", NEP_OP_
 /* Stride 0 means stride = kernel, as PyTorch's default. */
 static void test_pool_default_stride(void **s) {
     nep_graph g;
-    int id = nep_test_op_graph(&g, NEP_OP_MAXPOOL, (nep_attrs){.kernel = {2, 3}},
+    int id = nep_test_op_graph(&g, NEP_OP_MAXPOOL, (nep_attrs){.pool = {.kernel = {2, 3}}},
                                (nep_shape){3, {2, 8, 9}});
     assert_int_equal(g.nodes[id].shape.d[1], 4);
     assert_int_equal(g.nodes[id].shape.d[2], 3);
@@ -226,8 +226,8 @@ static void same_across_threads(nep_op_kind op, nep_attrs a, nep_shape in, int64
 static void test_deterministic_threads(void **s) {
     const nep_shape big = {3, {5, 24, 20}}; /* 8 x 2400 elements: above NEP_PAR_MIN */
     same_across_threads(NEP_OP_BATCHNORM, (nep_attrs){0}, big, 8);
-    same_across_threads(NEP_OP_MAXPOOL, (nep_attrs){.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}}, big, 8);
-    same_across_threads(NEP_OP_AVGPOOL, (nep_attrs){.kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}}, big, 8);
+    same_across_threads(NEP_OP_MAXPOOL, (nep_attrs){.pool = {.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}}}, big, 8);
+    same_across_threads(NEP_OP_AVGPOOL, (nep_attrs){.pool = {.kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}}}, big, 8);
     same_across_threads(NEP_OP_GLOBAL_AVGPOOL, (nep_attrs){0}, big, 8);
 }
 
@@ -325,17 +325,17 @@ static void test_matmul_rectifier_epilogue(void **s) {
     nep_graph_init(&g[0]);
     const int x = nep_graph_input(&g[0], "input", (nep_shape){3, {3, 8, 8}});
     const int c1 = nep_graph_add1(&g[0], NEP_OP_CONV2D, "c1", x,
-                                  (nep_attrs){.features = 8, .bias = true, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}});
+                                  (nep_attrs){.conv = {.features = 8, .bias = true, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}}});
     const int r1 = nep_graph_add1(&g[0], NEP_OP_RELU, "r1", c1, (nep_attrs){0});
     const int c2 = nep_graph_add1(&g[0], NEP_OP_CONV2D, "c2", r1,
-                                  (nep_attrs){.features = 8, .kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}, .groups = 8});
+                                  (nep_attrs){.conv = {.features = 8, .kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}, .groups = 8}});
     const int r2 = nep_graph_add1(&g[0], NEP_OP_RELU6, "r2", c2, (nep_attrs){0});
     const int a = nep_graph_add1(&g[0], NEP_OP_AFFINE, "a", r2, (nep_attrs){0});
     const int r3 = nep_graph_add1(&g[0], NEP_OP_RELU, "r3", a, (nep_attrs){0});
     const int f = nep_graph_add1(&g[0], NEP_OP_FLATTEN, "flatten", r3, (nep_attrs){0});
-    const int l1 = nep_graph_add1(&g[0], NEP_OP_LINEAR, "l1", f, (nep_attrs){.features = 16, .bias = true});
+    const int l1 = nep_graph_add1(&g[0], NEP_OP_LINEAR, "l1", f, (nep_attrs){.linear = {.features = 16, .bias = true}});
     const int r4 = nep_graph_add1(&g[0], NEP_OP_RELU6, "r4", l1, (nep_attrs){0});
-    const int l2 = nep_graph_add1(&g[0], NEP_OP_LINEAR, "l2", r4, (nep_attrs){.features = 10});
+    const int l2 = nep_graph_add1(&g[0], NEP_OP_LINEAR, "l2", r4, (nep_attrs){.linear = {.features = 10}});
     nep_graph_add_param(&g[0], c1, "weight", 3, 4, (int64_t[]){8, 3, 3, 3});
     nep_graph_add_param(&g[0], c1, "bias", 1, 1, (int64_t[]){8});
     nep_graph_add_param(&g[0], c2, "weight", 3, 4, (int64_t[]){8, 1, 3, 3});
@@ -362,20 +362,20 @@ static void test_matmul_rectifier_epilogue(void **s) {
 
 static void test_infer_errors(void **s) {
     const nep_shape img = {3, {4, 6, 6}}, vec = {1, {4}};
-    const nep_attrs k3 = {.kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}};
+    const nep_attrs k3 = {.pool = {.kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}}};
     expect_fail(NEP_ERR_SHAPE, NEP_OP_BATCHNORM, (nep_attrs){0}, vec, 4, 0, "wants 3");
     expect_fail(NEP_ERR_SHAPE, NEP_OP_BATCHNORM, (nep_attrs){0}, img, 5, 0, "layer1.bn1.weight");
     expect_fail(NEP_ERR_ARG, NEP_OP_BATCHNORM, (nep_attrs){0}, img, 4, NEP_PARAM_TRAINABLE,
                 "layer1.bn1.running_mean");
-    expect_fail(NEP_ERR_ARG, NEP_OP_BATCHNORM, (nep_attrs){.eps = -1}, img, 4, 0, "eps");
-    expect_fail(NEP_ERR_ARG, NEP_OP_BATCHNORM, (nep_attrs){.momentum = 1.5}, img, 4, 0, "momentum");
+    expect_fail(NEP_ERR_ARG, NEP_OP_BATCHNORM, (nep_attrs){.batchnorm = {.eps = -1}}, img, 4, 0, "eps");
+    expect_fail(NEP_ERR_ARG, NEP_OP_BATCHNORM, (nep_attrs){.batchnorm = {.momentum = 1.5}}, img, 4, 0, "momentum");
     expect_fail(NEP_ERR_SHAPE, NEP_OP_MAXPOOL, k3, vec, 0, 0, "MaxPool2d");
-    expect_fail(NEP_ERR_ARG, NEP_OP_MAXPOOL, (nep_attrs){.kernel = {0, 3}}, img, 0, 0, "kernel");
-    expect_fail(NEP_ERR_ARG, NEP_OP_AVGPOOL, (nep_attrs){.kernel = {3, 3}, .pad = {2, 1}}, img, 0, 0,
+    expect_fail(NEP_ERR_ARG, NEP_OP_MAXPOOL, (nep_attrs){.pool = {.kernel = {0, 3}}}, img, 0, 0, "kernel");
+    expect_fail(NEP_ERR_ARG, NEP_OP_AVGPOOL, (nep_attrs){.pool = {.kernel = {3, 3}, .pad = {2, 1}}}, img, 0, 0,
                 "padding");
-    expect_fail(NEP_ERR_ARG, NEP_OP_AVGPOOL, (nep_attrs){.kernel = {3, 3}, .stride = {-1, 1}}, img, 0,
+    expect_fail(NEP_ERR_ARG, NEP_OP_AVGPOOL, (nep_attrs){.pool = {.kernel = {3, 3}, .stride = {-1, 1}}}, img, 0,
                 0, "stride");
-    expect_fail(NEP_ERR_SHAPE, NEP_OP_MAXPOOL, (nep_attrs){.kernel = {7, 3}}, img, 0, 0, "larger");
+    expect_fail(NEP_ERR_SHAPE, NEP_OP_MAXPOOL, (nep_attrs){.pool = {.kernel = {7, 3}}}, img, 0, 0, "larger");
     expect_fail(NEP_ERR_SHAPE, NEP_OP_GLOBAL_AVGPOOL, (nep_attrs){0}, vec, 0, 0, "AdaptiveAvgPool2d");
     /* The same graphs build when the inputs are right. */
     assert_int_equal(build(NEP_OP_BATCHNORM, (nep_attrs){0}, img, 4, 0, NULL), NEP_OK);
@@ -385,10 +385,10 @@ static void test_infer_errors(void **s) {
 static void test_flops(void **s) {
     const nep_shape img = {3, {4, 8, 8}};
     struct { nep_op_kind op; nep_attrs a; int64_t want; } cases[] = {
-        {NEP_OP_BATCHNORM, {0}, 2 * 4 * 8 * 8},
-        {NEP_OP_MAXPOOL, {.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}}, 4 * 4 * 4 * 9},
-        {NEP_OP_AVGPOOL, {.kernel = {2, 2}, .stride = {2, 2}}, 4 * 4 * 4 * 4},
-        {NEP_OP_GLOBAL_AVGPOOL, {0}, 4 * 8 * 8},
+        {NEP_OP_BATCHNORM, {{0}}, 2 * 4 * 8 * 8},
+        {NEP_OP_MAXPOOL, {.pool = {.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}}}, 4 * 4 * 4 * 9},
+        {NEP_OP_AVGPOOL, {.pool = {.kernel = {2, 2}, .stride = {2, 2}}}, 4 * 4 * 4 * 4},
+        {NEP_OP_GLOBAL_AVGPOOL, {{0}}, 4 * 8 * 8},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         nep_graph g;

@@ -299,14 +299,14 @@ static nep_graph conv_pair(nep_attrs a, nep_attrs b, uint64_t seed) {
     const int ca = nep_graph_add1(&g, NEP_OP_CONV2D, "a", x, a);
     const int cb = nep_graph_add1(&g, NEP_OP_CONV2D, "b", ca, b);
     const int f = nep_graph_add1(&g, NEP_OP_FLATTEN, "flatten", cb, (nep_attrs){0});
-    const int64_t ha = (28 + 2 * a.pad[0] - a.kernel[0]) / a.stride[0] + 1;
-    const int64_t hb = (ha + 2 * b.pad[0] - b.kernel[0]) / b.stride[0] + 1;
-    const int fc = nep_graph_add1(&g, NEP_OP_LINEAR, "fc", f, (nep_attrs){.features = 10, .bias = true});
-    nep_graph_add_param(&g, ca, "weight", 3, 4, (int64_t[]){a.features, 1, a.kernel[0], a.kernel[1]});
-    if (a.bias) nep_graph_add_param(&g, ca, "bias", 1, 1, (int64_t[]){a.features});
-    nep_graph_add_param(&g, cb, "weight", 3, 4, (int64_t[]){b.features, a.features, b.kernel[0], b.kernel[1]});
-    if (b.bias) nep_graph_add_param(&g, cb, "bias", 1, 1, (int64_t[]){b.features});
-    nep_graph_add_param(&g, fc, "weight", 3, 2, (int64_t[]){10, b.features * hb * hb});
+    const int64_t ha = (28 + 2 * a.conv.pad[0] - a.conv.kernel[0]) / a.conv.stride[0] + 1;
+    const int64_t hb = (ha + 2 * b.conv.pad[0] - b.conv.kernel[0]) / b.conv.stride[0] + 1;
+    const int fc = nep_graph_add1(&g, NEP_OP_LINEAR, "fc", f, (nep_attrs){.linear = {.features = 10, .bias = true}});
+    nep_graph_add_param(&g, ca, "weight", 3, 4, (int64_t[]){a.conv.features, 1, a.conv.kernel[0], a.conv.kernel[1]});
+    if (a.conv.bias) nep_graph_add_param(&g, ca, "bias", 1, 1, (int64_t[]){a.conv.features});
+    nep_graph_add_param(&g, cb, "weight", 3, 4, (int64_t[]){b.conv.features, a.conv.features, b.conv.kernel[0], b.conv.kernel[1]});
+    if (b.conv.bias) nep_graph_add_param(&g, cb, "bias", 1, 1, (int64_t[]){b.conv.features});
+    nep_graph_add_param(&g, fc, "weight", 3, 2, (int64_t[]){10, b.conv.features * hb * hb});
     nep_graph_add_param(&g, fc, "bias", 1, 1, (int64_t[]){10});
     nep_err err;
     nep_test_assert_ok(nep_graph_finalize(&g, &err), &err);
@@ -321,9 +321,9 @@ static nep_graph conv_pair(nep_attrs a, nep_attrs b, uint64_t seed) {
  * the shift would be wrong at the border, so it stays an Affine. */
 static void test_fold_bn_forward(void **state) {
     for (int padded = 0; padded < 2; padded++) {
-        const nep_attrs a = {.features = 6, .bias = true, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}};
-        const nep_attrs b = {.features = 4, .kernel = {1 + 2 * padded, 1 + 2 * padded}, .stride = {1, 1},
-                             .pad = {padded, padded}};
+        const nep_attrs a = {.conv = {.features = 6, .bias = true, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}}};
+        const nep_attrs b = {.conv = {.features = 4, .kernel = {1 + 2 * padded, 1 + 2 * padded}, .stride = {1, 1},
+                                      .pad = {padded, padded}}};
         nep_graph g = conv_pair(a, b, 20), f;
         /* a -> ReLU -> BatchNorm -> b */
         const int ca = nep_graph_find_node(&g, "a"), cb = nep_graph_find_node(&g, "b");
@@ -355,8 +355,8 @@ static void test_compose_conv(void **state) {
     nep_collapse_opts exact = {0}, approx = {.allow_approx = true};
     nep_err err;
     /* 3x3 (padded) then 1x1: exact, and cheaper with a wide middle */
-    const nep_attrs k3 = {.features = 32, .bias = true, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}};
-    const nep_attrs k1 = {.features = 2, .bias = true, .kernel = {1, 1}, .stride = {1, 1}};
+    const nep_attrs k3 = {.conv = {.features = 32, .bias = true, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}}};
+    const nep_attrs k1 = {.conv = {.features = 2, .bias = true, .kernel = {1, 1}, .stride = {1, 1}}};
     nep_graph g = conv_pair(k3, k1, 5), c;
     nep_collapse_info info = {0};
     nep_test_assert_ok(compose(&g, &exact, &c, &info, &err), &err);
@@ -369,13 +369,13 @@ static void test_compose_conv(void **state) {
     nep_graph_free(&g), nep_graph_free(&c);
 
     /* stride 2 then unpadded 3x3: exact (the second reads no padding) */
-    const nep_attrs s2 = {.features = 16, .kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}};
-    const nep_attrs k3n = {.features = 1, .kernel = {3, 3}, .stride = {1, 1}};
+    const nep_attrs s2 = {.conv = {.features = 16, .kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}}};
+    const nep_attrs k3n = {.conv = {.features = 1, .kernel = {3, 3}, .stride = {1, 1}}};
     g = conv_pair(s2, k3n, 6);
     info = (nep_collapse_info){0};
     nep_test_assert_ok(compose(&g, &exact, &c, &info, &err), &err);
     assert_int_equal(info.composed, 1);
-    assert_int_equal(c.nodes[nep_graph_find_node(&c, "b")].attrs.kernel[0], 7);
+    assert_int_equal(c.nodes[nep_graph_find_node(&c, "b")].attrs.conv.kernel[0], 7);
     d = max_diff(&g, &c, data.n);
     printf("compose 3x3/2 then 3x3: max |logit diff| %.3g\n", d);
     assert_true(d < 1e-3);
@@ -383,8 +383,8 @@ static void test_compose_conv(void **state) {
 
     /* 3x3 then padded 3x3: the border differs, so only with allow_approx, and then the
      * interior of the output still matches */
-    const nep_attrs p3 = {.features = 8, .bias = true, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}};
-    const nep_attrs q3 = {.features = 1, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}};
+    const nep_attrs p3 = {.conv = {.features = 8, .bias = true, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}}};
+    const nep_attrs q3 = {.conv = {.features = 1, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}}};
     g = conv_pair(p3, q3, 7);
     info = (nep_collapse_info){0};
     nep_test_assert_ok(compose(&g, &exact, &c, &info, &err), &err);
@@ -422,11 +422,11 @@ static void test_residual(void **state) {
     nep_graph_init(&g);
     const int x = nep_graph_input(&g, "input", (nep_shape){3, {1, 28, 28}});
     const int f = nep_graph_add1(&g, NEP_OP_FLATTEN, "flatten", x, (nep_attrs){0});
-    const int e = nep_graph_add1(&g, NEP_OP_LINEAR, "embed", f, (nep_attrs){.features = 16});
-    const int fc = nep_graph_add1(&g, NEP_OP_LINEAR, "fc", e, (nep_attrs){.features = 16, .bias = true});
+    const int e = nep_graph_add1(&g, NEP_OP_LINEAR, "embed", f, (nep_attrs){.linear = {.features = 16}});
+    const int fc = nep_graph_add1(&g, NEP_OP_LINEAR, "fc", e, (nep_attrs){.linear = {.features = 16, .bias = true}});
     const int add = nep_graph_add(&g, NEP_OP_ADD, "add", (int[]){e, fc}, 2, (nep_attrs){0});
     const int r = nep_graph_add1(&g, NEP_OP_RELU, "relu", add, (nep_attrs){0});
-    const int h = nep_graph_add1(&g, NEP_OP_LINEAR, "head", r, (nep_attrs){.features = 10});
+    const int h = nep_graph_add1(&g, NEP_OP_LINEAR, "head", r, (nep_attrs){.linear = {.features = 10}});
     nep_graph_add_param(&g, e, "weight", 3, 2, (int64_t[]){16, 784});
     nep_graph_add_param(&g, fc, "weight", 3, 2, (int64_t[]){16, 16});
     nep_graph_add_param(&g, fc, "bias", 1, 1, (int64_t[]){16});

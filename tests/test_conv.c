@@ -54,8 +54,8 @@ static nep_attrs case_attrs(const char *cs) {
     int v[10];
     assert_int_equal(sscanf(m, "%d,%d,%d,%d,%d,%d,%d,%d,%d,%d", &v[0], &v[1], &v[2], &v[3], &v[4],
                             &v[5], &v[6], &v[7], &v[8], &v[9]), 10);
-    return (nep_attrs){.features = v[1], .kernel = {v[2], v[3]}, .stride = {v[4], v[5]},
-                       .pad = {v[6], v[7]}, .groups = v[8], .bias = v[9] != 0};
+    return (nep_attrs){.conv = {.features = v[1], .kernel = {v[2], v[3]}, .stride = {v[4], v[5]},
+                                .pad = {v[6], v[7]}, .groups = v[8], .bias = v[9] != 0}};
 }
 
 typedef struct fixture {
@@ -108,7 +108,7 @@ static void check_case(const char *cs) {
     nep_exec_backward(f.ex, f.gy);
     expect(cs, "gx", nep_exec_input_grad(f.ex));
     expect(cs, "gweight", grad(&f, 0));
-    if (f.g.nodes[f.id].attrs.bias) expect(cs, "gbias", grad(&f, 1));
+    if (f.g.nodes[f.id].attrs.conv.bias) expect(cs, "gbias", grad(&f, 1));
     teardown(&f);
 }
 
@@ -220,7 +220,7 @@ static void test_chain(void **s) {
     const char *cs = "chain";
     nep_graph g;
     nep_graph_init(&g);
-    nep_attrs at = {.features = 16, .bias = true, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}, .groups = 1};
+    nep_attrs at = {.conv = {.features = 16, .bias = true, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}, .groups = 1}};
     int x = nep_graph_input(&g, "input", (nep_shape){3, {16, 8, 8}});
     int a = nep_graph_add1(&g, NEP_OP_CONV2D, "a", x, at);
     int b = nep_graph_add1(&g, NEP_OP_CONV2D, "b", a, at);
@@ -302,13 +302,13 @@ static void test_backend_nhwc(void **s) {
         const nep_st_tensor *tx = nep_test_case_tensor(&golden, cs, "x"), *ty = nep_test_case_tensor(&golden, cs, "y");
         nep_conv_geom q = {.batch = tx->shape[0], .in_c = tx->shape[1], .in_h = tx->shape[2],
                            .in_w = tx->shape[3], .out_c = ty->shape[1], .out_h = ty->shape[2],
-                           .out_w = ty->shape[3], .kh = a.kernel[0], .kw = a.kernel[1],
-                           .sh = a.stride[0], .sw = a.stride[1], .ph = a.pad[0], .pw = a.pad[1],
-                           .groups = a.groups, .bias = a.bias, .nhwc = true};
+                           .out_w = ty->shape[3], .kh = a.conv.kernel[0], .kw = a.conv.kernel[1],
+                           .sh = a.conv.stride[0], .sw = a.conv.stride[1], .ph = a.conv.pad[0], .pw = a.conv.pad[1],
+                           .groups = a.conv.groups, .bias = a.conv.bias, .nhwc = true};
         const int64_t N = q.batch, HWi = q.in_h * q.in_w, HWo = q.out_h * q.out_w;
         const int64_t nx = tx->numel, ny = ty->numel, nw = nep_test_case_tensor(&golden, cs, "weight")->numel;
         float *x = nep_test_as_real(tx), *gy = nep_test_as_real(nep_test_case_tensor(&golden, cs, "gy")), *w = nep_test_as_real(nep_test_case_tensor(&golden, cs, "weight"));
-        float *b = a.bias ? nep_test_as_real(nep_test_case_tensor(&golden, cs, "bias")) : NULL, *db = a.bias ? malloc(sizeof(float) * (size_t)q.out_c) : NULL;
+        float *b = a.conv.bias ? nep_test_as_real(nep_test_case_tensor(&golden, cs, "bias")) : NULL, *db = a.conv.bias ? malloc(sizeof(float) * (size_t)q.out_c) : NULL;
         float *xh = malloc(sizeof(float) * (size_t)nx), *gyh = malloc(sizeof(float) * (size_t)ny);
         float *yh = malloc(sizeof(float) * (size_t)ny), *y = malloc(sizeof(float) * (size_t)ny);
         float *dxh = malloc(sizeof(float) * (size_t)nx), *dx = malloc(sizeof(float) * (size_t)nx);
@@ -328,7 +328,7 @@ static void test_backend_nhwc(void **s) {
             to_nchw(dxh, dx, N, q.in_c, HWi);
             expect_n(cs, "gx", dx, nx, rep);
             expect_n(cs, "gweight", dw, nw, rep);
-            if (a.bias) expect_n(cs, "gbias", db, q.out_c, rep);
+            if (a.conv.bias) expect_n(cs, "gbias", db, q.out_c, rep);
         }
         free(x), free(gy), free(w), free(b), free(db), free(xh), free(gyh), free(yh), free(y);
         free(dxh), free(dx), free(dw), free(scratch);
@@ -363,7 +363,7 @@ static void test_impl_avoids_6035(void **s) {
 /* Shape rule, FLOPs and the messages for bad attributes or parameters. */
 static void test_infer(void **s) {
     nep_graph g;
-    nep_attrs at = {.features = 8, .kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}, .groups = 1, .bias = true};
+    nep_attrs at = {.conv = {.features = 8, .kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}, .groups = 1, .bias = true}};
     int id = nep_test_op_graph(&g, NEP_OP_CONV2D, at, (nep_shape){3, {4, 9, 10}});
     const nep_shape *sh = &g.nodes[id].shape;
     assert_int_equal(sh->ndim, 3);
@@ -379,19 +379,19 @@ static void test_infer(void **s) {
         const char *msg;
         bool wrong_weight;
     } bad[] = {
-        {{.features = 6, .kernel = {3, 3}, .stride = {1, 1}, .groups = 4}, {3, {6, 8, 8}}, "multiples of groups", false},
-        {{.features = 6, .kernel = {3, 3}, .stride = {1, 1}, .groups = 4}, {3, {8, 8, 8}}, "multiples of groups", false},
-        {{.features = 4, .kernel = {5, 5}, .stride = {1, 1}}, {3, {2, 3, 3}}, "larger than", false},
-        {{.features = 4, .kernel = {3, 3}, .stride = {0, 1}}, {3, {2, 8, 8}}, "stride", false},
-        {{.features = 4, .kernel = {3, 3}, .stride = {1, 1}}, {1, {8}}, "wants 3", false},
-        {{.features = 4, .kernel = {3, 3}, .stride = {1, 1}}, {3, {2, 8, 8}}, "weight [4, 2, 3, 3]", true},
+        {{.conv = {.features = 6, .kernel = {3, 3}, .stride = {1, 1}, .groups = 4}}, {3, {6, 8, 8}}, "multiples of groups", false},
+        {{.conv = {.features = 6, .kernel = {3, 3}, .stride = {1, 1}, .groups = 4}}, {3, {8, 8, 8}}, "multiples of groups", false},
+        {{.conv = {.features = 4, .kernel = {5, 5}, .stride = {1, 1}}}, {3, {2, 3, 3}}, "larger than", false},
+        {{.conv = {.features = 4, .kernel = {3, 3}, .stride = {0, 1}}}, {3, {2, 8, 8}}, "stride", false},
+        {{.conv = {.features = 4, .kernel = {3, 3}, .stride = {1, 1}}}, {1, {8}}, "wants 3", false},
+        {{.conv = {.features = 4, .kernel = {3, 3}, .stride = {1, 1}}}, {3, {2, 8, 8}}, "weight [4, 2, 3, 3]", true},
     };
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         nep_graph_init(&g);
         int x = nep_graph_input(&g, "input", bad[k].in);
         int c = nep_graph_add1(&g, NEP_OP_CONV2D, "layer1.0.conv1", x, bad[k].at);
-        int G = bad[k].at.groups > 0 ? bad[k].at.groups : 1;
-        int64_t w[4] = {bad[k].at.features, bad[k].in.d[0] / G, bad[k].at.kernel[0], bad[k].at.kernel[1]};
+        int G = bad[k].at.conv.groups > 0 ? bad[k].at.conv.groups : 1;
+        int64_t w[4] = {bad[k].at.conv.features, bad[k].in.d[0] / G, bad[k].at.conv.kernel[0], bad[k].at.conv.kernel[1]};
         if (bad[k].wrong_weight) w[1] += 1;
         nep_graph_add_param(&g, c, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 4, w);
         nep_err err;

@@ -461,8 +461,8 @@ static void run_geometry(int64_t idx) {
      * executor fuses it (asserted below). */
     nep_graph g;
     nep_graph_init(&g);
-    const nep_attrs at = {.features = q->F, .bias = q->bias, .kernel = {q->kh, q->kw},
-                          .stride = {q->sh, q->sw}, .pad = {q->ph, q->pw}, .groups = q->groups};
+    const nep_attrs at = {.conv = {.features = q->F, .bias = q->bias, .kernel = {q->kh, q->kw},
+                                   .stride = {q->sh, q->sw}, .pad = {q->ph, q->pw}, .groups = q->groups}};
     const int in = nep_graph_input(&g, "input", (nep_shape){3, {q->C, q->H, q->W}});
     const int conv = nep_graph_add1(&g, NEP_OP_CONV2D, "conv", in, at);
     const int64_t Cg = q->C / q->groups, K = Cg * q->kh * q->kw;

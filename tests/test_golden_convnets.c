@@ -36,7 +36,7 @@ static void test_layers_and_owners(void **st) {
         assert_int_equal(e.n_layers, want[i].layers);
         for (int l = 0; l < e.n_layers; l++) {
             const nep_node *o = &g.nodes[e.layers[l].owner];
-            assert_true(e.layers[l].owner >= 0 && o->op == NEP_OP_CONV2D && !o->attrs.shortcut);
+            assert_true(e.layers[l].owner >= 0 && o->op == NEP_OP_CONV2D && !o->attrs.conv.shortcut);
             const char *rname = g.nodes[e.layers[l].node].name;
             if (strstr(rname, "layer1.0.relu2")) assert_string_equal(o->name, "layer1.0.conv2");
             if (strstr(rname, "layer1.0.relu3")) assert_string_equal(o->name, "layer1.0.conv3");

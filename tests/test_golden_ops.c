@@ -70,7 +70,7 @@ static void test_relu(void **s) { check_op("relu", NEP_OP_RELU, (nep_attrs){0});
 static void test_leaky_relu(void **s) {
     const char *slope = nep_st_meta_get(&golden, "leaky_relu.slope");
     assert_non_null(slope);
-    check_op("leaky_relu", NEP_OP_LEAKY_RELU, (nep_attrs){.slope = atof(slope)});
+    check_op("leaky_relu", NEP_OP_LEAKY_RELU, (nep_attrs){.leaky_relu = {.slope = atof(slope)}});
 }
 static void test_relu6(void **s) { check_op("relu6", NEP_OP_RELU6, (nep_attrs){0}); }
 static void test_gelu(void **s) { check_op("gelu", NEP_OP_GELU, (nep_attrs){0}); }
@@ -80,7 +80,7 @@ static void test_prelu(void **s) { check_op("prelu", NEP_OP_PRELU, (nep_attrs){0
 static void test_prelu4d(void **s) { check_op("prelu4d", NEP_OP_PRELU, (nep_attrs){0}); }
 static void test_linear(void **s) {
     check_op("linear", NEP_OP_LINEAR,
-             (nep_attrs){.features = nep_test_case_tensor(&golden, "linear", "weight")->shape[0], .bias = true});
+             (nep_attrs){.linear = {.features = nep_test_case_tensor(&golden, "linear", "weight")->shape[0], .bias = true}});
 }
 
 static void check_xent(const char *prefix) {

@@ -13,12 +13,12 @@
 static void build_residual(nep_graph *g, nep_rng *rng) {
     nep_graph_init(g);
     int x = nep_graph_input(g, "input", (nep_shape){1, {6}});
-    int a = nep_graph_add1(g, NEP_OP_LINEAR, "fc_a", x, (nep_attrs){.features = 6, .bias = true});
+    int a = nep_graph_add1(g, NEP_OP_LINEAR, "fc_a", x, (nep_attrs){.linear = {.features = 6, .bias = true}});
     nep_graph_add_param(g, a, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2, (int64_t[]){6, 6});
     nep_graph_add_param(g, a, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){6});
     int r = nep_graph_add1(g, NEP_OP_RELU, "relu", a, (nep_attrs){0});
     int add = nep_graph_add(g, NEP_OP_ADD, "add", (int[]){r, x}, 2, (nep_attrs){0});
-    int o = nep_graph_add1(g, NEP_OP_LINEAR, "fc_out", add, (nep_attrs){.features = 3, .bias = true});
+    int o = nep_graph_add1(g, NEP_OP_LINEAR, "fc_out", add, (nep_attrs){.linear = {.features = 3, .bias = true}});
     nep_graph_add_param(g, o, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2, (int64_t[]){3, 6});
     nep_graph_add_param(g, o, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){3});
     assert_int_equal(nep_graph_finalize(g, NULL), NEP_OK);
@@ -183,7 +183,7 @@ static void test_probe_sees_preactivation(void **s) {
 static void test_dropout_masks(void **s) {
     const double p = 0.3;
     nep_graph g;
-    int id = nep_test_op_graph(&g, NEP_OP_DROPOUT, (nep_attrs){.p = p}, (nep_shape){1, {1000}});
+    int id = nep_test_op_graph(&g, NEP_OP_DROPOUT, (nep_attrs){.dropout = {.p = p}}, (nep_shape){1, {1000}});
     nep_exec *ex;
     assert_int_equal(nep_exec_new(&ex, &g, 4, NULL, NULL), NEP_OK);
     assert_int_equal(nep_exec_enable_input_grad(ex, NULL), NEP_OK);

@@ -33,20 +33,20 @@ static void build_tiny(nep_graph *g) {
     nep_graph_init(g);
     int x = nep_graph_input(g, "input", (nep_shape){3, {2, 4, 4}});
     x = nep_graph_add1(g, NEP_OP_CONV2D, "conv", x,
-                       (nep_attrs){.features = 3, .bias = true, .kernel = {3, 3}, .stride = {1, 1},
-                                   .pad = {1, 1}});
+                       (nep_attrs){.conv = {.features = 3, .bias = true, .kernel = {3, 3}, .stride = {1, 1},
+                                            .pad = {1, 1}}});
     add_param(g, x, "weight", 4, (int64_t[]){3, 2, 3, 3});
     add_param(g, x, "bias", 1, (int64_t[]){3});
-    x = nep_graph_add1(g, NEP_OP_BATCHNORM, "bn", x, (nep_attrs){.eps = 1e-3, .momentum = 0.1});
+    x = nep_graph_add1(g, NEP_OP_BATCHNORM, "bn", x, (nep_attrs){.batchnorm = {.eps = 1e-3, .momentum = 0.1}});
     add_param(g, x, "weight", 1, (int64_t[]){3});
     add_param(g, x, "bias", 1, (int64_t[]){3});
     nep_graph_add_param(g, x, "running_mean", 0, 1, (int64_t[]){3});
     nep_graph_add_param(g, x, "running_var", 0, 1, (int64_t[]){3});
     x = nep_graph_add1(g, NEP_OP_RELU6, "act", x, (nep_attrs){0});
     x = nep_graph_add1(g, NEP_OP_AVGPOOL, "pool", x,
-                       (nep_attrs){.kernel = {2, 2}, .stride = {2, 2}, .pad = {1, 1}});
+                       (nep_attrs){.pool = {.kernel = {2, 2}, .stride = {2, 2}, .pad = {1, 1}}});
     x = nep_graph_add1(g, NEP_OP_FLATTEN, "flatten", x, (nep_attrs){0});
-    x = nep_graph_add1(g, NEP_OP_LINEAR, "fc", x, (nep_attrs){.features = 5, .bias = true});
+    x = nep_graph_add1(g, NEP_OP_LINEAR, "fc", x, (nep_attrs){.linear = {.features = 5, .bias = true}});
     add_param(g, x, "weight", 2, (int64_t[]){5, 27});
     add_param(g, x, "bias", 1, (int64_t[]){5});
     assert_int_equal(nep_graph_finalize(g, NULL), NEP_OK);
@@ -66,9 +66,9 @@ static void build_vector(nep_graph *g) {
     int s = nep_graph_add(g, NEP_OP_ADD, "sum", (int[]){in, a, p}, 3, (nep_attrs){0});
     int x = nep_graph_add1(g, NEP_OP_GELU, "gelu", s, (nep_attrs){0});
     x = nep_graph_add1(g, NEP_OP_SILU, "silu", x, (nep_attrs){0});
-    x = nep_graph_add1(g, NEP_OP_DROPOUT, "drop", x, (nep_attrs){.p = 0.5});
-    x = nep_graph_add1(g, NEP_OP_LEAKY_RELU, "leaky", x, (nep_attrs){.slope = 0.125});
-    x = nep_graph_add1(g, NEP_OP_LINEAR, "fc", x, (nep_attrs){.features = 2});
+    x = nep_graph_add1(g, NEP_OP_DROPOUT, "drop", x, (nep_attrs){.dropout = {.p = 0.5}});
+    x = nep_graph_add1(g, NEP_OP_LEAKY_RELU, "leaky", x, (nep_attrs){.leaky_relu = {.slope = 0.125}});
+    x = nep_graph_add1(g, NEP_OP_LINEAR, "fc", x, (nep_attrs){.linear = {.features = 2}});
     add_param(g, x, "weight", 2, (int64_t[]){2, 3});
     assert_int_equal(nep_graph_finalize(g, NULL), NEP_OK);
     for (int64_t i = 0; i < g->n_values; i++) g->values[i] = (nep_real)(i + 1) / 8;
@@ -270,14 +270,14 @@ static void test_image_ops(void **s) {
     nep_graph_init(&g);
     int x = nep_graph_input(&g, "input", (nep_shape){3, {4, 6, 6}});
     x = nep_graph_add1(&g, NEP_OP_CONV2D, "dw", x,
-                       (nep_attrs){.features = 4, .kernel = {3, 3}, .stride = {2, 2}, .groups = 4});
+                       (nep_attrs){.conv = {.features = 4, .kernel = {3, 3}, .stride = {2, 2}, .groups = 4}});
     add_param(&g, x, "weight", 4, (int64_t[]){4, 1, 3, 3});
     x = nep_graph_add1(&g, NEP_OP_PRELU, "prelu", x, (nep_attrs){0});
     add_param(&g, x, "weight", 1, (int64_t[]){4});
     x = nep_graph_add1(&g, NEP_OP_AFFINE, "affine", x, (nep_attrs){0});
     add_param(&g, x, "weight", 1, (int64_t[]){4});
     add_param(&g, x, "bias", 1, (int64_t[]){4});
-    x = nep_graph_add1(&g, NEP_OP_MAXPOOL, "max", x, (nep_attrs){.kernel = {2, 2}});
+    x = nep_graph_add1(&g, NEP_OP_MAXPOOL, "max", x, (nep_attrs){.pool = {.kernel = {2, 2}}});
     x = nep_graph_add1(&g, NEP_OP_IDENTITY, "same", x, (nep_attrs){0});
     x = nep_graph_add1(&g, NEP_OP_GLOBAL_AVGPOOL, "gap", x, (nep_attrs){0});
     assert_int_equal(nep_graph_finalize(&g, NULL), NEP_OK);

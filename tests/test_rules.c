@@ -52,7 +52,7 @@ static int node(nep_graph *g, nep_op_kind op, const int *in, int n_in, nep_attrs
 }
 
 static int unary(nep_graph *g, nep_op_kind op, int x) {
-    return finish(g, node(g, op, &x, 1, (nep_attrs){.p = 0.5}));
+    return finish(g, node(g, op, &x, 1, (nep_attrs){.dropout = {.p = 0.5}}));
 }
 
 /* Over the input's last axis: token by token for a sequence. */
@@ -60,7 +60,7 @@ static int fan_in(const nep_shape *s) { return (int)s->d[s->ndim - 1]; }
 
 static int linear(nep_graph *g, int x, int64_t out, bool bias) {
     const int64_t in = fan_in(&g->nodes[x].shape);
-    const int id = node(g, NEP_OP_LINEAR, &x, 1, (nep_attrs){.features = out, .bias = bias});
+    const int id = node(g, NEP_OP_LINEAR, &x, 1, (nep_attrs){.linear = {.features = out, .bias = bias}});
     nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2, (int64_t[]){out, in});
     if (bias) nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){out});
     return finish(g, id);
@@ -68,8 +68,8 @@ static int linear(nep_graph *g, int x, int64_t out, bool bias) {
 
 static int conv(nep_graph *g, int x, int64_t out, int k, int stride, int pad, int groups, bool bias) {
     const int64_t in = g->nodes[x].shape.d[0];
-    const nep_attrs a = {.features = out, .bias = bias, .kernel = {k, k}, .stride = {stride, stride},
-                         .pad = {pad, pad}, .groups = groups};
+    const nep_attrs a = {.conv = {.features = out, .bias = bias, .kernel = {k, k}, .stride = {stride, stride},
+                                  .pad = {pad, pad}, .groups = groups}};
     const int id = node(g, NEP_OP_CONV2D, &x, 1, a);
     nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 4,
                         (int64_t[]){out, in / groups, k, k});
@@ -289,7 +289,7 @@ static void test_affine_through_global_avgpool(void **state) {
         if (pool) {
             p = unary(&g, NEP_OP_GLOBAL_AVGPOOL, a);
         } else { /* a max-pool does not commute with a negative scale */
-            p = finish(&g, node(&g, NEP_OP_MAXPOOL, &a, 1, (nep_attrs){.kernel = {2, 2}, .stride = {2, 2}}));
+            p = finish(&g, node(&g, NEP_OP_MAXPOOL, &a, 1, (nep_attrs){.pool = {.kernel = {2, 2}, .stride = {2, 2}}}));
         }
         linear(&g, unary(&g, NEP_OP_FLATTEN, p), 3, true);
         randomize(&g, 6);

@@ -92,21 +92,23 @@ int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape i
     int ins[2] = {x, x};
     int id = nep_graph_add(g, op, "op", ins, op == NEP_OP_ADD ? 2 : 1, attrs);
     if (op == NEP_OP_LINEAR) {
+        const nep_linear_attrs *l = &attrs.linear;
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2,
-                            (int64_t[]){attrs.features, in.d[0]});
-        if (attrs.bias)
-            nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){attrs.features});
+                            (int64_t[]){l->features, in.d[0]});
+        if (l->bias)
+            nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){l->features});
     } else if (op == NEP_OP_PRELU) {
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, (int64_t[]){in.d[0]});
     } else if (op == NEP_OP_AFFINE) {
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, (int64_t[]){in.d[0]});
         nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){in.d[0]});
     } else if (op == NEP_OP_CONV2D) {
-        int groups = attrs.groups > 0 ? attrs.groups : 1;
+        const nep_conv2d_attrs *c = &attrs.conv;
+        int groups = c->groups > 0 ? c->groups : 1;
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 4,
-                            (int64_t[]){attrs.features, in.d[0] / groups, attrs.kernel[0], attrs.kernel[1]});
-        if (attrs.bias)
-            nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){attrs.features});
+                            (int64_t[]){c->features, in.d[0] / groups, c->kernel[0], c->kernel[1]});
+        if (c->bias)
+            nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){c->features});
     } else if (op == NEP_OP_BATCHNORM) {
         const int64_t c[1] = {in.d[0]};
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, c);

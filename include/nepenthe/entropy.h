@@ -60,7 +60,7 @@ int64_t nep_layer_count_mixed(const nep_layer_states *l);
 
 /* The node whose weight a rectifier owns (SPEC section 1): the Linear or Conv2d
  * producing its input, looking through BatchNorm and Identity; after a residual Add,
- * the residual branch's conv (never one marked attrs.shortcut). -1 if there is none. */
+ * the residual branch's conv (never one marked attrs.conv.shortcut). -1 if there is none. */
 int nep_rectifier_owner(const nep_graph *g, int rectifier);
 
 #endif

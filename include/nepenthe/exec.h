@@ -69,8 +69,13 @@ void nep_exec_set_profile(nep_exec *ex, double *profile);
 
 /* ---- running ------------------------------------------------------------------------ */
 /* Runs the graph on x [batch, input shape]; returns the output buffer
- * [batch, output shape] (owned by ex). x must stay valid until backward. */
+ * [batch, output shape] (owned by ex), or NULL when the input holds token ids. x must
+ * stay valid until backward. */
 const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch);
+/* The same for a graph whose input holds int32 token ids [batch, input shape]; refuses
+ * (NEP_ERR_ARG, naming the position and the Embedding) an id outside its table. */
+nep_status nep_exec_forward_ids(nep_exec *ex, const int32_t *ids, int64_t batch, const nep_real **y,
+                                nep_err *err);
 /* Backpropagates dy [batch, output shape] into g->grads (see nep_exec_set_accumulate).
  * Gradients w.r.t. the graph input are computed only if enabled below. */
 void nep_exec_backward(nep_exec *ex, const nep_real *dy);

@@ -42,6 +42,7 @@ typedef enum nep_op_kind {
     NEP_OP_AVGPOOL,
     NEP_OP_GLOBAL_AVGPOOL,
     NEP_OP_AFFINE,      /* per-channel w x + b: what collapse leaves of a rectifier or BN */
+    NEP_OP_EMBEDDING,   /* token ids -> rows of a table */
     NEP_OP_COUNT
 } nep_op_kind;
 
@@ -54,22 +55,65 @@ typedef struct nep_shape {
     int ndim;
     int64_t d[NEP_MAX_DIMS];
     int axis;
+    /* What the entries are: reals (the default), or int32 token ids, which only a graph
+     * input holds and only an Embedding reads. */
+    enum { NEP_REAL, NEP_TOKEN_IDS } dtype;
 } nep_shape;
 
-/* Typed attributes; each op reads the fields its file in src/ops/ documents. */
-typedef struct nep_attrs {
-    int64_t features;   /* Linear: output features; Conv2d: output channels */
-    bool bias;          /* Linear, Conv2d: has a bias */
-    double slope;       /* LeakyReLU: negative slope */
-    double p;           /* Dropout: drop probability */
-    int kernel[2];      /* Conv2d, MaxPool, AvgPool: kernel height, width */
-    int stride[2];      /* Conv2d, MaxPool, AvgPool */
-    int pad[2];         /* Conv2d, MaxPool, AvgPool: zero padding (top/bottom, left/right) */
-    int groups;         /* Conv2d: 1, or the input channels for depthwise */
-    double eps;         /* BatchNorm: 1e-5 */
-    double momentum;    /* BatchNorm: running statistics update, 0.1 */
-    bool shortcut;      /* Conv2d on a residual shortcut: never owned by a rectifier */
+/* Typed attributes, one struct per op kind that has any (the others have none); the op's
+ * file in src/ops/ documents them and declares them to the graph JSON (nep_op_def.attrs). */
+typedef struct nep_linear_attrs {
+    int64_t features;   /* output features */
+    bool bias;          /* has a bias */
+} nep_linear_attrs;
+
+/* Begins as nep_linear_attrs does (features, bias): see nep_attrs.matmul. */
+typedef struct nep_conv2d_attrs {
+    int64_t features;   /* output channels */
+    bool bias;          /* has a bias */
+    int kernel[2];      /* kernel height, width */
+    int stride[2];
+    int pad[2];         /* zero padding (top/bottom, left/right) */
+    int groups;         /* 1 (0 means 1), or the input channels for depthwise */
+    bool shortcut;      /* on a residual shortcut: never owned by a rectifier */
+} nep_conv2d_attrs;
+
+typedef struct nep_pool_attrs {  /* MaxPool2d, AvgPool2d */
+    int kernel[2];      /* kernel height, width */
+    int stride[2];      /* 0 selects the kernel size */
+    int pad[2];         /* zero padding (top/bottom, left/right) */
+} nep_pool_attrs;
+
+typedef struct nep_batchnorm_attrs {
+    double eps;         /* 0 selects 1e-5 */
+    double momentum;    /* running statistics update; 0 selects 0.1 */
+} nep_batchnorm_attrs;
+
+typedef struct nep_leaky_relu_attrs {
+    double slope;       /* negative slope */
+} nep_leaky_relu_attrs;
+
+typedef struct nep_dropout_attrs {
+    double p;           /* drop probability */
+} nep_dropout_attrs;
+
+/* A node's attributes: the member of its op kind, written
+ * (nep_attrs){.linear = {.features = 10, .bias = true}}; (nep_attrs){0} for an op without
+ * any. `matmul` is the view of code that treats Linear and Conv2d alike, as a matmul:
+ * both structs begin with features and bias, a common initial sequence that C11 (6.5.2.3)
+ * lets any member read through any of them (and GCC and Clang define writing one member
+ * and reading another). conv is first, and the largest, so {0} zeroes all of them (as a
+ * member of a larger initializer, a table's row, write {{0}}: -Wmissing-braces). */
+typedef union nep_attrs {
+    nep_conv2d_attrs conv;
+    nep_linear_attrs linear;
+    nep_linear_attrs matmul;    /* Linear or Conv2d: features, bias */
+    nep_pool_attrs pool;
+    nep_batchnorm_attrs batchnorm;
+    nep_leaky_relu_attrs leaky_relu;
+    nep_dropout_attrs dropout;
 } nep_attrs;
+_Static_assert(sizeof(nep_attrs) == sizeof(nep_conv2d_attrs), "nep_attrs: {0} must zero every member");
 
 enum nep_param_flags {
     NEP_PARAM_TRAINABLE = 1u << 0, /* receives gradients and optimizer updates */

@@ -27,7 +27,7 @@ static void state_map(const nep_graph *g, const nep_node *n, int64_t c, int stat
     } else if (state == NEP_STATE_OFF_PLUS) {
         *a = 0, *b = 6;
     } else if (n->op == NEP_OP_LEAKY_RELU) {
-        *a = (nep_real)n->attrs.slope;
+        *a = (nep_real)n->attrs.leaky_relu.slope;
     } else if (n->op == NEP_OP_PRELU) {
         *a = (nep_real)nep_param_at(g, n, 0, c);
     } else {

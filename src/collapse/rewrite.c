@@ -27,14 +27,14 @@ static bool is_conv(const nep_node *n) { return n->op == NEP_OP_CONV2D; }
 nep_rw_geom nep_rw_geom_of(const nep_graph *g, int id) {
     const nep_node *n = &g->nodes[id];
     const nep_shape *x = &g->nodes[n->inputs[0]].shape;
-    nep_rw_geom q = {.out = n->attrs.features, .in = nep_linear_fan_in(x), .groups = 1,
+    nep_rw_geom q = {.out = n->attrs.matmul.features, .in = nep_linear_fan_in(x), .groups = 1,
                      .kh = 1, .kw = 1, .sh = 1, .sw = 1};
     if (is_conv(n)) {
         q.in = x->d[0];
         q.groups = nep_conv_groups(n);
-        q.kh = n->attrs.kernel[0], q.kw = n->attrs.kernel[1];
-        q.sh = n->attrs.stride[0], q.sw = n->attrs.stride[1];
-        q.ph = n->attrs.pad[0], q.pw = n->attrs.pad[1];
+        q.kh = n->attrs.conv.kernel[0], q.kw = n->attrs.conv.kernel[1];
+        q.sh = n->attrs.conv.stride[0], q.sw = n->attrs.conv.stride[1];
+        q.ph = n->attrs.conv.pad[0], q.pw = n->attrs.conv.pad[1];
     }
     return q;
 }
@@ -45,17 +45,17 @@ nep_rw_matmul nep_rw_matmul_of(nep_graph *g, int id) {
     nep_rw_matmul m = {.out = w->shape[0], .in_per_group = w->shape[1], .taps = 1,
                        .groups = is_conv(n) ? nep_conv_groups(n) : 1,
                        .w = nep_rw_values(g, id, 0),
-                       .bias = n->attrs.bias ? nep_rw_values(g, id, 1) : NULL};
+                       .bias = n->attrs.matmul.bias ? nep_rw_values(g, id, 1) : NULL};
     for (int d = 2; d < w->ndim; d++) m.taps *= w->shape[d];
     return m;
 }
 
 nep_status nep_rw_ensure_bias(nep_graph *g, int id, nep_err *err) {
     nep_node *n = &g->nodes[id];
-    if (n->attrs.bias) return NEP_OK;
-    if (nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){n->attrs.features}) < 0)
+    if (n->attrs.matmul.bias) return NEP_OK;
+    if (nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){n->attrs.matmul.features}) < 0)
         return nep_fail(err, NEP_ERR_NOMEM, "out of memory adding a bias to '%s'", n->name);
-    g->nodes[id].attrs.bias = true;
+    g->nodes[id].attrs.matmul.bias = true;
     return NEP_OK;
 }
 

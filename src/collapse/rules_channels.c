@@ -208,9 +208,9 @@ static nep_status drop_apply(nep_graph *g, int id, nep_rw_ctx *cx, nep_err *err)
         for (int i = 0; s == NEP_OK && i < r->n_chain; i++) {
             nep_node *e = &g->nodes[r->chain[i]];
             for (int j = 0; s == NEP_OK && j < e->n_params; j++) s = select_param(g, e->params[j], 0, keep, n_keep, err);
-            if (nep_rw_is_matmul(e)) e->attrs.features = e->attrs.groups = (int)n_keep; /* depthwise */
+            if (nep_rw_is_matmul(e)) e->attrs.conv.features = e->attrs.conv.groups = (int)n_keep; /* depthwise */
         }
-        g->nodes[r->p].attrs.features = n_keep;
+        g->nodes[r->p].attrs.matmul.features = n_keep;
         if (s == NEP_OK) s = nep_graph_finalize(g, err);
     }
     /* all constant: folded into the readers, one channel kept */
@@ -236,7 +236,7 @@ static const nep_real *constant_of(nep_graph *g, int id) {
     for (int64_t i = 0; i < w->numel; i++)
         if (v[i] != 0) return NULL;
     static const nep_real none = 0;
-    return affine || n->attrs.bias ? nep_rw_values(g, id, 1) : &none;
+    return affine || n->attrs.matmul.bias ? nep_rw_values(g, id, 1) : &none;
 }
 
 /* x + k, k a constant tensor: which input is k (0 or 1), or -1. */
@@ -258,7 +258,7 @@ static nep_status add_apply(nep_graph *g, int add, nep_rw_ctx *cx, nep_err *err)
     const int i = constant_input(g, add), k = n->inputs[i], x = n->inputs[1 - i];
     const nep_real *b = constant_of(g, k);
     const int64_t C = nep_shape_features(&n->shape);
-    const bool has_bias = g->nodes[k].op == NEP_OP_AFFINE || g->nodes[k].attrs.bias;
+    const bool has_bias = g->nodes[k].op == NEP_OP_AFFINE || g->nodes[k].attrs.matmul.bias;
     nep_real *copy = malloc(sizeof(nep_real) * (size_t)C);
     if (!copy) return nep_fail(err, NEP_ERR_NOMEM, "out of memory folding '%s'", n->name);
     for (int64_t c = 0; c < C; c++) copy[c] = has_bias ? b[c] : 0;

@@ -56,7 +56,7 @@ static geom composed(const geom *ga, const geom *gb) {
 }
 
 static const nep_real *bias_of(nep_graph *g, int id) {
-    return g->nodes[id].attrs.bias ? nep_rw_values(g, id, 1) : NULL;
+    return g->nodes[id].attrs.matmul.bias ? nep_rw_values(g, id, 1) : NULL;
 }
 
 /* The second layer's zero padding pads the first one's output with 0; composed, the
@@ -108,10 +108,10 @@ static nep_status pair_apply(nep_graph *g, int b, nep_rw_ctx *cx, nep_err *err) 
         nep_node *n = &g->nodes[b];
         n->inputs[0] = g->nodes[a].inputs[0];
         if (conv) {
-            n->attrs.groups = 1;
-            n->attrs.kernel[0] = (int)c.kh, n->attrs.kernel[1] = (int)c.kw;
-            n->attrs.stride[0] = (int)c.sh, n->attrs.stride[1] = (int)c.sw;
-            n->attrs.pad[0] = (int)c.ph, n->attrs.pad[1] = (int)c.pw;
+            n->attrs.conv.groups = 1;
+            n->attrs.conv.kernel[0] = (int)c.kh, n->attrs.conv.kernel[1] = (int)c.kw;
+            n->attrs.conv.stride[0] = (int)c.sh, n->attrs.conv.stride[1] = (int)c.sw;
+            n->attrs.conv.pad[0] = (int)c.ph, n->attrs.conv.pad[1] = (int)c.pw;
         }
         s = nep_graph_finalize(g, err);
     }

@@ -15,7 +15,7 @@ static bool bn_match(nep_graph *g, int id, const nep_rw_ctx *cx) {
 static nep_status bn_apply(nep_graph *g, int id, nep_rw_ctx *cx, nep_err *err) {
     const nep_node *n = &g->nodes[id];
     const int64_t C = nep_rw_param(g, id, 0)->numel;
-    const double eps = nep_bn_eps(&n->attrs);
+    const double eps = nep_bn_eps(&n->attrs.batchnorm);
     nep_real *w = nep_rw_values(g, id, BN_WEIGHT), *b = nep_rw_values(g, id, BN_BIAS),
              *mean = nep_rw_values(g, id, BN_RMEAN), *var = nep_rw_values(g, id, BN_RVAR);
     for (int64_t c = 0; c < C; c++) {

@@ -12,8 +12,7 @@
 static int weight_producer(const nep_graph *g, int id) {
     while (g->nodes[id].op == NEP_OP_IDENTITY || g->nodes[id].op == NEP_OP_BATCHNORM)
         id = g->nodes[id].inputs[0];
-    nep_op_kind op = g->nodes[id].op;
-    return op == NEP_OP_LINEAR || op == NEP_OP_CONV2D ? id : -1;
+    return nep_op(g->nodes[id].op)->matmul ? id : -1;
 }
 
 /* SPEC section 1: the weight producing z, before BatchNorm; after a residual Add, the
@@ -24,7 +23,7 @@ int nep_rectifier_owner(const nep_graph *g, int rectifier) {
     if (g->nodes[id].op != NEP_OP_ADD) return weight_producer(g, id);
     for (int i = 0; i < g->nodes[id].n_inputs; i++) {
         int w = weight_producer(g, g->nodes[id].inputs[i]);
-        if (w >= 0 && !g->nodes[w].attrs.shortcut) return w;
+        if (w >= 0 && !(g->nodes[w].op == NEP_OP_CONV2D && g->nodes[w].attrs.conv.shortcut)) return w;
     }
     return -1;
 }

@@ -191,6 +191,9 @@ nomem:
 
 nep_status nep_exec_enable_input_grad(nep_exec *ex, nep_err *err) {
     int in = ex->g->input;
+    if (ex->g->nodes[in].shape.dtype == NEP_TOKEN_IDS)
+        return nep_fail(err, NEP_ERR_ARG, "the graph's input '%s' holds token ids: it has no gradient",
+                        ex->g->nodes[in].name);
     if (ex->owns[in]) return NEP_OK;
     const nep_shape *s = &ex->g->nodes[in].shape;
     const int64_t n = ex->max_batch * nep_shape_numel(s);

@@ -69,7 +69,7 @@ static void to_caller_layout(const nep_exec *ex, const nep_shape *s, const nep_r
     nep_nhwc_to_nchw(x, y, ex->batch, s->d[0], s->d[1] * s->d[2], false);
 }
 
-const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch) {
+static const nep_real *run_forward(nep_exec *ex, const nep_real *x, int64_t batch) {
     nep_graph *g = ex->g;
     ex->batch = batch;
     /* The input is read-only; its gradient is computed only when enabled. */
@@ -97,6 +97,32 @@ const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch)
     if (!ex->out_moved) return ex->act[g->output];
     to_caller_layout(ex, &g->nodes[g->output].shape, ex->act[g->output], ex->out_moved);
     return ex->out_moved;
+}
+
+const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch) {
+    return ex->g->nodes[ex->g->input].shape.dtype == NEP_REAL ? run_forward(ex, x, batch) : NULL;
+}
+
+nep_status nep_exec_forward_ids(nep_exec *ex, const int32_t *ids, int64_t batch, const nep_real **y,
+                                nep_err *err) {
+    const nep_graph *g = ex->g;
+    const nep_node *in = &g->nodes[g->input];
+    if (in->shape.dtype != NEP_TOKEN_IDS)
+        return nep_fail(err, NEP_ERR_ARG, "the graph's input '%s' holds reals, not token ids", in->name);
+    /* An id outside its table would read past it: refused, as PyTorch raises IndexError. */
+    const int64_t n = batch * nep_shape_numel(&in->shape);
+    for (int k = 0; k < g->n_order; k++) {
+        const nep_node *e = &g->nodes[g->order[k]];
+        if (!nep_op(e->op)->takes_ids) continue;
+        const int64_t rows = nep_embedding_rows(g, e);
+        for (int64_t i = 0; i < n; i++)
+            if (ids[i] < 0 || ids[i] >= rows)
+                return nep_fail(err, NEP_ERR_ARG, "token id %d at position %lld of the batch is "
+                                "outside node '%s''s %lld rows", ids[i], (long long)i, e->name,
+                                (long long)rows);
+    }
+    *y = run_forward(ex, (const nep_real *)ids, batch);
+    return NEP_OK;
 }
 
 void nep_exec_node_backward(nep_exec *ex, int id) {

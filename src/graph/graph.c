@@ -174,6 +174,11 @@ nep_status nep_graph_finalize(nep_graph *g, nep_err *err) {
         if (n->n_inputs < def->min_inputs || n->n_inputs > def->max_inputs)
             return nep_fail(err, NEP_ERR_ARG, "node '%s' (%s) has %d inputs", n->name,
                             def->name, n->n_inputs);
+        for (int i = 0; i < n->n_inputs; i++)
+            if (nep_in_shape(g, n, i)->dtype == NEP_TOKEN_IDS && !def->takes_ids)
+                return nep_fail(err, NEP_ERR_SHAPE, "node '%s' (%s) reads token ids from '%s': "
+                                "only an Embedding takes them", n->name, def->name,
+                                g->nodes[n->inputs[i]].name);
         if (n->op != NEP_OP_INPUT) NEP_TRY(def->infer(g, n, err));
     }
     if (!g->values) {

@@ -2,6 +2,7 @@
  * travels in a checkpoint's __metadata__ ("graph"). Live nodes are written in
  * topological order, each with its op (the table's name), inputs (by node name),
  * attributes and parameter declarations; values travel as tensors, not here. */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,7 +18,59 @@ static cJSON *int_array(const int64_t *v, int n) {
     return a;
 }
 
-static cJSON *attrs_json(const nep_attrs *a) {
+/* ---- attributes ---------------------------------------------------------------- */
+
+/* Every node's "attrs" object holds all of these keys, in this order: the format was made
+ * when one struct held every op's attributes, and files keep it. A key the node's op does
+ * not declare (nep_op_def.attrs) is written as 0 (false, [0, 0]) and ignored on reading
+ * (files of that time give an MLP's ReLU nodes the model's --slope there). */
+typedef struct flat_attrs {
+    int64_t features;
+    bool bias;
+    double slope, p;
+    int kernel[2], stride[2], pad[2];
+    int groups;
+    double eps, momentum;
+    bool shortcut;
+} flat_attrs;
+
+static const struct {
+    const char *key;
+    nep_attr_type type;
+    size_t offset;
+} flat_keys[] = {
+    {"features", NEP_ATTR_INT64, offsetof(flat_attrs, features)},
+    {"bias", NEP_ATTR_BOOL, offsetof(flat_attrs, bias)},
+    {"slope", NEP_ATTR_DOUBLE, offsetof(flat_attrs, slope)},
+    {"p", NEP_ATTR_DOUBLE, offsetof(flat_attrs, p)},
+    {"kernel", NEP_ATTR_INT_PAIR, offsetof(flat_attrs, kernel)},
+    {"stride", NEP_ATTR_INT_PAIR, offsetof(flat_attrs, stride)},
+    {"pad", NEP_ATTR_INT_PAIR, offsetof(flat_attrs, pad)},
+    {"groups", NEP_ATTR_INT, offsetof(flat_attrs, groups)},
+    {"eps", NEP_ATTR_DOUBLE, offsetof(flat_attrs, eps)},
+    {"momentum", NEP_ATTR_DOUBLE, offsetof(flat_attrs, momentum)},
+    {"shortcut", NEP_ATTR_BOOL, offsetof(flat_attrs, shortcut)},
+};
+
+/* Copies each attribute op declares from its typed place in a nep_attrs to its key's in a
+ * flat_attrs (to_flat), or back. */
+static void copy_declared(nep_op_kind op, bool to_flat, const void *from, void *to) {
+    const nep_op_def *def = nep_op(op);
+    for (int i = 0; i < def->n_attrs; i++) {
+        const nep_attr_field *f = &def->attrs[i];
+        size_t k = 0;
+        while (k < sizeof flat_keys / sizeof *flat_keys && strcmp(flat_keys[k].key, f->key)) k++;
+        /* our invariant: every op declares known keys, each with the key's type */
+        assert(k < sizeof flat_keys / sizeof *flat_keys && flat_keys[k].type == f->type);
+        const size_t typed = f->offset, flat = flat_keys[k].offset;
+        memcpy((char *)to + (to_flat ? flat : typed), (const char *)from + (to_flat ? typed : flat),
+               nep_attr_size(f->type));
+    }
+}
+
+static cJSON *attrs_json(nep_op_kind op, const nep_attrs *typed) {
+    flat_attrs flat = {0}, *a = &flat;
+    copy_declared(op, true, typed, &flat);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "features", (double)a->features);
     cJSON_AddBoolToObject(o, "bias", a->bias);
@@ -48,8 +101,9 @@ char *nep_graph_to_json(const nep_graph *g) {
         if (n->op == NEP_OP_INPUT) {
             cJSON_AddItemToObject(o, "shape", int_array(n->shape.d, n->shape.ndim));
             if (n->shape.axis) cJSON_AddNumberToObject(o, "axis", n->shape.axis); /* tokens */
+            if (n->shape.dtype == NEP_TOKEN_IDS) cJSON_AddStringToObject(o, "dtype", "token_ids");
         } else
-            cJSON_AddItemToObject(o, "attrs", attrs_json(&n->attrs));
+            cJSON_AddItemToObject(o, "attrs", attrs_json(n->op, &n->attrs));
         cJSON *ps = cJSON_AddArrayToObject(o, "params");
         for (int i = 0; i < n->n_params; i++) {
             const nep_param *p = &g->params[n->params[i]];
@@ -109,7 +163,10 @@ static double num(const cJSON *o, const char *key) {
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
-static nep_status read_attrs(const cJSON *o, const char *node, nep_attrs *a, nep_err *err) {
+/* The attributes of a node of kind op. Every key is checked as it was when every op had
+ * them all, so a file is refused (and with what message) exactly as it was then. */
+static nep_status read_attrs(const cJSON *o, const char *node, nep_op_kind op, nep_attrs *a,
+                             nep_err *err) {
     if (!cJSON_IsObject(o)) return bad(err, node, "'attrs' must be an object");
     int64_t k[2], s[2], p[2];
     if (read_ints(cJSON_GetObjectItemCaseSensitive(o, "kernel"), k, 2, 0, 1 << 16) != 2 ||
@@ -119,7 +176,7 @@ static nep_status read_attrs(const cJSON *o, const char *node, nep_attrs *a, nep
     const double features = num(o, "features"), groups = num(o, "groups");
     if (features < 0 || features > (double)(1 << 24) || groups < 0 || groups > (double)(1 << 24))
         return bad(err, node, "'features' or 'groups' is out of range");
-    *a = (nep_attrs){
+    flat_attrs flat = {
         .features = (int64_t)features,
         .bias = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "bias")),
         .slope = num(o, "slope"), .p = num(o, "p"),
@@ -127,6 +184,8 @@ static nep_status read_attrs(const cJSON *o, const char *node, nep_attrs *a, nep
         .groups = (int)groups, .eps = num(o, "eps"), .momentum = num(o, "momentum"),
         .shortcut = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "shortcut")),
     };
+    *a = (nep_attrs){0};
+    copy_declared(op, false, &flat, a);
     return NEP_OK;
 }
 
@@ -182,10 +241,14 @@ static nep_status read_node(const cJSON *o, nep_graph *g, nep_err *err) {
         if (axis && !(cJSON_IsNumber(axis) && axis->valuedouble == s.ndim - 1))
             return bad(err, nm, "the input's 'axis' (its features) must be its last dimension");
         s.axis = axis ? s.ndim - 1 : 0;
+        const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(o, "dtype");
+        if (dtype && !(cJSON_IsString(dtype) && strcmp(dtype->valuestring, "token_ids") == 0))
+            return bad(err, nm, "the input's 'dtype' is \"token_ids\" or absent (reals)");
+        s.dtype = dtype ? NEP_TOKEN_IDS : NEP_REAL;
         id = nep_graph_input(g, nm, s);
     } else {
         nep_attrs a;
-        NEP_TRY(read_attrs(cJSON_GetObjectItemCaseSensitive(o, "attrs"), nm, &a, err));
+        NEP_TRY(read_attrs(cJSON_GetObjectItemCaseSensitive(o, "attrs"), nm, (nep_op_kind)kind, &a, err));
         id = nep_graph_add(g, (nep_op_kind)kind, nm, in, n_in, a);
     }
     if (id < 0) return nep_fail(err, NEP_ERR_NOMEM, "graph: out of memory adding '%s'", nm);

@@ -3,24 +3,11 @@
  * packed straight into the file through nep_write_atomic. Every allocation goes into
  * one list freed at the end, so the many small messages need no per-type free code.
  *
- * Each op kind maps to ONNX nodes through the table `emitters` below; a kind missing
- * there is refused with the node's name, so a new op is never exported wrongly.
- * Mappings, all at evaluation (nepenthe shapes are per sample; ONNX adds N in front):
- *   Linear     Gemm(x, weight [out, in], bias? [out]), transB = 1; on tokens [N, T, in]
- *              MatMul(x, Transpose(weight)) (+ Add(bias))
- *   Conv2d     Conv(x, weight [F, C/g, kh, kw], bias? [F]), pads [t, l, b, r], group
- *   BatchNorm  BatchNormalization(x, weight, bias, running_mean, running_var), epsilon
- *   ReLU       Relu;  LeakyReLU  LeakyRelu(alpha = slope);  ReLU6  Clip(x, 0, 6)
- *   PReLU      PRelu(x, weight as [C, 1, 1] for images, [C] for vectors)
- *   GELU       Mul(Mul(x, 1 + Erf(x * (1/sqrt 2))), 0.5): nepenthe's own formula (the
- *              Gelu op only exists from opset 20)
- *   SiLU       Mul(x, Sigmoid(x))
- *   Affine     Add(Mul(x, weight), bias), each as [C, 1, 1] for images, [C] for vectors
- *   Identity, Dropout   Identity;  Flatten  Flatten(axis = 1);  Add  a chain of Adds in
- *              nepenthe's summation order
- *   MaxPool2d  MaxPool;  AvgPool2d  AveragePool(count_include_pad = 1), as nepenthe
- *              divides by the whole window (padding included);  AdaptiveAvgPool2d
- *              GlobalAveragePool (both [C, 1, 1] per sample: no reshape needed) */
+ * Each op maps itself to ONNX nodes (nep_op_def.onnx, in its file in src/ops/) through
+ * the sink below (ops/onnx_map.h); an op without a mapping is refused with the node's
+ * name, so a new op is never exported wrongly. All at evaluation: nepenthe shapes are
+ * per sample, and ONNX adds N in front. */
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -32,22 +19,14 @@
 #include "nepenthe/file.h"
 #include "nepenthe/onnx.h"
 #include "onnx/onnx.pb-c.h"
-#include "ops/batchnorm.h"
-#include "ops/ops.h"
+#include "ops/onnx_map.h"
 
-#define MAX_ATTRS 4 /* Conv: kernel_shape, strides, pads, group */
-
-/* Scalar constants shared by all nodes that need them (one initializer each). */
-enum { K_ZERO, K_ONE, K_HALF, K_SIX, K_RSQRT2, N_CONSTS };
-static const struct {
-    const char *name;
+/* A scalar constant an op asked for (nep_onnx_sink.constant): one initializer each. */
+typedef struct shared_const {
+    const char *key;    /* as the op named it: "six" */
+    const char *tensor; /* "const/six" */
     double value;
-} const_defs[N_CONSTS] = {
-    [K_ZERO] = {"const/zero", 0},  [K_ONE] = {"const/one", 1},  [K_HALF] = {"const/half", 0.5},
-    [K_SIX] = {"const/six", 6},
-    /* the very constant GELU's forward multiplies by (src/ops/rectifiers.c) */
-    [K_RSQRT2] = {"const/rsqrt2", 0.70710678118654752440},
-};
+} shared_const;
 
 typedef struct builder {
     const nep_graph *g;
@@ -60,7 +39,8 @@ typedef struct builder {
     Onnx__TensorProto **inits;
     size_t n_inits, cap_inits;
     const char **tensor;     /* [g->n_nodes] name of each nepenthe node's output tensor */
-    const char *consts[N_CONSTS];
+    shared_const *consts;
+    size_t n_consts, cap_consts;
 } builder;
 
 /* protobuf-c's messages take char *; packing only reads them. */
@@ -112,14 +92,43 @@ static char *str(builder *b, const char *fmt, ...) {
 
 /* ---- messages ------------------------------------------------------------------- */
 
-/* Appends node op_type(in[0..n_in)) -> out named name; NULL after any failure. */
-static Onnx__NodeProto *add_node(builder *b, const char *op_type, const char *name,
-                                 const char *const *in, int n_in, const char *out) {
+/* Attribute a of an ONNX node, or NULL after any failure. */
+static Onnx__AttributeProto *attribute(builder *b, const nep_onnx_attr *a) {
+    Onnx__AttributeProto *p = alloc(b, sizeof *p);
+    int64_t *ints = a->type == NEP_ONNX_INTS ? alloc(b, (size_t)a->n * sizeof *ints) : NULL;
+    if (!p || (a->type == NEP_ONNX_INTS && !ints)) return NULL;
+    onnx__attribute_proto__init(p);
+    p->name = mut(a->name);
+    p->has_type = 1;
+    switch (a->type) {
+    case NEP_ONNX_INT:
+        p->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+        p->has_i = 1, p->i = a->v[0];
+        break;
+    case NEP_ONNX_FLOAT:
+        p->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+        p->has_f = 1, p->f = (float)a->f;
+        break;
+    case NEP_ONNX_INTS:
+        p->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+        memcpy(ints, a->v, (size_t)a->n * sizeof *ints);
+        p->n_ints = (size_t)a->n;
+        p->ints = ints;
+        break;
+    }
+    return p;
+}
+
+/* Appends node op_type(in[0..n_in)) -> out named name, with attrs[0..n_attrs); a no-op
+ * after any failure. */
+static void add_node(builder *b, const char *op_type, const char *name, const char *const *in,
+                     int n_in, const char *out, const nep_onnx_attr *attrs, int n_attrs) {
     Onnx__NodeProto *n = alloc(b, sizeof *n);
     char **ins = alloc(b, (size_t)n_in * sizeof *ins), **outs = alloc(b, sizeof *outs);
-    Onnx__AttributeProto **attrs = alloc(b, MAX_ATTRS * sizeof *attrs);
+    Onnx__AttributeProto **as = alloc(b, (size_t)n_attrs * sizeof *as);
+    for (int i = 0; as && i < n_attrs; i++) as[i] = attribute(b, &attrs[i]);
     void *list = b->nodes;
-    if (!attrs || !reserve(b, &list, b->n_nodes, &b->cap_nodes, sizeof *b->nodes)) return NULL;
+    if (b->s != NEP_OK || !reserve(b, &list, b->n_nodes, &b->cap_nodes, sizeof *b->nodes)) return;
     b->nodes = list;
     onnx__node_proto__init(n);
     n->op_type = mut(op_type);
@@ -130,40 +139,9 @@ static Onnx__NodeProto *add_node(builder *b, const char *op_type, const char *na
     outs[0] = mut(out);
     n->n_output = 1;
     n->output = outs;
-    n->attribute = attrs;
+    n->n_attribute = (size_t)n_attrs;
+    n->attribute = as;
     b->nodes[b->n_nodes++] = n;
-    return n;
-}
-
-static Onnx__AttributeProto *new_attr(builder *b, Onnx__NodeProto *n, const char *name,
-                                      Onnx__AttributeProto__AttributeType type) {
-    Onnx__AttributeProto *a = n ? alloc(b, sizeof *a) : NULL;
-    if (!a) return NULL;
-    onnx__attribute_proto__init(a);
-    a->name = mut(name);
-    a->has_type = 1;
-    a->type = type;
-    n->attribute[n->n_attribute++] = a;
-    return a;
-}
-
-static void attr_int(builder *b, Onnx__NodeProto *n, const char *name, int64_t v) {
-    Onnx__AttributeProto *a = new_attr(b, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
-    if (a) a->has_i = 1, a->i = v;
-}
-
-static void attr_float(builder *b, Onnx__NodeProto *n, const char *name, double v) {
-    Onnx__AttributeProto *a = new_attr(b, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
-    if (a) a->has_f = 1, a->f = (float)v;
-}
-
-static void attr_ints(builder *b, Onnx__NodeProto *n, const char *name, const int64_t *v, int k) {
-    Onnx__AttributeProto *a = new_attr(b, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
-    int64_t *d = alloc(b, (size_t)k * sizeof *d);
-    if (!a || !d) return;
-    memcpy(d, v, (size_t)k * sizeof *d);
-    a->n_ints = (size_t)k;
-    a->ints = d;
 }
 
 /* v's n values as little-endian float32 bytes: v itself in a little-endian float build,
@@ -207,39 +185,48 @@ static const char *add_init(builder *b, const char *name, const nep_real *v, int
     return name;
 }
 
-/* Node n's parameter i as an initializer of its own shape. */
-static const char *param(builder *b, const nep_node *n, int i) {
-    const nep_param *p = &b->g->params[n->params[i]];
-    return add_init(b, p->name, b->g->values + p->offset, p->numel, p->ndim, p->shape);
+/* ---- the sink the ops write through (ops/onnx_map.h) ------------------------------ */
+
+static void emit_node(const nep_onnx_sink *s, const char *op_type, const char *name,
+                      const char *const *in, int n_in, const char *out, const nep_onnx_attr *attrs,
+                      int n_attrs) {
+    add_node(s->ctx, op_type, name, in, n_in, out, attrs, n_attrs);
 }
 
-/* Node n's per-channel parameter i ([C]) shaped to broadcast over its input
- * [N, C, ...]: [C, 1, 1] for an image, [C] for a vector or a token sequence [N, T, C]. */
-static const char *param_per_channel(builder *b, const nep_node *n, int i) {
+static const char *emit_param(const nep_onnx_sink *s, const nep_node *n, int i, bool per_channel) {
+    builder *b = s->ctx;
     const nep_param *p = &b->g->params[n->params[i]];
+    if (!per_channel)
+        return add_init(b, p->name, b->g->values + p->offset, p->numel, p->ndim, p->shape);
     const nep_shape *in = nep_in_shape(b->g, n, 0);
     int64_t dims[NEP_MAX_DIMS] = {p->numel, 1, 1, 1};
     return add_init(b, p->name, b->g->values + p->offset, p->numel,
                     nep_shape_features_last(in) ? 1 : in->ndim, dims);
 }
 
-/* Shared scalar constant k, added on first use. */
-static const char *constant(builder *b, int k) {
-    if (!b->consts[k]) {
-        nep_real *v = alloc(b, sizeof *v);
-        if (!v) return NULL;
-        *v = (nep_real)const_defs[k].value;
-        b->consts[k] = add_init(b, const_defs[k].name, v, 1, 0, NULL);
-    }
-    return b->consts[k];
+static const char *emit_constant(const nep_onnx_sink *s, const char *name, double value) {
+    builder *b = s->ctx;
+    for (size_t k = 0; k < b->n_consts; k++)
+        if (strcmp(b->consts[k].key, name) == 0) {
+            assert(b->consts[k].value == value); /* one name, one value, in every op file */
+            return b->consts[k].tensor;
+        }
+    nep_real *v = alloc(b, sizeof *v);
+    const char *tensor = str(b, "const/%s", name);
+    void *list = b->consts;
+    if (!v || !tensor || !reserve(b, &list, b->n_consts, &b->cap_consts, sizeof *b->consts))
+        return NULL;
+    b->consts = list;
+    *v = (nep_real)value;
+    b->consts[b->n_consts++] = (shared_const){name, tensor, value};
+    return add_init(b, tensor, v, 1, 0, NULL);
 }
 
-/* Tensor and node name of an intermediate step of node n. */
-static const char *step(builder *b, const nep_node *n, const char *what) {
-    return str(b, "%s/%s", n->name, what);
+static const char *emit_step(const nep_onnx_sink *s, const nep_node *n, const char *what) {
+    return str(s->ctx, "%s/%s", n->name, what);
 }
 
-/* float32 [N, shape...], N symbolic. */
+/* float32 (int32 for token ids) [N, shape...], N symbolic. */
 static Onnx__ValueInfoProto *value_info(builder *b, const char *name, const nep_shape *s) {
     Onnx__ValueInfoProto *vi = alloc(b, sizeof *vi);
     Onnx__TypeProto *tp = alloc(b, sizeof *tp);
@@ -265,7 +252,7 @@ static Onnx__ValueInfoProto *value_info(builder *b, const char *name, const nep_
     sh->dim = dims;
     onnx__type_proto__tensor__init(tt);
     tt->has_elem_type = 1;
-    tt->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tt->elem_type = s->dtype == NEP_TOKEN_IDS ? ONNX__TENSOR_PROTO__DATA_TYPE__INT32 : ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
     tt->shape = sh;
     onnx__type_proto__init(tp);
     tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
@@ -275,136 +262,6 @@ static Onnx__ValueInfoProto *value_info(builder *b, const char *name, const nep_
     vi->type = tp;
     return vi;
 }
-
-/* ---- op mappings: node n reads tensors in[0..n_inputs), writes tensor out ------------ */
-
-typedef void (*emit_fn)(builder *b, const nep_node *n, const char *const *in, const char *out);
-
-static void emit_linear(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    if (nep_in_shape(b->g, n, 0)->ndim == 1) { /* [N, in]: one Gemm */
-        const char *ins[3] = {in[0], param(b, n, 0), n->attrs.bias ? param(b, n, 1) : NULL};
-        attr_int(b, add_node(b, "Gemm", n->name, ins, n->attrs.bias ? 3 : 2, out), "transB", 1);
-        return;
-    }
-    /* [N, ..., in] (tokens): MatMul with the transposed weight, then the bias */
-    const char *wt = step(b, n, "weight_t"), *mm = n->attrs.bias ? step(b, n, "matmul") : out;
-    attr_ints(b, add_node(b, "Transpose", wt, (const char *[]){param(b, n, 0)}, 1, wt), "perm",
-              (int64_t[]){1, 0}, 2);
-    add_node(b, "MatMul", n->attrs.bias ? mm : n->name, (const char *[]){in[0], wt}, 2, mm);
-    if (n->attrs.bias) add_node(b, "Add", n->name, (const char *[]){mm, param(b, n, 1)}, 2, out);
-}
-
-static void emit_conv(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    const nep_attrs *a = &n->attrs;
-    const char *ins[3] = {in[0], param(b, n, 0), a->bias ? param(b, n, 1) : NULL};
-    Onnx__NodeProto *c = add_node(b, "Conv", n->name, ins, a->bias ? 3 : 2, out);
-    attr_ints(b, c, "kernel_shape", (int64_t[]){a->kernel[0], a->kernel[1]}, 2);
-    attr_ints(b, c, "strides", (int64_t[]){a->stride[0], a->stride[1]}, 2);
-    attr_ints(b, c, "pads", (int64_t[]){a->pad[0], a->pad[1], a->pad[0], a->pad[1]}, 4);
-    attr_int(b, c, "group", a->groups > 0 ? a->groups : 1);
-}
-
-static void emit_batchnorm(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    const char *ins[5] = {in[0], param(b, n, 0), param(b, n, 1), param(b, n, 2), param(b, n, 3)};
-    attr_float(b, add_node(b, "BatchNormalization", n->name, ins, 5, out), "epsilon",
-               nep_bn_eps(&n->attrs));
-}
-
-static void emit_relu(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    add_node(b, "Relu", n->name, in, 1, out);
-}
-
-static void emit_leaky_relu(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    attr_float(b, add_node(b, "LeakyRelu", n->name, in, 1, out), "alpha", n->attrs.slope);
-}
-
-static void emit_prelu(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    add_node(b, "PRelu", n->name, (const char *[]){in[0], param_per_channel(b, n, 0)}, 2, out);
-}
-
-static void emit_relu6(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    const char *ins[3] = {in[0], constant(b, K_ZERO), constant(b, K_SIX)};
-    add_node(b, "Clip", n->name, ins, 3, out);
-}
-
-/* 0.5 * (x * (1 + erf(x * (1/sqrt 2)))) */
-static void emit_gelu(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    const char *scaled = step(b, n, "scaled"), *erf_ = step(b, n, "erf"),
-               *cdf2 = step(b, n, "one_plus_erf"), *prod = step(b, n, "x_times");
-    add_node(b, "Mul", scaled, (const char *[]){in[0], constant(b, K_RSQRT2)}, 2, scaled);
-    add_node(b, "Erf", erf_, &scaled, 1, erf_);
-    add_node(b, "Add", cdf2, (const char *[]){erf_, constant(b, K_ONE)}, 2, cdf2);
-    add_node(b, "Mul", prod, (const char *[]){in[0], cdf2}, 2, prod);
-    add_node(b, "Mul", n->name, (const char *[]){prod, constant(b, K_HALF)}, 2, out);
-}
-
-static void emit_silu(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    const char *sig = step(b, n, "sigmoid");
-    add_node(b, "Sigmoid", sig, in, 1, sig);
-    add_node(b, "Mul", n->name, (const char *[]){in[0], sig}, 2, out);
-}
-
-/* Identity, and Dropout (the identity at evaluation). */
-static void emit_identity(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    add_node(b, "Identity", n->name, in, 1, out);
-}
-
-static void emit_flatten(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    attr_int(b, add_node(b, "Flatten", n->name, in, 1, out), "axis", 1);
-}
-
-/* ((x0 + x1) + x2) + ...: the order nepenthe sums in. */
-static void emit_add(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    const char *acc = in[0];
-    for (int k = 1; k < n->n_inputs; k++) {
-        const bool last = k == n->n_inputs - 1;
-        const char *t = last ? out : str(b, "%s/sum%d", n->name, k);
-        add_node(b, "Add", last ? n->name : t, (const char *[]){acc, in[k]}, 2, t);
-        acc = t;
-    }
-}
-
-/* kernel_shape, strides (0 selects the kernel) and pads of a MaxPool or AveragePool. */
-static void window_attrs(builder *b, Onnx__NodeProto *p, const nep_attrs *a) {
-    const int sh = a->stride[0] > 0 ? a->stride[0] : a->kernel[0],
-              sw = a->stride[1] > 0 ? a->stride[1] : a->kernel[1];
-    attr_ints(b, p, "kernel_shape", (int64_t[]){a->kernel[0], a->kernel[1]}, 2);
-    attr_ints(b, p, "strides", (int64_t[]){sh, sw}, 2);
-    attr_ints(b, p, "pads", (int64_t[]){a->pad[0], a->pad[1], a->pad[0], a->pad[1]}, 4);
-}
-
-static void emit_maxpool(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    window_attrs(b, add_node(b, "MaxPool", n->name, in, 1, out), &n->attrs);
-}
-
-static void emit_avgpool(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    Onnx__NodeProto *p = add_node(b, "AveragePool", n->name, in, 1, out);
-    window_attrs(b, p, &n->attrs);
-    attr_int(b, p, "count_include_pad", 1);
-}
-
-static void emit_global_avgpool(builder *b, const nep_node *n, const char *const *in,
-                                const char *out) {
-    add_node(b, "GlobalAveragePool", n->name, in, 1, out);
-}
-
-static void emit_affine(builder *b, const nep_node *n, const char *const *in, const char *out) {
-    const char *scaled = step(b, n, "scaled");
-    add_node(b, "Mul", scaled, (const char *[]){in[0], param_per_channel(b, n, 0)}, 2, scaled);
-    add_node(b, "Add", n->name, (const char *[]){scaled, param_per_channel(b, n, 1)}, 2, out);
-}
-
-static const emit_fn emitters[NEP_OP_COUNT] = {
-    [NEP_OP_LINEAR] = emit_linear,           [NEP_OP_RELU] = emit_relu,
-    [NEP_OP_LEAKY_RELU] = emit_leaky_relu,   [NEP_OP_PRELU] = emit_prelu,
-    [NEP_OP_RELU6] = emit_relu6,             [NEP_OP_GELU] = emit_gelu,
-    [NEP_OP_SILU] = emit_silu,               [NEP_OP_IDENTITY] = emit_identity,
-    [NEP_OP_FLATTEN] = emit_flatten,         [NEP_OP_DROPOUT] = emit_identity,
-    [NEP_OP_ADD] = emit_add,                 [NEP_OP_CONV2D] = emit_conv,
-    [NEP_OP_BATCHNORM] = emit_batchnorm,     [NEP_OP_MAXPOOL] = emit_maxpool,
-    [NEP_OP_AVGPOOL] = emit_avgpool,         [NEP_OP_GLOBAL_AVGPOOL] = emit_global_avgpool,
-    [NEP_OP_AFFINE] = emit_affine,
-};
 
 /* ---- the graph -------------------------------------------------------------------- */
 
@@ -440,25 +297,26 @@ static nep_status check_normalize(const nep_normalize *norm, nep_err *err) {
 /* The ONNX nodes of every live node, in topological order. */
 static void emit_graph(builder *b) {
     const nep_graph *g = b->g;
+    const nep_onnx_sink sink = {b, emit_node, emit_param, emit_constant, emit_step};
     b->tensor = alloc(b, (size_t)g->n_nodes * sizeof *b->tensor);
     for (int k = 0; b->s == NEP_OK && k < g->n_order; k++) {
         const int id = g->order[k];
         const nep_node *n = &g->nodes[id];
         b->tensor[id] = id == g->input ? "input" : id == g->output ? "logits" : n->name;
         if (id == g->input) continue;
-        const emit_fn emit = (unsigned)n->op < NEP_OP_COUNT ? emitters[n->op] : NULL;
-        if (!emit) {
+        const nep_op_def *op = (unsigned)n->op < NEP_OP_COUNT ? nep_op(n->op) : NULL;
+        if (!op || !op->onnx) {
             b->s = nep_fail(b->err, NEP_ERR_ARG, "ONNX export: node '%s' has op kind %d (%s), "
                             "which has no ONNX mapping", n->name, (int)n->op,
-                            (unsigned)n->op < NEP_OP_COUNT ? nep_op(n->op)->name : "unknown");
+                            op ? op->name : "unknown");
             return;
         }
         const char *in[NEP_MAX_INPUTS];
         for (int i = 0; i < n->n_inputs; i++) in[i] = b->tensor[n->inputs[i]];
-        emit(b, n, in, b->tensor[id]);
+        op->onnx(&sink, g, n, in, b->tensor[id]);
     }
     if (g->output == g->input) /* a graph that computes nothing still names its output */
-        add_node(b, "Identity", "output", (const char *[]){"input"}, 1, "logits");
+        add_node(b, "Identity", "output", (const char *[]){"input"}, 1, "logits", NULL, 0);
 }
 
 /* {"normalize_mean": "[...]", "normalize_std": "[...]"} (when there is a normalization)
@@ -520,6 +378,7 @@ static void builder_free(builder *b) {
     free(b->allocs);
     free(b->nodes);
     free(b->inits);
+    free(b->consts);
 }
 
 /* Assembles the model around the emitted nodes and writes it. */

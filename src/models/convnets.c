@@ -22,8 +22,8 @@ static int fail_nomem(builder *b, const char *name) {
 static int conv(builder *b, const char *name, int x, int64_t in_c, int64_t out_c, int k, int stride,
                 int groups, bool shortcut) {
     if (b->s != NEP_OK) return -1;
-    nep_attrs a = {.features = out_c, .kernel = {k, k}, .stride = {stride, stride},
-                   .pad = {k / 2, k / 2}, .groups = groups, .shortcut = shortcut};
+    nep_attrs a = {.conv = {.features = out_c, .kernel = {k, k}, .stride = {stride, stride},
+                            .pad = {k / 2, k / 2}, .groups = groups, .shortcut = shortcut}};
     int id = nep_graph_add1(b->g, NEP_OP_CONV2D, name, x, a);
     if (id < 0 || nep_graph_add_param(b->g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 4,
                                       (int64_t[]){out_c, in_c / groups, k, k}) < 0)
@@ -33,7 +33,7 @@ static int conv(builder *b, const char *name, int x, int64_t in_c, int64_t out_c
 
 static int bn(builder *b, const char *name, int x, int64_t c) {
     if (b->s != NEP_OK) return -1;
-    int id = nep_graph_add1(b->g, NEP_OP_BATCHNORM, name, x, (nep_attrs){.eps = 1e-5, .momentum = 0.1});
+    int id = nep_graph_add1(b->g, NEP_OP_BATCHNORM, name, x, (nep_attrs){.batchnorm = {.eps = 1e-5, .momentum = 0.1}});
     const int64_t sh[1] = {c};
     if (id < 0 || nep_graph_add_param(b->g, id, "weight", NEP_PARAM_TRAINABLE, 1, sh) < 0 ||
         nep_graph_add_param(b->g, id, "bias", NEP_PARAM_TRAINABLE, 1, sh) < 0 ||
@@ -57,7 +57,7 @@ static int add2(builder *b, const char *name, int x, int y) {
 
 static int linear(builder *b, const char *name, int x, int64_t in, int64_t out) {
     if (b->s != NEP_OK) return -1;
-    int id = nep_graph_add1(b->g, NEP_OP_LINEAR, name, x, (nep_attrs){.features = out, .bias = true});
+    int id = nep_graph_add1(b->g, NEP_OP_LINEAR, name, x, (nep_attrs){.linear = {.features = out, .bias = true}});
     if (id < 0 || nep_graph_add_param(b->g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2,
                                       (int64_t[]){out, in}) < 0 ||
         nep_graph_add_param(b->g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){out}) < 0)
@@ -73,7 +73,7 @@ static int linear(builder *b, const char *name, int x, int64_t in, int64_t out) 
 static int head_classifier(builder *b, int x, int64_t c, int classes, double dropout) {
     x = unary(b, NEP_OP_GLOBAL_AVGPOOL, "avgpool", x, (nep_attrs){0});
     x = unary(b, NEP_OP_FLATTEN, "flatten", x, (nep_attrs){0});
-    if (dropout > 0) x = unary(b, NEP_OP_DROPOUT, "classifier.0", x, (nep_attrs){.p = dropout});
+    if (dropout > 0) x = unary(b, NEP_OP_DROPOUT, "classifier.0", x, (nep_attrs){.dropout = {.p = dropout}});
     return linear(b, dropout > 0 ? "classifier.1" : "fc", x, c, classes);
 }
 
@@ -123,7 +123,7 @@ static int stem(builder *b, const nep_model_spec *s, int64_t c) {
     x = unary(b, NEP_OP_RELU, "relu", x, (nep_attrs){0});
     if (s->stem_pool)
         x = unary(b, NEP_OP_MAXPOOL, "maxpool", x,
-                  (nep_attrs){.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}});
+                  (nep_attrs){.pool = {.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}}});
     return x;
 }
 
@@ -208,7 +208,7 @@ static nep_status build_cnn(const nep_model_spec *s, nep_graph *g, nep_err *err)
         x = bn(&b, NAME(n, "bn%d", i + 1), x, out_c);
         x = unary(&b, NEP_OP_RELU, NAME(n, "relu%d", i + 1), x, (nep_attrs){0});
         if (i < 2) x = unary(&b, NEP_OP_MAXPOOL, NAME(n, "pool%d", i + 1), x,
-                             (nep_attrs){.kernel = {2, 2}, .stride = {2, 2}});
+                             (nep_attrs){.pool = {.kernel = {2, 2}, .stride = {2, 2}}});
         in_c = out_c;
     }
     x = head_classifier(&b, x, in_c, s->classes, 0);

@@ -9,7 +9,7 @@
 static nep_status add_linear(nep_graph *g, const char *name, int in_node, int64_t in,
                              int64_t out, int *id, nep_err *err) {
     *id = nep_graph_add1(g, NEP_OP_LINEAR, name, in_node,
-                         (nep_attrs){.features = out, .bias = true});
+                         (nep_attrs){.linear = {.features = out, .bias = true}});
     if (*id < 0 ||
         nep_graph_add_param(g, *id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2,
                             (int64_t[]){out, in}) < 0 ||
@@ -20,7 +20,9 @@ static nep_status add_linear(nep_graph *g, const char *name, int in_node, int64_
 
 static nep_status add_act(nep_graph *g, const nep_model_spec *s, const char *name, int in_node,
                           int64_t width, int *id, nep_err *err) {
-    *id = nep_graph_add1(g, s->act, name, in_node, (nep_attrs){.slope = s->slope});
+    const nep_attrs a = s->act == NEP_OP_LEAKY_RELU ? (nep_attrs){.leaky_relu = {.slope = s->slope}}
+                                                    : (nep_attrs){0};
+    *id = nep_graph_add1(g, s->act, name, in_node, a);
     if (*id < 0 || (s->act == NEP_OP_PRELU &&
                     nep_graph_add_param(g, *id, "weight", NEP_PARAM_TRAINABLE, 1,
                                         (int64_t[]){width}) < 0))
@@ -33,7 +35,7 @@ static nep_status add_act_dropout(nep_graph *g, const nep_model_spec *s, const c
                                   const char *drop_name, int64_t width, int *x, nep_err *err) {
     NEP_TRY(add_act(g, s, act_name, *x, width, x, err));
     if (s->dropout > 0) {
-        *x = nep_graph_add1(g, NEP_OP_DROPOUT, drop_name, *x, (nep_attrs){.p = s->dropout});
+        *x = nep_graph_add1(g, NEP_OP_DROPOUT, drop_name, *x, (nep_attrs){.dropout = {.p = s->dropout}});
         if (*x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building '%s'", drop_name);
     }
     return NEP_OK;

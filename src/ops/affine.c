@@ -1,7 +1,8 @@
 /* Affine: a fixed per-channel map y = w_c x + b_c, what collapse leaves where a rectifier
  * was linearized or a BatchNorm could not be folded into a neighbour.
- *   x [C, ...]   w [C] ("weight")   b [C] ("bias")   y [C, ...] */
-#include "ops/ops.h"
+ *   x [C, ...]   w [C] ("weight")   b [C] ("bias")   y [C, ...]
+ * ONNX: Add(Mul(x, weight), bias), each as [C, 1, 1] for images, [C] for vectors. */
+#include "ops/onnx_map.h"
 
 static nep_status affine_infer(nep_graph *g, nep_node *n, nep_err *err) {
     const nep_shape *in = nep_in_shape(g, n, 0);
@@ -25,7 +26,14 @@ static double affine_value(const nep_graph *g, const nep_node *n, int64_t c, dou
     return nep_param_at(g, n, 0, c) * x + nep_param_at(g, n, 1, c);
 }
 
+static void affine_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node *n,
+                        const char *const *in, const char *out) {
+    const char *scaled = s->step(s, n, "scaled");
+    nep_onnx_node(s, "Mul", scaled, (const char *[]){in[0], s->param(s, n, 0, true)}, 2, scaled);
+    nep_onnx_node(s, "Add", n->name, (const char *[]){scaled, s->param(s, n, 1, true)}, 2, out);
+}
+
 const nep_op_def nep_op_affine = {
     .name = "Affine", .min_inputs = 1, .max_inputs = 1, .fuses_rectifier = true,
-    .infer = affine_infer, .flops = affine_flops, .value = affine_value,
+    .infer = affine_infer, .flops = affine_flops, .value = affine_value, .onnx = affine_onnx,
 };

@@ -15,12 +15,12 @@ enum { BN_WEIGHT, BN_BIAS, BN_RMEAN, BN_RVAR, BN_NPARAMS };
 #define NEP_BN_DEFAULT_EPS 1e-5
 #define NEP_BN_DEFAULT_MOMENTUM 0.1
 
-/* The node's epsilon and momentum: attrs.eps / attrs.momentum, or PyTorch's defaults
- * (1e-5, 0.1) where they are 0. */
-static inline double nep_bn_eps(const nep_attrs *a) {
+/* The node's epsilon and momentum: attrs.batchnorm.eps / .momentum, or PyTorch's
+ * defaults (1e-5, 0.1) where they are 0. */
+static inline double nep_bn_eps(const nep_batchnorm_attrs *a) {
     return a->eps > 0 ? a->eps : NEP_BN_DEFAULT_EPS;
 }
-static inline double nep_bn_momentum(const nep_attrs *a) {
+static inline double nep_bn_momentum(const nep_batchnorm_attrs *a) {
     return a->momentum > 0 ? a->momentum : NEP_BN_DEFAULT_MOMENTUM;
 }
 

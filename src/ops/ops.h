@@ -1,11 +1,49 @@
 /* Op metadata: what each op kind is, apart from any backend. Each op's file here holds
- * its shape rule and FLOP count; its kernels (forward and backward side by side) live
- * in each backend's table (src/backend/cpu/kernels.h). The IR, the rewrites and the
- * ONNX writer need only this layer, so they link without oneDNN or OpenBLAS. */
+ * its attributes, shape rule, FLOP count and ONNX mapping; its kernels (forward and
+ * backward side by side) live in each backend's table (src/backend/cpu/kernels.h). The
+ * IR, the rewrites and the ONNX writer need only this layer, so they link without
+ * oneDNN or OpenBLAS (and the ONNX mapping without protobuf: ops/onnx_map.h). */
 #ifndef NEPENTHE_OPS_H
 #define NEPENTHE_OPS_H
 
+#include <stddef.h>
+
 #include "nepenthe/graph.h"
+
+/* One attribute of an op: its key in the graph JSON, its C type and where it lives in
+ * nep_attrs. Declared with NEP_ATTR_FIELD, which derives the type from the member, so
+ * a declaration cannot disagree with the struct. */
+typedef enum nep_attr_type {
+    NEP_ATTR_BOOL, NEP_ATTR_INT, NEP_ATTR_INT64, NEP_ATTR_DOUBLE, NEP_ATTR_INT_PAIR
+} nep_attr_type;
+typedef struct nep_attr_field {
+    const char *key;
+    nep_attr_type type;
+    size_t offset;
+} nep_attr_field;
+#define NEP_ATTR_FIELD(key, member)                                                         \
+    {key,                                                                                   \
+     _Generic(&((nep_attrs *)0)->member, bool *: NEP_ATTR_BOOL, int *: NEP_ATTR_INT,        \
+              int64_t *: NEP_ATTR_INT64, double *: NEP_ATTR_DOUBLE,                         \
+              int (*)[2]: NEP_ATTR_INT_PAIR),                                               \
+     offsetof(nep_attrs, member)}
+
+/* The bytes of an attribute of type t. */
+static inline size_t nep_attr_size(nep_attr_type t) {
+    switch (t) {
+    case NEP_ATTR_BOOL: return sizeof(bool);
+    case NEP_ATTR_INT: return sizeof(int);
+    case NEP_ATTR_INT64: return sizeof(int64_t);
+    case NEP_ATTR_DOUBLE: return sizeof(double);
+    case NEP_ATTR_INT_PAIR: return 2 * sizeof(int);
+    }
+    return 0;
+}
+
+/* .attrs and .n_attrs of an op_def from a static array of fields. */
+#define NEP_ATTR_FIELDS(array) .attrs = array, .n_attrs = (int)(sizeof array / sizeof *array)
+
+struct nep_onnx_sink;
 
 typedef struct nep_op_def {
     const char *name;      /* as PyTorch names the module: "Linear", "ReLU" */
@@ -17,6 +55,8 @@ typedef struct nep_op_def {
     /* The gradient w.r.t. every input is the output's (Add): an input read only here can
      * take its gradient from the output's buffer. */
     bool passes_gradient;
+    /* Reads int32 token ids (nep_shape.dtype) in input 0: Embedding. */
+    bool takes_ids;
     /* Fusion: a producer that fuses_rectifier (a matmul, BatchNorm, Add, Affine) can
      * apply, in its own pass, a following rectifier whose epilogue_cap is > 0:
      * y = min(max(x, 0), epilogue_cap) (ReLU: INFINITY, ReLU6: 6). */
@@ -34,6 +74,13 @@ typedef struct nep_op_def {
      * sum of weight[o, i, taps...] (parameter 0) times input channel i of o's group; what
      * the rewrites fold per-channel maps into and compose. */
     bool matmul;
+    /* Its attributes (none: NULL, 0). */
+    const nep_attr_field *attrs;
+    int n_attrs;
+    /* The ONNX nodes of node n, reading tensors in[0..n_inputs) and writing tensor out,
+     * appended through the writer's sink (ops/onnx_map.h); NULL: not exportable. */
+    void (*onnx)(const struct nep_onnx_sink *s, const nep_graph *g, const nep_node *n,
+                 const char *const *in, const char *out);
 } nep_op_def;
 
 const nep_op_def *nep_op(nep_op_kind kind);
@@ -66,14 +113,23 @@ static inline int64_t nep_linear_rows(const nep_shape *in) {
     return nep_shape_numel(in) / nep_linear_fan_in(in);
 }
 
-/* Conv2d's groups: attrs.groups, where 0 means 1. */
+/* An Embedding's table, from its weight [num, C]: rows (num_embeddings) and columns
+ * (embedding_dim). */
+static inline int64_t nep_embedding_rows(const nep_graph *g, const nep_node *n) {
+    return g->params[n->params[0]].shape[0];
+}
+static inline int64_t nep_embedding_dim(const nep_graph *g, const nep_node *n) {
+    return g->params[n->params[0]].shape[1];
+}
+
+/* Conv2d's groups: attrs.conv.groups, where 0 means 1. */
 static inline int nep_conv_groups(const nep_node *n) {
-    return n->attrs.groups > 0 ? n->attrs.groups : 1;
+    return n->attrs.conv.groups > 0 ? n->attrs.conv.groups : 1;
 }
 
 extern const nep_op_def nep_op_input, nep_op_linear, nep_op_relu, nep_op_leaky_relu,
     nep_op_prelu, nep_op_relu6, nep_op_gelu, nep_op_silu, nep_op_identity, nep_op_flatten,
     nep_op_dropout, nep_op_add, nep_op_conv2d, nep_op_batchnorm, nep_op_maxpool, nep_op_avgpool,
-    nep_op_global_avgpool, nep_op_affine;
+    nep_op_global_avgpool, nep_op_affine, nep_op_embedding;
 
 #endif

@@ -13,7 +13,7 @@ typedef struct nep_pool_geom {
 
 static inline nep_pool_geom nep_pool_geom_of(const nep_graph *g, const nep_node *n) {
     const nep_shape *in = nep_in_shape(g, n, 0);
-    const nep_attrs *a = &n->attrs;
+    const nep_pool_attrs *a = &n->attrs.pool;
     nep_pool_geom q = {.C = in->d[0], .H = in->d[1], .W = in->d[2],
                    .kh = a->kernel[0], .kw = a->kernel[1],
                    .sh = a->stride[0] > 0 ? a->stride[0] : a->kernel[0],

@@ -1,6 +1,6 @@
 #include <string.h>
 
-#include "ops/ops.h"
+#include "ops/onnx_map.h"
 
 static const nep_op_def *const table[NEP_OP_COUNT] = {
     [NEP_OP_INPUT] = &nep_op_input,
@@ -21,6 +21,7 @@ static const nep_op_def *const table[NEP_OP_COUNT] = {
     [NEP_OP_AVGPOOL] = &nep_op_avgpool,
     [NEP_OP_GLOBAL_AVGPOOL] = &nep_op_global_avgpool,
     [NEP_OP_AFFINE] = &nep_op_affine,
+    [NEP_OP_EMBEDDING] = &nep_op_embedding,
 };
 
 const nep_op_def *nep_op(nep_op_kind kind) { return table[kind]; }
@@ -37,6 +38,11 @@ nep_status nep_infer_same(nep_graph *g, nep_node *n, nep_err *err) {
 }
 
 double nep_value_identity(const nep_graph *g, const nep_node *n, int64_t c, double x) { return x; }
+
+void nep_onnx_identity(const nep_onnx_sink *s, const nep_graph *g, const nep_node *n,
+                       const char *const *in, const char *out) {
+    nep_onnx_node(s, "Identity", n->name, in, 1, out);
+}
 
 nep_status nep_want_image(const nep_graph *g, const nep_node *n, nep_err *err) {
     const nep_shape *in = nep_in_shape(g, n, 0);

@@ -46,7 +46,7 @@ const nep_param *nep_layer_weight(const nep_graph *g, const nep_layer_states *l)
 /* Rows of Wanda norms a layer's owner needs: its groups (1 for a Linear). */
 static int64_t scale_groups(const nep_graph *g, const nep_layer_states *l) {
     const nep_node *o = &g->nodes[l->owner];
-    return o->op == NEP_OP_CONV2D && o->attrs.groups > 1 ? o->attrs.groups : 1;
+    return o->op == NEP_OP_CONV2D && o->attrs.conv.groups > 1 ? o->attrs.conv.groups : 1;
 }
 
 typedef struct wanda_ctx {
@@ -63,8 +63,9 @@ static void conv_squares(const nep_graph *g, const nep_node *o, const nep_real *
     const nep_shape *in = &g->nodes[o->inputs[0]].shape, *out = &o->shape;
     const int64_t C = in->d[0], H = in->d[1], W = in->d[2], OH = out->d[1], OW = out->d[2];
     const int64_t step = nep_plane_step(nhwc, C);
-    const int kh = o->attrs.kernel[0], kw = o->attrs.kernel[1], sh = o->attrs.stride[0],
-              sw = o->attrs.stride[1], ph = o->attrs.pad[0], pw = o->attrs.pad[1];
+    const nep_conv2d_attrs *a = &o->attrs.conv;
+    const int kh = a->kernel[0], kw = a->kernel[1], sh = a->stride[0], sw = a->stride[1],
+              ph = a->pad[0], pw = a->pad[1];
     for (int64_t n = 0; n < b; n++)
         for (int64_t c = 0; c < C; c++) {
             const nep_real *plane = x + nep_plane_start(nhwc, n, c, C, H * W);

@@ -21,7 +21,7 @@
  *   eval:     dx (+)= weight * inv * dy   (+= when another consumer wrote dx first)
  * With call->rectify (the ReLU or ReLU6 that alone reads this node), forward
  * writes that rectifier's output max(y, 0) (min(max(y, 0), 6)) instead of y.
- * eps and momentum come from attrs (0 selects PyTorch's 1e-5 and 0.1).
+ * eps and momentum come from attrs.batchnorm (0 selects PyTorch's 1e-5 and 0.1).
  * Sums are accumulated in double, in an order fixed by the shape alone, so results do
  * not depend on the thread count: NCHW spreads channels over threads, one thread per
  * channel summing eight interleaved lanes, then the lanes in order; NHWC (c->nhwc,
@@ -112,7 +112,7 @@ static bn_call call_of(const nep_call *call) {
     bn_call q = {.C = n->shape.d[0], .HW = n->shape.d[1] * n->shape.d[2], .B = call->batch,
                  .x = call->x[0], .w = call->w[BN_WEIGHT], .bias = call->w[BN_BIAS],
                  .rmean = call->w[BN_RMEAN], .rvar = call->w[BN_RVAR], .mean = call->state,
-                 .eps = nep_bn_eps(&n->attrs), .mom = nep_bn_momentum(&n->attrs)};
+                 .eps = nep_bn_eps(&n->attrs.batchnorm), .mom = nep_bn_momentum(&n->attrs.batchnorm)};
     q.cnt = q.B * q.HW;
     q.inv = q.mean + q.C;
     return q;

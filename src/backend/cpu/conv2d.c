@@ -23,9 +23,9 @@ static nep_conv_geom conv_geom(const nep_graph *g, const nep_node *n, int64_t ba
     return (nep_conv_geom){
         .batch = batch, .in_c = in->d[0], .in_h = in->d[1], .in_w = in->d[2],
         .out_c = n->shape.d[0], .out_h = n->shape.d[1], .out_w = n->shape.d[2],
-        .kh = n->attrs.kernel[0], .kw = n->attrs.kernel[1], .sh = n->attrs.stride[0],
-        .sw = n->attrs.stride[1], .ph = n->attrs.pad[0], .pw = n->attrs.pad[1],
-        .groups = nep_conv_groups(n), .bias = n->attrs.bias, .nhwc = nhwc,
+        .kh = n->attrs.conv.kernel[0], .kw = n->attrs.conv.kernel[1], .sh = n->attrs.conv.stride[0],
+        .sw = n->attrs.conv.stride[1], .ph = n->attrs.conv.pad[0], .pw = n->attrs.conv.pad[1],
+        .groups = nep_conv_groups(n), .bias = n->attrs.conv.bias, .nhwc = nhwc,
         .rectify = rectify, .cap = (float)cap,
     };
 }
@@ -68,7 +68,7 @@ static void conv2d_forward(const nep_call *c) {
     nep_real *y = c->y;
     const nep_conv_geom q = conv_geom(c->g, n, c->batch, c->nhwc, c->rectify, c->cap);
     const nep_real *x = c->x[0], *w = c->w[0];
-    const nep_real *b = n->attrs.bias ? c->w[1] : NULL;
+    const nep_real *b = n->attrs.conv.bias ? c->w[1] : NULL;
     void *scratch;
     nep_conv_plan *p = plan_for(c, &q, &scratch);
     if (p) {
@@ -85,7 +85,7 @@ static void conv2d_backward(const nep_call *c) {
     const nep_real *x = c->x[0], *w = c->w[0], *dy = c->dy;
     const bool dx_add = c->dx_add[0];
     nep_real *dx = c->dx[0], *dw = c->dw[0];
-    nep_real *db = n->attrs.bias ? c->dw[1] : NULL;
+    nep_real *db = n->attrs.conv.bias ? c->dw[1] : NULL;
     void *scratch;
     nep_conv_plan *p = plan_for(c, &q, &scratch);
     if (p) {

@@ -7,7 +7,7 @@
 #include "backend/cpu/kernels.h"
 
 static bool dropout_active(const nep_call *c) {
-    return c->training && c->n->attrs.p > 0;
+    return c->training && c->n->attrs.dropout.p > 0;
 }
 
 static void dropout_forward(const nep_call *c) {
@@ -20,7 +20,7 @@ static void dropout_forward(const nep_call *c) {
         return;
     }
     nep_real *scale = c->state;
-    const nep_real keep = (nep_real)(1 / (1 - n->attrs.p));
+    const nep_real keep = (nep_real)(1 / (1 - n->attrs.dropout.p));
     /* Draws in NCHW order whatever the layout, so that a seed gives every layout and
      * backend the same mask (an NHWC image's element (b, ch, k) lives at step ch). */
     const nep_shape *s = &n->shape;
@@ -30,7 +30,7 @@ static void dropout_forward(const nep_call *c) {
         for (int64_t ch = 0; ch < C; ch++)
             for (int64_t k = 0; k < inner; k++)
                 scale[nep_plane_start(moved, b, ch, C, inner) + k * nep_plane_step(moved, C)] =
-                    nep_rng_uniform(c->rng) >= n->attrs.p ? keep : 0;
+                    nep_rng_uniform(c->rng) >= n->attrs.dropout.p ? keep : 0;
     for (int64_t i = 0; i < len; i++) y[i] = x[i] * scale[i];
 }
 

@@ -9,13 +9,13 @@ static void linear_forward(const nep_call *c) {
     const nep_graph *g = c->g;
     const nep_node *n = c->n;
     const nep_shape *s = nep_in_shape(g, n, 0);
-    const int64_t in = nep_linear_fan_in(s), out = n->attrs.features, B = c->batch * nep_linear_rows(s);
+    const int64_t in = nep_linear_fan_in(s), out = n->attrs.linear.features, B = c->batch * nep_linear_rows(s);
     const nep_real *x = c->x[0], *W = c->w[0];
     const bool rectify = c->rectify;
     const nep_real cap = c->cap;
     nep_real *y = c->y;
     nep_real beta = 0;
-    if (n->attrs.bias) {
+    if (n->attrs.linear.bias) {
         const nep_real *b = c->w[1];
         for (int64_t i = 0; i < B; i++)
             for (int64_t j = 0; j < out; j++) y[i * out + j] = b[j];
@@ -31,7 +31,7 @@ static void linear_backward(const nep_call *c) {
     const nep_graph *g = c->g;
     const nep_node *n = c->n;
     const nep_shape *s = nep_in_shape(g, n, 0);
-    const int64_t in = nep_linear_fan_in(s), out = n->attrs.features, B = c->batch * nep_linear_rows(s);
+    const int64_t in = nep_linear_fan_in(s), out = n->attrs.linear.features, B = c->batch * nep_linear_rows(s);
     const nep_real *x = c->x[0], *W = c->w[0], *dy = c->dy;
     const bool add = c->dx_add[0];
     nep_real *dx = c->dx[0];
@@ -40,7 +40,7 @@ static void linear_backward(const nep_call *c) {
                  (int)out, W, (int)in, add, dx, (int)in);
     nep_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)B, 1, dy,
              (int)out, x, (int)in, c->accumulate, c->dw[0], (int)in);
-    if (n->attrs.bias) {
+    if (n->attrs.linear.bias) {
         nep_real *db = c->dw[1];
         if (!c->accumulate)
             for (int64_t j = 0; j < out; j++) db[j] = 0;

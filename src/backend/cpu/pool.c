@@ -2,7 +2,7 @@
  * dilation 1) and AdaptiveAvgPool2d(1).
  *   MaxPool2d, AvgPool2d: x [B, C, H, W] -> y [B, C, OH, OW],
  *     OH = (H + 2 pad[0] - kernel[0]) / stride[0] + 1 (floor), OW likewise;
- *     attrs: kernel (> 0), stride (0 selects the kernel size, PyTorch's default),
+ *     attrs.pool: kernel (> 0), stride (0 selects the kernel size, PyTorch's default),
  *     pad (0 <= pad <= kernel / 2, as PyTorch requires).
  *   MaxPool2d: y = max over the window, padding counting as -inf; the argmax of each
  *     output (flat index into its H x W input plane) is kept in state as int32 [C, OH, OW]

@@ -42,13 +42,13 @@ static void relu_backward(const nep_call *c) {
 
 static void leaky_forward(const nep_call *c) {
     ELEMENTWISE_IO;
-    const nep_real s = (nep_real)node->attrs.slope;
+    const nep_real s = (nep_real)node->attrs.leaky_relu.slope;
     nep_real *y = c->y;
     EACH_ELEMENT(n) y[i] = z[i] > 0 ? z[i] : s * z[i];
 }
 static void leaky_backward(const nep_call *c) {
     ELEMENTWISE_IO;
-    const nep_real s = (nep_real)node->attrs.slope, *dy = c->dy;
+    const nep_real s = (nep_real)node->attrs.leaky_relu.slope, *dy = c->dy;
     INPUT_GRAD(z[i] > 0 ? dy[i] : s * dy[i]);
 }
 

@@ -16,7 +16,7 @@ static int64_t bn_state_reals(const nep_graph *g, const nep_node *n, bool nhwc) 
 static void bn_forward(const nep_call *c) {
     int64_t C, HW;
     ref_chan_dims(c, &C, &HW);
-    const double eps = nep_bn_eps(&c->n->attrs), mom = nep_bn_momentum(&c->n->attrs);
+    const double eps = nep_bn_eps(&c->n->attrs.batchnorm), mom = nep_bn_momentum(&c->n->attrs.batchnorm);
     const int64_t n = c->batch * HW;
     nep_real *mean = c->state, *inv = mean + C, *rmean = c->w[BN_RMEAN], *rvar = c->w[BN_RVAR];
     mean[2 * C] = c->training ? 1 : 0;

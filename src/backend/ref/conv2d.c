@@ -15,7 +15,7 @@ typedef struct conv_dims {
 
 static conv_dims dims_of(const nep_call *c) {
     const nep_shape *in = nep_in_shape(c->g, c->n, 0);
-    const nep_attrs *a = &c->n->attrs;
+    const nep_conv2d_attrs *a = &c->n->attrs.conv;
     const int G = nep_conv_groups(c->n);
     return (conv_dims){.B = c->batch, .C = in->d[0], .H = in->d[1], .W = in->d[2],
                        .F = c->n->shape.d[0], .OH = c->n->shape.d[1], .OW = c->n->shape.d[2],
@@ -30,7 +30,7 @@ static int64_t at(const conv_dims *d, int64_t b, int64_t ch, int64_t CH, int64_t
 
 void nep_ref_conv2d_forward(const nep_call *c) {
     const conv_dims d = dims_of(c);
-    const nep_real *x = c->x[0], *w = c->w[0], *bias = c->n->attrs.bias ? c->w[1] : NULL;
+    const nep_real *x = c->x[0], *w = c->w[0], *bias = c->n->attrs.conv.bias ? c->w[1] : NULL;
     for (int64_t b = 0; b < d.B; b++)
         for (int64_t f = 0; f < d.F; f++)
             for (int64_t o = 0; o < d.OH; o++)
@@ -87,7 +87,7 @@ void nep_ref_conv2d_backward(const nep_call *c) {
                             }
                     ref_put(&c->dw[0][((f * d.Cg + ch) * d.kh + i) * d.kw + j], acc, c->accumulate);
                 }
-        if (!c->n->attrs.bias) continue;
+        if (!c->n->attrs.conv.bias) continue;
         double acc = 0;
         for (int64_t b = 0; b < d.B; b++)
             for (int64_t k = 0; k < OHW; k++) acc += (double)dy[at(&d, b, f, d.F, k, OHW)];

@@ -44,7 +44,7 @@ static double silu_slope(double z, double y, double a) {
     const nep_kernel sym = {.forward = value_forward, .backward = sym##_bw}
 
 MAP_KERNEL(nep_ref_relu, relu_slope, 0);
-MAP_KERNEL(nep_ref_leaky_relu, leaky_slope, c->n->attrs.slope);
+MAP_KERNEL(nep_ref_leaky_relu, leaky_slope, c->n->attrs.leaky_relu.slope);
 MAP_KERNEL(nep_ref_relu6, relu6_slope, 0);
 MAP_KERNEL(nep_ref_gelu, gelu_slope, 0);
 MAP_KERNEL(nep_ref_silu, silu_slope, 0);
@@ -89,9 +89,9 @@ const nep_kernel nep_ref_affine = {.forward = value_forward, .backward = affine_
 /* Dropout: in training, keep with probability 1 - p and scale by 1 / (1 - p), one draw
  * of the call's generator per element in order (the masks every backend must draw);
  * the identity in evaluation. State: the scale factor of each element. */
-static bool dropout_active(const nep_call *c) { return c->training && c->n->attrs.p > 0; }
+static bool dropout_active(const nep_call *c) { return c->training && c->n->attrs.dropout.p > 0; }
 static void dropout_forward(const nep_call *c) {
-    const double p = c->n->attrs.p;
+    const double p = c->n->attrs.dropout.p;
     nep_real *scale = c->state;
     for (int64_t i = 0; i < nep_call_numel(c); i++) {
         if (dropout_active(c)) scale[i] = nep_rng_uniform(c->rng) >= p ? (nep_real)(1 / (1 - p)) : 0;
