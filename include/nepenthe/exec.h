@@ -94,7 +94,8 @@ const char *nep_exec_backend_name(const nep_exec *ex);
 /* Whether image activations inside are [H, W, C] per sample (see nep_exec_opts.layout). */
 bool nep_exec_channels_last(const nep_exec *ex);
 /* Node id's output and the gradient with respect to it, in the executor's layout, for
- * the current batch (tests; an inference executor keeps only the graph output's). */
+ * the current batch (Wanda reads a layer's input; tests read the rest). An inference
+ * executor keeps only the graph output's. */
 nep_real *nep_exec_node_output(const nep_exec *ex, int id);
 nep_real *nep_exec_node_grad(const nep_exec *ex, int id);
 /* The rectifier whose output node id's forward writes itself (a fused epilogue), or -1. */

@@ -19,7 +19,7 @@ static bool default_nhwc(void) {
 #endif
 }
 
-bool nep_exec_aliased(const nep_exec *ex, const nep_node *n) {
+static bool aliased(const nep_exec *ex, const nep_node *n) {
     return nep_op(n->op)->aliases_input &&
            nep_layout_moves(ex->nhwc, nep_in_shape(ex->g, n, 0)) == nep_layout_moves(ex->nhwc, &n->shape);
 }
@@ -82,7 +82,7 @@ static bool share_buffers(nep_exec *ex) {
     for (int k = 0; ok && k < steps; k++) {
         const int id = g->order[k];
         const nep_node *nd = &g->nodes[id];
-        const bool alias = nd->op != NEP_OP_INPUT && nep_exec_aliased(ex, nd);
+        const bool alias = ex->alias[id];
         root[id] = alias ? root[nd->inputs[0]] : id;
         birth[id] = death[id] = k;
         holder[id] = -1;
@@ -140,11 +140,12 @@ nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const n
     ex->dact = calloc(n, sizeof *ex->dact);
     ex->state = calloc(n, sizeof *ex->state);
     ex->owns = calloc(n, sizeof *ex->owns);
+    ex->alias = calloc(n, sizeof *ex->alias);
     ex->cache = calloc(n, sizeof *ex->cache);
     ex->grad_owner = calloc(n, sizeof *ex->grad_owner);
     ex->grad_fresh = calloc(n, sizeof *ex->grad_fresh); /* false: an op called alone adds */
     ex->epilogue = malloc(n * sizeof *ex->epilogue);
-    if (!ex->act || !ex->dact || !ex->state || !ex->owns || !ex->cache || !ex->grad_owner ||
+    if (!ex->act || !ex->dact || !ex->state || !ex->owns || !ex->alias || !ex->cache || !ex->grad_owner ||
         !ex->grad_fresh || !ex->epilogue)
         goto nomem;
     for (size_t i = 0; i < n; i++) ex->epilogue[i] = -1;
@@ -158,8 +159,9 @@ nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const n
         }
         if (def->scratch_bytes && !nep_scratch_get(&ex->scratch, def->scratch_bytes(g, nd, ex->nhwc)))
             goto nomem;
-        ex->grad_owner[id] = nep_exec_aliased(ex, nd) ? ex->grad_owner[nd->inputs[0]] : id;
-        if (nd->op == NEP_OP_INPUT || nep_exec_aliased(ex, nd)) continue;
+        ex->alias[id] = nd->op != NEP_OP_INPUT && aliased(ex, nd);
+        ex->grad_owner[id] = ex->alias[id] ? ex->grad_owner[nd->inputs[0]] : id;
+        if (nd->op == NEP_OP_INPUT || ex->alias[id]) continue;
         ex->owns[id] = true;
         if (inference) continue; /* buffers shared below */
         const int64_t n_reals = max_batch * nep_shape_numel(&nd->shape);
@@ -228,6 +230,7 @@ void nep_exec_free(nep_exec *ex) {
     free(ex->dact);
     free(ex->state);
     free(ex->owns);
+    free(ex->alias);
     free(ex->cache);
     free(ex->grad_owner);
     free(ex->grad_fresh);

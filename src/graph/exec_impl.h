@@ -21,6 +21,9 @@ struct nep_exec {
                                * oneDNN primitives), freed by the kernel's free_cache */
     nep_scratch scratch;      /* memory a kernel may use during one forward or backward call */
     bool *owns;               /* [n_nodes] whether act/dact were allocated here */
+    /* [n_nodes] whether a node's output and gradient are its input's buffers (Identity,
+     * Flatten: nep_op_def.aliases_input), which a Flatten of an NHWC image is not. */
+    bool *alias;
     /* Backward writes each gradient buffer through its first consumer and adds through
      * the rest (no zeroing pass): grad_owner [n_nodes] is the node whose buffer a node's
      * dact is (itself unless aliased), grad_fresh [n_nodes] whether that buffer holds
@@ -49,9 +52,6 @@ struct nep_exec {
     int64_t act_bytes;        /* bytes of the output buffers allocated (gradients not counted) */
 };
 
-/* Whether node n's output and gradient are its input's buffers (Identity, Flatten; not
- * a Flatten whose input the layout moves). */
-bool nep_exec_aliased(const nep_exec *ex, const nep_node *n);
 static inline const nep_kernel *nep_exec_kernel(const nep_exec *ex, const nep_node *n) {
     return ex->backend->kernel(n->op);
 }

@@ -79,7 +79,7 @@ static const nep_real *run_forward(nep_exec *ex, const nep_real *x, int64_t batc
         int id = g->order[k];
         const nep_node *n = &g->nodes[id];
         const nep_kernel *def = nep_exec_kernel(ex, n);
-        if (nep_exec_aliased(ex, n)) {
+        if (ex->alias[id]) {
             ex->act[id] = ex->act[n->inputs[0]];
             ex->dact[id] = ex->dact[n->inputs[0]];
             continue;
@@ -152,7 +152,7 @@ void nep_exec_backward(nep_exec *ex, const nep_real *dy) {
         int id = g->order[k];
         const nep_kernel *def = nep_exec_kernel(ex, &g->nodes[id]);
         double t0 = ex->profile ? seconds() : 0;
-        if (def->backward && ex->dact[id] && !nep_exec_aliased(ex, &g->nodes[id])) {
+        if (def->backward && ex->dact[id] && !ex->alias[id]) {
             settle_grad(ex, id); /* a node no consumer sent a gradient: zero */
             const nep_call c = call_of(ex, id, true);
             def->backward(&c);
