@@ -17,21 +17,19 @@ static int fixed_state(const uint64_t *counts, int states) {
     return seen < 0 ? NEP_STATE_OFF : seen;
 }
 
-/* y = a x + b for rectifier node n in `state` (channel c): OFF of a leaky unit keeps its
- * slope; OFF+ of ReLU6 is the constant 6; GELU and SiLU are taken as ReLU. */
+/* y = a x + b for rectifier node n in `state` (channel c): ON is the identity; OFF is
+ * the op's off_slope (a leaky unit keeps its slope), else 0; OFF+ (ReLU6's only) is the
+ * constant 6; GELU and SiLU are taken as ReLU. */
 static void state_map(const nep_graph *g, const nep_node *n, int64_t c, int state, nep_real *a,
                       nep_real *b) {
+    const nep_op_def *def = nep_op(n->op);
     *b = 0;
     if (state == NEP_STATE_ON) {
         *a = 1;
     } else if (state == NEP_STATE_OFF_PLUS) {
         *a = 0, *b = 6;
-    } else if (n->op == NEP_OP_LEAKY_RELU) {
-        *a = (nep_real)n->attrs.leaky_relu.slope;
-    } else if (n->op == NEP_OP_PRELU) {
-        *a = (nep_real)nep_param_at(g, n, 0, c);
     } else {
-        *a = 0;
+        *a = def->off_slope ? (nep_real)def->off_slope(g, n, c) : 0;
     }
 }
 
@@ -51,12 +49,13 @@ static nep_status linearize_layer(nep_graph *g, int id, const nep_layer_states *
     return s;
 }
 
-/* ReLU or ReLU6 neurons always OFF in a layer that stays output 0 on the data: an
- * Affine mask after the layer says so, for the channel rewrites to delete them. */
+/* Neurons always OFF in a layer that stays output exactly 0 on the data where the op's
+ * OFF state is 0 (ReLU, ReLU6): an Affine mask after the layer says so, for the channel
+ * rewrites to delete them. */
 static nep_status mask_always_off(nep_graph *g, const nep_layer_states *l, nep_collapse_info *info,
                                   nep_err *err) {
     const nep_node *n = &g->nodes[l->node];
-    if (n->op != NEP_OP_RELU && n->op != NEP_OP_RELU6) return NEP_OK;
+    if (!nep_op(n->op)->exact_states || nep_op(n->op)->off_slope) return NEP_OK;
     int64_t off = 0;
     for (int64_t c = 0; c < l->neurons; c++)
         off += fixed_state(l->counts + c * l->states, l->states) == NEP_STATE_OFF;
@@ -93,7 +92,7 @@ nep_status nep_collapse_linearize(const nep_graph *src, const nep_entropy *e, ne
         }
         s = linearize_layer(&g, l->node, l, err);
         info->linearized++;
-        info->approximate += op == NEP_OP_GELU || op == NEP_OP_SILU;
+        info->approximate += !nep_op(op)->exact_states;
     }
     if (s == NEP_OK) s = nep_graph_finalize(&g, err);
     if (s == NEP_OK) s = nep_graph_compact(&g, dst, err);

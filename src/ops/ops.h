@@ -55,6 +55,11 @@ typedef struct nep_op_def {
     /* The gradient w.r.t. every input is the output's (Add): an input read only here can
      * take its gradient from the output's buffer. */
     bool passes_gradient;
+    /* Rectifiers, for linearization: exact_states when the op is linear in each state
+     * (ReLU, LeakyReLU, PReLU, ReLU6; not GELU or SiLU, which linearize approximately),
+     * and the OFF state's map y = off_slope(c) x (NULL: y = 0, as ReLU and ReLU6). */
+    bool exact_states;
+    double (*off_slope)(const nep_graph *g, const nep_node *n, int64_t c);
     /* Reads int32 token ids (nep_shape.dtype) in input 0: Embedding. */
     bool takes_ids;
     /* Fusion: a producer that fuses_rectifier (a matmul, BatchNorm, Add, Affine) can

@@ -17,13 +17,18 @@ static double prelu_value(const nep_graph *g, const nep_node *n, int64_t c, doub
     return x > 0 ? x : nep_param_at(g, n, 0, c) * x;
 }
 
+static double prelu_off_slope(const nep_graph *g, const nep_node *n, int64_t c) {
+    return nep_param_at(g, n, 0, c);
+}
+
 static void prelu_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node *n,
                        const char *const *in, const char *out) {
     nep_onnx_node(s, "PRelu", n->name, (const char *[]){in[0], s->param(s, n, 0, true)}, 2, out);
 }
 
 const nep_op_def nep_op_prelu = {
-    .name = "PReLU", .min_inputs = 1, .max_inputs = 1, .states = 2,
+    .name = "PReLU", .min_inputs = 1, .max_inputs = 1, .states = 2, .exact_states = true,
+    .off_slope = prelu_off_slope,
     .infer = prelu_infer, .flops = nep_flops_elementwise, .value = prelu_value,
     .onnx = prelu_onnx,
 };

@@ -12,6 +12,9 @@ static double relu(const nep_graph *g, const nep_node *n, int64_t c, double x) {
 static double leaky(const nep_graph *g, const nep_node *n, int64_t c, double x) {
     return x > 0 ? x : n->attrs.leaky_relu.slope * x;
 }
+static double leaky_off_slope(const nep_graph *g, const nep_node *n, int64_t c) {
+    return n->attrs.leaky_relu.slope;
+}
 static double relu6(const nep_graph *g, const nep_node *n, int64_t c, double x) {
     return x > 0 ? (x < 6 ? x : 6) : 0;
 }
@@ -67,8 +70,9 @@ static const nep_attr_field leaky_attrs[] = {NEP_ATTR_FIELD("slope", leaky_relu.
                             .flops = nep_flops_elementwise, .value = fn,              \
                             .epilogue_cap = cap, .onnx = onnx_fn, __VA_ARGS__}
 
-RECTIFIER(nep_op_relu, "ReLU", 2, relu, INFINITY, relu_onnx);
-RECTIFIER(nep_op_leaky_relu, "LeakyReLU", 2, leaky, 0, leaky_onnx, NEP_ATTR_FIELDS(leaky_attrs));
-RECTIFIER(nep_op_relu6, "ReLU6", 3, relu6, 6, relu6_onnx);
+RECTIFIER(nep_op_relu, "ReLU", 2, relu, INFINITY, relu_onnx, .exact_states = true);
+RECTIFIER(nep_op_leaky_relu, "LeakyReLU", 2, leaky, 0, leaky_onnx, .exact_states = true,
+          .off_slope = leaky_off_slope, NEP_ATTR_FIELDS(leaky_attrs));
+RECTIFIER(nep_op_relu6, "ReLU6", 3, relu6, 6, relu6_onnx, .exact_states = true);
 RECTIFIER(nep_op_gelu, "GELU", 2, gelu, 0, gelu_onnx);
 RECTIFIER(nep_op_silu, "SiLU", 2, silu, 0, silu_onnx);
