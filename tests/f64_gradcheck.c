@@ -50,7 +50,7 @@ typedef struct gc_case {
     uint64_t seed;
 } gc_case;
 
-static const nep_shape vec = {1, {7}}, img = {3, {3, 2, 2}}, img345 = {3, {3, 4, 5}},
+static const nep_shape vec = {1, {7}}, tok = {2, {3, 5}, 1}, img = {3, {3, 2, 2}}, img345 = {3, {3, 4, 5}},
                        img6 = {3, {2, 6, 7}};
 
 #define ELEMENTWISE(nm, op, attrs, in) {nm, op, attrs, in, 3, false, KINK_FREE, 1e-6, 1234 + op}
@@ -75,6 +75,8 @@ static const gc_case cases[] = {
     ELEMENTWISE("add", NEP_OP_ADD, ((nep_attrs){{0}}), img),
     ELEMENTWISE("affine", NEP_OP_AFFINE, ((nep_attrs){{0}}), img),
     ELEMENTWISE("affine_vec", NEP_OP_AFFINE, ((nep_attrs){{0}}), vec),
+    ELEMENTWISE("layernorm_vec", NEP_OP_LAYERNORM, ((nep_attrs){{0}}), vec),
+    ELEMENTWISE("layernorm_tokens", NEP_OP_LAYERNORM, ((nep_attrs){.layernorm = {.eps = 1e-3}}), tok),
     /* evaluation mode: the identity (training-mode masks are checked in test_graph) */
     ELEMENTWISE("dropout_eval", NEP_OP_DROPOUT, ((nep_attrs){.dropout = {.p = 0.3}}), img),
     BN_POOL("bn_train", NEP_OP_BATCHNORM, ((nep_attrs){{0}}), img345, true, SHIFTED, 1e-4),

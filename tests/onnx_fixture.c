@@ -215,7 +215,7 @@ static int linear(nep_graph *g, const char *name, int x, int64_t in, int64_t out
 static int per_channel(nep_graph *g, nep_op_kind op, const char *name, int x, int64_t c) {
     int id = add1(g, op, name, x, (nep_attrs){0});
     param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, (int64_t[]){c});
-    if (op == NEP_OP_AFFINE) param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){c});
+    if (op == NEP_OP_AFFINE || op == NEP_OP_LAYERNORM) param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){c});
     return id;
 }
 
@@ -227,7 +227,7 @@ static void init_handmade(nep_graph *g, nep_rng *rng) {
         const nep_op_kind op = g->nodes[p->node].op;
         if (op == NEP_OP_PRELU) {
             fill_uniform(g, p, 0.05, 0.5, rng);
-        } else if (op == NEP_OP_AFFINE) {
+        } else if (op == NEP_OP_AFFINE || op == NEP_OP_LAYERNORM) {
             const bool scale = strstr(p->name, ".weight") != NULL;
             fill_uniform(g, p, scale ? 0.5 : -0.3, scale ? 1.5 : 0.3, rng);
         } else {
@@ -287,6 +287,20 @@ static nep_status handmade_vector(nep_graph *g, nep_rng *rng, nep_err *err) {
     return NEP_OK;
 }
 
+/* Image rows as 28 tokens of 28 features, LayerNorm'ed (a transformer block's norm). */
+static nep_status layernorm_tokens(nep_graph *g, nep_rng *rng, nep_err *err) {
+    nep_graph_init(g);
+    int x = nep_graph_input(g, "input", (nep_shape){2, {28, 28}, 1});
+    x = per_channel(g, NEP_OP_LAYERNORM, "ln", x, 28);
+    x = add1(g, NEP_OP_RELU, "act", linear(g, "fc", x, 28, 12, true), (nep_attrs){0});
+    x = linear(g, "head", add1(g, NEP_OP_FLATTEN, "flat", x, (nep_attrs){0}), 28 * 12, 10, true);
+    if (x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building layernorm_tokens");
+    g->output = x;
+    NEP_TRY(nep_graph_finalize(g, err));
+    init_handmade(g, rng);
+    return NEP_OK;
+}
+
 /* Token ids: each image's 4x4 patches, their normalized mean quantized to 8 levels
  * (49 ids), through an Embedding, a token-wise Linear and GELU, and a Linear head. */
 enum { PATCHES = 49, LEVELS = 8 };
@@ -322,6 +336,7 @@ static const struct {
     {"handmade_image", handmade_image}, {"handmade_vector", handmade_vector},
     {"resnet20_collapsed", resnet20_collapsed, true}, {"tokmlp_prelu", tokmlp_prelu},
     {"tokmlp_collapsed", tokmlp_collapsed, true}, {"embedding_patches", embedding_patches},
+    {"layernorm_tokens", layernorm_tokens},
 };
 
 /* nep_collapse of g with activation states counted on x; at least one layer must go. */

@@ -72,6 +72,8 @@ static const parity_case cases[] = {
     {"dropout_tokens", NEP_OP_DROPOUT, TOK(6, 5), {.dropout = {.p = 0.3}}, NEP_OP_INPUT, true, 2},
     {"add_tokens", NEP_OP_ADD, TOK(4, 5), {{0}}, NEP_OP_INPUT, true, 2},
     {"embedding_relu", NEP_OP_EMBEDDING, IDS(7), {{0}}, NEP_OP_RELU, true, 0},
+    {"layernorm_tokens", NEP_OP_LAYERNORM, TOK(5, 6), {.layernorm = {.eps = 1e-6}}, NEP_OP_INPUT, true, 3},
+    {"layernorm_relu", NEP_OP_LAYERNORM, {1, {9}}, {{0}}, NEP_OP_RELU, true, 3},
 };
 
 /* The case's graph: input -> (Flatten for a Linear on an image) -> op -> then. An Add
@@ -113,7 +115,7 @@ static nep_graph build(const parity_case *k, uint64_t seed) {
             nep_graph_add_param(&g, y, "weight", 1, 1, (int64_t[]){C});
         } else if (k->op == NEP_OP_EMBEDDING) {
             nep_graph_add_param(&g, y, "weight", 1, 2, (int64_t[]){VOCAB, 4});
-        } else if (k->op == NEP_OP_AFFINE) {
+        } else if (k->op == NEP_OP_AFFINE || k->op == NEP_OP_LAYERNORM) {
             nep_graph_add_param(&g, y, "weight", 1, 1, (int64_t[]){C});
             nep_graph_add_param(&g, y, "bias", 1, 1, (int64_t[]){C});
         }

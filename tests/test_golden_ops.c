@@ -83,6 +83,11 @@ static void test_linear(void **s) {
              (nep_attrs){.linear = {.features = nep_test_case_tensor(&golden, "linear", "weight")->shape[0], .bias = true}});
 }
 
+static void test_layernorm(void **s) { check_op("layernorm", NEP_OP_LAYERNORM, (nep_attrs){0}); }
+static void test_layernorm_eps(void **s) {
+    check_op("layernorm_eps", NEP_OP_LAYERNORM, (nep_attrs){.layernorm = {.eps = 0.1}});
+}
+
 static void check_xent(const char *prefix) {
     const nep_st_tensor *tl = nep_test_case_tensor(&golden, prefix, "logits"), *tt = nep_test_case_tensor(&golden, prefix, "target");
     const int64_t B = tl->shape[0], K = tl->shape[1];
@@ -106,7 +111,8 @@ int main(void) {
         cmocka_unit_test(test_relu6),         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_silu),          cmocka_unit_test(test_identity),
         cmocka_unit_test(test_prelu),         cmocka_unit_test(test_prelu4d),
-        cmocka_unit_test(test_linear),        cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_linear),        cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_layernorm_eps), cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_cross_entropy_large_logits),
     };
     return NEP_RUN_BOTH_LAYOUTS(tests, load_golden, free_golden);

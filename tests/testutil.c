@@ -99,9 +99,10 @@ int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape i
             nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){l->features});
     } else if (op == NEP_OP_PRELU) {
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, (int64_t[]){in.d[0]});
-    } else if (op == NEP_OP_AFFINE) {
-        nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, (int64_t[]){in.d[0]});
-        nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){in.d[0]});
+    } else if (op == NEP_OP_AFFINE || op == NEP_OP_LAYERNORM) {
+        const int64_t c[1] = {nep_shape_features(&in)};
+        nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, c);
+        nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, c);
     } else if (op == NEP_OP_CONV2D) {
         const nep_conv2d_attrs *c = &attrs.conv;
         int groups = c->groups > 0 ? c->groups : 1;

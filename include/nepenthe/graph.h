@@ -43,6 +43,7 @@ typedef enum nep_op_kind {
     NEP_OP_GLOBAL_AVGPOOL,
     NEP_OP_AFFINE,      /* per-channel w x + b: what collapse leaves of a rectifier or BN */
     NEP_OP_EMBEDDING,   /* token ids -> rows of a table */
+    NEP_OP_LAYERNORM,   /* normalization over the features (last axis) */
     NEP_OP_COUNT
 } nep_op_kind;
 
@@ -89,6 +90,10 @@ typedef struct nep_batchnorm_attrs {
     double momentum;    /* running statistics update; 0 selects 0.1 */
 } nep_batchnorm_attrs;
 
+typedef struct nep_layernorm_attrs {
+    double eps;         /* 0 selects 1e-5 (torch.nn.LayerNorm's default) */
+} nep_layernorm_attrs;
+
 typedef struct nep_leaky_relu_attrs {
     double slope;       /* negative slope */
 } nep_leaky_relu_attrs;
@@ -110,6 +115,7 @@ typedef union nep_attrs {
     nep_linear_attrs matmul;    /* Linear or Conv2d: features, bias */
     nep_pool_attrs pool;
     nep_batchnorm_attrs batchnorm;
+    nep_layernorm_attrs layernorm;
     nep_leaky_relu_attrs leaky_relu;
     nep_dropout_attrs dropout;
 } nep_attrs;

@@ -118,6 +118,9 @@ static inline int64_t nep_linear_rows(const nep_shape *in) {
     return nep_shape_numel(in) / nep_linear_fan_in(in);
 }
 
+/* LayerNorm's eps: attrs.eps, where 0 means torch.nn.LayerNorm's default 1e-5. */
+static inline double nep_layernorm_eps(const nep_layernorm_attrs *a) { return a->eps > 0 ? a->eps : 1e-5; }
+
 /* An Embedding's table, from its weight [num, C]: rows (num_embeddings) and columns
  * (embedding_dim). */
 static inline int64_t nep_embedding_rows(const nep_graph *g, const nep_node *n) {
@@ -135,6 +138,6 @@ static inline int nep_conv_groups(const nep_node *n) {
 extern const nep_op_def nep_op_input, nep_op_linear, nep_op_relu, nep_op_leaky_relu,
     nep_op_prelu, nep_op_relu6, nep_op_gelu, nep_op_silu, nep_op_identity, nep_op_flatten,
     nep_op_dropout, nep_op_add, nep_op_conv2d, nep_op_batchnorm, nep_op_maxpool, nep_op_avgpool,
-    nep_op_global_avgpool, nep_op_affine, nep_op_embedding;
+    nep_op_global_avgpool, nep_op_affine, nep_op_embedding, nep_op_layernorm;
 
 #endif

@@ -71,6 +71,15 @@ def main(outdir):
     t.update({"linear.x": out(x), "linear.weight": out(w), "linear.bias": out(b), "linear.gy": out(gy),
               "linear.y": out(y), "linear.gx": out(gx), "linear.gweight": out(gw), "linear.gbias": out(gb)})
 
+    # LayerNorm over the features of each row, as torch.nn.LayerNorm(6, eps)
+    for name, eps in (("layernorm", 1e-5), ("layernorm_eps", 0.1)):
+        x, w, b, gy = torch.randn(8, 6) * 2 + 1, torch.randn(6), torch.randn(6), torch.randn(8, 6)
+        xd, wd, bd = f64(x), f64(w), f64(b)
+        y = F.layer_norm(xd, (6,), wd, bd, eps)
+        gx, gw, gb = torch.autograd.grad((y * gy.double()).sum(), (xd, wd, bd))
+        t.update({f"{name}.x": out(x), f"{name}.weight": out(w), f"{name}.bias": out(b), f"{name}.gy": out(gy),
+                  f"{name}.y": out(y), f"{name}.gx": out(gx), f"{name}.gweight": out(gw), f"{name}.gbias": out(gb)})
+
     logits, target = torch.randn(8, 10) * 2, torch.randint(0, 10, (8,))
     for name, lg in (("ce", logits), ("ce_big", logits * 100)):  # ce_big: same target, huge logits
         ld = f64(lg)

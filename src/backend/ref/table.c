@@ -20,6 +20,7 @@ static const nep_kernel *const table[NEP_OP_COUNT] = {
     [NEP_OP_GLOBAL_AVGPOOL] = &nep_ref_global_avgpool,
     [NEP_OP_AFFINE] = &nep_ref_affine,
     [NEP_OP_EMBEDDING] = &nep_ref_embedding,
+    [NEP_OP_LAYERNORM] = &nep_ref_layernorm,
 };
 
 static const nep_kernel *kernel(nep_op_kind kind) { return table[kind]; }

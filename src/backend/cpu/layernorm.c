@@ -1,0 +1,85 @@
+/* LayerNorm (src/ops/layernorm.c) over the last axis, R = batch x positions rows of C:
+ *   y = xhat w + b, xhat = (x - mean) rstd, rstd = 1 / sqrt(var + eps)
+ *   dx (+)= rstd (g - mean(g) - xhat mean(g xhat)), g = dy w;  dw = sum dy xhat;  db = sum dy
+ * Each row's sums in double; rows in parallel, the parameter sums over rows in row order
+ * (into scratch) so that runs reproduce. Backward recomputes mean and rstd from x. */
+#include <math.h>
+
+#include "backend/cpu/kernels.h"
+
+static void row_stats(const nep_real *x, int64_t C, double eps, double *mean, double *rstd) {
+    double s = 0, q = 0;
+    for (int64_t j = 0; j < C; j++) s += x[j];
+    const double m = s / (double)C;
+    for (int64_t j = 0; j < C; j++) q += ((double)x[j] - m) * ((double)x[j] - m);
+    *mean = m;
+    *rstd = 1 / sqrt(q / (double)C + eps);
+}
+
+static void dims(const nep_call *c, int64_t *R, int64_t *C) {
+    const nep_shape *s = nep_in_shape(c->g, c->n, 0);
+    *C = nep_shape_features(s);
+    *R = c->batch * nep_shape_positions(s);
+}
+
+static void layernorm_forward(const nep_call *c) {
+    int64_t R, C;
+    dims(c, &R, &C);
+    const double eps = nep_layernorm_eps(&c->n->attrs.layernorm);
+    const nep_real *x = c->x[0], *w = c->w[0], *b = c->w[1];
+#pragma omp parallel for if (R * C > NEP_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        double mean, rstd;
+        row_stats(x + r * C, C, eps, &mean, &rstd);
+        for (int64_t j = 0; j < C; j++)
+            c->y[r * C + j] = (nep_real)(((double)x[r * C + j] - mean) * rstd * w[j] + b[j]);
+    }
+}
+
+static size_t layernorm_scratch(const nep_graph *g, const nep_node *n, bool nhwc) {
+    return 2 * sizeof(double) * (size_t)nep_shape_features(nep_in_shape(g, n, 0));
+}
+
+static void layernorm_backward(const nep_call *c) {
+    int64_t R, C;
+    dims(c, &R, &C);
+    const double eps = nep_layernorm_eps(&c->n->attrs.layernorm);
+    const nep_real *x = c->x[0], *w = c->w[0], *dy = c->dy;
+    nep_real *dx = c->dx[0];
+    const bool add = c->dx_add[0];
+#pragma omp parallel for if (dx && R * C > NEP_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        if (!dx) continue;
+        double mean, rstd, mg = 0, mgx = 0;
+        const nep_real *xr = x + r * C, *gr = dy + r * C;
+        row_stats(xr, C, eps, &mean, &rstd);
+        for (int64_t j = 0; j < C; j++) {
+            const double g = (double)gr[j] * w[j];
+            mg += g;
+            mgx += g * ((double)xr[j] - mean) * rstd;
+        }
+        mg /= (double)C, mgx /= (double)C;
+        for (int64_t j = 0; j < C; j++) {
+            const double xhat = ((double)xr[j] - mean) * rstd;
+            const double v = rstd * ((double)gr[j] * w[j] - mg - xhat * mgx);
+            dx[r * C + j] = (nep_real)(add ? dx[r * C + j] + v : v);
+        }
+    }
+    double *sw = nep_scratch_get(c->scratch, 2 * sizeof(double) * (size_t)C), *sb = sw + C;
+    for (int64_t j = 0; j < C; j++) sw[j] = sb[j] = 0;
+    for (int64_t r = 0; r < R; r++) {
+        double mean, rstd;
+        row_stats(x + r * C, C, eps, &mean, &rstd);
+        for (int64_t j = 0; j < C; j++) {
+            sw[j] += (double)dy[r * C + j] * ((double)x[r * C + j] - mean) * rstd;
+            sb[j] += dy[r * C + j];
+        }
+    }
+    for (int64_t j = 0; j < C; j++) {
+        c->dw[0][j] = (nep_real)(c->accumulate ? c->dw[0][j] + sw[j] : sw[j]);
+        c->dw[1][j] = (nep_real)(c->accumulate ? c->dw[1][j] + sb[j] : sb[j]);
+    }
+}
+
+const nep_kernel nep_cpu_layernorm = {.scratch_bytes = layernorm_scratch,
+                                      .forward = layernorm_forward, .backward = layernorm_backward};
