@@ -90,7 +90,6 @@ void nep_exec_node_backward(nep_exec *ex, int id);
 
 /* ---- what it holds ------------------------------------------------------------------ */
 nep_graph *nep_exec_graph(const nep_exec *ex);
-const char *nep_exec_backend_name(const nep_exec *ex);
 /* Whether image activations inside are [H, W, C] per sample (see nep_exec_opts.layout). */
 bool nep_exec_channels_last(const nep_exec *ex);
 /* Node id's output and the gradient with respect to it, in the executor's layout, for

@@ -263,7 +263,6 @@ void nep_exec_set_on_grads(nep_exec *ex, void (*on_grads)(void *ctx, nep_graph *
 void nep_exec_set_profile(nep_exec *ex, double *profile) { ex->profile = profile; }
 
 nep_graph *nep_exec_graph(const nep_exec *ex) { return ex->g; }
-const char *nep_exec_backend_name(const nep_exec *ex) { return ex->backend->name; }
 bool nep_exec_channels_last(const nep_exec *ex) { return ex->nhwc; }
 nep_real *nep_exec_node_output(const nep_exec *ex, int id) { return ex->act[id]; }
 nep_real *nep_exec_node_grad(const nep_exec *ex, int id) { return ex->dact[id]; }

@@ -2,7 +2,8 @@
  *   y = xhat w + b, xhat = (x - mean) rstd, rstd = 1 / sqrt(var + eps)
  *   dx (+)= rstd (g - mean(g) - xhat mean(g xhat)), g = dy w;  dw = sum dy xhat;  db = sum dy
  * Each row's sums in double; rows in parallel, the parameter sums over rows in row order
- * (into scratch) so that runs reproduce. Backward recomputes mean and rstd from x. */
+ * (into scratch) so that runs reproduce. Forward keeps each row's mean and rstd in the
+ * call's state [R][2] (as PyTorch saves them), for backward. */
 #include <math.h>
 
 #include "backend/cpu/kernels.h"
@@ -22,15 +23,21 @@ static void dims(const nep_call *c, int64_t *R, int64_t *C) {
     *R = c->batch * nep_shape_positions(s);
 }
 
+static int64_t layernorm_state_reals(const nep_graph *g, const nep_node *n, bool nhwc) {
+    return 2 * nep_shape_positions(nep_in_shape(g, n, 0));
+}
+
 static void layernorm_forward(const nep_call *c) {
     int64_t R, C;
     dims(c, &R, &C);
     const double eps = nep_layernorm_eps(&c->n->attrs.layernorm);
     const nep_real *x = c->x[0], *w = c->w[0], *b = c->w[1];
+    nep_real *stats = c->state;
 #pragma omp parallel for if (R * C > NEP_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         double mean, rstd;
         row_stats(x + r * C, C, eps, &mean, &rstd);
+        stats[2 * r] = (nep_real)mean, stats[2 * r + 1] = (nep_real)rstd;
         for (int64_t j = 0; j < C; j++)
             c->y[r * C + j] = (nep_real)(((double)x[r * C + j] - mean) * rstd * w[j] + b[j]);
     }
@@ -43,16 +50,15 @@ static size_t layernorm_scratch(const nep_graph *g, const nep_node *n, bool nhwc
 static void layernorm_backward(const nep_call *c) {
     int64_t R, C;
     dims(c, &R, &C);
-    const double eps = nep_layernorm_eps(&c->n->attrs.layernorm);
-    const nep_real *x = c->x[0], *w = c->w[0], *dy = c->dy;
+    const nep_real *x = c->x[0], *w = c->w[0], *dy = c->dy, *stats = c->state;
     nep_real *dx = c->dx[0];
     const bool add = c->dx_add[0];
 #pragma omp parallel for if (dx && R * C > NEP_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         if (!dx) continue;
-        double mean, rstd, mg = 0, mgx = 0;
+        const double mean = stats[2 * r], rstd = stats[2 * r + 1];
+        double mg = 0, mgx = 0;
         const nep_real *xr = x + r * C, *gr = dy + r * C;
-        row_stats(xr, C, eps, &mean, &rstd);
         for (int64_t j = 0; j < C; j++) {
             const double g = (double)gr[j] * w[j];
             mg += g;
@@ -68,8 +74,7 @@ static void layernorm_backward(const nep_call *c) {
     double *sw = nep_scratch_get(c->scratch, 2 * sizeof(double) * (size_t)C), *sb = sw + C;
     for (int64_t j = 0; j < C; j++) sw[j] = sb[j] = 0;
     for (int64_t r = 0; r < R; r++) {
-        double mean, rstd;
-        row_stats(x + r * C, C, eps, &mean, &rstd);
+        const double mean = stats[2 * r], rstd = stats[2 * r + 1];
         for (int64_t j = 0; j < C; j++) {
             sw[j] += (double)dy[r * C + j] * ((double)x[r * C + j] - mean) * rstd;
             sb[j] += dy[r * C + j];
@@ -81,5 +86,5 @@ static void layernorm_backward(const nep_call *c) {
     }
 }
 
-const nep_kernel nep_cpu_layernorm = {.scratch_bytes = layernorm_scratch,
+const nep_kernel nep_cpu_layernorm = {.state_reals = layernorm_state_reals, .scratch_bytes = layernorm_scratch,
                                       .forward = layernorm_forward, .backward = layernorm_backward};
