@@ -77,6 +77,10 @@ static const gc_case cases[] = {
     ELEMENTWISE("affine_vec", NEP_OP_AFFINE, ((nep_attrs){{0}}), vec),
     ELEMENTWISE("layernorm_vec", NEP_OP_LAYERNORM, ((nep_attrs){{0}}), vec),
     ELEMENTWISE("layernorm_tokens", NEP_OP_LAYERNORM, ((nep_attrs){.layernorm = {.eps = 1e-3}}), tok),
+    /* ViT's global attention, and Swin's padded, shifted, masked windows with their bias */
+    {"attention_tokens", NEP_OP_ATTENTION, {.attention = {.heads = 2}}, {2, {4, 6}, 1}, 2, false, STANDARD, 1e-6, 808},
+    {"attention_windows", NEP_OP_ATTENTION, {.attention = {.heads = 2, .window = {3, 3}, .shift = {1, 1}}},
+     {3, {5, 4, 4}, 2}, 2, false, STANDARD, 1e-6, 809},
     /* evaluation mode: the identity (training-mode masks are checked in test_graph) */
     ELEMENTWISE("dropout_eval", NEP_OP_DROPOUT, ((nep_attrs){.dropout = {.p = 0.3}}), img),
     BN_POOL("bn_train", NEP_OP_BATCHNORM, ((nep_attrs){{0}}), img345, true, SHIFTED, 1e-4),

@@ -73,7 +73,7 @@ static void test_models_roundtrip(void **state) {
 /* Each op's attributes, as its file declares them (nep_op_def.attrs), go to JSON and back
  * unchanged; every op that declares any has a case here. */
 static void test_attrs_roundtrip(void **state) {
-    const nep_shape img = {3, {4, 9, 9}}, vec = {1, {6}};
+    const nep_shape img = {3, {4, 9, 9}}, vec = {1, {6}}, grid = {3, {5, 4, 6}, 2};
     const struct {
         nep_op_kind op;
         nep_attrs a;
@@ -88,6 +88,7 @@ static void test_attrs_roundtrip(void **state) {
         {NEP_OP_LEAKY_RELU, {.leaky_relu = {.slope = 0.125}}, vec},
         {NEP_OP_DROPOUT, {.dropout = {.p = 0.375}}, vec},
         {NEP_OP_LAYERNORM, {.layernorm = {.eps = 1e-6}}, vec},
+        {NEP_OP_ATTENTION, {.attention = {.heads = 2, .window = {3, 2}, .shift = {1, 1}}}, grid},
     };
     bool covered[NEP_OP_COUNT] = {0};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {

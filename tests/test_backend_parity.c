@@ -74,6 +74,9 @@ static const parity_case cases[] = {
     {"embedding_relu", NEP_OP_EMBEDDING, IDS(7), {{0}}, NEP_OP_RELU, true, 0},
     {"layernorm_tokens", NEP_OP_LAYERNORM, TOK(5, 6), {.layernorm = {.eps = 1e-6}}, NEP_OP_INPUT, true, 3},
     {"layernorm_relu", NEP_OP_LAYERNORM, {1, {9}}, {{0}}, NEP_OP_RELU, true, 3},
+    {"attention_tokens", NEP_OP_ATTENTION, TOK(5, 8), {.attention = {.heads = 2}}, NEP_OP_INPUT, true, 2},
+    {"attention_windows_relu", NEP_OP_ATTENTION, {3, {5, 7, 8}, 2},
+     {.attention = {.heads = 2, .window = {3, 3}, .shift = {1, 1}}}, NEP_OP_RELU, true, 2},
 };
 
 /* The case's graph: input -> (Flatten for a Linear on an image) -> op -> then. An Add
@@ -97,7 +100,8 @@ static nep_graph build(const parity_case *k, uint64_t seed) {
             x = nep_graph_add1(&g, NEP_OP_FLATTEN, "flatten", x, (nep_attrs){0});
             in_features = nep_shape_numel(&k->in);
         }
-        y = nep_graph_add1(&g, k->op, "op", x, k->attrs);
+        y = k->op == NEP_OP_ATTENTION ? nep_graph_add_attention(&g, "op", x, C, k->attrs.attention)
+                                      : nep_graph_add1(&g, k->op, "op", x, k->attrs);
         if (k->op == NEP_OP_LINEAR) {
             const nep_linear_attrs *a = &k->attrs.linear;
             nep_graph_add_param(&g, y, "weight", 3, 2, (int64_t[]){a->features, in_features});

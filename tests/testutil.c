@@ -90,7 +90,8 @@ int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape i
     nep_graph_init(g);
     int x = nep_graph_input(g, "input", in);
     int ins[2] = {x, x};
-    int id = nep_graph_add(g, op, "op", ins, op == NEP_OP_ADD ? 2 : 1, attrs);
+    int id = op == NEP_OP_ATTENTION ? nep_graph_add_attention(g, "op", x, nep_shape_features(&in), attrs.attention)
+                                    : nep_graph_add(g, op, "op", ins, op == NEP_OP_ADD ? 2 : 1, attrs);
     if (op == NEP_OP_LINEAR) {
         const nep_linear_attrs *l = &attrs.linear;
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2,

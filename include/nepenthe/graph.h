@@ -19,7 +19,7 @@
 #include "nepenthe/status.h"
 
 #define NEP_MAX_INPUTS 4
-#define NEP_MAX_PARAMS 4
+#define NEP_MAX_PARAMS 5
 #define NEP_MAX_DIMS 4
 #define NEP_NAME_LEN 64
 
@@ -44,6 +44,7 @@ typedef enum nep_op_kind {
     NEP_OP_AFFINE,      /* per-channel w x + b: what collapse leaves of a rectifier or BN */
     NEP_OP_EMBEDDING,   /* token ids -> rows of a table */
     NEP_OP_LAYERNORM,   /* normalization over the features (last axis) */
+    NEP_OP_ATTENTION,   /* multi-head self-attention, global or in (shifted) windows */
     NEP_OP_COUNT
 } nep_op_kind;
 
@@ -94,6 +95,15 @@ typedef struct nep_layernorm_attrs {
     double eps;         /* 0 selects 1e-5 (torch.nn.LayerNorm's default) */
 } nep_layernorm_attrs;
 
+/* Self-attention over the tokens of a sequence [T, C] or of a grid [H, W, C]: heads
+ * (dividing C), and for a grid Swin's windows (window[0] x window[1] tokens; 0 0: one
+ * window holding every token, as ViT's) cyclically shifted by shift[0], shift[1]. */
+typedef struct nep_attention_attrs {
+    int heads;
+    int window[2];
+    int shift[2];
+} nep_attention_attrs;
+
 typedef struct nep_leaky_relu_attrs {
     double slope;       /* negative slope */
 } nep_leaky_relu_attrs;
@@ -116,6 +126,7 @@ typedef union nep_attrs {
     nep_pool_attrs pool;
     nep_batchnorm_attrs batchnorm;
     nep_layernorm_attrs layernorm;
+    nep_attention_attrs attention;
     nep_leaky_relu_attrs leaky_relu;
     nep_dropout_attrs dropout;
 } nep_attrs;
@@ -172,6 +183,13 @@ int nep_graph_add(nep_graph *g, nep_op_kind op, const char *name, const int *inp
 /* Convenience for single-input nodes. */
 int nep_graph_add1(nep_graph *g, nep_op_kind op, const char *name, int input,
                    nep_attrs attrs);
+/* Adds an Attention node reading x (C features) and declares its parameters with the
+ * names torchvision gives them: nn.MultiheadAttention's (in_proj_weight, in_proj_bias,
+ * out_proj.weight, out_proj.bias) for global attention (window 0 0, ViT), and
+ * ShiftedWindowAttention's (qkv.weight, qkv.bias, proj.weight, proj.bias,
+ * relative_position_bias_table) for windows (Swin). Returns its id, or -1. */
+int nep_graph_add_attention(nep_graph *g, const char *name, int x, int64_t C,
+                            nep_attention_attrs attrs);
 /* Declares parameter `suffix` of node (full name "<node name>.<suffix>"). Offsets
  * are assigned now; storage is allocated by nep_graph_finalize, or grown now after it
  * (values 0, mask 1). Returns its index, or -1. */

@@ -32,7 +32,11 @@ typedef struct flat_attrs {
     int groups;
     double eps, momentum;
     bool shortcut;
+    /* keys of ops made since: written only for an op that declares them (files of before
+     * lack them; missing reads as 0) */
+    int heads, window[2], shift[2];
 } flat_attrs;
+#define FIRST_OPTIONAL_KEY 11 /* flat_keys[11] on */
 
 static const struct {
     const char *key;
@@ -50,6 +54,9 @@ static const struct {
     {"eps", NEP_ATTR_DOUBLE, offsetof(flat_attrs, eps)},
     {"momentum", NEP_ATTR_DOUBLE, offsetof(flat_attrs, momentum)},
     {"shortcut", NEP_ATTR_BOOL, offsetof(flat_attrs, shortcut)},
+    {"heads", NEP_ATTR_INT, offsetof(flat_attrs, heads)},
+    {"window", NEP_ATTR_INT_PAIR, offsetof(flat_attrs, window)},
+    {"shift", NEP_ATTR_INT_PAIR, offsetof(flat_attrs, shift)},
 };
 
 /* Copies each attribute op declares from its typed place in a nep_attrs to its key's in a
@@ -85,6 +92,16 @@ static cJSON *attrs_json(nep_op_kind op, const nep_attrs *typed) {
     cJSON_AddNumberToObject(o, "eps", a->eps);
     cJSON_AddNumberToObject(o, "momentum", a->momentum);
     cJSON_AddBoolToObject(o, "shortcut", a->shortcut);
+    const nep_op_def *def = nep_op(op);
+    for (int i = 0; i < def->n_attrs; i++)
+        for (size_t f = FIRST_OPTIONAL_KEY; f < sizeof flat_keys / sizeof *flat_keys; f++) {
+            if (strcmp(def->attrs[i].key, flat_keys[f].key)) continue;
+            const int *v = (const int *)((const char *)a + flat_keys[f].offset);
+            if (flat_keys[f].type == NEP_ATTR_INT)
+                cJSON_AddNumberToObject(o, flat_keys[f].key, v[0]);
+            else
+                cJSON_AddItemToObject(o, flat_keys[f].key, int_array((const int64_t[]){v[0], v[1]}, 2));
+        }
     return o;
 }
 
@@ -184,6 +201,19 @@ static nep_status read_attrs(const cJSON *o, const char *node, nep_op_kind op, n
         .groups = (int)groups, .eps = num(o, "eps"), .momentum = num(o, "momentum"),
         .shortcut = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "shortcut")),
     };
+    for (size_t f = FIRST_OPTIONAL_KEY; f < sizeof flat_keys / sizeof *flat_keys; f++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, flat_keys[f].key);
+        if (!v) continue;
+        const bool pair = flat_keys[f].type == NEP_ATTR_INT_PAIR;
+        int64_t got[2];
+        if (pair ? read_ints(v, got, 2, 0, 1 << 16) != 2
+                 : !cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
+                       v->valuedouble < 0 || v->valuedouble > (double)(1 << 16))
+            return bad(err, node, "'heads' must be a size, 'window' and 'shift' pairs of sizes");
+        int *dst = (int *)((char *)&flat + flat_keys[f].offset);
+        if (pair) dst[0] = (int)got[0], dst[1] = (int)got[1];
+        else dst[0] = (int)v->valuedouble;
+    }
     *a = (nep_attrs){0};
     copy_declared(op, false, &flat, a);
     return NEP_OK;
@@ -192,7 +222,8 @@ static nep_status read_attrs(const cJSON *o, const char *node, nep_op_kind op, n
 static nep_status read_params(const cJSON *ps, nep_graph *g, int id, nep_err *err) {
     const char *node = g->nodes[id].name;
     if (!cJSON_IsArray(ps) || cJSON_GetArraySize(ps) > NEP_MAX_PARAMS)
-        return bad(err, node, "'params' must be a list of at most 4 declarations");
+        return nep_fail(err, NEP_ERR_FORMAT, "graph: node '%s': 'params' must be a list of at most "
+                        "%d declarations", node, NEP_MAX_PARAMS);
     const cJSON *p;
     cJSON_ArrayForEach(p, ps) {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(p, "name");

@@ -138,6 +138,6 @@ static inline int nep_conv_groups(const nep_node *n) {
 extern const nep_op_def nep_op_input, nep_op_linear, nep_op_relu, nep_op_leaky_relu,
     nep_op_prelu, nep_op_relu6, nep_op_gelu, nep_op_silu, nep_op_identity, nep_op_flatten,
     nep_op_dropout, nep_op_add, nep_op_conv2d, nep_op_batchnorm, nep_op_maxpool, nep_op_avgpool,
-    nep_op_global_avgpool, nep_op_affine, nep_op_embedding, nep_op_layernorm;
+    nep_op_global_avgpool, nep_op_affine, nep_op_embedding, nep_op_layernorm, nep_op_attention;
 
 #endif

@@ -23,6 +23,7 @@ static const nep_op_def *const table[NEP_OP_COUNT] = {
     [NEP_OP_AFFINE] = &nep_op_affine,
     [NEP_OP_EMBEDDING] = &nep_op_embedding,
     [NEP_OP_LAYERNORM] = &nep_op_layernorm,
+    [NEP_OP_ATTENTION] = &nep_op_attention,
 };
 
 const nep_op_def *nep_op(nep_op_kind kind) { return table[kind]; }

@@ -21,6 +21,7 @@ static const nep_kernel *const table[NEP_OP_COUNT] = {
     [NEP_OP_AFFINE] = &nep_cpu_affine,
     [NEP_OP_EMBEDDING] = &nep_cpu_embedding,
     [NEP_OP_LAYERNORM] = &nep_cpu_layernorm,
+    [NEP_OP_ATTENTION] = &nep_cpu_attention,
 };
 
 static const nep_kernel *kernel(nep_op_kind kind) { return table[kind]; }

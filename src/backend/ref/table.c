@@ -21,6 +21,7 @@ static const nep_kernel *const table[NEP_OP_COUNT] = {
     [NEP_OP_AFFINE] = &nep_ref_affine,
     [NEP_OP_EMBEDDING] = &nep_ref_embedding,
     [NEP_OP_LAYERNORM] = &nep_ref_layernorm,
+    [NEP_OP_ATTENTION] = &nep_ref_attention,
 };
 
 static const nep_kernel *kernel(nep_op_kind kind) { return table[kind]; }
