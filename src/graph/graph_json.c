@@ -31,7 +31,7 @@ typedef struct flat_attrs {
     int kernel[2], stride[2], pad[2];
     int groups;
     double eps, momentum;
-    bool shortcut;
+    bool shortcut, grid;
 } flat_attrs;
 
 static const struct {
@@ -50,6 +50,7 @@ static const struct {
     {"eps", NEP_ATTR_DOUBLE, offsetof(flat_attrs, eps)},
     {"momentum", NEP_ATTR_DOUBLE, offsetof(flat_attrs, momentum)},
     {"shortcut", NEP_ATTR_BOOL, offsetof(flat_attrs, shortcut)},
+    {"grid", NEP_ATTR_BOOL, offsetof(flat_attrs, grid)},
 };
 
 /* Copies each attribute op declares from its typed place in a nep_attrs to its key's in a
@@ -85,7 +86,15 @@ static cJSON *attrs_json(nep_op_kind op, const nep_attrs *typed) {
     cJSON_AddNumberToObject(o, "eps", a->eps);
     cJSON_AddNumberToObject(o, "momentum", a->momentum);
     cJSON_AddBoolToObject(o, "shortcut", a->shortcut);
+    cJSON_AddBoolToObject(o, "grid", a->grid);
     return o;
+}
+
+/* What nep_graph_add_param was given: the name after "<node>.", or "" for a parameter
+ * named as its node. */
+static const char *param_suffix(const nep_node *n, const nep_param *p) {
+    const char *rest = p->name + strlen(n->name);
+    return *rest == '.' ? rest + 1 : rest;
 }
 
 char *nep_graph_to_json(const nep_graph *g) {
@@ -108,7 +117,7 @@ char *nep_graph_to_json(const nep_graph *g) {
         for (int i = 0; i < n->n_params; i++) {
             const nep_param *p = &g->params[n->params[i]];
             cJSON *po = cJSON_CreateObject();
-            cJSON_AddStringToObject(po, "name", p->name + strlen(n->name) + 1);
+            cJSON_AddStringToObject(po, "name", param_suffix(n, p));
             cJSON_AddNumberToObject(po, "flags", p->flags);
             cJSON_AddItemToObject(po, "shape", int_array(p->shape, p->ndim));
             cJSON_AddItemToArray(ps, po);
@@ -183,6 +192,7 @@ static nep_status read_attrs(const cJSON *o, const char *node, nep_op_kind op, n
         .kernel = {(int)k[0], (int)k[1]}, .stride = {(int)s[0], (int)s[1]}, .pad = {(int)p[0], (int)p[1]},
         .groups = (int)groups, .eps = num(o, "eps"), .momentum = num(o, "momentum"),
         .shortcut = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "shortcut")),
+        .grid = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "grid")), /* absent before Tokens */
     };
     *a = (nep_attrs){0};
     copy_declared(op, false, &flat, a);
