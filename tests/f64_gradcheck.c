@@ -51,7 +51,7 @@ typedef struct gc_case {
 } gc_case;
 
 static const nep_shape vec = {1, {7}}, tok = {2, {3, 5}, 1}, img = {3, {3, 2, 2}}, img345 = {3, {3, 4, 5}},
-                       img6 = {3, {2, 6, 7}};
+                       img6 = {3, {2, 6, 7}}, grid = {3, {3, 5, 2}, 2}, grid_even = {3, {2, 4, 3}, 2};
 
 #define ELEMENTWISE(nm, op, attrs, in) {nm, op, attrs, in, 3, false, KINK_FREE, 1e-6, 1234 + op}
 #define BN_POOL(nm, op, attrs, in, training, kind, h) {nm, op, attrs, in, 3, training, kind, h, 4321 + op}
@@ -81,8 +81,19 @@ static const gc_case cases[] = {
     {"attention_tokens", NEP_OP_ATTENTION, {.attention = {.heads = 2}}, {2, {4, 6}, 1}, 2, false, STANDARD, 1e-6, 808},
     {"attention_windows", NEP_OP_ATTENTION, {.attention = {.heads = 2, .window = {3, 3}, .shift = {1, 1}}},
      {3, {5, 4, 4}, 2}, 2, false, STANDARD, 1e-6, 809},
+    /* the token ops around attention (an image's tokens in NCHW: a transpose) */
+    ELEMENTWISE("tokens", NEP_OP_TOKENS, ((nep_attrs){{0}}), img345),
+    ELEMENTWISE("tokens_grid", NEP_OP_TOKENS, ((nep_attrs){.tokens = {.grid = true}}), img345),
+    ELEMENTWISE("class_token", NEP_OP_CLASS_TOKEN, ((nep_attrs){{0}}), tok),
+    ELEMENTWISE("pos_embedding", NEP_OP_POS_EMBEDDING, ((nep_attrs){{0}}), tok),
+    ELEMENTWISE("take_token", NEP_OP_TAKE_TOKEN, ((nep_attrs){{0}}), tok),
+    ELEMENTWISE("token_mean", NEP_OP_TOKEN_MEAN, ((nep_attrs){{0}}), tok),
+    ELEMENTWISE("token_mean_grid", NEP_OP_TOKEN_MEAN, ((nep_attrs){{0}}), grid),
+    ELEMENTWISE("patch_merge_odd", NEP_OP_PATCH_MERGE, ((nep_attrs){{0}}), grid),
+    ELEMENTWISE("patch_merge_even", NEP_OP_PATCH_MERGE, ((nep_attrs){{0}}), grid_even),
     /* evaluation mode: the identity (training-mode masks are checked in test_graph) */
     ELEMENTWISE("dropout_eval", NEP_OP_DROPOUT, ((nep_attrs){.dropout = {.p = 0.3}}), img),
+    ELEMENTWISE("drop_path_eval", NEP_OP_DROP_PATH, ((nep_attrs){.drop_path = {.p = 0.3}}), grid),
     BN_POOL("bn_train", NEP_OP_BATCHNORM, ((nep_attrs){{0}}), img345, true, SHIFTED, 1e-4),
     BN_POOL("bn_train_eps", NEP_OP_BATCHNORM, ((nep_attrs){.batchnorm = {.eps = 0.1, .momentum = 0.5}}), img345, true, SHIFTED, 1e-4),
     BN_POOL("bn_eval", NEP_OP_BATCHNORM, ((nep_attrs){{0}}), img345, false, SHIFTED, 1e-6),

@@ -89,6 +89,8 @@ static void test_attrs_roundtrip(void **state) {
         {NEP_OP_DROPOUT, {.dropout = {.p = 0.375}}, vec},
         {NEP_OP_LAYERNORM, {.layernorm = {.eps = 1e-6}}, vec},
         {NEP_OP_ATTENTION, {.attention = {.heads = 2, .window = {3, 2}, .shift = {1, 1}}}, grid},
+        {NEP_OP_TOKENS, {.tokens = {.grid = true}}, img},
+        {NEP_OP_DROP_PATH, {.drop_path = {.p = 0.625}}, vec},
     };
     bool covered[NEP_OP_COUNT] = {0};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {

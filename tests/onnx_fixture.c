@@ -301,6 +301,65 @@ static nep_status layernorm_tokens(nep_graph *g, nep_rng *rng, nep_err *err) {
     return NEP_OK;
 }
 
+/* A parameter named as its node (torchvision's top-level ones), initialized by
+ * init_handmade like the others. */
+static int with_own_param(nep_graph *g, nep_op_kind op, const char *name, int x, int ndim,
+                          const int64_t *shape) {
+    int id = add1(g, op, name, x, (nep_attrs){0});
+    param(g, id, "", NEP_PARAM_TRAINABLE, ndim, shape);
+    return id;
+}
+
+/* A ViT without attention, torchvision's names: a 4x4 patch embedding (Conv2d), its 49
+ * tokens (aliased in NHWC), the class token in front, the positional embedding, a
+ * LayerNorm, a token-wise Linear and GELU, then the head on the class token. Without
+ * attention nothing mixes the tokens, so the class token alone would not depend on the
+ * image: the head reads it plus the tokens' mean. */
+enum { VIT_DIM = 16, VIT_TOKENS = 49 };
+static nep_status vit_tokens(nep_graph *g, nep_rng *rng, nep_err *err) {
+    nep_graph_init(g);
+    int x = nep_graph_input(g, "input", (nep_shape){3, {1, 28, 28}});
+    x = conv(g, "conv_proj", x, 1, VIT_DIM, 4, 4, 0, 1, true);
+    x = add1(g, NEP_OP_TOKENS, "tokens", x, (nep_attrs){0});
+    x = with_own_param(g, NEP_OP_CLASS_TOKEN, "class_token", x, 3, (int64_t[]){1, 1, VIT_DIM});
+    x = with_own_param(g, NEP_OP_POS_EMBEDDING, "encoder.pos_embedding", x, 3,
+                       (int64_t[]){1, VIT_TOKENS + 1, VIT_DIM});
+    x = per_channel(g, NEP_OP_LAYERNORM, "encoder.ln", x, VIT_DIM);
+    x = add1(g, NEP_OP_GELU, "mlp.act", linear(g, "mlp.fc", x, VIT_DIM, 32, true), (nep_attrs){0});
+    const int cls = add1(g, NEP_OP_TAKE_TOKEN, "take_class", x, (nep_attrs){0});
+    const int mean = add1(g, NEP_OP_TOKEN_MEAN, "token_mean", x, (nep_attrs){0});
+    x = cls < 0 || mean < 0 ? -1 : nep_graph_add(g, NEP_OP_ADD, "pooled", (int[]){cls, mean}, 2, (nep_attrs){0});
+    x = linear(g, "heads.head", x, 32, 10, true);
+    if (x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building vit_tokens");
+    g->output = x;
+    NEP_TRY(nep_graph_finalize(g, err));
+    init_handmade(g, rng);
+    return NEP_OK;
+}
+
+/* A Swin without attention, torchvision's names: a 4x4 patch embedding to a 7x7 grid
+ * (odd: PatchMerging pads it), its LayerNorm, PatchMerging (space to depth, its
+ * LayerNorm and bias-free reduction), stochastic depth (the identity in evaluation),
+ * the mean over the tokens and the head. */
+static nep_status swin_grid(nep_graph *g, nep_rng *rng, nep_err *err) {
+    nep_graph_init(g);
+    int x = nep_graph_input(g, "input", (nep_shape){3, {1, 28, 28}});
+    x = conv(g, "features.0.0", x, 1, 8, 4, 4, 0, 1, true);
+    x = add1(g, NEP_OP_TOKENS, "features.0.1", x, (nep_attrs){.tokens = {.grid = true}});
+    x = per_channel(g, NEP_OP_LAYERNORM, "features.0.2", x, 8);
+    x = add1(g, NEP_OP_PATCH_MERGE, "features.2", x, (nep_attrs){0});
+    x = per_channel(g, NEP_OP_LAYERNORM, "features.2.norm", x, 32);
+    x = linear(g, "features.2.reduction", x, 32, 16, false);
+    x = add1(g, NEP_OP_DROP_PATH, "features.3.0.stochastic_depth", x, (nep_attrs){.drop_path = {.p = 0.2}});
+    x = add1(g, NEP_OP_TOKEN_MEAN, "avgpool", x, (nep_attrs){0});
+    x = linear(g, "head", x, 16, 10, true);
+    if (x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building swin_grid");
+    g->output = x;
+    NEP_TRY(nep_graph_finalize(g, err));
+    init_handmade(g, rng);
+    return NEP_OK;
+}
+
 /* Token ids: each image's 4x4 patches, their normalized mean quantized to 8 levels
  * (49 ids), through an Embedding, a token-wise Linear and GELU, and a Linear head. */
 enum { PATCHES = 49, LEVELS = 8 };
@@ -336,7 +395,7 @@ static const struct {
     {"handmade_image", handmade_image}, {"handmade_vector", handmade_vector},
     {"resnet20_collapsed", resnet20_collapsed, true}, {"tokmlp_prelu", tokmlp_prelu},
     {"tokmlp_collapsed", tokmlp_collapsed, true}, {"embedding_patches", embedding_patches},
-    {"layernorm_tokens", layernorm_tokens},
+    {"layernorm_tokens", layernorm_tokens}, {"vit_tokens", vit_tokens}, {"swin_grid", swin_grid},
 };
 
 /* nep_collapse of g with activation states counted on x; at least one layer must go. */

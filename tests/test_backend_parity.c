@@ -29,6 +29,7 @@ typedef struct parity_case {
 
 #define IMG(c, h, w) ((nep_shape){3, {c, h, w}})
 #define TOK(t, c) ((nep_shape){2, {t, c}, 1}) /* t tokens of c features */
+#define GRID(h, w, c) ((nep_shape){3, {h, w, c}, 2}) /* Swin's h x w tokens of c features */
 #define IDS(t) ((nep_shape){.ndim = 1, .d = {t}, .dtype = NEP_TOKEN_IDS}) /* t token ids */
 enum { VOCAB = 5 }; /* of the Embedding case; its ids repeat */
 #define CONV(f, k, s, p, g, b) {.conv = {.features = f, .kernel = {k, k}, .stride = {s, s}, .pad = {p, p}, .groups = g, .bias = b}}
@@ -77,10 +78,28 @@ static const parity_case cases[] = {
     {"attention_tokens", NEP_OP_ATTENTION, TOK(5, 8), {.attention = {.heads = 2}}, NEP_OP_INPUT, true, 2},
     {"attention_windows_relu", NEP_OP_ATTENTION, {3, {5, 7, 8}, 2},
      {.attention = {.heads = 2, .window = {3, 3}, .shift = {1, 1}}}, NEP_OP_RELU, true, 2},
+    /* around attention: an image's tokens (aliased in NHWC, a transpose in NCHW), ViT's
+     * class token, positional embedding and head token, Swin's patch merging (odd and even
+     * sides), token mean and stochastic depth */
+    {"tokens", NEP_OP_TOKENS, IMG(4, 3, 5), {{0}}, NEP_OP_INPUT, true, 2},
+    {"tokens_grid_relu", NEP_OP_TOKENS, IMG(4, 3, 5), {.tokens = {.grid = true}}, NEP_OP_RELU, true, 2},
+    {"tokens_one_channel", NEP_OP_TOKENS, IMG(1, 4, 4), {{0}}, NEP_OP_INPUT, true, 2},
+    {"class_token", NEP_OP_CLASS_TOKEN, TOK(5, 6), {{0}}, NEP_OP_INPUT, true, 2},
+    {"pos_embedding_relu", NEP_OP_POS_EMBEDDING, TOK(5, 6), {{0}}, NEP_OP_RELU, true, 2},
+    {"take_token", NEP_OP_TAKE_TOKEN, TOK(5, 6), {{0}}, NEP_OP_INPUT, true, 2},
+    {"token_mean", NEP_OP_TOKEN_MEAN, TOK(5, 6), {{0}}, NEP_OP_INPUT, true, 2},
+    {"token_mean_grid", NEP_OP_TOKEN_MEAN, GRID(3, 4, 6), {{0}}, NEP_OP_INPUT, true, 2},
+    {"patch_merge", NEP_OP_PATCH_MERGE, GRID(5, 7, 4), {{0}}, NEP_OP_INPUT, true, 2},
+    {"patch_merge_even_relu", NEP_OP_PATCH_MERGE, GRID(4, 6, 3), {{0}}, NEP_OP_RELU, true, 2},
+    {"drop_path", NEP_OP_DROP_PATH, TOK(6, 5), {.drop_path = {.p = 0.5}}, NEP_OP_INPUT, true, 2},
+    {"drop_path_grid", NEP_OP_DROP_PATH, GRID(3, 3, 4), {.drop_path = {.p = 0.3}}, NEP_OP_INPUT, true, 2},
+    {"drop_path_eval", NEP_OP_DROP_PATH, TOK(6, 5), {.drop_path = {.p = 0.5}}, NEP_OP_INPUT, false, 2},
 };
 
 /* The case's graph: input -> (Flatten for a Linear on an image) -> op -> then. An Add
- * reads two Affines of the input, so that each of its inputs has a gradient of its own. */
+ * reads two Affines of the input, so that each of its inputs has a gradient of its own;
+ * a PositionalEmbedding one Affine, which then takes its gradient from the output's
+ * buffer (passes_gradient, as an Add's inputs). */
 static nep_graph build(const parity_case *k, uint64_t seed) {
     nep_graph g;
     nep_graph_init(&g);
@@ -96,7 +115,11 @@ static nep_graph build(const parity_case *k, uint64_t seed) {
         y = nep_graph_add(&g, NEP_OP_ADD, "op", (int[]){a, b}, 2, k->attrs);
     } else {
         int64_t in_features = k->in.d[k->in.ndim - 1];
-        if (k->op == NEP_OP_LINEAR && k->in.ndim == 3) {
+        if (k->op == NEP_OP_POS_EMBEDDING) {
+            x = nep_graph_add1(&g, NEP_OP_AFFINE, "a", x, (nep_attrs){0});
+            for (int j = 0; j < 2; j++) nep_graph_add_param(&g, x, j ? "bias" : "weight", 1, 1, (int64_t[]){C});
+        }
+        if (k->op == NEP_OP_LINEAR && k->in.ndim == 3 && k->in.axis == 0) {
             x = nep_graph_add1(&g, NEP_OP_FLATTEN, "flatten", x, (nep_attrs){0});
             in_features = nep_shape_numel(&k->in);
         }
@@ -122,6 +145,10 @@ static nep_graph build(const parity_case *k, uint64_t seed) {
         } else if (k->op == NEP_OP_AFFINE || k->op == NEP_OP_LAYERNORM) {
             nep_graph_add_param(&g, y, "weight", 1, 1, (int64_t[]){C});
             nep_graph_add_param(&g, y, "bias", 1, 1, (int64_t[]){C});
+        } else if (k->op == NEP_OP_CLASS_TOKEN) { /* named as the node */
+            nep_graph_add_param(&g, y, "", 1, 3, (int64_t[]){1, 1, C});
+        } else if (k->op == NEP_OP_POS_EMBEDDING) {
+            nep_graph_add_param(&g, y, "", 1, 3, (int64_t[]){1, k->in.d[0], C});
         }
     }
     if (k->then != NEP_OP_INPUT) y = nep_graph_add1(&g, k->then, "then", y, (nep_attrs){0});
@@ -233,7 +260,8 @@ static void test_every_op_has_a_case(void **state) {
     bool covered[NEP_OP_COUNT] = {[NEP_OP_INPUT] = true, [NEP_OP_IDENTITY] = true};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         covered[cases[i].op] = true;
-        if (cases[i].op == NEP_OP_LINEAR && cases[i].in.ndim == 3) covered[NEP_OP_FLATTEN] = true;
+        if (cases[i].op == NEP_OP_LINEAR && cases[i].in.ndim == 3 && cases[i].in.axis == 0)
+            covered[NEP_OP_FLATTEN] = true;
     }
     for (int op = 0; op < NEP_OP_COUNT; op++) {
         if (!covered[op]) fprintf(stderr, "op kind %d has no parity case\n", op);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nepenthe/rng.h"
 #include "nepenthe/safetensors.h"
 #include "nepenthe/train.h"
 #include "testutil.h"
@@ -30,11 +31,18 @@ static void expect(const char *prefix, const char *name, const nep_real *got) {
     free(want);
 }
 
+/* How a golden case's x is read: its per-sample shape's features first (a vector, an
+ * image) or last (tokens [T, C], a grid [H, W, C]), and the mode the op runs in. */
+typedef struct case_opts {
+    bool features_last, training;
+} case_opts;
+
 /* Runs golden case `prefix` for op: x [B, ...] -> y, gy -> gx and parameter grads, on
  * each backend (the reference too: it is what the parity test holds the others to). */
-static void check_op_on(const char *backend, const char *prefix, nep_op_kind op, nep_attrs attrs) {
+static void check_op_on(const char *backend, const char *prefix, nep_op_kind op, nep_attrs attrs,
+                        case_opts o) {
     const nep_st_tensor *tx = nep_test_case_tensor(&golden, prefix, "x");
-    nep_shape in = {tx->ndim - 1, {0}};
+    nep_shape in = {tx->ndim - 1, {0}, o.features_last ? tx->ndim - 2 : 0};
     for (int d = 1; d < tx->ndim; d++) in.d[d - 1] = tx->shape[d];
     const int64_t B = tx->shape[0];
     nep_graph g;
@@ -49,6 +57,9 @@ static void check_op_on(const char *backend, const char *prefix, nep_op_kind op,
     nep_exec *ex;
     assert_int_equal(nep_exec_new(&ex, &g, B, &(nep_exec_opts){.backend = backend}, NULL), NEP_OK);
     assert_int_equal(nep_exec_enable_input_grad(ex, NULL), NEP_OK);
+    nep_rng rng;
+    nep_rng_seed(&rng, 3);
+    nep_exec_set_training(ex, o.training, &rng);
     nep_real *x = nep_test_as_real(tx), *gy = nep_test_as_real(nep_test_case_tensor(&golden, prefix, "gy"));
     expect(prefix, "y", nep_exec_forward(ex, x, B));
     nep_exec_backward(ex, gy);
@@ -61,9 +72,15 @@ static void check_op_on(const char *backend, const char *prefix, nep_op_kind op,
     nep_exec_free(ex);
     nep_graph_free(&g);
 }
+static void check_case(const char *prefix, nep_op_kind op, nep_attrs attrs, case_opts o) {
+    check_op_on("cpu", prefix, op, attrs, o);
+    check_op_on("ref", prefix, op, attrs, o);
+}
 static void check_op(const char *prefix, nep_op_kind op, nep_attrs attrs) {
-    check_op_on("cpu", prefix, op, attrs);
-    check_op_on("ref", prefix, op, attrs);
+    check_case(prefix, op, attrs, (case_opts){0});
+}
+static void check_tokens(const char *prefix, nep_op_kind op, nep_attrs attrs) {
+    check_case(prefix, op, attrs, (case_opts){.features_last = true});
 }
 
 static void test_relu(void **s) { check_op("relu", NEP_OP_RELU, (nep_attrs){0}); }
@@ -86,6 +103,32 @@ static void test_linear(void **s) {
 static void test_layernorm(void **s) { check_op("layernorm", NEP_OP_LAYERNORM, (nep_attrs){0}); }
 static void test_layernorm_eps(void **s) {
     check_op("layernorm_eps", NEP_OP_LAYERNORM, (nep_attrs){.layernorm = {.eps = 0.1}});
+}
+
+/* The ops around a transformer's attention, as torchvision's ViT and Swin compute them
+ * (an image's tokens in both layouts: NEP_RUN_BOTH_LAYOUTS runs this file in NHWC, where
+ * the executor aliases Tokens, and in NCHW, where its kernel transposes). */
+static void test_tokens(void **s) { check_op("tokens", NEP_OP_TOKENS, (nep_attrs){0}); }
+static void test_tokens_grid(void **s) {
+    check_op("tokens_grid", NEP_OP_TOKENS, (nep_attrs){.tokens = {.grid = true}});
+}
+static void test_class_token(void **s) { check_tokens("class_token", NEP_OP_CLASS_TOKEN, (nep_attrs){0}); }
+static void test_pos_embedding(void **s) { check_tokens("pos_embedding", NEP_OP_POS_EMBEDDING, (nep_attrs){0}); }
+static void test_take_token(void **s) { check_tokens("take_token", NEP_OP_TAKE_TOKEN, (nep_attrs){0}); }
+static void test_token_mean(void **s) { check_tokens("token_mean", NEP_OP_TOKEN_MEAN, (nep_attrs){0}); }
+static void test_token_mean_grid(void **s) { check_tokens("token_mean_grid", NEP_OP_TOKEN_MEAN, (nep_attrs){0}); }
+/* odd H and W (zero padding on both sides), even, and odd H only */
+static void test_patch_merge(void **s) {
+    check_tokens("patch_merge", NEP_OP_PATCH_MERGE, (nep_attrs){0});
+    check_tokens("patch_merge_even", NEP_OP_PATCH_MERGE, (nep_attrs){0});
+    check_tokens("patch_merge_odd_h", NEP_OP_PATCH_MERGE, (nep_attrs){0});
+}
+/* Evaluation: the identity; training with p = 1: every sample dropped (the random
+ * masks of 0 < p < 1 are checked by their properties in test_graph). */
+static void test_drop_path(void **s) {
+    check_tokens("drop_path_eval", NEP_OP_DROP_PATH, (nep_attrs){.drop_path = {.p = 0.3}});
+    check_case("drop_path_all", NEP_OP_DROP_PATH, (nep_attrs){.drop_path = {.p = 1}},
+               (case_opts){.features_last = true, .training = true});
 }
 
 static void check_xent(const char *prefix) {
@@ -112,8 +155,12 @@ int main(void) {
         cmocka_unit_test(test_silu),          cmocka_unit_test(test_identity),
         cmocka_unit_test(test_prelu),         cmocka_unit_test(test_prelu4d),
         cmocka_unit_test(test_linear),        cmocka_unit_test(test_layernorm),
-        cmocka_unit_test(test_layernorm_eps), cmocka_unit_test(test_cross_entropy),
-        cmocka_unit_test(test_cross_entropy_large_logits),
+        cmocka_unit_test(test_layernorm_eps), cmocka_unit_test(test_tokens),
+        cmocka_unit_test(test_tokens_grid),   cmocka_unit_test(test_class_token),
+        cmocka_unit_test(test_pos_embedding), cmocka_unit_test(test_take_token),
+        cmocka_unit_test(test_token_mean),    cmocka_unit_test(test_token_mean_grid),
+        cmocka_unit_test(test_patch_merge),   cmocka_unit_test(test_drop_path),
+        cmocka_unit_test(test_cross_entropy), cmocka_unit_test(test_cross_entropy_large_logits),
     };
     return NEP_RUN_BOTH_LAYOUTS(tests, load_golden, free_golden);
 }

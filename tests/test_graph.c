@@ -1,7 +1,10 @@
 /* The graph IR: shapes, order, accounting, rewiring (bypass, replace_uses), copy,
- * cycles, the rectifier probe, dropout masks, optimizer masks and seeded determinism. */
+ * cycles, the rectifier probe, dropout and stochastic-depth masks, the executor's views
+ * (Tokens aliased in NHWC, Flatten not), a parameter named as its node, optimizer masks
+ * and seeded determinism. */
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nepenthe/model.h"
@@ -215,6 +218,171 @@ static void test_dropout_masks(void **s) {
     nep_graph_free(&g);
 }
 
+/* StochasticDepth in training, torchvision's "row" mode: each sample all zero or all
+ * scaled by 1 / (1 - p); about 1 - p of them kept; the same seed, the same masks; the
+ * gradient through the same mask; p = 1 drops every sample; evaluation the identity. */
+static void test_drop_path_masks(void **s) {
+    enum { B = 2000, PER = 6 };
+    const double p = 0.3;
+    nep_graph g;
+    nep_test_op_graph(&g, NEP_OP_DROP_PATH, (nep_attrs){.drop_path = {.p = p}}, (nep_shape){2, {2, 3}, 1});
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, B, NULL, NULL), NEP_OK);
+    assert_int_equal(nep_exec_enable_input_grad(ex, NULL), NEP_OK);
+    nep_rng rng, again;
+    nep_rng_seed(&rng, 8);
+    again = rng;
+    nep_exec_set_training(ex, true, &rng);
+    static nep_real x[B * PER], dy[B * PER], y1[B * PER];
+    for (int i = 0; i < B * PER; i++) x[i] = (nep_real)(i % 5 + 1), dy[i] = (nep_real)(i % 3 + 1);
+    const nep_real *y = nep_exec_forward(ex, x, B);
+    int dropped = 0;
+    for (int b = 0; b < B; b++) {
+        const bool zero = y[b * PER] == 0;
+        dropped += zero;
+        for (int k = 0; k < PER; k++) {
+            const int i = b * PER + k;
+            if (zero) assert_true(y[i] == 0);
+            else assert_true(fabs((double)y[i] - x[i] / (1 - p)) < 1e-5 * x[i]);
+        }
+    }
+    /* 2000 Bernoulli(0.3) draws: mean 600, sd 20.5; 6 sd either side. */
+    assert_in_range(dropped, 600 - 123, 600 + 123);
+    memcpy(y1, y, sizeof y1);
+    nep_exec_backward(ex, dy);
+    for (int i = 0; i < B * PER; i++) {
+        const double want = y1[i] == 0 ? 0 : dy[i] / (1 - p);
+        assert_true(fabs(nep_exec_input_grad(ex)[i] - want) < 1e-5 * fabs(want) + 1e-12);
+    }
+    nep_exec_set_training(ex, true, &again); /* same seed, same masks */
+    y = nep_exec_forward(ex, x, B);
+    assert_memory_equal(y, y1, sizeof y1);
+    nep_exec_set_training(ex, false, NULL); /* evaluation: identity */
+    y = nep_exec_forward(ex, x, B);
+    assert_memory_equal(y, x, sizeof x);
+    nep_exec_free(ex);
+    nep_graph_free(&g);
+    nep_test_op_graph(&g, NEP_OP_DROP_PATH, (nep_attrs){.drop_path = {.p = 1}}, (nep_shape){2, {2, 3}, 1});
+    assert_int_equal(nep_exec_new(&ex, &g, 4, NULL, NULL), NEP_OK);
+    nep_exec_set_training(ex, true, &rng);
+    y = nep_exec_forward(ex, x, 4);
+    for (int i = 0; i < 4 * PER; i++) assert_true(y[i] == 0);
+    nep_exec_free(ex);
+    nep_graph_free(&g);
+    nep_err err;
+    nep_graph_init(&g);
+    nep_graph_add1(&g, NEP_OP_DROP_PATH, "drop", nep_graph_input(&g, "input", (nep_shape){1, {3}}),
+                   (nep_attrs){.drop_path = {.p = 1.5}});
+    assert_int_equal(nep_graph_finalize(&g, &err), NEP_ERR_ARG);
+    assert_non_null(strstr(err.msg, "'drop'"));
+    nep_graph_free(&g);
+}
+
+/* input [3, 2, 4] -> Tokens (grid or not) -> Flatten: Tokens is its input's memory in an
+ * NHWC executor and a transpose of it in NCHW, Flatten of tokens (never moved) aliases
+ * them in both; the outputs agree, both PyTorch's order. */
+static void test_tokens_view(void **s) {
+    for (int grid = 0; grid < 2; grid++) {
+        nep_graph g;
+        nep_graph_init(&g);
+        const int in = nep_graph_input(&g, "input", (nep_shape){3, {3, 2, 4}});
+        const int t = nep_graph_add1(&g, NEP_OP_TOKENS, "tokens", in, (nep_attrs){.tokens = {.grid = grid}});
+        const int f = nep_graph_add1(&g, NEP_OP_FLATTEN, "flatten", t, (nep_attrs){0});
+        assert_int_equal(nep_graph_finalize(&g, NULL), NEP_OK);
+        assert_int_equal(g.nodes[t].shape.ndim, grid ? 3 : 2);
+        assert_int_equal(g.nodes[t].shape.axis, grid ? 2 : 1);
+        assert_int_equal(g.nodes[t].shape.d[grid ? 2 : 1], 3);
+        nep_real x[2 * 24];
+        for (int i = 0; i < 48; i++) x[i] = (nep_real)i;
+        for (int layout = NEP_LAYOUT_NCHW; layout <= NEP_LAYOUT_NHWC; layout++) {
+            nep_exec *ex;
+            assert_int_equal(nep_exec_new(&ex, &g, 2, &(nep_exec_opts){.layout = layout}, NULL), NEP_OK);
+            const nep_real *y = nep_exec_forward(ex, x, 2);
+            const bool nhwc = layout == NEP_LAYOUT_NHWC;
+            assert_true((nep_exec_node_output(ex, t) == nep_exec_node_output(ex, in)) == nhwc);
+            assert_ptr_equal(nep_exec_node_output(ex, f), nep_exec_node_output(ex, t));
+            for (int b = 0; b < 2; b++) /* y[b, k, c] = x[b, c, k] */
+                for (int k = 0; k < 8; k++)
+                    for (int c = 0; c < 3; c++) assert_true(y[(b * 8 + k) * 3 + c] == x[(b * 3 + c) * 8 + k]);
+            nep_exec_free(ex);
+        }
+        nep_graph_free(&g);
+    }
+    /* one channel: the two orders agree, aliased in either layout */
+    nep_graph g;
+    nep_graph_init(&g);
+    const int in = nep_graph_input(&g, "input", (nep_shape){3, {1, 2, 4}});
+    const int t = nep_graph_add1(&g, NEP_OP_TOKENS, "tokens", in, (nep_attrs){0});
+    assert_int_equal(nep_graph_finalize(&g, NULL), NEP_OK);
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, 2, &(nep_exec_opts){.layout = NEP_LAYOUT_NCHW}, NULL), NEP_OK);
+    nep_real x[8] = {0};
+    nep_exec_forward(ex, x, 1);
+    assert_ptr_equal(nep_exec_node_output(ex, t), nep_exec_node_output(ex, in));
+    nep_exec_free(ex);
+    nep_graph_free(&g);
+}
+
+/* An empty suffix names a parameter as its node (torchvision's top-level "class_token"),
+ * through JSON and back; the wrong shape is refused naming the node. */
+static void test_param_named_as_node(void **s) {
+    nep_graph g, h;
+    nep_err err;
+    nep_graph_init(&g);
+    const int in = nep_graph_input(&g, "input", (nep_shape){2, {4, 5}, 1});
+    const int ct = nep_graph_add1(&g, NEP_OP_CLASS_TOKEN, "class_token", in, (nep_attrs){0});
+    const int pe = nep_graph_add1(&g, NEP_OP_POS_EMBEDDING, "encoder.pos_embedding", ct, (nep_attrs){0});
+    assert_int_equal(nep_graph_add_param(&g, ct, "", NEP_PARAM_TRAINABLE, 3, (int64_t[]){1, 1, 5}), 0);
+    nep_graph_add_param(&g, pe, "", NEP_PARAM_TRAINABLE, 3, (int64_t[]){1, 5, 5});
+    nep_test_assert_ok(nep_graph_finalize(&g, &err), &err);
+    assert_string_equal(g.params[0].name, "class_token");
+    assert_int_equal(nep_graph_find_param(&g, "encoder.pos_embedding"), 1);
+    assert_int_equal(g.nodes[pe].shape.d[0], 5);
+    char *json = nep_graph_to_json(&g);
+    nep_test_assert_ok(nep_graph_from_json(json, &h, &err), &err);
+    assert_int_equal(h.n_params, 2);
+    assert_string_equal(h.params[0].name, "class_token");
+    assert_string_equal(h.params[1].name, "encoder.pos_embedding");
+    free(json);
+    nep_graph_free(&h);
+    nep_graph_free(&g);
+    nep_graph_init(&g); /* a positional embedding for the wrong number of tokens */
+    const int x = nep_graph_input(&g, "input", (nep_shape){2, {4, 5}, 1});
+    const int bad = nep_graph_add1(&g, NEP_OP_POS_EMBEDDING, "pos", x, (nep_attrs){0});
+    nep_graph_add_param(&g, bad, "", NEP_PARAM_TRAINABLE, 3, (int64_t[]){1, 5, 5});
+    assert_int_equal(nep_graph_finalize(&g, &err), NEP_ERR_SHAPE);
+    assert_non_null(strstr(err.msg, "'pos'"));
+    nep_graph_free(&g);
+}
+
+/* Each token op refuses an input of the wrong kind with a message naming the node and
+ * what it got. */
+static void test_token_ops_refuse_wrong_shapes(void **s) {
+    const nep_shape img = {3, {4, 3, 3}}, tok = {2, {5, 4}, 1};
+    const struct {
+        nep_op_kind op;
+        nep_shape in;
+        const char *says;
+    } cases[] = {
+        {NEP_OP_TOKENS, tok, "wants 3 ([C, H, W]"},
+        {NEP_OP_CLASS_TOKEN, img, "wants a token sequence [T, C]"},
+        {NEP_OP_POS_EMBEDDING, img, "wants a token sequence [T, C]"},
+        {NEP_OP_TAKE_TOKEN, (nep_shape){1, {4}}, "got 1 dimensions"},
+        {NEP_OP_TOKEN_MEAN, img, "features at axis 0"},
+        {NEP_OP_PATCH_MERGE, tok, "wants a grid [H, W, C]"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        nep_graph g;
+        nep_err err;
+        nep_graph_init(&g);
+        nep_graph_add1(&g, cases[k].op, "bad_node", nep_graph_input(&g, "input", cases[k].in), (nep_attrs){0});
+        assert_int_equal(nep_graph_finalize(&g, &err), NEP_ERR_SHAPE);
+        if (!strstr(err.msg, "'bad_node'") || !strstr(err.msg, cases[k].says))
+            fail_msg("op %d: unexpected message: %s", (int)cases[k].op, err.msg);
+        nep_graph_free(&g);
+    }
+}
+
 /* A masked weight stays exactly zero through SGD with momentum and weight decay and
  * through AdamW, whatever its gradient. */
 static void check_mask_holds(nep_optim_kind kind) {
@@ -290,6 +458,10 @@ int main(void) {
         cmocka_unit_test(test_cycle_rejected),
         cmocka_unit_test(test_probe_sees_preactivation),
         cmocka_unit_test(test_dropout_masks),
+        cmocka_unit_test(test_drop_path_masks),
+        cmocka_unit_test(test_tokens_view),
+        cmocka_unit_test(test_param_named_as_node),
+        cmocka_unit_test(test_token_ops_refuse_wrong_shapes),
         cmocka_unit_test(test_masks_survive_sgd),
         cmocka_unit_test(test_masks_survive_adamw),
         cmocka_unit_test(test_seed_reproduces),

@@ -208,10 +208,11 @@ static void test_bn_to_affine(void **state) {
     not_applies(&g, "bn_to_affine", NULL);
 }
 
+/* remove_dropout takes StochasticDepth too: both are the identity in evaluation. */
 static void test_remove_identity_and_dropout(void **state) {
-    const nep_op_kind ops[2] = {NEP_OP_IDENTITY, NEP_OP_DROPOUT};
-    const char *rules[2] = {"remove_identity", "remove_dropout"};
-    for (int i = 0; i < 2; i++) {
+    const nep_op_kind ops[3] = {NEP_OP_IDENTITY, NEP_OP_DROPOUT, NEP_OP_DROP_PATH};
+    const char *rules[3] = {"remove_identity", "remove_dropout", "remove_dropout"};
+    for (int i = 0; i < 3; i++) {
         const nep_shape *shapes[2] = {&vector, &tokens};
         for (int s = 0; s < 2; s++) {
             nep_graph g = start(*shapes[s]);
@@ -221,11 +222,14 @@ static void test_remove_identity_and_dropout(void **state) {
             assert_int_equal(count_op(&h, ops[i]), 0);
             nep_graph_free(&h);
         }
-        /* the other one is not this rule's */
-        nep_graph g = start(vector);
-        unary(&g, ops[1 - i], linear(&g, g.input, 8, true));
-        randomize(&g, 2);
-        not_applies(&g, rules[i], NULL);
+        /* Identity is not remove_dropout's, nor the other two remove_identity's */
+        for (int j = 0; j < 3; j++) {
+            if ((i == 0) == (j == 0)) continue;
+            nep_graph g = start(vector);
+            unary(&g, ops[j], linear(&g, g.input, 8, true));
+            randomize(&g, 2);
+            not_applies(&g, rules[i], NULL);
+        }
     }
 }
 

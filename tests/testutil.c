@@ -104,6 +104,10 @@ int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape i
         const int64_t c[1] = {nep_shape_features(&in)};
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, c);
         nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, c);
+    } else if (op == NEP_OP_CLASS_TOKEN) { /* named as the node, as torchvision's */
+        nep_graph_add_param(g, id, "", NEP_PARAM_TRAINABLE, 3, (int64_t[]){1, 1, in.d[1]});
+    } else if (op == NEP_OP_POS_EMBEDDING) {
+        nep_graph_add_param(g, id, "", NEP_PARAM_TRAINABLE, 3, (int64_t[]){1, in.d[0], in.d[1]});
     } else if (op == NEP_OP_CONV2D) {
         const nep_conv2d_attrs *c = &attrs.conv;
         int groups = c->groups > 0 ? c->groups : 1;

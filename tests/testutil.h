@@ -45,7 +45,8 @@ int nep_test_write_file(const char *path, const void *data, size_t n);
 /* Builds input(in) -> one node of kind op (Add: input + input), declaring the op's
  * parameters the way the model builders do, and finalizes. Returns the node id.
  * Conv2d: "weight" [out, in/groups, kh, kw] (+ "bias" [out]); BatchNorm: "weight",
- * "bias" (trainable), "running_mean", "running_var" (buffers), each [C]. */
+ * "bias" (trainable), "running_mean", "running_var" (buffers), each [C]; ClassToken
+ * [1, 1, C] and PositionalEmbedding [1, T, C] named as the node ("op"). */
 int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape in);
 
 /* Reads <golden dir>/<file> into st; on failure prints a hint and returns -1 (cmocka

@@ -13,7 +13,8 @@
  *     fold       bn_to_affine (nep_bn_eval_affine, the forward's own formula);
  *                affine_into_matmul_after / _before (an Affine into the conv or Linear
  *                before or after it); merge_affines; affine_through_global_avgpool;
- *                remove_identity, remove_dropout, remove_identity_affine.
+ *                remove_identity, remove_dropout (Dropout and StochasticDepth),
+ *                remove_identity_affine.
  *     channels   drop_constant_channels: channels that are constant after a conv/Linear
  *                (and the per-channel ops after it) are deleted with the matching inputs
  *                of their consumers, the constant folded into the consumers' bias where

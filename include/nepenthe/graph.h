@@ -45,6 +45,13 @@ typedef enum nep_op_kind {
     NEP_OP_EMBEDDING,   /* token ids -> rows of a table */
     NEP_OP_LAYERNORM,   /* normalization over the features (last axis) */
     NEP_OP_ATTENTION,   /* multi-head self-attention, global or in (shifted) windows */
+    NEP_OP_TOKENS,      /* image [C, H, W] -> tokens [H*W, C] or grid [H, W, C] */
+    NEP_OP_CLASS_TOKEN, /* [T, C] -> [T+1, C]: a learned token in front */
+    NEP_OP_POS_EMBEDDING, /* [T, C] + a learned [1, T, C] */
+    NEP_OP_TAKE_TOKEN,  /* [T, C] -> [C]: token 0 */
+    NEP_OP_TOKEN_MEAN,  /* [T, C] or [H, W, C] -> [C]: the mean over the tokens */
+    NEP_OP_PATCH_MERGE, /* [H, W, C] -> [H/2, W/2, 4C] (space to depth, Swin) */
+    NEP_OP_DROP_PATH,   /* stochastic depth: whole samples dropped in training */
     NEP_OP_COUNT
 } nep_op_kind;
 
@@ -104,6 +111,14 @@ typedef struct nep_attention_attrs {
     int shift[2];
 } nep_attention_attrs;
 
+typedef struct nep_tokens_attrs {
+    bool grid;          /* [H, W, C] (Swin's Permute) instead of [H*W, C] (ViT's) */
+} nep_tokens_attrs;
+
+typedef struct nep_drop_path_attrs {
+    double p;           /* probability of dropping a sample's whole tensor, in [0, 1] */
+} nep_drop_path_attrs;
+
 typedef struct nep_leaky_relu_attrs {
     double slope;       /* negative slope */
 } nep_leaky_relu_attrs;
@@ -129,6 +144,8 @@ typedef union nep_attrs {
     nep_attention_attrs attention;
     nep_leaky_relu_attrs leaky_relu;
     nep_dropout_attrs dropout;
+    nep_tokens_attrs tokens;
+    nep_drop_path_attrs drop_path;
 } nep_attrs;
 _Static_assert(sizeof(nep_attrs) == sizeof(nep_conv2d_attrs), "nep_attrs: {0} must zero every member");
 
@@ -190,9 +207,11 @@ int nep_graph_add1(nep_graph *g, nep_op_kind op, const char *name, int input,
  * relative_position_bias_table) for windows (Swin). Returns its id, or -1. */
 int nep_graph_add_attention(nep_graph *g, const char *name, int x, int64_t C,
                             nep_attention_attrs attrs);
-/* Declares parameter `suffix` of node (full name "<node name>.<suffix>"). Offsets
- * are assigned now; storage is allocated by nep_graph_finalize, or grown now after it
- * (values 0, mask 1). Returns its index, or -1. */
+/* Declares parameter `suffix` of node (full name "<node name>.<suffix>"); an empty
+ * suffix ("") names the parameter as its node, for a parameter PyTorch holds directly
+ * rather than in a submodule (torchvision ViT's "class_token", whose node is then called
+ * "class_token"). Offsets are assigned now; storage is allocated by nep_graph_finalize,
+ * or grown now after it (values 0, mask 1). Returns its index, or -1. */
 int nep_graph_add_param(nep_graph *g, int node, const char *suffix, unsigned flags,
                         int ndim, const int64_t *shape);
 /* Infers shapes, orders the nodes and (first time) allocates values, grads (zero)

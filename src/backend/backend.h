@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "nepenthe/exec.h"
+#include "ops/ops.h"
 
 /* Memory a kernel may use during one call, shared by the nodes of an executor. */
 typedef struct nep_scratch {
@@ -88,6 +89,31 @@ static inline int64_t nep_call_numel(const nep_call *c) {
  * features last already). */
 static inline bool nep_layout_moves(bool nhwc, const nep_shape *s) {
     return nhwc && s->ndim == 3 && s->axis == 0 && s->d[0] > 1 && s->d[1] * s->d[2] > 1;
+}
+
+/* Whether an image [C, H, W] is stored in [H, W, C] order: in NHWC, and in NCHW too when
+ * it has one channel or one position (the two orders are then the same). */
+static inline bool nep_stored_channels_last(bool nhwc, const nep_shape *s) {
+    return nhwc || !nep_layout_moves(true, s);
+}
+
+/* Whether an op whose output is a view of input 0's values (nep_op_def.view) can take
+ * input 0's buffers, output and gradient, in this layout: when the layout stores the
+ * input's values in the order the output's storage has them. A tensor the layout does
+ * not move is stored in its row-major order; a moved image, channels last.
+ *   reshape (Identity, Flatten): both stored row-major, or both moved (an Identity of an
+ *     NHWC image); not a Flatten of an NHWC image, whose values must go to C, H, W order;
+ *   channels-last (Tokens): the input image stored [H, W, C], which is the row-major
+ *     order of the output's tokens [H*W, C] or grid [H, W, C] (features last: never
+ *     moved); an NCHW image's tokens are a transpose, which the op's kernel makes. */
+static inline bool nep_view_aliases(bool nhwc, nep_view view, const nep_shape *in,
+                                    const nep_shape *out) {
+    switch (view) {
+    case NEP_VIEW_NONE: return false;
+    case NEP_VIEW_RESHAPE: return nep_layout_moves(nhwc, in) == nep_layout_moves(nhwc, out);
+    case NEP_VIEW_CHANNELS_LAST: return nep_stored_channels_last(nhwc, in) && !nep_layout_moves(nhwc, out);
+    }
+    return false;
 }
 
 #endif

@@ -53,7 +53,8 @@ static inline nep_param *nep_rw_param(nep_graph *g, int id, int i) {
 static inline nep_real *nep_rw_values(nep_graph *g, int id, int i) {
     return g->values + nep_rw_param(g, id, i)->offset;
 }
-/* Per-element ops (the rectifiers, Affine, BatchNorm, Identity, Dropout): feature c of
+/* Per-element ops (the rectifiers, Affine, BatchNorm, Identity, Dropout, StochasticDepth:
+ * in evaluation mode, which is what rewrites are made in): feature c of
  * the output depends on feature c of the input alone, through the op's value. */
 static inline bool nep_rw_per_element(const nep_node *n) { return nep_op(n->op)->value != NULL; }
 static inline bool nep_rw_is_matmul(const nep_node *n) { return nep_op(n->op)->matmul; }

@@ -37,8 +37,9 @@ const nep_rw_rule nep_rule_bn_to_affine = {"bn_to_affine", true, bn_match, bn_ap
 static bool identity_match(nep_graph *g, int id, const nep_rw_ctx *cx) {
     return is_op(g, id, NEP_OP_IDENTITY);
 }
+/* Dropout, and StochasticDepth (which drops whole samples): random in training only. */
 static bool dropout_match(nep_graph *g, int id, const nep_rw_ctx *cx) {
-    return is_op(g, id, NEP_OP_DROPOUT);
+    return is_op(g, id, NEP_OP_DROPOUT) || is_op(g, id, NEP_OP_DROP_PATH);
 }
 static nep_status remove_apply(nep_graph *g, int id, nep_rw_ctx *cx, nep_err *err) {
     cx->info->removed++;

@@ -1,8 +1,9 @@
 /* An executor's plan and buffers: each node owns an output buffer and a gradient buffer
- * sized for max_batch, except ops whose output aliases their input (Identity, Flatten),
- * which share their input's buffers. With NHWC activations the caller's tensors are moved
- * at the boundary (exec_run.c), and a Flatten of a multi-channel image gets buffers of
- * its own to put the values in PyTorch's order. */
+ * sized for max_batch, except ops whose output is a view of their input that the layout
+ * stores alike (nep_view_aliases: Identity, Flatten; Tokens of an NHWC image), which
+ * share their input's buffers. With NHWC activations the caller's tensors are moved at
+ * the boundary (exec_run.c), and a Flatten of a multi-channel image gets buffers of its
+ * own to put the values in PyTorch's order; in NCHW, so do the Tokens of one. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,8 +21,7 @@ static bool default_nhwc(void) {
 }
 
 static bool aliased(const nep_exec *ex, const nep_node *n) {
-    return nep_op(n->op)->aliases_input &&
-           nep_layout_moves(ex->nhwc, nep_in_shape(ex->g, n, 0)) == nep_layout_moves(ex->nhwc, &n->shape);
+    return nep_view_aliases(ex->nhwc, nep_op(n->op)->view, nep_in_shape(ex->g, n, 0), &n->shape);
 }
 
 static nep_real *alloc_reals(int64_t n) {

@@ -21,8 +21,9 @@ struct nep_exec {
                                * oneDNN primitives), freed by the kernel's free_cache */
     nep_scratch scratch;      /* memory a kernel may use during one forward or backward call */
     bool *owns;               /* [n_nodes] whether act/dact were allocated here */
-    /* [n_nodes] whether a node's output and gradient are its input's buffers (Identity,
-     * Flatten: nep_op_def.aliases_input), which a Flatten of an NHWC image is not. */
+    /* [n_nodes] whether a node's output and gradient are its input's buffers (a view the
+     * layout stores alike, nep_view_aliases: Identity, Flatten, Tokens of an NHWC image),
+     * which a Flatten of an NHWC image and the Tokens of an NCHW one are not. */
     bool *alias;
     /* Backward writes each gradient buffer through its first consumer and adds through
      * the rest (no zeroing pass): grad_owner [n_nodes] is the node whose buffer a node's

@@ -108,7 +108,8 @@ int nep_graph_add_param(nep_graph *g, int node, const char *suffix, unsigned fla
         return -1;
     nep_param *p = &g->params[g->n_params];
     memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "%s.%s", n->name, suffix);
+    /* "" names it as its node (a top-level nn.Parameter: "class_token") */
+    snprintf(p->name, sizeof p->name, "%s%s%s", n->name, *suffix ? "." : "", suffix);
     p->node = node;
     p->flags = flags;
     set_shape(p, ndim, shape);
@@ -329,8 +330,8 @@ int64_t nep_node_nonzero_count(const nep_graph *g, const nep_node *n) {
 }
 
 int64_t nep_node_act_bytes(const nep_graph *g, const nep_node *n) {
-    return nep_op(n->op)->aliases_input ? 0
-                                        : nep_shape_numel(&n->shape) * (int64_t)sizeof(nep_real);
+    return nep_op(n->op)->view != NEP_VIEW_NONE ? 0
+                                                : nep_shape_numel(&n->shape) * (int64_t)sizeof(nep_real);
 }
 
 int64_t nep_graph_param_count(const nep_graph *g) {

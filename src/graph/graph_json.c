@@ -33,8 +33,9 @@ typedef struct flat_attrs {
     double eps, momentum;
     bool shortcut;
     /* keys of ops made since: written only for an op that declares them (files of before
-     * lack them; missing reads as 0) */
+     * lack them; missing reads as 0, false) */
     int heads, window[2], shift[2];
+    bool grid;
 } flat_attrs;
 #define FIRST_OPTIONAL_KEY 11 /* flat_keys[11] on */
 
@@ -57,6 +58,7 @@ static const struct {
     {"heads", NEP_ATTR_INT, offsetof(flat_attrs, heads)},
     {"window", NEP_ATTR_INT_PAIR, offsetof(flat_attrs, window)},
     {"shift", NEP_ATTR_INT_PAIR, offsetof(flat_attrs, shift)},
+    {"grid", NEP_ATTR_BOOL, offsetof(flat_attrs, grid)},
 };
 
 /* Copies each attribute op declares from its typed place in a nep_attrs to its key's in a
@@ -97,12 +99,21 @@ static cJSON *attrs_json(nep_op_kind op, const nep_attrs *typed) {
         for (size_t f = FIRST_OPTIONAL_KEY; f < sizeof flat_keys / sizeof *flat_keys; f++) {
             if (strcmp(def->attrs[i].key, flat_keys[f].key)) continue;
             const int *v = (const int *)((const char *)a + flat_keys[f].offset);
-            if (flat_keys[f].type == NEP_ATTR_INT)
+            if (flat_keys[f].type == NEP_ATTR_BOOL)
+                cJSON_AddBoolToObject(o, flat_keys[f].key, *(const bool *)v);
+            else if (flat_keys[f].type == NEP_ATTR_INT)
                 cJSON_AddNumberToObject(o, flat_keys[f].key, v[0]);
             else
                 cJSON_AddItemToObject(o, flat_keys[f].key, int_array((const int64_t[]){v[0], v[1]}, 2));
         }
     return o;
+}
+
+/* What nep_graph_add_param was given: the name after "<node>.", or "" for a parameter
+ * named as its node. */
+static const char *param_suffix(const nep_node *n, const nep_param *p) {
+    const char *rest = p->name + strlen(n->name);
+    return *rest == '.' ? rest + 1 : rest;
 }
 
 char *nep_graph_to_json(const nep_graph *g) {
@@ -125,7 +136,7 @@ char *nep_graph_to_json(const nep_graph *g) {
         for (int i = 0; i < n->n_params; i++) {
             const nep_param *p = &g->params[n->params[i]];
             cJSON *po = cJSON_CreateObject();
-            cJSON_AddStringToObject(po, "name", p->name + strlen(n->name) + 1);
+            cJSON_AddStringToObject(po, "name", param_suffix(n, p));
             cJSON_AddNumberToObject(po, "flags", p->flags);
             cJSON_AddItemToObject(po, "shape", int_array(p->shape, p->ndim));
             cJSON_AddItemToArray(ps, po);
@@ -156,6 +167,15 @@ static int read_ints(const cJSON *a, int64_t *out, int max, int64_t lo, int64_t 
         out[n++] = (int64_t)v->valuedouble;
     }
     return n;
+}
+
+/* A JSON integer in [0, hi] into *out; returns 1, or -1. */
+static int read_ints_scalar(const cJSON *v, int64_t *out, int64_t hi) {
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
+        v->valuedouble > (double)hi)
+        return -1;
+    *out = (int64_t)v->valuedouble;
+    return 1;
 }
 
 /* The product of n sizes, or -1 when it exceeds max (checked factor by factor, so
@@ -203,16 +223,21 @@ static nep_status read_attrs(const cJSON *o, const char *node, nep_op_kind op, n
     };
     for (size_t f = FIRST_OPTIONAL_KEY; f < sizeof flat_keys / sizeof *flat_keys; f++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, flat_keys[f].key);
-        if (!v) continue;
-        const bool pair = flat_keys[f].type == NEP_ATTR_INT_PAIR;
+        void *dst = (char *)&flat + flat_keys[f].offset;
+        const nep_attr_type t = flat_keys[f].type;
         int64_t got[2];
-        if (pair ? read_ints(v, got, 2, 0, 1 << 16) != 2
-                 : !cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
-                       v->valuedouble < 0 || v->valuedouble > (double)(1 << 16))
+        if (!v) continue;
+        if (t == NEP_ATTR_BOOL) {
+            if (!cJSON_IsBool(v)) return bad(err, node, "'grid' must be true or false");
+            *(bool *)dst = cJSON_IsTrue(v);
+        } else if (t == NEP_ATTR_INT_PAIR ? read_ints(v, got, 2, 0, 1 << 16) != 2
+                                          : read_ints_scalar(v, got, 1 << 16) != 1) {
             return bad(err, node, "'heads' must be a size, 'window' and 'shift' pairs of sizes");
-        int *dst = (int *)((char *)&flat + flat_keys[f].offset);
-        if (pair) dst[0] = (int)got[0], dst[1] = (int)got[1];
-        else dst[0] = (int)v->valuedouble;
+        } else {
+            int *ints = dst;
+            ints[0] = (int)got[0];
+            if (t == NEP_ATTR_INT_PAIR) ints[1] = (int)got[1];
+        }
     }
     *a = (nep_attrs){0};
     copy_declared(op, false, &flat, a);

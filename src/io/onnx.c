@@ -162,12 +162,13 @@ static uint8_t *float_bytes(builder *b, const nep_real *v, int64_t n) {
 #endif
 }
 
-/* Adds float32 initializer name [dims] holding v; returns name (NULL after a failure). */
-static const char *add_init(builder *b, const char *name, const nep_real *v, int64_t n,
-                            int ndim, const int64_t *dims) {
+/* Appends initializer name [dims] of type data_type holding the n elements of
+ * element_size bytes at bytes (little-endian, owned by the builder or the graph);
+ * returns name (NULL after a failure). */
+static const char *add_tensor(builder *b, const char *name, int data_type, const uint8_t *bytes,
+                              int64_t n, size_t element_size, int ndim, const int64_t *dims) {
     Onnx__TensorProto *t = alloc(b, sizeof *t);
     int64_t *d = alloc(b, (size_t)ndim * sizeof *d);
-    uint8_t *bytes = float_bytes(b, v, n);
     void *list = b->inits;
     if (b->s != NEP_OK || !reserve(b, &list, b->n_inits, &b->cap_inits, sizeof *b->inits))
         return NULL;
@@ -178,11 +179,18 @@ static const char *add_init(builder *b, const char *name, const nep_real *v, int
     t->n_dims = (size_t)ndim;
     t->dims = d;
     t->has_data_type = 1;
-    t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    t->data_type = data_type;
     t->has_raw_data = 1;
-    t->raw_data = (ProtobufCBinaryData){(size_t)n * 4, bytes};
+    t->raw_data = (ProtobufCBinaryData){(size_t)n * element_size, (uint8_t *)(uintptr_t)bytes};
     b->inits[b->n_inits++] = t;
     return name;
+}
+
+/* Adds float32 initializer name [dims] holding v; returns name (NULL after a failure). */
+static const char *add_init(builder *b, const char *name, const nep_real *v, int64_t n,
+                            int ndim, const int64_t *dims) {
+    const uint8_t *bytes = float_bytes(b, v, n);
+    return add_tensor(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, bytes, n, 4, ndim, dims);
 }
 
 /* ---- the sink the ops write through (ops/onnx_map.h) ------------------------------ */
@@ -224,6 +232,20 @@ static const char *emit_constant(const nep_onnx_sink *s, const char *name, doubl
 
 static const char *emit_step(const nep_onnx_sink *s, const nep_node *n, const char *what) {
     return str(s->ctx, "%s/%s", n->name, what);
+}
+
+static const char *emit_ints(const nep_onnx_sink *s, const nep_node *n, const char *what, int ndim,
+                             const int64_t *v, int count) {
+    builder *b = s->ctx;
+    assert((ndim == 0 && count == 1) || ndim == 1); /* the op files' own calls */
+    const char *name = emit_step(s, n, what);
+    uint8_t *bytes = alloc(b, (size_t)count * 8);
+    for (int i = 0; bytes && i < count; i++) /* little-endian whatever the machine */
+        for (int k = 0; k < 8; k++) bytes[8 * i + k] = (uint8_t)((uint64_t)v[i] >> (8 * k));
+    const int64_t dims[1] = {count};
+    return name && bytes ? add_tensor(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, bytes, count,
+                                      8, ndim, dims)
+                         : NULL;
 }
 
 /* float32 (int32 for token ids) [N, shape...], N symbolic. */
@@ -294,15 +316,25 @@ static nep_status check_normalize(const nep_normalize *norm, nep_err *err) {
                          NEP_MAX_CHANNELS);
 }
 
+/* Whether a parameter of node n is named as the node (an empty suffix: torchvision's
+ * "class_token"), whose initializer then takes the name: the node's output tensor is
+ * "<name>/output" instead, as ONNX names each tensor once. */
+static bool owns_its_name(const nep_graph *g, const nep_node *n) {
+    for (int i = 0; i < n->n_params; i++)
+        if (strcmp(g->params[n->params[i]].name, n->name) == 0) return true;
+    return false;
+}
+
 /* The ONNX nodes of every live node, in topological order. */
 static void emit_graph(builder *b) {
     const nep_graph *g = b->g;
-    const nep_onnx_sink sink = {b, emit_node, emit_param, emit_constant, emit_step};
+    const nep_onnx_sink sink = {b, emit_node, emit_param, emit_constant, emit_step, emit_ints};
     b->tensor = alloc(b, (size_t)g->n_nodes * sizeof *b->tensor);
     for (int k = 0; b->s == NEP_OK && k < g->n_order; k++) {
         const int id = g->order[k];
         const nep_node *n = &g->nodes[id];
-        b->tensor[id] = id == g->input ? "input" : id == g->output ? "logits" : n->name;
+        b->tensor[id] = id == g->input ? "input" : id == g->output ? "logits"
+                        : owns_its_name(g, n) ? str(b, "%s/output", n->name) : n->name;
         if (id == g->input) continue;
         const nep_op_def *op = (unsigned)n->op < NEP_OP_COUNT ? nep_op(n->op) : NULL;
         if (!op || !op->onnx) {

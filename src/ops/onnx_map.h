@@ -38,6 +38,10 @@ typedef struct nep_onnx_sink {
     const char *(*constant)(const struct nep_onnx_sink *s, const char *name, double value);
     /* "<node name>/<what>": the tensor and node name of an intermediate step of node n. */
     const char *(*step)(const struct nep_onnx_sink *s, const nep_node *n, const char *what);
+    /* The int64 initializer "<node name>/<what>" of node n (shapes, pads, slice bounds,
+     * indices): with ndim 1 the vector v[0..count), with ndim 0 the scalar v[0]. */
+    const char *(*ints)(const struct nep_onnx_sink *s, const nep_node *n, const char *what,
+                        int ndim, const int64_t *v, int count);
 } nep_onnx_sink;
 
 /* The sink's node() with no attributes, and with the attributes listed. */

@@ -45,13 +45,20 @@ static inline size_t nep_attr_size(nep_attr_type t) {
 
 struct nep_onnx_sink;
 
+/* What an op's output is of its input 0's values, for ops that move data but compute
+ * nothing: not a view (the default: the op computes); a reshape (Identity, Flatten: the
+ * values in the same row-major order); the channels-last view of an image (Tokens: an
+ * image [C, H, W]'s values in [H, W, C] order, as tokens [H*W, C] or a grid [H, W, C]). */
+typedef enum nep_view { NEP_VIEW_NONE, NEP_VIEW_RESHAPE, NEP_VIEW_CHANNELS_LAST } nep_view;
+
 typedef struct nep_op_def {
     const char *name;      /* as PyTorch names the module: "Linear", "ReLU" */
     int min_inputs, max_inputs;
     int states;            /* rectifiers: activation states (2, or 3 for ReLU6); else 0 */
-    /* Output and its gradient are input 0's buffers (Identity, Flatten), unless the
-     * executor's layout stores the two shapes differently (a Flatten of an NHWC image). */
-    bool aliases_input;
+    /* Whether the output is input 0's values in another arrangement (nep_view), which
+     * lets the executor give it input 0's buffers (output and gradient, no copy) when
+     * its layout stores the two alike (nep_view_aliases, backend/backend.h). */
+    nep_view view;
     /* The gradient w.r.t. every input is the output's (Add): an input read only here can
      * take its gradient from the output's buffer. */
     bool passes_gradient;
@@ -138,6 +145,8 @@ static inline int nep_conv_groups(const nep_node *n) {
 extern const nep_op_def nep_op_input, nep_op_linear, nep_op_relu, nep_op_leaky_relu,
     nep_op_prelu, nep_op_relu6, nep_op_gelu, nep_op_silu, nep_op_identity, nep_op_flatten,
     nep_op_dropout, nep_op_add, nep_op_conv2d, nep_op_batchnorm, nep_op_maxpool, nep_op_avgpool,
-    nep_op_global_avgpool, nep_op_affine, nep_op_embedding, nep_op_layernorm, nep_op_attention;
+    nep_op_global_avgpool, nep_op_affine, nep_op_embedding, nep_op_layernorm, nep_op_attention,
+    nep_op_tokens, nep_op_class_token, nep_op_pos_embedding, nep_op_take_token, nep_op_token_mean,
+    nep_op_patch_merge, nep_op_drop_path;
 
 #endif

@@ -1,6 +1,6 @@
 /* Ops that compute nothing of their own: Input (the batch itself), Identity, Flatten
  * ([C, H, W] -> [C*H*W]) and Add (y = x0 + x1 (+ ...), inputs of one shape). Identity
- * and Flatten alias their input (nep_op_def.aliases_input).
+ * and Flatten are reshapes of their input (nep_op_def.view), whose buffers they take.
  * ONNX: Identity; Flatten(axis = 1); Add a chain of Adds in nepenthe's summation order;
  * Input none (the writer names the graph's input). */
 #include <stdio.h>
@@ -51,10 +51,10 @@ static void add_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node 
 
 const nep_op_def nep_op_input = {.name = "Input", .min_inputs = 0, .max_inputs = 0};
 const nep_op_def nep_op_identity = {.name = "Identity", .min_inputs = 1, .max_inputs = 1,
-                                    .aliases_input = true, .infer = nep_infer_same,
+                                    .view = NEP_VIEW_RESHAPE, .infer = nep_infer_same,
                                     .value = nep_value_identity, .onnx = nep_onnx_identity};
 const nep_op_def nep_op_flatten = {.name = "Flatten", .min_inputs = 1, .max_inputs = 1,
-                                   .aliases_input = true, .infer = flatten_infer,
+                                   .view = NEP_VIEW_RESHAPE, .infer = flatten_infer,
                                    .onnx = flatten_onnx};
 const nep_op_def nep_op_add = {.name = "Add", .min_inputs = 2, .max_inputs = NEP_MAX_INPUTS,
                                .passes_gradient = true, .fuses_rectifier = true,

@@ -24,6 +24,13 @@ static const nep_op_def *const table[NEP_OP_COUNT] = {
     [NEP_OP_EMBEDDING] = &nep_op_embedding,
     [NEP_OP_LAYERNORM] = &nep_op_layernorm,
     [NEP_OP_ATTENTION] = &nep_op_attention,
+    [NEP_OP_TOKENS] = &nep_op_tokens,
+    [NEP_OP_CLASS_TOKEN] = &nep_op_class_token,
+    [NEP_OP_POS_EMBEDDING] = &nep_op_pos_embedding,
+    [NEP_OP_TAKE_TOKEN] = &nep_op_take_token,
+    [NEP_OP_TOKEN_MEAN] = &nep_op_token_mean,
+    [NEP_OP_PATCH_MERGE] = &nep_op_patch_merge,
+    [NEP_OP_DROP_PATH] = &nep_op_drop_path,
 };
 
 const nep_op_def *nep_op(nep_op_kind kind) { return table[kind]; }

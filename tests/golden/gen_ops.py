@@ -1,4 +1,6 @@
-"""Golden references for nepenthe's elementwise activations, linear layer and cross entropy.
+"""Golden references for nepenthe's elementwise activations, linear layer, LayerNorm, the
+token ops around a transformer's attention (as torchvision 0.14's ViT and Swin write them)
+and cross entropy.
 
 Usage: /usr/bin/python3 tests/golden/gen_ops.py OUTDIR   -> writes OUTDIR/ops.safetensors
 
@@ -11,6 +13,8 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from torchvision.models.swin_transformer import _patch_merging_pad
+from torchvision.ops import stochastic_depth
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 import safetensors_np  # noqa: E402
@@ -79,6 +83,39 @@ def main(outdir):
         gx, gw, gb = torch.autograd.grad((y * gy.double()).sum(), (xd, wd, bd))
         t.update({f"{name}.x": out(x), f"{name}.weight": out(w), f"{name}.bias": out(b), f"{name}.gy": out(gy),
                   f"{name}.y": out(y), f"{name}.gx": out(gx), f"{name}.gweight": out(gw), f"{name}.gbias": out(gb)})
+
+    # The token ops, each as torchvision computes it; a parameter is stored as "weight"
+    # (the test's name for a node's first parameter), its gradient as "gweight".
+    def case(name, fn, x, weight=None):
+        xd = f64(x)
+        args = (xd,) if weight is None else (xd, f64(weight))
+        y = fn(*args)
+        gy = torch.randn(y.shape)
+        grads = torch.autograd.grad((y * gy.double()).sum(), args)
+        t.update({f"{name}.x": out(x), f"{name}.gy": out(gy), f"{name}.y": out(y), f"{name}.gx": out(grads[0])})
+        if weight is not None:
+            t.update({f"{name}.weight": out(weight), f"{name}.gweight": out(grads[1])})
+
+    def vit_tokens(x):  # VisionTransformer._process_input after conv_proj
+        n, c, h, w = x.shape
+        return x.reshape(n, c, h * w).permute(0, 2, 1)
+
+    case("tokens", vit_tokens, torch.randn(3, 4, 3, 5))
+    case("tokens_grid", lambda x: x.permute(0, 2, 3, 1), torch.randn(3, 4, 3, 5))  # Swin's Permute
+    case("class_token", lambda x, ct: torch.cat([ct.expand(x.shape[0], -1, -1), x], dim=1),
+         torch.randn(3, 5, 6), torch.randn(1, 1, 6))
+    case("pos_embedding", lambda x, p: x + p, torch.randn(3, 5, 6), torch.randn(1, 5, 6) * 0.02)
+    case("take_token", lambda x: x[:, 0], torch.randn(3, 5, 6))
+    case("token_mean", lambda x: x.mean(1), torch.randn(3, 5, 6))
+    # Swin's head: norm, Permute([0, 3, 1, 2]), AdaptiveAvgPool2d(1), flatten
+    case("token_mean_grid", lambda x: F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2), 1).flatten(1),
+         torch.randn(3, 3, 4, 6))
+    for name, shape in (("patch_merge", (3, 5, 7, 4)), ("patch_merge_even", (3, 4, 6, 2)),
+                        ("patch_merge_odd_h", (2, 3, 4, 3))):
+        case(name, _patch_merging_pad, torch.randn(shape))
+    case("drop_path_eval", lambda x: stochastic_depth(x, 0.3, "row", training=False), torch.randn(3, 5, 6))
+    # p = 1 in training drops every sample: the one training case with no randomness
+    case("drop_path_all", lambda x: stochastic_depth(x, 1.0, "row", training=True), torch.randn(3, 5, 6))
 
     logits, target = torch.randn(8, 10) * 2, torch.randint(0, 10, (8,))
     for name, lg in (("ce", logits), ("ce_big", logits * 100)):  # ce_big: same target, huge logits

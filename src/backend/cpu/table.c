@@ -22,6 +22,13 @@ static const nep_kernel *const table[NEP_OP_COUNT] = {
     [NEP_OP_EMBEDDING] = &nep_cpu_embedding,
     [NEP_OP_LAYERNORM] = &nep_cpu_layernorm,
     [NEP_OP_ATTENTION] = &nep_cpu_attention,
+    [NEP_OP_TOKENS] = &nep_cpu_tokens,
+    [NEP_OP_CLASS_TOKEN] = &nep_cpu_class_token,
+    [NEP_OP_POS_EMBEDDING] = &nep_cpu_pos_embedding,
+    [NEP_OP_TAKE_TOKEN] = &nep_cpu_take_token,
+    [NEP_OP_TOKEN_MEAN] = &nep_cpu_token_mean,
+    [NEP_OP_PATCH_MERGE] = &nep_cpu_patch_merge,
+    [NEP_OP_DROP_PATH] = &nep_cpu_drop_path,
 };
 
 static const nep_kernel *kernel(nep_op_kind kind) { return table[kind]; }

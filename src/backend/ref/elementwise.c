@@ -1,5 +1,5 @@
 /* Elementwise and per-channel ops (src/ops/rectifiers.c, prelu.c, affine.c, dropout.c,
- * structural.c), PyTorch's formulas and its choices at the kinks: ReLU'(0) = 0,
+ * drop_path.c, structural.c), PyTorch's formulas and its choices at the kinks: ReLU'(0) = 0,
  * LeakyReLU'(0) = slope, ReLU6'(0) = ReLU6'(6) = 0. ReLU and ReLU6 take their backward
  * masks from the output, which a producer may have written for them (nep_call.rectify). */
 #include <string.h>
@@ -108,6 +108,30 @@ static int64_t dropout_state_reals(const nep_graph *g, const nep_node *n, bool n
 }
 const nep_kernel nep_ref_dropout = {.state_reals = dropout_state_reals,
                                     .forward = dropout_forward, .backward = dropout_backward};
+
+/* StochasticDepth: in training, sample b kept with probability 1 - p and scaled by
+ * 1 / (1 - p) (never kept when p = 1), one draw of the call's generator per sample in
+ * order (the masks every backend must draw); the identity in evaluation. State: the
+ * scale factor of each sample. */
+static bool drop_path_active(const nep_call *c) { return c->training && c->n->attrs.drop_path.p > 0; }
+static void drop_path_forward(const nep_call *c) {
+    const double p = c->n->attrs.drop_path.p;
+    const int64_t per = nep_shape_numel(&c->n->shape);
+    nep_real *scale = c->state;
+    for (int64_t b = 0; drop_path_active(c) && b < c->batch; b++)
+        scale[b] = nep_rng_uniform(c->rng) >= p ? (nep_real)(1 / (1 - p)) : 0;
+    for (int64_t i = 0; i < nep_call_numel(c); i++)
+        c->y[i] = drop_path_active(c) ? (nep_real)((double)c->x[0][i] * scale[i / per]) : c->x[0][i];
+}
+static void drop_path_backward(const nep_call *c) {
+    const int64_t per = nep_shape_numel(&c->n->shape);
+    const nep_real *scale = c->state;
+    for (int64_t i = 0; c->dx[0] && i < nep_call_numel(c); i++)
+        ref_put(&c->dx[0][i], drop_path_active(c) ? (double)c->dy[i] * scale[i / per] : c->dy[i], c->dx_add[0]);
+}
+static int64_t drop_path_state_reals(const nep_graph *g, const nep_node *n, bool nhwc) { return 1; }
+const nep_kernel nep_ref_drop_path = {.state_reals = drop_path_state_reals,
+                                      .forward = drop_path_forward, .backward = drop_path_backward};
 
 /* Add: y = x0 + x1 (+ ...);  dx_k = dy */
 static void add_forward(const nep_call *c) {

@@ -22,6 +22,13 @@ static const nep_kernel *const table[NEP_OP_COUNT] = {
     [NEP_OP_EMBEDDING] = &nep_ref_embedding,
     [NEP_OP_LAYERNORM] = &nep_ref_layernorm,
     [NEP_OP_ATTENTION] = &nep_ref_attention,
+    [NEP_OP_TOKENS] = &nep_ref_tokens, /* NCHW: a transpose (aliased for 1 channel or position) */
+    [NEP_OP_CLASS_TOKEN] = &nep_ref_class_token,
+    [NEP_OP_POS_EMBEDDING] = &nep_ref_pos_embedding,
+    [NEP_OP_TAKE_TOKEN] = &nep_ref_take_token,
+    [NEP_OP_TOKEN_MEAN] = &nep_ref_token_mean,
+    [NEP_OP_PATCH_MERGE] = &nep_ref_patch_merge,
+    [NEP_OP_DROP_PATH] = &nep_ref_drop_path,
 };
 
 static const nep_kernel *kernel(nep_op_kind kind) { return table[kind]; }
