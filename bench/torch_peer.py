@@ -45,9 +45,32 @@ def build_convnet(name):
     return build
 
 
+def build_transformer(name):
+    """torchvision's VisionTransformer / SwinTransformer, the stem conv made for the image's
+    channels (as nepenthe's vit and swin have it)."""
+    def build(a):
+        from torchvision.models.swin_transformer import SwinTransformer
+        from torchvision.models.vision_transformer import VisionTransformer
+        c, h, w = (int(v) for v in a.image.split(","))
+        depths, heads = [int(v) for v in a.depths.split(",")], [int(v) for v in a.heads.split(",")]
+        if name == "vit":
+            m = VisionTransformer(image_size=h, patch_size=a.patch, num_layers=depths[0], num_heads=heads[0],
+                                  hidden_dim=a.width, mlp_dim=int(a.width * a.mlp_ratio), num_classes=a.classes)
+            m.conv_proj = nn.Conv2d(c, a.width, kernel_size=a.patch, stride=a.patch)
+        else:
+            m = SwinTransformer(patch_size=[a.patch, a.patch], embed_dim=a.width, depths=depths, num_heads=heads,
+                                window_size=[a.window, a.window], mlp_ratio=a.mlp_ratio,
+                                stochastic_depth_prob=a.drop_path, num_classes=a.classes)
+            m.features[0][0] = nn.Conv2d(c, a.width, kernel_size=a.patch, stride=a.patch)
+        return m, (c, h, w)
+    return build
+
+
 # model name -> builder(args) returning (module, per-sample input shape); add more models here.
 MODELS = {"mlp": build_mlp, **{n: build_convnet(n) for n in
-                               ("cnn", "resnet18", "resnet20", "resnet50", "mobilenetv2")}}
+                               ("cnn", "resnet18", "resnet20", "resnet50", "mobilenetv2")},
+          "vit": build_transformer("vit"), "swin": build_transformer("swin")}
+TRANSFORMERS = ("vit", "swin")
 
 
 def median_times(fn, n, warmup):
@@ -70,6 +93,13 @@ def main():
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--image", default="3,32,32", help="conv nets: per-sample input C,H,W")
     p.add_argument("--width-mult", type=float, default=1.0)
+    p.add_argument("--patch", type=int, default=4, help="vit, swin")
+    p.add_argument("--width", type=int, default=64, help="vit, swin: embedding width")
+    p.add_argument("--depths", default="2,2", help="vit, swin")
+    p.add_argument("--heads", default="2,4", help="vit, swin")
+    p.add_argument("--window", type=int, default=4, help="swin")
+    p.add_argument("--mlp-ratio", type=float, default=4.0, help="vit, swin")
+    p.add_argument("--drop-path", type=float, default=0.0, help="swin")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
@@ -81,7 +111,7 @@ def main():
     torch.manual_seed(0)
     model, in_shape = MODELS[a.model](a)
     x = torch.randn(a.batch, *in_shape)
-    if len(in_shape) == 3:
+    if len(in_shape) == 3 and a.model not in TRANSFORMERS:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, a.classes, (a.batch,))
     x1 = x[:1].clone()

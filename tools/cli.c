@@ -32,7 +32,7 @@ static void print_help(const char *cmd, const char *usage, const cli_opt *opts) 
         snprintf(left, sizeof left, "--%s%s", o->name,
                  o->kind == OPT_FLAG ? "" : o->kind == OPT_STR ? " S" : o->kind == OPT_INT ? " N" : " X");
         printf("  %-24s %s", left, o->help);
-        print_default(o);
+        if (!strstr(o->help, "(default")) print_default(o); /* else the help states it */
         printf("\n");
     }
     printf("  %-24s %s\n", "--help", "show this help");
@@ -126,49 +126,88 @@ int cli_errorf(const char *cmd, const char *fmt, ...) {
 }
 
 void model_opts_default(model_opts *m) {
-    *m = (model_opts){.model = "mlp", .hidden = "1024,1024,1024", .act = "relu", .slope = 0.01,
-                      .dropout = 0, .classes = 10, .width = 256, .width_mult = 1.0};
+    *m = (model_opts){.model = "mlp", .hidden = "1024,1024,1024", .slope = 0.01, .dropout = 0,
+                      .classes = 10, .width_mult = 1.0, .drop_path = -1};
 }
 
 void model_opts_table(model_opts *m, cli_opt *opts, int *n) {
-    opts[(*n)++] = (cli_opt){"model", OPT_STR, &m->model, "architecture: mlp, resmlp, tokmlp, cnn, resnet18, resnet20, resnet50, resnet152, mobilenetv2"};
+    opts[(*n)++] = (cli_opt){"model", OPT_STR, &m->model, "architecture: mlp, resmlp, tokmlp, cnn, resnet18, resnet20, resnet50, resnet152, mobilenetv2, vit, swin"};
     opts[(*n)++] = (cli_opt){"width-mult", OPT_REAL, &m->width_mult, "mobilenetv2 width multiplier"};
     opts[(*n)++] = (cli_opt){"stem-pool", OPT_FLAG, &m->stem_pool, "resnet: max-pool after the stem"};
     opts[(*n)++] = (cli_opt){"hidden", OPT_STR, &m->hidden, "hidden widths, comma-separated (resmlp, tokmlp: one per block)"};
-    opts[(*n)++] = (cli_opt){"width", OPT_INT, &m->width, "resmlp, tokmlp embedding width"};
-    opts[(*n)++] = (cli_opt){"act", OPT_STR, &m->act, "rectifier: relu, leaky_relu, prelu, relu6, gelu, silu"};
+    opts[(*n)++] = (cli_opt){"width", OPT_INT, &m->width, "embedding width (default: resmlp, tokmlp 256; vit 768; swin 96, the first stage's)"};
+    opts[(*n)++] = (cli_opt){"patch", OPT_INT, &m->patch, "vit, swin: patch size (default: vit 16, swin 4)"};
+    opts[(*n)++] = (cli_opt){"depths", OPT_STR, &m->depths, "vit: encoder layers; swin: blocks per stage, comma-separated (default: vit 12, swin 2,2,6,2)"};
+    opts[(*n)++] = (cli_opt){"heads", OPT_STR, &m->heads, "vit: attention heads; swin: per stage (default: vit 12, swin 3,6,12,24)"};
+    opts[(*n)++] = (cli_opt){"window", OPT_INT, &m->window, "swin: window size (default: 7)"};
+    opts[(*n)++] = (cli_opt){"mlp-ratio", OPT_REAL, &m->mlp_ratio, "vit, swin: MLP hidden width / width (default: 4)"};
+    opts[(*n)++] = (cli_opt){"drop-path", OPT_REAL, &m->drop_path, "swin: stochastic depth of the last block, linear from 0 at the first (default: 0.2)"};
+    opts[(*n)++] = (cli_opt){"act", OPT_STR, &m->act, "rectifier: relu, leaky_relu, prelu, relu6, gelu, silu (default relu; vit, swin: gelu)"};
     opts[(*n)++] = (cli_opt){"slope", OPT_REAL, &m->slope, "leaky_relu negative slope"};
-    opts[(*n)++] = (cli_opt){"dropout", OPT_REAL, &m->dropout, "dropout after each rectifier"};
-    opts[(*n)++] = (cli_opt){"input", OPT_STR, &m->input, "input shape C,H,W (default: the data's; bench: 1,28,28 for MLPs, 3,32,32 for conv nets)"};
+    opts[(*n)++] = (cli_opt){"dropout", OPT_REAL, &m->dropout, "dropout after each rectifier (vit, swin: torchvision's dropout)"};
+    opts[(*n)++] = (cli_opt){"input", OPT_STR, &m->input, "input shape C,H,W (default: the data's; bench: 1,28,28 for MLPs and transformers, 3,32,32 for conv nets)"};
     opts[(*n)++] = (cli_opt){"classes", OPT_INT, &m->classes, "output classes"};
+}
+
+/* vit, swin: the flags given, over torchvision's defaults in spec. */
+static int transformer_opts(const char *cmd, const model_opts *m, nep_model_spec *spec) {
+    if (m->width) spec->width = m->width;
+    if (m->patch) spec->patch = (int)m->patch;
+    if (m->window) spec->window = (int)m->window;
+    if (m->mlp_ratio) spec->mlp_ratio = m->mlp_ratio;
+    if (m->drop_path >= 0) spec->drop_path = m->drop_path;
+    int64_t v[NEP_MAX_STAGES];
+    const char *lists[2] = {m->depths, m->heads}, *flags[2] = {"depths", "heads"};
+    int *dst[2] = {spec->depths, spec->heads}, n[2] = {spec->n_stages, spec->n_stages};
+    for (int k = 0; k < 2; k++) {
+        if (!lists[k]) continue;
+        if ((n[k] = cli_parse_list(flags[k], lists[k], v, NEP_MAX_STAGES)) < 0) return 1;
+        for (int i = 0; i < n[k]; i++) {
+            if (v[i] < 1 || v[i] > 4096) return cli_errorf(cmd, "--%s: %lld is not in [1, 4096]", flags[k], (long long)v[i]);
+            dst[k][i] = (int)v[i];
+        }
+    }
+    const bool vit = strcmp(spec->name, "vit") == 0;
+    if (n[0] != n[1] || (vit && n[0] != 1))
+        return cli_errorf(cmd, "--depths, --heads: %s (got %d and %d entries)",
+                          vit ? "vit has one stage: one number each" : "one entry per stage each", n[0], n[1]);
+    spec->n_stages = n[0];
+    if (spec->patch < 1 || spec->patch > 4096) return cli_errorf(cmd, "--patch: must be in [1, 4096]");
+    if (!vit && (spec->window < 1 || spec->window > 4096)) return cli_errorf(cmd, "--window: must be in [1, 4096]");
+    if (!(spec->mlp_ratio > 0 && spec->mlp_ratio <= 64)) return cli_errorf(cmd, "--mlp-ratio: must be in (0, 64]");
+    if (!(spec->drop_path >= 0 && spec->drop_path < 1)) return cli_errorf(cmd, "--drop-path: must be in [0, 1)");
+    return 0;
 }
 
 int model_opts_spec(const char *cmd, const model_opts *m, nep_model_spec *spec) {
     static const char *const known[] = {"mlp", "resmlp", "tokmlp", "cnn", "resnet18", "resnet20",
-                                        "resnet50", "resnet152", "mobilenetv2"};
+                                        "resnet50", "resnet152", "mobilenetv2", "vit", "swin"};
     *spec = nep_model_spec_default();
     bool ok = false, mlp_like = strcmp(m->model, "mlp") == 0 || strcmp(m->model, "resmlp") == 0 ||
                         strcmp(m->model, "tokmlp") == 0;
     for (size_t i = 0; i < sizeof known / sizeof *known; i++) ok |= strcmp(m->model, known[i]) == 0;
     if (!ok)
         return cli_errorf(cmd, "--model: unknown model '%s' (known: mlp, resmlp, tokmlp, cnn, resnet18, resnet20, "
-                          "resnet50, resnet152, mobilenetv2)", m->model);
+                          "resnet50, resnet152, mobilenetv2, vit, swin)", m->model);
     if (!(m->width_mult > 0 && m->width_mult <= 4)) return cli_errorf(cmd, "--width-mult: must be in (0, 4]");
     spec->width_mult = m->width_mult;
     spec->stem_pool = m->stem_pool;
-    if (m->width < 1) return cli_errorf(cmd, "--width: must be positive");
-    spec->width = m->width;
+    if (m->width < 0) return cli_errorf(cmd, "--width: must be positive");
+    if (m->width) spec->width = m->width;
     snprintf(spec->name, sizeof spec->name, "%s", m->model);
     int n = cli_parse_list("hidden", m->hidden, spec->hidden, NEP_MAX_HIDDEN);
     if (n < 0) return 1;
     spec->n_hidden = n;
-    int a = nep_act_from_name(m->act);
+    const bool transformer = nep_model_transformer_defaults(spec);
+    if (transformer && transformer_opts(cmd, m, spec)) return 1;
+    if (transformer) spec->n_hidden = 0;
+    int a = nep_act_from_name(m->act ? m->act : transformer ? "gelu" : "relu");
     if (a < 0)
         return cli_errorf(cmd, "--act: unknown rectifier '%s' (relu, leaky_relu, prelu, relu6, "
                           "gelu, silu)", m->act);
     spec->act = (nep_op_kind)a;
     int64_t in[3];
-    const char *input = m->input ? m->input : mlp_like ? "1,28,28" : "3,32,32";
+    const char *input = m->input ? m->input : mlp_like || transformer ? "1,28,28" : "3,32,32";
     if (cli_parse_list("input", input, in, 3) != 3 || in[0] < 1 || in[1] < 1 || in[2] < 1)
         return cli_errorf(cmd, "--input: '%s' is not C,H,W with positive sizes", input);
     spec->in_c = (int)in[0], spec->in_h = (int)in[1], spec->in_w = (int)in[2];

@@ -58,8 +58,12 @@ int cli_exec_opts(const char *cmd, const char *backend, nep_exec_opts *out);
 typedef struct model_opts {
     const char *model, *hidden, *act, *input;
     double slope, dropout, width_mult;
-    int64_t classes, width;
+    int64_t classes, width;     /* width 0: the model's default (resmlp 256, vit 768, swin 96) */
     bool stem_pool;
+    /* vit, swin; unset (0, NULL, -1) keeps torchvision's ViT-B/16 or Swin-T value */
+    int64_t patch, window;
+    const char *depths, *heads;
+    double mlp_ratio, drop_path;
 } model_opts;
 void model_opts_default(model_opts *m);
 /* Appends the model options to an option table at *n. */

@@ -13,6 +13,12 @@ nep_status nep_build_mlp(const nep_model_spec *s, nep_graph *g, nep_err *err);
 nep_status nep_build_resmlp(const nep_model_spec *s, nep_graph *g, nep_err *err);
 nep_status nep_build_tokmlp(const nep_model_spec *s, nep_graph *g, nep_err *err);
 nep_status nep_build_convnet(const nep_model_spec *s, nep_graph *g, nep_err *err);
+nep_status nep_build_transformer(const nep_model_spec *s, nep_graph *g, nep_err *err);
+void nep_init_transformer(const nep_model_spec *s, nep_graph *g, nep_rng *rng);
+
+static bool is_transformer(const nep_model_spec *s) {
+    return strcmp(s->name, "vit") == 0 || strcmp(s->name, "swin") == 0;
+}
 
 static const struct {
     nep_op_kind op;
@@ -100,6 +106,8 @@ nep_status nep_model_build(const nep_model_spec *spec, nep_graph *g, nep_rng *rn
         s = nep_build_resmlp(spec, g, err);
     else if (strcmp(spec->name, "tokmlp") == 0 && spec->width >= 1)
         s = nep_build_tokmlp(spec, g, err);
+    else if (is_transformer(spec))
+        s = nep_build_transformer(spec, g, err);
     else
         s = nep_build_convnet(spec, g, err);
     if (s == NEP_OK) s = nep_graph_finalize(g, err);
@@ -113,7 +121,8 @@ nep_status nep_model_build(const nep_model_spec *spec, nep_graph *g, nep_rng *rn
         nep_graph_free(g);
         return s;
     }
-    if (rng) init_params(g, rng);
+    if (rng && is_transformer(spec)) nep_init_transformer(spec, g, rng);
+    else if (rng) init_params(g, rng);
     return NEP_OK;
 }
 
@@ -131,6 +140,18 @@ char *nep_model_spec_to_json(const nep_model_spec *s) {
         cJSON_AddNumberToObject(o, "width", (double)s->width);
     if (strcmp(s->name, "mobilenetv2") == 0) cJSON_AddNumberToObject(o, "width_mult", s->width_mult);
     if (strncmp(s->name, "resnet", 6) == 0) cJSON_AddBoolToObject(o, "stem_pool", s->stem_pool);
+    if (is_transformer(s)) {
+        cJSON_AddNumberToObject(o, "width", (double)s->width);
+        cJSON_AddNumberToObject(o, "patch", s->patch);
+        cJSON *d = cJSON_AddArrayToObject(o, "depths"), *hd = cJSON_AddArrayToObject(o, "heads");
+        for (int i = 0; i < s->n_stages; i++) {
+            cJSON_AddItemToArray(d, cJSON_CreateNumber(s->depths[i]));
+            cJSON_AddItemToArray(hd, cJSON_CreateNumber(s->heads[i]));
+        }
+        cJSON_AddNumberToObject(o, "window", s->window);
+        cJSON_AddNumberToObject(o, "mlp_ratio", s->mlp_ratio);
+        cJSON_AddNumberToObject(o, "drop_path", s->drop_path);
+    }
     cJSON_AddStringToObject(o, "act", nep_act_name(s->act));
     cJSON_AddNumberToObject(o, "slope", s->slope);
     cJSON_AddNumberToObject(o, "dropout", s->dropout);
@@ -152,6 +173,40 @@ static nep_status json_int(const cJSON *o, const char *key, int64_t lo, int64_t 
         return nep_fail(err, NEP_ERR_FORMAT, "arch: '%s' must be an integer in [%lld, %lld]", key,
                         (long long)lo, (long long)hi);
     *out = (int64_t)v->valuedouble;
+    return NEP_OK;
+}
+
+/* A list of at most NEP_MAX_STAGES sizes in [1, 4096] into v; returns the count. */
+static nep_status json_stages(const cJSON *o, const char *key, int *v, int *n, nep_err *err) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) < 1 || cJSON_GetArraySize(a) > NEP_MAX_STAGES)
+        return nep_fail(err, NEP_ERR_FORMAT, "arch: '%s' must be a list of 1 to %d sizes", key, NEP_MAX_STAGES);
+    *n = 0;
+    const cJSON *d;
+    cJSON_ArrayForEach(d, a) {
+        if (!cJSON_IsNumber(d) || d->valuedouble < 1 || d->valuedouble > 4096 || d->valuedouble != floor(d->valuedouble))
+            return nep_fail(err, NEP_ERR_FORMAT, "arch: '%s' must hold sizes in [1, 4096]", key);
+        v[(*n)++] = (int)d->valuedouble;
+    }
+    return NEP_OK;
+}
+
+/* vit, swin: the keys nep_model_spec_to_json writes for them (ranges as the builder's). */
+static nep_status parse_transformer(const cJSON *o, nep_model_spec *s, nep_err *err) {
+    int64_t patch = 0, window = 0;
+    NEP_TRY(json_int(o, "patch", 1, 4096, &patch, err));
+    NEP_TRY(json_int(o, "window", 0, 4096, &window, err));
+    s->patch = (int)patch, s->window = (int)window;
+    int n_heads;
+    NEP_TRY(json_stages(o, "depths", s->depths, &s->n_stages, err));
+    NEP_TRY(json_stages(o, "heads", s->heads, &n_heads, err));
+    if (n_heads != s->n_stages)
+        return nep_fail(err, NEP_ERR_FORMAT, "arch: 'heads' must have one entry per stage of 'depths'");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "mlp_ratio"), *dp = cJSON_GetObjectItemCaseSensitive(o, "drop_path");
+    s->mlp_ratio = cJSON_IsNumber(r) ? r->valuedouble : 0;
+    s->drop_path = cJSON_IsNumber(dp) ? dp->valuedouble : -1;
+    if (!(s->mlp_ratio > 0 && s->mlp_ratio <= 64) || !(s->drop_path >= 0 && s->drop_path < 1))
+        return nep_fail(err, NEP_ERR_FORMAT, "arch: 'mlp_ratio' must be in (0, 64] and 'drop_path' in [0, 1)");
     return NEP_OK;
 }
 
@@ -213,6 +268,7 @@ static nep_status parse_spec(const cJSON *o, nep_model_spec *s, nep_err *err) {
     s->dropout = cJSON_IsNumber(drop) ? drop->valuedouble : 0;
     if (!isfinite(s->slope) || !(s->dropout >= 0 && s->dropout < 1))
         return nep_fail(err, NEP_ERR_FORMAT, "arch: 'slope' must be finite and 'dropout' in [0, 1)");
+    if (is_transformer(s)) NEP_TRY(parse_transformer(o, s, err));
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(o, "identity");
     if (ids && (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) > NEP_MAX_IDENTITY))
         return nep_fail(err, NEP_ERR_FORMAT, "arch: 'identity' must be a list of at most %d layer names",
