@@ -37,7 +37,9 @@ SMALL="--data-dir $D --hidden 32,32 --batch 64 --val 200 --threads 1"
 nep --help
 check "nepenthe --help lists the commands" \
     'succeeded && grep -q train "$T/out" && grep -q eval "$T/out" && grep -q info "$T/out" && grep -q bench "$T/out"'
-for spec in "train:--hidden --act --epochs --batch --lr --momentum --wd --milestones --gamma --optimizer --seed --out --resume --json --data-dir" \
+RECIPE_FLAGS="--schedule --min-lr --warmup-epochs --warmup-start-factor --label-smoothing --clip-grad-norm --no-decay-norms-biases"
+for spec in "train:--hidden --act --epochs --batch --lr --momentum --wd --milestones --gamma --optimizer --seed --out --resume --json --data-dir $RECIPE_FLAGS" \
+            "prune:--ckpt --retrain-epochs --lr --milestones $RECIPE_FLAGS" \
             "eval:--ckpt --data --split --json" \
             "info:--ckpt" \
             "bench:--model --hidden --batch --steps --json"; do
@@ -58,12 +60,18 @@ nep train --out "$T/x" --bogus
 check "train --bogus exits 2 naming --bogus" '[ "$rc" -eq 2 ] && failed_cleanly && says --bogus'
 nep eval --bogus
 check "eval --bogus exits 2 naming --bogus" '[ "$rc" -eq 2 ] && failed_cleanly && says --bogus'
-for bad in "--epochs abc" "--act tanh" "--optimizer rmsprop" "--hidden 10,x" "--lr 1e999" "--milestones 1,y"; do
+for bad in "--epochs abc" "--act tanh" "--optimizer rmsprop" "--hidden 10,x" "--lr 1e999" "--milestones 1,y" \
+           "--schedule linear" "--schedule cosine --milestones 1" "--schedule cosine --warmup-epochs 10" \
+           "--min-lr 0.01" "--min-lr -1 --schedule cosine" "--warmup-epochs -1" "--warmup-start-factor 0" \
+           "--label-smoothing 1.5" "--clip-grad-norm -1"; do
     flag=${bad%% *}
     nep train $SMALL --out "$T/bad" $bad
     check "train $bad: non-zero exit naming $flag" 'failed_cleanly && says "$flag"'
 done
 check "bad values wrote no output directory" '[ ! -e "$T/bad" ]'
+nep prune --ckpt "$T/none.safetensors" --out "$T/bad" --retrain-epochs 2 --schedule cosine --warmup-epochs 2
+check "prune: a cosine without epochs after the warm-up fails naming --retrain-epochs" \
+    'failed_cleanly && says --retrain-epochs && [ ! -e "$T/bad" ]'
 nep train --data-dir "$D"
 check "train without --out: non-zero exit naming --out" 'failed_cleanly && says --out'
 touch "$T/a_file"
@@ -298,6 +306,32 @@ check "--resume with another --lr fails, saying the options differ" \
     'failed_cleanly && says_i options && says 0.02'
 check "the refused --resume left B's model alone" \
     'cmp "$T/A/model.safetensors" "$T/B/model.safetensors" >&2'
+
+# A recipe (warm-up, cosine, label smoothing, clipping, no decay on biases) resumes to the
+# same weights: the learning rate comes from the epoch count.
+RECIPE="--schedule cosine --min-lr 0.001 --warmup-epochs 1 --label-smoothing 0.1 --clip-grad-norm 1 --no-decay-norms-biases"
+nep train $RES $RECIPE --epochs 3 --out "$T/CA"
+check "recipe: uninterrupted 3-epoch run" 'succeeded && [ -s "$T/CA/model.safetensors" ]'
+check "recipe: epoch lrs are warm-up, top, half-way down the cosine (0.0001, 0.01, 0.0055)" \
+    '$PY -c "import json, sys
+lr = [json.loads(l)[\"lr\"] for l in open(sys.argv[1])]
+sys.exit(0 if lr == [0.0001, 0.01, 0.0055] else str(lr))" "$T/CA/log.jsonl"'
+check "recipe: the run's options record every recipe setting" \
+    'for k in schedule t_max min_lr warmup_epochs warmup_start_factor label_smoothing clip_grad_norm no_decay_norms_biases; do
+         grep -aq "$k" "$T/CA/checkpoint.safetensors" || { echo "no $k" >&2; exit 1; }; done'
+check "recipe: a run without them records none (its options are as before)" \
+    '! grep -aqE "warmup_epochs|label_smoothing|clip_grad_norm|t_max|no_decay" "$T/A/checkpoint.safetensors"'
+"$BIN" train $RES $RECIPE --epochs 3 --out "$T/CK" >"$T/out" 2>"$T/err" &
+pid=$!
+while [ ! -e "$T/CK/checkpoint.safetensors" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
+kill -9 "$pid" 2>/dev/null && killed=killed || killed="finished before the kill"
+wait "$pid" 2>/dev/null
+nep train $RES $RECIPE --epochs 3 --resume --out "$T/CK"
+check "recipe: resumed after kill -9 ($killed): model identical to the uninterrupted run's" \
+    'succeeded && cmp "$T/CA/model.safetensors" "$T/CK/model.safetensors" >&2'
+nep train $RES $RECIPE --epochs 4 --resume --out "$T/CK"
+check "recipe: --resume with more --epochs fails (the cosine would span them), naming t_max" \
+    'failed_cleanly && says_i options && says t_max'
 
 # --- divergence -----------------------------------------------------------------
 nep train $SMALL --epochs 3 --milestones 1 --gamma 1e30 --out "$T/nan"

@@ -2,6 +2,7 @@
  * row and commit per epoch, the lr schedule by epoch, and --resume: a run that dies
  * between an epoch and its commit, resumed from its last commit (weights, optimizer
  * state, generator), ends with the weights and optimizer state of an uninterrupted run. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,8 +92,8 @@ static nep_graph fresh(nep_rng *rng) {
     return g;
 }
 
-static void check_resume(nep_optim_kind kind) {
-    const nep_train_cfg c = config(kind);
+/* lrs: the learning rate each of the 3 epochs should have. */
+static void check_resume_cfg(const nep_train_cfg c, const double *lrs) {
     nep_err err;
     nep_rng ra, rb;
     nep_graph ga = fresh(&ra), gb = fresh(&rb);
@@ -104,7 +105,7 @@ static void check_resume(nep_optim_kind kind) {
     assert_int_equal(a.n_rows, 3);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(a.rows[i].epoch, i + 1);
-        assert_true(a.rows[i].lr == (i < 2 ? c.optim.lr : c.optim.lr * 0.1)); /* milestone 2 */
+        assert_true(a.rows[i].lr == lrs[i]);
         assert_true(a.rows[i].val_top1 > 10);                              /* it learns */
     }
     assert_int_equal(nep_train_run(&gb, &c, &eb, &rb, &hb, &err), NEP_ERR_IO);
@@ -130,8 +131,29 @@ static void check_resume(nep_optim_kind kind) {
     nep_graph_free(&ga), nep_graph_free(&gb), nep_graph_free(&gr);
 }
 
+static void check_resume(nep_optim_kind kind) {
+    const nep_train_cfg c = config(kind);
+    const double lrs[] = {c.optim.lr, c.optim.lr, c.optim.lr * 0.1}; /* milestone 2 */
+    check_resume_cfg(c, lrs);
+}
+
 static void test_resume_sgd(void **state) { check_resume(NEP_OPTIM_SGD); }
 static void test_resume_adamw(void **state) { check_resume(NEP_OPTIM_ADAMW); }
+
+/* A recipe with a warm-up, a cosine, label smoothing, clipping and the weight-decay
+ * exemption: the resumed run recomputes the epoch's learning rate from its count and
+ * ends where the uninterrupted one does. */
+static void test_resume_recipe(void **state) {
+    nep_train_cfg c = config(NEP_OPTIM_SGD);
+    nep_optim_cfg *o = &c.optim;
+    o->n_milestones = 0, o->weight_decay = 5e-4;
+    o->warmup_epochs = 1, o->warmup_start_factor = 0.1;
+    o->schedule = NEP_SCHEDULE_COSINE, o->t_max = 2, o->min_lr = 1e-4;
+    o->label_smoothing = 0.1, o->clip_grad_norm = 1.0, o->no_decay_1d = true;
+    const double lrs[] = {o->lr * 0.1, o->lr, nep_lr_at(o, 2)};
+    assert_true(fabs(lrs[2] - (o->lr + o->min_lr) / 2) < 1e-15); /* halfway down the cosine */
+    check_resume_cfg(c, lrs);
+}
 
 /* A run that has all its epochs does nothing. */
 static void test_nothing_left(void **state) {
@@ -153,6 +175,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_sgd),
         cmocka_unit_test(test_resume_adamw),
+        cmocka_unit_test(test_resume_recipe),
         cmocka_unit_test(test_nothing_left),
     };
     return cmocka_run_group_tests(tests, load_data, free_data);

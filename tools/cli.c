@@ -220,8 +220,9 @@ int model_opts_spec(const char *cmd, const model_opts *m, nep_model_spec *spec) 
 }
 
 void train_flags_default(train_flags *t) {
-    *t = (train_flags){.optimizer = "sgd", .milestones = "", .lr = 0.05, .momentum = 0.9,
-                       .wd = 5e-4, .gamma = 0.1, .batch = 128};
+    *t = (train_flags){.optimizer = "sgd", .milestones = "", .schedule = "multistep", .lr = 0.05,
+                       .momentum = 0.9, .wd = 5e-4, .gamma = 0.1, .batch = 128,
+                       .warmup_start_factor = nep_optim_defaults(NEP_OPTIM_SGD).warmup_start_factor};
 }
 
 void train_flags_table(train_flags *t, cli_opt *opts, int *n) {
@@ -233,6 +234,13 @@ void train_flags_table(train_flags *t, cli_opt *opts, int *n) {
     opts[(*n)++] = (cli_opt){"wd", OPT_REAL, &t->wd, "weight decay (decoupled for adamw)"};
     opts[(*n)++] = (cli_opt){"milestones", OPT_STR, &t->milestones, "epochs at which lr *= gamma, e.g. 5,8"};
     opts[(*n)++] = (cli_opt){"gamma", OPT_REAL, &t->gamma, "learning-rate decay at each milestone"};
+    opts[(*n)++] = (cli_opt){"schedule", OPT_STR, &t->schedule, "learning-rate schedule, stepped per epoch: multistep (--milestones, --gamma; MultiStepLR) or cosine (CosineAnnealingLR down to --min-lr over the epochs after the warm-up)"};
+    opts[(*n)++] = (cli_opt){"min-lr", OPT_REAL, &t->min_lr, "cosine: the final learning rate (eta_min)"};
+    opts[(*n)++] = (cli_opt){"warmup-epochs", OPT_INT, &t->warmup_epochs, "epochs of linear warm-up from lr x --warmup-start-factor (LinearLR, then the schedule via SequentialLR: milestones count from its end)"};
+    opts[(*n)++] = (cli_opt){"warmup-start-factor", OPT_REAL, &t->warmup_start_factor, "warm-up: the first epoch's fraction of --lr, in (0, 1]"};
+    opts[(*n)++] = (cli_opt){"label-smoothing", OPT_REAL, &t->label_smoothing, "training loss label smoothing in [0, 1] (F.cross_entropy's label_smoothing)"};
+    opts[(*n)++] = (cli_opt){"clip-grad-norm", OPT_REAL, &t->clip_grad_norm, "clip the gradients' total L2 norm to this before each step (clip_grad_norm_; 0: off)"};
+    opts[(*n)++] = (cli_opt){"no-decay-norms-biases", OPT_FLAG, &t->no_decay_norms_biases, "no weight decay on biases, norm weights (every parameter of ndim <= 1), class tokens, position embeddings and relative position bias tables, as timm"};
     opts[(*n)++] = (cli_opt){"augment", OPT_FLAG, &t->augment, "random crop after 4-pixel zero padding and horizontal flip"};
 }
 
@@ -241,7 +249,57 @@ const nep_augment *train_flags_augmentation(const train_flags *t) {
     return t->augment ? &crop_flip : NULL;
 }
 
-int train_flags_cfg(const char *cmd, const train_flags *t, nep_optim_cfg *cfg) {
+/* The schedule and recipe flags, after the optimizer's (train_flags_cfg). */
+static int recipe_cfg(const char *cmd, const train_flags *t, int64_t epochs, const char *epochs_flag,
+                      nep_optim_cfg *cfg) {
+    if (strcmp(t->schedule, "cosine") == 0)
+        cfg->schedule = NEP_SCHEDULE_COSINE;
+    else if (strcmp(t->schedule, "multistep") != 0)
+        return cli_errorf(cmd, "--schedule: unknown '%s' (multistep, cosine)", t->schedule);
+    if (t->warmup_epochs < 0) return cli_errorf(cmd, "--warmup-epochs: must be non-negative");
+    if (!(t->warmup_start_factor > 0 && t->warmup_start_factor <= 1))
+        return cli_errorf(cmd, "--warmup-start-factor: must be in (0, 1]");
+    if (!(t->min_lr >= 0)) return cli_errorf(cmd, "--min-lr: must be non-negative");
+    if (t->min_lr > 0 && cfg->schedule != NEP_SCHEDULE_COSINE)
+        return cli_errorf(cmd, "--min-lr needs --schedule cosine");
+    if (!(t->label_smoothing >= 0 && t->label_smoothing <= 1))
+        return cli_errorf(cmd, "--label-smoothing: must be in [0, 1]");
+    if (!(t->clip_grad_norm >= 0)) return cli_errorf(cmd, "--clip-grad-norm: must be non-negative (0: off)");
+    cfg->warmup_epochs = t->warmup_epochs;
+    cfg->warmup_start_factor = t->warmup_start_factor;
+    cfg->min_lr = t->min_lr;
+    cfg->label_smoothing = t->label_smoothing;
+    cfg->clip_grad_norm = t->clip_grad_norm;
+    cfg->no_decay_1d = t->no_decay_norms_biases;
+    if (cfg->schedule != NEP_SCHEDULE_COSINE) return 0;
+    if (cfg->n_milestones)
+        return cli_errorf(cmd, "--schedule cosine takes no --milestones (they are the multistep schedule's)");
+    /* CosineAnnealingLR(T_max = epochs - warm-up), as torchvision's reference recipe;
+     * no epochs (prune --retrain-epochs 0) train nothing and need no schedule. */
+    cfg->t_max = epochs - t->warmup_epochs;
+    if (epochs > 0 && cfg->t_max < 1)
+        return cli_errorf(cmd, "--schedule cosine: --%s (%lld) must exceed --warmup-epochs (%lld)",
+                          epochs_flag, (long long)epochs, (long long)t->warmup_epochs);
+    return 0;
+}
+
+void cli_recipe_json(const nep_optim_cfg *cfg, cJSON *j) {
+    if (cfg->schedule == NEP_SCHEDULE_COSINE) {
+        cJSON_AddStringToObject(j, "schedule", "cosine");
+        cJSON_AddNumberToObject(j, "t_max", (double)cfg->t_max);
+        cJSON_AddNumberToObject(j, "min_lr", cfg->min_lr);
+    }
+    if (cfg->warmup_epochs > 0) {
+        cJSON_AddNumberToObject(j, "warmup_epochs", (double)cfg->warmup_epochs);
+        cJSON_AddNumberToObject(j, "warmup_start_factor", cfg->warmup_start_factor);
+    }
+    if (cfg->label_smoothing > 0) cJSON_AddNumberToObject(j, "label_smoothing", cfg->label_smoothing);
+    if (cfg->clip_grad_norm > 0) cJSON_AddNumberToObject(j, "clip_grad_norm", cfg->clip_grad_norm);
+    if (cfg->no_decay_1d) cJSON_AddBoolToObject(j, "no_decay_norms_biases", true);
+}
+
+int train_flags_cfg(const char *cmd, const train_flags *t, int64_t epochs, const char *epochs_flag,
+                    nep_optim_cfg *cfg) {
     if (strcmp(t->optimizer, "sgd") == 0)
         *cfg = nep_optim_defaults(NEP_OPTIM_SGD);
     else if (strcmp(t->optimizer, "adamw") == 0)
@@ -264,7 +322,7 @@ int train_flags_cfg(const char *cmd, const train_flags *t, nep_optim_cfg *cfg) {
         if (n < 0) return 1;
         cfg->n_milestones = n;
     }
-    return 0;
+    return recipe_cfg(cmd, t, epochs, epochs_flag, cfg);
 }
 
 int cli_load_data(const char *cmd, const char *name, const char *dir, bool train,

@@ -72,19 +72,28 @@ void model_opts_table(model_opts *m, cli_opt *opts, int *n);
  * conv nets (train then takes the data's shape unless --input was given). */
 int model_opts_spec(const char *cmd, const model_opts *m, nep_model_spec *spec);
 
-/* Optimizer and schedule flags shared by train and prune. */
+/* Optimizer, schedule and recipe flags shared by train and prune. */
 typedef struct train_flags {
-    const char *optimizer, *milestones;
-    double lr, momentum, wd, gamma;
-    int64_t batch;
-    bool nesterov, augment;
+    const char *optimizer, *milestones, *schedule;
+    double lr, momentum, wd, gamma, min_lr, warmup_start_factor, label_smoothing, clip_grad_norm;
+    int64_t batch, warmup_epochs;
+    bool nesterov, augment, no_decay_norms_biases;
 } train_flags;
 /* The augmentation --augment asks for (random crop after 4-pixel zero padding,
  * horizontal flip), or NULL without it. */
 const nep_augment *train_flags_augmentation(const train_flags *t);
 void train_flags_default(train_flags *t);
 void train_flags_table(train_flags *t, cli_opt *opts, int *n);
-int train_flags_cfg(const char *cmd, const train_flags *t, nep_optim_cfg *cfg);
+/* The recipe the flags describe; its schedule spans `epochs` epochs (train: --epochs,
+ * prune: --retrain-epochs, named by epochs_flag in errors): a cosine decays over the
+ * epochs after the warm-up. Prints why not and returns non-zero. */
+int train_flags_cfg(const char *cmd, const train_flags *t, int64_t epochs, const char *epochs_flag,
+                    nep_optim_cfg *cfg);
+struct cJSON;
+/* Adds to a run's options object the recipe settings that are not off (warm-up, cosine,
+ * label smoothing, clipping, the weight-decay exemption): options of runs that use none
+ * stay what they were, byte for byte, and their checkpoints still resume. */
+void cli_recipe_json(const nep_optim_cfg *cfg, struct cJSON *j);
 
 /* Data: the named data set ("fashion-mnist") from dir (NULL = its default place). */
 int cli_load_data(const char *cmd, const char *name, const char *dir, bool train,

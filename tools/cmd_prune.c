@@ -58,7 +58,7 @@ static int write_text(const char *path, const char *text) {
     return nep_write_atomic_bytes(path, text, strlen(text), &err) == NEP_OK ? 0 : cli_error("prune", &err);
 }
 
-static char *options_json(const prune_opts *o, const nep_prune_cfg *c) {
+static char *options_json(const prune_opts *o, const nep_prune_cfg *c, const nep_optim_cfg *optim) {
     const train_flags *t = &o->t;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "ckpt", o->ckpt);
@@ -82,6 +82,7 @@ static char *options_json(const prune_opts *o, const nep_prune_cfg *c) {
     cJSON_AddNumberToObject(j, "seed", (double)o->seed);
     cJSON_AddNumberToObject(j, "entropy_batches", (double)o->entropy_batches);
     cJSON_AddNumberToObject(j, "wanda_batches", (double)o->wanda_batches);
+    cli_recipe_json(optim, j);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -250,7 +251,7 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
                       .zeta = 0.5, .delta = 0.99, .max_iter = 10, .retrain_epochs = 1,
                       .wanda_batches = 16};
     train_flags_default(&o->t);
-    cli_opt opts[48];
+    cli_opt opts[56];
     int n = 0;
     opts[n++] = (cli_opt){"ckpt", OPT_STR, &o->ckpt, "dense checkpoint (required)"};
     opts[n++] = (cli_opt){"method", OPT_STR, &o->method, "nepenthe, imp, egp; or the structural baselines smallest-weights, smallest-grads (one more layer made the identity per iteration)"};
@@ -289,7 +290,8 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     if (o->max_iter < 1 || o->retrain_epochs < 0 || o->entropy_batches < 0 || o->wanda_batches < 1)
         return cli_errorf("prune", "--max-iter, --wanda-batches must be positive; --retrain-epochs, "
                           "--entropy-batches non-negative") + 1;
-    if (train_flags_cfg("prune", &o->t, &r->optim) || cli_exec_opts("prune", o->backend, &r->exec))
+    if (train_flags_cfg("prune", &o->t, o->retrain_epochs, "retrain-epochs", &r->optim) ||
+        cli_exec_opts("prune", o->backend, &r->exec))
         return 2;
     r->cfg = nep_prune_cfg_for((nep_method)m, wanda ? NEP_CRIT_WANDA : NEP_CRIT_MAGNITUDE, o->zeta);
     if (o->no_budget) r->cfg.entropy_budget = false;
@@ -471,7 +473,7 @@ int cmd_prune(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     cli_set_threads(r.o.threads);
     r.human = r.o.json ? stderr : stdout;
-    r.options = options_json(&r.o, &r.cfg);
+    r.options = options_json(&r.o, &r.cfg, &r.optim);
     r.log = path_in(r.o.out, "iterations.jsonl"), r.progress_path = path_in(r.o.out, "progress.json");
     char *summary = path_in(r.o.out, "summary.json");
     nep_err err;

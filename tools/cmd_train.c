@@ -44,6 +44,8 @@ static char *options_json(const train_opts *o, const nep_model_spec *spec,
         cJSON_AddItemToArray(ms, cJSON_CreateNumber((double)cfg->milestones[i]));
     cJSON_AddNumberToObject(j, "gamma", cfg->gamma);
     cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+    /* a cosine's t_max is recorded: a resumed run cannot stretch its decay by --epochs */
+    cli_recipe_json(cfg, j);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -189,7 +191,7 @@ int cmd_train(int argc, char **argv) {
     train_opts o = {.data = "fashion-mnist", .backend = "cpu", .epochs = 10, .val = 5000};
     model_opts_default(&o.m);
     train_flags_default(&o.t);
-    cli_opt opts[40];
+    cli_opt opts[48];
     int n = 0;
     model_opts_table(&o.m, opts, &n);
     const cli_opt data_opts[] = {DATA_OPTS(&o.data, &o.data_dir)};
@@ -214,7 +216,7 @@ int cmd_train(int argc, char **argv) {
     run_state r = {0};
     nep_optim_cfg cfg;
     nep_exec_opts xo;
-    if (model_opts_spec("train", &o.m, &r.spec) || train_flags_cfg("train", &o.t, &cfg) ||
+    if (model_opts_spec("train", &o.m, &r.spec) || train_flags_cfg("train", &o.t, o.epochs, "epochs", &cfg) ||
         cli_exec_opts("train", o.backend, &xo))
         return 2;
     FILE *human = o.json ? stderr : stdout;

@@ -11,12 +11,27 @@
  * Adds to *correct (if not NULL) the samples whose first largest logit is the target. */
 double nep_xent(const nep_real *logits, const int32_t *target, int64_t B, int64_t K,
                 nep_real *dlogits, int64_t *correct);
+/* The same with label smoothing eps in [0, 1], as F.cross_entropy(label_smoothing=eps):
+ * the target distribution is (1 - eps) onehot + eps / K, so
+ *   loss = mean_b [(1 - eps) (lse_b - z_b,y) + eps/K sum_k (lse_b - z_b,k)]
+ *   dlogits = (softmax - (1 - eps) onehot - eps / K) / B
+ * eps = 0 is nep_xent exactly. *correct counts against the hard targets. */
+double nep_xent_smoothed(const nep_real *logits, const int32_t *target, int64_t B, int64_t K,
+                         double eps, nep_real *dlogits, int64_t *correct);
 
 typedef enum nep_optim_kind { NEP_OPTIM_SGD, NEP_OPTIM_ADAMW } nep_optim_kind;
 
 #define NEP_MAX_MILESTONES 16
 
-/* PyTorch's torch.optim.SGD / AdamW and MultiStepLR semantics. */
+/* The main learning-rate schedule (after any warm-up). */
+typedef enum nep_schedule {
+    NEP_SCHEDULE_MULTISTEP, /* MultiStepLR(milestones, gamma); no milestones: constant */
+    NEP_SCHEDULE_COSINE,    /* CosineAnnealingLR(T_max = t_max, eta_min = min_lr) */
+} nep_schedule;
+
+/* A training recipe: PyTorch's torch.optim.SGD / AdamW, its learning-rate schedulers,
+ * and what else shapes a step (label smoothing, gradient clipping). Every field's zero
+ * (or nep_optim_defaults) is off, so a recipe without them trains as before. */
 typedef struct nep_optim_cfg {
     nep_optim_kind kind;
     double lr;
@@ -24,16 +39,45 @@ typedef struct nep_optim_cfg {
     double momentum;     /* SGD */
     bool nesterov;       /* SGD */
     double beta1, beta2, eps; /* AdamW */
+    nep_schedule schedule;
     int n_milestones;
     int64_t milestones[NEP_MAX_MILESTONES]; /* lr *= gamma at each, counted in epochs */
     double gamma;
+    int64_t t_max;       /* cosine: epochs of the decay (>= 1) */
+    double min_lr;       /* cosine: eta_min */
+    /* Linear warm-up, LinearLR(start_factor = warmup_start_factor, end_factor = 1,
+     * total_iters = warmup_epochs) before the main schedule, chained as SequentialLR
+     * (milestones = [warmup_epochs]) chains them: the main schedule's epochs (its
+     * milestones, its cosine) count from the end of the warm-up. */
+    int64_t warmup_epochs;
+    double warmup_start_factor; /* in (0, 1] */
+    double label_smoothing;     /* F.cross_entropy(label_smoothing=); 0: off */
+    double clip_grad_norm;      /* clip_grad_norm_(max_norm) before each step; 0: off */
+    /* timm's weight-decay exemption: no decay for parameters with ndim <= 1 (biases,
+     * norm weights) or named *.bias, *class_token, *pos_embedding or
+     * *relative_position_bias_table (see nep_optim_decays). */
+    bool no_decay_1d;
 } nep_optim_cfg;
 
 /* SGD: lr 0.1, momentum 0.9, no weight decay; AdamW: lr 1e-3, betas (0.9, 0.999),
- * eps 1e-8, weight decay 0.01 (PyTorch's AdamW default). gamma 0.1, no milestones. */
+ * eps 1e-8, weight decay 0.01 (PyTorch's AdamW default). gamma 0.1, no milestones,
+ * no warm-up (its start factor 0.01, torchvision's --lr-warmup-decay), no smoothing, no
+ * clipping, weight decay on every parameter. */
 nep_optim_cfg nep_optim_defaults(nep_optim_kind kind);
-/* The learning rate after t scheduler steps: lr * gamma^(milestones <= t). */
+/* The learning rate of epoch t (0-based: after t scheduler steps), in closed form, so a
+ * resumed run recomputes it from the epoch count:
+ *   t < W (warm-up epochs):  lr (f + (1 - f) t / W)
+ *   multistep:               lr gamma^(number of milestones <= t - W)
+ *   cosine:                  min_lr + (lr - min_lr) (1 + cos(pi (t - W) / t_max)) / 2
+ * the values PyTorch's schedulers reach by their recursive updates, to rounding. */
 double nep_lr_at(const nep_optim_cfg *cfg, int64_t t);
+/* Whether weight decay applies to p under cfg (always, unless cfg->no_decay_1d). */
+bool nep_optim_decays(const nep_optim_cfg *cfg, const nep_param *p);
+/* torch.nn.utils.clip_grad_norm_(norm_type=2) over g's trainable parameters (the kept
+ * entries of masked weights: torch.nn.utils.prune's weight_orig sees grad * mask):
+ * total = ||grads||_2 summed in double in offset order; if max_norm / (total + 1e-6)
+ * < 1 every gradient is multiplied by it. Returns total, the norm before clipping. */
+double nep_clip_grad_norm(nep_graph *g, double max_norm);
 
 /* Optimizer state: one block per state with the graph's parameter offsets. */
 typedef struct nep_optim {

@@ -2,7 +2,8 @@
  * fused with mask application: one pass over each parameter.
  *   SGD:   d = g + wd p;  m = mu m + d;  p -= lr (nesterov ? d + mu m : m)
  *   AdamW: p *= 1 - lr wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
- *          p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps) */
+ *          p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+ * wd is per parameter: 0 for those nep_optim_decays exempts. */
 #include <tgmath.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,8 @@
 #define NEP_PAR_MIN_OPTIM 65536
 
 nep_optim_cfg nep_optim_defaults(nep_optim_kind kind) {
-    nep_optim_cfg c = {.kind = kind, .gamma = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+    nep_optim_cfg c = {.kind = kind, .gamma = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                       .warmup_start_factor = 0.01};
     if (kind == NEP_OPTIM_SGD) {
         c.lr = 0.1;
         c.momentum = 0.9;
@@ -24,11 +26,22 @@ nep_optim_cfg nep_optim_defaults(nep_optim_kind kind) {
     return c;
 }
 
-double nep_lr_at(const nep_optim_cfg *cfg, int64_t t) {
-    double lr = cfg->lr;
-    for (int i = 0; i < cfg->n_milestones; i++)
-        if (t >= cfg->milestones[i]) lr *= cfg->gamma;
-    return lr;
+static bool ends_with(const char *s, const char *suffix) {
+    const size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* timm's param_groups_weight_decay: ndim <= 1 or ".bias", plus the models'
+ * no_weight_decay() names (ViT's class token and position embedding, Swin's relative
+ * position bias table), here under torchvision's names. */
+bool nep_optim_decays(const nep_optim_cfg *cfg, const nep_param *p) {
+    static const char *const exempt[] = {".bias", "class_token", "pos_embedding",
+                                         "relative_position_bias_table"};
+    if (!cfg->no_decay_1d) return true;
+    if (p->ndim <= 1) return false;
+    for (size_t i = 0; i < sizeof exempt / sizeof *exempt; i++)
+        if (ends_with(p->name, exempt[i])) return false;
+    return true;
 }
 
 nep_status nep_optim_init(nep_optim *o, const nep_optim_cfg *cfg, const nep_graph *g,
@@ -52,9 +65,11 @@ void nep_optim_free(nep_optim *o) {
     memset(o, 0, sizeof *o);
 }
 
-static void sgd_update(const nep_optim_cfg *c, nep_real lr, int64_t n, nep_real *restrict p,
+/* wd: this parameter's weight decay (0 where nep_optim_decays exempts it: PyTorch's
+ * parameter group with weight_decay 0, the same arithmetic). */
+static void sgd_update(const nep_optim_cfg *c, nep_real lr, double decay, int64_t n, nep_real *restrict p,
                        const nep_real *restrict gr, nep_real *restrict m, const uint8_t *restrict keep) {
-    const nep_real wd = (nep_real)c->weight_decay, mu = (nep_real)c->momentum;
+    const nep_real wd = (nep_real)decay, mu = (nep_real)c->momentum;
     const bool nesterov = c->nesterov;
 #pragma omp parallel for simd if (n > NEP_PAR_MIN_OPTIM)
     for (int64_t i = 0; i < n; i++) {
@@ -66,11 +81,11 @@ static void sgd_update(const nep_optim_cfg *c, nep_real lr, int64_t n, nep_real 
     }
 }
 
-static void adamw_update(const nep_optim_cfg *c, nep_real lr, int64_t t, int64_t n,
+static void adamw_update(const nep_optim_cfg *c, nep_real lr, double wd, int64_t t, int64_t n,
                          nep_real *restrict p, const nep_real *restrict gr, nep_real *restrict m,
                          nep_real *restrict v, const uint8_t *restrict keep) {
     const nep_real b1 = (nep_real)c->beta1, b2 = (nep_real)c->beta2, eps = (nep_real)c->eps;
-    const nep_real decay = (nep_real)(1 - (double)lr * c->weight_decay);
+    const nep_real decay = (nep_real)(1 - (double)lr * wd);
     const nep_real step_size = (nep_real)((double)lr / (1 - pow(c->beta1, (double)t)));
     const nep_real bc2_sqrt = (nep_real)sqrt(1 - pow(c->beta2, (double)t));
 #pragma omp parallel for simd if (n > NEP_PAR_MIN_OPTIM)
@@ -91,11 +106,12 @@ void nep_optim_update(nep_optim *o, nep_graph *g, int param, double lr) {
     const nep_param *p = &g->params[param];
     if (!(p->flags & NEP_PARAM_TRAINABLE) || g->nodes[p->node].dead) return;
     const int64_t off = p->offset;
+    const double wd = nep_optim_decays(&o->cfg, p) ? o->cfg.weight_decay : 0;
     if (o->cfg.kind == NEP_OPTIM_SGD)
-        sgd_update(&o->cfg, (nep_real)lr, p->numel, g->values + off, g->grads + off, o->m + off,
+        sgd_update(&o->cfg, (nep_real)lr, wd, p->numel, g->values + off, g->grads + off, o->m + off,
                    g->masks + off);
     else
-        adamw_update(&o->cfg, (nep_real)lr, o->step, p->numel, g->values + off, g->grads + off,
+        adamw_update(&o->cfg, (nep_real)lr, wd, o->step, p->numel, g->values + off, g->grads + off,
                      o->m + off, o->v + off, g->masks + off);
 }
 

@@ -63,12 +63,21 @@ nep_status nep_train_step(nep_trainer *t, int64_t b, double lr, nep_rng *rng, do
                             "classes", t->y[i], (long long)i, (long long)K);
     nep_exec_set_training(t->ex, true, rng);
     const nep_real *logits = nep_exec_forward(t->ex, t->x, b);
-    double l = nep_xent(logits, t->y, b, K, t->dlogits, correct);
+    double l = nep_xent_smoothed(logits, t->y, b, K, t->opt.cfg.label_smoothing, t->dlogits, correct);
     *loss = l;
     if (!isfinite(l))
         return nep_fail(err, NEP_ERR_NUMERIC, "loss is %g at optimizer step %lld: training "
                         "diverged (lower the learning rate)", l, (long long)t->opt.step + 1);
     t->lr = lr;
+    if (t->opt.cfg.clip_grad_norm > 0) {
+        /* Clipping scales every gradient by one factor from the norm of all of them, so
+         * no parameter can be updated before backward has finished: no overlap. */
+        nep_exec_set_on_grads(t->ex, NULL, NULL);
+        nep_exec_backward(t->ex, t->dlogits);
+        nep_clip_grad_norm(t->g, t->opt.cfg.clip_grad_norm);
+        nep_optim_step(&t->opt, t->g, lr);
+        return NEP_OK;
+    }
     nep_exec_set_on_grads(t->ex, update_node, t);
     nep_optim_begin(&t->opt);
     nep_exec_backward(t->ex, t->dlogits);
