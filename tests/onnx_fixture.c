@@ -385,6 +385,24 @@ static void patch_ids(const nep_real *x, int32_t *ids) {
         }
 }
 
+/* nepenthe's vit and swin, small, with every parameter moved off its initialization (zero
+ * biases and a near-zero position table would leave those paths of the export untested). */
+static nep_status transformer(nep_graph *g, nep_rng *rng, nep_err *err, const char *name) {
+    nep_model_spec s = conv_spec(name);
+    nep_model_transformer_defaults(&s);
+    s.in_c = 1, s.width = name[0] == 'v' ? 16 : 8, s.patch = name[0] == 'v' ? 7 : 2, s.mlp_ratio = 2;
+    s.n_stages = name[0] == 'v' ? 1 : 2, s.window = 4, s.drop_path = 0.1;
+    const int depths[2] = {2, 2}, heads[2] = {2, 4};
+    memcpy(s.depths, depths, sizeof depths), memcpy(s.heads, heads, sizeof heads);
+    NEP_TRY(build_spec(s, g, rng, err));
+    for (int64_t i = 0; i < g->n_values; i++) g->values[i] += (nep_real)(0.1 * nep_rng_normal(rng));
+    return NEP_OK;
+}
+/* 17 tokens, global attention */
+static nep_status vit(nep_graph *g, nep_rng *rng, nep_err *err) { return transformer(g, rng, err, "vit"); }
+/* 14x14 padded to 16 for windows of 4, shifted every second block; merged to 7x7 (padded to 8) */
+static nep_status swin(nep_graph *g, nep_rng *rng, nep_err *err) { return transformer(g, rng, err, "swin"); }
+
 static const struct {
     const char *name;
     nep_status (*build)(nep_graph *g, nep_rng *rng, nep_err *err);
@@ -396,6 +414,7 @@ static const struct {
     {"resnet20_collapsed", resnet20_collapsed, true}, {"tokmlp_prelu", tokmlp_prelu},
     {"tokmlp_collapsed", tokmlp_collapsed, true}, {"embedding_patches", embedding_patches},
     {"layernorm_tokens", layernorm_tokens}, {"vit_tokens", vit_tokens}, {"swin_grid", swin_grid},
+    {"vit", vit}, {"swin", swin},
 };
 
 /* nep_collapse of g with activation states counted on x; at least one layer must go. */

@@ -1,9 +1,11 @@
 #!/bin/sh
-# ONNX export, end to end: the exports of fifteen models (build/tests/onnx_fixture; two of
+# ONNX export, end to end: the exports of seventeen models (build/tests/onnx_fixture; two of
 # them collapsed, a ResNet-20 and a token-wise MLP, compared with the uncollapsed models;
 # one reads int32 token ids through an Embedding, one LayerNorms tokens, two are a ViT and
 # a Swin without attention: patch tokens, class token, positional embedding, patch
-# merging of an odd grid, stochastic depth, token mean) pass the ONNX checker
+# merging of an odd grid, stochastic depth, token mean; two are nepenthe's vit and swin,
+# attention included: global, and in padded, shifted, masked windows with their relative
+# position bias) pass the ONNX checker
 # (tests/onnx_check.py) and give nepenthe's outputs in ONNX Runtime
 # (tests/onnx_run.py, PyPI's onnxruntime in build/venv); `nepenthe export`
 # turns a trained checkpoint into a file the checker accepts and fails cleanly on bad

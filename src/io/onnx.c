@@ -248,6 +248,17 @@ static const char *emit_ints(const nep_onnx_sink *s, const nep_node *n, const ch
                          : NULL;
 }
 
+static const char *emit_reals(const nep_onnx_sink *s, const nep_node *n, const char *what, int ndim,
+                              const double *v, int count) {
+    builder *b = s->ctx;
+    assert((ndim == 0 && count == 1) || ndim == 1); /* the op files' own calls */
+    nep_real *copy = alloc(b, (size_t)count * sizeof *copy);
+    for (int i = 0; copy && i < count; i++) copy[i] = (nep_real)v[i];
+    const int64_t dims[1] = {count};
+    const char *name = emit_step(s, n, what);
+    return name && copy ? add_init(b, name, copy, count, ndim, dims) : NULL;
+}
+
 /* float32 (int32 for token ids) [N, shape...], N symbolic. */
 static Onnx__ValueInfoProto *value_info(builder *b, const char *name, const nep_shape *s) {
     Onnx__ValueInfoProto *vi = alloc(b, sizeof *vi);
@@ -328,7 +339,7 @@ static bool owns_its_name(const nep_graph *g, const nep_node *n) {
 /* The ONNX nodes of every live node, in topological order. */
 static void emit_graph(builder *b) {
     const nep_graph *g = b->g;
-    const nep_onnx_sink sink = {b, emit_node, emit_param, emit_constant, emit_step, emit_ints};
+    const nep_onnx_sink sink = {b, emit_node, emit_param, emit_constant, emit_step, emit_ints, emit_reals};
     b->tensor = alloc(b, (size_t)g->n_nodes * sizeof *b->tensor);
     for (int k = 0; b->s == NEP_OK && k < g->n_order; k++) {
         const int id = g->order[k];

@@ -16,8 +16,10 @@
  * weights are not NEP_PARAM_WEIGHT. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "ops/attention.h"
+#include "ops/onnx_map.h"
 
 nep_attention_geom nep_attention_geom_of(const nep_graph *g, const nep_node *n) {
     const nep_shape *in = nep_in_shape(g, n, 0);
@@ -110,6 +112,159 @@ int nep_graph_add_attention(nep_graph *g, const char *name, int x, int64_t C,
     return id;
 }
 
+/* ---- ONNX (opset 17), at evaluation, as torchvision computes it ----------------------
+ * x [N, T, C] or [N, H, W, C]. Windows: Pad x with zeros to [N, PH, PW, C], roll by -shift
+ * (Slice, Concat), cut into windows [N nW, S, C] (Reshape, Transpose, Reshape); global: x
+ * as [N, 1 T, C]. Then qkv = x Wqkv^T + b -> [3, N nW, heads, S, hd] (Reshape, Transpose)
+ * -> q, k, v (Gather); softmax(q k^T scale + bias + mask) v (MatMul, Mul, Add, Softmax);
+ * heads joined, projected, and the windows undone in reverse. The bias is the table
+ * gathered by the relative position index, the mask a Where of region labels that differ. */
+
+/* y = x W^T + b for parameters w and b of n (W^T by a Transpose of the initializer). */
+static const char *onnx_affine(const nep_onnx_sink *s, const nep_node *n, const char *x, int w,
+                               const char *what) {
+    char t[32], mm[32];
+    snprintf(t, sizeof t, "%s_wt", what), snprintf(mm, sizeof mm, "%s_matmul", what);
+    const char *wt = s->step(s, n, t), *xw = s->step(s, n, mm), *y = s->step(s, n, what);
+    s->node(s, "Transpose", wt, (const char *[]){s->param(s, n, w, false)}, 1, wt,
+            NEP_ONNX_ATTRS(NEP_ONNX_INTS_ATTR("perm", 2, 1, 0)));
+    nep_onnx_node(s, "MatMul", xw, (const char *[]){x, wt}, 2, xw);
+    nep_onnx_node(s, "Add", y, (const char *[]){xw, s->param(s, n, w + 1, false)}, 2, y);
+    return y;
+}
+
+static const char *onnx_reshape(const nep_onnx_sink *s, const nep_node *n, const char *x,
+                                const char *what, const int64_t *shape, int ndim) {
+    char sh[40];
+    snprintf(sh, sizeof sh, "%s_shape", what);
+    const char *y = s->step(s, n, what);
+    nep_onnx_node(s, "Reshape", y, (const char *[]){x, s->ints(s, n, sh, 1, shape, ndim)}, 2, y);
+    return y;
+}
+
+static const char *onnx_transpose(const nep_onnx_sink *s, const nep_node *n, const char *x,
+                                  const char *what, const int64_t *perm, int ndim) {
+    nep_onnx_attr a = {.name = "perm", .type = NEP_ONNX_INTS, .n = ndim};
+    const char *y = s->step(s, n, what);
+    for (int i = 0; i < ndim; i++) a.v[i] = perm[i];
+    s->node(s, "Transpose", y, &x, 1, y, &a, 1);
+    return y;
+}
+
+/* torch.roll of x [N, PH, PW, C] by -by[0], -by[1] on axes 1, 2 (back: +by). */
+static const char *onnx_roll(const nep_onnx_sink *s, const nep_node *n, const char *x,
+                             const nep_attention_geom *a, bool back, const char *what) {
+    const int64_t size[2] = {a->PH, a->PW}, by[2] = {a->sh, a->sw};
+    for (int ax = 0; ax < 2; ax++) {
+        if (!by[ax]) continue;
+        const int64_t cut = back ? size[ax] - by[ax] : by[ax];
+        char nm[6][40];
+        const char *names[5];
+        for (int k = 0; k < 6; k++) {
+            static const char *const part[6] = {"tail", "head", "cut", "end", "axis", "start"};
+            snprintf(nm[k], sizeof nm[k], "%s%d_%s", what, ax, part[k]);
+        }
+        names[0] = s->step(s, n, nm[0]), names[1] = s->step(s, n, nm[1]);
+        const char *cutv = s->ints(s, n, nm[2], 1, &cut, 1), *endv = s->ints(s, n, nm[3], 1, &size[ax], 1),
+                   *zero = s->ints(s, n, nm[5], 1, (const int64_t[]){0}, 1),
+                   *axis = s->ints(s, n, nm[4], 1, (const int64_t[]){ax + 1}, 1);
+        nep_onnx_node(s, "Slice", names[0], (const char *[]){x, cutv, endv, axis}, 4, names[0]);
+        nep_onnx_node(s, "Slice", names[1], (const char *[]){x, zero, cutv, axis}, 4, names[1]);
+        char r[40];
+        snprintf(r, sizeof r, "%s%d", what, ax);
+        const char *y = s->step(s, n, r);
+        s->node(s, "Concat", y, names, 2, y, NEP_ONNX_ATTRS(NEP_ONNX_INT_ATTR("axis", ax + 1)));
+        x = y;
+    }
+    return x;
+}
+
+static void attention_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node *n,
+                           const char *const *in, const char *out) {
+    const nep_attention_geom a = nep_attention_geom_of(g, n);
+    const int64_t S = a.N, C = a.C, nh = a.PH / a.wh, nw = a.PW / a.ww;
+    const bool grid = nep_in_shape(g, n, 0)->ndim == 3;
+    const char *x = in[0];
+    if (a.regroups) {
+        if (a.PH != a.H || a.PW != a.W) {
+            const int64_t pads[8] = {0, 0, 0, 0, 0, a.PH - a.H, a.PW - a.W, 0};
+            const char *padded = s->step(s, n, "padded");
+            nep_onnx_node(s, "Pad", padded, (const char *[]){x, s->ints(s, n, "pads", 1, pads, 8)}, 2, padded);
+            x = padded;
+        }
+        x = onnx_roll(s, n, x, &a, false, "roll");
+        x = onnx_reshape(s, n, x, "grid6", (const int64_t[]){-1, nh, a.wh, nw, a.ww, C}, 6);
+        x = onnx_transpose(s, n, x, "windows6", (const int64_t[]){0, 1, 3, 2, 4, 5}, 6);
+    }
+    x = onnx_reshape(s, n, x, "windows", (const int64_t[]){-1, S, C}, 3);
+    const char *qkv = onnx_affine(s, n, x, 0, "qkv");
+    qkv = onnx_reshape(s, n, qkv, "qkv5", (const int64_t[]){-1, S, 3, a.heads, a.hd}, 5);
+    qkv = onnx_transpose(s, n, qkv, "qkv_heads", (const int64_t[]){2, 0, 3, 1, 4}, 5);
+    const char *qkvs[3];
+    static const char *const names[3] = {"q", "k", "v"}, *idx[3] = {"index_q", "index_k", "index_v"};
+    for (int i = 0; i < 3; i++) {
+        qkvs[i] = s->step(s, n, names[i]);
+        s->node(s, "Gather", qkvs[i], (const char *[]){qkv, s->ints(s, n, idx[i], 0, (const int64_t[]){i}, 1)}, 2,
+                qkvs[i], NEP_ONNX_ATTRS(NEP_ONNX_INT_ATTR("axis", 0)));
+    }
+    const char *kt = onnx_transpose(s, n, qkvs[1], "k_t", (const int64_t[]){0, 1, 3, 2}, 4);
+    const char *qk = s->step(s, n, "qk"), *scores = s->step(s, n, "scores");
+    nep_onnx_node(s, "MatMul", qk, (const char *[]){qkvs[0], kt}, 2, qk);
+    nep_onnx_node(s, "Mul", scores, (const char *[]){qk, s->reals(s, n, "scale", 0, &a.scale, 1)}, 2, scores);
+    if (a.biased) { /* table[index] -> [S, S, heads] -> [heads, S, S] */
+        int64_t *index = malloc(sizeof(int64_t) * (size_t)(S * S));
+        for (int64_t p = 0; p < S; p++)
+            for (int64_t q = 0; q < S; q++) index[p * S + q] = nep_attention_bias_row(&a, p, q);
+        const char *rows = s->step(s, n, "bias_rows");
+        s->node(s, "Gather", rows, (const char *[]){s->param(s, n, 4, false), s->ints(s, n, "relative_position_index", 1, index, (int)(S * S))},
+                2, rows, NEP_ONNX_ATTRS(NEP_ONNX_INT_ATTR("axis", 0)));
+        free(index);
+        const char *bias = onnx_transpose(s, n, onnx_reshape(s, n, rows, "bias3", (const int64_t[]){S, S, a.heads}, 3),
+                                          "bias", (const int64_t[]){2, 0, 1}, 3);
+        const char *biased = s->step(s, n, "biased");
+        nep_onnx_node(s, "Add", biased, (const char *[]){scores, bias}, 2, biased);
+        scores = biased;
+    }
+    if (a.masked) { /* [N, nW, heads, S, S] + the mask [nW, 1, S, S] */
+        double *mask = malloc(sizeof(double) * (size_t)(a.nW * S * S));
+        for (int64_t w = 0; w < a.nW; w++)
+            for (int64_t p = 0; p < S; p++)
+                for (int64_t q = 0; q < S; q++) mask[(w * S + p) * S + q] = nep_attention_mask(&a, w, p, q);
+        const char *m = onnx_reshape(s, n, s->reals(s, n, "mask_values", 1, mask, (int)(a.nW * S * S)), "mask",
+                                     (const int64_t[]){a.nW, 1, S, S}, 4);
+        free(mask);
+        const char *sc5 = onnx_reshape(s, n, scores, "scores5", (const int64_t[]){-1, a.nW, a.heads, S, S}, 5);
+        const char *masked = s->step(s, n, "masked");
+        nep_onnx_node(s, "Add", masked, (const char *[]){sc5, m}, 2, masked);
+        scores = onnx_reshape(s, n, masked, "scores4", (const int64_t[]){-1, a.heads, S, S}, 4);
+    }
+    const char *P = s->step(s, n, "softmax"), *o = s->step(s, n, "o");
+    s->node(s, "Softmax", P, &scores, 1, P, NEP_ONNX_ATTRS(NEP_ONNX_INT_ATTR("axis", -1)));
+    nep_onnx_node(s, "MatMul", o, (const char *[]){P, qkvs[2]}, 2, o);
+    o = onnx_transpose(s, n, o, "o_tokens", (const int64_t[]){0, 2, 1, 3}, 4);
+    o = onnx_reshape(s, n, o, "o_joined", (const int64_t[]){-1, S, C}, 3);
+    const char *y = onnx_affine(s, n, o, 2, "proj");
+    if (a.regroups) {
+        y = onnx_reshape(s, n, y, "out6", (const int64_t[]){-1, nh, nw, a.wh, a.ww, C}, 6);
+        y = onnx_transpose(s, n, y, "out_grid6", (const int64_t[]){0, 1, 3, 2, 4, 5}, 6);
+        y = onnx_reshape(s, n, y, "out_grid", (const int64_t[]){-1, a.PH, a.PW, C}, 4);
+        y = onnx_roll(s, n, y, &a, true, "unroll");
+        if (a.PH != a.H || a.PW != a.W) {
+            const char *cut = s->step(s, n, "unpadded");
+            nep_onnx_node(s, "Slice", cut, (const char *[]){y, s->ints(s, n, "unpad_starts", 1, (const int64_t[]){0, 0}, 2),
+                                                            s->ints(s, n, "unpad_ends", 1, (const int64_t[]){a.H, a.W}, 2),
+                                                            s->ints(s, n, "unpad_axes", 1, (const int64_t[]){1, 2}, 2)}, 4, cut);
+            y = cut;
+        }
+        nep_onnx_node(s, "Identity", n->name, &y, 1, out);
+    } else if (grid) {
+        const int64_t shape[4] = {-1, a.H, a.W, C};
+        nep_onnx_node(s, "Reshape", n->name, (const char *[]){y, s->ints(s, n, "out_shape", 1, shape, 4)}, 2, out);
+    } else {
+        nep_onnx_node(s, "Identity", n->name, &y, 1, out);
+    }
+}
+
 static const nep_attr_field attention_attrs[] = {
     NEP_ATTR_FIELD("heads", attention.heads),
     NEP_ATTR_FIELD("window", attention.window),
@@ -118,6 +273,6 @@ static const nep_attr_field attention_attrs[] = {
 
 const nep_op_def nep_op_attention = {
     .name = "Attention", .min_inputs = 1, .max_inputs = 1,
-    .infer = attention_infer, .flops = attention_flops,
+    .infer = attention_infer, .flops = attention_flops, .onnx = attention_onnx,
     NEP_ATTR_FIELDS(attention_attrs),
 };

@@ -13,7 +13,7 @@ typedef struct nep_onnx_attr {
     const char *name;
     enum { NEP_ONNX_INT, NEP_ONNX_INTS, NEP_ONNX_FLOAT } type;
     int n;              /* NEP_ONNX_INTS: how many of v */
-    int64_t v[4];       /* NEP_ONNX_INT: v[0]; NEP_ONNX_INTS: v[0..n) */
+    int64_t v[8];       /* NEP_ONNX_INT: v[0]; NEP_ONNX_INTS: v[0..n) */
     double f;           /* NEP_ONNX_FLOAT, written as float32 */
 } nep_onnx_attr;
 
@@ -42,6 +42,9 @@ typedef struct nep_onnx_sink {
      * indices): with ndim 1 the vector v[0..count), with ndim 0 the scalar v[0]. */
     const char *(*ints)(const struct nep_onnx_sink *s, const nep_node *n, const char *what,
                         int ndim, const int64_t *v, int count);
+    /* The same as float32 (a node's own constants: Attention's scale, its window mask). */
+    const char *(*reals)(const struct nep_onnx_sink *s, const nep_node *n, const char *what,
+                         int ndim, const double *v, int count);
 } nep_onnx_sink;
 
 /* The sink's node() with no attributes, and with the attributes listed. */
