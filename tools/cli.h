@@ -55,6 +55,10 @@ int cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 int cli_exec_opts(const char *cmd, const char *backend, nep_exec_opts *out);
 
 /* Model options shared by train and bench. */
+/* Room in a command's option table for the model, training and data options together
+ * (the tables of train, prune and bench are filled at run time). */
+#define CLI_MAX_OPTS 96
+
 typedef struct model_opts {
     const char *model, *hidden, *act, *input;
     double slope, dropout, width_mult;

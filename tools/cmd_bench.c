@@ -55,7 +55,7 @@ int cmd_bench(int argc, char **argv) {
     int64_t batch = 128, steps = 50, warmup = 5, threads = 0, seed = 0;
     bool json = false, profile = false;
     const char *backend = "cpu";
-    cli_opt opts[24];
+    cli_opt opts[CLI_MAX_OPTS];
     int n = 0;
     model_opts_table(&m, opts, &n);
     opts[n++] = (cli_opt){"batch", OPT_INT, &batch, "batch size"};

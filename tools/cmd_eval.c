@@ -6,6 +6,8 @@
 
 #include "cli.h"
 #include "nepenthe/checkpoint.h"
+#include "nepenthe/entropy.h"
+#include "nepenthe/prune.h"
 #include "ops/ops.h"
 
 int cmd_eval(int argc, char **argv) {
@@ -61,6 +63,28 @@ done:
     cli_data_free(&d);
     return rc;
 }
+/* What pruning may touch (SPEC section 1): the weight of each rectifier layer's owner, and
+ * nothing else; into JSON (an array of owner names) or as two lines of text. */
+static void report_prunable(const nep_graph *g, cJSON *root) {
+    nep_entropy e;
+    nep_err err;
+    if (nep_entropy_init(&e, g, false, &err) != NEP_OK) return;
+    cJSON *names = root ? cJSON_AddArrayToObject(root, "prunable") : NULL;
+    int n = 0;
+    for (int i = 0; i < e.n_layers; i++) n += nep_layer_weight(g, &e.layers[i]) != NULL;
+    if (!root) printf("prunable: the %d rectifier layers' owners' weights:", n);
+    for (int i = 0, k = 0; i < e.n_layers; i++) {
+        const nep_param *w = nep_layer_weight(g, &e.layers[i]);
+        if (!w) continue;
+        if (names) cJSON_AddItemToArray(names, cJSON_CreateString(g->nodes[e.layers[i].owner].name));
+        else printf("%s %s", k++ ? "," : "", g->nodes[e.layers[i].owner].name);
+    }
+    if (!root)
+        printf("\nnever pruned: every other parameter (attention, norms, embeddings, the head, "
+               "shortcuts, biases)\n");
+    nep_entropy_free(&e);
+}
+
 static void shape_str(char *buf, size_t n, const nep_shape *s) {
     buf[0] = 0;
     for (int d = 0; d < s->ndim; d++)
@@ -127,6 +151,7 @@ int cmd_info(int argc, char **argv) {
         cJSON_AddNumberToObject(root, "nonzero", (double)tn);
         cJSON_AddNumberToObject(root, "masked", (double)tm);
         cJSON_AddNumberToObject(root, "flops", (double)tf);
+        report_prunable(&g, root);
         char *s = cJSON_PrintUnformatted(root);
         printf("%s\n", s);
         cJSON_free(s);
@@ -135,6 +160,7 @@ int cmd_info(int argc, char **argv) {
                (long long)tn, (long long)tm, (double)tf / 1e6);
         printf("sparsity %.2f%%  (per sample forward FLOPs, multiply-add = 2)\n",
                tp ? 100.0 * (double)(tp - tn) / (double)tp : 0);
+        report_prunable(&g, NULL);
     }
     cJSON_Delete(root);
     nep_graph_free(&g);

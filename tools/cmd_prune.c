@@ -251,7 +251,7 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
                       .zeta = 0.5, .delta = 0.99, .max_iter = 10, .retrain_epochs = 1,
                       .wanda_batches = 16};
     train_flags_default(&o->t);
-    cli_opt opts[56];
+    cli_opt opts[CLI_MAX_OPTS];
     int n = 0;
     opts[n++] = (cli_opt){"ckpt", OPT_STR, &o->ckpt, "dense checkpoint (required)"};
     opts[n++] = (cli_opt){"method", OPT_STR, &o->method, "nepenthe, imp, egp; or the structural baselines smallest-weights, smallest-grads (one more layer made the identity per iteration)"};

@@ -191,7 +191,7 @@ int cmd_train(int argc, char **argv) {
     train_opts o = {.data = "fashion-mnist", .backend = "cpu", .epochs = 10, .val = 5000};
     model_opts_default(&o.m);
     train_flags_default(&o.t);
-    cli_opt opts[48];
+    cli_opt opts[CLI_MAX_OPTS];
     int n = 0;
     model_opts_table(&o.m, opts, &n);
     const cli_opt data_opts[] = {DATA_OPTS(&o.data, &o.data_dir)};
