@@ -13,6 +13,15 @@
 BIN=${1:-build/asan/nepenthe}
 . "$(dirname "$0")/lib.sh"
 
+# jtrue EXPR...: every Python expression over the JSON object j on $T/out's last line holds.
+jtrue() {
+    tail -n 1 "$T/out" | $PY -c 'import json, sys
+j = json.loads(sys.stdin.read())
+bad = [e for e in sys.argv[1:] if not eval(e)]
+print("\n".join(bad), file=sys.stderr)
+sys.exit(1 if bad else 0)' "$@"
+}
+
 D=$T/data
 $PY "$HERE/tools/make_idx.py" "$D" --train 600 --test 200 || echo "not ok - make_idx.py"
 
@@ -44,6 +53,30 @@ for m in vit swin; do
     nep prune --ckpt "$T/$m/model.safetensors" --data-dir "$D" --out "$T/${m}_prune" --criterion wanda \
         --zeta 0.25 --max-iter 1 --retrain-epochs 1 --optimizer adamw --lr 5e-4 --batch 64 --threads 1
     check "$m: one Wanda iteration prunes 25% of the mlp.0 weights" 'succeeded && grep -q "25.00%" "$T/err" "$T/out"'
+
+    # a block whose GELU is always ON (its mlp.0 bias raised by 20) collapses: linearized
+    # (approximately: GELU(z) ~ z for z >> 0), then mlp.3 composed with mlp.0
+    if [ $m = vit ]; then owner=encoder.layers.encoder_layer_1.mlp.0; else owner=features.1.1.mlp.0; fi
+    $PY - "$T/$m/model.safetensors" "$T/$m.on.safetensors" "$owner" "$HERE/tools" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[4])
+import safetensors_np
+t, meta = safetensors_np.load(sys.argv[1])
+t[sys.argv[3] + ".bias"] = t[sys.argv[3] + ".bias"] + 20
+safetensors_np.save(sys.argv[2], t, meta)
+EOF
+    nep collapse --ckpt "$T/$m.on.safetensors" --out "$T/$m.collapsed.safetensors" --onnx "$T/$m.collapsed.onnx" \
+        --data-dir "$D" --threads 1 --json
+    check "$m: an always-ON GELU block collapses (linearized approximately, mlp.3 composed with mlp.0, logits within 1e-3)" \
+        'succeeded && jtrue \
+            "j[\"rewrites\"][\"linearized\"] == 1 and j[\"rewrites\"][\"approximate\"] == 1" \
+            "j[\"rules\"][\"compose_linear_linear\"] == 1" \
+            "j[\"after\"][\"rectifiers\"] == $layers - 1 and j[\"after\"][\"mflops\"] < j[\"before\"][\"mflops\"]" \
+            "j[\"vs_pruned\"][\"max_abs_diff\"] < 1e-3 and j[\"vs_pruned\"][\"top1_agreement\"] == 100"'
+    mkdir -p "$T/${m}_onnx" && cp "$T/$m.collapsed.onnx" "$T/${m}_onnx/model.onnx"
+    "$PY" "$HERE/onnx_check.py" "$T/${m}_onnx" >"$T/out" 2>"$T/err"
+    rc=$?
+    check "$m: the collapsed model's ONNX export passes the checker" '[ "$rc" -eq 0 ] && ! grep -q "^not ok" "$T/out"'
 
     "$PY" "$HERE/torchvision_check.py" from-torch $m "$T/$m.npz" "$D" >"$T/ft" 2>"$T/err"
     rc=$?
