@@ -3,13 +3,16 @@
 # thread count, alternating rounds so that both see the same background noise.
 # Writes bench/results.jsonl (every run) and bench/RESULTS.md (the medians, as ratios).
 # Environment: THREADS (default 2), ROUNDS (default 5), STEPS (default 20),
-# MODELS (default "mlp resnet20 mobilenetv2 resnet18").
+# MODELS (default "mlp resnet20 mobilenetv2 resnet18 vit swin"; vit and swin are the small
+# Fashion-MNIST configurations of scripts/transformer_study.sh).
 set -eu
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-5}
 STEPS=${STEPS:-20}
-MODELS=${MODELS:-"mlp resnet20 mobilenetv2 resnet18"}
+MODELS=${MODELS:-"mlp resnet20 mobilenetv2 resnet18 vit swin"}
+VIT="--patch 4 --width 64 --depths 4 --heads 4 --mlp-ratio 2"
+SWIN="--patch 2 --width 32 --depths 2,2 --heads 2,4 --window 4 --mlp-ratio 2 --drop-path 0.1"
 export OMP_NUM_THREADS="$THREADS"
 BLASDIR=/usr/lib/x86_64-linux-gnu/openblas-openmp
 mkdir -p build
@@ -23,6 +26,8 @@ for model in $MODELS; do
     case $model in
         mlp) NEP="--model mlp --hidden 1024,1024,1024 --act relu"
              PEER="--model mlp --hidden 1024,1024,1024 --act relu --input 784";;
+        vit) NEP="--model vit $VIT --input 1,28,28"; PEER="--model vit $VIT --image 1,28,28";;
+        swin) NEP="--model swin $SWIN --input 1,28,28"; PEER="--model swin $SWIN --image 1,28,28";;
         *) NEP="--model $model --input 3,32,32"; PEER="--model $model --image 3,32,32";;
     esac
     steps=$STEPS

@@ -6,11 +6,14 @@ summarize.py --markdown results.jsonl -> bench/RESULTS.md (every recorded summar
 import json
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
 KEYS = ["train_img_per_s", "infer_ms_batch1", "infer_img_per_s"]
-SHAPES = {"mlp": "mlp 784-1024x3-10 relu"}
+SHAPES = {"mlp": "mlp 784-1024x3-10 relu",
+          "vit": "vit 1x28x28 patch 4, width 64, 4 layers of 4 heads, MLP 128",
+          "swin": "swin 1x28x28 patch 2, width 32, depths 2,2, heads 2,4, window 4, MLP ratio 2"}
 
 
 def cpu_name():
@@ -23,12 +26,20 @@ def cpu_name():
     return platform.processor()
 
 
+def commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
 def summarize(path, threads):
     rows = [json.loads(l) for l in open(path) if l.strip()]
     peak = {str(r["n"]): r["gflops"] for r in rows if r["impl"] == "sgemm"}
     for model in dict.fromkeys(r["model"] for r in rows if r["impl"] == "nepenthe"):
         mine = [r for r in rows if r.get("model") == model]
-        out = {"date": time.strftime("%Y-%m-%d %H:%M"), "host": platform.node(), "cpu": cpu_name(),
+        out = {"date": time.strftime("%Y-%m-%d %H:%M"), "commit": commit(), "host": platform.node(), "cpu": cpu_name(),
                "threads": int(threads), "model": SHAPES.get(model, f"{model} 3x32x32"),
                "batch": mine[0]["batch"], "rounds": sum(r["impl"] == "nepenthe" for r in mine),
                "sgemm_gflops": peak}
@@ -50,12 +61,12 @@ def markdown(path):
           "mean nepenthe is faster. GFLOP/s counts 3 forward passes per training image; the "
           "sgemm column is OpenBLAS's square sgemm peak at n = 2048 on the same threads. "
           "PyTorch runs conv nets in channels_last, its fastest CPU layout.\n")
-    print("| date | cpu | threads | model | train img/s nepenthe | PyTorch | ratio | "
+    print("| date | commit | cpu | threads | model | train img/s nepenthe | PyTorch | ratio | "
           "GFLOP/s (sgemm peak) | batch-1 ms nepenthe | PyTorch | ratio | batch-128 img/s ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         peak = r["sgemm_gflops"].get("2048", "?")
-        print(f"| {r['date']} | {r['cpu']} | {r['threads']} | {r['model']} b{r['batch']} | "
+        print(f"| {r['date']} | {r.get('commit', '?')} | {r['cpu']} | {r['threads']} | {r['model']} b{r['batch']} | "
               f"{r['nepenthe_train_img_per_s']:.0f} | {r['pytorch_train_img_per_s']:.0f} | "
               f"**{r['ratio_train']:.2f}x** | {r['nepenthe_train_gflops']} ({peak}) | "
               f"{r['nepenthe_infer_ms_batch1']:.3f} | {r['pytorch_infer_ms_batch1']:.3f} | "
