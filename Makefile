@@ -106,7 +106,7 @@ build/golden/.stamp: $(GOLDEN_PY) tests/tools/safetensors_np.py
 # as release binaries: heap damage by oneDNN's JIT code is invisible to AddressSanitizer
 # and showed only in release binaries (uxlfoundation/oneDNN#6035). So do the CLI scripts.
 DNNL_TESTS := $(filter $(addprefix tests/,test_backend_parity.c test_bn_pool.c test_collapse.c \
-                test_conv.c test_conv_property.c test_golden_convnets.c),$(TESTS))
+                test_conv.c test_conv_property.c test_eltwise.c test_golden_convnets.c),$(TESTS))
 PLAIN_TESTS := $(filter-out $(DNNL_TESTS),$(TESTS))
 TEST_BINS := $(TESTS:tests/%.c=build/asan/tests/%) $(F64_TESTS:tests/%.c=build/f64/tests/%) \
              $(DNNL_TESTS:tests/%.c=build/tests/%) $(IR_TESTS:tests/%.c=build/asan/ir/%) $(EXAMPLES)

@@ -2,9 +2,13 @@
  *   z [B, ...] (the pre-activation, never overwritten: the entropy probe reads it)
  *   y [B, ...] same shape
  * Backward writes dz, or adds to it (nep_call.dx_add), and follows PyTorch at the kinks:
- * ReLU'(0) = 0, LeakyReLU'(0) = slope, ReLU6'(0) = ReLU6'(6) = 0. */
+ * ReLU'(0) = 0, LeakyReLU'(0) = slope, ReLU6'(0) = ReLU6'(6) = 0.
+ * GELU and SiLU run on oneDNN's vectorized eltwise primitives (dnnl_eltwise.h); their
+ * loops here serve the float64 build, a plan oneDNN cannot build, and a backward that
+ * adds to dz (the primitive only writes). */
 #include <tgmath.h>
 
+#include "backend/cpu/dnnl_eltwise.h"
 #include "backend/cpu/kernels.h"
 
 /* Loop header shared by every kernel below: i over the batch's elements. */
@@ -67,12 +71,16 @@ static void relu6_backward(const nep_call *c) {
 static void gelu_forward(const nep_call *c) {
     ELEMENTWISE_IO;
     nep_real *y = c->y;
+    if (nep_dnnl_eltwise_forward(c->cache, NEP_ELTWISE_GELU, n, z, y)) return;
     const nep_real r = (nep_real)0.70710678118654752440;
     EACH_ELEMENT(n) y[i] = (nep_real)0.5 * z[i] * (1 + erf(z[i] * r));
 }
 static void gelu_backward(const nep_call *c) {
     ELEMENTWISE_IO;
     const nep_real *dy = c->dy;
+    if (c->dx[0] && !c->dx_add[0] &&
+        nep_dnnl_eltwise_backward(c->cache, NEP_ELTWISE_GELU, n, z, dy, c->dx[0]))
+        return;
     const nep_real r = (nep_real)0.70710678118654752440, k = (nep_real)0.39894228040143267794;
     /* cdf + z * pdf */
     INPUT_GRAD(dy[i] * ((nep_real)0.5 * (1 + erf(z[i] * r)) + z[i] * k * exp((nep_real)-0.5 * z[i] * z[i])));
@@ -86,11 +94,15 @@ static inline nep_real silu_slope(nep_real z) {
 static void silu_forward(const nep_call *c) {
     ELEMENTWISE_IO;
     nep_real *y = c->y;
+    if (nep_dnnl_eltwise_forward(c->cache, NEP_ELTWISE_SILU, n, z, y)) return;
     EACH_ELEMENT(n) y[i] = z[i] / (1 + exp(-z[i]));
 }
 static void silu_backward(const nep_call *c) {
     ELEMENTWISE_IO;
     const nep_real *dy = c->dy;
+    if (c->dx[0] && !c->dx_add[0] &&
+        nep_dnnl_eltwise_backward(c->cache, NEP_ELTWISE_SILU, n, z, dy, c->dx[0]))
+        return;
     INPUT_GRAD(dy[i] * silu_slope(z[i]));
 }
 
@@ -99,5 +111,7 @@ static void silu_backward(const nep_call *c) {
 RECTIFIER(nep_cpu_relu, relu_forward, relu_backward);
 RECTIFIER(nep_cpu_leaky_relu, leaky_forward, leaky_backward);
 RECTIFIER(nep_cpu_relu6, relu6_forward, relu6_backward);
-RECTIFIER(nep_cpu_gelu, gelu_forward, gelu_backward);
-RECTIFIER(nep_cpu_silu, silu_forward, silu_backward);
+const nep_kernel nep_cpu_gelu = {.forward = gelu_forward, .backward = gelu_backward,
+                                 .free_cache = nep_dnnl_eltwise_cache_free};
+const nep_kernel nep_cpu_silu = {.forward = silu_forward, .backward = silu_backward,
+                                 .free_cache = nep_dnnl_eltwise_cache_free};
