@@ -37,6 +37,8 @@ for name in $MODELS; do
         done
     done
 done
+CPU=$(grep -m1 "model name" /proc/cpuinfo | sed 's/.*: //')
 /usr/bin/python3 scripts/study_table.py "$OUT" "NEPENTHE vs IMP on small vision transformers (Fashion-MNIST)" \
-    "Written by \`scripts/transformer_study.sh\` (\`scripts/study_table.py\`)." > results/transformers.md
+    "Written by \`scripts/transformer_study.sh\` (\`scripts/study_table.py\`) at commit $(git rev-parse --short HEAD) on $CPU, $THREADS threads (results/README.md says which commit ran which rows)." \
+    > results/transformers.md
 cat results/transformers.md
