@@ -119,7 +119,7 @@ TEST_RUNS := $(IR_TESTS:tests/%.c=build/asan/ir/%) $(EXAMPLES) \
 # The Python environment of the tests (ONNX Runtime from PyPI, pinned in
 # scripts/requirements.txt; Debian's torch and onnx stay visible).
 VENV := build/venv
-$(VENV)/.stamp: scripts/requirements.txt scripts/install-py-deps.sh
+$(VENV)/.stamp: scripts/requirements.txt scripts/requirements-nodeps.txt scripts/install-py-deps.sh
 	@scripts/install-py-deps.sh $(VENV)
 ONNX_TEST_DEPS := build/tests/onnx_fixture $(VENV)/.stamp
 
