@@ -403,6 +403,26 @@ static nep_status vit(nep_graph *g, nep_rng *rng, nep_err *err) { return transfo
 /* 14x14 padded to 16 for windows of 4, shifted every second block; merged to 7x7 (padded to 8) */
 static nep_status swin(nep_graph *g, nep_rng *rng, nep_err *err) { return transformer(g, rng, err, "swin"); }
 
+/* The same with one block's GELU forced into fixed states by its mlp.0 bias (+-20, far
+ * beyond what LayerNorm'd inputs reach, where GELU is z or 0 to float32's last bit):
+ * collapsed before export (linearized, the OFF features dropped, mlp.3 composed with
+ * mlp.0), so ONNX Runtime runs the collapsed graph against the uncollapsed model's output. */
+static nep_status force_mlp(nep_graph *g, nep_err *err, const char *owner) {
+    const int n = nep_graph_find_node(g, owner);
+    if (n < 0) return nep_fail(err, NEP_ERR_ARG, "no node %s", owner);
+    const nep_param *b = node_param(g, &g->nodes[n], 1);
+    for (int64_t c = 0; c < b->numel; c++) g->values[b->offset + c] = c % 3 == 0 ? -20 : 20;
+    return NEP_OK;
+}
+static nep_status vit_collapsed(nep_graph *g, nep_rng *rng, nep_err *err) {
+    NEP_TRY(transformer(g, rng, err, "vit"));
+    return force_mlp(g, err, "encoder.layers.encoder_layer_1.mlp.0");
+}
+static nep_status swin_collapsed(nep_graph *g, nep_rng *rng, nep_err *err) {
+    NEP_TRY(transformer(g, rng, err, "swin"));
+    return force_mlp(g, err, "features.1.1.mlp.0");
+}
+
 static const struct {
     const char *name;
     nep_status (*build)(nep_graph *g, nep_rng *rng, nep_err *err);
@@ -414,7 +434,8 @@ static const struct {
     {"resnet20_collapsed", resnet20_collapsed, true}, {"tokmlp_prelu", tokmlp_prelu},
     {"tokmlp_collapsed", tokmlp_collapsed, true}, {"embedding_patches", embedding_patches},
     {"layernorm_tokens", layernorm_tokens}, {"vit_tokens", vit_tokens}, {"swin_grid", swin_grid},
-    {"vit", vit}, {"swin", swin},
+    {"vit", vit}, {"swin", swin}, {"vit_collapsed", vit_collapsed, true},
+    {"swin_collapsed", swin_collapsed, true},
 };
 
 /* nep_collapse of g with activation states counted on x; at least one layer must go. */

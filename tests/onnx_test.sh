@@ -1,6 +1,8 @@
 #!/bin/sh
-# ONNX export, end to end: the exports of seventeen models (build/tests/onnx_fixture; two of
-# them collapsed, a ResNet-20 and a token-wise MLP, compared with the uncollapsed models;
+# ONNX export, end to end: the exports of nineteen models (build/tests/onnx_fixture; four of
+# them collapsed, a ResNet-20, a token-wise MLP, a ViT and a Swin (a block's GELU forced to
+# fixed states: linearized, features dropped, mlp.3 composed with mlp.0), compared with the
+# uncollapsed models;
 # one reads int32 token ids through an Embedding, one LayerNorms tokens, two are a ViT and
 # a Swin without attention: patch tokens, class token, positional embedding, patch
 # merging of an odd grid, stochastic depth, token mean; two are nepenthe's vit and swin,
