@@ -1,7 +1,7 @@
 """ONNX checker (full_check: also type and shape inference) on every model.onnx under the
 directories given, plus what nepenthe promises about its exports: opset 17, IR version 8,
-one input "input" and one output "logits", both float32 (the input int32 where it holds
-token ids) with the symbolic batch "N".
+one input "input" (or several, named after their nodes) and one output "logits", float32
+(an input int32 where it holds token ids), each with the symbolic batch "N".
 
 usage: /usr/bin/python3 tests/onnx_check.py DIR...   (each DIR holds model.onnx, or
 subdirectories that do). Prints "ok - ..." / "not ok - ..." per model; exit status 1 if
@@ -19,13 +19,15 @@ def expectations(model):
     if model.ir_version != 8 or opsets != [("", 17)]:
         return "ir_version %d, opsets %s; want 8 and [('', 17)]" % (model.ir_version, opsets)
     g = model.graph
-    for vis, name in ((g.input, "input"), (g.output, "logits")):
-        if [v.name for v in vis] != [name]:
-            return "graph %ss are %s, want ['%s']" % (name, [v.name for v in vis], name)
-        t = vis[0].type.tensor_type
-        types = (onnx.TensorProto.FLOAT, onnx.TensorProto.INT32) if name == "input" else (onnx.TensorProto.FLOAT,)
+    if [v.name for v in g.output] != ["logits"]:
+        return "graph outputs are %s, want ['logits']" % [v.name for v in g.output]
+    if len(g.input) == 1 and g.input[0].name != "input":
+        return "the one graph input is '%s', want 'input'" % g.input[0].name
+    for v in list(g.input) + list(g.output):
+        t = v.type.tensor_type
+        types = (onnx.TensorProto.FLOAT,) if v.name == "logits" else (onnx.TensorProto.FLOAT, onnx.TensorProto.INT32)
         if t.elem_type not in types or t.shape.dim[0].dim_param != "N":
-            return "%s is not %s [N, ...]" % (name, "float32 or int32" if name == "input" else "float32")
+            return "%s is not %s [N, ...]" % (v.name, "float32" if v.name == "logits" else "float32 or int32")
     return None
 
 

@@ -6,7 +6,8 @@
  * For every model below, OUTDIR/<model>/ gets model.onnx, input.bin (float32 [N, C, H, W]:
  * the first N = 64 Fashion-MNIST test images, normalized with the test set's statistics),
  * expected.bin (float32 [N, classes]: nepenthe's evaluation-mode forward on them) and
- * meta.json ({"model", "input": [dims], "output": [dims]}). Parameters are drawn from a
+ * meta.json ({"model", "input": [dims], "output": [dims]}); text_inputs, a graph of three
+ * inputs, writes one file per input, listed in meta.json's "inputs". Parameters are drawn from a
  * seeded generator, so the files are the same on every run; BatchNorm statistics are then
  * set from the batch (calibrate_bn) and the classifier rewritten (standardize_head) so
  * that the logits clearly depend on the image. The "collapsed" cases export what
@@ -598,6 +599,85 @@ done:
     return ok;
 }
 
+/* A graph of three inputs, as a text encoder's: input_ids [TEXT_T] and token_type_ids
+ * [TEXT_T] (int32, each through its own Embedding) and a reals input [TEXT_T, TEXT_C]
+ * added to their sum, then LayerNorm, the token mean and a head. The ONNX inputs take the
+ * nodes' names; each goes to its own file, listed in meta.json's "inputs". Ids and reals
+ * are drawn from a seeded generator. */
+enum { TEXT_T = 6, TEXT_C = 8, TEXT_V = 11 };
+static nep_status text_inputs(nep_graph *g, nep_rng *rng, nep_err *err) {
+    nep_graph_init(g);
+    const nep_shape ids = {.ndim = 1, .d = {TEXT_T}, .dtype = NEP_TOKEN_IDS};
+    const int words = nep_graph_input(g, "input_ids", ids);
+    const int types = nep_graph_input(g, "token_type_ids", ids);
+    const int extra = nep_graph_input(g, "extra", (nep_shape){.ndim = 2, .d = {TEXT_T, TEXT_C}, .axis = 1});
+    const int w = nep_graph_add1(g, NEP_OP_EMBEDDING, "word", words, (nep_attrs){{0}});
+    const int t = nep_graph_add1(g, NEP_OP_EMBEDDING, "type", types, (nep_attrs){{0}});
+    const int s = nep_graph_add(g, NEP_OP_ADD, "sum", (int[]){w, t}, 2, (nep_attrs){{0}});
+    const int h = nep_graph_add(g, NEP_OP_ADD, "h", (int[]){s, extra}, 2, (nep_attrs){{0}});
+    const int ln = nep_graph_add1(g, NEP_OP_LAYERNORM, "ln", h, (nep_attrs){{0}});
+    const int m = nep_graph_add1(g, NEP_OP_TOKEN_MEAN, "mean", ln, (nep_attrs){{0}});
+    g->output = nep_graph_add1(g, NEP_OP_LINEAR, "head", m, (nep_attrs){.linear = {.features = 3, .bias = true}});
+    if (g->output < 0 ||
+        nep_graph_add_param(g, w, "weight", NEP_PARAM_TRAINABLE, 2, (int64_t[]){TEXT_V, TEXT_C}) < 0 ||
+        nep_graph_add_param(g, t, "weight", NEP_PARAM_TRAINABLE, 2, (int64_t[]){2, TEXT_C}) < 0 ||
+        nep_graph_add_param(g, ln, "weight", NEP_PARAM_TRAINABLE, 1, (int64_t[]){TEXT_C}) < 0 ||
+        nep_graph_add_param(g, ln, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){TEXT_C}) < 0 ||
+        nep_graph_add_param(g, g->output, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2,
+                            (int64_t[]){3, TEXT_C}) < 0 ||
+        nep_graph_add_param(g, g->output, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){3}) < 0)
+        return nep_fail(err, NEP_ERR_NOMEM, "out of memory building text_inputs");
+    NEP_TRY(nep_graph_finalize(g, err));
+    for (int64_t i = 0; i < g->n_values; i++) g->values[i] = (nep_real)nep_rng_normal(rng);
+    return NEP_OK;
+}
+
+static bool write_text_case(const char *out) {
+    char *dir = join(out, "text_inputs"), *onnx = dir ? join(dir, "model.onnx") : NULL;
+    static int32_t words[N_IMAGES * TEXT_T], types[N_IMAGES * TEXT_T];
+    static nep_real extra[N_IMAGES * TEXT_T * TEXT_C];
+    nep_graph g;
+    nep_exec *ex = NULL;
+    nep_err err = {0};
+    nep_rng rng;
+    nep_rng_seed(&rng, 77);
+    bool ok = onnx && (mkdir(dir, 0777) == 0 || errno == EEXIST) && text_inputs(&g, &rng, &err) == NEP_OK;
+    for (int i = 0; ok && i < N_IMAGES * TEXT_T; i++) {
+        words[i] = (int32_t)nep_rng_below(&rng, TEXT_V);
+        types[i] = (int32_t)nep_rng_below(&rng, 2);
+    }
+    for (int i = 0; ok && i < N_IMAGES * TEXT_T * TEXT_C; i++) extra[i] = (nep_real)nep_rng_normal(&rng);
+    const nep_real *y = NULL;
+    const void *x[3] = {words, types, extra};
+    ok = ok && nep_exec_new(&ex, &g, N_IMAGES, NULL, &err) == NEP_OK &&
+         nep_exec_run(ex, x, 3, N_IMAGES, &y, &err) == NEP_OK && nep_onnx_export(&g, NULL, onnx, &err) == NEP_OK;
+    FILE *f = NULL;
+    char *meta = ok ? join(dir, "meta.json") : NULL, *wpath = ok ? join(dir, "input_ids.bin") : NULL,
+         *tpath = ok ? join(dir, "token_type_ids.bin") : NULL;
+    ok = ok && meta && wpath && tpath;
+    if (ok && (f = fopen(wpath, "wb"))) ok = fwrite(words, sizeof *words, N_IMAGES * TEXT_T, f) == N_IMAGES * TEXT_T;
+    ok = ok && f && fclose(f) == 0;
+    f = NULL;
+    if (ok && (f = fopen(tpath, "wb"))) ok = fwrite(types, sizeof *types, N_IMAGES * TEXT_T, f) == N_IMAGES * TEXT_T;
+    ok = ok && f && fclose(f) == 0;
+    ok = ok && write_floats(dir, "extra.bin", extra, N_IMAGES * TEXT_T * TEXT_C) &&
+         write_floats(dir, "expected.bin", y, N_IMAGES * 3);
+    f = ok ? fopen(meta, "w") : NULL;
+    if (f)
+        fprintf(f, "{\"model\": \"text_inputs\", \"inputs\": ["
+                   "{\"name\": \"input_ids\", \"dtype\": \"int32\", \"shape\": [%d, %d]}, "
+                   "{\"name\": \"token_type_ids\", \"dtype\": \"int32\", \"shape\": [%d, %d]}, "
+                   "{\"name\": \"extra\", \"dtype\": \"float32\", \"shape\": [%d, %d, %d]}], "
+                   "\"output\": [%d, 3]}\n",
+                N_IMAGES, TEXT_T, N_IMAGES, TEXT_T, N_IMAGES, TEXT_T, TEXT_C, N_IMAGES);
+    ok = ok && f && fclose(f) == 0;
+    if (!ok) fprintf(stderr, "onnx_fixture: text_inputs: %s\n", err.msg[0] ? err.msg : "cannot write its files");
+    nep_exec_free(ex);
+    if (g.nodes) nep_graph_free(&g);
+    free(meta), free(wpath), free(tpath), free(onnx), free(dir);
+    return ok;
+}
+
 /* The first N_IMAGES test images, normalized with the test set's statistics. */
 static bool load_images(nep_real *x, nep_normalize *norm) {
     nep_dataset d;
@@ -630,6 +710,7 @@ int main(int argc, char **argv) {
     if (!load_images(x, &norm)) return 1;
     for (size_t m = 0; m < sizeof models / sizeof *models; m++)
         if (!write_case(argv[1], (int)m, x, &norm)) return 1;
-    printf("onnx_fixture: %zu models in %s\n", sizeof models / sizeof *models, argv[1]);
+    if (!write_text_case(argv[1])) return 1;
+    printf("onnx_fixture: %zu models in %s\n", sizeof models / sizeof *models + 1, argv[1]);
     return 0;
 }

@@ -3,7 +3,8 @@
 usage: build/venv/bin/python tests/onnx_run.py CASES_DIR
   CASES_DIR holds one directory per model (written by build/tests/onnx_fixture):
   model.onnx, input.bin (float32 [N, ...], or int32 token ids where meta.json says
-  "dtype": "int32"), expected.bin (float32 [N, classes]), meta.json.
+  "dtype": "int32"), expected.bin (float32 [N, classes]), meta.json; a case of several
+  inputs lists them in meta.json's "inputs" ({name, dtype, shape}), each in <name>.bin.
   ONNX Runtime is PyPI's `onnxruntime`, pinned in scripts/requirements.txt and installed
   into build/venv by scripts/install-py-deps.sh (make build/venv/.stamp).
 Prints "ok - ..." / "not ok - ..." per model with the largest |ORT - nepenthe|; a model
@@ -30,15 +31,20 @@ def run_case(ort, case_dir):
     """None if ONNX Runtime reproduces nepenthe's logits, else why not; and a summary."""
     with open(os.path.join(case_dir, "meta.json")) as f:
         meta = json.load(f)
-    dtype = "<i4" if meta.get("dtype") == "int32" else "<f4"  # token ids, or reals
-    x = np.fromfile(os.path.join(case_dir, "input.bin"), dtype=dtype).reshape(meta["input"])
+    if "inputs" in meta:  # several inputs, each in <name>.bin
+        feeds = {i["name"]: np.fromfile(os.path.join(case_dir, i["name"] + ".bin"),
+                                        dtype="<i4" if i["dtype"] == "int32" else "<f4").reshape(i["shape"])
+                 for i in meta["inputs"]}
+    else:
+        dtype = "<i4" if meta.get("dtype") == "int32" else "<f4"  # token ids, or reals
+        feeds = {"input": np.fromfile(os.path.join(case_dir, "input.bin"), dtype=dtype).reshape(meta["input"])}
     want = np.fromfile(os.path.join(case_dir, "expected.bin"), dtype="<f4")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     opts.inter_op_num_threads = 1
     session = ort.InferenceSession(os.path.join(case_dir, "model.onnx"), opts,
                                    providers=["CPUExecutionProvider"])
-    (got,) = session.run(["logits"], {"input": x})
+    (got,) = session.run(["logits"], feeds)
     if list(got.shape) != list(meta["output"]):
         return "output dims %s, want %s" % (list(got.shape), meta["output"]), ""
     rows = meta["output"][0]

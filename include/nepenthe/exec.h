@@ -69,13 +69,21 @@ void nep_exec_set_profile(nep_exec *ex, double *profile);
 
 /* ---- running ------------------------------------------------------------------------ */
 /* Runs the graph on x [batch, input shape]; returns the output buffer
- * [batch, output shape] (owned by ex), or NULL when the input holds token ids. x must
- * stay valid until backward. */
+ * [batch, output shape] (owned by ex), or NULL when the input holds token ids or the
+ * graph has more than one input (nep_exec_run). x must stay valid until backward. */
 const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch);
 /* The same for a graph whose input holds int32 token ids [batch, input shape]; refuses
  * (NEP_ERR_ARG, naming the position and the Embedding) an id outside its table. */
 nep_status nep_exec_forward_ids(nep_exec *ex, const int32_t *ids, int64_t batch, const nep_real **y,
                                 nep_err *err);
+/* The general form: x[i] is graph input i's tensor [batch, its shape] (g->inputs, in
+ * declaration order: float reals, or int32 token ids), each valid until backward; only
+ * the first may be an image. Refuses (NEP_ERR_ARG) another count of tensors, a NULL one,
+ * a batch outside 1..max_batch, or a token id outside the table of an Embedding reading
+ * it (naming the input, the position and the Embedding). Only the first input can have
+ * a gradient (nep_exec_enable_input_grad). */
+nep_status nep_exec_run(nep_exec *ex, const void *const *x, int n_inputs, int64_t batch,
+                        const nep_real **y, nep_err *err);
 /* Backpropagates dy [batch, output shape] into g->grads (see nep_exec_set_accumulate).
  * Gradients w.r.t. the graph input are computed only if enabled below. */
 void nep_exec_backward(nep_exec *ex, const nep_real *dy);

@@ -19,6 +19,7 @@
 #include "nepenthe/status.h"
 
 #define NEP_MAX_INPUTS 4
+#define NEP_MAX_GRAPH_INPUTS 4
 #define NEP_MAX_PARAMS 5
 #define NEP_MAX_DIMS 4
 #define NEP_NAME_LEN 64
@@ -180,7 +181,12 @@ typedef struct nep_graph {
     int n_nodes, cap_nodes;
     nep_param *params;
     int n_params, cap_params;
-    int input, output;          /* node ids */
+    int input, output;          /* node ids; input is inputs[0] */
+    /* The Input nodes in the order they were declared (a text model's input_ids,
+     * token_type_ids, attention_mask): the order the executor takes their tensors in
+     * (nep_exec_run), the JSON and compaction keep, and an export lists. */
+    int inputs[NEP_MAX_GRAPH_INPUTS];
+    int n_inputs;
     int64_t n_values;           /* length of each block below */
     nep_real *values;           /* parameters and buffers */
     nep_real *grads;
@@ -192,7 +198,8 @@ typedef struct nep_graph {
 /* ---- building ------------------------------------------------------------- */
 void nep_graph_init(nep_graph *g);
 void nep_graph_free(nep_graph *g);
-/* Adds the graph's input node with per-sample shape `shape`. */
+/* Adds an input node with per-sample shape `shape`, after those declared before it (the
+ * first is the graph's main input, g->input); -1 past NEP_MAX_GRAPH_INPUTS. */
 int nep_graph_input(nep_graph *g, const char *name, nep_shape shape);
 /* Adds a node; returns its id, or -1 on allocation failure. */
 int nep_graph_add(nep_graph *g, nep_op_kind op, const char *name, const int *inputs,

@@ -178,6 +178,13 @@ nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const n
         if (!share_buffers(ex)) goto nomem;
         memset(ex->owns, 0, n * sizeof *ex->owns); /* the pool is freed instead */
     }
+    for (int i = 1; i < g->n_inputs; i++) /* moved at the boundary: the main input only */
+        if (nep_layout_moves(ex->nhwc, &g->nodes[g->inputs[i]].shape)) {
+            nep_fail(err, NEP_ERR_UNSUPPORTED, "graph input '%s' is an image: only the first input may be",
+                     g->nodes[g->inputs[i]].name);
+            nep_exec_free(ex);
+            return err ? err->status : NEP_ERR_UNSUPPORTED;
+        }
     const nep_shape *in = &g->nodes[g->input].shape, *y = &g->nodes[g->output].shape;
     if (nep_layout_moves(ex->nhwc, in) && !(ex->in_moved = alloc_reals(max_batch * nep_shape_numel(in))))
         goto nomem;

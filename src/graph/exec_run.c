@@ -69,12 +69,14 @@ static void to_caller_layout(const nep_exec *ex, const nep_shape *s, const nep_r
     nep_nhwc_to_nchw(x, y, ex->batch, s->d[0], s->d[1] * s->d[2], false);
 }
 
-static const nep_real *run_forward(nep_exec *ex, const nep_real *x, int64_t batch) {
+/* Runs the graph on its inputs' tensors (x[i] for g->inputs[i]; token ids as int32). */
+static const nep_real *run_forward(nep_exec *ex, const void *const *x, int64_t batch) {
     nep_graph *g = ex->g;
     ex->batch = batch;
-    /* The input is read-only; its gradient is computed only when enabled. */
-    if (ex->in_moved) to_exec_layout(ex, &g->nodes[g->input].shape, x, ex->in_moved);
-    ex->act[g->input] = ex->in_moved ? ex->in_moved : (nep_real *)x;
+    /* The inputs are read-only; the main one's gradient is computed only when enabled. */
+    if (ex->in_moved) to_exec_layout(ex, &g->nodes[g->input].shape, x[0], ex->in_moved);
+    ex->act[g->input] = ex->in_moved ? ex->in_moved : (nep_real *)x[0];
+    for (int i = 1; i < g->n_inputs; i++) ex->act[g->inputs[i]] = (nep_real *)x[i];
     for (int k = 0; k < g->n_order; k++) {
         int id = g->order[k];
         const nep_node *n = &g->nodes[id];
@@ -99,30 +101,57 @@ static const nep_real *run_forward(nep_exec *ex, const nep_real *x, int64_t batc
     return ex->out_moved;
 }
 
+/* An id outside its table would read past it: refused, as PyTorch raises IndexError. */
+static nep_status check_ids(const nep_exec *ex, const void *const *x, int64_t batch, nep_err *err) {
+    const nep_graph *g = ex->g;
+    for (int k = 0; k < g->n_order; k++) {
+        const nep_node *e = &g->nodes[g->order[k]];
+        if (!nep_op(e->op)->takes_ids) continue;
+        int i = 0; /* ids come only from graph inputs (shape inference holds to it) */
+        while (i < g->n_inputs && g->inputs[i] != e->inputs[0]) i++;
+        if (i == g->n_inputs) continue;
+        const int32_t *ids = x[i];
+        const int64_t n = batch * nep_shape_numel(&g->nodes[g->inputs[i]].shape),
+                      rows = nep_embedding_rows(g, e);
+        for (int64_t j = 0; j < n; j++)
+            if (ids[j] < 0 || ids[j] >= rows)
+                return nep_fail(err, NEP_ERR_ARG, "token id %d at position %lld of input '%s' is "
+                                "outside node '%s''s %lld rows", ids[j], (long long)j,
+                                g->nodes[g->inputs[i]].name, e->name, (long long)rows);
+    }
+    return NEP_OK;
+}
+
+nep_status nep_exec_run(nep_exec *ex, const void *const *x, int n_inputs, int64_t batch,
+                        const nep_real **y, nep_err *err) {
+    const nep_graph *g = ex->g;
+    if (n_inputs != g->n_inputs)
+        return nep_fail(err, NEP_ERR_ARG, "the graph has %d input(s) (the first '%s'), given %d",
+                        g->n_inputs, g->nodes[g->input].name, n_inputs);
+    if (batch < 1 || batch > ex->max_batch)
+        return nep_fail(err, NEP_ERR_ARG, "batch %lld is outside 1..%lld, the executor's",
+                        (long long)batch, (long long)ex->max_batch);
+    for (int i = 0; i < n_inputs; i++)
+        if (!x[i]) return nep_fail(err, NEP_ERR_ARG, "no tensor for input '%s'", g->nodes[g->inputs[i]].name);
+    NEP_TRY(check_ids(ex, x, batch, err));
+    *y = run_forward(ex, x, batch);
+    return NEP_OK;
+}
+
 const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch) {
-    return ex->g->nodes[ex->g->input].shape.dtype == NEP_REAL ? run_forward(ex, x, batch) : NULL;
+    const nep_graph *g = ex->g;
+    if (g->n_inputs != 1 || g->nodes[g->input].shape.dtype != NEP_REAL) return NULL;
+    const void *xs[1] = {x};
+    return run_forward(ex, xs, batch);
 }
 
 nep_status nep_exec_forward_ids(nep_exec *ex, const int32_t *ids, int64_t batch, const nep_real **y,
                                 nep_err *err) {
-    const nep_graph *g = ex->g;
-    const nep_node *in = &g->nodes[g->input];
+    const nep_node *in = &ex->g->nodes[ex->g->input];
     if (in->shape.dtype != NEP_TOKEN_IDS)
         return nep_fail(err, NEP_ERR_ARG, "the graph's input '%s' holds reals, not token ids", in->name);
-    /* An id outside its table would read past it: refused, as PyTorch raises IndexError. */
-    const int64_t n = batch * nep_shape_numel(&in->shape);
-    for (int k = 0; k < g->n_order; k++) {
-        const nep_node *e = &g->nodes[g->order[k]];
-        if (!nep_op(e->op)->takes_ids) continue;
-        const int64_t rows = nep_embedding_rows(g, e);
-        for (int64_t i = 0; i < n; i++)
-            if (ids[i] < 0 || ids[i] >= rows)
-                return nep_fail(err, NEP_ERR_ARG, "token id %d at position %lld of the batch is "
-                                "outside node '%s''s %lld rows", ids[i], (long long)i, e->name,
-                                (long long)rows);
-    }
-    *y = run_forward(ex, (const nep_real *)ids, batch);
-    return NEP_OK;
+    const void *xs[1] = {ids};
+    return nep_exec_run(ex, xs, 1, batch, y, err);
 }
 
 void nep_exec_node_backward(nep_exec *ex, int id) {

@@ -54,10 +54,12 @@ int nep_graph_add1(nep_graph *g, nep_op_kind op, const char *name, int input,
 }
 
 int nep_graph_input(nep_graph *g, const char *name, nep_shape shape) {
+    if (g->n_inputs == NEP_MAX_GRAPH_INPUTS) return -1;
     int id = nep_graph_add(g, NEP_OP_INPUT, name, NULL, 0, (nep_attrs){0});
     if (id >= 0) {
         g->nodes[id].shape = shape;
-        g->input = id;
+        g->inputs[g->n_inputs++] = id;
+        g->input = g->inputs[0];
     }
     return id;
 }
@@ -159,16 +161,27 @@ nep_status nep_graph_finalize(nep_graph *g, nep_err *err) {
         free(mark);
         return nep_fail(err, NEP_ERR_NOMEM, "out of memory ordering the graph");
     }
+    /* The inputs first, in declaration order (they read nothing, so that is topological),
+     * even one no output depends on: the order compaction and the JSON keep. */
     g->n_order = 0;
+    for (int i = 0; i < g->n_inputs; i++) {
+        mark[g->inputs[i]] = 2;
+        g->order[g->n_order++] = g->inputs[i];
+    }
     nep_status s = topo_visit(g, g->output, mark, err);
     free(mark);
     if (s != NEP_OK) return s;
-    const nep_shape *in = &g->nodes[g->input].shape;
-    if (in->ndim < 1 || in->ndim > NEP_MAX_DIMS || in->axis < 0 || in->axis >= in->ndim ||
-        (in->axis != 0 && in->axis != in->ndim - 1))
-        return nep_fail(err, NEP_ERR_SHAPE, "input '%s': %d dims with feature axis %d (wants "
-                        "1 to %d dims, the features first or last)", g->nodes[g->input].name,
-                        in->ndim, in->axis, NEP_MAX_DIMS);
+    for (int i = 0; i < g->n_inputs; i++) {
+        const nep_node *n = &g->nodes[g->inputs[i]];
+        const nep_shape *in = &n->shape;
+        if (n->op != NEP_OP_INPUT || n->dead)
+            return nep_fail(err, NEP_ERR_ARG, "graph input %d ('%s') is not a live Input node", i, n->name);
+        if (in->ndim < 1 || in->ndim > NEP_MAX_DIMS || in->axis < 0 || in->axis >= in->ndim ||
+            (in->axis != 0 && in->axis != in->ndim - 1))
+            return nep_fail(err, NEP_ERR_SHAPE, "input '%s': %d dims with feature axis %d (wants "
+                            "1 to %d dims, the features first or last)", n->name, in->ndim, in->axis,
+                            NEP_MAX_DIMS);
+    }
     for (int k = 0; k < g->n_order; k++) {
         nep_node *n = &g->nodes[g->order[k]];
         const nep_op_def *def = nep_op(n->op);
@@ -260,9 +273,10 @@ nep_status nep_graph_compact(const nep_graph *src, nep_graph *dst, nep_err *err)
         int in[NEP_MAX_INPUTS];
         for (int i = 0; i < n->n_inputs; i++) in[i] = id[n->inputs[i]];
         const int d = id[src->order[k]] = nep_graph_add(dst, n->op, n->name, in, n->n_inputs, n->attrs);
-        if (d >= 0 && n->op == NEP_OP_INPUT) {
+        if (d >= 0 && n->op == NEP_OP_INPUT) { /* in declaration order: they lead src->order */
             dst->nodes[d].shape = n->shape;
-            dst->input = d;
+            dst->inputs[dst->n_inputs++] = d;
+            dst->input = dst->inputs[0];
         }
         for (int i = 0; d >= 0 && i < n->n_params; i++) {
             const nep_param *p = &src->params[n->params[i]];

@@ -290,7 +290,8 @@ static nep_status read_node(const cJSON *o, nep_graph *g, nep_err *err) {
     if (kind == NEP_OP_INPUT) {
         nep_shape s = {0};
         s.ndim = read_ints(cJSON_GetObjectItemCaseSensitive(o, "shape"), s.d, NEP_MAX_DIMS, 1, 1 << 24);
-        if (s.ndim < 1 || g->input >= 0) return bad(err, nm, "the one input needs a 'shape'");
+        if (s.ndim < 1) return bad(err, nm, "an input needs a 'shape'");
+        if (g->n_inputs == NEP_MAX_GRAPH_INPUTS) return bad(err, nm, "more than 4 inputs");
         if (bounded_product(s.d, s.ndim, MAX_INPUT_VALUES) < 0)
             return bad(err, nm, "the input is larger than 2^24 values per sample");
         const cJSON *axis = cJSON_GetObjectItemCaseSensitive(o, "axis");

@@ -298,13 +298,20 @@ static Onnx__ValueInfoProto *value_info(builder *b, const char *name, const nep_
 
 /* ---- the graph -------------------------------------------------------------------- */
 
+/* The ONNX name of graph input node id: "input" for a graph with one, else its node's
+ * name (a text model's "input_ids", "token_type_ids", "attention_mask", as Hugging
+ * Face's exports call them). */
+static const char *input_name(const nep_graph *g, int id) {
+    return g->n_inputs == 1 ? "input" : g->nodes[id].name;
+}
+
 /* ONNX tensors are named after nodes: live names must be unique, and only the input
  * and output nodes may be called "input" and "logits". */
 static nep_status check_names(const nep_graph *g, nep_err *err) {
     for (int k = 0; k < g->n_order; k++) {
         const int id = g->order[k];
         const char *name = g->nodes[id].name;
-        const bool takes_input = id != g->input && strcmp(name, "input") == 0,
+        const bool takes_input = g->n_inputs == 1 && id != g->input && strcmp(name, "input") == 0,
                    takes_output = id != g->output && strcmp(name, "logits") == 0;
         if (takes_input || takes_output)
             return nep_fail(err, NEP_ERR_ARG, "ONNX export: node '%s' has the name of the graph's "
@@ -344,9 +351,9 @@ static void emit_graph(builder *b) {
     for (int k = 0; b->s == NEP_OK && k < g->n_order; k++) {
         const int id = g->order[k];
         const nep_node *n = &g->nodes[id];
-        b->tensor[id] = id == g->input ? "input" : id == g->output ? "logits"
+        b->tensor[id] = n->op == NEP_OP_INPUT ? input_name(g, id) : id == g->output ? "logits"
                         : owns_its_name(g, n) ? str(b, "%s/output", n->name) : n->name;
-        if (id == g->input) continue;
+        if (n->op == NEP_OP_INPUT) continue;
         const nep_op_def *op = (unsigned)n->op < NEP_OP_COUNT ? nep_op(n->op) : NULL;
         if (!op || !op->onnx) {
             b->s = nep_fail(b->err, NEP_ERR_ARG, "ONNX export: node '%s' has op kind %d (%s), "
@@ -359,7 +366,7 @@ static void emit_graph(builder *b) {
         op->onnx(&sink, g, n, in, b->tensor[id]);
     }
     if (g->output == g->input) /* a graph that computes nothing still names its output */
-        add_node(b, "Identity", "output", (const char *[]){"input"}, 1, "logits", NULL, 0);
+        add_node(b, "Identity", "output", (const char *[]){b->tensor[g->input]}, 1, "logits", NULL, 0);
 }
 
 /* {"normalize_mean": "[...]", "normalize_std": "[...]"} (when there is a normalization)
@@ -428,8 +435,10 @@ static void builder_free(builder *b) {
 static nep_status write_model(builder *b, const nep_normalize *norm, const char *path,
                               nep_onnx_summary *out) {
     const nep_graph *g = b->g;
-    Onnx__ValueInfoProto *in = value_info(b, "input", &g->nodes[g->input].shape),
+    Onnx__ValueInfoProto *in[NEP_MAX_GRAPH_INPUTS],
                          *logits = value_info(b, "logits", &g->nodes[g->output].shape);
+    for (int i = 0; i < g->n_inputs; i++)
+        in[i] = value_info(b, input_name(g, g->inputs[i]), &g->nodes[g->inputs[i]].shape);
     Onnx__StringStringEntryProto *props[3];
     const size_t n_props = metadata(b, norm, props);
     if (b->s != NEP_OK) return b->s;
@@ -440,8 +449,9 @@ static nep_status write_model(builder *b, const nep_normalize *norm, const char 
     graph.node = b->nodes;
     graph.n_initializer = b->n_inits;
     graph.initializer = b->inits;
-    graph.n_input = graph.n_output = 1;
-    graph.input = &in;
+    graph.n_input = (size_t)g->n_inputs;
+    graph.n_output = 1;
+    graph.input = in;
     graph.output = &logits;
     Onnx__OperatorSetIdProto opset = ONNX__OPERATOR_SET_ID_PROTO__INIT, *opsets = &opset;
     opset.domain = mut("");
