@@ -67,12 +67,13 @@ safetensors_np.save(sys.argv[2], t, meta)
 EOF
     nep collapse --ckpt "$T/$m.on.safetensors" --out "$T/$m.collapsed.safetensors" --onnx "$T/$m.collapsed.onnx" \
         --data-dir "$D" --threads 1 --json
-    check "$m: an always-ON GELU block collapses (linearized approximately, mlp.3 composed with mlp.0, logits within 1e-3)" \
+    check "$m: an always-ON GELU block collapses (linearized approximately, mlp.3 composed with mlp.0, logits within 1e-3; attention and LayerNorms kept)" \
         'succeeded && jtrue \
             "j[\"rewrites\"][\"linearized\"] == 1 and j[\"rewrites\"][\"approximate\"] == 1" \
             "j[\"rules\"][\"compose_linear_linear\"] == 1" \
             "j[\"after\"][\"rectifiers\"] == $layers - 1 and j[\"after\"][\"mflops\"] < j[\"before\"][\"mflops\"]" \
-            "j[\"vs_pruned\"][\"max_abs_diff\"] < 1e-3 and j[\"vs_pruned\"][\"top1_agreement\"] == 100"'
+            "j[\"vs_pruned\"][\"max_abs_diff\"] < 1e-3 and j[\"vs_pruned\"][\"top1_agreement\"] == 100" \
+            "j[\"kept\"][\"attention\"] == $layers and j[\"kept\"][\"layernorm\"] >= 2 * $layers"'
     mkdir -p "$T/${m}_onnx" && cp "$T/$m.collapsed.onnx" "$T/${m}_onnx/model.onnx"
     "$PY" "$HERE/onnx_check.py" "$T/${m}_onnx" >"$T/out" 2>"$T/err"
     rc=$?

@@ -70,6 +70,30 @@ static cJSON *equiv_json(const nep_equivalence *q) {
     return o;
 }
 
+/* Live nodes of op kind op in g. */
+static int count_live(const nep_graph *g, nep_op_kind op) {
+    int n = 0;
+    for (int i = 0; i < g->n_nodes; i++) n += !g->nodes[i].dead && g->nodes[i].op == op;
+    return n;
+}
+
+/* What collapse leaves in place on a transformer, said plainly: a residual block
+ * x + f(LN(x)) is not a linear map of x, so attention and LayerNorm stay even where every
+ * rectifier around them is linearized. */
+static cJSON *kept_json(const nep_graph *g) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "attention", count_live(g, NEP_OP_ATTENTION));
+    cJSON_AddNumberToObject(o, "layernorm", count_live(g, NEP_OP_LAYERNORM));
+    return o;
+}
+static void print_kept(const nep_graph *g) {
+    const int att = count_live(g, NEP_OP_ATTENTION), ln = count_live(g, NEP_OP_LAYERNORM);
+    if (att || ln)
+        printf("kept: %d attention and %d LayerNorm node(s): collapse removes rectifiers and what they "
+               "leave behind, never attention or normalization (x + W LN(x) is not a linear map of x)\n",
+               att, ln);
+}
+
 static void print_report(const nep_model_stats *b, const nep_model_stats *a) {
     const double mb = 1e6;
     printf("\n%-28s %12s %12s\n", "", "before", "after");
@@ -172,6 +196,7 @@ int cmd_collapse(int argc, char **argv) {
     if (json) {
         /* the report's only: the checkpoint's summary above keeps the keys it always had */
         cJSON_AddItemToObject(root, "rules", rules_json(&info));
+        cJSON_AddItemToObject(root, "kept", kept_json(&col));
         cJSON_AddItemToObject(root, "before", stats_json(&before));
         cJSON_AddItemToObject(root, "after", stats_json(&after));
         cJSON_AddNumberToObject(root, "tol", tol);
@@ -190,6 +215,7 @@ int cmd_collapse(int argc, char **argv) {
                (long long)info.channels_dropped, info.constants_folded, info.composed,
                info.composed_approx, info.residual_folded);
         print_rules(&info);
+        print_kept(&col);
         printf("equivalence on %lld test images: max |logit diff| %.3g against the linearized model "
                "(tolerance %.3g), top-1 agreement %.2f%%; against the pruned model: top-1 "
                "agreement %.2f%%\n", (long long)exact.samples, exact.max_abs_diff, tol,
