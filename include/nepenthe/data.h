@@ -64,6 +64,12 @@ void nep_dataset_free(nep_dataset *d);
 nep_status nep_dataset_split(const nep_dataset *src, int64_t n_val, uint64_t seed,
                              nep_dataset *train, nep_dataset *val, nep_err *err);
 
+/* The seeded split behind nep_dataset_split and nep_text_dataset_split: *in_val[i] is 1
+ * for the n_val of n samples that go to validation (the first n_val of a seeded
+ * permutation of 0..n-1), 0 for the rest; the caller frees *in_val. NEP_ERR_ARG unless
+ * 0 <= n_val < n <= UINT32_MAX. */
+nep_status nep_split_members(int64_t n, int64_t n_val, uint64_t seed, uint8_t **in_val, nep_err *err);
+
 /* Per-channel mean and (population) std of d's pixels scaled to [0, 1]. */
 void nep_normalize_compute(const nep_dataset *d, nep_normalize *out);
 

@@ -34,33 +34,39 @@ static void copy_sample(const nep_dataset *src, int64_t i, nep_dataset *dst, int
     dst->labels[j] = src->labels[i];
 }
 
-/* Both halves keep src's order (the val set is the first n_val entries of a seeded
- * permutation, then sorted by index) and src's class count, so the model's output
- * width does not depend on which classes landed in val. */
-nep_status nep_dataset_split(const nep_dataset *src, int64_t n_val, uint64_t seed,
-                             nep_dataset *train, nep_dataset *val, nep_err *err) {
-    int64_t n = src->n;
+nep_status nep_split_members(int64_t n, int64_t n_val, uint64_t seed, uint8_t **in_val, nep_err *err) {
+    *in_val = NULL;
     if (n_val < 0 || n_val >= n)
-        return nep_fail(err, NEP_ERR_ARG,
-                        "split: %lld validation samples out of %lld (must be 0 <= n_val < n)",
+        return nep_fail(err, NEP_ERR_ARG, "split: %lld validation samples out of %lld (must be 0 <= n_val < n)",
                         (long long)n_val, (long long)n);
     if (n > (int64_t)UINT32_MAX)
         return nep_fail(err, NEP_ERR_ARG, "split: %lld samples is too many", (long long)n);
     uint32_t *perm = malloc((size_t)n * sizeof *perm);
-    uint8_t *in_val = calloc((size_t)n, 1);
-    nep_dataset tr = {0}, va = {0};
-    nep_status s = NEP_OK;
-    if (!perm || !in_val) {
-        s = nep_fail(err, NEP_ERR_NOMEM, "split: cannot allocate %lld indices", (long long)n);
-        goto done;
+    uint8_t *mark = calloc((size_t)n, 1);
+    if (!perm || !mark) {
+        free(perm), free(mark);
+        return nep_fail(err, NEP_ERR_NOMEM, "split: cannot allocate %lld indices", (long long)n);
     }
     nep_rng rng;
     nep_rng_seed(&rng, seed);
     for (int64_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
     nep_rng_shuffle_u32(&rng, perm, (size_t)n);
-    /* Marking then scanning 0..n-1 sorts both halves by index without a sort. */
-    for (int64_t i = 0; i < n_val; i++) in_val[perm[i]] = 1;
-    if ((s = dataset_alloc(src, n - n_val, &tr, err)) || (s = dataset_alloc(src, n_val, &va, err)))
+    for (int64_t i = 0; i < n_val; i++) mark[perm[i]] = 1;
+    free(perm);
+    *in_val = mark;
+    return NEP_OK;
+}
+
+/* Both halves keep src's order (scanning the marks of nep_split_members sorts them by
+ * index without a sort) and src's class count, so the model's output width does not
+ * depend on which classes landed in val. */
+nep_status nep_dataset_split(const nep_dataset *src, int64_t n_val, uint64_t seed,
+                             nep_dataset *train, nep_dataset *val, nep_err *err) {
+    const int64_t n = src->n;
+    uint8_t *in_val;
+    nep_dataset tr = {0}, va = {0};
+    nep_status s = nep_split_members(n, n_val, seed, &in_val, err);
+    if (s || (s = dataset_alloc(src, n - n_val, &tr, err)) || (s = dataset_alloc(src, n_val, &va, err)))
         goto done;
     int64_t it = 0, iv = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -70,7 +76,6 @@ nep_status nep_dataset_split(const nep_dataset *src, int64_t n_val, uint64_t see
             copy_sample(src, i, &tr, it++);
     }
 done:
-    free(perm);
     free(in_val);
     if (s) {
         nep_dataset_free(&tr);
