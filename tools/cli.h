@@ -151,6 +151,7 @@ int cmd_compare(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_collapse(int argc, char **argv);
 int cmd_theory(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 struct cJSON;
 /* Whether v is a JSON number holding an integer in [lo, hi): converting anything else

@@ -1,0 +1,97 @@
+/* Text tokenizers that give, id for id, what Hugging Face's `tokenizers` (PyPI 0.23)
+ * gives: WordPiece (BERT) and byte-level BPE (GPT-2, RoBERTa).
+ *
+ * Files: vocab.txt (WordPiece, one token a line, id = line number - 1); vocab.json +
+ * merges.txt (byte-level BPE); tokenizer.json (either, model.type "WordPiece" or "BPE",
+ * with its normalizer, pre_tokenizer, post_processor, added_tokens, truncation and
+ * padding as far as BERT, RoBERTa and GPT-2 style files use them; any other component is
+ * refused with a message naming the key).
+ *
+ * Text is UTF-8. Hugging Face's library takes Rust strings, which are valid UTF-8 by
+ * construction, so invalid UTF-8 is refused here (NEP_ERR_ARG, naming the byte offset)
+ * rather than guessed at.
+ *
+ * The pipeline, as in `tokenizers`: added (special) tokens are cut out of the raw text
+ * first; each remaining piece is normalized (BertNormalizer), pre-tokenized
+ * (BertPreTokenizer or ByteLevel with GPT-2's regex) and run through the model
+ * (WordPiece or BPE); then a pair is truncated (longest first), special tokens are added
+ * by the post-processor (BERT `[CLS] a [SEP] b [SEP]`, type ids 0/1; RoBERTa
+ * `<s> a </s></s> b </s>`, type ids all 0), and the result is padded. */
+#ifndef NEPENTHE_TOKENIZER_H
+#define NEPENTHE_TOKENIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nepenthe/status.h"
+
+/* A loaded tokenizer; opaque, immutable once open (encode takes it const, so threads may
+ * share one). */
+typedef struct nep_tokenizer nep_tokenizer;
+
+/* BertNormalizer's options. strip_accents < 0 means "as lowercase" (null in JSON). */
+typedef struct nep_bert_norm {
+    bool clean_text, handle_chinese_chars, lowercase;
+    int strip_accents;
+} nep_bert_norm;
+
+/* What a file does not say. Zero-initialized (or NULL) means the defaults. */
+typedef struct nep_tokenizer_opts {
+    /* vocab.txt: its BertNormalizer; NULL: bert-base-uncased's (clean text, CJK spacing,
+     * lower-casing and accent stripping). tokenizer.json names its own. */
+    const nep_bert_norm *norm;
+    /* byte-level BPE: a space before each text (ByteLevel's add_prefix_space). false
+     * leaves vocab.json + merges.txt without one (RoBERTa's) and tokenizer.json as the
+     * file says; true turns it on for either. Ignored for WordPiece. */
+    bool add_prefix_space;
+} nep_tokenizer_opts;
+
+/* Opens path: a tokenizer.json (ends in .json), a vocab.json with merges.txt beside it, a
+ * vocab.txt (any other file), or a directory holding tokenizer.json, else vocab.json +
+ * merges.txt, else vocab.txt. vocab.txt gets BERT's post-processor ([UNK], [CLS] and [SEP]
+ * must be in it); vocab.json + merges.txt (the first line of merges.txt may be a
+ * "#version" comment) RoBERTa's (<s> and </s> must be in it). o NULL: the defaults.
+ * Errors (the message names the file, and the line or JSON key): missing or unreadable
+ * file (NEP_ERR_IO), malformed line or JSON, duplicate token, missing special token
+ * (NEP_ERR_FORMAT), a model type or component this code does not implement
+ * (NEP_ERR_UNSUPPORTED), out of memory. On failure *out is NULL. */
+nep_status nep_tokenizer_open(const char *path, const nep_tokenizer_opts *o, nep_tokenizer **out,
+                              nep_err *err);
+/* Frees t (NULL is allowed). */
+void nep_tokenizer_free(nep_tokenizer *t);
+
+/* What encode does after the model. max_length 0: no truncation; pad needs
+ * max_length > 0 and pads to exactly max_length (padding Fixed). */
+typedef struct nep_encode_opts {
+    bool add_special_tokens;   /* run the post-processor (true in Hugging Face's default) */
+    int64_t max_length;        /* truncate (longest_first) so the result fits, 0: never */
+    bool pad;                  /* pad on the right to max_length */
+} nep_encode_opts;
+/* The options tokenizer.json asks for (its truncation and Fixed padding), special
+ * tokens on. */
+nep_encode_opts nep_tokenizer_default_opts(const nep_tokenizer *t);
+
+/* The result: n tokens, each with its id, type id and attention mask (0 on padding).
+ * Zero-initialize; reusable across calls (the arrays grow); free with nep_encoding_free. */
+typedef struct nep_encoding {
+    int64_t n, cap;
+    int32_t *ids, *type_ids;
+    uint8_t *attention_mask;
+} nep_encoding;
+
+/* Encodes text a (a_len bytes) or the pair a, b (b != NULL) into out. Errors: invalid
+ * UTF-8 (NEP_ERR_ARG, naming "first text" / "second text" and the byte offset),
+ * max_length smaller than the special tokens it must hold, or pad without max_length
+ * (NEP_ERR_ARG), out of memory. */
+nep_status nep_tokenizer_encode(const nep_tokenizer *t, const char *a, size_t a_len,
+                                const char *b, size_t b_len, const nep_encode_opts *o,
+                                nep_encoding *out, nep_err *err);
+void nep_encoding_free(nep_encoding *e);
+
+/* The id of token s, or -1. */
+int32_t nep_tokenizer_token_id(const nep_tokenizer *t, const char *s);
+/* 1 + the largest id (added tokens included). */
+int64_t nep_tokenizer_vocab_size(const nep_tokenizer *t);
+
+#endif
