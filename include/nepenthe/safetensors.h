@@ -25,7 +25,7 @@ typedef struct nep_st_tensor {
     int64_t shape[NEP_ST_MAX_DIMS];
     int64_t numel;
     size_t nbytes;
-    const void *data;   /* reader: points into the file's buffer; writer: caller's memory */
+    const void *data;   /* reader: points into the file's buffer or mapping; writer: caller's memory */
 } nep_st_tensor;
 
 typedef struct nep_st_meta {
@@ -41,7 +41,9 @@ typedef struct nep_safetensors {
     int n_tensors, cap_tensors;
     nep_st_meta *meta;
     int n_meta, cap_meta;
-    void *buffer;       /* reader: the file's bytes */
+    void *buffer;       /* reader: the file's bytes (nep_st_read: malloc'd copy;
+                           nep_st_map: the read-only mapping) */
+    size_t map_size;    /* nep_st_map: the mapping's length, 0 otherwise */
 } nep_safetensors;
 
 const char *nep_dtype_name(nep_dtype dt);   /* "F32" ... */
@@ -53,6 +55,15 @@ size_t nep_dtype_size(nep_dtype dt);
  * NEP_ERR_FORMAT with a message naming the file and, where there is one, the tensor.
  * A missing file is NEP_ERR_IO. */
 nep_status nep_st_read(const char *path, nep_safetensors *out, nep_err *err);
+
+/* The same validation as nep_st_read, with the file memory-mapped read-only instead of
+ * copied, so that a model larger than free memory can be opened: pages are read only
+ * when a tensor is touched, and the page cache holds them once for every process.
+ * Tensor data then points into the mapping, which is read-only (writing through it
+ * faults) and lives until nep_st_free. Shrinking the file while it is mapped makes a
+ * later access fault with SIGBUS; tools write checkpoints by rename (nep_st_write),
+ * which leaves a mapping of the old file intact. */
+nep_status nep_st_map(const char *path, nep_safetensors *out, nep_err *err);
 
 /* Lookups; NULL when absent. */
 const nep_st_tensor *nep_st_find(const nep_safetensors *st, const char *name);
@@ -69,6 +80,8 @@ nep_status nep_st_meta_set(nep_safetensors *st, const char *key, const char *val
  * 8-byte aligned. On failure nothing at path is damaged. */
 nep_status nep_st_write(const nep_safetensors *st, const char *path, nep_err *err);
 
+/* Frees what nep_st_read allocated or unmaps what nep_st_map mapped (tensor data
+ * pointers are then dangling), and a writer's names; leaves st zeroed. */
 void nep_st_free(nep_safetensors *st);
 
 /* Copies tensor t into dst (n elements) converting F32/F64/F16/BF16 to float or double.

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -321,6 +322,45 @@ nep_status nep_st_read(const char *path, nep_safetensors *out, nep_err *err) {
     return s;
 }
 
+/* Maps the whole file read-only. An empty file maps nothing (mmap refuses length 0);
+ * parse_file then rejects it as too short without touching the buffer. */
+static nep_status map_file(const char *path, nep_safetensors *st, size_t *size,
+                           nep_err *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return nep_fail(err, NEP_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    nep_status s = NEP_OK;
+    if (fstat(fd, &sb) != 0)
+        s = nep_fail(err, NEP_ERR_IO, "%s: %s", path, strerror(errno));
+    else if (!S_ISREG(sb.st_mode))
+        s = nep_fail(err, NEP_ERR_IO, "%s: not a regular file", path);
+    else if ((uintmax_t)sb.st_size > SIZE_MAX)
+        s = nep_fail(err, NEP_ERR_IO, "%s: too large to map", path);
+    else if (sb.st_size > 0) {
+        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED)
+            s = nep_fail(err, errno == ENOMEM ? NEP_ERR_NOMEM : NEP_ERR_IO,
+                         "%s: cannot map %jd bytes: %s", path, (intmax_t)sb.st_size,
+                         strerror(errno));
+        else {
+            st->buffer = p;
+            st->map_size = (size_t)sb.st_size;
+        }
+    }
+    if (s == NEP_OK) *size = (size_t)sb.st_size;
+    close(fd); /* the mapping keeps the file's pages reachable */
+    return s;
+}
+
+nep_status nep_st_map(const char *path, nep_safetensors *out, nep_err *err) {
+    *out = (nep_safetensors){0};
+    size_t size = 0;
+    nep_status s = map_file(path, out, &size, err);
+    if (s == NEP_OK) s = parse_file(path, out, size, err);
+    if (s != NEP_OK) nep_st_free(out);
+    return s;
+}
+
 const nep_st_tensor *nep_st_find(const nep_safetensors *st, const char *name) {
     for (int i = 0; i < st->n_tensors; i++)
         if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
@@ -342,7 +382,10 @@ void nep_st_free(nep_safetensors *st) {
     }
     free(st->tensors);
     free(st->meta);
-    free(st->buffer);
+    if (st->map_size)
+        munmap(st->buffer, st->map_size);
+    else
+        free(st->buffer);
     *st = (nep_safetensors){0};
 }
 
