@@ -81,6 +81,10 @@ static const gc_case cases[] = {
     {"attention_tokens", NEP_OP_ATTENTION, {.attention = {.heads = 2}}, {2, {4, 6}, 1}, 2, false, STANDARD, 1e-6, 808},
     {"attention_windows", NEP_OP_ATTENTION, {.attention = {.heads = 2, .window = {3, 3}, .shift = {1, 1}}},
      {3, {5, 4, 4}, 2}, 2, false, STANDARD, 1e-6, 809},
+    /* a text model's attention of given q, k, v: plain, and causal with grouped heads */
+    {"sdpa", NEP_OP_SDPA, {.sdpa = {.heads = 2}}, {2, {4, 6}, 1}, 2, false, STANDARD, 1e-6, 810},
+    {"sdpa_causal_gqa", NEP_OP_SDPA, {.sdpa = {.heads = 4, .kv_heads = 2, .causal = true}}, {2, {5, 8}, 1}, 2,
+     false, STANDARD, 1e-6, 811},
     /* the token ops around attention (an image's tokens in NCHW: a transpose) */
     ELEMENTWISE("tokens", NEP_OP_TOKENS, ((nep_attrs){{0}}), img345),
     ELEMENTWISE("tokens_grid", NEP_OP_TOKENS, ((nep_attrs){.tokens = {.grid = true}}), img345),

@@ -7,7 +7,8 @@
  * the first N = 64 Fashion-MNIST test images, normalized with the test set's statistics),
  * expected.bin (float32 [N, classes]: nepenthe's evaluation-mode forward on them) and
  * meta.json ({"model", "input": [dims], "output": [dims]}); text_inputs, a graph of three
- * inputs, writes one file per input, listed in meta.json's "inputs". Parameters are drawn from a
+ * inputs with two attentions (a key mask; causal, grouped heads), writes one file per
+ * input, listed in meta.json's "inputs". Parameters are drawn from a
  * seeded generator, so the files are the same on every run; BatchNorm statistics are then
  * set from the batch (calibrate_bn) and the classifier rewritten (standardize_head) so
  * that the logits clearly depend on the image. The "collapsed" cases export what
@@ -600,23 +601,39 @@ done:
 }
 
 /* A graph of three inputs, as a text encoder's: input_ids [TEXT_T] and token_type_ids
- * [TEXT_T] (int32, each through its own Embedding) and a reals input [TEXT_T, TEXT_C]
- * added to their sum, then LayerNorm, the token mean and a head. The ONNX inputs take the
- * nodes' names; each goes to its own file, listed in meta.json's "inputs". Ids and reals
- * are drawn from a seeded generator. */
+ * [TEXT_T] (int32, each through its own Embedding, summed, LayerNorm'd) and the
+ * attention_mask [TEXT_T] (reals, 1 token / 0 padding), read by two attentions of
+ * projections of the sum: one of 2 heads under the key mask, then one causal of 4 query
+ * heads sharing 2 key/value heads; the token mean and a head. The ONNX inputs take the
+ * nodes' names; each goes to its own file, listed in meta.json's "inputs". Ids, lengths
+ * and parameters are drawn from a seeded generator. */
 enum { TEXT_T = 6, TEXT_C = 8, TEXT_V = 11 };
+static int text_linear(nep_graph *g, const char *name, int x, int64_t out) {
+    const int id = nep_graph_add1(g, NEP_OP_LINEAR, name, x, (nep_attrs){.linear = {.features = out, .bias = true}});
+    if (id >= 0 && (nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 2, (int64_t[]){out, TEXT_C}) < 0 ||
+                    nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){out}) < 0))
+        return -1;
+    return id;
+}
 static nep_status text_inputs(nep_graph *g, nep_rng *rng, nep_err *err) {
     nep_graph_init(g);
     const nep_shape ids = {.ndim = 1, .d = {TEXT_T}, .dtype = NEP_TOKEN_IDS};
     const int words = nep_graph_input(g, "input_ids", ids);
     const int types = nep_graph_input(g, "token_type_ids", ids);
-    const int extra = nep_graph_input(g, "extra", (nep_shape){.ndim = 2, .d = {TEXT_T, TEXT_C}, .axis = 1});
+    const int mask = nep_graph_input(g, "attention_mask", (nep_shape){1, {TEXT_T}});
     const int w = nep_graph_add1(g, NEP_OP_EMBEDDING, "word", words, (nep_attrs){{0}});
     const int t = nep_graph_add1(g, NEP_OP_EMBEDDING, "type", types, (nep_attrs){{0}});
     const int s = nep_graph_add(g, NEP_OP_ADD, "sum", (int[]){w, t}, 2, (nep_attrs){{0}});
-    const int h = nep_graph_add(g, NEP_OP_ADD, "h", (int[]){s, extra}, 2, (nep_attrs){{0}});
-    const int ln = nep_graph_add1(g, NEP_OP_LAYERNORM, "ln", h, (nep_attrs){{0}});
-    const int m = nep_graph_add1(g, NEP_OP_TOKEN_MEAN, "mean", ln, (nep_attrs){{0}});
+    const int ln = nep_graph_add1(g, NEP_OP_LAYERNORM, "ln", s, (nep_attrs){{0}});
+    const int a1 = nep_graph_add(g, NEP_OP_SDPA, "att1",
+                                 (int[]){text_linear(g, "q1", ln, TEXT_C), text_linear(g, "k1", ln, TEXT_C),
+                                         text_linear(g, "v1", ln, TEXT_C), mask}, 4,
+                                 (nep_attrs){.sdpa = {.heads = 2}});
+    const int a2 = nep_graph_add(g, NEP_OP_SDPA, "att2",
+                                 (int[]){text_linear(g, "q2", a1, TEXT_C), text_linear(g, "k2", a1, TEXT_C / 2),
+                                         text_linear(g, "v2", a1, TEXT_C / 2)}, 3,
+                                 (nep_attrs){.sdpa = {.heads = 4, .kv_heads = 2, .causal = true}});
+    const int m = nep_graph_add1(g, NEP_OP_TOKEN_MEAN, "mean", a2, (nep_attrs){{0}});
     g->output = nep_graph_add1(g, NEP_OP_LINEAR, "head", m, (nep_attrs){.linear = {.features = 3, .bias = true}});
     if (g->output < 0 ||
         nep_graph_add_param(g, w, "weight", NEP_PARAM_TRAINABLE, 2, (int64_t[]){TEXT_V, TEXT_C}) < 0 ||
@@ -635,20 +652,23 @@ static nep_status text_inputs(nep_graph *g, nep_rng *rng, nep_err *err) {
 static bool write_text_case(const char *out) {
     char *dir = join(out, "text_inputs"), *onnx = dir ? join(dir, "model.onnx") : NULL;
     static int32_t words[N_IMAGES * TEXT_T], types[N_IMAGES * TEXT_T];
-    static nep_real extra[N_IMAGES * TEXT_T * TEXT_C];
-    nep_graph g;
+    static nep_real mask[N_IMAGES * TEXT_T];
+    nep_graph g = {0};
     nep_exec *ex = NULL;
     nep_err err = {0};
     nep_rng rng;
     nep_rng_seed(&rng, 77);
     bool ok = onnx && (mkdir(dir, 0777) == 0 || errno == EEXIST) && text_inputs(&g, &rng, &err) == NEP_OK;
-    for (int i = 0; ok && i < N_IMAGES * TEXT_T; i++) {
-        words[i] = (int32_t)nep_rng_below(&rng, TEXT_V);
-        types[i] = (int32_t)nep_rng_below(&rng, 2);
+    for (int b = 0; ok && b < N_IMAGES; b++) {
+        const int len = 2 + (int)nep_rng_below(&rng, TEXT_T - 1); /* 2..TEXT_T tokens, then padding */
+        for (int i = b * TEXT_T; i < (b + 1) * TEXT_T; i++) {
+            words[i] = (int32_t)nep_rng_below(&rng, TEXT_V);
+            types[i] = (int32_t)nep_rng_below(&rng, 2);
+            mask[i] = i - b * TEXT_T < len;
+        }
     }
-    for (int i = 0; ok && i < N_IMAGES * TEXT_T * TEXT_C; i++) extra[i] = (nep_real)nep_rng_normal(&rng);
     const nep_real *y = NULL;
-    const void *x[3] = {words, types, extra};
+    const void *x[3] = {words, types, mask};
     ok = ok && nep_exec_new(&ex, &g, N_IMAGES, NULL, &err) == NEP_OK &&
          nep_exec_run(ex, x, 3, N_IMAGES, &y, &err) == NEP_OK && nep_onnx_export(&g, NULL, onnx, &err) == NEP_OK;
     FILE *f = NULL;
@@ -660,20 +680,20 @@ static bool write_text_case(const char *out) {
     f = NULL;
     if (ok && (f = fopen(tpath, "wb"))) ok = fwrite(types, sizeof *types, N_IMAGES * TEXT_T, f) == N_IMAGES * TEXT_T;
     ok = ok && f && fclose(f) == 0;
-    ok = ok && write_floats(dir, "extra.bin", extra, N_IMAGES * TEXT_T * TEXT_C) &&
+    ok = ok && write_floats(dir, "attention_mask.bin", mask, N_IMAGES * TEXT_T) &&
          write_floats(dir, "expected.bin", y, N_IMAGES * 3);
     f = ok ? fopen(meta, "w") : NULL;
     if (f)
         fprintf(f, "{\"model\": \"text_inputs\", \"inputs\": ["
                    "{\"name\": \"input_ids\", \"dtype\": \"int32\", \"shape\": [%d, %d]}, "
                    "{\"name\": \"token_type_ids\", \"dtype\": \"int32\", \"shape\": [%d, %d]}, "
-                   "{\"name\": \"extra\", \"dtype\": \"float32\", \"shape\": [%d, %d, %d]}], "
+                   "{\"name\": \"attention_mask\", \"dtype\": \"float32\", \"shape\": [%d, %d]}], "
                    "\"output\": [%d, 3]}\n",
-                N_IMAGES, TEXT_T, N_IMAGES, TEXT_T, N_IMAGES, TEXT_T, TEXT_C, N_IMAGES);
+                N_IMAGES, TEXT_T, N_IMAGES, TEXT_T, N_IMAGES, TEXT_T, N_IMAGES);
     ok = ok && f && fclose(f) == 0;
     if (!ok) fprintf(stderr, "onnx_fixture: text_inputs: %s\n", err.msg[0] ? err.msg : "cannot write its files");
     nep_exec_free(ex);
-    if (g.nodes) nep_graph_free(&g);
+    nep_graph_free(&g);
     free(meta), free(wpath), free(tpath), free(onnx), free(dir);
     return ok;
 }

@@ -78,6 +78,11 @@ static const parity_case cases[] = {
     {"attention_tokens", NEP_OP_ATTENTION, TOK(5, 8), {.attention = {.heads = 2}}, NEP_OP_INPUT, true, 2},
     {"attention_windows_relu", NEP_OP_ATTENTION, {3, {5, 7, 8}, 2},
      {.attention = {.heads = 2, .window = {3, 3}, .shift = {1, 1}}}, NEP_OP_RELU, true, 2},
+    /* q, k and v one node (its gradient written once, added to twice); causal grouped heads
+     * with k and v Linears of the input */
+    {"sdpa_self", NEP_OP_SDPA, TOK(5, 8), {.sdpa = {.heads = 2}}, NEP_OP_INPUT, true, 2},
+    {"sdpa_causal_gqa", NEP_OP_SDPA, TOK(6, 8), {.sdpa = {.heads = 4, .kv_heads = 2, .causal = true}},
+     NEP_OP_INPUT, true, 2},
     /* around attention: an image's tokens (aliased in NHWC, a transpose in NCHW), ViT's
      * class token, positional embedding and head token, Swin's patch merging (odd and even
      * sides), token mean and stochastic depth */
@@ -113,6 +118,16 @@ static nep_graph build(const parity_case *k, uint64_t seed) {
             for (int j = 0; j < 2; j++)
                 nep_graph_add_param(&g, i ? b : a, j ? "bias" : "weight", 1, 1, (int64_t[]){C});
         y = nep_graph_add(&g, NEP_OP_ADD, "op", (int[]){a, b}, 2, k->attrs);
+    } else if (k->op == NEP_OP_SDPA) {
+        int kv[2] = {x, x};
+        const nep_sdpa_attrs *a = &k->attrs.sdpa;
+        if (a->kv_heads)
+            for (int i = 0; i < 2; i++) {
+                const int64_t F = C / a->heads * a->kv_heads;
+                kv[i] = nep_graph_add1(&g, NEP_OP_LINEAR, i ? "v" : "k", x, (nep_attrs){.linear = {.features = F}});
+                nep_graph_add_param(&g, kv[i], "weight", 1, 2, (int64_t[]){F, C});
+            }
+        y = nep_graph_add(&g, NEP_OP_SDPA, "op", (int[]){x, kv[0], kv[1]}, 3, k->attrs);
     } else {
         int64_t in_features = k->in.d[k->in.ndim - 1];
         if (k->op == NEP_OP_POS_EMBEDDING) {

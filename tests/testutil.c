@@ -89,9 +89,16 @@ int nep_test_write_file(const char *path, const void *data, size_t n) {
 int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape in) {
     nep_graph_init(g);
     int x = nep_graph_input(g, "input", in);
-    int ins[2] = {x, x};
+    int ins[3] = {x, x, x};
+    if (op == NEP_OP_SDPA) /* q = x; k, v: Linears of x to the key/value heads' width */
+        for (int i = 1; i < 3; i++) {
+            const int64_t C = nep_shape_features(&in), heads = attrs.sdpa.heads,
+                          kv = C / heads * (attrs.sdpa.kv_heads > 0 ? attrs.sdpa.kv_heads : heads);
+            ins[i] = nep_graph_add1(g, NEP_OP_LINEAR, i == 1 ? "k" : "v", x, (nep_attrs){.linear = {.features = kv}});
+            nep_graph_add_param(g, ins[i], "weight", NEP_PARAM_TRAINABLE, 2, (int64_t[]){kv, C});
+        }
     int id = op == NEP_OP_ATTENTION ? nep_graph_add_attention(g, "op", x, nep_shape_features(&in), attrs.attention)
-                                    : nep_graph_add(g, op, "op", ins, op == NEP_OP_ADD ? 2 : 1, attrs);
+                                    : nep_graph_add(g, op, "op", ins, op == NEP_OP_ADD ? 2 : op == NEP_OP_SDPA ? 3 : 1, attrs);
     if (op == NEP_OP_LINEAR) {
         const nep_linear_attrs *l = &attrs.linear;
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2,

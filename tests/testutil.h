@@ -46,7 +46,9 @@ int nep_test_write_file(const char *path, const void *data, size_t n);
  * parameters the way the model builders do, and finalizes. Returns the node id.
  * Conv2d: "weight" [out, in/groups, kh, kw] (+ "bias" [out]); BatchNorm: "weight",
  * "bias" (trainable), "running_mean", "running_var" (buffers), each [C]; ClassToken
- * [1, 1, C] and PositionalEmbedding [1, T, C] named as the node ("op"). */
+ * [1, 1, C] and PositionalEmbedding [1, T, C] named as the node ("op");
+ * ScaledDotProductAttention reads q = the input and k, v = Linears "k", "v" of it (no
+ * bias) to its key/value heads' width. */
 int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape in);
 
 /* Reads <golden dir>/<file> into st; on failure prints a hint and returns -1 (cmocka

@@ -53,6 +53,7 @@ typedef enum nep_op_kind {
     NEP_OP_TOKEN_MEAN,  /* [T, C] or [H, W, C] -> [C]: the mean over the tokens */
     NEP_OP_PATCH_MERGE, /* [H, W, C] -> [H/2, W/2, 4C] (space to depth, Swin) */
     NEP_OP_DROP_PATH,   /* stochastic depth: whole samples dropped in training */
+    NEP_OP_SDPA,        /* multi-head attention of given q, k, v: masks, causal, grouped heads */
     NEP_OP_COUNT
 } nep_op_kind;
 
@@ -112,6 +113,15 @@ typedef struct nep_attention_attrs {
     int shift[2];
 } nep_attention_attrs;
 
+/* Scaled dot-product attention over q [T, heads hd], k and v [T, kv_heads hd]: query
+ * head h reads key/value head h / (heads / kv_heads) (grouped-query attention; kv_heads
+ * 0 means heads); causal: token i attends to tokens j <= i only. */
+typedef struct nep_sdpa_attrs {
+    int heads;
+    int kv_heads;
+    bool causal;
+} nep_sdpa_attrs;
+
 typedef struct nep_tokens_attrs {
     bool grid;          /* [H, W, C] (Swin's Permute) instead of [H*W, C] (ViT's) */
 } nep_tokens_attrs;
@@ -143,6 +153,7 @@ typedef union nep_attrs {
     nep_batchnorm_attrs batchnorm;
     nep_layernorm_attrs layernorm;
     nep_attention_attrs attention;
+    nep_sdpa_attrs sdpa;
     nep_leaky_relu_attrs leaky_relu;
     nep_dropout_attrs dropout;
     nep_tokens_attrs tokens;
