@@ -95,11 +95,17 @@ build/f64/tests/%: build/f64/obj/tests/%.o build/f64/obj/tests/testutil.o build/
 	@echo "LD $@"; $(CC) $(SANITIZE) $^ -o $@ $(LDLIBS) -lcmocka
 
 # --- golden data from PyTorch (written by the tests' own generators) -------------
-GOLDEN_PY := $(sort $(wildcard tests/golden/gen_*.py))
-golden: build/golden/.stamp
+# Generators that need Hugging Face's transformers run in the project's venv (build/venv).
+GOLDEN_VENV_PY := tests/golden/gen_text_encoders.py tests/golden/minilm_reference.py
+GOLDEN_PY := $(filter-out $(GOLDEN_VENV_PY),$(sort $(wildcard tests/golden/gen_*.py)))
+golden: build/golden/.stamp build/golden/.venv-stamp
 build/golden/.stamp: $(GOLDEN_PY) tests/tools/safetensors_np.py
 	@mkdir -p build/golden
 	@for g in $(GOLDEN_PY); do echo "golden: $$g"; /usr/bin/python3 $$g build/golden || exit 1; done
+	@touch $@
+build/golden/.venv-stamp: $(GOLDEN_VENV_PY) tests/tools/safetensors_np.py build/venv/.stamp
+	@mkdir -p build/golden
+	@for g in $(GOLDEN_VENV_PY); do echo "golden: $$g"; build/venv/bin/python $$g build/golden || exit 1; done
 	@touch $@
 
 # Tests that reach oneDNN run once per ISA the CPU has (tests/run.sh, isa:), sanitized and

