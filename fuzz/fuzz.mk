@@ -11,6 +11,12 @@
 #   idx          nep_idx_load, gzipped and plain
 #   cifar        nep_cifar10_load, test and training splits
 #   runfiles     log.jsonl, iterations.jsonl and progress.json as --resume reads them
+#   glue         nep_glue_load on GLUE TSV files (sst2, qnli, rte, fortunes + task.json),
+#                nep_fortunes_task_build on fortune category files
+#   tokenizer    nep_tokenizer_open on vocab.txt, vocab.json + merges.txt, tokenizer.json,
+#                then nep_tokenizer_encode of text (single, pair, truncation, padding)
+#   hf           config.json (parse, read, write back), model.safetensors (nep_st_map
+#                against nep_st_read), model.safetensors.index.json with its shards
 #
 # They are built with clang (libFuzzer, AddressSanitizer, UBSan, any UB fatal) over a
 # clang build of the whole library at -O1 in build/fuzz/. `make fuzz` fuzzes into a
@@ -23,12 +29,16 @@
 # The seed corpus is real files: checkpoints, logs and progress files written by
 # `build/nepenthe train/prune/collapse` on tests/tools/make_idx.py data (--size 6, an
 # 8,8 MLP), IDX files from make_idx.py, CIFAR-10 batches in the official layout, and
-# hand-made variants of each (other dtypes, truncations, edge cases).
+# hand-made variants of each (other dtypes, truncations, edge cases). The text and
+# model-folder harnesses' seeds: GLUE-layout TSVs and fortune files, vocab/merges/
+# tokenizer.json files trained with `tokenizers` 0.23 on a few sentences or cut from
+# all-MiniLM-L6-v2's tokenizer.json, and config.json files of BERT, RoBERTa and Llama
+# shape with small safetensors shards (fuzz/make_seeds.py writes them all).
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_JOBS    ?= 2
-FUZZ_NAMES   := safetensors checkpoint ckpt_meta idx cifar runfiles
+FUZZ_NAMES   := safetensors checkpoint ckpt_meta idx cifar runfiles glue tokenizer hf
 FUZZ_BINS    := $(FUZZ_NAMES:%=build/fuzz/%)
 # -Wno-pass-failed: at -O1 clang cannot honour some `omp simd` loops and says so; that is
 # about optimization, not the code.
@@ -41,6 +51,9 @@ FUZZ_MAXLEN_ckpt_meta   := 32768
 FUZZ_MAXLEN_idx         := 16384
 FUZZ_MAXLEN_cifar       := 32768
 FUZZ_MAXLEN_runfiles    := 16384
+FUZZ_MAXLEN_glue        := 16384
+FUZZ_MAXLEN_tokenizer   := 65536
+FUZZ_MAXLEN_hf          := 65536
 # What each harness links besides the library: the tools code it includes or calls.
 FUZZ_TOOLS_checkpoint := build/fuzz/obj/tools/cli.o
 FUZZ_TOOLS_ckpt_meta  := build/fuzz/obj/tools/cli.o

@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,17 +18,28 @@
 
 static char fuzz_dir_[256];
 
-static inline void fuzz_rmdir_(void) {
-    DIR *d = opendir(fuzz_dir_);
+/* Removes everything inside path (subdirectories too, depth-first); leaves path itself. */
+static inline void fuzz_clear(const char *path) {
+    DIR *d = opendir(path);
     if (!d) return;
     struct dirent *e;
-    char p[512];
+    char p[1024];
     while ((e = readdir(d)))
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", fuzz_dir_, e->d_name);
-            unlink(p);
+            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+            struct stat st;
+            if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+                fuzz_clear(p);
+                rmdir(p);
+            } else {
+                unlink(p);
+            }
         }
     closedir(d);
+}
+
+static inline void fuzz_rmdir_(void) {
+    fuzz_clear(fuzz_dir_);
     rmdir(fuzz_dir_);
 }
 
@@ -89,6 +101,19 @@ static inline void fuzz_write(const char *path, const uint8_t *data, size_t n) {
     }
 }
 
+/* With NEP_FUZZ_VERBOSE set in the environment, prints a line on stderr (what a seed
+ * reached: `NEP_FUZZ_VERBOSE=1 build/fuzz/NAME FILE...`); otherwise nothing. */
+static inline void fuzz_note(const char *fmt, ...) {
+    static int verbose = -1;
+    if (verbose < 0) verbose = getenv("NEP_FUZZ_VERBOSE") != NULL;
+    if (!verbose) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
 /* Little-endian u16 from the input, advancing it; 0 once the input is used up. */
 static inline size_t fuzz_take_u16(const uint8_t **data, size_t *size) {
     if (*size < 2) {
@@ -100,6 +125,17 @@ static inline size_t fuzz_take_u16(const uint8_t **data, size_t *size) {
     *data += 2;
     *size -= 2;
     return v;
+}
+
+/* The next field of the input: a little-endian u16 length, then that many bytes (fewer
+ * where the input ends first). *n gets the field's length. */
+static inline const uint8_t *fuzz_take_field(const uint8_t **data, size_t *size, size_t *n) {
+    size_t want = fuzz_take_u16(data, size);
+    *n = want < *size ? want : *size;
+    const uint8_t *p = *data;
+    *data += *n;
+    *size -= *n;
+    return p;
 }
 
 /* A NUL-terminated copy of the input (the JSON readers take C strings). */

@@ -353,6 +353,10 @@ static void test_config_refusals(void **state) {
                          NEP_ERR_FORMAT);
         assert_msg_has(&err, "b.json");
     }
+    /* a raw NUL inside a string: cJSON takes it, JSON does not (found by fuzz/hf.c) */
+    const char nul[] = "{\"model_type\": \"be\0rt\"}";
+    assert_int_equal(nep_hf_config_parse(nul, sizeof nul - 1, "n.json", &c, &err), NEP_ERR_FORMAT);
+    assert_msg_has(&err, "NUL byte at byte 18");
     char *dir = nep_test_tmpdir();
     assert_int_equal(nep_hf_config_read(dir, &c, &err), NEP_ERR_IO);
     assert_msg_has(&err, "config.json");

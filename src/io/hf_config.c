@@ -464,6 +464,11 @@ static nep_status parse_root(const pctx *c, nep_hf_config *cfg) {
 nep_status nep_hf_config_parse(const char *text, size_t len, const char *name,
                                nep_hf_config *cfg, nep_err *err) {
     *cfg = (nep_hf_config){0};
+    /* JSON has no raw NUL (Python's json.loads refuses it); cJSON would take one inside a
+     * string, and the text kept for writing back would end there. */
+    const char *nul = memchr(text, 0, len);
+    if (nul)
+        return nep_fail(err, NEP_ERR_FORMAT, "%s: a NUL byte at byte %td is not JSON", name, nul - text);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!root)
