@@ -3,8 +3,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static nep_status sync_dir(const char *path, nep_err *err) {
@@ -61,4 +63,32 @@ static int fill_bytes(void *ctx, FILE *f) {
 nep_status nep_write_atomic_bytes(const char *path, const void *data, size_t n, nep_err *err) {
     bytes b = {data, n};
     return nep_write_atomic(path, fill_bytes, &b, err);
+}
+
+nep_status nep_read_file(const char *path, size_t max_bytes, char **data, size_t *n, nep_err *err) {
+    *data = NULL;
+    *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return nep_fail(err, NEP_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    nep_status s = NEP_OK;
+    char *b = NULL;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
+        s = nep_fail(err, NEP_ERR_IO, "%s: not a regular file", path);
+    else if ((uintmax_t)sb.st_size > max_bytes)
+        s = nep_fail(err, NEP_ERR_FORMAT, "%s: %jd bytes, over the %zu this reader takes", path,
+                     (intmax_t)sb.st_size, max_bytes);
+    else if (!(b = malloc((size_t)sb.st_size + 1)))
+        s = nep_fail(err, NEP_ERR_NOMEM, "%s: out of memory for %jd bytes", path, (intmax_t)sb.st_size);
+    else if (fread(b, 1, (size_t)sb.st_size, f) != (size_t)sb.st_size || ferror(f))
+        s = nep_fail(err, NEP_ERR_IO, "%s: read error", path);
+    fclose(f);
+    if (s != NEP_OK) {
+        free(b);
+        return s;
+    }
+    b[sb.st_size] = 0;
+    *data = b;
+    *n = (size_t)sb.st_size;
+    return NEP_OK;
 }

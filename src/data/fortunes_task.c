@@ -131,24 +131,13 @@ static nep_status check_categories(const char *const *cats, int *k, nep_err *err
 /* --- reading and cleaning ------------------------------------------------------------ */
 
 static nep_status read_file(const char *path, char **buf, size_t *len, nep_err *err) {
-    *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return nep_fail(err, NEP_ERR_IO, "%s: %s (fortunes category file); " FORTUNES_HINT, path,
-                        strerror(errno));
-    char *b = malloc(FORTUNE_MAX_FILE + 1);
-    size_t n = b ? fread(b, 1, FORTUNE_MAX_FILE + 1, f) : 0;
-    bool bad = b && ferror(f);
-    fclose(f);
-    if (!b) return nep_fail(err, NEP_ERR_NOMEM, "%s: out of memory", path);
-    if (bad || n > FORTUNE_MAX_FILE) {
-        free(b);
-        return bad ? nep_fail(err, NEP_ERR_IO, "%s: read error", path)
-                   : nep_fail(err, NEP_ERR_FORMAT, "%s: larger than 64 MiB: not a fortune file", path);
+    nep_status s = nep_read_file(path, FORTUNE_MAX_FILE, buf, len, err);
+    if (s == NEP_ERR_IO && err) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        s = nep_fail(err, s, "%s (fortunes category file); " FORTUNES_HINT, why);
     }
-    *buf = b;
-    *len = n;
-    return NEP_OK;
+    return s;
 }
 
 static bool is_space(unsigned char c) {

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "nepenthe/data.h"
+#include "nepenthe/file.h"
 #include "nepenthe/utf8.h"
 
 /* Larger than any GLUE file by far; a bound so that a wrong path (a disk image, say)
@@ -103,43 +104,16 @@ static bool set_names(nep_text_dataset *d, const char *const *names, int k) {
 /* --- reading ------------------------------------------------------------------------ */
 
 /* The whole file at path into a new NUL-terminated buffer (the caller frees it); hint
- * ends the message when the file cannot be opened. */
+ * ends the message when the file cannot be read. */
 static nep_status read_all(const char *path, const char *hint, char **buf, size_t *len,
                            nep_err *err) {
-    *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return nep_fail(err, NEP_ERR_IO, "%s: %s; %s", path, strerror(errno), hint);
-    size_t cap = 0, n = 0;
-    nep_status s = NEP_OK;
-    for (;;) {
-        if (n + 1 >= cap) {
-            size_t nc = cap ? 2 * cap : (size_t)1 << 16;
-            char *p = nc > GLUE_MAX_BYTES ? NULL : realloc(*buf, nc);
-            if (!p) {
-                s = nc > GLUE_MAX_BYTES
-                        ? nep_fail(err, NEP_ERR_FORMAT, "%s: larger than 2 GiB: not a GLUE file", path)
-                        : nep_fail(err, NEP_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, nc);
-                break;
-            }
-            *buf = p;
-            cap = nc;
-        }
-        size_t k = fread(*buf + n, 1, cap - 1 - n, f);
-        n += k;
-        if (k == 0) {
-            if (ferror(f)) s = nep_fail(err, NEP_ERR_IO, "%s: read error: %s", path, strerror(errno));
-            break;
-        }
+    nep_status s = nep_read_file(path, GLUE_MAX_BYTES, buf, len, err);
+    if (s == NEP_ERR_IO && err) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        s = nep_fail(err, s, "%s; %s", why, hint);
     }
-    fclose(f);
-    if (s) {
-        free(*buf);
-        *buf = NULL;
-        return s;
-    }
-    (*buf)[n] = '\0';
-    *len = n;
-    return NEP_OK;
+    return s;
 }
 
 /* Walks the buffer line by line, cutting each line and its fields in place. */

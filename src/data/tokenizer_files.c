@@ -12,28 +12,14 @@
 #include <cjson/cJSON.h>
 
 #include "data/tokenizer_impl.h"
+#include "nepenthe/file.h"
 
 /* ---- reading files ----------------------------------------------------------------- */
 
+/* A tokenizer file (tokenizer.json of a large vocabulary is tens of MB). */
+#define TOKENIZER_MAX_BYTES ((size_t)1 << 30)
 static nep_status read_file(const char *path, char **data, size_t *n, nep_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return nep_fail(err, NEP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    nep_str b = {0};
-    char chunk[1 << 16];
-    size_t got;
-    nep_status st = NEP_OK;
-    while (st == NEP_OK && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        st = nep_str_append(&b, chunk, got, err);
-    if (st == NEP_OK && ferror(f)) st = nep_fail(err, NEP_ERR_IO, "%s: read error", path);
-    if (st == NEP_OK && !b.s) st = nep_str_append(&b, "", 0, err);
-    fclose(f);
-    if (st != NEP_OK) {
-        free(b.s);
-        return st;
-    }
-    *data = b.s;
-    *n = b.n;
-    return NEP_OK;
+    return nep_read_file(path, TOKENIZER_MAX_BYTES, data, n, err);
 }
 
 nep_status nep_utf8_check(const char *s, size_t n, const char *what, nep_err *err) {

@@ -495,20 +495,7 @@ static nep_status slurp(const char *path, char **file, char **text, size_t *len,
     size_t n = strlen(path) + sizeof "/config.json";
     if (!(*file = malloc(n))) return nep_fail(err, NEP_ERR_NOMEM, "%s: out of memory", path);
     snprintf(*file, n, is_dir ? "%s/config.json" : "%s", path);
-    FILE *f = fopen(*file, "rb");
-    if (!f) return nep_fail(err, NEP_ERR_IO, "%s: %s", *file, strerror(errno));
-    nep_status s = NEP_OK;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
-        s = nep_fail(err, NEP_ERR_IO, "%s: not a regular file", *file);
-    else if ((uintmax_t)sb.st_size > MAX_CONFIG_BYTES)
-        s = nep_fail(err, NEP_ERR_FORMAT, "%s: %jd bytes, too large for a config", *file,
-                     (intmax_t)sb.st_size);
-    else if (!(*text = malloc((size_t)sb.st_size + 1)))
-        s = nep_fail(err, NEP_ERR_NOMEM, "%s: out of memory", *file);
-    else if ((*len = fread(*text, 1, (size_t)sb.st_size, f)) != (size_t)sb.st_size)
-        s = nep_fail(err, NEP_ERR_IO, "%s: read failed", *file);
-    fclose(f);
-    return s;
+    return nep_read_file(*file, MAX_CONFIG_BYTES, text, len, err);
 }
 
 nep_status nep_hf_config_read(const char *path, nep_hf_config *cfg, nep_err *err) {
