@@ -45,13 +45,7 @@ static int attention_graph(nep_graph *g, nep_shape in, nep_attention_attrs a, ui
 }
 
 static void expect(const char *c, const char *name, const char *backend, const nep_real *got) {
-    const nep_st_tensor *t = nep_test_case_tensor(&golden, c, name);
-    double *want = nep_test_as_f64(t), largest = 0;
-    for (int64_t i = 0; i < t->numel; i++) largest = fmax(largest, fabs(want[i]));
-    char what[128];
-    snprintf(what, sizeof what, "%s.%s on %s", c, name, backend);
-    NEP_ASSERT_CLOSE(got, want, t->numel, RTOL, ATOL * largest, what);
-    free(want);
+    nep_test_expect_case(&golden, c, name, backend, got, RTOL, ATOL);
 }
 
 static void check_case(const char *c, const char *backend) {

@@ -209,3 +209,14 @@ void nep_test_fd_check(const char *what, double *v, const double *analytic, int6
     if (getenv("NEP_TEST_VERBOSE")) fprintf(stderr, "%s: worst relative error %.3g\n", what, worst);
 }
 #endif
+
+void nep_test_expect_case(const nep_safetensors *st, const char *c, const char *name, const char *on,
+                          const nep_real *got, double rtol, double atol) {
+    const nep_st_tensor *t = nep_test_case_tensor(st, c, name);
+    double *want = nep_test_as_f64(t), largest = 0;
+    for (int64_t i = 0; i < t->numel; i++) largest = fmax(largest, fabs(want[i]));
+    char what[128];
+    snprintf(what, sizeof what, "%s.%s on %s", c, name, on);
+    NEP_ASSERT_CLOSE(got, want, t->numel, rtol, atol * largest, what);
+    free(want);
+}

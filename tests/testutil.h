@@ -59,6 +59,10 @@ const nep_st_tensor *nep_test_tensor(const nep_safetensors *st, const char *pref
                                      const char *name);
 /* Tensor "<case>.<name>" of st (the golden files' naming); fails the test if absent. */
 const nep_st_tensor *nep_test_case_tensor(const nep_safetensors *st, const char *c, const char *name);
+/* Asserts got is close to golden tensor "<c>.<name>": within rtol relatively and atol times
+ * the tensor's largest entry absolutely; on, e.g., the backend, names the failure. */
+void nep_test_expect_case(const nep_safetensors *st, const char *c, const char *name, const char *on,
+                          const nep_real *got, double rtol, double atol);
 /* A float tensor's values as nep_real / double, malloc'd (caller frees). */
 nep_real *nep_test_as_real(const nep_st_tensor *t);
 double *nep_test_as_f64(const nep_st_tensor *t);
