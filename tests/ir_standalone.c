@@ -91,6 +91,7 @@ static void test_attrs_roundtrip(void **state) {
         {NEP_OP_ATTENTION, {.attention = {.heads = 2, .window = {3, 2}, .shift = {1, 1}}}, grid},
         {NEP_OP_TOKENS, {.tokens = {.grid = true}}, img},
         {NEP_OP_DROP_PATH, {.drop_path = {.p = 0.625}}, vec},
+        {NEP_OP_SDPA, {.sdpa = {.heads = 4, .kv_heads = 2, .causal = true}}, (nep_shape){2, {5, 8}, 1}},
     };
     bool covered[NEP_OP_COUNT] = {0};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {

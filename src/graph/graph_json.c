@@ -36,6 +36,8 @@ typedef struct flat_attrs {
      * lack them; missing reads as 0, false) */
     int heads, window[2], shift[2];
     bool grid;
+    int kv_heads;
+    bool causal;
 } flat_attrs;
 #define FIRST_OPTIONAL_KEY 11 /* flat_keys[11] on */
 
@@ -59,6 +61,8 @@ static const struct {
     {"window", NEP_ATTR_INT_PAIR, offsetof(flat_attrs, window)},
     {"shift", NEP_ATTR_INT_PAIR, offsetof(flat_attrs, shift)},
     {"grid", NEP_ATTR_BOOL, offsetof(flat_attrs, grid)},
+    {"kv_heads", NEP_ATTR_INT, offsetof(flat_attrs, kv_heads)},
+    {"causal", NEP_ATTR_BOOL, offsetof(flat_attrs, causal)},
 };
 
 /* Copies each attribute op declares from its typed place in a nep_attrs to its key's in a
@@ -227,12 +231,16 @@ static nep_status read_attrs(const cJSON *o, const char *node, nep_op_kind op, n
         const nep_attr_type t = flat_keys[f].type;
         int64_t got[2];
         if (!v) continue;
+        char why[64];
         if (t == NEP_ATTR_BOOL) {
-            if (!cJSON_IsBool(v)) return bad(err, node, "'grid' must be true or false");
+            snprintf(why, sizeof why, "'%s' must be true or false", flat_keys[f].key);
+            if (!cJSON_IsBool(v)) return bad(err, node, why);
             *(bool *)dst = cJSON_IsTrue(v);
         } else if (t == NEP_ATTR_INT_PAIR ? read_ints(v, got, 2, 0, 1 << 16) != 2
                                           : read_ints_scalar(v, got, 1 << 16) != 1) {
-            return bad(err, node, "'heads' must be a size, 'window' and 'shift' pairs of sizes");
+            snprintf(why, sizeof why, "'%s' must be %s", flat_keys[f].key,
+                     t == NEP_ATTR_INT_PAIR ? "a pair of sizes" : "a size");
+            return bad(err, node, why);
         } else {
             int *ints = dst;
             ints[0] = (int)got[0];
