@@ -4,10 +4,10 @@
  * and read back, corrupt indexes and missing shards, and the real all-MiniLM-L6-v2
  * folder of the PyPI package. Written folders are also read by numpy
  * (scripts/hf_roundtrip.py). Run from the repository root. */
+#include "nepenthe/file.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,28 +26,13 @@ static void write_text(const char *path, const char *text) {
     assert_int_equal(nep_test_write_file(path, text, strlen(text)), 0);
 }
 
+/* The whole file, NUL-terminated (the library's own reader). */
 static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *b = malloc((size_t)n + 1);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = 0;
-    fclose(f);
+    char *b;
+    size_t n;
+    nep_err err;
+    nep_test_assert_ok(nep_read_file(path, (size_t)1 << 30, &b, &n, &err), &err);
     return b;
-}
-
-/* Number of entries in dir other than . and .. */
-static int count_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    closedir(d);
-    return n;
 }
 
 static int exists(const char *dir, const char *name) {
@@ -411,7 +396,7 @@ static void roundtrip(const char *json, const char *kept_key) {
     for (int i = 0; i < a.num_labels; i++)
         assert_int_equal(cJSON_GetObjectItemCaseSensitive(l2i, a.id2label[i])->valueint, i);
     cJSON_Delete(j);
-    assert_int_equal(count_entries(dir), 1); /* no temporary file left */
+    assert_int_equal(nep_test_count_entries(dir), 1); /* no temporary file left */
     nep_hf_config_free(&a);
     nep_hf_config_free(&b);
     free(path);
@@ -631,7 +616,7 @@ static void test_weights_sharded(void **state) {
     assert_true(exists(dir, "model.safetensors.index.json"));
     assert_false(exists(dir, "model.safetensors"));
     assert_true(exists(dir, "model-00004-of-00004.safetensors"));
-    assert_int_equal(count_entries(dir), 5);
+    assert_int_equal(nep_test_count_entries(dir), 5);
     assert_py_accepts(dir);
     /* The index in transformers' format. */
     char *ipath = nep_test_path(dir, "model.safetensors.index.json"), *itext = read_text(ipath);
@@ -660,7 +645,7 @@ static void test_weights_sharded(void **state) {
      * the shard being filled: embed | up_proj.0 | ln | up_proj.1 | lm_head | norm + edges.
      * The 4-shard files are replaced. */
     nep_test_assert_ok(nep_hf_weights_write(dir, &f->st, 200, &err), &err);
-    assert_int_equal(count_entries(dir), 7);
+    assert_int_equal(nep_test_count_entries(dir), 7);
     assert_py_accepts(dir);
     assert_false(exists(dir, "model-00001-of-00004.safetensors"));
     nep_test_assert_ok(nep_hf_weights_open(dir, &w, &err), &err);
@@ -686,7 +671,7 @@ static void test_weights_sharded(void **state) {
     nep_test_assert_ok(nep_hf_weights_write(dir, &f->st, 0, &err), &err);
     assert_true(exists(dir, "model.safetensors"));
     assert_false(exists(dir, "model.safetensors.index.json"));
-    assert_int_equal(count_entries(dir), 1);
+    assert_int_equal(nep_test_count_entries(dir), 1);
     assert_py_accepts(dir);
     nep_test_assert_ok(nep_hf_weights_open(dir, &w, &err), &err);
     check_folder(f, w);
@@ -695,7 +680,7 @@ static void test_weights_sharded(void **state) {
     nep_test_assert_ok(nep_hf_weights_write(dir, &f->st, 450, &err), &err);
     assert_false(exists(dir, "model.safetensors"));
     assert_true(exists(dir, "model-00003-of-00003.safetensors"));
-    assert_int_equal(count_entries(dir), 4);
+    assert_int_equal(nep_test_count_entries(dir), 4);
     assert_py_accepts(dir);
     nep_test_assert_ok(nep_hf_weights_open(dir, &w, &err), &err);
     check_folder(f, w);

@@ -3,7 +3,6 @@
  * writes, and half/bfloat16 conversion. Run from the repository root. */
 #include "testutil.h"
 
-#include <dirent.h>
 #include <ftw.h>
 #include <math.h>
 #include <signal.h>
@@ -32,17 +31,6 @@ static char *read_all(const char *path, size_t *n) {
     }
     fclose(f);
     return b;
-}
-
-/* Number of entries in dir other than . and .. */
-static int count_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    closedir(d);
-    return n;
 }
 
 /* Runs a Python snippet with safetensors_np importable as `st`; returns its exit code. */
@@ -146,7 +134,7 @@ static void test_roundtrip(void **state) {
     nep_st_free(&r);
     assert_null(r.buffer);
     assert_int_equal(r.n_tensors, 0);
-    assert_int_equal(count_entries(dir), 1);
+    assert_int_equal(nep_test_count_entries(dir), 1);
     free(path);
     nep_test_rmtree(dir);
 }
@@ -409,7 +397,7 @@ static void test_atomic_write(void **state) {
     assert_int_equal(s, NEP_ERR_IO);
     assert_non_null(strstr(err.msg, "write failed"));
     assert_file_is(path, "old");
-    assert_int_equal(count_entries(dir), 1);
+    assert_int_equal(nep_test_count_entries(dir), 1);
 
     /* The target is a directory: the rename fails and the temp file is removed. */
     char *sub = nep_test_path(dir, "sub.safetensors");
@@ -419,11 +407,11 @@ static void test_atomic_write(void **state) {
     struct stat sb;
     assert_int_equal(stat(sub, &sb), 0);
     assert_true(S_ISDIR(sb.st_mode));
-    assert_int_equal(count_entries(dir), 2);
+    assert_int_equal(nep_test_count_entries(dir), 2);
 
     /* Success replaces the old file and leaves nothing else behind. */
     assert_int_equal(write_one(path, 16, &err), NEP_OK);
-    assert_int_equal(count_entries(dir), 2);
+    assert_int_equal(nep_test_count_entries(dir), 2);
     nep_safetensors r = {0};
     assert_int_equal(nep_st_read(path, &r, &err), NEP_OK);
     assert_int_equal(r.n_tensors, 1);
@@ -461,7 +449,7 @@ static void test_writer_args(void **state) {
     char *dir = nep_test_tmpdir(), *path = nep_test_path(dir, "dup.safetensors");
     assert_int_equal(nep_st_write(&w, path, &err), NEP_ERR_ARG);
     assert_non_null(strstr(err.msg, "'t07'"));
-    assert_int_equal(count_entries(dir), 0);
+    assert_int_equal(nep_test_count_entries(dir), 0);
     nep_st_free(&w); /* a half-built writer */
     assert_null(w.tensors);
     assert_null(w.meta);

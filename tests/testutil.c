@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <dirent.h>
 #include <ftw.h>
 #include <sys/stat.h>
 
@@ -219,4 +220,14 @@ void nep_test_expect_case(const nep_safetensors *st, const char *c, const char *
     snprintf(what, sizeof what, "%s.%s on %s", c, name, on);
     NEP_ASSERT_CLOSE(got, want, t->numel, rtol, atol * largest, what);
     free(want);
+}
+
+int nep_test_count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
 }

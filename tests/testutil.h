@@ -29,6 +29,8 @@ int nep_test_both_layouts(const char *name, const struct CMUnitTest *tests, size
 
 /* A fresh empty directory under $TMPDIR (or /tmp); caller frees the string. */
 char *nep_test_tmpdir(void);
+/* Number of entries in dir other than . and .. (asserts it opens). */
+int nep_test_count_entries(const char *dir);
 /* Removes dir and everything under it (making it writable first), then frees dir. */
 void nep_test_rmtree(char *dir);
 /* Fails the test, printing err's message, unless s is NEP_OK. */

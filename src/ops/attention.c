@@ -133,24 +133,6 @@ static const char *onnx_affine(const nep_onnx_sink *s, const nep_node *n, const 
     return y;
 }
 
-static const char *onnx_reshape(const nep_onnx_sink *s, const nep_node *n, const char *x,
-                                const char *what, const int64_t *shape, int ndim) {
-    char sh[40];
-    snprintf(sh, sizeof sh, "%s_shape", what);
-    const char *y = s->step(s, n, what);
-    nep_onnx_node(s, "Reshape", y, (const char *[]){x, s->ints(s, n, sh, 1, shape, ndim)}, 2, y);
-    return y;
-}
-
-static const char *onnx_transpose(const nep_onnx_sink *s, const nep_node *n, const char *x,
-                                  const char *what, const int64_t *perm, int ndim) {
-    nep_onnx_attr a = {.name = "perm", .type = NEP_ONNX_INTS, .n = ndim};
-    const char *y = s->step(s, n, what);
-    for (int i = 0; i < ndim; i++) a.v[i] = perm[i];
-    s->node(s, "Transpose", y, &x, 1, y, &a, 1);
-    return y;
-}
-
 /* torch.roll of x [N, PH, PW, C] by -by[0], -by[1] on axes 1, 2 (back: +by). */
 static const char *onnx_roll(const nep_onnx_sink *s, const nep_node *n, const char *x,
                              const nep_attention_geom *a, bool back, const char *what) {
@@ -193,13 +175,13 @@ static void attention_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep
             x = padded;
         }
         x = onnx_roll(s, n, x, &a, false, "roll");
-        x = onnx_reshape(s, n, x, "grid6", (const int64_t[]){-1, nh, a.wh, nw, a.ww, C}, 6);
-        x = onnx_transpose(s, n, x, "windows6", (const int64_t[]){0, 1, 3, 2, 4, 5}, 6);
+        x = nep_onnx_reshape(s, n, x, "grid6", (const int64_t[]){-1, nh, a.wh, nw, a.ww, C}, 6);
+        x = nep_onnx_transpose(s, n, x, "windows6", (const int64_t[]){0, 1, 3, 2, 4, 5}, 6);
     }
-    x = onnx_reshape(s, n, x, "windows", (const int64_t[]){-1, S, C}, 3);
+    x = nep_onnx_reshape(s, n, x, "windows", (const int64_t[]){-1, S, C}, 3);
     const char *qkv = onnx_affine(s, n, x, 0, "qkv");
-    qkv = onnx_reshape(s, n, qkv, "qkv5", (const int64_t[]){-1, S, 3, a.heads, a.hd}, 5);
-    qkv = onnx_transpose(s, n, qkv, "qkv_heads", (const int64_t[]){2, 0, 3, 1, 4}, 5);
+    qkv = nep_onnx_reshape(s, n, qkv, "qkv5", (const int64_t[]){-1, S, 3, a.heads, a.hd}, 5);
+    qkv = nep_onnx_transpose(s, n, qkv, "qkv_heads", (const int64_t[]){2, 0, 3, 1, 4}, 5);
     const char *qkvs[3];
     static const char *const names[3] = {"q", "k", "v"}, *idx[3] = {"index_q", "index_k", "index_v"};
     for (int i = 0; i < 3; i++) {
@@ -207,7 +189,7 @@ static void attention_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep
         s->node(s, "Gather", qkvs[i], (const char *[]){qkv, s->ints(s, n, idx[i], 0, (const int64_t[]){i}, 1)}, 2,
                 qkvs[i], NEP_ONNX_ATTRS(NEP_ONNX_INT_ATTR("axis", 0)));
     }
-    const char *kt = onnx_transpose(s, n, qkvs[1], "k_t", (const int64_t[]){0, 1, 3, 2}, 4);
+    const char *kt = nep_onnx_transpose(s, n, qkvs[1], "k_t", (const int64_t[]){0, 1, 3, 2}, 4);
     const char *qk = s->step(s, n, "qk"), *scores = s->step(s, n, "scores");
     nep_onnx_node(s, "MatMul", qk, (const char *[]){qkvs[0], kt}, 2, qk);
     nep_onnx_node(s, "Mul", scores, (const char *[]){qk, s->reals(s, n, "scale", 0, &a.scale, 1)}, 2, scores);
@@ -219,7 +201,7 @@ static void attention_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep
         s->node(s, "Gather", rows, (const char *[]){s->param(s, n, 4, false), s->ints(s, n, "relative_position_index", 1, index, (int)(S * S))},
                 2, rows, NEP_ONNX_ATTRS(NEP_ONNX_INT_ATTR("axis", 0)));
         free(index);
-        const char *bias = onnx_transpose(s, n, onnx_reshape(s, n, rows, "bias3", (const int64_t[]){S, S, a.heads}, 3),
+        const char *bias = nep_onnx_transpose(s, n, nep_onnx_reshape(s, n, rows, "bias3", (const int64_t[]){S, S, a.heads}, 3),
                                           "bias", (const int64_t[]){2, 0, 1}, 3);
         const char *biased = s->step(s, n, "biased");
         nep_onnx_node(s, "Add", biased, (const char *[]){scores, bias}, 2, biased);
@@ -230,24 +212,24 @@ static void attention_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep
         for (int64_t w = 0; w < a.nW; w++)
             for (int64_t p = 0; p < S; p++)
                 for (int64_t q = 0; q < S; q++) mask[(w * S + p) * S + q] = nep_attention_mask(&a, w, p, q);
-        const char *m = onnx_reshape(s, n, s->reals(s, n, "mask_values", 1, mask, (int)(a.nW * S * S)), "mask",
+        const char *m = nep_onnx_reshape(s, n, s->reals(s, n, "mask_values", 1, mask, (int)(a.nW * S * S)), "mask",
                                      (const int64_t[]){a.nW, 1, S, S}, 4);
         free(mask);
-        const char *sc5 = onnx_reshape(s, n, scores, "scores5", (const int64_t[]){-1, a.nW, a.heads, S, S}, 5);
+        const char *sc5 = nep_onnx_reshape(s, n, scores, "scores5", (const int64_t[]){-1, a.nW, a.heads, S, S}, 5);
         const char *masked = s->step(s, n, "masked");
         nep_onnx_node(s, "Add", masked, (const char *[]){sc5, m}, 2, masked);
-        scores = onnx_reshape(s, n, masked, "scores4", (const int64_t[]){-1, a.heads, S, S}, 4);
+        scores = nep_onnx_reshape(s, n, masked, "scores4", (const int64_t[]){-1, a.heads, S, S}, 4);
     }
     const char *P = s->step(s, n, "softmax"), *o = s->step(s, n, "o");
     s->node(s, "Softmax", P, &scores, 1, P, NEP_ONNX_ATTRS(NEP_ONNX_INT_ATTR("axis", -1)));
     nep_onnx_node(s, "MatMul", o, (const char *[]){P, qkvs[2]}, 2, o);
-    o = onnx_transpose(s, n, o, "o_tokens", (const int64_t[]){0, 2, 1, 3}, 4);
-    o = onnx_reshape(s, n, o, "o_joined", (const int64_t[]){-1, S, C}, 3);
+    o = nep_onnx_transpose(s, n, o, "o_tokens", (const int64_t[]){0, 2, 1, 3}, 4);
+    o = nep_onnx_reshape(s, n, o, "o_joined", (const int64_t[]){-1, S, C}, 3);
     const char *y = onnx_affine(s, n, o, 2, "proj");
     if (a.regroups) {
-        y = onnx_reshape(s, n, y, "out6", (const int64_t[]){-1, nh, nw, a.wh, a.ww, C}, 6);
-        y = onnx_transpose(s, n, y, "out_grid6", (const int64_t[]){0, 1, 3, 2, 4, 5}, 6);
-        y = onnx_reshape(s, n, y, "out_grid", (const int64_t[]){-1, a.PH, a.PW, C}, 4);
+        y = nep_onnx_reshape(s, n, y, "out6", (const int64_t[]){-1, nh, nw, a.wh, a.ww, C}, 6);
+        y = nep_onnx_transpose(s, n, y, "out_grid6", (const int64_t[]){0, 1, 3, 2, 4, 5}, 6);
+        y = nep_onnx_reshape(s, n, y, "out_grid", (const int64_t[]){-1, a.PH, a.PW, C}, 4);
         y = onnx_roll(s, n, y, &a, true, "unroll");
         if (a.PH != a.H || a.PW != a.W) {
             const char *cut = s->step(s, n, "unpadded");

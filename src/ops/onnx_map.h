@@ -56,6 +56,13 @@ static inline void nep_onnx_node(const nep_onnx_sink *s, const char *op_type, co
     (const nep_onnx_attr[]){__VA_ARGS__}, \
     (int)(sizeof((const nep_onnx_attr[]){__VA_ARGS__}) / sizeof(nep_onnx_attr))
 
+/* Steps of node n: Reshape of x to shape[0..ndim) and Transpose of x by perm[0..ndim),
+ * each written to "<node>/<what>" (the shape as "<node>/<what>_shape"); return that name. */
+const char *nep_onnx_reshape(const nep_onnx_sink *s, const nep_node *n, const char *x,
+                             const char *what, const int64_t *shape, int ndim);
+const char *nep_onnx_transpose(const nep_onnx_sink *s, const nep_node *n, const char *x,
+                               const char *what, const int64_t *perm, int ndim);
+
 /* The identity: Identity, and Dropout at evaluation. */
 void nep_onnx_identity(const nep_onnx_sink *s, const nep_graph *g, const nep_node *n,
                        const char *const *in, const char *out);

@@ -63,40 +63,24 @@ static int64_t sdpa_flops(const nep_graph *g, const nep_node *n) {
  * repeated by Expand); S = q k^T scale (MatMul, Mul); the mask as a bias, 0 where kept and
  * -3.4e38 (float32's lowest, as transformers adds) where not: (1 - m) [N, 1, 1, T] and,
  * causal, a constant [T, T]; Softmax; P v; heads joined [N, T, C]. */
-static const char *reshaped(const nep_onnx_sink *s, const nep_node *n, const char *x, const char *what,
-                            const int64_t *shape, int ndim) {
-    char sh[40];
-    snprintf(sh, sizeof sh, "%s_shape", what);
-    const char *y = s->step(s, n, what);
-    nep_onnx_node(s, "Reshape", y, (const char *[]){x, s->ints(s, n, sh, 1, shape, ndim)}, 2, y);
-    return y;
-}
-
-static const char *transposed(const nep_onnx_sink *s, const nep_node *n, const char *x, const char *what,
-                              int64_t a, int64_t b, int64_t c, int64_t d) {
-    const char *y = s->step(s, n, what);
-    s->node(s, "Transpose", y, &x, 1, y, NEP_ONNX_ATTRS(NEP_ONNX_INTS_ATTR("perm", 4, a, b, c, d)));
-    return y;
-}
-
 /* x [N, T, h hd] as heads [N, heads, T, hd] (h = heads / rep, each repeated rep times). */
 static const char *onnx_heads(const nep_onnx_sink *s, const nep_node *n, const char *x, const char *what,
                               int64_t T, int64_t h, int64_t hd, int64_t rep) {
     char nm[3][24];
     snprintf(nm[0], sizeof nm[0], "%s4", what), snprintf(nm[1], sizeof nm[1], "%s_heads", what);
     snprintf(nm[2], sizeof nm[2], "%s_rep", what);
-    x = transposed(s, n, reshaped(s, n, x, nm[0], (const int64_t[]){-1, T, h, hd}, 4), nm[1], 0, 2, 1, 3);
+    x = nep_onnx_transpose(s, n, nep_onnx_reshape(s, n, x, nm[0], (const int64_t[]){-1, T, h, hd}, 4), nm[1], (const int64_t[]){0, 2, 1, 3}, 4);
     if (rep == 1) return x;
     /* [N, h, T, hd] -> [N, h, 1, T, hd] -> Expand [N, h, rep, T, hd] -> [N, h rep, T, hd] */
     char e[2][24];
     snprintf(e[0], sizeof e[0], "%s5", what), snprintf(e[1], sizeof e[1], "%s_expanded", what);
-    const char *x5 = reshaped(s, n, x, e[0], (const int64_t[]){-1, h, 1, T, hd}, 5);
+    const char *x5 = nep_onnx_reshape(s, n, x, e[0], (const int64_t[]){-1, h, 1, T, hd}, 5);
     const char *ex = s->step(s, n, e[1]);
     char sh[32];
     snprintf(sh, sizeof sh, "%s_expand_shape", what);
     nep_onnx_node(s, "Expand", ex, (const char *[]){x5, s->ints(s, n, sh, 1, (const int64_t[]){1, h, rep, T, hd}, 5)},
                   2, ex);
-    return reshaped(s, n, ex, nm[2], (const int64_t[]){-1, h * rep, T, hd}, 4);
+    return nep_onnx_reshape(s, n, ex, nm[2], (const int64_t[]){-1, h * rep, T, hd}, 4);
 }
 
 static void sdpa_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node *n, const char *const *in,
@@ -108,7 +92,7 @@ static void sdpa_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node
     const char *q = onnx_heads(s, n, in[0], "q", T, at->heads, hd, 1);
     const char *k = onnx_heads(s, n, in[1], "k", T, kvh, hd, at->heads / kvh);
     const char *v = onnx_heads(s, n, in[2], "v", T, kvh, hd, at->heads / kvh);
-    const char *kt = transposed(s, n, k, "k_t", 0, 1, 3, 2);
+    const char *kt = nep_onnx_transpose(s, n, k, "k_t", (const int64_t[]){0, 1, 3, 2}, 4);
     const char *qk = s->step(s, n, "qk"), *scores = s->step(s, n, "scores");
     nep_onnx_node(s, "MatMul", qk, (const char *[]){q, kt}, 2, qk);
     nep_onnx_node(s, "Mul", scores, (const char *[]){qk, s->reals(s, n, "scale", 0, &scale, 1)}, 2, scores);
@@ -120,13 +104,13 @@ static void sdpa_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node
         const char *pad = s->step(s, n, "padding"), *pb = s->step(s, n, "padding_bias");
         nep_onnx_node(s, "Sub", pad, (const char *[]){s->constant(s, "one", 1.0), in[3]}, 2, pad);
         nep_onnx_node(s, "Mul", pb, (const char *[]){pad, low}, 2, pb);
-        bias = reshaped(s, n, pb, "padding4", (const int64_t[]){-1, 1, 1, T}, 4);
+        bias = nep_onnx_reshape(s, n, pb, "padding4", (const int64_t[]){-1, 1, 1, T}, 4);
     }
     if (at->causal) {
         double *tri = malloc(sizeof(double) * (size_t)(T * T));
         for (int64_t i = 0; i < T; i++)
             for (int64_t j = 0; j < T; j++) tri[i * T + j] = j > i ? lowest : 0;
-        const char *c = reshaped(s, n, s->reals(s, n, "causal", 1, tri, (int)(T * T)), "causal2",
+        const char *c = nep_onnx_reshape(s, n, s->reals(s, n, "causal", 1, tri, (int)(T * T)), "causal2",
                                  (const int64_t[]){T, T}, 2);
         free(tri);
         if (bias) {
@@ -145,7 +129,7 @@ static void sdpa_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node
     const char *P = s->step(s, n, "softmax"), *o = s->step(s, n, "o");
     s->node(s, "Softmax", P, &scores, 1, P, NEP_ONNX_ATTRS(NEP_ONNX_INT_ATTR("axis", -1)));
     nep_onnx_node(s, "MatMul", o, (const char *[]){P, v}, 2, o);
-    o = transposed(s, n, o, "o_tokens", 0, 2, 1, 3);
+    o = nep_onnx_transpose(s, n, o, "o_tokens", (const int64_t[]){0, 2, 1, 3}, 4);
     nep_onnx_node(s, "Reshape", n->name, (const char *[]){o, s->ints(s, n, "out_shape", 1, (const int64_t[]){-1, T, C}, 3)},
                   2, out);
 }
