@@ -112,7 +112,7 @@ build/golden/.venv-stamp: $(GOLDEN_VENV_PY) tests/tools/safetensors_np.py build/
 # as release binaries: heap damage by oneDNN's JIT code is invisible to AddressSanitizer
 # and showed only in release binaries (uxlfoundation/oneDNN#6035). So do the CLI scripts.
 DNNL_TESTS := $(filter $(addprefix tests/,test_backend_parity.c test_bn_pool.c test_collapse.c \
-                test_conv.c test_conv_property.c test_eltwise.c test_golden_convnets.c),$(TESTS))
+                test_conv.c test_conv_property.c test_eltwise.c test_golden_convnets.c test_minilm.c test_text_encoders.c),$(TESTS))
 PLAIN_TESTS := $(filter-out $(DNNL_TESTS),$(TESTS))
 TEST_BINS := $(TESTS:tests/%.c=build/asan/tests/%) $(F64_TESTS:tests/%.c=build/f64/tests/%) \
              $(DNNL_TESTS:tests/%.c=build/tests/%) $(IR_TESTS:tests/%.c=build/asan/ir/%) $(EXAMPLES)
@@ -121,7 +121,7 @@ TEST_RUNS := $(IR_TESTS:tests/%.c=build/asan/ir/%) $(EXAMPLES) \
              $(addprefix isa:,$(DNNL_TESTS:tests/%.c=build/asan/tests/%) $(DNNL_TESTS:tests/%.c=build/tests/%)) \
              isa:tests/cli_test.sh isa:tests/entropy_prune_test.sh isa:tests/onnx_test.sh \
              isa:tests/collapse_test.sh tests/theory_test.sh tests/fault_test.sh tests/torchvision_test.sh \
-             tests/tokenizer_test.sh
+             tests/tokenizer_test.sh tests/finetune_test.sh
 
 # The Python environment of the tests (ONNX Runtime from PyPI, pinned in
 # scripts/requirements.txt; Debian's torch and onnx stay visible).

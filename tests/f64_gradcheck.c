@@ -69,6 +69,8 @@ static const gc_case cases[] = {
     ELEMENTWISE("prelu_vec", NEP_OP_PRELU, ((nep_attrs){{0}}), vec),
     ELEMENTWISE("relu6", NEP_OP_RELU6, ((nep_attrs){{0}}), img),
     ELEMENTWISE("gelu", NEP_OP_GELU, ((nep_attrs){{0}}), img),
+    ELEMENTWISE("gelu_tanh", NEP_OP_GELU, ((nep_attrs){.gelu = {.tanh = true}}), tok),
+    ELEMENTWISE("tanh", NEP_OP_TANH, ((nep_attrs){{0}}), vec),
     ELEMENTWISE("silu", NEP_OP_SILU, ((nep_attrs){{0}}), img),
     ELEMENTWISE("identity", NEP_OP_IDENTITY, ((nep_attrs){{0}}), img),
     ELEMENTWISE("flatten", NEP_OP_FLATTEN, ((nep_attrs){{0}}), img),

@@ -92,6 +92,9 @@ static void test_attrs_roundtrip(void **state) {
         {NEP_OP_TOKENS, {.tokens = {.grid = true}}, img},
         {NEP_OP_DROP_PATH, {.drop_path = {.p = 0.625}}, vec},
         {NEP_OP_SDPA, {.sdpa = {.heads = 4, .kv_heads = 2, .causal = true}}, (nep_shape){2, {5, 8}, 1}},
+        {NEP_OP_GELU, {.gelu = {.tanh = true}}, vec},
+        {NEP_OP_EMBEDDING, {.embedding = {.positions = true, .padded = true, .padding_idx = 3}},
+         (nep_shape){.ndim = 1, .d = {5}, .dtype = NEP_TOKEN_IDS}},
     };
     bool covered[NEP_OP_COUNT] = {0};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {

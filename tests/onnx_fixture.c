@@ -7,8 +7,9 @@
  * the first N = 64 Fashion-MNIST test images, normalized with the test set's statistics),
  * expected.bin (float32 [N, classes]: nepenthe's evaluation-mode forward on them) and
  * meta.json ({"model", "input": [dims], "output": [dims]}); text_inputs, a graph of three
- * inputs with two attentions (a key mask; causal, grouped heads), writes one file per
- * input, listed in meta.json's "inputs". Parameters are drawn from a
+ * inputs with two attentions (a key mask; causal, grouped heads), and bert and roberta,
+ * tiny classifiers built from config.json text (nep_text_encoder_build), write one file
+ * per input, listed in meta.json's "inputs". Parameters are drawn from a
  * seeded generator, so the files are the same on every run; BatchNorm statistics are then
  * set from the batch (calibrate_bn) and the classifier rewritten (standardize_head) so
  * that the logits clearly depend on the image. The "collapsed" cases export what
@@ -26,6 +27,7 @@
 #include "nepenthe/data.h"
 #include "nepenthe/model.h"
 #include "nepenthe/onnx.h"
+#include "nepenthe/text_model.h"
 
 #define N_IMAGES 64
 
@@ -649,22 +651,51 @@ static nep_status text_inputs(nep_graph *g, nep_rng *rng, nep_err *err) {
     return NEP_OK;
 }
 
-static bool write_text_case(const char *out) {
-    char *dir = join(out, "text_inputs"), *onnx = dir ? join(dir, "model.onnx") : NULL;
+/* Tiny BERT (tanh GELU, sentence pairs) and RoBERTa (positions after padding row 1)
+ * classifiers from config.json text, initialized as transformers does but with
+ * initializer_range 0.5, so that the logits clearly depend on the tokens. */
+static const char *const text_configs[2] = {
+    "{\"model_type\": \"bert\", \"hidden_size\": 16, \"num_hidden_layers\": 2, \"num_attention_heads\": 2, "
+    "\"intermediate_size\": 24, \"hidden_act\": \"gelu_new\", \"max_position_embeddings\": 20, "
+    "\"type_vocab_size\": 2, \"layer_norm_eps\": 1e-12, \"vocab_size\": 11, \"pad_token_id\": 0, "
+    "\"num_labels\": 3, \"initializer_range\": 0.5}",
+    "{\"model_type\": \"roberta\", \"hidden_size\": 16, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+    "\"intermediate_size\": 24, \"hidden_act\": \"gelu\", \"max_position_embeddings\": 20, "
+    "\"type_vocab_size\": 1, \"layer_norm_eps\": 1e-5, \"vocab_size\": 11, \"pad_token_id\": 1, "
+    "\"num_labels\": 3, \"initializer_range\": 0.5}"};
+
+static nep_status text_encoder(int which, nep_graph *g, nep_rng *rng, nep_err *err) {
+    nep_hf_config cfg;
+    NEP_TRY(nep_hf_config_parse(text_configs[which], strlen(text_configs[which]), "config.json", &cfg, err));
+    const nep_status s = nep_text_encoder_build(&cfg, TEXT_T, NEP_TEXT_HEAD_CLASSIFY, g, rng, err);
+    nep_hf_config_free(&cfg);
+    return s;
+}
+
+/* Case text_inputs (which -1), bert (0) or roberta (1): N_IMAGES sequences of 2..TEXT_T
+ * tokens, then padding (RoBERTa's pad id there, so that its positions skip them). */
+static bool write_text_case(const char *out, int which) {
+    static const char *const names[3] = {"text_inputs", "bert", "roberta"};
+    const char *name = names[which + 1];
+    char *dir = join(out, name), *onnx = dir ? join(dir, "model.onnx") : NULL;
     static int32_t words[N_IMAGES * TEXT_T], types[N_IMAGES * TEXT_T];
     static nep_real mask[N_IMAGES * TEXT_T];
     nep_graph g = {0};
     nep_exec *ex = NULL;
     nep_err err = {0};
     nep_rng rng;
-    nep_rng_seed(&rng, 77);
-    bool ok = onnx && (mkdir(dir, 0777) == 0 || errno == EEXIST) && text_inputs(&g, &rng, &err) == NEP_OK;
+    nep_rng_seed(&rng, 77 + (uint64_t)(which + 1));
+    bool ok = onnx && (mkdir(dir, 0777) == 0 || errno == EEXIST) &&
+              (which < 0 ? text_inputs(&g, &rng, &err) : text_encoder(which, &g, &rng, &err)) == NEP_OK;
     for (int b = 0; ok && b < N_IMAGES; b++) {
         const int len = 2 + (int)nep_rng_below(&rng, TEXT_T - 1); /* 2..TEXT_T tokens, then padding */
         for (int i = b * TEXT_T; i < (b + 1) * TEXT_T; i++) {
-            words[i] = (int32_t)nep_rng_below(&rng, TEXT_V);
-            types[i] = (int32_t)nep_rng_below(&rng, 2);
-            mask[i] = i - b * TEXT_T < len;
+            const bool real = i - b * TEXT_T < len;
+            words[i] = which < 0 ? (int32_t)nep_rng_below(&rng, TEXT_V)
+                       : real    ? 2 + (int32_t)nep_rng_below(&rng, TEXT_V - 2)
+                                 : which; /* the pad id: BERT 0, RoBERTa 1 */
+            types[i] = which == 1 ? 0 : (int32_t)nep_rng_below(&rng, 2);
+            mask[i] = real;
         }
     }
     const nep_real *y = NULL;
@@ -684,14 +715,14 @@ static bool write_text_case(const char *out) {
          write_floats(dir, "expected.bin", y, N_IMAGES * 3);
     f = ok ? fopen(meta, "w") : NULL;
     if (f)
-        fprintf(f, "{\"model\": \"text_inputs\", \"inputs\": ["
+        fprintf(f, "{\"model\": \"%s\", \"inputs\": ["
                    "{\"name\": \"input_ids\", \"dtype\": \"int32\", \"shape\": [%d, %d]}, "
                    "{\"name\": \"token_type_ids\", \"dtype\": \"int32\", \"shape\": [%d, %d]}, "
                    "{\"name\": \"attention_mask\", \"dtype\": \"float32\", \"shape\": [%d, %d]}], "
                    "\"output\": [%d, 3]}\n",
-                N_IMAGES, TEXT_T, N_IMAGES, TEXT_T, N_IMAGES, TEXT_T, N_IMAGES);
+                name, N_IMAGES, TEXT_T, N_IMAGES, TEXT_T, N_IMAGES, TEXT_T, N_IMAGES);
     ok = ok && f && fclose(f) == 0;
-    if (!ok) fprintf(stderr, "onnx_fixture: text_inputs: %s\n", err.msg[0] ? err.msg : "cannot write its files");
+    if (!ok) fprintf(stderr, "onnx_fixture: %s: %s\n", name, err.msg[0] ? err.msg : "cannot write its files");
     nep_exec_free(ex);
     nep_graph_free(&g);
     free(meta), free(wpath), free(tpath), free(onnx), free(dir);
@@ -730,7 +761,8 @@ int main(int argc, char **argv) {
     if (!load_images(x, &norm)) return 1;
     for (size_t m = 0; m < sizeof models / sizeof *models; m++)
         if (!write_case(argv[1], (int)m, x, &norm)) return 1;
-    if (!write_text_case(argv[1])) return 1;
-    printf("onnx_fixture: %zu models in %s\n", sizeof models / sizeof *models + 1, argv[1]);
+    for (int which = -1; which < 2; which++)
+        if (!write_text_case(argv[1], which)) return 1;
+    printf("onnx_fixture: %zu models in %s\n", sizeof models / sizeof *models + 3, argv[1]);
     return 0;
 }

@@ -73,6 +73,13 @@ static const parity_case cases[] = {
     {"dropout_tokens", NEP_OP_DROPOUT, TOK(6, 5), {.dropout = {.p = 0.3}}, NEP_OP_INPUT, true, 2},
     {"add_tokens", NEP_OP_ADD, TOK(4, 5), {{0}}, NEP_OP_INPUT, true, 2},
     {"embedding_relu", NEP_OP_EMBEDDING, IDS(7), {{0}}, NEP_OP_RELU, true, 0},
+    /* a padding row without gradient; BERT's and RoBERTa's positions (ids 1 are padding) */
+    {"embedding_padded", NEP_OP_EMBEDDING, IDS(7), {.embedding = {.padded = true, .padding_idx = 2}}, NEP_OP_INPUT, true, 0},
+    {"embedding_positions", NEP_OP_EMBEDDING, IDS(7), {.embedding = {.positions = true}}, NEP_OP_INPUT, true, 0},
+    {"embedding_positions_padded", NEP_OP_EMBEDDING, IDS(7),
+     {.embedding = {.positions = true, .padded = true, .padding_idx = 1}}, NEP_OP_INPUT, true, 0},
+    {"gelu_tanh_tokens", NEP_OP_GELU, TOK(4, 5), {.gelu = {.tanh = true}}, NEP_OP_INPUT, true, 4},
+    {"tanh", NEP_OP_TANH, {1, {9}}, {{0}}, NEP_OP_INPUT, true, 3},
     {"layernorm_tokens", NEP_OP_LAYERNORM, TOK(5, 6), {.layernorm = {.eps = 1e-6}}, NEP_OP_INPUT, true, 3},
     {"layernorm_relu", NEP_OP_LAYERNORM, {1, {9}}, {{0}}, NEP_OP_RELU, true, 3},
     {"attention_tokens", NEP_OP_ATTENTION, TOK(5, 8), {.attention = {.heads = 2}}, NEP_OP_INPUT, true, 2},
@@ -156,7 +163,8 @@ static nep_graph build(const parity_case *k, uint64_t seed) {
         } else if (k->op == NEP_OP_PRELU) {
             nep_graph_add_param(&g, y, "weight", 1, 1, (int64_t[]){C});
         } else if (k->op == NEP_OP_EMBEDDING) {
-            nep_graph_add_param(&g, y, "weight", 1, 2, (int64_t[]){VOCAB, 4});
+            /* positions read rows up to 7 (BERT's) or 1 + 7 (RoBERTa's after padding row 1) */
+            nep_graph_add_param(&g, y, "weight", 1, 2, (int64_t[]){k->attrs.embedding.positions ? 9 : VOCAB, 4});
         } else if (k->op == NEP_OP_AFFINE || k->op == NEP_OP_LAYERNORM) {
             nep_graph_add_param(&g, y, "weight", 1, 1, (int64_t[]){C});
             nep_graph_add_param(&g, y, "bias", 1, 1, (int64_t[]){C});

@@ -108,6 +108,8 @@ int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape i
             nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){l->features});
     } else if (op == NEP_OP_PRELU) {
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, (int64_t[]){in.d[0]});
+    } else if (op == NEP_OP_EMBEDDING) { /* rows for the ids 0..7 or for positions past a padding row 3 */
+        nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 2, (int64_t[]){8 + 4 + in.d[0], 4});
     } else if (op == NEP_OP_AFFINE || op == NEP_OP_LAYERNORM) {
         const int64_t c[1] = {nep_shape_features(&in)};
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, c);

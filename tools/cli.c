@@ -2,6 +2,7 @@
 #include "nepenthe/file.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -537,4 +538,26 @@ int cli_append_line(const char *path, const char *line) {
     }
     errno = e;
     return -1;
+}
+
+char *cli_rng_hex(const nep_rng *r) {
+    char *s = malloc(80);
+    snprintf(s, 80, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, r->s[0], r->s[1],
+             r->s[2], r->s[3]);
+    return s;
+}
+
+/* 64 hex digits and nothing else (strtoull alone would take signs, spaces and "0x"),
+ * not all zero: xoshiro256's one state it never leaves, drawing only zeros. */
+int cli_rng_from_hex(const char *hex, nep_rng *r) {
+    if (!hex || strlen(hex) != 64 || strspn(hex, "0123456789abcdefABCDEF") != 64) return -1;
+    for (int i = 0; i < 4; i++) {
+        char part[17];
+        memcpy(part, hex + 16 * i, 16);
+        part[16] = 0;
+        char *end;
+        r->s[i] = strtoull(part, &end, 16);
+        if (*end) return -1;
+    }
+    return (r->s[0] | r->s[1] | r->s[2] | r->s[3]) ? 0 : -1;
 }

@@ -128,6 +128,11 @@ int cli_mkdirs(const char *path);
 int cli_trim_jsonl(const char *cmd, const char *path, const char *key, int64_t max);
 int cli_append_line(const char *path, const char *line);
 
+/* A generator's state as 64 hex digits (malloc'd), what a checkpoint records for
+ * --resume, and back: 0, or -1 for anything but 64 hex digits of a valid state. */
+char *cli_rng_hex(const nep_rng *r);
+int cli_rng_from_hex(const char *hex, nep_rng *r);
+
 /* Sets OpenMP and OpenBLAS threads (0 = leave the defaults). */
 void cli_set_threads(int64_t n);
 
@@ -152,6 +157,7 @@ int cmd_export(int argc, char **argv);
 int cmd_collapse(int argc, char **argv);
 int cmd_theory(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 
 struct cJSON;
 /* Whether v is a JSON number holding an integer in [lo, hi): converting anything else

@@ -1,7 +1,6 @@
 /* nepenthe train: trains a model (nep_train_run), checkpointing after every epoch so that
  * --resume continues a killed run and ends with the same weights as an uninterrupted one. */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,32 +50,6 @@ static char *options_json(const train_opts *o, const nep_model_spec *spec,
     return s;
 }
 
-
-
-
-
-static char *rng_json(const nep_rng *r) {
-    char *s = malloc(80);
-    snprintf(s, 80, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, r->s[0], r->s[1],
-             r->s[2], r->s[3]);
-    return s;
-}
-
-/* 64 hex digits and nothing else (strtoull alone would take signs, spaces and "0x"),
- * not all zero: xoshiro256's one state it never leaves, drawing only zeros. */
-static int rng_from_hex(const char *hex, nep_rng *r) {
-    if (!hex || strlen(hex) != 64 || strspn(hex, "0123456789abcdefABCDEF") != 64) return -1;
-    for (int i = 0; i < 4; i++) {
-        char part[17];
-        memcpy(part, hex + 16 * i, 16);
-        part[16] = 0;
-        char *end;
-        r->s[i] = strtoull(part, &end, 16);
-        if (*end) return -1;
-    }
-    return (r->s[0] | r->s[1] | r->s[2] | r->s[3]) ? 0 : -1;
-}
-
 typedef struct run_state {
     nep_graph g;
     nep_model_spec spec;
@@ -109,7 +82,7 @@ static int save_epoch(run_state *r, const nep_optim *opt, const char *log_line) 
     snprintf(epoch, sizeof epoch, "%lld", (long long)r->epoch);
     snprintf(data, sizeof data, "{\"name\":\"%s\",\"val\":%lld,\"split_seed\":%lld}", o->data,
              (long long)o->val, (long long)o->split_seed);
-    char *rng = rng_json(&r->rng);
+    char *rng = cli_rng_hex(&r->rng);
     nep_st_meta extra[] = {{"epoch", epoch}, {"rng", rng}, {"options", (char *)r->options}, {"data", data}};
     nep_err err;
     int rc = 0;
@@ -137,7 +110,7 @@ static int resume(const char *ckpt, const char *options, run_state *r) {
     errno = 0;
     long long epochs = epoch ? strtoll(epoch, &end, 10) : -1;
     if (!stored || !epoch || errno || end == epoch || *end || epochs < 0 ||
-        rng_from_hex(nep_st_meta_get(&r->meta, "rng"), &r->rng))
+        cli_rng_from_hex(nep_st_meta_get(&r->meta, "rng"), &r->rng))
         return cli_errorf("train", "%s: not a training checkpoint (no options, epoch count or "
                           "RNG state)", ckpt);
     if (strcmp(stored, options) != 0)

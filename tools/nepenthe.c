@@ -19,6 +19,7 @@ static const struct {
     {"collapse", cmd_collapse, "remove zero-entropy layers for real; report before and after"},
     {"theory", cmd_theory, "the paper's model of pruning and entropy (Section 3.2, Fig. 2)"},
     {"export", cmd_export, "write a checkpoint's model as ONNX (opset 17) for other runtimes"},
+    {"finetune", cmd_finetune, "fine-tune a Hugging Face BERT or RoBERTa folder on a text classification task"},
     {"tokenize", cmd_tokenize, "token ids of texts with a Hugging Face tokenizer (WordPiece, BPE)"},
 };
 

@@ -33,6 +33,10 @@ nep_status nep_checkpoint_load(const char *path, nep_graph *g, nep_model_spec *s
                                nep_normalize *norm, nep_safetensors *meta, nep_err *err);
 nep_status nep_checkpoint_load_optim(const char *path, const nep_safetensors *st,
                                      const nep_graph *g, nep_optim *opt, nep_err *err);
+/* Adds opt's state to a file being assembled (st: its tensors point into opt) as
+ * nep_checkpoint_save writes it, for files of other layouts (a text model's). */
+nep_status nep_checkpoint_add_optim(nep_safetensors *st, const nep_graph *g, const nep_optim *opt,
+                                    nep_err *err);
 
 /* "normalize" metadata JSON <-> struct. */
 char *nep_normalize_to_json(const nep_normalize *n);

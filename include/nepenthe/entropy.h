@@ -27,6 +27,12 @@ typedef struct nep_entropy {
     nep_layer_states *layers;   /* in network order */
     bool zero_is_off;
     int64_t samples;            /* samples seen since the last reset */
+    /* A text model's padding (SPEC section 1: padding positions are never observations):
+     * while a batch runs, its attention mask [batch, mask_positions] (1 token, 0 padding),
+     * which the probe applies to every layer whose per-sample shape is [mask_positions, C];
+     * NULL: every position counts. */
+    const nep_real *token_mask;
+    int64_t mask_positions;
     /* NULL, or called after every batch of nep_entropy_measure with the samples counted,
      * the samples it will count, NaN (no loss) and the seconds since it started. */
     void (*progress)(void *ctx, int64_t done, int64_t total, double loss, double seconds);
@@ -47,6 +53,12 @@ void nep_entropy_probe(void *e, const nep_graph *g, int node, const nep_real *z,
 nep_status nep_entropy_measure(nep_entropy *e, nep_graph *g, const nep_dataset *d,
                                const nep_normalize *norm, int64_t batch, int64_t max_batches,
                                const nep_exec_opts *xo, nep_err *err);
+
+struct nep_text_tensors;
+/* The same over a tokenized text set (nepenthe/text_train.h), padding not counted. */
+nep_status nep_entropy_measure_text(nep_entropy *e, nep_graph *g, const struct nep_text_tensors *d,
+                                    int64_t batch, int64_t max_batches, const nep_exec_opts *xo,
+                                    nep_err *err);
 
 /* Entropy in bits of one neuron's counts (0 if it has no observation). */
 double nep_neuron_entropy(const uint64_t *counts, int states);

@@ -54,6 +54,7 @@ typedef enum nep_op_kind {
     NEP_OP_PATCH_MERGE, /* [H, W, C] -> [H/2, W/2, 4C] (space to depth, Swin) */
     NEP_OP_DROP_PATH,   /* stochastic depth: whole samples dropped in training */
     NEP_OP_SDPA,        /* multi-head attention of given q, k, v: masks, causal, grouped heads */
+    NEP_OP_TANH,        /* elementwise tanh (BERT's pooler, RoBERTa's classification head) */
     NEP_OP_COUNT
 } nep_op_kind;
 
@@ -130,6 +131,23 @@ typedef struct nep_drop_path_attrs {
     double p;           /* probability of dropping a sample's whole tensor, in [0, 1] */
 } nep_drop_path_attrs;
 
+/* Embedding's rows: the ids themselves (nn.Embedding), or, with positions, the position of
+ * each token (a position-embedding table read by the sequence's token ids): row t without
+ * padded (BERT's position_ids, arange(T)), and RoBERTa's numbering with padded
+ * (create_position_ids_from_input_ids: padding_idx + the count of non-padding tokens up to
+ * and including t; padding_idx at a padding token). padded: ids equal to padding_idx mark
+ * padding, and the row padding_idx gets no gradient (nn.Embedding(padding_idx=...)). */
+typedef struct nep_embedding_attrs {
+    bool positions;
+    bool padded;
+    int padding_idx;
+} nep_embedding_attrs;
+
+typedef struct nep_gelu_attrs {
+    bool tanh;          /* the tanh approximation (nn.GELU(approximate='tanh'), Hugging Face's
+                         * gelu_new and gelu_pytorch_tanh) instead of the erf form */
+} nep_gelu_attrs;
+
 typedef struct nep_leaky_relu_attrs {
     double slope;       /* negative slope */
 } nep_leaky_relu_attrs;
@@ -155,6 +173,8 @@ typedef union nep_attrs {
     nep_attention_attrs attention;
     nep_sdpa_attrs sdpa;
     nep_leaky_relu_attrs leaky_relu;
+    nep_gelu_attrs gelu;
+    nep_embedding_attrs embedding;
     nep_dropout_attrs dropout;
     nep_tokens_attrs tokens;
     nep_drop_path_attrs drop_path;

@@ -16,7 +16,9 @@
  * num_attention_heads; rms_norm_eps 1e-6; rope_theta 10000; rope_scaling none;
  * position_embedding_type "absolute"; num_labels 2 (or the length of id2label);
  * id2label "LABEL_<i>"; tie_word_embeddings true for bert/roberta, false for llama;
- * pad/bos/eos: bert 0/-/-, roberta 1/0/2, llama -/1/2 (- is NEP_HF_NO_TOKEN). */
+ * pad/bos/eos: bert 0/-/-, roberta 1/0/2, llama -/1/2 (- is NEP_HF_NO_TOKEN);
+ * hidden_dropout_prob and attention_probs_dropout_prob 0.1, classifier_dropout
+ * hidden_dropout_prob, initializer_range 0.02. */
 #ifndef NEPENTHE_HF_H
 #define NEPENTHE_HF_H
 
@@ -54,6 +56,10 @@ typedef struct nep_hf_config {
     int64_t vocab_size;
     nep_hf_act hidden_act;
     double layer_norm_eps;      /* bert, roberta */
+    /* bert, roberta, read but never written (the file's own keys are written back):
+     * hidden_dropout_prob (0.1), attention_probs_dropout_prob (0.1), classifier_dropout
+     * (null: hidden_dropout_prob), initializer_range (0.02; llama too) */
+    double hidden_dropout, attention_dropout, classifier_dropout, initializer_range;
     double rms_norm_eps;        /* llama */
     double rope_theta;          /* llama */
     nep_hf_rope_scaling rope_scaling;

@@ -9,12 +9,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nepenthe/real.h"
 #include "nepenthe/status.h"
 
 typedef enum nep_dtype {
     NEP_DT_F32, NEP_DT_F64, NEP_DT_F16, NEP_DT_BF16,
     NEP_DT_I64, NEP_DT_I32, NEP_DT_I16, NEP_DT_I8, NEP_DT_U8, NEP_DT_BOOL
 } nep_dtype;
+
+/* The dtype of nep_real tensors. */
+#ifdef NEP_DOUBLE
+#define NEP_DT_REAL NEP_DT_F64
+#else
+#define NEP_DT_REAL NEP_DT_F32
+#endif
 
 #define NEP_ST_MAX_DIMS 8
 

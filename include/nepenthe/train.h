@@ -120,6 +120,11 @@ void nep_trainer_free(nep_trainer *t);
  * A non-finite loss returns NEP_ERR_NUMERIC before anything is updated. */
 nep_status nep_train_step(nep_trainer *t, int64_t b, double lr, nep_rng *rng, double *loss,
                           int64_t *correct, nep_err *err);
+/* The same on the graph's n_inputs input tensors x (nep_exec_run) and t->y: a text
+ * model's ids, token types and mask. */
+nep_status nep_train_step_inputs(nep_trainer *t, const void *const *x, int n_inputs, int64_t b,
+                                 double lr, nep_rng *rng, double *loss, int64_t *correct,
+                                 nep_err *err);
 
 typedef struct nep_epoch_stats {
     double loss;        /* mean over samples */

@@ -4,6 +4,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "nepenthe/entropy.h"
+#include "nepenthe/text_train.h"
 #include "nepenthe/train.h"
 
 static nep_layer_states *find_layer(nep_entropy *e, int node) {
@@ -37,11 +38,12 @@ static void count_neuron(const nep_real *z, int64_t batch, int64_t stride, int64
     if (states == 3) c[NEP_STATE_OFF_PLUS] += offp;
 }
 
-/* Counts over NHWC rows: z [rows, C], one neuron per column, in blocks of columns. Rows
- * are split over the threads, each counting into its own arrays, which are then added:
- * integer sums, so exact whatever the split. */
-static void count_rows(const nep_real *z, int64_t rows, int64_t C, int states, bool zero_is_off,
-                       uint64_t *counts) {
+/* Counts over NHWC rows: z [rows, C], one neuron per column, in blocks of columns, but
+ * for the rows whose mask entry is 0 (mask NULL: all rows). Rows are split over the
+ * threads, each counting into its own arrays, which are then added: integer sums, so
+ * exact whatever the split. */
+static void count_rows(const nep_real *z, const nep_real *mask, int64_t rows, int64_t C, int states,
+                       bool zero_is_off, uint64_t *counts) {
     enum { BLOCK = 64 };
     for (int64_t c0 = 0; c0 < C; c0 += BLOCK) {
         const int64_t nc = C - c0 < BLOCK ? C - c0 : BLOCK;
@@ -50,6 +52,7 @@ static void count_rows(const nep_real *z, int64_t rows, int64_t C, int states, b
             uint64_t on[BLOCK] = {0}, off[BLOCK] = {0}, offp[BLOCK] = {0};
 #pragma omp for schedule(static)
             for (int64_t r = 0; r < rows; r++) {
+                if (mask && mask[r] == 0) continue;
                 const nep_real *p = z + r * C + c0;
                 for (int64_t i = 0; i < nc; i++) {
                     on[i] += states == 2 ? p[i] > 0 : p[i] > 0 && p[i] < 6;
@@ -77,7 +80,8 @@ void nep_entropy_probe(void *ctx, const nep_graph *g, int node, const nep_real *
     const int64_t stride = l->neurons * inner;
     const nep_shape *sh = &g->nodes[node].shape;
     if ((channels_last && sh->ndim == 3) || nep_shape_features_last(sh)) { /* z [rows, C] */
-        count_rows(z, batch * inner, l->neurons, l->states, e->zero_is_off, l->counts);
+        const nep_real *mask = e->token_mask && inner == e->mask_positions ? e->token_mask : NULL;
+        count_rows(z, mask, batch * inner, l->neurons, l->states, e->zero_is_off, l->counts);
         return;
     }
     /* Each neuron's counts are summed by one thread: exact and order-independent. */
@@ -108,4 +112,16 @@ nep_status nep_entropy_measure(nep_entropy *e, nep_graph *g, const nep_dataset *
     measure_ctx m = {e, max_batches > 0 && max_batches * batch < d->n ? max_batches * batch : d->n, nep_now()};
     return nep_for_each_batch(g, d, norm, batch, max_batches, nep_entropy_probe, e, count_samples,
                               &m, xo, err);
+}
+
+nep_status nep_entropy_measure_text(nep_entropy *e, nep_graph *g, const nep_text_tensors *d,
+                                    int64_t batch, int64_t max_batches, const nep_exec_opts *xo,
+                                    nep_err *err) {
+    nep_entropy_reset(e);
+    measure_ctx m = {e, max_batches > 0 && max_batches * batch < d->n ? max_batches * batch : d->n, nep_now()};
+    e->mask_positions = d->T;
+    const nep_status s = nep_text_for_each_batch(g, d, batch, max_batches, false, nep_entropy_probe, e,
+                                                 &e->token_mask, count_samples, &m, xo, err);
+    e->token_mask = NULL;
+    return s;
 }

@@ -101,12 +101,13 @@ static const nep_real *run_forward(nep_exec *ex, const void *const *x, int64_t b
     return ex->out_moved;
 }
 
-/* An id outside its table would read past it: refused, as PyTorch raises IndexError. */
+/* An id outside its table would read past it: refused, as PyTorch raises IndexError. A
+ * position embedding reads rows by position, which shape inference has bounded. */
 static nep_status check_ids(const nep_exec *ex, const void *const *x, int64_t batch, nep_err *err) {
     const nep_graph *g = ex->g;
     for (int k = 0; k < g->n_order; k++) {
         const nep_node *e = &g->nodes[g->order[k]];
-        if (!nep_op(e->op)->takes_ids) continue;
+        if (!nep_op(e->op)->takes_ids || e->attrs.embedding.positions) continue;
         int i = 0; /* ids come only from graph inputs (shape inference holds to it) */
         while (i < g->n_inputs && g->inputs[i] != e->inputs[0]) i++;
         if (i == g->n_inputs) continue;

@@ -38,6 +38,9 @@ typedef struct flat_attrs {
     bool grid;
     int kv_heads;
     bool causal;
+    bool positions, padded;
+    int padding_idx;
+    bool tanh;
 } flat_attrs;
 #define FIRST_OPTIONAL_KEY 11 /* flat_keys[11] on */
 
@@ -63,6 +66,10 @@ static const struct {
     {"grid", NEP_ATTR_BOOL, offsetof(flat_attrs, grid)},
     {"kv_heads", NEP_ATTR_INT, offsetof(flat_attrs, kv_heads)},
     {"causal", NEP_ATTR_BOOL, offsetof(flat_attrs, causal)},
+    {"positions", NEP_ATTR_BOOL, offsetof(flat_attrs, positions)},
+    {"padded", NEP_ATTR_BOOL, offsetof(flat_attrs, padded)},
+    {"padding_idx", NEP_ATTR_INT, offsetof(flat_attrs, padding_idx)},
+    {"tanh", NEP_ATTR_BOOL, offsetof(flat_attrs, tanh)},
 };
 
 /* Copies each attribute op declares from its typed place in a nep_attrs to its key's in a
@@ -237,7 +244,7 @@ static nep_status read_attrs(const cJSON *o, const char *node, nep_op_kind op, n
             if (!cJSON_IsBool(v)) return bad(err, node, why);
             *(bool *)dst = cJSON_IsTrue(v);
         } else if (t == NEP_ATTR_INT_PAIR ? read_ints(v, got, 2, 0, 1 << 16) != 2
-                                          : read_ints_scalar(v, got, 1 << 16) != 1) {
+                                          : read_ints_scalar(v, got, t == NEP_ATTR_INT ? INT32_MAX : 1 << 16) != 1) {
             snprintf(why, sizeof why, "'%s' must be %s", flat_keys[f].key,
                      t == NEP_ATTR_INT_PAIR ? "a pair of sizes" : "a size");
             return bad(err, node, why);

@@ -11,10 +11,8 @@
 #include "nepenthe/checkpoint.h"
 
 #ifdef NEP_DOUBLE
-#define NEP_DT_REAL NEP_DT_F64
 #define st_to_real nep_st_to_f64
 #else
-#define NEP_DT_REAL NEP_DT_F32
 #define st_to_real nep_st_to_f32
 #endif
 
@@ -228,8 +226,8 @@ static bool is_state_name(const char *name, const char *param) {
     return strcmp(name + L + 1, state_suffix(NEP_OPTIM_SGD, 0)) == 0;
 }
 
-static nep_status add_optim(nep_safetensors *st, const nep_graph *g, const nep_optim *opt,
-                            nep_err *err) {
+nep_status nep_checkpoint_add_optim(nep_safetensors *st, const nep_graph *g, const nep_optim *opt,
+                                    nep_err *err) {
     char name[2 * NEP_NAME_LEN + 32], step[32];
     snprintf(step, sizeof step, "%lld", (long long)opt->step);
     NEP_TRY(nep_st_meta_set(st, "optim_step", step, err));
@@ -305,7 +303,7 @@ nep_status nep_checkpoint_save(const char *path, const nep_graph *g, const nep_m
             snprintf(counter, sizeof counter, "%s.num_batches_tracked", g->nodes[i].name);
             s = nep_st_add(&st, counter, NEP_DT_I64, 0, NULL, &no_batches, err);
         }
-    if (s == NEP_OK && opt) s = add_optim(&st, g, opt, err);
+    if (s == NEP_OK && opt) s = nep_checkpoint_add_optim(&st, g, opt, err);
     if (s == NEP_OK) s = nep_st_write(&st, path, err);
     free(arch);
     free(nj);

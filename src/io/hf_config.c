@@ -139,6 +139,15 @@ static nep_status get_num(const pctx *c, const char *key, int required, double d
     return get_num_in(c, c->root, key, key, required, def, 1, out);
 }
 
+/* A dropout probability in [0, 1); null or absent: def. */
+static nep_status get_probability(const pctx *c, const char *key, double def, double *out) {
+    NEP_TRY(get_num_in(c, c->root, key, key, 0, def, 0, out));
+    if (!(*out >= 0 && *out < 1))
+        return nep_fail(c->err, NEP_ERR_FORMAT, "%s: key '%s': value %g is not a probability "
+                        "in [0, 1)", c->file, key, *out);
+    return NEP_OK;
+}
+
 static nep_status get_bool(const pctx *c, const char *key, int def, int *out) {
     const cJSON *j = item(c->root, key);
     if (!j) {
@@ -251,7 +260,9 @@ static nep_status parse_encoder(const pctx *c, nep_hf_config *cfg) {
     static const char *const absolute[] = {"absolute"};
     int unused = 0;
     if (pe) NEP_TRY(choose(c, "position_embedding_type", pe, absolute, 1, &unused));
-    return NEP_OK;
+    NEP_TRY(get_probability(c, "hidden_dropout_prob", 0.1, &cfg->hidden_dropout));
+    NEP_TRY(get_probability(c, "attention_probs_dropout_prob", 0.1, &cfg->attention_dropout));
+    return get_probability(c, "classifier_dropout", cfg->hidden_dropout, &cfg->classifier_dropout);
 }
 
 /* Llama 3's frequency-dependent RoPE scaling; "default" means none, and other kinds
@@ -449,6 +460,7 @@ static nep_status parse_root(const pctx *c, nep_hf_config *cfg) {
     NEP_TRY(parse_architecture(c, cfg));
     NEP_TRY(parse_sizes(c, cfg));
     NEP_TRY(parse_act(c, cfg));
+    NEP_TRY(get_num(c, "initializer_range", 0, 0.02, &cfg->initializer_range));
     if (cfg->model_type == NEP_HF_LLAMA)
         NEP_TRY(parse_llama(c, cfg));
     else

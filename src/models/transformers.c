@@ -8,68 +8,19 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "nepenthe/model.h"
+#include "models/builder.h"
 
-typedef struct builder {
-    nep_graph *g;
-    const nep_model_spec *s;
-    nep_err *err;
-    nep_status st;      /* first failure; later calls do nothing */
-} builder;
+typedef nep_mb builder;
 
-#define NAME(buf, ...) (snprintf(buf, sizeof buf, __VA_ARGS__), buf)
+#define NAME NEP_MB_NAME
 
-static int fail_nomem(builder *b, const char *name) {
-    if (b->st == NEP_OK) b->st = nep_fail(b->err, NEP_ERR_NOMEM, "out of memory building '%s'", name);
-    return -1;
-}
-
-/* A node reading x, with parameters (suffix, flags, shape) as given; -1 after a failure. */
-typedef struct param_decl {
-    const char *suffix;
-    unsigned flags;
-    int ndim;
-    int64_t shape[4];
-} param_decl;
-
-static int node(builder *b, nep_op_kind op, const char *name, const int *in, int n_in, nep_attrs a,
-                const param_decl *p, int n_p) {
-    if (b->st != NEP_OK) return -1;
-    const int id = nep_graph_add(b->g, op, name, in, n_in, a);
-    if (id < 0) return fail_nomem(b, name);
-    for (int i = 0; i < n_p; i++)
-        if (nep_graph_add_param(b->g, id, p[i].suffix, p[i].flags, p[i].ndim, p[i].shape) < 0)
-            return fail_nomem(b, name);
-    return id;
-}
-
-static int unary(builder *b, nep_op_kind op, const char *name, int x, nep_attrs a) {
-    return node(b, op, name, &x, 1, a, NULL, 0);
-}
-
-static int linear(builder *b, const char *name, int x, int64_t in, int64_t out, bool bias) {
-    const param_decl p[2] = {{"weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2, {out, in}},
-                             {"bias", NEP_PARAM_TRAINABLE, 1, {out}}};
-    return node(b, NEP_OP_LINEAR, name, &x, 1, (nep_attrs){.linear = {.features = out, .bias = bias}}, p, bias ? 2 : 1);
-}
-
-static int layernorm(builder *b, const char *name, int x, int64_t c, double eps) {
-    const param_decl p[2] = {{"weight", NEP_PARAM_TRAINABLE, 1, {c}}, {"bias", NEP_PARAM_TRAINABLE, 1, {c}}};
-    return node(b, NEP_OP_LAYERNORM, name, &x, 1, (nep_attrs){.layernorm = {.eps = eps}}, p, 2);
-}
-
-static int dropout(builder *b, const char *name, int x) {
-    return b->s->dropout > 0 ? unary(b, NEP_OP_DROPOUT, name, x, (nep_attrs){.dropout = {.p = b->s->dropout}}) : x;
-}
-
-static int add2(builder *b, const char *name, int x, int y) {
-    return node(b, NEP_OP_ADD, name, (int[]){x, y}, 2, (nep_attrs){0}, NULL, 0);
-}
+static int dropout(builder *b, const char *name, int x) { return nep_mb_dropout(b, name, x, b->s->dropout); }
 
 static int attention(builder *b, const char *name, int x, int64_t c, nep_attention_attrs a) {
     if (b->st != NEP_OK) return -1;
     const int id = nep_graph_add_attention(b->g, name, x, c, a);
-    return id < 0 ? fail_nomem(b, name) : id;
+    if (id < 0 && b->st == NEP_OK) b->st = nep_fail(b->err, NEP_ERR_NOMEM, "out of memory building '%s'", name);
+    return id;
 }
 
 /* x + drop(sublayer(norm(x))) for both sublayers of block p (torchvision's EncoderBlock and
@@ -78,27 +29,27 @@ static int block(builder *b, const char *p, int x, int64_t c, const char *norms[
                  nep_attention_attrs a, double eps, double p_drop) {
     char n[2 * NEP_NAME_LEN], m[2 * NEP_NAME_LEN];
     const int64_t hidden = (int64_t)(c * b->s->mlp_ratio);
-    int y = layernorm(b, NAME(n, "%s.%s", p, norms[0]), x, c, eps);
+    int y = nep_mb_layernorm(b, NAME(n, "%s.%s", p, norms[0]), x, c, eps);
     y = dropout(b, NAME(n, "%s.dropout", p), attention(b, NAME(m, "%s.%s", p, attn_name), y, c, a));
-    if (p_drop > 0) y = unary(b, NEP_OP_DROP_PATH, NAME(n, "%s.stochastic_depth", p), y, (nep_attrs){.drop_path = {.p = p_drop}});
-    x = add2(b, NAME(n, "%s.add_1", p), x, y);
-    y = layernorm(b, NAME(n, "%s.%s", p, norms[1]), x, c, eps);
-    y = linear(b, NAME(n, "%s.mlp.0", p), y, c, hidden, true);
+    if (p_drop > 0) y = nep_mb_unary(b, NEP_OP_DROP_PATH, NAME(n, "%s.stochastic_depth", p), y, (nep_attrs){.drop_path = {.p = p_drop}});
+    x = nep_mb_add(b, NAME(n, "%s.add_1", p), x, y);
+    y = nep_mb_layernorm(b, NAME(n, "%s.%s", p, norms[1]), x, c, eps);
+    y = nep_mb_linear(b, NAME(n, "%s.mlp.0", p), y, c, hidden, true);
     const nep_attrs act = b->s->act == NEP_OP_LEAKY_RELU ? (nep_attrs){.leaky_relu = {.slope = b->s->slope}} : (nep_attrs){0};
-    y = dropout(b, NAME(n, "%s.mlp.2", p), unary(b, b->s->act, NAME(m, "%s.mlp.1", p), y, act));
-    y = dropout(b, NAME(n, "%s.mlp.4", p), linear(b, NAME(m, "%s.mlp.3", p), y, hidden, c, true));
-    if (p_drop > 0) y = unary(b, NEP_OP_DROP_PATH, NAME(n, "%s.stochastic_depth_1", p), y, (nep_attrs){.drop_path = {.p = p_drop}});
-    return add2(b, NAME(n, "%s.add_2", p), x, y);
+    y = dropout(b, NAME(n, "%s.mlp.2", p), nep_mb_unary(b, b->s->act, NAME(m, "%s.mlp.1", p), y, act));
+    y = dropout(b, NAME(n, "%s.mlp.4", p), nep_mb_linear(b, NAME(m, "%s.mlp.3", p), y, hidden, c, true));
+    if (p_drop > 0) y = nep_mb_unary(b, NEP_OP_DROP_PATH, NAME(n, "%s.stochastic_depth_1", p), y, (nep_attrs){.drop_path = {.p = p_drop}});
+    return nep_mb_add(b, NAME(n, "%s.add_2", p), x, y);
 }
 
 /* The patch embedding: Conv2d(C, width, kernel = stride = patch), with a bias. */
 static int stem(builder *b, const char *name, int x) {
     const nep_model_spec *s = b->s;
-    const param_decl p[2] = {{"weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 4, {s->width, s->in_c, s->patch, s->patch}},
+    const nep_mb_param p[2] = {{"weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 4, {s->width, s->in_c, s->patch, s->patch}},
                              {"bias", NEP_PARAM_TRAINABLE, 1, {s->width}}};
     const nep_attrs a = {.conv = {.features = s->width, .bias = true, .kernel = {s->patch, s->patch},
                                   .stride = {s->patch, s->patch}}};
-    return node(b, NEP_OP_CONV2D, name, &x, 1, a, p, 2);
+    return nep_mb_node(b, NEP_OP_CONV2D, name, &x, 1, a, p, 2);
 }
 
 static nep_status build_vit(builder *b) {
@@ -108,19 +59,19 @@ static nep_status build_vit(builder *b) {
                         "patches of %d", s->in_h, s->in_w, s->patch);
     const int64_t D = s->width, T = (int64_t)(s->in_h / s->patch) * (s->in_w / s->patch) + 1;
     int x = nep_graph_input(b->g, "input", (nep_shape){3, {s->in_c, s->in_h, s->in_w}});
-    x = unary(b, NEP_OP_TOKENS, "tokens", stem(b, "conv_proj", x), (nep_attrs){0});
-    x = node(b, NEP_OP_CLASS_TOKEN, "class_token", &x, 1, (nep_attrs){0},
-             &(param_decl){"", NEP_PARAM_TRAINABLE, 3, {1, 1, D}}, 1);
-    x = node(b, NEP_OP_POS_EMBEDDING, "encoder.pos_embedding", &x, 1, (nep_attrs){0},
-             &(param_decl){"", NEP_PARAM_TRAINABLE, 3, {1, T, D}}, 1);
+    x = nep_mb_unary(b, NEP_OP_TOKENS, "tokens", stem(b, "conv_proj", x), (nep_attrs){0});
+    x = nep_mb_node(b, NEP_OP_CLASS_TOKEN, "class_token", &x, 1, (nep_attrs){0},
+             &(nep_mb_param){"", NEP_PARAM_TRAINABLE, 3, {1, 1, D}}, 1);
+    x = nep_mb_node(b, NEP_OP_POS_EMBEDDING, "encoder.pos_embedding", &x, 1, (nep_attrs){0},
+             &(nep_mb_param){"", NEP_PARAM_TRAINABLE, 3, {1, T, D}}, 1);
     x = dropout(b, "encoder.dropout", x);
     char p[NEP_NAME_LEN];
     for (int i = 0; i < s->depths[0]; i++)
         x = block(b, NAME(p, "encoder.layers.encoder_layer_%d", i), x, D, (const char *[]){"ln_1", "ln_2"},
                   "self_attention", (nep_attention_attrs){.heads = s->heads[0]}, 1e-6, 0);
-    x = layernorm(b, "encoder.ln", x, D, 1e-6);
-    x = unary(b, NEP_OP_TAKE_TOKEN, "class_token_out", x, (nep_attrs){0});
-    b->g->output = linear(b, "heads.head", x, D, s->classes, true);
+    x = nep_mb_layernorm(b, "encoder.ln", x, D, 1e-6);
+    x = nep_mb_unary(b, NEP_OP_TAKE_TOKEN, "class_token_out", x, (nep_attrs){0});
+    b->g->output = nep_mb_linear(b, "heads.head", x, D, s->classes, true);
     return b->st;
 }
 
@@ -129,9 +80,9 @@ static nep_status build_swin(builder *b) {
     int total = 0, done = 0;
     for (int i = 0; i < s->n_stages; i++) total += s->depths[i];
     int x = nep_graph_input(b->g, "input", (nep_shape){3, {s->in_c, s->in_h, s->in_w}});
-    x = unary(b, NEP_OP_TOKENS, "features.0.1", stem(b, "features.0.0", x), (nep_attrs){.tokens = {.grid = true}});
+    x = nep_mb_unary(b, NEP_OP_TOKENS, "features.0.1", stem(b, "features.0.0", x), (nep_attrs){.tokens = {.grid = true}});
     int64_t c = s->width;
-    x = layernorm(b, "features.0.2", x, c, 1e-5);
+    x = nep_mb_layernorm(b, "features.0.2", x, c, 1e-5);
     char p[NEP_NAME_LEN], n[NEP_NAME_LEN];
     for (int st = 0; st < s->n_stages; st++) {
         for (int i = 0; i < s->depths[st]; i++, done++) {
@@ -142,14 +93,14 @@ static nep_status build_swin(builder *b) {
                                                     .shift = {shift, shift}}, 1e-5, p_drop);
         }
         if (st == s->n_stages - 1) break;
-        x = unary(b, NEP_OP_PATCH_MERGE, NAME(n, "features.%d.merge", 2 * st + 2), x, (nep_attrs){0});
-        x = layernorm(b, NAME(n, "features.%d.norm", 2 * st + 2), x, 4 * c, 1e-5);
-        x = linear(b, NAME(n, "features.%d.reduction", 2 * st + 2), x, 4 * c, 2 * c, false);
+        x = nep_mb_unary(b, NEP_OP_PATCH_MERGE, NAME(n, "features.%d.merge", 2 * st + 2), x, (nep_attrs){0});
+        x = nep_mb_layernorm(b, NAME(n, "features.%d.norm", 2 * st + 2), x, 4 * c, 1e-5);
+        x = nep_mb_linear(b, NAME(n, "features.%d.reduction", 2 * st + 2), x, 4 * c, 2 * c, false);
         c *= 2;
     }
-    x = layernorm(b, "norm", x, c, 1e-5);
-    x = unary(b, NEP_OP_TOKEN_MEAN, "avgpool", x, (nep_attrs){0});
-    b->g->output = linear(b, "head", x, c, s->classes, true);
+    x = nep_mb_layernorm(b, "norm", x, c, 1e-5);
+    x = nep_mb_unary(b, NEP_OP_TOKEN_MEAN, "avgpool", x, (nep_attrs){0});
+    b->g->output = nep_mb_linear(b, "head", x, c, s->classes, true);
     return b->st;
 }
 
@@ -165,7 +116,7 @@ nep_status nep_build_transformer(const nep_model_spec *s, nep_graph *g, nep_err 
         if (s->depths[i] < 1 || s->heads[i] < 1)
             return nep_fail(err, NEP_ERR_ARG, "model '%s': stage %d has %d blocks of %d heads", s->name,
                             i + 1, s->depths[i], s->heads[i]);
-    builder b = {g, s, err, NEP_OK};
+    builder b = {.g = g, .s = s, .err = err};
     return vit ? build_vit(&b) : build_swin(&b);
 }
 

@@ -136,6 +136,21 @@ static inline int64_t nep_embedding_rows(const nep_graph *g, const nep_node *n) 
 static inline int64_t nep_embedding_dim(const nep_graph *g, const nep_node *n) {
     return g->params[n->params[0]].shape[1];
 }
+/* The row of an Embedding's table that token t of a sequence reads (nep_embedding_attrs):
+ * its id, its position t, or RoBERTa's position. *seen counts the non-padding tokens of
+ * the sequence so far: set it to 0 before each sequence's first token and visit its
+ * tokens in order. */
+static inline int64_t nep_embedding_row(const nep_embedding_attrs *a, int32_t id, int64_t t,
+                                        int64_t *seen) {
+    if (!a->positions) return id;
+    if (!a->padded) return t;
+    if (id == a->padding_idx) return a->padding_idx;
+    return a->padding_idx + ++*seen;
+}
+/* Whether row receives no gradient: the padding row of a padded table. */
+static inline bool nep_embedding_frozen_row(const nep_embedding_attrs *a, int64_t row) {
+    return a->padded && row == a->padding_idx;
+}
 
 /* Conv2d's groups: attrs.conv.groups, where 0 means 1. */
 static inline int nep_conv_groups(const nep_node *n) {
@@ -147,6 +162,6 @@ extern const nep_op_def nep_op_input, nep_op_linear, nep_op_relu, nep_op_leaky_r
     nep_op_dropout, nep_op_add, nep_op_conv2d, nep_op_batchnorm, nep_op_maxpool, nep_op_avgpool,
     nep_op_global_avgpool, nep_op_affine, nep_op_embedding, nep_op_layernorm, nep_op_attention,
     nep_op_tokens, nep_op_class_token, nep_op_pos_embedding, nep_op_take_token, nep_op_token_mean,
-    nep_op_patch_merge, nep_op_drop_path, nep_op_sdpa;
+    nep_op_patch_merge, nep_op_drop_path, nep_op_sdpa, nep_op_tanh;
 
 #endif

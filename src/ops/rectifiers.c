@@ -1,9 +1,11 @@
 /* Elementwise rectifiers, as torch.nn.ReLU, LeakyReLU (attrs.leaky_relu.slope), ReLU6,
- * GELU (erf form), SiLU: z [...] -> y [...], same shape. ReLU6 has three activation
+ * GELU (erf form, or with attrs.gelu.tanh the tanh form), SiLU: z [...] -> y [...], same
+ * shape. ReLU6 has three activation
  * states (OFF, ON, and OFF+ at the cap), the others two (OFF, ON).
  * ONNX: Relu; LeakyRelu(alpha = slope); ReLU6 Clip(x, 0, 6); GELU
- * Mul(Mul(x, 1 + Erf(x * (1/sqrt 2))), 0.5), nepenthe's own formula (the Gelu op only
- * exists from opset 20); SiLU Mul(x, Sigmoid(x)). */
+ * Mul(Mul(x, 1 + Erf(x * (1/sqrt 2))), 0.5), or with tanh
+ * Mul(Mul(x, 1 + Tanh(sqrt(2/pi) * (x + 0.044715 x^3))), 0.5), nepenthe's own formulas (the
+ * Gelu op only exists from opset 20); SiLU Mul(x, Sigmoid(x)). */
 #include <math.h>
 
 #include "ops/onnx_map.h"
@@ -18,7 +20,11 @@ static double leaky_off_slope(const nep_graph *g, const nep_node *n, int64_t c) 
 static double relu6(const nep_graph *g, const nep_node *n, int64_t c, double x) {
     return x > 0 ? (x < 6 ? x : 6) : 0;
 }
+/* sqrt(2 / pi) and the cubic's coefficient of the tanh form, as PyTorch writes them */
+#define GELU_TANH_K 0.79788456080286535588
+#define GELU_TANH_A 0.044715
 static double gelu(const nep_graph *g, const nep_node *n, int64_t c, double x) {
+    if (n->attrs.gelu.tanh) return 0.5 * x * (1 + tanh(GELU_TANH_K * (x + GELU_TANH_A * x * x * x)));
     return 0.5 * x * (1 + erf(x / sqrt(2.0)));
 }
 static double silu(const nep_graph *g, const nep_node *n, int64_t c, double x) { return x / (1 + exp(-x)); }
@@ -40,16 +46,28 @@ static void relu6_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_nod
     nep_onnx_node(s, "Clip", n->name, ins, 3, out);
 }
 
-/* 0.5 * (x * (1 + erf(x * (1/sqrt 2)))) */
+/* 0.5 * (x * (1 + erf(x * (1/sqrt 2)))), or 0.5 * (x * (1 + tanh(k * (x + a * x^3)))) */
 static void gelu_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node *n,
                       const char *const *in, const char *out) {
-    const char *scaled = s->step(s, n, "scaled"), *erf_ = s->step(s, n, "erf"),
-               *cdf2 = s->step(s, n, "one_plus_erf"), *prod = s->step(s, n, "x_times");
-    /* the very constant the cpu backend's GELU multiplies by (src/backend/cpu/rectifiers.c) */
-    const char *rsqrt2 = s->constant(s, "rsqrt2", 0.70710678118654752440);
-    nep_onnx_node(s, "Mul", scaled, (const char *[]){in[0], rsqrt2}, 2, scaled);
-    nep_onnx_node(s, "Erf", erf_, &scaled, 1, erf_);
-    nep_onnx_node(s, "Add", cdf2, (const char *[]){erf_, s->constant(s, "one", 1)}, 2, cdf2);
+    const bool tanh_form = n->attrs.gelu.tanh;
+    const char *scaled = s->step(s, n, "scaled"), *squash = s->step(s, n, tanh_form ? "tanh" : "erf"),
+               *cdf2 = s->step(s, n, "one_plus"), *prod = s->step(s, n, "x_times");
+    if (tanh_form) {
+        const char *sq = s->step(s, n, "x2"), *cube = s->step(s, n, "x3"), *ax3 = s->step(s, n, "ax3"),
+                   *inner = s->step(s, n, "inner");
+        nep_onnx_node(s, "Mul", sq, (const char *[]){in[0], in[0]}, 2, sq);
+        nep_onnx_node(s, "Mul", cube, (const char *[]){sq, in[0]}, 2, cube);
+        nep_onnx_node(s, "Mul", ax3, (const char *[]){cube, s->constant(s, "gelu_a", GELU_TANH_A)}, 2, ax3);
+        nep_onnx_node(s, "Add", inner, (const char *[]){in[0], ax3}, 2, inner);
+        nep_onnx_node(s, "Mul", scaled, (const char *[]){inner, s->constant(s, "gelu_k", GELU_TANH_K)}, 2, scaled);
+        nep_onnx_node(s, "Tanh", squash, &scaled, 1, squash);
+    } else {
+        /* the very constant the cpu backend's GELU multiplies by (src/backend/cpu/rectifiers.c) */
+        const char *rsqrt2 = s->constant(s, "rsqrt2", 0.70710678118654752440);
+        nep_onnx_node(s, "Mul", scaled, (const char *[]){in[0], rsqrt2}, 2, scaled);
+        nep_onnx_node(s, "Erf", squash, &scaled, 1, squash);
+    }
+    nep_onnx_node(s, "Add", cdf2, (const char *[]){squash, s->constant(s, "one", 1)}, 2, cdf2);
     nep_onnx_node(s, "Mul", prod, (const char *[]){in[0], cdf2}, 2, prod);
     nep_onnx_node(s, "Mul", n->name, (const char *[]){prod, s->constant(s, "half", 0.5)}, 2, out);
 }
@@ -62,6 +80,7 @@ static void silu_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node
 }
 
 static const nep_attr_field leaky_attrs[] = {NEP_ATTR_FIELD("slope", leaky_relu.slope)};
+static const nep_attr_field gelu_attrs[] = {NEP_ATTR_FIELD("tanh", gelu.tanh)};
 
 /* cap: the producer-fused form's clip (nep_op_def.epilogue_cap), 0 where none. */
 #define RECTIFIER(sym, nm, nstates, fn, cap, onnx_fn, ...)                             \
@@ -74,5 +93,5 @@ RECTIFIER(nep_op_relu, "ReLU", 2, relu, INFINITY, relu_onnx, .exact_states = tru
 RECTIFIER(nep_op_leaky_relu, "LeakyReLU", 2, leaky, 0, leaky_onnx, .exact_states = true,
           .off_slope = leaky_off_slope, NEP_ATTR_FIELDS(leaky_attrs));
 RECTIFIER(nep_op_relu6, "ReLU6", 3, relu6, 6, relu6_onnx, .exact_states = true);
-RECTIFIER(nep_op_gelu, "GELU", 2, gelu, 0, gelu_onnx);
+RECTIFIER(nep_op_gelu, "GELU", 2, gelu, 0, gelu_onnx, NEP_ATTR_FIELDS(gelu_attrs));
 RECTIFIER(nep_op_silu, "SiLU", 2, silu, 0, silu_onnx);

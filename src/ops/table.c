@@ -25,6 +25,7 @@ static const nep_op_def *const table[NEP_OP_COUNT] = {
     [NEP_OP_LAYERNORM] = &nep_op_layernorm,
     [NEP_OP_ATTENTION] = &nep_op_attention,
     [NEP_OP_SDPA] = &nep_op_sdpa,
+    [NEP_OP_TANH] = &nep_op_tanh,
     [NEP_OP_TOKENS] = &nep_op_tokens,
     [NEP_OP_CLASS_TOKEN] = &nep_op_class_token,
     [NEP_OP_POS_EMBEDDING] = &nep_op_pos_embedding,

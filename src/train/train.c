@@ -56,13 +56,21 @@ static void update_node(void *ctx, nep_graph *g, int node) {
 
 nep_status nep_train_step(nep_trainer *t, int64_t b, double lr, nep_rng *rng, double *loss,
                           int64_t *correct, nep_err *err) {
+    const void *x[1] = {t->x};
+    return nep_train_step_inputs(t, x, 1, b, lr, rng, loss, correct, err);
+}
+
+nep_status nep_train_step_inputs(nep_trainer *t, const void *const *x, int n_inputs, int64_t b,
+                                 double lr, nep_rng *rng, double *loss, int64_t *correct,
+                                 nep_err *err) {
     const int64_t K = out_features(t->g);
     for (int64_t i = 0; i < b; i++)
         if (t->y[i] < 0 || t->y[i] >= K)
             return nep_fail(err, NEP_ERR_ARG, "label %d of sample %lld is outside the model's %lld "
                             "classes", t->y[i], (long long)i, (long long)K);
     nep_exec_set_training(t->ex, true, rng);
-    const nep_real *logits = nep_exec_forward(t->ex, t->x, b);
+    const nep_real *logits;
+    NEP_TRY(nep_exec_run(t->ex, x, n_inputs, b, &logits, err));
     double l = nep_xent_smoothed(logits, t->y, b, K, t->opt.cfg.label_smoothing, t->dlogits, correct);
     *loss = l;
     if (!isfinite(l))

@@ -1,4 +1,4 @@
-/* oneDNN glue for GELU and SiLU (see dnnl_eltwise.h). A plan per (algorithm, element
+/* oneDNN glue for GELU, SiLU and Tanh (see dnnl_eltwise.h). A plan per (algorithm, element
  * count): its engine and stream (its own, as dnnl_conv.c's plans: no state shared
  * between nodes or executors), the forward and backward primitives, and memory objects
  * whose data handles are set at each call. */
@@ -54,7 +54,13 @@ void nep_dnnl_eltwise_cache_free(void *cache) {
  * swish with alpha 1, z * sigmoid(1 * z). The backward algorithms without
  * _use_dst_for_bwd read src, the pre-activation z. */
 static dnnl_alg_kind_t dnnl_alg(nep_eltwise_alg alg) {
-    return alg == NEP_ELTWISE_GELU ? dnnl_eltwise_gelu_erf : dnnl_eltwise_swish;
+    switch (alg) {
+    case NEP_ELTWISE_GELU: return dnnl_eltwise_gelu_erf;
+    case NEP_ELTWISE_GELU_TANH: return dnnl_eltwise_gelu_tanh;
+    case NEP_ELTWISE_SILU: return dnnl_eltwise_swish;
+    case NEP_ELTWISE_TANH: return dnnl_eltwise_tanh;
+    }
+    return dnnl_alg_kind_undef;
 }
 
 static dnnl_status_t plan_build(plan *p) {

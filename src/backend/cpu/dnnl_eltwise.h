@@ -1,5 +1,5 @@
-/* GELU (erf form) and SiLU through oneDNN's eltwise primitives, whose JIT code computes
- * erf, exp and the sigmoid in vector registers on every ISA (the scalar libm calls of
+/* GELU (erf and tanh forms), SiLU and Tanh through oneDNN's eltwise primitives, whose JIT code computes
+ * erf, tanh, exp and the sigmoid in vector registers on every ISA (the scalar libm calls of
  * rectifiers.c's loops do not vectorize, and made GELU about a quarter of a small ViT's
  * training step). Elementwise, so a plan sees a node's batch as one 1-D tensor of n
  * floats; it holds the forward and backward primitives for one n and is kept in the
@@ -18,7 +18,7 @@
 
 #include "nepenthe/real.h"
 
-typedef enum { NEP_ELTWISE_GELU, NEP_ELTWISE_SILU } nep_eltwise_alg;
+typedef enum { NEP_ELTWISE_GELU, NEP_ELTWISE_GELU_TANH, NEP_ELTWISE_SILU, NEP_ELTWISE_TANH } nep_eltwise_alg;
 
 /* y = f(z) over n elements; cache is the kernel's nep_call.cache. */
 bool nep_dnnl_eltwise_forward(void **cache, nep_eltwise_alg alg, int64_t n, const nep_real *z,

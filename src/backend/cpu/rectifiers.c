@@ -1,4 +1,4 @@
-/* Elementwise rectifiers, as torch.nn.ReLU, LeakyReLU, ReLU6, GELU (erf form), SiLU.
+/* Elementwise rectifiers, as torch.nn.ReLU, LeakyReLU, ReLU6, GELU (erf or tanh form), SiLU.
  *   z [B, ...] (the pre-activation, never overwritten: the entropy probe reads it)
  *   y [B, ...] same shape
  * Backward writes dz, or adds to it (nep_call.dx_add), and follows PyTorch at the kinks:
@@ -67,20 +67,37 @@ static void relu6_backward(const nep_call *c) {
     INPUT_GRAD((y[i] > 0 && y[i] < 6) ? dy[i] : 0);
 }
 
-/* GELU(z) = z * Phi(z), Phi the standard normal CDF; GELU'(z) = Phi(z) + z * phi(z). */
+/* GELU(z) = z * Phi(z), Phi the standard normal CDF; GELU'(z) = Phi(z) + z * phi(z).
+ * The tanh form: GELU(z) = z (1 + t) / 2, t = tanh(k (z + a z^3)), k = sqrt(2 / pi),
+ * a = 0.044715; GELU'(z) = (1 + t) / 2 + z (1 - t^2) k (1 + 3 a z^2) / 2. */
+#define GELU_K ((nep_real)0.79788456080286535588)
+#define GELU_A ((nep_real)0.044715)
+static inline nep_real gelu_tanh_t(nep_real z) { return tanh(GELU_K * (z + GELU_A * z * z * z)); }
+static inline nep_real gelu_tanh_slope(nep_real z) {
+    const nep_real t = gelu_tanh_t(z);
+    return (nep_real)0.5 * (1 + t) + (nep_real)0.5 * z * (1 - t * t) * GELU_K * (1 + 3 * GELU_A * z * z);
+}
+static nep_eltwise_alg gelu_alg(const nep_node *node) {
+    return node->attrs.gelu.tanh ? NEP_ELTWISE_GELU_TANH : NEP_ELTWISE_GELU;
+}
 static void gelu_forward(const nep_call *c) {
     ELEMENTWISE_IO;
     nep_real *y = c->y;
-    if (nep_dnnl_eltwise_forward(c->cache, NEP_ELTWISE_GELU, n, z, y)) return;
+    if (nep_dnnl_eltwise_forward(c->cache, gelu_alg(node), n, z, y)) return;
     const nep_real r = (nep_real)0.70710678118654752440;
-    EACH_ELEMENT(n) y[i] = (nep_real)0.5 * z[i] * (1 + erf(z[i] * r));
+    if (node->attrs.gelu.tanh) EACH_ELEMENT(n) y[i] = (nep_real)0.5 * z[i] * (1 + gelu_tanh_t(z[i]));
+    else EACH_ELEMENT(n) y[i] = (nep_real)0.5 * z[i] * (1 + erf(z[i] * r));
 }
 static void gelu_backward(const nep_call *c) {
     ELEMENTWISE_IO;
     const nep_real *dy = c->dy;
     if (c->dx[0] && !c->dx_add[0] &&
-        nep_dnnl_eltwise_backward(c->cache, NEP_ELTWISE_GELU, n, z, dy, c->dx[0]))
+        nep_dnnl_eltwise_backward(c->cache, gelu_alg(node), n, z, dy, c->dx[0]))
         return;
+    if (node->attrs.gelu.tanh) {
+        INPUT_GRAD(dy[i] * gelu_tanh_slope(z[i]));
+        return;
+    }
     const nep_real r = (nep_real)0.70710678118654752440, k = (nep_real)0.39894228040143267794;
     /* cdf + z * pdf */
     INPUT_GRAD(dy[i] * ((nep_real)0.5 * (1 + erf(z[i] * r)) + z[i] * k * exp((nep_real)-0.5 * z[i] * z[i])));
@@ -106,12 +123,28 @@ static void silu_backward(const nep_call *c) {
     INPUT_GRAD(dy[i] * silu_slope(z[i]));
 }
 
+/* Tanh (not a rectifier; its kernels live here with the other elementwise maps):
+ * y = tanh(z), dz = dy (1 - y^2). */
+static void tanh_forward(const nep_call *c) {
+    ELEMENTWISE_IO;
+    nep_real *y = c->y;
+    if (nep_dnnl_eltwise_forward(c->cache, NEP_ELTWISE_TANH, n, z, y)) return;
+    EACH_ELEMENT(n) y[i] = tanh(z[i]);
+}
+static void tanh_backward(const nep_call *c) {
+    ELEMENTWISE_IO;
+    const nep_real *dy = c->dy, *y = c->y;
+    INPUT_GRAD(dy[i] * (1 - y[i] * y[i]));
+}
+
 #define RECTIFIER(sym, fw, bw) const nep_kernel sym = {.forward = fw, .backward = bw}
 
 RECTIFIER(nep_cpu_relu, relu_forward, relu_backward);
 RECTIFIER(nep_cpu_leaky_relu, leaky_forward, leaky_backward);
 RECTIFIER(nep_cpu_relu6, relu6_forward, relu6_backward);
 const nep_kernel nep_cpu_gelu = {.forward = gelu_forward, .backward = gelu_backward,
+                                 .free_cache = nep_dnnl_eltwise_cache_free};
+const nep_kernel nep_cpu_tanh = {.forward = tanh_forward, .backward = tanh_backward,
                                  .free_cache = nep_dnnl_eltwise_cache_free};
 const nep_kernel nep_cpu_silu = {.forward = silu_forward, .backward = silu_backward,
                                  .free_cache = nep_dnnl_eltwise_cache_free};

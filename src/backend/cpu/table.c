@@ -23,6 +23,7 @@ static const nep_kernel *const table[NEP_OP_COUNT] = {
     [NEP_OP_LAYERNORM] = &nep_cpu_layernorm,
     [NEP_OP_ATTENTION] = &nep_cpu_attention,
     [NEP_OP_SDPA] = &nep_cpu_sdpa,
+    [NEP_OP_TANH] = &nep_cpu_tanh,
     [NEP_OP_TOKENS] = &nep_cpu_tokens,
     [NEP_OP_CLASS_TOKEN] = &nep_cpu_class_token,
     [NEP_OP_POS_EMBEDDING] = &nep_cpu_pos_embedding,

