@@ -3,7 +3,7 @@
 # all-MiniLM-L6-v2 (build/venv) fine-tuned a few steps on the fortunes task (built from
 # Debian's fortunes files into OUT/data). Its OUT/model loads in transformers
 # (AutoModelForSequenceClassification, tests/hf_eval_classifier.py), which gets nepenthe's
-# dev top-1 to the last digit with the task's labels; a run killed after its first epoch
+# dev top-1 to the last digit with the task's labels, and `nepenthe entropy` reads it; a run killed after its first epoch
 # resumes to the very bytes of an uninterrupted one; --resume with other options and bad
 # arguments fail cleanly, naming the flag or file. About a minute on 2 cores.
 #
@@ -37,6 +37,10 @@ dev=$(sed -n 's/.*"dev_top1":\([0-9.]*\).*/\1/p' "$T/out")
 rc=$?
 check "transformers loads OUT/model and gets nepenthe's dev top-1 ($dev) and the task's labels" \
     'succeeded && grep -qx "top1 $dev" "$T/hf" && grep -qx "labels computers,education,food,law,love,politics,science,sports" "$T/hf"'
+
+nep entropy --ckpt "$T/a/model" --data-dir "$T/a/data" --split dev --max-length 16 --json
+check "entropy of the fine-tuned folder: its 6 GELU layers over the 321 dev texts" \
+    'succeeded && [ "$(grep -o "intermediate_act_fn" "$T/out" | wc -l)" -eq 6 ] && grep -q "\"samples\":321" "$T/out"'
 
 # killed after epoch 1's log line (before or after its checkpoint), then resumed
 # shellcheck disable=SC2086

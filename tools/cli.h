@@ -11,6 +11,8 @@
 #include "nepenthe/model.h"
 #include "nepenthe/safetensors.h"
 #include "nepenthe/status.h"
+#include "nepenthe/text_model.h"
+#include "nepenthe/text_train.h"
 #include "nepenthe/train.h"
 
 typedef enum { OPT_STR, OPT_INT, OPT_REAL, OPT_FLAG } opt_kind;
@@ -144,6 +146,21 @@ typedef struct cli_progress {
 } cli_progress;
 void cli_progress_cb(void *ctx, int64_t done, int64_t total, double loss, double seconds);
 void cli_progress_end(cli_progress *p);
+
+/* Text models. Whether path is a directory (a Hugging Face folder, not a checkpoint
+ * file). The classifier in folder dir for sequences of max_length tokens, and its
+ * tokenizer: with labels (n_labels names; 0: the config's), a classifier for them (the
+ * architecture *ForSequenceClassification), initialized from rng (NULL: zeros) where the
+ * folder has no tensor, which rep counts (required: an error). The split of a task's
+ * TSV files, tokenized (its first max_rows rows; 0: all) into t (NULL: the rows
+ * only). Each prints why not and
+ * returns non-zero. */
+bool cli_is_hf_folder(const char *path);
+int cli_text_model_open(const char *cmd, const char *dir, int64_t max_length, int n_labels,
+                        const char *const *labels, nep_rng *rng, bool required, nep_hf_config *cfg,
+                        nep_graph *g, nep_tokenizer **tok, nep_text_load_report *rep);
+int cli_text_split(const char *cmd, const char *task, const char *dir, const char *split, const nep_tokenizer *tok,
+                   int64_t max_length, int64_t max_rows, nep_text_dataset *d, nep_text_tensors *t);
 
 /* Subcommands. */
 int cmd_train(int argc, char **argv);

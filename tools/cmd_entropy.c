@@ -1,5 +1,7 @@
 /* nepenthe entropy: per rectifier layer, the activation-state entropy and how many
- * neurons are always ON, always OFF (OFF+) or mixed (SPEC sections 1-2). */
+ * neurons are always ON, always OFF (OFF+) or mixed (SPEC sections 1-2), of a checkpoint
+ * on images or of a Hugging Face text classifier folder on a text task (every real token
+ * one observation, padding never counted). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,15 +37,47 @@ cJSON *cli_layer_json(const nep_graph *g, const nep_layer_states *l, double entr
     return o;
 }
 
+/* The counts of a text classifier folder over a task's split. */
+static int measure_text(const char *dir, const char *task, const char *data_dir, const char *split,
+                        int64_t max_length, int64_t batch, int64_t max_batches, bool zero_is_off,
+                        const nep_exec_opts *xo, nep_graph *g, nep_entropy *e) {
+    nep_hf_config cfg;
+    nep_tokenizer *tok;
+    nep_text_load_report rep;
+    nep_text_dataset d = {0};
+    nep_text_tensors t = {0};
+    nep_err err;
+    if (!data_dir) return cli_errorf("entropy", "--data-dir: a text model needs the directory of the task's TSV files");
+    if (cli_text_model_open("entropy", dir, max_length, 0, NULL, NULL, true, &cfg, g, &tok, &rep)) return 1;
+    int rc = cli_text_split("entropy", task, data_dir, strcmp(split, "val") ? split : "dev", tok, max_length, 0, &d, &t);
+    cli_progress prog = {.tty = isatty(2), .label = "activation states"};
+    if (!rc && nep_entropy_init(e, g, zero_is_off, &err) == NEP_OK) {
+        e->progress = cli_progress_cb, e->progress_ctx = &prog;
+        if (nep_entropy_measure_text(e, g, &t, batch, max_batches, xo, &err) != NEP_OK) rc = cli_error("entropy", &err);
+        cli_progress_end(&prog);
+    } else if (!rc) {
+        rc = cli_error("entropy", &err);
+    }
+    nep_text_tensors_free(&t);
+    nep_text_dataset_free(&d);
+    nep_tokenizer_free(tok);
+    nep_hf_config_free(&cfg);
+    return rc;
+}
+
 int cmd_entropy(int argc, char **argv) {
-    const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "train";
-    int64_t batch = 256, max_batches = 0, threads = 0;
+    const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "train", *task = "fortunes";
+    int64_t batch = 256, max_batches = 0, threads = 0, max_length = 128;
     bool json = false, zero_is_off = false;
     const char *backend = "cpu";
     cli_opt opts[] = {
-        {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors) (required)"},
+        {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors), or a Hugging Face text classifier folder "
+                                 "(nepenthe finetune's OUT/model) (required)"},
         DATA_OPTS(&data, &dir),
-        {"split", OPT_STR, &split, "train, val or test (train/val: the split recorded at training)"},
+        {"task", OPT_STR, &task, "text models: the task of --data-dir's TSV files: " NEP_GLUE_TASKS},
+        {"max-length", OPT_INT, &max_length, "text models: tokens per sequence"},
+        {"split", OPT_STR, &split, "train, val or test (train/val: the split recorded at training; text: "
+                                   "train, dev (val) or test)"},
         {"batch", OPT_INT, &batch, "batch size"},
         {"max-batches", OPT_INT, &max_batches, "count over at most this many batches (0: all)"},
         {"zero-is-off", OPT_FLAG, &zero_is_off, "count z == 0 as OFF instead of don't-care"},
@@ -60,15 +94,20 @@ int cmd_entropy(int argc, char **argv) {
     cli_set_threads(threads);
     nep_exec_opts xo;
     if (cli_exec_opts("entropy", backend, &xo)) return 2;
-    nep_graph g;
+    nep_graph g = {0};
     nep_model_spec spec;
     nep_normalize norm;
     nep_safetensors meta = {0};
     nep_entropy e = {0};
-    cli_data d;
+    cli_data d = {0};
     nep_err err;
-    if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("entropy", &err);
+    double t0 = nep_now();
     rc = 1;
+    if (cli_is_hf_folder(ckpt)) {
+        if (measure_text(ckpt, task, dir, split, max_length, batch, max_batches, zero_is_off, &xo, &g, &e)) goto done;
+        goto report;
+    }
+    if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("entropy", &err);
     const nep_dataset *use;
     if (cli_load_splits("entropy", ckpt, &meta, &spec, &norm, data, dir, &d) || !(use = cli_split("entropy", &d, split)))
         goto done;
@@ -76,7 +115,6 @@ int cmd_entropy(int argc, char **argv) {
         cli_errorf("entropy", "--split %s: %s holds no images (trained with --val 0?)", split, ckpt);
         goto done;
     }
-    double t0 = nep_now();
     cli_progress prog = {.tty = isatty(2), .label = "activation states"};
     nep_status s = nep_entropy_init(&e, &g, zero_is_off, &err);
     if (s == NEP_OK) {
@@ -88,6 +126,7 @@ int cmd_entropy(int argc, char **argv) {
         cli_error("entropy", &err);
         goto done;
     }
+report:;
     double secs = nep_now() - t0;
     int removed = 0;
     cJSON *root = cJSON_CreateObject(), *layers = cJSON_AddArrayToObject(root, "layers");
@@ -121,7 +160,7 @@ int cmd_entropy(int argc, char **argv) {
         printf("%s\n", txt);
         cJSON_free(txt);
     } else {
-        printf("%d of %d layers have zero entropy (removable); %lld %s images in %.2fs (%.0f img/s)\n",
+        printf("%d of %d layers have zero entropy (removable); %lld %s samples in %.2fs (%.0f/s)\n",
                removed, e.n_layers, (long long)e.samples, split, secs, secs > 0 ? (double)e.samples / secs : 0);
     }
     cJSON_Delete(root);

@@ -143,18 +143,6 @@ static int resume(ft_run *r, nep_optim *opt) {
     return rc;
 }
 
-/* The task's split, tokenized; a fortunes task without --data-dir is built first. */
-static int load_split(const ft_opts *o, const char *dir, const char *split, const nep_tokenizer *tok,
-                      nep_text_dataset *d, nep_text_tensors *t) {
-    nep_err err;
-    if (nep_glue_load(dir, o->task, split, d, &err) != NEP_OK) return cli_error("finetune", &err);
-    nep_text_dataset rows = *d; /* --max-train-rows: the first rows (d keeps them all, to free) */
-    if (!strcmp(split, "train") && o->max_train_rows > 0 && o->max_train_rows < d->n) rows.n = o->max_train_rows;
-    if (nep_text_tensors_build(tok, &rows, o->max_length, t, &err) != NEP_OK)
-        return cli_errorf("finetune", "%s/%s.tsv: %s", dir, split, err.msg);
-    return 0;
-}
-
 int cmd_finetune(int argc, char **argv) {
     ft_opts o = {.task = "fortunes", .backend = "cpu", .max_length = 128, .epochs = 3, .batch = 32, .lr = 2e-5,
                  .clip = 1.0, .seed = 42, .eval_batch = 64};
@@ -217,30 +205,18 @@ int cmd_finetune(int argc, char **argv) {
         cli_errorf("finetune", "--data-dir: task '%s' needs the directory of its TSV files", o.task);
         goto done;
     }
-    if (nep_hf_config_read(o.hf, &r.cfg, &err) != NEP_OK || nep_tokenizer_open(o.hf, NULL, &tok, &err) != NEP_OK) {
-        cli_error("finetune", &err);
-        goto done;
-    }
-    if (load_split(&o, data_dir, "train", tok, &train, &ttrain) || load_split(&o, data_dir, "dev", tok, &dev, &tdev) ||
-        load_split(&o, data_dir, "test", tok, &test, &ttest))
-        goto done;
-    /* the task's labels, and the class transformers builds for them */
-    snprintf(r.cfg.architecture, sizeof r.cfg.architecture, "%s",
-             r.cfg.model_type == NEP_HF_ROBERTA ? "RobertaForSequenceClassification" : "BertForSequenceClassification");
-    if (nep_hf_config_set_labels(&r.cfg, train.classes, (const char *const *)train.label_names, &err) != NEP_OK) {
-        cli_error("finetune", &err);
-        goto done;
-    }
+    /* the task's labels (the train split's), then the classifier for them */
+    if (cli_text_split("finetune", o.task, data_dir, "train", NULL, 0, 0, &train, NULL)) goto done;
     nep_rng_seed(&r.rng, (uint64_t)o.seed);
-    nep_hf_weights *w = NULL;
     nep_text_load_report rep;
-    if (nep_text_encoder_build(&r.cfg, o.max_length, NEP_TEXT_HEAD_CLASSIFY, &r.g, &r.rng, &err) != NEP_OK ||
-        nep_hf_weights_open(o.hf, &w, &err) != NEP_OK || nep_text_encoder_load(&r.g, w, false, &rep, &err) != NEP_OK) {
-        nep_hf_weights_close(w);
-        cli_error("finetune", &err);
+    if (cli_text_model_open("finetune", o.hf, o.max_length, train.classes, (const char *const *)train.label_names,
+                            &r.rng, false, &r.cfg, &r.g, &tok, &rep))
         goto done;
-    }
-    nep_hf_weights_close(w);
+    nep_text_dataset_free(&train);
+    if (cli_text_split("finetune", o.task, data_dir, "train", tok, o.max_length, o.max_train_rows, &train, &ttrain) ||
+        cli_text_split("finetune", o.task, data_dir, "dev", tok, o.max_length, 0, &dev, &tdev) ||
+        cli_text_split("finetune", o.task, data_dir, "test", tok, o.max_length, 0, &test, &ttest))
+        goto done;
     fprintf(human, "%s: %d tensors read, %d parameters new (%s%s), %d unused; %lld parameters\n", o.hf, rep.loaded,
             rep.missing, rep.first_missing, rep.missing > 1 ? ", ..." : "", rep.unused,
             (long long)nep_graph_param_count(&r.g));
