@@ -13,7 +13,8 @@ import time
 KEYS = ["train_img_per_s", "infer_ms_batch1", "infer_img_per_s"]
 SHAPES = {"mlp": "mlp 784-1024x3-10 relu",
           "vit": "vit 1x28x28 patch 4, width 64, 4 layers of 4 heads, MLP 128",
-          "swin": "swin 1x28x28 patch 2, width 32, depths 2,2, heads 2,4, window 4, MLP ratio 2"}
+          "swin": "swin 1x28x28 patch 2, width 32, depths 2,2, heads 2,4, window 4, MLP ratio 2",
+          "bert-L6-H384": "all-MiniLM-L6-v2 (BERT, 6 layers, width 384) classifier, 128 tokens, AdamW (seq/s)"}
 
 
 def cpu_name():

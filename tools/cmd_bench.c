@@ -1,5 +1,7 @@
-/* nepenthe bench: times training steps and inference on random data. Medians over
- * steps after warm-up, so that one slow step on a shared machine does not move them. */
+/* nepenthe bench: times training steps and inference on random data, of a model the
+ * options describe or of a Hugging Face text classifier folder (--hf: fine-tuning with
+ * AdamW on full sequences of random tokens). Medians over steps after warm-up, so that
+ * one slow step on a shared machine does not move them. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -7,23 +9,39 @@
 #include "nepenthe/report.h"
 #include "ops/ops.h"
 
-/* Median seconds of one inference call at batch b. */
-static int time_inference(nep_graph *g, int64_t b, int64_t calls, const nep_real *x,
+/* Median seconds of one inference call at batch b on the graph's n_in input tensors x. */
+static int time_inference(nep_graph *g, int64_t b, int64_t calls, const void *const *x, int n_in,
                           const nep_exec_opts *xo, double *out) {
     nep_exec *ex;
     nep_err err;
+    const nep_real *y;
     if (nep_exec_new(&ex, g, b, xo, &err) != NEP_OK) return cli_error("bench", &err);
     double *t = malloc(sizeof(double) * (size_t)calls);
-    for (int64_t i = 0; i < 5; i++) nep_exec_forward(ex, x, b);
-    for (int64_t i = 0; i < calls; i++) {
+    nep_status s = NEP_OK;
+    for (int64_t i = 0; s == NEP_OK && i < 5; i++) s = nep_exec_run(ex, x, n_in, b, &y, &err);
+    for (int64_t i = 0; s == NEP_OK && i < calls; i++) {
         double t0 = nep_now();
-        nep_exec_forward(ex, x, b);
+        s = nep_exec_run(ex, x, n_in, b, &y, &err);
         t[i] = nep_now() - t0;
     }
-    *out = nep_median(t, calls);
+    if (s == NEP_OK) *out = nep_median(t, calls);
     free(t);
     nep_exec_free(ex);
-    return 0;
+    return s == NEP_OK ? 0 : cli_error("bench", &err);
+}
+
+/* The random batch of a text classifier: ids in [1000, vocab) (past BERT's special
+ * tokens), token type 0, no padding. */
+typedef struct text_batch {
+    int32_t *ids, *types;
+    nep_real *mask;
+} text_batch;
+static void text_batch_fill(text_batch *tb, int64_t n, int64_t vocab, nep_rng *rng) {
+    for (int64_t i = 0; i < n; i++) {
+        tb->ids[i] = (int32_t)(1000 + nep_rng_below(rng, (uint64_t)(vocab - 1000)));
+        tb->types[i] = 0;
+        tb->mask[i] = 1;
+    }
 }
 
 /* Per op kind: milliseconds per step in forward, backward and the optimizer update, and
@@ -52,12 +70,15 @@ static void print_profile(const nep_graph *g, const double *prof, int64_t steps,
 int cmd_bench(int argc, char **argv) {
     model_opts m;
     model_opts_default(&m);
-    int64_t batch = 128, steps = 50, warmup = 5, threads = 0, seed = 0;
+    int64_t batch = 128, steps = 50, warmup = 5, threads = 0, seed = 0, max_length = 128;
     bool json = false, profile = false;
-    const char *backend = "cpu";
+    const char *backend = "cpu", *hf = NULL;
     cli_opt opts[CLI_MAX_OPTS];
     int n = 0;
     model_opts_table(&m, opts, &n);
+    opts[n++] = (cli_opt){"hf", OPT_STR, &hf, "a Hugging Face BERT or RoBERTa folder instead of the model "
+                                              "options: its classifier (2 classes) fine-tuned with AdamW"};
+    opts[n++] = (cli_opt){"max-length", OPT_INT, &max_length, "--hf: tokens per sequence"};
     opts[n++] = (cli_opt){"batch", OPT_INT, &batch, "batch size"};
     opts[n++] = (cli_opt){"steps", OPT_INT, &steps, "timed steps"};
     opts[n++] = (cli_opt){"warmup", OPT_INT, &warmup, "untimed steps first"};
@@ -74,7 +95,8 @@ int cmd_bench(int argc, char **argv) {
         return cli_errorf("bench", "--batch and --steps must be positive, --warmup non-negative") + 1;
     nep_model_spec spec;
     nep_exec_opts xo;
-    if (model_opts_spec("bench", &m, &spec) || cli_exec_opts("bench", backend, &xo)) return 2;
+    if ((!hf && model_opts_spec("bench", &m, &spec)) || cli_exec_opts("bench", backend, &xo)) return 2;
+    if (hf && max_length < 2) return cli_errorf("bench", "--max-length must be at least 2") + 1;
     cli_set_threads(threads);
 
     nep_rng rng;
@@ -82,16 +104,46 @@ int cmd_bench(int argc, char **argv) {
     nep_graph g;
     nep_trainer t;
     nep_err err;
-    nep_optim_cfg cfg = nep_optim_defaults(NEP_OPTIM_SGD);
-    cfg.lr = 1e-3; /* small enough that random labels do not blow the weights up */
-    if (nep_model_build(&spec, &g, &rng, &err) != NEP_OK) return cli_error("bench", &err);
+    nep_optim_cfg cfg = nep_optim_defaults(hf ? NEP_OPTIM_ADAMW : NEP_OPTIM_SGD);
+    cfg.lr = hf ? 2e-5 : 1e-3; /* small enough that random labels do not blow the weights up */
+    text_batch tb = {0};
+    char name[64];
+    if (hf) { /* the classifier with the folder's weights, a new head of 2 classes */
+        nep_hf_config hc;
+        nep_tokenizer *tok;
+        nep_text_load_report rep;
+        if (cli_text_model_open("bench", hf, max_length, 2, NULL, &rng, false, &hc, &g, &tok, &rep)) return 1;
+        snprintf(name, sizeof name, "%s-L%lld-H%lld", nep_hf_model_type_name(hc.model_type),
+                 (long long)hc.num_hidden_layers, (long long)hc.hidden_size);
+        nep_tokenizer_free(tok);
+        spec.classes = 2;
+        const int64_t vocab = hc.vocab_size;
+        nep_hf_config_free(&hc);
+        tb = (text_batch){malloc(sizeof(int32_t) * (size_t)(batch * max_length)),
+                          malloc(sizeof(int32_t) * (size_t)(batch * max_length)),
+                          malloc(sizeof(nep_real) * (size_t)(batch * max_length))};
+        if (!tb.ids || !tb.types || !tb.mask || vocab <= 1000) {
+            free(tb.ids), free(tb.types), free(tb.mask);
+            nep_graph_free(&g);
+            return cli_errorf("bench", "%s: out of memory, or a vocabulary of at most 1000 tokens", hf);
+        }
+        text_batch_fill(&tb, batch * max_length, vocab, &rng);
+    } else {
+        snprintf(name, sizeof name, "%s", spec.name);
+        if (nep_model_build(&spec, &g, &rng, &err) != NEP_OK) return cli_error("bench", &err);
+    }
     if (nep_trainer_init(&t, &g, &cfg, batch, &xo, &err) != NEP_OK) {
         nep_graph_free(&g);
+        free(tb.ids), free(tb.types), free(tb.mask);
         return cli_error("bench", &err);
     }
-    const int64_t in = (int64_t)spec.in_c * spec.in_h * spec.in_w;
-    for (int64_t i = 0; i < batch * in; i++) t.x[i] = (nep_real)nep_rng_normal(&rng);
+    if (!hf)
+        for (int64_t i = 0; i < batch * (int64_t)spec.in_c * spec.in_h * spec.in_w; i++)
+            t.x[i] = (nep_real)nep_rng_normal(&rng);
     for (int64_t b = 0; b < batch; b++) t.y[b] = (int32_t)nep_rng_below(&rng, (uint64_t)spec.classes);
+    const void *x_text[3] = {tb.ids, tb.types, tb.mask}, *x_image[1] = {t.x};
+    const void *const *x = hf ? x_text : x_image;
+    const int n_in = hf ? 3 : 1;
 
     double *times = malloc(sizeof(double) * (size_t)steps), loss;
     double *prof = profile ? calloc(3 * (size_t)g.n_nodes, sizeof(double)) : NULL;
@@ -99,7 +151,7 @@ int cmd_bench(int argc, char **argv) {
     for (int64_t i = 0; i < warmup + steps; i++) {
         if (i == warmup) nep_exec_set_profile(t.ex, prof); /* a NULL profile times nothing */
         double t0 = nep_now();
-        if (nep_train_step(&t, batch, cfg.lr, &rng, &loss, NULL, &err) != NEP_OK) {
+        if (nep_train_step_inputs(&t, x, n_in, batch, cfg.lr, &rng, &loss, NULL, &err) != NEP_OK) {
             cli_error("bench", &err);
             goto done;
         }
@@ -109,21 +161,22 @@ int cmd_bench(int argc, char **argv) {
     double step_s = nep_median(times, steps), infer1_s, inferb_s;
     if (prof) print_profile(&g, prof, steps, step_s);
     int64_t calls = steps > 50 ? steps : 50;
-    if (time_inference(&g, 1, calls, t.x, &xo, &infer1_s) ||
-        time_inference(&g, batch, steps, t.x, &xo, &inferb_s))
+    if (time_inference(&g, 1, calls, x, n_in, &xo, &infer1_s) ||
+        time_inference(&g, batch, steps, x, n_in, &xo, &inferb_s))
         goto done;
     int64_t flops = 0;
     for (int k = 0; k < g.n_order; k++) flops += nep_node_flops(&g, &g.nodes[g.order[k]]);
     /* Training costs about three forward passes (forward, input and weight gradients). */
     double train_ips = (double)batch / step_s, gflops = 3.0 * (double)flops * train_ips / 1e9;
-    printf("%s batch %lld: train %.0f img/s (%.2f ms/step, ~%.0f GFLOP/s); inference %.3f ms at "
-           "batch 1, %.0f img/s at batch %lld\n", spec.name, (long long)batch, train_ips, 1e3 * step_s,
-           gflops, 1e3 * infer1_s, (double)batch / inferb_s, (long long)batch);
+    const char *unit = hf ? "seq" : "img";
+    printf("%s batch %lld: train %.1f %s/s (%.2f ms/step, ~%.0f GFLOP/s); inference %.3f ms at "
+           "batch 1, %.1f %s/s at batch %lld\n", name, (long long)batch, train_ips, unit, 1e3 * step_s,
+           gflops, 1e3 * infer1_s, (double)batch / inferb_s, unit, (long long)batch);
     if (json)
         printf("{\"impl\":\"nepenthe\",\"model\":\"%s\",\"batch\":%lld,\"train_img_per_s\":%.1f,"
                "\"train_ms_median\":%.3f,\"train_gflops\":%.1f,\"infer_ms_batch1\":%.4f,"
                "\"infer_img_per_s\":%.1f,\"params\":%lld,\"forward_flops\":%lld}\n",
-               spec.name, (long long)batch, train_ips, 1e3 * step_s, gflops, 1e3 * infer1_s,
+               name, (long long)batch, train_ips, 1e3 * step_s, gflops, 1e3 * infer1_s,
                (double)batch / inferb_s, (long long)nep_graph_param_count(&g), (long long)flops);
     rc = 0;
 done:
@@ -131,5 +184,6 @@ done:
     free(prof);
     nep_trainer_free(&t);
     nep_graph_free(&g);
+    free(tb.ids), free(tb.types), free(tb.mask);
     return rc;
 }
