@@ -664,33 +664,40 @@ static const char *const text_configs[2] = {
     "\"type_vocab_size\": 1, \"layer_norm_eps\": 1e-5, \"vocab_size\": 11, \"pad_token_id\": 1, "
     "\"num_labels\": 3, \"initializer_range\": 0.5}"};
 
-static nep_status text_encoder(int which, nep_graph *g, nep_rng *rng, nep_err *err) {
+static nep_status text_encoder(int which, int64_t T, nep_graph *g, nep_rng *rng, nep_err *err) {
     nep_hf_config cfg;
     NEP_TRY(nep_hf_config_parse(text_configs[which], strlen(text_configs[which]), "config.json", &cfg, err));
-    const nep_status s = nep_text_encoder_build(&cfg, TEXT_T, NEP_TEXT_HEAD_CLASSIFY, g, rng, err);
+    const nep_status s = nep_text_encoder_build(&cfg, T, NEP_TEXT_HEAD_CLASSIFY, g, rng, err);
     nep_hf_config_free(&cfg);
     return s;
 }
 
-/* Case text_inputs (which -1), bert (0) or roberta (1): N_IMAGES sequences of 2..TEXT_T
- * tokens, then padding (RoBERTa's pad id there, so that its positions skip them). */
-static bool write_text_case(const char *out, int which) {
+/* Case text_inputs (which -1), bert (0) or roberta (1): N_IMAGES sequences of 2..T
+ * tokens, then padding (RoBERTa's pad id there, so that its positions skip them). T below
+ * TEXT_T (bert_len4, roberta_len4): the model exported for TEXT_T tokens runs sequences of
+ * T, against the same weights built for T. */
+static bool write_text_case(const char *out, int which, int T) {
     static const char *const names[3] = {"text_inputs", "bert", "roberta"};
-    const char *name = names[which + 1];
+    char name[32];
+    snprintf(name, sizeof name, T < TEXT_T ? "%s_len%d" : "%s", names[which + 1], T);
     char *dir = join(out, name), *onnx = dir ? join(dir, "model.onnx") : NULL;
     static int32_t words[N_IMAGES * TEXT_T], types[N_IMAGES * TEXT_T];
     static nep_real mask[N_IMAGES * TEXT_T];
-    nep_graph g = {0};
+    nep_graph g = {0}, run = {0};
     nep_exec *ex = NULL;
     nep_err err = {0};
     nep_rng rng;
     nep_rng_seed(&rng, 77 + (uint64_t)(which + 1));
     bool ok = onnx && (mkdir(dir, 0777) == 0 || errno == EEXIST) &&
-              (which < 0 ? text_inputs(&g, &rng, &err) : text_encoder(which, &g, &rng, &err)) == NEP_OK;
+              (which < 0 ? text_inputs(&g, &rng, &err) : text_encoder(which, TEXT_T, &g, &rng, &err)) == NEP_OK;
+    if (ok && T < TEXT_T) { /* the weights do not depend on T */
+        ok = text_encoder(which, T, &run, NULL, &err) == NEP_OK && run.n_values == g.n_values;
+        if (ok) memcpy(run.values, g.values, sizeof *g.values * (size_t)g.n_values);
+    }
     for (int b = 0; ok && b < N_IMAGES; b++) {
-        const int len = 2 + (int)nep_rng_below(&rng, TEXT_T - 1); /* 2..TEXT_T tokens, then padding */
-        for (int i = b * TEXT_T; i < (b + 1) * TEXT_T; i++) {
-            const bool real = i - b * TEXT_T < len;
+        const int len = 2 + (int)nep_rng_below(&rng, (uint64_t)T - 1); /* 2..T tokens, then padding */
+        for (int i = b * T; i < (b + 1) * T; i++) {
+            const bool real = i - b * T < len;
             words[i] = which < 0 ? (int32_t)nep_rng_below(&rng, TEXT_V)
                        : real    ? 2 + (int32_t)nep_rng_below(&rng, TEXT_V - 2)
                                  : which; /* the pad id: BERT 0, RoBERTa 1 */
@@ -700,18 +707,18 @@ static bool write_text_case(const char *out, int which) {
     }
     const nep_real *y = NULL;
     const void *x[3] = {words, types, mask};
-    ok = ok && nep_exec_new(&ex, &g, N_IMAGES, NULL, &err) == NEP_OK &&
+    ok = ok && nep_exec_new(&ex, T < TEXT_T ? &run : &g, N_IMAGES, NULL, &err) == NEP_OK &&
          nep_exec_run(ex, x, 3, N_IMAGES, &y, &err) == NEP_OK && nep_onnx_export(&g, NULL, onnx, &err) == NEP_OK;
     FILE *f = NULL;
     char *meta = ok ? join(dir, "meta.json") : NULL, *wpath = ok ? join(dir, "input_ids.bin") : NULL,
          *tpath = ok ? join(dir, "token_type_ids.bin") : NULL;
     ok = ok && meta && wpath && tpath;
-    if (ok && (f = fopen(wpath, "wb"))) ok = fwrite(words, sizeof *words, N_IMAGES * TEXT_T, f) == N_IMAGES * TEXT_T;
+    if (ok && (f = fopen(wpath, "wb"))) ok = fwrite(words, sizeof *words, N_IMAGES * T, f) == (size_t)(N_IMAGES * T);
     ok = ok && f && fclose(f) == 0;
     f = NULL;
-    if (ok && (f = fopen(tpath, "wb"))) ok = fwrite(types, sizeof *types, N_IMAGES * TEXT_T, f) == N_IMAGES * TEXT_T;
+    if (ok && (f = fopen(tpath, "wb"))) ok = fwrite(types, sizeof *types, N_IMAGES * T, f) == (size_t)(N_IMAGES * T);
     ok = ok && f && fclose(f) == 0;
-    ok = ok && write_floats(dir, "attention_mask.bin", mask, N_IMAGES * TEXT_T) &&
+    ok = ok && write_floats(dir, "attention_mask.bin", mask, N_IMAGES * T) &&
          write_floats(dir, "expected.bin", y, N_IMAGES * 3);
     f = ok ? fopen(meta, "w") : NULL;
     if (f)
@@ -720,11 +727,11 @@ static bool write_text_case(const char *out, int which) {
                    "{\"name\": \"token_type_ids\", \"dtype\": \"int32\", \"shape\": [%d, %d]}, "
                    "{\"name\": \"attention_mask\", \"dtype\": \"float32\", \"shape\": [%d, %d]}], "
                    "\"output\": [%d, 3]}\n",
-                name, N_IMAGES, TEXT_T, N_IMAGES, TEXT_T, N_IMAGES, TEXT_T, N_IMAGES);
+                name, N_IMAGES, T, N_IMAGES, T, N_IMAGES, T, N_IMAGES);
     ok = ok && f && fclose(f) == 0;
     if (!ok) fprintf(stderr, "onnx_fixture: %s: %s\n", name, err.msg[0] ? err.msg : "cannot write its files");
     nep_exec_free(ex);
-    nep_graph_free(&g);
+    nep_graph_free(&g), nep_graph_free(&run);
     free(meta), free(wpath), free(tpath), free(onnx), free(dir);
     return ok;
 }
@@ -762,7 +769,7 @@ int main(int argc, char **argv) {
     for (size_t m = 0; m < sizeof models / sizeof *models; m++)
         if (!write_case(argv[1], (int)m, x, &norm)) return 1;
     for (int which = -1; which < 2; which++)
-        if (!write_text_case(argv[1], which)) return 1;
-    printf("onnx_fixture: %zu models in %s\n", sizeof models / sizeof *models + 3, argv[1]);
+        if (!write_text_case(argv[1], which, TEXT_T) || (which >= 0 && !write_text_case(argv[1], which, 4))) return 1;
+    printf("onnx_fixture: %zu models in %s\n", sizeof models / sizeof *models + 5, argv[1]);
     return 0;
 }

@@ -1,8 +1,9 @@
 #!/bin/sh
-# ONNX export, end to end: the exports of twenty-two models (build/tests/onnx_fixture; three
+# ONNX export, end to end: the exports of twenty-four models (build/tests/onnx_fixture; five
 # read three inputs, two of them token ids, each under its node's name: a graph of two
 # attentions, and tiny BERT (tanh GELU) and RoBERTa (positions after the padding row)
-# classifiers; four of
+# classifiers, each exported for 6 tokens and run on 6 and, the sequence axis being free,
+# on 4; four of
 # them collapsed, a ResNet-20, a token-wise MLP, a ViT and a Swin (a block's GELU forced to
 # fixed states: linearized, features dropped, mlp.3 composed with mlp.0), compared with the
 # uncollapsed models;

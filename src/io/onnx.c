@@ -259,8 +259,9 @@ static const char *emit_reals(const nep_onnx_sink *s, const nep_node *n, const c
     return name && copy ? add_init(b, name, copy, count, ndim, dims) : NULL;
 }
 
-/* float32 (int32 for token ids) [N, shape...], N symbolic. */
-static Onnx__ValueInfoProto *value_info(builder *b, const char *name, const nep_shape *s) {
+/* float32 (int32 for token ids) [N, shape...], N symbolic, and with seq the first
+ * per-sample axis too ("T": a text model's sequence length). */
+static Onnx__ValueInfoProto *value_info(builder *b, const char *name, const nep_shape *s, bool seq) {
     Onnx__ValueInfoProto *vi = alloc(b, sizeof *vi);
     Onnx__TypeProto *tp = alloc(b, sizeof *tp);
     Onnx__TypeProto__Tensor *tt = alloc(b, sizeof *tt);
@@ -270,9 +271,9 @@ static Onnx__ValueInfoProto *value_info(builder *b, const char *name, const nep_
         Onnx__TensorShapeProto__Dimension *dim = alloc(b, sizeof *dim);
         if (!dim) return NULL;
         onnx__tensor_shape_proto__dimension__init(dim);
-        if (d == 0) {
+        if (d == 0 || (d == 1 && seq)) {
             dim->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-            dim->dim_param = mut("N");
+            dim->dim_param = mut(d == 0 ? "N" : "T");
         } else {
             dim->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
             dim->dim_value = s->d[d - 1];
@@ -435,10 +436,18 @@ static void builder_free(builder *b) {
 static nep_status write_model(builder *b, const nep_normalize *norm, const char *path,
                               nep_onnx_summary *out) {
     const nep_graph *g = b->g;
+    /* A graph reading token ids takes sequences of any length T where its ops allow (a
+     * causal attention's mask is a constant of its T): its inputs are [N, T], and so is
+     * an output of tokens [N, T, C]. */
+    const nep_shape *first = &g->nodes[g->input].shape, *y = &g->nodes[g->output].shape;
+    const bool text = first->dtype == NEP_TOKEN_IDS && first->ndim == 1;
     Onnx__ValueInfoProto *in[NEP_MAX_GRAPH_INPUTS],
-                         *logits = value_info(b, "logits", &g->nodes[g->output].shape);
-    for (int i = 0; i < g->n_inputs; i++)
-        in[i] = value_info(b, input_name(g, g->inputs[i]), &g->nodes[g->inputs[i]].shape);
+                         *logits = value_info(b, "logits", y, text && y->ndim == 2 && nep_shape_features_last(y) &&
+                                                                  y->d[0] == first->d[0]);
+    for (int i = 0; i < g->n_inputs; i++) {
+        const nep_shape *s = &g->nodes[g->inputs[i]].shape;
+        in[i] = value_info(b, input_name(g, g->inputs[i]), s, text && s->ndim == 1 && s->d[0] == first->d[0]);
+    }
     Onnx__StringStringEntryProto *props[3];
     const size_t n_props = metadata(b, norm, props);
     if (b->s != NEP_OK) return b->s;

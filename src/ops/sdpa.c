@@ -62,25 +62,26 @@ static int64_t sdpa_flops(const nep_graph *g, const nep_node *n) {
  * q, k, v [N, T, C] -> [N, heads, T, hd] (Reshape, Transpose; grouped key/value heads
  * repeated by Expand); S = q k^T scale (MatMul, Mul); the mask as a bias, 0 where kept and
  * -3.4e38 (float32's lowest, as transformers adds) where not: (1 - m) [N, 1, 1, T] and,
- * causal, a constant [T, T]; Softmax; P v; heads joined [N, T, C]. */
+ * causal, a constant [T, T]; Softmax; P v; heads joined [N, T, C]. The reshapes copy N
+ * (0) and infer T (-1), so that without the causal constant any T runs. */
 /* x [N, T, h hd] as heads [N, heads, T, hd] (h = heads / rep, each repeated rep times). */
 static const char *onnx_heads(const nep_onnx_sink *s, const nep_node *n, const char *x, const char *what,
-                              int64_t T, int64_t h, int64_t hd, int64_t rep) {
+                              int64_t h, int64_t hd, int64_t rep) {
     char nm[3][24];
     snprintf(nm[0], sizeof nm[0], "%s4", what), snprintf(nm[1], sizeof nm[1], "%s_heads", what);
     snprintf(nm[2], sizeof nm[2], "%s_rep", what);
-    x = nep_onnx_transpose(s, n, nep_onnx_reshape(s, n, x, nm[0], (const int64_t[]){-1, T, h, hd}, 4), nm[1], (const int64_t[]){0, 2, 1, 3}, 4);
+    x = nep_onnx_transpose(s, n, nep_onnx_reshape(s, n, x, nm[0], (const int64_t[]){0, -1, h, hd}, 4), nm[1], (const int64_t[]){0, 2, 1, 3}, 4);
     if (rep == 1) return x;
     /* [N, h, T, hd] -> [N, h, 1, T, hd] -> Expand [N, h, rep, T, hd] -> [N, h rep, T, hd] */
     char e[2][24];
     snprintf(e[0], sizeof e[0], "%s5", what), snprintf(e[1], sizeof e[1], "%s_expanded", what);
-    const char *x5 = nep_onnx_reshape(s, n, x, e[0], (const int64_t[]){-1, h, 1, T, hd}, 5);
+    const char *x5 = nep_onnx_reshape(s, n, x, e[0], (const int64_t[]){0, h, 1, -1, hd}, 5);
     const char *ex = s->step(s, n, e[1]);
     char sh[32];
     snprintf(sh, sizeof sh, "%s_expand_shape", what);
-    nep_onnx_node(s, "Expand", ex, (const char *[]){x5, s->ints(s, n, sh, 1, (const int64_t[]){1, h, rep, T, hd}, 5)},
+    nep_onnx_node(s, "Expand", ex, (const char *[]){x5, s->ints(s, n, sh, 1, (const int64_t[]){1, 1, rep, 1, 1}, 5)},
                   2, ex);
-    return nep_onnx_reshape(s, n, ex, nm[2], (const int64_t[]){-1, h * rep, T, hd}, 4);
+    return nep_onnx_reshape(s, n, ex, nm[2], (const int64_t[]){0, h * rep, -1, hd}, 4);
 }
 
 static void sdpa_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node *n, const char *const *in,
@@ -89,9 +90,9 @@ static void sdpa_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node
     const int64_t T = nep_in_shape(g, n, 0)->d[0], C = nep_in_shape(g, n, 0)->d[1], hd = C / at->heads;
     const int64_t kvh = at->kv_heads > 0 ? at->kv_heads : at->heads;
     const double scale = 1 / sqrt((double)hd), lowest = -3.4028234663852886e38;
-    const char *q = onnx_heads(s, n, in[0], "q", T, at->heads, hd, 1);
-    const char *k = onnx_heads(s, n, in[1], "k", T, kvh, hd, at->heads / kvh);
-    const char *v = onnx_heads(s, n, in[2], "v", T, kvh, hd, at->heads / kvh);
+    const char *q = onnx_heads(s, n, in[0], "q", at->heads, hd, 1);
+    const char *k = onnx_heads(s, n, in[1], "k", kvh, hd, at->heads / kvh);
+    const char *v = onnx_heads(s, n, in[2], "v", kvh, hd, at->heads / kvh);
     const char *kt = nep_onnx_transpose(s, n, k, "k_t", (const int64_t[]){0, 1, 3, 2}, 4);
     const char *qk = s->step(s, n, "qk"), *scores = s->step(s, n, "scores");
     nep_onnx_node(s, "MatMul", qk, (const char *[]){q, kt}, 2, qk);
@@ -104,7 +105,7 @@ static void sdpa_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node
         const char *pad = s->step(s, n, "padding"), *pb = s->step(s, n, "padding_bias");
         nep_onnx_node(s, "Sub", pad, (const char *[]){s->constant(s, "one", 1.0), in[3]}, 2, pad);
         nep_onnx_node(s, "Mul", pb, (const char *[]){pad, low}, 2, pb);
-        bias = nep_onnx_reshape(s, n, pb, "padding4", (const int64_t[]){-1, 1, 1, T}, 4);
+        bias = nep_onnx_reshape(s, n, pb, "padding4", (const int64_t[]){0, 1, 1, -1}, 4);
     }
     if (at->causal) {
         double *tri = malloc(sizeof(double) * (size_t)(T * T));
@@ -130,7 +131,7 @@ static void sdpa_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node
     s->node(s, "Softmax", P, &scores, 1, P, NEP_ONNX_ATTRS(NEP_ONNX_INT_ATTR("axis", -1)));
     nep_onnx_node(s, "MatMul", o, (const char *[]){P, v}, 2, o);
     o = nep_onnx_transpose(s, n, o, "o_tokens", (const int64_t[]){0, 2, 1, 3}, 4);
-    nep_onnx_node(s, "Reshape", n->name, (const char *[]){o, s->ints(s, n, "out_shape", 1, (const int64_t[]){-1, T, C}, 3)},
+    nep_onnx_node(s, "Reshape", n->name, (const char *[]){o, s->ints(s, n, "out_shape", 1, (const int64_t[]){0, -1, C}, 3)},
                   2, out);
 }
 
