@@ -28,6 +28,7 @@
 #include "nepenthe/model.h"
 #include "nepenthe/onnx.h"
 #include "nepenthe/text_model.h"
+#include "nepenthe/text_train.h"
 
 #define N_IMAGES 64
 
@@ -672,18 +673,50 @@ static nep_status text_encoder(int which, int64_t T, nep_graph *g, nep_rng *rng,
     return s;
 }
 
+/* The text model g collapsed (into c) after its layer 0's GELU is forced into fixed
+ * states by intermediate.dense's bias (+-20, as force_mlp), the states counted on the
+ * case's sequences. The layer's output.dense is scaled by 1/20, else its outputs of 20
+ * swamp the residual stream and leave layer 1's GELU in fixed states too, which would
+ * linearize only approximately: exactly one layer collapses. */
+static nep_status collapse_text(nep_graph *g, const int32_t *ids, const int32_t *types, const nep_real *mask,
+                                nep_graph *c, nep_err *err) {
+    const char *prefix = nep_graph_find_node(g, "roberta.embeddings.LayerNorm") >= 0 ? "roberta" : "bert";
+    char owner[96], out[96];
+    snprintf(owner, sizeof owner, "%s.encoder.layer.0.intermediate.dense", prefix);
+    snprintf(out, sizeof out, "%s.encoder.layer.0.output.dense", prefix);
+    NEP_TRY(force_mlp(g, err, owner));
+    const int o = nep_graph_find_node(g, out);
+    if (o < 0) return nep_fail(err, NEP_ERR_ARG, "no node %s", out);
+    const nep_param *w = node_param(g, &g->nodes[o], 0);
+    for (int64_t i = 0; i < w->numel; i++) g->values[w->offset + i] /= 20;
+    static int32_t unlabelled[N_IMAGES];
+    for (int i = 0; i < N_IMAGES; i++) unlabelled[i] = -1;
+    nep_text_tensors d = {.n = N_IMAGES, .T = TEXT_T, .ids = (int32_t *)ids, .types = (int32_t *)types,
+                          .mask = (nep_real *)mask, .labels = unlabelled};
+    nep_entropy e;
+    NEP_TRY(nep_entropy_init(&e, g, false, err));
+    nep_status s = nep_entropy_measure_text(&e, g, &d, N_IMAGES, 0, NULL, err);
+    nep_collapse_info info = {0};
+    if (s == NEP_OK) s = nep_collapse(g, &e, NULL, NULL, c, &info, err);
+    nep_entropy_free(&e);
+    if (s == NEP_OK && info.linearized != 1)
+        s = nep_fail(err, NEP_ERR_ARG, "%s: %d layers collapsed, not 1", prefix, info.linearized);
+    return s;
+}
+
 /* Case text_inputs (which -1), bert (0) or roberta (1): N_IMAGES sequences of 2..T
  * tokens, then padding (RoBERTa's pad id there, so that its positions skip them). T below
  * TEXT_T (bert_len4, roberta_len4): the model exported for TEXT_T tokens runs sequences of
- * T, against the same weights built for T. */
-static bool write_text_case(const char *out, int which, int T) {
+ * T, against the same weights built for T. collapse (bert_collapsed, roberta_collapsed):
+ * the model with a layer forced to fixed states, collapsed before export. */
+static bool write_text_case(const char *out, int which, int T, bool collapse) {
     static const char *const names[3] = {"text_inputs", "bert", "roberta"};
     char name[32];
-    snprintf(name, sizeof name, T < TEXT_T ? "%s_len%d" : "%s", names[which + 1], T);
+    snprintf(name, sizeof name, collapse ? "%s_collapsed" : T < TEXT_T ? "%s_len%d" : "%s", names[which + 1], T);
     char *dir = join(out, name), *onnx = dir ? join(dir, "model.onnx") : NULL;
     static int32_t words[N_IMAGES * TEXT_T], types[N_IMAGES * TEXT_T];
     static nep_real mask[N_IMAGES * TEXT_T];
-    nep_graph g = {0}, run = {0};
+    nep_graph g = {0}, run = {0}, collapsed = {0};
     nep_exec *ex = NULL;
     nep_err err = {0};
     nep_rng rng;
@@ -707,8 +740,10 @@ static bool write_text_case(const char *out, int which, int T) {
     }
     const nep_real *y = NULL;
     const void *x[3] = {words, types, mask};
+    ok = ok && (!collapse || collapse_text(&g, words, types, mask, &collapsed, &err) == NEP_OK);
     ok = ok && nep_exec_new(&ex, T < TEXT_T ? &run : &g, N_IMAGES, NULL, &err) == NEP_OK &&
-         nep_exec_run(ex, x, 3, N_IMAGES, &y, &err) == NEP_OK && nep_onnx_export(&g, NULL, onnx, &err) == NEP_OK;
+         nep_exec_run(ex, x, 3, N_IMAGES, &y, &err) == NEP_OK &&
+         nep_onnx_export(collapse ? &collapsed : &g, NULL, onnx, &err) == NEP_OK;
     FILE *f = NULL;
     char *meta = ok ? join(dir, "meta.json") : NULL, *wpath = ok ? join(dir, "input_ids.bin") : NULL,
          *tpath = ok ? join(dir, "token_type_ids.bin") : NULL;
@@ -731,7 +766,7 @@ static bool write_text_case(const char *out, int which, int T) {
     ok = ok && f && fclose(f) == 0;
     if (!ok) fprintf(stderr, "onnx_fixture: %s: %s\n", name, err.msg[0] ? err.msg : "cannot write its files");
     nep_exec_free(ex);
-    nep_graph_free(&g), nep_graph_free(&run);
+    nep_graph_free(&g), nep_graph_free(&run), nep_graph_free(&collapsed);
     free(meta), free(wpath), free(tpath), free(onnx), free(dir);
     return ok;
 }
@@ -769,7 +804,9 @@ int main(int argc, char **argv) {
     for (size_t m = 0; m < sizeof models / sizeof *models; m++)
         if (!write_case(argv[1], (int)m, x, &norm)) return 1;
     for (int which = -1; which < 2; which++)
-        if (!write_text_case(argv[1], which, TEXT_T) || (which >= 0 && !write_text_case(argv[1], which, 4))) return 1;
-    printf("onnx_fixture: %zu models in %s\n", sizeof models / sizeof *models + 5, argv[1]);
+        if (!write_text_case(argv[1], which, TEXT_T, false) ||
+            (which >= 0 && (!write_text_case(argv[1], which, 4, false) || !write_text_case(argv[1], which, TEXT_T, true))))
+            return 1;
+    printf("onnx_fixture: %zu models in %s\n", sizeof models / sizeof *models + 7, argv[1]);
     return 0;
 }

@@ -1,9 +1,10 @@
 #!/bin/sh
-# ONNX export, end to end: the exports of twenty-four models (build/tests/onnx_fixture; five
+# ONNX export, end to end: the exports of twenty-six models (build/tests/onnx_fixture; seven
 # read three inputs, two of them token ids, each under its node's name: a graph of two
 # attentions, and tiny BERT (tanh GELU) and RoBERTa (positions after the padding row)
 # classifiers, each exported for 6 tokens and run on 6 and, the sequence axis being free,
-# on 4; four of
+# on 4, and each collapsed (layer 0's GELU forced to fixed states) against the uncollapsed
+# model; four more of
 # them collapsed, a ResNet-20, a token-wise MLP, a ViT and a Swin (a block's GELU forced to
 # fixed states: linearized, features dropped, mlp.3 composed with mlp.0), compared with the
 # uncollapsed models;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nepenthe/collapse.h"
 #include "nepenthe/entropy.h"
 #include "nepenthe/text_model.h"
 #include "nepenthe/text_train.h"
@@ -375,6 +376,61 @@ static void test_entropy_skips_padding(void **s) {
     nep_hf_config_free(&cfg);
 }
 
+/* Collapse (SPEC section 6) of a text model: layer 0's GELU forced into fixed states by
+ * intermediate.dense's bias (+-20, far past what its LayerNorm'd inputs reach, where GELU
+ * is z or 0 to float32's last bit) has zero entropy over the real tokens; collapsed, it is
+ * gone (one GELU layer fewer), its OFF features dropped and output.dense composed with
+ * intermediate.dense, and the logits stay those of the model (the attention, LayerNorms
+ * and the other layer stay). */
+static void collapse_forced_layer(const char *m) {
+    nep_hf_config cfg;
+    nep_graph g, lin, col;
+    nep_err err;
+    char name[128];
+    build(m, &cfg, &g);
+    const char *prefix = cfg.model_type == NEP_HF_ROBERTA ? "roberta" : "bert";
+    const int64_t T = nep_shape_numel(&g.nodes[g.input].shape);
+    snprintf(name, sizeof name, "%s.encoder.layer.0.intermediate.dense.bias", prefix);
+    const nep_param *bias = &g.params[nep_graph_find_param(&g, name)];
+    for (int64_t c = 0; c < bias->numel; c++) g.values[bias->offset + c] = c % 3 == 0 ? -20 : 20;
+    batch b = inputs(m, B * T);
+    nep_text_tensors d = {.n = B, .T = T, .ids = b.ids, .types = b.types, .mask = b.mask,
+                          .labels = (int32_t[B]){0, 0, 0}};
+    nep_entropy e;
+    nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
+    nep_test_assert_ok(nep_entropy_measure_text(&e, &g, &d, B, 0, NULL, &err), &err);
+    assert_true(nep_layer_entropy(&e.layers[0], false) == 0);
+    assert_true(nep_layer_entropy(&e.layers[1], false) > 0);
+    nep_collapse_info info = {0};
+    nep_test_assert_ok(nep_collapse(&g, &e, NULL, &lin, &col, &info, &err), &err);
+    assert_int_equal(nep_graph_rectifiers(&g), 2);
+    assert_int_equal(nep_graph_rectifiers(&col), 1);
+    assert_int_equal(info.linearized, 1);
+    assert_true(info.channels_dropped >= bias->numel / 3);
+    assert_true(info.composed >= 1);
+    snprintf(name, sizeof name, "%s.encoder.layer.0.attention.self.sdpa", prefix);
+    assert_true(nep_graph_find_node(&col, name) >= 0);
+    nep_real want[B * 16], got[B * 16];
+    const int64_t K = cfg.num_labels;
+    nep_exec *ex;
+    nep_test_assert_ok(nep_exec_new(&ex, &g, B, NULL, &err), &err);
+    memcpy(want, forward(ex, &b), sizeof(nep_real) * (size_t)(B * K));
+    nep_exec_free(ex);
+    nep_test_assert_ok(nep_exec_new(&ex, &col, B, NULL, &err), &err);
+    memcpy(got, forward(ex, &b), sizeof(nep_real) * (size_t)(B * K));
+    nep_exec_free(ex);
+    double worst = 0;
+    for (int64_t i = 0; i < B * K; i++) worst = fmax(worst, fabs((double)got[i] - want[i]));
+    printf("collapsed %s: %d pair(s) composed, %lld features dropped, logits within %.3g\n", m, info.composed,
+           (long long)info.channels_dropped, worst);
+    assert_true(worst <= 1e-5);
+    nep_entropy_free(&e);
+    batch_free(&b);
+    nep_graph_free(&g), nep_graph_free(&lin), nep_graph_free(&col);
+    nep_hf_config_free(&cfg);
+}
+static void test_collapse_forced_layer(void **s) { collapse_forced_layer("bert"), collapse_forced_layer("roberta"); }
+
 /* Lengths past the position table, and a decoder's config, are refused by name. */
 static void test_refusals(void **s) {
     nep_hf_config cfg;
@@ -406,6 +462,7 @@ int main(void) {
         cmocka_unit_test(test_load_base_model_folder),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_entropy_skips_padding),
+        cmocka_unit_test(test_collapse_forced_layer),
     };
     return NEP_RUN_BOTH_LAYOUTS(tests, load_golden, free_golden);
 }
