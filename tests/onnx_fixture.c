@@ -695,7 +695,7 @@ static nep_status collapse_text(nep_graph *g, const int32_t *ids, const int32_t 
                           .mask = (nep_real *)mask, .labels = unlabelled};
     nep_entropy e;
     NEP_TRY(nep_entropy_init(&e, g, false, err));
-    nep_status s = nep_entropy_measure_text(&e, g, &d, N_IMAGES, 0, NULL, err);
+    nep_status s = nep_entropy_measure_split(&e, g, &(nep_split){.text = &d}, N_IMAGES, 0, NULL, err);
     nep_collapse_info info = {0};
     if (s == NEP_OK) s = nep_collapse(g, &e, NULL, NULL, c, &info, err);
     nep_entropy_free(&e);

@@ -84,8 +84,8 @@ static nep_prune_loop_cfg config(nep_method method, double delta, int64_t max_it
     sgd.lr = 0.05;
     return (nep_prune_loop_cfg){.prune = nep_prune_cfg_for(method, NEP_CRIT_MAGNITUDE, 0.5),
                                 .optim = sgd, .retrain_epochs = 1, .batch = 128,
-                                .max_iter = max_iter, .delta = delta, .seed = 3, .train = &train,
-                                .val = &val, .test = &test, .norm = &norm};
+                                .max_iter = max_iter, .delta = delta, .seed = 3, .train = {&train, &norm, NULL},
+                                .val = {&val, &norm, NULL}, .test = {&test, &norm, NULL}};
 }
 
 /* Runs the loop on g (fresh, or from *p) with the hooks recording into s. */

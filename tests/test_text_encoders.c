@@ -16,6 +16,7 @@
 
 #include "nepenthe/collapse.h"
 #include "nepenthe/entropy.h"
+#include "nepenthe/prune_loop.h"
 #include "nepenthe/text_model.h"
 #include "nepenthe/text_train.h"
 #include "nepenthe/train.h"
@@ -337,7 +338,7 @@ static void test_entropy_skips_padding(void **s) {
     nep_entropy e;
     nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
     assert_int_equal(e.n_layers, cfg.num_hidden_layers);
-    nep_test_assert_ok(nep_entropy_measure_text(&e, &g, &d, B, 0, NULL, &err), &err);
+    nep_test_assert_ok(nep_entropy_measure_split(&e, &g, &(nep_split){.text = &d}, B, 0, NULL, &err), &err);
     assert_int_equal(e.samples, B);
     assert_null(e.token_mask);
 
@@ -366,7 +367,7 @@ static void test_entropy_skips_padding(void **s) {
     memcpy(before, e.layers[0].counts, sizeof *before * (size_t)(e.layers[0].neurons * 2));
     for (int64_t i = 0; i < B * T; i++)
         if (b.mask[i] == 0) b.ids[i] = 7;
-    nep_test_assert_ok(nep_entropy_measure_text(&e, &g, &d, 2, 0, NULL, &err), &err);
+    nep_test_assert_ok(nep_entropy_measure_split(&e, &g, &(nep_split){.text = &d}, 2, 0, NULL, &err), &err);
     assert_memory_equal(before, e.layers[0].counts, sizeof *before * (size_t)(e.layers[0].neurons * 2));
     free(before);
     nep_exec_free(ex);
@@ -398,7 +399,7 @@ static void collapse_forced_layer(const char *m) {
                           .labels = (int32_t[B]){0, 0, 0}};
     nep_entropy e;
     nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
-    nep_test_assert_ok(nep_entropy_measure_text(&e, &g, &d, B, 0, NULL, &err), &err);
+    nep_test_assert_ok(nep_entropy_measure_split(&e, &g, &(nep_split){.text = &d}, B, 0, NULL, &err), &err);
     assert_true(nep_layer_entropy(&e.layers[0], false) == 0);
     assert_true(nep_layer_entropy(&e.layers[1], false) > 0);
     nep_collapse_info info = {0};
@@ -430,6 +431,97 @@ static void collapse_forced_layer(const char *m) {
     nep_hf_config_free(&cfg);
 }
 static void test_collapse_forced_layer(void **s) { collapse_forced_layer("bert"), collapse_forced_layer("roberta"); }
+
+/* Wanda's input norms on text (SPEC section 1: Wanda with per-feature input norms over
+ * the non-padding tokens): each layer's are those of intermediate.dense's input at the
+ * real tokens, computed here by hand. */
+static void test_wanda_norms_skip_padding(void **s) {
+    nep_hf_config cfg;
+    nep_graph g;
+    nep_err err;
+    build("roberta", &cfg, &g);
+    const int64_t T = nep_shape_numel(&g.nodes[g.input].shape), C = cfg.hidden_size;
+    batch b = inputs("roberta", B * T);
+    nep_text_tensors d = {.n = B, .T = T, .ids = b.ids, .types = b.types, .mask = b.mask,
+                          .labels = (int32_t[B]){0, 1, 2}};
+    nep_entropy e;
+    double **norms = NULL;
+    nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
+    nep_test_assert_ok(nep_wanda_norms(&g, &e, &(nep_split){.text = &d}, B, 0, &norms, NULL, &err), &err);
+    nep_exec *ex;
+    nep_test_assert_ok(nep_exec_new(&ex, &g, B, NULL, &err), &err);
+    forward(ex, &b);
+    for (int l = 0; l < e.n_layers; l++) {
+        const nep_real *x = nep_exec_node_output(ex, g.nodes[e.layers[l].owner].inputs[0]);
+        for (int64_t j = 0; j < C; j++) {
+            double sq = 0;
+            for (int64_t r = 0; r < B * T; r++)
+                if (b.mask[r] != 0) sq += (double)x[r * C + j] * x[r * C + j];
+            assert_true(fabs(norms[l][j] - sqrt(sq)) <= 1e-6 * sqrt(sq));
+        }
+    }
+    nep_wanda_free(norms, e.n_layers);
+    nep_exec_free(ex);
+    nep_entropy_free(&e);
+    batch_free(&b);
+    nep_graph_free(&g);
+    nep_hf_config_free(&cfg);
+}
+
+/* The loop of SPEC section 4 on a text model (nep_prune_run with a text split): two
+ * NEPENTHE iterations with Wanda, each retraining one epoch with AdamW over a shuffle of
+ * the rows; the owned weights lose what the budget took and keep it through retraining
+ * (masks), the attention and embeddings none. */
+typedef struct loop_rows {
+    int n;
+    double sparsity[4];
+} loop_rows;
+static nep_status row_seen(void *ctx, const nep_graph *g, const nep_entropy *e, const nep_prune_row *row, nep_err *err) {
+    loop_rows *r = ctx;
+    r->sparsity[r->n++] = row->sparsity;
+    return NEP_OK;
+}
+static nep_status commit_seen(void *ctx, const nep_prune_progress *p, nep_err *err) { return NEP_OK; }
+
+static void test_prune_loop_on_text(void **s) {
+    nep_hf_config cfg;
+    nep_graph g;
+    nep_err err;
+    build("bert", &cfg, &g);
+    const int64_t T = nep_shape_numel(&g.nodes[g.input].shape);
+    batch b = inputs("bert", B * T);
+    nep_text_tensors d = {.n = B, .T = T, .ids = b.ids, .types = b.types, .mask = b.mask,
+                          .labels = (int32_t[B]){0, 2, 1}};
+    const nep_split split = {.text = &d};
+    nep_optim_cfg adamw = nep_optim_defaults(NEP_OPTIM_ADAMW);
+    adamw.lr = 1e-3;
+    const nep_prune_loop_cfg c = {.prune = nep_prune_cfg_for(NEP_METHOD_NEPENTHE, NEP_CRIT_WANDA, 0.25),
+                                  .optim = adamw, .retrain_epochs = 1, .batch = 2, .max_iter = 2, .delta = 0,
+                                  .seed = 5, .train = split, .val = split, .test = split};
+    nep_entropy e;
+    nep_test_assert_ok(nep_entropy_init(&e, &g, !c.prune.dont_care, &err), &err);
+    loop_rows rows = {0};
+    const nep_prune_hooks h = {.ctx = &rows, .iteration = row_seen, .commit = commit_seen};
+    nep_prune_progress p;
+    nep_prune_end end;
+    nep_test_assert_ok(nep_prune_run(&g, &e, &c, true, &p, &h, &end, &err), &err);
+    assert_int_equal(rows.n, 3);
+    assert_true(rows.sparsity[0] == 0 && rows.sparsity[1] > 0 && rows.sparsity[2] > rows.sparsity[1]);
+    for (int k = 0; k < g.n_params; k++) {
+        const nep_param *q = &g.params[k];
+        int64_t masked = 0, nonzero_masked = 0;
+        for (int64_t i = 0; i < q->numel; i++) {
+            masked += !g.masks[q->offset + i];
+            nonzero_masked += !g.masks[q->offset + i] && g.values[q->offset + i] != 0;
+        }
+        assert_int_equal(nonzero_masked, 0);
+        if (!strstr(q->name, "intermediate.dense.weight")) assert_int_equal(masked, 0);
+    }
+    nep_entropy_free(&e);
+    batch_free(&b);
+    nep_graph_free(&g);
+    nep_hf_config_free(&cfg);
+}
 
 /* Lengths past the position table, and a decoder's config, are refused by name. */
 static void test_refusals(void **s) {
@@ -463,6 +555,8 @@ int main(void) {
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_entropy_skips_padding),
         cmocka_unit_test(test_collapse_forced_layer),
+        cmocka_unit_test(test_wanda_norms_skip_padding),
+        cmocka_unit_test(test_prune_loop_on_text),
     };
     return NEP_RUN_BOTH_LAYOUTS(tests, load_golden, free_golden);
 }

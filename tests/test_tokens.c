@@ -207,7 +207,7 @@ static void test_trains_saves_and_collapses(void **state) {
     nep_entropy e;
     nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
     double **scales = NULL;
-    nep_test_assert_ok(nep_wanda_norms(&g, &e, &train, &norm, 256, 2, &scales, NULL, &err), &err);
+    nep_test_assert_ok(nep_wanda_norms(&g, &e, &(nep_split){&train, &norm, NULL}, 256, 2, &scales, NULL, &err), &err);
     for (int l = 0; l < e.n_layers; l++) { /* fc1 reads WIDTH features per token */
         assert_non_null(scales[l]);
         for (int j = 0; j < WIDTH; j++) assert_true(scales[l][j] > 0);

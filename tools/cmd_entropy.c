@@ -53,7 +53,7 @@ static int measure_text(const char *dir, const char *task, const char *data_dir,
     cli_progress prog = {.tty = isatty(2), .label = "activation states"};
     if (!rc && nep_entropy_init(e, g, zero_is_off, &err) == NEP_OK) {
         e->progress = cli_progress_cb, e->progress_ctx = &prog;
-        if (nep_entropy_measure_text(e, g, &t, batch, max_batches, xo, &err) != NEP_OK) rc = cli_error("entropy", &err);
+        if (nep_entropy_measure_split(e, g, &(nep_split){.text = &t}, batch, max_batches, xo, &err) != NEP_OK) rc = cli_error("entropy", &err);
         cli_progress_end(&prog);
     } else if (!rc) {
         rc = cli_error("entropy", &err);

@@ -522,8 +522,8 @@ int cmd_prune(int argc, char **argv) {
         .prune = r.cfg, .optim = r.optim, .retrain_epochs = r.o.retrain_epochs, .batch = r.o.t.batch,
         .max_iter = r.o.max_iter, .delta = r.o.delta, .seed = (uint64_t)r.o.seed,
         .entropy_batches = r.o.entropy_batches, .wanda_batches = r.o.wanda_batches,
-        .augment = train_flags_augmentation(&r.o.t), .train = &r.d.train, .val = &r.d.val,
-        .test = &r.d.test, .norm = &r.norm, .exec = &r.exec};
+        .augment = train_flags_augmentation(&r.o.t), .train = {&r.d.train, &r.norm, NULL},
+        .val = {&r.d.val, &r.norm, NULL}, .test = {&r.d.test, &r.norm, NULL}, .exec = &r.exec};
     const nep_prune_hooks hooks = {.ctx = &r, .iteration = on_iteration, .commit = on_commit,
                                    .linearized = on_linearized, .phase = on_phase,
                                    .progress = on_progress, .note = on_note};

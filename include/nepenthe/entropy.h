@@ -54,11 +54,12 @@ nep_status nep_entropy_measure(nep_entropy *e, nep_graph *g, const nep_dataset *
                                const nep_normalize *norm, int64_t batch, int64_t max_batches,
                                const nep_exec_opts *xo, nep_err *err);
 
-struct nep_text_tensors;
-/* The same over a tokenized text set (nepenthe/text_train.h), padding not counted. */
-nep_status nep_entropy_measure_text(nep_entropy *e, nep_graph *g, const struct nep_text_tensors *d,
-                                    int64_t batch, int64_t max_batches, const nep_exec_opts *xo,
-                                    nep_err *err);
+/* The same over a split of images or of tokenized text (nep_split, nepenthe/train.h),
+ * a text's padding not counted. */
+struct nep_split;
+nep_status nep_entropy_measure_split(nep_entropy *e, nep_graph *g, const struct nep_split *d,
+                                     int64_t batch, int64_t max_batches, const nep_exec_opts *xo,
+                                     nep_err *err);
 
 /* Entropy in bits of one neuron's counts (0 if it has no observation). */
 double nep_neuron_entropy(const uint64_t *counts, int states);

@@ -6,6 +6,8 @@
 
 #include "nepenthe/entropy.h"
 
+typedef struct nep_split nep_split; /* nepenthe/train.h */
+
 /* One rectifier layer as the budget sees it. The owned weight is [neurons, fan_in]
  * (row i feeds neuron i; a conv's [out, in/groups, kh, kw] flattens the same way). */
 typedef struct nep_budget_layer {
@@ -86,12 +88,11 @@ int nep_method_from_name(const char *name); /* -1 if unknown */
 double nep_prune_layer_entropy(const nep_prune_cfg *cfg, const nep_layer_states *l);
 
 /* Wanda's input-feature norms: for every layer of e that owns a weight, the L2 norm over
- * d of each input column of the owner (a Linear's input features; a conv's im2col rows,
- * per group). out[l] is malloc'd [groups, fan_in] (NULL for layers without owner); free
- * with nep_wanda_free. */
-nep_status nep_wanda_norms(nep_graph *g, const nep_entropy *e, const nep_dataset *d,
-                           const nep_normalize *norm, int64_t batch, int64_t max_batches,
-                           double ***out, const nep_exec_opts *xo, nep_err *err);
+ * d of each input column of the owner (a Linear's input features, over every token but a
+ * text's padding; a conv's im2col rows, per group). out[l] is malloc'd [groups, fan_in]
+ * (NULL for layers without owner); free with nep_wanda_free. */
+nep_status nep_wanda_norms(nep_graph *g, const nep_entropy *e, const nep_split *d, int64_t batch,
+                           int64_t max_batches, double ***out, const nep_exec_opts *xo, nep_err *err);
 void nep_wanda_free(double **norms, int n);
 
 /* One pruning step on g, from the state counts e measured on g: masks weights of the
@@ -106,9 +107,8 @@ nep_status nep_prune_step(nep_graph *g, const nep_entropy *e, const nep_prune_cf
 int nep_smallest_layer(const nep_graph *g, const nep_entropy *e, const double *grad_sums);
 /* grad_sums[l] = sum over the batches of d of sum |dL/dw| over layer l's owned weight
  * (evaluation mode, cross-entropy loss, no update). */
-nep_status nep_grad_sums(nep_graph *g, const nep_entropy *e, const nep_dataset *d,
-                         const nep_normalize *norm, int64_t batch, double *grad_sums,
-                         const nep_exec_opts *xo, nep_err *err);
+nep_status nep_grad_sums(nep_graph *g, const nep_entropy *e, const nep_split *d, int64_t batch,
+                         double *grad_sums, const nep_exec_opts *xo, nep_err *err);
 
 /* The owner's weight parameter of layer l (its first parameter), or NULL. */
 const nep_param *nep_layer_weight(const nep_graph *g, const nep_layer_states *l);

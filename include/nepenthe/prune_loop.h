@@ -25,9 +25,10 @@ typedef struct nep_prune_loop_cfg {
     uint64_t seed;              /* iteration k retrains with the rng seeded seed * 1000003 + k */
     int64_t entropy_batches;    /* batches of 256 counted for entropy (0 = the whole split) */
     int64_t wanda_batches;      /* calibration batches of the Wanda criterion (0 = all) */
-    const nep_augment *augment; /* retraining augmentation, or NULL */
-    const nep_dataset *train, *val, *test; /* val may be empty (n = 0): test stands in */
-    const nep_normalize *norm;
+    const nep_augment *augment; /* retraining augmentation of images, or NULL */
+    /* Images (with their normalization) or tokenized text; val may be empty (no rows):
+     * test stands in. Text retrains with a seeded shuffle of the rows each epoch. */
+    nep_split train, val, test;
     const nep_exec_opts *exec;  /* how every executor of the loop runs (NULL: defaults) */
 } nep_prune_loop_cfg;
 

@@ -28,7 +28,7 @@ void nep_text_tensors_free(nep_text_tensors *t);
 
 /* get_linear_schedule_with_warmup's rate for the optimizer step after `step` steps:
  * lr * step / warmup during the warm-up, then lr * (total - step) / (total - warmup),
- * never below 0. */
+ * never below 0; total 0: lr after the warm-up (a constant rate). */
 double nep_linear_lr(double lr, int64_t warmup, int64_t total, int64_t step);
 
 /* One epoch over the rows of d in the order perm (n rows; NULL: in order), in batches of

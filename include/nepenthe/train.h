@@ -161,6 +161,25 @@ nep_status nep_evaluate(nep_graph *g, const nep_dataset *d, const nep_normalize 
                         int64_t batch, double *top1, double *loss, const nep_exec_opts *xo,
                         nep_err *err);
 
+/* A data split a loop runs over: images (and their normalization) or a tokenized text
+ * set (nepenthe/text_train.h), so that pruning, probing and evaluating take either. */
+struct nep_text_tensors;
+typedef struct nep_split {
+    const nep_dataset *images;
+    const nep_normalize *norm;
+    const struct nep_text_tensors *text;
+} nep_split;
+int64_t nep_split_rows(const nep_split *s);
+/* nep_for_each_batch or nep_text_for_each_batch (every row) over s; *mask_out (if not
+ * NULL) points at a text batch's attention mask [b, T] while it runs (NULL for images). */
+nep_status nep_split_for_each_batch(const nep_split *s, nep_graph *g, int64_t batch,
+                                    int64_t max_batches, nep_probe_fn probe, void *probe_ctx,
+                                    const nep_real **mask_out, nep_batch_fn fn, void *ctx,
+                                    const nep_exec_opts *xo, nep_err *err);
+/* nep_evaluate or nep_text_evaluate. */
+nep_status nep_split_evaluate(const nep_split *s, nep_graph *g, int64_t batch, double *top1,
+                              const nep_exec_opts *xo, nep_err *err);
+
 /* ---- a training run: epochs, a commit after each, --resume -------------------------- */
 
 typedef struct nep_train_cfg {

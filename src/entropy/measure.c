@@ -105,23 +105,22 @@ static nep_status count_samples(void *ctx, nep_exec *ex, const nep_real *logits,
     return NEP_OK;
 }
 
+nep_status nep_entropy_measure_split(nep_entropy *e, nep_graph *g, const nep_split *d,
+                                     int64_t batch, int64_t max_batches, const nep_exec_opts *xo,
+                                     nep_err *err) {
+    nep_entropy_reset(e);
+    const int64_t n = nep_split_rows(d);
+    measure_ctx m = {e, max_batches > 0 && max_batches * batch < n ? max_batches * batch : n, nep_now()};
+    e->mask_positions = d->text ? d->text->T : 0;
+    const nep_status s = nep_split_for_each_batch(d, g, batch, max_batches, nep_entropy_probe, e, &e->token_mask,
+                                                  count_samples, &m, xo, err);
+    e->token_mask = NULL;
+    return s;
+}
+
 nep_status nep_entropy_measure(nep_entropy *e, nep_graph *g, const nep_dataset *d,
                                const nep_normalize *norm, int64_t batch, int64_t max_batches,
                                const nep_exec_opts *xo, nep_err *err) {
-    nep_entropy_reset(e);
-    measure_ctx m = {e, max_batches > 0 && max_batches * batch < d->n ? max_batches * batch : d->n, nep_now()};
-    return nep_for_each_batch(g, d, norm, batch, max_batches, nep_entropy_probe, e, count_samples,
-                              &m, xo, err);
-}
-
-nep_status nep_entropy_measure_text(nep_entropy *e, nep_graph *g, const nep_text_tensors *d,
-                                    int64_t batch, int64_t max_batches, const nep_exec_opts *xo,
-                                    nep_err *err) {
-    nep_entropy_reset(e);
-    measure_ctx m = {e, max_batches > 0 && max_batches * batch < d->n ? max_batches * batch : d->n, nep_now()};
-    e->mask_positions = d->T;
-    const nep_status s = nep_text_for_each_batch(g, d, batch, max_batches, false, nep_entropy_probe, e,
-                                                 &e->token_mask, count_samples, &m, xo, err);
-    e->token_mask = NULL;
-    return s;
+    const nep_split split = {.images = d, .norm = norm};
+    return nep_entropy_measure_split(e, g, &split, batch, max_batches, xo, err);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "nepenthe/prune_loop.h"
+#include "nepenthe/text_train.h"
 
 static void phase(const nep_prune_hooks *h, const char *label) {
     if (h->phase) h->phase(h->ctx, label);
@@ -33,7 +34,7 @@ static nep_status measure(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg
                           const nep_prune_hooks *h, double *H, nep_err *err) {
     phase(h, "activation states");
     e->progress = h->progress, e->progress_ctx = h->ctx;
-    const nep_status s = nep_entropy_measure(e, g, c->train, c->norm, 256, c->entropy_batches, c->exec, err);
+    const nep_status s = nep_entropy_measure_split(e, g, &c->train, 256, c->entropy_batches, c->exec, err);
     e->progress = NULL;
     phase(h, NULL);
     for (int l = 0; s == NEP_OK && l < e->n_layers; l++) H[l] = nep_prune_layer_entropy(&c->prune, &e->layers[l]);
@@ -41,10 +42,24 @@ static nep_status measure(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg
 }
 
 static nep_status evaluate(nep_graph *g, const nep_prune_loop_cfg *c, nep_prune_row *row, nep_err *err) {
-    if (c->val->n) NEP_TRY(nep_evaluate(g, c->val, c->norm, 256, &row->val_top1, NULL, c->exec, err));
-    NEP_TRY(nep_evaluate(g, c->test, c->norm, 256, &row->test_top1, NULL, c->exec, err));
-    if (!c->val->n) row->val_top1 = row->test_top1;
+    const bool val = nep_split_rows(&c->val) > 0;
+    if (val) NEP_TRY(nep_split_evaluate(&c->val, g, 256, &row->val_top1, c->exec, err));
+    NEP_TRY(nep_split_evaluate(&c->test, g, 256, &row->test_top1, c->exec, err));
+    if (!val) row->val_top1 = row->test_top1;
     return NEP_OK;
+}
+
+/* One epoch of text: the rows in a shuffle drawn from rng, at a constant rate. */
+static nep_status text_epoch(nep_trainer *t, const nep_text_tensors *d, double lr, nep_rng *rng,
+                             const nep_prune_hooks *h, nep_err *err) {
+    uint32_t *perm = malloc(sizeof *perm * (size_t)d->n + 1);
+    if (!perm) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for %lld rows", (long long)d->n);
+    for (int64_t i = 0; i < d->n; i++) perm[i] = (uint32_t)i;
+    nep_rng_shuffle_u32(rng, perm, (size_t)d->n);
+    nep_epoch_stats st;
+    const nep_status s = nep_text_train_epoch(t, d, perm, lr, 0, 0, rng, h->progress, h->ctx, &st, err);
+    free(perm);
+    return s;
 }
 
 /* Retraining of iteration k; NEP_ERR_NUMERIC when the loss diverged. */
@@ -52,26 +67,29 @@ static nep_status retrain(nep_graph *g, const nep_prune_loop_cfg *c, const nep_p
                           int64_t k, nep_err *err) {
     if (c->retrain_epochs <= 0) return NEP_OK;
     nep_trainer t;
-    nep_loader loader;
+    nep_loader loader = {0};
     nep_rng rng;
     nep_rng_seed(&rng, c->seed * 1000003u + (uint64_t)k);
     NEP_TRY(nep_trainer_init(&t, g, &c->optim, c->batch, c->exec, err));
-    nep_status s = nep_loader_init(&loader, c->train, c->norm, c->batch, true, false, err);
+    nep_status s = c->train.text ? NEP_OK : nep_loader_init(&loader, c->train.images, c->train.norm, c->batch, true,
+                                                             false, err);
     if (s != NEP_OK) {
         nep_trainer_free(&t);
         return s;
     }
-    if (c->augment) nep_loader_set_augment(&loader, c->augment, &rng);
+    if (c->augment && !c->train.text) nep_loader_set_augment(&loader, c->augment, &rng);
     for (int64_t ep = 0; ep < c->retrain_epochs && s == NEP_OK; ep++) {
         char label[96];
         snprintf(label, sizeof label, "iter %lld retrain %lld/%lld", (long long)k, (long long)ep + 1,
                  (long long)c->retrain_epochs);
         phase(h, label);
         nep_epoch_stats st;
-        s = nep_train_epoch(&t, &loader, nep_lr_at(&c->optim, ep), &rng, h->progress, h->ctx, &st, err);
+        const double lr = nep_lr_at(&c->optim, ep);
+        s = c->train.text ? text_epoch(&t, c->train.text, lr, &rng, h, err)
+                          : nep_train_epoch(&t, &loader, lr, &rng, h->progress, h->ctx, &st, err);
         phase(h, NULL);
     }
-    nep_loader_free(&loader);
+    if (!c->train.text) nep_loader_free(&loader);
     nep_trainer_free(&t);
     return s;
 }
@@ -84,7 +102,7 @@ static nep_status linearize_smallest(nep_graph *g, const nep_entropy *e, const n
     if (c->prune.method == NEP_METHOD_SMALLEST_GRADS) {
         if (!(sums = calloc((size_t)e->n_layers, sizeof *sums)))
             return nep_fail(err, NEP_ERR_NOMEM, "out of memory");
-        const nep_status s = nep_grad_sums(g, e, c->train, c->norm, 256, sums, c->exec, err);
+        const nep_status s = nep_grad_sums(g, e, &c->train, 256, sums, c->exec, err);
         if (s != NEP_OK) {
             free(sums);
             return s;
@@ -137,7 +155,7 @@ nep_status nep_prune_run(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg 
             if ((s = linearize_smallest(g, e, c, h, &none_left, err)) || none_left) break;
         } else {
             if (c->prune.criterion == NEP_CRIT_WANDA &&
-                (s = nep_wanda_norms(g, e, c->train, c->norm, 256, c->wanda_batches, &scales, c->exec, err)))
+                (s = nep_wanda_norms(g, e, &c->train, 256, c->wanda_batches, &scales, c->exec, err)))
                 goto done;
             s = nep_prune_step(g, e, &c->prune, scales, pruned, &row.budget, err);
             nep_wanda_free(scales, n);

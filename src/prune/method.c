@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "nepenthe/prune.h"
+#include "nepenthe/text_train.h"
 #include "nepenthe/train.h"
 #include "ops/ops.h"
 
@@ -52,6 +53,8 @@ static int64_t scale_groups(const nep_graph *g, const nep_layer_states *l) {
 typedef struct wanda_ctx {
     const nep_entropy *e;
     double **sq;        /* [layer][fan_in] sums of squares */
+    const nep_real *mask; /* a text batch's attention mask [b, T] while it runs, or NULL */
+    int64_t T;
 } wanda_ctx;
 
 /* A convolution's input column (c', ki, kj) -- the im2col row a weight column multiplies
@@ -101,18 +104,18 @@ static nep_status add_squares(void *ctx, nep_exec *ex, const nep_real *logits, c
             continue;
         }
         const nep_param *p = &g->params[o->params[0]];
-        const int64_t fan_in = p->numel / p->shape[0];
-        const int64_t rows = b * nep_linear_rows(&g->nodes[o->inputs[0]].shape); /* every token */
-        for (int64_t i = 0; i < rows; i++)
-            for (int64_t j = 0; j < fan_in; j++) w->sq[l][j] += (double)a[i * fan_in + j] * a[i * fan_in + j];
+        const int64_t fan_in = p->numel / p->shape[0], per = nep_linear_rows(&g->nodes[o->inputs[0]].shape);
+        const nep_real *mask = w->mask && per == w->T ? w->mask : NULL; /* a text's padding is not data */
+        for (int64_t i = 0; i < b * per; i++) /* every token */
+            for (int64_t j = 0; j < fan_in && (!mask || mask[i] != 0); j++)
+                w->sq[l][j] += (double)a[i * fan_in + j] * a[i * fan_in + j];
     }
     return NEP_OK;
 }
 
-nep_status nep_wanda_norms(nep_graph *g, const nep_entropy *e, const nep_dataset *d,
-                           const nep_normalize *norm, int64_t batch, int64_t max_batches,
-                           double ***out, const nep_exec_opts *xo, nep_err *err) {
-    wanda_ctx w = {e, calloc((size_t)e->n_layers + 1, sizeof(double *))};
+nep_status nep_wanda_norms(nep_graph *g, const nep_entropy *e, const nep_split *d, int64_t batch,
+                           int64_t max_batches, double ***out, const nep_exec_opts *xo, nep_err *err) {
+    wanda_ctx w = {e, calloc((size_t)e->n_layers + 1, sizeof(double *)), NULL, d->text ? d->text->T : 0};
     nep_status s = w.sq ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory for Wanda norms");
     for (int l = 0; s == NEP_OK && l < e->n_layers; l++) {
         const nep_param *p = nep_layer_weight(g, &e->layers[l]);
@@ -120,7 +123,7 @@ nep_status nep_wanda_norms(nep_graph *g, const nep_entropy *e, const nep_dataset
                                     sizeof(double))))
             s = nep_fail(err, NEP_ERR_NOMEM, "out of memory for Wanda norms");
     }
-    if (s == NEP_OK) s = nep_for_each_batch(g, d, norm, batch, max_batches, NULL, NULL, add_squares, &w, xo, err);
+    if (s == NEP_OK) s = nep_split_for_each_batch(d, g, batch, max_batches, NULL, NULL, &w.mask, add_squares, &w, xo, err);
     for (int l = 0; s == NEP_OK && l < e->n_layers; l++) {
         const nep_param *p = nep_layer_weight(g, &e->layers[l]);
         const int64_t n = scale_groups(g, &e->layers[l]) * (p->numel / p->shape[0]);

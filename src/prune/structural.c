@@ -43,14 +43,13 @@ static nep_status add_grads(void *ctx, nep_exec *ex, const nep_real *logits, con
     return NEP_OK;
 }
 
-nep_status nep_grad_sums(nep_graph *g, const nep_entropy *e, const nep_dataset *d,
-                         const nep_normalize *norm, int64_t batch, double *grad_sums,
-                         const nep_exec_opts *xo, nep_err *err) {
+nep_status nep_grad_sums(nep_graph *g, const nep_entropy *e, const nep_split *d, int64_t batch,
+                         double *grad_sums, const nep_exec_opts *xo, nep_err *err) {
     const int64_t K = nep_shape_numel(&g->nodes[g->output].shape);
     grad_ctx c = {e, grad_sums, malloc(sizeof(nep_real) * (size_t)(batch * K))};
     if (!c.dlogits) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for gradients");
     for (int l = 0; l < e->n_layers; l++) grad_sums[l] = 0;
-    nep_status s = nep_for_each_batch(g, d, norm, batch, 0, NULL, NULL, add_grads, &c, xo, err);
+    nep_status s = nep_split_for_each_batch(d, g, batch, 0, NULL, NULL, NULL, add_grads, &c, xo, err);
     free(c.dlogits);
     return s;
 }

@@ -53,6 +53,7 @@ nep_status nep_text_tensors_build(const nep_tokenizer *tok, const nep_text_datas
 
 double nep_linear_lr(double lr, int64_t warmup, int64_t total, int64_t step) {
     if (step < warmup) return lr * (double)step / (double)warmup;
+    if (total <= 0) return lr;
     return lr * fmax(0, (double)(total - step) / (double)(total > warmup ? total - warmup : 1));
 }
 
