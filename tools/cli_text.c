@@ -1,10 +1,13 @@
 /* Text models and text data on the command line: a Hugging Face folder (config.json,
  * weights, tokenizer) and a task's split, tokenized (cli.h). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "nepenthe/file.h"
 
 bool cli_is_hf_folder(const char *path) {
     struct stat st;
@@ -49,4 +52,74 @@ int cli_text_split(const char *cmd, const char *task, const char *dir, const cha
     if (nep_text_tensors_build(tok, &rows, max_length, t, &err) != NEP_OK)
         return cli_errorf(cmd, "%s/%s.tsv: %s", dir, split, err.msg);
     return 0;
+}
+
+/* Copies the tokenizer's files (those of them the folder has) from one folder to another. */
+static int copy_tokenizer(const char *cmd, const char *from, const char *to) {
+    static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                        "vocab.txt", "vocab.json", "merges.txt"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char src[4200], dst[4200];
+        if (snprintf(src, sizeof src, "%s/%s", from, files[i]) >= (int)sizeof src ||
+            snprintf(dst, sizeof dst, "%s/%s", to, files[i]) >= (int)sizeof dst)
+            return cli_errorf(cmd, "%s: path too long", to);
+        if (access(src, F_OK) != 0) continue;
+        char *data;
+        size_t n;
+        nep_err err;
+        if (nep_read_file(src, (size_t)1 << 30, &data, &n, &err) != NEP_OK) return cli_error(cmd, &err);
+        const nep_status s = nep_write_atomic_bytes(dst, data, n, &err);
+        free(data);
+        if (s != NEP_OK) return cli_error(cmd, &err);
+    }
+    return 0;
+}
+
+int cli_text_write_folder(const char *cmd, const char *dir, const nep_hf_config *cfg, const nep_graph *g,
+                          const char *tokenizer_from) {
+    nep_safetensors st = {0}, masks = {0};
+    nep_err err;
+    char path[4200], mask_name[2 * NEP_NAME_LEN + 8];
+    if (cli_mkdirs(dir)) return cli_errorf(cmd, "cannot create directory %s", dir);
+    nep_status s = NEP_OK;
+    for (int i = 0; s == NEP_OK && i < g->n_params; i++) {
+        const nep_param *p = &g->params[i];
+        s = nep_st_add(&st, p->name, NEP_DT_REAL, p->ndim, p->shape, g->values + p->offset, &err);
+        bool pruned = false;
+        for (int64_t k = 0; !pruned && k < p->numel; k++) pruned = !g->masks[p->offset + k];
+        snprintf(mask_name, sizeof mask_name, "%s_mask", p->name);
+        if (s == NEP_OK && pruned) s = nep_st_add(&masks, mask_name, NEP_DT_U8, p->ndim, p->shape, g->masks + p->offset, &err);
+    }
+    if (s == NEP_OK) s = nep_hf_weights_write(dir, &st, 0, &err);
+    snprintf(path, sizeof path, "%s/masks.safetensors", dir);
+    if (s == NEP_OK && masks.n_tensors) s = nep_st_write(&masks, path, &err);
+    if (s == NEP_OK && !masks.n_tensors) remove(path);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (s == NEP_OK) s = nep_hf_config_write(cfg, path, &err);
+    nep_st_free(&st), nep_st_free(&masks);
+    if (s != NEP_OK) return cli_error(cmd, &err);
+    return copy_tokenizer(cmd, tokenizer_from, dir);
+}
+
+int cli_text_read_masks(const char *cmd, const char *dir, nep_graph *g) {
+    char path[4200], name[2 * NEP_NAME_LEN + 8];
+    snprintf(path, sizeof path, "%s/masks.safetensors", dir);
+    if (access(path, F_OK) != 0) return 0;
+    nep_safetensors st = {0};
+    nep_err err;
+    if (nep_st_read(path, &st, &err) != NEP_OK) return cli_error(cmd, &err);
+    int rc = 0, used = 0;
+    for (int i = 0; !rc && i < g->n_params; i++) {
+        const nep_param *p = &g->params[i];
+        snprintf(name, sizeof name, "%s_mask", p->name);
+        const nep_st_tensor *t = nep_st_find(&st, name);
+        if (!t) continue;
+        if (t->dtype != NEP_DT_U8 || t->numel != p->numel) rc = cli_errorf(cmd, "%s: '%s' is not a U8 mask of %s's shape", path, name, p->name);
+        for (int64_t k = 0; !rc && k < p->numel; k++) g->masks[p->offset + k] = ((const uint8_t *)t->data)[k] != 0;
+        used++;
+    }
+    if (!rc && used != st.n_tensors) rc = cli_errorf(cmd, "%s: %d tensor(s) are masks of no parameter", path, st.n_tensors - used);
+    if (!rc) nep_graph_apply_masks(g);
+    nep_st_free(&st);
+    return rc;
 }

@@ -58,29 +58,8 @@ typedef struct ft_run {
     const char *options;
 } ft_run;
 
-/* Copies the tokenizer's files (those of them the folder has) from --hf into OUT/model. */
-static int copy_tokenizer(const char *from, const char *to) {
-    static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                                        "vocab.txt", "vocab.json", "merges.txt"};
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        char src[4200], dst[4200];
-        if (snprintf(src, sizeof src, "%s/%s", from, files[i]) >= (int)sizeof src ||
-            snprintf(dst, sizeof dst, "%s/%s", to, files[i]) >= (int)sizeof dst)
-            return cli_errorf("finetune", "%s: path too long", to);
-        if (access(src, F_OK) != 0) continue;
-        char *data;
-        size_t n;
-        nep_err err;
-        if (nep_read_file(src, (size_t)1 << 30, &data, &n, &err) != NEP_OK) return cli_error("finetune", &err);
-        const nep_status s = nep_write_atomic_bytes(dst, data, n, &err);
-        free(data);
-        if (s != NEP_OK) return cli_error("finetune", &err);
-    }
-    return 0;
-}
-
-/* The graph's parameters (and with opt its state and the run's metadata) as one file. */
-static nep_status save_weights(const ft_run *r, const char *path, const nep_optim *opt, bool hf, nep_err *err) {
+/* The run's checkpoint: the parameters, the optimizer's state and the run's metadata. */
+static nep_status save_checkpoint(const ft_run *r, const nep_optim *opt, nep_err *err) {
     nep_safetensors st = {0};
     char epoch[32];
     snprintf(epoch, sizeof epoch, "%lld", (long long)r->epoch);
@@ -90,11 +69,11 @@ static nep_status save_weights(const ft_run *r, const char *path, const nep_opti
         const nep_param *p = &r->g.params[i];
         s = nep_st_add(&st, p->name, NEP_DT_REAL, p->ndim, p->shape, r->g.values + p->offset, err);
     }
-    if (s == NEP_OK && opt) s = nep_checkpoint_add_optim(&st, &r->g, opt, err);
-    if (s == NEP_OK && opt) s = nep_st_meta_set(&st, "epoch", epoch, err);
-    if (s == NEP_OK && opt) s = nep_st_meta_set(&st, "rng", rng, err);
-    if (s == NEP_OK && opt) s = nep_st_meta_set(&st, "options", r->options, err);
-    if (s == NEP_OK) s = hf ? nep_hf_weights_write(path, &st, 0, err) : nep_st_write(&st, path, err);
+    if (s == NEP_OK) s = nep_checkpoint_add_optim(&st, &r->g, opt, err);
+    if (s == NEP_OK) s = nep_st_meta_set(&st, "epoch", epoch, err);
+    if (s == NEP_OK) s = nep_st_meta_set(&st, "rng", rng, err);
+    if (s == NEP_OK) s = nep_st_meta_set(&st, "options", r->options, err);
+    if (s == NEP_OK) s = nep_st_write(&st, r->ckpt, err);
     nep_st_free(&st);
     free(rng);
     return s;
@@ -104,13 +83,10 @@ static nep_status save_weights(const ft_run *r, const char *path, const nep_opti
  * the epoch done (as nepenthe train). */
 static int commit(ft_run *r, const nep_optim *opt, const char *line) {
     nep_err err;
-    char cfg_path[4200];
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", r->model);
-    if (save_weights(r, r->model, NULL, true, &err) != NEP_OK || nep_hf_config_write(&r->cfg, cfg_path, &err) != NEP_OK)
-        return cli_error("finetune", &err);
+    if (cli_text_write_folder("finetune", r->model, &r->cfg, &r->g, r->o->hf)) return 1;
     if (line && cli_append_line(r->log, line))
         return cli_errorf("finetune", "%s: cannot append: %s", r->log, strerror(errno));
-    if (line && save_weights(r, r->ckpt, opt, false, &err) != NEP_OK) return cli_error("finetune", &err);
+    if (line && save_checkpoint(r, opt, &err) != NEP_OK) return cli_error("finetune", &err);
     return 0;
 }
 
@@ -243,7 +219,6 @@ int cmd_finetune(int argc, char **argv) {
         if (o.resume) fprintf(human, "no %s yet: starting a new run\n", r.ckpt);
         remove(r.log);
     }
-    if (cli_mkdirs(r.model) || copy_tokenizer(o.hf, r.model)) goto done;
 
     const int64_t steps_per_epoch = (ttrain.n + o.batch - 1) / o.batch, total = o.epochs * steps_per_epoch;
     perm = malloc(sizeof *perm * (size_t)ttrain.n + 1);

@@ -1,8 +1,9 @@
 /* nepenthe prune: the iterative loop of SPEC section 4 (nep_prune_run, src/prune/loop.c)
- * with its files around it: each iteration's checkpoint (iter_K.safetensors) and line
- * of iterations.jsonl, progress.json as the commit point that --resume continues from,
- * the table, the figures and summary.json. A killed run resumes after its last
- * committed iteration and ends the same. */
+ * with its files around it: each iteration's checkpoint (iter_K.safetensors; for a text
+ * classifier folder, a folder iter_K/ with its masks in masks.safetensors) and line of
+ * iterations.jsonl, progress.json as the commit point that --resume continues from, the
+ * table, the figures and summary.json. A killed run resumes after its last committed
+ * iteration and ends the same. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,9 +21,9 @@
 #include "nepenthe/report.h"
 
 typedef struct prune_opts {
-    const char *ckpt, *method, *criterion, *data, *data_dir, *out, *backend;
+    const char *ckpt, *method, *criterion, *data, *data_dir, *out, *backend, *task;
     double zeta, delta;
-    int64_t max_iter, retrain_epochs, seed, entropy_batches, wanda_batches, threads;
+    int64_t max_iter, retrain_epochs, seed, entropy_batches, wanda_batches, threads, max_length, max_train_rows;
     bool no_budget, no_dont_care, no_neuron_selection, resume, json;
     train_flags t;      /* retraining */
 } prune_opts;
@@ -38,6 +39,12 @@ typedef struct prune_run {
     nep_safetensors meta;
     cli_data d;
     nep_entropy e;
+    /* a text classifier folder (--ckpt a directory): its config, tokenizer and splits */
+    bool text;
+    nep_hf_config hf;
+    nep_tokenizer *tok;
+    nep_text_dataset td[3];
+    nep_text_tensors tt[3];     /* train, dev, test */
     char *options;          /* what must match for --resume */
     char *log, *progress_path;
     FILE *human;
@@ -58,7 +65,7 @@ static int write_text(const char *path, const char *text) {
     return nep_write_atomic_bytes(path, text, strlen(text), &err) == NEP_OK ? 0 : cli_error("prune", &err);
 }
 
-static char *options_json(const prune_opts *o, const nep_prune_cfg *c, const nep_optim_cfg *optim) {
+static char *options_json(const prune_opts *o, const nep_prune_cfg *c, const nep_optim_cfg *optim, bool text) {
     const train_flags *t = &o->t;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "ckpt", o->ckpt);
@@ -82,6 +89,12 @@ static char *options_json(const prune_opts *o, const nep_prune_cfg *c, const nep
     cJSON_AddNumberToObject(j, "seed", (double)o->seed);
     cJSON_AddNumberToObject(j, "entropy_batches", (double)o->entropy_batches);
     cJSON_AddNumberToObject(j, "wanda_batches", (double)o->wanda_batches);
+    if (text) { /* a text model's data (the keys absent for images, as before) */
+        cJSON_AddStringToObject(j, "task", o->task);
+        cJSON_AddStringToObject(j, "data_dir", o->data_dir);
+        cJSON_AddNumberToObject(j, "max_length", (double)o->max_length);
+        cJSON_AddNumberToObject(j, "max_train_rows", (double)o->max_train_rows);
+    }
     cli_recipe_json(optim, j);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
@@ -247,13 +260,14 @@ static int draw_figures(const prune_run *r, const char *log) {
 static int parse_opts(prune_run *r, int argc, char **argv) {
     prune_opts *o = &r->o;
     *o = (prune_opts){.method = "nepenthe", .criterion = "magnitude", .data = "fashion-mnist",
-                      .backend = "cpu",
+                      .backend = "cpu", .task = "fortunes", .max_length = 128,
                       .zeta = 0.5, .delta = 0.99, .max_iter = 10, .retrain_epochs = 1,
                       .wanda_batches = 16};
     train_flags_default(&o->t);
     cli_opt opts[CLI_MAX_OPTS];
     int n = 0;
-    opts[n++] = (cli_opt){"ckpt", OPT_STR, &o->ckpt, "dense checkpoint (required)"};
+    opts[n++] = (cli_opt){"ckpt", OPT_STR, &o->ckpt, "dense checkpoint, or a Hugging Face text classifier "
+                                                     "folder (nepenthe finetune's OUT/model) (required)"};
     opts[n++] = (cli_opt){"method", OPT_STR, &o->method, "nepenthe, imp, egp; or the structural baselines smallest-weights, smallest-grads (one more layer made the identity per iteration)"};
     opts[n++] = (cli_opt){"criterion", OPT_STR, &o->criterion, "magnitude or wanda"};
     opts[n++] = (cli_opt){"zeta", OPT_REAL, &o->zeta, "pruning rate per iteration"};
@@ -269,6 +283,9 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     opts[n++] = (cli_opt){"seed", OPT_INT, &o->seed, "seed of retraining (shuffling, dropout)"};
     const cli_opt data_opts[] = {DATA_OPTS(&o->data, &o->data_dir)};
     opts[n++] = data_opts[0], opts[n++] = data_opts[1];
+    opts[n++] = (cli_opt){"task", OPT_STR, &o->task, "text models: the task of --data-dir's TSV files: " NEP_GLUE_TASKS};
+    opts[n++] = (cli_opt){"max-length", OPT_INT, &o->max_length, "text models: tokens per sequence"};
+    opts[n++] = (cli_opt){"max-train-rows", OPT_INT, &o->max_train_rows, "text models: the first N training rows only (0: all)"};
     opts[n++] = (cli_opt)THREADS_OPT(&o->threads);
     opts[n++] = (cli_opt)BACKEND_OPT(&o->backend);
     opts[n++] = (cli_opt){"out", OPT_STR, &o->out, "run directory (required)"};
@@ -287,9 +304,10 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
         return cli_errorf("prune", "--criterion: unknown '%s' (magnitude, wanda)", o->criterion) + 1;
     if (!(o->zeta > 0 && o->zeta <= 1)) return cli_errorf("prune", "--zeta: must be in (0, 1]") + 1;
     if (!(o->delta >= 0 && o->delta <= 1)) return cli_errorf("prune", "--delta: must be in [0, 1]") + 1;
-    if (o->max_iter < 1 || o->retrain_epochs < 0 || o->entropy_batches < 0 || o->wanda_batches < 1)
+    if (o->max_iter < 1 || o->retrain_epochs < 0 || o->entropy_batches < 0 || o->wanda_batches < 1 ||
+        o->max_length < 2 || o->max_train_rows < 0)
         return cli_errorf("prune", "--max-iter, --wanda-batches must be positive; --retrain-epochs, "
-                          "--entropy-batches non-negative") + 1;
+                          "--entropy-batches, --max-train-rows non-negative; --max-length at least 2") + 1;
     if (train_flags_cfg("prune", &o->t, o->retrain_epochs, "retrain-epochs", &r->optim) ||
         cli_exec_opts("prune", o->backend, &r->exec))
         return 2;
@@ -352,14 +370,20 @@ static int load_progress(const prune_run *r, const char *path, nep_prune_progres
     return rc;
 }
 
-static char *iter_path(const char *out, int64_t k) {
+/* Iteration k's checkpoint: a file, or a text model's folder. */
+static char *iter_path(const prune_run *r, int64_t k) {
     char name[64];
-    snprintf(name, sizeof name, "iter_%lld.safetensors", (long long)k);
-    return path_in(out, name);
+    snprintf(name, sizeof name, r->text ? "iter_%lld" : "iter_%lld.safetensors", (long long)k);
+    return path_in(r->o.out, name);
 }
 
 static int save_iter(prune_run *r, const nep_graph *g, int64_t k) {
-    char iter[32], *path = iter_path(r->o.out, k);
+    char iter[32], *path = iter_path(r, k);
+    if (r->text) {
+        const int rc = cli_text_write_folder("prune", path, &r->hf, g, r->o.ckpt);
+        free(path);
+        return rc;
+    }
     snprintf(iter, sizeof iter, "%lld", (long long)k);
     const char *data = nep_st_meta_get(&r->meta, "data");
     nep_st_meta extra[] = {{"iteration", iter}, {"prune_options", r->options}, {"data", (char *)(data ? data : "{}")}};
@@ -374,7 +398,7 @@ static int save_iter(prune_run *r, const nep_graph *g, int64_t k) {
  * every weight): the network then outputs a constant. Say which layers did it. */
 static void warn_if_chance(const prune_run *r, const nep_graph *g, const nep_prune_row *row) {
     const double *H = row->entropy;
-    if (row->test_top1 > 150.0 / r->spec.classes) return;
+    if (row->test_top1 > 150.0 / (r->text ? r->hf.num_labels : r->spec.classes)) return;
     fprintf(r->human, "  accuracy is at chance (%.2f%%):", row->test_top1);
     for (int l = 0; l < r->e.n_layers; l++) {
         const nep_layer_states *ls = &r->e.layers[l];
@@ -448,11 +472,11 @@ static int write_summary(const prune_run *r, const char *path, const nep_prune_p
     cJSON_AddNumberToObject(j, "dense_test_top1", p->dense_test);
     cJSON_AddNumberToObject(j, "iterations", (double)p->iter);
     cJSON_AddNumberToObject(j, "selected_iter", (double)p->selected);
-    char *sel = p->selected ? iter_path(r->o.out, p->selected) : strdup(r->o.ckpt);
+    char *sel = p->selected ? iter_path(r, p->selected) : strdup(r->o.ckpt);
     cJSON_AddStringToObject(j, "selected", sel);
     free(sel);
     if (by_delta) {
-        char *failed = iter_path(r->o.out, p->iter);
+        char *failed = iter_path(r, p->iter);
         cJSON_AddStringToObject(j, "failed", failed);
         free(failed);
     } else {
@@ -467,23 +491,51 @@ static int write_summary(const prune_run *r, const char *path, const nep_prune_p
     return rc;
 }
 
+/* The text classifier in folder dir, its masks applied (the config and tokenizer of the
+ * last one read stay in r). */
+static int text_model(prune_run *r, const char *dir) {
+    nep_text_load_report rep;
+    nep_tokenizer_free(r->tok);
+    nep_hf_config_free(&r->hf);
+    return cli_text_model_open("prune", dir, r->o.max_length, 0, NULL, NULL, true, &r->hf, &r->g, &r->tok, &rep) ||
+           cli_text_read_masks("prune", dir, &r->g);
+}
+
+/* --ckpt a text classifier folder: the model and the task's splits (train, dev, test). */
+static int load_text(prune_run *r) {
+    static const char *const splits[3] = {"train", "dev", "test"};
+    if (!r->o.data_dir) return cli_errorf("prune", "--data-dir: a text model needs the directory of the task's TSV files");
+    if (nep_method_from_name(r->o.method) >= NEP_METHOD_SMALLEST_WEIGHTS)
+        return cli_errorf("prune", "--method %s: the structural baselines do not run on text models yet", r->o.method);
+    if (text_model(r, r->o.ckpt)) return 1;
+    for (int i = 0; i < 3; i++)
+        if (cli_text_split("prune", r->o.task, r->o.data_dir, splits[i], r->tok, r->o.max_length,
+                           i == 0 ? r->o.max_train_rows : 0, &r->td[i], &r->tt[i]))
+            return 1;
+    return 0;
+}
+
 int cmd_prune(int argc, char **argv) {
     prune_run r = {0};
     int rc = parse_opts(&r, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     cli_set_threads(r.o.threads);
     r.human = r.o.json ? stderr : stdout;
-    r.options = options_json(&r.o, &r.cfg, &r.optim);
+    r.text = cli_is_hf_folder(r.o.ckpt);
+    r.options = options_json(&r.o, &r.cfg, &r.optim, r.text);
     r.log = path_in(r.o.out, "iterations.jsonl"), r.progress_path = path_in(r.o.out, "progress.json");
     char *summary = path_in(r.o.out, "summary.json");
     nep_err err;
     nep_prune_progress p = {0};
     rc = 1;
-    if (nep_checkpoint_load(r.o.ckpt, &r.g, &r.spec, &r.norm, &r.meta, &err) != NEP_OK) {
+    if (r.text) {
+        if (load_text(&r)) goto done;
+    } else if (nep_checkpoint_load(r.o.ckpt, &r.g, &r.spec, &r.norm, &r.meta, &err) != NEP_OK) {
         cli_error("prune", &err);
         goto done;
     }
-    if (cli_load_splits("prune", r.o.ckpt, &r.meta, &r.spec, &r.norm, r.o.data, r.o.data_dir, &r.d)) goto done;
+    if (!r.text && cli_load_splits("prune", r.o.ckpt, &r.meta, &r.spec, &r.norm, r.o.data, r.o.data_dir, &r.d))
+        goto done;
     if (nep_entropy_init(&r.e, &r.g, !r.cfg.dont_care, &err) != NEP_OK) {
         cli_error("prune", &err);
         goto done;
@@ -496,12 +548,13 @@ int cmd_prune(int argc, char **argv) {
     if (!fresh) {
         if (load_progress(&r, r.progress_path, &p)) goto done;
         if (p.iter > 0) {
-            char *path = iter_path(r.o.out, p.iter);
+            char *path = iter_path(&r, p.iter);
             nep_graph_free(&r.g);
-            nep_status s = nep_checkpoint_load(path, &r.g, &r.spec, NULL, NULL, &err);
+            nep_status s = r.text ? (text_model(&r, path) ? NEP_ERR_IO : NEP_OK)
+                                  : nep_checkpoint_load(path, &r.g, &r.spec, NULL, NULL, &err);
             free(path);
             if (s != NEP_OK) {
-                cli_error("prune", &err);
+                if (!r.text) cli_error("prune", &err);
                 goto done;
             }
         }
@@ -518,12 +571,15 @@ int cmd_prune(int argc, char **argv) {
                 r.o.criterion, r.o.zeta, r.o.delta, r.e.n_layers);
     }
     print_header(r.human);
-    const nep_prune_loop_cfg cfg = {
+    nep_prune_loop_cfg cfg = {
         .prune = r.cfg, .optim = r.optim, .retrain_epochs = r.o.retrain_epochs, .batch = r.o.t.batch,
         .max_iter = r.o.max_iter, .delta = r.o.delta, .seed = (uint64_t)r.o.seed,
         .entropy_batches = r.o.entropy_batches, .wanda_batches = r.o.wanda_batches,
         .augment = train_flags_augmentation(&r.o.t), .train = {&r.d.train, &r.norm, NULL},
         .val = {&r.d.val, &r.norm, NULL}, .test = {&r.d.test, &r.norm, NULL}, .exec = &r.exec};
+    if (r.text)
+        cfg.train = (nep_split){.text = &r.tt[0]}, cfg.val = (nep_split){.text = &r.tt[1]},
+        cfg.test = (nep_split){.text = &r.tt[2]};
     const nep_prune_hooks hooks = {.ctx = &r, .iteration = on_iteration, .commit = on_commit,
                                    .linearized = on_linearized, .phase = on_phase,
                                    .progress = on_progress, .note = on_note};
@@ -549,5 +605,8 @@ done:
     nep_graph_free(&r.g);
     nep_st_free(&r.meta);
     cli_data_free(&r.d);
+    for (int i = 0; i < 3; i++) nep_text_tensors_free(&r.tt[i]), nep_text_dataset_free(&r.td[i]);
+    nep_tokenizer_free(r.tok);
+    nep_hf_config_free(&r.hf);
     return rc;
 }
