@@ -33,21 +33,13 @@ With --json the last line printed is a JSON object.
 """
 import argparse
 import json
-import statistics
-import time
+import os
+import sys
 
 import torch
 
-
-def median_times(fn, n, warmup):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_peer import median_times  # noqa: E402  (the same timing as the vision peers)
 
 
 def forward_flops(cfg, t, classes):

@@ -95,6 +95,11 @@ static batch inputs(const char *m, int64_t n) {
 
 static void batch_free(batch *b) { free(b->ids), free(b->types), free(b->mask); }
 
+/* The batch as a text set of B rows of T tokens (what the loops over text take). */
+static nep_text_tensors as_tensors(const batch *b, int64_t T, int32_t *labels) {
+    return (nep_text_tensors){.n = B, .T = T, .ids = b->ids, .types = b->types, .mask = b->mask, .labels = labels};
+}
+
 static const nep_real *forward(nep_exec *ex, const batch *b) {
     const void *x[3] = {b->ids, b->types, b->mask};
     const nep_real *y;
@@ -333,8 +338,8 @@ static void test_entropy_skips_padding(void **s) {
     build("bert", &cfg, &g);
     const int64_t T = nep_shape_numel(&g.nodes[g.input].shape);
     batch b = inputs("bert", B * T);
-    nep_text_tensors d = {.n = B, .T = T, .ids = b.ids, .types = b.types, .mask = b.mask,
-                          .labels = (int32_t[B]){0, 0, 0}};
+    int32_t labels[B] = {0, 2, 1}; /* the golden's */
+    const nep_text_tensors d = as_tensors(&b, T, labels);
     nep_entropy e;
     nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
     assert_int_equal(e.n_layers, cfg.num_hidden_layers);
@@ -395,8 +400,8 @@ static void collapse_forced_layer(const char *m) {
     const nep_param *bias = &g.params[nep_graph_find_param(&g, name)];
     for (int64_t c = 0; c < bias->numel; c++) g.values[bias->offset + c] = c % 3 == 0 ? -20 : 20;
     batch b = inputs(m, B * T);
-    nep_text_tensors d = {.n = B, .T = T, .ids = b.ids, .types = b.types, .mask = b.mask,
-                          .labels = (int32_t[B]){0, 0, 0}};
+    int32_t labels[B] = {0, 2, 1}; /* the golden's */
+    const nep_text_tensors d = as_tensors(&b, T, labels);
     nep_entropy e;
     nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
     nep_test_assert_ok(nep_entropy_measure_split(&e, &g, &(nep_split){.text = &d}, B, 0, NULL, &err), &err);
@@ -442,8 +447,8 @@ static void test_wanda_norms_skip_padding(void **s) {
     build("roberta", &cfg, &g);
     const int64_t T = nep_shape_numel(&g.nodes[g.input].shape), C = cfg.hidden_size;
     batch b = inputs("roberta", B * T);
-    nep_text_tensors d = {.n = B, .T = T, .ids = b.ids, .types = b.types, .mask = b.mask,
-                          .labels = (int32_t[B]){0, 1, 2}};
+    int32_t labels[B] = {0, 2, 1}; /* the golden's */
+    const nep_text_tensors d = as_tensors(&b, T, labels);
     nep_entropy e;
     double **norms = NULL;
     nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
@@ -490,8 +495,8 @@ static void test_prune_loop_on_text(void **s) {
     build("bert", &cfg, &g);
     const int64_t T = nep_shape_numel(&g.nodes[g.input].shape);
     batch b = inputs("bert", B * T);
-    nep_text_tensors d = {.n = B, .T = T, .ids = b.ids, .types = b.types, .mask = b.mask,
-                          .labels = (int32_t[B]){0, 2, 1}};
+    int32_t labels[B] = {0, 2, 1}; /* the golden's */
+    const nep_text_tensors d = as_tensors(&b, T, labels);
     const nep_split split = {.text = &d};
     nep_optim_cfg adamw = nep_optim_defaults(NEP_OPTIM_ADAMW);
     adamw.lr = 1e-3;
