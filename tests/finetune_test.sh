@@ -5,7 +5,8 @@
 # (AutoModelForSequenceClassification, tests/hf_eval_classifier.py), which gets nepenthe's
 # dev top-1 to the last digit with the task's labels, `nepenthe entropy` reads it, and
 # `nepenthe prune` prunes it (each iteration a folder transformers evaluates to the
-# iteration's dev top-1, a killed run resuming to the same bytes); a run killed after its first epoch
+# iteration's dev top-1, a killed run resuming to the same bytes) and `nepenthe collapse`
+# collapses the result (checkpoint and ONNX); a run killed after its first epoch
 # resumes to the very bytes of an uninterrupted one; --resume with other options and bad
 # arguments fail cleanly, naming the flag or file. About two minutes on 2 cores.
 #
@@ -91,6 +92,13 @@ wait $pid 2>/dev/null
 fast prune $PRUNE --out "$T/q" --resume
 check "a prune run killed after iteration 1 resumes to the bytes of an uninterrupted one" \
     'succeeded && cmp -s "$T/p/iter_2/model.safetensors" "$T/q/iter_2/model.safetensors" && cmp -s "$T/p/iter_2/masks.safetensors" "$T/q/iter_2/masks.safetensors"'
+
+fast collapse --ckpt "$T/p/iter_2" --data-dir "$T/a/data" --max-length 16 --max-batches 1 --calls 2 \
+    --out "$T/p/collapsed.safetensors" --onnx "$T/p/collapsed.onnx" --json
+check "collapse reads the pruned folder and its masks, keeps the 6 attentions, writes a checkpoint and ONNX" \
+    'succeeded && grep -q "\"within_tol\":true" "$T/out" && grep -q "\"attention\":6" "$T/out" && [ -s "$T/p/collapsed.onnx" ]'
+nep info --ckpt "$T/p/collapsed.safetensors"
+check "info reads the collapsed text model's checkpoint" 'succeeded && grep -q "intermediate.dense" "$T/out"'
 
 # shellcheck disable=SC2086
 nep finetune $TINY --out "$T/b" --data-dir "$T/a/data" --resume --lr 1e-4

@@ -82,26 +82,29 @@ static int count_live(const nep_graph *g, nep_op_kind op) {
  * rectifier around them is linearized. */
 static cJSON *kept_json(const nep_graph *g) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "attention", count_live(g, NEP_OP_ATTENTION));
+    cJSON_AddNumberToObject(o, "attention", count_live(g, NEP_OP_ATTENTION) + count_live(g, NEP_OP_SDPA));
     cJSON_AddNumberToObject(o, "layernorm", count_live(g, NEP_OP_LAYERNORM));
     return o;
 }
 static void print_kept(const nep_graph *g) {
-    const int att = count_live(g, NEP_OP_ATTENTION), ln = count_live(g, NEP_OP_LAYERNORM);
+    const int att = count_live(g, NEP_OP_ATTENTION) + count_live(g, NEP_OP_SDPA), ln = count_live(g, NEP_OP_LAYERNORM);
     if (att || ln)
         printf("kept: %d attention and %d LayerNorm node(s): collapse removes rectifiers and what they "
                "leave behind, never attention or normalization (x + W LN(x) is not a linear map of x)\n",
                att, ln);
 }
 
-static void print_report(const nep_model_stats *b, const nep_model_stats *a) {
+/* unit: what one sample is ("image", "sequence") */
+static void print_report(const nep_model_stats *b, const nep_model_stats *a, const char *unit) {
     const double mb = 1e6;
     printf("\n%-28s %12s %12s\n", "", "before", "after");
     printf("%-28s %12d %12d\n", "rectifier layers", b->rectifiers, a->rectifiers);
     printf("%-28s %12d %12d\n", "depth (rectifiers on a path)", b->depth, a->depth);
     printf("%-28s %12lld %12lld\n", "parameters", (long long)b->params, (long long)a->params);
     printf("%-28s %12lld %12lld\n", "non-zero parameters", (long long)b->nonzero, (long long)a->nonzero);
-    printf("%-28s %12.2f %12.2f\n", "MFLOPs per image", (double)b->flops / 1e6, (double)a->flops / 1e6);
+    char flops[40];
+    snprintf(flops, sizeof flops, "MFLOPs per %s", unit);
+    printf("%-28s %12.2f %12.2f\n", flops, (double)b->flops / 1e6, (double)a->flops / 1e6);
     printf("%-28s %12.3f %12.3f\n", "latency batch 1 (ms)", 1e3 * b->latency_b1, 1e3 * a->latency_b1);
     printf("%-28s %12.2f %12.2f\n", "latency batch 128 (ms)", 1e3 * b->latency_b128, 1e3 * a->latency_b128);
     printf("%-28s %12.1f %12.1f\n", "peak memory batch 128 (MB)", (double)(b->param_bytes + b->act_bytes_b128) / mb,
@@ -109,17 +112,51 @@ static void print_report(const nep_model_stats *b, const nep_model_stats *a) {
     printf("%-28s %12.2f %12.2f\n", "top-1 test (%)", b->top1, a->top1);
 }
 
+/* A text classifier folder (its masks applied) and its task's train and test splits;
+ * spec describes it for the checkpoint, which carries the collapsed graph whole. */
+typedef struct text_data {
+    nep_hf_config cfg;
+    nep_tokenizer *tok;
+    nep_text_dataset d[2];
+    nep_text_tensors t[2];
+} text_data;
+
+static int load_text(const char *dir, const char *task, const char *data_dir, int64_t max_length, nep_graph *g,
+                     nep_model_spec *spec, text_data *td) {
+    nep_text_load_report rep;
+    if (!data_dir) return cli_errorf("collapse", "--data-dir: a text model needs the directory of the task's TSV files");
+    if (cli_text_model_open("collapse", dir, max_length, 0, NULL, NULL, true, &td->cfg, g, &td->tok, &rep) ||
+        cli_text_read_masks("collapse", dir, g) ||
+        cli_text_split("collapse", task, data_dir, "train", td->tok, max_length, 0, &td->d[0], &td->t[0]) ||
+        cli_text_split("collapse", task, data_dir, "test", td->tok, max_length, 0, &td->d[1], &td->t[1]))
+        return 1;
+    *spec = nep_model_spec_default();
+    snprintf(spec->name, sizeof spec->name, "%s", nep_hf_model_type_name(td->cfg.model_type));
+    spec->in_c = spec->in_h = 1, spec->in_w = (int)max_length, spec->classes = td->cfg.num_labels;
+    spec->act = NEP_OP_GELU, spec->n_hidden = 0;
+    return 0;
+}
+
+static void text_data_free(text_data *td) {
+    for (int i = 0; i < 2; i++) nep_text_tensors_free(&td->t[i]), nep_text_dataset_free(&td->d[i]);
+    nep_tokenizer_free(td->tok);
+    nep_hf_config_free(&td->cfg);
+}
+
 int cmd_collapse(int argc, char **argv) {
-    const char *ckpt = NULL, *out = NULL, *onnx = NULL, *data = "fashion-mnist", *dir = NULL;
-    int64_t batch = 256, max_batches = 0, calls = 40, threads = 0;
+    const char *ckpt = NULL, *out = NULL, *onnx = NULL, *data = "fashion-mnist", *dir = NULL, *task = "fortunes";
+    int64_t batch = 256, max_batches = 0, calls = 40, threads = 0, max_length = 128;
     double tol = 1e-3;
     bool json = false, allow_approx = false;
     const char *backend = "cpu";
     cli_opt opts[] = {
-        {"ckpt", OPT_STR, &ckpt, "pruned checkpoint (.safetensors) (required)"},
+        {"ckpt", OPT_STR, &ckpt, "pruned checkpoint (.safetensors), or a text classifier folder (a prune "
+                                 "run's iter_K) (required)"},
         {"out", OPT_STR, &out, "collapsed checkpoint to write (required)"},
         {"onnx", OPT_STR, &onnx, "also write the collapsed model as ONNX (opset 17)"},
         DATA_OPTS(&data, &dir),
+        {"task", OPT_STR, &task, "text models: the task of --data-dir's TSV files: " NEP_GLUE_TASKS},
+        {"max-length", OPT_INT, &max_length, "text models: tokens per sequence"},
         {"batch", OPT_INT, &batch, "batch size for counting states and the checks"},
         {"max-batches", OPT_INT, &max_batches, "count states over at most this many train batches (0: all)"},
         {"tol", OPT_REAL, &tol, "largest |logit difference| allowed against the linearized model"},
@@ -134,7 +171,7 @@ int cmd_collapse(int argc, char **argv) {
     int rc = cli_parse("collapse", "--ckpt FILE --out FILE [--onnx FILE] [options]", opts, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     if (!ckpt || !out) return cli_errorf("collapse", "--ckpt FILE and --out FILE are required") + 1;
-    if (batch < 1 || max_batches < 0 || calls < 1 || !(tol >= 0))
+    if (batch < 1 || max_batches < 0 || calls < 1 || !(tol >= 0) || max_length < 2)
         return cli_errorf("collapse", "--batch and --calls must be positive, --max-batches and --tol "
                           "non-negative") + 1;
     cli_set_threads(threads);
@@ -145,12 +182,22 @@ int cmd_collapse(int argc, char **argv) {
     nep_normalize norm;
     nep_safetensors meta = {0};
     nep_entropy e = {0};
-    cli_data d;
+    cli_data d = {0};
+    text_data td = {0};
     nep_err err;
-    if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("collapse", &err);
-    nep_graph_init(&lin), nep_graph_init(&col);
+    nep_graph_init(&g), nep_graph_init(&lin), nep_graph_init(&col);
+    norm = (nep_normalize){0};
+    const bool text = cli_is_hf_folder(ckpt);
     rc = 1;
-    if (cli_load_splits("collapse", ckpt, &meta, &spec, &norm, data, dir, &d)) goto done;
+    if (text) {
+        if (load_text(ckpt, task, dir, max_length, &g, &spec, &td)) goto done;
+    } else if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) {
+        cli_error("collapse", &err);
+        goto done;
+    }
+    if (!text && cli_load_splits("collapse", ckpt, &meta, &spec, &norm, data, dir, &d)) goto done;
+    const nep_split train = text ? (nep_split){.text = &td.t[0]} : (nep_split){&d.train, &norm, NULL},
+                    test = text ? (nep_split){.text = &td.t[1]} : (nep_split){&d.test, &norm, NULL};
     nep_collapse_info info = {0};
     cli_progress prog = {.tty = isatty(2), .label = "collapse: activation states"};
     nep_collapse_opts o = {.allow_approx = allow_approx};
@@ -161,17 +208,17 @@ int cmd_collapse(int argc, char **argv) {
         goto done;
     }
     e.progress = cli_progress_cb, e.progress_ctx = &prog;
-    nep_status s = nep_entropy_measure(&e, &g, &d.train, &norm, batch, max_batches, &xo, &err);
+    nep_status s = nep_entropy_measure_split(&e, &g, &train, batch, max_batches, &xo, &err);
     cli_progress_end(&prog);
     if (s != NEP_OK || nep_collapse(&g, &e, &o, &lin, &col, &info, &err) != NEP_OK ||
-        nep_collapse_compare(&lin, &col, &d.test, &norm, batch, 0, &exact, &xo, &err) != NEP_OK ||
-        nep_collapse_compare(&g, &col, &d.test, &norm, batch, 0, &vs_original, &xo, &err) != NEP_OK) {
+        nep_collapse_compare_split(&lin, &col, &test, batch, 0, &exact, &xo, &err) != NEP_OK ||
+        nep_collapse_compare_split(&g, &col, &test, batch, 0, &vs_original, &xo, &err) != NEP_OK) {
         cli_error("collapse", &err);
         goto done;
     }
     if (!json) fprintf(stderr, "collapse: timing the model before and after\n");
-    if (nep_model_stats_measure(&g, &d.test, &norm, calls, &before, &xo, &err) != NEP_OK ||
-        nep_model_stats_measure(&col, &d.test, &norm, calls, &after, &xo, &err) != NEP_OK) {
+    if (nep_model_stats_measure_split(&g, &test, calls, &before, &xo, &err) != NEP_OK ||
+        nep_model_stats_measure_split(&col, &test, calls, &after, &xo, &err) != NEP_OK) {
         cli_error("collapse", &err);
         goto done;
     }
@@ -184,8 +231,8 @@ int cmd_collapse(int argc, char **argv) {
     cspec.collapsed = true;
     const char *split = nep_st_meta_get(&meta, "data");
     nep_st_meta extra[2] = {{"collapse", summary}, {"data", (char *)(split ? split : "{}")}};
-    if (nep_checkpoint_save(out, &col, &cspec, &norm, NULL, extra, 2, &err) != NEP_OK ||
-        (onnx && nep_onnx_export(&col, &norm, onnx, &err) != NEP_OK)) {
+    if (nep_checkpoint_save(out, &col, &cspec, text ? NULL : &norm, NULL, extra, 2, &err) != NEP_OK ||
+        (onnx && nep_onnx_export(&col, text ? NULL : &norm, onnx, &err) != NEP_OK)) {
         cli_error("collapse", &err);
         cJSON_free(summary);
         cJSON_Delete(root);
@@ -216,12 +263,12 @@ int cmd_collapse(int argc, char **argv) {
                info.composed_approx, info.residual_folded);
         print_rules(&info);
         print_kept(&col);
-        printf("equivalence on %lld test images: max |logit diff| %.3g against the linearized model "
+        printf("equivalence on %lld test %s: max |logit diff| %.3g against the linearized model "
                "(tolerance %.3g), top-1 agreement %.2f%%; against the pruned model: top-1 "
-               "agreement %.2f%%\n", (long long)exact.samples, exact.max_abs_diff, tol,
+               "agreement %.2f%%\n", (long long)exact.samples, text ? "sequences" : "images", exact.max_abs_diff, tol,
                100.0 * (double)exact.agree / (double)(exact.samples ? exact.samples : 1),
                100.0 * (double)vs_original.agree / (double)(vs_original.samples ? vs_original.samples : 1));
-        print_report(&before, &after);
+        print_report(&before, &after, text ? "sequence" : "image");
         printf("\nwrote %s%s%s\n", out, onnx ? " and " : "", onnx ? onnx : "");
     }
     cJSON_Delete(root);
@@ -236,5 +283,6 @@ done:
     nep_graph_free(&g), nep_graph_free(&lin), nep_graph_free(&col);
     nep_st_free(&meta);
     cli_data_free(&d);
+    text_data_free(&td);
     return rc;
 }

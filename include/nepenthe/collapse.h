@@ -90,6 +90,11 @@ typedef struct nep_equivalence {
 nep_status nep_collapse_compare(nep_graph *a, nep_graph *b, const nep_dataset *d,
                                 const nep_normalize *norm, int64_t batch, int64_t max_samples,
                                 nep_equivalence *out, const nep_exec_opts *xo, nep_err *err);
+/* The same on a split of images or of tokenized text (nep_split, nepenthe/train.h). */
+struct nep_split;
+nep_status nep_collapse_compare_split(nep_graph *a, nep_graph *b, const struct nep_split *d, int64_t batch,
+                                      int64_t max_samples, nep_equivalence *out, const nep_exec_opts *xo,
+                                      nep_err *err);
 
 /* Rectifier layers, and the depth: the most rectifiers on any path from input to output. */
 int nep_graph_rectifiers(const nep_graph *g);

@@ -65,5 +65,10 @@ nep_status nep_model_stats_measure(struct nep_graph *g, const struct nep_dataset
                                    const struct nep_normalize *norm, int64_t calls,
                                    nep_model_stats *out, const struct nep_exec_opts *xo,
                                    nep_err *err);
+/* The same on a split of images or of tokenized text (nep_split, nepenthe/train.h;
+ * "images" then count sequences). */
+struct nep_split;
+nep_status nep_model_stats_measure_split(struct nep_graph *g, const struct nep_split *test, int64_t calls,
+                                         nep_model_stats *out, const struct nep_exec_opts *xo, nep_err *err);
 
 #endif

@@ -40,18 +40,8 @@ nep_status nep_text_train_epoch(nep_trainer *t, const nep_text_tensors *d, const
                                 nep_progress_fn progress, void *progress_ctx,
                                 nep_epoch_stats *out, nep_err *err);
 
-/* Runs g over d's rows in order (labelled_only: the labelled ones), in evaluation mode,
- * in batches of `batch`, at most max_batches of them (0: all), calling probe (if any)
- * at every rectifier, with *mask_out (if not NULL) pointing at the batch's attention
- * mask [b, T] while it runs, and fn (if any) after every batch: the text form of
- * nep_for_each_batch. */
-nep_status nep_text_for_each_batch(nep_graph *g, const nep_text_tensors *d, int64_t batch,
-                                   int64_t max_batches, bool labelled_only, nep_probe_fn probe,
-                                   void *probe_ctx, const nep_real **mask_out, nep_batch_fn fn,
-                                   void *ctx, const nep_exec_opts *xo, nep_err *err);
-
-/* Top-1 (percent) and mean loss over d's labelled rows, in evaluation mode, in batches
- * of `batch`. */
+/* Top-1 (percent) and mean loss over d's rows, in evaluation mode, in batches of
+ * `batch`; NEP_ERR_ARG for a row without a label. */
 nep_status nep_text_evaluate(nep_graph *g, const nep_text_tensors *d, int64_t batch, double *top1,
                              double *loss, const nep_exec_opts *xo, nep_err *err);
 

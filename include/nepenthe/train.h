@@ -170,12 +170,30 @@ typedef struct nep_split {
     const struct nep_text_tensors *text;
 } nep_split;
 int64_t nep_split_rows(const nep_split *s);
-/* nep_for_each_batch or nep_text_for_each_batch (every row) over s; *mask_out (if not
- * NULL) points at a text batch's attention mask [b, T] while it runs (NULL for images). */
+/* nep_for_each_batch over s, images or text; *mask_out (if not NULL) points at a text
+ * batch's attention mask [b, T] while it runs (NULL for images). */
 nep_status nep_split_for_each_batch(const nep_split *s, nep_graph *g, int64_t batch,
                                     int64_t max_batches, nep_probe_fn probe, void *probe_ctx,
                                     const nep_real **mask_out, nep_batch_fn fn, void *ctx,
                                     const nep_exec_opts *xo, nep_err *err);
+/* The batches of a split in order, as a graph's input tensors: a normalized image batch,
+ * or a text batch's ids, token types and mask. */
+typedef struct nep_split_iter {
+    const nep_split *split;
+    int64_t batch, next;        /* next: the first row of the next batch */
+    nep_loader loader;          /* images */
+    nep_real *x;                /* images [batch, C, H, W] */
+    int32_t *ids, *types;       /* text [batch, T] */
+    nep_real *mask;             /* text [batch, T] */
+    int32_t *y;                 /* [batch] labels (-1: none) */
+    const void *inputs[3];      /* the graph's input tensors of the current batch */
+    int n_inputs;
+} nep_split_iter;
+nep_status nep_split_iter_init(nep_split_iter *it, const nep_split *s, int64_t batch, nep_err *err);
+/* The next batch into it->inputs and it->y; its size, 0 at the end. */
+int64_t nep_split_iter_next(nep_split_iter *it);
+void nep_split_iter_free(nep_split_iter *it);
+
 /* nep_evaluate or nep_text_evaluate. */
 nep_status nep_split_evaluate(const nep_split *s, nep_graph *g, int64_t batch, double *top1,
                               const nep_exec_opts *xo, nep_err *err);

@@ -17,9 +17,10 @@ double nep_median(double *v, int64_t n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* Median seconds of `calls` evaluation forwards of x at batch b (after 3 untimed) by an
- * inference executor, and the bytes of activations and scratch it holds for them. */
-static nep_status time_forward(nep_graph *g, const nep_real *x, int64_t b, int64_t calls,
+/* Median seconds of `calls` evaluation forwards of the input tensors x at batch b (after
+ * 3 untimed) by an inference executor, and the bytes of activations and scratch it holds
+ * for them. */
+static nep_status time_forward(nep_graph *g, const void *const *x, int n_in, int64_t b, int64_t calls,
                                double *seconds, int64_t *bytes, const nep_exec_opts *xo, nep_err *err) {
     nep_exec *ex;
     nep_exec_opts o = xo ? *xo : (nep_exec_opts){0};
@@ -30,22 +31,23 @@ static nep_status time_forward(nep_graph *g, const nep_real *x, int64_t b, int64
         nep_exec_free(ex);
         return nep_fail(err, NEP_ERR_NOMEM, "out of memory timing the model");
     }
-    for (int i = 0; i < 3; i++) nep_exec_forward(ex, x, b);
-    for (int64_t i = 0; i < calls; i++) {
+    const nep_real *y;
+    nep_status s = NEP_OK;
+    for (int i = 0; s == NEP_OK && i < 3; i++) s = nep_exec_run(ex, x, n_in, b, &y, err);
+    for (int64_t i = 0; s == NEP_OK && i < calls; i++) {
         const double t0 = nep_now();
-        nep_exec_forward(ex, x, b);
+        s = nep_exec_run(ex, x, n_in, b, &y, err);
         t[i] = nep_now() - t0;
     }
-    *seconds = nep_median(t, calls);
+    if (s == NEP_OK) *seconds = nep_median(t, calls);
     *bytes = nep_exec_activation_bytes(ex) + nep_exec_scratch_bytes(ex);
     free(t);
     nep_exec_free(ex);
-    return NEP_OK;
+    return s;
 }
 
-nep_status nep_model_stats_measure(nep_graph *g, const nep_dataset *test, const nep_normalize *norm,
-                                   int64_t calls, nep_model_stats *out, const nep_exec_opts *xo,
-                                   nep_err *err) {
+nep_status nep_model_stats_measure_split(nep_graph *g, const nep_split *test, int64_t calls,
+                                         nep_model_stats *out, const nep_exec_opts *xo, nep_err *err) {
     *out = (nep_model_stats){.rectifiers = nep_graph_rectifiers(g), .depth = nep_graph_depth(g),
                              .params = nep_graph_param_count(g)};
     for (int k = 0; k < g->n_order; k++) {
@@ -56,20 +58,24 @@ nep_status nep_model_stats_measure(nep_graph *g, const nep_dataset *test, const 
     for (int i = 0; i < g->n_params; i++)
         if (!g->nodes[g->params[i].node].dead) out->param_bytes += g->params[i].numel * (int64_t)sizeof(nep_real);
     if (!test) return NEP_OK;
-    NEP_TRY(nep_evaluate(g, test, norm, 256, &out->top1, NULL, xo, err));
-    /* the first 128 test images, as the loader normalizes them */
-    enum { B = 128 };
-    nep_loader l;
-    NEP_TRY(nep_loader_init(&l, test, norm, B, false, false, err));
-    nep_real *x = malloc(sizeof(nep_real) * (size_t)(B * test->c * test->h * test->w));
-    int32_t y[B];
-    nep_status s = x ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory timing the model");
-    const int64_t b = s == NEP_OK ? nep_loader_next(&l, x, y) : 0;
+    NEP_TRY(nep_split_evaluate(test, g, 256, &out->top1, xo, err));
+    /* the first 128 test samples, as the loops feed them */
+    nep_split_iter it;
+    NEP_TRY(nep_split_iter_init(&it, test, 128, err));
+    const int64_t b = nep_split_iter_next(&it);
     int64_t bytes1;
-    if (s == NEP_OK) s = time_forward(g, x, 1, calls, &out->latency_b1, &bytes1, xo, err);
-    if (s == NEP_OK) s = time_forward(g, x, b, calls > 10 ? calls / 4 : calls, &out->latency_b128, &out->act_bytes_b128, xo, err);
+    nep_status s = time_forward(g, it.inputs, it.n_inputs, 1, calls, &out->latency_b1, &bytes1, xo, err);
+    if (s == NEP_OK)
+        s = time_forward(g, it.inputs, it.n_inputs, b, calls > 10 ? calls / 4 : calls, &out->latency_b128,
+                         &out->act_bytes_b128, xo, err);
     out->batch = b;
-    free(x);
-    nep_loader_free(&l);
+    nep_split_iter_free(&it);
     return s;
+}
+
+nep_status nep_model_stats_measure(nep_graph *g, const nep_dataset *test, const nep_normalize *norm,
+                                   int64_t calls, nep_model_stats *out, const nep_exec_opts *xo,
+                                   nep_err *err) {
+    const nep_split split = {.images = test, .norm = norm};
+    return nep_model_stats_measure_split(g, test ? &split : NULL, calls, out, xo, err);
 }

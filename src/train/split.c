@@ -1,4 +1,7 @@
 /* A split of images or of text behind one set of loops (nep_split, train.h). */
+#include <stdlib.h>
+#include <string.h>
+
 #include "nepenthe/text_train.h"
 
 int64_t nep_split_rows(const nep_split *s) { return s->text ? s->text->n : s->images ? s->images->n : 0; }
@@ -7,15 +10,76 @@ nep_status nep_split_for_each_batch(const nep_split *s, nep_graph *g, int64_t ba
                                     int64_t max_batches, nep_probe_fn probe, void *probe_ctx,
                                     const nep_real **mask_out, nep_batch_fn fn, void *ctx,
                                     const nep_exec_opts *xo, nep_err *err) {
-    if (s->text)
-        return nep_text_for_each_batch(g, s->text, batch, max_batches, false, probe, probe_ctx, mask_out, fn, ctx,
-                                       xo, err);
+    nep_split_iter it;
+    nep_exec *ex;
+    NEP_TRY(nep_split_iter_init(&it, s, batch, err));
+    nep_status st = nep_exec_new(&ex, g, batch, xo, err);
+    if (st != NEP_OK) {
+        nep_split_iter_free(&it);
+        return st;
+    }
+    nep_exec_set_probe(ex, probe, probe_ctx);
+    if (mask_out) *mask_out = it.mask; /* NULL for images */
+    int64_t b;
+    for (int64_t done = 0; st == NEP_OK && (max_batches <= 0 || done < max_batches) && (b = nep_split_iter_next(&it)) > 0;
+         done++) {
+        const nep_real *logits;
+        st = nep_exec_run(ex, it.inputs, it.n_inputs, b, &logits, err);
+        if (st == NEP_OK && fn) st = fn(ctx, ex, logits, it.y, b, err);
+    }
     if (mask_out) *mask_out = NULL;
-    return nep_for_each_batch(g, s->images, s->norm, batch, max_batches, probe, probe_ctx, fn, ctx, xo, err);
+    nep_exec_free(ex);
+    nep_split_iter_free(&it);
+    return st;
 }
 
 nep_status nep_split_evaluate(const nep_split *s, nep_graph *g, int64_t batch, double *top1,
                               const nep_exec_opts *xo, nep_err *err) {
     return s->text ? nep_text_evaluate(g, s->text, batch, top1, NULL, xo, err)
                    : nep_evaluate(g, s->images, s->norm, batch, top1, NULL, xo, err);
+}
+
+nep_status nep_split_iter_init(nep_split_iter *it, const nep_split *s, int64_t batch, nep_err *err) {
+    memset(it, 0, sizeof *it);
+    it->split = s, it->batch = batch;
+    it->y = malloc(sizeof *it->y * (size_t)batch);
+    if (s->text) {
+        const size_t cells = (size_t)(batch * s->text->T);
+        it->ids = malloc(sizeof *it->ids * cells), it->types = malloc(sizeof *it->types * cells);
+        it->mask = malloc(sizeof *it->mask * cells);
+        it->inputs[0] = it->ids, it->inputs[1] = it->types, it->inputs[2] = it->mask, it->n_inputs = 3;
+        if (it->y && it->ids && it->types && it->mask) return NEP_OK;
+    } else {
+        const nep_dataset *d = s->images;
+        it->x = malloc(sizeof *it->x * (size_t)(batch * d->c * d->h * d->w));
+        it->inputs[0] = it->x, it->n_inputs = 1;
+        if (it->y && it->x) {
+            const nep_status st = nep_loader_init(&it->loader, d, s->norm, batch, false, false, err);
+            if (st == NEP_OK) return NEP_OK;
+            nep_split_iter_free(it);
+            return st;
+        }
+    }
+    nep_split_iter_free(it);
+    return nep_fail(err, NEP_ERR_NOMEM, "out of memory for a batch of %lld", (long long)batch);
+}
+
+int64_t nep_split_iter_next(nep_split_iter *it) {
+    const nep_text_tensors *d = it->split->text;
+    if (!d) return nep_loader_next(&it->loader, it->x, it->y);
+    const int64_t b = d->n - it->next < it->batch ? d->n - it->next : it->batch, T = d->T;
+    if (b <= 0) return 0;
+    memcpy(it->ids, d->ids + it->next * T, sizeof *it->ids * (size_t)(b * T));
+    memcpy(it->types, d->types + it->next * T, sizeof *it->types * (size_t)(b * T));
+    memcpy(it->mask, d->mask + it->next * T, sizeof *it->mask * (size_t)(b * T));
+    memcpy(it->y, d->labels + it->next, sizeof *it->y * (size_t)b);
+    it->next += b;
+    return b;
+}
+
+void nep_split_iter_free(nep_split_iter *it) {
+    if (!it->split) return;
+    if (it->x) nep_loader_free(&it->loader);
+    free(it->x), free(it->ids), free(it->types), free(it->mask), free(it->y);
+    memset(it, 0, sizeof *it);
 }

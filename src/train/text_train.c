@@ -108,38 +108,6 @@ nep_status nep_text_train_epoch(nep_trainer *t, const nep_text_tensors *d, const
     return s;
 }
 
-nep_status nep_text_for_each_batch(nep_graph *g, const nep_text_tensors *d, int64_t batch,
-                                   int64_t max_batches, bool labelled_only, nep_probe_fn probe,
-                                   void *probe_ctx, const nep_real **mask_out, nep_batch_fn fn,
-                                   void *ctx, const nep_exec_opts *xo, nep_err *err) {
-    const int64_t T = d->T;
-    nep_exec *ex;
-    NEP_TRY(nep_exec_new(&ex, g, batch, xo, err));
-    nep_exec_set_probe(ex, probe, probe_ctx);
-    int32_t *ids = malloc(sizeof *ids * (size_t)(batch * T)), *types = malloc(sizeof *types * (size_t)(batch * T)),
-            *y = malloc(sizeof *y * (size_t)batch);
-    nep_real *mask = malloc(sizeof *mask * (size_t)(batch * T));
-    uint32_t *rows = malloc(sizeof *rows * (size_t)d->n + 1);
-    int64_t n = 0;
-    for (int64_t r = 0; rows && r < d->n; r++)
-        if (!labelled_only || d->labels[r] >= 0) rows[n++] = (uint32_t)r;
-    nep_status s = ids && types && y && mask && rows ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory for a batch");
-    if (mask_out) *mask_out = mask;
-    for (int64_t start = 0, done = 0; s == NEP_OK && start < n && (max_batches <= 0 || done < max_batches);
-         start += batch, done++) {
-        const int64_t b = n - start < batch ? n - start : batch;
-        gather(d, rows + start, b, ids, types, mask, y);
-        const void *x[3] = {ids, types, mask};
-        const nep_real *logits;
-        s = nep_exec_run(ex, x, 3, b, &logits, err);
-        if (s == NEP_OK && fn) s = fn(ctx, ex, logits, y, b, err);
-    }
-    if (mask_out) *mask_out = NULL;
-    free(ids), free(types), free(y), free(mask), free(rows);
-    nep_exec_free(ex);
-    return s;
-}
-
 typedef struct eval_sums {
     double loss;
     int64_t correct, seen;
@@ -151,8 +119,9 @@ static nep_status add_batch(void *ctx, nep_exec *ex, const nep_real *logits, con
     const nep_graph *g = nep_exec_graph(ex);
     const int64_t K = nep_shape_numel(&g->nodes[g->output].shape);
     for (int64_t i = 0; i < b; i++)
-        if (y[i] >= K)
-            return nep_fail(err, NEP_ERR_SHAPE, "label %d is outside the model's %lld classes", y[i], (long long)K);
+        if (y[i] < 0 || y[i] >= K)
+            return nep_fail(err, y[i] < 0 ? NEP_ERR_ARG : NEP_ERR_SHAPE, y[i] < 0 ? "a row without a label (GLUE's test "
+                            "files have none)" : "label %d is outside the model's %lld classes", y[i], (long long)K);
     e->loss += nep_xent(logits, y, b, K, NULL, &e->correct) * (double)b;
     e->seen += b;
     return NEP_OK;
@@ -163,7 +132,7 @@ nep_status nep_text_evaluate(nep_graph *g, const nep_text_tensors *d, int64_t ba
     nep_exec_opts o = xo ? *xo : (nep_exec_opts){0};
     o.inference = true;
     eval_sums e = {0};
-    NEP_TRY(nep_text_for_each_batch(g, d, batch, 0, true, NULL, NULL, NULL, add_batch, &e, &o, err));
+    NEP_TRY(nep_split_for_each_batch(&(nep_split){.text = d}, g, batch, 0, NULL, NULL, NULL, add_batch, &e, &o, err));
     *top1 = e.seen ? 100.0 * (double)e.correct / (double)e.seen : 0;
     if (loss) *loss = e.seen ? e.loss / (double)e.seen : 0;
     return NEP_OK;
