@@ -80,6 +80,12 @@ val2=$(printf '%.4f' "$val2")
 "$ORT_PY" "$HERE/hf_eval_classifier.py" "$T/p/iter_2" "$T/a/data/dev.tsv" 16 >"$T/hf" 2>"$T/err"
 rc=$?
 check "transformers loads the pruned iter_2 folder and gets its dev top-1 ($val2)" 'succeeded && grep -qx "top1 $val2" "$T/hf"'
+nep eval --ckpt "$T/p/iter_2" --data-dir "$T/a/data" --max-length 16 --split val --json
+check "eval of the pruned folder (its masks applied) gives the loop's dev top-1" \
+    'succeeded && [ "$(printf "%.4f" "$(sed -n "s/.*\"val_top1\":\([0-9.]*\).*/\1/p" "$T/out")")" = "$val2" ]'
+nep info --ckpt "$T/p/iter_2" --max-length 16 --json
+check "info of the pruned folder counts its masked weights (43.75% of the GELU owners')" \
+    'succeeded && grep -q "\"masked\":[1-9][0-9]*,\"flops\":[0-9]*,\"prunable\"" "$T/out" && grep -q "\"prunable\":\[\"bert.encoder.layer.0.intermediate.dense\"" "$T/out"'
 # killed after iteration 1's commit, then resumed
 # shellcheck disable=SC2086
 "$FAST" prune $PRUNE --out "$T/q" >"$T/out" 2>"$T/err" &

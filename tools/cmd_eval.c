@@ -1,4 +1,5 @@
-/* nepenthe eval and nepenthe info: read a checkpoint; report accuracy or its layers. */
+/* nepenthe eval and nepenthe info: read a checkpoint (or a Hugging Face text classifier
+ * folder, its pruning masks applied); report accuracy or its layers. */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,15 +11,65 @@
 #include "nepenthe/prune.h"
 #include "ops/ops.h"
 
+/* A text classifier folder and its masks, for sequences of max_length tokens; the
+ * tokenizer into *tok when tok is not NULL. */
+static int open_text(const char *cmd, const char *dir, int64_t max_length, nep_hf_config *cfg, nep_graph *g,
+                     nep_tokenizer **tok) {
+    nep_text_load_report rep;
+    nep_tokenizer *t;
+    if (cli_text_model_open(cmd, dir, max_length, 0, NULL, NULL, true, cfg, g, &t, &rep)) return 1;
+    if (tok) *tok = t;
+    else nep_tokenizer_free(t);
+    if (!cli_text_read_masks(cmd, dir, g)) return 0;
+    if (tok) nep_tokenizer_free(t);
+    nep_graph_free(g);
+    nep_hf_config_free(cfg);
+    return 1;
+}
+
+/* eval of a text classifier folder on a task's split (val: dev). */
+static int eval_text(const char *ckpt, const char *task, const char *dir, const char *split, int64_t max_length,
+                     int64_t batch, bool json, const nep_exec_opts *xo) {
+    nep_hf_config cfg;
+    nep_graph g;
+    nep_tokenizer *tok;
+    nep_text_dataset d = {0};
+    nep_text_tensors t = {0};
+    nep_err err;
+    const char *file = strcmp(split, "val") ? split : "dev";
+    if (!dir) return cli_errorf("eval", "--data-dir: a text model needs the directory of the task's TSV files");
+    if (open_text("eval", ckpt, max_length, &cfg, &g, &tok)) return 1;
+    int rc = cli_text_split("eval", task, dir, file, tok, max_length, 0, &d, &t);
+    double top1, loss, t0 = nep_now();
+    if (!rc && nep_text_evaluate(&g, &t, batch, &top1, &loss, xo, &err) != NEP_OK) rc = cli_error("eval", &err);
+    if (!rc) {
+        const double secs = nep_now() - t0;
+        printf("%s on %s %s (%lld sequences): top-1 %.2f%%  loss %.4f  %.2fs\n", ckpt, task, file, (long long)t.n,
+               top1, loss, secs);
+        if (json)
+            printf("{\"%s_top1\":%.4f,\"loss\":%.6f,\"sequences\":%lld,\"seconds\":%.3f}\n", split, top1, loss,
+                   (long long)t.n, secs);
+    }
+    nep_text_tensors_free(&t);
+    nep_text_dataset_free(&d);
+    nep_tokenizer_free(tok);
+    nep_graph_free(&g);
+    nep_hf_config_free(&cfg);
+    return rc;
+}
+
 int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "test";
-    int64_t batch = 256, threads = 0;
+    const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "test", *task = "fortunes";
+    int64_t batch = 256, threads = 0, max_length = 128;
     bool json = false;
     const char *backend = "cpu";
     cli_opt opts[] = {
-        {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors) (required)"},
+        {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors), or a text classifier folder (required)"},
         DATA_OPTS(&data, &dir),
-        {"split", OPT_STR, &split, "test, val or train (val/train: the split recorded at training)"},
+        {"task", OPT_STR, &task, "text models: the task of --data-dir's TSV files: " NEP_GLUE_TASKS},
+        {"max-length", OPT_INT, &max_length, "text models: tokens per sequence"},
+        {"split", OPT_STR, &split, "test, val or train (val/train: the split recorded at training; text: "
+                                   "the task's test, dev or train file)"},
         {"batch", OPT_INT, &batch, "batch size"},
         THREADS_OPT(&threads),
         BACKEND_OPT(&backend),
@@ -30,10 +81,11 @@ int cmd_eval(int argc, char **argv) {
     if (!ckpt) return cli_errorf("eval", "--ckpt FILE is required") + 1;
     if (strcmp(split, "test") && strcmp(split, "val") && strcmp(split, "train"))
         return cli_errorf("eval", "--split: '%s' is not test, val or train", split) + 1;
-    if (batch < 1) return cli_errorf("eval", "--batch must be positive") + 1;
+    if (batch < 1 || max_length < 2) return cli_errorf("eval", "--batch must be positive, --max-length at least 2") + 1;
     cli_set_threads(threads);
     nep_exec_opts xo;
     if (cli_exec_opts("eval", backend, &xo)) return 2;
+    if (cli_is_hf_folder(ckpt)) return eval_text(ckpt, task, dir, split, max_length, batch, json, &xo);
     nep_graph g;
     nep_model_spec spec;
     nep_normalize norm;
@@ -94,8 +146,10 @@ static void shape_str(char *buf, size_t n, const nep_shape *s) {
 int cmd_info(int argc, char **argv) {
     const char *ckpt = NULL;
     bool json = false;
+    int64_t max_length = 128;
     cli_opt opts[] = {
-        {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors) (required)"},
+        {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors), or a text classifier folder (required)"},
+        {"max-length", OPT_INT, &max_length, "text models: tokens per sequence (the FLOPs are per sequence of them)"},
         {"json", OPT_FLAG, &json, "one JSON object on stdout instead of the table"},
         OPT_END,
     };
@@ -106,7 +160,14 @@ int cmd_info(int argc, char **argv) {
     nep_model_spec spec;
     nep_normalize norm;
     nep_err err;
-    if (nep_checkpoint_load(ckpt, &g, &spec, &norm, NULL, &err) != NEP_OK) return cli_error("info", &err);
+    if (max_length < 2) return cli_errorf("info", "--max-length must be at least 2") + 1;
+    if (cli_is_hf_folder(ckpt)) {
+        nep_hf_config cfg;
+        if (open_text("info", ckpt, max_length, &cfg, &g, NULL)) return 1;
+        nep_hf_config_free(&cfg);
+    } else if (nep_checkpoint_load(ckpt, &g, &spec, &norm, NULL, &err) != NEP_OK) {
+        return cli_error("info", &err);
+    }
     cJSON *root = cJSON_CreateObject(), *layers = cJSON_AddArrayToObject(root, "layers");
     int nw = 16, ow = 10; /* columns fit the longest name and op */
     for (int k = 0; k < g.n_order; k++) {
