@@ -86,6 +86,13 @@ check "eval of the pruned folder (its masks applied) gives the loop's dev top-1"
 nep info --ckpt "$T/p/iter_2" --max-length 16 --json
 check "info of the pruned folder counts its masked weights and names the GELU owners as prunable" \
     'succeeded && grep -q "\"masked\":[1-9][0-9]*,\"flops\":[0-9]*,\"prunable\"" "$T/out" && grep -q "\"prunable\":\[\"bert.encoder.layer.0.intermediate.dense\"" "$T/out"'
+# a structural baseline: the layer made the identity is recorded with the masks and read back
+# shellcheck disable=SC2086
+fast prune $PRUNE --method smallest-weights --max-iter 1 --out "$T/s"
+val1=$(printf '%.4f' "$(sed -n '2s/.*"val_top1":\([0-9.]*\).*/\1/p' "$T/s/iterations.jsonl")")
+nep eval --ckpt "$T/s/iter_1" --data-dir "$T/a/data" --max-length 16 --split val --json
+check "smallest-weights on the text folder: its identity layer recorded, read back by eval to the loop's dev top-1 ($val1)" \
+    'succeeded && [ "$(printf "%.4f" "$(sed -n "s/.*\"val_top1\":\([0-9.]*\).*/\1/p" "$T/out")")" = "$val1" ] && grep -q "intermediate_act_fn" "$T/s/iter_1/masks.safetensors"'
 # killed after iteration 1's commit, then resumed
 # shellcheck disable=SC2086
 "$FAST" prune $PRUNE --out "$T/q" >"$T/out" 2>"$T/err" &

@@ -163,7 +163,8 @@ int cli_text_split(const char *cmd, const char *task, const char *dir, const cha
                    int64_t max_length, int64_t max_rows, nep_text_dataset *d, nep_text_tensors *t);
 /* g as a folder transformers loads (dir/config.json, model.safetensors and the tokenizer's
  * files copied from tokenizer_from), its pruning masks beside it in dir/masks.safetensors
- * ("<param>_mask", U8; none: the file removed); and those masks read back into g (no
+ * ("<param>_mask", U8; and in its metadata "identity", the GELU layers a structural
+ * baseline made the identity; nothing: the file removed); and those read back into g (no
  * file: none). Each file atomic; print why not and return non-zero. */
 int cli_text_write_folder(const char *cmd, const char *dir, const nep_hf_config *cfg, const nep_graph *g,
                           const char *tokenizer_from);

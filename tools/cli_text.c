@@ -9,6 +9,8 @@
 #include "cli.h"
 #include "nepenthe/file.h"
 
+#include <cjson/cJSON.h>
+
 bool cli_is_hf_folder(const char *path) {
     struct stat st;
     return path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
@@ -81,7 +83,17 @@ int cli_text_write_folder(const char *cmd, const char *dir, const nep_hf_config 
     nep_err err;
     char path[4200], mask_name[2 * NEP_NAME_LEN + 8];
     if (cli_mkdirs(dir)) return cli_errorf(cmd, "cannot create directory %s", dir);
-    nep_status s = NEP_OK;
+    /* the layers a structural baseline made the identity: the builder's act nodes, now Identity */
+    cJSON *identity = cJSON_CreateArray();
+    for (int k = 0; k < g->n_order; k++) {
+        const nep_node *n = &g->nodes[g->order[k]];
+        if (n->op == NEP_OP_IDENTITY && strstr(n->name, "intermediate_act_fn"))
+            cJSON_AddItemToArray(identity, cJSON_CreateString(n->name));
+    }
+    char *ids = cJSON_PrintUnformatted(identity);
+    nep_status s = cJSON_GetArraySize(identity) ? nep_st_meta_set(&masks, "identity", ids, &err) : NEP_OK;
+    cJSON_Delete(identity);
+    free(ids);
     for (int i = 0; s == NEP_OK && i < g->n_params; i++) {
         const nep_param *p = &g->params[i];
         s = nep_st_add(&st, p->name, NEP_DT_REAL, p->ndim, p->shape, g->values + p->offset, &err);
@@ -92,8 +104,9 @@ int cli_text_write_folder(const char *cmd, const char *dir, const nep_hf_config 
     }
     if (s == NEP_OK) s = nep_hf_weights_write(dir, &st, 0, &err);
     snprintf(path, sizeof path, "%s/masks.safetensors", dir);
-    if (s == NEP_OK && masks.n_tensors) s = nep_st_write(&masks, path, &err);
-    if (s == NEP_OK && !masks.n_tensors) remove(path);
+    const bool any = masks.n_tensors || masks.n_meta;
+    if (s == NEP_OK && any) s = nep_st_write(&masks, path, &err);
+    if (s == NEP_OK && !any) remove(path);
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (s == NEP_OK) s = nep_hf_config_write(cfg, path, &err);
     nep_st_free(&st), nep_st_free(&masks);
@@ -119,6 +132,18 @@ int cli_text_read_masks(const char *cmd, const char *dir, nep_graph *g) {
         used++;
     }
     if (!rc && used != st.n_tensors) rc = cli_errorf(cmd, "%s: %d tensor(s) are masks of no parameter", path, st.n_tensors - used);
+    const char *ids = nep_st_meta_get(&st, "identity");
+    cJSON *list = ids ? cJSON_Parse(ids) : NULL, *item;
+    if (!rc && ids && !cJSON_IsArray(list)) rc = cli_errorf(cmd, "%s: 'identity' is not a list of layer names", path);
+    cJSON *names = rc ? NULL : list;
+    cJSON_ArrayForEach(item, names) {
+        const int node = cJSON_IsString(item) ? nep_graph_find_node(g, item->valuestring) : -1;
+        nep_err err2;
+        if (node < 0) rc = cli_errorf(cmd, "%s: 'identity' names no layer of the model", path);
+        else if (g->nodes[node].op != NEP_OP_IDENTITY && nep_graph_linearize(g, node, &err2) != NEP_OK) rc = cli_error(cmd, &err2);
+        if (rc) break;
+    }
+    cJSON_Delete(list);
     if (!rc) nep_graph_apply_masks(g);
     nep_st_free(&st);
     return rc;

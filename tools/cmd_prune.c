@@ -439,6 +439,10 @@ static nep_status on_commit(void *ctx, const nep_prune_progress *p, nep_err *err
  * checkpoints rebuild it that way. */
 static nep_status on_linearized(void *ctx, const nep_graph *g, int node, nep_err *err) {
     prune_run *r = ctx;
+    if (r->text) { /* a text folder records it with its masks (cli_text_write_folder) */
+        fprintf(r->human, "  %s: %s is now the identity\n", r->o.method, g->nodes[node].name);
+        return NEP_OK;
+    }
     if (r->spec.n_identity == NEP_MAX_IDENTITY)
         return nep_fail(err, NEP_ERR_ARG, "more than %d layers made the identity", NEP_MAX_IDENTITY);
     snprintf(r->spec.identity[r->spec.n_identity++], NEP_NAME_LEN, "%s", g->nodes[node].name);
@@ -505,8 +509,6 @@ static int text_model(prune_run *r, const char *dir) {
 static int load_text(prune_run *r) {
     static const char *const splits[3] = {"train", "dev", "test"};
     if (!r->o.data_dir) return cli_errorf("prune", "--data-dir: a text model needs the directory of the task's TSV files");
-    if (nep_method_from_name(r->o.method) >= NEP_METHOD_SMALLEST_WEIGHTS)
-        return cli_errorf("prune", "--method %s: the structural baselines do not run on text models yet", r->o.method);
     if (text_model(r, r->o.ckpt)) return 1;
     for (int i = 0; i < 3; i++)
         if (cli_text_split("prune", r->o.task, r->o.data_dir, splits[i], r->tok, r->o.max_length,
