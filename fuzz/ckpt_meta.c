@@ -4,7 +4,7 @@
  *   0  "arch"       nep_model_spec_from_json, then the model it describes is built
  *   1  "normalize"  nep_normalize_from_json
  *   2  "graph"      nep_graph_from_json (a collapsed model), then its JSON round trip
- *   3  "rng"        cmd_train.c's rng_from_hex (the RNG state train --resume restores)
+ *   3  "rng"        cli_rng_from_hex (tools/cli.c: the RNG state train --resume restores)
  * What a reader accepts must also survive what the loader does next. */
 #include "../tools/cmd_train.c"
 
@@ -87,7 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (nep_normalize_from_json(s, &norm, &err) != NEP_OK && !err.msg[0]) abort();
         break;
     case 2: graph(s); break;
-    case 3: rng_from_hex(s, &rng); break;
+    case 3: cli_rng_from_hex(s, &rng); break;
     }
     free(s);
     return 0;

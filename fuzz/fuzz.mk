@@ -57,7 +57,7 @@ FUZZ_MAXLEN_hf          := 65536
 # What each harness links besides the library: the tools code it includes or calls.
 FUZZ_TOOLS_checkpoint := build/fuzz/obj/tools/cli.o
 FUZZ_TOOLS_ckpt_meta  := build/fuzz/obj/tools/cli.o
-FUZZ_TOOLS_runfiles   := build/fuzz/obj/tools/cli.o build/fuzz/obj/tools/cmd_entropy.o
+FUZZ_TOOLS_runfiles   := build/fuzz/obj/tools/cli.o build/fuzz/obj/tools/cli_text.o build/fuzz/obj/tools/cmd_entropy.o
 $(FUZZ_NAMES:%=build/fuzz/obj/fuzz/%.o): fuzz/fuzz_common.h
 # Harnesses that #include a tool's source (for its static functions).
 build/fuzz/obj/fuzz/checkpoint.o build/fuzz/obj/fuzz/ckpt_meta.o: tools/cmd_train.c
