@@ -194,8 +194,10 @@ nep_status nep_split_iter_init(nep_split_iter *it, const nep_split *s, int64_t b
 int64_t nep_split_iter_next(nep_split_iter *it);
 void nep_split_iter_free(nep_split_iter *it);
 
-/* nep_evaluate or nep_text_evaluate. */
-nep_status nep_split_evaluate(const nep_split *s, nep_graph *g, int64_t batch, double *top1,
+/* Top-1 (percent) and mean loss (loss may be NULL) of g over s in evaluation mode, the
+ * executor as xo makes it: what nep_evaluate and nep_text_evaluate run. NEP_ERR_ARG for
+ * a row without a label, NEP_ERR_SHAPE for one outside the model's classes. */
+nep_status nep_split_evaluate(const nep_split *s, nep_graph *g, int64_t batch, double *top1, double *loss,
                               const nep_exec_opts *xo, nep_err *err);
 
 /* ---- a training run: epochs, a commit after each, --resume -------------------------- */

@@ -43,8 +43,8 @@ static nep_status measure(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg
 
 static nep_status evaluate(nep_graph *g, const nep_prune_loop_cfg *c, nep_prune_row *row, nep_err *err) {
     const bool val = nep_split_rows(&c->val) > 0;
-    if (val) NEP_TRY(nep_split_evaluate(&c->val, g, 256, &row->val_top1, c->exec, err));
-    NEP_TRY(nep_split_evaluate(&c->test, g, 256, &row->test_top1, c->exec, err));
+    if (val) NEP_TRY(nep_split_evaluate(&c->val, g, 256, &row->val_top1, NULL, c->exec, err));
+    NEP_TRY(nep_split_evaluate(&c->test, g, 256, &row->test_top1, NULL, c->exec, err));
     if (!val) row->val_top1 = row->test_top1;
     return NEP_OK;
 }

@@ -58,7 +58,7 @@ nep_status nep_model_stats_measure_split(nep_graph *g, const nep_split *test, in
     for (int i = 0; i < g->n_params; i++)
         if (!g->nodes[g->params[i].node].dead) out->param_bytes += g->params[i].numel * (int64_t)sizeof(nep_real);
     if (!test) return NEP_OK;
-    NEP_TRY(nep_split_evaluate(test, g, 256, &out->top1, xo, err));
+    NEP_TRY(nep_split_evaluate(test, g, 256, &out->top1, NULL, xo, err));
     /* the first 128 test samples, as the loops feed them */
     nep_split_iter it;
     NEP_TRY(nep_split_iter_init(&it, test, 128, err));

@@ -108,32 +108,9 @@ nep_status nep_text_train_epoch(nep_trainer *t, const nep_text_tensors *d, const
     return s;
 }
 
-typedef struct eval_sums {
-    double loss;
-    int64_t correct, seen;
-} eval_sums;
-
-static nep_status add_batch(void *ctx, nep_exec *ex, const nep_real *logits, const int32_t *y, int64_t b,
-                            nep_err *err) {
-    eval_sums *e = ctx;
-    const nep_graph *g = nep_exec_graph(ex);
-    const int64_t K = nep_shape_numel(&g->nodes[g->output].shape);
-    for (int64_t i = 0; i < b; i++)
-        if (y[i] < 0 || y[i] >= K)
-            return nep_fail(err, y[i] < 0 ? NEP_ERR_ARG : NEP_ERR_SHAPE, y[i] < 0 ? "a row without a label (GLUE's test "
-                            "files have none)" : "label %d is outside the model's %lld classes", y[i], (long long)K);
-    e->loss += nep_xent(logits, y, b, K, NULL, &e->correct) * (double)b;
-    e->seen += b;
-    return NEP_OK;
-}
-
 nep_status nep_text_evaluate(nep_graph *g, const nep_text_tensors *d, int64_t batch, double *top1,
                              double *loss, const nep_exec_opts *xo, nep_err *err) {
     nep_exec_opts o = xo ? *xo : (nep_exec_opts){0};
     o.inference = true;
-    eval_sums e = {0};
-    NEP_TRY(nep_split_for_each_batch(&(nep_split){.text = d}, g, batch, 0, NULL, NULL, NULL, add_batch, &e, &o, err));
-    *top1 = e.seen ? 100.0 * (double)e.correct / (double)e.seen : 0;
-    if (loss) *loss = e.seen ? e.loss / (double)e.seen : 0;
-    return NEP_OK;
+    return nep_split_evaluate(&(nep_split){.text = d}, g, batch, top1, loss, &o, err);
 }

@@ -115,28 +115,11 @@ nep_status nep_train_epoch(nep_trainer *t, nep_loader *loader, double lr, nep_rn
     return NEP_OK;
 }
 
-typedef struct eval_sums {
-    double loss;
-    int64_t correct, seen;
-} eval_sums;
-
-static nep_status add_batch(void *ctx, nep_exec *ex, const nep_real *logits, const int32_t *y,
-                            int64_t b, nep_err *err) {
-    eval_sums *e = ctx;
-    e->loss += nep_xent(logits, y, b, out_features(nep_exec_graph(ex)), NULL, &e->correct) * (double)b;
-    e->seen += b;
-    return NEP_OK;
-}
-
 nep_status nep_evaluate(nep_graph *g, const nep_dataset *d, const nep_normalize *norm,
                         int64_t batch, double *top1, double *loss, const nep_exec_opts *xo,
                         nep_err *err) {
     if (d->classes > out_features(g))
         return nep_fail(err, NEP_ERR_SHAPE, "the data has %d classes but the model outputs %lld",
                         d->classes, (long long)out_features(g));
-    eval_sums e = {0};
-    NEP_TRY(nep_for_each_batch(g, d, norm, batch, 0, NULL, NULL, add_batch, &e, xo, err));
-    *top1 = e.seen ? 100.0 * (double)e.correct / (double)e.seen : 0;
-    if (loss) *loss = e.seen ? e.loss / (double)e.seen : 0;
-    return NEP_OK;
+    return nep_split_evaluate(&(nep_split){.images = d, .norm = norm}, g, batch, top1, loss, xo, err);
 }
