@@ -151,7 +151,8 @@ void cli_progress_end(cli_progress *p);
  * file). The classifier in folder dir for sequences of max_length tokens, and its
  * tokenizer: with labels (n_labels names; 0: the config's), a classifier for them (the
  * architecture *ForSequenceClassification), initialized from rng (NULL: zeros) where the
- * folder has no tensor, which rep counts (required: an error). The split of a task's
+ * folder has no tensor, which rep counts (required: an error); the folder's
+ * masks.safetensors, if any, applied (cli_text_write_folder). The split of a task's
  * TSV files, tokenized (its first max_rows rows; 0: all) into t (NULL: the rows
  * only). Each prints why not and
  * returns non-zero. */
@@ -164,11 +165,10 @@ int cli_text_split(const char *cmd, const char *task, const char *dir, const cha
 /* g as a folder transformers loads (dir/config.json, model.safetensors and the tokenizer's
  * files copied from tokenizer_from), its pruning masks beside it in dir/masks.safetensors
  * ("<param>_mask", U8; and in its metadata "identity", the GELU layers a structural
- * baseline made the identity; nothing: the file removed); and those read back into g (no
- * file: none). Each file atomic; print why not and return non-zero. */
+ * baseline made the identity; nothing: the file removed), which cli_text_model_open reads
+ * back. Each file atomic; print why not and return non-zero. */
 int cli_text_write_folder(const char *cmd, const char *dir, const nep_hf_config *cfg, const nep_graph *g,
                           const char *tokenizer_from);
-int cli_text_read_masks(const char *cmd, const char *dir, nep_graph *g);
 
 /* Subcommands. */
 int cmd_train(int argc, char **argv);

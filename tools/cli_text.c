@@ -16,6 +16,42 @@ bool cli_is_hf_folder(const char *path) {
     return path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* dir/masks.safetensors (none: nothing) into g: the masks, and the layers made the identity. */
+static int read_masks(const char *cmd, const char *dir, nep_graph *g) {
+    char path[4200], name[2 * NEP_NAME_LEN + 8];
+    snprintf(path, sizeof path, "%s/masks.safetensors", dir);
+    if (access(path, F_OK) != 0) return 0;
+    nep_safetensors st = {0};
+    nep_err err;
+    if (nep_st_read(path, &st, &err) != NEP_OK) return cli_error(cmd, &err);
+    int rc = 0, used = 0;
+    for (int i = 0; !rc && i < g->n_params; i++) {
+        const nep_param *p = &g->params[i];
+        snprintf(name, sizeof name, "%s_mask", p->name);
+        const nep_st_tensor *t = nep_st_find(&st, name);
+        if (!t) continue;
+        if (t->dtype != NEP_DT_U8 || t->numel != p->numel) rc = cli_errorf(cmd, "%s: '%s' is not a U8 mask of %s's shape", path, name, p->name);
+        for (int64_t k = 0; !rc && k < p->numel; k++) g->masks[p->offset + k] = ((const uint8_t *)t->data)[k] != 0;
+        used++;
+    }
+    if (!rc && used != st.n_tensors) rc = cli_errorf(cmd, "%s: %d tensor(s) are masks of no parameter", path, st.n_tensors - used);
+    const char *ids = nep_st_meta_get(&st, "identity");
+    cJSON *list = ids ? cJSON_Parse(ids) : NULL, *item;
+    if (!rc && ids && !cJSON_IsArray(list)) rc = cli_errorf(cmd, "%s: 'identity' is not a list of layer names", path);
+    cJSON *names = rc ? NULL : list;
+    cJSON_ArrayForEach(item, names) {
+        const int node = cJSON_IsString(item) ? nep_graph_find_node(g, item->valuestring) : -1;
+        nep_err err2;
+        if (node < 0) rc = cli_errorf(cmd, "%s: 'identity' names no layer of the model", path);
+        else if (g->nodes[node].op != NEP_OP_IDENTITY && nep_graph_linearize(g, node, &err2) != NEP_OK) rc = cli_error(cmd, &err2);
+        if (rc) break;
+    }
+    cJSON_Delete(list);
+    if (!rc) nep_graph_apply_masks(g);
+    nep_st_free(&st);
+    return rc;
+}
+
 int cli_text_model_open(const char *cmd, const char *dir, int64_t max_length, int n_labels,
                         const char *const *labels, nep_rng *rng, bool required, nep_hf_config *cfg,
                         nep_graph *g, nep_tokenizer **tok, nep_text_load_report *rep) {
@@ -41,7 +77,12 @@ int cli_text_model_open(const char *cmd, const char *dir, int64_t max_length, in
         return cli_error(cmd, &err);
     }
     nep_hf_weights_close(w);
-    return 0;
+    if (!read_masks(cmd, dir, g)) return 0;
+    nep_tokenizer_free(*tok);
+    *tok = NULL;
+    nep_graph_free(g);
+    nep_hf_config_free(cfg);
+    return 1;
 }
 
 int cli_text_split(const char *cmd, const char *task, const char *dir, const char *split, const nep_tokenizer *tok,
@@ -114,37 +155,3 @@ int cli_text_write_folder(const char *cmd, const char *dir, const nep_hf_config 
     return copy_tokenizer(cmd, tokenizer_from, dir);
 }
 
-int cli_text_read_masks(const char *cmd, const char *dir, nep_graph *g) {
-    char path[4200], name[2 * NEP_NAME_LEN + 8];
-    snprintf(path, sizeof path, "%s/masks.safetensors", dir);
-    if (access(path, F_OK) != 0) return 0;
-    nep_safetensors st = {0};
-    nep_err err;
-    if (nep_st_read(path, &st, &err) != NEP_OK) return cli_error(cmd, &err);
-    int rc = 0, used = 0;
-    for (int i = 0; !rc && i < g->n_params; i++) {
-        const nep_param *p = &g->params[i];
-        snprintf(name, sizeof name, "%s_mask", p->name);
-        const nep_st_tensor *t = nep_st_find(&st, name);
-        if (!t) continue;
-        if (t->dtype != NEP_DT_U8 || t->numel != p->numel) rc = cli_errorf(cmd, "%s: '%s' is not a U8 mask of %s's shape", path, name, p->name);
-        for (int64_t k = 0; !rc && k < p->numel; k++) g->masks[p->offset + k] = ((const uint8_t *)t->data)[k] != 0;
-        used++;
-    }
-    if (!rc && used != st.n_tensors) rc = cli_errorf(cmd, "%s: %d tensor(s) are masks of no parameter", path, st.n_tensors - used);
-    const char *ids = nep_st_meta_get(&st, "identity");
-    cJSON *list = ids ? cJSON_Parse(ids) : NULL, *item;
-    if (!rc && ids && !cJSON_IsArray(list)) rc = cli_errorf(cmd, "%s: 'identity' is not a list of layer names", path);
-    cJSON *names = rc ? NULL : list;
-    cJSON_ArrayForEach(item, names) {
-        const int node = cJSON_IsString(item) ? nep_graph_find_node(g, item->valuestring) : -1;
-        nep_err err2;
-        if (node < 0) rc = cli_errorf(cmd, "%s: 'identity' names no layer of the model", path);
-        else if (g->nodes[node].op != NEP_OP_IDENTITY && nep_graph_linearize(g, node, &err2) != NEP_OK) rc = cli_error(cmd, &err2);
-        if (rc) break;
-    }
-    cJSON_Delete(list);
-    if (!rc) nep_graph_apply_masks(g);
-    nep_st_free(&st);
-    return rc;
-}

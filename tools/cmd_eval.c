@@ -11,7 +11,7 @@
 #include "nepenthe/prune.h"
 #include "ops/ops.h"
 
-/* A text classifier folder and its masks, for sequences of max_length tokens; the
+/* A text classifier folder (its masks applied), for sequences of max_length tokens; the
  * tokenizer into *tok when tok is not NULL. */
 static int open_text(const char *cmd, const char *dir, int64_t max_length, nep_hf_config *cfg, nep_graph *g,
                      nep_tokenizer **tok) {
@@ -20,11 +20,7 @@ static int open_text(const char *cmd, const char *dir, int64_t max_length, nep_h
     if (cli_text_model_open(cmd, dir, max_length, 0, NULL, NULL, true, cfg, g, &t, &rep)) return 1;
     if (tok) *tok = t;
     else nep_tokenizer_free(t);
-    if (!cli_text_read_masks(cmd, dir, g)) return 0;
-    if (tok) nep_tokenizer_free(t);
-    nep_graph_free(g);
-    nep_hf_config_free(cfg);
-    return 1;
+    return 0;
 }
 
 /* eval of a text classifier folder on a task's split (val: dev). */
