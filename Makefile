@@ -9,7 +9,7 @@ BLASDIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 CPPFLAGS := -Iinclude -Isrc -Ibuild/gen -I/usr/include/x86_64-linux-gnu/openblas-openmp -D_GNU_SOURCE
 WARN    := -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -Werror
 OPT     ?= -O3 -march=native
-CFLAGS  := $(WARN) $(OPT) -fopenmp -g
+CFLAGS  := $(WARN) $(OPT) -fopenmp -fno-math-errno -g
 LDLIBS  := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lgsl -ldnnl -lcjson -lutf8proc -lprotobuf-c -lz -lm -fopenmp
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
@@ -141,7 +141,7 @@ test: deps all build/asan/nepenthe golden $(TEST_BINS) $(ONNX_TEST_DEPS) $(FUZZ_
 # AddressSanitizer does not see stores made by oneDNN's JIT code; valgrind does. valgrind
 # 3.19 cannot run AVX-512 code, so this build targets x86-64-v3 (AVX2) and oneDNN and
 # OpenBLAS are held to their AVX2 kernels (tests/memcheck.sh).
-VG_CFLAGS := $(WARN) -O1 -g -march=x86-64-v3 -fopenmp
+VG_CFLAGS := $(WARN) -O1 -g -march=x86-64-v3 -fopenmp -fno-math-errno
 build/vg/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	@echo "CC $<"; $(CC) $(CPPFLAGS) $(VG_CFLAGS) -c $< -o $@

@@ -90,6 +90,9 @@ static const parity_case cases[] = {
     {"sdpa_self", NEP_OP_SDPA, TOK(5, 8), {.sdpa = {.heads = 2}}, NEP_OP_INPUT, true, 2},
     {"sdpa_causal_gqa", NEP_OP_SDPA, TOK(6, 8), {.sdpa = {.heads = 4, .kv_heads = 2, .causal = true}},
      NEP_OP_INPUT, true, 2},
+    /* attention-weight dropout: the same mask from the same seed */
+    {"sdpa_dropout_gqa", NEP_OP_SDPA, TOK(6, 8), {.sdpa = {.heads = 2, .kv_heads = 1, .dropout = 0.3}},
+     NEP_OP_INPUT, true, 2},
     /* around attention: an image's tokens (aliased in NHWC, a transpose in NCHW), ViT's
      * class token, positional embedding and head token, Swin's patch merging (odd and even
      * sides), token mean and stochastic depth */

@@ -432,17 +432,19 @@ static void fmt_eta(char *buf, size_t n, double s) {
 
 void cli_progress_cb(void *ctx, int64_t done, int64_t total, double loss, double seconds) {
     cli_progress *p = ctx;
-    if (!p->tty || (seconds - p->last < 0.2 && done < total)) return;
+    /* A log file gets one line every 30 s (none for a short pass), a terminal one line
+     * rewritten 5 times a second. */
+    if (seconds - p->last < (p->tty ? 0.2 : 30) && (done < total || !p->tty)) return;
     p->last = seconds;
     double frac = total ? (double)done / (double)total : 1;
     char eta[16];
     fmt_eta(eta, sizeof eta, frac > 0 ? seconds * (1 - frac) / frac : 0);
     int width = 24, filled = (int)(frac * width);
-    fprintf(stderr, "\r%s [", p->label);
+    fprintf(stderr, "%s%s [", p->tty ? "\r" : "", p->label);
     for (int i = 0; i < width; i++) fputc(i < filled ? '#' : '.', stderr);
     fprintf(stderr, "] %3.0f%% %7.0f img/s", 100 * frac, seconds > 0 ? (double)done / seconds : 0);
     if (!isnan(loss)) fprintf(stderr, " loss %.4f", loss);
-    fprintf(stderr, " ETA %s ", eta);
+    fprintf(stderr, " ETA %s %s", eta, p->tty ? "" : "\n");
     fflush(stderr);
 }
 

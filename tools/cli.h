@@ -138,7 +138,8 @@ int cli_rng_from_hex(const char *hex, nep_rng *r);
 /* Sets OpenMP and OpenBLAS threads (0 = leave the defaults). */
 void cli_set_threads(int64_t n);
 
-/* Progress on a terminal: one line rewritten in place with percent, img/s, loss, ETA. */
+/* Progress with percent, img/s, loss and ETA: on a terminal one line rewritten in place,
+ * elsewhere (a log) a line every 30 s. */
 typedef struct cli_progress {
     bool tty;
     const char *label;

@@ -116,11 +116,14 @@ typedef struct nep_attention_attrs {
 
 /* Scaled dot-product attention over q [T, heads hd], k and v [T, kv_heads hd]: query
  * head h reads key/value head h / (heads / kv_heads) (grouped-query attention; kv_heads
- * 0 means heads); causal: token i attends to tokens j <= i only. */
+ * 0 means heads); causal: token i attends to tokens j <= i only; dropout: in training,
+ * each attention weight is dropped with this probability and the rest scaled by
+ * 1 / (1 - dropout), as Hugging Face's BERT drops attention_probs. */
 typedef struct nep_sdpa_attrs {
     int heads;
     int kv_heads;
     bool causal;
+    double dropout;
 } nep_sdpa_attrs;
 
 typedef struct nep_tokens_attrs {

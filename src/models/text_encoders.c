@@ -57,7 +57,8 @@ static int layer(text_builder *t, int i, int x, int mask) {
     for (int k = 0; k < 3; k++) qkv[k] = nep_mb_linear(&t->b, NEP_MB_NAME(n, "%s.attention.self.%s", p, proj[k]), x, C, C, true);
     qkv[3] = mask;
     const int a = nep_mb_node(&t->b, NEP_OP_SDPA, NEP_MB_NAME(n, "%s.attention.self.sdpa", p), qkv, 4,
-                              (nep_attrs){.sdpa = {.heads = (int)c->num_attention_heads}}, NULL, 0);
+                              (nep_attrs){.sdpa = {.heads = (int)c->num_attention_heads, .dropout = c->attention_dropout}},
+                              NULL, 0);
     x = add_norm(t, NEP_MB_NAME(n, "%s.attention.output", p), x, a, C);
     int h = nep_mb_linear(&t->b, NEP_MB_NAME(n, "%s.intermediate.dense", p), x, C, c->intermediate_size, true);
     const bool gelu = c->hidden_act != NEP_HF_ACT_RELU && c->hidden_act != NEP_HF_ACT_SILU;

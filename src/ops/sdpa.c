@@ -11,7 +11,10 @@
  * A query none of whose keys is kept (a padded row of a left-padded causal batch) weighs
  * every key alike, which is what the additive finfo.min mask gives in Hugging Face's
  * float32 attention. Masked keys weigh exactly 0: a padded position changes nothing in
- * the other positions' outputs. No parameters; nothing here is ever pruned. */
+ * the other positions' outputs. In training with attrs.sdpa.dropout p > 0, each weight
+ * of P is dropped with probability p and the others scaled by 1 / (1 - p) before o = P v
+ * (Hugging Face's dropout of attention_probs); in evaluation, and in ONNX, there is none.
+ * No parameters; nothing here is ever pruned. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +33,9 @@ static nep_status sdpa_infer(nep_graph *g, nep_node *n, nep_err *err) {
                             "('%s') must be a token sequence [T, C] (features last) of %lld tokens",
                             n->name, i, g->nodes[n->inputs[i]].name, (long long)q->d[0]);
     }
+    if (!(at->dropout >= 0 && at->dropout < 1))
+        return nep_fail(err, NEP_ERR_ARG, "node '%s' (ScaledDotProductAttention): dropout = %g is "
+                        "not in [0, 1)", n->name, at->dropout);
     if (at->heads < 1 || q->d[1] % at->heads || kv_heads < 1 || at->heads % kv_heads)
         return nep_fail(err, NEP_ERR_ARG, "node '%s' (ScaledDotProductAttention): %d heads must "
                         "divide the %lld query features and be a multiple of %d key/value heads",
@@ -139,6 +145,7 @@ static const nep_attr_field sdpa_attrs[] = {
     NEP_ATTR_FIELD("heads", sdpa.heads),
     NEP_ATTR_FIELD("kv_heads", sdpa.kv_heads),
     NEP_ATTR_FIELD("causal", sdpa.causal),
+    NEP_ATTR_FIELD("p", sdpa.dropout), /* the key Dropout's p has in graph JSON */
 };
 
 const nep_op_def nep_op_sdpa = {

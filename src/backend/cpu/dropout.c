@@ -1,8 +1,9 @@
 /* Dropout, as torch.nn.Dropout(p): in training, each element is kept with probability
  * 1-p and scaled by 1/(1-p); in evaluation it is the identity.
  *   x [B, ...]   y [B, ...]   keep mask (state) [B, ...] as scale factors
- * The mask is drawn sequentially from the call's generator, element by element in NCHW
- * order, so a seed reproduces it whatever the thread count, layout or backend. */
+ * The mask is the counter-based stream (nep_rng_stream) of one key drawn from the call's
+ * generator, element i of the call in NCHW order keeping when draw i does, so a seed
+ * reproduces it whatever the thread count, layout or backend. */
 #include "nepenthe/rng.h"
 #include "backend/cpu/kernels.h"
 
@@ -21,16 +22,20 @@ static void dropout_forward(const nep_call *c) {
     }
     nep_real *scale = c->state;
     const nep_real keep = (nep_real)(1 / (1 - n->attrs.dropout.p));
-    /* Draws in NCHW order whatever the layout, so that a seed gives every layout and
-     * backend the same mask (an NHWC image's element (b, ch, k) lives at step ch). */
+    const uint64_t key = nep_rng_u64(c->rng), keep_from = nep_rng_keep_from(n->attrs.dropout.p);
+    /* An NHWC image's element (b, ch, k) lives at plane_start + k * plane_step but is
+     * NCHW element (b * C + ch) * inner + k. */
     const nep_shape *s = &n->shape;
     const bool moved = nep_layout_moves(c->nhwc, s);
-    const int64_t C = moved ? s->d[0] : 1, inner = len / (c->batch * C);
-    for (int64_t b = 0; b < c->batch; b++)
-        for (int64_t ch = 0; ch < C; ch++)
-            for (int64_t k = 0; k < inner; k++)
-                scale[nep_plane_start(moved, b, ch, C, inner) + k * nep_plane_step(moved, C)] =
-                    nep_rng_uniform(c->rng) >= n->attrs.dropout.p ? keep : 0;
+    const int64_t C = moved ? s->d[0] : 1, inner = len / (c->batch * C), step = nep_plane_step(moved, C);
+#pragma omp parallel for schedule(static)
+    for (int64_t plane = 0; plane < c->batch * C; plane++) {
+        nep_real *sc = scale + nep_plane_start(moved, plane / C, plane % C, C, inner);
+#pragma omp simd
+        for (int64_t k = 0; k < inner; k++)
+            sc[k * step] = nep_rng_stream_keeps(key, (uint64_t)(plane * inner + k), keep_from) ? keep : 0;
+    }
+#pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < len; i++) y[i] = x[i] * scale[i];
 }
 
@@ -41,6 +46,7 @@ static void dropout_backward(const nep_call *c) {
     nep_real *dx = c->dx[0];
     if (!dx) return;
     const bool active = dropout_active(c);
+#pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < len; i++) {
         const nep_real g = active ? dy[i] * scale[i] : dy[i];
         dx[i] = add ? dx[i] + g : g;

@@ -1,59 +1,90 @@
 /* ScaledDotProductAttention (src/ops/sdpa.c). Per call of B samples, T tokens, per sample
  * b and query head h (key/value head g = h / rep), with q_h, k_g, v_g strided columns of
  * the inputs (leading dimensions C and Ck):
- *   P [T, T] = softmax over the kept keys of (scale q_h k_g^T), 0 elsewhere    o_h = P v_g
+ *   P [T, T] = softmax over the kept keys of (scale q_h k_g^T), 0 elsewhere
+ *   D = P * M / (1 - p) in training with attention dropout p (M the keep mask), else P
+ *   o_h = D v_g
  * backward, each phase writing one input's gradient, in input order (q, k and v may be
  * one node, whose single buffer the first write overwrites and the later ones add to):
- *   dS = P (dP - rowsum(dP P)) with dP = do_h v_g^T
- *   dq_h = scale dS k_g;   dk_g = scale sum_h dS_h^T q_h;   dv_g = sum_h P_h^T do_h
+ *   dP = (do_h v_g^T) * M / (1 - p)    dS = P (dP - rowsum(dP P))
+ *   dq_h = scale dS k_g;   dk_g = scale sum_h dS_h^T q_h;   dv_g = sum_h D_h^T do_h
  * the sums over a group's heads in head order, so a run does not depend on the threads.
+ * M is read back from D: where D is 0 but M is not, P is 0 and so is dS.
  * Each (sample, head) product is a single-threaded GEMM on strided columns, the tasks
  * spread over OpenMP (OpenBLAS 0.3.21 has no batched GEMM). */
 #include <math.h>
 #include <omp.h>
 #include <string.h>
 
+#include "nepenthe/rng.h"
 #include "backend/cpu/blas.h"
 #include "backend/cpu/kernels.h"
 #include "ops/sdpa.h"
 
-/* State per sample: P [heads, T, T] and dS [heads, T, T] (backward). */
+/* glibc's vector exp (libmvec): with -fno-math-errno the softmax's loop calls it on whole
+ * vectors, not one element at a time. */
+#pragma omp declare simd notinbranch
+float expf(float);
+#pragma omp declare simd notinbranch
+double exp(double);
+#define VEXP(x) _Generic((x), float: expf, double: exp)(x)
+
+static bool dropping(const nep_call *c) { return c->training && c->n->attrs.sdpa.dropout > 0; }
+
+/* State per sample: P [heads, T, T], D [heads, T, T] (with attention dropout) and
+ * dS [heads, T, T] (backward). */
 static int64_t sdpa_state_reals(const nep_graph *g, const nep_node *n, bool nhwc) {
     const nep_sdpa_geom a = nep_sdpa_geom_of(g, n);
-    return 2 * a.heads * a.T * a.T;
+    return (n->attrs.sdpa.dropout > 0 ? 3 : 2) * a.heads * a.T * a.T;
 }
 
 /* Row i of the scores in place: softmax over the kept keys, 0 on the others; a row with
  * no kept key weighs every key alike (ops/sdpa.c says why). */
 static void softmax_row(const nep_sdpa_geom *a, const nep_real *m, int64_t i, nep_real *row) {
-    const int64_t T = a->T;
+    const int64_t T = a->T, end = a->causal ? i + 1 : T; /* keys from end on are not kept */
     nep_real mx = -INFINITY;
-    for (int64_t j = 0; j < T; j++)
-        if (nep_sdpa_kept(a, m, i, j) && row[j] > mx) mx = row[j];
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < end; j++) {
+        const nep_real s = m && m[j] == 0 ? (nep_real)-INFINITY : row[j];
+        mx = s > mx ? s : mx;
+    }
     if (mx == -INFINITY) {
         for (int64_t j = 0; j < T; j++) row[j] = (nep_real)(1.0 / (double)T);
         return;
     }
-    double sum = 0;
-    for (int64_t j = 0; j < T; j++)
-        sum += row[j] = nep_sdpa_kept(a, m, i, j) ? (nep_real)exp((double)(row[j] - mx)) : 0;
-    const nep_real inv = (nep_real)(1 / sum);
+#pragma omp simd
+    for (int64_t j = 0; j < T; j++) row[j] = j < end && !(m && m[j] == 0) ? row[j] - mx : (nep_real)-INFINITY;
+    nep_real sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < T; j++) sum += row[j] = VEXP(row[j]); /* exp(-inf) = 0 exactly */
+    const nep_real inv = 1 / sum;
+#pragma omp simd
     for (int64_t j = 0; j < T; j++) row[j] *= inv;
 }
 
 static void sdpa_forward(const nep_call *c) {
     const nep_sdpa_geom a = nep_sdpa_geom_of(c->g, c->n);
-    const int64_t T = a.T, C = a.C, Ck = a.Ck, hd = a.hd;
+    const int64_t T = a.T, C = a.C, Ck = a.Ck, hd = a.hd, TT = T * T, tasks = c->batch * a.heads;
+    const bool drop = dropping(c);
+    const double p = c->n->attrs.sdpa.dropout;
+    const uint64_t key = drop ? nep_rng_u64(c->rng) : 0, keep_from = nep_rng_keep_from(p);
+    const nep_real keep = (nep_real)(1 / (1 - p));
 #pragma omp parallel for schedule(static)
-    for (int64_t task = 0; task < c->batch * a.heads; task++) {
+    for (int64_t task = 0; task < tasks; task++) {
         const int64_t b = task / a.heads, h = task % a.heads, g = h / a.rep;
         const nep_real *q = c->x[0] + b * T * C + h * hd, *k = c->x[1] + b * T * Ck + g * hd,
                        *v = c->x[2] + b * T * Ck + g * hd, *m = a.masked ? c->x[3] + b * T : NULL;
-        nep_real *P = (nep_real *)c->state + task * T * T;
+        nep_real *P = (nep_real *)c->state + task * TT, *D = P;
         nep_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hd, (nep_real)a.scale, q,
                  (int)C, k, (int)Ck, 0, P, (int)T);
         for (int64_t i = 0; i < T; i++) softmax_row(&a, m, i, P + i * T);
-        nep_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hd, (int)T, 1, P, (int)T, v, (int)Ck,
+        if (drop) { /* mask element (b, h, i, j) is draw task * T * T + i * T + j */
+            D = (nep_real *)c->state + (tasks + task) * TT;
+#pragma omp simd
+            for (int64_t e = 0; e < TT; e++)
+                D[e] = nep_rng_stream_keeps(key, (uint64_t)(task * TT + e), keep_from) ? P[e] * keep : 0;
+        }
+        nep_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hd, (int)T, 1, D, (int)T, v, (int)Ck,
                  0, c->y + b * T * C + h * hd, (int)C);
     }
 }
@@ -61,17 +92,25 @@ static void sdpa_forward(const nep_call *c) {
 static void sdpa_backward(const nep_call *c) {
     const nep_sdpa_geom a = nep_sdpa_geom_of(c->g, c->n);
     const int64_t T = a.T, C = a.C, Ck = a.Ck, hd = a.hd, B = c->batch, TT = T * T;
-    nep_real *Ps = c->state, *dSs = Ps + B * a.heads * TT;
+    const bool drop = dropping(c);
+    const nep_real keep = (nep_real)(1 / (1 - c->n->attrs.sdpa.dropout));
+    nep_real *Ps = c->state, *Ds = drop ? Ps + B * a.heads * TT : Ps, *dSs = Ps + (drop ? 2 : 1) * B * a.heads * TT;
 #pragma omp parallel for schedule(static)
     for (int64_t task = 0; task < B * a.heads; task++) {
         const int64_t b = task / a.heads, h = task % a.heads, g = h / a.rep;
-        const nep_real *P = Ps + task * TT, *v = c->x[2] + b * T * Ck + g * hd, *dout = c->dy + b * T * C + h * hd;
+        const nep_real *P = Ps + task * TT, *D = Ds + task * TT, *v = c->x[2] + b * T * Ck + g * hd,
+                       *dout = c->dy + b * T * C + h * hd;
         nep_real *dS = dSs + task * TT;
         nep_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hd, 1, dout, (int)C, v, (int)Ck,
                  0, dS, (int)T);
+        if (drop)
+#pragma omp simd
+            for (int64_t e = 0; e < TT; e++) dS[e] = D[e] != 0 ? dS[e] * keep : 0;
         for (int64_t i = 0; i < T; i++) {
             double dot = 0;
+#pragma omp simd reduction(+ : dot)
             for (int64_t j = 0; j < T; j++) dot += (double)dS[i * T + j] * P[i * T + j];
+#pragma omp simd
             for (int64_t j = 0; j < T; j++) dS[i * T + j] = P[i * T + j] * (dS[i * T + j] - (nep_real)dot);
         }
     }
@@ -98,7 +137,7 @@ static void sdpa_backward(const nep_call *c) {
                     nep_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hd, (int)T, (nep_real)a.scale,
                              dSs + bh * TT, (int)T, c->x[0] + b * T * C + h * hd, (int)C, beta, d, (int)Ck);
                 else
-                    nep_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hd, (int)T, 1, Ps + bh * TT,
+                    nep_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hd, (int)T, 1, Ds + bh * TT,
                              (int)T, c->dy + b * T * C + h * hd, (int)C, beta, d, (int)Ck);
             }
         }

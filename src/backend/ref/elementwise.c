@@ -96,15 +96,17 @@ static void affine_backward(const nep_call *c) {
 }
 const nep_kernel nep_ref_affine = {.forward = value_forward, .backward = affine_backward};
 
-/* Dropout: in training, keep with probability 1 - p and scale by 1 / (1 - p), one draw
- * of the call's generator per element in order (the masks every backend must draw);
- * the identity in evaluation. State: the scale factor of each element. */
+/* Dropout: in training, keep with probability 1 - p and scale by 1 / (1 - p), element i
+ * keeping when draw i of the stream keyed by one draw of the call's generator does (the
+ * masks every backend must draw); the identity in evaluation. State: the scale factor
+ * of each element. */
 static bool dropout_active(const nep_call *c) { return c->training && c->n->attrs.dropout.p > 0; }
 static void dropout_forward(const nep_call *c) {
     const double p = c->n->attrs.dropout.p;
     nep_real *scale = c->state;
+    const uint64_t key = dropout_active(c) ? nep_rng_u64(c->rng) : 0;
     for (int64_t i = 0; i < nep_call_numel(c); i++) {
-        if (dropout_active(c)) scale[i] = nep_rng_uniform(c->rng) >= p ? (nep_real)(1 / (1 - p)) : 0;
+        if (dropout_active(c)) scale[i] = nep_rng_stream_keeps(key, (uint64_t)i, nep_rng_keep_from(p)) ? (nep_real)(1 / (1 - p)) : 0;
         c->y[i] = dropout_active(c) ? c->x[0][i] * scale[i] : c->x[0][i];
     }
 }
