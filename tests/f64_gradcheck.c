@@ -50,7 +50,7 @@ typedef struct gc_case {
     uint64_t seed;
 } gc_case;
 
-static const nep_shape vec = {1, {7}}, tok = {2, {3, 5}, 1}, img = {3, {3, 2, 2}}, img345 = {3, {3, 4, 5}},
+static const nep_shape vec = {1, {7}}, tok = {2, {3, 5}, 1}, tok4 = {2, {3, 4}, 1}, img = {3, {3, 2, 2}}, img345 = {3, {3, 4, 5}},
                        img6 = {3, {2, 6, 7}}, grid = {3, {3, 5, 2}, 2}, grid_even = {3, {2, 4, 3}, 2};
 
 #define ELEMENTWISE(nm, op, attrs, in) {nm, op, attrs, in, 3, false, KINK_FREE, 1e-6, 1234 + op}
@@ -75,10 +75,13 @@ static const gc_case cases[] = {
     ELEMENTWISE("identity", NEP_OP_IDENTITY, ((nep_attrs){{0}}), img),
     ELEMENTWISE("flatten", NEP_OP_FLATTEN, ((nep_attrs){{0}}), img),
     ELEMENTWISE("add", NEP_OP_ADD, ((nep_attrs){{0}}), img),
+    ELEMENTWISE("mul_square", NEP_OP_MUL, ((nep_attrs){{0}}), tok), /* x * x: one input twice */
     ELEMENTWISE("affine", NEP_OP_AFFINE, ((nep_attrs){{0}}), img),
     ELEMENTWISE("affine_vec", NEP_OP_AFFINE, ((nep_attrs){{0}}), vec),
     ELEMENTWISE("layernorm_vec", NEP_OP_LAYERNORM, ((nep_attrs){{0}}), vec),
     ELEMENTWISE("layernorm_tokens", NEP_OP_LAYERNORM, ((nep_attrs){.layernorm = {.eps = 1e-3}}), tok),
+    ELEMENTWISE("rmsnorm_tokens", NEP_OP_RMSNORM, ((nep_attrs){.layernorm = {.eps = 1e-3}}), tok),
+    ELEMENTWISE("rope", NEP_OP_ROPE, ((nep_attrs){.rope = {.heads = 1, .theta = 100}}), tok4),
     /* ViT's global attention, and Swin's padded, shifted, masked windows with their bias */
     {"attention_tokens", NEP_OP_ATTENTION, {.attention = {.heads = 2}}, {2, {4, 6}, 1}, 2, false, STANDARD, 1e-6, 808},
     {"attention_windows", NEP_OP_ATTENTION, {.attention = {.heads = 2, .window = {3, 3}, .shift = {1, 1}}},

@@ -232,7 +232,7 @@ static void init_handmade(nep_graph *g, nep_rng *rng) {
         const nep_op_kind op = g->nodes[p->node].op;
         if (op == NEP_OP_PRELU) {
             fill_uniform(g, p, 0.05, 0.5, rng);
-        } else if (op == NEP_OP_AFFINE || op == NEP_OP_LAYERNORM) {
+        } else if (op == NEP_OP_AFFINE || op == NEP_OP_LAYERNORM || op == NEP_OP_RMSNORM) {
             const bool scale = strstr(p->name, ".weight") != NULL;
             fill_uniform(g, p, scale ? 0.5 : -0.3, scale ? 1.5 : 0.3, rng);
         } else {
@@ -286,6 +286,24 @@ static nep_status handmade_vector(nep_graph *g, nep_rng *rng, nep_err *err) {
     x = add1(g, NEP_OP_GELU, "act2", x, (nep_attrs){0});
     x = linear(g, "head", x, 48, 10, true);
     if (x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building handmade_vector");
+    g->output = x;
+    NEP_TRY(nep_graph_finalize(g, err));
+    init_handmade(g, rng);
+    return NEP_OK;
+}
+
+/* Image rows as 28 tokens of 28 features through Llama's pieces: RMSNorm, a projection
+ * to 2 heads of 8 and their rotary embedding with Llama 3's scaling (its three bands
+ * reached: wavelengths 6.3, 63, 628 and 6283 against 16 and 64). */
+static nep_status rmsnorm_rope_tokens(nep_graph *g, nep_rng *rng, nep_err *err) {
+    nep_graph_init(g);
+    int x = nep_graph_input(g, "input", (nep_shape){2, {28, 28}, 1});
+    x = per_channel(g, NEP_OP_RMSNORM, "norm", x, 28);
+    x = add1(g, NEP_OP_ROPE, "rope", linear(g, "q_proj", x, 28, 16, false),
+             (nep_attrs){.rope = {.heads = 2, .theta = 10000, .factor = 8, .low_freq_factor = 1, .high_freq_factor = 4,
+                                  .original_max_position = 64}});
+    x = linear(g, "head", add1(g, NEP_OP_FLATTEN, "flat", x, (nep_attrs){0}), 28 * 16, 10, true);
+    if (x < 0) return nep_fail(err, NEP_ERR_NOMEM, "out of memory building rmsnorm_rope_tokens");
     g->output = x;
     NEP_TRY(nep_graph_finalize(g, err));
     init_handmade(g, rng);
@@ -438,7 +456,8 @@ static const struct {
     {"handmade_image", handmade_image}, {"handmade_vector", handmade_vector},
     {"resnet20_collapsed", resnet20_collapsed, true}, {"tokmlp_prelu", tokmlp_prelu},
     {"tokmlp_collapsed", tokmlp_collapsed, true}, {"embedding_patches", embedding_patches},
-    {"layernorm_tokens", layernorm_tokens}, {"vit_tokens", vit_tokens}, {"swin_grid", swin_grid},
+    {"layernorm_tokens", layernorm_tokens}, {"rmsnorm_rope_tokens", rmsnorm_rope_tokens},
+    {"vit_tokens", vit_tokens}, {"swin_grid", swin_grid},
     {"vit", vit}, {"swin", swin}, {"vit_collapsed", vit_collapsed, true},
     {"swin_collapsed", swin_collapsed, true},
 };

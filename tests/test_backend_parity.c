@@ -72,6 +72,7 @@ static const parity_case cases[] = {
     {"gelu_tokens", NEP_OP_GELU, TOK(4, 5), {{0}}, NEP_OP_INPUT, true, 4},
     {"dropout_tokens", NEP_OP_DROPOUT, TOK(6, 5), {.dropout = {.p = 0.3}}, NEP_OP_INPUT, true, 2},
     {"add_tokens", NEP_OP_ADD, TOK(4, 5), {{0}}, NEP_OP_INPUT, true, 2},
+    {"mul_tokens", NEP_OP_MUL, TOK(4, 5), {{0}}, NEP_OP_INPUT, true, 2},
     {"embedding_relu", NEP_OP_EMBEDDING, IDS(7), {{0}}, NEP_OP_RELU, true, 0},
     /* a padding row without gradient; BERT's and RoBERTa's positions (ids 1 are padding) */
     {"embedding_padded", NEP_OP_EMBEDDING, IDS(7), {.embedding = {.padded = true, .padding_idx = 2}}, NEP_OP_INPUT, true, 0},
@@ -82,6 +83,11 @@ static const parity_case cases[] = {
     {"tanh", NEP_OP_TANH, {1, {9}}, {{0}}, NEP_OP_INPUT, true, 3},
     {"layernorm_tokens", NEP_OP_LAYERNORM, TOK(5, 6), {.layernorm = {.eps = 1e-6}}, NEP_OP_INPUT, true, 3},
     {"layernorm_relu", NEP_OP_LAYERNORM, {1, {9}}, {{0}}, NEP_OP_RELU, true, 3},
+    {"rmsnorm_tokens", NEP_OP_RMSNORM, TOK(5, 6), {.layernorm = {.eps = 1e-6}}, NEP_OP_INPUT, true, 3},
+    /* rotary embedding; with Llama 3's scaling, whose three bands heads of width 8 reach */
+    {"rope", NEP_OP_ROPE, TOK(5, 8), {.rope = {.heads = 2, .theta = 10000}}, NEP_OP_INPUT, true, 2},
+    {"rope_llama3", NEP_OP_ROPE, TOK(7, 16), {.rope = {.heads = 2, .theta = 10000, .factor = 8, .low_freq_factor = 1,
+     .high_freq_factor = 4, .original_max_position = 64}}, NEP_OP_INPUT, true, 2},
     {"attention_tokens", NEP_OP_ATTENTION, TOK(5, 8), {.attention = {.heads = 2}}, NEP_OP_INPUT, true, 2},
     {"attention_windows_relu", NEP_OP_ATTENTION, {3, {5, 7, 8}, 2},
      {.attention = {.heads = 2, .window = {3, 3}, .shift = {1, 1}}}, NEP_OP_RELU, true, 2},
@@ -121,13 +127,13 @@ static nep_graph build(const parity_case *k, uint64_t seed) {
     int x = nep_graph_input(&g, "input", k->in), y;
     const int64_t C = nep_shape_features(&k->in);
     nep_err err;
-    if (k->op == NEP_OP_ADD) {
+    if (k->op == NEP_OP_ADD || k->op == NEP_OP_MUL) {
         const int a = nep_graph_add1(&g, NEP_OP_AFFINE, "a", x, (nep_attrs){0});
         const int b = nep_graph_add1(&g, NEP_OP_AFFINE, "b", x, (nep_attrs){0});
         for (int i = 0; i < 2; i++)
             for (int j = 0; j < 2; j++)
                 nep_graph_add_param(&g, i ? b : a, j ? "bias" : "weight", 1, 1, (int64_t[]){C});
-        y = nep_graph_add(&g, NEP_OP_ADD, "op", (int[]){a, b}, 2, k->attrs);
+        y = nep_graph_add(&g, k->op, "op", (int[]){a, b}, 2, k->attrs);
     } else if (k->op == NEP_OP_SDPA) {
         int kv[2] = {x, x};
         const nep_sdpa_attrs *a = &k->attrs.sdpa;
@@ -168,9 +174,9 @@ static nep_graph build(const parity_case *k, uint64_t seed) {
         } else if (k->op == NEP_OP_EMBEDDING) {
             /* positions read rows up to 7 (BERT's) or 1 + 7 (RoBERTa's after padding row 1) */
             nep_graph_add_param(&g, y, "weight", 1, 2, (int64_t[]){k->attrs.embedding.positions ? 9 : VOCAB, 4});
-        } else if (k->op == NEP_OP_AFFINE || k->op == NEP_OP_LAYERNORM) {
+        } else if (k->op == NEP_OP_AFFINE || k->op == NEP_OP_LAYERNORM || k->op == NEP_OP_RMSNORM) {
             nep_graph_add_param(&g, y, "weight", 1, 1, (int64_t[]){C});
-            nep_graph_add_param(&g, y, "bias", 1, 1, (int64_t[]){C});
+            if (k->op != NEP_OP_RMSNORM) nep_graph_add_param(&g, y, "bias", 1, 1, (int64_t[]){C});
         } else if (k->op == NEP_OP_CLASS_TOKEN) { /* named as the node */
             nep_graph_add_param(&g, y, "", 1, 3, (int64_t[]){1, 1, C});
         } else if (k->op == NEP_OP_POS_EMBEDDING) {

@@ -104,6 +104,7 @@ static void test_layernorm(void **s) { check_op("layernorm", NEP_OP_LAYERNORM, (
 static void test_layernorm_eps(void **s) {
     check_op("layernorm_eps", NEP_OP_LAYERNORM, (nep_attrs){.layernorm = {.eps = 0.1}});
 }
+static void test_rmsnorm(void **s) { check_op("rmsnorm", NEP_OP_RMSNORM, (nep_attrs){.layernorm = {.eps = 1e-6}}); }
 
 /* The ops around a transformer's attention, as torchvision's ViT and Swin compute them
  * (an image's tokens in both layouts: NEP_RUN_BOTH_LAYOUTS runs this file in NHWC, where
@@ -155,7 +156,7 @@ int main(void) {
         cmocka_unit_test(test_silu),          cmocka_unit_test(test_identity),
         cmocka_unit_test(test_prelu),         cmocka_unit_test(test_prelu4d),
         cmocka_unit_test(test_linear),        cmocka_unit_test(test_layernorm),
-        cmocka_unit_test(test_layernorm_eps), cmocka_unit_test(test_tokens),
+        cmocka_unit_test(test_layernorm_eps), cmocka_unit_test(test_rmsnorm), cmocka_unit_test(test_tokens),
         cmocka_unit_test(test_tokens_grid),   cmocka_unit_test(test_class_token),
         cmocka_unit_test(test_pos_embedding), cmocka_unit_test(test_take_token),
         cmocka_unit_test(test_token_mean),    cmocka_unit_test(test_token_mean_grid),

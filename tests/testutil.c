@@ -99,7 +99,7 @@ int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape i
             nep_graph_add_param(g, ins[i], "weight", NEP_PARAM_TRAINABLE, 2, (int64_t[]){kv, C});
         }
     int id = op == NEP_OP_ATTENTION ? nep_graph_add_attention(g, "op", x, nep_shape_features(&in), attrs.attention)
-                                    : nep_graph_add(g, op, "op", ins, op == NEP_OP_ADD ? 2 : op == NEP_OP_SDPA ? 3 : 1, attrs);
+                                    : nep_graph_add(g, op, "op", ins, op == NEP_OP_ADD || op == NEP_OP_MUL ? 2 : op == NEP_OP_SDPA ? 3 : 1, attrs);
     if (op == NEP_OP_LINEAR) {
         const nep_linear_attrs *l = &attrs.linear;
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2,
@@ -110,10 +110,10 @@ int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape i
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, (int64_t[]){in.d[0]});
     } else if (op == NEP_OP_EMBEDDING) { /* rows for the ids 0..7 or for positions past a padding row 3 */
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 2, (int64_t[]){8 + 4 + in.d[0], 4});
-    } else if (op == NEP_OP_AFFINE || op == NEP_OP_LAYERNORM) {
+    } else if (op == NEP_OP_AFFINE || op == NEP_OP_LAYERNORM || op == NEP_OP_RMSNORM) {
         const int64_t c[1] = {nep_shape_features(&in)};
         nep_graph_add_param(g, id, "weight", NEP_PARAM_TRAINABLE, 1, c);
-        nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, c);
+        if (op != NEP_OP_RMSNORM) nep_graph_add_param(g, id, "bias", NEP_PARAM_TRAINABLE, 1, c);
     } else if (op == NEP_OP_CLASS_TOKEN) { /* named as the node, as torchvision's */
         nep_graph_add_param(g, id, "", NEP_PARAM_TRAINABLE, 3, (int64_t[]){1, 1, in.d[1]});
     } else if (op == NEP_OP_POS_EMBEDDING) {

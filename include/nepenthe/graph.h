@@ -55,6 +55,9 @@ typedef enum nep_op_kind {
     NEP_OP_DROP_PATH,   /* stochastic depth: whole samples dropped in training */
     NEP_OP_SDPA,        /* multi-head attention of given q, k, v: masks, causal, grouped heads */
     NEP_OP_TANH,        /* elementwise tanh (BERT's pooler, RoBERTa's classification head) */
+    NEP_OP_RMSNORM,     /* normalization by the root mean square over the features (Llama's) */
+    NEP_OP_ROPE,        /* rotary position embedding of each head's q or k (Llama's) */
+    NEP_OP_MUL,         /* elementwise product of two inputs (SwiGLU's silu(gate) * up) */
     NEP_OP_COUNT
 } nep_op_kind;
 
@@ -126,6 +129,19 @@ typedef struct nep_sdpa_attrs {
     double dropout;
 } nep_sdpa_attrs;
 
+/* Rotary position embedding, as transformers' Llama applies it to q and k: x [T, heads hd]
+ * with hd even, half = hd / 2; token t's feature pairs (j, j + half) of each head rotated
+ * by the angle t * inv_freq[j] (rotate_half's convention: y = x cos + rotate_half(x) sin),
+ * inv_freq[j] = theta^(-2j / hd). factor > 0: Llama 3's rope_scaling (rope_type "llama3")
+ * rescales inv_freq with factor, low_freq_factor, high_freq_factor and
+ * original_max_position (original_max_position_embeddings). */
+typedef struct nep_rope_attrs {
+    int heads;
+    int original_max_position;
+    double theta;
+    double factor, low_freq_factor, high_freq_factor;
+} nep_rope_attrs;
+
 typedef struct nep_tokens_attrs {
     bool grid;          /* [H, W, C] (Swin's Permute) instead of [H*W, C] (ViT's) */
 } nep_tokens_attrs;
@@ -175,6 +191,7 @@ typedef union nep_attrs {
     nep_layernorm_attrs layernorm;
     nep_attention_attrs attention;
     nep_sdpa_attrs sdpa;
+    nep_rope_attrs rope;
     nep_leaky_relu_attrs leaky_relu;
     nep_gelu_attrs gelu;
     nep_embedding_attrs embedding;

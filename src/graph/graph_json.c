@@ -41,6 +41,8 @@ typedef struct flat_attrs {
     bool positions, padded;
     int padding_idx;
     bool tanh;
+    double theta, rope_factor, low_freq_factor, high_freq_factor;
+    int original_max_position;
 } flat_attrs;
 #define FIRST_OPTIONAL_KEY 11 /* flat_keys[11] on */
 
@@ -70,6 +72,11 @@ static const struct {
     {"padded", NEP_ATTR_BOOL, offsetof(flat_attrs, padded)},
     {"padding_idx", NEP_ATTR_INT, offsetof(flat_attrs, padding_idx)},
     {"tanh", NEP_ATTR_BOOL, offsetof(flat_attrs, tanh)},
+    {"theta", NEP_ATTR_DOUBLE, offsetof(flat_attrs, theta)},
+    {"rope_factor", NEP_ATTR_DOUBLE, offsetof(flat_attrs, rope_factor)},
+    {"low_freq_factor", NEP_ATTR_DOUBLE, offsetof(flat_attrs, low_freq_factor)},
+    {"high_freq_factor", NEP_ATTR_DOUBLE, offsetof(flat_attrs, high_freq_factor)},
+    {"original_max_position", NEP_ATTR_INT, offsetof(flat_attrs, original_max_position)},
 };
 
 /* Copies each attribute op declares from its typed place in a nep_attrs to its key's in a
@@ -112,6 +119,8 @@ static cJSON *attrs_json(nep_op_kind op, const nep_attrs *typed) {
             const int *v = (const int *)((const char *)a + flat_keys[f].offset);
             if (flat_keys[f].type == NEP_ATTR_BOOL)
                 cJSON_AddBoolToObject(o, flat_keys[f].key, *(const bool *)v);
+            else if (flat_keys[f].type == NEP_ATTR_DOUBLE)
+                cJSON_AddNumberToObject(o, flat_keys[f].key, *(const double *)v);
             else if (flat_keys[f].type == NEP_ATTR_INT)
                 cJSON_AddNumberToObject(o, flat_keys[f].key, v[0]);
             else
@@ -243,6 +252,10 @@ static nep_status read_attrs(const cJSON *o, const char *node, nep_op_kind op, n
             snprintf(why, sizeof why, "'%s' must be true or false", flat_keys[f].key);
             if (!cJSON_IsBool(v)) return bad(err, node, why);
             *(bool *)dst = cJSON_IsTrue(v);
+        } else if (t == NEP_ATTR_DOUBLE) {
+            snprintf(why, sizeof why, "'%s' must be a finite number", flat_keys[f].key);
+            if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) return bad(err, node, why);
+            *(double *)dst = v->valuedouble;
         } else if (t == NEP_ATTR_INT_PAIR ? read_ints(v, got, 2, 0, 1 << 16) != 2
                                           : read_ints_scalar(v, got, t == NEP_ATTR_INT ? INT32_MAX : 1 << 16) != 1) {
             snprintf(why, sizeof why, "'%s' must be %s", flat_keys[f].key,

@@ -162,6 +162,6 @@ extern const nep_op_def nep_op_input, nep_op_linear, nep_op_relu, nep_op_leaky_r
     nep_op_dropout, nep_op_add, nep_op_conv2d, nep_op_batchnorm, nep_op_maxpool, nep_op_avgpool,
     nep_op_global_avgpool, nep_op_affine, nep_op_embedding, nep_op_layernorm, nep_op_attention,
     nep_op_tokens, nep_op_class_token, nep_op_pos_embedding, nep_op_take_token, nep_op_token_mean,
-    nep_op_patch_merge, nep_op_drop_path, nep_op_sdpa, nep_op_tanh;
+    nep_op_patch_merge, nep_op_drop_path, nep_op_sdpa, nep_op_tanh, nep_op_rmsnorm, nep_op_rope, nep_op_mul;
 
 #endif

@@ -1,8 +1,9 @@
 /* Ops that compute nothing of their own: Input (the batch itself), Identity, Flatten
- * ([C, H, W] -> [C*H*W]) and Add (y = x0 + x1 (+ ...), inputs of one shape). Identity
+ * ([C, H, W] -> [C*H*W]) and Add (y = x0 + x1 (+ ...), inputs of one shape); and Mul,
+ * the elementwise product of two inputs of one shape (Llama's silu(gate) * up). Identity
  * and Flatten are reshapes of their input (nep_op_def.view), whose buffers they take.
  * ONNX: Identity; Flatten(axis = 1); Add a chain of Adds in nepenthe's summation order;
- * Input none (the writer names the graph's input). */
+ * Mul; Input none (the writer names the graph's input). */
 #include <stdio.h>
 
 #include "ops/onnx_map.h"
@@ -19,8 +20,8 @@ static nep_status add_infer(nep_graph *g, nep_node *n, nep_err *err) {
         bool same = si->ndim == s0->ndim && si->axis == s0->axis;
         for (int d = 0; same && d < s0->ndim; d++) same = si->d[d] == s0->d[d];
         if (!same)
-            return nep_fail(err, NEP_ERR_SHAPE, "node '%s' (Add): input %d's shape differs "
-                            "from input 0's", n->name, i);
+            return nep_fail(err, NEP_ERR_SHAPE, "node '%s' (%s): input %d's shape differs "
+                            "from input 0's", n->name, nep_op(n->op)->name, i);
     }
     n->shape = *s0;
     return NEP_OK;
@@ -56,6 +57,13 @@ const nep_op_def nep_op_identity = {.name = "Identity", .min_inputs = 1, .max_in
 const nep_op_def nep_op_flatten = {.name = "Flatten", .min_inputs = 1, .max_inputs = 1,
                                    .view = NEP_VIEW_RESHAPE, .infer = flatten_infer,
                                    .onnx = flatten_onnx};
+static void mul_onnx(const nep_onnx_sink *s, const nep_graph *g, const nep_node *n,
+                     const char *const *in, const char *out) {
+    nep_onnx_node(s, "Mul", n->name, in, 2, out);
+}
+
+const nep_op_def nep_op_mul = {.name = "Mul", .min_inputs = 2, .max_inputs = 2,
+                               .infer = add_infer, .flops = add_flops, .onnx = mul_onnx};
 const nep_op_def nep_op_add = {.name = "Add", .min_inputs = 2, .max_inputs = NEP_MAX_INPUTS,
                                .passes_gradient = true, .fuses_rectifier = true,
                                .infer = add_infer, .flops = add_flops, .onnx = add_onnx};

@@ -84,6 +84,15 @@ def main(outdir):
         t.update({f"{name}.x": out(x), f"{name}.weight": out(w), f"{name}.bias": out(b), f"{name}.gy": out(gy),
                   f"{name}.y": out(y), f"{name}.gx": out(gx), f"{name}.gweight": out(gw), f"{name}.gbias": out(gb)})
 
+    # RMSNorm as transformers' LlamaRMSNorm computes it (torch 1.13 has no nn.RMSNorm):
+    # weight * x * rsqrt(mean(x^2, -1) + eps)
+    x, w, gy = torch.randn(8, 6) * 2 + 1, torch.randn(6), torch.randn(8, 6)
+    xd, wd = f64(x), f64(w)
+    y = wd * (xd * torch.rsqrt(xd.pow(2).mean(-1, keepdim=True) + 1e-6))
+    gx, gw = torch.autograd.grad((y * gy.double()).sum(), (xd, wd))
+    t.update({"rmsnorm.x": out(x), "rmsnorm.weight": out(w), "rmsnorm.gy": out(gy), "rmsnorm.y": out(y),
+              "rmsnorm.gx": out(gx), "rmsnorm.gweight": out(gw)})
+
     # The token ops, each as torchvision computes it; a parameter is stored as "weight"
     # (the test's name for a node's first parameter), its gradient as "gweight".
     def case(name, fn, x, weight=None):

@@ -41,7 +41,7 @@ extern const nep_kernel nep_cpu_input, nep_cpu_linear, nep_cpu_relu, nep_cpu_lea
     nep_cpu_prelu, nep_cpu_relu6, nep_cpu_gelu, nep_cpu_silu, nep_cpu_identity, nep_cpu_flatten,
     nep_cpu_dropout, nep_cpu_add, nep_cpu_conv2d, nep_cpu_batchnorm, nep_cpu_maxpool,
     nep_cpu_avgpool, nep_cpu_global_avgpool, nep_cpu_affine, nep_cpu_embedding, nep_cpu_layernorm,
-    nep_cpu_attention, nep_cpu_sdpa, nep_cpu_tanh, nep_cpu_tokens, nep_cpu_class_token, nep_cpu_pos_embedding, nep_cpu_take_token,
+    nep_cpu_attention, nep_cpu_sdpa, nep_cpu_tanh, nep_cpu_rmsnorm, nep_cpu_rope, nep_cpu_mul, nep_cpu_tokens, nep_cpu_class_token, nep_cpu_pos_embedding, nep_cpu_take_token,
     nep_cpu_token_mean, nep_cpu_patch_merge, nep_cpu_drop_path;
 
 #endif

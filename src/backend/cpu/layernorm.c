@@ -1,6 +1,9 @@
-/* LayerNorm (src/ops/layernorm.c) over the last axis, R = batch x positions rows of C:
+/* LayerNorm and RMSNorm (src/ops/layernorm.c) over the last axis, R = batch x positions
+ * rows of C:
  *   y = xhat w + b, xhat = (x - mean) rstd, rstd = 1 / sqrt(var + eps)
  *   dx (+)= rstd (g - mean(g) - xhat mean(g xhat)), g = dy w;  dw = sum dy xhat;  db = sum dy
+ * RMSNorm is the same with the mean taken as 0 (var is then the mean square; no mean(g)
+ * term) and no bias.
  * Each row's sums in double; rows in parallel, the parameter sums over rows in row order
  * (into scratch) so that runs reproduce. Forward keeps each row's mean and rstd in the
  * call's state [R][2] (as PyTorch saves them), for backward. */
@@ -8,9 +11,9 @@
 
 #include "backend/cpu/kernels.h"
 
-static void row_stats(const nep_real *x, int64_t C, double eps, double *mean, double *rstd) {
+static void row_stats(const nep_real *x, int64_t C, bool centered, double eps, double *mean, double *rstd) {
     double s = 0, q = 0;
-    for (int64_t j = 0; j < C; j++) s += x[j];
+    for (int64_t j = 0; centered && j < C; j++) s += x[j];
     const double m = s / (double)C;
     for (int64_t j = 0; j < C; j++) q += ((double)x[j] - m) * ((double)x[j] - m);
     *mean = m;
@@ -31,15 +34,16 @@ static void layernorm_forward(const nep_call *c) {
     int64_t R, C;
     dims(c, &R, &C);
     const double eps = nep_layernorm_eps(&c->n->attrs.layernorm);
-    const nep_real *x = c->x[0], *w = c->w[0], *b = c->w[1];
+    const bool centered = c->n->op == NEP_OP_LAYERNORM;
+    const nep_real *x = c->x[0], *w = c->w[0], *b = centered ? c->w[1] : NULL;
     nep_real *stats = c->state;
 #pragma omp parallel for if (R * C > NEP_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         double mean, rstd;
-        row_stats(x + r * C, C, eps, &mean, &rstd);
+        row_stats(x + r * C, C, centered, eps, &mean, &rstd);
         stats[2 * r] = (nep_real)mean, stats[2 * r + 1] = (nep_real)rstd;
         for (int64_t j = 0; j < C; j++)
-            c->y[r * C + j] = (nep_real)(((double)x[r * C + j] - mean) * rstd * w[j] + b[j]);
+            c->y[r * C + j] = (nep_real)(((double)x[r * C + j] - mean) * rstd * w[j] + (b ? b[j] : 0));
     }
 }
 
@@ -50,6 +54,7 @@ static size_t layernorm_scratch(const nep_graph *g, const nep_node *n, bool nhwc
 static void layernorm_backward(const nep_call *c) {
     int64_t R, C;
     dims(c, &R, &C);
+    const bool centered = c->n->op == NEP_OP_LAYERNORM;
     const nep_real *x = c->x[0], *w = c->w[0], *dy = c->dy, *stats = c->state;
     nep_real *dx = c->dx[0];
     const bool add = c->dx_add[0];
@@ -64,7 +69,7 @@ static void layernorm_backward(const nep_call *c) {
             mg += g;
             mgx += g * ((double)xr[j] - mean) * rstd;
         }
-        mg /= (double)C, mgx /= (double)C;
+        mg = centered ? mg / (double)C : 0, mgx /= (double)C;
         for (int64_t j = 0; j < C; j++) {
             const double xhat = ((double)xr[j] - mean) * rstd;
             const double v = rstd * ((double)gr[j] * w[j] - mg - xhat * mgx);
@@ -82,9 +87,11 @@ static void layernorm_backward(const nep_call *c) {
     }
     for (int64_t j = 0; j < C; j++) {
         c->dw[0][j] = (nep_real)(c->accumulate ? c->dw[0][j] + sw[j] : sw[j]);
-        c->dw[1][j] = (nep_real)(c->accumulate ? c->dw[1][j] + sb[j] : sb[j]);
+        if (centered) c->dw[1][j] = (nep_real)(c->accumulate ? c->dw[1][j] + sb[j] : sb[j]);
     }
 }
 
 const nep_kernel nep_cpu_layernorm = {.state_reals = layernorm_state_reals, .scratch_bytes = layernorm_scratch,
                                       .forward = layernorm_forward, .backward = layernorm_backward};
+const nep_kernel nep_cpu_rmsnorm = {.state_reals = layernorm_state_reals, .scratch_bytes = layernorm_scratch,
+                                    .forward = layernorm_forward, .backward = layernorm_backward};

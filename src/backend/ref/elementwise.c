@@ -161,5 +161,16 @@ static void add_backward(const nep_call *c) {
 }
 const nep_kernel nep_ref_add = {.forward = add_forward, .backward = add_backward};
 
+/* Mul: y = x0 x1;  dx0 = dy x1, dx1 = dy x0 */
+static void mul_forward(const nep_call *c) {
+    for (int64_t i = 0; i < nep_call_numel(c); i++) c->y[i] = (nep_real)((double)c->x[0][i] * c->x[1][i]);
+}
+static void mul_backward(const nep_call *c) {
+    for (int k = 0; k < 2; k++)
+        for (int64_t i = 0; c->dx[k] && i < nep_call_numel(c); i++)
+            ref_put(&c->dx[k][i], (double)c->dy[i] * c->x[1 - k][i], c->dx_add[k]);
+}
+const nep_kernel nep_ref_mul = {.forward = mul_forward, .backward = mul_backward};
+
 /* Input, Identity, and Flatten in NCHW: the executor aliases their buffers. */
 const nep_kernel nep_ref_none = {0};

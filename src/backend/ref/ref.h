@@ -43,7 +43,7 @@ extern const nep_kernel nep_ref_none, nep_ref_linear, nep_ref_relu, nep_ref_leak
     nep_ref_prelu, nep_ref_relu6, nep_ref_gelu, nep_ref_silu, nep_ref_dropout, nep_ref_add,
     nep_ref_conv2d, nep_ref_batchnorm, nep_ref_maxpool, nep_ref_avgpool,
     nep_ref_global_avgpool, nep_ref_affine, nep_ref_embedding, nep_ref_layernorm,
-    nep_ref_attention, nep_ref_sdpa, nep_ref_tanh, nep_ref_tokens, nep_ref_class_token, nep_ref_pos_embedding, nep_ref_take_token,
+    nep_ref_attention, nep_ref_sdpa, nep_ref_tanh, nep_ref_rmsnorm, nep_ref_rope, nep_ref_mul, nep_ref_tokens, nep_ref_class_token, nep_ref_pos_embedding, nep_ref_take_token,
     nep_ref_token_mean, nep_ref_patch_merge, nep_ref_drop_path;
 
 #endif
