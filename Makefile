@@ -96,7 +96,7 @@ build/f64/tests/%: build/f64/obj/tests/%.o build/f64/obj/tests/testutil.o build/
 
 # --- golden data from PyTorch (written by the tests' own generators) -------------
 # Generators that need Hugging Face's transformers run in the project's venv (build/venv).
-GOLDEN_VENV_PY := tests/golden/gen_text_encoders.py tests/golden/minilm_reference.py
+GOLDEN_VENV_PY := tests/golden/gen_text_encoders.py tests/golden/minilm_reference.py tests/golden/gen_llama.py
 GOLDEN_PY := $(filter-out $(GOLDEN_VENV_PY),$(sort $(wildcard tests/golden/gen_*.py)))
 golden: build/golden/.stamp build/golden/.venv-stamp
 build/golden/.stamp: $(GOLDEN_PY) tests/tools/safetensors_np.py
@@ -112,7 +112,8 @@ build/golden/.venv-stamp: $(GOLDEN_VENV_PY) tests/tools/safetensors_np.py build/
 # as release binaries: heap damage by oneDNN's JIT code is invisible to AddressSanitizer
 # and showed only in release binaries (uxlfoundation/oneDNN#6035). So do the CLI scripts.
 DNNL_TESTS := $(filter $(addprefix tests/,test_backend_parity.c test_bn_pool.c test_collapse.c \
-                test_conv.c test_conv_property.c test_eltwise.c test_golden_convnets.c test_minilm.c test_text_encoders.c),$(TESTS))
+                test_conv.c test_conv_property.c test_eltwise.c test_golden_convnets.c test_llama.c test_minilm.c \
+                test_text_encoders.c),$(TESTS))
 PLAIN_TESTS := $(filter-out $(DNNL_TESTS),$(TESTS))
 TEST_BINS := $(TESTS:tests/%.c=build/asan/tests/%) $(F64_TESTS:tests/%.c=build/f64/tests/%) \
              $(DNNL_TESTS:tests/%.c=build/tests/%) $(IR_TESTS:tests/%.c=build/asan/ir/%) $(EXAMPLES)

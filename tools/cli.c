@@ -442,7 +442,7 @@ void cli_progress_cb(void *ctx, int64_t done, int64_t total, double loss, double
     int width = 24, filled = (int)(frac * width);
     fprintf(stderr, "%s%s [", p->tty ? "\r" : "", p->label);
     for (int i = 0; i < width; i++) fputc(i < filled ? '#' : '.', stderr);
-    fprintf(stderr, "] %3.0f%% %7.0f img/s", 100 * frac, seconds > 0 ? (double)done / seconds : 0);
+    fprintf(stderr, "] %3.0f%% %7.0f %s", 100 * frac, seconds > 0 ? (double)done / seconds : 0, p->unit ? p->unit : "img/s");
     if (!isnan(loss)) fprintf(stderr, " loss %.4f", loss);
     fprintf(stderr, " ETA %s %s", eta, p->tty ? "" : "\n");
     fflush(stderr);

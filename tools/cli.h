@@ -143,6 +143,7 @@ void cli_set_threads(int64_t n);
 typedef struct cli_progress {
     bool tty;
     const char *label;
+    const char *unit;   /* of the rate: "img/s" when NULL, "seq/s" for text */
     double last;
 } cli_progress;
 void cli_progress_cb(void *ctx, int64_t done, int64_t total, double loss, double seconds);

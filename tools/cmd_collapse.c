@@ -144,7 +144,7 @@ static void text_data_free(text_data *td) {
 
 int cmd_collapse(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL, *onnx = NULL, *data = "fashion-mnist", *dir = NULL, *task = "fortunes";
-    int64_t batch = 256, max_batches = 0, calls = 40, threads = 0, max_length = 128;
+    int64_t batch = 0, max_batches = 0, calls = 40, threads = 0, max_length = 128;
     double tol = 1e-3;
     bool json = false, allow_approx = false;
     const char *backend = "cpu";
@@ -156,7 +156,7 @@ int cmd_collapse(int argc, char **argv) {
         DATA_OPTS(&data, &dir),
         {"task", OPT_STR, &task, "text models: the task of --data-dir's TSV files: " NEP_GLUE_TASKS},
         {"max-length", OPT_INT, &max_length, "text models: tokens per sequence"},
-        {"batch", OPT_INT, &batch, "batch size for counting states and the checks"},
+        {"batch", OPT_INT, &batch, "batch size for counting states and the checks (0: 256 images, 32 texts)"},
         {"max-batches", OPT_INT, &max_batches, "count states over at most this many train batches (0: all)"},
         {"tol", OPT_REAL, &tol, "largest |logit difference| allowed against the linearized model"},
         {"allow-approx", OPT_FLAG, &allow_approx,
@@ -170,8 +170,8 @@ int cmd_collapse(int argc, char **argv) {
     int rc = cli_parse("collapse", "--ckpt FILE --out FILE [--onnx FILE] [options]", opts, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     if (!ckpt || !out) return cli_errorf("collapse", "--ckpt FILE and --out FILE are required") + 1;
-    if (batch < 1 || max_batches < 0 || calls < 1 || !(tol >= 0) || max_length < 2)
-        return cli_errorf("collapse", "--batch and --calls must be positive, --max-batches and --tol "
+    if (batch < 0 || max_batches < 0 || calls < 1 || !(tol >= 0) || max_length < 2)
+        return cli_errorf("collapse", "--calls must be positive, --batch, --max-batches and --tol "
                           "non-negative") + 1;
     cli_set_threads(threads);
     nep_exec_opts xo;
@@ -198,7 +198,8 @@ int cmd_collapse(int argc, char **argv) {
     const nep_split train = text ? (nep_split){.text = &td.t[0]} : (nep_split){&d.train, &norm, NULL},
                     test = text ? (nep_split){.text = &td.t[1]} : (nep_split){&d.test, &norm, NULL};
     nep_collapse_info info = {0};
-    cli_progress prog = {.tty = isatty(2), .label = "collapse: activation states"};
+    if (!batch) batch = nep_split_pass_batch(&train);
+    cli_progress prog = {.tty = isatty(2), .label = "collapse: activation states", .unit = text ? "seq/s" : NULL};
     nep_collapse_opts o = {.allow_approx = allow_approx};
     nep_equivalence exact, vs_original;
     nep_model_stats before, after;

@@ -50,7 +50,7 @@ static int measure_text(const char *dir, const char *task, const char *data_dir,
     if (!data_dir) return cli_errorf("entropy", "--data-dir: a text model needs the directory of the task's TSV files");
     if (cli_text_model_open("entropy", dir, max_length, 0, NULL, NULL, true, &cfg, g, &tok, &rep)) return 1;
     int rc = cli_text_split("entropy", task, data_dir, strcmp(split, "val") ? split : "dev", tok, max_length, 0, &d, &t);
-    cli_progress prog = {.tty = isatty(2), .label = "activation states"};
+    cli_progress prog = {.tty = isatty(2), .label = "activation states", .unit = "seq/s"};
     if (!rc && nep_entropy_init(e, g, zero_is_off, &err) == NEP_OK) {
         e->progress = cli_progress_cb, e->progress_ctx = &prog;
         if (nep_entropy_measure_split(e, g, &(nep_split){.text = &t}, batch, max_batches, xo, &err) != NEP_OK) rc = cli_error("entropy", &err);
@@ -67,7 +67,7 @@ static int measure_text(const char *dir, const char *task, const char *data_dir,
 
 int cmd_entropy(int argc, char **argv) {
     const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "train", *task = "fortunes";
-    int64_t batch = 256, max_batches = 0, threads = 0, max_length = 128;
+    int64_t batch = 0, max_batches = 0, threads = 0, max_length = 128;
     bool json = false, zero_is_off = false;
     const char *backend = "cpu";
     cli_opt opts[] = {
@@ -78,7 +78,7 @@ int cmd_entropy(int argc, char **argv) {
         {"max-length", OPT_INT, &max_length, "text models: tokens per sequence"},
         {"split", OPT_STR, &split, "train, val or test (train/val: the split recorded at training; text: "
                                    "train, dev (val) or test)"},
-        {"batch", OPT_INT, &batch, "batch size"},
+        {"batch", OPT_INT, &batch, "batch size (0: 256 images, 32 texts)"},
         {"max-batches", OPT_INT, &max_batches, "count over at most this many batches (0: all)"},
         {"zero-is-off", OPT_FLAG, &zero_is_off, "count z == 0 as OFF instead of don't-care"},
         THREADS_OPT(&threads),
@@ -89,8 +89,8 @@ int cmd_entropy(int argc, char **argv) {
     int rc = cli_parse("entropy", "--ckpt FILE [options]", opts, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     if (!ckpt) return cli_errorf("entropy", "--ckpt FILE is required") + 1;
-    if (batch < 1 || max_batches < 0)
-        return cli_errorf("entropy", "--batch must be positive and --max-batches non-negative") + 1;
+    if (batch < 0 || max_batches < 0)
+        return cli_errorf("entropy", "--batch and --max-batches must be non-negative") + 1;
     cli_set_threads(threads);
     nep_exec_opts xo;
     if (cli_exec_opts("entropy", backend, &xo)) return 2;
@@ -104,7 +104,7 @@ int cmd_entropy(int argc, char **argv) {
     double t0 = nep_now();
     rc = 1;
     if (cli_is_hf_folder(ckpt)) {
-        if (measure_text(ckpt, task, dir, split, max_length, batch, max_batches, zero_is_off, &xo, &g, &e)) goto done;
+        if (measure_text(ckpt, task, dir, split, max_length, batch ? batch : 32, max_batches, zero_is_off, &xo, &g, &e)) goto done;
         goto report;
     }
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("entropy", &err);
@@ -119,7 +119,7 @@ int cmd_entropy(int argc, char **argv) {
     nep_status s = nep_entropy_init(&e, &g, zero_is_off, &err);
     if (s == NEP_OK) {
         e.progress = cli_progress_cb, e.progress_ctx = &prog;
-        s = nep_entropy_measure(&e, &g, use, &norm, batch, max_batches, &xo, &err);
+        s = nep_entropy_measure(&e, &g, use, &norm, batch ? batch : 256, max_batches, &xo, &err);
         cli_progress_end(&prog);
     }
     if (s != NEP_OK) {

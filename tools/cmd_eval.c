@@ -56,7 +56,7 @@ static int eval_text(const char *ckpt, const char *task, const char *dir, const 
 
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "test", *task = "fortunes";
-    int64_t batch = 256, threads = 0, max_length = 128;
+    int64_t batch = 0, threads = 0, max_length = 128;
     bool json = false;
     const char *backend = "cpu";
     cli_opt opts[] = {
@@ -66,7 +66,7 @@ int cmd_eval(int argc, char **argv) {
         {"max-length", OPT_INT, &max_length, "text models: tokens per sequence"},
         {"split", OPT_STR, &split, "test, val or train (val/train: the split recorded at training; text: "
                                    "the task's test, dev or train file)"},
-        {"batch", OPT_INT, &batch, "batch size"},
+        {"batch", OPT_INT, &batch, "batch size (0: 256 images, 32 texts)"},
         THREADS_OPT(&threads),
         BACKEND_OPT(&backend),
         {"json", OPT_FLAG, &json, "end with one JSON line on stdout"},
@@ -77,11 +77,11 @@ int cmd_eval(int argc, char **argv) {
     if (!ckpt) return cli_errorf("eval", "--ckpt FILE is required") + 1;
     if (strcmp(split, "test") && strcmp(split, "val") && strcmp(split, "train"))
         return cli_errorf("eval", "--split: '%s' is not test, val or train", split) + 1;
-    if (batch < 1 || max_length < 2) return cli_errorf("eval", "--batch must be positive, --max-length at least 2") + 1;
+    if (batch < 0 || max_length < 2) return cli_errorf("eval", "--batch must be non-negative, --max-length at least 2") + 1;
     cli_set_threads(threads);
     nep_exec_opts xo;
     if (cli_exec_opts("eval", backend, &xo)) return 2;
-    if (cli_is_hf_folder(ckpt)) return eval_text(ckpt, task, dir, split, max_length, batch, json, &xo);
+    if (cli_is_hf_folder(ckpt)) return eval_text(ckpt, task, dir, split, max_length, batch ? batch : 32, json, &xo);
     nep_graph g;
     nep_model_spec spec;
     nep_normalize norm;
@@ -94,7 +94,7 @@ int cmd_eval(int argc, char **argv) {
     const nep_dataset *use = cli_split("eval", &d, split);
     double top1, loss;
     double t0 = nep_now();
-    if (nep_evaluate(&g, use, &norm, batch, &top1, &loss, &xo, &err) != NEP_OK) {
+    if (nep_evaluate(&g, use, &norm, batch ? batch : 256, &top1, &loss, &xo, &err) != NEP_OK) {
         cli_error("eval", &err);
         goto done;
     }

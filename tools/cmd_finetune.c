@@ -229,7 +229,7 @@ int cmd_finetune(int argc, char **argv) {
         nep_rng_shuffle_u32(&r.rng, perm, (size_t)ttrain.n);
         char label[64];
         snprintf(label, sizeof label, "epoch %lld/%lld", (long long)r.epoch + 1, (long long)o.epochs);
-        cli_progress prog = {.tty = isatty(2), .label = label};
+        cli_progress prog = {.tty = isatty(2), .label = label, .unit = "seq/s"};
         nep_epoch_stats es;
         const double lr0 = nep_linear_lr(o.lr, o.warmup_steps, total, tr.opt.step);
         nep_status s = nep_text_train_epoch(&tr, &ttrain, perm, o.lr, o.warmup_steps, total, &r.rng, cli_progress_cb,

@@ -274,8 +274,8 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     opts[n++] = (cli_opt){"delta", OPT_REAL, &o->delta, "stop when val top-1 < delta x dense"};
     opts[n++] = (cli_opt){"max-iter", OPT_INT, &o->max_iter, "at most this many iterations"};
     opts[n++] = (cli_opt){"retrain-epochs", OPT_INT, &o->retrain_epochs, "retraining epochs per iteration (0: prune only)"};
-    opts[n++] = (cli_opt){"entropy-batches", OPT_INT, &o->entropy_batches, "entropy over at most this many batches of 256 (0: the whole training split)"};
-    opts[n++] = (cli_opt){"wanda-batches", OPT_INT, &o->wanda_batches, "Wanda calibration batches of 256"};
+    opts[n++] = (cli_opt){"entropy-batches", OPT_INT, &o->entropy_batches, "entropy over at most this many batches of 256 images or 32 texts (0: the whole training split)"};
+    opts[n++] = (cli_opt){"wanda-batches", OPT_INT, &o->wanda_batches, "Wanda calibration batches of 256 images or 32 texts"};
     opts[n++] = (cli_opt){"no-entropy-budget", OPT_FLAG, &o->no_budget, "ablation: one global magnitude threshold"};
     opts[n++] = (cli_opt){"no-dont-care", OPT_FLAG, &o->no_dont_care, "ablation: count z == 0 as OFF"};
     opts[n++] = (cli_opt){"no-neuron-selection", OPT_FLAG, &o->no_neuron_selection, "ablation: prune zero-entropy neurons too"};
@@ -452,7 +452,7 @@ static nep_status on_linearized(void *ctx, const nep_graph *g, int node, nep_err
 
 static void on_phase(void *ctx, const char *label) {
     prune_run *r = ctx;
-    if (label) r->prog = (cli_progress){.tty = isatty(2), .label = label};
+    if (label) r->prog = (cli_progress){.tty = isatty(2), .label = label, .unit = r->text ? "seq/s" : NULL};
     else cli_progress_end(&r->prog);
 }
 

@@ -17,8 +17,8 @@
  * pad_token_id and skip padding (nep_embedding_attrs).
  *
  * Dropout: hidden_dropout_prob after the embeddings and each sublayer, classifier_dropout
- * in the heads. attention_probs_dropout_prob (dropout of the attention weights) is not
- * applied: nepenthe's attention has none. */
+ * in the heads, attention_probs_dropout_prob on the attention weights (inside the
+ * attention node, nep_sdpa_attrs.dropout). */
 #ifndef NEPENTHE_TEXT_MODEL_H
 #define NEPENTHE_TEXT_MODEL_H
 

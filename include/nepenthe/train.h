@@ -170,6 +170,9 @@ typedef struct nep_split {
     const struct nep_text_tensors *text;
 } nep_split;
 int64_t nep_split_rows(const nep_split *s);
+/* Rows per forward-only pass (entropy, evaluation, Wanda, gradient sums): 256 images, 32
+ * texts (256 sequences of 128 tokens would hold gigabytes of attention state). */
+int64_t nep_split_pass_batch(const nep_split *s);
 /* nep_for_each_batch over s, images or text; *mask_out (if not NULL) points at a text
  * batch's attention mask [b, T] while it runs (NULL for images). */
 nep_status nep_split_for_each_batch(const nep_split *s, nep_graph *g, int64_t batch,

@@ -34,7 +34,7 @@ static nep_status measure(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg
                           const nep_prune_hooks *h, double *H, nep_err *err) {
     phase(h, "activation states");
     e->progress = h->progress, e->progress_ctx = h->ctx;
-    const nep_status s = nep_entropy_measure_split(e, g, &c->train, 256, c->entropy_batches, c->exec, err);
+    const nep_status s = nep_entropy_measure_split(e, g, &c->train, nep_split_pass_batch(&c->train), c->entropy_batches, c->exec, err);
     e->progress = NULL;
     phase(h, NULL);
     for (int l = 0; s == NEP_OK && l < e->n_layers; l++) H[l] = nep_prune_layer_entropy(&c->prune, &e->layers[l]);
@@ -43,8 +43,8 @@ static nep_status measure(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg
 
 static nep_status evaluate(nep_graph *g, const nep_prune_loop_cfg *c, nep_prune_row *row, nep_err *err) {
     const bool val = nep_split_rows(&c->val) > 0;
-    if (val) NEP_TRY(nep_split_evaluate(&c->val, g, 256, &row->val_top1, NULL, c->exec, err));
-    NEP_TRY(nep_split_evaluate(&c->test, g, 256, &row->test_top1, NULL, c->exec, err));
+    if (val) NEP_TRY(nep_split_evaluate(&c->val, g, nep_split_pass_batch(&c->val), &row->val_top1, NULL, c->exec, err));
+    NEP_TRY(nep_split_evaluate(&c->test, g, nep_split_pass_batch(&c->test), &row->test_top1, NULL, c->exec, err));
     if (!val) row->val_top1 = row->test_top1;
     return NEP_OK;
 }
@@ -102,7 +102,7 @@ static nep_status linearize_smallest(nep_graph *g, const nep_entropy *e, const n
     if (c->prune.method == NEP_METHOD_SMALLEST_GRADS) {
         if (!(sums = calloc((size_t)e->n_layers, sizeof *sums)))
             return nep_fail(err, NEP_ERR_NOMEM, "out of memory");
-        const nep_status s = nep_grad_sums(g, e, &c->train, 256, sums, c->exec, err);
+        const nep_status s = nep_grad_sums(g, e, &c->train, nep_split_pass_batch(&c->train), sums, c->exec, err);
         if (s != NEP_OK) {
             free(sums);
             return s;
@@ -155,7 +155,7 @@ nep_status nep_prune_run(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg 
             if ((s = linearize_smallest(g, e, c, h, &none_left, err)) || none_left) break;
         } else {
             if (c->prune.criterion == NEP_CRIT_WANDA &&
-                (s = nep_wanda_norms(g, e, &c->train, 256, c->wanda_batches, &scales, c->exec, err)))
+                (s = nep_wanda_norms(g, e, &c->train, nep_split_pass_batch(&c->train), c->wanda_batches, &scales, c->exec, err)))
                 goto done;
             s = nep_prune_step(g, e, &c->prune, scales, pruned, &row.budget, err);
             nep_wanda_free(scales, n);

@@ -6,6 +6,8 @@
 
 int64_t nep_split_rows(const nep_split *s) { return s->text ? s->text->n : s->images ? s->images->n : 0; }
 
+int64_t nep_split_pass_batch(const nep_split *s) { return s->text ? 32 : 256; }
+
 nep_status nep_split_for_each_batch(const nep_split *s, nep_graph *g, int64_t batch,
                                     int64_t max_batches, nep_probe_fn probe, void *probe_ctx,
                                     const nep_real **mask_out, nep_batch_fn fn, void *ctx,

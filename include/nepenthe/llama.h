@@ -1,0 +1,30 @@
+/* Llama-style decoders with Hugging Face transformers' names and structure, built from a
+ * config.json (nep_hf_config, model_type llama): LlamaForCausalLM.
+ *
+ * The graph has two inputs, in this order: input_ids [T] (token ids) and attention_mask
+ * [T] (reals: 1 on tokens, 0 on padding); its output is the logits [T, vocab_size]. T is
+ * fixed when the graph is built; positions are 0..T-1 (transformers' default position_ids,
+ * right padding). Structure (pre-norm): model.embed_tokens; per layer model.layers.<i>:
+ * input_layernorm (RMSNorm), self_attn.q_proj|k_proj|v_proj, the rotary embedding of q and
+ * k (self_attn.q_rope, self_attn.k_rope: rope_theta, Llama 3's rope_scaling), causal
+ * grouped-query attention over the unpadded keys (self_attn.sdpa, num_key_value_heads),
+ * self_attn.o_proj, the residual sum; post_attention_layernorm, mlp.gate_proj and its SiLU
+ * (mlp.act_fn: the rectifier layer of SPEC section 1, owned by gate_proj, every token one
+ * observation), mlp.up_proj, their product (mlp.gate_up), mlp.down_proj, the residual
+ * sum; then model.norm and lm_head. */
+#ifndef NEPENTHE_LLAMA_H
+#define NEPENTHE_LLAMA_H
+
+#include "nepenthe/graph.h"
+#include "nepenthe/hf.h"
+#include "nepenthe/rng.h"
+
+/* Builds and finalizes the graph for sequences of seq_len tokens; with rng, initializes as
+ * transformers' _init_weights does (Linear and Embedding weights
+ * N(0, initializer_range^2), biases 0, RMSNorm weights 1); without, leaves the parameters
+ * zero. NEP_ERR_UNSUPPORTED for another model_type, another hidden_act than silu, or tied
+ * embeddings (tie_word_embeddings: not yet); NEP_ERR_ARG for seq_len outside
+ * 1..max_position_embeddings. Load weights with nep_text_encoder_load (text_model.h). */
+nep_status nep_llama_build(const nep_hf_config *cfg, int64_t seq_len, nep_graph *g, nep_rng *rng, nep_err *err);
+
+#endif

@@ -1,0 +1,112 @@
+"""Golden references for nepenthe's Llama decoder: Hugging Face transformers'
+LlamaForCausalLM, tiny and random, on a right-padded batch: every layer's hidden states, the
+logits, the causal-LM loss and every parameter's gradient, in float64 and in float32.
+
+Usage: build/venv/bin/python tests/golden/gen_llama.py OUTDIR -> OUTDIR/llama.safetensors
+Needs PyPI's transformers (scripts/requirements-nodeps.txt) over Debian's torch 1.13 (eager
+attention). Seeded and deterministic (about 2 s).
+
+Model "llama" (the tensor name prefix), built under torch.manual_seed(0): 2 layers,
+hidden_size 64, 4 query heads and 2 key/value heads of head_dim 16 (grouped-query attention),
+intermediate_size 96, vocab_size 101, max_position_embeddings 64, rms_norm_eps 1e-6,
+rope_theta 10000, rope_scaling {"rope_type": "llama3", "factor": 8, "low_freq_factor": 1,
+"high_freq_factor": 4, "original_max_position_embeddings": 32} (wavelengths 2 pi / inv_freq of
+6.3, 20, 63, 200, ... against the bands' 8 and 32: all three bands of Llama 3's rescaling
+occur), hidden_act silu, tie_word_embeddings false, initializer_range 0.1, attention_dropout 0.
+The exact config.json text is in the metadata "llama/config". RMSNorm weights, initialized to
+1 by transformers, are perturbed by N(0, 0.1^2) so that a wrong index shows.
+
+Inputs, batch B = 3, length T = 10, padding at the end (transformers' position_ids: 0..T-1):
+  "llama/input_ids"       int64 [3, 10]  ids drawn from 3..100; 0 on padding
+  "llama/attention_mask"  int64 [3, 10]  1 on the 10, 7 and 4 real tokens, 0 after
+  "llama/labels"          int64 [3, 10]  input_ids, -100 on padding (ignored by the loss)
+Results, P in {"f64", "f32"} (computed in that precision):
+  "llama/P/weights/<name>"    every state_dict entry (transformers' names:
+                              "model.layers.0.self_attn.q_proj.weight" [64, 64] as nn.Linear
+                              holds it, [out, in]; "lm_head.weight" [101, 64])
+  "llama/P/hidden_states/<i>" [3, 10, 64]: layer i's input (i = 0: the embeddings; i = 1:
+                              layer 0's output), as output_hidden_states gives them
+  "llama/P/final_norm"        [3, 10, 64]: model.norm of the last layer's output (the last
+                              entry of output_hidden_states in transformers 4.47)
+  "llama/P/logits"            [3, 10, 101]
+  "llama/P/loss"              [1] transformers' causal-LM loss: cross-entropy of logits[:, :-1]
+                              against labels[:, 1:], mean over the labels that are not -100
+                              (computed in P: transformers' own computes it in float32)
+  "llama/P/grads/<name>"      d loss / d parameter, every named parameter
+Metadata: "llama/config" (JSON), "versions".
+"""
+import os
+import sys
+
+import torch
+import transformers
+from transformers import LlamaConfig, LlamaForCausalLM
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import safetensors_np  # noqa: E402
+
+B, T = 3, 10
+LENGTHS = (10, 7, 4)
+CONFIG = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+              intermediate_size=96, vocab_size=101, max_position_embeddings=64, rms_norm_eps=1e-6,
+              rope_theta=10000.0, hidden_act="silu", tie_word_embeddings=False, initializer_range=0.1,
+              attention_dropout=0.0, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+              rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                            "high_freq_factor": 4.0, "original_max_position_embeddings": 32})
+
+
+def out(t):
+    return t.detach().cpu().numpy().copy()
+
+
+def main(outdir):
+    t = {}
+    config = LlamaConfig(**CONFIG)
+    meta = {"versions": "torch %s transformers %s" % (torch.__version__, transformers.__version__),
+            "llama/config": config.to_json_string()}
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1234)
+    model32 = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for name, p in model32.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    ids = torch.zeros((B, T), dtype=torch.long)
+    mask = torch.zeros((B, T), dtype=torch.long)
+    for r, n in enumerate(LENGTHS):
+        ids[r, :n] = torch.randint(3, 101, (n,), generator=gen)
+        mask[r, :n] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    t["llama/input_ids"], t["llama/attention_mask"], t["llama/labels"] = out(ids), out(mask), out(labels)
+    init = {k: v.clone() for k, v in model32.state_dict().items()}
+    for p_name, dtype in (("f64", torch.float64), ("f32", torch.float32)):
+        model = LlamaForCausalLM(config)
+        model.load_state_dict(init)
+        model.to(dtype)
+        model.train()  # no dropout in Llama's config: training mode is deterministic
+        res = model(input_ids=ids, attention_mask=mask, labels=labels, output_hidden_states=True)
+        pre = f"llama/{p_name}"
+        for name, v in model.state_dict().items():
+            t[f"{pre}/weights/{name}"] = out(v)
+        for i, h in enumerate(res.hidden_states[:-1]):
+            t[f"{pre}/hidden_states/{i}"] = out(h)
+        t[f"{pre}/final_norm"] = out(res.hidden_states[-1])
+        # transformers 4.47's ForCausalLMLoss upcasts the logits to float32 whatever the
+        # model's dtype; the same loss in the model's precision keeps the f64 reference f64
+        loss = torch.nn.functional.cross_entropy(res.logits[:, :-1].reshape(-1, config.vocab_size),
+                                                 labels[:, 1:].reshape(-1), ignore_index=-100)
+        assert torch.allclose(loss.float(), res.loss.float(), rtol=1e-5), p_name
+        t[f"{pre}/logits"], t[f"{pre}/loss"] = out(res.logits), out(loss.reshape(1))
+        loss.backward()
+        for name, p in model.named_parameters():
+            t[f"{pre}/grads/{name}"] = out(p.grad)
+    os.makedirs(outdir, exist_ok=True)
+    path = os.path.join(outdir, "llama.safetensors")
+    safetensors_np.save(path, t, meta)
+    print("%s: %d tensors" % (path, len(t)))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: gen_llama.py OUTDIR")
+    main(sys.argv[1])

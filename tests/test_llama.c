@@ -1,0 +1,212 @@
+/* LlamaForCausalLM against Hugging Face transformers (build/golden/llama.safetensors,
+ * tests/golden/gen_llama.py: 2 layers, width 64, 4 query heads over 2 key/value heads,
+ * Llama 3's rope scaling, a right-padded batch of 3 x 10 tokens), on every backend: each
+ * layer's hidden states, the logits, the causal-LM loss and every parameter's gradient,
+ * against transformers' float64 run from the same weights. Also: ids at padded positions
+ * change nothing at the real ones, to the last bit (causal attention over kept keys), and
+ * the SiLU layers are the rectifier layers of SPEC section 1, owned by gate_proj. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nepenthe/entropy.h"
+#include "nepenthe/llama.h"
+#include "nepenthe/safetensors.h"
+#include "testutil.h"
+
+#define B 3
+
+static nep_safetensors golden;
+
+static int load_golden(void **state) { return nep_test_read_golden("llama.safetensors", &golden); }
+static int free_golden(void **state) {
+    nep_st_free(&golden);
+    return 0;
+}
+
+static const nep_st_tensor *want(const char *what) {
+    char key[256];
+    snprintf(key, sizeof key, "llama/f64/%s", what);
+    return nep_test_tensor(&golden, "", key);
+}
+
+/* got against want within rtol, plus atol_rel times want's largest magnitude */
+static void expect(const char *what, const nep_real *got, const nep_st_tensor *t, double rtol, double atol_rel) {
+    double *w = nep_test_as_f64(t), largest = 0;
+    for (int64_t i = 0; i < t->numel; i++) largest = fmax(largest, fabs(w[i]));
+    NEP_ASSERT_CLOSE(got, w, t->numel, rtol, atol_rel * largest, what);
+    free(w);
+}
+
+/* The model with the golden's weights (their float32 values, as transformers held them). */
+static void build(nep_hf_config *cfg, nep_graph *g, int64_t *T) {
+    const char *json = nep_st_meta_get(&golden, "llama/config");
+    assert_non_null(json);
+    nep_err err;
+    nep_test_assert_ok(nep_hf_config_parse(json, strlen(json), "llama/config", cfg, &err), &err);
+    *T = nep_test_tensor(&golden, "", "llama/input_ids")->shape[1];
+    nep_test_assert_ok(nep_llama_build(cfg, *T, g, NULL, &err), &err);
+    char key[256];
+    for (int k = 0; k < g->n_params; k++) {
+        const nep_param *p = &g->params[k];
+        snprintf(key, sizeof key, "llama/f32/weights/%s", p->name);
+        const nep_st_tensor *t = nep_test_tensor(&golden, "", key);
+        assert_int_equal(t->ndim, p->ndim);
+        for (int d = 0; d < p->ndim; d++) assert_int_equal(t->shape[d], p->shape[d]);
+        nep_real *v = nep_test_as_real(t);
+        memcpy(g->values + p->offset, v, sizeof(nep_real) * (size_t)p->numel);
+        free(v);
+    }
+    int theirs = 0;
+    for (int i = 0; i < golden.n_tensors; i++) theirs += strncmp(golden.tensors[i].name, "llama/f32/weights/", 18) == 0;
+    assert_int_equal(g->n_params, theirs);
+}
+
+typedef struct batch {
+    int32_t *ids, *labels;
+    nep_real *mask;
+} batch;
+
+static batch inputs(int64_t n) {
+    batch b = {malloc(sizeof(int32_t) * (size_t)n), malloc(sizeof(int32_t) * (size_t)n), malloc(sizeof(nep_real) * (size_t)n)};
+    for (int64_t i = 0; i < n; i++) {
+        b.ids[i] = (int32_t)nep_test_i64(nep_test_tensor(&golden, "", "llama/input_ids"), i);
+        b.labels[i] = (int32_t)nep_test_i64(nep_test_tensor(&golden, "", "llama/labels"), i);
+        b.mask[i] = (nep_real)nep_test_i64(nep_test_tensor(&golden, "", "llama/attention_mask"), i);
+    }
+    return b;
+}
+
+static const nep_real *forward(nep_exec *ex, const batch *b) {
+    const void *x[2] = {b->ids, b->mask};
+    const nep_real *y;
+    nep_err err;
+    nep_test_assert_ok(nep_exec_run(ex, x, 2, B, &y, &err), &err);
+    return y;
+}
+
+/* transformers' causal-LM loss of logits [B, T, V]: token t predicts label t + 1, mean
+ * over the labels that are not -100; its gradient into d. */
+static double causal_lm_loss(const nep_real *logits, const int32_t *labels, int64_t T, int64_t V, nep_real *d) {
+    int64_t count = 0;
+    for (int64_t r = 0; r < B * T; r++) count += r % T < T - 1 && labels[r + 1] != -100;
+    double loss = 0;
+    memset(d, 0, sizeof *d * (size_t)(B * T * V));
+    for (int64_t r = 0; r < B * T; r++) {
+        if (r % T == T - 1 || labels[r + 1] == -100) continue;
+        const nep_real *z = logits + r * V;
+        double mx = -INFINITY, sum = 0;
+        for (int64_t v = 0; v < V; v++) mx = fmax(mx, z[v]);
+        for (int64_t v = 0; v < V; v++) sum += exp((double)z[v] - mx);
+        loss += log(sum) + mx - z[labels[r + 1]];
+        for (int64_t v = 0; v < V; v++)
+            d[r * V + v] = (nep_real)((exp((double)z[v] - mx) / sum - (v == labels[r + 1])) / (double)count);
+    }
+    return loss / (double)count;
+}
+
+static void check_on(const char *backend) {
+    nep_hf_config cfg;
+    nep_graph g;
+    int64_t T;
+    build(&cfg, &g, &T);
+    const int64_t V = cfg.vocab_size;
+    const double rtol = 1e-4, atol = 1e-5;
+    char what[320], key[256];
+    nep_exec *ex;
+    nep_err err;
+    nep_test_assert_ok(nep_exec_new(&ex, &g, B, &(nep_exec_opts){.backend = backend}, &err), &err);
+    nep_exec_set_training(ex, true, NULL);
+    batch b = inputs(B * T);
+    const nep_real *logits = forward(ex, &b);
+    for (int i = 0; i <= cfg.num_hidden_layers; i++) { /* each layer's input, then model.norm */
+        char name[128];
+        if (i == 0) snprintf(name, sizeof name, "model.embed_tokens");
+        else snprintf(name, sizeof name, i < cfg.num_hidden_layers ? "model.layers.%d.mlp_residual" : "model.norm", i - 1);
+        if (i < cfg.num_hidden_layers) snprintf(key, sizeof key, "hidden_states/%d", i);
+        else snprintf(key, sizeof key, "final_norm");
+        snprintf(what, sizeof what, "%s on %s", key, backend);
+        expect(what, nep_exec_node_output(ex, nep_graph_find_node(&g, name)), want(key), rtol, atol);
+    }
+    snprintf(what, sizeof what, "logits on %s", backend);
+    expect(what, logits, want("logits"), rtol, atol);
+    nep_real *dlogits = malloc(sizeof(nep_real) * (size_t)(B * T * V));
+    const double loss = causal_lm_loss(logits, b.labels, T, V, dlogits);
+    double *w_loss = nep_test_as_f64(want("loss"));
+    if (!(fabs(loss - w_loss[0]) <= 1e-6 * fabs(w_loss[0]))) fail_msg("loss %.9g, transformers' %.9g", loss, w_loss[0]);
+    free(w_loss);
+    nep_exec_backward(ex, dlogits);
+    for (int k = 0; k < g.n_params; k++) {
+        const nep_param *p = &g.params[k];
+        snprintf(key, sizeof key, "grads/%s", p->name);
+        snprintf(what, sizeof what, "%s on %s", key, backend);
+        expect(what, g.grads + p->offset, want(key), 10 * rtol, atol);
+    }
+    free(dlogits);
+    free(b.ids), free(b.labels), free(b.mask);
+    nep_exec_free(ex);
+    nep_graph_free(&g);
+    nep_hf_config_free(&cfg);
+}
+
+static void test_llama_cpu(void **s) { check_on("cpu"); }
+static void test_llama_ref(void **s) { check_on("ref"); }
+
+/* Other ids at the padded positions: the logits of every real token are the same bits. */
+static void test_padding_changes_nothing(void **s) {
+    nep_hf_config cfg;
+    nep_graph g;
+    int64_t T;
+    build(&cfg, &g, &T);
+    const int64_t V = cfg.vocab_size;
+    nep_exec *ex;
+    nep_err err;
+    nep_test_assert_ok(nep_exec_new(&ex, &g, B, NULL, &err), &err);
+    batch b = inputs(B * T);
+    nep_real *first = malloc(sizeof(nep_real) * (size_t)(B * T * V));
+    memcpy(first, forward(ex, &b), sizeof(nep_real) * (size_t)(B * T * V));
+    int changed = 0;
+    for (int64_t r = 0; r < B * T; r++)
+        if (b.mask[r] == 0) b.ids[r] = 7 + (int32_t)(r % 50), changed++;
+    assert_true(changed > 0);
+    const nep_real *again = forward(ex, &b);
+    for (int64_t r = 0; r < B * T; r++)
+        if (b.mask[r] != 0) assert_memory_equal(again + r * V, first + r * V, sizeof(nep_real) * (size_t)V);
+    free(first);
+    free(b.ids), free(b.labels), free(b.mask);
+    nep_exec_free(ex);
+    nep_graph_free(&g);
+    nep_hf_config_free(&cfg);
+}
+
+/* SPEC section 1: one rectifier layer per block, its SiLU, owned by mlp.gate_proj. */
+static void test_silu_layers(void **s) {
+    nep_hf_config cfg;
+    nep_graph g;
+    int64_t T;
+    build(&cfg, &g, &T);
+    nep_entropy e;
+    nep_err err;
+    nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
+    assert_int_equal(e.n_layers, cfg.num_hidden_layers);
+    for (int l = 0; l < e.n_layers; l++) {
+        char name[128];
+        snprintf(name, sizeof name, "model.layers.%d.mlp.gate_proj", l);
+        assert_string_equal(g.nodes[e.layers[l].owner].name, name);
+        assert_int_equal(e.layers[l].neurons, cfg.intermediate_size);
+    }
+    nep_entropy_free(&e);
+    nep_graph_free(&g);
+    nep_hf_config_free(&cfg);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_llama_cpu),
+        cmocka_unit_test(test_llama_ref),
+        cmocka_unit_test(test_padding_changes_nothing),
+        cmocka_unit_test(test_silu_layers),
+    };
+    return cmocka_run_group_tests(tests, load_golden, free_golden);
+}
