@@ -26,7 +26,7 @@ static int free_golden(void **state) {
 }
 
 static const nep_st_tensor *want(const char *what) {
-    char key[256];
+    char key[300];
     snprintf(key, sizeof key, "llama/f64/%s", what);
     return nep_test_tensor(&golden, "", key);
 }
