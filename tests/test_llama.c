@@ -136,6 +136,20 @@ static void check_on(const char *backend) {
     double *w_loss = nep_test_as_f64(want("loss"));
     if (!(fabs(loss - w_loss[0]) <= 1e-6 * fabs(w_loss[0]))) fail_msg("loss %.9g, transformers' %.9g", loss, w_loss[0]);
     free(w_loss);
+    /* lm-evaluation-harness's loglikelihood of each row's span, and its greedy flag */
+    double logprob[B], *w_lp = nep_test_as_f64(want("span_logprob")), *w_greedy = nep_test_as_f64(want("span_greedy"));
+    int64_t start[B], end[B];
+    bool greedy[B];
+    for (int r = 0; r < B; r++) {
+        start[r] = nep_test_i64(nep_test_tensor(&golden, "", "llama/span_start"), r);
+        end[r] = nep_test_i64(nep_test_tensor(&golden, "", "llama/span_end"), r);
+    }
+    nep_causal_lm_span_logprob(logits, b.ids, B, T, V, start, end, logprob, greedy);
+    for (int r = 0; r < B; r++) {
+        if (!(fabs(logprob[r] - w_lp[r]) <= 1e-5 * fabs(w_lp[r]))) fail_msg("row %d: span log-probability %.9g, transformers' %.9g", r, logprob[r], w_lp[r]);
+        assert_int_equal(greedy[r], w_greedy[r] == 1);
+    }
+    free(w_lp), free(w_greedy);
     nep_exec_backward(ex, dlogits);
     for (int k = 0; k < g.n_params; k++) {
         const nep_param *p = &g.params[k];

@@ -17,7 +17,9 @@ The exact config.json text is in the metadata "llama/config". RMSNorm weights, i
 1 by transformers, are perturbed by N(0, 0.1^2) so that a wrong index shows.
 
 Inputs, batch B = 3, length T = 10, padding at the end (transformers' position_ids: 0..T-1):
-  "llama/input_ids"       int64 [3, 10]  ids drawn from 3..100; 0 on padding
+  "llama/input_ids"       int64 [3, 10]  ids drawn from 3..100; 0 on padding; row 2's last real
+                                         token (position 3) replaced by the float32 model's
+                                         argmax there, so that one span is greedy
   "llama/attention_mask"  int64 [3, 10]  1 on the 10, 7 and 4 real tokens, 0 after
   "llama/labels"          int64 [3, 10]  input_ids, -100 on padding (ignored by the loss)
 Results, P in {"f64", "f32"} (computed in that precision):
@@ -33,6 +35,11 @@ Results, P in {"f64", "f32"} (computed in that precision):
                               against labels[:, 1:], mean over the labels that are not -100
                               (computed in P: transformers' own computes it in float32)
   "llama/P/grads/<name>"      d loss / d parameter, every named parameter
+  "llama/span_start", "llama/span_end"  int64 [3]: row r's scored continuation, tokens
+                              [start, end) (the last real ones)
+  "llama/P/span_logprob"      [3] lm-evaluation-harness's loglikelihood of row r's span:
+                              sum over t in the span of log_softmax(logits[r, t - 1])[ids[r, t]]
+  "llama/P/span_greedy"       [3] 1 when every span token is the argmax of its logits, else 0
 Metadata: "llama/config" (JSON), "versions".
 """
 import os
@@ -47,6 +54,7 @@ import safetensors_np  # noqa: E402
 
 B, T = 3, 10
 LENGTHS = (10, 7, 4)
+SPANS = ((6, 10), (4, 7), (3, 4))  # the scored continuation of each row: tokens [start, end)
 CONFIG = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
               intermediate_size=96, vocab_size=101, max_position_embeddings=64, rms_norm_eps=1e-6,
               rope_theta=10000.0, hidden_act="silu", tie_word_embeddings=False, initializer_range=0.1,
@@ -76,8 +84,12 @@ def main(outdir):
     for r, n in enumerate(LENGTHS):
         ids[r, :n] = torch.randint(3, 101, (n,), generator=gen)
         mask[r, :n] = 1
+    with torch.no_grad():  # row 2's last token becomes the model's own argmax: greedy there
+        ids[2, 3] = model32(input_ids=ids, attention_mask=mask).logits[2, 2].argmax()
     labels = ids.masked_fill(mask == 0, -100)
     t["llama/input_ids"], t["llama/attention_mask"], t["llama/labels"] = out(ids), out(mask), out(labels)
+    t["llama/span_start"] = out(torch.tensor([a for a, _ in SPANS]))
+    t["llama/span_end"] = out(torch.tensor([b for _, b in SPANS]))
     init = {k: v.clone() for k, v in model32.state_dict().items()}
     for p_name, dtype in (("f64", torch.float64), ("f32", torch.float32)):
         model = LlamaForCausalLM(config)
@@ -97,6 +109,16 @@ def main(outdir):
                                                  labels[:, 1:].reshape(-1), ignore_index=-100)
         assert torch.allclose(loss.float(), res.loss.float(), rtol=1e-5), p_name
         t[f"{pre}/logits"], t[f"{pre}/loss"] = out(res.logits), out(loss.reshape(1))
+        # lm-evaluation-harness's loglikelihood of each row's span [start, end): the sum of
+        # log_softmax(logits[t - 1])[ids[t]], and whether every such token is the argmax
+        logp = torch.log_softmax(res.logits, dim=-1)
+        sums, greedy = [], []
+        for r in range(B):
+            a, b = SPANS[r]
+            sums.append(sum(logp[r, i - 1, ids[r, i]] for i in range(a, b)))
+            greedy.append(float(all(res.logits[r, i - 1].argmax() == ids[r, i] for i in range(a, b))))
+        t[f"{pre}/span_logprob"] = out(torch.stack(sums))
+        t[f"{pre}/span_greedy"] = out(torch.tensor(greedy, dtype=dtype))
         loss.backward()
         for name, p in model.named_parameters():
             t[f"{pre}/grads/{name}"] = out(p.grad)
