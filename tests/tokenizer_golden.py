@@ -4,8 +4,12 @@ of a real corpus (the Debian fortunes files, entries split at "%" lines), WordPi
 cased on every 4th text) and byte-level BPE (trained here on a quarter of the corpus,
 saved as tokenizer.json, checked on the whole corpus, and as vocab.json + merges.txt, and
 with a prefix space, on every 4th text), sentence pairs truncated and padded, and texts
-holding every code point of six Unicode ranges. Prints "ok - ..." / "not ok - ..." per
-check and the speeds. Each configuration is encoded by tokenizers once; nothing is
+holding every code point of six Unicode ranges; and a Llama 3 style byte-level BPE
+(trained here with Llama 3's pre-tokenizer, Split on its regex then ByteLevel without
+one, ignore_merges, <|begin_of_text|> added by a TemplateProcessing inside a Sequence
+post-processor) on the whole corpus with and without special tokens, with added tokens
+in the text, in pairs, on the Unicode texts and on the regex's corner cases. Prints
+"ok - ..." / "not ok - ..." per check and the speeds. Each configuration is encoded by tokenizers once; nothing is
 cached between runs.
 
 usage: tokenizer_golden.py CHECK_BIN FAST_BIN TMPDIR
@@ -19,7 +23,8 @@ import time
 
 try:
     import tokenizers
-    from tokenizers import Tokenizer, AddedToken
+    from tokenizers import Tokenizer, AddedToken, Regex, decoders, models, processors, trainers
+    from tokenizers import pre_tokenizers
     from tokenizers.implementations import BertWordPieceTokenizer, ByteLevelBPETokenizer
     from tokenizers.processors import RobertaProcessing
 except ImportError as e:
@@ -149,6 +154,125 @@ def write_texts(path, texts):
     return write(path, "".join(t + "\n" + SEP + "\n" for t in texts))
 
 
+# Llama 3's pre-tokenizer regex (its tokenizer.json's pre_tokenizer.pretokenizers[0])
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+                  r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+# Texts on the corner cases of Llama 3's regex: contractions in any case (and U+017F, which
+# case-folds to s), digits in threes, punctuation runs taking line breaks, runs of line
+# breaks and spaces, whitespace before the end and before words, other scripts' letters
+# and numbers, and the special tokens inside words and beside spaces.
+LLAMA3_CORNERS = [
+    "I'M sure he'S, they'RE 'll 'Ll 'lL 'D'T 'Ve 'ſ 'ſa 'x ''s don't 's's",
+    "1 12 123 1234 12345 1234567 ½¼ ²³⁴ ١٢٣٤ ४५६७ 3.14159 1,000,000 x1y22z333",
+    "a?!\n\nb .\r\n\r\nc ...\n d --\r e (\n\n\n) f\n\n",
+    "  \n\n   x\n \n  y  \r\n\t z",
+    "trailing   ", "  ", " ", "\n", "\t\tx", "a \u00a0b \u3000c\u2003 d\u00a0\u00a0",
+    "naïve café Ωμέγα Дом 東京都 한국어 עִבְרִית العربية हिन्दी ﬁ ǅ ʰ",
+    " ,x ,,y ;;\n\nz 'hello' \"q\" <tag> {a:b}",
+    "<|begin_of_text|>x<|end_of_text|> <|end_of_text|>y<|reserved_special_token_2|>z "
+    "<|reserved_special_token_2|>",
+]
+
+
+def llama3_checks(texts, corpus_path, sub, sub_path, uni, uni_path, firsts, first_path,
+                  second_path, seconds):
+    """(5): a Llama 3 style tokenizer trained on the first quarter of the corpus and saved
+    as tokenizer.json, then checked as the earlier BPE is. Returns nepenthe's and
+    tokenizers' speeds."""
+    specials = ["<|begin_of_text|>", "<|end_of_text|>"]
+    tok = Tokenizer(models.BPE(ignore_merges=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=4000, min_frequency=2, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(texts[: len(texts) // 4], trainer)
+    # Llama 3's reserved tokens lie past its vocabulary: added tokens only
+    tok.add_special_tokens([f"<|reserved_special_token_{k}|>" for k in range(4)])
+    bot = tok.token_to_id("<|begin_of_text|>")
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="<|begin_of_text|> $A",
+                                      pair="<|begin_of_text|> $A <|begin_of_text|>:1 $B:1",
+                                      special_tokens=[("<|begin_of_text|>", bot)])])
+    d = os.path.join(TMP, "llama3")
+    os.makedirs(d)
+    path = os.path.join(d, "tokenizer.json")
+    tok.save(path)
+    # Trained merges reach every word of the vocabulary, so ignore_merges would change
+    # nothing: as in Llama 3's file, the vocabulary also gets words that no merge builds
+    # (the 300 most frequent pre-tokens of the corpus that are not tokens yet).
+    with open(path, encoding="utf-8") as f:
+        j = json.load(f)
+    vocab = j["model"]["vocab"]
+    nxt = len(vocab)
+    counts = {}
+    for t in texts[::2]:
+        for w, _ in tok.pre_tokenizer.pre_tokenize_str(t):
+            if len(w) > 2 and w not in vocab:
+                counts[w] = counts.get(w, 0) + 1
+    for w in sorted(counts, key=lambda w: (-counts[w], w))[:300]:
+        vocab[w] = nxt
+        nxt += 1
+    for a in j["added_tokens"]:  # after the vocabulary, as tokenizers renumbers them on reading
+        if a["content"] not in vocab:
+            a["id"] = nxt
+            nxt += 1
+    write(path, json.dumps(j, ensure_ascii=False))
+    # tokenizers ignores the ids the file gives added tokens (it warns) and numbers them
+    # itself: a copy with wrong ones must give the same ids
+    for k, a in enumerate(j["added_tokens"]):
+        a["id"] = 7 * k + 3
+    renumbered_path = write(os.path.join(d, "renumbered.json"), json.dumps(j, ensure_ascii=False))
+    j["added_tokens"] = json.load(open(path, encoding="utf-8"))["added_tokens"]
+    j["model"]["ignore_merges"] = False
+    merges_path = write(os.path.join(d, "merges_always.json"), json.dumps(j, ensure_ascii=False))
+    j["model"]["ignore_merges"] = True
+    j["pre_tokenizer"]["pretokenizers"][1]["add_prefix_space"] = True
+    prefix_path = write(os.path.join(d, "prefix.json"), json.dumps(j, ensure_ascii=False))
+
+    ref = no_limits(Tokenizer.from_file(path))
+    ids, batch = timed_batch(ref, texts)
+    name = f"Llama 3 style BPE (trained, vocab {ref.get_vocab_size()}, ignore_merges)"
+    err = compare(f"{name}, whole corpus, <|begin_of_text|> added", FAST_BIN,
+                  ["--tokenizer", path, "--max-length", "0", "--stats"], corpus_path, ids)
+    speed = nep_speed(err)
+    compare(f"{name}, whole corpus, no special tokens", FAST_BIN,
+            ["--tokenizer", path, "--max-length", "0", "--no-special-tokens"], corpus_path,
+            ref.encode_batch(texts, add_special_tokens=False))
+    always = no_limits(Tokenizer.from_file(merges_path))
+    differ = sum(a.ids != b.ids for a, b in zip(always.encode_batch(sub), ids[::4]))
+    report(differ > 0, f"ignore_merges changes tokenizers' ids on {differ} of every 4th fortune")
+    compare("Llama 3 style BPE with ignore_merges false, every 4th fortune", FAST_BIN,
+            ["--tokenizer", merges_path, "--max-length", "0"], sub_path, always.encode_batch(sub))
+    compare("Llama 3 style BPE with ByteLevel's add_prefix_space (on each piece), every 4th fortune",
+            FAST_BIN, ["--tokenizer", prefix_path, "--max-length", "0"], sub_path,
+            no_limits(Tokenizer.from_file(prefix_path)).encode_batch(sub))
+    marked = [t[: len(t) // 2] + "<|end_of_text|>" + t[len(t) // 2 :] + " <|reserved_special_token_1|>"
+              for t in sub]
+    compare("Llama 3 style BPE, added tokens inside every 4th fortune", FAST_BIN,
+            ["--tokenizer", path, "--max-length", "0"],
+            write_texts(os.path.join(d, "marked.txt"), marked), ref.encode_batch(marked))
+    renumbered = no_limits(Tokenizer.from_file(renumbered_path)).encode_batch(marked[:200])
+    report([e.ids for e in renumbered] == [e.ids for e in ref.encode_batch(marked[:200])],
+           "tokenizers numbers added tokens itself, whatever ids tokenizer.json gives them")
+    compare("Llama 3 style BPE, added tokens given wrong ids in the file, 200 marked fortunes", CHECK_BIN,
+            ["--tokenizer", renumbered_path, "--max-length", "0"],
+            write_texts(os.path.join(d, "marked200.txt"), marked[:200]), renumbered)
+    compare("Llama 3 style BPE, the regex's corner cases", CHECK_BIN,
+            ["--tokenizer", path, "--max-length", "0"],
+            write_texts(os.path.join(d, "corners.txt"), LLAMA3_CORNERS), ref.encode_batch(LLAMA3_CORNERS))
+    compare("Llama 3 style BPE, code points of 6 ranges", FAST_BIN,
+            ["--tokenizer", path, "--max-length", "0"], uni_path, ref.encode_batch(uni))
+    compare("Llama 3 style BPE pairs, whole texts", CHECK_BIN,
+            ["--tokenizer", path, "--pair-file", second_path, "--max-length", "0"], first_path,
+            ref.encode_batch(list(zip(firsts, seconds))), ("ids", "type_ids", "attention_mask"))
+    return speed, one_at_a_time(ref, sub), batch
+
+
 def main():
     print(f"# tokenizers {tokenizers.__version__}")
     data = corpus()
@@ -258,6 +382,9 @@ def main():
     compare("byte-level BPE, code points of 6 ranges", FAST_BIN,
             ["--tokenizer", bpe_json, "--max-length", "0"], uni_path, ref.encode_batch(uni))
 
+    llama_speed, llama_one, llama_batch = llama3_checks(texts, corpus_path, sub, sub_path, uni, uni_path,
+                                                        firsts, first_path, second_path, seconds)
+
     # speed: nepenthe's over the whole corpus (--stats above); tokenizers' encode_batch
     # from the reference runs, its one-text-at-a-time encode over every 4th fortune
     print(f"# speed, WordPiece: nepenthe {wp_speed:.1f} MB/s (one thread, {FAST_BIN}); tokenizers "
@@ -265,6 +392,8 @@ def main():
           f"(encode_batch, {os.cpu_count()} cores)")
     print(f"# speed, byte-level BPE: nepenthe {bpe_speed:.1f} MB/s; tokenizers "
           f"{one_at_a_time(ref, sub):.1f} MB/s (encode), {bpe_batch:.1f} MB/s (encode_batch)")
+    print(f"# speed, Llama 3 style BPE: nepenthe {llama_speed:.1f} MB/s; tokenizers "
+          f"{llama_one:.1f} MB/s (encode), {llama_batch:.1f} MB/s (encode_batch)")
     return 1 if failures else 0
 
 

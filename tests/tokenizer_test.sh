@@ -4,9 +4,11 @@
 # all-MiniLM-L6-v2's tokenizer.json on all of it, its vocab.txt cased and uncased on every
 # 4th text; a byte-level BPE trained here, from tokenizer.json on all of it, from
 # vocab.json + merges.txt and with a prefix space on every 4th text), on sentence pairs
-# truncated and padded, and on texts holding most Unicode code points
-# (tests/tokenizer_golden.py); it prints both tokenizing speeds; bad input fails cleanly.
-# About 30 s on 2 cores, nearly all of it tokenizers building the reference.
+# truncated and padded, and on texts holding most Unicode code points; a Llama 3 style
+# byte-level BPE trained here (Split on Llama 3's regex, ByteLevel, ignore_merges,
+# <|begin_of_text|> by TemplateProcessing) on all of it with and without special tokens
+# (tests/tokenizer_golden.py); it prints the tokenizing speeds; bad input fails cleanly.
+# About 35 s on 2 cores, nearly all of it tokenizers building the reference.
 #
 # usage (from the repository root): tests/tokenizer_test.sh [BINARY]   (default build/asan/nepenthe)
 # The corpus-sized runs and the timing use the release binary build/nepenthe (FAST_BIN
@@ -43,6 +45,9 @@ check "a missing tokenizer file is named" 'failed_cleanly && says "$T/none.json"
 printf '{"model": {"type": "Unigram"}}' >"$T/uni.json"
 nep tokenize --tokenizer "$T/uni.json" <"$T/hi.txt"
 check "an unknown model type is refused naming model.type" 'failed_cleanly && says "model.type" && says Unigram'
+printf '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\\\s+"}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]}}' >"$T/split.json"
+nep tokenize --tokenizer "$T/split.json" <"$T/hi.txt"
+check "a Split regex other than Llama 3's is refused naming its key" 'failed_cleanly && says "pre_tokenizer.pretokenizers[0].pattern.Regex"'
 printf '{"model": ' >"$T/bad.json"
 nep tokenize --tokenizer "$T/bad.json" <"$T/hi.txt"
 check "malformed JSON is refused naming the file" 'failed_cleanly && says "$T/bad.json" && says_i malformed'

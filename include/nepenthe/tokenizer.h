@@ -1,11 +1,16 @@
 /* Text tokenizers that give, id for id, what Hugging Face's `tokenizers` (PyPI 0.23)
- * gives: WordPiece (BERT) and byte-level BPE (GPT-2, RoBERTa).
+ * gives: WordPiece (BERT) and byte-level BPE (GPT-2, RoBERTa, Llama 3).
  *
  * Files: vocab.txt (WordPiece, one token a line, id = line number - 1); vocab.json +
  * merges.txt (byte-level BPE); tokenizer.json (either, model.type "WordPiece" or "BPE",
  * with its normalizer, pre_tokenizer, post_processor, added_tokens, truncation and
- * padding as far as BERT, RoBERTa and GPT-2 style files use them; any other component is
- * refused with a message naming the key).
+ * padding as far as BERT, RoBERTa, GPT-2 and Llama 3 style files use them; any other
+ * component is refused with a message naming the key). Llama 3's file: BPE with
+ * ignore_merges (a pre-token that is itself a token is taken whole), pre_tokenizer
+ * Sequence [Split on Llama 3's regex (the only Split regex accepted), ByteLevel without
+ * its regex], post_processor Sequence [ByteLevel, TemplateProcessing]. Added tokens get
+ * the ids `tokenizers` gives them on reading (the vocabulary's id, else the next free
+ * one), which for such files are the ids written in them.
  *
  * Text is UTF-8. Hugging Face's library takes Rust strings, which are valid UTF-8 by
  * construction, so invalid UTF-8 is refused here (NEP_ERR_ARG, naming the byte offset)
@@ -13,10 +18,11 @@
  *
  * The pipeline, as in `tokenizers`: added (special) tokens are cut out of the raw text
  * first; each remaining piece is normalized (BertNormalizer), pre-tokenized
- * (BertPreTokenizer or ByteLevel with GPT-2's regex) and run through the model
- * (WordPiece or BPE); then a pair is truncated (longest first), special tokens are added
- * by the post-processor (BERT `[CLS] a [SEP] b [SEP]`, type ids 0/1; RoBERTa
- * `<s> a </s></s> b </s>`, type ids all 0), and the result is padded. */
+ * (BertPreTokenizer, ByteLevel with GPT-2's regex, or Llama 3's Split then ByteLevel) and
+ * run through the model (WordPiece or BPE); then a pair is truncated (longest first),
+ * special tokens are added by the post-processor (BERT `[CLS] a [SEP] b [SEP]`, type ids
+ * 0/1; RoBERTa `<s> a </s></s> b </s>`, type ids all 0; Llama 3 `<|begin_of_text|> a`),
+ * and the result is padded. */
 #ifndef NEPENTHE_TOKENIZER_H
 #define NEPENTHE_TOKENIZER_H
 

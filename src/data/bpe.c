@@ -1,9 +1,17 @@
-/* Byte-level BPE as Hugging Face's `tokenizers` runs GPT-2's and RoBERTa's files: the
- * ByteLevel pre-tokenizer (an optional leading space, then GPT-2's regex
+/* Byte-level BPE as Hugging Face's `tokenizers` runs GPT-2's, RoBERTa's and Llama 3's
+ * files. The pre-tokenizer is either ByteLevel alone (an optional leading space, then
+ * GPT-2's regex
  *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
- * applied by a hand-written scanner over Unicode categories, then every byte mapped to
- * its printable stand-in character), and the BPE model, which merges the adjacent pair
- * of lowest rank (the leftmost of equal ranks) until no pair has a merge. */
+ * ) or Llama 3's Sequence: Split on the regex
+ *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+ *   ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * with behavior Isolated (each match a pre-token), then ByteLevel without its regex (an
+ * optional space before each pre-token that lacks one). Both regexes are hand-written
+ * scanners over Unicode categories that give Oniguruma's leftmost-first matches; every
+ * byte of a pre-token is then mapped to its printable stand-in character. The BPE model
+ * merges the adjacent pair of lowest rank (the leftmost of equal ranks) until no pair has
+ * a merge; with ignore_merges (Llama 3), a pre-token that is itself in the vocabulary is
+ * that one token, merges or not. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +23,7 @@
  * bytes take the code points 256, 257, ... in byte order. */
 int32_t nep_byte_level_char(uint8_t b) {
     if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE) return b;
+    if (b < '!') return 256 + b; /* the loop's count, for the bytes text has most */
     int32_t n = 0;
     for (int x = 0; x < b; x++)
         if (!((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE)) n++;
@@ -153,14 +162,32 @@ static int64_t merge_word(const nep_bpe *m, int32_t *sym, int64_t n) {
 /* One pre-token (raw bytes): its bytes' stand-in characters as symbols, then merges. */
 static nep_status bpe_word(const nep_bpe *m, const char *s, size_t n, nep_ids *out,
                            nep_err *err) {
+    if (n == 0) return NEP_OK; /* as tokenizers' BPE: an empty word has no tokens */
     if (m->ignore_merges) { /* the whole pre-token, if the vocabulary has it */
-        nep_str w = {0};
-        nep_status st = NEP_OK;
-        for (size_t i = 0; i < n && st == NEP_OK; i++)
-            st = nep_str_append_cp(&w, nep_byte_level_char((uint8_t)s[i]), err);
-        int32_t id = st == NEP_OK ? nep_vocab_find(&m->vocab, w.s, w.n) : -1;
-        free(w.s);
-        NEP_TRY(st);
+        int32_t id;
+        if (2 * n <= 256) { /* every stand-in is below U+0800: one or two bytes */
+            char w[256];
+            size_t wn = 0;
+            w[0] = 0; /* (GCC cannot tell that the loop writes it) */
+            for (size_t i = 0; i < n; i++) {
+                int32_t c = nep_byte_level_char((uint8_t)s[i]);
+                if (c < 0x80) {
+                    w[wn++] = (char)c;
+                } else {
+                    w[wn++] = (char)(0xC0 | c >> 6);
+                    w[wn++] = (char)(0x80 | (c & 0x3F));
+                }
+            }
+            id = nep_vocab_find(&m->vocab, w, wn);
+        } else {
+            nep_str w = {0};
+            nep_status st = NEP_OK;
+            for (size_t i = 0; i < n && st == NEP_OK; i++)
+                st = nep_str_append_cp(&w, nep_byte_level_char((uint8_t)s[i]), err);
+            id = st == NEP_OK ? nep_vocab_find(&m->vocab, w.s, w.n) : -1;
+            free(w.s);
+            NEP_TRY(st);
+        }
         if (id >= 0) return nep_ids_push(out, id, err);
     }
     int32_t small[64], *sym = n <= 64 ? small : malloc(n * sizeof *sym);
@@ -253,8 +280,98 @@ static size_t gpt2_match(const char *s, size_t n, size_t i) {
     return last > i ? last : e;
 }
 
+/* ---- Llama 3's Split regex ------------------------------------------------------------- */
+
+/* Whether s[i..] starts with suffix (lower-case ASCII) under (?i:...): ASCII letters in
+ * either case, and U+017F LATIN SMALL LETTER LONG S for s, which Oniguruma's case folding
+ * also takes (the only non-ASCII letter that folds to one of these; checked against PyPI
+ * tokenizers over every letter). Returns the end, or 0. */
+static size_t fold_prefix(const char *s, size_t n, size_t i, const char *suffix) {
+    for (; *suffix; suffix++) {
+        if (i < n && ((unsigned char)s[i] | 0x20) == (unsigned char)*suffix) {
+            i++;
+        } else if (*suffix == 's' && i + 1 < n && (unsigned char)s[i] == 0xC5 &&
+                   (unsigned char)s[i + 1] == 0xBF) {
+            i += 2;
+        } else {
+            return 0;
+        }
+    }
+    return i;
+}
+
+static bool is_cr_lf(char c) { return c == '\r' || c == '\n'; }
+
+/* The alternatives in the regex's order; the first that matches at i wins (Oniguruma's
+ * leftmost-first rule), each greedy quantifier backtracking as far as the rest needs. */
+size_t nep_llama3_match(const char *s, size_t n, size_t i) {
+    /* (?i:'s|'t|'re|'ve|'m|'ll|'d) */
+    if (s[i] == '\'') {
+        static const char *const suffix[] = {"s", "t", "re", "ve", "m", "ll", "d"};
+        for (size_t k = 0; k < sizeof suffix / sizeof *suffix; k++) {
+            size_t e = fold_prefix(s, n, i + 1, suffix[k]);
+            if (e) return e;
+        }
+    }
+    size_t nx, nx2;
+    int cl = class_at(s, n, i, &nx);
+    /* [^\r\n\p{L}\p{N}]?\p{L}+: letters, after at most one character that is none of
+     * those (a space, any other whitespace, punctuation) */
+    if (cl == CL_L) return run_end(s, n, nx, CL_L);
+    if (cl != CL_N && !is_cr_lf(s[i]) && nx < n && class_at(s, n, nx, &nx2) == CL_L)
+        return run_end(s, n, nx2, CL_L);
+    /* \p{N}{1,3} */
+    if (cl == CL_N) {
+        size_t e = nx;
+        for (int k = 1; k < 3 && e < n && class_at(s, n, e, &nx2) == CL_N; k++) e = nx2;
+        return e;
+    }
+    /*  ?[^\s\p{L}\p{N}]+[\r\n]*: (a space and) a run of other characters, then any
+     * line breaks */
+    size_t o = 0;
+    if (cl == CL_O) o = nx;
+    else if (s[i] == ' ' && nx < n && class_at(s, n, nx, &nx2) == CL_O) o = nx2;
+    if (o) {
+        size_t e = run_end(s, n, o, CL_O);
+        while (e < n && is_cr_lf(s[e])) e++;
+        return e;
+    }
+    /* whitespace: \s*[\r\n]+ ends after the run's last line break, if it has one */
+    size_t e = run_end(s, n, nx, CL_S);
+    for (size_t j = e; j > i; j--)
+        if (is_cr_lf(s[j - 1])) return j;
+    /* \s+(?!\S), then \s+: as in GPT-2's regex */
+    if (e == n) return e;
+    size_t last = e;
+    do last--;
+    while (((unsigned char)s[last] & 0xC0) == 0x80);
+    return last > i ? last : e;
+}
+
+/* BPE on one Split pre-token, with ByteLevel's prefix space when asked and it has none. */
+static nep_status llama3_piece(const nep_bpe *m, const char *s, size_t n, nep_ids *out,
+                               nep_err *err) {
+    if (!m->add_prefix_space || s[0] == ' ') return bpe_word(m, s, n, out, err);
+    char small[256], *buf = n + 1 <= sizeof small ? small : malloc(n + 1);
+    if (!buf) return nep_fail(err, NEP_ERR_NOMEM, "BPE: out of memory");
+    buf[0] = ' ';
+    memcpy(buf + 1, s, n);
+    nep_status st = bpe_word(m, buf, n + 1, out, err);
+    if (buf != small) free(buf);
+    return st;
+}
+
 nep_status nep_bpe_encode(const nep_bpe *m, const char *s, size_t n, nep_ids *out, nep_err *err) {
     if (n == 0) return NEP_OK; /* empty pieces never reach the pre-tokenizer there */
+    if (m->llama3_split) {
+        nep_status st = NEP_OK;
+        for (size_t i = 0; i < n && st == NEP_OK;) {
+            size_t e = nep_llama3_match(s, n, i);
+            st = llama3_piece(m, s + i, e - i, out, err);
+            i = e;
+        }
+        return st;
+    }
     char *buf = NULL;
     if (m->add_prefix_space && s[0] != ' ') {
         buf = malloc(n + 1);

@@ -69,6 +69,7 @@ static int32_t cp_before(const char *s, size_t e, size_t *start) {
 /* The added token (of the normalized kind or not) that matches at s[i], or NULL. */
 static const nep_added_token *added_at(const nep_tokenizer *t, bool normalized, const char *s,
                                        size_t n, size_t i) {
+    if (!t->added_first[(unsigned char)s[i]]) return NULL; /* most bytes start none */
     for (int64_t k = 0; k < t->n_added; k++) {
         const nep_added_token *a = &t->added[k];
         if (a->normalized != normalized) continue;

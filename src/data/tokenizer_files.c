@@ -57,6 +57,7 @@ nep_status nep_tok_add_token(nep_tokenizer *t, const nep_added_token *a, const c
     p[at] = *a;
     p[at].content = c;
     t->n_added++;
+    t->added_first[(unsigned char)c[0]] = true;
     return NEP_OK;
 }
 

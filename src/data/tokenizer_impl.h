@@ -2,7 +2,8 @@
  * parts (nothing outside src/data/ needs them: include/nepenthe/tokenizer.h is the API).
  *   tokenizer_vocab.c   the token table and the growable arrays
  *   wordpiece.c         BertNormalizer, BertPreTokenizer and WordPiece
- *   bpe.c               ByteLevel (GPT-2's regex) and byte-level BPE, merges lines
+ *   bpe.c               ByteLevel (GPT-2's regex), Llama 3's Split regex, byte-level BPE,
+ *                       merges lines
  *   tokenizer_files.c   vocab.txt, vocab.json + merges.txt, opening a path, freeing
  *   tokenizer_json.c    tokenizer.json
  *   tokenizer.c         encoding: added tokens, pairs, truncation, templates, padding */
@@ -99,9 +100,21 @@ typedef struct nep_bpe {
     int64_t merge_cap, merges;
     int32_t byte_id[256];       /* id of each byte's ByteLevel character, -1 if absent */
     int32_t unk_id;             /* -1: none (characters missing from vocab are dropped) */
-    bool add_prefix_space;      /* ByteLevel pre-tokenizer's option */
+    bool add_prefix_space;      /* ByteLevel pre-tokenizer's option (per pre-token after a
+                                 * Split, as there) */
     bool ignore_merges;         /* a whole pre-token found in vocab is one token */
+    bool llama3_split;          /* pre-tokenizer Sequence[Split(Llama 3's regex, Isolated),
+                                 * ByteLevel(use_regex false)] instead of GPT-2's regex */
 } nep_bpe;
+
+/* Llama 3's pre-tokenizer regex, the one Split pattern this code implements (by hand, in
+ * bpe.c): tokenizer.json's pre_tokenizer.pretokenizers[0].pattern.Regex must equal it. */
+#define NEP_LLAMA3_PATTERN                                                       \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}"         \
+    "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+/* The end of the match of Llama 3's regex that starts at s[i] (i < n, s valid UTF-8):
+ * every position starts a non-empty match, so the matches tile the text. */
+size_t nep_llama3_match(const char *s, size_t n, size_t i);
 /* The code point ByteLevel maps byte b to (GPT-2's bytes_to_unicode). */
 int32_t nep_byte_level_char(uint8_t b);
 /* Records merge `a b` (tokens, NUL-terminated) with rank; errors name `where`. */
@@ -113,8 +126,9 @@ nep_status nep_bpe_add_merge_line(nep_bpe *m, const char *s, size_t n, int64_t r
                                   const char *where, nep_err *err);
 /* Fills byte_id from the vocabulary; call after the vocabulary is complete. */
 void nep_bpe_finish(nep_bpe *m);
-/* ByteLevel pre-tokenizer (optional prefix space, GPT-2's regex) and BPE merges by rank
- * on s (n bytes, valid UTF-8), appending ids to out. */
+/* The pre-tokenizer (ByteLevel with its optional prefix space and GPT-2's regex, or Llama
+ * 3's Split then ByteLevel) and BPE merges by rank on s (n bytes, valid UTF-8), appending
+ * ids to out. */
 nep_status nep_bpe_encode(const nep_bpe *m, const char *s, size_t n, nep_ids *out, nep_err *err);
 void nep_bpe_free(nep_bpe *m);
 
@@ -147,6 +161,7 @@ struct nep_tokenizer {
     nep_bert_norm norm;
     nep_added_token *added;        /* [n_added], longest first (leftmost-longest match) */
     int64_t n_added;
+    bool added_first[256];         /* whether some added token starts with this byte */
     nep_tpl_item single[NEP_TPL_MAX], pair[NEP_TPL_MAX]; /* post-processor templates */
     int n_single, n_pair;          /* 0 and 0: no post-processor */
     int64_t file_max_length;       /* tokenizer.json's truncation.max_length, 0: none */

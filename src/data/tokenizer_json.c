@@ -1,8 +1,9 @@
 /* tokenizer.json, the single file `tokenizers` saves: the model (WordPiece or BPE with
  * its vocabulary and merges), normalizer, pre_tokenizer, added_tokens, post_processor,
- * truncation and padding. Only what BERT, RoBERTa and GPT-2 style files use is read; any
- * other component type is refused naming its key, so that such a file fails at load
- * rather than tokenizing differently from Hugging Face's library. */
+ * truncation and padding. Only what BERT, RoBERTa, GPT-2 and Llama 3 style files use is
+ * read; any other component type is refused naming its key, so that such a file fails at
+ * load rather than tokenizing differently from Hugging Face's library. The decoder is not
+ * read (nothing here turns ids back into text). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,8 @@ static nep_status bad_key(const json_ctx *c, const char *key, const char *why) {
 static nep_status unsupported(const json_ctx *c, const char *key, const char *value) {
     return nep_fail(c->err, NEP_ERR_UNSUPPORTED,
                     "%s: key \"%s\": \"%s\" is not supported (WordPiece with BertNormalizer and "
-                    "BertPreTokenizer, or BPE with ByteLevel, as BERT, RoBERTa and GPT-2 use)",
+                    "BertPreTokenizer, or BPE with ByteLevel, as BERT, RoBERTa and GPT-2 use, or "
+                    "with Llama 3's Split and ByteLevel)",
                     c->path, key, value);
 }
 
@@ -95,6 +97,64 @@ static nep_status json_normalizer(const json_ctx *c, const cJSON *o, nep_tokeniz
     return NEP_OK;
 }
 
+/* A ByteLevel pre-tokenizer at key (its add_prefix_space); use_regex must be as asked:
+ * true alone (GPT-2's regex), false after Llama 3's Split. */
+static nep_status json_byte_level(const json_ctx *c, const cJSON *o, const char *key,
+                                  bool want_regex, nep_tokenizer *t) {
+    char k[96];
+    bool use_regex = true;
+    snprintf(k, sizeof k, "%s.add_prefix_space", key);
+    NEP_TRY(get_bool(c, o, "add_prefix_space", k, true, &t->bpe.add_prefix_space));
+    snprintf(k, sizeof k, "%s.use_regex", key);
+    NEP_TRY(get_bool(c, o, "use_regex", k, true, &use_regex));
+    if (use_regex != want_regex) return unsupported(c, k, use_regex ? "true" : "false");
+    return NEP_OK;
+}
+
+/* Llama 3's Split: its regex exactly, behavior Isolated, not inverted. */
+static nep_status json_split(const json_ctx *c, const cJSON *o, nep_tokenizer *t) {
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(o, "pattern");
+    const cJSON *re = cJSON_GetObjectItemCaseSensitive(pat, "Regex");
+    const cJSON *beh = cJSON_GetObjectItemCaseSensitive(o, "behavior");
+    if (!cJSON_IsObject(pat)) return bad_key(c, "pre_tokenizer.pretokenizers[0].pattern", "not an object");
+    if (!re) return unsupported(c, "pre_tokenizer.pretokenizers[0].pattern",
+                                cJSON_GetObjectItemCaseSensitive(pat, "String") ? "String" : "a non-Regex pattern");
+    if (!cJSON_IsString(re)) return bad_key(c, "pre_tokenizer.pretokenizers[0].pattern.Regex", "not a string");
+    if (strcmp(re->valuestring, NEP_LLAMA3_PATTERN) != 0)
+        return nep_fail(c->err, NEP_ERR_UNSUPPORTED,
+                        "%s: key \"pre_tokenizer.pretokenizers[0].pattern.Regex\": the regex \"%.200s\" is "
+                        "not supported (a Split pre-tokenizer must use Llama 3's regex, \"%s\", which is "
+                        "implemented by hand; no regex engine is built in)",
+                        c->path, re->valuestring, NEP_LLAMA3_PATTERN);
+    if (!cJSON_IsString(beh)) return bad_key(c, "pre_tokenizer.pretokenizers[0].behavior", "not a string");
+    if (strcmp(beh->valuestring, "Isolated") != 0)
+        return unsupported(c, "pre_tokenizer.pretokenizers[0].behavior", beh->valuestring);
+    bool invert = false;
+    NEP_TRY(get_bool(c, o, "invert", "pre_tokenizer.pretokenizers[0].invert", false, &invert));
+    if (invert) return unsupported(c, "pre_tokenizer.pretokenizers[0].invert", "true");
+    t->bpe.llama3_split = true;
+    return NEP_OK;
+}
+
+/* Llama 3's Sequence: [Split(its regex, Isolated), ByteLevel(use_regex false)]. */
+static nep_status json_pre_sequence(const json_ctx *c, const cJSON *o, nep_tokenizer *t) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "pretokenizers");
+    if (!cJSON_IsArray(list)) return bad_key(c, "pre_tokenizer.pretokenizers", "not an array");
+    if (cJSON_GetArraySize(list) != 2)
+        return unsupported(c, "pre_tokenizer.pretokenizers",
+                           "a Sequence other than [Split, ByteLevel] (Llama 3's)");
+    const char *t0, *t1;
+    const cJSON *p0 = cJSON_GetArrayItem(list, 0), *p1 = cJSON_GetArrayItem(list, 1);
+    NEP_TRY(component_type(c, p0, "pre_tokenizer.pretokenizers[0]", &t0));
+    NEP_TRY(component_type(c, p1, "pre_tokenizer.pretokenizers[1]", &t1));
+    if (!t0 || strcmp(t0, "Split") != 0)
+        return unsupported(c, "pre_tokenizer.pretokenizers[0].type", t0 ? t0 : "null");
+    if (!t1 || strcmp(t1, "ByteLevel") != 0)
+        return unsupported(c, "pre_tokenizer.pretokenizers[1].type", t1 ? t1 : "null");
+    NEP_TRY(json_split(c, p0, t));
+    return json_byte_level(c, p1, "pre_tokenizer.pretokenizers[1]", false, t);
+}
+
 static nep_status json_pre_tokenizer(const json_ctx *c, const cJSON *o, nep_tokenizer *t) {
     const char *type;
     NEP_TRY(component_type(c, o, "pre_tokenizer", &type));
@@ -103,13 +163,9 @@ static nep_status json_pre_tokenizer(const json_ctx *c, const cJSON *o, nep_toke
         if (strcmp(type, "BertPreTokenizer") != 0) return unsupported(c, "pre_tokenizer.type", type);
         return NEP_OK;
     }
+    if (strcmp(type, "Sequence") == 0) return json_pre_sequence(c, o, t);
     if (strcmp(type, "ByteLevel") != 0) return unsupported(c, "pre_tokenizer.type", type);
-    bool use_regex = true;
-    NEP_TRY(get_bool(c, o, "add_prefix_space", "pre_tokenizer.add_prefix_space", true,
-                     &t->bpe.add_prefix_space));
-    NEP_TRY(get_bool(c, o, "use_regex", "pre_tokenizer.use_regex", true, &use_regex));
-    if (!use_regex) return unsupported(c, "pre_tokenizer.use_regex", "false");
-    return NEP_OK;
+    return json_byte_level(c, o, "pre_tokenizer", true, t);
 }
 
 static nep_status json_wordpiece(const json_ctx *c, const cJSON *m, nep_tokenizer *t) {
@@ -184,10 +240,27 @@ static nep_status json_model(const json_ctx *c, const cJSON *m, nep_tokenizer *t
     return unsupported(c, "model.type", type);
 }
 
+/* The id `tokenizers` (0.21) gives an added token when it reads tokenizer.json: the file's
+ * "id" is not used (only warned about when it differs). A content added before keeps its
+ * id; one in the model's vocabulary takes the model's id; any other takes the next free
+ * id, one past the largest id given to an added token so far when that is not below the
+ * model's vocabulary size (its number of entries), else that size. For files whose ids
+ * follow the vocabulary (Llama 3's 128000 tokens, then 256 added ones) this is the
+ * file's id. *max_id: the largest id given so far (-1 at first). */
+static int64_t added_token_id(const nep_tokenizer *t, const char *content, int64_t *max_id) {
+    for (int64_t k = 0; k < t->n_added; k++)
+        if (strcmp(t->added[k].content, content) == 0) return t->added[k].id;
+    const nep_vocab *v = t->model == NEP_TOK_WORDPIECE ? &t->wp.vocab : &t->bpe.vocab;
+    int64_t id = nep_vocab_find(v, content, strlen(content));
+    if (id < 0) id = *max_id >= v->n ? *max_id + 1 : v->n;
+    if (id > *max_id) *max_id = id;
+    return id;
+}
+
 static nep_status json_added_tokens(const json_ctx *c, const cJSON *a, nep_tokenizer *t) {
     if (!a || cJSON_IsNull(a)) return NEP_OK;
     if (!cJSON_IsArray(a)) return bad_key(c, "added_tokens", "not an array");
-    int64_t i = 0;
+    int64_t i = 0, max_id = -1;
     char key[64];
     for (const cJSON *e = a->child; e; e = e->next, i++) {
         snprintf(key, sizeof key, "added_tokens[%lld]", (long long)i);
@@ -197,6 +270,9 @@ static nep_status json_added_tokens(const json_ctx *c, const cJSON *a, nep_token
         int64_t id = -1;
         NEP_TRY(get_int(c, e, "id", key, 0, INT32_MAX, -1, &id));
         if (id < 0) return bad_key(c, key, "no \"id\"");
+        if (!content->valuestring[0]) continue; /* tokenizers skips an empty one */
+        id = added_token_id(t, content->valuestring, &max_id);
+        if (id > INT32_MAX) return bad_key(c, key, "its id (the next after the largest) is past 2^31 - 1");
         tk.id = (int32_t)id;
         NEP_TRY(get_bool(c, e, "single_word", key, false, &tk.single_word));
         NEP_TRY(get_bool(c, e, "lstrip", key, false, &tk.lstrip));
@@ -251,35 +327,63 @@ static nep_status json_tpl_item(const json_ctx *c, const cJSON *e, const cJSON *
     return NEP_OK;
 }
 
-static nep_status json_template(const json_ctx *c, const cJSON *o, const char *name,
-                                nep_tpl_item *items, int *n) {
+static nep_status json_template(const json_ctx *c, const cJSON *o, const char *at,
+                                const char *name, nep_tpl_item *items, int *n) {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, name);
-    char key[64];
-    snprintf(key, sizeof key, "post_processor.%s", name);
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", at, name);
     if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) > NEP_TPL_MAX)
         return bad_key(c, key, "not an array of at most 8 pieces");
     *n = 0;
     for (const cJSON *e = list->child; e; e = e->next, (*n)++) {
-        snprintf(key, sizeof key, "post_processor.%s[%d]", name, *n);
+        snprintf(key, sizeof key, "%s.%s[%d]", at, name, *n);
         NEP_TRY(json_tpl_item(c, e, cJSON_GetObjectItemCaseSensitive(o, "special_tokens"), key, &items[*n]));
     }
     return NEP_OK;
 }
 
+/* One post-processor at key (`post_processor`, or an element of a Sequence's
+ * processors); *templated says whether one already set the templates. */
+static nep_status json_one_processor(const json_ctx *c, const cJSON *o, const char *key,
+                                     bool *templated, nep_tokenizer *t) {
+    const char *type;
+    char k[96];
+    NEP_TRY(component_type(c, o, key, &type));
+    if (!type || strcmp(type, "ByteLevel") == 0) return NEP_OK; /* offsets only: no ids */
+    snprintf(k, sizeof k, "%s.type", key);
+    bool tpl = strcmp(type, "TemplateProcessing") == 0, bert = strcmp(type, "BertProcessing") == 0;
+    if (!tpl && !bert && strcmp(type, "RobertaProcessing") != 0) return unsupported(c, k, type);
+    if (*templated) return unsupported(c, k, "a second processor that adds special tokens");
+    *templated = true;
+    if (tpl) {
+        NEP_TRY(json_template(c, o, key, "single", t->single, &t->n_single));
+        return json_template(c, o, key, "pair", t->pair, &t->n_pair);
+    }
+    int32_t cls = 0, sep = 0;
+    snprintf(k, sizeof k, "%s.cls", key);
+    NEP_TRY(json_token_pair(c, cJSON_GetObjectItemCaseSensitive(o, "cls"), k, &cls));
+    snprintf(k, sizeof k, "%s.sep", key);
+    NEP_TRY(json_token_pair(c, cJSON_GetObjectItemCaseSensitive(o, "sep"), k, &sep));
+    nep_tok_set_template(t, cls, sep, !bert);
+    return NEP_OK;
+}
+
+/* The post-processor, or a Sequence of them (Llama 3's: ByteLevel, then
+ * TemplateProcessing with <|begin_of_text|>), applied in order. */
 static nep_status json_post_processor(const json_ctx *c, const cJSON *o, nep_tokenizer *t) {
     const char *type;
+    bool templated = false;
     NEP_TRY(component_type(c, o, "post_processor", &type));
-    if (!type || strcmp(type, "ByteLevel") == 0) return NEP_OK; /* no special tokens */
-    if (strcmp(type, "TemplateProcessing") == 0) {
-        NEP_TRY(json_template(c, o, "single", t->single, &t->n_single));
-        return json_template(c, o, "pair", t->pair, &t->n_pair);
+    if (!type || strcmp(type, "Sequence") != 0)
+        return json_one_processor(c, o, "post_processor", &templated, t);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "processors");
+    if (!cJSON_IsArray(list)) return bad_key(c, "post_processor.processors", "not an array");
+    int i = 0;
+    char key[64];
+    for (const cJSON *e = list->child; e; e = e->next, i++) {
+        snprintf(key, sizeof key, "post_processor.processors[%d]", i);
+        NEP_TRY(json_one_processor(c, e, key, &templated, t));
     }
-    bool bert = strcmp(type, "BertProcessing") == 0;
-    if (!bert && strcmp(type, "RobertaProcessing") != 0) return unsupported(c, "post_processor.type", type);
-    int32_t cls = 0, sep = 0;
-    NEP_TRY(json_token_pair(c, cJSON_GetObjectItemCaseSensitive(o, "cls"), "post_processor.cls", &cls));
-    NEP_TRY(json_token_pair(c, cJSON_GetObjectItemCaseSensitive(o, "sep"), "post_processor.sep", &sep));
-    nep_tok_set_template(t, cls, sep, !bert);
     return NEP_OK;
 }
 
