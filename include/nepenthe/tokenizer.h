@@ -1,5 +1,6 @@
 /* Text tokenizers that give, id for id, what Hugging Face's `tokenizers` (PyPI 0.21.4,
- * pinned in scripts/requirements-nodeps.txt) gives: WordPiece (BERT) and byte-level BPE (GPT-2, RoBERTa, Llama 3).
+ * pinned in scripts/requirements-nodeps.txt) gives: WordPiece (BERT) and byte-level BPE
+ * (GPT-2, RoBERTa, Llama 3).
  *
  * Files: vocab.txt (WordPiece, one token a line, id = line number - 1); vocab.json +
  * merges.txt (byte-level BPE); tokenizer.json (either, model.type "WordPiece" or "BPE",
