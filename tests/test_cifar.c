@@ -61,14 +61,6 @@ static char *write_cifar_dir(void) {
 }
 
 /* The call failed with status `want`, and its message contains `needle`. */
-static void expect_fail(nep_status got, const nep_err *err, nep_status want,
-                        const char *needle) {
-    if (got != want || !strstr(err->msg, needle))
-        fprintf(stderr, "status %s, message \"%s\"; wanted %s containing \"%s\"\n",
-                nep_status_name(got), err->msg, nep_status_name(want), needle);
-    assert_int_equal(got, want);
-    assert_non_null(strstr(err->msg, needle));
-}
 
 /* Loading dir's train or test split fails with `want`, naming file `name` in dir and
  * containing `also` (if set); the output comes back empty. */
@@ -77,8 +69,8 @@ static void expect_cifar_fail(const char *dir, bool train, nep_status want, cons
     nep_err err = {0};
     nep_dataset d = {.n = 99};
     char *np = nep_test_path(dir, name);
-    expect_fail(nep_cifar10_load(dir, train, &d, &err), &err, want, np);
-    if (also) expect_fail(want, &err, want, also);
+    nep_test_expect_fail(nep_cifar10_load(dir, train, &d, &err), &err, want, np, NULL);
+    if (also) nep_test_expect_fail(want, &err, want, also, NULL);
     assert_null(d.images);
     assert_null(d.labels);
     assert_int_equal(d.n, 0);
@@ -134,15 +126,15 @@ static void test_cifar_missing(void **state) {
     nep_err err = {0};
     nep_dataset d = {.n = 5};
     /* No directory given, or one that does not exist, or a file in its place. */
-    expect_fail(nep_cifar10_load(NULL, true, &d, &err), &err, NEP_ERR_ARG, "nothing is downloaded");
+    nep_test_expect_fail(nep_cifar10_load(NULL, true, &d, &err), &err, NEP_ERR_ARG, "nothing is downloaded", NULL);
     assert_null(d.images);
     char *dir = write_cifar_dir();
     char *gone = nep_test_path(dir, "nope");
-    expect_fail(nep_cifar10_load(gone, true, &d, &err), &err, NEP_ERR_IO, gone);
-    expect_fail(NEP_ERR_IO, &err, NEP_ERR_IO, "cifar-10-batches-bin");
-    expect_fail(NEP_ERR_IO, &err, NEP_ERR_IO, "nothing is downloaded");
+    nep_test_expect_fail(nep_cifar10_load(gone, true, &d, &err), &err, NEP_ERR_IO, gone, NULL);
+    nep_test_expect_fail(NEP_ERR_IO, &err, NEP_ERR_IO, "cifar-10-batches-bin", NULL);
+    nep_test_expect_fail(NEP_ERR_IO, &err, NEP_ERR_IO, "nothing is downloaded", NULL);
     char *file = nep_test_path(dir, "test_batch.bin");
-    expect_fail(nep_cifar10_load(file, false, &d, &err), &err, NEP_ERR_IO, "not a directory");
+    nep_test_expect_fail(nep_cifar10_load(file, false, &d, &err), &err, NEP_ERR_IO, "not a directory", NULL);
     /* One training file missing: all five are required. */
     char *third = nep_test_path(dir, "data_batch_3.bin");
     assert_int_equal(unlink(third), 0);

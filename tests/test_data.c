@@ -64,14 +64,6 @@ static void check_small(const nep_dataset *d) {
 }
 
 /* The call failed with status `want`, and its message contains `needle`. */
-static void expect_fail(nep_status got, const nep_err *err, nep_status want,
-                        const char *needle) {
-    if (got != want || !strstr(err->msg, needle))
-        fprintf(stderr, "status %s, message \"%s\"; wanted %s containing \"%s\"\n",
-                nep_status_name(got), err->msg, nep_status_name(want), needle);
-    assert_int_equal(got, want);
-    assert_non_null(strstr(err->msg, needle));
-}
 
 /* Loads img/lbl from dir, which must fail with `want` and a message naming `needle`
  * (relative to dir) and containing `also`; the output must come back empty. */
@@ -81,8 +73,8 @@ static void expect_load_fail(const char *dir, const char *img, const char *lbl,
     char *np = nep_test_path(dir, needle);
     nep_err err = {0};
     nep_dataset d = {.n = 99};
-    expect_fail(nep_idx_load(ip, lp, &d, &err), &err, want, np);
-    if (also) expect_fail(want, &err, want, also);
+    nep_test_expect_fail(nep_idx_load(ip, lp, &d, &err), &err, want, np, NULL);
+    if (also) nep_test_expect_fail(want, &err, want, also, NULL);
     assert_null(d.images);
     assert_null(d.labels);
     assert_int_equal(d.n, 0);
@@ -264,15 +256,15 @@ static void test_fashion_missing_dir(void **state) {
     char *gone = nep_test_path(dir, "no-such-dir");
     nep_err err = {0};
     nep_dataset d = {.n = 7};
-    expect_fail(nep_fashion_mnist_load(gone, true, &d, &err), &err, NEP_ERR_IO, gone);
-    expect_fail(NEP_ERR_IO, &err, NEP_ERR_IO, "install the Debian package dataset-fashion-mnist");
-    expect_fail(NEP_ERR_IO, &err, NEP_ERR_IO, "--data-dir");
+    nep_test_expect_fail(nep_fashion_mnist_load(gone, true, &d, &err), &err, NEP_ERR_IO, gone, NULL);
+    nep_test_expect_fail(NEP_ERR_IO, &err, NEP_ERR_IO, "install the Debian package dataset-fashion-mnist", NULL);
+    nep_test_expect_fail(NEP_ERR_IO, &err, NEP_ERR_IO, "--data-dir", NULL);
     assert_int_equal(d.n, 0);
     /* A regular file where the directory should be. */
     char *file = nep_test_path(dir, "file");
     assert_int_equal(nep_test_write_file(file, "x", 1), 0);
-    expect_fail(nep_fashion_mnist_load(file, false, &d, &err), &err, NEP_ERR_IO,
-                "file: not a directory");
+    nep_test_expect_fail(nep_fashion_mnist_load(file, false, &d, &err), &err, NEP_ERR_IO,
+                "file: not a directory", NULL);
     free(gone);
     free(file);
     nep_test_rmtree(dir);
@@ -285,10 +277,10 @@ static void test_fashion_missing_file(void **state) {
     char *want = nep_test_path(dir, "train-labels-idx1-ubyte");
     nep_err err = {0};
     nep_dataset d;
-    expect_fail(nep_fashion_mnist_load(dir, true, &d, &err), &err, NEP_ERR_IO, want);
-    expect_fail(NEP_ERR_IO, &err, NEP_ERR_IO, "dataset-fashion-mnist");
+    nep_test_expect_fail(nep_fashion_mnist_load(dir, true, &d, &err), &err, NEP_ERR_IO, want, NULL);
+    nep_test_expect_fail(NEP_ERR_IO, &err, NEP_ERR_IO, "dataset-fashion-mnist", NULL);
     char *want2 = nep_test_path(dir, "t10k-images-idx3-ubyte");
-    expect_fail(nep_fashion_mnist_load(dir, false, &d, &err), &err, NEP_ERR_IO, want2);
+    nep_test_expect_fail(nep_fashion_mnist_load(dir, false, &d, &err), &err, NEP_ERR_IO, want2, NULL);
     free(ip);
     free(want);
     free(want2);
@@ -426,11 +418,11 @@ static void test_split_edges(void **state) {
     assert_int_equal(tr.n, 1);
     nep_dataset_free(&tr);
     nep_dataset_free(&va);
-    expect_fail(nep_dataset_split(&src, SN, 1, &tr, &va, &err), &err, NEP_ERR_ARG,
-                "100 validation samples out of 100");
+    nep_test_expect_fail(nep_dataset_split(&src, SN, 1, &tr, &va, &err), &err, NEP_ERR_ARG,
+                "100 validation samples out of 100", NULL);
     assert_null(tr.images);
     assert_null(va.images);
-    expect_fail(nep_dataset_split(&src, -1, 1, &tr, &va, &err), &err, NEP_ERR_ARG, "-1");
+    nep_test_expect_fail(nep_dataset_split(&src, -1, 1, &tr, &va, &err), &err, NEP_ERR_ARG, "-1", NULL);
     nep_dataset_free(&src);
 }
 
@@ -619,18 +611,18 @@ static void test_loader_bad_args(void **state) {
     nep_dataset d = make_indexed(LN, 2, 1, 1);
     nep_loader l;
     nep_err err = {0};
-    expect_fail(nep_loader_init(&l, &d, NULL, 0, false, false, &err), &err, NEP_ERR_ARG,
-                "batch size 0");
+    nep_test_expect_fail(nep_loader_init(&l, &d, NULL, 0, false, false, &err), &err, NEP_ERR_ARG,
+                "batch size 0", NULL);
     assert_null(l.order);
     nep_normalize one = {.c = 1, .std = {1}};
-    expect_fail(nep_loader_init(&l, &d, &one, LB, false, false, &err), &err, NEP_ERR_ARG,
-                "1 channels but the data set has 2");
+    nep_test_expect_fail(nep_loader_init(&l, &d, &one, LB, false, false, &err), &err, NEP_ERR_ARG,
+                "1 channels but the data set has 2", NULL);
     nep_normalize zero = {.c = 2, .std = {1, 0}};
-    expect_fail(nep_loader_init(&l, &d, &zero, LB, false, false, &err), &err, NEP_ERR_ARG,
-                "channel 1");
+    nep_test_expect_fail(nep_loader_init(&l, &d, &zero, LB, false, false, &err), &err, NEP_ERR_ARG,
+                "channel 1", NULL);
     nep_normalize nan = {.c = 2, .mean = {NAN, 0}, .std = {1, 1}};
-    expect_fail(nep_loader_init(&l, &d, &nan, LB, false, false, &err), &err, NEP_ERR_ARG,
-                "channel 0");
+    nep_test_expect_fail(nep_loader_init(&l, &d, &nan, LB, false, false, &err), &err, NEP_ERR_ARG,
+                "channel 0", NULL);
     nep_loader_free(&l); /* harmless after a failed init */
     nep_dataset_free(&d);
 }

@@ -22,17 +22,6 @@ static void write_text(const char *dir, const char *name, const char *text, size
 }
 #define WRITE(dir, name, lit) write_text((dir), (name), (lit), sizeof(lit) - 1)
 
-/* The call failed with status `want`, its message contains each non-NULL needle, and
- * the output came back empty. */
-static void expect_fail(nep_status got, const nep_err *err, nep_status want, const char *n1,
-                        const char *n2) {
-    bool ok = got == want && strstr(err->msg, n1) && (!n2 || strstr(err->msg, n2));
-    if (!ok)
-        fprintf(stderr, "status %s, message \"%s\"; wanted %s containing \"%s\" and \"%s\"\n",
-                nep_status_name(got), err->msg, nep_status_name(want), n1, n2 ? n2 : "");
-    assert_true(ok);
-}
-
 static void expect_empty(const nep_text_dataset *d) {
     assert_int_equal(d->n, 0);
     assert_null(d->text_a);
@@ -126,7 +115,7 @@ static void test_sst2_test(void **state) {
     /* The same file is not a training file: train and dev need labels. */
     WRITE(dir, "dev.tsv", "index\tsentence\n0\tuneasy mishmash .\n");
     nep_err err = {0};
-    expect_fail(nep_glue_load(dir, "sst2", "dev", &d, &err), &err, NEP_ERR_FORMAT,
+    nep_test_expect_fail(nep_glue_load(dir, "sst2", "dev", &d, &err), &err, NEP_ERR_FORMAT,
                 "dev.tsv:1:", "\"label\"");
     expect_empty(&d);
     nep_test_rmtree(dir);
@@ -259,7 +248,7 @@ static void test_malformed(void **state) {
         nep_text_dataset d;
         nep_err err = {0};
         nep_status s = nep_glue_load(dir, cases[i].task, cases[i].split, &d, &err);
-        expect_fail(s, &err, NEP_ERR_FORMAT, cases[i].where, cases[i].what);
+        nep_test_expect_fail(s, &err, NEP_ERR_FORMAT, cases[i].where, cases[i].what);
         assert_non_null(strstr(err.msg, dir)); /* the whole path */
         expect_empty(&d);
     }
@@ -267,7 +256,7 @@ static void test_malformed(void **state) {
     WRITE(dir, "train.tsv", "sentence\tlabel\nab\0c\t1\n");
     nep_text_dataset d;
     nep_err err = {0};
-    expect_fail(nep_glue_load(dir, "sst2", "train", &d, &err), &err, NEP_ERR_FORMAT,
+    nep_test_expect_fail(nep_glue_load(dir, "sst2", "train", &d, &err), &err, NEP_ERR_FORMAT,
                 "train.tsv:2:", "NUL byte at column 3");
     nep_test_rmtree(dir);
 }
@@ -278,28 +267,28 @@ static void test_load_args(void **state) {
     char *dir = nep_test_tmpdir();
     nep_text_dataset d;
     nep_err err = {0};
-    expect_fail(nep_glue_load(dir, "mnli", "train", &d, &err), &err, NEP_ERR_ARG,
+    nep_test_expect_fail(nep_glue_load(dir, "mnli", "train", &d, &err), &err, NEP_ERR_ARG,
                 "unknown text task \"mnli\"", "sst2, qnli, rte, fortunes");
     expect_empty(&d);
-    expect_fail(nep_glue_load(dir, "sst2", "validation", &d, &err), &err, NEP_ERR_ARG,
+    nep_test_expect_fail(nep_glue_load(dir, "sst2", "validation", &d, &err), &err, NEP_ERR_ARG,
                 "unknown split \"validation\"", "train, dev, test");
-    expect_fail(nep_glue_load(dir, "sst2", "train", &d, &err), &err, NEP_ERR_IO, "train.tsv",
+    nep_test_expect_fail(nep_glue_load(dir, "sst2", "train", &d, &err), &err, NEP_ERR_IO, "train.tsv",
                 "No such file");
     assert_non_null(strstr(err.msg, dir));
     expect_empty(&d);
     /* The fortunes task needs its task.json for the class names. */
     WRITE(dir, "dev.tsv", "sentence\tlabel\nA\t0\n");
-    expect_fail(nep_glue_load(dir, "fortunes", "dev", &d, &err), &err, NEP_ERR_IO, "task.json",
+    nep_test_expect_fail(nep_glue_load(dir, "fortunes", "dev", &d, &err), &err, NEP_ERR_IO, "task.json",
                 NULL);
     WRITE(dir, "task.json", "{\"categories\": [\"x\"]}");
-    expect_fail(nep_glue_load(dir, "fortunes", "dev", &d, &err), &err, NEP_ERR_FORMAT,
+    nep_test_expect_fail(nep_glue_load(dir, "fortunes", "dev", &d, &err), &err, NEP_ERR_FORMAT,
                 "task.json", "\"categories\"");
     WRITE(dir, "task.json", "{\"categories\": [\"x\", ");
-    expect_fail(nep_glue_load(dir, "fortunes", "dev", &d, &err), &err, NEP_ERR_FORMAT,
+    nep_test_expect_fail(nep_glue_load(dir, "fortunes", "dev", &d, &err), &err, NEP_ERR_FORMAT,
                 "task.json", "not valid JSON");
     WRITE(dir, "task.json", "{\"categories\": [\"art\", \"food\", \"law\"]}");
     WRITE(dir, "dev.tsv", "sentence\tlabel\nA\t2\nB\t3\n");
-    expect_fail(nep_glue_load(dir, "fortunes", "dev", &d, &err), &err, NEP_ERR_FORMAT,
+    nep_test_expect_fail(nep_glue_load(dir, "fortunes", "dev", &d, &err), &err, NEP_ERR_FORMAT,
                 "dev.tsv:3:", "unknown label \"3\" in column \"label\" (expected a class index 0..2)");
     WRITE(dir, "dev.tsv", "sentence\tlabel\nA\t2\nB\t0\n");
     load_ok(dir, "fortunes", "dev", &d);
@@ -355,7 +344,7 @@ static void test_split(void **state) {
     assert_memory_not_equal(va.index, va2.index, 12 * sizeof *va.index);
     nep_text_dataset_free(&tr2);
     nep_text_dataset_free(&va2);
-    expect_fail(nep_text_dataset_split(&d, 50, 5, &tr2, &va2, &err), &err, NEP_ERR_ARG,
+    nep_test_expect_fail(nep_text_dataset_split(&d, 50, 5, &tr2, &va2, &err), &err, NEP_ERR_ARG,
                 "50 validation samples out of 50", NULL);
     expect_empty(&tr2);
     nep_text_dataset_free(&tr);
@@ -576,22 +565,22 @@ static void test_fortunes_small(void **state) {
 
     /* Errors: a missing file, too few entries, bad category lists. */
     const char *missing[] = {"alpha", "delta", NULL};
-    expect_fail(nep_fortunes_task_build(src, missing, 0, out, &err), &err, NEP_ERR_IO,
+    nep_test_expect_fail(nep_fortunes_task_build(src, missing, 0, out, &err), &err, NEP_ERR_IO,
                 "src/delta", "fortunes");
     const char *few[] = {"alpha", "gamma", NULL};
-    expect_fail(nep_fortunes_task_build(src, few, 0, out, &err), &err, NEP_ERR_FORMAT,
+    nep_test_expect_fail(nep_fortunes_task_build(src, few, 0, out, &err), &err, NEP_ERR_FORMAT,
                 "src/gamma: 2 usable entries", "at least 10");
     const char *one[] = {"alpha", NULL};
-    expect_fail(nep_fortunes_task_build(src, one, 0, out, &err), &err, NEP_ERR_ARG,
+    nep_test_expect_fail(nep_fortunes_task_build(src, one, 0, out, &err), &err, NEP_ERR_ARG,
                 "1 categories", NULL);
     const char *twice[] = {"alpha", "beta", "alpha", NULL};
-    expect_fail(nep_fortunes_task_build(src, twice, 0, out, &err), &err, NEP_ERR_ARG,
+    nep_test_expect_fail(nep_fortunes_task_build(src, twice, 0, out, &err), &err, NEP_ERR_ARG,
                 "\"alpha\" given twice", NULL);
     const char *path[] = {"alpha", "../src/beta", NULL};
-    expect_fail(nep_fortunes_task_build(src, path, 0, out, &err), &err, NEP_ERR_ARG,
+    nep_test_expect_fail(nep_fortunes_task_build(src, path, 0, out, &err), &err, NEP_ERR_ARG,
                 "bad category \"../src/beta\"", NULL);
     char *nested = nep_test_path(root, "no/such/dir");
-    expect_fail(nep_fortunes_task_build(src, cats, 0, nested, &err), &err, NEP_ERR_IO, nested,
+    nep_test_expect_fail(nep_fortunes_task_build(src, cats, 0, nested, &err), &err, NEP_ERR_IO, nested,
                 "cannot create directory");
     free(nested);
     free(src);

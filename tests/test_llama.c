@@ -31,14 +31,6 @@ static const nep_st_tensor *want(const char *what) {
     return nep_test_tensor(&golden, "", key);
 }
 
-/* got against want within rtol, plus atol_rel times want's largest magnitude */
-static void expect(const char *what, const nep_real *got, const nep_st_tensor *t, double rtol, double atol_rel) {
-    double *w = nep_test_as_f64(t), largest = 0;
-    for (int64_t i = 0; i < t->numel; i++) largest = fmax(largest, fabs(w[i]));
-    NEP_ASSERT_CLOSE(got, w, t->numel, rtol, atol_rel * largest, what);
-    free(w);
-}
-
 /* The model with the golden's weights (their float32 values, as transformers held them). */
 static void build(nep_hf_config *cfg, nep_graph *g, int64_t *T) {
     const char *json = nep_st_meta_get(&golden, "llama/config");
@@ -127,10 +119,10 @@ static void check_on(const char *backend) {
         if (i < cfg.num_hidden_layers) snprintf(key, sizeof key, "hidden_states/%d", i);
         else snprintf(key, sizeof key, "final_norm");
         snprintf(what, sizeof what, "%s on %s", key, backend);
-        expect(what, nep_exec_node_output(ex, nep_graph_find_node(&g, name)), want(key), rtol, atol);
+        nep_test_expect_scaled(what, nep_exec_node_output(ex, nep_graph_find_node(&g, name)), want(key), rtol, atol);
     }
     snprintf(what, sizeof what, "logits on %s", backend);
-    expect(what, logits, want("logits"), rtol, atol);
+    nep_test_expect_scaled(what, logits, want("logits"), rtol, atol);
     nep_real *dlogits = malloc(sizeof(nep_real) * (size_t)(B * T * V));
     const double loss = causal_lm_loss(logits, b.labels, T, V, dlogits);
     double *w_loss = nep_test_as_f64(want("loss"));
@@ -155,7 +147,7 @@ static void check_on(const char *backend) {
         const nep_param *p = &g.params[k];
         snprintf(key, sizeof key, "grads/%s", p->name);
         snprintf(what, sizeof what, "%s on %s", key, backend);
-        expect(what, g.grads + p->offset, want(key), 10 * rtol, atol);
+        nep_test_expect_scaled(what, g.grads + p->offset, want(key), 10 * rtol, atol);
     }
     free(dlogits);
     free(b.ids), free(b.labels), free(b.mask);

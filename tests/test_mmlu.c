@@ -31,16 +31,6 @@ static char *subdir(const char *dir, const char *name) {
 /* cmocka 1.1 has no assert_double_equal. */
 #define ASSERT_NEAR(got, want, tol) assert_true(fabs((got) - (want)) <= (tol))
 
-/* The call failed with status `want`, its message contains each non-NULL needle. */
-static void expect_fail(nep_status got, const nep_err *err, nep_status want, const char *n1,
-                        const char *n2) {
-    bool ok = got == want && strstr(err->msg, n1) && (!n2 || strstr(err->msg, n2));
-    if (!ok)
-        fprintf(stderr, "status %s, message \"%s\"; wanted %s containing \"%s\" and \"%s\"\n",
-                nep_status_name(got), err->msg, nep_status_name(want), n1, n2 ? n2 : "");
-    assert_true(ok);
-}
-
 static void expect_empty(const nep_mmlu_set *s) {
     assert_int_equal(s->n, 0);
     assert_null(s->items);
@@ -105,9 +95,9 @@ static void test_load_file(void **state) {
     assert_int_equal(s.n_subjects, 1);
     nep_mmlu_set_free(&s);
     char *missing = nep_test_path(dir, "nope_test.csv");
-    expect_fail(nep_mmlu_load_file(missing, "nope", &s, &err), &err, NEP_ERR_IO, missing, NULL);
+    nep_test_expect_fail(nep_mmlu_load_file(missing, "nope", &s, &err), &err, NEP_ERR_IO, missing, NULL);
     expect_empty(&s);
-    expect_fail(nep_mmlu_load_file(path, "", &s, &err), &err, NEP_ERR_ARG, "subject", NULL);
+    nep_test_expect_fail(nep_mmlu_load_file(path, "", &s, &err), &err, NEP_ERR_ARG, "subject", NULL);
     free(missing);
     free(empty);
     free(path);
@@ -153,7 +143,7 @@ static void test_malformed(void **state) {
         char *path = nep_test_path(dir, name);
         nep_mmlu_set s;
         nep_err err = {0};
-        expect_fail(nep_mmlu_load_file(path, "bad", &s, &err), &err, NEP_ERR_FORMAT, want,
+        nep_test_expect_fail(nep_mmlu_load_file(path, "bad", &s, &err), &err, NEP_ERR_FORMAT, want,
                     cases[i].what);
         expect_empty(&s);
         free(path);
@@ -226,23 +216,23 @@ static void test_load_split(void **state) {
     nep_mmlu_set_free(&s);
 
     /* Errors: the message names the file or folder. */
-    expect_fail(nep_mmlu_load_split(root, "train", NULL, &s, &err), &err, NEP_ERR_ARG,
+    nep_test_expect_fail(nep_mmlu_load_split(root, "train", NULL, &s, &err), &err, NEP_ERR_ARG,
                 "unknown MMLU split \"train\"", NULL);
-    expect_fail(nep_mmlu_load_split(root, "test", "../dev/x", &s, &err), &err, NEP_ERR_ARG,
+    nep_test_expect_fail(nep_mmlu_load_split(root, "test", "../dev/x", &s, &err), &err, NEP_ERR_ARG,
                 "bad MMLU subject", NULL);
-    expect_fail(nep_mmlu_load_split(root, "test", "anatomy", &s, &err), &err, NEP_ERR_IO,
+    nep_test_expect_fail(nep_mmlu_load_split(root, "test", "anatomy", &s, &err), &err, NEP_ERR_IO,
                 "test/anatomy_test.csv", NULL);
-    expect_fail(nep_mmlu_load_split(root, "val", NULL, &s, &err), &err, NEP_ERR_IO,
+    nep_test_expect_fail(nep_mmlu_load_split(root, "val", NULL, &s, &err), &err, NEP_ERR_IO,
                 "val: no *_val.csv files", NULL);
     char *nowhere = nep_test_path(root, "nowhere");
-    expect_fail(nep_mmlu_load_split(nowhere, "dev", NULL, &s, &err), &err, NEP_ERR_IO,
+    nep_test_expect_fail(nep_mmlu_load_split(nowhere, "dev", NULL, &s, &err), &err, NEP_ERR_IO,
                 "nowhere/dev", NULL);
     free(nowhere);
     expect_empty(&s);
     /* A malformed row in a later subject's file still names that file and line. */
     char *test = nep_test_path(root, "test");
     WRITE(test, "world_religions_test.csv", "q,a,b,c,d,A\nq,a,b,c,d,A\nq,a,b,c,d,F\n");
-    expect_fail(nep_mmlu_load_split(root, "test", NULL, &s, &err), &err, NEP_ERR_FORMAT,
+    nep_test_expect_fail(nep_mmlu_load_split(root, "test", NULL, &s, &err), &err, NEP_ERR_FORMAT,
                 "test/world_religions_test.csv:3:", "answer \"F\"");
     expect_empty(&s);
     free(test);
@@ -306,12 +296,12 @@ static void test_prompt(void **state) {
         "A. Lincoln\nB. Jefferson\nC. Madison\nD. Washington\nAnswer: C\n\n"
         "US q1\nA. a\nB. b\nC. c\nD. d\nAnswer:");
     free(p);
-    expect_fail(nep_mmlu_prompt(&dev, "high_school_us_history", 2, &test.items[3], &p, &err),
+    nep_test_expect_fail(nep_mmlu_prompt(&dev, "high_school_us_history", 2, &test.items[3], &p, &err),
                 &err, NEP_ERR_ARG, "2 shots", "has 1 questions");
     assert_null(p);
-    expect_fail(nep_mmlu_prompt(&dev, "anatomy", 1, &test.items[3], &p, &err), &err,
+    nep_test_expect_fail(nep_mmlu_prompt(&dev, "anatomy", 1, &test.items[3], &p, &err), &err,
                 NEP_ERR_ARG, "has 0 questions", NULL);
-    expect_fail(nep_mmlu_prompt(&dev, "anatomy", -1, &test.items[3], &p, &err), &err,
+    nep_test_expect_fail(nep_mmlu_prompt(&dev, "anatomy", -1, &test.items[3], &p, &err), &err,
                 NEP_ERR_ARG, "-1 shots", NULL);
     assert_string_equal(nep_mmlu_continuation(0), " A");
     assert_string_equal(nep_mmlu_continuation(1), " B");
@@ -369,7 +359,7 @@ static void test_score(void **state) {
     assert_null(r.subjects);
 
     const int bad[] = {1, 2, 3, 4, 0};
-    expect_fail(nep_mmlu_score(&s, bad, &r, &err), &err, NEP_ERR_ARG,
+    nep_test_expect_fail(nep_mmlu_score(&s, bad, &r, &err), &err, NEP_ERR_ARG,
                 "prediction 4 for question 3", NULL);
     assert_null(r.subjects);
     nep_mmlu_set_free(&s);

@@ -39,13 +39,6 @@ static const nep_st_tensor *want(const char *m, const char *what) {
     return nep_test_tensor(&golden, "", key);
 }
 
-static void expect(const char *what, const nep_real *got, const nep_st_tensor *t, double rtol, double atol_rel) {
-    double *w = nep_test_as_f64(t), largest = 0;
-    for (int64_t i = 0; i < t->numel; i++) largest = fmax(largest, fabs(w[i]));
-    NEP_ASSERT_CLOSE(got, w, t->numel, rtol, atol_rel * largest, what);
-    free(w);
-}
-
 /* The classification model of case m with transformers' initial weights. */
 static void build(const char *m, nep_hf_config *cfg, nep_graph *g) {
     char key[160];
@@ -124,11 +117,11 @@ static void check_hidden(const char *m, const char *on, const nep_hf_config *cfg
         else snprintf(name, sizeof name, "%s.encoder.layer.%d.output.LayerNorm", prefix, i - 1);
         snprintf(key, sizeof key, "hidden_states/%d", i);
         snprintf(what, sizeof what, "%s %s on %s", m, key, on);
-        expect(what, nep_exec_node_output(ex, node(g, name)), want(m, key), rtol, atol);
+        nep_test_expect_scaled(what, nep_exec_node_output(ex, node(g, name)), want(m, key), rtol, atol);
     }
     const bool roberta = cfg->model_type == NEP_HF_ROBERTA;
     snprintf(what, sizeof what, "%s head hidden on %s", m, on);
-    expect(what, nep_exec_node_output(ex, node(g, roberta ? "classifier.tanh" : "bert.pooler.activation")),
+    nep_test_expect_scaled(what, nep_exec_node_output(ex, node(g, roberta ? "classifier.tanh" : "bert.pooler.activation")),
            want(m, roberta ? "classifier_hidden" : "pooled"), rtol, atol);
 }
 
@@ -187,7 +180,7 @@ static void check(const char *m, const char *backend) {
     batch b = inputs(m, B * T);
     const nep_real *logits = forward(ex, &b);
     snprintf(what, sizeof what, "%s logits on %s", m, backend);
-    expect(what, logits, want(m, "logits"), rtol, atol);
+    nep_test_expect_scaled(what, logits, want(m, "logits"), rtol, atol);
     check_hidden(m, backend, &cfg, ex, rtol, atol);
 
     int32_t labels[B];
@@ -203,7 +196,7 @@ static void check(const char *m, const char *backend) {
         const nep_param *p = &g.params[k];
         snprintf(key, sizeof key, "grads/%s", p->name);
         snprintf(what, sizeof what, "%s %s on %s", m, key, backend);
-        if (!key_bias_zero(&g, p, m)) expect(what, g.grads + p->offset, want(m, key), rtol * 10, atol);
+        if (!key_bias_zero(&g, p, m)) nep_test_expect_scaled(what, g.grads + p->offset, want(m, key), rtol * 10, atol);
     }
 
     /* one AdamW step, as the golden's torch.optim.AdamW(lr 1e-3, wd 0.01) */

@@ -24,13 +24,6 @@ static int free_golden(void **state) {
     return 0;
 }
 
-static void expect(const char *what, const nep_real *got, const nep_st_tensor *t, double rtol, double atol_rel) {
-    double *want = nep_test_as_f64(t), largest = 0;
-    for (int64_t i = 0; i < t->numel; i++) largest = fmax(largest, fabs(want[i]));
-    NEP_ASSERT_CLOSE(got, want, t->numel, rtol, atol_rel * largest, what);
-    free(want);
-}
-
 /* The model of golden case m with torchvision's weights. */
 static void build(const char *m, nep_graph *g) {
     char key[160];
@@ -75,7 +68,7 @@ static void check(const char *m, const char *backend) {
     const nep_real *logits = nep_exec_forward(ex, x, B);
     char what[200];
     snprintf(what, sizeof what, "%s logits on %s", m, backend);
-    expect(what, logits, nep_test_case_tensor(&golden, m, "logits"), rtol, atol);
+    nep_test_expect_scaled(what, logits, nep_test_case_tensor(&golden, m, "logits"), rtol, atol);
     const double loss = nep_xent(logits, target, B, K, dlogits, NULL);
     const double want = ((const double *)nep_test_case_tensor(&golden, m, "loss")->data)[0];
     assert_true(fabs(loss - want) <= rtol * fabs(want) + 1e-7);
@@ -84,7 +77,7 @@ static void check(const char *m, const char *backend) {
     for (int k = 0; k < g.n_params; k++) {
         snprintf(key, sizeof key, "grad.%s", g.params[k].name);
         snprintf(what, sizeof what, "%s %s on %s", m, key, backend);
-        expect(what, g.grads + g.params[k].offset, nep_test_case_tensor(&golden, m, key), rtol * 10, atol);
+        nep_test_expect_scaled(what, g.grads + g.params[k].offset, nep_test_case_tensor(&golden, m, key), rtol * 10, atol);
     }
     free(x);
     nep_exec_free(ex);

@@ -213,15 +213,27 @@ void nep_test_fd_check(const char *what, double *v, const double *analytic, int6
 }
 #endif
 
-void nep_test_expect_case(const nep_safetensors *st, const char *c, const char *name, const char *on,
-                          const nep_real *got, double rtol, double atol) {
-    const nep_st_tensor *t = nep_test_case_tensor(st, c, name);
+void nep_test_expect_scaled(const char *what, const nep_real *got, const nep_st_tensor *t, double rtol,
+                            double atol_rel) {
     double *want = nep_test_as_f64(t), largest = 0;
     for (int64_t i = 0; i < t->numel; i++) largest = fmax(largest, fabs(want[i]));
+    NEP_ASSERT_CLOSE(got, want, t->numel, rtol, atol_rel * largest, what);
+    free(want);
+}
+
+void nep_test_expect_case(const nep_safetensors *st, const char *c, const char *name, const char *on,
+                          const nep_real *got, double rtol, double atol) {
     char what[128];
     snprintf(what, sizeof what, "%s.%s on %s", c, name, on);
-    NEP_ASSERT_CLOSE(got, want, t->numel, rtol, atol * largest, what);
-    free(want);
+    nep_test_expect_scaled(what, got, nep_test_case_tensor(st, c, name), rtol, atol);
+}
+
+void nep_test_expect_fail(nep_status got, const nep_err *err, nep_status want, const char *n1, const char *n2) {
+    const bool ok = got == want && strstr(err->msg, n1) && (!n2 || strstr(err->msg, n2));
+    if (!ok)
+        fprintf(stderr, "status %s, message \"%s\"; wanted %s containing \"%s\" and \"%s\"\n",
+                nep_status_name(got), err->msg, nep_status_name(want), n1, n2 ? n2 : "");
+    assert_true(ok);
 }
 
 int nep_test_count_entries(const char *dir) {

@@ -61,6 +61,13 @@ const nep_st_tensor *nep_test_tensor(const nep_safetensors *st, const char *pref
                                      const char *name);
 /* Tensor "<case>.<name>" of st (the golden files' naming); fails the test if absent. */
 const nep_st_tensor *nep_test_case_tensor(const nep_safetensors *st, const char *c, const char *name);
+/* Asserts got is close to tensor t: within rtol relatively and atol_rel times t's largest
+ * entry absolutely; what names the failure. */
+void nep_test_expect_scaled(const char *what, const nep_real *got, const nep_st_tensor *t, double rtol,
+                            double atol_rel);
+/* Asserts a call failed with status want and a message holding n1 (and n2 unless NULL),
+ * printing both otherwise. */
+void nep_test_expect_fail(nep_status got, const nep_err *err, nep_status want, const char *n1, const char *n2);
 /* Asserts got is close to golden tensor "<c>.<name>": within rtol relatively and atol times
  * the tensor's largest entry absolutely; on, e.g., the backend, names the failure. */
 void nep_test_expect_case(const nep_safetensors *st, const char *c, const char *name, const char *on,
