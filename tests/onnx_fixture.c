@@ -25,6 +25,7 @@
 
 #include "nepenthe/collapse.h"
 #include "nepenthe/data.h"
+#include "nepenthe/llama.h"
 #include "nepenthe/model.h"
 #include "nepenthe/onnx.h"
 #include "nepenthe/text_model.h"
@@ -790,6 +791,62 @@ static bool write_text_case(const char *out, int which, int T, bool collapse) {
     return ok;
 }
 
+/* Case llama: a tiny LlamaForCausalLM (RMSNorm, rotary q and k with Llama 3's scaling,
+ * causal grouped-query attention, SwiGLU) on N_IMAGES right-padded sequences of TEXT_T
+ * tokens; its logits [N, T, vocab] against ONNX Runtime's. */
+static bool write_llama_case(const char *out) {
+    static const char config[] =
+        "{\"model_type\": \"llama\", \"hidden_size\": 16, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+        "\"num_key_value_heads\": 2, \"intermediate_size\": 24, \"hidden_act\": \"silu\", "
+        "\"max_position_embeddings\": 32, \"vocab_size\": 11, \"rms_norm_eps\": 1e-6, \"rope_theta\": 10000, "
+        "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8, \"low_freq_factor\": 1, "
+        "\"high_freq_factor\": 4, \"original_max_position_embeddings\": 8}, \"initializer_range\": 0.5}";
+    enum { V = 11 };
+    char *dir = join(out, "llama"), *onnx = dir ? join(dir, "model.onnx") : NULL, *meta = dir ? join(dir, "meta.json") : NULL;
+    static int32_t ids[N_IMAGES * TEXT_T];
+    static nep_real mask[N_IMAGES * TEXT_T];
+    nep_hf_config cfg = {0};
+    nep_graph g = {0};
+    nep_exec *ex = NULL;
+    nep_err err = {0};
+    nep_rng rng;
+    nep_rng_seed(&rng, 91);
+    bool ok = onnx && meta && (mkdir(dir, 0777) == 0 || errno == EEXIST) &&
+              nep_hf_config_parse(config, sizeof config - 1, "config.json", &cfg, &err) == NEP_OK &&
+              nep_llama_build(&cfg, TEXT_T, &g, &rng, &err) == NEP_OK;
+    for (int b = 0; ok && b < N_IMAGES; b++) {
+        const int len = 2 + (int)nep_rng_below(&rng, TEXT_T - 1); /* 2..T tokens, then padding */
+        for (int i = 0; i < TEXT_T; i++) {
+            ids[b * TEXT_T + i] = i < len ? (int32_t)nep_rng_below(&rng, V) : 0;
+            mask[b * TEXT_T + i] = i < len;
+        }
+    }
+    const nep_real *y = NULL;
+    const void *x[2] = {ids, mask};
+    ok = ok && nep_exec_new(&ex, &g, N_IMAGES, NULL, &err) == NEP_OK && nep_exec_run(ex, x, 2, N_IMAGES, &y, &err) == NEP_OK &&
+         nep_onnx_export(&g, NULL, onnx, &err) == NEP_OK;
+    char *ipath = ok ? join(dir, "input_ids.bin") : NULL;
+    FILE *f = ipath ? fopen(ipath, "wb") : NULL;
+    ok = ok && f && fwrite(ids, sizeof *ids, N_IMAGES * TEXT_T, f) == (size_t)(N_IMAGES * TEXT_T);
+    ok = ok && f && fclose(f) == 0;
+    ok = ok && write_floats(dir, "attention_mask.bin", mask, N_IMAGES * TEXT_T) &&
+         write_floats(dir, "expected.bin", y, (int64_t)N_IMAGES * TEXT_T * V);
+    f = ok ? fopen(meta, "w") : NULL;
+    if (f)
+        fprintf(f, "{\"model\": \"llama\", \"inputs\": ["
+                   "{\"name\": \"input_ids\", \"dtype\": \"int32\", \"shape\": [%d, %d]}, "
+                   "{\"name\": \"attention_mask\", \"dtype\": \"float32\", \"shape\": [%d, %d]}], "
+                   "\"output\": [%d, %d, %d]}\n",
+                N_IMAGES, TEXT_T, N_IMAGES, TEXT_T, N_IMAGES, TEXT_T, V);
+    ok = ok && f && fclose(f) == 0;
+    if (!ok) fprintf(stderr, "onnx_fixture: llama: %s\n", err.msg[0] ? err.msg : "cannot write its files");
+    nep_exec_free(ex);
+    nep_graph_free(&g);
+    nep_hf_config_free(&cfg);
+    free(ipath), free(meta), free(onnx), free(dir);
+    return ok;
+}
+
 /* The first N_IMAGES test images, normalized with the test set's statistics. */
 static bool load_images(nep_real *x, nep_normalize *norm) {
     nep_dataset d;
@@ -826,6 +883,7 @@ int main(int argc, char **argv) {
         if (!write_text_case(argv[1], which, TEXT_T, false) ||
             (which >= 0 && (!write_text_case(argv[1], which, 4, false) || !write_text_case(argv[1], which, TEXT_T, true))))
             return 1;
-    printf("onnx_fixture: %zu models in %s\n", sizeof models / sizeof *models + 7, argv[1]);
+    if (!write_llama_case(argv[1])) return 1;
+    printf("onnx_fixture: %zu models in %s\n", sizeof models / sizeof *models + 8, argv[1]);
     return 0;
 }

@@ -3,7 +3,8 @@
 usage: build/venv/bin/python tests/onnx_run.py CASES_DIR
   CASES_DIR holds one directory per model (written by build/tests/onnx_fixture):
   model.onnx, input.bin (float32 [N, ...], or int32 token ids where meta.json says
-  "dtype": "int32"), expected.bin (float32 [N, classes]), meta.json; a case of several
+  "dtype": "int32"), expected.bin (float32 [N, classes], or a causal LM's [N, T, vocab],
+  compared token by token), meta.json; a case of several
   inputs lists them in meta.json's "inputs" ({name, dtype, shape}), each in <name>.bin.
   ONNX Runtime is PyPI's `onnxruntime`, pinned in scripts/requirements.txt and installed
   into build/venv by scripts/install-py-deps.sh (make build/venv/.stamp).
@@ -47,7 +48,7 @@ def run_case(ort, case_dir):
     (got,) = session.run(["logits"], feeds)
     if list(got.shape) != list(meta["output"]):
         return "output dims %s, want %s" % (list(got.shape), meta["output"]), ""
-    rows = meta["output"][0]
+    rows = int(np.prod(meta["output"][:-1]))  # [N, classes]; a causal LM's [N, T, vocab] by token
     max_diff, mismatch = compare(got.reshape(rows, -1), want.reshape(rows, -1))
     summary = "max |ORT - nepenthe| = %.2e, argmax differs on %d/%d rows" % (max_diff, mismatch, rows)
     ok = max_diff <= TOL and mismatch == 0  # NaN fails the first test
