@@ -53,7 +53,9 @@ static int measure_text(const char *dir, const char *task, const char *data_dir,
     cli_progress prog = {.tty = isatty(2), .label = "activation states", .unit = "seq/s"};
     if (!rc && nep_entropy_init(e, g, zero_is_off, &err) == NEP_OK) {
         e->progress = cli_progress_cb, e->progress_ctx = &prog;
-        if (nep_entropy_measure_split(e, g, &(nep_split){.text = &t}, batch, max_batches, xo, &err) != NEP_OK) rc = cli_error("entropy", &err);
+        const nep_split split_t = {.text = &t};
+        if (nep_entropy_measure_split(e, g, &split_t, batch ? batch : nep_split_pass_batch(&split_t), max_batches, xo, &err) != NEP_OK)
+            rc = cli_error("entropy", &err);
         cli_progress_end(&prog);
     } else if (!rc) {
         rc = cli_error("entropy", &err);
@@ -104,7 +106,7 @@ int cmd_entropy(int argc, char **argv) {
     double t0 = nep_now();
     rc = 1;
     if (cli_is_hf_folder(ckpt)) {
-        if (measure_text(ckpt, task, dir, split, max_length, batch ? batch : 32, max_batches, zero_is_off, &xo, &g, &e)) goto done;
+        if (measure_text(ckpt, task, dir, split, max_length, batch, max_batches, zero_is_off, &xo, &g, &e)) goto done;
         goto report;
     }
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("entropy", &err);
@@ -119,7 +121,7 @@ int cmd_entropy(int argc, char **argv) {
     nep_status s = nep_entropy_init(&e, &g, zero_is_off, &err);
     if (s == NEP_OK) {
         e.progress = cli_progress_cb, e.progress_ctx = &prog;
-        s = nep_entropy_measure(&e, &g, use, &norm, batch ? batch : 256, max_batches, &xo, &err);
+        s = nep_entropy_measure(&e, &g, use, &norm, batch ? batch : nep_split_pass_batch(&(nep_split){use, &norm, NULL}), max_batches, &xo, &err);
         cli_progress_end(&prog);
     }
     if (s != NEP_OK) {

@@ -37,6 +37,7 @@ static int eval_text(const char *ckpt, const char *task, const char *dir, const 
     if (open_text("eval", ckpt, max_length, &cfg, &g, &tok)) return 1;
     int rc = cli_text_split("eval", task, dir, file, tok, max_length, 0, &d, &t);
     double top1, loss, t0 = nep_now();
+    if (!batch) batch = nep_split_pass_batch(&(nep_split){.text = &t});
     if (!rc && nep_text_evaluate(&g, &t, batch, &top1, &loss, xo, &err) != NEP_OK) rc = cli_error("eval", &err);
     if (!rc) {
         const double secs = nep_now() - t0;
@@ -81,7 +82,7 @@ int cmd_eval(int argc, char **argv) {
     cli_set_threads(threads);
     nep_exec_opts xo;
     if (cli_exec_opts("eval", backend, &xo)) return 2;
-    if (cli_is_hf_folder(ckpt)) return eval_text(ckpt, task, dir, split, max_length, batch ? batch : 32, json, &xo);
+    if (cli_is_hf_folder(ckpt)) return eval_text(ckpt, task, dir, split, max_length, batch, json, &xo);
     nep_graph g;
     nep_model_spec spec;
     nep_normalize norm;
@@ -94,7 +95,7 @@ int cmd_eval(int argc, char **argv) {
     const nep_dataset *use = cli_split("eval", &d, split);
     double top1, loss;
     double t0 = nep_now();
-    if (nep_evaluate(&g, use, &norm, batch ? batch : 256, &top1, &loss, &xo, &err) != NEP_OK) {
+    if (nep_evaluate(&g, use, &norm, batch ? batch : nep_split_pass_batch(&(nep_split){use, &norm, NULL}), &top1, &loss, &xo, &err) != NEP_OK) {
         cli_error("eval", &err);
         goto done;
     }

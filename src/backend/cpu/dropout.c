@@ -30,13 +30,14 @@ static void dropout_forward(const nep_call *c) {
     const int64_t C = moved ? s->d[0] : 1, inner = len / (c->batch * C), step = nep_plane_step(moved, C);
 #pragma omp parallel for schedule(static)
     for (int64_t plane = 0; plane < c->batch * C; plane++) {
-        nep_real *sc = scale + nep_plane_start(moved, plane / C, plane % C, C, inner);
+        const int64_t at = nep_plane_start(moved, plane / C, plane % C, C, inner);
 #pragma omp simd
-        for (int64_t k = 0; k < inner; k++)
-            sc[k * step] = nep_rng_stream_keeps(key, (uint64_t)(plane * inner + k), keep_from) ? keep : 0;
+        for (int64_t k = 0; k < inner; k++) {
+            const int64_t i = at + k * step;
+            scale[i] = nep_rng_stream_keeps(key, (uint64_t)(plane * inner + k), keep_from) ? keep : 0;
+            y[i] = x[i] * scale[i];
+        }
     }
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < len; i++) y[i] = x[i] * scale[i];
 }
 
 static void dropout_backward(const nep_call *c) {
