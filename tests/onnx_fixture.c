@@ -792,7 +792,7 @@ static bool write_text_case(const char *out, int which, int T, bool collapse) {
 }
 
 /* Case llama: a tiny LlamaForCausalLM (RMSNorm, rotary q and k with Llama 3's scaling,
- * causal grouped-query attention, SwiGLU) on N_IMAGES right-padded sequences of TEXT_T
+ * causal grouped-query attention, SwiGLU, lm_head tied to the embedding table) on N_IMAGES right-padded sequences of TEXT_T
  * tokens; its logits [N, T, vocab] against ONNX Runtime's. */
 static bool write_llama_case(const char *out) {
     static const char config[] =
@@ -800,7 +800,8 @@ static bool write_llama_case(const char *out) {
         "\"num_key_value_heads\": 2, \"intermediate_size\": 24, \"hidden_act\": \"silu\", "
         "\"max_position_embeddings\": 32, \"vocab_size\": 11, \"rms_norm_eps\": 1e-6, \"rope_theta\": 10000, "
         "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8, \"low_freq_factor\": 1, "
-        "\"high_freq_factor\": 4, \"original_max_position_embeddings\": 8}, \"initializer_range\": 0.5}";
+        "\"high_freq_factor\": 4, \"original_max_position_embeddings\": 8}, \"initializer_range\": 0.5, "
+        "\"tie_word_embeddings\": true}";
     enum { V = 11 };
     char *dir = join(out, "llama"), *onnx = dir ? join(dir, "model.onnx") : NULL, *meta = dir ? join(dir, "meta.json") : NULL;
     static int32_t ids[N_IMAGES * TEXT_T];

@@ -1,6 +1,7 @@
 /* LlamaForCausalLM against Hugging Face transformers (build/golden/llama.safetensors,
  * tests/golden/gen_llama.py: 2 layers, width 64, 4 query heads over 2 key/value heads,
- * Llama 3's rope scaling, a right-padded batch of 3 x 10 tokens), on every backend: each
+ * Llama 3's rope scaling, a right-padded batch of 3 x 10 tokens; untied, and with lm_head
+ * tied to the embedding table), on every backend: each
  * layer's hidden states, the logits, the causal-LM loss and every parameter's gradient,
  * against transformers' float64 run from the same weights. Also: ids at padded positions
  * change nothing at the real ones, to the last bit (causal attention over kept keys), and
@@ -25,24 +26,28 @@ static int free_golden(void **state) {
     return 0;
 }
 
-static const nep_st_tensor *want(const char *what) {
+/* Golden tensor `what` of model m ("llama" or "llama_tied") in float64. */
+static const nep_st_tensor *want(const char *m, const char *what) {
     char key[300];
-    snprintf(key, sizeof key, "llama/f64/%s", what);
+    snprintf(key, sizeof key, "%s/f64/%s", m, what);
     return nep_test_tensor(&golden, "", key);
 }
 
-/* The model with the golden's weights (their float32 values, as transformers held them). */
-static void build(nep_hf_config *cfg, nep_graph *g, int64_t *T) {
-    const char *json = nep_st_meta_get(&golden, "llama/config");
+/* Model m with the golden's weights (their float32 values, as transformers held them). */
+static void build(const char *m, nep_hf_config *cfg, nep_graph *g, int64_t *T) {
+    char key[256];
+    snprintf(key, sizeof key, "%s/config", m);
+    const char *json = nep_st_meta_get(&golden, key);
     assert_non_null(json);
     nep_err err;
-    nep_test_assert_ok(nep_hf_config_parse(json, strlen(json), "llama/config", cfg, &err), &err);
+    nep_test_assert_ok(nep_hf_config_parse(json, strlen(json), key, cfg, &err), &err);
     *T = nep_test_tensor(&golden, "", "llama/input_ids")->shape[1];
     nep_test_assert_ok(nep_llama_build(cfg, *T, g, NULL, &err), &err);
-    char key[256];
+    char prefix[64];
+    const int n_prefix = snprintf(prefix, sizeof prefix, "%s/f32/weights/", m);
     for (int k = 0; k < g->n_params; k++) {
         const nep_param *p = &g->params[k];
-        snprintf(key, sizeof key, "llama/f32/weights/%s", p->name);
+        snprintf(key, sizeof key, "%s%s", prefix, p->name);
         const nep_st_tensor *t = nep_test_tensor(&golden, "", key);
         assert_int_equal(t->ndim, p->ndim);
         for (int d = 0; d < p->ndim; d++) assert_int_equal(t->shape[d], p->shape[d]);
@@ -51,7 +56,7 @@ static void build(nep_hf_config *cfg, nep_graph *g, int64_t *T) {
         free(v);
     }
     int theirs = 0;
-    for (int i = 0; i < golden.n_tensors; i++) theirs += strncmp(golden.tensors[i].name, "llama/f32/weights/", 18) == 0;
+    for (int i = 0; i < golden.n_tensors; i++) theirs += strncmp(golden.tensors[i].name, prefix, (size_t)n_prefix) == 0;
     assert_int_equal(g->n_params, theirs);
 }
 
@@ -98,11 +103,11 @@ static double causal_lm_loss(const nep_real *logits, const int32_t *labels, int6
     return loss / (double)count;
 }
 
-static void check_on(const char *backend) {
+static void check_on(const char *m, const char *backend) {
     nep_hf_config cfg;
     nep_graph g;
     int64_t T;
-    build(&cfg, &g, &T);
+    build(m, &cfg, &g, &T);
     const int64_t V = cfg.vocab_size;
     const double rtol = 1e-4, atol = 1e-5;
     char what[320], key[256];
@@ -118,18 +123,18 @@ static void check_on(const char *backend) {
         else snprintf(name, sizeof name, i < cfg.num_hidden_layers ? "model.layers.%d.mlp_residual" : "model.norm", i - 1);
         if (i < cfg.num_hidden_layers) snprintf(key, sizeof key, "hidden_states/%d", i);
         else snprintf(key, sizeof key, "final_norm");
-        snprintf(what, sizeof what, "%s on %s", key, backend);
-        nep_test_expect_scaled(what, nep_exec_node_output(ex, nep_graph_find_node(&g, name)), want(key), rtol, atol);
+        snprintf(what, sizeof what, "%s %s on %s", m, key, backend);
+        nep_test_expect_scaled(what, nep_exec_node_output(ex, nep_graph_find_node(&g, name)), want(m, key), rtol, atol);
     }
-    snprintf(what, sizeof what, "logits on %s", backend);
-    nep_test_expect_scaled(what, logits, want("logits"), rtol, atol);
+    snprintf(what, sizeof what, "%s logits on %s", m, backend);
+    nep_test_expect_scaled(what, logits, want(m, "logits"), rtol, atol);
     nep_real *dlogits = malloc(sizeof(nep_real) * (size_t)(B * T * V));
     const double loss = causal_lm_loss(logits, b.labels, T, V, dlogits);
-    double *w_loss = nep_test_as_f64(want("loss"));
+    double *w_loss = nep_test_as_f64(want(m, "loss"));
     if (!(fabs(loss - w_loss[0]) <= 1e-6 * fabs(w_loss[0]))) fail_msg("loss %.9g, transformers' %.9g", loss, w_loss[0]);
     free(w_loss);
     /* lm-evaluation-harness's loglikelihood of each row's span, and its greedy flag */
-    double logprob[B], *w_lp = nep_test_as_f64(want("span_logprob")), *w_greedy = nep_test_as_f64(want("span_greedy"));
+    double logprob[B], *w_lp = nep_test_as_f64(want(m, "span_logprob")), *w_greedy = nep_test_as_f64(want(m, "span_greedy"));
     int64_t start[B], end[B];
     bool greedy[B];
     for (int r = 0; r < B; r++) {
@@ -146,8 +151,8 @@ static void check_on(const char *backend) {
     for (int k = 0; k < g.n_params; k++) {
         const nep_param *p = &g.params[k];
         snprintf(key, sizeof key, "grads/%s", p->name);
-        snprintf(what, sizeof what, "%s on %s", key, backend);
-        nep_test_expect_scaled(what, g.grads + p->offset, want(key), 10 * rtol, atol);
+        snprintf(what, sizeof what, "%s %s on %s", m, key, backend);
+        nep_test_expect_scaled(what, g.grads + p->offset, want(m, key), 10 * rtol, atol);
     }
     free(dlogits);
     free(b.ids), free(b.labels), free(b.mask);
@@ -156,15 +161,18 @@ static void check_on(const char *backend) {
     nep_hf_config_free(&cfg);
 }
 
-static void test_llama_cpu(void **s) { check_on("cpu"); }
-static void test_llama_ref(void **s) { check_on("ref"); }
+static void test_llama_cpu(void **s) { check_on("llama", "cpu"); }
+static void test_llama_ref(void **s) { check_on("llama", "ref"); }
+/* lm_head shares model.embed_tokens.weight: its gradient sums both uses. */
+static void test_tied_cpu(void **s) { check_on("llama_tied", "cpu"); }
+static void test_tied_ref(void **s) { check_on("llama_tied", "ref"); }
 
 /* Other ids at the padded positions: the logits of every real token are the same bits. */
 static void test_padding_changes_nothing(void **s) {
     nep_hf_config cfg;
     nep_graph g;
     int64_t T;
-    build(&cfg, &g, &T);
+    build("llama", &cfg, &g, &T);
     const int64_t V = cfg.vocab_size;
     nep_exec *ex;
     nep_err err;
@@ -191,7 +199,7 @@ static void test_silu_layers(void **s) {
     nep_hf_config cfg;
     nep_graph g;
     int64_t T;
-    build(&cfg, &g, &T);
+    build("llama", &cfg, &g, &T);
     nep_entropy e;
     nep_err err;
     nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
@@ -211,6 +219,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_cpu),
         cmocka_unit_test(test_llama_ref),
+        cmocka_unit_test(test_tied_cpu),
+        cmocka_unit_test(test_tied_ref),
         cmocka_unit_test(test_padding_changes_nothing),
         cmocka_unit_test(test_silu_layers),
     };

@@ -272,6 +272,12 @@ int nep_graph_add_attention(nep_graph *g, const char *name, int x, int64_t C,
  * or grown now after it (values 0, mask 1). Returns its index, or -1. */
 int nep_graph_add_param(nep_graph *g, int node, const char *suffix, unsigned flags,
                         int ndim, const int64_t *shape);
+/* Node also lists parameter `param`, declared by another node (tied weights: a decoder's
+ * lm_head reading embed_tokens' table). The parameter keeps its one name, storage and
+ * checkpoint entry; its gradient is the sum over the nodes listing it, complete after
+ * the declaring node's backward, which therefore runs first in the forward (finalize
+ * refuses otherwise) and is where the optimizer updates it. Returns param, or -1. */
+int nep_graph_share_param(nep_graph *g, int node, int param);
 /* Infers shapes, orders the nodes and (first time) allocates values, grads (zero)
  * and masks (one). Call after building and after every rewrite. */
 nep_status nep_graph_finalize(nep_graph *g, nep_err *err);

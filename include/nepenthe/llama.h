@@ -22,9 +22,10 @@
 /* Builds and finalizes the graph for sequences of seq_len tokens; with rng, initializes as
  * transformers' _init_weights does (Linear and Embedding weights
  * N(0, initializer_range^2), biases 0, RMSNorm weights 1); without, leaves the parameters
- * zero. NEP_ERR_UNSUPPORTED for another model_type, another hidden_act than silu, or tied
- * embeddings (tie_word_embeddings: not yet); NEP_ERR_ARG for seq_len outside
- * 1..max_position_embeddings. Load weights with nep_text_encoder_load (text_model.h). */
+ * zero. With tie_word_embeddings, lm_head shares model.embed_tokens.weight
+ * (nep_graph_share_param) and has no parameter of its own, as Hugging Face's files have
+ * no lm_head.weight then. NEP_ERR_UNSUPPORTED for another model_type or another
+ * hidden_act than silu; NEP_ERR_ARG for seq_len outside 1..max_position_embeddings. Load weights with nep_text_encoder_load (text_model.h). */
 nep_status nep_llama_build(const nep_hf_config *cfg, int64_t seq_len, nep_graph *g, nep_rng *rng, nep_err *err);
 
 /* lm-evaluation-harness's loglikelihood of a continuation, from a causal LM's logits

@@ -144,9 +144,10 @@ nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const n
     ex->cache = calloc(n, sizeof *ex->cache);
     ex->grad_owner = calloc(n, sizeof *ex->grad_owner);
     ex->grad_fresh = calloc(n, sizeof *ex->grad_fresh); /* false: an op called alone adds */
+    ex->param_fresh = calloc((size_t)g->n_params + 1, sizeof *ex->param_fresh);
     ex->epilogue = malloc(n * sizeof *ex->epilogue);
     if (!ex->act || !ex->dact || !ex->state || !ex->owns || !ex->alias || !ex->cache || !ex->grad_owner ||
-        !ex->grad_fresh || !ex->epilogue)
+        !ex->grad_fresh || !ex->param_fresh || !ex->epilogue)
         goto nomem;
     for (size_t i = 0; i < n; i++) ex->epilogue[i] = -1;
     for (int k = 0; k < g->n_order; k++) {
@@ -241,6 +242,7 @@ void nep_exec_free(nep_exec *ex) {
     free(ex->cache);
     free(ex->grad_owner);
     free(ex->grad_fresh);
+    free(ex->param_fresh);
     free(ex->epilogue);
     nep_scratch_free(&ex->scratch);
     free(ex->in_moved);

@@ -31,6 +31,10 @@ struct nep_exec {
      * no contribution yet in the current backward (nep_call.dx_add). */
     int *grad_owner;
     bool *grad_fresh;
+    /* [n_params] whether a parameter's gradient has no contribution yet in the current
+     * backward: a shared one (nep_graph_share_param) is written by its first node there
+     * and added to by the rest. */
+    bool *param_fresh;
     /* [n_nodes]: for a node whose op can apply a rectifier in its own pass
      * (nep_op_def.fuses_rectifier) and whose only consumer is such a rectifier, that
      * rectifier, else -1. Unless a probe needs the pre-activation, the node's forward

@@ -12,9 +12,26 @@ static int epilogue_of(const nep_exec *ex, int id) {
     return ex->probe ? -1 : ex->epilogue[id];
 }
 
+/* Whether node n's backward adds to its parameters' gradients: when asked to, or when
+ * another node sharing one of them already wrote it in this backward; then the node's
+ * other, fresh parameter gradients are zeroed first (the kernel has one flag for all). */
+static bool accumulates(nep_exec *ex, const nep_node *n) {
+    const nep_graph *g = ex->g;
+    bool stale = false;
+    for (int p = 0; p < n->n_params; p++) stale |= !ex->param_fresh[n->params[p]];
+    if (!ex->accumulate_grads && stale)
+        for (int p = 0; p < n->n_params; p++)
+            if (ex->param_fresh[n->params[p]]) {
+                const nep_param *q = &g->params[n->params[p]];
+                memset(g->grads + q->offset, 0, sizeof(nep_real) * (size_t)q->numel);
+            }
+    for (int p = 0; p < n->n_params; p++) ex->param_fresh[n->params[p]] = false;
+    return ex->accumulate_grads || stale;
+}
+
 /* The description of node id's forward call, or its backward's; the latter claims the
  * input gradients (nep_exec.grad_fresh) in input order: the first claim of a buffer in
- * a backward overwrites it, later ones add. */
+ * a backward overwrites it, later ones add; and the parameter gradients (accumulates). */
 static nep_call call_of(nep_exec *ex, int id, bool backward) {
     const nep_graph *g = ex->g;
     const nep_node *n = &g->nodes[id];
@@ -33,6 +50,7 @@ static nep_call call_of(nep_exec *ex, int id, bool backward) {
     }
     if (!backward) return c;
     c.dy = ex->dact[id];
+    c.accumulate = accumulates(ex, n);
     for (int i = 0; i < n->n_inputs; i++) {
         const int owner = ex->grad_owner[n->inputs[i]];
         c.dx_add[i] = !ex->grad_fresh[owner];
@@ -156,6 +174,7 @@ nep_status nep_exec_forward_ids(nep_exec *ex, const int32_t *ids, int64_t batch,
 }
 
 void nep_exec_node_backward(nep_exec *ex, int id) {
+    memset(ex->param_fresh, true, sizeof *ex->param_fresh * (size_t)ex->g->n_params); /* alone */
     const nep_call c = call_of(ex, id, true);
     nep_exec_kernel(ex, &ex->g->nodes[id])->backward(&c);
 }
@@ -172,6 +191,7 @@ void nep_exec_backward(nep_exec *ex, const nep_real *dy) {
     nep_graph *g = ex->g;
     if (ex->inference) return; /* no gradient buffers: see nep_exec_init_inference */
     for (int k = 0; k < g->n_order; k++) ex->grad_fresh[g->order[k]] = true;
+    memset(ex->param_fresh, true, sizeof *ex->param_fresh * (size_t)g->n_params);
     int out = g->output;
     if (ex->dact[out] && ex->out_moved)
         to_exec_layout(ex, &g->nodes[out].shape, dy, ex->dact[out]);

@@ -120,6 +120,13 @@ int nep_graph_add_param(nep_graph *g, int node, const char *suffix, unsigned fla
     return g->n_params++;
 }
 
+int nep_graph_share_param(nep_graph *g, int node, int param) {
+    nep_node *n = &g->nodes[node];
+    if (n->n_params >= NEP_MAX_PARAMS || param < 0 || param >= g->n_params) return -1;
+    n->params[n->n_params++] = param;
+    return param;
+}
+
 nep_status nep_graph_reshape_param(nep_graph *g, int param, int ndim, const int64_t *shape,
                                    nep_err *err) {
     nep_param *p = &g->params[param];
@@ -149,6 +156,27 @@ static nep_status topo_visit(nep_graph *g, int id, char *mark, nep_err *err) {
     mark[id] = 2;
     g->order[g->n_order++] = id;
     return NEP_OK;
+}
+
+/* A shared parameter's declaring node runs before every node that shares it, so that
+ * its backward is the last to add to the gradient: where the optimizer may update it
+ * (nep_graph_share_param). */
+static nep_status check_sharing(const nep_graph *g, nep_err *err) {
+    bool *ran = calloc((size_t)g->n_nodes + 1, sizeof *ran);
+    if (!ran) return nep_fail(err, NEP_ERR_NOMEM, "out of memory ordering the graph");
+    nep_status s = NEP_OK;
+    for (int k = 0; s == NEP_OK && k < g->n_order; k++) {
+        const nep_node *n = &g->nodes[g->order[k]];
+        for (int i = 0; s == NEP_OK && i < n->n_params; i++) {
+            const nep_param *p = &g->params[n->params[i]];
+            if (p->node != g->order[k] && !ran[p->node])
+                s = nep_fail(err, NEP_ERR_ARG, "node '%s' shares parameter '%s' but runs before "
+                             "its node '%s'", n->name, p->name, g->nodes[p->node].name);
+        }
+        ran[g->order[k]] = true;
+    }
+    free(ran);
+    return s;
 }
 
 nep_status nep_graph_finalize(nep_graph *g, nep_err *err) {
@@ -195,6 +223,7 @@ nep_status nep_graph_finalize(nep_graph *g, nep_err *err) {
                                 g->nodes[n->inputs[i]].name);
         if (n->op != NEP_OP_INPUT) NEP_TRY(def->infer(g, n, err));
     }
+    NEP_TRY(check_sharing(g, err));
     if (!g->values) {
         size_t nv = (size_t)(g->n_values ? g->n_values : 1);
         g->values = calloc(nv, sizeof *g->values);
@@ -264,10 +293,11 @@ nep_status nep_graph_copy(const nep_graph *src, nep_graph *dst, nep_err *err) {
 
 nep_status nep_graph_compact(const nep_graph *src, nep_graph *dst, nep_err *err) {
     nep_graph_init(dst);
-    /* id: src node -> dst node; from: dst param -> src param */
+    /* id: src node -> dst node; from: dst param -> src param; to: the reverse */
     int *id = malloc(sizeof(int) * (size_t)(src->n_nodes + 1));
     int *from = malloc(sizeof(int) * (size_t)(src->n_params + 1));
-    nep_status s = id && from ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory compacting the graph");
+    int *to = malloc(sizeof(int) * (size_t)(src->n_params + 1));
+    nep_status s = id && from && to ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory compacting the graph");
     for (int k = 0; s == NEP_OK && k < src->n_order; k++) {
         const nep_node *n = &src->nodes[src->order[k]];
         int in[NEP_MAX_INPUTS];
@@ -280,9 +310,14 @@ nep_status nep_graph_compact(const nep_graph *src, nep_graph *dst, nep_err *err)
         }
         for (int i = 0; d >= 0 && i < n->n_params; i++) {
             const nep_param *p = &src->params[n->params[i]];
+            if (p->node != src->order[k]) { /* shared: its node came first (check_sharing) */
+                if (nep_graph_share_param(dst, d, to[n->params[i]]) < 0) break;
+                continue;
+            }
             const int q = nep_graph_add_param(dst, d, p->name + strlen(n->name) + 1, p->flags, p->ndim, p->shape);
             if (q < 0) break;
             from[q] = n->params[i];
+            to[n->params[i]] = q;
         }
         if (d < 0 || dst->nodes[d].n_params != n->n_params)
             s = nep_fail(err, NEP_ERR_NOMEM, "out of memory compacting the graph");
@@ -298,6 +333,7 @@ nep_status nep_graph_compact(const nep_graph *src, nep_graph *dst, nep_err *err)
     }
     free(id);
     free(from);
+    free(to);
     if (s != NEP_OK) nep_graph_free(dst);
     return s;
 }

@@ -156,10 +156,14 @@ char *nep_graph_to_json(const nep_graph *g) {
         for (int i = 0; i < n->n_params; i++) {
             const nep_param *p = &g->params[n->params[i]];
             cJSON *po = cJSON_CreateObject();
+            cJSON_AddItemToArray(ps, po);
+            if (p->node != g->order[k]) { /* tied: named in full, declared by its node */
+                cJSON_AddStringToObject(po, "shared", p->name);
+                continue;
+            }
             cJSON_AddStringToObject(po, "name", param_suffix(n, p));
             cJSON_AddNumberToObject(po, "flags", p->flags);
             cJSON_AddItemToObject(po, "shape", int_array(p->shape, p->ndim));
-            cJSON_AddItemToArray(ps, po);
         }
         cJSON_AddItemToArray(nodes, o);
     }
@@ -279,7 +283,16 @@ static nep_status read_params(const cJSON *ps, nep_graph *g, int id, nep_err *er
                         "%d declarations", node, NEP_MAX_PARAMS);
     const cJSON *p;
     cJSON_ArrayForEach(p, ps) {
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(p, "name");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(p, "name"),
+                    *shared = cJSON_GetObjectItemCaseSensitive(p, "shared");
+        if (shared) { /* a parameter an earlier node declared */
+            const int q = cJSON_IsString(shared) ? nep_graph_find_param(g, shared->valuestring) : -1;
+            if (q < 0)
+                return bad(err, node, "its 'shared' parameter is not declared by an earlier node");
+            if (nep_graph_share_param(g, id, q) < 0)
+                return bad(err, node, "it lists too many parameters");
+            continue;
+        }
         int64_t shape[NEP_MAX_DIMS];
         const int ndim = read_ints(cJSON_GetObjectItemCaseSensitive(p, "shape"), shape, NEP_MAX_DIMS, 1, 1 << 24);
         const double flags = num(p, "flags");

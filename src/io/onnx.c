@@ -204,6 +204,8 @@ static void emit_node(const nep_onnx_sink *s, const char *op_type, const char *n
 static const char *emit_param(const nep_onnx_sink *s, const nep_node *n, int i, bool per_channel) {
     builder *b = s->ctx;
     const nep_param *p = &b->g->params[n->params[i]];
+    if (&b->g->nodes[p->node] != n) /* shared: its declaring node, earlier, added it */
+        return p->name;
     if (!per_channel)
         return add_init(b, p->name, b->g->values + p->offset, p->numel, p->ndim, p->shape);
     const nep_shape *in = nep_in_shape(b->g, n, 0);

@@ -58,9 +58,6 @@ nep_status nep_llama_build(const nep_hf_config *c, int64_t seq_len, nep_graph *g
         return nep_fail(err, NEP_ERR_UNSUPPORTED, "model_type '%s' is not a Llama decoder", nep_hf_model_type_name(c->model_type));
     if (c->hidden_act != NEP_HF_ACT_SILU)
         return nep_fail(err, NEP_ERR_UNSUPPORTED, "hidden_act: a Llama MLP here is SwiGLU (silu), not another activation");
-    if (c->tie_word_embeddings)
-        return nep_fail(err, NEP_ERR_UNSUPPORTED, "tie_word_embeddings: lm_head sharing embed_tokens' weight is not "
-                        "supported yet");
     if (seq_len < 1 || seq_len > c->max_position_embeddings)
         return nep_fail(err, NEP_ERR_ARG, "sequence length %lld: the model takes 1 to max_position_embeddings %lld tokens",
                         (long long)seq_len, (long long)c->max_position_embeddings);
@@ -73,10 +70,16 @@ nep_status nep_llama_build(const nep_hf_config *c, int64_t seq_len, nep_graph *g
         return nep_fail(err, NEP_ERR_NOMEM, "out of memory building a llama model");
     }
     const nep_mb_param table = {"weight", NEP_PARAM_TRAINABLE, 2, {c->vocab_size, c->hidden_size}};
-    int x = nep_mb_node(&b, NEP_OP_EMBEDDING, "model.embed_tokens", &ids, 1, (nep_attrs){0}, &table, 1);
+    const int embed = nep_mb_node(&b, NEP_OP_EMBEDDING, "model.embed_tokens", &ids, 1, (nep_attrs){0}, &table, 1);
+    int x = embed;
     for (int i = 0; i < c->num_hidden_layers; i++) x = layer(&b, c, i, x, mask);
     x = rmsnorm(&b, "model.norm", x, c->hidden_size, c->rms_norm_eps);
-    g->output = nep_mb_linear(&b, "lm_head", x, c->hidden_size, c->vocab_size, false);
+    if (c->tie_word_embeddings) { /* lm_head reads embed_tokens' table: one parameter, two nodes */
+        g->output = nep_mb_unary(&b, NEP_OP_LINEAR, "lm_head", x, (nep_attrs){.linear = {.features = c->vocab_size}});
+        if (g->output >= 0 && nep_graph_share_param(g, g->output, g->nodes[embed].params[0]) < 0)
+            b.st = nep_fail(err, NEP_ERR_NOMEM, "out of memory tying lm_head");
+    } else
+        g->output = nep_mb_linear(&b, "lm_head", x, c->hidden_size, c->vocab_size, false);
     nep_status s = b.st;
     if (s == NEP_OK) s = nep_graph_finalize(g, err);
     if (s != NEP_OK) {

@@ -47,11 +47,13 @@ void nep_trainer_free(nep_trainer *t) {
     memset(t, 0, sizeof *t);
 }
 
-/* Updates a node's parameters as soon as backward has produced their gradients. */
+/* Updates a node's parameters as soon as backward has produced their gradients: a
+ * shared one's at its declaring node, the last to add to it (nep_graph_share_param). */
 static void update_node(void *ctx, nep_graph *g, int node) {
     nep_trainer *t = ctx;
     const nep_node *n = &g->nodes[node];
-    for (int k = 0; k < n->n_params; k++) nep_optim_update(&t->opt, g, n->params[k], t->lr);
+    for (int k = 0; k < n->n_params; k++)
+        if (g->params[n->params[k]].node == node) nep_optim_update(&t->opt, g, n->params[k], t->lr);
 }
 
 nep_status nep_train_step(nep_trainer *t, int64_t b, double lr, nep_rng *rng, double *loss,

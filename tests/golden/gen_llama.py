@@ -6,41 +6,45 @@ Usage: build/venv/bin/python tests/golden/gen_llama.py OUTDIR -> OUTDIR/llama.sa
 Needs PyPI's transformers (scripts/requirements-nodeps.txt) over Debian's torch 1.13 (eager
 attention). Seeded and deterministic (about 2 s).
 
-Model "llama" (the tensor name prefix), built under torch.manual_seed(0): 2 layers,
+Two models, M = "llama" and M = "llama_tied" (the tensor name prefix), the same but for
+tie_word_embeddings (false, true). Model "llama", built under torch.manual_seed(0): 2 layers,
 hidden_size 64, 4 query heads and 2 key/value heads of head_dim 16 (grouped-query attention),
 intermediate_size 96, vocab_size 101, max_position_embeddings 64, rms_norm_eps 1e-6,
 rope_theta 10000, rope_scaling {"rope_type": "llama3", "factor": 8, "low_freq_factor": 1,
 "high_freq_factor": 4, "original_max_position_embeddings": 32} (wavelengths 2 pi / inv_freq of
 6.3, 20, 63, 200, ... against the bands' 8 and 32: all three bands of Llama 3's rescaling
 occur), hidden_act silu, tie_word_embeddings false, initializer_range 0.1, attention_dropout 0.
-The exact config.json text is in the metadata "llama/config". RMSNorm weights, initialized to
-1 by transformers, are perturbed by N(0, 0.1^2) so that a wrong index shows.
+The exact config.json text is in the metadata "M/config". RMSNorm weights, initialized to
+1 by transformers, are perturbed by N(0, 0.1^2) so that a wrong index shows. "llama_tied" is
+built the same way under torch.manual_seed(1); its lm_head reads model.embed_tokens.weight, and
+as save_pretrained does, its weights have no "lm_head.weight" entry (named_parameters() has
+none either: the gradient of model.embed_tokens.weight sums both uses).
 
-Inputs, batch B = 3, length T = 10, padding at the end (transformers' position_ids: 0..T-1):
+Inputs (the same for both models), batch B = 3, length T = 10, padding at the end (transformers' position_ids: 0..T-1):
   "llama/input_ids"       int64 [3, 10]  ids drawn from 3..100; 0 on padding; row 2's last real
                                          token (position 3) replaced by the float32 model's
                                          argmax there, so that one span is greedy
   "llama/attention_mask"  int64 [3, 10]  1 on the 10, 7 and 4 real tokens, 0 after
   "llama/labels"          int64 [3, 10]  input_ids, -100 on padding (ignored by the loss)
 Results, P in {"f64", "f32"} (computed in that precision):
-  "llama/P/weights/<name>"    every state_dict entry (transformers' names:
+  "M/P/weights/<name>"    every state_dict entry (transformers' names:
                               "model.layers.0.self_attn.q_proj.weight" [64, 64] as nn.Linear
                               holds it, [out, in]; "lm_head.weight" [101, 64])
-  "llama/P/hidden_states/<i>" [3, 10, 64]: layer i's input (i = 0: the embeddings; i = 1:
+  "M/P/hidden_states/<i>" [3, 10, 64]: layer i's input (i = 0: the embeddings; i = 1:
                               layer 0's output), as output_hidden_states gives them
-  "llama/P/final_norm"        [3, 10, 64]: model.norm of the last layer's output (the last
+  "M/P/final_norm"        [3, 10, 64]: model.norm of the last layer's output (the last
                               entry of output_hidden_states in transformers 4.47)
-  "llama/P/logits"            [3, 10, 101]
-  "llama/P/loss"              [1] transformers' causal-LM loss: cross-entropy of logits[:, :-1]
+  "M/P/logits"            [3, 10, 101]
+  "M/P/loss"              [1] transformers' causal-LM loss: cross-entropy of logits[:, :-1]
                               against labels[:, 1:], mean over the labels that are not -100
                               (computed in P: transformers' own computes it in float32)
-  "llama/P/grads/<name>"      d loss / d parameter, every named parameter
+  "M/P/grads/<name>"      d loss / d parameter, every named parameter
   "llama/span_start", "llama/span_end"  int64 [3]: row r's scored continuation, tokens
                               [start, end) (the last real ones)
-  "llama/P/span_logprob"      [3] lm-evaluation-harness's loglikelihood of row r's span:
+  "M/P/span_logprob"      [3] lm-evaluation-harness's loglikelihood of row r's span:
                               sum over t in the span of log_softmax(logits[r, t - 1])[ids[r, t]]
-  "llama/P/span_greedy"       [3] 1 when every span token is the argmax of its logits, else 0
-Metadata: "llama/config" (JSON), "versions".
+  "M/P/span_greedy"       [3] 1 when every span token is the argmax of its logits, else 0
+Metadata: "M/config" (JSON), "versions".
 """
 import os
 import sys
@@ -67,18 +71,7 @@ def out(t):
     return t.detach().cpu().numpy().copy()
 
 
-def main(outdir):
-    t = {}
-    config = LlamaConfig(**CONFIG)
-    meta = {"versions": "torch %s transformers %s" % (torch.__version__, transformers.__version__),
-            "llama/config": config.to_json_string()}
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(1234)
-    model32 = LlamaForCausalLM(config)
-    with torch.no_grad():
-        for name, p in model32.named_parameters():
-            if "norm" in name:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+def inputs(model32, gen):
     ids = torch.zeros((B, T), dtype=torch.long)
     mask = torch.zeros((B, T), dtype=torch.long)
     for r, n in enumerate(LENGTHS):
@@ -86,10 +79,20 @@ def main(outdir):
         mask[r, :n] = 1
     with torch.no_grad():  # row 2's last token becomes the model's own argmax: greedy there
         ids[2, 3] = model32(input_ids=ids, attention_mask=mask).logits[2, 2].argmax()
+    return ids, mask
+
+
+def model_case(t, meta, m, tied, seed, gen, ids_mask):
+    config = LlamaConfig(**dict(CONFIG, tie_word_embeddings=tied))
+    meta[f"{m}/config"] = config.to_json_string()
+    torch.manual_seed(seed)
+    model32 = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for name, p in model32.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    ids, mask = ids_mask if ids_mask else inputs(model32, gen)
     labels = ids.masked_fill(mask == 0, -100)
-    t["llama/input_ids"], t["llama/attention_mask"], t["llama/labels"] = out(ids), out(mask), out(labels)
-    t["llama/span_start"] = out(torch.tensor([a for a, _ in SPANS]))
-    t["llama/span_end"] = out(torch.tensor([b for _, b in SPANS]))
     init = {k: v.clone() for k, v in model32.state_dict().items()}
     for p_name, dtype in (("f64", torch.float64), ("f32", torch.float32)):
         model = LlamaForCausalLM(config)
@@ -97,9 +100,10 @@ def main(outdir):
         model.to(dtype)
         model.train()  # no dropout in Llama's config: training mode is deterministic
         res = model(input_ids=ids, attention_mask=mask, labels=labels, output_hidden_states=True)
-        pre = f"llama/{p_name}"
+        pre = f"{m}/{p_name}"
         for name, v in model.state_dict().items():
-            t[f"{pre}/weights/{name}"] = out(v)
+            if not (tied and name == "lm_head.weight"):  # save_pretrained drops the tied copy
+                t[f"{pre}/weights/{name}"] = out(v)
         for i, h in enumerate(res.hidden_states[:-1]):
             t[f"{pre}/hidden_states/{i}"] = out(h)
         t[f"{pre}/final_norm"] = out(res.hidden_states[-1])
@@ -122,6 +126,18 @@ def main(outdir):
         loss.backward()
         for name, p in model.named_parameters():
             t[f"{pre}/grads/{name}"] = out(p.grad)
+    return ids, mask, labels
+
+
+def main(outdir):
+    t = {}
+    meta = {"versions": "torch %s transformers %s" % (torch.__version__, transformers.__version__)}
+    gen = torch.Generator().manual_seed(1234)
+    ids, mask, labels = model_case(t, meta, "llama", False, 0, gen, None)
+    model_case(t, meta, "llama_tied", True, 1, gen, (ids, mask))
+    t["llama/input_ids"], t["llama/attention_mask"], t["llama/labels"] = out(ids), out(mask), out(labels)
+    t["llama/span_start"] = out(torch.tensor([a for a, _ in SPANS]))
+    t["llama/span_end"] = out(torch.tensor([b for _, b in SPANS]))
     os.makedirs(outdir, exist_ok=True)
     path = os.path.join(outdir, "llama.safetensors")
     safetensors_np.save(path, t, meta)
