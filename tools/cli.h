@@ -153,7 +153,9 @@ void cli_progress_end(cli_progress *p);
  * file). The classifier in folder dir for sequences of max_length tokens, and its
  * tokenizer: with labels (n_labels names; 0: the config's), a classifier for them (the
  * architecture *ForSequenceClassification), initialized from rng (NULL: zeros) where the
- * folder has no tensor, which rep counts (required: an error); the folder's
+ * folder has no tensor, which rep counts (required: an error); a Llama decoder (no
+ * labels) for a Llama config; a folder without weights (not required) is a new model,
+ * all of it from rng; the folder's
  * masks.safetensors, if any, applied (cli_text_write_folder). The split of a task's
  * TSV files, tokenized (its first max_rows rows; 0: all) into t (NULL: the rows
  * only). Each prints why not and
@@ -172,6 +174,15 @@ int cli_text_split(const char *cmd, const char *task, const char *dir, const cha
 int cli_text_write_folder(const char *cmd, const char *dir, const nep_hf_config *cfg, const nep_graph *g,
                           const char *tokenizer_from);
 
+/* A training run's checkpoint at path (cli_run.c): g's parameters, opt's state, and the
+ * epochs done, rng's state and the run's options (JSON text) in its metadata; written
+ * atomically. Resuming reads them back and refuses a checkpoint written with other
+ * options. Each prints why not and returns non-zero. */
+int cli_run_save(const char *cmd, const char *path, const nep_graph *g, const nep_optim *opt, int64_t epoch,
+                 const nep_rng *rng, const char *options);
+int cli_run_resume(const char *cmd, const char *path, nep_graph *g, nep_optim *opt, const char *options,
+                   int64_t *epoch, nep_rng *rng);
+
 /* Subcommands. */
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
@@ -185,6 +196,8 @@ int cmd_collapse(int argc, char **argv);
 int cmd_theory(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
+int cmd_lm_train(int argc, char **argv);
+int cmd_lm_corpus(int argc, char **argv);
 
 struct cJSON;
 /* Whether v is a JSON number holding an integer in [lo, hi): converting anything else

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "nepenthe/file.h"
+#include "nepenthe/llama.h"
 
 #include <cjson/cJSON.h>
 
@@ -52,6 +53,15 @@ static int read_masks(const char *cmd, const char *dir, nep_graph *g) {
     return rc;
 }
 
+/* Whether folder dir has weights to read: a new model's folder (config.json and a
+ * tokenizer) has none, unless they are required (then opening them says what is missing). */
+static bool has_weights(const char *dir, bool required) {
+    char a[4200], b[4200];
+    snprintf(a, sizeof a, "%s/model.safetensors", dir);
+    snprintf(b, sizeof b, "%s/model.safetensors.index.json", dir);
+    return required || access(a, F_OK) == 0 || access(b, F_OK) == 0;
+}
+
 int cli_text_model_open(const char *cmd, const char *dir, int64_t max_length, int n_labels,
                         const char *const *labels, nep_rng *rng, bool required, nep_hf_config *cfg,
                         nep_graph *g, nep_tokenizer **tok, nep_text_load_report *rep) {
@@ -66,9 +76,15 @@ int cli_text_model_open(const char *cmd, const char *dir, int64_t max_length, in
                  cfg->model_type == NEP_HF_ROBERTA ? "RobertaForSequenceClassification" : "BertForSequenceClassification");
         s = nep_hf_config_set_labels(cfg, n_labels, labels, &err);
     }
+    const bool decoder = s == NEP_OK && cfg->model_type == NEP_HF_LLAMA;
+    if (s == NEP_OK && decoder && n_labels > 0)
+        s = nep_fail(&err, NEP_ERR_UNSUPPORTED, "%s: a Llama decoder has no sequence-classification head here", dir);
+    *rep = (nep_text_load_report){0};
     if (s != NEP_OK || nep_tokenizer_open(dir, NULL, tok, &err) != NEP_OK ||
-        nep_text_encoder_build(cfg, max_length, NEP_TEXT_HEAD_CLASSIFY, g, rng, &err) != NEP_OK ||
-        nep_hf_weights_open(dir, &w, &err) != NEP_OK || nep_text_encoder_load(g, w, required, rep, &err) != NEP_OK) {
+        (decoder ? nep_llama_build(cfg, max_length, g, rng, &err)
+                 : nep_text_encoder_build(cfg, max_length, NEP_TEXT_HEAD_CLASSIFY, g, rng, &err)) != NEP_OK ||
+        (has_weights(dir, required) && (nep_hf_weights_open(dir, &w, &err) != NEP_OK ||
+                                        nep_text_encoder_load(g, w, required, rep, &err) != NEP_OK))) {
         nep_hf_weights_close(w);
         nep_tokenizer_free(*tok);
         *tok = NULL;

@@ -15,7 +15,6 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
-#include "nepenthe/checkpoint.h"
 #include "nepenthe/file.h"
 #include "nepenthe/text_model.h"
 #include "nepenthe/text_train.h"
@@ -58,65 +57,13 @@ typedef struct ft_run {
     const char *options;
 } ft_run;
 
-/* The run's checkpoint: the parameters, the optimizer's state and the run's metadata. */
-static nep_status save_checkpoint(const ft_run *r, const nep_optim *opt, nep_err *err) {
-    nep_safetensors st = {0};
-    char epoch[32];
-    snprintf(epoch, sizeof epoch, "%lld", (long long)r->epoch);
-    char *rng = cli_rng_hex(&r->rng);
-    nep_status s = NEP_OK;
-    for (int i = 0; s == NEP_OK && i < r->g.n_params; i++) {
-        const nep_param *p = &r->g.params[i];
-        s = nep_st_add(&st, p->name, NEP_DT_REAL, p->ndim, p->shape, r->g.values + p->offset, err);
-    }
-    if (s == NEP_OK) s = nep_checkpoint_add_optim(&st, &r->g, opt, err);
-    if (s == NEP_OK) s = nep_st_meta_set(&st, "epoch", epoch, err);
-    if (s == NEP_OK) s = nep_st_meta_set(&st, "rng", rng, err);
-    if (s == NEP_OK) s = nep_st_meta_set(&st, "options", r->options, err);
-    if (s == NEP_OK) s = nep_st_write(&st, r->ckpt, err);
-    nep_st_free(&st);
-    free(rng);
-    return s;
-}
-
 /* The end of an epoch: OUT/model, the log line, then the checkpoint, whose rename marks
  * the epoch done (as nepenthe train). */
 static int commit(ft_run *r, const nep_optim *opt, const char *line) {
-    nep_err err;
     if (cli_text_write_folder("finetune", r->model, &r->cfg, &r->g, r->o->hf)) return 1;
     if (line && cli_append_line(r->log, line))
         return cli_errorf("finetune", "%s: cannot append: %s", r->log, strerror(errno));
-    if (line && save_checkpoint(r, opt, &err) != NEP_OK) return cli_error("finetune", &err);
-    return 0;
-}
-
-/* Loads OUT/checkpoint.safetensors: weights, optimizer state, generator, epoch count. */
-static int resume(ft_run *r, nep_optim *opt) {
-    nep_safetensors st = {0};
-    nep_err err;
-    int rc = 0;
-    if (nep_st_read(r->ckpt, &st, &err) != NEP_OK) return cli_error("finetune", &err);
-    const char *stored = nep_st_meta_get(&st, "options"), *epoch = nep_st_meta_get(&st, "epoch");
-    char *end = NULL;
-    long long epochs = epoch ? strtoll(epoch, &end, 10) : -1;
-    if (!stored || !epoch || end == epoch || *end || epochs < 0 || cli_rng_from_hex(nep_st_meta_get(&st, "rng"), &r->rng))
-        rc = cli_errorf("finetune", "%s: not a fine-tuning checkpoint (no options, epoch count or RNG state)", r->ckpt);
-    else if (strcmp(stored, r->options) != 0)
-        rc = cli_errorf("finetune", "--resume: %s was written with other options:\n  stored:  %s\n  current: %s",
-                        r->ckpt, stored, r->options);
-    for (int i = 0; !rc && i < r->g.n_params; i++) {
-        const nep_param *p = &r->g.params[i];
-        const nep_st_tensor *t = nep_st_find(&st, p->name);
-        if (!t || t->numel != p->numel) {
-            rc = cli_errorf("finetune", "%s: tensor '%s' is missing or misshapen", r->ckpt, p->name);
-            break;
-        }
-        memcpy(r->g.values + p->offset, t->data, sizeof(nep_real) * (size_t)p->numel);
-    }
-    if (!rc && nep_checkpoint_load_optim(r->ckpt, &st, &r->g, opt, &err) != NEP_OK) rc = cli_error("finetune", &err);
-    if (!rc) r->epoch = epochs;
-    nep_st_free(&st);
-    return rc;
+    return line ? cli_run_save("finetune", r->ckpt, &r->g, opt, r->epoch, &r->rng, r->options) : 0;
 }
 
 int cmd_finetune(int argc, char **argv) {
@@ -212,7 +159,7 @@ int cmd_finetune(int argc, char **argv) {
     snprintf(r.model, sizeof r.model, "%s/model", o.out);
     snprintf(r.log, sizeof r.log, "%s/log.jsonl", o.out);
     if (o.resume && access(r.ckpt, F_OK) == 0) {
-        if (resume(&r, &tr.opt)) goto done;
+        if (cli_run_resume("finetune", r.ckpt, &r.g, &tr.opt, r.options, &r.epoch, &r.rng)) goto done;
         fprintf(human, "resuming %s after epoch %lld\n", r.ckpt, (long long)r.epoch);
         if (cli_trim_jsonl("finetune", r.log, "epoch", r.epoch)) goto done;
     } else {

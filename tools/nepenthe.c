@@ -20,6 +20,8 @@ static const struct {
     {"theory", cmd_theory, "the paper's model of pruning and entropy (Section 3.2, Fig. 2)"},
     {"export", cmd_export, "write a checkpoint's model as ONNX (opset 17) for other runtimes"},
     {"finetune", cmd_finetune, "fine-tune a Hugging Face BERT or RoBERTa folder on a text classification task"},
+    {"lm-corpus", cmd_lm_corpus, "a text corpus and a multiple-choice task from Debian's fortunes, for lm-train"},
+    {"lm-train", cmd_lm_train, "train a Llama-style decoder as a causal language model on a text corpus"},
     {"tokenize", cmd_tokenize, "token ids of texts with a Hugging Face tokenizer (WordPiece, BPE)"},
 };
 

@@ -126,6 +126,14 @@ nep_status nep_train_step_inputs(nep_trainer *t, const void *const *x, int n_inp
                                  double lr, nep_rng *rng, double *loss, int64_t *correct,
                                  nep_err *err);
 
+/* A loss of the logits [b, outputs] of a batch: returns it and writes its gradient with
+ * respect to them into dlogits. */
+typedef double (*nep_loss_fn)(void *ctx, const nep_real *logits, int64_t b, nep_real *dlogits);
+/* One step as nep_train_step_inputs with another loss than classification's (a causal
+ * language model's, causal_lm.h); t->y is not read. */
+nep_status nep_train_step_loss(nep_trainer *t, const void *const *x, int n_inputs, int64_t b, double lr,
+                               nep_rng *rng, nep_loss_fn loss_fn, void *loss_ctx, double *loss, nep_err *err);
+
 typedef struct nep_epoch_stats {
     double loss;        /* mean over samples */
     double top1;        /* training accuracy over the epoch, percent */

@@ -61,10 +61,7 @@
 #include <sys/stat.h>
 
 #include "nepenthe/file.h"
-
-/* Far above any fortune file (the largest is 245 kB): a bound against a wrong path. */
-#define FORTUNE_MAX_FILE ((size_t)64 << 20)
-#define FORTUNES_HINT "install the Debian package fortunes or pass the directory of its files"
+#include "data/fortunes_impl.h"
 
 /* An entry's place: a split, KEPT (usable, not yet assigned) or DROPPED. */
 enum { SPLIT_TRAIN, SPLIT_DEV, SPLIT_TEST, NSPLITS, KEPT = NSPLITS, DROPPED = -1 };
@@ -131,11 +128,11 @@ static nep_status check_categories(const char *const *cats, int *k, nep_err *err
 /* --- reading and cleaning ------------------------------------------------------------ */
 
 static nep_status read_file(const char *path, char **buf, size_t *len, nep_err *err) {
-    nep_status s = nep_read_file(path, FORTUNE_MAX_FILE, buf, len, err);
+    nep_status s = nep_read_file(path, NEP_FORTUNES_MAX_FILE, buf, len, err);
     if (s == NEP_ERR_IO && err) {
         char why[sizeof err->msg];
         snprintf(why, sizeof why, "%s", err->msg);
-        s = nep_fail(err, s, "%s (fortunes category file); " FORTUNES_HINT, why);
+        s = nep_fail(err, s, "%s (fortunes category file); " NEP_FORTUNES_HINT, why);
     }
     return s;
 }
@@ -152,8 +149,9 @@ static void pop_char(const char *out, size_t *n) {
 
 /* Resolves overstrikes, drops control characters, turns whitespace into single spaces
  * and trims: raw[0..n) (valid UTF-8) -> out (room for n + 1 bytes); returns the length.
- * Every step keeps whole UTF-8 characters, so the result is valid UTF-8 too. */
-static size_t clean(const char *raw, size_t n, char *out) {
+ * Every step keeps whole UTF-8 characters, so the result is valid UTF-8 too. Shared
+ * with the language-modelling corpus (fortunes_impl.h). */
+size_t nep_fortunes_clean(const char *raw, size_t n, char *out) {
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)raw[i];
@@ -182,7 +180,7 @@ static nep_status add_entry(task *t, int cls, const char *raw, size_t n, nep_err
     }
     char *text = malloc(n + 1);
     if (!text) return nep_fail(err, NEP_ERR_NOMEM, "fortunes task: out of memory");
-    size_t m = clean(raw, n, text);
+    size_t m = nep_fortunes_clean(raw, n, text);
     int drop = m == 0 ? DROP_EMPTY : m > NEP_FORTUNES_MAX_BYTES ? DROP_LONG : -1;
     if (drop >= 0) {
         t->dropped[drop][cls]++;
@@ -210,11 +208,10 @@ static bool is_separator(const char *line, size_t n) {
 }
 
 /* Cuts one category file into entries: the text before each separator line, and the
- * text after the last one where the file does not end with a separator. */
-static nep_status read_category(task *t, int cls, nep_err *err) {
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/%s", t->dir, t->cats[cls]) >= (int)sizeof path)
-        return nep_fail(err, NEP_ERR_ARG, "%s: directory name too long", t->dir);
+ * text after the last one where the file does not end with a separator. Shared with the
+ * language-modelling corpus (fortunes_impl.h). */
+nep_status nep_fortunes_read_entries(const char *path, nep_fortunes_entry_fn on_entry, void *ctx,
+                                     nep_err *err) {
     char *buf;
     size_t len = 0;
     NEP_TRY(read_file(path, &buf, &len, err));
@@ -224,17 +221,35 @@ static nep_status read_category(task *t, int cls, nep_err *err) {
         const char *nl = memchr(buf + pos, '\n', len - pos);
         size_t end = nl ? (size_t)(nl - buf) : len;
         if (is_separator(buf + pos, end - pos)) {
-            s = add_entry(t, cls, buf + start, pos - start, err);
+            s = on_entry(ctx, buf + start, pos - start, err);
             start = end + 1;
         }
         if (!nl) {
-            if (!s && start < len) s = add_entry(t, cls, buf + start, len - start, err);
+            if (!s && start < len) s = on_entry(ctx, buf + start, len - start, err);
             break;
         }
         pos = end + 1;
     }
     free(buf);
     return s;
+}
+
+typedef struct category_reader {
+    task *t;
+    int cls;
+} category_reader;
+
+static nep_status add_category_entry(void *ctx, const char *raw, size_t n, nep_err *err) {
+    const category_reader *r = ctx;
+    return add_entry(r->t, r->cls, raw, n, err);
+}
+
+static nep_status read_category(task *t, int cls, nep_err *err) {
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s", t->dir, t->cats[cls]) >= (int)sizeof path)
+        return nep_fail(err, NEP_ERR_ARG, "%s: directory name too long", t->dir);
+    category_reader r = {t, cls};
+    return nep_fortunes_read_entries(path, add_category_entry, &r, err);
 }
 
 /* --- duplicates ---------------------------------------------------------------------- */
@@ -341,8 +356,7 @@ static nep_status write_split(const task *t, int sp, nep_rng *rng, const char *o
     return s;
 }
 
-/* A JSON string; names were checked to need no escapes, but a directory may. */
-static void json_string(FILE *f, const char *s) {
+void nep_fortunes_json_string(FILE *f, const char *s) {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p == '"' || *p == '\\')
@@ -374,11 +388,11 @@ static int fill_json(void *ctx, FILE *f) {
     fputs("{\n  \"task\": \"fortunes\",\n  \"format\": \"GLUE SST-2 TSV: train.tsv and dev.tsv "
           "'sentence<TAB>label', test.tsv 'index<TAB>sentence<TAB>label'; label = index into "
           "categories\",\n  \"source\": ", f);
-    json_string(f, t->dir);
+    nep_fortunes_json_string(f, t->dir);
     fputs(",\n  \"categories\": [", f);
     for (int c = 0; c < t->k; c++) {
         fputs(c ? ", " : "", f);
-        json_string(f, t->cats[c]);
+        nep_fortunes_json_string(f, t->cats[c]);
     }
     fprintf(f, "],\n  \"seed\": %llu,\n  \"max_bytes\": %d,\n", (unsigned long long)t->seed,
             NEP_FORTUNES_MAX_BYTES);

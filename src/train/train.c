@@ -62,6 +62,18 @@ nep_status nep_train_step(nep_trainer *t, int64_t b, double lr, nep_rng *rng, do
     return nep_train_step_inputs(t, x, 1, b, lr, rng, loss, correct, err);
 }
 
+/* Classification: cross-entropy (smoothed) of the logits against t->y. */
+typedef struct xent_ctx {
+    nep_trainer *t;
+    int64_t *correct;
+} xent_ctx;
+
+static double xent_loss(void *ctx, const nep_real *logits, int64_t b, nep_real *dlogits) {
+    const xent_ctx *c = ctx;
+    return nep_xent_smoothed(logits, c->t->y, b, out_features(c->t->g), c->t->opt.cfg.label_smoothing, dlogits,
+                             c->correct);
+}
+
 nep_status nep_train_step_inputs(nep_trainer *t, const void *const *x, int n_inputs, int64_t b,
                                  double lr, nep_rng *rng, double *loss, int64_t *correct,
                                  nep_err *err) {
@@ -70,10 +82,15 @@ nep_status nep_train_step_inputs(nep_trainer *t, const void *const *x, int n_inp
         if (t->y[i] < 0 || t->y[i] >= K)
             return nep_fail(err, NEP_ERR_ARG, "label %d of sample %lld is outside the model's %lld "
                             "classes", t->y[i], (long long)i, (long long)K);
+    return nep_train_step_loss(t, x, n_inputs, b, lr, rng, xent_loss, &(xent_ctx){t, correct}, loss, err);
+}
+
+nep_status nep_train_step_loss(nep_trainer *t, const void *const *x, int n_inputs, int64_t b, double lr,
+                               nep_rng *rng, nep_loss_fn loss_fn, void *loss_ctx, double *loss, nep_err *err) {
     nep_exec_set_training(t->ex, true, rng);
     const nep_real *logits;
     NEP_TRY(nep_exec_run(t->ex, x, n_inputs, b, &logits, err));
-    double l = nep_xent_smoothed(logits, t->y, b, K, t->opt.cfg.label_smoothing, t->dlogits, correct);
+    const double l = loss_fn(loss_ctx, logits, b, t->dlogits);
     *loss = l;
     if (!isfinite(l))
         return nep_fail(err, NEP_ERR_NUMERIC, "loss is %g at optimizer step %lld: training "
@@ -103,7 +120,7 @@ nep_status nep_train_epoch(nep_trainer *t, nep_loader *loader, double lr, nep_rn
     int64_t correct = 0, seen = 0, b;
     nep_loader_epoch(loader, rng);
     while ((b = nep_loader_next(loader, t->x, t->y)) > 0) {
-        double loss;
+        double loss = 0;
         NEP_TRY(nep_train_step(t, b, lr, rng, &loss, &correct, err));
         loss_sum += loss * (double)b;
         seen += b;

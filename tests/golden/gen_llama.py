@@ -44,6 +44,15 @@ Results, P in {"f64", "f32"} (computed in that precision):
   "M/P/span_logprob"      [3] lm-evaluation-harness's loglikelihood of row r's span:
                               sum over t in the span of log_softmax(logits[r, t - 1])[ids[r, t]]
   "M/P/span_greedy"       [3] 1 when every span token is the argmax of its logits, else 0
+Training, "llama_tied" only, in float32 from its weights above: 3 optimizer steps on the batch
+above (the loss above), torch.optim.AdamW (lr 1e-2, betas (0.9, 0.999), eps 1e-8, weight
+decay 0.1 on parameters of 2 or more dimensions, 0 on the rest: Trainer's grouping), gradient
+norm clipped to 1 before each step, the rate from transformers'
+get_cosine_schedule_with_warmup(num_warmup_steps=1, num_training_steps=4) stepped after each:
+  "llama_tied/train/loss"          [3] the loss before each step
+  "llama_tied/train/weights/<name>" every parameter after the 3 steps
+  "llama_tied/train/lr"            [8] that schedule's rate at steps 0..7 with lr 1, warm-up 3
+                                   and 6 steps in all (a zero rate from step 6 on)
 Metadata: "M/config" (JSON), "versions".
 """
 import os
@@ -126,15 +135,47 @@ def model_case(t, meta, m, tied, seed, gen, ids_mask):
         loss.backward()
         for name, p in model.named_parameters():
             t[f"{pre}/grads/{name}"] = out(p.grad)
-    return ids, mask, labels
+    return ids, mask, labels, config, init
+
+
+def train_case(t, config, init, ids, mask, labels):
+    model = LlamaForCausalLM(config)
+    model.load_state_dict(init)
+    model.train()
+    params = list(model.named_parameters())
+    opt = torch.optim.AdamW([{"params": [p for _, p in params if p.ndim >= 2], "weight_decay": 0.1},
+                             {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0}],
+                            lr=1e-2, betas=(0.9, 0.999), eps=1e-8)
+    sched = transformers.get_cosine_schedule_with_warmup(opt, num_warmup_steps=1, num_training_steps=4)
+    losses = []
+    for _ in range(3):
+        opt.zero_grad()
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.detach())
+    t["llama_tied/train/loss"] = out(torch.stack(losses))
+    for name, p in params:
+        t[f"llama_tied/train/weights/{name}"] = out(p)
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = transformers.get_cosine_schedule_with_warmup(probe, num_warmup_steps=3, num_training_steps=6)
+    rates = []
+    for _ in range(8):
+        rates.append(sched.get_last_lr()[0])
+        probe.step()
+        sched.step()
+    t["llama_tied/train/lr"] = out(torch.tensor(rates, dtype=torch.float64))
 
 
 def main(outdir):
     t = {}
     meta = {"versions": "torch %s transformers %s" % (torch.__version__, transformers.__version__)}
     gen = torch.Generator().manual_seed(1234)
-    ids, mask, labels = model_case(t, meta, "llama", False, 0, gen, None)
-    model_case(t, meta, "llama_tied", True, 1, gen, (ids, mask))
+    ids, mask, labels, _, _ = model_case(t, meta, "llama", False, 0, gen, None)
+    _, _, _, config, init = model_case(t, meta, "llama_tied", True, 1, gen, (ids, mask))
+    train_case(t, config, init, ids, mask, labels)
     t["llama/input_ids"], t["llama/attention_mask"], t["llama/labels"] = out(ids), out(mask), out(labels)
     t["llama/span_start"] = out(torch.tensor([a for a, _ in SPANS]))
     t["llama/span_end"] = out(torch.tensor([b for _, b in SPANS]))

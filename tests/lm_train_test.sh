@@ -1,0 +1,83 @@
+#!/bin/sh
+# `nepenthe lm-corpus` and `nepenthe lm-train`, end to end on real text: the fortunes
+# corpus (train.txt, heldout.txt and the multiple-choice files), a tokenizer trained on a
+# slice of it with PyPI's tokenizers (scripts/decoder_model.py), a tiny Llama trained two
+# epochs from scratch. Its OUT/model loads in transformers, which gets nepenthe's
+# held-out loss on the same packed rows; a run killed after its first epoch resumes to
+# the bytes of an uninterrupted one; bad arguments fail cleanly, naming the flag or file.
+# About a minute on 2 cores.
+#
+# usage (from the repository root): tests/lm_train_test.sh [BINARY]   (default build/asan/nepenthe)
+# Training runs use the release binary build/nepenthe (FAST_BIN overrides) when it exists.
+# Prints "ok - NAME" / "not ok - NAME", then "N passed, M failed".
+# shellcheck disable=SC2016,SC2034,SC1091
+BIN=${1:-build/asan/nepenthe}
+. "$(dirname "$0")/lib.sh"
+FAST=${FAST_BIN:-build/nepenthe}
+[ -x "$FAST" ] || FAST=$BIN
+fast() {
+    "$FAST" "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+}
+
+nep lm-corpus --out "$T/data" --json
+check "lm-corpus builds the fortunes corpus: 43 files, 5% held out, a 5-shot multiple-choice task" \
+    'succeeded && grep -q "\"files\":43" "$T/out" && grep -q "\"heldout\":755" "$T/out" && grep -q "\"mc_dev\":5" "$T/out" && [ -s "$T/data/mc/data/test/fortunes_test.csv" ]'
+# a small slice, so that the test stays short: 300 train lines, 40 held out
+head -n 300 "$T/data/train.txt" >"$T/small_train.txt"
+mkdir -p "$T/small" && mv "$T/small_train.txt" "$T/small/train.txt" && head -n 40 "$T/data/heldout.txt" >"$T/small/heldout.txt"
+"$ORT_PY" scripts/decoder_model.py "$T/small/train.txt" "$T/init" --vocab 512 --layers 2 --hidden 32 --heads 4 \
+    --kv-heads 2 --intermediate 64 --max-positions 64 >"$T/out" 2>"$T/err"
+rc=$?
+check "decoder_model.py writes a tokenizer and a Llama config" 'succeeded && [ -s "$T/init/tokenizer.json" ] && [ -s "$T/init/config.json" ]'
+
+TINY="--model $T/init --data $T/small --seq-len 32 --batch 8 --epochs 2 --lr 3e-3 --warmup-steps 5"
+nep lm-train --help
+missing=""
+for flag in --model --data --seq-len --epochs --lr --warmup-steps --clip-grad-norm --resume --json; do
+    grep -qF -- "$flag" "$T/out" || missing="$missing $flag"
+done
+check "lm-train --help exits 0 and mentions its flags${missing:+ (missing:$missing)}" 'succeeded && [ -z "$missing" ]'
+# shellcheck disable=SC2086
+fast lm-train $TINY --out "$T/a" --json
+check "a tiny decoder trains two epochs from scratch and reports its held-out perplexity" \
+    'succeeded && grep -q "\"heldout_ppl\":" "$T/out" && [ "$(wc -l <"$T/a/log.jsonl")" -eq 2 ]'
+first=$(sed -n '1s/.*"heldout_loss":\([0-9.]*\).*/\1/p' "$T/a/log.jsonl")
+second=$(sed -n '2s/.*"heldout_loss":\([0-9.]*\).*/\1/p' "$T/a/log.jsonl")
+check "the held-out loss falls from epoch 1 ($first) to epoch 2 ($second) and is below uniform's ln 512" \
+    'awk -v a="$first" -v b="$second" "BEGIN { exit !(b < a && b < log(512)) }"'
+ours=$(sed -n 's/.*"heldout_loss":\([0-9.]*\).*/\1/p' "$T/out")
+"$ORT_PY" "$HERE/hf_eval_lm.py" "$T/a/model" "$T/small/heldout.txt" 32 >"$T/hf" 2>"$T/err"
+rc=$?
+theirs=$(sed -n 's/^loss //p' "$T/hf")
+check "transformers loads OUT/model and gets nepenthe's held-out loss ($ours against $theirs)" \
+    'succeeded && awk -v a="$ours" -v b="$theirs" "BEGIN { d = a - b; exit !(d < 1e-4 * b && -d < 1e-4 * b) }"'
+
+# killed after epoch 1's log line (before or after its checkpoint), then resumed
+# shellcheck disable=SC2086
+"$FAST" lm-train $TINY --out "$T/b" >"$T/out" 2>"$T/err" &
+pid=$!
+n=0
+while ! grep -q '"epoch":1' "$T/b/log.jsonl" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+# shellcheck disable=SC2086
+fast lm-train $TINY --out "$T/b" --resume
+check "a run killed after its first epoch resumes to the bytes of an uninterrupted one" \
+    'succeeded && cmp -s "$T/a/model/model.safetensors" "$T/b/model/model.safetensors" && [ "$(wc -l <"$T/b/log.jsonl")" -eq 2 ]'
+# shellcheck disable=SC2086
+nep lm-train $TINY --out "$T/b" --resume --lr 1e-2
+check "--resume with another --lr is refused, naming the stored options" 'failed_cleanly && says "other options"'
+
+nep lm-train --out "$T/c"
+check "lm-train without --model fails cleanly" 'failed_cleanly && says "--model"'
+# shellcheck disable=SC2086
+nep lm-train $TINY --out "$T/c" --seq-len 100
+check "a --seq-len past max_position_embeddings fails naming it" 'failed_cleanly && says "max_position_embeddings"'
+nep lm-train --model "$T/init" --data "$T/nothing" --seq-len 32 --out "$T/c"
+check "a missing --data directory fails naming its train.txt" 'failed_cleanly && says "$T/nothing/train.txt"'
+nep lm-corpus --out "$T/d" --heldout 0.7
+check "lm-corpus --heldout 0.7 fails naming the value" 'failed_cleanly && says "0.7"'
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
