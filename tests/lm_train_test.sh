@@ -4,7 +4,10 @@
 # slice of it with PyPI's tokenizers (scripts/decoder_model.py), a tiny Llama trained two
 # epochs from scratch. Its OUT/model loads in transformers, which gets nepenthe's
 # held-out loss on the same packed rows; a run killed after its first epoch resumes to
-# the bytes of an uninterrupted one; bad arguments fail cleanly, naming the flag or file.
+# the bytes of an uninterrupted one; `nepenthe lm-eval` gets the same held-out loss and,
+# on the multiple-choice task (cloze and MMLU's letter prompt), every log-likelihood of
+# lm-evaluation-harness's scoring over transformers (tests/hf_eval_mc.py); bad arguments
+# fail cleanly, naming the flag or file.
 # About a minute on 2 cores.
 #
 # usage (from the repository root): tests/lm_train_test.sh [BINARY]   (default build/asan/nepenthe)
@@ -27,7 +30,7 @@ check "lm-corpus builds the fortunes corpus: 43 files, 5% held out, a 5-shot mul
 head -n 300 "$T/data/train.txt" >"$T/small_train.txt"
 mkdir -p "$T/small" && mv "$T/small_train.txt" "$T/small/train.txt" && head -n 40 "$T/data/heldout.txt" >"$T/small/heldout.txt"
 "$ORT_PY" scripts/decoder_model.py "$T/small/train.txt" "$T/init" --vocab 512 --layers 2 --hidden 32 --heads 4 \
-    --kv-heads 2 --intermediate 64 --max-positions 64 >"$T/out" 2>"$T/err"
+    --kv-heads 2 --intermediate 64 --max-positions 128 >"$T/out" 2>"$T/err"
 rc=$?
 check "decoder_model.py writes a tokenizer and a Llama config" 'succeeded && [ -s "$T/init/tokenizer.json" ] && [ -s "$T/init/config.json" ]'
 
@@ -53,6 +56,25 @@ theirs=$(sed -n 's/^loss //p' "$T/hf")
 check "transformers loads OUT/model and gets nepenthe's held-out loss ($ours against $theirs)" \
     'succeeded && awk -v a="$ours" -v b="$theirs" "BEGIN { d = a - b; exit !(d < 1e-4 * b && -d < 1e-4 * b) }"'
 
+# lm-eval: the perplexity lm-train reported, and the multiple-choice log-likelihoods of
+# lm-evaluation-harness's scoring as tests/hf_eval_mc.py writes it out over transformers
+nep lm-eval --model "$T/a/model" --text "$T/small/heldout.txt" --seq-len 32 --json
+check "lm-eval gets lm-train's held-out loss ($ours)" 'succeeded && grep -q "\"loss\":$ours," "$T/out"'
+head -n 12 "$T/data/mc/data/test/fortunes_test.csv" >"$T/mc12.csv"
+for mode in cloze letter; do
+    nep lm-eval --model "$T/a/model" --mc "$T/data/mc/data" --mode $mode --max-questions 12 --seq-len 64 \
+        --predictions "$T/pred_$mode.jsonl" --json
+    ok=$rc
+    "$ORT_PY" "$HERE/hf_eval_mc.py" "$T/a/model" "$T/mc12.csv" fortunes $mode 64 >"$T/hf_$mode.jsonl" 2>"$T/err"
+    rc=$((rc + ok))
+    worst=$("$ORT_PY" -c 'import json,sys
+a=[json.loads(l)["logprob"] for l in open(sys.argv[1])]; b=[json.loads(l)["logprob"] for l in open(sys.argv[2])]
+assert len(a) == len(b) == 12
+print(max(abs(p - q) / (1e-3 + abs(q)) for x, y in zip(a, b) for p, q in zip(x, y)))' "$T/pred_$mode.jsonl" "$T/hf_$mode.jsonl" 2>>"$T/err")
+    check "lm-eval --mode $mode: every choice's log-likelihood within 1e-5 of lm-evaluation-harness's scoring (worst $worst)" \
+        'succeeded && awk -v w="$worst" "BEGIN { exit !(w != \"\" && w < 1e-5) }"'
+done
+
 # killed after epoch 1's log line (before or after its checkpoint), then resumed
 # shellcheck disable=SC2086
 "$FAST" lm-train $TINY --out "$T/b" >"$T/out" 2>"$T/err" &
@@ -72,7 +94,7 @@ check "--resume with another --lr is refused, naming the stored options" 'failed
 nep lm-train --out "$T/c"
 check "lm-train without --model fails cleanly" 'failed_cleanly && says "--model"'
 # shellcheck disable=SC2086
-nep lm-train $TINY --out "$T/c" --seq-len 100
+nep lm-train $TINY --out "$T/c" --seq-len 200
 check "a --seq-len past max_position_embeddings fails naming it" 'failed_cleanly && says "max_position_embeddings"'
 nep lm-train --model "$T/init" --data "$T/nothing" --seq-len 32 --out "$T/c"
 check "a missing --data directory fails naming its train.txt" 'failed_cleanly && says "$T/nothing/train.txt"'
