@@ -75,6 +75,41 @@ print(max(abs(p - q) / (1e-3 + abs(q)) for x, y in zip(a, b) for p, q in zip(x, 
         'succeeded && awk -v w="$worst" "BEGIN { exit !(w != \"\" && w < 1e-5) }"'
 done
 
+# lm-prune: NEPENTHE with Wanda on the trained decoder, no fine-tuning, two iterations
+mkdir -p "$T/pd" && cp "$T/small/train.txt" "$T/small/heldout.txt" "$T/pd/" && ln -s "$T/data/mc" "$T/pd/mc"
+PRUNE="--model $T/a/model --data $T/pd --seq-len 32 --calib-seqs 16 --iters 2 --zeta 0.3 --criterion wanda --max-questions 24"
+# shellcheck disable=SC2086
+fast lm-prune $PRUNE --out "$T/p" --json
+check "lm-prune runs two NEPENTHE+Wanda iterations on the decoder, each a folder with its masks" \
+    'succeeded && [ "$(wc -l <"$T/p/iterations.jsonl")" -eq 3 ] && [ -f "$T/p/iter_2/masks.safetensors" ] && grep -q "\"layers\":2" "$T/out"'
+s1=$(sed -n '2s/.*"sparsity":\([0-9.]*\).*/\1/p' "$T/p/iterations.jsonl")
+s2=$(sed -n '3s/.*"sparsity":\([0-9.]*\).*/\1/p' "$T/p/iterations.jsonl")
+check "the owned sparsity grows by about zeta of what is left each iteration ($s1%, then $s2%)" \
+    'awk -v a="$s1" -v b="$s2" "BEGIN { exit !(a > 29 && a < 31 && b > 50 && b < 52) }"'
+ppl2=$(sed -n '3s/.*"heldout_ppl":\([0-9.]*\).*/\1/p' "$T/p/iterations.jsonl")
+"$ORT_PY" "$HERE/hf_eval_lm.py" "$T/p/iter_2" "$T/small/heldout.txt" 32 >"$T/hf" 2>"$T/err"
+rc=$?
+hfloss=$(sed -n 's/^loss //p' "$T/hf")
+check "transformers loads the pruned iter_2 folder and gets its held-out perplexity ($ppl2)" \
+    'succeeded && awk -v p="$ppl2" -v l="$hfloss" "BEGIN { d = exp(l) - p; exit !(d < 1e-4 * p && -d < 1e-4 * p) }"'
+# killed after iteration 1's commit, then resumed
+# shellcheck disable=SC2086
+"$FAST" lm-prune $PRUNE --out "$T/q" >"$T/out" 2>"$T/err" &
+pid=$!
+n=0
+while ! grep -q '"iter":1' "$T/q/progress.json" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.05; n=$((n + 1)); done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+# shellcheck disable=SC2086
+fast lm-prune $PRUNE --out "$T/q" --resume
+check "an lm-prune run killed after iteration 1 resumes to the bytes of an uninterrupted one" \
+    'succeeded && cmp -s "$T/p/iter_2/model.safetensors" "$T/q/iter_2/model.safetensors" && cmp -s "$T/p/iter_2/masks.safetensors" "$T/q/iter_2/masks.safetensors" && [ "$(wc -l <"$T/q/iterations.jsonl")" -eq 3 ]'
+# shellcheck disable=SC2086
+nep lm-prune $PRUNE --out "$T/q" --resume --zeta 0.5
+check "lm-prune --resume with another --zeta is refused, naming the stored options" 'failed_cleanly && says "other options"'
+nep lm-prune --model "$T/a/model" --data "$T/pd" --out "$T/r" --criterion snip
+check "lm-prune --criterion snip fails naming it" 'failed_cleanly && says "snip"'
+
 # killed after epoch 1's log line (before or after its checkpoint), then resumed
 # shellcheck disable=SC2086
 "$FAST" lm-train $TINY --out "$T/b" >"$T/out" 2>"$T/err" &

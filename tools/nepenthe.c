@@ -23,6 +23,7 @@ static const struct {
     {"lm-corpus", cmd_lm_corpus, "a text corpus and a multiple-choice task from Debian's fortunes, for lm-train"},
     {"lm-train", cmd_lm_train, "train a Llama-style decoder as a causal language model on a text corpus"},
     {"lm-eval", cmd_lm_eval, "a decoder's held-out perplexity and multiple-choice accuracy (MMLU's CSV files)"},
+    {"lm-prune", cmd_lm_prune, "NEPENTHE on a pretrained decoder without fine-tuning: entropy, perplexity, accuracy"},
     {"tokenize", cmd_tokenize, "token ids of texts with a Hugging Face tokenizer (WordPiece, BPE)"},
 };
 

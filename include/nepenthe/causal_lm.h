@@ -26,6 +26,12 @@ nep_status nep_lm_rows_read(const nep_tokenizer *tok, const char *path, int32_t 
                             nep_lm_rows *out, nep_err *err);
 void nep_lm_rows_free(nep_lm_rows *r);
 
+/* The n rows rows[0..n) of d as tokenized text (types 0, mask 1, no labels), for the
+ * loops over a nep_split with decoder set: entropy, Wanda's norms. */
+struct nep_text_tensors;
+nep_status nep_lm_rows_as_text(const nep_lm_rows *d, const uint32_t *rows, int64_t n, struct nep_text_tensors *out,
+                               nep_err *err);
+
 /* transformers' causal-LM loss of logits [B, T, V] over rows ids [B, T]: logits[b, t]
  * predicts ids[b, t + 1], counted where mask[b, t + 1] is 1 (mask NULL: everywhere);
  * returns the mean over those in nats, and writes its gradient into dlogits (NULL: not

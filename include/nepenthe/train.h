@@ -176,6 +176,7 @@ typedef struct nep_split {
     const nep_dataset *images;
     const nep_normalize *norm;
     const struct nep_text_tensors *text;
+    bool decoder;   /* text for a decoder: its inputs are input_ids and attention_mask only */
 } nep_split;
 int64_t nep_split_rows(const nep_split *s);
 /* Rows per forward-only pass (entropy, evaluation, Wanda, gradient sums): 256 images, 32
@@ -188,7 +189,7 @@ nep_status nep_split_for_each_batch(const nep_split *s, nep_graph *g, int64_t ba
                                     const nep_real **mask_out, nep_batch_fn fn, void *ctx,
                                     const nep_exec_opts *xo, nep_err *err);
 /* The batches of a split in order, as a graph's input tensors: a normalized image batch,
- * or a text batch's ids, token types and mask. */
+ * or a text batch's ids, token types and mask (a decoder's: ids and mask). */
 typedef struct nep_split_iter {
     const nep_split *split;
     int64_t batch, next;        /* next: the first row of the next batch */

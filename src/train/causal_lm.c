@@ -6,6 +6,7 @@
 
 #include "nepenthe/causal_lm.h"
 #include "nepenthe/file.h"
+#include "nepenthe/text_train.h"
 
 /* glibc's vector expf (libmvec): with -fno-math-errno the loss's loops over a vocabulary
  * call it on whole vectors. */
@@ -18,6 +19,25 @@ float expf(float);
 void nep_lm_rows_free(nep_lm_rows *r) {
     free(r->ids);
     memset(r, 0, sizeof *r);
+}
+
+nep_status nep_lm_rows_as_text(const nep_lm_rows *d, const uint32_t *rows, int64_t n, nep_text_tensors *out,
+                               nep_err *err) {
+    const int64_t T = d->T;
+    const size_t cells = (size_t)(n * T);
+    *out = (nep_text_tensors){.n = n, .T = T, .ids = malloc(sizeof(int32_t) * cells + 1),
+                              .types = calloc(cells + 1, sizeof(int32_t)), .mask = malloc(sizeof(nep_real) * cells + 1),
+                              .labels = malloc(sizeof(int32_t) * (size_t)n + 1), .tokens = n * T};
+    if (!out->ids || !out->types || !out->mask || !out->labels) {
+        nep_text_tensors_free(out);
+        return nep_fail(err, NEP_ERR_NOMEM, "out of memory for %lld rows of %lld tokens", (long long)n, (long long)T);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        memcpy(out->ids + i * T, d->ids + (int64_t)rows[i] * T, sizeof(int32_t) * (size_t)T);
+        out->labels[i] = -1;
+    }
+    for (size_t k = 0; k < cells; k++) out->mask[k] = 1;
+    return NEP_OK;
 }
 
 /* Appends n ids to the stream (*ids, *len, *cap). */

@@ -71,7 +71,8 @@ nep_status nep_split_iter_init(nep_split_iter *it, const nep_split *s, int64_t b
         const size_t cells = (size_t)(batch * s->text->T);
         it->ids = malloc(sizeof *it->ids * cells), it->types = malloc(sizeof *it->types * cells);
         it->mask = malloc(sizeof *it->mask * cells);
-        it->inputs[0] = it->ids, it->inputs[1] = it->types, it->inputs[2] = it->mask, it->n_inputs = 3;
+        if (s->decoder) it->inputs[0] = it->ids, it->inputs[1] = it->mask, it->n_inputs = 2;
+        else it->inputs[0] = it->ids, it->inputs[1] = it->types, it->inputs[2] = it->mask, it->n_inputs = 3;
         if (it->y && it->ids && it->types && it->mask) return NEP_OK;
     } else {
         const nep_dataset *d = s->images;
