@@ -23,7 +23,7 @@ TOOL_SRCS := $(sort $(wildcard tools/*.c))
 # The IR layer: graph, op metadata, models, entropy bookkeeping, rewrites, checkpoints
 # and ONNX, linked with neither oneDNN nor OpenBLAS (tests/ir_*.c prove it by linking
 # only IR_LDLIBS). The executor, the kernels and everything that runs a graph sit above.
-IR_SRCS := $(filter-out src/collapse/equivalence.c src/graph/exec.c src/graph/exec_run.c,$(sort $(wildcard \
+IR_SRCS := $(filter-out src/collapse/equivalence.c src/graph/exec.c src/graph/exec_run.c src/graph/kv_cache.c,$(sort $(wildcard \
              src/core/*.c src/graph/*.c src/ops/*.c src/models/*.c src/io/*.c src/collapse/*.c) \
              src/entropy/entropy.c)) $(ONNX_GEN).c
 IR_LDLIBS := -lcjson -lprotobuf-c -lz -lm -fopenmp

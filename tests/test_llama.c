@@ -13,6 +13,7 @@
 
 #include "nepenthe/causal_lm.h"
 #include "nepenthe/entropy.h"
+#include "nepenthe/generate.h"
 #include "nepenthe/llama.h"
 #include "nepenthe/safetensors.h"
 #include "testutil.h"
@@ -209,6 +210,90 @@ static void test_tied_training(void **s) {
     nep_hf_config_free(&cfg);
 }
 
+/* Decoding with the key/value cache gives the logits of the full forward: rows 0 and 1
+ * (10 and 7 real tokens) start from prompts of 3 and 5 tokens run through the model built
+ * at 5 tokens, then get their next real tokens one step at a time through the model built
+ * at 1 token (both reading the full model's weights); each step's logits against the full
+ * model's at that position. */
+static void test_kv_cache_matches_full_forward(void **s) {
+    nep_hf_config cfg;
+    nep_graph g, prompt, step;
+    int64_t T;
+    build("llama_tied", &cfg, &g, &T);
+    const int64_t V = cfg.vocab_size, P = 5, len[2] = {3, 5}, real[2] = {10, 7};
+    nep_err err;
+    nep_exec *full, *pex, *sex;
+    nep_test_assert_ok(nep_exec_new(&full, &g, 2, &(nep_exec_opts){.inference = true}, &err), &err);
+    batch b = inputs(B * T);
+    const nep_real *want;
+    nep_test_assert_ok(nep_exec_run(full, (const void *[]){b.ids, b.mask}, 2, 2, &want, &err), &err);
+    nep_test_assert_ok(nep_llama_build(&cfg, P, &prompt, NULL, &err), &err);
+    nep_test_assert_ok(nep_llama_build(&cfg, 1, &step, NULL, &err), &err);
+    nep_test_assert_ok(nep_graph_borrow_values(&prompt, &g, &err), &err);
+    nep_test_assert_ok(nep_graph_borrow_values(&step, &g, &err), &err);
+    nep_kv_cache kv;
+    nep_test_assert_ok(nep_kv_cache_init(&kv, &prompt, 2, T, &err), &err);
+    nep_test_assert_ok(nep_exec_new(&pex, &prompt, 2, &(nep_exec_opts){.inference = true}, &err), &err);
+    nep_test_assert_ok(nep_exec_new(&sex, &step, 2, &(nep_exec_opts){.inference = true}, &err), &err);
+    int64_t pos[2];
+    nep_test_assert_ok(nep_exec_set_kv_cache(pex, &kv, NULL, &err), &err);
+    nep_test_assert_ok(nep_exec_set_kv_cache(sex, &kv, pos, &err), &err);
+    int32_t x[2 * 5] = {0};
+    nep_real m[2 * 5] = {0}, ones[2] = {1, 1};
+    for (int r = 0; r < 2; r++)
+        for (int64_t t = 0; t < len[r]; t++) x[r * P + t] = b.ids[r * T + t], m[r * P + t] = 1;
+    const nep_real *got;
+    nep_test_assert_ok(nep_exec_run(pex, (const void *[]){x, m}, 2, 2, &got, &err), &err);
+    double worst = 0;
+    for (int r = 0; r < 2; r++)
+        for (int64_t v = 0; v < V; v++)
+            worst = fmax(worst, fabs(got[(r * P + len[r] - 1) * V + v] - want[(r * T + len[r] - 1) * V + v]));
+    for (int64_t k = 0; k + len[1] < real[1]; k++) { /* both rows step together */
+        for (int r = 0; r < 2; r++) pos[r] = len[r] + k, x[r] = b.ids[r * T + pos[r]];
+        nep_test_assert_ok(nep_exec_run(sex, (const void *[]){x, ones}, 2, 2, &got, &err), &err);
+        for (int r = 0; r < 2; r++)
+            for (int64_t v = 0; v < V; v++) worst = fmax(worst, fabs(got[r * V + v] - want[(r * T + pos[r]) * V + v]));
+    }
+    fprintf(stderr, "cached decoding against the full forward: largest |logit difference| %.3g\n", worst);
+    if (!(worst < 1e-5)) fail_msg("cached decoding's logits differ from the full forward's by %.3g", worst);
+    nep_exec_free(full), nep_exec_free(pex), nep_exec_free(sex);
+    nep_kv_cache_free(&kv);
+    free(b.ids), free(b.mask);
+    nep_graph_free(&step), nep_graph_free(&prompt), nep_graph_free(&g);
+    nep_hf_config_free(&cfg);
+}
+
+/* Greedy generation of rows 1 and 2's prompts (7 and 4 tokens) in one batch, against
+ * transformers' greedy decoding of each alone through its own cache. */
+static void test_generate_greedy(void **s) {
+    nep_hf_config cfg;
+    nep_graph g;
+    int64_t T;
+    build("llama_tied", &cfg, &g, &T);
+    batch b = inputs(B * T);
+    const int32_t *prompts[2] = {b.ids + T, b.ids + 2 * T};
+    const int64_t len[2] = {7, 4}, max_new = 6;
+    int32_t out[2 * 6];
+    nep_generate_stats st;
+    nep_err err;
+    nep_test_assert_ok(nep_generate_greedy(&cfg, &g, prompts, len, 2, max_new, (int32_t)cfg.eos_token_id, out, &st,
+                                           NULL, NULL, NULL, &err), &err);
+    for (int r = 0; r < 2; r++) {
+        char key[64];
+        snprintf(key, sizeof key, "llama_tied/generate/%d", r + 1);
+        const nep_st_tensor *t = nep_test_tensor(&golden, "", key);
+        for (int64_t k = 0; k < max_new; k++)
+            if (out[r * max_new + k] != nep_test_i64(t, k))
+                fail_msg("row %d, new token %lld: %d, transformers' %lld", r + 1, (long long)k, out[r * max_new + k],
+                         (long long)nep_test_i64(t, k));
+    }
+    assert_int_equal(st.prompt_tokens, 11);
+    assert_int_equal(st.kv_bytes_per_token, 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 4);
+    free(b.ids), free(b.mask);
+    nep_graph_free(&g);
+    nep_hf_config_free(&cfg);
+}
+
 /* Other ids at the padded positions: the logits of every real token are the same bits. */
 static void test_padding_changes_nothing(void **s) {
     nep_hf_config cfg;
@@ -264,6 +349,8 @@ int main(void) {
         cmocka_unit_test(test_tied_cpu),
         cmocka_unit_test(test_tied_ref),
         cmocka_unit_test(test_tied_training),
+        cmocka_unit_test(test_kv_cache_matches_full_forward),
+        cmocka_unit_test(test_generate_greedy),
         cmocka_unit_test(test_padding_changes_nothing),
         cmocka_unit_test(test_silu_layers),
     };

@@ -57,6 +57,34 @@ bool nep_exec_backend_known(const char *name);
 void nep_exec_set_training(nep_exec *ex, bool training, struct nep_rng *rng);
 /* Called at every rectifier during forward (NULL: none). */
 void nep_exec_set_probe(nep_exec *ex, nep_probe_fn probe, void *ctx);
+/* ---- generation: a key/value cache ------------------------------------------------
+ * Autoregressive decoding feeds a decoder one new token per row and step; its attention
+ * must see the keys and values of every earlier token. A cache holds them for each
+ * ScaledDotProductAttention node (in topological order), so that the same model built
+ * for T = 1 (nep_graph_borrow_values: one copy of the weights) runs each step. */
+typedef struct nep_kv_layer {
+    nep_real *k, *v;            /* [batch, max_len, width]: position p of row b */
+    nep_real *scores;           /* [batch, heads, max_len]: one query's attention weights */
+    int64_t width, heads, max_len, batch;
+} nep_kv_layer;
+typedef struct nep_kv_cache {
+    int n_layers;
+    nep_kv_layer *layers;
+} nep_kv_cache;
+/* A cache for g's attention nodes, batch rows of up to max_len positions each. */
+nep_status nep_kv_cache_init(nep_kv_cache *kv, const nep_graph *g, int64_t batch, int64_t max_len, nep_err *err);
+void nep_kv_cache_free(nep_kv_cache *kv);
+/* Bytes the cache holds per row and position: the memory a token of context costs. */
+int64_t nep_kv_cache_bytes_per_token(const nep_kv_cache *kv);
+/* Attaches kv to an inference executor of the cpu backend (NULL: detaches). Each run then
+ * reads row b's T tokens as positions pos[b] .. pos[b] + T - 1 of its sequence (pos NULL:
+ * from 0; RotaryEmbedding rotates by them), every attention node writes their keys and
+ * values at those positions of the cache and attends causally over positions 0 .. of
+ * the cache (a row's earlier positions all count; the attention mask applies to the T
+ * new ones). pos must stay valid while attached; pos[b] + T <= max_len. NEP_ERR_ARG for
+ * another backend, a training executor, or a cache made for another graph. */
+nep_status nep_exec_set_kv_cache(nep_exec *ex, nep_kv_cache *kv, const int64_t *pos, nep_err *err);
+
 /* Backward writes each parameter's gradient; with accumulate it adds to it. */
 void nep_exec_set_accumulate(nep_exec *ex, bool accumulate);
 /* Called during backward as soon as a node's parameter gradients are final, so the

@@ -240,6 +240,7 @@ typedef struct nep_graph {
     int n_inputs;
     int64_t n_values;           /* length of each block below */
     nep_real *values;           /* parameters and buffers */
+    bool values_borrowed;       /* values are another graph's (nep_graph_borrow_values) */
     nep_real *grads;
     uint8_t *masks;             /* 1 = kept; always 1 outside NEP_PARAM_WEIGHT params */
     int *order;                 /* live nodes in topological order */
@@ -297,6 +298,12 @@ nep_status nep_graph_copy(const nep_graph *src, nep_graph *dst, nep_err *err);
  * blocks are invalid afterwards. */
 nep_status nep_graph_reshape_param(nep_graph *g, int param, int ndim, const int64_t *shape,
                                    nep_err *err);
+/* dst reads src's parameter values from now on, not its own: one copy of a model's
+ * weights for the same model built twice (a decoder at the prompt's length and at one
+ * token, for generation). Their parameters must match in names, shapes and layout (the
+ * same builder): else NEP_ERR_ARG. src must outlive dst; dst can no longer gain or
+ * reshape parameters; its gradients and masks stay its own. */
+nep_status nep_graph_borrow_values(nep_graph *dst, nep_graph *src, nep_err *err);
 /* A new graph holding only src's live nodes (in topological order) and the parameters
  * they list, with their values and masks: what a rewrite returns after editing a copy
  * in place (dead nodes, parameters a node no longer lists, unused storage). */

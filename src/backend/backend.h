@@ -49,6 +49,10 @@ typedef struct nep_call {
     /* Parameter gradients: written, or added to when accumulate. */
     nep_real *dw[NEP_MAX_PARAMS];
     bool accumulate;
+    /* Generation (nep_exec_set_kv_cache): row b's tokens sit at positions pos[b] .. of its
+     * sequence (NULL: from 0), and an attention node appends to and reads kv (NULL: none). */
+    const int64_t *pos;
+    nep_kv_layer *kv;
     void *state;                  /* state_reals * batch, kept from forward to backward */
     void **cache;                 /* objects the kernel keeps across calls (free_cache) */
     nep_scratch *scratch;

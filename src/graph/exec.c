@@ -241,6 +241,7 @@ void nep_exec_free(nep_exec *ex) {
     free(ex->alias);
     free(ex->cache);
     free(ex->grad_owner);
+    free(ex->kv_layer);
     free(ex->grad_fresh);
     free(ex->param_fresh);
     free(ex->epilogue);

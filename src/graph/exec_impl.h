@@ -47,6 +47,9 @@ struct nep_exec {
     nep_probe_fn probe;
     void *probe_ctx;
     bool accumulate_grads;
+    nep_kv_cache *kv;         /* generation: the attached cache and positions, or NULL */
+    const int64_t *pos;
+    int *kv_layer;            /* [n_nodes] an attention node's layer of kv, else -1 */
     void (*on_grads)(void *ctx, nep_graph *g, int node);
     void *on_grads_ctx;
     double *profile;

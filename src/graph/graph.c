@@ -14,7 +14,7 @@ void nep_graph_init(nep_graph *g) {
 void nep_graph_free(nep_graph *g) {
     free(g->nodes);
     free(g->params);
-    free(g->values);
+    if (!g->values_borrowed) free(g->values);
     free(g->grads);
     free(g->masks);
     free(g->order);
@@ -87,7 +87,7 @@ static bool grow_values(nep_graph *g, int64_t n_values) {
  * alignment keeps every parameter's start on a cache-line boundary. */
 static bool place_param(nep_graph *g, nep_param *p) {
     const int64_t end = g->n_values + ((p->numel + 15) & ~(int64_t)15);
-    if (!grow_values(g, end)) return false;
+    if (g->values_borrowed || !grow_values(g, end)) return false; /* another graph's storage */
     p->offset = g->n_values;
     g->n_values = end;
     return true;
@@ -279,6 +279,7 @@ nep_status nep_graph_copy(const nep_graph *src, nep_graph *dst, nep_err *err) {
     dst->params = dup_mem(src->params, sizeof *src->params * (size_t)src->n_params);
     dst->order = dup_mem(src->order, sizeof(int) * (size_t)src->n_order);
     dst->values = src->values ? dup_mem(src->values, nv * sizeof(nep_real)) : NULL;
+    dst->values_borrowed = false;
     dst->grads = src->grads ? dup_mem(src->grads, nv * sizeof(nep_real)) : NULL;
     dst->masks = src->masks ? dup_mem(src->masks, nv) : NULL;
     dst->cap_nodes = src->n_nodes;
@@ -288,6 +289,19 @@ nep_status nep_graph_copy(const nep_graph *src, nep_graph *dst, nep_err *err) {
         nep_graph_free(dst);
         return nep_fail(err, NEP_ERR_NOMEM, "out of memory copying the graph");
     }
+    return NEP_OK;
+}
+
+nep_status nep_graph_borrow_values(nep_graph *dst, nep_graph *src, nep_err *err) {
+    bool same = dst->n_params == src->n_params && dst->n_values == src->n_values;
+    for (int i = 0; same && i < dst->n_params; i++) {
+        const nep_param *a = &dst->params[i], *b = &src->params[i];
+        same = strcmp(a->name, b->name) == 0 && a->offset == b->offset && a->numel == b->numel;
+    }
+    if (!same) return nep_fail(err, NEP_ERR_ARG, "the graphs' parameters differ in names, shapes or layout");
+    if (!dst->values_borrowed) free(dst->values);
+    dst->values = src->values;
+    dst->values_borrowed = true;
     return NEP_OK;
 }
 

@@ -53,6 +53,11 @@ get_cosine_schedule_with_warmup(num_warmup_steps=1, num_training_steps=4) steppe
   "llama_tied/train/weights/<name>" every parameter after the 3 steps
   "llama_tied/train/lr"            [8] that schedule's rate at steps 0..7 with lr 1, warm-up 3
                                    and 6 steps in all (a zero rate from step 6 on)
+Generation, "llama_tied" in float32 from its weights above: greedy decoding of rows 1 and 2's
+real tokens as prompts (7 and 4 tokens), each alone, as transformers' generate(do_sample=False,
+max_new_tokens=6) with the config's eos (2) decodes: the argmax of the last logits, fed back
+through the model's own key/value cache (past_key_values):
+  "llama_tied/generate/<r>"        [6] the new tokens of row r's prompt, -1 after eos
 Metadata: "M/config" (JSON), "versions".
 """
 import os
@@ -169,6 +174,26 @@ def train_case(t, config, init, ids, mask, labels):
     t["llama_tied/train/lr"] = out(torch.tensor(rates, dtype=torch.float64))
 
 
+def generate_case(t, config, init, ids, mask):
+    model = LlamaForCausalLM(config)
+    model.load_state_dict(init)
+    model.eval()
+    for r in (1, 2):
+        n = int(mask[r].sum())
+        # generate() itself imports torch.distributed.fsdp, which Debian's torch 1.13 cannot
+        # import under Python 3.11; its greedy search is this loop over the model's own cache
+        new = torch.full((6,), -1, dtype=torch.long)
+        with torch.no_grad():
+            res = model(input_ids=ids[r:r + 1, :n], use_cache=True)
+            for k in range(6):
+                tok = int(res.logits[0, -1].argmax())
+                new[k] = tok
+                if tok == config.eos_token_id:
+                    break
+                res = model(input_ids=torch.tensor([[tok]]), past_key_values=res.past_key_values, use_cache=True)
+        t[f"llama_tied/generate/{r}"] = out(new)
+
+
 def main(outdir):
     t = {}
     meta = {"versions": "torch %s transformers %s" % (torch.__version__, transformers.__version__)}
@@ -176,6 +201,7 @@ def main(outdir):
     ids, mask, labels, _, _ = model_case(t, meta, "llama", False, 0, gen, None)
     _, _, _, config, init = model_case(t, meta, "llama_tied", True, 1, gen, (ids, mask))
     train_case(t, config, init, ids, mask, labels)
+    generate_case(t, config, init, ids, mask)
     t["llama/input_ids"], t["llama/attention_mask"], t["llama/labels"] = out(ids), out(mask), out(labels)
     t["llama/span_start"] = out(torch.tensor([a for a, _ in SPANS]))
     t["llama/span_end"] = out(torch.tensor([b for _, b in SPANS]))

@@ -1,4 +1,4 @@
-/* GEMM on nep_real through OpenBLAS (the OpenMP build; see DESIGN.md). */
+/* GEMM and GEMV on nep_real through OpenBLAS (the OpenMP build; see DESIGN.md). */
 #ifndef NEPENTHE_BLAS_H
 #define NEPENTHE_BLAS_H
 
@@ -8,8 +8,10 @@
 
 #ifdef NEP_DOUBLE
 #define nep_gemm cblas_dgemm
+#define nep_gemv cblas_dgemv
 #else
 #define nep_gemm cblas_sgemm
+#define nep_gemv cblas_sgemv
 #endif
 
 #endif

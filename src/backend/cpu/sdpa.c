@@ -62,8 +62,56 @@ static void softmax_row(const nep_sdpa_geom *a, const nep_real *m, int64_t i, ne
     for (int64_t j = 0; j < T; j++) row[j] *= inv;
 }
 
+/* Generation (nep_call.kv): the T new keys and values of each row go to the cache at its
+ * positions pos[b] ..; rows that start at 0 (a prompt) then attend as without a cache,
+ * and the others (decoding) query by query over the cache's positions 0 .. pos[b] + t:
+ *   s = K[0..n) q * scale (gemv), softmax (the new keys under the mask), o = V[0..n)^T s. */
+static bool append_to_cache(const nep_call *c, const nep_sdpa_geom *a) {
+    nep_kv_layer *kv = c->kv;
+    bool from_zero = true;
+    for (int64_t b = 0; b < c->batch; b++) {
+        const int64_t p0 = c->pos ? c->pos[b] : 0;
+        from_zero &= p0 == 0;
+        for (int in = 1; in <= 2; in++)
+            memcpy((in == 1 ? kv->k : kv->v) + (b * kv->max_len + p0) * a->Ck, c->x[in] + b * a->T * a->Ck,
+                   sizeof(nep_real) * (size_t)(a->T * a->Ck));
+    }
+    return from_zero;
+}
+
+static void attend_cached(const nep_call *c, const nep_sdpa_geom *a) {
+    const nep_kv_layer *kv = c->kv;
+    const int64_t T = a->T, L = kv->max_len;
+#pragma omp parallel for schedule(static)
+    for (int64_t task = 0; task < c->batch * a->heads; task++) {
+        const int64_t b = task / a->heads, h = task % a->heads, g = h / a->rep, p0 = c->pos ? c->pos[b] : 0;
+        const nep_real *K = kv->k + b * L * a->Ck + g * a->hd, *V = kv->v + b * L * a->Ck + g * a->hd,
+                       *m = a->masked ? c->x[3] + b * T : NULL;
+        nep_real *s = kv->scores + task * L;
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t n = p0 + t + 1; /* causal: the cache's positions up to this token's */
+            nep_gemv(CblasRowMajor, CblasNoTrans, (int)n, (int)a->hd, (nep_real)a->scale, K, (int)a->Ck,
+                        c->x[0] + (b * T + t) * a->C + h * a->hd, 1, 0, s, 1);
+            nep_real mx = -INFINITY;
+            for (int64_t j = 0; j < n; j++) {
+                if (m && j >= p0 && m[j - p0] == 0) s[j] = (nep_real)-INFINITY;
+                mx = s[j] > mx ? s[j] : mx;
+            }
+            nep_real sum = 0;
+            for (int64_t j = 0; j < n; j++) sum += s[j] = VEXP(s[j] - mx);
+            for (int64_t j = 0; j < n; j++) s[j] /= sum;
+            nep_gemv(CblasRowMajor, CblasTrans, (int)n, (int)a->hd, 1, V, (int)a->Ck, s, 1, 0,
+                        c->y + (b * T + t) * a->C + h * a->hd, 1);
+        }
+    }
+}
+
 static void sdpa_forward(const nep_call *c) {
     const nep_sdpa_geom a = nep_sdpa_geom_of(c->g, c->n);
+    if (c->kv && !append_to_cache(c, &a)) {
+        attend_cached(c, &a);
+        return;
+    }
     const int64_t T = a.T, C = a.C, Ck = a.Ck, hd = a.hd, TT = T * T, tasks = c->batch * a.heads;
     const bool drop = dropping(c);
     const double p = c->n->attrs.sdpa.dropout;
