@@ -7,7 +7,9 @@
 # the bytes of an uninterrupted one; `nepenthe lm-eval` gets the same held-out loss and,
 # on the multiple-choice task (cloze and MMLU's letter prompt), every log-likelihood of
 # lm-evaluation-harness's scoring over transformers (tests/hf_eval_mc.py); bad arguments
-# fail cleanly, naming the flag or file.
+# fail cleanly, naming the flag or file. `nepenthe lm-prune` (NEPENTHE without fine-tuning)
+# writes folders transformers evaluates to its perplexities and resumes to the same bytes,
+# and `nepenthe lm-collapse` drops the SwiGLU features it zeroed without changing them.
 # About a minute on 2 cores.
 #
 # usage (from the repository root): tests/lm_train_test.sh [BINARY]   (default build/asan/nepenthe)
@@ -109,6 +111,15 @@ nep lm-prune $PRUNE --out "$T/q" --resume --zeta 0.5
 check "lm-prune --resume with another --zeta is refused, naming the stored options" 'failed_cleanly && says "other options"'
 nep lm-prune --model "$T/a/model" --data "$T/pd" --out "$T/r" --criterion snip
 check "lm-prune --criterion snip fails naming it" 'failed_cleanly && says "snip"'
+
+# lm-collapse: the pruned decoder's SwiGLU features with a zero gate row go exactly
+nep lm-collapse --model "$T/p/iter_2" --data "$T/pd" --seq-len 32 --max-questions 24 --out "$T/col.safetensors" \
+    --onnx "$T/col.onnx" --json
+ppls=$(sed -n 's/.*"ppl":\[\([0-9.]*\),\([0-9.]*\)\].*/\1 \2/p' "$T/out")
+check "lm-collapse drops the features NEPENTHE zeroed and keeps the perplexity ($ppls), writing a checkpoint and ONNX" \
+    'succeeded && [ -n "$ppls" ] && [ "${ppls% *}" = "${ppls#* }" ] && [ -s "$T/col.onnx" ] && grep -q "\"dropped_off\":0" "$T/out"'
+nep info --ckpt "$T/col.safetensors" --json
+check "info reads the shrunk decoder's checkpoint" 'succeeded && grep -q "gate_proj" "$T/out"'
 
 # killed after epoch 1's log line (before or after its checkpoint), then resumed
 # shellcheck disable=SC2086

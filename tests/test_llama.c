@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "nepenthe/causal_lm.h"
+#include "nepenthe/collapse.h"
 #include "nepenthe/entropy.h"
 #include "nepenthe/generate.h"
 #include "nepenthe/llama.h"
@@ -294,6 +295,55 @@ static void test_generate_greedy(void **s) {
     nep_hf_config_free(&cfg);
 }
 
+/* The SwiGLU rewrite: features whose gate_proj row is zero (silu(0) = 0) go exactly,
+ * an MLP with none left goes with its norm, and the logits stay the model's to float32's
+ * rounding; with always_off, features whose counts say always OFF go too. */
+static void test_swiglu_shrink(void **s) {
+    nep_hf_config cfg;
+    nep_graph g, shrunk;
+    int64_t T;
+    build("llama_tied", &cfg, &g, &T);
+    const int64_t I = cfg.intermediate_size, C = cfg.hidden_size;
+    nep_param *w0 = &g.params[g.nodes[nep_graph_find_node(&g, "model.layers.0.mlp.gate_proj")].params[0]],
+              *w1 = &g.params[g.nodes[nep_graph_find_node(&g, "model.layers.1.mlp.gate_proj")].params[0]];
+    for (int64_t i = 0; i < I; i += 3) memset(g.values + w0->offset + i * C, 0, sizeof(nep_real) * (size_t)C);
+    memset(g.values + w1->offset, 0, sizeof(nep_real) * (size_t)(I * C)); /* layer 1: every feature */
+    nep_entropy e;
+    nep_err err;
+    nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
+    nep_swiglu_report r;
+    nep_test_assert_ok(nep_swiglu_shrink(&g, &e, false, &shrunk, &r, &err), &err);
+    assert_int_equal(r.mlps, 2);
+    assert_int_equal(r.dropped_exact, (I + 2) / 3 + I);
+    assert_int_equal(r.mlps_removed, 1);
+    assert_int_equal(r.dropped_off, 0);
+    assert_true(nep_graph_find_node(&shrunk, "model.layers.1.post_attention_layernorm") < 0);
+    assert_int_equal(nep_graph_param_count(&shrunk), nep_graph_param_count(&g) - 3 * C * ((I + 2) / 3 + I) - C);
+    nep_exec *a, *b;
+    nep_test_assert_ok(nep_exec_new(&a, &g, B, &(nep_exec_opts){.inference = true}, &err), &err);
+    nep_test_assert_ok(nep_exec_new(&b, &shrunk, B, &(nep_exec_opts){.inference = true}, &err), &err);
+    batch in = inputs(B * T);
+    const nep_real *ya, *yb;
+    nep_test_assert_ok(nep_exec_run(a, (const void *[]){in.ids, in.mask}, 2, B, &ya, &err), &err);
+    nep_test_assert_ok(nep_exec_run(b, (const void *[]){in.ids, in.mask}, 2, B, &yb, &err), &err);
+    double worst = 0;
+    for (int64_t k = 0; k < B * T * cfg.vocab_size; k++) worst = fmax(worst, fabs(ya[k] - yb[k]));
+    if (!(worst < 1e-5)) fail_msg("the shrunk model's logits differ by %.3g", worst);
+    nep_graph_free(&shrunk);
+    /* always OFF: feature 1 of layer 0 counted OFF only; every other counted ON once */
+    for (int l = 0; l < e.n_layers; l++)
+        for (int64_t i = 0; i < e.layers[l].neurons; i++) e.layers[l].counts[i * 2 + NEP_STATE_ON] = 1;
+    e.layers[0].counts[1 * 2 + NEP_STATE_ON] = 0, e.layers[0].counts[1 * 2 + NEP_STATE_OFF] = 5;
+    nep_test_assert_ok(nep_swiglu_shrink(&g, &e, true, &shrunk, &r, &err), &err);
+    assert_int_equal(r.dropped_off, 1);
+    assert_int_equal(r.kept, I - (I + 2) / 3 - 1);
+    nep_exec_free(a), nep_exec_free(b);
+    free(in.ids), free(in.mask);
+    nep_entropy_free(&e);
+    nep_graph_free(&shrunk), nep_graph_free(&g);
+    nep_hf_config_free(&cfg);
+}
+
 /* Other ids at the padded positions: the logits of every real token are the same bits. */
 static void test_padding_changes_nothing(void **s) {
     nep_hf_config cfg;
@@ -351,6 +401,7 @@ int main(void) {
         cmocka_unit_test(test_tied_training),
         cmocka_unit_test(test_kv_cache_matches_full_forward),
         cmocka_unit_test(test_generate_greedy),
+        cmocka_unit_test(test_swiglu_shrink),
         cmocka_unit_test(test_padding_changes_nothing),
         cmocka_unit_test(test_silu_layers),
     };

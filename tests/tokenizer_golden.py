@@ -8,7 +8,12 @@ holding every code point of six Unicode ranges; and a Llama 3 style byte-level B
 (trained here with Llama 3's pre-tokenizer, Split on its regex then ByteLevel without
 one, ignore_merges, <|begin_of_text|> added by a TemplateProcessing inside a Sequence
 post-processor) on the whole corpus with and without special tokens, with added tokens
-in the text, in pairs, on the Unicode texts and on the regex's corner cases. Prints
+in the text, in pairs, on the Unicode texts and on the regex's corner cases. Then decoding
+(`nepenthe tokenize --decode`) against tokenizers' decode, byte for byte, with and without
+skip_special_tokens: the ids tokenizers gives every fortune, for each of those tokenizers
+(every 4th for the file variants), the Unicode texts, seeded random id sequences (byte
+tokens that cut UTF-8 characters, added tokens, cleanup's patterns), decoder variants
+(WordPiece without cleanup, none, Sequences) and the errors. Prints
 "ok - ..." / "not ok - ..." per check and the speeds. Each configuration is encoded by tokenizers once; nothing is
 cached between runs.
 
@@ -17,6 +22,7 @@ usage: tokenizer_golden.py CHECK_BIN FAST_BIN TMPDIR
   (the release build) and the timing."""
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -179,7 +185,8 @@ def llama3_checks(texts, corpus_path, sub, sub_path, uni, uni_path, firsts, firs
                   second_path, seconds):
     """(5): a Llama 3 style tokenizer trained on the first quarter of the corpus and saved
     as tokenizer.json, then checked as the earlier BPE is. Returns nepenthe's and
-    tokenizers' speeds."""
+    tokenizers' speeds, and for the decoding checks the tokenizer, its path, the corpus's
+    ids and the encodings of the fortunes with added tokens inside."""
     specials = ["<|begin_of_text|>", "<|end_of_text|>"]
     tok = Tokenizer(models.BPE(ignore_merges=True))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -253,9 +260,10 @@ def llama3_checks(texts, corpus_path, sub, sub_path, uni, uni_path, firsts, firs
             no_limits(Tokenizer.from_file(prefix_path)).encode_batch(sub))
     marked = [t[: len(t) // 2] + "<|end_of_text|>" + t[len(t) // 2 :] + " <|reserved_special_token_1|>"
               for t in sub]
+    marked_ids = ref.encode_batch(marked)
     compare("Llama 3 style BPE, added tokens inside every 4th fortune", FAST_BIN,
             ["--tokenizer", path, "--max-length", "0"],
-            write_texts(os.path.join(d, "marked.txt"), marked), ref.encode_batch(marked))
+            write_texts(os.path.join(d, "marked.txt"), marked), marked_ids)
     renumbered = no_limits(Tokenizer.from_file(renumbered_path)).encode_batch(marked[:200])
     report([e.ids for e in renumbered] == [e.ids for e in ref.encode_batch(marked[:200])],
            "tokenizers numbers added tokens itself, whatever ids tokenizer.json gives them")
@@ -270,7 +278,207 @@ def llama3_checks(texts, corpus_path, sub, sub_path, uni, uni_path, firsts, firs
     compare("Llama 3 style BPE pairs, whole texts", CHECK_BIN,
             ["--tokenizer", path, "--pair-file", second_path, "--max-length", "0"], first_path,
             ref.encode_batch(list(zip(firsts, seconds))), ("ids", "type_ids", "attention_mask"))
-    return speed, one_at_a_time(ref, sub), batch
+    return speed, one_at_a_time(ref, sub), batch, (ref, path, [e.ids for e in ids], marked_ids)
+
+
+# ---- decoding ------------------------------------------------------------------------------
+
+
+def bytes_to_unicode():
+    """GPT-2's byte -> character map (ByteLevel's)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def decode_nep(binary, tok_path, id_lists, extra=()):
+    """Runs `nepenthe tokenize --decode` on id_lists (a line each; every 3rd written with
+    commas): exit status, stdout as bytes, stderr."""
+    path = os.path.join(TMP, "ids.txt")
+    write(path, "".join((", " if k % 3 == 2 else " ").join(map(str, ids)) + "\n"
+                        for k, ids in enumerate(id_lists)))
+    with open(path, "rb") as f:
+        p = subprocess.run([binary, "tokenize", "--tokenizer", tok_path, "--decode", "--separator", SEP,
+                            *extra], stdin=f, capture_output=True)
+    return p.returncode, p.stdout, p.stderr.decode(errors="replace")
+
+
+def compare_decode(name, binary, tok, tok_path, id_lists, skip):
+    """nepenthe's decode of every id list against tokenizers' decode_batch, byte for byte
+    (each text followed by a separator line, as nepenthe writes them)."""
+    want = tok.decode_batch(id_lists, skip_special_tokens=skip)
+    name += ", skip_special_tokens" if skip else ""
+    rc, out, err = decode_nep(binary, tok_path, id_lists, ["--skip-special-tokens"] if skip else [])
+    if rc != 0:
+        report(False, name, f"exit status {rc}\n{err}")
+        return
+    chunks = [w.encode() + ("\n" + SEP + "\n").encode() for w in want]
+    if out == b"".join(chunks):
+        report(True, f"{name}: {len(want)} texts, {sum(map(len, id_lists))} ids, "
+                     f"{sum(map(len, chunks))} bytes identical")
+        return
+    at = 0
+    for k, c in enumerate(chunks):
+        if out[at : at + len(c)] != c:
+            report(False, name, f"text {k + 1}, ids {id_lists[k][:30]}:\n  nepenthe   "
+                                f"{out[at : at + len(c) + 20][:300]!r}\n  tokenizers {c[:300]!r}")
+            return
+        at += len(c)
+    report(False, name, f"{len(out) - at} bytes more than tokenizers' {at}")
+
+
+def decode_both(name, binary, tok, tok_path, id_lists):
+    for skip in (False, True):
+        compare_decode(name, binary, tok, tok_path, id_lists, skip)
+
+
+def random_ids(rng, count, vocab_size, favoured, max_len=24):
+    """count seeded id lists: half their ids from favoured (byte tokens, added tokens,
+    punctuation), the others anywhere in the vocabulary."""
+    return [[rng.choice(favoured) if rng.random() < 0.5 else rng.randrange(vocab_size)
+             for _ in range(rng.randrange(max_len + 1))] for _ in range(count)]
+
+
+def utf8_cuts(tok):
+    """Id lists of single-byte tokens spelling broken UTF-8: characters of 2 to 4 bytes cut
+    short, reordered, interleaved, surrogates, overlong forms, bytes past U+10FFFF, lone
+    continuation and invalid bytes, NUL."""
+    byte_id = {b: tok.token_to_id(c) for b, c in bytes_to_unicode().items()}
+    seqs = []
+    for ch in "é€𝄞東ߢ\U0010FFFF":
+        b = list(ch.encode())
+        for k in range(len(b) + 1):
+            seqs += [b[:k], b[:k] + [0x41], [0x41] + b[k:], b[:k] + b, b[k:] + b[:k]]
+    seqs += [[0xED, 0xA0, 0x80], [0xED, 0x9F, 0xBF], [0xC0, 0x80], [0xC1, 0xBF], [0xE0, 0x80, 0x80],
+             [0xE0, 0x9F, 0xBF], [0xF0, 0x8F, 0xBF, 0xBF], [0xF4, 0x90, 0x80, 0x80], [0xF5, 0x80],
+             [0xFF, 0xFE, 0x41], [0x80], [0xBF, 0x80, 0x41], [0], [0x41, 0, 0x42], [0xE2, 0x28, 0xA1],
+             [0xF0, 0x9F, 0x98], [0xF0, 0x9F, 0x98, 0x80, 0xF0, 0x9F], list(range(256))]
+    return [[byte_id[b] for b in s] for s in seqs]
+
+
+def decode_variant(name, tok_path, mutate):
+    """A copy of tokenizer.json tok_path with its decoder changed by mutate: its path and
+    tokenizers' tokenizer of it."""
+    with open(tok_path, encoding="utf-8") as f:
+        j = json.load(f)
+    mutate(j)
+    path = write(os.path.join(TMP, f"decoder_{name}.json"), json.dumps(j, ensure_ascii=False))
+    return path, Tokenizer.from_file(path)
+
+
+def decode_errors(tok, tok_path):
+    """Ids nepenthe refuses, naming them (tokenizers drops an id that has no token)."""
+    n = tok.get_vocab_size()
+    report(tok.decode([5, n, 6, n + 1000]) == tok.decode([5, 6]),
+           f"tokenizers drops ids that have no token ({n}, {n + 1000}) silently")
+    rc, _, err = decode_nep(CHECK_BIN, tok_path, [[5, 6], [7, n, 8]])
+    clean = 0 < rc < 126 and "Sanitizer" not in err and "runtime error:" not in err
+    report(clean and f"line 2: id {n} (ids[1]) has no token" in err,
+           "an id with no token fails cleanly, naming the line, the id and its position",
+           f"exit status {rc}\n{err}")
+    for line, what in (("5 -1", "'-1'"), ("5 2147483648", "'2147483648'"), ("5 x7", "'x7'")):
+        path = write(os.path.join(TMP, "bad_ids.txt"), "1 2\n" + line + "\n")
+        with open(path, "rb") as f:
+            p = subprocess.run([CHECK_BIN, "tokenize", "--tokenizer", tok_path, "--decode"], stdin=f,
+                               capture_output=True)
+        err = p.stderr.decode(errors="replace")
+        report(0 < p.returncode < 126 and "Sanitizer" not in err and f"line 2: {what} is not an id" in err,
+               f"a malformed id line ({line!r}) fails cleanly naming the line and the word",
+               f"exit status {p.returncode}\n{err}")
+
+
+def decode_checks(sub, wp, wp_txt, bpe, files, llama):
+    """(6): decoding, each tokenizer on the ids tokenizers gave the texts above (special
+    tokens added, so that skipping them is checked too), then random ids, decoder variants
+    and errors. Each tuple is tokenizers' tokenizer, the file nepenthe opens and the id
+    lists (of the corpus or every 4th fortune; then of the Unicode texts)."""
+    rng = random.Random(20250121)
+    (wp_tok, wp_path, wp_ids, wp_uni), (bpe_tok, bpe_path, bpe_ids, bpe_uni) = wp, bpe
+    llama_tok, llama_path, llama_ids, llama_marked = llama
+    decode_both("decode, WordPiece tokenizer.json (MiniLM), whole corpus", FAST_BIN, wp_tok, wp_path, wp_ids)
+    decode_both("decode, WordPiece vocab.txt, every 4th fortune", FAST_BIN, *wp_txt)
+    decode_both("decode, byte-level BPE tokenizer.json, whole corpus", FAST_BIN, bpe_tok, bpe_path, bpe_ids)
+    decode_both("decode, byte-level BPE vocab.json + merges.txt, every 4th fortune", FAST_BIN, *files)
+    decode_both("decode, Llama 3 style BPE, whole corpus", FAST_BIN, llama_tok, llama_path, llama_ids)
+    decode_both("decode, Llama 3 style BPE, added tokens inside every 4th fortune", FAST_BIN, llama_tok,
+                llama_path, [e.ids for e in llama_marked])
+    decode_both("decode, WordPiece, code points of 6 ranges", FAST_BIN, wp_tok, wp_path, wp_uni)
+    decode_both("decode, byte-level BPE, code points of 6 ranges", FAST_BIN, bpe_tok, bpe_path, bpe_uni)
+
+    # random ids: WordPiece's favour punctuation, "##" pieces and the specials; the byte
+    # levels' favour single bytes (so that characters are cut) and the added tokens
+    wp_vocab = wp_tok.get_vocab()
+    wp_fav = [i for t, i in wp_vocab.items() if t in ".?!,'s" or t in ("n", "##t", "##s", "[CLS]", "[SEP]",
+                                                                       "[PAD]", "[MASK]", "[UNK]")]
+    wp_fav += [i for t, i in wp_vocab.items() if t.startswith("##")][:300]
+    decode_both("decode, WordPiece, 1500 random id lists", CHECK_BIN, wp_tok, wp_path,
+                random_ids(rng, 1500, wp_tok.get_vocab_size(), wp_fav))
+    for name, tok, path in (("byte-level BPE", bpe_tok, bpe_path), ("Llama 3 style BPE", llama_tok, llama_path)):
+        fav = [tok.token_to_id(c) for c in bytes_to_unicode().values()] + list(tok.get_added_tokens_decoder())
+        decode_both(f"decode, {name}, 1500 random id lists", CHECK_BIN, tok, path,
+                    random_ids(rng, 1500, tok.get_vocab_size(), fav))
+        decode_both(f"decode, {name}, UTF-8 cut and broken by byte tokens", CHECK_BIN, tok, path, utf8_cuts(tok))
+
+    # ByteLevel maps a token back to bytes only when all its characters are stand-ins:
+    # other added tokens (a space, "é" next to its stand-in "Ã©") go in as they are
+    bl_added = ["é", " sp ", "Ġx", "日本", "a b", "Ã©", "<tab>\t", "Ċ\n"]
+    j_path = os.path.join(TMP, "bpe_added.json")
+    t = Tokenizer.from_file(bpe_path)
+    t.add_tokens(bl_added)
+    t.add_special_tokens([" <special é> "])
+    t.save(j_path)
+    t = Tokenizer.from_file(j_path)
+    fav = [t.token_to_id(c) for c in bytes_to_unicode().values()] + list(t.get_added_tokens_decoder())
+    decode_both("decode, byte-level BPE with added tokens outside ByteLevel's characters, 1500 random id lists",
+                CHECK_BIN, t, j_path, random_ids(rng, 1500, t.get_vocab_size(), fav + fav))
+
+    # WordPiece's cleanup works token by token: added tokens holding spaces reach the
+    # patterns no vocabulary token does (" ' ", " do not", " n't" ...)
+    odd = ["do not", " ' ", "n't", "x 're", " 've 's", "'m", "a ##b", "don ' t", " ? ! . ,", "' s", "#", "##"]
+    j_path = os.path.join(TMP, "wp_added.json")
+    t = Tokenizer.from_file(wp_path)
+    t.add_tokens(odd)
+    t.add_special_tokens(["<special ' s>"])
+    t.save(j_path)
+    t = Tokenizer.from_file(j_path)
+    fav = wp_fav + [t.token_to_id(w) for w in odd + ["<special ' s>"]]
+    lists = random_ids(rng, 1500, t.get_vocab_size(), fav + fav)
+    decode_both("decode, WordPiece with added tokens holding cleanup's patterns, 1500 random id lists",
+                CHECK_BIN, t, j_path, lists)
+    variants = (
+        ("no_cleanup", wp_path, lambda j: j["decoder"].update(cleanup=False)),
+        ("prefix_at", j_path, lambda j: j["decoder"].update(prefix="@@")),
+        ("none_wp", j_path, lambda j: j.update(decoder=None)),
+        ("none_bpe", bpe_path, lambda j: j.update(decoder=None)),
+        ("seq_bl_wp", bpe_path, lambda j: j.update(decoder={"type": "Sequence", "decoders": [
+            j["decoder"], {"type": "WordPiece", "prefix": "##", "cleanup": True}]})),
+        ("seq_wp_bl", bpe_path, lambda j: j.update(decoder={"type": "Sequence", "decoders": [
+            {"type": "WordPiece", "prefix": "Ġ", "cleanup": True}, j["decoder"]]})),
+        ("seq_empty", bpe_path, lambda j: j.update(decoder={"type": "Sequence", "decoders": []})),
+    )
+    for name, base, mutate in variants:
+        path, tok = decode_variant(name, base, mutate)
+        lists = random_ids(rng, 400, tok.get_vocab_size(), fav if base == j_path else
+                           wp_fav if base == wp_path else
+                           [tok.token_to_id(c) for c in bytes_to_unicode().values()])
+        lists += [e.ids for e in tok.encode_batch(sub[:100])]
+        decode_both(f"decode, decoder variant {name}, 500 id lists", CHECK_BIN, tok, path, lists)
+
+    path, tok = decode_variant("metaspace", bpe_path, lambda j: j.update(decoder={
+        "type": "Sequence", "decoders": [j["decoder"], {"type": "Metaspace", "replacement": "▁",
+                                                        "prepend_scheme": "always", "split": True}]}))
+    rc, _, err = decode_nep(CHECK_BIN, path, [[1, 2]])
+    report(0 < rc < 126 and '"decoder.decoders[1].type"' in err and "Metaspace" in err and "Sanitizer" not in err,
+           "an unsupported decoder type fails decoding naming its key and type", f"exit status {rc}\n{err}")
+    compare("a file with such a decoder still encodes, 100 fortunes", CHECK_BIN,
+            ["--tokenizer", path, "--max-length", "0"],
+            write_texts(os.path.join(TMP, "hundred.txt"), sub[:100]), tok.encode_batch(sub[:100]))
+    decode_errors(wp_tok, wp_path)
 
 
 def main():
@@ -297,8 +505,9 @@ def main():
                   ["--tokenizer", tok_json, "--max-length", "0", "--stats"], corpus_path, wp_ids)
     wp_speed = nep_speed(err)
     wp_txt = no_limits(BertWordPieceTokenizer(vocab_txt))
+    wp_txt_ids = wp_txt.encode_batch(sub)
     compare("WordPiece vocab.txt uncased, every 4th fortune", FAST_BIN,
-            ["--tokenizer", vocab_txt, "--max-length", "0"], sub_path, wp_txt.encode_batch(sub))
+            ["--tokenizer", vocab_txt, "--max-length", "0"], sub_path, wp_txt_ids)
     cased = no_limits(BertWordPieceTokenizer(vocab_txt, lowercase=False, strip_accents=False))
     compare("WordPiece vocab.txt cased (no lowercase, no accent stripping), every 4th fortune", FAST_BIN,
             ["--tokenizer", vocab_txt, "--cased", "--max-length", "0"], sub_path, cased.encode_batch(sub))
@@ -375,15 +584,21 @@ def main():
     for k in range(0, len(cps), 32):
         uni.append(" ".join(f"a{chr(c)}b {chr(c)}{chr(c)}, ({chr(c)}) x{chr(c)}1" for c in cps[k : k + 32]))
     uni_path = write_texts(os.path.join(TMP, "unicode.txt"), uni)
+    uni_wp, uni_bpe = wp.encode_batch(uni), ref.encode_batch(uni)
     compare("WordPiece uncased, code points of 6 ranges", FAST_BIN,
-            ["--tokenizer", tok_json, "--max-length", "0"], uni_path, wp.encode_batch(uni))
+            ["--tokenizer", tok_json, "--max-length", "0"], uni_path, uni_wp)
     compare("WordPiece cased, code points of 6 ranges", FAST_BIN,
             ["--tokenizer", vocab_txt, "--cased", "--max-length", "0"], uni_path, cased.encode_batch(uni))
     compare("byte-level BPE, code points of 6 ranges", FAST_BIN,
-            ["--tokenizer", bpe_json, "--max-length", "0"], uni_path, ref.encode_batch(uni))
+            ["--tokenizer", bpe_json, "--max-length", "0"], uni_path, uni_bpe)
 
-    llama_speed, llama_one, llama_batch = llama3_checks(texts, corpus_path, sub, sub_path, uni, uni_path,
+    llama_speed, llama_one, llama_batch, llama = llama3_checks(texts, corpus_path, sub, sub_path, uni, uni_path,
                                                         firsts, first_path, second_path, seconds)
+
+    ids_of = lambda encs: [e.ids for e in encs]  # noqa: E731
+    decode_checks(sub, (wp, tok_json, ids_of(wp_ids), ids_of(uni_wp)), (wp_txt, vocab_txt, ids_of(wp_txt_ids)),
+                  (ref, bpe_json, ids_of(bpe_ids), ids_of(uni_bpe)),
+                  (files, os.path.join(bpe_dir, "vocab.json"), ids_of(files_ids)), llama)
 
     # speed: nepenthe's over the whole corpus (--stats above); tokenizers' encode_batch
     # from the reference runs, its one-text-at-a-time encode over every 4th fortune

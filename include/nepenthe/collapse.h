@@ -100,4 +100,24 @@ nep_status nep_collapse_compare_split(nep_graph *a, nep_graph *b, const struct n
 int nep_graph_rectifiers(const nep_graph *g);
 int nep_graph_depth(const nep_graph *g);
 
+/* ---- SwiGLU MLPs (a decoder's down(silu(gate(x)) * up(x))) -------------------------
+ * A linear SiLU would leave down(gate(x) * up(x)), bilinear in x: no matrix replaces it,
+ * so a SwiGLU layer of zero entropy cannot be folded away as a ReLU layer can. What can
+ * go is features:
+ *   - exact: a feature whose gate_proj row (and bias) is all zero has z = 0, silu(0) = 0,
+ *     and contributes nothing: its gate and up rows and its down column are dropped;
+ *   - approximate (always_off): a feature the entropy saw always OFF on the calibration
+ *     data (z < 0 there) contributes down[:, i] silu(z_i) up_i(x) with silu(z) in
+ *     [-0.28, 0): dropping it changes the output by that much.
+ * An MLP left with no feature is removed with its norm (its residual add bypassed):
+ * exactly when every feature went the exact way. */
+typedef struct nep_swiglu_report {
+    int mlps, mlps_removed;
+    int64_t features, kept, dropped_exact, dropped_off;
+} nep_swiglu_report;
+/* dst: src with its SwiGLU MLPs shrunk as above; e: src's entropy layers (the SiLUs, owned
+ * by gate_proj), measured on calibration data when always_off. */
+nep_status nep_swiglu_shrink(const nep_graph *src, const nep_entropy *e, bool always_off, nep_graph *dst,
+                             nep_swiglu_report *r, nep_err *err);
+
 #endif

@@ -330,7 +330,8 @@ static inline bool nep_shape_features_last(const nep_shape *s) {
 /* Per-sample forward FLOPs of a node (multiply-add = 2). */
 int64_t nep_node_flops(const nep_graph *g, const nep_node *n);
 /* Trainable parameters of a node (as PyTorch's parameters(); buffers such as running
- * statistics are not counted), and how many of them are non-zero. */
+ * statistics are not counted; a shared one only at the node that declared it, so that
+ * the nodes' counts add up to the graph's), and how many of them are non-zero. */
 int64_t nep_node_param_count(const nep_graph *g, const nep_node *n);
 int64_t nep_node_nonzero_count(const nep_graph *g, const nep_node *n);
 /* Bytes of the node's output activation for one sample. */

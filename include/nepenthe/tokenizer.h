@@ -96,6 +96,35 @@ nep_status nep_tokenizer_encode(const nep_tokenizer *t, const char *a, size_t a_
                                 nep_encoding *out, nep_err *err);
 void nep_encoding_free(nep_encoding *e);
 
+/* The text of ids[0..n), as PyPI tokenizers' Tokenizer.decode(ids, skip_special_tokens)
+ * gives it, byte for byte. Each id becomes its token: an added token's content when an
+ * added token has the id, else the vocabulary's token (no normalization is undone: an
+ * uncased vocabulary decodes lower-cased); with skip_special_tokens, tokens equal to the
+ * content of an added token marked special ([CLS], <s>, <|begin_of_text|>, ...) are
+ * dropped. The decoder then turns the tokens into text:
+ *   - none (tokenizer.json's "decoder" null or absent): the tokens joined by spaces;
+ *   - ByteLevel (GPT-2, RoBERTa, Llama 3, and vocab.json + merges.txt): each token whose
+ *     characters are all ByteLevel stand-ins (Ġ for the space, ...) becomes those bytes,
+ *     any other token (an added token such as " <mask>" or "é") its own UTF-8 bytes; the
+ *     bytes of all the tokens are concatenated, and whatever is not well-formed UTF-8
+ *     there (a character cut between tokens, a lone byte) becomes U+FFFD, one for each
+ *     maximal part of an ill-formed sequence (Rust's String::from_utf8_lossy);
+ *   - WordPiece (BERT, and vocab.txt, which gets prefix "##" and cleanup on): every token
+ *     but the first loses its first prefix ("##") if it starts with it, else gets a space
+ *     before it; with cleanup, each token so made then has " ." " ?" " !" " ," " ' "
+ *     " n't" " 'm" " do not" " 's" " 've" " 're" replaced, in that order, by "." "?" "!"
+ *     "," "'" "n't" "'m" " don't" "'s" "'ve" "'re" (token by token, so "do ' t" stays);
+ *   - Sequence: its decoders in order, each on the strings the previous one gave (a
+ *     ByteLevel gives one), concatenated at the end.
+ * Errors: an id that has no token (NEP_ERR_ARG naming the id and its position; PyPI
+ * silently drops such an id instead), a decoder type this code does not implement
+ * (NEP_ERR_UNSUPPORTED naming the file, the key and the type: the file still opens and
+ * encodes), out of memory. *text is malloc'd and NUL-terminated (free it), *len its length
+ * in bytes (it may hold NUL bytes: ByteLevel's token for byte 0 decodes to one); NULL and 0
+ * on failure. */
+nep_status nep_tokenizer_decode(const nep_tokenizer *t, const int32_t *ids, int64_t n, bool skip_special_tokens,
+                                char **text, size_t *len, nep_err *err);
+
 /* The id of token s, or -1. */
 int32_t nep_tokenizer_token_id(const nep_tokenizer *t, const char *s);
 /* 1 + the largest id (added tokens included). */

@@ -44,6 +44,10 @@ extern const nep_rw_rule nep_rule_bn_to_affine, nep_rule_remove_identity, nep_ru
 
 /* Live readers of node id (one per input slot), plus one if it is the graph output. */
 int nep_rw_uses(const nep_graph *g, int id);
+/* Keeps the entries keep[0..n_keep) along dimension dim (0 or 1) of a parameter (values
+ * and masks), in fresh storage (nep_graph_reshape_param). */
+nep_status nep_rw_select_param(nep_graph *g, int param, int dim, const int64_t *keep, int64_t n_keep,
+                               nep_err *err);
 /* The node that is id's only reader, or -1 (none, several, or id is the output). */
 int nep_rw_sole_reader(const nep_graph *g, int id);
 /* Node id's parameter slot i, and its values. */

@@ -94,9 +94,8 @@ static bool absorbs(const nep_graph *g, int q) {
     return !m.ph && !m.pw;
 }
 
-/* Keeps the entries keep[0..n_keep) along dimension dim (0 or 1) of a parameter. */
-static nep_status select_param(nep_graph *g, int param, int dim, const int64_t *keep,
-                               int64_t n_keep, nep_err *err) {
+nep_status nep_rw_select_param(nep_graph *g, int param, int dim, const int64_t *keep, int64_t n_keep,
+                               nep_err *err) {
     nep_param *p = &g->params[param];
     const int64_t outer = dim ? p->shape[0] : 1, len = p->shape[dim],
                   inner = p->numel / outer / len;
@@ -202,12 +201,12 @@ static nep_status drop_apply(nep_graph *g, int id, nep_rw_ctx *cx, nep_err *err)
             if (drop[c]) s = fold_constant(g, r->readers[i], c, val[c], err);
     if (s == NEP_OK && n_keep < r->C) {
         for (int i = 0; s == NEP_OK && i < r->n_readers; i++)
-            s = select_param(g, g->nodes[r->readers[i]].params[0], 1, keep, n_keep, err);
+            s = nep_rw_select_param(g, g->nodes[r->readers[i]].params[0], 1, keep, n_keep, err);
         const nep_node *p = &g->nodes[r->p];
-        for (int i = 0; s == NEP_OK && i < p->n_params; i++) s = select_param(g, p->params[i], 0, keep, n_keep, err);
+        for (int i = 0; s == NEP_OK && i < p->n_params; i++) s = nep_rw_select_param(g, p->params[i], 0, keep, n_keep, err);
         for (int i = 0; s == NEP_OK && i < r->n_chain; i++) {
             nep_node *e = &g->nodes[r->chain[i]];
-            for (int j = 0; s == NEP_OK && j < e->n_params; j++) s = select_param(g, e->params[j], 0, keep, n_keep, err);
+            for (int j = 0; s == NEP_OK && j < e->n_params; j++) s = nep_rw_select_param(g, e->params[j], 0, keep, n_keep, err);
             if (nep_rw_is_matmul(e)) e->attrs.conv.features = e->attrs.conv.groups = (int)n_keep; /* depthwise */
         }
         g->nodes[r->p].attrs.matmul.features = n_keep;

@@ -156,6 +156,7 @@ static nep_status load_wordpiece(const char *vocab_txt, const nep_bert_norm *nor
     static const char *const specials[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
     if (st == NEP_OK) st = add_known_specials(t, v, specials, 5, vocab_txt, err);
     if (st == NEP_OK) nep_tok_set_template(t, cls, sep, false);
+    nep_tok_set_decoder(t, NEP_DEC_WORDPIECE); /* BertWordPieceTokenizer's */
     nep_tok_default_pad(t);
     return st;
 }
@@ -207,6 +208,7 @@ static nep_status load_bpe(const char *vocab_json, const char *merges_txt, nep_t
     static const char *const specials[] = {"<s>", "<pad>", "</s>", "<unk>", "<mask>"};
     if (st == NEP_OK) st = add_known_specials(t, v, specials, 5, vocab_json, err);
     if (st == NEP_OK) nep_tok_set_template(t, cls, sep, true);
+    nep_tok_set_decoder(t, NEP_DEC_BYTE_LEVEL); /* ByteLevelBPETokenizer's */
     nep_tok_default_pad(t);
     return st;
 }
@@ -262,6 +264,7 @@ nep_status nep_tokenizer_open(const char *path, const nep_tokenizer_opts *o, nep
     t->wp.unk_id = -1;
     t->pad_id = -1; /* -1 until a file gives one or nep_tok_default_pad picks it */
     nep_status st = load_path(path, o->norm, t, err);
+    if (st == NEP_OK) st = nep_tok_decode_index(t, err);
     if (st != NEP_OK) {
         nep_tokenizer_free(t);
         return st;
@@ -277,5 +280,8 @@ void nep_tokenizer_free(nep_tokenizer *t) {
     nep_bpe_free(&t->bpe);
     for (int64_t i = 0; i < t->n_added; i++) free(t->added[i].content);
     free(t->added);
+    free(t->dec_refusal);
+    free(t->added_by_id);
+    nep_vocab_free(&t->specials);
     free(t);
 }

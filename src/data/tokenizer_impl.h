@@ -6,7 +6,8 @@
  *                       merges lines
  *   tokenizer_files.c   vocab.txt, vocab.json + merges.txt, opening a path, freeing
  *   tokenizer_json.c    tokenizer.json
- *   tokenizer.c         encoding: added tokens, pairs, truncation, templates, padding */
+ *   tokenizer.c         encoding: added tokens, pairs, truncation, templates, padding
+ *   tokenizer_decode.c  decoding: ids to tokens to text (ByteLevel, WordPiece decoders) */
 #ifndef NEPENTHE_DATA_TOKENIZER_IMPL_H
 #define NEPENTHE_DATA_TOKENIZER_IMPL_H
 
@@ -153,6 +154,15 @@ typedef struct nep_tpl_item {
 } nep_tpl_item;
 #define NEP_TPL_MAX 8
 
+/* One decoder of tokenizer.json's "decoder" (a Sequence's are run in order). */
+typedef enum nep_dec_kind { NEP_DEC_BYTE_LEVEL, NEP_DEC_WORDPIECE } nep_dec_kind;
+typedef struct nep_dec_step {
+    nep_dec_kind kind;
+    bool cleanup;       /* WordPiece: undo the spaces before punctuation and contractions */
+    char prefix[16];    /* WordPiece: the continuing-subword prefix it removes ("##") */
+} nep_dec_step;
+#define NEP_DEC_MAX 8
+
 struct nep_tokenizer {
     nep_tok_model model;
     nep_wordpiece wp;              /* model == NEP_TOK_WORDPIECE */
@@ -167,6 +177,13 @@ struct nep_tokenizer {
     int64_t file_max_length;       /* tokenizer.json's truncation.max_length, 0: none */
     int64_t file_pad_length;       /* its padding Fixed length, 0: none */
     int32_t pad_id, pad_type_id;   /* padding's ids (file's, or the pad token's; 0) */
+    /* decoding (tokenizer_decode.c) */
+    bool has_decoder;              /* false: tokens joined by spaces */
+    nep_dec_step dec[NEP_DEC_MAX]; /* the decoders, in order (none: an empty Sequence) */
+    int n_dec;
+    char *dec_refusal;             /* a decoder not implemented: decode's error message */
+    int64_t *added_by_id;          /* [n_added] id << 32 | index into added, sorted */
+    nep_vocab specials;            /* the contents of the special added tokens */
 };
 
 /* ---- loading, shared by tokenizer_files.c and tokenizer_json.c ---------------------- */
@@ -186,5 +203,11 @@ nep_status nep_tok_json_vocab(const struct cJSON *o, const char *where, nep_voca
                               nep_err *err);
 /* Reads tokenizer.json at path into t (zeroed but for unk and pad ids of -1). */
 nep_status nep_tok_load_json(const char *path, nep_tokenizer *t, nep_err *err);
+/* Builds what decoding looks added tokens up by (added_by_id, specials); call once the
+ * added tokens are final (tokenizer_decode.c). */
+nep_status nep_tok_decode_index(nep_tokenizer *t, nep_err *err);
+/* The decoder set to one step of kind (vocab.txt's WordPiece "##" with cleanup, vocab.json
+ * + merges.txt's ByteLevel). */
+void nep_tok_set_decoder(nep_tokenizer *t, nep_dec_kind kind);
 
 #endif

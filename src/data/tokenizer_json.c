@@ -2,8 +2,10 @@
  * its vocabulary and merges), normalizer, pre_tokenizer, added_tokens, post_processor,
  * truncation and padding. Only what BERT, RoBERTa, GPT-2 and Llama 3 style files use is
  * read; any other component type is refused naming its key, so that such a file fails at
- * load rather than tokenizing differently from Hugging Face's library. The decoder is not
- * read (nothing here turns ids back into text). */
+ * load rather than tokenizing differently from Hugging Face's library. The decoder
+ * (ByteLevel, WordPiece or a Sequence of them) is read for nep_tokenizer_decode; one of
+ * another type does not stop the file from opening, since encoding never uses it: decode
+ * refuses it instead, naming it. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -417,6 +419,73 @@ static nep_status json_limits(const json_ctx *c, const cJSON *root, nep_tokenize
     return NEP_OK;
 }
 
+/* Keeps the first decoder this code cannot run as the message decode fails with. */
+static nep_status refuse_decoder(const json_ctx *c, nep_tokenizer *t, const char *key,
+                                 const char *what) {
+    if (t->dec_refusal) return NEP_OK;
+    char m[1536];
+    snprintf(m, sizeof m,
+             "%s: key \"%s\": %s is not supported for decoding (ByteLevel, WordPiece, or a "
+             "Sequence of them)", c->path, key, what);
+    t->dec_refusal = strdup(m);
+    if (!t->dec_refusal) return nep_fail(c->err, NEP_ERR_NOMEM, "%s: out of memory", c->path);
+    return NEP_OK;
+}
+
+/* WordPiece's prefix and cleanup. Missing ones take the Rust defaults ("##", true), where
+ * tokenizers refuses the file. */
+static nep_status json_wordpiece_decoder(const json_ctx *c, const cJSON *o, const char *key,
+                                         nep_tokenizer *t, nep_dec_step *d) {
+    char k[128];
+    snprintf(k, sizeof k, "%s.cleanup", key);
+    NEP_TRY(get_bool(c, o, "cleanup", k, true, &d->cleanup));
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(o, "prefix");
+    snprintf(k, sizeof k, "%s.prefix", key);
+    if (pre && !cJSON_IsString(pre)) return bad_key(c, k, "not a string");
+    const char *prefix = pre ? pre->valuestring : "##";
+    if (strlen(prefix) >= sizeof d->prefix) return refuse_decoder(c, t, k, "a prefix longer than 15 bytes");
+    strcpy(d->prefix, prefix);
+    return NEP_OK;
+}
+
+/* The decoder at key, appended to t->dec; a Sequence's decoders are appended in turn,
+ * which is what running it does. */
+static nep_status json_decoder_at(const json_ctx *c, const cJSON *o, const char *key,
+                                  nep_tokenizer *t) {
+    const char *type;
+    char k[128];
+    NEP_TRY(component_type(c, o, key, &type));
+    snprintf(k, sizeof k, "%s.type", key);
+    if (!type) return refuse_decoder(c, t, key, "null inside a Sequence");
+    if (strcmp(type, "Sequence") == 0) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "decoders");
+        snprintf(k, sizeof k, "%s.decoders", key);
+        if (!cJSON_IsArray(list)) return bad_key(c, k, "not an array");
+        int i = 0;
+        for (const cJSON *e = list->child; e; e = e->next, i++) {
+            snprintf(k, sizeof k, "%s.decoders[%d]", key, i);
+            NEP_TRY(json_decoder_at(c, e, k, t));
+        }
+        return NEP_OK;
+    }
+    bool wordpiece = strcmp(type, "WordPiece") == 0;
+    if (!wordpiece && strcmp(type, "ByteLevel") != 0) {
+        char what[160];
+        snprintf(what, sizeof what, "\"%.100s\"", type);
+        return refuse_decoder(c, t, k, what);
+    }
+    if (t->n_dec == NEP_DEC_MAX) return refuse_decoder(c, t, key, "a decoder past the 8th");
+    nep_dec_step *d = &t->dec[t->n_dec++];
+    *d = (nep_dec_step){wordpiece ? NEP_DEC_WORDPIECE : NEP_DEC_BYTE_LEVEL};
+    /* ByteLevel's options (add_prefix_space, trim_offsets, use_regex) do not touch decoding */
+    return wordpiece ? json_wordpiece_decoder(c, o, key, t, d) : NEP_OK;
+}
+
+static nep_status json_decoder(const json_ctx *c, const cJSON *o, nep_tokenizer *t) {
+    t->has_decoder = o && !cJSON_IsNull(o);
+    return t->has_decoder ? json_decoder_at(c, o, "decoder", t) : NEP_OK;
+}
+
 static nep_status json_tokenizer(const json_ctx *c, const cJSON *root, nep_tokenizer *t) {
     if (!cJSON_IsObject(root)) return nep_fail(c->err, NEP_ERR_FORMAT, "%s: not a JSON object", c->path);
     NEP_TRY(json_model(c, cJSON_GetObjectItemCaseSensitive(root, "model"), t));
@@ -426,6 +495,7 @@ static nep_status json_tokenizer(const json_ctx *c, const cJSON *root, nep_token
     NEP_TRY(json_added_tokens(c, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), t));
     NEP_TRY(json_post_processor(c, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), t));
     NEP_TRY(json_limits(c, root, t));
+    NEP_TRY(json_decoder(c, cJSON_GetObjectItemCaseSensitive(root, "decoder"), t));
     nep_tok_default_pad(t);
     return NEP_OK;
 }

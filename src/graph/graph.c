@@ -376,10 +376,16 @@ int64_t nep_node_flops(const nep_graph *g, const nep_node *n) {
     return def->flops ? def->flops(g, n) : 0;
 }
 
+/* Whether node n counts parameter p: a shared one counts at its declaring node only, so
+ * that per-node counts add up to the graph's. */
+static bool counts_at(const nep_graph *g, const nep_node *n, const nep_param *p) {
+    return (p->flags & NEP_PARAM_TRAINABLE) && &g->nodes[p->node] == n;
+}
+
 int64_t nep_node_param_count(const nep_graph *g, const nep_node *n) {
     int64_t c = 0;
     for (int i = 0; i < n->n_params; i++)
-        if (g->params[n->params[i]].flags & NEP_PARAM_TRAINABLE) c += g->params[n->params[i]].numel;
+        if (counts_at(g, n, &g->params[n->params[i]])) c += g->params[n->params[i]].numel;
     return c;
 }
 
@@ -387,7 +393,7 @@ int64_t nep_node_nonzero_count(const nep_graph *g, const nep_node *n) {
     int64_t c = 0;
     for (int i = 0; i < n->n_params; i++) {
         const nep_param *p = &g->params[n->params[i]];
-        if (!(p->flags & NEP_PARAM_TRAINABLE)) continue;
+        if (!counts_at(g, n, p)) continue;
         for (int64_t j = 0; j < p->numel; j++) c += g->values[p->offset + j] != 0;
     }
     return c;
