@@ -8,7 +8,8 @@
 # on the multiple-choice task (cloze and MMLU's letter prompt), every log-likelihood of
 # lm-evaluation-harness's scoring over transformers (tests/hf_eval_mc.py); bad arguments
 # fail cleanly, naming the flag or file. `nepenthe lm-prune` (NEPENTHE without fine-tuning)
-# writes folders transformers evaluates to its perplexities and resumes to the same bytes,
+# writes folders transformers evaluates to its perplexities and resumes to the same bytes;
+# `nepenthe generate` gives transformers' greedy tokens;
 # and `nepenthe lm-collapse` drops the SwiGLU features it zeroed without changing them.
 # About a minute on 2 cores.
 #
@@ -76,6 +77,30 @@ print(max(abs(p - q) / (1e-3 + abs(q)) for x, y in zip(a, b) for p, q in zip(x, 
     check "lm-eval --mode $mode: every choice's log-likelihood within 1e-5 of lm-evaluation-harness's scoring (worst $worst)" \
         'succeeded && awk -v w="$worst" "BEGIN { exit !(w != \"\" && w < 1e-5) }"'
 done
+
+# generate: three prompts of different lengths in one batch, greedy, through the cache, on
+# a folder transformers saved (tied embeddings: no lm_head.weight in it) with weights wide
+# enough (N(0, 0.5^2)) that the greedy tokens vary
+"$ORT_PY" -c 'import shutil,sys,torch
+from transformers import LlamaConfig, LlamaForCausalLM
+torch.manual_seed(3)
+c = LlamaConfig.from_json_file(sys.argv[1] + "/config.json"); c.initializer_range = 0.5
+LlamaForCausalLM(c).save_pretrained(sys.argv[2]); shutil.copy(sys.argv[1] + "/tokenizer.json", sys.argv[2])' \
+    "$T/init" "$T/wide" >"$T/out" 2>"$T/err"
+rc=$?
+check "transformers saves a random tied Llama folder (no lm_head.weight)" 'succeeded && [ -s "$T/wide/model.safetensors" ]'
+printf 'Love is\nA computer scientist once said that the best\nWhy\n' >"$T/prompts.txt"
+nep generate --model "$T/wide" --prompts "$T/prompts.txt" --max-new-tokens 10 --json
+"$ORT_PY" -c 'import json,sys
+for c in json.loads(open(sys.argv[1]).read().splitlines()[-1])["continuations"]: print(" ".join(map(str, c["ids"])))' \
+    "$T/out" >"$T/ours_gen" 2>>"$T/err"
+ok=$rc
+"$ORT_PY" "$HERE/hf_generate.py" "$T/wide" "$T/prompts.txt" 10 >"$T/hf_gen" 2>"$T/err"
+rc=$((rc + ok))
+check "generate continues three prompts in one batch with transformers' greedy tokens" \
+    'succeeded && [ "$(wc -l <"$T/ours_gen")" -eq 3 ] && cmp -s "$T/ours_gen" "$T/hf_gen" && [ "$(tr " " "\n" <"$T/ours_gen" | sort -u | wc -l)" -gt 5 ]'
+nep generate --model "$T/a/model" --prompt "Why" --max-new-tokens 200
+check "generate past max_position_embeddings fails naming it" 'failed_cleanly && says "max_position_embeddings"'
 
 # lm-prune: NEPENTHE with Wanda on the trained decoder, no fine-tuning, two iterations
 mkdir -p "$T/pd" && cp "$T/small/train.txt" "$T/small/heldout.txt" "$T/pd/" && ln -s "$T/data/mc" "$T/pd/mc"

@@ -24,6 +24,7 @@ static const struct {
     {"lm-train", cmd_lm_train, "train a Llama-style decoder as a causal language model on a text corpus"},
     {"lm-eval", cmd_lm_eval, "a decoder's held-out perplexity and multiple-choice accuracy (MMLU's CSV files)"},
     {"lm-prune", cmd_lm_prune, "NEPENTHE on a pretrained decoder without fine-tuning: entropy, perplexity, accuracy"},
+    {"generate", cmd_generate, "greedy continuations of prompts with a decoder, through a key/value cache"},
     {"lm-collapse", cmd_lm_collapse, "drop a pruned decoder's SwiGLU features (and MLPs); before and after"},
     {"lm-bench", cmd_lm_bench, "prompt and generation tokens/s of a decoder from its config.json"},
     {"tokenize", cmd_tokenize, "token ids of texts with a Hugging Face tokenizer (WordPiece, BPE)"},
