@@ -56,9 +56,10 @@ def main(runs):
         if os.path.exists(p):
             e = last(p)
             extra = f", acc_norm {100 * e['acc_norm']:.2f}%" if "acc_norm" in e else ""
-            print(f"- {mode} ({'0-shot MMLU prompt, answers \" A\"..\" D\"' if mode == 'letter' else 'each choice scored as a continuation of the question'}): "
-                  f"acc {100 * e['acc']:.2f}%{extra} over {e['questions']} questions (chance: 25%); held-out "
-                  f"perplexity {e['ppl']:.2f} (rows of {'512' if mode == 'letter' else '128'}).")
+            how = ("MMLU's 0-shot prompt, the answers ' A' .. ' D', rows of 512" if mode == "letter"
+                   else "each choice scored as a continuation of the question, rows of 128")
+            print(f"- {mode} ({how}): acc {100 * e['acc']:.2f}%{extra} over {e['questions']} questions (chance: 25%); "
+                  f"held-out perplexity {e['ppl']:.2f} at those rows.")
     print("\n## NEPENTHE without fine-tuning (`nepenthe lm-prune`, zeta 0.25, 128 calibration rows)\n")
     print("Rem. = SwiGLU layers with H_l = 0. The paper's Table 8 (Llama 3.1-8B, MMLU high-school US history, "
           "test): dense 33.82%; 3/32 removed 36.76%; 7/32 35.08%; 11/32 27.45%.\n")
