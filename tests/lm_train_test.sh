@@ -99,6 +99,19 @@ ok=$rc
 rc=$((rc + ok))
 check "generate continues three prompts in one batch with transformers' greedy tokens" \
     'succeeded && [ "$(wc -l <"$T/ours_gen")" -eq 3 ] && cmp -s "$T/ours_gen" "$T/hf_gen" && [ "$(tr " " "\n" <"$T/ours_gen" | sort -u | wc -l)" -gt 5 ]'
+# the same weights saved by transformers in bfloat16: read as float32 on both sides
+"$ORT_PY" -c 'import shutil,sys,torch
+from transformers import LlamaForCausalLM
+LlamaForCausalLM.from_pretrained(sys.argv[1], torch_dtype=torch.bfloat16).save_pretrained(sys.argv[2])
+shutil.copy(sys.argv[1] + "/tokenizer.json", sys.argv[2])' "$T/wide" "$T/bf16" >"$T/out" 2>"$T/err"
+nep lm-eval --model "$T/bf16" --text "$T/small/heldout.txt" --seq-len 32 --json
+ours=$(sed -n 's/.*"loss":\([0-9.]*\),.*/\1/p' "$T/out")
+ok=$rc
+"$ORT_PY" "$HERE/hf_eval_lm.py" "$T/bf16" "$T/small/heldout.txt" 32 >"$T/hf" 2>"$T/err"
+rc=$((rc + ok))
+theirs=$(sed -n 's/^loss //p' "$T/hf")
+check "a bfloat16 folder transformers saved: nepenthe's held-out loss is transformers' ($ours against $theirs)" \
+    'succeeded && grep -q "bfloat16" "$T/bf16/config.json" && awk -v a="$ours" -v b="$theirs" "BEGIN { d = a - b; exit !(a != \"\" && d < 1e-4 * b && -d < 1e-4 * b) }"'
 nep generate --model "$T/a/model" --prompt "Why" --max-new-tokens 200
 check "generate past max_position_embeddings fails naming it" 'failed_cleanly && says "max_position_embeddings"'
 

@@ -7,8 +7,10 @@
 # truncated and padded, and on texts holding most Unicode code points; a Llama 3 style
 # byte-level BPE trained here (Split on Llama 3's regex, ByteLevel, ignore_merges,
 # <|begin_of_text|> by TemplateProcessing) on all of it with and without special tokens
-# (tests/tokenizer_golden.py); it prints the tokenizing speeds; bad input fails cleanly.
-# About 35 s on 2 cores, nearly all of it tokenizers building the reference.
+# (tests/tokenizer_golden.py); `nepenthe tokenize --decode` gives tokenizers' decode of
+# those ids byte for byte (with and without special tokens, and of random ids that cut
+# UTF-8 apart); it prints the tokenizing speeds; bad input fails cleanly.
+# About 46 s on 2 cores, nearly all of it tokenizers building the reference.
 #
 # usage (from the repository root): tests/tokenizer_test.sh [BINARY]   (default build/asan/nepenthe)
 # The corpus-sized runs and the timing use the release binary build/nepenthe (FAST_BIN
