@@ -56,12 +56,7 @@ check "entropy of the fine-tuned folder: its 6 GELU layers over the 321 dev text
 
 # killed after epoch 1's log line (before or after its checkpoint), then resumed
 # shellcheck disable=SC2086
-"$FAST" finetune $TINY --out "$T/b" --data-dir "$T/a/data" >"$T/out" 2>"$T/err" &
-pid=$!
-n=0
-while ! grep -q '"epoch":1' "$T/b/log.jsonl" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
-kill -9 $pid 2>/dev/null
-wait $pid 2>/dev/null
+killed_once '"epoch":1' "$T/b/log.jsonl" "$FAST" finetune $TINY --out "$T/b" --data-dir "$T/a/data"
 # shellcheck disable=SC2086
 fast finetune $TINY --out "$T/b" --data-dir "$T/a/data" --resume
 check "a run killed after its first epoch resumes to the bytes of an uninterrupted one" \
@@ -95,12 +90,7 @@ check "smallest-weights on the text folder: its identity layer recorded, read ba
     'succeeded && [ "$(printf "%.4f" "$(sed -n "s/.*\"val_top1\":\([0-9.]*\).*/\1/p" "$T/out")")" = "$val1" ] && grep -q "intermediate_act_fn" "$T/s/iter_1/masks.safetensors"'
 # killed after iteration 1's commit, then resumed
 # shellcheck disable=SC2086
-"$FAST" prune $PRUNE --out "$T/q" >"$T/out" 2>"$T/err" &
-pid=$!
-n=0
-while ! grep -q '"iter":1' "$T/q/progress.json" 2>/dev/null && [ $n -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done
-kill -9 $pid 2>/dev/null
-wait $pid 2>/dev/null
+killed_once '"iter":1' "$T/q/progress.json" "$FAST" prune $PRUNE --out "$T/q"
 # shellcheck disable=SC2086
 fast prune $PRUNE --out "$T/q" --resume
 check "a prune run killed after iteration 1 resumes to the bytes of an uninterrupted one" \

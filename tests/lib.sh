@@ -56,3 +56,17 @@ succeeded() { [ "$rc" -eq 0 ] && ! grep -q 'Sanitizer\|runtime error:' "$T/err";
 # Its stderr holds the fixed string $1.
 says() { grep -qF -- "$1" "$T/err"; }
 says_i() { grep -qi -- "$1" "$T/err"; }
+
+# killed_once PATTERN FILE BINARY ARGS...: runs BINARY ARGS in the background and kills it
+# (SIGKILL) as soon as FILE holds PATTERN (a commit it wrote), or after two minutes; a
+# --resume of the same run should then end as an uninterrupted one.
+killed_once() {
+    pattern=$1 file=$2
+    shift 2
+    "$@" >"$T/out" 2>"$T/err" &
+    pid=$!
+    n=0
+    while ! grep -q "$pattern" "$file" 2>/dev/null && [ $n -lt 2400 ]; do sleep 0.05; n=$((n + 1)); done
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+}

@@ -134,12 +134,7 @@ check "transformers loads the pruned iter_2 folder and gets its held-out perplex
     'succeeded && awk -v p="$ppl2" -v l="$hfloss" "BEGIN { d = exp(l) - p; exit !(d < 1e-4 * p && -d < 1e-4 * p) }"'
 # killed after iteration 1's commit, then resumed
 # shellcheck disable=SC2086
-"$FAST" lm-prune $PRUNE --out "$T/q" >"$T/out" 2>"$T/err" &
-pid=$!
-n=0
-while ! grep -q '"iter":1' "$T/q/progress.json" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.05; n=$((n + 1)); done
-kill -9 $pid 2>/dev/null
-wait $pid 2>/dev/null
+killed_once '"iter":1' "$T/q/progress.json" "$FAST" lm-prune $PRUNE --out "$T/q"
 # shellcheck disable=SC2086
 fast lm-prune $PRUNE --out "$T/q" --resume
 check "an lm-prune run killed after iteration 1 resumes to the bytes of an uninterrupted one" \
@@ -161,12 +156,7 @@ check "info reads the shrunk decoder's checkpoint" 'succeeded && grep -q "gate_p
 
 # killed after epoch 1's log line (before or after its checkpoint), then resumed
 # shellcheck disable=SC2086
-"$FAST" lm-train $TINY --out "$T/b" >"$T/out" 2>"$T/err" &
-pid=$!
-n=0
-while ! grep -q '"epoch":1' "$T/b/log.jsonl" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
-kill -9 $pid 2>/dev/null
-wait $pid 2>/dev/null
+killed_once '"epoch":1' "$T/b/log.jsonl" "$FAST" lm-train $TINY --out "$T/b"
 # shellcheck disable=SC2086
 fast lm-train $TINY --out "$T/b" --resume
 check "a run killed after its first epoch resumes to the bytes of an uninterrupted one" \

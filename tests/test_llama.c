@@ -16,6 +16,7 @@
 #include "nepenthe/entropy.h"
 #include "nepenthe/generate.h"
 #include "nepenthe/llama.h"
+#include "nepenthe/lm_score.h"
 #include "nepenthe/safetensors.h"
 #include "testutil.h"
 

@@ -122,7 +122,7 @@ int cmd_lm_collapse(int argc, char **argv) {
     rc = 1;
     nep_text_load_report lr;
     if (cli_text_model_open("lm-collapse", model, seq_len, 0, NULL, NULL, true, &cfg, &g, &tok, &lr)) goto done;
-    const int32_t eos = cfg.eos_token_id >= 0 ? (int32_t)cfg.eos_token_id : -1;
+    const int32_t eos = (int32_t)cfg.eos_token_id;
     snprintf(path, sizeof path, "%s/train.txt", data);
     nep_status s = nep_lm_rows_read(tok, path, eos, seq_len, &train, &err);
     snprintf(path, sizeof path, "%s/heldout.txt", data);

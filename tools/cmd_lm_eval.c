@@ -23,7 +23,7 @@ static int perplexity(const eval_opts *o, nep_graph *g, const nep_tokenizer *tok
                       const nep_exec_opts *xo, double *loss, int64_t *rows) {
     nep_lm_rows d;
     nep_err err;
-    const int32_t eos = cfg->eos_token_id >= 0 ? (int32_t)cfg->eos_token_id : -1;
+    const int32_t eos = (int32_t)cfg->eos_token_id;
     if (nep_lm_rows_read(tok, o->text, eos, o->seq_len, &d, &err) != NEP_OK) return cli_error("lm-eval", &err);
     const nep_status s = nep_lm_evaluate(g, &d, o->batch, loss, NULL, xo, &err);
     *rows = d.n;
@@ -110,7 +110,7 @@ int cmd_lm_eval(int argc, char **argv) {
         lp = malloc(sizeof *lp * (size_t)(4 * n) + 1);
         cli_progress prog = {.tty = isatty(2), .label = "scoring", .unit = "req/s"};
         t0 = nep_now();
-        const int32_t eos = cfg.eos_token_id >= 0 ? (int32_t)cfg.eos_token_id : 0;
+        const int32_t eos = (int32_t)cfg.eos_token_id;
         const nep_mmlu_set head = {.n = n, .items = set.items, .n_subjects = set.n_subjects, .subjects = set.subjects};
         nep_status s = pred && pred_norm && lp ? NEP_OK : nep_fail(&err, NEP_ERR_NOMEM, "out of memory");
         if (s == NEP_OK)

@@ -68,7 +68,7 @@ static char *options_json(const lp_opts *o) {
 static int calibration(lp_run *r, const char *train_path) {
     nep_lm_rows train;
     nep_err err;
-    const int32_t eos = r->cfg.eos_token_id >= 0 ? (int32_t)r->cfg.eos_token_id : -1;
+    const int32_t eos = (int32_t)r->cfg.eos_token_id;
     if (nep_lm_rows_read(r->tok, train_path, eos, r->o->seq_len, &train, &err) != NEP_OK) return cli_error("lm-prune", &err);
     uint32_t *order = malloc(sizeof *order * (size_t)train.n + 1);
     nep_rng rng;
@@ -100,7 +100,7 @@ static int evaluate(lp_run *r, lp_row *row) {
     int *pred = malloc(sizeof *pred * (size_t)n + 1), *pred_norm = malloc(sizeof *pred_norm * (size_t)n + 1);
     if (s == NEP_OK && (!pred || !pred_norm)) s = nep_fail(&err, NEP_ERR_NOMEM, "out of memory");
     cli_progress prog = {.tty = isatty(2), .label = "  multiple choice", .unit = "req/s"};
-    const int32_t eos = r->cfg.eos_token_id >= 0 ? (int32_t)r->cfg.eos_token_id : 0;
+    const int32_t eos = (int32_t)r->cfg.eos_token_id;
     if (s == NEP_OK)
         s = nep_mc_predict(&r->g, r->tok, eos, &r->mc, n, NEP_MC_CLOZE, NULL, 0, r->o->batch, pred, pred_norm, NULL,
                            cli_progress_cb, &prog, r->xo, &err);
@@ -257,7 +257,7 @@ int cmd_lm_prune(int argc, char **argv) {
         cli_errorf("lm-prune", "%s: model_type '%s': lm-prune prunes a Llama decoder", o.model, nep_hf_model_type_name(r.cfg.model_type));
         goto done;
     }
-    const int32_t eos = r.cfg.eos_token_id >= 0 ? (int32_t)r.cfg.eos_token_id : -1;
+    const int32_t eos = (int32_t)r.cfg.eos_token_id;
     snprintf(path, sizeof path, "%s/train.txt", o.data);
     if (calibration(&r, path)) goto done;
     snprintf(path, sizeof path, "%s/heldout.txt", o.data);

@@ -51,7 +51,7 @@ static int read_rows(const char *data, const char *name, const nep_tokenizer *to
     char path[4200];
     nep_err err;
     snprintf(path, sizeof path, "%s/%s.txt", data, name);
-    const int32_t eos = cfg->eos_token_id >= 0 ? (int32_t)cfg->eos_token_id : -1;
+    const int32_t eos = (int32_t)cfg->eos_token_id;
     if (nep_lm_rows_read(tok, path, eos, T, out, &err) != NEP_OK) return cli_error("lm-train", &err);
     return 0;
 }

@@ -28,12 +28,4 @@
  * hidden_act than silu; NEP_ERR_ARG for seq_len outside 1..max_position_embeddings. Load weights with nep_text_encoder_load (text_model.h). */
 nep_status nep_llama_build(const nep_hf_config *cfg, int64_t seq_len, nep_graph *g, nep_rng *rng, nep_err *err);
 
-/* lm-evaluation-harness's loglikelihood of a continuation, from a causal LM's logits
- * [B, T, V] of the rows ids [B, T]: for row r, the sum over t in [start[r], end[r]) of
- * log_softmax(logits[r, t - 1])[ids[r, t]] (in double), and greedy[r] (if not NULL):
- * whether every such token is the argmax of its logits (the first maximum, as torch's
- * argmax). 1 <= start[r] <= end[r] <= T. */
-void nep_causal_lm_span_logprob(const nep_real *logits, const int32_t *ids, int64_t B, int64_t T, int64_t V,
-                                const int64_t *start, const int64_t *end, double *logprob, bool *greedy);
-
 #endif

@@ -22,16 +22,26 @@
 #include "nepenthe/tokenizer.h"
 #include "nepenthe/train.h"
 
+/* lm-evaluation-harness's loglikelihood of a continuation, from a causal LM's logits
+ * [B, T, V] of the rows ids [B, T]: for row r, the sum over t in [start[r], end[r]) of
+ * log_softmax(logits[r, t - 1])[ids[r, t]] (in double), and greedy[r] (if not NULL):
+ * whether every such token is the argmax of its logits (the first maximum, as torch's
+ * argmax). 1 <= start[r] <= end[r] <= T. */
+void nep_causal_lm_span_logprob(const nep_real *logits, const int32_t *ids, int64_t B, int64_t T, int64_t V,
+                                const int64_t *start, const int64_t *end, double *logprob, bool *greedy);
+
 typedef struct nep_lm_request {
     const char *context, *continuation;
 } nep_lm_request;
 
 /* Scores the n requests with g, a decoder for T tokens (inputs input_ids and
  * attention_mask [T], output logits [T, V]; nep_llama_build), in batches of `batch` rows
- * of T (right-padded, masked), eos the id an empty context becomes. logprob[i] and
+ * of T (right-padded, masked), eos the id an empty context becomes (-1: the model has
+ * none, and an empty context is refused). logprob[i] and
  * greedy[i] (NULL: not wanted) as above; *rows (NULL: not wanted) the forward rows run.
  * progress (may be NULL) after each batch, in requests done. NEP_ERR_ARG for text the
- * tokenizer refuses (naming the request) or an empty continuation. */
+ * tokenizer refuses (naming the request), an empty continuation, or an empty context
+ * without eos. */
 nep_status nep_lm_loglikelihood(nep_graph *g, const nep_tokenizer *tok, int32_t eos, const nep_lm_request *req,
                                 int64_t n, int64_t batch, double *logprob, bool *greedy, int64_t *rows,
                                 nep_progress_fn progress, void *progress_ctx, const nep_exec_opts *xo,

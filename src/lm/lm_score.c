@@ -37,7 +37,8 @@ static nep_status encode_request(const nep_tokenizer *tok, int32_t eos, const ne
     nep_status s = NEP_OK;
     int64_t n_ctx;
     if (keep == 0) { /* an empty context: eos, then the continuation alone */
-        s = encode_text(tok, whole, nc + nt, &w, err);
+        s = eos >= 0 ? encode_text(tok, whole, nc + nt, &w, err)
+                     : nep_fail(err, NEP_ERR_ARG, "an empty context needs the model's eos token, and its config has none");
         n_ctx = 1;
     } else {
         s = encode_text(tok, whole, nc + nt, &w, err);
@@ -74,6 +75,21 @@ static double logprob_at(const nep_real *z, int64_t V, int32_t target, bool *arg
     for (int64_t v = 0; v < V; v++) sum += exp((double)z[v] - z[best]);
     *argmax = best == target;
     return (double)z[target] - z[best] - log(sum);
+}
+
+void nep_causal_lm_span_logprob(const nep_real *logits, const int32_t *ids, int64_t B, int64_t T, int64_t V,
+                                const int64_t *start, const int64_t *end, double *logprob, bool *greedy) {
+    for (int64_t r = 0; r < B; r++) {
+        double sum = 0;
+        bool all = true;
+        for (int64_t t = start[r]; t < end[r]; t++) { /* token t is predicted at t - 1 */
+            bool hit;
+            sum += logprob_at(logits + (r * T + t - 1) * V, V, ids[r * T + t], &hit);
+            all &= hit;
+        }
+        logprob[r] = sum;
+        if (greedy) greedy[r] = all;
+    }
 }
 
 nep_status nep_lm_loglikelihood(nep_graph *g, const nep_tokenizer *tok, int32_t eos, const nep_lm_request *req,

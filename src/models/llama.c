@@ -1,7 +1,4 @@
 /* LlamaForCausalLM with Hugging Face transformers' names and structure (llama.h). */
-#include <math.h>
-#include <string.h>
-
 #include "models/builder.h"
 #include "nepenthe/llama.h"
 
@@ -88,23 +85,4 @@ nep_status nep_llama_build(const nep_hf_config *c, int64_t seq_len, nep_graph *g
     }
     if (rng) init_weights(c, g, rng);
     return NEP_OK;
-}
-
-void nep_causal_lm_span_logprob(const nep_real *logits, const int32_t *ids, int64_t B, int64_t T, int64_t V,
-                                const int64_t *start, const int64_t *end, double *logprob, bool *greedy) {
-    for (int64_t r = 0; r < B; r++) {
-        double sum = 0;
-        bool all_argmax = true;
-        for (int64_t t = start[r]; t < end[r]; t++) {
-            const nep_real *z = logits + (r * T + t - 1) * V; /* token t is predicted at t - 1 */
-            int64_t best = 0;
-            for (int64_t v = 1; v < V; v++) best = z[v] > z[best] ? v : best;
-            double e = 0;
-            for (int64_t v = 0; v < V; v++) e += exp((double)z[v] - z[best]);
-            sum += (double)z[ids[r * T + t]] - z[best] - log(e);
-            all_argmax &= best == ids[r * T + t];
-        }
-        logprob[r] = sum;
-        if (greedy) greedy[r] = all_argmax;
-    }
 }
