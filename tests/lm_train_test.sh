@@ -9,7 +9,8 @@
 # lm-evaluation-harness's scoring over transformers (tests/hf_eval_mc.py); bad arguments
 # fail cleanly, naming the flag or file. `nepenthe lm-prune` (NEPENTHE without fine-tuning)
 # writes folders transformers evaluates to its perplexities and resumes to the same bytes;
-# `nepenthe generate` gives transformers' greedy tokens;
+# `nepenthe generate` gives transformers' greedy tokens; a bfloat16 folder mapped
+# (--map-weights) scores and generates as its float32 load does;
 # and `nepenthe lm-collapse` drops the SwiGLU features it zeroed without changing them.
 # About a minute on 2 cores.
 #
@@ -112,6 +113,18 @@ rc=$((rc + ok))
 theirs=$(sed -n 's/^loss //p' "$T/hf")
 check "a bfloat16 folder transformers saved: nepenthe's held-out loss is transformers' ($ours against $theirs)" \
     'succeeded && grep -q "bfloat16" "$T/bf16/config.json" && awk -v a="$ours" -v b="$theirs" "BEGIN { d = a - b; exit !(a != \"\" && d < 1e-4 * b && -d < 1e-4 * b) }"'
+# the same folder with its bfloat16 matrices mapped, converted as each is used: the same
+# numbers as the float32 load, and the same greedy tokens
+MCQ="--mc $T/data/mc/data --mode cloze --max-questions 24 --seq-len 32"
+nep lm-eval --model "$T/bf16" $MCQ --predictions "$T/copied.jsonl"
+nep lm-eval --model "$T/bf16" $MCQ --predictions "$T/mapped.jsonl" --map-weights --json
+check "lm-eval --map-weights maps the bfloat16 matrices and scores every choice as the float32 load does" \
+    'succeeded && grep -q "\"mapped\":[1-9]" "$T/out" && [ -s "$T/mapped.jsonl" ] && cmp -s "$T/copied.jsonl" "$T/mapped.jsonl"'
+nep generate --model "$T/bf16" --prompts "$T/prompts.txt" --max-new-tokens 10 --json
+mv "$T/out" "$T/copied_gen"
+nep generate --model "$T/bf16" --prompts "$T/prompts.txt" --max-new-tokens 10 --json --map-weights
+check "generate --map-weights gives the float32 load's greedy tokens" \
+    'succeeded && grep -q "\"ids\"" "$T/out" && [ "$(grep -o "\"ids\":[^]]*" "$T/out")" = "$(grep -o "\"ids\":[^]]*" "$T/copied_gen")" ]'
 nep generate --model "$T/a/model" --prompt "Why" --max-new-tokens 200
 check "generate past max_position_embeddings fails naming it" 'failed_cleanly && says "max_position_embeddings"'
 
@@ -151,6 +164,8 @@ nep lm-collapse --model "$T/p/iter_2" --data "$T/pd" --seq-len 32 --max-question
 ppls=$(sed -n 's/.*"ppl":\[\([0-9.]*\),\([0-9.]*\)\].*/\1 \2/p' "$T/out")
 check "lm-collapse drops the features NEPENTHE zeroed and keeps the perplexity ($ppls), writing a checkpoint and ONNX" \
     'succeeded && [ -n "$ppls" ] && [ "${ppls% *}" = "${ppls#* }" ] && [ -s "$T/col.onnx" ] && grep -q "\"dropped_off\":0" "$T/out"'
+nep lm-collapse --model "$T/p/iter_2" --data "$T/pd" --out "$T/col2.safetensors" --always-off --empty-mlp half
+check "lm-collapse --empty-mlp half fails naming the value" 'failed_cleanly && says "half" && [ ! -e "$T/col2.safetensors" ]'
 nep info --ckpt "$T/col.safetensors" --json
 check "info reads the shrunk decoder's checkpoint" 'succeeded && grep -q "gate_proj" "$T/out"'
 

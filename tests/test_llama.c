@@ -18,6 +18,7 @@
 #include "nepenthe/llama.h"
 #include "nepenthe/lm_score.h"
 #include "nepenthe/safetensors.h"
+#include "nepenthe/text_train.h"
 #include "testutil.h"
 
 #define B 3
@@ -161,9 +162,13 @@ static double masked_loss(void *ctx, const nep_real *logits, int64_t b, nep_real
 /* Three AdamW steps on the tied model as transformers' Trainer takes them (weight decay
  * on matrices only, the gradient norm clipped to 1, get_cosine_schedule_with_warmup; the
  * first step's rate is 0): the losses and every weight after them against PyTorch's.
- * AdamW moves each element by about lr whatever its gradient's size, so an element whose
- * gradient is near float32's rounding moves by a fraction of a step the rounding sets:
- * each weight within 2% of a step (0.8% measured), their mean within 1e-4 of one. */
+ * AdamW moves each element by about lr whatever its gradient's size, so its step is only
+ * as exact as the sign and ratio of its gradient. Where PyTorch's own float32 gradient
+ * differs from its float64 one by more than 2% of the element's gradient, rounding alone
+ * sets the step (valgrind's arithmetic moved one such element, gradient 2.5e-7 against the
+ * tensor's 0.055, by 3.6% of a step): those elements are held to the bound on any AdamW
+ * step, the well-conditioned rest to 2% of a step (0.8% measured), and the mean of all to
+ * 1e-4 of one. */
 static void test_tied_training(void **s) {
     nep_hf_config cfg;
     nep_graph g;
@@ -185,21 +190,37 @@ static void test_tied_training(void **s) {
             fail_msg("step %d: loss %.9g, PyTorch's %.9g", step, loss, want_loss[step]);
     }
     char key[256];
-    double worst = 0, sum = 0;
-    int64_t n = 0;
+    double worst = 0, sum = 0, lr_sum = 0;
+    int64_t n = 0, n_rounding = 0;
+    for (int step = 0; step < 3; step++) lr_sum += nep_cosine_lr(oc.lr, 1, 4, step);
     for (int k = 0; k < g.n_params; k++) {
         const nep_param *p = &g.params[k];
         snprintf(key, sizeof key, "llama_tied/train/weights/%s", p->name);
         double *w = nep_test_as_f64(nep_test_tensor(&golden, "", key));
+        snprintf(key, sizeof key, "llama_tied/f64/grads/%s", p->name);
+        double *g64 = nep_test_as_f64(nep_test_tensor(&golden, "", key));
+        snprintf(key, sizeof key, "llama_tied/f32/grads/%s", p->name);
+        double *g32 = nep_test_as_f64(nep_test_tensor(&golden, "", key));
+        double rounding = 0; /* PyTorch's float32 gradient error on this tensor */
+        for (int64_t i = 0; i < p->numel; i++) rounding = fmax(rounding, fabs(g32[i] - g64[i]));
         for (int64_t i = 0; i < p->numel; i++) {
             const double e = fabs(g.values[p->offset + i] - w[i]);
-            worst = fmax(worst, e), sum += e;
-            if (!(e <= 0.02 * oc.lr)) fail_msg("%s[%lld]: %.9g, PyTorch's %.9g", key, (long long)i, g.values[p->offset + i], w[i]);
+            const bool conditioned = fabs(g64[i]) * 0.02 > rounding;
+            /* Each AdamW step moves an element by at most lr·(|m̂|/sqrt(v̂) + wd·|w|), and
+             * |m̂|/sqrt(v̂) <= 1.004 in the first three steps with betas (0.9, 0.999); two
+             * runs that start equal are at most twice that apart. */
+            const double bound = conditioned ? 0.02 * oc.lr : 2 * (1.004 + oc.weight_decay * (fabs(w[i]) + lr_sum)) * lr_sum;
+            n_rounding += !conditioned;
+            worst = fmax(worst, conditioned ? e : 0), sum += e;
+            if (!(e <= bound))
+                fail_msg("%s[%lld]: %.9g, PyTorch's %.9g (gradient %.3g, float32 error %.3g)", p->name, (long long)i,
+                         g.values[p->offset + i], w[i], g64[i], rounding);
         }
         n += p->numel;
-        free(w);
+        free(w), free(g64), free(g32);
     }
-    fprintf(stderr, "after 3 steps: |nepenthe - PyTorch| largest %.3g, mean %.3g (lr %g)\n", worst, sum / (double)n, oc.lr);
+    fprintf(stderr, "after 3 steps: |nepenthe - PyTorch| largest %.3g where the gradient is conditioned, mean %.3g (lr %g; "
+            "%lld of %lld elements set by rounding)\n", worst, sum / (double)n, oc.lr, (long long)n_rounding, (long long)n);
     if (!(sum / (double)n <= 1e-4 * oc.lr)) fail_msg("mean |nepenthe - PyTorch| %.3g after 3 steps", sum / (double)n);
     double *rates = nep_test_as_f64(nep_test_tensor(&golden, "", "llama_tied/train/lr"));
     for (int step = 0; step < 8; step++)
@@ -229,10 +250,12 @@ static void test_kv_cache_matches_full_forward(void **s) {
     batch b = inputs(B * T);
     const nep_real *want;
     nep_test_assert_ok(nep_exec_run(full, (const void *[]){b.ids, b.mask}, 2, 2, &want, &err), &err);
-    nep_test_assert_ok(nep_llama_build(&cfg, P, &prompt, NULL, &err), &err);
-    nep_test_assert_ok(nep_llama_build(&cfg, 1, &step, NULL, &err), &err);
-    nep_test_assert_ok(nep_graph_borrow_values(&prompt, &g, &err), &err);
+    nep_test_assert_ok(nep_llama_build_borrowing(&cfg, P, &g, &prompt, &err), &err);
+    nep_test_assert_ok(nep_llama_build(&cfg, 1, &step, NULL, &err), &err); /* borrowing after finalize */
     nep_test_assert_ok(nep_graph_borrow_values(&step, &g, &err), &err);
+    nep_exec *none = NULL; /* forward only */
+    assert_int_equal(nep_exec_new(&none, &prompt, 2, &(nep_exec_opts){0}, &err), NEP_ERR_ARG);
+    assert_null(prompt.grads);
     nep_kv_cache kv;
     nep_test_assert_ok(nep_kv_cache_init(&kv, &prompt, 2, T, &err), &err);
     nep_test_assert_ok(nep_exec_new(&pex, &prompt, 2, &(nep_exec_opts){.inference = true}, &err), &err);
@@ -313,7 +336,7 @@ static void test_swiglu_shrink(void **s) {
     nep_err err;
     nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
     nep_swiglu_report r;
-    nep_test_assert_ok(nep_swiglu_shrink(&g, &e, false, &shrunk, &r, &err), &err);
+    nep_test_assert_ok(nep_swiglu_shrink(&g, &e, false, NULL, &shrunk, &r, &err), &err);
     assert_int_equal(r.mlps, 2);
     assert_int_equal(r.dropped_exact, (I + 2) / 3 + I);
     assert_int_equal(r.mlps_removed, 1);
@@ -335,13 +358,87 @@ static void test_swiglu_shrink(void **s) {
     for (int l = 0; l < e.n_layers; l++)
         for (int64_t i = 0; i < e.layers[l].neurons; i++) e.layers[l].counts[i * 2 + NEP_STATE_ON] = 1;
     e.layers[0].counts[1 * 2 + NEP_STATE_ON] = 0, e.layers[0].counts[1 * 2 + NEP_STATE_OFF] = 5;
-    nep_test_assert_ok(nep_swiglu_shrink(&g, &e, true, &shrunk, &r, &err), &err);
+    nep_test_assert_ok(nep_swiglu_shrink(&g, &e, true, NULL, &shrunk, &r, &err), &err);
     assert_int_equal(r.dropped_off, 1);
     assert_int_equal(r.kept, I - (I + 2) / 3 - 1);
     nep_exec_free(a), nep_exec_free(b);
     free(in.ids), free(in.mask);
     nep_entropy_free(&e);
     nep_graph_free(&shrunk), nep_graph_free(&g);
+    nep_hf_config_free(&cfg);
+}
+
+/* An MLP whose features were all OFF on the calibration tokens, replaced by its mean
+ * output there: the mean is the average of down_proj's output over the unpadded tokens,
+ * and the rewritten model (the mean in o_proj's bias, the MLP gone) gives the logits of
+ * the model whose down_proj outputs that constant (zero weights, the mean as bias). */
+static void test_swiglu_mean_output(void **s) {
+    nep_hf_config cfg;
+    nep_graph g, shrunk, want;
+    int64_t T;
+    nep_err err;
+    build("llama_tied", &cfg, &g, &T);
+    const int64_t C = cfg.hidden_size;
+    nep_entropy e;
+    nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
+    for (int l = 0; l < e.n_layers; l++) /* layer 0 always OFF, layer 1 ON */
+        for (int64_t i = 0; i < e.layers[l].neurons; i++) e.layers[l].counts[i * 2 + (l ? NEP_STATE_ON : NEP_STATE_OFF)] = 4;
+    batch in = inputs(B * T);
+    int32_t *types = calloc((size_t)(B * T), sizeof *types), labels[B] = {-1, -1, -1};
+    nep_text_tensors calib = {.n = B, .T = T, .ids = in.ids, .types = types, .mask = in.mask, .labels = labels};
+    const nep_split split = {.text = &calib, .decoder = true};
+    nep_real *means[2];
+    nep_test_assert_ok(nep_swiglu_mean_outputs(&g, &e, &split, 2, means, NULL, &err), &err);
+    assert_non_null(means[0]);
+    assert_null(means[1]);
+    /* the average by hand: the graph up to layer 0's down_proj, over the real tokens */
+    const int down = nep_graph_find_node(&g, "model.layers.0.mlp.down_proj");
+    nep_test_assert_ok(nep_graph_copy(&g, &want, &err), &err);
+    want.output = down;
+    nep_test_assert_ok(nep_graph_finalize(&want, &err), &err);
+    nep_exec *ex;
+    nep_test_assert_ok(nep_exec_new(&ex, &want, B, &(nep_exec_opts){.inference = true}, &err), &err);
+    const nep_real *y = forward(ex, &in);
+    double n = 0;
+    for (int64_t t = 0; t < B * T; t++) n += in.mask[t];
+    for (int64_t c = 0; c < C; c++) {
+        double sum = 0;
+        for (int64_t t = 0; t < B * T; t++) sum += in.mask[t] * y[t * C + c];
+        if (!(fabs(means[0][c] - sum / n) <= 1e-6 + 1e-5 * fabs(sum / n))) fail_msg("mean[%lld] %.9g, by hand %.9g", (long long)c, means[0][c], sum / n);
+    }
+    nep_exec_free(ex);
+    nep_graph_free(&want);
+    nep_swiglu_report r;
+    nep_test_assert_ok(nep_swiglu_shrink(&g, &e, true, means, &shrunk, &r, &err), &err);
+    assert_int_equal(r.mlps_removed, 1);
+    assert_int_equal(r.mlps_mean, 1);
+    assert_true(nep_graph_find_node(&shrunk, "model.layers.0.mlp.down_proj") < 0);
+    /* the expected model: layer 0's down_proj outputs the mean whatever its input */
+    nep_test_assert_ok(nep_graph_copy(&g, &want, &err), &err);
+    nep_param *w = &want.params[want.nodes[down].params[0]];
+    memset(want.values + w->offset, 0, sizeof(nep_real) * (size_t)w->numel);
+    const int bias = nep_graph_add_param(&want, down, "bias", NEP_PARAM_TRAINABLE, 1, &C);
+    assert_true(bias >= 0);
+    want.nodes[down].attrs.linear.bias = true;
+    memcpy(want.values + want.params[bias].offset, means[0], sizeof(nep_real) * (size_t)C);
+    nep_test_assert_ok(nep_graph_finalize(&want, &err), &err);
+    nep_exec *a, *b;
+    nep_test_assert_ok(nep_exec_new(&a, &want, B, &(nep_exec_opts){.inference = true}, &err), &err);
+    nep_test_assert_ok(nep_exec_new(&b, &shrunk, B, &(nep_exec_opts){.inference = true}, &err), &err);
+    const nep_real *ya = forward(a, &in), *yb = forward(b, &in), *yg;
+    double worst = 0, moved = 0;
+    for (int64_t k = 0; k < B * T * cfg.vocab_size; k++) worst = fmax(worst, fabs(ya[k] - yb[k]));
+    if (!(worst < 1e-5)) fail_msg("the rewritten model's logits differ from the constant MLP's by %.3g", worst);
+    nep_exec_free(a);
+    nep_test_assert_ok(nep_exec_new(&a, &g, B, &(nep_exec_opts){.inference = true}, &err), &err);
+    yg = forward(a, &in);
+    for (int64_t k = 0; k < B * T * cfg.vocab_size; k++) moved = fmax(moved, fabs(yg[k] - yb[k]));
+    assert_true(moved > 1e-3); /* the MLP did something: the check above is not vacuous */
+    nep_exec_free(a), nep_exec_free(b);
+    free(means[0]), free(types);
+    free(in.ids), free(in.mask);
+    nep_entropy_free(&e);
+    nep_graph_free(&want), nep_graph_free(&shrunk), nep_graph_free(&g);
     nep_hf_config_free(&cfg);
 }
 
@@ -393,6 +490,89 @@ static void test_silu_layers(void **s) {
     nep_hf_config_free(&cfg);
 }
 
+/* Each value rounded to the nearest bfloat16 (ties to even), as torch's .to(bfloat16). */
+static uint16_t to_bf16(nep_real v) {
+    float f = (float)v;
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    return (uint16_t)((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+}
+
+/* A bfloat16 folder of the untied golden model: the graph with its matrices mapped
+ * (nep_llama_build_mapped) holds no storage for them and gives, to the last bit, the
+ * logits of the same bfloat16 values loaded as float32; it runs forward only, and what
+ * would change or write its weights refuses it, naming a mapped parameter. */
+static void test_mapped_bf16(void **s) {
+    nep_hf_config cfg;
+    nep_graph g, m, step;
+    int64_t T;
+    nep_err err;
+    build("llama", &cfg, &g, &T);
+    nep_safetensors st = {0};
+    uint16_t *half = malloc(sizeof *half * (size_t)g.n_values);
+    int matrices = 0;
+    for (int k = 0; k < g.n_params; k++) { /* the matrices in bfloat16, the norms in float32 */
+        const nep_param *p = &g.params[k];
+        nep_real *v = g.values + p->offset;
+        for (int64_t i = 0; p->ndim >= 2 && i < p->numel; i++) {
+            half[p->offset + i] = to_bf16(v[i]);
+            const uint32_t bits = (uint32_t)half[p->offset + i] << 16;
+            float f;
+            memcpy(&f, &bits, sizeof f);
+            v[i] = f;
+        }
+        matrices += p->ndim >= 2;
+        nep_test_assert_ok(nep_st_add(&st, p->name, p->ndim >= 2 ? NEP_DT_BF16 : NEP_DT_REAL, p->ndim, p->shape,
+                                      p->ndim >= 2 ? (const void *)(half + p->offset) : (const void *)v, &err), &err);
+    }
+    char *dir = nep_test_tmpdir();
+    nep_test_assert_ok(nep_hf_weights_write(dir, &st, 0, &err), &err);
+    nep_st_free(&st);
+    free(half);
+    nep_hf_weights *w;
+    nep_text_load_report rep;
+    nep_test_assert_ok(nep_hf_weights_open(dir, &w, &err), &err);
+    nep_test_assert_ok(nep_llama_build_mapped(&cfg, T, w, &m, &rep, &err), &err);
+    assert_int_equal(rep.mapped, matrices);
+    assert_int_equal(rep.loaded, g.n_params);
+    int64_t vector_values = 0;
+    for (int k = 0; k < m.n_params; k++) {
+        assert_true((m.params[k].bf16 != NULL) == (m.params[k].ndim >= 2));
+        vector_values += m.params[k].bf16 ? 0 : m.params[k].numel;
+    }
+    assert_true(m.n_values < vector_values + 16 * m.n_params); /* no storage for the matrices */
+    nep_exec *ex_g, *ex_m;
+    nep_test_assert_ok(nep_exec_new(&ex_g, &g, B, &(nep_exec_opts){.inference = true}, &err), &err);
+    nep_test_assert_ok(nep_exec_new(&ex_m, &m, B, &(nep_exec_opts){.inference = true}, &err), &err);
+    batch b = inputs(B * T);
+    const nep_real *want_logits = forward(ex_g, &b), *logits = forward(ex_m, &b);
+    assert_memory_equal(logits, want_logits, sizeof(nep_real) * (size_t)(B * T * cfg.vocab_size));
+    /* a graph at one token reading the mapped one's weights: the first position's logits */
+    nep_test_assert_ok(nep_llama_build_borrowing(&cfg, 1, &m, &step, &err), &err);
+    assert_null(step.grads);
+    assert_ptr_equal(step.params[0].bf16, m.params[0].bf16);
+    nep_exec *ex_s;
+    nep_test_assert_ok(nep_exec_new(&ex_s, &step, 1, &(nep_exec_opts){.inference = true}, &err), &err);
+    const nep_real *first;
+    nep_test_assert_ok(nep_exec_run(ex_s, (const void *[]){b.ids, b.mask}, 2, 1, &first, &err), &err);
+    for (int64_t v = 0; v < cfg.vocab_size; v++) assert_true(fabs(first[v] - want_logits[v]) <= 1e-5 + 1e-5 * fabs(want_logits[v]));
+    nep_exec *none = NULL;
+    assert_int_equal(nep_exec_new(&none, &m, B, &(nep_exec_opts){0}, &err), NEP_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "bfloat16"));
+    assert_int_equal(nep_exec_new(&none, &step, 1, &(nep_exec_opts){0}, &err), NEP_ERR_UNSUPPORTED);
+    nep_graph c;
+    assert_int_equal(nep_graph_compact(&m, &c, &err), NEP_ERR_UNSUPPORTED);
+    nep_graph_free(&c);
+    assert_non_null(strstr(err.msg, "model.embed_tokens.weight"));
+    assert_int_equal(nep_graph_map_bf16(&m, 0, m.params[0].bf16, &err), NEP_ERR_ARG); /* after finalize */
+    nep_exec_free(ex_s), nep_exec_free(ex_m), nep_exec_free(ex_g);
+    free(b.ids), free(b.mask);
+    nep_graph_free(&step), nep_graph_free(&m), nep_graph_free(&g);
+    nep_hf_weights_close(w);
+    nep_test_rmtree(dir);
+    nep_hf_config_free(&cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_cpu),
@@ -403,8 +583,10 @@ int main(void) {
         cmocka_unit_test(test_kv_cache_matches_full_forward),
         cmocka_unit_test(test_generate_greedy),
         cmocka_unit_test(test_swiglu_shrink),
+        cmocka_unit_test(test_swiglu_mean_output),
         cmocka_unit_test(test_padding_changes_nothing),
         cmocka_unit_test(test_silu_layers),
+        cmocka_unit_test(test_mapped_bf16),
     };
     return cmocka_run_group_tests(tests, load_golden, free_golden);
 }

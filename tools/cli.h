@@ -156,14 +156,17 @@ void cli_progress_end(cli_progress *p);
  * folder has no tensor, which rep counts (required: an error); a Llama decoder (no
  * labels) for a Llama config; a folder without weights (not required) is a new model,
  * all of it from rng; the folder's
- * masks.safetensors, if any, applied (cli_text_write_folder). The split of a task's
+ * masks.safetensors, if any, applied (cli_text_write_folder). With mapped (not NULL), a
+ * Llama's bfloat16 matrices are mapped from the folder's files, not copied
+ * (nep_llama_build_mapped): *mapped receives the open weights, which the caller closes
+ * after freeing g. The split of a task's
  * TSV files, tokenized (its first max_rows rows; 0: all) into t (NULL: the rows
  * only). Each prints why not and
  * returns non-zero. */
 bool cli_is_hf_folder(const char *path);
 int cli_text_model_open(const char *cmd, const char *dir, int64_t max_length, int n_labels,
                         const char *const *labels, nep_rng *rng, bool required, nep_hf_config *cfg,
-                        nep_graph *g, nep_tokenizer **tok, nep_text_load_report *rep);
+                        nep_graph *g, nep_tokenizer **tok, nep_text_load_report *rep, nep_hf_weights **mapped);
 int cli_text_split(const char *cmd, const char *task, const char *dir, const char *split, const nep_tokenizer *tok,
                    int64_t max_length, int64_t max_rows, nep_text_dataset *d, nep_text_tensors *t);
 /* g as a folder transformers loads (dir/config.json, model.safetensors and the tokenizer's

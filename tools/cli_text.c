@@ -31,9 +31,10 @@ static int read_masks(const char *cmd, const char *dir, nep_graph *g) {
         snprintf(name, sizeof name, "%s_mask", p->name);
         const nep_st_tensor *t = nep_st_find(&st, name);
         if (!t) continue;
+        used++;
+        if (p->bf16) continue; /* its file holds the masked values: nepenthe writes them so */
         if (t->dtype != NEP_DT_U8 || t->numel != p->numel) rc = cli_errorf(cmd, "%s: '%s' is not a U8 mask of %s's shape", path, name, p->name);
         for (int64_t k = 0; !rc && k < p->numel; k++) g->masks[p->offset + k] = ((const uint8_t *)t->data)[k] != 0;
-        used++;
     }
     if (!rc && used != st.n_tensors) rc = cli_errorf(cmd, "%s: %d tensor(s) are masks of no parameter", path, st.n_tensors - used);
     const char *ids = nep_st_meta_get(&st, "identity");
@@ -64,10 +65,11 @@ static bool has_weights(const char *dir, bool required) {
 
 int cli_text_model_open(const char *cmd, const char *dir, int64_t max_length, int n_labels,
                         const char *const *labels, nep_rng *rng, bool required, nep_hf_config *cfg,
-                        nep_graph *g, nep_tokenizer **tok, nep_text_load_report *rep) {
+                        nep_graph *g, nep_tokenizer **tok, nep_text_load_report *rep, nep_hf_weights **mapped) {
     nep_err err;
     nep_hf_weights *w = NULL;
     *tok = NULL;
+    if (mapped) *mapped = NULL;
     memset(cfg, 0, sizeof *cfg);
     nep_graph_init(g);
     nep_status s = nep_hf_config_read(dir, cfg, &err);
@@ -80,11 +82,15 @@ int cli_text_model_open(const char *cmd, const char *dir, int64_t max_length, in
     if (s == NEP_OK && decoder && n_labels > 0)
         s = nep_fail(&err, NEP_ERR_UNSUPPORTED, "%s: a Llama decoder has no sequence-classification head here", dir);
     *rep = (nep_text_load_report){0};
+    if (s == NEP_OK && mapped && !decoder)
+        s = nep_fail(&err, NEP_ERR_UNSUPPORTED, "%s: only a Llama decoder's weights are mapped", dir);
     if (s != NEP_OK || nep_tokenizer_open(dir, NULL, tok, &err) != NEP_OK ||
-        (decoder ? nep_llama_build(cfg, max_length, g, rng, &err)
-                 : nep_text_encoder_build(cfg, max_length, NEP_TEXT_HEAD_CLASSIFY, g, rng, &err)) != NEP_OK ||
-        (has_weights(dir, required) && (nep_hf_weights_open(dir, &w, &err) != NEP_OK ||
-                                        nep_text_encoder_load(g, w, required, rep, &err) != NEP_OK))) {
+        (mapped ? nep_hf_weights_open(dir, &w, &err) != NEP_OK ||
+                      nep_llama_build_mapped(cfg, max_length, w, g, rep, &err) != NEP_OK
+                : (decoder ? nep_llama_build(cfg, max_length, g, rng, &err)
+                           : nep_text_encoder_build(cfg, max_length, NEP_TEXT_HEAD_CLASSIFY, g, rng, &err)) != NEP_OK ||
+                      (has_weights(dir, required) && (nep_hf_weights_open(dir, &w, &err) != NEP_OK ||
+                                                      nep_text_encoder_load(g, w, required, rep, &err) != NEP_OK)))) {
         nep_hf_weights_close(w);
         nep_tokenizer_free(*tok);
         *tok = NULL;
@@ -92,8 +98,12 @@ int cli_text_model_open(const char *cmd, const char *dir, int64_t max_length, in
         nep_hf_config_free(cfg);
         return cli_error(cmd, &err);
     }
+    if (!mapped) nep_hf_weights_close(w), w = NULL;
+    if (!read_masks(cmd, dir, g)) {
+        if (mapped) *mapped = w;
+        return 0;
+    }
     nep_hf_weights_close(w);
-    if (!read_masks(cmd, dir, g)) return 0;
     nep_tokenizer_free(*tok);
     *tok = NULL;
     nep_graph_free(g);
@@ -139,6 +149,7 @@ int cli_text_write_folder(const char *cmd, const char *dir, const nep_hf_config 
     nep_safetensors st = {0}, masks = {0};
     nep_err err;
     char path[4200], mask_name[2 * NEP_NAME_LEN + 8];
+    if (nep_graph_check_resident(g, dir, &err) != NEP_OK) return cli_error(cmd, &err);
     if (cli_mkdirs(dir)) return cli_errorf(cmd, "cannot create directory %s", dir);
     /* the layers a structural baseline made the identity: the builder's act nodes, now Identity */
     cJSON *identity = cJSON_CreateArray();

@@ -112,7 +112,7 @@ int cmd_bench(int argc, char **argv) {
         nep_hf_config hc;
         nep_tokenizer *tok;
         nep_text_load_report rep;
-        if (cli_text_model_open("bench", hf, max_length, 2, NULL, &rng, false, &hc, &g, &tok, &rep)) return 1;
+        if (cli_text_model_open("bench", hf, max_length, 2, NULL, &rng, false, &hc, &g, &tok, &rep, NULL)) return 1;
         snprintf(name, sizeof name, "%s-L%lld-H%lld", nep_hf_model_type_name(hc.model_type),
                  (long long)hc.num_hidden_layers, (long long)hc.hidden_size);
         nep_tokenizer_free(tok);

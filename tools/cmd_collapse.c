@@ -125,7 +125,7 @@ static int load_text(const char *dir, const char *task, const char *data_dir, in
                      nep_model_spec *spec, text_data *td) {
     nep_text_load_report rep;
     if (!data_dir) return cli_errorf("collapse", "--data-dir: a text model needs the directory of the task's TSV files");
-    if (cli_text_model_open("collapse", dir, max_length, 0, NULL, NULL, true, &td->cfg, g, &td->tok, &rep) ||
+    if (cli_text_model_open("collapse", dir, max_length, 0, NULL, NULL, true, &td->cfg, g, &td->tok, &rep, NULL) ||
         cli_text_split("collapse", task, data_dir, "train", td->tok, max_length, 0, &td->d[0], &td->t[0]) ||
         cli_text_split("collapse", task, data_dir, "test", td->tok, max_length, 0, &td->d[1], &td->t[1]))
         return 1;

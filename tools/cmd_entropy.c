@@ -48,7 +48,7 @@ static int measure_text(const char *dir, const char *task, const char *data_dir,
     nep_text_tensors t = {0};
     nep_err err;
     if (!data_dir) return cli_errorf("entropy", "--data-dir: a text model needs the directory of the task's TSV files");
-    if (cli_text_model_open("entropy", dir, max_length, 0, NULL, NULL, true, &cfg, g, &tok, &rep)) return 1;
+    if (cli_text_model_open("entropy", dir, max_length, 0, NULL, NULL, true, &cfg, g, &tok, &rep, NULL)) return 1;
     int rc = cli_text_split("entropy", task, data_dir, strcmp(split, "val") ? split : "dev", tok, max_length, 0, &d, &t);
     cli_progress prog = {.tty = isatty(2), .label = "activation states", .unit = "seq/s"};
     if (!rc && nep_entropy_init(e, g, zero_is_off, &err) == NEP_OK) {

@@ -17,7 +17,7 @@ static int open_text(const char *cmd, const char *dir, int64_t max_length, nep_h
                      nep_tokenizer **tok) {
     nep_text_load_report rep;
     nep_tokenizer *t;
-    if (cli_text_model_open(cmd, dir, max_length, 0, NULL, NULL, true, cfg, g, &t, &rep)) return 1;
+    if (cli_text_model_open(cmd, dir, max_length, 0, NULL, NULL, true, cfg, g, &t, &rep, NULL)) return 1;
     if (tok) *tok = t;
     else nep_tokenizer_free(t);
     return 0;

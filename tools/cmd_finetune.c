@@ -133,7 +133,7 @@ int cmd_finetune(int argc, char **argv) {
     nep_rng_seed(&r.rng, (uint64_t)o.seed);
     nep_text_load_report rep;
     if (cli_text_model_open("finetune", o.hf, o.max_length, train.classes, (const char *const *)train.label_names,
-                            &r.rng, false, &r.cfg, &r.g, &tok, &rep))
+                            &r.rng, false, &r.cfg, &r.g, &tok, &rep, NULL))
         goto done;
     nep_text_dataset_free(&train);
     if (cli_text_split("finetune", o.task, data_dir, "train", tok, o.max_length, o.max_train_rows, &train, &ttrain) ||

@@ -32,7 +32,7 @@ static int read_prompts(const char *one, const char *file, char ***out, int64_t 
 int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *prompts_file = NULL, *backend = "cpu";
     int64_t max_new = 32, threads = 0;
-    bool json = false, no_special = false;
+    bool json = false, no_special = false, map_weights = false;
     cli_opt opts[] = {
         {"model", OPT_STR, &model, "Hugging Face folder of a Llama: config.json, weights, tokenizer.json (required)"},
         {"prompt", OPT_STR, &prompt, "the prompt"},
@@ -40,6 +40,7 @@ int cmd_generate(int argc, char **argv) {
         {"max-new-tokens", OPT_INT, &max_new, "tokens generated per prompt (fewer when it ends in eos)"},
         {"no-special-tokens", OPT_FLAG, &no_special, "encode the prompts without the tokenizer's special tokens "
                                                       "(<|begin_of_text|>)"},
+        {"map-weights", OPT_FLAG, &map_weights, "map the folder's bfloat16 matrices instead of loading them as float32: each is converted as it is used, so a model near the machine's memory runs (slower: see the README)"},
         THREADS_OPT(&threads),
         BACKEND_OPT(&backend),
         {"json", OPT_FLAG, &json, "one JSON object: the continuations' text and ids, and the speeds"},
@@ -63,10 +64,12 @@ int cmd_generate(int argc, char **argv) {
     int32_t *out = NULL;
     nep_err err;
     nep_text_load_report lr;
+    nep_hf_weights *mapped = NULL;
     rc = 1;
     if (read_prompts(prompt, prompts_file, &texts, &n)) goto done;
     /* any length works: generation builds the model at the prompts' and at one token */
-    if (cli_text_model_open("generate", model, 1, 0, NULL, NULL, true, &cfg, &g, &tok, &lr)) goto done;
+    if (cli_text_model_open("generate", model, 1, 0, NULL, NULL, true, &cfg, &g, &tok, &lr,
+                            map_weights ? &mapped : NULL)) goto done;
     if (cfg.model_type != NEP_HF_LLAMA) {
         cli_errorf("generate", "%s: model_type '%s': generate runs a Llama decoder", model, nep_hf_model_type_name(cfg.model_type));
         goto done;
@@ -97,11 +100,25 @@ int cmd_generate(int argc, char **argv) {
     }
     cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "continuations");
     for (int64_t i = 0; i < n; i++) {
-        int64_t k = 0;
+        int64_t k = 0, known = 0;
         while (k < max_new && out[i * max_new + k] >= 0) k++;
+        /* ids past the tokenizer's (a padded vocab_size) dropped, as tokenizers' decode drops them */
+        int32_t *shown = malloc(sizeof *shown * (size_t)(k + 1));
+        if (!shown) {
+            cJSON_Delete(root);
+            cli_errorf("generate", "out of memory");
+            goto done;
+        }
+        for (int64_t j = 0; j < k; j++)
+            if (out[i * max_new + j] < nep_tokenizer_vocab_size(tok)) shown[known++] = out[i * max_new + j];
+        if (known < k)
+            fprintf(stderr, "generate: prompt %lld: %lld generated id(s) past the tokenizer's vocabulary, left out of the "
+                    "text (--json lists every id)\n", (long long)i + 1, (long long)(k - known));
         char *text;
         size_t tlen;
-        if (nep_tokenizer_decode(tok, out + i * max_new, k, true, &text, &tlen, &err) != NEP_OK) {
+        const nep_status ds = nep_tokenizer_decode(tok, shown, known, true, &text, &tlen, &err);
+        free(shown);
+        if (ds != NEP_OK) {
             cJSON_Delete(root);
             cli_error("generate", &err);
             goto done;
@@ -141,6 +158,7 @@ done:
     free(texts), free(enc), free(len), free(ids), free(out);
     nep_tokenizer_free(tok);
     nep_graph_free(&g);
+    nep_hf_weights_close(mapped);
     nep_hf_config_free(&cfg);
     return rc;
 }

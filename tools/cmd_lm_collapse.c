@@ -1,7 +1,8 @@
 /* nepenthe lm-collapse: what removing a pruned decoder's SwiGLU layers can mean, done and
  * measured (nep_swiglu_shrink, collapse.h): features whose gate_proj row NEPENTHE zeroed
  * go exactly, always-OFF features (--always-off, from the entropy on a calibration draw)
- * approximately, and an MLP left with none goes whole. Reports, before and after: the
+ * approximately, and an MLP left with none goes whole (replaced by its mean output over the
+ * calibration tokens when it went approximately, unless --empty-mlp nothing). Reports, before and after: the
  * features and MLPs, parameters, FLOPs per token, the batch-1 latency of a forward over
  * --seq-len tokens (medians of 20 calls, the models alternating over 5 rounds), the
  * held-out perplexity and the multiple-choice accuracy; writes the
@@ -81,13 +82,15 @@ static int measure(const char *what, nep_graph *g, const nep_tokenizer *tok, int
 }
 
 int cmd_lm_collapse(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *out = NULL, *onnx = NULL, *backend = "cpu";
+    const char *model = NULL, *data = NULL, *out = NULL, *onnx = NULL, *backend = "cpu", *empty = "mean";
     int64_t seq_len = 128, calib_seqs = 128, seed = 0, batch = 16, max_questions = 0, threads = 0;
     bool always_off = false, json = false;
     cli_opt opts[] = {
         {"model", OPT_STR, &model, "a pruned decoder's folder (lm-prune's OUT/iter_<k>, its masks beside it) (required)"},
         {"data", OPT_STR, &data, "directory of train.txt, heldout.txt and mc/data, as lm-corpus writes it (required)"},
         {"always-off", OPT_FLAG, &always_off, "also drop the features always OFF on the calibration draw (approximate)"},
+        {"empty-mlp", OPT_STR, &empty, "--always-off: an MLP left with no feature becomes its mean output over the "
+                                       "calibration tokens (mean, a bias of o_proj) or nothing"},
         {"calib-seqs", OPT_INT, &calib_seqs, "calibration rows of train.txt for --always-off (as lm-prune draws them)"},
         {"seq-len", OPT_INT, &seq_len, "tokens per row"},
         {"seed", OPT_INT, &seed, "seed of the calibration draw"},
@@ -105,6 +108,8 @@ int cmd_lm_collapse(int argc, char **argv) {
     if (!model || !data || !out) return cli_errorf("lm-collapse", "--model DIR, --data DIR and --out FILE are required") + 1;
     if (seq_len < 2 || calib_seqs < 1 || batch < 1 || max_questions < 0)
         return cli_errorf("lm-collapse", "--seq-len at least 2, --calib-seqs and --batch positive") + 1;
+    const bool mean = strcmp(empty, "mean") == 0;
+    if (!mean && strcmp(empty, "nothing") != 0) return cli_errorf("lm-collapse", "--empty-mlp '%s': mean or nothing", empty) + 1;
     nep_exec_opts xo;
     if (cli_exec_opts("lm-collapse", backend, &xo)) return 2;
     cli_set_threads(threads);
@@ -116,12 +121,13 @@ int cmd_lm_collapse(int argc, char **argv) {
     nep_text_tensors calib = {0};
     nep_mmlu_set mc = {0};
     nep_entropy e = {0};
+    nep_real **means = NULL;
     nep_err err;
     uint32_t *order = NULL;
     char path[4200];
     rc = 1;
     nep_text_load_report lr;
-    if (cli_text_model_open("lm-collapse", model, seq_len, 0, NULL, NULL, true, &cfg, &g, &tok, &lr)) goto done;
+    if (cli_text_model_open("lm-collapse", model, seq_len, 0, NULL, NULL, true, &cfg, &g, &tok, &lr, NULL)) goto done;
     const int32_t eos = (int32_t)cfg.eos_token_id;
     snprintf(path, sizeof path, "%s/train.txt", data);
     nep_status s = nep_lm_rows_read(tok, path, eos, seq_len, &train, &err);
@@ -140,8 +146,13 @@ int cmd_lm_collapse(int argc, char **argv) {
     const nep_split split = {.text = &calib, .decoder = true};
     if (s == NEP_OK) s = nep_entropy_init(&e, &g, false, &err);
     if (s == NEP_OK && always_off) s = nep_entropy_measure_split(&e, &g, &split, batch, 0, &xo, &err);
+    if (s == NEP_OK && always_off && mean) {
+        means = calloc((size_t)e.n_layers + 1, sizeof *means);
+        s = means ? nep_swiglu_mean_outputs(&g, &e, &split, batch, means, &xo, &err)
+                  : nep_fail(&err, NEP_ERR_NOMEM, "out of memory");
+    }
     nep_swiglu_report r;
-    if (s == NEP_OK) s = nep_swiglu_shrink(&g, &e, always_off, &shrunk, &r, &err);
+    if (s == NEP_OK) s = nep_swiglu_shrink(&g, &e, always_off, means, &shrunk, &r, &err);
     if (s != NEP_OK) {
         cli_error("lm-collapse", &err);
         goto done;
@@ -171,8 +182,9 @@ int cmd_lm_collapse(int argc, char **argv) {
         goto done;
     }
     fprintf(human, "SwiGLU features: %lld of %lld kept (%lld dropped exactly: gate row zero; %lld always OFF, "
-            "approximately); %d of %d MLPs removed\n", (long long)r.kept, (long long)r.features,
-            (long long)r.dropped_exact, (long long)r.dropped_off, r.mlps_removed, r.mlps);
+            "approximately); %d of %d MLPs removed (%d replaced by their mean output)\n", (long long)r.kept,
+            (long long)r.features, (long long)r.dropped_exact, (long long)r.dropped_off, r.mlps_removed, r.mlps,
+            r.mlps_mean);
     fprintf(human, "%-30s %12s %12s\n%-30s %12lld %12lld\n%-30s %12.2f %12.2f\n%-30s %12.3f %12.3f\n"
             "%-30s %12.3f %12.3f\n%-30s %12.2f %12.2f\n%-30s %12.2f %12.2f\nwrote %s%s%s\n", "", "before", "after",
             "parameters", (long long)before.params, (long long)after.params, "MFLOPs per token",
@@ -182,14 +194,16 @@ int cmd_lm_collapse(int argc, char **argv) {
             onnx ? onnx : "");
     if (json)
         printf("{\"features\":%lld,\"kept\":%lld,\"dropped_exact\":%lld,\"dropped_off\":%lld,\"mlps\":%d,"
-               "\"mlps_removed\":%d,\"params\":[%lld,%lld],\"flops_per_token\":[%lld,%lld],\"latency_ms\":[%.4f,%.4f],"
+               "\"mlps_removed\":%d,\"mlps_mean\":%d,\"params\":[%lld,%lld],\"flops_per_token\":[%lld,%lld],\"latency_ms\":[%.4f,%.4f],"
                "\"ppl\":[%.4f,%.4f],\"mc_acc\":[%.4f,%.4f],\"mc_acc_norm\":[%.4f,%.4f],\"out\":\"%s\"}\n",
                (long long)r.features, (long long)r.kept, (long long)r.dropped_exact, (long long)r.dropped_off, r.mlps,
-               r.mlps_removed, (long long)before.params, (long long)after.params, (long long)before.flops,
+               r.mlps_removed, r.mlps_mean, (long long)before.params, (long long)after.params, (long long)before.flops,
                (long long)after.flops, 1e3 * before.latency, 1e3 * after.latency, before.ppl, after.ppl, before.acc,
                after.acc, before.acc_norm, after.acc_norm, out);
     rc = 0;
 done:
+    for (int l = 0; means && l < e.n_layers; l++) free(means[l]);
+    free(means);
     free(order);
     if (e.layers) nep_entropy_free(&e);
     nep_mmlu_set_free(&mc);

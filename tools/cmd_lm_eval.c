@@ -15,7 +15,7 @@
 typedef struct eval_opts {
     const char *model, *text, *mc, *split, *subject, *mode, *predictions, *backend;
     int64_t seq_len, batch, shots, max_questions, threads;
-    bool json;
+    bool json, map_weights;
 } eval_opts;
 
 /* Held-out loss of the file at path, packed into rows of T. */
@@ -59,6 +59,7 @@ int cmd_lm_eval(int argc, char **argv) {
         {"batch", OPT_INT, &o.batch, "rows per forward pass"},
         {"max-questions", OPT_INT, &o.max_questions, "score the first N questions only (0: all)"},
         {"predictions", OPT_STR, &o.predictions, "write each question's predictions and log-likelihoods (JSON lines)"},
+        {"map-weights", OPT_FLAG, &o.map_weights, "map the folder's bfloat16 matrices instead of loading them as float32: each is converted as it is used, so a model near the machine's memory runs (slower: see the README)"},
         THREADS_OPT(&o.threads),
         BACKEND_OPT(&o.backend),
         {"json", OPT_FLAG, &o.json, "end with one JSON line on stdout"},
@@ -86,12 +87,17 @@ int cmd_lm_eval(int argc, char **argv) {
     int64_t rows = 0, n = 0;
     nep_err err;
     nep_text_load_report lr;
+    nep_hf_weights *mapped = NULL;
     rc = 1;
-    if (cli_text_model_open("lm-eval", o.model, o.seq_len, 0, NULL, NULL, true, &cfg, &g, &tok, &lr)) goto done;
+    if (cli_text_model_open("lm-eval", o.model, o.seq_len, 0, NULL, NULL, true, &cfg, &g, &tok, &lr,
+                            o.map_weights ? &mapped : NULL)) goto done;
     if (cfg.model_type != NEP_HF_LLAMA) {
         cli_errorf("lm-eval", "%s: model_type '%s': lm-eval scores a Llama decoder", o.model, nep_hf_model_type_name(cfg.model_type));
         goto done;
     }
+    if (o.map_weights)
+        fprintf(human, "%s: %d bfloat16 matrices mapped (%.1f MB), converted as they are used\n", o.model, lr.mapped,
+                (double)lr.mapped_bytes / 1e6);
     double t0 = nep_now();
     if (o.text) {
         if (perplexity(&o, &g, tok, &cfg, &xo, &loss, &rows)) goto done;
@@ -131,7 +137,7 @@ int cmd_lm_eval(int argc, char **argv) {
         fprintf(human, " over %lld questions (%.1fs)\n", (long long)n, t_mc);
     }
     if (o.json) {
-        printf("{\"model\":\"%s\"", o.model);
+        printf("{\"model\":\"%s\",\"mapped\":%d", o.model, lr.mapped);
         if (o.text) printf(",\"loss\":%.6f,\"ppl\":%.4f,\"rows\":%lld,\"ppl_seconds\":%.3f", loss, exp(loss), (long long)rows, t_ppl);
         if (o.mc) {
             printf(",\"mode\":\"%s\",\"shots\":%lld,\"questions\":%lld,\"acc\":%.6f", o.mode, (long long)o.shots, (long long)n, rep.acc);
@@ -147,6 +153,7 @@ done:
     nep_mmlu_set_free(&set), nep_mmlu_set_free(&dev);
     nep_tokenizer_free(tok);
     nep_graph_free(&g);
+    nep_hf_weights_close(mapped);
     nep_hf_config_free(&cfg);
     return rc;
 }

@@ -252,7 +252,7 @@ int cmd_lm_prune(int argc, char **argv) {
         }
     }
     nep_text_load_report lr;
-    if (cli_text_model_open("lm-prune", r.model_dir, o.seq_len, 0, NULL, NULL, true, &r.cfg, &r.g, &r.tok, &lr)) goto done;
+    if (cli_text_model_open("lm-prune", r.model_dir, o.seq_len, 0, NULL, NULL, true, &r.cfg, &r.g, &r.tok, &lr, NULL)) goto done;
     if (r.cfg.model_type != NEP_HF_LLAMA) {
         cli_errorf("lm-prune", "%s: model_type '%s': lm-prune prunes a Llama decoder", o.model, nep_hf_model_type_name(r.cfg.model_type));
         goto done;

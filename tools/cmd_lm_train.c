@@ -119,7 +119,7 @@ int cmd_lm_train(int argc, char **argv) {
     }
     nep_rng_seed(&rng, (uint64_t)o.seed);
     nep_text_load_report rep;
-    if (cli_text_model_open("lm-train", o.model, o.seq_len, 0, NULL, &rng, false, &cfg, &g, &tok, &rep)) goto done;
+    if (cli_text_model_open("lm-train", o.model, o.seq_len, 0, NULL, &rng, false, &cfg, &g, &tok, &rep, NULL)) goto done;
     if (cfg.model_type != NEP_HF_LLAMA) {
         cli_errorf("lm-train", "%s: model_type '%s': lm-train trains a Llama decoder", o.model,
                    nep_hf_model_type_name(cfg.model_type));

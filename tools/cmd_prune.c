@@ -501,7 +501,7 @@ static int text_model(prune_run *r, const char *dir) {
     nep_text_load_report rep;
     nep_tokenizer_free(r->tok);
     nep_hf_config_free(&r->hf);
-    return cli_text_model_open("prune", dir, r->o.max_length, 0, NULL, NULL, true, &r->hf, &r->g, &r->tok, &rep);
+    return cli_text_model_open("prune", dir, r->o.max_length, 0, NULL, NULL, true, &r->hf, &r->g, &r->tok, &rep, NULL);
 }
 
 /* --ckpt a text classifier folder: the model and the task's splits (train, dev, test). */

@@ -110,14 +110,23 @@ int nep_graph_depth(const nep_graph *g);
  *     data (z < 0 there) contributes down[:, i] silu(z_i) up_i(x) with silu(z) in
  *     [-0.28, 0): dropping it changes the output by that much.
  * An MLP left with no feature is removed with its norm (its residual add bypassed):
- * exactly when every feature went the exact way. */
+ * exactly when every feature went the exact way. With means (always_off only), an MLP
+ * emptied approximately is replaced by means[l], its mean output over the calibration
+ * tokens (nep_swiglu_mean_outputs), a constant added to the block's o_proj as a bias,
+ * rather than by nothing: the output's mean over those tokens is then kept. */
 typedef struct nep_swiglu_report {
-    int mlps, mlps_removed;
+    int mlps, mlps_removed, mlps_mean; /* of the removed, those replaced by their mean output */
     int64_t features, kept, dropped_exact, dropped_off;
 } nep_swiglu_report;
 /* dst: src with its SwiGLU MLPs shrunk as above; e: src's entropy layers (the SiLUs, owned
  * by gate_proj), measured on calibration data when always_off. */
-nep_status nep_swiglu_shrink(const nep_graph *src, const nep_entropy *e, bool always_off, nep_graph *dst,
-                             nep_swiglu_report *r, nep_err *err);
+nep_status nep_swiglu_shrink(const nep_graph *src, const nep_entropy *e, bool always_off, nep_real *const *means,
+                             nep_graph *dst, nep_swiglu_report *r, nep_err *err);
+/* means[l] (malloc'd, hidden_size values; free each) = the mean of entropy layer l's MLP
+ * output (down_proj) over the tokens of d (its attention mask's ones), for each SwiGLU MLP
+ * whose every feature is zero-gated or was always OFF in e, not all zero-gated (those the
+ * approximate rewrite empties); NULL for the others. */
+nep_status nep_swiglu_mean_outputs(const nep_graph *g, const nep_entropy *e, const struct nep_split *d, int64_t batch,
+                                   nep_real **means, const nep_exec_opts *xo, nep_err *err);
 
 #endif

@@ -212,7 +212,10 @@ typedef struct nep_param {
     unsigned flags;
     int ndim;
     int64_t shape[NEP_MAX_DIMS];
-    int64_t offset, numel;    /* into values / grads / masks */
+    int64_t offset, numel;    /* into values / grads / masks; -1: mapped (below) */
+    /* Not NULL: the parameter's values are these numel bfloat16 numbers, read-only memory
+     * of a mapped weights file, and it has no storage in the blocks (nep_graph_map_bf16). */
+    const uint16_t *bf16;
 } nep_param;
 
 typedef struct nep_node {
@@ -300,10 +303,23 @@ nep_status nep_graph_reshape_param(nep_graph *g, int param, int ndim, const int6
                                    nep_err *err);
 /* dst reads src's parameter values from now on, not its own: one copy of a model's
  * weights for the same model built twice (a decoder at the prompt's length and at one
- * token, for generation). Their parameters must match in names, shapes and layout (the
- * same builder): else NEP_ERR_ARG. src must outlive dst; dst can no longer gain or
- * reshape parameters; its gradients and masks stay its own. */
+ * token, for generation). Their parameters must match in names and shapes (the same
+ * builder), and dst must have no mapped ones (nep_graph_map_bf16): else NEP_ERR_ARG.
+ * dst's parameters take src's offsets and mappings, and dst runs forward only: it has no
+ * gradients or masks (NULL), and can no longer gain or reshape parameters. Called before
+ * dst is finalized, dst never allocates blocks of its own. src must outlive dst. */
 nep_status nep_graph_borrow_values(nep_graph *dst, nep_graph *src, nep_err *err);
+/* Before nep_graph_finalize: parameter k's values become the numel bfloat16 numbers at
+ * data (a read-only mapping of a weights file, which must outlive the graph, 2-byte
+ * aligned), and it gets no storage in values, grads or masks (offset -1). The executor
+ * converts such a matrix to nep_real in a buffer of its own each time a node uses it, so
+ * that a bfloat16 model close to the machine's memory runs forward without a float32
+ * copy of itself. A graph with mapped parameters runs forward only: backward, training,
+ * rewrites and writing the weights refuse it (nep_graph_check_resident). NEP_ERR_ARG
+ * after finalize or for a misaligned pointer. */
+nep_status nep_graph_map_bf16(nep_graph *g, int k, const uint16_t *data, nep_err *err);
+/* NEP_ERR_UNSUPPORTED, naming `what` and the first mapped parameter, when g has one. */
+nep_status nep_graph_check_resident(const nep_graph *g, const char *what, nep_err *err);
 /* A new graph holding only src's live nodes (in topological order) and the parameters
  * they list, with their values and masks: what a rewrite returns after editing a copy
  * in place (dead nodes, parameters a node no longer lists, unused storage). */

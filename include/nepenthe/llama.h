@@ -18,6 +18,7 @@
 #include "nepenthe/graph.h"
 #include "nepenthe/hf.h"
 #include "nepenthe/rng.h"
+#include "nepenthe/text_model.h"
 
 /* Builds and finalizes the graph for sequences of seq_len tokens; with rng, initializes as
  * transformers' _init_weights does (Linear and Embedding weights
@@ -27,5 +28,17 @@
  * no lm_head.weight then. NEP_ERR_UNSUPPORTED for another model_type or another
  * hidden_act than silu; NEP_ERR_ARG for seq_len outside 1..max_position_embeddings. Load weights with nep_text_encoder_load (text_model.h). */
 nep_status nep_llama_build(const nep_hf_config *cfg, int64_t seq_len, nep_graph *g, nep_rng *rng, nep_err *err);
+/* The same graph at another length, reading src's weights (nep_graph_borrow_values):
+ * forward only, with no blocks of its own. src must outlive g. */
+nep_status nep_llama_build_borrowing(const nep_hf_config *cfg, int64_t seq_len, nep_graph *src, nep_graph *g,
+                                     nep_err *err);
+/* The same graph with the folder's weights w, its bfloat16 matrices (every tensor of two
+ * or more dimensions stored as BF16) mapped rather than copied (nep_graph_map_bf16): the
+ * executor converts each as a node uses it, so that a model close to the machine's memory
+ * (8B parameters are 16 GB in bfloat16) runs without a float32 copy of itself, forward
+ * only. The rest loads as nep_text_encoder_load loads it, every parameter required. w must
+ * outlive g. */
+nep_status nep_llama_build_mapped(const nep_hf_config *cfg, int64_t seq_len, const nep_hf_weights *w, nep_graph *g,
+                                  nep_text_load_report *rep, nep_err *err);
 
 #endif

@@ -43,6 +43,8 @@ nep_status nep_text_encoder_build(const nep_hf_config *cfg, int64_t seq_len, nep
 /* What nep_text_encoder_load found. */
 typedef struct nep_text_load_report {
     int loaded;             /* parameters read from the folder */
+    int mapped;             /* of them, bfloat16 matrices mapped, not copied (nep_llama_build_mapped) */
+    int64_t mapped_bytes;
     int missing;            /* left as they were (a new classification head) */
     char first_missing[2 * NEP_NAME_LEN];
     int unused;             /* the folder's tensors no parameter read (a pooler, an MLM head) */

@@ -117,6 +117,22 @@ static bool share_buffers(nep_exec *ex) {
     return ok;
 }
 
+/* The buffers the nodes' mapped parameters are converted into, one per parameter slot. */
+static bool alloc_converted(nep_exec *ex) {
+    const nep_graph *g = ex->g;
+    int64_t need[NEP_MAX_PARAMS] = {0};
+    for (int k = 0; k < g->n_order; k++) {
+        const nep_node *nd = &g->nodes[g->order[k]];
+        for (int p = 0; p < nd->n_params; p++) {
+            const nep_param *q = &g->params[nd->params[p]];
+            if (q->bf16 && q->numel > need[p]) need[p] = q->numel;
+        }
+    }
+    for (int p = 0; p < NEP_MAX_PARAMS; p++)
+        if (need[p] && !(ex->converted[p] = alloc_reals(need[p]))) return false;
+    return true;
+}
+
 nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const nep_exec_opts *o,
                         nep_err *err) {
     static const nep_exec_opts defaults = {0};
@@ -127,6 +143,9 @@ nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const n
         return nep_fail(err, NEP_ERR_ARG, "unknown backend '%s' (there are: cpu, ref)", o->backend);
     if (o->layout == NEP_LAYOUT_NHWC && !backend->nhwc)
         return nep_fail(err, NEP_ERR_ARG, "backend '%s' runs NCHW activations only", backend->name);
+    if (!o->inference) NEP_TRY(nep_graph_check_resident(g, "an executor for training", err));
+    if (!o->inference && !g->grads)
+        return nep_fail(err, NEP_ERR_ARG, "an executor for training: the graph borrows its values (forward only)");
     nep_exec *ex = calloc(1, sizeof *ex);
     if (!ex) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for an executor");
     const bool inference = o->inference;
@@ -171,6 +190,7 @@ nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const n
         ex->act_bytes += n_reals * (int64_t)sizeof(nep_real);
         if (!ex->act[id] || !ex->dact[id]) goto nomem;
     }
+    if (!alloc_converted(ex)) goto nomem;
     int *uses = count_uses(g);
     if (!uses) goto nomem;
     plan_sharing(ex, uses);
@@ -246,6 +266,7 @@ void nep_exec_free(nep_exec *ex) {
     free(ex->param_fresh);
     free(ex->epilogue);
     nep_scratch_free(&ex->scratch);
+    for (int p = 0; p < NEP_MAX_PARAMS; p++) free(ex->converted[p]);
     free(ex->in_moved);
     free(ex->in_grad);
     free(ex->out_moved);

@@ -41,6 +41,9 @@ struct nep_exec {
      * then writes the rectifier's output itself (nep_call.rectify) and the rectifier's
      * forward is skipped. */
     int *epilogue;
+    /* [NEP_MAX_PARAMS] by a node's parameter slot: its mapped parameter (nep_graph_map_bf16)
+     * converted to nep_real for the node's forward; sized for the largest in that slot. */
+    nep_real *converted[NEP_MAX_PARAMS];
     nep_real *in_moved;       /* the input in the executor's layout, when it differs */
     nep_real *in_grad;        /* the input gradient, NCHW, when the layouts differ */
     nep_real *out_moved;      /* the output moved back to NCHW, when the layouts differ */

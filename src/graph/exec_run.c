@@ -29,6 +29,17 @@ static bool accumulates(nep_exec *ex, const nep_node *n) {
     return ex->accumulate_grads || stale;
 }
 
+/* y[0..n) = the bfloat16 numbers h: each is the top half of a float's bits. */
+static void bf16_to_real(const uint16_t *h, int64_t n, nep_real *y) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        const uint32_t bits = (uint32_t)h[i] << 16;
+        float f;
+        memcpy(&f, &bits, sizeof f);
+        y[i] = (nep_real)f;
+    }
+}
+
 /* The description of node id's forward call, or its backward's; the latter claims the
  * input gradients (nep_exec.grad_fresh) in input order: the first claim of a buffer in
  * a backward overwrites it, later ones add; and the parameter gradients (accumulates). */
@@ -46,8 +57,14 @@ static nep_call call_of(nep_exec *ex, int id, bool backward) {
     };
     for (int i = 0; i < n->n_inputs; i++) c.x[i] = ex->act[n->inputs[i]];
     for (int p = 0; p < n->n_params; p++) {
-        c.w[p] = g->values + g->params[n->params[p]].offset;
-        c.dw[p] = g->grads + g->params[n->params[p]].offset;
+        const nep_param *q = &g->params[n->params[p]];
+        if (q->bf16) { /* forward only (nep_exec_new) */
+            c.w[p] = ex->converted[p];
+            bf16_to_real(q->bf16, q->numel, ex->converted[p]);
+            continue;
+        }
+        c.w[p] = g->values + q->offset;
+        c.dw[p] = g->grads ? g->grads + q->offset : NULL;
     }
     if (!backward) return c;
     c.dy = ex->dact[id];

@@ -293,20 +293,44 @@ nep_status nep_graph_copy(const nep_graph *src, nep_graph *dst, nep_err *err) {
 }
 
 nep_status nep_graph_borrow_values(nep_graph *dst, nep_graph *src, nep_err *err) {
-    bool same = dst->n_params == src->n_params && dst->n_values == src->n_values;
+    bool same = dst->n_params == src->n_params && dst->n_values >= src->n_values;
     for (int i = 0; same && i < dst->n_params; i++) {
         const nep_param *a = &dst->params[i], *b = &src->params[i];
-        same = strcmp(a->name, b->name) == 0 && a->offset == b->offset && a->numel == b->numel;
+        same = strcmp(a->name, b->name) == 0 && a->numel == b->numel && !a->bf16;
     }
-    if (!same) return nep_fail(err, NEP_ERR_ARG, "the graphs' parameters differ in names, shapes or layout");
+    if (!same) return nep_fail(err, NEP_ERR_ARG, "the graphs' parameters differ in names or shapes");
+    for (int i = 0; i < dst->n_params; i++)
+        dst->params[i].offset = src->params[i].offset, dst->params[i].bf16 = src->params[i].bf16;
     if (!dst->values_borrowed) free(dst->values);
-    dst->values = src->values;
+    free(dst->grads), free(dst->masks);
+    dst->values = src->values, dst->grads = NULL, dst->masks = NULL; /* forward only */
+    dst->n_values = src->n_values;
     dst->values_borrowed = true;
+    return NEP_OK;
+}
+
+nep_status nep_graph_map_bf16(nep_graph *g, int k, const uint16_t *data, nep_err *err) {
+    if (g->values) return nep_fail(err, NEP_ERR_ARG, "parameter '%s': map it before the graph is finalized", g->params[k].name);
+    if ((uintptr_t)data % sizeof *data) return nep_fail(err, NEP_ERR_ARG, "parameter '%s': bfloat16 data at an odd address", g->params[k].name);
+    g->params[k].bf16 = data;
+    g->n_values = 0; /* the others keep their order in the blocks, closed up */
+    for (int i = 0; i < g->n_params; i++)
+        if (g->params[i].bf16) g->params[i].offset = -1;
+        else place_param(g, &g->params[i]);
+    return NEP_OK;
+}
+
+nep_status nep_graph_check_resident(const nep_graph *g, const char *what, nep_err *err) {
+    for (int k = 0; k < g->n_params; k++)
+        if (g->params[k].bf16)
+            return nep_fail(err, NEP_ERR_UNSUPPORTED, "%s: parameter '%s' is read-only bfloat16 mapped from its file; "
+                            "load the model without mapping to change or write it", what, g->params[k].name);
     return NEP_OK;
 }
 
 nep_status nep_graph_compact(const nep_graph *src, nep_graph *dst, nep_err *err) {
     nep_graph_init(dst);
+    NEP_TRY(nep_graph_check_resident(src, "compacting the graph", err));
     /* id: src node -> dst node; from: dst param -> src param; to: the reverse */
     int *id = malloc(sizeof(int) * (size_t)(src->n_nodes + 1));
     int *from = malloc(sizeof(int) * (size_t)(src->n_params + 1));

@@ -274,6 +274,7 @@ nep_status nep_checkpoint_load_optim(const char *path, const nep_safetensors *st
 nep_status nep_checkpoint_save(const char *path, const nep_graph *g, const nep_model_spec *spec,
                                const nep_normalize *norm, const nep_optim *opt,
                                const nep_st_meta *extra, int n_extra, nep_err *err) {
+    NEP_TRY(nep_graph_check_resident(g, path, err));
     nep_safetensors st = {0};
     char mask_name[2 * NEP_NAME_LEN + 8];
     char *arch = nep_model_spec_to_json(spec), *nj = norm ? nep_normalize_to_json(norm) : NULL;

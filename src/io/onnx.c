@@ -495,6 +495,7 @@ static nep_status write_model(builder *b, const nep_normalize *norm, const char 
 
 nep_status nep_onnx_export_summary(const nep_graph *g, const nep_normalize *norm,
                                    const char *path, nep_onnx_summary *out, nep_err *err) {
+    NEP_TRY(nep_graph_check_resident(g, path, err));
     if (g->n_order < 1 || g->input < 0 || g->input >= g->n_nodes || g->output < 0 ||
         g->output >= g->n_nodes)
         return nep_fail(err, NEP_ERR_ARG, "ONNX export: the graph is empty or not finalized");

@@ -12,14 +12,6 @@ static int32_t argmax(const nep_real *z, int64_t V) {
     return (int32_t)best;
 }
 
-/* The decoder at T tokens, reading g's weights. */
-static nep_status build_at(const nep_hf_config *cfg, int64_t T, nep_graph *g, nep_graph *out, nep_err *err) {
-    NEP_TRY(nep_llama_build(cfg, T, out, NULL, err));
-    const nep_status s = nep_graph_borrow_values(out, g, err);
-    if (s != NEP_OK) nep_graph_free(out);
-    return s;
-}
-
 nep_status nep_generate_greedy(const nep_hf_config *cfg, nep_graph *g, const int32_t *const *ids, const int64_t *len,
                                int64_t B, int64_t max_new, int32_t eos, int32_t *out, nep_generate_stats *st,
                                nep_progress_fn progress, void *progress_ctx, const nep_exec_opts *xo, nep_err *err) {
@@ -45,8 +37,8 @@ nep_status nep_generate_greedy(const nep_hf_config *cfg, nep_graph *g, const int
     int64_t *pos = malloc(sizeof *pos * (size_t)B + 1);
     bool *done = calloc((size_t)B + 1, sizeof *done);
     nep_status s = x && next && mask && pos && done ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory for %lld prompts", (long long)B);
-    if (s == NEP_OK) s = build_at(cfg, Tp, g, &prompt, err);
-    if (s == NEP_OK) s = build_at(cfg, 1, g, &step, err);
+    if (s == NEP_OK) s = nep_llama_build_borrowing(cfg, Tp, g, &prompt, err);
+    if (s == NEP_OK) s = nep_llama_build_borrowing(cfg, 1, g, &step, err);
     if (s == NEP_OK) s = nep_exec_new(&pex, &prompt, B, &o, err);
     if (s == NEP_OK) s = nep_exec_new(&sex, &step, B, &o, err);
     if (s == NEP_OK) s = nep_kv_cache_init(&kv, &prompt, B, Tp + max_new, err);

@@ -50,7 +50,8 @@ static void init_weights(const nep_hf_config *c, nep_graph *g, nep_rng *rng) {
     }
 }
 
-nep_status nep_llama_build(const nep_hf_config *c, int64_t seq_len, nep_graph *g, nep_rng *rng, nep_err *err) {
+/* The graph's nodes and parameters, not finalized. */
+static nep_status build_nodes(const nep_hf_config *c, int64_t seq_len, nep_graph *g, nep_err *err) {
     if (c->model_type != NEP_HF_LLAMA)
         return nep_fail(err, NEP_ERR_UNSUPPORTED, "model_type '%s' is not a Llama decoder", nep_hf_model_type_name(c->model_type));
     if (c->hidden_act != NEP_HF_ACT_SILU)
@@ -77,12 +78,42 @@ nep_status nep_llama_build(const nep_hf_config *c, int64_t seq_len, nep_graph *g
             b.st = nep_fail(err, NEP_ERR_NOMEM, "out of memory tying lm_head");
     } else
         g->output = nep_mb_linear(&b, "lm_head", x, c->hidden_size, c->vocab_size, false);
-    nep_status s = b.st;
-    if (s == NEP_OK) s = nep_graph_finalize(g, err);
+    if (b.st != NEP_OK) nep_graph_free(g);
+    return b.st;
+}
+
+nep_status nep_llama_build(const nep_hf_config *c, int64_t seq_len, nep_graph *g, nep_rng *rng, nep_err *err) {
+    NEP_TRY(build_nodes(c, seq_len, g, err));
+    const nep_status s = nep_graph_finalize(g, err);
     if (s != NEP_OK) {
         nep_graph_free(g);
         return s;
     }
     if (rng) init_weights(c, g, rng);
     return NEP_OK;
+}
+
+nep_status nep_llama_build_borrowing(const nep_hf_config *c, int64_t seq_len, nep_graph *src, nep_graph *g, nep_err *err) {
+    NEP_TRY(build_nodes(c, seq_len, g, err));
+    nep_status s = nep_graph_borrow_values(g, src, err);
+    if (s == NEP_OK) s = nep_graph_finalize(g, err);
+    if (s != NEP_OK) nep_graph_free(g);
+    return s;
+}
+
+nep_status nep_llama_build_mapped(const nep_hf_config *c, int64_t seq_len, const nep_hf_weights *w, nep_graph *g,
+                                  nep_text_load_report *rep, nep_err *err) {
+    NEP_TRY(build_nodes(c, seq_len, g, err));
+    nep_status s = NEP_OK;
+    for (int k = 0; s == NEP_OK && k < g->n_params; k++) {
+        const nep_param *p = &g->params[k];
+        const nep_st_tensor *t = nep_hf_weights_find(w, p->name);
+        bool same = t && t->dtype == NEP_DT_BF16 && p->ndim >= 2 && t->ndim == p->ndim;
+        for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
+        if (same) s = nep_graph_map_bf16(g, k, t->data, err); /* else the loader copies it, or says why not */
+    }
+    if (s == NEP_OK) s = nep_graph_finalize(g, err);
+    if (s == NEP_OK) s = nep_text_encoder_load(g, w, true, rep, err);
+    if (s != NEP_OK) nep_graph_free(g);
+    return s;
 }

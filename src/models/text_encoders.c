@@ -163,6 +163,10 @@ static const nep_st_tensor *find_weight(const nep_hf_weights *w, const char *nam
     return t;
 }
 
+static void mark_used(const nep_hf_weights *w, const nep_st_tensor *t, bool *used) {
+    for (int i = 0; i < nep_hf_weights_count(w); i++) used[i] |= nep_hf_weights_at(w, i) == t;
+}
+
 nep_status nep_text_encoder_load(nep_graph *g, const nep_hf_weights *w, bool required,
                                  nep_text_load_report *report, nep_err *err) {
     *report = (nep_text_load_report){0};
@@ -184,6 +188,11 @@ nep_status nep_text_encoder_load(nep_graph *g, const nep_hf_weights *w, bool req
                          p->name, p->ndim, (long long)p->shape[0]);
             break;
         }
+        if (p->bf16) { /* mapped from t (nep_llama_build_mapped) */
+            mark_used(w, t, used);
+            report->loaded++, report->mapped++, report->mapped_bytes += (int64_t)t->nbytes;
+            continue;
+        }
         float *f = realloc(buf, sizeof *f * (size_t)p->numel);
         if (!f) {
             s = nep_fail(err, NEP_ERR_NOMEM, "out of memory loading '%s'", p->name);
@@ -192,7 +201,7 @@ nep_status nep_text_encoder_load(nep_graph *g, const nep_hf_weights *w, bool req
         buf = f;
         s = nep_hf_weights_get_f32(w, t->name, buf, p->numel, err);
         for (int64_t i = 0; s == NEP_OK && i < p->numel; i++) g->values[p->offset + i] = buf[i];
-        for (int i = 0; i < nep_hf_weights_count(w); i++) used[i] |= nep_hf_weights_at(w, i) == t;
+        mark_used(w, t, used);
         report->loaded++;
     }
     for (int i = 0; s == NEP_OK && i < nep_hf_weights_count(w); i++) report->unused += !used[i];

@@ -142,6 +142,7 @@ void nep_wanda_free(double **norms, int n) {
 
 nep_status nep_prune_step(nep_graph *g, const nep_entropy *e, const nep_prune_cfg *cfg,
                           double *const *scales, int64_t *pruned, int64_t *budget, nep_err *err) {
+    NEP_TRY(nep_graph_check_resident(g, "pruning", err));
     const int n = e->n_layers;
     nep_budget_layer *bl = calloc((size_t)n + 1, sizeof *bl);
     double **hn = calloc((size_t)n + 1, sizeof *hn);
