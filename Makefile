@@ -54,6 +54,27 @@ build/libnepenthe_ir.a: $(IR_SRCS:%.c=build/obj/%.o)
 build/nepenthe: $(TOOL_SRCS:%.c=build/obj/%.o) build/libnepenthe.a
 	@echo "LD $@"; $(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
+# --- the MPI-enabled CLI (issue 17): OpenMPI through pkg-config ------------------------
+# `make` builds it where OpenMPI is installed; `make test` always (its deps install it),
+# so the flags are looked up when the recipes run, after deps.
+MPI_CFLAGS = $(shell pkg-config --cflags ompi-c)
+MPI_LIBS = $(shell pkg-config --libs ompi-c)
+ifneq ($(shell pkg-config --libs ompi-c 2>/dev/null),)
+all: build/nepenthe-mpi
+ifeq ($(MAKELEVEL),0)
+$(info MPI: OpenMPI $(shell pkg-config --modversion ompi-c) found: make builds build/nepenthe-mpi)
+endif
+else
+ifeq ($(MAKELEVEL),0)
+$(info MPI: not found (no pkg-config ompi-c; scripts/install-deps.sh installs libopenmpi-dev): no build/nepenthe-mpi)
+endif
+endif
+build/obj/tools/mpi/%.o: tools/mpi/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	@echo "CC $<"; $(CC) $(CPPFLAGS) -Itools $(MPI_CFLAGS) $(CFLAGS) -c $< -o $@
+build/nepenthe-mpi: build/obj/tools/mpi/nepenthe_mpi.o $(filter-out build/obj/tools/nepenthe.o,$(TOOL_SRCS:%.c=build/obj/%.o)) build/libnepenthe.a
+	@echo "LD $@"; $(CC) $(CFLAGS) $^ -o $@ $(MPI_LIBS) $(LDLIBS)
+
 # Programs in examples/ use only the umbrella header include/nepenthe.h.
 build/examples/%: build/obj/examples/%.o build/libnepenthe.a
 	@mkdir -p $(dir $@)
@@ -122,7 +143,7 @@ TEST_RUNS := $(IR_TESTS:tests/%.c=build/asan/ir/%) $(EXAMPLES) \
              $(addprefix isa:,$(DNNL_TESTS:tests/%.c=build/asan/tests/%) $(DNNL_TESTS:tests/%.c=build/tests/%)) \
              isa:tests/cli_test.sh isa:tests/entropy_prune_test.sh isa:tests/onnx_test.sh \
              isa:tests/collapse_test.sh tests/theory_test.sh tests/fault_test.sh tests/torchvision_test.sh \
-             tests/tokenizer_test.sh tests/finetune_test.sh isa:tests/lm_train_test.sh
+             tests/tokenizer_test.sh tests/finetune_test.sh isa:tests/lm_train_test.sh isa:tests/mpi_test.sh
 
 # The Python environment of the tests (ONNX Runtime from PyPI, pinned in
 # scripts/requirements.txt; Debian's torch and onnx stay visible).
@@ -135,7 +156,7 @@ ONNX_TEST_DEPS := build/tests/onnx_fixture $(VENV)/.stamp
 # replays the corpus and every input that ever crashed (fuzz/fuzz.mk: FUZZ_REPLAY_DEPS).
 include fuzz/fuzz.mk
 
-test: deps all build/asan/nepenthe golden $(TEST_BINS) $(ONNX_TEST_DEPS) $(FUZZ_REPLAY_DEPS)
+test: deps all build/nepenthe-mpi build/asan/nepenthe golden $(TEST_BINS) $(ONNX_TEST_DEPS) $(FUZZ_REPLAY_DEPS)
 	@tests/run.sh $(TEST_RUNS)
 
 # --- valgrind memcheck over the tests that run oneDNN ------------------------------

@@ -188,6 +188,8 @@ int cli_run_resume(const char *cmd, const char *path, nep_graph *g, nep_optim *o
 
 /* Subcommands. */
 int cmd_train(int argc, char **argv);
+/* train over data-parallel ranks (comm; NULL: one process), as nepenthe-mpi runs it. */
+int cli_train(int argc, char **argv, const nep_comm *comm);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -64,6 +64,7 @@ typedef struct run_state {
     cli_progress prog;
     double img_s_sum, val_top1; /* over the epochs run; of the last one */
     bool reported;          /* a hook printed the error already */
+    const nep_comm *comm;   /* data-parallel ranks, or NULL; rank 0 alone writes and prints */
 } run_state;
 
 /* Appends one line to log.jsonl; says why when it cannot. */
@@ -78,6 +79,7 @@ static int append_log(const char *log, const char *line) {
  * With log_line NULL only the model file is written. */
 static int save_epoch(run_state *r, const nep_optim *opt, const char *log_line) {
     const train_opts *o = r->o;
+    if (nep_comm_rank(r->comm) != 0) return 0;
     char epoch[32], data[256];
     snprintf(epoch, sizeof epoch, "%lld", (long long)r->epoch);
     snprintf(data, sizeof data, "{\"name\":\"%s\",\"val\":%lld,\"split_seed\":%lld}", o->data,
@@ -134,8 +136,11 @@ static nep_status on_epoch(void *ctx, const nep_graph *g, const nep_optim *opt, 
              "\"val_top1\":%.4f,\"val_loss\":%.6f,\"img_per_s\":%.1f,\"seconds\":%.3f}",
              (long long)row->epoch, row->lr, row->loss, row->train_top1, row->val_top1, row->val_loss,
              row->img_per_s, row->seconds);
-    if (save_epoch(r, opt, line)) {
-        r->reported = true;
+    int64_t failed = save_epoch(r, opt, line) != 0; /* every rank stops when rank 0 could not write */
+    r->reported = failed;
+    NEP_TRY(nep_comm_sum(r->comm, &failed, 1, NEP_COMM_I64, err));
+    if (failed) {
+        r->reported |= nep_comm_rank(r->comm) != 0;
         return nep_fail(err, NEP_ERR_IO, "(reported)");
     }
     fprintf(r->human, "epoch %3lld/%lld  lr %.4g  loss %.4f  train %.2f%%  val %.2f%%  %.0f img/s  %.1fs\n",
@@ -152,15 +157,19 @@ static nep_status on_restore_optim(void *ctx, const nep_graph *g, nep_optim *opt
 
 static void on_phase(void *ctx, const char *label) {
     run_state *r = ctx;
+    if (nep_comm_rank(r->comm) != 0) return;
     if (label) r->prog = (cli_progress){.tty = isatty(2), .label = label};
     else cli_progress_end(&r->prog);
 }
 
 static void on_progress(void *ctx, int64_t done, int64_t total, double loss, double seconds) {
+    if (nep_comm_rank(((run_state *)ctx)->comm) != 0) return;
     cli_progress_cb(&((run_state *)ctx)->prog, done, total, loss, seconds);
 }
 
-int cmd_train(int argc, char **argv) {
+int cmd_train(int argc, char **argv) { return cli_train(argc, argv, NULL); }
+
+int cli_train(int argc, char **argv, const nep_comm *comm) {
     train_opts o = {.data = "fashion-mnist", .backend = "cpu", .epochs = 10, .val = 5000};
     model_opts_default(&o.m);
     train_flags_default(&o.t);
@@ -192,7 +201,9 @@ int cmd_train(int argc, char **argv) {
     if (model_opts_spec("train", &o.m, &r.spec) || train_flags_cfg("train", &o.t, o.epochs, "epochs", &cfg) ||
         cli_exec_opts("train", o.backend, &xo))
         return 2;
-    FILE *human = o.json ? stderr : stdout;
+    const bool lead = nep_comm_rank(comm) == 0;
+    FILE *quiet = lead ? NULL : fopen("/dev/null", "w"), *human = !lead ? quiet : o.json ? stderr : stdout;
+    if (!human) return cli_errorf("train", "rank %d: cannot open /dev/null", nep_comm_rank(comm));
     nep_dataset full = {0}, train = {0}, val = {0}, test = {0};
     nep_err err;
     char *options = NULL;
@@ -219,10 +230,10 @@ int cmd_train(int argc, char **argv) {
     if (o.resume && access(ckpt, F_OK) == 0) {
         if (resume(ckpt, options, &r)) goto done;
         fprintf(human, "resuming %s after epoch %lld\n", ckpt, (long long)r.epoch);
-        if (cli_trim_jsonl("train", log, "epoch", r.epoch)) goto done;
+        if (lead && cli_trim_jsonl("train", log, "epoch", r.epoch)) goto done;
     } else {
         if (o.resume) fprintf(human, "no %s yet: starting a new run\n", ckpt);
-        if (cli_mkdirs(o.out)) {
+        if (lead && cli_mkdirs(o.out)) {
             cli_errorf("train", "--out: cannot create directory %s: %s", o.out, strerror(errno));
             goto done;
         }
@@ -232,17 +243,31 @@ int cmd_train(int argc, char **argv) {
             cli_error("train", &err);
             goto done;
         }
-        remove(log);
+        if (lead) remove(log);
     }
     fprintf(human, "model %s: %lld parameters; %lld train, %lld val, %lld test images\n",
             r.spec.name, (long long)nep_graph_param_count(&r.g), (long long)train.n,
             (long long)val.n, (long long)test.n);
     const double t0 = nep_now();
     const int64_t start = r.epoch;
-    r.o = &o, r.options = options, r.ckpt = ckpt, r.model = model, r.log = log, r.human = human;
+    r.o = &o, r.options = options, r.ckpt = ckpt, r.model = model, r.log = log, r.human = human, r.comm = comm;
+    if (nep_comm_many(comm)) {
+        char what[4200];
+        snprintf(what, sizeof what, "--out %s: the options, data split, normalization and weights", o.out);
+        nep_status a = nep_comm_agree(comm, options, (int64_t)strlen(options), what, &err);
+        if (a == NEP_OK) a = nep_comm_agree(comm, &r.norm, sizeof r.norm, what, &err);
+        if (a == NEP_OK) a = nep_comm_agree(comm, train.labels, train.n * (int64_t)sizeof *train.labels, what, &err);
+        if (a == NEP_OK) a = nep_comm_agree(comm, r.g.values, r.g.n_values * (int64_t)sizeof(nep_real), what, &err);
+        if (a != NEP_OK) {
+            cli_error("train", &err);
+            goto done;
+        }
+        fprintf(human, "data parallel over %d ranks: each takes 1/%d of every batch of %lld\n", comm->size, comm->size,
+                (long long)o.t.batch);
+    }
     const nep_train_cfg tc = {.optim = cfg, .epochs = o.epochs, .batch = o.t.batch,
                               .augment = train_flags_augmentation(&o.t), .train = &train,
-                              .val = &val, .norm = &r.norm, .exec = &xo};
+                              .val = &val, .norm = &r.norm, .exec = &xo, .comm = comm};
     const nep_train_hooks hooks = {.ctx = &r, .epoch = on_epoch, .restore_optim = on_restore_optim,
                                    .phase = on_phase, .progress = on_progress};
     nep_status s = nep_train_run(&r.g, &tc, &r.epoch, &r.rng, &hooks, &err);
@@ -266,7 +291,7 @@ int cmd_train(int argc, char **argv) {
         if (save_epoch(&r, NULL, NULL)) goto done;
     }
     fprintf(human, "test top-1 %.2f%%  (val %.2f%%)  %s written\n", test_top1, val_top1, model);
-    if (o.json)
+    if (o.json && lead)
         printf("{\"test_top1\":%.4f,\"val_top1\":%.4f,\"test_loss\":%.6f,\"params\":%lld,"
                "\"epochs\":%lld,\"seconds\":%.3f,\"train_img_per_s\":%.1f,\"checkpoint\":\"%s\"}\n",
                test_top1, val_top1, test_loss, (long long)nep_graph_param_count(&r.g),
@@ -274,6 +299,7 @@ int cmd_train(int argc, char **argv) {
                r.epoch > start ? r.img_s_sum / (double)(r.epoch - start) : 0, model);
     rc = 0;
 done:
+    if (quiet) fclose(quiet);
     free(options);
     nep_graph_free(&r.g);
     nep_st_free(&r.meta);

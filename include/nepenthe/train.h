@@ -2,6 +2,7 @@
 #ifndef NEPENTHE_TRAIN_H
 #define NEPENTHE_TRAIN_H
 
+#include "nepenthe/comm.h"
 #include "nepenthe/data.h"
 #include "nepenthe/exec.h"
 #include "nepenthe/rng.h"
@@ -109,6 +110,14 @@ typedef struct nep_trainer {
     int32_t *y;         /* [batch] */
     nep_real *dlogits;  /* [batch, classes] */
     double lr;          /* of the step in progress */
+    /* Data parallelism (NULL: one process): a step's b rows are this rank's share of a
+     * batch of global_b rows over the ranks (nep_comm_share). The loss is the batch's
+     * mean, its gradient summed over the ranks in one call on the gradient block, and
+     * every rank takes the same optimizer step; before each forward, rank 0's buffers
+     * (BatchNorm's running statistics) are copied to every rank, as PyTorch's
+     * DistributedDataParallel does (each rank normalizes by its own batch statistics). */
+    const nep_comm *comm;
+    int64_t global_b;
 } nep_trainer;
 
 /* xo: how its executor runs (NULL: the defaults). */
@@ -146,7 +155,10 @@ typedef struct nep_epoch_stats {
 typedef void (*nep_progress_fn)(void *ctx, int64_t done, int64_t total, double loss,
                                 double seconds);
 
-/* One epoch over loader (shuffled by rng, which also drives dropout). */
+/* One epoch over loader (shuffled by rng, which also drives dropout). With t->comm, every
+ * rank reads each whole batch in the same order and trains on its share of the rows;
+ * the statistics are the whole batches'. Dropout draws its masks per rank: a model with
+ * dropout trains differently over N ranks than in one process. */
 nep_status nep_train_epoch(nep_trainer *t, nep_loader *loader, double lr, nep_rng *rng,
                            nep_progress_fn progress, void *progress_ctx,
                            nep_epoch_stats *out, nep_err *err);
@@ -221,6 +233,7 @@ typedef struct nep_train_cfg {
     const nep_dataset *train, *val;
     const nep_normalize *norm;
     const nep_exec_opts *exec;  /* how the executors run (NULL: defaults) */
+    const nep_comm *comm;       /* data parallelism (nep_trainer.comm), or NULL */
 } nep_train_cfg;
 
 /* One finished epoch. */

@@ -13,6 +13,7 @@ nep_status nep_train_run(nep_graph *g, const nep_train_cfg *c, int64_t *epoch, n
     nep_trainer t;
     nep_loader loader = {0};
     NEP_TRY(nep_trainer_init(&t, g, &c->optim, c->batch, c->exec, err));
+    t.comm = c->comm;
     nep_status s = NEP_OK;
     if (*epoch > 0 && h->restore_optim) s = h->restore_optim(h->ctx, g, &t.opt, err);
     if (s == NEP_OK) s = nep_loader_init(&loader, c->train, c->norm, c->batch, true, false, err);

@@ -85,23 +85,68 @@ nep_status nep_train_step_inputs(nep_trainer *t, const void *const *x, int n_inp
     return nep_train_step_loss(t, x, n_inputs, b, lr, rng, xent_loss, &(xent_ctx){t, correct}, loss, err);
 }
 
+/* Rank 0's buffers (parameters that are not trained: BatchNorm's running statistics) to
+ * every rank. */
+static nep_status share_buffers(const nep_trainer *t, nep_err *err) {
+    const nep_graph *g = t->g;
+    for (int k = 0; k < g->n_params; k++)
+        if (!(g->params[k].flags & NEP_PARAM_TRAINABLE))
+            NEP_TRY(nep_comm_bcast(t->comm, g->values + g->params[k].offset,
+                                   g->params[k].numel * (int64_t)sizeof(nep_real), 0, err));
+    return NEP_OK;
+}
+
+/* Forward, loss and backward of this rank's b rows of a batch of gb over the ranks; the
+ * batch's mean loss and, in g->grads, its gradient summed over the ranks. */
+static nep_status data_parallel_grads(nep_trainer *t, const void *const *x, int n_inputs, int64_t b, int64_t gb,
+                                      nep_loss_fn loss_fn, void *loss_ctx, double *loss, nep_err *err) {
+    nep_graph *g = t->g;
+    NEP_TRY(share_buffers(t, err));
+    double sum = 0; /* of the rows' losses */
+    if (b > 0) {
+        const nep_real *logits;
+        NEP_TRY(nep_exec_run(t->ex, x, n_inputs, b, &logits, err));
+        sum = loss_fn(loss_ctx, logits, b, t->dlogits) * (double)b;
+        const nep_real scale = (nep_real)((double)b / (double)gb); /* of a mean over b to one over gb */
+        const int64_t n = b * out_features(g);
+        for (int64_t i = 0; i < n; i++) t->dlogits[i] *= scale;
+        nep_exec_set_on_grads(t->ex, NULL, NULL);
+        nep_exec_backward(t->ex, t->dlogits);
+    } else {
+        memset(g->grads, 0, sizeof(nep_real) * (size_t)g->n_values);
+    }
+    NEP_TRY(nep_comm_sum(t->comm, &sum, 1, NEP_COMM_F64, err));
+    *loss = sum / (double)gb;
+    if (!isfinite(*loss)) return NEP_OK; /* every rank sees it and stops */
+    return nep_comm_sum(t->comm, g->grads, g->n_values, NEP_COMM_REAL, err);
+}
+
 nep_status nep_train_step_loss(nep_trainer *t, const void *const *x, int n_inputs, int64_t b, double lr,
                                nep_rng *rng, nep_loss_fn loss_fn, void *loss_ctx, double *loss, nep_err *err) {
     nep_exec_set_training(t->ex, true, rng);
-    const nep_real *logits;
-    NEP_TRY(nep_exec_run(t->ex, x, n_inputs, b, &logits, err));
-    const double l = loss_fn(loss_ctx, logits, b, t->dlogits);
+    const bool parallel = nep_comm_many(t->comm);
+    double l;
+    if (parallel) {
+        NEP_TRY(data_parallel_grads(t, x, n_inputs, b, t->global_b ? t->global_b : b, loss_fn, loss_ctx, &l, err));
+    } else {
+        const nep_real *logits;
+        NEP_TRY(nep_exec_run(t->ex, x, n_inputs, b, &logits, err));
+        l = loss_fn(loss_ctx, logits, b, t->dlogits);
+    }
     *loss = l;
     if (!isfinite(l))
         return nep_fail(err, NEP_ERR_NUMERIC, "loss is %g at optimizer step %lld: training "
                         "diverged (lower the learning rate)", l, (long long)t->opt.step + 1);
     t->lr = lr;
-    if (t->opt.cfg.clip_grad_norm > 0) {
-        /* Clipping scales every gradient by one factor from the norm of all of them, so
-         * no parameter can be updated before backward has finished: no overlap. */
-        nep_exec_set_on_grads(t->ex, NULL, NULL);
-        nep_exec_backward(t->ex, t->dlogits);
-        nep_clip_grad_norm(t->g, t->opt.cfg.clip_grad_norm);
+    if (parallel || t->opt.cfg.clip_grad_norm > 0) {
+        /* Clipping scales every gradient by one factor from the norm of all of them, and
+         * ranks sum theirs first, so no parameter can be updated before backward has
+         * finished: no overlap. */
+        if (!parallel) {
+            nep_exec_set_on_grads(t->ex, NULL, NULL);
+            nep_exec_backward(t->ex, t->dlogits);
+        }
+        if (t->opt.cfg.clip_grad_norm > 0) nep_clip_grad_norm(t->g, t->opt.cfg.clip_grad_norm);
         nep_optim_step(&t->opt, t->g, lr);
         return NEP_OK;
     }
@@ -118,14 +163,24 @@ nep_status nep_train_epoch(nep_trainer *t, nep_loader *loader, double lr, nep_rn
     const int64_t total = nep_loader_batches(loader) * loader->batch;
     double loss_sum = 0;
     int64_t correct = 0, seen = 0, b;
+    const int64_t in = nep_shape_numel(&t->g->nodes[t->g->input].shape);
     nep_loader_epoch(loader, rng);
     while ((b = nep_loader_next(loader, t->x, t->y)) > 0) {
         double loss = 0;
-        NEP_TRY(nep_train_step(t, b, lr, rng, &loss, &correct, err));
+        int64_t lo, hi; /* this rank's rows, moved to the front */
+        nep_comm_share(t->comm, b, &lo, &hi);
+        memmove(t->x, t->x + lo * in, sizeof(nep_real) * (size_t)((hi - lo) * in));
+        memmove(t->y, t->y + lo, sizeof(int32_t) * (size_t)(hi - lo));
+        t->global_b = b;
+        NEP_TRY(nep_train_step(t, hi - lo, lr, rng, &loss, &correct, err));
         loss_sum += loss * (double)b;
         seen += b;
         if (progress) progress(progress_ctx, seen, total, loss_sum / (double)seen, nep_now() - t0);
     }
+    NEP_TRY(nep_comm_sum(t->comm, &correct, 1, NEP_COMM_I64, err));
+    NEP_TRY(share_buffers(t, err)); /* the last step's running statistics: rank 0's, as the next forward's */
+    NEP_TRY(nep_comm_agree(t->comm, t->g->values, t->g->n_values * (int64_t)sizeof(nep_real),
+                           "the weights after an epoch (the ranks' gradient sums differed)", err));
     out->samples = seen;
     out->seconds = nep_now() - t0;
     out->loss = seen ? loss_sum / (double)seen : 0;

@@ -1,0 +1,87 @@
+#!/bin/sh
+# Data-parallel training over MPI ranks (build/nepenthe-mpi, issue 17), against one process:
+# an MLP (no BatchNorm, no dropout) trained by `mpirun -np 2` and by `-np 3 --oversubscribe`
+# (a batch of 100 in shares of 33, 33 and 34) gives the log lines of the same run in one
+# process and weights equal to rounding (the gradient block's sum over ranks adds in
+# another order than one batch's: 1e-6 of the largest weight allowed, 2e-7 measured);
+# only rank 0 writes; a run stopped after its first epoch resumes with another number of
+# ranks to the uninterrupted run's weights; ranks started with other options are refused,
+# naming them; a convolutional net with BatchNorm (per-rank batch statistics, rank 0's
+# running statistics shared) trains with every rank's weights equal. About 20 seconds.
+#
+# usage (from the repository root): tests/mpi_test.sh [BINARY]   (default build/nepenthe)
+# shellcheck disable=SC2016,SC2034,SC1091
+BIN=${1:-build/nepenthe}
+. "$(dirname "$0")/lib.sh"
+MPI_BIN=${MPI_BIN:-build/nepenthe-mpi}
+# mpirun refuses root without these (CI's containers run as root); one thread per rank
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+MPIRUN="mpirun -x OMP_NUM_THREADS=1 --bind-to none"
+if ! [ -x "$MPI_BIN" ] || ! command -v mpirun >/dev/null 2>&1; then
+    echo "not ok - $MPI_BIN or mpirun is missing (scripts/install-deps.sh installs OpenMPI; make builds it)"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+mpi() {
+    np=$1
+    shift
+    # shellcheck disable=SC2086
+    $MPIRUN -np "$np" "$MPI_BIN" "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+}
+# same_weights A B: every tensor of two model.safetensors within 1e-6 of the largest weight
+same_weights() {
+    "$ORT_PY" -c 'import sys
+import numpy as np
+from safetensors.numpy import load_file
+a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
+assert a.keys() == b.keys(), "other tensors"
+scale = max(float(np.abs(v).max()) for v in a.values())
+worst = max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in a)
+print("largest difference %.3g of weights up to %.3g" % (worst, scale), file=sys.stderr)
+sys.exit(0 if worst <= 1e-6 * scale else 1)' "$1" "$2"
+}
+# the log lines without their timing fields
+losses() { sed 's/,"img_per_s".*//' "$1"; }
+
+MLP="--hidden 64,64 --val 58000 --epochs 2 --batch 100 --lr 0.05 --threads 1"
+# shellcheck disable=SC2086
+nep train $MLP --out "$T/one" --json
+check "one process trains the MLP" 'succeeded && [ -s "$T/one/model.safetensors" ]'
+
+# shellcheck disable=SC2086
+mpi 2 train $MLP --out "$T/two" --json
+check "2 ranks: the log of the one-process run, weights equal to rounding, one log line per epoch" \
+    'succeeded && [ "$(losses "$T/two/log.jsonl")" = "$(losses "$T/one/log.jsonl")" ] && [ "$(wc -l <"$T/two/log.jsonl")" -eq 2 ] && same_weights "$T/one/model.safetensors" "$T/two/model.safetensors" && grep -q "data parallel over 2 ranks" "$T/err"'
+check "2 ranks: rank 0 alone prints the result" '[ "$(grep -c test_top1 "$T/out")" -eq 1 ]'
+
+# shellcheck disable=SC2086
+mpi 3 train $MLP --out "$T/three"
+check "3 ranks (shares of 33, 33, 34): the same log and weights" \
+    'succeeded && [ "$(losses "$T/three/log.jsonl")" = "$(losses "$T/one/log.jsonl")" ] && same_weights "$T/one/model.safetensors" "$T/three/model.safetensors"'
+
+# stopped after epoch 1 (its checkpoint written), resumed with 3 ranks
+# shellcheck disable=SC2086
+mpi 2 train $MLP --epochs 1 --out "$T/resumed"
+# shellcheck disable=SC2086
+mpi 3 train $MLP --out "$T/resumed" --resume
+check "a 2-rank run resumed with 3 ranks ends with the uninterrupted run's weights" \
+    'succeeded && grep -q "resuming" "$T/out" && [ "$(losses "$T/resumed/log.jsonl")" = "$(losses "$T/one/log.jsonl")" ] && same_weights "$T/one/model.safetensors" "$T/resumed/model.safetensors"'
+
+# other options on rank 1 (MPMD): refused before any step
+# shellcheck disable=SC2086
+$MPIRUN -np 1 "$MPI_BIN" train $MLP --out "$T/mixed" : -np 1 "$MPI_BIN" train $MLP --lr 0.1 --out "$T/mixed" \
+    >"$T/out" 2>"$T/err"
+rc=$?
+check "ranks started with another --lr are refused, naming what differs" \
+    'failed_cleanly && says "1 of 2 ranks differ from rank 0" && ! [ -e "$T/mixed/log.jsonl" ]'
+
+# BatchNorm: each rank normalizes by its own rows, rank 0's running statistics are shared
+mpi 2 train --model cnn --val 59000 --epochs 1 --batch 64 --threads 1 --out "$T/bn"
+check "2 ranks train a CNN with BatchNorm, every rank's weights equal" 'succeeded && [ -s "$T/bn/model.safetensors" ]'
+
+mpi 2 info --ckpt "$T/one/model.safetensors"
+check "nepenthe-mpi names the commands it runs" 'failed_cleanly && says "nepenthe-mpi runs train"'
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
