@@ -5,7 +5,9 @@
 # process and weights equal to rounding (the gradient block's sum over ranks adds in
 # another order than one batch's: 1e-6 of the largest weight allowed, 2e-7 measured);
 # only rank 0 writes; a run stopped after its first epoch resumes with another number of
-# ranks to the uninterrupted run's weights; ranks started with other options are refused,
+# ranks to the uninterrupted run's weights; NEPENTHE (prune) over 2 ranks gives the
+# one-process log (entropies to every digit: the counts are integers summed over ranks),
+# masks and weights; ranks started with other options are refused,
 # naming them; a convolutional net with BatchNorm (per-rank batch statistics, rank 0's
 # running statistics shared) trains with every rank's weights equal. About 20 seconds.
 #
@@ -68,6 +70,22 @@ mpi 3 train $MLP --out "$T/resumed" --resume
 check "a 2-rank run resumed with 3 ranks ends with the uninterrupted run's weights" \
     'succeeded && grep -q "resuming" "$T/out" && [ "$(losses "$T/resumed/log.jsonl")" = "$(losses "$T/one/log.jsonl")" ] && same_weights "$T/one/model.safetensors" "$T/resumed/model.safetensors"'
 
+# NEPENTHE over ranks: entropy counts summed (exact), retraining data parallel
+PRUNE="--ckpt $T/one/model.safetensors --zeta 0.5 --max-iter 2 --retrain-epochs 1 --delta 0.5 --batch 100 --entropy-batches 8 --threads 1"
+# shellcheck disable=SC2086
+nep prune $PRUNE --out "$T/p1"
+check "one process prunes the MLP twice" 'succeeded && [ -s "$T/p1/iter_2.safetensors" ]'
+# shellcheck disable=SC2086
+mpi 2 prune $PRUNE --out "$T/p2"
+check "prune over 2 ranks: the same entropies, accuracies and pruned counts, the same masks, weights to rounding" \
+    'succeeded && [ "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/p2/iterations.jsonl")" = "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/p1/iterations.jsonl")" ] && same_weights "$T/p1/iter_2.safetensors" "$T/p2/iter_2.safetensors" && [ -s "$T/p2/fig_entropy.svg" ]'
+# shellcheck disable=SC2086
+nep prune $PRUNE --criterion wanda --out "$T/w1"
+# shellcheck disable=SC2086
+mpi 2 prune $PRUNE --criterion wanda --out "$T/w2"
+check "prune --criterion wanda over 2 ranks (input norms summed over ranks): the same log, masks and weights" \
+    'succeeded && [ "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/w2/iterations.jsonl")" = "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/w1/iterations.jsonl")" ] && same_weights "$T/w1/iter_2.safetensors" "$T/w2/iter_2.safetensors"'
+
 # other options on rank 1 (MPMD): refused before any step
 # shellcheck disable=SC2086
 $MPIRUN -np 1 "$MPI_BIN" train $MLP --out "$T/mixed" : -np 1 "$MPI_BIN" train $MLP --lr 0.1 --out "$T/mixed" \
@@ -81,7 +99,7 @@ mpi 2 train --model cnn --val 59000 --epochs 1 --batch 64 --threads 1 --out "$T/
 check "2 ranks train a CNN with BatchNorm, every rank's weights equal" 'succeeded && [ -s "$T/bn/model.safetensors" ]'
 
 mpi 2 info --ckpt "$T/one/model.safetensors"
-check "nepenthe-mpi names the commands it runs" 'failed_cleanly && says "nepenthe-mpi runs train"'
+check "nepenthe-mpi names the commands it runs" 'failed_cleanly && says "nepenthe-mpi runs train and prune"'
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

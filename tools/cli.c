@@ -563,3 +563,13 @@ int cli_rng_from_hex(const char *hex, nep_rng *r) {
     }
     return (r->s[0] | r->s[1] | r->s[2] | r->s[3]) ? 0 : -1;
 }
+
+int64_t cli_any_failed(const nep_comm *comm, int64_t bad) {
+    nep_err err;
+    return nep_comm_sum(comm, &bad, 1, NEP_COMM_I64, &err) != NEP_OK || bad != 0;
+}
+
+int cli_ranks_agree(const char *cmd, const nep_comm *comm, const void *data, int64_t n, const char *what) {
+    nep_err err;
+    return nep_comm_agree(comm, data, n, what, &err) == NEP_OK ? 0 : cli_error(cmd, &err);
+}

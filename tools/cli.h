@@ -188,8 +188,16 @@ int cli_run_resume(const char *cmd, const char *path, nep_graph *g, nep_optim *o
 
 /* Subcommands. */
 int cmd_train(int argc, char **argv);
-/* train over data-parallel ranks (comm; NULL: one process), as nepenthe-mpi runs it. */
+/* train and prune over data-parallel ranks (comm; NULL: one process), as nepenthe-mpi
+ * runs them: rank 0 alone prints and writes files. */
 int cli_train(int argc, char **argv, const nep_comm *comm);
+int cli_prune(int argc, char **argv, const nep_comm *comm);
+/* bad (non-zero: this rank failed) summed over comm's ranks, so that an error one rank
+ * met (rank 0's, writing a file) stops every rank at the same point; non-zero: stop. */
+int64_t cli_any_failed(const nep_comm *comm, int64_t bad);
+/* Refuses (prints why, returns non-zero) ranks that differ from rank 0 in the n bytes at
+ * data: options, data, weights (nep_comm_agree). */
+int cli_ranks_agree(const char *cmd, const nep_comm *comm, const void *data, int64_t n, const char *what);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -50,6 +50,8 @@ typedef struct prune_run {
     FILE *human;
     cli_progress prog;
     bool reported;          /* a hook printed the error already */
+    const nep_comm *comm;   /* data-parallel ranks, or NULL */
+    bool lead;              /* rank 0: prints, writes files */
 } prune_run;
 
 static char *path_in(const char *dir, const char *name) {
@@ -425,14 +427,14 @@ static nep_status on_iteration(void *ctx, const nep_graph *g, const nep_entropy 
     print_row(r, row);
     if (row->iter > 0) warn_if_chance(r, g, row);
     char *line = row_json(r, g, row);
-    const int bad = (row->iter > 0 && save_iter(r, g, row->iter)) || append_log(r->log, line);
+    const int bad = r->lead && ((row->iter > 0 && save_iter(r, g, row->iter)) || append_log(r->log, line));
     free(line);
-    return bad ? reported(r, err) : NEP_OK;
+    return cli_any_failed(r->comm, bad) ? reported(r, err) : NEP_OK;
 }
 
 static nep_status on_commit(void *ctx, const nep_prune_progress *p, nep_err *err) {
     prune_run *r = ctx;
-    return save_progress(r, r->progress_path, p) ? reported(r, err) : NEP_OK;
+    return cli_any_failed(r->comm, r->lead && save_progress(r, r->progress_path, p)) ? reported(r, err) : NEP_OK;
 }
 
 /* Structural baselines: the layer made the identity is recorded in the arch, so its
@@ -452,11 +454,13 @@ static nep_status on_linearized(void *ctx, const nep_graph *g, int node, nep_err
 
 static void on_phase(void *ctx, const char *label) {
     prune_run *r = ctx;
+    if (!r->lead) return;
     if (label) r->prog = (cli_progress){.tty = isatty(2), .label = label, .unit = r->text ? "seq/s" : NULL};
     else cli_progress_end(&r->prog);
 }
 
 static void on_progress(void *ctx, int64_t done, int64_t total, double loss, double seconds) {
+    if (!((prune_run *)ctx)->lead) return;
     cli_progress_cb(&((prune_run *)ctx)->prog, done, total, loss, seconds);
 }
 
@@ -516,12 +520,16 @@ static int load_text(prune_run *r) {
     return 0;
 }
 
-int cmd_prune(int argc, char **argv) {
-    prune_run r = {0};
+int cmd_prune(int argc, char **argv) { return cli_prune(argc, argv, NULL); }
+
+int cli_prune(int argc, char **argv, const nep_comm *comm) {
+    prune_run r = {.comm = comm, .lead = nep_comm_rank(comm) == 0};
     int rc = parse_opts(&r, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     cli_set_threads(r.o.threads);
-    r.human = r.o.json ? stderr : stdout;
+    FILE *quiet = r.lead ? NULL : fopen("/dev/null", "w");
+    r.human = !r.lead ? quiet : r.o.json ? stderr : stdout;
+    if (!r.human) return cli_errorf("prune", "rank %d: cannot open /dev/null", nep_comm_rank(comm));
     r.text = cli_is_hf_folder(r.o.ckpt);
     r.options = options_json(&r.o, &r.cfg, &r.optim, r.text);
     r.log = path_in(r.o.out, "iterations.jsonl"), r.progress_path = path_in(r.o.out, "progress.json");
@@ -537,6 +545,10 @@ int cmd_prune(int argc, char **argv) {
     }
     if (!r.text && cli_load_splits("prune", r.o.ckpt, &r.meta, &r.spec, &r.norm, r.o.data, r.o.data_dir, &r.d))
         goto done;
+    if (r.text && nep_comm_many(comm)) {
+        cli_errorf("prune", "%s: pruning a text model over ranks: not yet (run build/nepenthe prune)", r.o.ckpt);
+        goto done;
+    }
     if (nep_entropy_init(&r.e, &r.g, !r.cfg.dont_care, &err) != NEP_OK) {
         cli_error("prune", &err);
         goto done;
@@ -559,15 +571,15 @@ int cmd_prune(int argc, char **argv) {
                 goto done;
             }
         }
-        if (cli_trim_jsonl("prune", r.log, "iter", p.iter)) goto done;
+        if (r.lead && cli_trim_jsonl("prune", r.log, "iter", p.iter)) goto done;
         fprintf(r.human, "resuming %s after iteration %lld\n", r.o.out, (long long)p.iter);
     } else {
         if (r.o.resume) fprintf(r.human, "no %s yet: starting a new run\n", r.progress_path);
-        if (cli_mkdirs(r.o.out)) {
+        if (cli_any_failed(comm, r.lead && cli_mkdirs(r.o.out))) {
             cli_errorf("prune", "--out: cannot create directory %s: %s", r.o.out, strerror(errno));
             goto done;
         }
-        remove(r.log);
+        if (r.lead) remove(r.log);
         fprintf(r.human, "%s on %s (%s, zeta %g, delta %g): %d rectifier layers\n", r.o.method, r.o.ckpt,
                 r.o.criterion, r.o.zeta, r.o.delta, r.e.n_layers);
     }
@@ -581,6 +593,14 @@ int cmd_prune(int argc, char **argv) {
     if (r.text)
         cfg.train = (nep_split){.text = &r.tt[0]}, cfg.val = (nep_split){.text = &r.tt[1]},
         cfg.test = (nep_split){.text = &r.tt[2]};
+    cfg.comm = comm, cfg.train.comm = cfg.val.comm = cfg.test.comm = comm;
+    const char *what = "the options, data splits and weights";
+    if (nep_comm_many(comm) &&
+        (cli_ranks_agree("prune", comm, r.options, (int64_t)strlen(r.options), what) ||
+         cli_ranks_agree("prune", comm, r.d.train.labels, r.d.train.n, what) ||
+         cli_ranks_agree("prune", comm, r.d.test.labels, r.d.test.n, what) ||
+         cli_ranks_agree("prune", comm, r.g.values, r.g.n_values * (int64_t)sizeof(nep_real), what)))
+        goto done;
     const nep_prune_hooks hooks = {.ctx = &r, .iteration = on_iteration, .commit = on_commit,
                                    .linearized = on_linearized, .phase = on_phase,
                                    .progress = on_progress, .note = on_note};
@@ -589,18 +609,19 @@ int cmd_prune(int argc, char **argv) {
         if (!r.reported) cli_error("prune", &err);
         goto done;
     }
-    if (draw_figures(&r, r.log)) goto done;
+    if (r.lead && draw_figures(&r, r.log)) goto done;
     static const char *const why[] = {[NEP_PRUNE_BY_DELTA] = "delta", [NEP_PRUNE_MAX_ITER] = "max_iter",
                                       [NEP_PRUNE_DIVERGED] = "diverged", [NEP_PRUNE_NO_LAYER_LEFT] = "no_layer_left"};
     static const char *const said[] = {[NEP_PRUNE_BY_DELTA] = "the delta rule", [NEP_PRUNE_MAX_ITER] = "--max-iter",
                                        [NEP_PRUNE_DIVERGED] = "a diverged retraining",
                                        [NEP_PRUNE_NO_LAYER_LEFT] = "having no rectifier left"};
-    if (write_summary(&r, summary, &p, why[end])) goto done;
+    if (r.lead && write_summary(&r, summary, &p, why[end])) goto done;
     fprintf(r.human, "stopped by %s after %lld iterations; selected: iteration %lld (dense val %.2f%%); "
             "figures: %s/fig_*.svg; summary: %s\n", said[end], (long long)p.iter, (long long)p.selected,
             p.dense_val, r.o.out, summary);
     rc = 0;
 done:
+    if (quiet) fclose(quiet);
     free(r.log), free(r.progress_path), free(summary), free(r.options);
     nep_entropy_free(&r.e);
     nep_graph_free(&r.g);

@@ -136,11 +136,8 @@ static nep_status on_epoch(void *ctx, const nep_graph *g, const nep_optim *opt, 
              "\"val_top1\":%.4f,\"val_loss\":%.6f,\"img_per_s\":%.1f,\"seconds\":%.3f}",
              (long long)row->epoch, row->lr, row->loss, row->train_top1, row->val_top1, row->val_loss,
              row->img_per_s, row->seconds);
-    int64_t failed = save_epoch(r, opt, line) != 0; /* every rank stops when rank 0 could not write */
-    r->reported = failed;
-    NEP_TRY(nep_comm_sum(r->comm, &failed, 1, NEP_COMM_I64, err));
-    if (failed) {
-        r->reported |= nep_comm_rank(r->comm) != 0;
+    if (cli_any_failed(r->comm, save_epoch(r, opt, line))) { /* rank 0 said why */
+        r->reported = true;
         return nep_fail(err, NEP_ERR_IO, "(reported)");
     }
     fprintf(r->human, "epoch %3lld/%lld  lr %.4g  loss %.4f  train %.2f%%  val %.2f%%  %.0f img/s  %.1fs\n",
@@ -252,16 +249,12 @@ int cli_train(int argc, char **argv, const nep_comm *comm) {
     const int64_t start = r.epoch;
     r.o = &o, r.options = options, r.ckpt = ckpt, r.model = model, r.log = log, r.human = human, r.comm = comm;
     if (nep_comm_many(comm)) {
-        char what[4200];
-        snprintf(what, sizeof what, "--out %s: the options, data split, normalization and weights", o.out);
-        nep_status a = nep_comm_agree(comm, options, (int64_t)strlen(options), what, &err);
-        if (a == NEP_OK) a = nep_comm_agree(comm, &r.norm, sizeof r.norm, what, &err);
-        if (a == NEP_OK) a = nep_comm_agree(comm, train.labels, train.n * (int64_t)sizeof *train.labels, what, &err);
-        if (a == NEP_OK) a = nep_comm_agree(comm, r.g.values, r.g.n_values * (int64_t)sizeof(nep_real), what, &err);
-        if (a != NEP_OK) {
-            cli_error("train", &err);
+        const char *what = "the options, data split, normalization and weights";
+        if (cli_ranks_agree("train", comm, options, (int64_t)strlen(options), what) ||
+            cli_ranks_agree("train", comm, &r.norm, sizeof r.norm, what) ||
+            cli_ranks_agree("train", comm, train.labels, train.n * (int64_t)sizeof *train.labels, what) ||
+            cli_ranks_agree("train", comm, r.g.values, r.g.n_values * (int64_t)sizeof(nep_real), what))
             goto done;
-        }
         fprintf(human, "data parallel over %d ranks: each takes 1/%d of every batch of %lld\n", comm->size, comm->size,
                 (long long)o.t.batch);
     }

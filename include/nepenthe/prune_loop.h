@@ -30,6 +30,10 @@ typedef struct nep_prune_loop_cfg {
      * test stands in. Text retrains with a seeded shuffle of the rows each epoch. */
     nep_split train, val, test;
     const nep_exec_opts *exec;  /* how every executor of the loop runs (NULL: defaults) */
+    /* Data-parallel ranks (NULL: one process): image retraining splits each batch over
+     * them (nep_trainer.comm); the splits' passes take their comm (nep_split.comm).
+     * Retraining text over ranks is NEP_ERR_UNSUPPORTED. */
+    const nep_comm *comm;
 } nep_prune_loop_cfg;
 
 /* One iteration (0: the dense model), after retraining and evaluation. */

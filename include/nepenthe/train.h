@@ -189,13 +189,18 @@ typedef struct nep_split {
     const nep_normalize *norm;
     const struct nep_text_tensors *text;
     bool decoder;   /* text for a decoder: its inputs are input_ids and attention_mask only */
+    /* Ranks that share the passes (NULL: one process): batch k runs on rank k mod size,
+     * and what a pass accumulates (entropy counts, accuracy, Wanda's norms, gradient
+     * sums) is summed over the ranks, so every rank ends with the whole split's. */
+    const nep_comm *comm;
 } nep_split;
 int64_t nep_split_rows(const nep_split *s);
 /* Rows per forward-only pass (entropy, evaluation, Wanda, gradient sums): 256 images, 32
  * texts (256 sequences of 128 tokens would hold gigabytes of attention state). */
 int64_t nep_split_pass_batch(const nep_split *s);
-/* nep_for_each_batch over s, images or text; *mask_out (if not NULL) points at a text
- * batch's attention mask [b, T] while it runs (NULL for images). */
+/* nep_for_each_batch over s, images or text, this rank's batches of s->comm only;
+ * *mask_out (if not NULL) points at a text batch's attention mask [b, T] while it runs
+ * (NULL for images). */
 nep_status nep_split_for_each_batch(const nep_split *s, nep_graph *g, int64_t batch,
                                     int64_t max_batches, nep_probe_fn probe, void *probe_ctx,
                                     const nep_real **mask_out, nep_batch_fn fn, void *ctx,

@@ -90,6 +90,8 @@ nep_status nep_swiglu_mean_outputs(const nep_graph *g, const nep_entropy *e, con
         s = sums.sum ? nep_graph_finalize(&h, err) : nep_fail(err, NEP_ERR_NOMEM, "out of memory");
         if (s == NEP_OK)
             s = nep_split_for_each_batch(d, &h, batch, 0, NULL, NULL, &sums.mask, add_tokens, &sums, xo, err);
+        if (s == NEP_OK) s = nep_comm_sum(d->comm, sums.sum, sums.C, NEP_COMM_F64, err);
+        if (s == NEP_OK) s = nep_comm_sum(d->comm, &sums.tokens, 1, NEP_COMM_I64, err);
         if (s == NEP_OK && !sums.tokens) s = nep_fail(err, NEP_ERR_ARG, "no calibration token to average over");
         if (s == NEP_OK && !(means[l] = malloc(sizeof(nep_real) * (size_t)sums.C)))
             s = nep_fail(err, NEP_ERR_NOMEM, "out of memory");

@@ -112,9 +112,12 @@ nep_status nep_entropy_measure_split(nep_entropy *e, nep_graph *g, const nep_spl
     const int64_t n = nep_split_rows(d);
     measure_ctx m = {e, max_batches > 0 && max_batches * batch < n ? max_batches * batch : n, nep_now()};
     e->mask_positions = d->text ? d->text->T : 0;
-    const nep_status s = nep_split_for_each_batch(d, g, batch, max_batches, nep_entropy_probe, e, &e->token_mask,
-                                                  count_samples, &m, xo, err);
+    nep_status s = nep_split_for_each_batch(d, g, batch, max_batches, nep_entropy_probe, e, &e->token_mask,
+                                            count_samples, &m, xo, err);
     e->token_mask = NULL;
+    for (int l = 0; s == NEP_OK && l < e->n_layers; l++) /* integers: the sum over ranks is exact */
+        s = nep_comm_sum(d->comm, e->layers[l].counts, e->layers[l].neurons * e->layers[l].states, NEP_COMM_I64, err);
+    if (s == NEP_OK) s = nep_comm_sum(d->comm, &e->samples, 1, NEP_COMM_I64, err);
     return s;
 }
 

@@ -66,11 +66,15 @@ static nep_status text_epoch(nep_trainer *t, const nep_text_tensors *d, double l
 static nep_status retrain(nep_graph *g, const nep_prune_loop_cfg *c, const nep_prune_hooks *h,
                           int64_t k, nep_err *err) {
     if (c->retrain_epochs <= 0) return NEP_OK;
+    if (c->train.text && nep_comm_many(c->comm))
+        return nep_fail(err, NEP_ERR_UNSUPPORTED, "retraining a text model over %d ranks: not yet (one process does)",
+                        c->comm->size);
     nep_trainer t;
     nep_loader loader = {0};
     nep_rng rng;
     nep_rng_seed(&rng, c->seed * 1000003u + (uint64_t)k);
     NEP_TRY(nep_trainer_init(&t, g, &c->optim, c->batch, c->exec, err));
+    t.comm = c->comm;
     nep_status s = c->train.text ? NEP_OK : nep_loader_init(&loader, c->train.images, c->train.norm, c->batch, true,
                                                              false, err);
     if (s != NEP_OK) {

@@ -126,6 +126,10 @@ nep_status nep_wanda_norms(nep_graph *g, const nep_entropy *e, const nep_split *
     if (s == NEP_OK) s = nep_split_for_each_batch(d, g, batch, max_batches, NULL, NULL, &w.mask, add_squares, &w, xo, err);
     for (int l = 0; s == NEP_OK && l < e->n_layers; l++) {
         const nep_param *p = nep_layer_weight(g, &e->layers[l]);
+        if (p) s = nep_comm_sum(d->comm, w.sq[l], scale_groups(g, &e->layers[l]) * (p->numel / p->shape[0]), NEP_COMM_F64, err);
+    }
+    for (int l = 0; s == NEP_OK && l < e->n_layers; l++) {
+        const nep_param *p = nep_layer_weight(g, &e->layers[l]);
         const int64_t n = scale_groups(g, &e->layers[l]) * (p->numel / p->shape[0]);
         for (int64_t j = 0; w.sq[l] && j < n; j++) w.sq[l][j] = sqrt(w.sq[l][j]);
     }

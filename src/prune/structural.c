@@ -50,6 +50,7 @@ nep_status nep_grad_sums(nep_graph *g, const nep_entropy *e, const nep_split *d,
     if (!c.dlogits) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for gradients");
     for (int l = 0; l < e->n_layers; l++) grad_sums[l] = 0;
     nep_status s = nep_split_for_each_batch(d, g, batch, 0, NULL, NULL, NULL, add_grads, &c, xo, err);
+    if (s == NEP_OK) s = nep_comm_sum(d->comm, grad_sums, e->n_layers, NEP_COMM_F64, err);
     free(c.dlogits);
     return s;
 }

@@ -23,8 +23,10 @@ nep_status nep_split_for_each_batch(const nep_split *s, nep_graph *g, int64_t ba
     nep_exec_set_probe(ex, probe, probe_ctx);
     if (mask_out) *mask_out = it.mask; /* NULL for images */
     int64_t b;
+    const int64_t ranks = nep_comm_many(s->comm) ? s->comm->size : 1, rank = nep_comm_rank(s->comm);
     for (int64_t done = 0; st == NEP_OK && (max_batches <= 0 || done < max_batches) && (b = nep_split_iter_next(&it)) > 0;
          done++) {
+        if (done % ranks != rank) continue; /* another rank's: the batches stay those of one process */
         const nep_real *logits;
         st = nep_exec_run(ex, it.inputs, it.n_inputs, b, &logits, err);
         if (st == NEP_OK && fn) st = fn(ctx, ex, logits, it.y, b, err);
@@ -58,6 +60,8 @@ nep_status nep_split_evaluate(const nep_split *s, nep_graph *g, int64_t batch, d
                               const nep_exec_opts *xo, nep_err *err) {
     eval_sums e = {0};
     NEP_TRY(nep_split_for_each_batch(s, g, batch, 0, NULL, NULL, NULL, add_batch, &e, xo, err));
+    NEP_TRY(nep_comm_sum(s->comm, &e.loss, 1, NEP_COMM_F64, err));
+    NEP_TRY(nep_comm_sum(s->comm, &e.correct, 2, NEP_COMM_I64, err)); /* correct, seen */
     *top1 = e.seen ? 100.0 * (double)e.correct / (double)e.seen : 0;
     if (loss) *loss = e.seen ? e.loss / (double)e.seen : 0;
     return NEP_OK;

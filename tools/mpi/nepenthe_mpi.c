@@ -56,10 +56,13 @@ int main(int argc, char **argv) {
     int rc;
     if (argc >= 2 && strcmp(argv[1], "train") == 0) {
         rc = cli_train(argc - 1, argv + 1, &comm);
+    } else if (argc >= 2 && strcmp(argv[1], "prune") == 0) {
+        rc = cli_prune(argc - 1, argv + 1, &comm);
     } else {
         if (comm.rank == 0)
-            fprintf(stderr, "usage: mpirun -np N nepenthe-mpi train [options]   (nepenthe train --help for them)\n"
-                            "nepenthe-mpi runs train over MPI ranks; every other command is build/nepenthe's\n");
+            fprintf(stderr, "usage: mpirun -np N nepenthe-mpi (train | prune) [options]   (nepenthe train --help, "
+                            "nepenthe prune --help for them)\n"
+                            "nepenthe-mpi runs train and prune over MPI ranks; every other command is build/nepenthe's\n");
         rc = 2;
     }
     MPI_Finalize();
