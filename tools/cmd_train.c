@@ -275,12 +275,14 @@ int cli_train(int argc, char **argv, const nep_comm *comm) {
     }
     double val_top1 = r.val_top1;
     double test_top1 = 0, test_loss = 0, secs = nep_now() - t0;
-    if (nep_evaluate(&r.g, &test, &r.norm, 256, &test_top1, &test_loss, &xo, &err) != NEP_OK) {
+    if (nep_split_evaluate(&(nep_split){.images = &test, .norm = &r.norm, .comm = comm}, &r.g, 256, &test_top1,
+                           &test_loss, &xo, &err) != NEP_OK) {
         cli_error("train", &err);
         goto done;
     }
     if (r.epoch == start && start > 0) { /* a run killed after its last checkpoint */
-        nep_evaluate(&r.g, &val, &r.norm, 256, &val_top1, NULL, &xo, &err);
+        nep_split_evaluate(&(nep_split){.images = &val, .norm = &r.norm, .comm = comm}, &r.g, 256, &val_top1, NULL, &xo,
+                           &err);
         if (save_epoch(&r, NULL, NULL)) goto done;
     }
     fprintf(human, "test top-1 %.2f%%  (val %.2f%%)  %s written\n", test_top1, val_top1, model);

@@ -26,8 +26,9 @@ nep_status nep_train_run(nep_graph *g, const nep_train_cfg *c, int64_t *epoch, n
         phase(h, label);
         s = nep_train_epoch(&t, &loader, row.lr, rng, h->progress, h->ctx, &st, err);
         phase(h, NULL);
-        if (s == NEP_OK)
-            s = nep_evaluate(g, c->val, c->norm, 256, &row.val_top1, &row.val_loss, c->exec, err);
+        if (s == NEP_OK) /* over the ranks: each its share of the batches */
+            s = nep_split_evaluate(&(nep_split){.images = c->val, .norm = c->norm, .comm = c->comm}, g, 256,
+                                   &row.val_top1, &row.val_loss, c->exec, err);
         if (s != NEP_OK) break;
         row.loss = st.loss, row.train_top1 = st.top1, row.img_per_s = st.img_per_s, row.seconds = st.seconds;
         if ((s = h->epoch(h->ctx, g, &t.opt, rng, &row, err)) == NEP_OK) *epoch = row.epoch;
