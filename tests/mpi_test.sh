@@ -9,8 +9,8 @@
 # one-process log (entropies to every digit: the counts are integers summed over ranks),
 # masks and weights; ranks started with other options are refused,
 # naming them; a rank killed mid-run stops the job with mpirun naming it, and the run
-# resumes; a convolutional net with BatchNorm (per-rank batch statistics, rank 0's
-# running statistics shared) trains with every rank's weights equal. On the first 3,000
+# resumes; a convolutional net with BatchNorm trains with per-rank statistics (every
+# rank's weights equal) and, with --sync-bn, as one process does. On the first 3,000
 # training and 1,000 test images of Fashion-MNIST; about 20 seconds.
 #
 # usage (from the repository root): tests/mpi_test.sh [BINARY]   (default build/nepenthe)
@@ -137,9 +137,31 @@ rc=$?
 check "ranks started with another --lr are refused, naming what differs" \
     'failed_cleanly && says "1 of 2 ranks differ from rank 0" && ! [ -e "$T/mixed/log.jsonl" ]'
 
-# BatchNorm: each rank normalizes by its own rows, rank 0's running statistics are shared
-mpi 2 train $DATA --model cnn --val 2000 --epochs 1 --batch 64 --threads 1 --out "$T/bn"
-check "2 ranks train a CNN with BatchNorm, every rank's weights equal" 'succeeded && [ -s "$T/bn/model.safetensors" ]'
+# BatchNorm: by default each rank normalizes by its own rows (rank 0's running statistics
+# shared), which is another computation than one process's; --sync-bn sums the statistics
+# and their gradients over the ranks (SyncBatchNorm): 2 steps of the CNN as one process
+# takes them (7e-7 of the largest weight measured; the conv weight gradients, sums of
+# 50,000 terms that nearly cancel, take the rounding of their two halves' order)
+CNN="$DATA --model cnn --val 2872 --epochs 1 --batch 64 --threads 1"
+# shellcheck disable=SC2086
+nep train $CNN --out "$T/bn1"
+ok=$rc
+# shellcheck disable=SC2086
+mpi 2 train $CNN --out "$T/bn2"
+rc=$((rc + ok))
+check "2 ranks train a CNN with per-rank BatchNorm statistics: every rank's weights equal, not one process's" \
+    'succeeded && ! same_weights "$T/bn1/model.safetensors" "$T/bn2/model.safetensors" 2>/dev/null'
+# shellcheck disable=SC2086
+mpi 2 train $CNN --sync-bn --out "$T/sync"
+check "--sync-bn: 2 ranks train the CNN as one process does" 'succeeded && same_weights "$T/bn1/model.safetensors" "$T/sync/model.safetensors"'
+# shellcheck disable=SC2086
+NEP_LAYOUT=nchw $MPIRUN -x NEP_LAYOUT -np 2 "$MPI_BIN" train $CNN --sync-bn --out "$T/sync_nchw" >"$T/out" 2>"$T/err"
+rc=$?
+check "--sync-bn in NCHW activations too" 'succeeded && same_weights "$T/bn1/model.safetensors" "$T/sync_nchw/model.safetensors"'
+# shellcheck disable=SC2086
+mpi 3 train $DATA --model cnn --val 2998 --epochs 1 --batch 2 --threads 1 --sync-bn --out "$T/few"
+check "--sync-bn with a batch that leaves a rank no row fails cleanly on every rank, naming SyncBatchNorm" \
+    '[ "$rc" -ne 0 ] && says "SyncBatchNorm needs every rank" && ! pgrep -f "$T/few" >/dev/null'
 
 mpi 2 info --ckpt "$T/one/model.safetensors"
 check "nepenthe-mpi names the commands it runs" 'failed_cleanly && says "nepenthe-mpi runs train and prune"'

@@ -241,6 +241,8 @@ void train_flags_table(train_flags *t, cli_opt *opts, int *n) {
     opts[(*n)++] = (cli_opt){"warmup-start-factor", OPT_REAL, &t->warmup_start_factor, "warm-up: the first epoch's fraction of --lr, in (0, 1]"};
     opts[(*n)++] = (cli_opt){"label-smoothing", OPT_REAL, &t->label_smoothing, "training loss label smoothing in [0, 1] (F.cross_entropy's label_smoothing)"};
     opts[(*n)++] = (cli_opt){"clip-grad-norm", OPT_REAL, &t->clip_grad_norm, "clip the gradients' total L2 norm to this before each step (clip_grad_norm_; 0: off)"};
+    opts[(*n)++] = (cli_opt){"sync-bn", OPT_FLAG, &t->sync_bn, "nepenthe-mpi: BatchNorm's batch statistics over "
+                             "all ranks, as PyTorch's SyncBatchNorm (default: each rank its own rows, as DDP)"};
     opts[(*n)++] = (cli_opt){"no-decay-norms-biases", OPT_FLAG, &t->no_decay_norms_biases, "no weight decay on biases, norm weights (every parameter of ndim <= 1), class tokens, position embeddings and relative position bias tables, as timm"};
     opts[(*n)++] = (cli_opt){"augment", OPT_FLAG, &t->augment, "random crop after 4-pixel zero padding and horizontal flip"};
 }

@@ -83,7 +83,7 @@ typedef struct train_flags {
     const char *optimizer, *milestones, *schedule;
     double lr, momentum, wd, gamma, min_lr, warmup_start_factor, label_smoothing, clip_grad_norm;
     int64_t batch, warmup_epochs;
-    bool nesterov, augment, no_decay_norms_biases;
+    bool nesterov, augment, no_decay_norms_biases, sync_bn;
 } train_flags;
 /* The augmentation --augment asks for (random crop after 4-pixel zero padding,
  * horizontal flip), or NULL without it. */

@@ -98,6 +98,7 @@ static char *options_json(const prune_opts *o, const nep_prune_cfg *c, const nep
         cJSON_AddNumberToObject(j, "max_train_rows", (double)o->max_train_rows);
     }
     cli_recipe_json(optim, j);
+    if (t->sync_bn) cJSON_AddBoolToObject(j, "sync_bn", true);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -594,6 +595,7 @@ int cli_prune(int argc, char **argv, const nep_comm *comm) {
         cfg.train = (nep_split){.text = &r.tt[0]}, cfg.val = (nep_split){.text = &r.tt[1]},
         cfg.test = (nep_split){.text = &r.tt[2]};
     cfg.comm = comm, cfg.train.comm = cfg.val.comm = cfg.test.comm = comm;
+    if (r.o.t.sync_bn) r.exec.sync_bn = comm;
     const char *what = "the options, data splits and weights";
     if (nep_comm_many(comm) &&
         (cli_ranks_agree("prune", comm, r.options, (int64_t)strlen(r.options), what) ||

@@ -45,6 +45,7 @@ static char *options_json(const train_opts *o, const nep_model_spec *spec,
     cJSON_AddNumberToObject(j, "seed", (double)o->seed);
     /* a cosine's t_max is recorded: a resumed run cannot stretch its decay by --epochs */
     cli_recipe_json(cfg, j);
+    if (o->t.sync_bn) cJSON_AddBoolToObject(j, "sync_bn", true);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -247,6 +248,7 @@ int cli_train(int argc, char **argv, const nep_comm *comm) {
             (long long)val.n, (long long)test.n);
     const double t0 = nep_now();
     const int64_t start = r.epoch;
+    if (o.t.sync_bn) xo.sync_bn = comm; /* one process: its batch is the whole batch already */
     r.o = &o, r.options = options, r.ckpt = ckpt, r.model = model, r.log = log, r.human = human, r.comm = comm;
     if (nep_comm_many(comm)) {
         const char *what = "the options, data split, normalization and weights";

@@ -41,8 +41,14 @@ typedef struct nep_exec_opts {
      * unless the environment's NEP_LAYOUT=nchw or nhwc says otherwise (to compare and
      * test both). */
     enum { NEP_LAYOUT_AUTO, NEP_LAYOUT_NCHW, NEP_LAYOUT_NHWC } layout;
+    /* Data parallelism: BatchNorm in training sums its batch statistics, and their
+     * gradients, over these ranks, as PyTorch's SyncBatchNorm does (the cpu backend;
+     * NULL: each rank normalizes by its own rows). */
+    const struct nep_comm *sync_bn;
 } nep_exec_opts;
 
+/* Whether the executor's BatchNorm sums statistics over ranks (nep_exec_opts.sync_bn). */
+bool nep_exec_sync_bn(const nep_exec *ex);
 /* Buffers for g (finalized; it must outlive the executor) at batches up to max_batch.
  * o may be NULL. *out is NULL on failure. */
 nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const nep_exec_opts *o,

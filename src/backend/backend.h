@@ -31,6 +31,7 @@ typedef struct nep_call {
     bool training;              /* dropout active, BatchNorm batch statistics */
     bool nhwc;
     struct nep_rng *rng;        /* dropout's masks (training) */
+    const struct nep_comm *sync_bn; /* BatchNorm's statistics over these ranks (nep_exec_opts) */
     const nep_real *x[NEP_MAX_INPUTS];
     /* forward: where the output goes; with rectify, the output of the ReLU (cap
      * infinity) or ReLU6 (cap 6) that alone reads this node, applied here (the

@@ -154,6 +154,12 @@ nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const n
     ex->backend = backend;
     ex->nhwc = backend->nhwc && (o->layout == NEP_LAYOUT_AUTO ? default_nhwc() : o->layout == NEP_LAYOUT_NHWC);
     ex->inference = inference;
+    ex->sync_bn = o->sync_bn;
+    if (o->sync_bn && strcmp(backend->name, "cpu") != 0) {
+        free(ex);
+        return nep_fail(err, NEP_ERR_UNSUPPORTED, "sync_bn: the %s backend's BatchNorm has no statistics over ranks",
+                        backend->name);
+    }
     size_t n = (size_t)g->n_nodes;
     ex->act = calloc(n, sizeof *ex->act);
     ex->dact = calloc(n, sizeof *ex->dact);
@@ -301,3 +307,5 @@ int nep_exec_fused_rectifier(const nep_exec *ex, int id) { return ex->epilogue[i
 int64_t nep_exec_activation_bytes(const nep_exec *ex) { return ex->act_bytes; }
 int64_t nep_exec_scratch_bytes(const nep_exec *ex) { return (int64_t)ex->scratch.bytes; }
 
+
+bool nep_exec_sync_bn(const nep_exec *ex) { return ex->sync_bn != NULL; }

@@ -13,6 +13,7 @@ struct nep_exec {
     bool training;            /* dropout active, BatchNorm batch statistics */
     bool nhwc;                /* see nep_exec_opts.layout */
     struct nep_rng *rng;      /* dropout masks; required when training */
+    const struct nep_comm *sync_bn; /* nep_exec_opts.sync_bn */
     nep_real **act;           /* [n_nodes] output of each node */
     nep_real **dact;          /* [n_nodes] gradient w.r.t. each node's output */
     void **state;             /* [n_nodes] op-private buffers (dropout masks) */

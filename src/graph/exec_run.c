@@ -49,7 +49,7 @@ static nep_call call_of(nep_exec *ex, int id, bool backward) {
     const int epi = epilogue_of(ex, id);
     nep_call c = {
         .g = g, .n = n, .batch = ex->batch, .training = ex->training, .nhwc = ex->nhwc,
-        .rng = ex->rng, .y = ex->act[epi >= 0 && !backward ? epi : id], .rectify = epi >= 0,
+        .rng = ex->rng, .sync_bn = ex->sync_bn, .y = ex->act[epi >= 0 && !backward ? epi : id], .rectify = epi >= 0,
         .cap = epi >= 0 ? (nep_real)nep_op(g->nodes[epi].op)->epilogue_cap : (nep_real)INFINITY,
         .accumulate = ex->accumulate_grads, .state = ex->state[id], .cache = &ex->cache[id], .pos = ex->pos,
         .kv = ex->kv && ex->kv_layer[id] >= 0 ? &ex->kv->layers[ex->kv_layer[id]] : NULL,

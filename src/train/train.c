@@ -101,6 +101,10 @@ static nep_status share_buffers(const nep_trainer *t, nep_err *err) {
 static nep_status data_parallel_grads(nep_trainer *t, const void *const *x, int n_inputs, int64_t b, int64_t gb,
                                       nep_loss_fn loss_fn, void *loss_ctx, double *loss, nep_err *err) {
     nep_graph *g = t->g;
+    if (gb < t->comm->size && nep_exec_sync_bn(t->ex)) /* every rank sees it: none waits on another */
+        return nep_fail(err, NEP_ERR_ARG, "a batch of %lld rows over %d ranks leaves a rank none, and SyncBatchNorm "
+                        "needs every rank (use a batch size, or a data set size, that gives each rank a row)",
+                        (long long)gb, t->comm->size);
     NEP_TRY(share_buffers(t, err));
     double sum = 0; /* of the rows' losses */
     if (b > 0) {
@@ -125,7 +129,7 @@ nep_status nep_train_step_loss(nep_trainer *t, const void *const *x, int n_input
                                nep_rng *rng, nep_loss_fn loss_fn, void *loss_ctx, double *loss, nep_err *err) {
     nep_exec_set_training(t->ex, true, rng);
     const bool parallel = nep_comm_many(t->comm);
-    double l;
+    double l = 0;
     if (parallel) {
         NEP_TRY(data_parallel_grads(t, x, n_inputs, b, t->global_b ? t->global_b : b, loss_fn, loss_ctx, &l, err));
     } else {

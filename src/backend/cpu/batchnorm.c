@@ -27,12 +27,20 @@
  * channel summing eight interleaved lanes, then the lanes in order; NHWC (c->nhwc,
  * x [B, H, W, C]) sums fixed chunks of rows, all channels at once, then the chunks in
  * order. The batch variance uses a one-pass sum of (x - K) and (x - K)^2 shifted by the
- * channel's first value K, which keeps the cancellation of E[x^2] - E[x]^2 away. */
+ * channel's first value K, which keeps the cancellation of E[x^2] - E[x]^2 away.
+ * SyncBatchNorm (call->sync_bn, training): the sums of x and x^2 (K = 0: the ranks share
+ * no first value; double sums of float values keep the cancellation small) and the
+ * count are summed over the ranks before the statistics, so that every rank normalizes
+ * by the whole batch's and updates the running statistics alike; backward sums dy and
+ * dy * (x - mean) over the ranks for dx, while weight and bias take this rank's own sums
+ * (the trainer sums the gradient block over the ranks afterwards, as DDP does). A failed
+ * sum leaves NaN statistics: the loss turns NaN and the trainer stops. */
 #include <math.h>
 #include <stdbool.h>
 
 #include "ops/batchnorm.h"
 #include "backend/cpu/kernels.h"
+#include "nepenthe/comm.h"
 
 #define LANES 8
 
@@ -105,6 +113,7 @@ typedef struct bn_call {
     const nep_real *dy;
     nep_real *dx, *dw, *db;                  /* dx NULL: the input needs no gradient */
     bool dx_add, batch_stats, accumulate;
+    const nep_comm *sync;                    /* SyncBatchNorm's ranks, or NULL */
 } bn_call;
 
 static bn_call call_of(const nep_call *call) {
@@ -112,7 +121,8 @@ static bn_call call_of(const nep_call *call) {
     bn_call q = {.C = n->shape.d[0], .HW = n->shape.d[1] * n->shape.d[2], .B = call->batch,
                  .x = call->x[0], .w = call->w[BN_WEIGHT], .bias = call->w[BN_BIAS],
                  .rmean = call->w[BN_RMEAN], .rvar = call->w[BN_RVAR], .mean = call->state,
-                 .eps = nep_bn_eps(&n->attrs.batchnorm), .mom = nep_bn_momentum(&n->attrs.batchnorm)};
+                 .eps = nep_bn_eps(&n->attrs.batchnorm), .mom = nep_bn_momentum(&n->attrs.batchnorm),
+                 .sync = call->sync_bn};
     q.cnt = q.B * q.HW;
     q.inv = q.mean + q.C;
     return q;
@@ -189,10 +199,12 @@ static void backward_nchw(const bn_call *q) {
 /* Row range of chunk k of n over R rows. */
 static int64_t chunk_start(int64_t R, int64_t n, int64_t k) { return R * k / n; }
 
-/* Per-chunk sums [CHUNKS][2][C] doubles, then three [C] coefficient rows. */
+/* Per-chunk sums [CHUNKS][2][C] doubles, then three [C] coefficient rows; SyncBatchNorm's
+ * sums over the ranks [2C + 1] doubles after them. */
 static size_t bn_scratch_bytes(const nep_graph *g, const nep_node *n, bool nhwc) {
     const int64_t C = n->shape.d[0];
-    return sizeof(double) * (size_t)(2 * CHUNKS * C) + 3 * sizeof(nep_real) * (size_t)C;
+    return sizeof(double) * (size_t)(2 * CHUNKS * C) + 3 * sizeof(nep_real) * (size_t)C +
+           sizeof(double) * (size_t)(2 * C + 1);
 }
 
 static void forward_nhwc(const bn_call *q, bool batch_stats, double *part) {
@@ -280,6 +292,81 @@ static void backward_nhwc(const bn_call *q, double *part) {
     }
 }
 
+/* ---- SyncBatchNorm: sums over the ranks, either layout --------------------------------- */
+
+/* x's element of channel c at row r of that channel's cnt values. */
+static int64_t at(const bn_call *q, bool nhwc, int64_t c, int64_t r) {
+    return nhwc ? r * q->C + c : ((r / q->HW) * q->C + c) * q->HW + r % q->HW;
+}
+
+/* s[c] = sum of a(c, r), s[C + c] = sum of b(c, r) over this rank's values, then both and
+ * s[2C] = the count summed over the ranks (NaN where that fails). */
+static void sync_sums(const bn_call *q, bool nhwc, const nep_real *u, const nep_real *v, const nep_real *shift,
+                      double *s) {
+    const int64_t C = q->C;
+#pragma omp parallel for schedule(static) if (q->cnt * C > NEP_PAR_MIN)
+    for (int64_t c = 0; c < C; c++) {
+        double a = 0, b = 0;
+        for (int64_t r = 0; r < q->cnt; r++) {
+            const int64_t i = at(q, nhwc, c, r);
+            const double d = (double)v[i] - (shift ? (double)shift[c] : 0);
+            a += u ? (double)u[i] : d;
+            b += u ? (double)u[i] * d : d * d;
+        }
+        s[c] = a, s[C + c] = b;
+    }
+    s[2 * C] = (double)q->cnt;
+    nep_err err;
+    if (nep_comm_sum(q->sync, s, 2 * C + 1, NEP_COMM_F64, &err) != NEP_OK)
+        for (int64_t k = 0; k <= 2 * C; k++) s[k] = NAN;
+}
+
+static void forward_sync(const bn_call *q, bool nhwc, double *s) {
+    const int64_t C = q->C, R = q->cnt;
+    sync_sums(q, nhwc, NULL, q->x, NULL, s);
+    const int64_t total = (int64_t)s[2 * C];
+    nep_real *mu = (nep_real *)(s + 2 * C + 1), *sc = mu + C, *sh = sc + C;
+    for (int64_t c = 0; c < C; c++) {
+        batch_stats_of(0, s[c], s[C + c], total, q->eps, q->mom, q->rmean + c, q->rvar + c, q->mean + c, q->inv + c);
+        mu[c] = q->mean[c], sc[c] = (nep_real)((double)q->w[c] * q->inv[c]), sh[c] = q->bias[c];
+    }
+#pragma omp parallel for schedule(static) if (R * C > NEP_PAR_MIN)
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t i = at(q, nhwc, c, r);
+            q->y[i] = nep_stored((q->x[i] - mu[c]) * sc[c] + sh[c], q->rect, q->cap);
+        }
+}
+
+static void backward_sync(bn_call *q, bool nhwc, double *s) {
+    const int64_t C = q->C, R = q->cnt;
+    nep_real *fa = (nep_real *)(s + 2 * C + 1), *f0 = fa + C, *fp = f0 + C;
+    sync_sums(q, nhwc, q->dy, q->x, q->mean, s);
+    /* weight and bias from this rank's own sums; dx's coefficients from the ranks' */
+    for (int64_t c = 0; c < C; c++) {
+        double sdy = 0, sdx = 0;
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t i = at(q, nhwc, c, r);
+            sdy += (double)q->dy[i], sdx += (double)q->dy[i] * (double)(q->x[i] - q->mean[c]);
+        }
+        const double istd = (double)q->inv[c];
+        q->dw[c] = (nep_real)(q->accumulate ? (double)q->dw[c] + sdx * istd : sdx * istd);
+        q->db[c] = (nep_real)(q->accumulate ? (double)q->db[c] + sdy : sdy);
+        const double a = (double)q->w[c] * istd, n = s[2 * C];
+        fa[c] = (nep_real)a;
+        f0[c] = (nep_real)(-a * s[c] / n);
+        fp[c] = (nep_real)(-a * istd * s[C + c] * istd / n);
+    }
+    if (!q->dx) return;
+#pragma omp parallel for schedule(static) if (R * C > NEP_PAR_MIN)
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t i = at(q, nhwc, c, r);
+            const nep_real d = fa[c] * q->dy[i] + f0[c] + fp[c] * (q->x[i] - q->mean[c]);
+            q->dx[i] = q->dx_add ? q->dx[i] + d : d;
+        }
+}
+
 /* ---- the op ---------------------------------------------------------------------------- */
 
 static void bn_forward(const nep_call *call) {
@@ -290,9 +377,9 @@ static void bn_forward(const nep_call *call) {
         for (int64_t c = 0; c < 2 * q.C; c++) q.mean[c] = 0;
         return;
     }
-    if (call->nhwc)
-        forward_nhwc(&q, call->training,
-                     nep_scratch_get(call->scratch, bn_scratch_bytes(call->g, call->n, true)));
+    double *scratch = nep_scratch_get(call->scratch, bn_scratch_bytes(call->g, call->n, true));
+    if (call->training && nep_comm_many(q.sync)) forward_sync(&q, call->nhwc, scratch + 2 * CHUNKS * q.C);
+    else if (call->nhwc) forward_nhwc(&q, call->training, scratch);
     else forward_nchw(&q, call->training);
 }
 
@@ -304,7 +391,9 @@ static void bn_backward(const nep_call *call) {
     q.db = call->dw[BN_BIAS];
     q.batch_stats = q.mean[2 * q.C] != 0;
     q.accumulate = call->accumulate;
-    if (call->nhwc) backward_nhwc(&q, nep_scratch_get(call->scratch, bn_scratch_bytes(call->g, call->n, true)));
+    double *scratch = nep_scratch_get(call->scratch, bn_scratch_bytes(call->g, call->n, true));
+    if (q.batch_stats && nep_comm_many(q.sync)) backward_sync(&q, call->nhwc, scratch + 2 * CHUNKS * q.C);
+    else if (call->nhwc) backward_nhwc(&q, scratch);
     else backward_nchw(&q);
 }
 
