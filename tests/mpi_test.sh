@@ -1,17 +1,19 @@
 #!/bin/sh
-# Data-parallel training over MPI ranks (build/nepenthe-mpi, issue 17), against one process:
-# an MLP (no BatchNorm, no dropout) trained by `mpirun -np 2` and by `-np 3 --oversubscribe`
-# (a batch of 100 in shares of 33, 33 and 34) gives the log lines of the same run in one
-# process and weights equal to rounding (the gradient block's sum over ranks adds in
-# another order than one batch's: 5e-6 of the largest weight allowed, 1.1e-6 measured);
-# only rank 0 writes; a run stopped after its first epoch resumes with another number of
-# ranks to the uninterrupted run's weights; NEPENTHE (prune) over 2 ranks gives the
-# one-process log (entropies to every digit: the counts are integers summed over ranks),
-# masks and weights; ranks started with other options are refused,
-# naming them; a rank killed mid-run stops the job with mpirun naming it, and the run
-# resumes; a convolutional net with BatchNorm trains with per-rank statistics (every
-# rank's weights equal) and, with --sync-bn, as one process does. On the first 3,000
-# training and 1,000 test images of Fashion-MNIST; about 20 seconds.
+# Data-parallel training over MPI ranks (build/nepenthe-mpi, issue 17), against one process,
+# on the first 3,000 training and 1,000 test images of Fashion-MNIST (about 20 seconds):
+# - an MLP (no BatchNorm, no dropout) trained by `mpirun -np 2` and by `-np 3` (a batch of
+#   100 in shares of 33, 33 and 34) logs the one-process run's lines, with weights equal to
+#   rounding (the gradient block's sum over ranks adds in another order than one batch's:
+#   5e-6 of the largest weight allowed, 1.1e-6 measured); rank 0 alone writes and prints;
+# - a run stopped after its first epoch resumes with another number of ranks;
+# - a rank killed mid-run stops the job, mpirun naming it, and the run resumes to the
+#   bytes of an uninterrupted one;
+# - `entropy` over 3 ranks prints one process's counts; `prune` (magnitude and Wanda) over
+#   2 ranks logs one process's entropies to every digit (integer counts summed over the
+#   ranks), with the same masks;
+# - ranks started with other options are refused, naming what differs;
+# - a CNN with BatchNorm trains with per-rank statistics (the ranks' weights equal, not one
+#   process's) and, with --sync-bn, as one process does (NHWC and NCHW).
 #
 # usage (from the repository root): tests/mpi_test.sh [BINARY]   (default build/nepenthe)
 # shellcheck disable=SC2016,SC2034,SC1091
@@ -122,6 +124,14 @@ check "one process prunes the MLP twice" 'succeeded && [ -s "$T/p1/iter_2.safete
 mpi 2 prune $PRUNE --out "$T/p2"
 check "prune over 2 ranks: the same entropies, accuracies and pruned counts, the same masks, weights to rounding" \
     'succeeded && [ "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/p2/iterations.jsonl")" = "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/p1/iterations.jsonl")" ] && same_weights "$T/p1/iter_2.safetensors" "$T/p2/iter_2.safetensors" && [ -s "$T/p2/fig_entropy.svg" ]'
+# the entropy command: every count of the one-process run (3 ranks: batches 0, 3, ... on rank 0)
+nep entropy --ckpt "$T/one/model.safetensors" $DATA --batch 100 --json
+ok=$rc
+mv "$T/out" "$T/h1"
+mpi 3 entropy --ckpt "$T/one/model.safetensors" $DATA --batch 100 --json
+rc=$((rc + ok))
+check "entropy over 3 ranks: every layer's counts and entropies those of one process, printed once" \
+    'succeeded && [ "$(sed "s/,\"seconds\":[0-9.e-]*//" "$T/out")" = "$(sed "s/,\"seconds\":[0-9.e-]*//" "$T/h1")" ] && grep -q "\"samples\":2000" "$T/out"'
 # shellcheck disable=SC2086
 nep prune $PRUNE --criterion wanda --out "$T/w1"
 # shellcheck disable=SC2086
@@ -164,7 +174,7 @@ check "--sync-bn with a batch that leaves a rank no row fails cleanly on every r
     '[ "$rc" -ne 0 ] && says "SyncBatchNorm needs every rank" && ! pgrep -f "$T/few" >/dev/null'
 
 mpi 2 info --ckpt "$T/one/model.safetensors"
-check "nepenthe-mpi names the commands it runs" 'failed_cleanly && says "nepenthe-mpi runs train and prune"'
+check "nepenthe-mpi names the commands it runs" 'failed_cleanly && says "nepenthe-mpi runs train, prune and entropy"'
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -188,10 +188,11 @@ int cli_run_resume(const char *cmd, const char *path, nep_graph *g, nep_optim *o
 
 /* Subcommands. */
 int cmd_train(int argc, char **argv);
-/* train and prune over data-parallel ranks (comm; NULL: one process), as nepenthe-mpi
+/* train, prune and entropy over data-parallel ranks (comm; NULL: one process), as nepenthe-mpi
  * runs them: rank 0 alone prints and writes files. */
 int cli_train(int argc, char **argv, const nep_comm *comm);
 int cli_prune(int argc, char **argv, const nep_comm *comm);
+int cli_entropy(int argc, char **argv, const nep_comm *comm);
 /* bad (non-zero: this rank failed) summed over comm's ranks, so that an error one rank
  * met (rank 0's, writing a file) stops every rank at the same point; non-zero: stop. */
 int64_t cli_any_failed(const nep_comm *comm, int64_t bad);

@@ -40,7 +40,7 @@ cJSON *cli_layer_json(const nep_graph *g, const nep_layer_states *l, double entr
 /* The counts of a text classifier folder over a task's split. */
 static int measure_text(const char *dir, const char *task, const char *data_dir, const char *split,
                         int64_t max_length, int64_t batch, int64_t max_batches, bool zero_is_off,
-                        const nep_exec_opts *xo, nep_graph *g, nep_entropy *e) {
+                        const nep_exec_opts *xo, const nep_comm *comm, nep_graph *g, nep_entropy *e) {
     nep_hf_config cfg;
     nep_tokenizer *tok;
     nep_text_load_report rep;
@@ -52,8 +52,8 @@ static int measure_text(const char *dir, const char *task, const char *data_dir,
     int rc = cli_text_split("entropy", task, data_dir, strcmp(split, "val") ? split : "dev", tok, max_length, 0, &d, &t);
     cli_progress prog = {.tty = isatty(2), .label = "activation states", .unit = "seq/s"};
     if (!rc && nep_entropy_init(e, g, zero_is_off, &err) == NEP_OK) {
-        e->progress = cli_progress_cb, e->progress_ctx = &prog;
-        const nep_split split_t = {.text = &t};
+        if (nep_comm_rank(comm) == 0) e->progress = cli_progress_cb, e->progress_ctx = &prog;
+        const nep_split split_t = {.text = &t, .comm = comm};
         if (nep_entropy_measure_split(e, g, &split_t, batch ? batch : nep_split_pass_batch(&split_t), max_batches, xo, &err) != NEP_OK)
             rc = cli_error("entropy", &err);
         cli_progress_end(&prog);
@@ -67,7 +67,9 @@ static int measure_text(const char *dir, const char *task, const char *data_dir,
     return rc;
 }
 
-int cmd_entropy(int argc, char **argv) {
+int cmd_entropy(int argc, char **argv) { return cli_entropy(argc, argv, NULL); }
+
+int cli_entropy(int argc, char **argv, const nep_comm *comm) {
     const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "train", *task = "fortunes";
     int64_t batch = 0, max_batches = 0, threads = 0, max_length = 128;
     bool json = false, zero_is_off = false;
@@ -106,7 +108,7 @@ int cmd_entropy(int argc, char **argv) {
     double t0 = nep_now();
     rc = 1;
     if (cli_is_hf_folder(ckpt)) {
-        if (measure_text(ckpt, task, dir, split, max_length, batch, max_batches, zero_is_off, &xo, &g, &e)) goto done;
+        if (measure_text(ckpt, task, dir, split, max_length, batch, max_batches, zero_is_off, &xo, comm, &g, &e)) goto done;
         goto report;
     }
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("entropy", &err);
@@ -120,8 +122,9 @@ int cmd_entropy(int argc, char **argv) {
     cli_progress prog = {.tty = isatty(2), .label = "activation states"};
     nep_status s = nep_entropy_init(&e, &g, zero_is_off, &err);
     if (s == NEP_OK) {
-        e.progress = cli_progress_cb, e.progress_ctx = &prog;
-        s = nep_entropy_measure(&e, &g, use, &norm, batch ? batch : nep_split_pass_batch(&(nep_split){use, &norm, NULL}), max_batches, &xo, &err);
+        const nep_split sp = {.images = use, .norm = &norm, .comm = comm};
+        if (nep_comm_rank(comm) == 0) e.progress = cli_progress_cb, e.progress_ctx = &prog;
+        s = nep_entropy_measure_split(&e, &g, &sp, batch ? batch : nep_split_pass_batch(&sp), max_batches, &xo, &err);
         cli_progress_end(&prog);
     }
     if (s != NEP_OK) {
@@ -129,6 +132,10 @@ int cmd_entropy(int argc, char **argv) {
         goto done;
     }
 report:;
+    if (nep_comm_rank(comm) != 0) { /* rank 0 reports the counts every rank now holds */
+        rc = 0;
+        goto done;
+    }
     double secs = nep_now() - t0;
     int removed = 0;
     cJSON *root = cJSON_CreateObject(), *layers = cJSON_AddArrayToObject(root, "layers");

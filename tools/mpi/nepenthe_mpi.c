@@ -1,6 +1,7 @@
 /* nepenthe-mpi: the commands that run over MPI ranks, data parallel (nepenthe/comm.h):
  *   mpirun -np N build/nepenthe-mpi train ...
- * Every rank runs the same command line; rank 0 alone prints and writes files. Built
+ * (train, prune, entropy; comm-bench times the gradient sum). Every rank runs the same
+ * command line; rank 0 alone prints and writes files. Built
  * only where OpenMPI is found (the Makefile says whether it was). */
 #include <limits.h>
 #include <stdio.h>
@@ -104,14 +105,16 @@ int main(int argc, char **argv) {
         rc = cli_train(argc - 1, argv + 1, &comm);
     } else if (argc >= 2 && strcmp(argv[1], "prune") == 0) {
         rc = cli_prune(argc - 1, argv + 1, &comm);
+    } else if (argc >= 2 && strcmp(argv[1], "entropy") == 0) {
+        rc = cli_entropy(argc - 1, argv + 1, &comm);
     } else if (argc >= 2 && strcmp(argv[1], "comm-bench") == 0) {
         rc = comm_bench(argc - 1, argv + 1, &comm);
     } else {
         if (comm.rank == 0)
-            fprintf(stderr, "usage: mpirun -np N nepenthe-mpi (train | prune | comm-bench) [options]   (--help after "
-                            "each)\n"
-                            "nepenthe-mpi runs train and prune over MPI ranks, and comm-bench times their gradient "
-                            "sum; every other command is build/nepenthe's\n");
+            fprintf(stderr, "usage: mpirun -np N nepenthe-mpi (train | prune | entropy | comm-bench) [options]   "
+                            "(--help after each)\n"
+                            "nepenthe-mpi runs train, prune and entropy over MPI ranks, and comm-bench times their "
+                            "gradient sum; every other command is build/nepenthe's\n");
         rc = 2;
     }
     MPI_Finalize();
