@@ -5,6 +5,7 @@
 #   100 in shares of 33, 33 and 34) logs the one-process run's lines, with weights equal to
 #   rounding (the gradient block's sum over ranks adds in another order than one batch's:
 #   5e-6 of the largest weight allowed, 1.1e-6 measured); rank 0 alone writes and prints;
+# - each rank decodes only its rows: with --augment too (3 ranks, one process's crops);
 # - a run stopped after its first epoch resumes with another number of ranks;
 # - a rank killed mid-run stops the job, mpirun naming it, and the run resumes to the
 #   bytes of an uninterrupted one;
@@ -78,6 +79,16 @@ check "2 ranks: rank 0 alone prints the result" '[ "$(grep -c test_top1 "$T/out"
 mpi 3 train $MLP --out "$T/three"
 check "3 ranks (shares of 33, 33, 34): the same log and weights" \
     'succeeded && [ "$(losses "$T/three/log.jsonl")" = "$(losses "$T/one/log.jsonl")" ] && same_weights "$T/one/model.safetensors" "$T/three/model.safetensors"'
+
+# --augment: each rank decodes and crops its own rows, taking the other rows' draws too
+# shellcheck disable=SC2086
+nep train $MLP --augment --out "$T/aug1"
+ok=$rc
+# shellcheck disable=SC2086
+mpi 3 train $MLP --augment --out "$T/aug3"
+rc=$((rc + ok))
+check "3 ranks with --augment (random crops and flips): the one-process run's log and weights" \
+    'succeeded && [ "$(losses "$T/aug3/log.jsonl")" = "$(losses "$T/aug1/log.jsonl")" ] && same_weights "$T/aug1/model.safetensors" "$T/aug3/model.safetensors" && [ "$(losses "$T/aug1/log.jsonl")" != "$(losses "$T/one/log.jsonl")" ]'
 
 # stopped after epoch 1 (its checkpoint written), resumed with 3 ranks
 # shellcheck disable=SC2086

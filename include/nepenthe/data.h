@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "nepenthe/real.h"
+#include "nepenthe/comm.h"
 #include "nepenthe/rng.h"
 #include "nepenthe/status.h"
 
@@ -107,6 +108,11 @@ void nep_loader_epoch(nep_loader *l, nep_rng *rng);
 /* Fills x [b, c, h, w] with normalized pixels and y [b] with labels for the next
  * b <= batch samples; returns b, or 0 at the end of the epoch. */
 int64_t nep_loader_next(nep_loader *l, nep_real *x, int32_t *y);
+/* The same for one rank's rows of the next batch: [*lo, *hi) of its b rows
+ * (nep_comm_share; c NULL: all), decoded into x [hi - lo, c, h, w] and y; the other rows
+ * are not read, but their augmentation draws are taken, so that the ranks' shares
+ * together are the batch one process gets. Returns b, 0 at the end of the epoch. */
+int64_t nep_loader_next_share(nep_loader *l, const nep_comm *c, nep_real *x, int32_t *y, int64_t *lo, int64_t *hi);
 /* Turns augmentation on (a != NULL) or off (a == NULL, or a does nothing) for the
  * following nep_loader_next calls; call it after nep_loader_init, which starts with it
  * off. The loader keeps the rng pointer (it must outlive the loader's use, and may be

@@ -156,8 +156,8 @@ typedef void (*nep_progress_fn)(void *ctx, int64_t done, int64_t total, double l
                                 double seconds);
 
 /* One epoch over loader (shuffled by rng, which also drives dropout). With t->comm, every
- * rank reads each whole batch in the same order and trains on its share of the rows;
- * the statistics are the whole batches'. Dropout draws its masks per rank: a model with
+ * rank shuffles alike and decodes and trains on its share of each batch's rows
+ * (nep_loader_next_share); the statistics are the whole batches'. Dropout draws its masks per rank: a model with
  * dropout trains differently over N ranks than in one process. */
 nep_status nep_train_epoch(nep_trainer *t, nep_loader *loader, double lr, nep_rng *rng,
                            nep_progress_fn progress, void *progress_ctx,

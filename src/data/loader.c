@@ -160,18 +160,29 @@ static void augment_sample(const uint8_t *src, nep_real *dst, int c, int h, int 
 }
 
 int64_t nep_loader_next(nep_loader *l, nep_real *x, int32_t *y) {
+    int64_t lo, hi;
+    return nep_loader_next_share(l, NULL, x, y, &lo, &hi);
+}
+
+int64_t nep_loader_next_share(nep_loader *l, const nep_comm *c, nep_real *x, int32_t *y, int64_t *lo,
+                              int64_t *hi) {
     const nep_dataset *d = l->data;
     int64_t b = d->n - l->pos;
     if (b > l->batch) b = l->batch;
+    *lo = *hi = 0;
     if (b <= 0 || (l->drop_last && b < l->batch)) return 0;
+    nep_comm_share(c, b, lo, hi);
     const nep_real *lut = l->lut;
     const uint32_t *order = l->order + l->pos;
     size_t hw = (size_t)d->h * d->w, chw = hw * d->c;
-    for (int64_t i = 0; i < b; i++) {
-        if (i + 2 < b) prefetch(d->images + order[i + 2] * chw, chw);
+    /* with augmentation every row's draws are taken, in batch order, the other ranks' too,
+     * so that each rank's generator stays where one process's would be */
+    for (int64_t i = l->augment_rng ? 0 : *lo; i < (l->augment_rng ? b : *hi); i++) {
+        const bool mine = i >= *lo && i < *hi;
+        if (mine && i + 2 < *hi) prefetch(d->images + order[i + 2] * chw, chw);
         const uint8_t *src = d->images + order[i] * chw;
-        nep_real *dst = x + (size_t)i * chw;
-        y[i] = d->labels[order[i]];
+        nep_real *dst = mine ? x + (size_t)(i - *lo) * chw : NULL;
+        if (mine) y[i - *lo] = d->labels[order[i]];
         if (l->augment_rng) {
             /* Drawn in this order, per sample, as nep_loader_set_augment documents. */
             nep_rng *r = l->augment_rng;
@@ -181,7 +192,7 @@ int64_t nep_loader_next(nep_loader *l, nep_real *x, int32_t *y) {
                 ox = (int)nep_rng_below(r, (uint64_t)(2 * pad + 1)) - pad;
             }
             bool flip = l->augment.flip && (nep_rng_u64(r) >> 63);
-            augment_sample(src, dst, d->c, d->h, d->w, lut, oy, ox, flip);
+            if (mine) augment_sample(src, dst, d->c, d->h, d->w, lut, oy, ox, flip);
             continue;
         }
         for (int ch = 0; ch < d->c; ch++) {

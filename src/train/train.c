@@ -167,14 +167,10 @@ nep_status nep_train_epoch(nep_trainer *t, nep_loader *loader, double lr, nep_rn
     const int64_t total = nep_loader_batches(loader) * loader->batch;
     double loss_sum = 0;
     int64_t correct = 0, seen = 0, b;
-    const int64_t in = nep_shape_numel(&t->g->nodes[t->g->input].shape);
+    int64_t lo, hi; /* this rank's rows of each batch, all it decodes */
     nep_loader_epoch(loader, rng);
-    while ((b = nep_loader_next(loader, t->x, t->y)) > 0) {
+    while ((b = nep_loader_next_share(loader, t->comm, t->x, t->y, &lo, &hi)) > 0) {
         double loss = 0;
-        int64_t lo, hi; /* this rank's rows, moved to the front */
-        nep_comm_share(t->comm, b, &lo, &hi);
-        memmove(t->x, t->x + lo * in, sizeof(nep_real) * (size_t)((hi - lo) * in));
-        memmove(t->y, t->y + lo, sizeof(int32_t) * (size_t)(hi - lo));
         t->global_b = b;
         NEP_TRY(nep_train_step(t, hi - lo, lr, rng, &loss, &correct, err));
         loss_sum += loss * (double)b;
