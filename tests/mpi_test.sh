@@ -8,7 +8,8 @@
 # - each rank decodes only its rows: with --augment too (3 ranks, one process's crops);
 # - a run stopped after its first epoch resumes with another number of ranks;
 # - a rank killed mid-run stops the job, mpirun naming it, and the run resumes to the
-#   bytes of an uninterrupted one;
+#   bytes of an uninterrupted one; one that stops answering makes the others end the job
+#   after NEPENTHE_MPI_TIMEOUT seconds;
 # - `entropy` over 3 ranks prints one process's counts; `prune` (magnitude and Wanda) over
 #   2 ranks logs one process's entropies to every digit (integer counts summed over the
 #   ranks), with the same masks;
@@ -47,6 +48,14 @@ scale = max(float(np.abs(v).max()) for v in a.values())
 worst = max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in a)
 print("largest difference %.3g of weights up to %.3g" % (worst, scale), file=sys.stderr)
 sys.exit(0 if worst <= 5e-6 * scale else 1)' "$1" "$2"
+}
+# signal_rank1 SIG JOB LOG: once LOG holds epoch 1, sends SIG to rank 1 of mpirun JOB
+signal_rank1() {
+    n=0
+    while ! grep -q '"epoch":1' "$3" 2>/dev/null && [ $n -lt 2400 ]; do sleep 0.05; n=$((n + 1)); done
+    for p in $(pgrep -P "$2"); do
+        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1'; then kill "-$1" "$p"; fi
+    done
 }
 # the log lines without their timing fields
 losses() { sed 's/,"img_per_s".*//' "$1"; }
@@ -108,11 +117,7 @@ LONG="$DATA --hidden 64,64 --val 500 --epochs 12 --batch 100 --lr 0.05 --threads
 # shellcheck disable=SC2086
 $MPIRUN -np 2 "$MPI_BIN" train $LONG --out "$T/kill" >"$T/out" 2>"$T/err" &
 job=$!
-n=0
-while ! grep -q '"epoch":1' "$T/kill/log.jsonl" 2>/dev/null && [ $n -lt 2400 ]; do sleep 0.05; n=$((n + 1)); done
-for p in $(pgrep -P $job); do
-    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1'; then kill -9 "$p"; fi
-done
+signal_rank1 KILL $job "$T/kill/log.jsonl"
 wait $job
 rc=$?
 check "a rank killed mid-run stops the job: mpirun names rank 1, no rank is left" \
@@ -125,6 +130,21 @@ mpi 2 train $LONG --out "$T/long"
 rc=$((rc + ok))
 check "the killed run resumed ends with an uninterrupted 2-rank run's log and weights" \
     'succeeded && [ "$(losses "$T/kill/log.jsonl")" = "$(losses "$T/long/log.jsonl")" ] && cmp -s "$T/long/model.safetensors" "$T/kill/model.safetensors"'
+
+# a rank that stops answering (SIGSTOP): the others give up after NEPENTHE_MPI_TIMEOUT
+# seconds, saying so, and the job ends
+# shellcheck disable=SC2086
+NEPENTHE_MPI_TIMEOUT=2 $MPIRUN -x NEPENTHE_MPI_TIMEOUT -np 2 "$MPI_BIN" train $LONG --out "$T/hang" >"$T/out" 2>"$T/err" &
+job=$!
+signal_rank1 STOP $job "$T/hang/log.jsonl"
+start=$(date +%s)
+wait $job
+rc=$?
+took=$(($(date +%s) - start))
+check "a rank that stops answering: rank 0 ends the job after NEPENTHE_MPI_TIMEOUT=2 s ($took s), saying why" \
+    '[ "$rc" -ne 0 ] && says "rank 0 has waited" && says "stopped answering" && [ "$took" -lt 30 ] && ! pgrep -f "$T/hang" >/dev/null'
+NEPENTHE_MPI_TIMEOUT=soon mpi 2 train $MLP --out "$T/never"
+check "a NEPENTHE_MPI_TIMEOUT that is not a number is refused, naming it" 'failed_cleanly && says "NEPENTHE_MPI_TIMEOUT"'
 
 # NEPENTHE over ranks: entropy counts summed (exact), retraining data parallel
 PRUNE="$DATA --ckpt $T/one/model.safetensors --zeta 0.5 --max-iter 2 --retrain-epochs 1 --delta 0.5 --batch 100 --entropy-batches 8 --threads 1"

@@ -4,9 +4,12 @@
  * command line; rank 0 alone prints and writes files. Built
  * only where OpenMPI is found (the Makefile says whether it was). */
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <mpi.h>
 
@@ -30,12 +33,58 @@ static nep_status mpi_failed(nep_err *err, const char *call, int code) {
     return nep_fail(err, NEP_ERR_IO, "%s: %s", call, what);
 }
 
+/* A rank that dies ends the job (mpirun sees it and names it); one that stops answering
+ * (hung, stopped, its machine unreachable without a reset) leaves the others waiting in
+ * a sum for ever, as MPI sets no time limit. So each rank's watchdog thread ends its
+ * process when one call has waited NEPENTHE_MPI_TIMEOUT seconds (default 1800), saying
+ * so; mpirun then stops the rest. */
+typedef struct watchdog {
+    pthread_mutex_t lock;
+    double since;       /* when the call in progress began; 0: none */
+    const char *call;
+    double limit;
+    int rank;
+} watchdog;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void *watch(void *arg) {
+    watchdog *w = arg;
+    for (;;) {
+        sleep(1);
+        pthread_mutex_lock(&w->lock);
+        const double since = w->since;
+        const char *call = w->call;
+        pthread_mutex_unlock(&w->lock);
+        if (since > 0 && now() - since > w->limit) {
+            fprintf(stderr, "nepenthe-mpi: rank %d has waited %.0f s in %s for the other ranks: one of them stopped "
+                            "answering; ending the job (NEPENTHE_MPI_TIMEOUT=%.0f; --resume continues from the last "
+                            "checkpoint)\n", w->rank, now() - since, call, w->limit);
+            fflush(stderr);
+            _exit(3);
+        }
+    }
+    return NULL;
+}
+
+static void waiting(watchdog *w, const char *call) {
+    pthread_mutex_lock(&w->lock);
+    w->since = call ? now() : 0, w->call = call;
+    pthread_mutex_unlock(&w->lock);
+}
+
 /* MPI counts are ints: a gradient block past 2^31 elements goes in pieces. */
 static nep_status mpi_sum(void *ctx, void *data, int64_t n, nep_comm_dtype t, nep_err *err) {
     for (int64_t at = 0; at < n; at += INT_MAX) {
         const int count = (int)(n - at < INT_MAX ? n - at : INT_MAX);
+        waiting(ctx, "MPI_Allreduce");
         const int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)data + (size_t)at * type_size(t), count, mpi_type(t), MPI_SUM,
                                      MPI_COMM_WORLD);
+        waiting(ctx, NULL);
         if (rc != MPI_SUCCESS) return mpi_failed(err, "MPI_Allreduce", rc);
     }
     return NEP_OK;
@@ -44,7 +93,9 @@ static nep_status mpi_sum(void *ctx, void *data, int64_t n, nep_comm_dtype t, ne
 static nep_status mpi_bcast(void *ctx, void *data, int64_t n, int root, nep_err *err) {
     for (int64_t at = 0; at < n; at += INT_MAX) {
         const int count = (int)(n - at < INT_MAX ? n - at : INT_MAX);
+        waiting(ctx, "MPI_Bcast");
         const int rc = MPI_Bcast((char *)data + at, count, MPI_BYTE, root, MPI_COMM_WORLD);
+        waiting(ctx, NULL);
         if (rc != MPI_SUCCESS) return mpi_failed(err, "MPI_Bcast", rc);
     }
     return NEP_OK;
@@ -97,9 +148,20 @@ static int comm_bench(int argc, char **argv, const nep_comm *comm) {
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    nep_comm comm = {.sum = mpi_sum, .bcast = mpi_bcast};
+    watchdog dog = {.lock = PTHREAD_MUTEX_INITIALIZER, .limit = 1800};
+    nep_comm comm = {.sum = mpi_sum, .bcast = mpi_bcast, .ctx = &dog};
     MPI_Comm_rank(MPI_COMM_WORLD, &comm.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &comm.size);
+    dog.rank = comm.rank;
+    const char *limit = getenv("NEPENTHE_MPI_TIMEOUT");
+    char *end = NULL;
+    if (limit && (dog.limit = strtod(limit, &end), end == limit || *end || !(dog.limit > 0))) {
+        if (comm.rank == 0) fprintf(stderr, "nepenthe-mpi: NEPENTHE_MPI_TIMEOUT='%s' is not a positive number of seconds\n", limit);
+        MPI_Finalize();
+        return 2;
+    }
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, watch, &dog) == 0) pthread_detach(thread);
     int rc;
     if (argc >= 2 && strcmp(argv[1], "train") == 0) {
         rc = cli_train(argc - 1, argv + 1, &comm);
