@@ -111,13 +111,12 @@ typedef struct nep_trainer {
     nep_real *dlogits;  /* [batch, classes] */
     double lr;          /* of the step in progress */
     /* Data parallelism (NULL: one process): a step's b rows are this rank's share of a
-     * batch of global_b rows over the ranks (nep_comm_share). The loss is the batch's
-     * mean, its gradient summed over the ranks in one call on the gradient block, and
-     * every rank takes the same optimizer step; before each forward, rank 0's buffers
-     * (BatchNorm's running statistics) are copied to every rank, as PyTorch's
-     * DistributedDataParallel does (each rank normalizes by its own batch statistics). */
+     * batch, the ranks' rows together. The loss is the batch's mean, its gradient summed
+     * over the ranks in one call on the gradient block, and every rank takes the same
+     * optimizer step; before each forward, rank 0's buffers (BatchNorm's running
+     * statistics) are copied to every rank, as PyTorch's DistributedDataParallel does
+     * (each rank normalizes by its own batch statistics unless nep_exec_opts.sync_bn). */
     const nep_comm *comm;
-    int64_t global_b;
 } nep_trainer;
 
 /* xo: how its executor runs (NULL: the defaults). */

@@ -96,22 +96,24 @@ static nep_status share_buffers(const nep_trainer *t, nep_err *err) {
     return NEP_OK;
 }
 
-/* Forward, loss and backward of this rank's b rows of a batch of gb over the ranks; the
- * batch's mean loss and, in g->grads, its gradient summed over the ranks. */
-static nep_status data_parallel_grads(nep_trainer *t, const void *const *x, int n_inputs, int64_t b, int64_t gb,
+/* Forward, loss and backward of this rank's b rows of a batch over the ranks; the batch's
+ * mean loss and, in g->grads, its gradient summed over the ranks. */
+static nep_status data_parallel_grads(nep_trainer *t, const void *const *x, int n_inputs, int64_t b,
                                       nep_loss_fn loss_fn, void *loss_ctx, double *loss, nep_err *err) {
     nep_graph *g = t->g;
-    if (gb < t->comm->size && nep_exec_sync_bn(t->ex)) /* every rank sees it: none waits on another */
-        return nep_fail(err, NEP_ERR_ARG, "a batch of %lld rows over %d ranks leaves a rank none, and SyncBatchNorm "
+    double rows[2] = {(double)b, b > 0}; /* the batch's rows, and the ranks that have some */
+    NEP_TRY(nep_comm_sum(t->comm, rows, 2, NEP_COMM_F64, err));
+    if (rows[1] < t->comm->size && nep_exec_sync_bn(t->ex)) /* every rank sees it: none waits on another */
+        return nep_fail(err, NEP_ERR_ARG, "a batch of %.0f rows over %d ranks leaves a rank none, and SyncBatchNorm "
                         "needs every rank (use a batch size, or a data set size, that gives each rank a row)",
-                        (long long)gb, t->comm->size);
+                        rows[0], t->comm->size);
     NEP_TRY(share_buffers(t, err));
     double sum = 0; /* of the rows' losses */
     if (b > 0) {
         const nep_real *logits;
         NEP_TRY(nep_exec_run(t->ex, x, n_inputs, b, &logits, err));
         sum = loss_fn(loss_ctx, logits, b, t->dlogits) * (double)b;
-        const nep_real scale = (nep_real)((double)b / (double)gb); /* of a mean over b to one over gb */
+        const nep_real scale = (nep_real)((double)b / rows[0]); /* of a mean over b to one over the batch */
         const int64_t n = b * out_features(g);
         for (int64_t i = 0; i < n; i++) t->dlogits[i] *= scale;
         nep_exec_set_on_grads(t->ex, NULL, NULL);
@@ -120,7 +122,7 @@ static nep_status data_parallel_grads(nep_trainer *t, const void *const *x, int 
         memset(g->grads, 0, sizeof(nep_real) * (size_t)g->n_values);
     }
     NEP_TRY(nep_comm_sum(t->comm, &sum, 1, NEP_COMM_F64, err));
-    *loss = sum / (double)gb;
+    *loss = sum / rows[0];
     if (!isfinite(*loss)) return NEP_OK; /* every rank sees it and stops */
     return nep_comm_sum(t->comm, g->grads, g->n_values, NEP_COMM_REAL, err);
 }
@@ -131,7 +133,7 @@ nep_status nep_train_step_loss(nep_trainer *t, const void *const *x, int n_input
     const bool parallel = nep_comm_many(t->comm);
     double l = 0;
     if (parallel) {
-        NEP_TRY(data_parallel_grads(t, x, n_inputs, b, t->global_b ? t->global_b : b, loss_fn, loss_ctx, &l, err));
+        NEP_TRY(data_parallel_grads(t, x, n_inputs, b, loss_fn, loss_ctx, &l, err));
     } else {
         const nep_real *logits;
         NEP_TRY(nep_exec_run(t->ex, x, n_inputs, b, &logits, err));
@@ -171,7 +173,6 @@ nep_status nep_train_epoch(nep_trainer *t, nep_loader *loader, double lr, nep_rn
     nep_loader_epoch(loader, rng);
     while ((b = nep_loader_next_share(loader, t->comm, t->x, t->y, &lo, &hi)) > 0) {
         double loss = 0;
-        t->global_b = b;
         NEP_TRY(nep_train_step(t, hi - lo, lr, rng, &loss, &correct, err));
         loss_sum += loss * (double)b;
         seen += b;
