@@ -10,9 +10,9 @@
 # - a rank killed mid-run stops the job, mpirun naming it, and the run resumes to the
 #   bytes of an uninterrupted one; one that stops answering makes the others end the job
 #   after NEPENTHE_MPI_TIMEOUT seconds;
-# - `entropy` over 3 ranks prints one process's counts; `prune` (magnitude and Wanda) over
-#   2 ranks logs one process's entropies to every digit (integer counts summed over the
-#   ranks), with the same masks;
+# - `entropy` over 3 ranks prints one process's counts; `prune` over 2 ranks (NEPENTHE
+#   with magnitude and Wanda, IMP, EGP, smallest-grads) logs one process's entropies to
+#   every digit (integer counts summed over the ranks), with the same masks;
 # - ranks started with other options are refused, naming what differs;
 # - a CNN with BatchNorm trains with per-rank statistics (the ranks' weights equal, not one
 #   process's) and, with --sync-bn, as one process does (NHWC and NCHW).
@@ -163,12 +163,19 @@ mpi 3 entropy --ckpt "$T/one/model.safetensors" $DATA --batch 100 --json
 rc=$((rc + ok))
 check "entropy over 3 ranks: every layer's counts and entropies those of one process, printed once" \
     'succeeded && [ "$(sed "s/,\"seconds\":[0-9.e-]*//" "$T/out")" = "$(sed "s/,\"seconds\":[0-9.e-]*//" "$T/h1")" ] && grep -q "\"samples\":2000" "$T/out"'
-# shellcheck disable=SC2086
-nep prune $PRUNE --criterion wanda --out "$T/w1"
-# shellcheck disable=SC2086
-mpi 2 prune $PRUNE --criterion wanda --out "$T/w2"
-check "prune --criterion wanda over 2 ranks (input norms summed over ranks): the same log, masks and weights" \
-    'succeeded && [ "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/w2/iterations.jsonl")" = "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/w1/iterations.jsonl")" ] && same_weights "$T/w1/iter_2.safetensors" "$T/w2/iter_2.safetensors"'
+# the other criteria and methods: Wanda (input norms summed over ranks), IMP, EGP, and the
+# smallest-gradients baseline (gradient sums summed over ranks)
+for m in "--criterion wanda" "--method imp" "--method egp" "--method smallest-grads"; do
+    name=$(echo "$m" | tr -cd 'a-z')
+    # shellcheck disable=SC2086
+    nep prune $PRUNE $m --out "$T/${name}1"
+    ok=$rc
+    # shellcheck disable=SC2086
+    mpi 2 prune $PRUNE $m --out "$T/${name}2"
+    rc=$((rc + ok))
+    check "prune $m over 2 ranks: the same log, masks and weights" \
+        'succeeded && [ "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/${name}2/iterations.jsonl")" = "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/${name}1/iterations.jsonl")" ] && same_weights "$T/${name}1/iter_1.safetensors" "$T/${name}2/iter_1.safetensors"'
+done
 
 # other options on rank 1 (MPMD): refused before any step
 # shellcheck disable=SC2086
