@@ -14,7 +14,8 @@
 #   with magnitude and Wanda, IMP, EGP, smallest-grads) logs one process's entropies to
 #   every digit (integer counts summed over the ranks), with the same masks;
 # - ranks started with other options are refused, naming what differs;
-# - a CNN with BatchNorm trains with per-rank statistics (the ranks' weights equal, not one
+# - with MPI_PARTS=bn instead (tests/mpi_bn_test.sh, the part that reaches oneDNN): a CNN
+#   with BatchNorm trains with per-rank statistics (the ranks' weights equal, not one
 #   process's) and, with --sync-bn, as one process does (NHWC and NCHW).
 #
 # usage (from the repository root): tests/mpi_test.sh [BINARY]   (default build/nepenthe)
@@ -73,146 +74,153 @@ for split, n in (("train", 3000), ("t10k", 1000)):
         open("%s/%s" % (dst, name), "wb").write(out)' /usr/share/datasets/fashion-mnist "$T/fm"
 DATA="--data-dir $T/fm"
 
+PART=${MPI_PARTS:-mlp}
 MLP="$DATA --hidden 64,64 --val 1000 --epochs 2 --batch 100 --lr 0.05 --threads 1"
-# shellcheck disable=SC2086
-nep train $MLP --out "$T/one" --json
-check "one process trains the MLP" 'succeeded && [ -s "$T/one/model.safetensors" ]'
-
-# shellcheck disable=SC2086
-mpi 2 train $MLP --out "$T/two" --json
-check "2 ranks: the log of the one-process run, weights equal to rounding, one log line per epoch" \
-    'succeeded && [ "$(losses "$T/two/log.jsonl")" = "$(losses "$T/one/log.jsonl")" ] && [ "$(wc -l <"$T/two/log.jsonl")" -eq 2 ] && same_weights "$T/one/model.safetensors" "$T/two/model.safetensors" && grep -q "data parallel over 2 ranks" "$T/err"'
-check "2 ranks: rank 0 alone prints the result" '[ "$(grep -c test_top1 "$T/out")" -eq 1 ]'
-
-# shellcheck disable=SC2086
-mpi 3 train $MLP --out "$T/three"
-check "3 ranks (shares of 33, 33, 34): the same log and weights" \
-    'succeeded && [ "$(losses "$T/three/log.jsonl")" = "$(losses "$T/one/log.jsonl")" ] && same_weights "$T/one/model.safetensors" "$T/three/model.safetensors"'
-
-# --augment: each rank decodes and crops its own rows, taking the other rows' draws too
-# shellcheck disable=SC2086
-nep train $MLP --augment --out "$T/aug1"
-ok=$rc
-# shellcheck disable=SC2086
-mpi 3 train $MLP --augment --out "$T/aug3"
-rc=$((rc + ok))
-check "3 ranks with --augment (random crops and flips): the one-process run's log and weights" \
-    'succeeded && [ "$(losses "$T/aug3/log.jsonl")" = "$(losses "$T/aug1/log.jsonl")" ] && same_weights "$T/aug1/model.safetensors" "$T/aug3/model.safetensors" && [ "$(losses "$T/aug1/log.jsonl")" != "$(losses "$T/one/log.jsonl")" ]'
-
-# stopped after epoch 1 (its checkpoint written), resumed with 3 ranks
-# shellcheck disable=SC2086
-mpi 2 train $MLP --epochs 1 --out "$T/resumed"
-# shellcheck disable=SC2086
-mpi 3 train $MLP --out "$T/resumed" --resume
-check "a 2-rank run resumed with 3 ranks ends with the uninterrupted run's weights" \
-    'succeeded && grep -q "resuming" "$T/out" && [ "$(losses "$T/resumed/log.jsonl")" = "$(losses "$T/one/log.jsonl")" ] && same_weights "$T/one/model.safetensors" "$T/resumed/model.safetensors"'
-
-# a rank killed (SIGKILL) after epoch 1's checkpoint: mpirun stops the whole job, naming the
-# rank, and --resume with 2 ranks ends as an uninterrupted 2-rank run, to the byte. (Not
-# compared with one process: over many steps a rectifier whose input lies within rounding
-# of 0 can take the other side in one of the two, and the runs part; on the whole of
-# Fashion-MNIST, 20 to 500 steps stayed within 2e-7 to 1.5e-5 of the largest weight, and
-# 550 steps parted by 0.17.)
-LONG="$DATA --hidden 64,64 --val 500 --epochs 12 --batch 100 --lr 0.05 --threads 1"
-# shellcheck disable=SC2086
-$MPIRUN -np 2 "$MPI_BIN" train $LONG --out "$T/kill" >"$T/out" 2>"$T/err" &
-job=$!
-signal_rank1 KILL $job "$T/kill/log.jsonl"
-wait $job
-rc=$?
-check "a rank killed mid-run stops the job: mpirun names rank 1, no rank is left" \
-    '[ "$rc" -ne 0 ] && grep -q "rank 1" "$T/err" && ! pgrep -f "$T/kill" >/dev/null && ! grep -q "\"epoch\":12" "$T/kill/log.jsonl"'
-# shellcheck disable=SC2086
-mpi 2 train $LONG --out "$T/kill" --resume
-ok=$rc
-# shellcheck disable=SC2086
-mpi 2 train $LONG --out "$T/long"
-rc=$((rc + ok))
-check "the killed run resumed ends with an uninterrupted 2-rank run's log and weights" \
-    'succeeded && [ "$(losses "$T/kill/log.jsonl")" = "$(losses "$T/long/log.jsonl")" ] && cmp -s "$T/long/model.safetensors" "$T/kill/model.safetensors"'
-
-# a rank that stops answering (SIGSTOP): the others give up after NEPENTHE_MPI_TIMEOUT
-# seconds, saying so, and the job ends
-# shellcheck disable=SC2086
-NEPENTHE_MPI_TIMEOUT=2 $MPIRUN -x NEPENTHE_MPI_TIMEOUT -np 2 "$MPI_BIN" train $LONG --out "$T/hang" >"$T/out" 2>"$T/err" &
-job=$!
-signal_rank1 STOP $job "$T/hang/log.jsonl"
-start=$(date +%s)
-wait $job
-rc=$?
-took=$(($(date +%s) - start))
-check "a rank that stops answering: rank 0 ends the job after NEPENTHE_MPI_TIMEOUT=2 s ($took s), saying why" \
-    '[ "$rc" -ne 0 ] && says "rank 0 has waited" && says "stopped answering" && [ "$took" -lt 30 ] && ! pgrep -f "$T/hang" >/dev/null'
-NEPENTHE_MPI_TIMEOUT=soon mpi 2 train $MLP --out "$T/never"
-check "a NEPENTHE_MPI_TIMEOUT that is not a number is refused, naming it" 'failed_cleanly && says "NEPENTHE_MPI_TIMEOUT"'
-
-# NEPENTHE over ranks: entropy counts summed (exact), retraining data parallel
-PRUNE="$DATA --ckpt $T/one/model.safetensors --zeta 0.5 --max-iter 2 --retrain-epochs 1 --delta 0.5 --batch 100 --entropy-batches 8 --threads 1"
-# shellcheck disable=SC2086
-nep prune $PRUNE --out "$T/p1"
-check "one process prunes the MLP twice" 'succeeded && [ -s "$T/p1/iter_2.safetensors" ]'
-# shellcheck disable=SC2086
-mpi 2 prune $PRUNE --out "$T/p2"
-check "prune over 2 ranks: the same entropies, accuracies and pruned counts, the same masks, weights to rounding" \
-    'succeeded && [ "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/p2/iterations.jsonl")" = "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/p1/iterations.jsonl")" ] && same_weights "$T/p1/iter_2.safetensors" "$T/p2/iter_2.safetensors" && [ -s "$T/p2/fig_entropy.svg" ]'
-# the entropy command: every count of the one-process run (3 ranks: batches 0, 3, ... on rank 0)
-nep entropy --ckpt "$T/one/model.safetensors" $DATA --batch 100 --json
-ok=$rc
-mv "$T/out" "$T/h1"
-mpi 3 entropy --ckpt "$T/one/model.safetensors" $DATA --batch 100 --json
-rc=$((rc + ok))
-check "entropy over 3 ranks: every layer's counts and entropies those of one process, printed once" \
-    'succeeded && [ "$(sed "s/,\"seconds\":[0-9.e-]*//" "$T/out")" = "$(sed "s/,\"seconds\":[0-9.e-]*//" "$T/h1")" ] && grep -q "\"samples\":2000" "$T/out"'
-# the other criteria and methods: Wanda (input norms summed over ranks), IMP, EGP, and the
-# smallest-gradients baseline (gradient sums summed over ranks)
-for m in "--criterion wanda" "--method imp" "--method egp" "--method smallest-grads"; do
-    name=$(echo "$m" | tr -cd 'a-z')
+if [ "$PART" = mlp ]; then
     # shellcheck disable=SC2086
-    nep prune $PRUNE $m --out "$T/${name}1"
+    nep train $MLP --out "$T/one" --json
+    check "one process trains the MLP" 'succeeded && [ -s "$T/one/model.safetensors" ]'
+
+    # shellcheck disable=SC2086
+    mpi 2 train $MLP --out "$T/two" --json
+    check "2 ranks: the log of the one-process run, weights equal to rounding, one log line per epoch" \
+        'succeeded && [ "$(losses "$T/two/log.jsonl")" = "$(losses "$T/one/log.jsonl")" ] && [ "$(wc -l <"$T/two/log.jsonl")" -eq 2 ] && same_weights "$T/one/model.safetensors" "$T/two/model.safetensors" && grep -q "data parallel over 2 ranks" "$T/err"'
+    check "2 ranks: rank 0 alone prints the result" '[ "$(grep -c test_top1 "$T/out")" -eq 1 ]'
+
+    # shellcheck disable=SC2086
+    mpi 3 train $MLP --out "$T/three"
+    check "3 ranks (shares of 33, 33, 34): the same log and weights" \
+        'succeeded && [ "$(losses "$T/three/log.jsonl")" = "$(losses "$T/one/log.jsonl")" ] && same_weights "$T/one/model.safetensors" "$T/three/model.safetensors"'
+
+    # --augment: each rank decodes and crops its own rows, taking the other rows' draws too
+    # shellcheck disable=SC2086
+    nep train $MLP --augment --out "$T/aug1"
     ok=$rc
     # shellcheck disable=SC2086
-    mpi 2 prune $PRUNE $m --out "$T/${name}2"
+    mpi 3 train $MLP --augment --out "$T/aug3"
     rc=$((rc + ok))
-    check "prune $m over 2 ranks: the same log, masks and weights" \
-        'succeeded && [ "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/${name}2/iterations.jsonl")" = "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/${name}1/iterations.jsonl")" ] && same_weights "$T/${name}1/iter_1.safetensors" "$T/${name}2/iter_1.safetensors"'
-done
+    check "3 ranks with --augment (random crops and flips): the one-process run's log and weights" \
+        'succeeded && [ "$(losses "$T/aug3/log.jsonl")" = "$(losses "$T/aug1/log.jsonl")" ] && same_weights "$T/aug1/model.safetensors" "$T/aug3/model.safetensors" && [ "$(losses "$T/aug1/log.jsonl")" != "$(losses "$T/one/log.jsonl")" ]'
 
-# other options on rank 1 (MPMD): refused before any step
-# shellcheck disable=SC2086
-$MPIRUN -np 1 "$MPI_BIN" train $MLP --out "$T/mixed" : -np 1 "$MPI_BIN" train $MLP --lr 0.1 --out "$T/mixed" \
-    >"$T/out" 2>"$T/err"
-rc=$?
-check "ranks started with another --lr are refused, naming what differs" \
-    'failed_cleanly && says "1 of 2 ranks differ from rank 0" && ! [ -e "$T/mixed/log.jsonl" ]'
+    # stopped after epoch 1 (its checkpoint written), resumed with 3 ranks
+    # shellcheck disable=SC2086
+    mpi 2 train $MLP --epochs 1 --out "$T/resumed"
+    # shellcheck disable=SC2086
+    mpi 3 train $MLP --out "$T/resumed" --resume
+    check "a 2-rank run resumed with 3 ranks ends with the uninterrupted run's weights" \
+        'succeeded && grep -q "resuming" "$T/out" && [ "$(losses "$T/resumed/log.jsonl")" = "$(losses "$T/one/log.jsonl")" ] && same_weights "$T/one/model.safetensors" "$T/resumed/model.safetensors"'
 
-# BatchNorm: by default each rank normalizes by its own rows (rank 0's running statistics
-# shared), which is another computation than one process's; --sync-bn sums the statistics
-# and their gradients over the ranks (SyncBatchNorm): 2 steps of the CNN as one process
-# takes them (7e-7 of the largest weight measured; the conv weight gradients, sums of
-# 50,000 terms that nearly cancel, take the rounding of their two halves' order)
-CNN="$DATA --model cnn --val 2872 --epochs 1 --batch 64 --threads 1"
-# shellcheck disable=SC2086
-nep train $CNN --out "$T/bn1"
-ok=$rc
-# shellcheck disable=SC2086
-mpi 2 train $CNN --out "$T/bn2"
-rc=$((rc + ok))
-check "2 ranks train a CNN with per-rank BatchNorm statistics: every rank's weights equal, not one process's" \
-    'succeeded && ! same_weights "$T/bn1/model.safetensors" "$T/bn2/model.safetensors" 2>/dev/null'
-# shellcheck disable=SC2086
-mpi 2 train $CNN --sync-bn --out "$T/sync"
-check "--sync-bn: 2 ranks train the CNN as one process does" 'succeeded && same_weights "$T/bn1/model.safetensors" "$T/sync/model.safetensors"'
-# shellcheck disable=SC2086
-NEP_LAYOUT=nchw $MPIRUN -x NEP_LAYOUT -np 2 "$MPI_BIN" train $CNN --sync-bn --out "$T/sync_nchw" >"$T/out" 2>"$T/err"
-rc=$?
-check "--sync-bn in NCHW activations too" 'succeeded && same_weights "$T/bn1/model.safetensors" "$T/sync_nchw/model.safetensors"'
-# shellcheck disable=SC2086
-mpi 3 train $DATA --model cnn --val 2998 --epochs 1 --batch 2 --threads 1 --sync-bn --out "$T/few"
-check "--sync-bn with a batch that leaves a rank no row fails cleanly on every rank, naming SyncBatchNorm" \
-    '[ "$rc" -ne 0 ] && says "SyncBatchNorm needs every rank" && ! pgrep -f "$T/few" >/dev/null'
+    # a rank killed (SIGKILL) after epoch 1's checkpoint: mpirun stops the whole job, naming the
+    # rank, and --resume with 2 ranks ends as an uninterrupted 2-rank run, to the byte. (Not
+    # compared with one process: over many steps a rectifier whose input lies within rounding
+    # of 0 can take the other side in one of the two, and the runs part; on the whole of
+    # Fashion-MNIST, 20 to 500 steps stayed within 2e-7 to 1.5e-5 of the largest weight, and
+    # 550 steps parted by 0.17.)
+    LONG="$DATA --hidden 64,64 --val 500 --epochs 12 --batch 100 --lr 0.05 --threads 1"
+    # shellcheck disable=SC2086
+    $MPIRUN -np 2 "$MPI_BIN" train $LONG --out "$T/kill" >"$T/out" 2>"$T/err" &
+    job=$!
+    signal_rank1 KILL $job "$T/kill/log.jsonl"
+    wait $job
+    rc=$?
+    check "a rank killed mid-run stops the job: mpirun names rank 1, no rank is left" \
+        '[ "$rc" -ne 0 ] && grep -q "rank 1" "$T/err" && ! pgrep -f "$T/kill" >/dev/null && ! grep -q "\"epoch\":12" "$T/kill/log.jsonl"'
+    # shellcheck disable=SC2086
+    mpi 2 train $LONG --out "$T/kill" --resume
+    ok=$rc
+    # shellcheck disable=SC2086
+    mpi 2 train $LONG --out "$T/long"
+    rc=$((rc + ok))
+    check "the killed run resumed ends with an uninterrupted 2-rank run's log and weights" \
+        'succeeded && [ "$(losses "$T/kill/log.jsonl")" = "$(losses "$T/long/log.jsonl")" ] && cmp -s "$T/long/model.safetensors" "$T/kill/model.safetensors"'
 
-mpi 2 info --ckpt "$T/one/model.safetensors"
-check "nepenthe-mpi names the commands it runs" 'failed_cleanly && says "nepenthe-mpi runs train, prune and entropy"'
+    # a rank that stops answering (SIGSTOP): the others give up after NEPENTHE_MPI_TIMEOUT
+    # seconds, saying so, and the job ends
+    # shellcheck disable=SC2086
+    NEPENTHE_MPI_TIMEOUT=2 $MPIRUN -x NEPENTHE_MPI_TIMEOUT -np 2 "$MPI_BIN" train $LONG --out "$T/hang" >"$T/out" 2>"$T/err" &
+    job=$!
+    signal_rank1 STOP $job "$T/hang/log.jsonl"
+    start=$(date +%s)
+    wait $job
+    rc=$?
+    took=$(($(date +%s) - start))
+    check "a rank that stops answering: rank 0 ends the job after NEPENTHE_MPI_TIMEOUT=2 s ($took s), saying why" \
+        '[ "$rc" -ne 0 ] && says "rank 0 has waited" && says "stopped answering" && [ "$took" -lt 30 ] && ! pgrep -f "$T/hang" >/dev/null'
+    NEPENTHE_MPI_TIMEOUT=soon mpi 2 train $MLP --out "$T/never"
+    check "a NEPENTHE_MPI_TIMEOUT that is not a number is refused, naming it" 'failed_cleanly && says "NEPENTHE_MPI_TIMEOUT"'
+
+    # NEPENTHE over ranks: entropy counts summed (exact), retraining data parallel
+    PRUNE="$DATA --ckpt $T/one/model.safetensors --zeta 0.5 --max-iter 2 --retrain-epochs 1 --delta 0.5 --batch 100 --entropy-batches 8 --threads 1"
+    # shellcheck disable=SC2086
+    nep prune $PRUNE --out "$T/p1"
+    check "one process prunes the MLP twice" 'succeeded && [ -s "$T/p1/iter_2.safetensors" ]'
+    # shellcheck disable=SC2086
+    mpi 2 prune $PRUNE --out "$T/p2"
+    check "prune over 2 ranks: the same entropies, accuracies and pruned counts, the same masks, weights to rounding" \
+        'succeeded && [ "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/p2/iterations.jsonl")" = "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/p1/iterations.jsonl")" ] && same_weights "$T/p1/iter_2.safetensors" "$T/p2/iter_2.safetensors" && [ -s "$T/p2/fig_entropy.svg" ]'
+    # the entropy command: every count of the one-process run (3 ranks: batches 0, 3, ... on rank 0)
+    nep entropy --ckpt "$T/one/model.safetensors" $DATA --batch 100 --json
+    ok=$rc
+    mv "$T/out" "$T/h1"
+    mpi 3 entropy --ckpt "$T/one/model.safetensors" $DATA --batch 100 --json
+    rc=$((rc + ok))
+    check "entropy over 3 ranks: every layer's counts and entropies those of one process, printed once" \
+        'succeeded && [ "$(sed "s/,\"seconds\":[0-9.e-]*//" "$T/out")" = "$(sed "s/,\"seconds\":[0-9.e-]*//" "$T/h1")" ] && grep -q "\"samples\":2000" "$T/out"'
+    # the other criteria and methods: Wanda (input norms summed over ranks), IMP, EGP, and the
+    # smallest-gradients baseline (gradient sums summed over ranks)
+    for m in "--criterion wanda" "--method imp" "--method egp" "--method smallest-grads"; do
+        name=$(echo "$m" | tr -cd 'a-z')
+        # shellcheck disable=SC2086
+        nep prune $PRUNE $m --out "$T/${name}1"
+        ok=$rc
+        # shellcheck disable=SC2086
+        mpi 2 prune $PRUNE $m --out "$T/${name}2"
+        rc=$((rc + ok))
+        check "prune $m over 2 ranks: the same log, masks and weights" \
+            'succeeded && [ "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/${name}2/iterations.jsonl")" = "$(sed "s/\"seconds\":[0-9.e-]*//" "$T/${name}1/iterations.jsonl")" ] && same_weights "$T/${name}1/iter_1.safetensors" "$T/${name}2/iter_1.safetensors"'
+    done
+
+    # other options on rank 1 (MPMD): refused before any step
+    # shellcheck disable=SC2086
+    $MPIRUN -np 1 "$MPI_BIN" train $MLP --out "$T/mixed" : -np 1 "$MPI_BIN" train $MLP --lr 0.1 --out "$T/mixed" \
+        >"$T/out" 2>"$T/err"
+    rc=$?
+    check "ranks started with another --lr are refused, naming what differs" \
+        'failed_cleanly && says "1 of 2 ranks differ from rank 0" && ! [ -e "$T/mixed/log.jsonl" ]'
+
+    mpi 2 info --ckpt "$T/one/model.safetensors"
+    check "nepenthe-mpi names the commands it runs" 'failed_cleanly && says "nepenthe-mpi runs train, prune and entropy"'
+
+fi
+
+if [ "$PART" = bn ]; then
+    # BatchNorm: by default each rank normalizes by its own rows (rank 0's running statistics
+    # shared), which is another computation than one process's; --sync-bn sums the statistics
+    # and their gradients over the ranks (SyncBatchNorm): 2 steps of the CNN as one process
+    # takes them (7e-7 of the largest weight measured; the conv weight gradients, sums of
+    # 50,000 terms that nearly cancel, take the rounding of their two halves' order)
+    CNN="$DATA --model cnn --val 2872 --epochs 1 --batch 64 --threads 1"
+    # shellcheck disable=SC2086
+    nep train $CNN --out "$T/bn1"
+    ok=$rc
+    # shellcheck disable=SC2086
+    mpi 2 train $CNN --out "$T/bn2"
+    rc=$((rc + ok))
+    check "2 ranks train a CNN with per-rank BatchNorm statistics: every rank's weights equal, not one process's" \
+        'succeeded && ! same_weights "$T/bn1/model.safetensors" "$T/bn2/model.safetensors" 2>/dev/null'
+    # shellcheck disable=SC2086
+    mpi 2 train $CNN --sync-bn --out "$T/sync"
+    check "--sync-bn: 2 ranks train the CNN as one process does" 'succeeded && same_weights "$T/bn1/model.safetensors" "$T/sync/model.safetensors"'
+    # shellcheck disable=SC2086
+    NEP_LAYOUT=nchw $MPIRUN -x NEP_LAYOUT -np 2 "$MPI_BIN" train $CNN --sync-bn --out "$T/sync_nchw" >"$T/out" 2>"$T/err"
+    rc=$?
+    check "--sync-bn in NCHW activations too" 'succeeded && same_weights "$T/bn1/model.safetensors" "$T/sync_nchw/model.safetensors"'
+    # shellcheck disable=SC2086
+    mpi 3 train $DATA --model cnn --val 2998 --epochs 1 --batch 2 --threads 1 --sync-bn --out "$T/few"
+    check "--sync-bn with a batch that leaves a rank no row fails cleanly on every rank, naming SyncBatchNorm" \
+        '[ "$rc" -ne 0 ] && says "SyncBatchNorm needs every rank" && ! pgrep -f "$T/few" >/dev/null'
+
+fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
