@@ -10,7 +10,7 @@
 # About 5 minutes on 2 cores; run it alone (two jobs on 2 cores time each other).
 set -eu
 OUT=${1:-runs/mpi_scaling}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 NEP=${NEP:-build/nepenthe}
 MPI=${MPI:-build/nepenthe-mpi}
 mkdir -p "$OUT"
