@@ -40,7 +40,9 @@ static nep_status mpi_failed(nep_err *err, const char *call, int code) {
  * so; mpirun then stops the rest. */
 typedef struct watchdog {
     pthread_mutex_t lock;
-    double since;       /* when the call in progress began; 0: none */
+    pthread_cond_t wake;    /* signalled to stop */
+    bool stop;
+    double since;           /* when the call in progress began; 0: none */
     const char *call;
     double limit;
     int rank;
@@ -52,22 +54,24 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Looks once a second until told to stop (main joins it before the watchdog goes). */
 static void *watch(void *arg) {
     watchdog *w = arg;
-    for (;;) {
-        sleep(1);
-        pthread_mutex_lock(&w->lock);
-        const double since = w->since;
-        const char *call = w->call;
-        pthread_mutex_unlock(&w->lock);
-        if (since > 0 && now() - since > w->limit) {
+    pthread_mutex_lock(&w->lock);
+    while (!w->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&w->wake, &w->lock, &until);
+        if (!w->stop && w->since > 0 && now() - w->since > w->limit) {
             fprintf(stderr, "nepenthe-mpi: rank %d has waited %.0f s in %s for the other ranks: one of them stopped "
                             "answering; ending the job (NEPENTHE_MPI_TIMEOUT=%.0f; --resume continues from the last "
-                            "checkpoint)\n", w->rank, now() - since, call, w->limit);
+                            "checkpoint)\n", w->rank, now() - w->since, w->call, w->limit);
             fflush(stderr);
             _exit(3);
         }
     }
+    pthread_mutex_unlock(&w->lock);
     return NULL;
 }
 
@@ -148,7 +152,7 @@ static int comm_bench(int argc, char **argv, const nep_comm *comm) {
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    watchdog dog = {.lock = PTHREAD_MUTEX_INITIALIZER, .limit = 1800};
+    watchdog dog = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .limit = 1800};
     nep_comm comm = {.sum = mpi_sum, .bcast = mpi_bcast, .ctx = &dog};
     MPI_Comm_rank(MPI_COMM_WORLD, &comm.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &comm.size);
@@ -161,7 +165,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     pthread_t thread;
-    if (pthread_create(&thread, NULL, watch, &dog) == 0) pthread_detach(thread);
+    const bool watching = pthread_create(&thread, NULL, watch, &dog) == 0;
     int rc;
     if (argc >= 2 && strcmp(argv[1], "train") == 0) {
         rc = cli_train(argc - 1, argv + 1, &comm);
@@ -178,6 +182,13 @@ int main(int argc, char **argv) {
                             "nepenthe-mpi runs train, prune and entropy over MPI ranks, and comm-bench times their "
                             "gradient sum; every other command is build/nepenthe's\n");
         rc = 2;
+    }
+    if (watching) { /* before dog goes out of scope with main */
+        pthread_mutex_lock(&dog.lock);
+        dog.stop = true;
+        pthread_cond_signal(&dog.wake);
+        pthread_mutex_unlock(&dog.lock);
+        pthread_join(thread, NULL);
     }
     MPI_Finalize();
     return rc;
