@@ -74,6 +74,12 @@ build/obj/tools/mpi/%.o: tools/mpi/%.c $(HDRS)
 	@echo "CC $<"; $(CC) $(CPPFLAGS) -Itools $(MPI_CFLAGS) $(CFLAGS) -c $< -o $@
 build/nepenthe-mpi: build/obj/tools/mpi/nepenthe_mpi.o $(filter-out build/obj/tools/nepenthe.o,$(TOOL_SRCS:%.c=build/obj/%.o)) build/libnepenthe.a
 	@echo "LD $@"; $(CC) $(CFLAGS) $^ -o $@ $(MPI_LIBS) $(LDLIBS)
+# sanitized, for tests/mpi_bn_test.sh (SyncBatchNorm's kernel code and the MPI front end)
+build/asan/obj/tools/mpi/%.o: tools/mpi/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	@echo "CC $<"; $(CC) $(CPPFLAGS) -Itools $(MPI_CFLAGS) $(WARN) -O1 -g -fopenmp $(SANITIZE) -c $< -o $@
+build/asan/nepenthe-mpi: build/asan/obj/tools/mpi/nepenthe_mpi.o $(filter-out build/asan/obj/tools/nepenthe.o,$(TOOL_SRCS:%.c=build/asan/obj/%.o)) build/asan/libnepenthe.a
+	@echo "LD $@"; $(CC) $(SANITIZE) $^ -o $@ $(MPI_LIBS) $(LDLIBS)
 
 # Programs in examples/ use only the umbrella header include/nepenthe.h.
 build/examples/%: build/obj/examples/%.o build/libnepenthe.a
@@ -156,7 +162,7 @@ ONNX_TEST_DEPS := build/tests/onnx_fixture $(VENV)/.stamp
 # replays the corpus and every input that ever crashed (fuzz/fuzz.mk: FUZZ_REPLAY_DEPS).
 include fuzz/fuzz.mk
 
-test: deps all build/nepenthe-mpi build/asan/nepenthe golden $(TEST_BINS) $(ONNX_TEST_DEPS) $(FUZZ_REPLAY_DEPS)
+test: deps all build/nepenthe-mpi build/asan/nepenthe build/asan/nepenthe-mpi golden $(TEST_BINS) $(ONNX_TEST_DEPS) $(FUZZ_REPLAY_DEPS)
 	@tests/run.sh $(TEST_RUNS)
 
 # --- valgrind memcheck over the tests that run oneDNN ------------------------------

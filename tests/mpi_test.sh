@@ -25,7 +25,7 @@ BIN=${1:-build/nepenthe}
 MPI_BIN=${MPI_BIN:-build/nepenthe-mpi}
 # mpirun refuses root without these (CI's containers run as root); one thread per rank
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-MPIRUN="mpirun -x OMP_NUM_THREADS=1 --bind-to none"
+MPIRUN="mpirun -x OMP_NUM_THREADS=1 -x ASAN_OPTIONS -x UBSAN_OPTIONS --bind-to none"
 if ! [ -x "$MPI_BIN" ] || ! command -v mpirun >/dev/null 2>&1; then
     echo "not ok - $MPI_BIN or mpirun is missing (scripts/install-deps.sh installs OpenMPI; make builds it)"
     echo "0 passed, 1 failed"
