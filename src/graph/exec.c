@@ -146,6 +146,9 @@ nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const n
     if (!o->inference) NEP_TRY(nep_graph_check_resident(g, "an executor for training", err));
     if (!o->inference && !g->grads)
         return nep_fail(err, NEP_ERR_ARG, "an executor for training: the graph borrows its values (forward only)");
+    if (o->sync_bn && strcmp(backend->name, "cpu") != 0)
+        return nep_fail(err, NEP_ERR_UNSUPPORTED, "sync_bn: the %s backend's BatchNorm has no statistics over ranks",
+                        backend->name);
     nep_exec *ex = calloc(1, sizeof *ex);
     if (!ex) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for an executor");
     const bool inference = o->inference;
@@ -155,11 +158,6 @@ nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const n
     ex->nhwc = backend->nhwc && (o->layout == NEP_LAYOUT_AUTO ? default_nhwc() : o->layout == NEP_LAYOUT_NHWC);
     ex->inference = inference;
     ex->sync_bn = o->sync_bn;
-    if (o->sync_bn && strcmp(backend->name, "cpu") != 0) {
-        free(ex);
-        return nep_fail(err, NEP_ERR_UNSUPPORTED, "sync_bn: the %s backend's BatchNorm has no statistics over ranks",
-                        backend->name);
-    }
     size_t n = (size_t)g->n_nodes;
     ex->act = calloc(n, sizeof *ex->act);
     ex->dact = calloc(n, sizeof *ex->dact);
@@ -306,6 +304,4 @@ nep_real *nep_exec_node_grad(const nep_exec *ex, int id) { return ex->dact[id]; 
 int nep_exec_fused_rectifier(const nep_exec *ex, int id) { return ex->epilogue[id]; }
 int64_t nep_exec_activation_bytes(const nep_exec *ex) { return ex->act_bytes; }
 int64_t nep_exec_scratch_bytes(const nep_exec *ex) { return (int64_t)ex->scratch.bytes; }
-
-
 bool nep_exec_sync_bn(const nep_exec *ex) { return ex->sync_bn != NULL; }

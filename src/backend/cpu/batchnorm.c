@@ -294,77 +294,82 @@ static void backward_nhwc(const bn_call *q, double *part) {
 
 /* ---- SyncBatchNorm: sums over the ranks, either layout --------------------------------- */
 
-/* x's element of channel c at row r of that channel's cnt values. */
-static int64_t at(const bn_call *q, bool nhwc, int64_t c, int64_t r) {
-    return nhwc ? r * q->C + c : ((r / q->HW) * q->C + c) * q->HW + r % q->HW;
+/* x's element of channel c at sample b, position k. */
+static int64_t at(const bn_call *q, bool nhwc, int64_t c, int64_t b, int64_t k) {
+    return nhwc ? (b * q->HW + k) * q->C + c : (b * q->C + c) * q->HW + k;
 }
 
-/* s[c] = sum of a(c, r), s[C + c] = sum of b(c, r) over this rank's values, then both and
- * s[2C] = the count summed over the ranks (NaN where that fails). */
-static void sync_sums(const bn_call *q, bool nhwc, const nep_real *u, const nep_real *v, const nep_real *shift,
-                      double *s) {
+/* s[c] = sum of a, s[C + c] = sum of b over this rank's values of channel c (a = x,
+ * b = x^2 when u is NULL; a = u, b = u * (v - shift) otherwise), s[2C] their count. */
+static void local_sums(const bn_call *q, bool nhwc, const nep_real *u, const nep_real *v, const nep_real *shift,
+                       double *s) {
     const int64_t C = q->C;
 #pragma omp parallel for schedule(static) if (q->cnt * C > NEP_PAR_MIN)
     for (int64_t c = 0; c < C; c++) {
-        double a = 0, b = 0;
-        for (int64_t r = 0; r < q->cnt; r++) {
-            const int64_t i = at(q, nhwc, c, r);
-            const double d = (double)v[i] - (shift ? (double)shift[c] : 0);
-            a += u ? (double)u[i] : d;
-            b += u ? (double)u[i] * d : d * d;
-        }
-        s[c] = a, s[C + c] = b;
+        double sa = 0, sb = 0;
+        for (int64_t b = 0; b < q->B; b++)
+            for (int64_t k = 0; k < q->HW; k++) {
+                const int64_t i = at(q, nhwc, c, b, k);
+                const double d = (double)v[i] - (shift ? (double)shift[c] : 0);
+                sa += u ? (double)u[i] : d;
+                sb += u ? (double)u[i] * d : d * d;
+            }
+        s[c] = sa, s[C + c] = sb;
     }
     s[2 * C] = (double)q->cnt;
+}
+
+/* s [2C + 1] summed over the ranks (NaN where that fails). */
+static void sum_over_ranks(const bn_call *q, double *s) {
     nep_err err;
-    if (nep_comm_sum(q->sync, s, 2 * C + 1, NEP_COMM_F64, &err) != NEP_OK)
-        for (int64_t k = 0; k <= 2 * C; k++) s[k] = NAN;
+    if (nep_comm_sum(q->sync, s, 2 * q->C + 1, NEP_COMM_F64, &err) != NEP_OK)
+        for (int64_t k = 0; k <= 2 * q->C; k++) s[k] = NAN;
 }
 
 static void forward_sync(const bn_call *q, bool nhwc, double *s) {
-    const int64_t C = q->C, R = q->cnt;
-    sync_sums(q, nhwc, NULL, q->x, NULL, s);
+    const int64_t C = q->C;
+    local_sums(q, nhwc, NULL, q->x, NULL, s);
+    sum_over_ranks(q, s);
     const int64_t total = (int64_t)s[2 * C];
     nep_real *mu = (nep_real *)(s + 2 * C + 1), *sc = mu + C, *sh = sc + C;
     for (int64_t c = 0; c < C; c++) {
         batch_stats_of(0, s[c], s[C + c], total, q->eps, q->mom, q->rmean + c, q->rvar + c, q->mean + c, q->inv + c);
         mu[c] = q->mean[c], sc[c] = (nep_real)((double)q->w[c] * q->inv[c]), sh[c] = q->bias[c];
     }
-#pragma omp parallel for schedule(static) if (R * C > NEP_PAR_MIN)
+#pragma omp parallel for schedule(static) if (q->cnt * C > NEP_PAR_MIN)
     for (int64_t c = 0; c < C; c++)
-        for (int64_t r = 0; r < R; r++) {
-            const int64_t i = at(q, nhwc, c, r);
-            q->y[i] = nep_stored((q->x[i] - mu[c]) * sc[c] + sh[c], q->rect, q->cap);
-        }
+        for (int64_t b = 0; b < q->B; b++)
+            for (int64_t k = 0; k < q->HW; k++) {
+                const int64_t i = at(q, nhwc, c, b, k);
+                q->y[i] = nep_stored((q->x[i] - mu[c]) * sc[c] + sh[c], q->rect, q->cap);
+            }
 }
 
 static void backward_sync(bn_call *q, bool nhwc, double *s) {
-    const int64_t C = q->C, R = q->cnt;
+    const int64_t C = q->C;
     nep_real *fa = (nep_real *)(s + 2 * C + 1), *f0 = fa + C, *fp = f0 + C;
-    sync_sums(q, nhwc, q->dy, q->x, q->mean, s);
-    /* weight and bias from this rank's own sums; dx's coefficients from the ranks' */
+    local_sums(q, nhwc, q->dy, q->x, q->mean, s);
+    for (int64_t c = 0; c < C; c++) { /* weight and bias: this rank's own sums */
+        const double dot = s[C + c] * (double)q->inv[c];
+        q->dw[c] = (nep_real)(q->accumulate ? (double)q->dw[c] + dot : dot);
+        q->db[c] = (nep_real)(q->accumulate ? (double)q->db[c] + s[c] : s[c]);
+    }
+    sum_over_ranks(q, s); /* dx's coefficients: the ranks' */
     for (int64_t c = 0; c < C; c++) {
-        double sdy = 0, sdx = 0;
-        for (int64_t r = 0; r < R; r++) {
-            const int64_t i = at(q, nhwc, c, r);
-            sdy += (double)q->dy[i], sdx += (double)q->dy[i] * (double)(q->x[i] - q->mean[c]);
-        }
-        const double istd = (double)q->inv[c];
-        q->dw[c] = (nep_real)(q->accumulate ? (double)q->dw[c] + sdx * istd : sdx * istd);
-        q->db[c] = (nep_real)(q->accumulate ? (double)q->db[c] + sdy : sdy);
-        const double a = (double)q->w[c] * istd, n = s[2 * C];
+        const double istd = (double)q->inv[c], a = (double)q->w[c] * istd, n = s[2 * C];
         fa[c] = (nep_real)a;
         f0[c] = (nep_real)(-a * s[c] / n);
         fp[c] = (nep_real)(-a * istd * s[C + c] * istd / n);
     }
     if (!q->dx) return;
-#pragma omp parallel for schedule(static) if (R * C > NEP_PAR_MIN)
+#pragma omp parallel for schedule(static) if (q->cnt * C > NEP_PAR_MIN)
     for (int64_t c = 0; c < C; c++)
-        for (int64_t r = 0; r < R; r++) {
-            const int64_t i = at(q, nhwc, c, r);
-            const nep_real d = fa[c] * q->dy[i] + f0[c] + fp[c] * (q->x[i] - q->mean[c]);
-            q->dx[i] = q->dx_add ? q->dx[i] + d : d;
-        }
+        for (int64_t b = 0; b < q->B; b++)
+            for (int64_t k = 0; k < q->HW; k++) {
+                const int64_t i = at(q, nhwc, c, b, k);
+                const nep_real d = fa[c] * q->dy[i] + f0[c] + fp[c] * (q->x[i] - q->mean[c]);
+                q->dx[i] = q->dx_add ? q->dx[i] + d : d;
+            }
 }
 
 /* ---- the op ---------------------------------------------------------------------------- */
