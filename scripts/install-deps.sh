@@ -7,7 +7,8 @@ set -eu
 PKGS="build-essential pkg-config zlib1g-dev libopenblas-openmp-dev libdnnl-dev libcjson-dev \
 libcmocka-dev libgsl-dev python3-torch python3-torchvision python3-numpy python3-mpmath dataset-fashion-mnist \
 libprotobuf-c-dev protobuf-c-compiler libonnx-dev python3-onnx python3-venv python3-pip valgrind \
-clang libclang-rt-14-dev fortunes libutf8proc-dev libopenmpi-dev openmpi-bin"
+clang libclang-rt-14-dev fortunes libutf8proc-dev libopenmpi-dev openmpi-bin \
+libjpeg62-turbo-dev libpng-dev python3-pil"
 
 missing=""
 for p in $PKGS; do

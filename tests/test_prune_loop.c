@@ -2,6 +2,7 @@
  * images: what each iteration hands over, the stopping rules, and --resume: a run that
  * dies between an iteration and its commit, resumed from its last commit, ends with the
  * very weights of an uninterrupted run. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,12 +212,67 @@ static void test_structural_baseline_ends(void **state) {
     nep_graph_free(&g);
 }
 
+/* The RMS of layer l's owned weight. */
+static double layer_rms(const nep_graph *g, const nep_entropy *e, int l) {
+    const nep_param *w = nep_layer_weight(g, &e->layers[l]);
+    double sq = 0;
+    for (int64_t k = 0; k < w->numel; k++) sq += (double)g->values[w->offset + k] * g->values[w->offset + k];
+    return sqrt(sq / (double)w->numel);
+}
+
+/* SSL: retraining with the group-lasso penalty drives a layer's weight to zero; the
+ * loop then removes it whole (H_l = 0 after), prunes nothing else, and a layer left
+ * above the threshold keeps every weight. Without the penalty no norm falls so far. */
+static void test_ssl_removes_a_layer(void **state) {
+    nep_prune_loop_cfg c = config(NEP_METHOD_SSL, 0, 3);
+    c.optim.group_lasso = 0.02;
+    c.prune.ssl_threshold = 2e-3;
+    nep_graph g = dense_model(), plain = dense_model();
+    seen s = {.fail_commit_at = -1};
+    nep_prune_progress p;
+    nep_prune_end end;
+    nep_err err;
+    nep_test_assert_ok(run(&g, &c, true, &p, &s, &end, &err), &err);
+    assert_int_equal(s.n_rows, 4);
+    nep_entropy e;
+    nep_test_assert_ok(nep_entropy_init(&e, &g, false, &err), &err);
+    nep_prune_loop_cfg c0 = config(NEP_METHOD_NEPENTHE, 0, 3);
+    c0.prune.zeta = 1e-9; /* budget 0: retraining alone */
+    seen s0 = {.fail_commit_at = -1};
+    nep_test_assert_ok(run(&plain, &c0, true, &p, &s0, &end, &err), &err);
+    int removed = 0;
+    for (int l = 0; l < e.n_layers; l++) {
+        const nep_param *w = nep_layer_weight(&g, &e.layers[l]);
+        int64_t kept = 0;
+        for (int64_t k = 0; k < w->numel; k++) kept += g.masks[w->offset + k];
+        const double rms = layer_rms(&g, &e, l), rms0 = layer_rms(&plain, &e, l);
+        if (getenv("NEP_TEST_VERBOSE"))
+            fprintf(stderr, "layer %d: rms %.3g with the penalty, %.3g without; %lld of %lld kept\n", l, rms,
+                    rms0, (long long)kept, (long long)w->numel);
+        assert_true(rms0 > 10 * c.prune.ssl_threshold);
+        assert_true(kept == 0 || kept == w->numel); /* whole layers, nothing else */
+        if (kept == 0) {
+            removed++;
+            assert_true(rms == 0);
+        } else {
+            assert_true(rms < rms0);
+        }
+    }
+    assert_true(removed >= 1);
+    assert_true(s.rows[3].removed >= removed); /* their H_l = 0 (and a layer reading only constants too) */
+    assert_true(s.rows[3].sparsity > 0);
+    nep_entropy_free(&e);
+    seen_free(&s), seen_free(&s0);
+    nep_graph_free(&g), nep_graph_free(&plain);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_iterations),
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_delta_stops),
         cmocka_unit_test(test_structural_baseline_ends),
+        cmocka_unit_test(test_ssl_removes_a_layer),
     };
     return cmocka_run_group_tests(tests, load_data, free_data);
 }

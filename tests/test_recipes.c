@@ -197,13 +197,49 @@ static nep_optim_cfg run_cfg(const char *name) {
         c.warmup_epochs = 1, c.warmup_start_factor = 0.5;
         c.n_milestones = 1, c.milestones[0] = 2, c.gamma = 0.5;
         c.label_smoothing = 0.1, c.clip_grad_norm = 0.5, c.no_decay_1d = true;
+    } else if (strcmp(name, "sgd_gl") == 0) {
+        c = nep_optim_defaults(NEP_OPTIM_SGD);
+        c.lr = 0.1, c.momentum = 0.9, c.weight_decay = 5e-4, c.group_lasso = 0.02;
+    } else if (strcmp(name, "adamw_gl") == 0) {
+        c = nep_optim_defaults(NEP_OPTIM_ADAMW);
+        c.lr = 0.01, c.weight_decay = 0.01, c.clip_grad_norm = 0.5, c.group_lasso = 0.05;
     } else {
+        assert_string_equal(name, "sgd_nodecay");
         c = nep_optim_defaults(NEP_OPTIM_SGD);
         c.lr = 0.2, c.momentum = 0.9, c.weight_decay = 0.05;
         c.schedule = NEP_SCHEDULE_COSINE, c.t_max = 5;
         c.label_smoothing = 0.3, c.clip_grad_norm = 0.55, c.no_decay_1d = true;
     }
     return c;
+}
+
+/* The group-lasso penalty of the initial weights and its gradient, against autograd's:
+ * fc1.weight is the group (fc1 owns the rectifier), fc2's weight is not. */
+static void check_group_lasso(const char *name, const nep_optim_cfg *c) {
+    nep_graph g;
+    build(&g);
+    uint8_t in_group[8];
+    double coef[8];
+    assert_true(g.n_params <= 8);
+    assert_int_equal(nep_group_lasso_groups(&g, in_group), 1);
+    const double penalty = nep_group_lasso_coefs(&g, in_group, c->group_lasso, coef);
+    double *want = nep_test_as_f64(get(name, ".gl_penalty"));
+    assert_true(fabs(penalty - want[0]) <= 1e-6 * want[0]);
+    free(want);
+    memset(g.grads, 0, sizeof(nep_real) * (size_t)g.n_values);
+    for (int p = 0; p < g.n_params; p++) {
+        assert_int_equal(in_group[p], strcmp(g.params[p].name, "fc1.weight") == 0);
+        nep_group_lasso_grad(&g, p, coef);
+    }
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s.", name);
+    const int w = 0; /* fc1.weight */
+    assert_string_equal(g.params[w].name, "fc1.weight");
+    expect(prefix, "gl_grad", g.grads + g.params[w].offset, g.params[w].numel, 1e-5, 1e-8);
+    /* At W = 0 the subgradient 0, as autograd takes it (gen_recipes.py asserts so). */
+    memset(g.values + g.params[w].offset, 0, sizeof(nep_real) * (size_t)g.params[w].numel);
+    assert_true(nep_group_lasso_coefs(&g, in_group, c->group_lasso, coef) == 0 && coef[w] == 0);
+    nep_graph_free(&g);
 }
 
 /* Step 0 by hand: the norm clip_grad_norm_ returned and the clipped gradients. */
@@ -216,6 +252,10 @@ static void check_clip(const char *name, const nep_optim_cfg *c) {
     const nep_real *logits = nep_exec_forward(t.ex, t.x, BATCH);
     nep_xent_smoothed(logits, t.y, BATCH, CLASSES, c->label_smoothing, t.dlogits, NULL);
     nep_exec_backward(t.ex, t.dlogits);
+    if (c->group_lasso > 0) { /* in the norm, as (loss + penalty).backward() puts it */
+        nep_group_lasso_coefs(&g, t.lasso_group, c->group_lasso, t.lasso_coef);
+        for (int p = 0; p < g.n_params; p++) nep_group_lasso_grad(&g, p, t.lasso_coef);
+    }
     double norm = nep_clip_grad_norm(&g, c->clip_grad_norm);
     double *wp = nep_test_as_f64(get(name, ".norm")), w0 = wp[0];
     free(wp);
@@ -232,6 +272,7 @@ static void check_clip(const char *name, const nep_optim_cfg *c) {
 
 static void run(const char *name) {
     const nep_optim_cfg c = run_cfg(name);
+    if (c.group_lasso > 0) check_group_lasso(name, &c);
     if (c.clip_grad_norm > 0) check_clip(name, &c);
     nep_graph g;
     build(&g);
@@ -262,6 +303,8 @@ static void run(const char *name) {
 static void test_sgd_warmup_cosine(void **s) { run("sgd_cos"); }
 static void test_adamw_smoothing_clip_nodecay(void **s) { run("adamw_ls"); }
 static void test_sgd_smoothing_clip_nodecay(void **s) { run("sgd_nodecay"); }
+static void test_sgd_group_lasso(void **s) { run("sgd_gl"); }
+static void test_adamw_group_lasso_clip(void **s) { run("adamw_gl"); }
 
 /* Clipping by hand: a known norm, masked entries left out, nothing changed below the
  * threshold, one factor for every kept gradient above it. */
@@ -302,6 +345,8 @@ int main(void) {
         cmocka_unit_test(test_sgd_warmup_cosine),
         cmocka_unit_test(test_adamw_smoothing_clip_nodecay),
         cmocka_unit_test(test_sgd_smoothing_clip_nodecay),
+        cmocka_unit_test(test_sgd_group_lasso),
+        cmocka_unit_test(test_adamw_group_lasso_clip),
     };
     return cmocka_run_group_tests(tests, load_golden, free_golden);
 }

@@ -241,6 +241,7 @@ void train_flags_table(train_flags *t, cli_opt *opts, int *n) {
     opts[(*n)++] = (cli_opt){"warmup-start-factor", OPT_REAL, &t->warmup_start_factor, "warm-up: the first epoch's fraction of --lr, in (0, 1]"};
     opts[(*n)++] = (cli_opt){"label-smoothing", OPT_REAL, &t->label_smoothing, "training loss label smoothing in [0, 1] (F.cross_entropy's label_smoothing)"};
     opts[(*n)++] = (cli_opt){"clip-grad-norm", OPT_REAL, &t->clip_grad_norm, "clip the gradients' total L2 norm to this before each step (clip_grad_norm_; 0: off)"};
+    opts[(*n)++] = (cli_opt){"group-lasso", OPT_REAL, &t->group_lasso, "SSL's group lasso: add lambda * sum_l sqrt(|W_l|) ||W_l||_2 over the weights of the rectifier layers to the loss (0: off)"};
     opts[(*n)++] = (cli_opt){"sync-bn", OPT_FLAG, &t->sync_bn, "nepenthe-mpi: BatchNorm's batch statistics over "
                              "all ranks, as PyTorch's SyncBatchNorm (default: each rank its own rows, as DDP)"};
     opts[(*n)++] = (cli_opt){"no-decay-norms-biases", OPT_FLAG, &t->no_decay_norms_biases, "no weight decay on biases, norm weights (every parameter of ndim <= 1), class tokens, position embeddings and relative position bias tables, as timm"};
@@ -267,6 +268,8 @@ static int recipe_cfg(const char *cmd, const train_flags *t, int64_t epochs, con
         return cli_errorf(cmd, "--min-lr needs --schedule cosine");
     if (!(t->label_smoothing >= 0 && t->label_smoothing <= 1))
         return cli_errorf(cmd, "--label-smoothing: must be in [0, 1]");
+    if (!(t->group_lasso >= 0 && isfinite(t->group_lasso))) return cli_errorf(cmd, "--group-lasso: must be non-negative");
+    cfg->group_lasso = t->group_lasso;
     if (!(t->clip_grad_norm >= 0)) return cli_errorf(cmd, "--clip-grad-norm: must be non-negative (0: off)");
     cfg->warmup_epochs = t->warmup_epochs;
     cfg->warmup_start_factor = t->warmup_start_factor;
@@ -299,6 +302,7 @@ void cli_recipe_json(const nep_optim_cfg *cfg, cJSON *j) {
     if (cfg->label_smoothing > 0) cJSON_AddNumberToObject(j, "label_smoothing", cfg->label_smoothing);
     if (cfg->clip_grad_norm > 0) cJSON_AddNumberToObject(j, "clip_grad_norm", cfg->clip_grad_norm);
     if (cfg->no_decay_1d) cJSON_AddBoolToObject(j, "no_decay_norms_biases", true);
+    if (cfg->group_lasso > 0) cJSON_AddNumberToObject(j, "group_lasso", cfg->group_lasso);
 }
 
 int train_flags_cfg(const char *cmd, const train_flags *t, int64_t epochs, const char *epochs_flag,

@@ -81,7 +81,7 @@ int model_opts_spec(const char *cmd, const model_opts *m, nep_model_spec *spec);
 /* Optimizer, schedule and recipe flags shared by train and prune. */
 typedef struct train_flags {
     const char *optimizer, *milestones, *schedule;
-    double lr, momentum, wd, gamma, min_lr, warmup_start_factor, label_smoothing, clip_grad_norm;
+    double lr, momentum, wd, gamma, min_lr, warmup_start_factor, label_smoothing, clip_grad_norm, group_lasso;
     int64_t batch, warmup_epochs;
     bool nesterov, augment, no_decay_norms_biases, sync_bn;
 } train_flags;

@@ -22,7 +22,7 @@
 
 typedef struct prune_opts {
     const char *ckpt, *method, *criterion, *data, *data_dir, *out, *backend, *task;
-    double zeta, delta;
+    double zeta, delta, ssl_threshold;
     int64_t max_iter, retrain_epochs, seed, entropy_batches, wanda_batches, threads, max_length, max_train_rows;
     bool no_budget, no_dont_care, no_neuron_selection, resume, json;
     train_flags t;      /* retraining */
@@ -78,6 +78,7 @@ static char *options_json(const prune_opts *o, const nep_prune_cfg *c, const nep
     cJSON_AddBoolToObject(j, "entropy_budget", c->entropy_budget);
     cJSON_AddBoolToObject(j, "dont_care", c->dont_care);
     cJSON_AddBoolToObject(j, "neuron_selection", c->neuron_selection);
+    if (c->ssl_threshold > 0) cJSON_AddNumberToObject(j, "ssl_threshold", c->ssl_threshold);
     cJSON_AddNumberToObject(j, "retrain_epochs", (double)o->retrain_epochs);
     cJSON_AddNumberToObject(j, "batch", (double)t->batch);
     cJSON_AddStringToObject(j, "optimizer", t->optimizer);
@@ -265,13 +266,13 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     *o = (prune_opts){.method = "nepenthe", .criterion = "magnitude", .data = "fashion-mnist",
                       .backend = "cpu", .task = "fortunes", .max_length = 128,
                       .zeta = 0.5, .delta = 0.99, .max_iter = 10, .retrain_epochs = 1,
-                      .wanda_batches = 16};
+                      .wanda_batches = 16, .ssl_threshold = NEP_SSL_THRESHOLD};
     train_flags_default(&o->t);
     cli_opt opts[CLI_MAX_OPTS];
     int n = 0;
     opts[n++] = (cli_opt){"ckpt", OPT_STR, &o->ckpt, "dense checkpoint, or a Hugging Face text classifier "
                                                      "folder (nepenthe finetune's OUT/model) (required)"};
-    opts[n++] = (cli_opt){"method", OPT_STR, &o->method, "nepenthe, imp, egp; or the structural baselines smallest-weights, smallest-grads (one more layer made the identity per iteration)"};
+    opts[n++] = (cli_opt){"method", OPT_STR, &o->method, "nepenthe, imp, egp; the structural baselines smallest-weights, smallest-grads (one more layer made the identity per iteration); ssl (retraining with --group-lasso, no weight pruning; layers below --ssl-threshold removed) or nepenthe-ssl (both, paper Fig. 4)"};
     opts[n++] = (cli_opt){"criterion", OPT_STR, &o->criterion, "magnitude or wanda"};
     opts[n++] = (cli_opt){"zeta", OPT_REAL, &o->zeta, "pruning rate per iteration"};
     opts[n++] = (cli_opt){"delta", OPT_REAL, &o->delta, "stop when val top-1 < delta x dense"};
@@ -282,6 +283,7 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     opts[n++] = (cli_opt){"no-entropy-budget", OPT_FLAG, &o->no_budget, "ablation: one global magnitude threshold"};
     opts[n++] = (cli_opt){"no-dont-care", OPT_FLAG, &o->no_dont_care, "ablation: count z == 0 as OFF"};
     opts[n++] = (cli_opt){"no-neuron-selection", OPT_FLAG, &o->no_neuron_selection, "ablation: prune zero-entropy neurons too"};
+    opts[n++] = (cli_opt){"ssl-threshold", OPT_REAL, &o->ssl_threshold, "ssl, nepenthe-ssl: a layer whose weight RMS ||W_l|| / sqrt(|W_l|) is below this is zeroed whole (removed)"};
     train_flags_table(&o->t, opts, &n);
     opts[n++] = (cli_opt){"seed", OPT_INT, &o->seed, "seed of retraining (shuffling, dropout)"};
     const cli_opt data_opts[] = {DATA_OPTS(&o->data, &o->data_dir)};
@@ -301,7 +303,7 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     int m = nep_method_from_name(o->method);
     if (m < 0)
         return cli_errorf("prune", "--method: unknown '%s' (nepenthe, imp, egp, smallest-weights, "
-                          "smallest-grads)", o->method) + 1;
+                          "smallest-grads, ssl, nepenthe-ssl)", o->method) + 1;
     bool wanda = strcmp(o->criterion, "wanda") == 0;
     if (!wanda && strcmp(o->criterion, "magnitude"))
         return cli_errorf("prune", "--criterion: unknown '%s' (magnitude, wanda)", o->criterion) + 1;
@@ -314,7 +316,12 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     if (train_flags_cfg("prune", &o->t, o->retrain_epochs, "retrain-epochs", &r->optim) ||
         cli_exec_opts("prune", o->backend, &r->exec))
         return 2;
+    if (nep_method_ssl((nep_method)m) && !(r->optim.group_lasso > 0))
+        return cli_errorf("prune", "--method %s retrains with the group-lasso penalty: give --group-lasso "
+                          "LAMBDA (e.g. 5e-4)", o->method) + 1;
+    if (!(o->ssl_threshold >= 0)) return cli_errorf("prune", "--ssl-threshold: must be non-negative") + 1;
     r->cfg = nep_prune_cfg_for((nep_method)m, wanda ? NEP_CRIT_WANDA : NEP_CRIT_MAGNITUDE, o->zeta);
+    if (nep_method_ssl((nep_method)m)) r->cfg.ssl_threshold = o->ssl_threshold;
     if (o->no_budget) r->cfg.entropy_budget = false;
     if (o->no_dont_care) r->cfg.dont_care = false;
     if (o->no_neuron_selection) r->cfg.neuron_selection = false;

@@ -58,13 +58,21 @@ int64_t nep_prune_global(const nep_budget_layer *layers, int n, double zeta,
 
 /* ---- the method on a graph ------------------------------------------------------ */
 
-/* The last two are the paper's naive structural baselines: instead of pruning weights,
- * replace by the identity the rectifier whose owned weight has the smallest sum of |w|
- * (or of |gradient| over one pass of the training data), then fine-tune. */
+/* SMALLEST_WEIGHTS and SMALLEST_GRADS are the paper's naive structural baselines: instead
+ * of pruning weights, replace by the identity the rectifier whose owned weight has the
+ * smallest sum of |w| (or of |gradient| over one pass of the training data), then
+ * fine-tune. SSL prunes no weight: it retrains with the group-lasso penalty
+ * (nep_optim_cfg.group_lasso) and removes the layers whose weight it drove below
+ * ssl_threshold (nep_ssl_remove, after each retraining, before the evaluation);
+ * NEPENTHE_SSL is NEPENTHE's step, then retraining with the penalty and SSL's removal
+ * (paper Fig. 4). */
 typedef enum nep_method {
     NEP_METHOD_NEPENTHE, NEP_METHOD_IMP, NEP_METHOD_EGP,
-    NEP_METHOD_SMALLEST_WEIGHTS, NEP_METHOD_SMALLEST_GRADS, NEP_METHOD_COUNT
+    NEP_METHOD_SMALLEST_WEIGHTS, NEP_METHOD_SMALLEST_GRADS, NEP_METHOD_SSL, NEP_METHOD_NEPENTHE_SSL,
+    NEP_METHOD_COUNT
 } nep_method;
+bool nep_method_structural(nep_method m); /* SMALLEST_WEIGHTS, SMALLEST_GRADS */
+bool nep_method_ssl(nep_method m);        /* SSL, NEPENTHE_SSL: they need a group-lasso penalty */
 typedef enum nep_criterion { NEP_CRIT_MAGNITUDE, NEP_CRIT_WANDA } nep_criterion;
 
 typedef struct nep_prune_cfg {
@@ -76,10 +84,13 @@ typedef struct nep_prune_cfg {
     bool dont_care;         /* off: z == 0 counts as OFF */
     bool neuron_selection;  /* off: zero-entropy neurons' weights are candidates too */
     bool nondegenerate_mean;/* layer entropy over neurons with H > 0 only (EGP) */
+    double ssl_threshold;   /* SSL methods: remove a layer whose weight's RMS falls below it */
 } nep_prune_cfg;
 
-/* NEPENTHE: budget, don't-care, neuron selection on. IMP: entropy budget off. EGP:
- * budget on, don't-care and neuron selection off, non-degenerate layer mean. */
+/* NEPENTHE (and NEPENTHE_SSL): budget, don't-care, neuron selection on. IMP: entropy
+ * budget off. EGP: budget on, don't-care and neuron selection off, non-degenerate layer
+ * mean. SSL methods: ssl_threshold NEP_SSL_THRESHOLD. */
+#define NEP_SSL_THRESHOLD 1e-3
 nep_prune_cfg nep_prune_cfg_for(nep_method method, nep_criterion criterion, double zeta);
 const char *nep_method_name(nep_method m);
 int nep_method_from_name(const char *name); /* -1 if unknown */
@@ -109,6 +120,12 @@ int nep_smallest_layer(const nep_graph *g, const nep_entropy *e, const double *g
  * (evaluation mode, cross-entropy loss, no update). */
 nep_status nep_grad_sums(nep_graph *g, const nep_entropy *e, const nep_split *d, int64_t batch,
                          double *grad_sums, const nep_exec_opts *xo, nep_err *err);
+
+/* SSL's removal: every layer of e whose owned weight W_l still has a non-zero entry and
+ * whose RMS ||W_l||_2 / sqrt(|W_l|) is below threshold is zeroed and masked whole, so its
+ * pre-activation is a constant and H_l = 0 from then on. The weights masked now are
+ * added to removed[l]; returns the number of layers removed. */
+int nep_ssl_remove(nep_graph *g, const nep_entropy *e, double threshold, int64_t *removed);
 
 /* The owner's weight parameter of layer l (its first parameter), or NULL. */
 const nep_param *nep_layer_weight(const nep_graph *g, const nep_layer_states *l);

@@ -58,6 +58,9 @@ typedef struct nep_optim_cfg {
      * norm weights) or named *.bias, *class_token, *pos_embedding or
      * *relative_position_bias_table (see nep_optim_decays). */
     bool no_decay_1d;
+    /* Group lasso (SSL: Wen et al. 2016, one group per layer as Ochiai et al. 2017):
+     * lambda of the penalty nep_group_lasso_coefs defines, added to the loss; 0: off. */
+    double group_lasso;
 } nep_optim_cfg;
 
 /* SGD: lr 0.1, momentum 0.9, no weight decay; AdamW: lr 1e-3, betas (0.9, 0.999),
@@ -79,6 +82,24 @@ bool nep_optim_decays(const nep_optim_cfg *cfg, const nep_param *p);
  * total = ||grads||_2 summed in double in offset order; if max_norm / (total + 1e-6)
  * < 1 every gradient is multiplied by it. Returns total, the norm before clipping. */
 double nep_clip_grad_norm(nep_graph *g, double max_norm);
+
+/* The group-lasso penalty over the layers L (SPEC section 1: the rectifier layers, each
+ * the weight W_l of the conv or Linear that owns it; biases and norms are not in a
+ * group):
+ *   P = lambda * sum_l sqrt(|W_l|) ||W_l||_2,   |W_l| = W_l's number of entries,
+ *   dP/dW_l = coef_l W_l,   coef_l = lambda sqrt(|W_l|) / ||W_l||_2.
+ * ||W_l|| = 0 (a removed layer) is where P is not differentiable: the subgradient 0 is
+ * taken there (coef_l = 0), as PyTorch's autograd of torch.norm does. Pruned entries
+ * count in |W_l| (the tensor's size, as sqrt(w.numel()) in PyTorch) and, being 0, add
+ * nothing to the norm and get no gradient (torch.nn.utils.prune's weight_orig * mask).
+ * nep_group_lasso_groups marks the parameters that are groups: in_group [n_params];
+ * returns how many (-1: out of memory). nep_group_lasso_coefs writes coef [n_params] (0
+ * outside the groups) from the current values, in double and offset order (so thread
+ * counts agree), and returns P. */
+int nep_group_lasso_groups(const nep_graph *g, uint8_t *in_group);
+double nep_group_lasso_coefs(const nep_graph *g, const uint8_t *in_group, double lambda, double *coef);
+/* Adds coef[p] * W_p to p's gradient. */
+void nep_group_lasso_grad(nep_graph *g, int p, const double *coef);
 
 /* Optimizer state: one block per state with the graph's parameter offsets. */
 typedef struct nep_optim {
@@ -117,6 +138,9 @@ typedef struct nep_trainer {
      * statistics) are copied to every rank, as PyTorch's DistributedDataParallel does
      * (each rank normalizes by its own batch statistics unless nep_exec_opts.sync_bn). */
     const nep_comm *comm;
+    /* optim.group_lasso > 0: the groups and this step's coefficients [n_params] */
+    uint8_t *lasso_group;
+    double *lasso_coef;
 } nep_trainer;
 
 /* xo: how its executor runs (NULL: the defaults). */
@@ -124,7 +148,8 @@ nep_status nep_trainer_init(nep_trainer *t, nep_graph *g, const nep_optim_cfg *c
                             int64_t batch, const nep_exec_opts *xo, nep_err *err);
 void nep_trainer_free(nep_trainer *t);
 
-/* One step on t->x, t->y (b samples): forward, loss, backward, optimizer update.
+/* One step on t->x, t->y (b samples): forward, loss, backward, optimizer update; *loss
+ * includes the group-lasso penalty of the weights the step started from (when on).
  * A non-finite loss returns NEP_ERR_NUMERIC before anything is updated. */
 nep_status nep_train_step(nep_trainer *t, int64_t b, double lr, nep_rng *rng, double *loss,
                           int64_t *correct, nep_err *err);

@@ -155,9 +155,9 @@ nep_status nep_prune_run(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg 
         nep_prune_row row = {.iter = k, .pruned = pruned};
         if (!have_counts && (s = measure(g, e, c, h, H, err))) goto done; /* resumed: the current model's */
         for (int l = 0; l < n; l++) pruned[l] = 0;
-        if (c->prune.method >= NEP_METHOD_SMALLEST_WEIGHTS) {
+        if (nep_method_structural(c->prune.method)) {
             if ((s = linearize_smallest(g, e, c, h, &none_left, err)) || none_left) break;
-        } else {
+        } else if (c->prune.method != NEP_METHOD_SSL) {
             if (c->prune.criterion == NEP_CRIT_WANDA &&
                 (s = nep_wanda_norms(g, e, &c->train, nep_split_pass_batch(&c->train), c->wanda_batches, &scales, c->exec, err)))
                 goto done;
@@ -177,6 +177,9 @@ nep_status nep_prune_run(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg 
             s = NEP_OK;
             break;
         }
+        /* SSL: the layers the penalty drove below the threshold now go, before the
+         * iteration is evaluated */
+        if (s == NEP_OK && nep_method_ssl(c->prune.method)) nep_ssl_remove(g, e, c->prune.ssl_threshold, pruned);
         if (s || (s = evaluate(g, c, &row, err)) || (s = measure(g, e, c, h, H, err))) goto done;
         have_counts = true;
         finish_row(g, e, &row, H, t0);

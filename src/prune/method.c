@@ -10,7 +10,12 @@
 #include "ops/ops.h"
 
 static const char *const method_names[NEP_METHOD_COUNT] = {
-    "nepenthe", "imp", "egp", "smallest-weights", "smallest-grads"};
+    "nepenthe", "imp", "egp", "smallest-weights", "smallest-grads", "ssl", "nepenthe-ssl"};
+
+bool nep_method_structural(nep_method m) {
+    return m == NEP_METHOD_SMALLEST_WEIGHTS || m == NEP_METHOD_SMALLEST_GRADS;
+}
+bool nep_method_ssl(nep_method m) { return m == NEP_METHOD_SSL || m == NEP_METHOD_NEPENTHE_SSL; }
 
 const char *nep_method_name(nep_method m) { return method_names[m]; }
 
@@ -22,7 +27,8 @@ int nep_method_from_name(const char *name) {
 
 nep_prune_cfg nep_prune_cfg_for(nep_method method, nep_criterion criterion, double zeta) {
     nep_prune_cfg c = {.method = method, .criterion = criterion, .zeta = zeta,
-                       .entropy_budget = true, .dont_care = true, .neuron_selection = true};
+                       .entropy_budget = true, .dont_care = true, .neuron_selection = true,
+                       .ssl_threshold = nep_method_ssl(method) ? NEP_SSL_THRESHOLD : 0};
     if (method == NEP_METHOD_IMP) c.entropy_budget = false;
     if (method == NEP_METHOD_EGP) {
         c.dont_care = false;

@@ -35,6 +35,17 @@ nep_status nep_trainer_init(nep_trainer *t, nep_graph *g, const nep_optim_cfg *c
         nep_trainer_free(t);
         return nep_fail(err, NEP_ERR_NOMEM, "out of memory for a batch of %lld", (long long)batch);
     }
+    if (cfg->group_lasso > 0) {
+        t->lasso_group = malloc((size_t)g->n_params);
+        t->lasso_coef = malloc(sizeof(double) * (size_t)g->n_params);
+        const int groups = t->lasso_group && t->lasso_coef ? nep_group_lasso_groups(g, t->lasso_group) : -1;
+        if (groups <= 0) {
+            nep_trainer_free(t);
+            return groups < 0 ? nep_fail(err, NEP_ERR_NOMEM, "out of memory")
+                              : nep_fail(err, NEP_ERR_ARG, "group lasso: the model has no rectifier layer "
+                                         "whose weight could form a group");
+        }
+    }
     return NEP_OK;
 }
 
@@ -44,6 +55,8 @@ void nep_trainer_free(nep_trainer *t) {
     free(t->x);
     free(t->y);
     free(t->dlogits);
+    free(t->lasso_group);
+    free(t->lasso_coef);
     memset(t, 0, sizeof *t);
 }
 
@@ -53,7 +66,10 @@ static void update_node(void *ctx, nep_graph *g, int node) {
     nep_trainer *t = ctx;
     const nep_node *n = &g->nodes[node];
     for (int k = 0; k < n->n_params; k++)
-        if (g->params[n->params[k]].node == node) nep_optim_update(&t->opt, g, n->params[k], t->lr);
+        if (g->params[n->params[k]].node == node) {
+            if (t->lasso_coef) nep_group_lasso_grad(g, n->params[k], t->lasso_coef);
+            nep_optim_update(&t->opt, g, n->params[k], t->lr);
+        }
 }
 
 nep_status nep_train_step(nep_trainer *t, int64_t b, double lr, nep_rng *rng, double *loss,
@@ -131,6 +147,9 @@ nep_status nep_train_step_loss(nep_trainer *t, const void *const *x, int n_input
                                nep_rng *rng, nep_loss_fn loss_fn, void *loss_ctx, double *loss, nep_err *err) {
     nep_exec_set_training(t->ex, true, rng);
     const bool parallel = nep_comm_many(t->comm);
+    /* of the weights this step starts from, which backward leaves as they are */
+    const double penalty = t->lasso_coef ? nep_group_lasso_coefs(t->g, t->lasso_group, t->opt.cfg.group_lasso,
+                                                                 t->lasso_coef) : 0;
     double l = 0;
     if (parallel) {
         NEP_TRY(data_parallel_grads(t, x, n_inputs, b, loss_fn, loss_ctx, &l, err));
@@ -139,6 +158,7 @@ nep_status nep_train_step_loss(nep_trainer *t, const void *const *x, int n_input
         NEP_TRY(nep_exec_run(t->ex, x, n_inputs, b, &logits, err));
         l = loss_fn(loss_ctx, logits, b, t->dlogits);
     }
+    l += penalty;
     *loss = l;
     if (!isfinite(l))
         return nep_fail(err, NEP_ERR_NUMERIC, "loss is %g at optimizer step %lld: training "
@@ -152,6 +172,8 @@ nep_status nep_train_step_loss(nep_trainer *t, const void *const *x, int n_input
             nep_exec_set_on_grads(t->ex, NULL, NULL);
             nep_exec_backward(t->ex, t->dlogits);
         }
+        if (t->lasso_coef) /* the penalty's gradient, once, as loss + penalty's backward gives it */
+            for (int p = 0; p < t->g->n_params; p++) nep_group_lasso_grad(t->g, p, t->lasso_coef);
         if (t->opt.cfg.clip_grad_norm > 0) nep_clip_grad_norm(t->g, t->opt.cfg.clip_grad_norm);
         nep_optim_step(&t->opt, t->g, lr);
         return NEP_OK;

@@ -60,7 +60,22 @@ RUNS = {
     "sgd_nodecay": {"optim": "SGD", "lr": 0.2, "momentum": 0.9, "weight_decay": 0.05,
                     "schedule": {"lr": 0.2, "main": ["cosine", 5, 0.0], "warmup": None},
                     "label_smoothing": 0.3, "clip": 0.55, "no_decay": True},
+    # SSL's group lasso on the rectifier layer's weight (fc1.weight; fc2 feeds no
+    # rectifier): with SGD, and with AdamW and clipping (the penalty's gradient is in the
+    # clipped norm, as loss + penalty backpropagated together puts it).
+    "sgd_gl": {"optim": "SGD", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
+               "schedule": {"lr": 0.1, "main": ["multistep", [], 0.1], "warmup": None},
+               "label_smoothing": 0.0, "clip": None, "no_decay": False, "group_lasso": 0.02},
+    "adamw_gl": {"optim": "AdamW", "lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01,
+                 "schedule": {"lr": 0.01, "main": ["multistep", [], 0.1], "warmup": None},
+                 "label_smoothing": 0.0, "clip": 0.5, "no_decay": False, "group_lasso": 0.05},
 }
+
+
+def group_lasso(model, lam):
+    """lambda * sqrt(|W|) * ||W||_2 over the rectifier layers' weights (SPEC: L)."""
+    w = model.fc1.weight
+    return lam * (w.numel() ** 0.5) * torch.linalg.vector_norm(w)
 
 
 def make_sched(opt, s):
@@ -136,6 +151,11 @@ def main(outdir):
         t[f"ls.{eps}.loss"] = loss.detach().numpy().reshape(1)
         t[f"ls.{eps}.grad"] = g.numpy()
 
+    # The penalty's subgradient at W = 0 is 0 in PyTorch (nepenthe takes the same).
+    w0 = torch.zeros(3, 4, dtype=torch.float64, requires_grad=True)
+    (g0,) = torch.autograd.grad(torch.linalg.vector_norm(w0), w0)
+    assert torch.all(g0 == 0), g0
+
     model = MLP()
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}
     t.update({f"init.{k}": v.numpy() for k, v in init.items()})
@@ -150,6 +170,13 @@ def main(outdir):
         for k in range(STEPS):
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x32[k].double()), y[k], label_smoothing=h["label_smoothing"])
+            if h.get("group_lasso"):
+                pen = group_lasso(model, h["group_lasso"])
+                if k == 0:
+                    (gw,) = torch.autograd.grad(pen, model.fc1.weight, retain_graph=True)
+                    t[f"{name}.gl_grad"] = f64(gw)
+                    t[f"{name}.gl_penalty"] = pen.detach().numpy().reshape(1)
+                loss = loss + pen
             loss.backward()
             if h["clip"]:
                 norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), h["clip"]).item())
