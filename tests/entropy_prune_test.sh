@@ -359,8 +359,42 @@ def same_rows(a, b):
         fail("logs differ (iter, {key: (first, second)}): %s" % str(diff)[:800])
 
 
+def whole(d, n_iter, unit, zeta):
+    """Masks of SSL (unit layer) and HRank (unit row) runs: every mask is whole per unit
+    (all kept or all pruned), HRank keeps a filter per layer and masks floor(zeta x the
+    filters alive before) per iteration; SSL zeroes at least one layer."""
+    prev = None
+    gone = 0
+    for k in range(1, n_iter + 1):
+        t, _, _ = load_ckpt(os.path.join(d, "iter_%d.safetensors" % k))
+        masks = {n[:-5]: m.reshape(m.shape[0], -1) for n, m in t.items() if n.endswith("_mask")}
+        for name, m in masks.items():
+            rs = m.sum(axis=1)
+            if unit == "layer" and not (m.all() or not m.any()):
+                fail("iter_%d: %s is pruned in part (%d of %d kept), not whole" % (k, name, m.sum(), m.size))
+            if unit == "row":
+                if not np.all((rs == 0) | (rs == m.shape[1])):
+                    fail("iter_%d: %s has filters pruned in part" % (k, name))
+                if not rs.any():
+                    fail("iter_%d: %s has no filter left" % (k, name))
+                if prev is not None:
+                    w = prev[name][0]
+                    alive = int(np.sum((prev[name][1].sum(axis=1) > 0) & (np.abs(w).reshape(w.shape[0], -1).sum(axis=1) > 0)))
+                    now = int(np.sum((prev[name][1].sum(axis=1) > 0) & (rs == 0)))
+                    if now != int(math.floor(zeta * alive)):
+                        fail("iter_%d: %s lost %d filters, want floor(%g x %d alive)" % (k, name, now, zeta, alive))
+            gone += int(not m.any())
+        prev = {n: (t[n], m) for n, m in masks.items()}
+    if unit == "layer" and not gone:
+        fail("no layer was removed")
+    if unit == "row" and prev is None:
+        fail("no masks")
+
+
 cmd, args = sys.argv[1], sys.argv[2:]
-if cmd == "agree":
+if cmd == "whole":
+    whole(args[0], int(args[1]), args[2], float(args[3]))
+elif cmd == "agree":
     agree(*args)
 elif cmd == "zio":
     zio(args[0], args[1], int(args[2]))
@@ -540,6 +574,32 @@ check "compare draws one line per run, labelled by method, in a well-formed SVG"
 assert len([p for p in d.getElementsByTagName(\"polyline\")]) == 2" "$T/cmp.svg" && grep -q ">imp<" "$T/cmp.svg"'
 nep compare --runs "$T/nep_mlp,$T/nowhere" --out "$T/cmp2.svg"
 check "compare with a missing run directory: non-zero exit naming it" 'failed_cleanly && says "$T/nowhere"'
+
+# --- SSL, HRank, sharpness -----------------------------------------------------------------
+nep prune --ckpt "$MLP" $COMMON --method ssl --group-lasso 0.05 --ssl-threshold 5e-3 --delta 0 --max-iter 2 \
+    --retrain-epochs 2 --lr 0.05 --out "$T/ssl"
+check "prune --method ssl: exits 0, log and checkpoints consistent" 'succeeded && v run "$T/ssl" "$MLP" 2 && v masks "$T/ssl" "$MLP" 2'
+check "ssl: layers are removed whole (every owned mask all kept or all pruned), at least one" \
+    'v whole "$T/ssl" 2 layer 0 && grep -q "group_lasso..:0.05" "$T/ssl/progress.json"'
+nep prune --ckpt "$T/cnn/model.safetensors" $COMMON --method hrank --zeta 0.25 --hrank-batches 1 --delta 0 \
+    --max-iter 2 --retrain-epochs 1 --lr 0.01 --sharpness-batches 1 --out "$T/hrank"
+check "prune --method hrank: whole filters, floor(zeta x alive) per layer per iteration, one kept" \
+    'succeeded && v whole "$T/hrank" 2 row 0.25'
+check "prune --sharpness-batches: a positive sharpness on every iteration's line" \
+    '$PY -c "import json, sys; r = [json.loads(l) for l in open(sys.argv[1])]; \
+assert len(r) == 3 and all(x[\"sharpness\"] > 0 for x in r), r" "$T/hrank/iterations.jsonl"'
+nep prune --ckpt "$MLP" $COMMON --method ssl --out "$T/bad"
+check "prune --method ssl without --group-lasso: non-zero exit naming --group-lasso" 'failed_cleanly && says --group-lasso'
+nep prune --ckpt "$MLP" $COMMON --method hrank --max-iter 1 --out "$T/bad_hrank"
+check "prune --method hrank on an MLP: non-zero exit saying it needs convolutions" 'failed_cleanly && says convolution'
+nep prune --ckpt "$T/cnn/model.safetensors" $COMMON --method hrank --zeta 1 --out "$T/bad"
+check "prune --method hrank --zeta 1: non-zero exit naming --zeta" 'failed_cleanly && says --zeta'
+nep sharpness --ckpt "$MLP" --data-dir "$D" --batches 2 --batch 100 --iters 30 --threads 1 --json
+check "sharpness --json: a positive eigenvalue over 200 rows, converged, small residual" \
+    'succeeded && $PY -c "import json, sys; j = json.loads(open(sys.argv[1]).read().splitlines()[-1]); \
+assert j[\"rows\"] == 200 and j[\"sharpness\"] > 0 and j[\"converged\"] and j[\"residual\"] < 0.2, j" "$T/out"'
+nep sharpness --ckpt "$MLP" --data-dir "$D" --step 2
+check "sharpness --step 2: non-zero exit naming --step" 'failed_cleanly && says --step'
 
 # --- the naive structural baselines ---------------------------------------------------------
 # One more rectifier becomes the identity per iteration; the checkpoint's arch records it.

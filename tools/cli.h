@@ -217,6 +217,7 @@ int cmd_lm_prune(int argc, char **argv);
 int cmd_lm_bench(int argc, char **argv);
 int cmd_lm_collapse(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_sharpness(int argc, char **argv);
 
 struct cJSON;
 /* Whether v is a JSON number holding an integer in [lo, hi): converting anything else

@@ -23,7 +23,7 @@
 typedef struct prune_opts {
     const char *ckpt, *method, *criterion, *data, *data_dir, *out, *backend, *task;
     double zeta, delta, ssl_threshold;
-    int64_t max_iter, retrain_epochs, seed, entropy_batches, wanda_batches, threads, max_length, max_train_rows;
+    int64_t max_iter, retrain_epochs, seed, entropy_batches, wanda_batches, hrank_batches, sharpness_batches, threads, max_length, max_train_rows;
     bool no_budget, no_dont_care, no_neuron_selection, resume, json;
     train_flags t;      /* retraining */
 } prune_opts;
@@ -79,6 +79,8 @@ static char *options_json(const prune_opts *o, const nep_prune_cfg *c, const nep
     cJSON_AddBoolToObject(j, "dont_care", c->dont_care);
     cJSON_AddBoolToObject(j, "neuron_selection", c->neuron_selection);
     if (c->ssl_threshold > 0) cJSON_AddNumberToObject(j, "ssl_threshold", c->ssl_threshold);
+    if (c->method == NEP_METHOD_HRANK) cJSON_AddNumberToObject(j, "hrank_batches", (double)o->hrank_batches);
+    if (o->sharpness_batches > 0) cJSON_AddNumberToObject(j, "sharpness_batches", (double)o->sharpness_batches);
     cJSON_AddNumberToObject(j, "retrain_epochs", (double)o->retrain_epochs);
     cJSON_AddNumberToObject(j, "batch", (double)t->batch);
     cJSON_AddStringToObject(j, "optimizer", t->optimizer);
@@ -124,6 +126,7 @@ static void print_row(const prune_run *r, const nep_prune_row *row) {
     }
     fprintf(r->human, " | %6.2f %6.2f | %3d/%-3d | %6.2f%% | %7.1fs\n", row->val_top1, row->test_top1,
             row->removed, row->layers, row->sparsity, row->seconds);
+    if (!isnan(row->sharpness)) fprintf(r->human, "     | sharpness (largest Hessian eigenvalue) %.4g\n", row->sharpness);
     fflush(r->human);
     free(sorted);
 }
@@ -144,6 +147,7 @@ static char *row_json(const prune_run *r, const nep_graph *g, const nep_prune_ro
     cJSON_AddNumberToObject(j, "layers", row->layers);
     cJSON_AddNumberToObject(j, "sparsity", row->sparsity);
     cJSON_AddNumberToObject(j, "budget", (double)row->budget);
+    if (!isnan(row->sharpness)) cJSON_AddNumberToObject(j, "sharpness", row->sharpness);
     cJSON_AddNumberToObject(j, "seconds", row->seconds);
     cJSON *names = cJSON_AddArrayToObject(j, "names"), *ent = cJSON_AddArrayToObject(j, "entropy");
     cJSON *pr = cJSON_AddArrayToObject(j, "pruned"), *nz = cJSON_AddArrayToObject(j, "nonzero");
@@ -266,13 +270,13 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     *o = (prune_opts){.method = "nepenthe", .criterion = "magnitude", .data = "fashion-mnist",
                       .backend = "cpu", .task = "fortunes", .max_length = 128,
                       .zeta = 0.5, .delta = 0.99, .max_iter = 10, .retrain_epochs = 1,
-                      .wanda_batches = 16, .ssl_threshold = NEP_SSL_THRESHOLD};
+                      .wanda_batches = 16, .hrank_batches = 4, .ssl_threshold = NEP_SSL_THRESHOLD};
     train_flags_default(&o->t);
     cli_opt opts[CLI_MAX_OPTS];
     int n = 0;
     opts[n++] = (cli_opt){"ckpt", OPT_STR, &o->ckpt, "dense checkpoint, or a Hugging Face text classifier "
                                                      "folder (nepenthe finetune's OUT/model) (required)"};
-    opts[n++] = (cli_opt){"method", OPT_STR, &o->method, "nepenthe, imp, egp; the structural baselines smallest-weights, smallest-grads (one more layer made the identity per iteration); ssl (retraining with --group-lasso, no weight pruning; layers below --ssl-threshold removed) or nepenthe-ssl (both, paper Fig. 4)"};
+    opts[n++] = (cli_opt){"method", OPT_STR, &o->method, "nepenthe, imp, egp; the structural baselines smallest-weights, smallest-grads (one more layer made the identity per iteration); ssl (retraining with --group-lasso, no weight pruning; layers below --ssl-threshold removed) or nepenthe-ssl (both, paper Fig. 4); hrank (conv filters with the lowest feature-map rank, --zeta of each layer per iteration: width, not depth)"};
     opts[n++] = (cli_opt){"criterion", OPT_STR, &o->criterion, "magnitude or wanda"};
     opts[n++] = (cli_opt){"zeta", OPT_REAL, &o->zeta, "pruning rate per iteration"};
     opts[n++] = (cli_opt){"delta", OPT_REAL, &o->delta, "stop when val top-1 < delta x dense"};
@@ -283,6 +287,8 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     opts[n++] = (cli_opt){"no-entropy-budget", OPT_FLAG, &o->no_budget, "ablation: one global magnitude threshold"};
     opts[n++] = (cli_opt){"no-dont-care", OPT_FLAG, &o->no_dont_care, "ablation: count z == 0 as OFF"};
     opts[n++] = (cli_opt){"no-neuron-selection", OPT_FLAG, &o->no_neuron_selection, "ablation: prune zero-entropy neurons too"};
+    opts[n++] = (cli_opt){"hrank-batches", OPT_INT, &o->hrank_batches, "hrank: average the feature maps' ranks over this many batches of 256 training images (0: all)"};
+    opts[n++] = (cli_opt){"sharpness-batches", OPT_INT, &o->sharpness_batches, "after every iteration, the sharpness (largest Hessian eigenvalue of the training loss, as `nepenthe sharpness`) over this many batches of 256 training images (0: none)"};
     opts[n++] = (cli_opt){"ssl-threshold", OPT_REAL, &o->ssl_threshold, "ssl, nepenthe-ssl: a layer whose weight RMS ||W_l|| / sqrt(|W_l|) is below this is zeroed whole (removed)"};
     train_flags_table(&o->t, opts, &n);
     opts[n++] = (cli_opt){"seed", OPT_INT, &o->seed, "seed of retraining (shuffling, dropout)"};
@@ -303,7 +309,7 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     int m = nep_method_from_name(o->method);
     if (m < 0)
         return cli_errorf("prune", "--method: unknown '%s' (nepenthe, imp, egp, smallest-weights, "
-                          "smallest-grads, ssl, nepenthe-ssl)", o->method) + 1;
+                          "smallest-grads, ssl, nepenthe-ssl, hrank)", o->method) + 1;
     bool wanda = strcmp(o->criterion, "wanda") == 0;
     if (!wanda && strcmp(o->criterion, "magnitude"))
         return cli_errorf("prune", "--criterion: unknown '%s' (magnitude, wanda)", o->criterion) + 1;
@@ -318,8 +324,13 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
         return 2;
     if (nep_method_ssl((nep_method)m) && !(r->optim.group_lasso > 0))
         return cli_errorf("prune", "--method %s retrains with the group-lasso penalty: give --group-lasso "
-                          "LAMBDA (e.g. 5e-4)", o->method) + 1;
+                          "LAMBDA (the penalty is about LAMBDA x the weights x their RMS: 1e-5 puts it near the loss for a 0.3M-weight ResNet-20)", o->method) + 1;
     if (!(o->ssl_threshold >= 0)) return cli_errorf("prune", "--ssl-threshold: must be non-negative") + 1;
+    if (o->hrank_batches < 0 || o->sharpness_batches < 0)
+        return cli_errorf("prune", "--hrank-batches and --sharpness-batches must be non-negative") + 1;
+    if (m == NEP_METHOD_HRANK && !(o->zeta < 1))
+        return cli_errorf("prune", "--method hrank: --zeta is the fraction of each layer's filters pruned per "
+                          "iteration and must be below 1 (a layer keeps a filter)") + 1;
     r->cfg = nep_prune_cfg_for((nep_method)m, wanda ? NEP_CRIT_WANDA : NEP_CRIT_MAGNITUDE, o->zeta);
     if (nep_method_ssl((nep_method)m)) r->cfg.ssl_threshold = o->ssl_threshold;
     if (o->no_budget) r->cfg.entropy_budget = false;
@@ -596,6 +607,7 @@ int cli_prune(int argc, char **argv, const nep_comm *comm) {
         .prune = r.cfg, .optim = r.optim, .retrain_epochs = r.o.retrain_epochs, .batch = r.o.t.batch,
         .max_iter = r.o.max_iter, .delta = r.o.delta, .seed = (uint64_t)r.o.seed,
         .entropy_batches = r.o.entropy_batches, .wanda_batches = r.o.wanda_batches,
+        .hrank_batches = r.o.hrank_batches, .sharpness_batches = r.o.sharpness_batches,
         .augment = train_flags_augmentation(&r.o.t), .train = {&r.d.train, &r.norm, NULL},
         .val = {&r.d.val, &r.norm, NULL}, .test = {&r.d.test, &r.norm, NULL}, .exec = &r.exec};
     if (r.text)

@@ -15,6 +15,7 @@ static const struct {
     {"bench", cmd_bench, "time training and inference of a model on random data"},
     {"entropy", cmd_entropy, "activation-state entropy of every rectifier layer"},
     {"prune", cmd_prune, "NEPENTHE (or IMP, EGP): prune, retrain, repeat while accuracy holds"},
+    {"sharpness", cmd_sharpness, "largest eigenvalue of the training loss's Hessian (power iteration; paper Table 3)"},
     {"compare", cmd_compare, "accuracy against removed layers of several prune runs, in one figure"},
     {"collapse", cmd_collapse, "remove zero-entropy layers for real; report before and after"},
     {"theory", cmd_theory, "the paper's model of pruning and entropy (Section 3.2, Fig. 2)"},

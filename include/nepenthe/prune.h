@@ -65,11 +65,13 @@ int64_t nep_prune_global(const nep_budget_layer *layers, int n, double zeta,
  * (nep_optim_cfg.group_lasso) and removes the layers whose weight it drove below
  * ssl_threshold (nep_ssl_remove, after each retraining, before the evaluation);
  * NEPENTHE_SSL is NEPENTHE's step, then retraining with the penalty and SSL's removal
- * (paper Fig. 4). */
+ * (paper Fig. 4). HRANK masks whole conv filters, zeta of each layer's alive ones per
+ * iteration, those whose feature maps have the lowest average rank (nepenthe/hrank.h):
+ * it shrinks width, never depth. */
 typedef enum nep_method {
     NEP_METHOD_NEPENTHE, NEP_METHOD_IMP, NEP_METHOD_EGP,
     NEP_METHOD_SMALLEST_WEIGHTS, NEP_METHOD_SMALLEST_GRADS, NEP_METHOD_SSL, NEP_METHOD_NEPENTHE_SSL,
-    NEP_METHOD_COUNT
+    NEP_METHOD_HRANK, NEP_METHOD_COUNT
 } nep_method;
 bool nep_method_structural(nep_method m); /* SMALLEST_WEIGHTS, SMALLEST_GRADS */
 bool nep_method_ssl(nep_method m);        /* SSL, NEPENTHE_SSL: they need a group-lasso penalty */

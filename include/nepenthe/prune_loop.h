@@ -25,6 +25,9 @@ typedef struct nep_prune_loop_cfg {
     uint64_t seed;              /* iteration k retrains with the rng seeded seed * 1000003 + k */
     int64_t entropy_batches;    /* batches of 256 counted for entropy (0 = the whole split) */
     int64_t wanda_batches;      /* calibration batches of the Wanda criterion (0 = all) */
+    int64_t hrank_batches;      /* HRank: batches of 256 images whose feature-map ranks are averaged (0 = all) */
+    int64_t sharpness_batches;  /* > 0: each iteration's sharpness (nepenthe/sharpness.h, its defaults) over
+                                 * this many batches of 256 training images; 0: none */
     const nep_augment *augment; /* retraining augmentation of images, or NULL */
     /* Images (with their normalization) or tokenized text; val may be empty (no rows):
      * test stands in. Text retrains with a seeded shuffle of the rows each epoch. */
@@ -44,6 +47,7 @@ typedef struct nep_prune_row {
     double seconds;
     int removed, layers;        /* layers with H_l = 0, of all */
     int64_t budget;             /* weights the budget allowed this iteration */
+    double sharpness;           /* the largest Hessian eigenvalue of the training loss (NaN: not measured) */
     const double *entropy;      /* [layers] H_l of the model after the iteration */
     const int64_t *pruned;      /* [layers] weights pruned this iteration (NULL: none) */
 } nep_prune_row;

@@ -1,9 +1,12 @@
 /* The loop of SPEC section 4 (include/nepenthe/prune_loop.h): measure, prune, retrain,
  * evaluate, hand the iteration to the caller, commit; stop by delta. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "nepenthe/hrank.h"
 #include "nepenthe/prune_loop.h"
+#include "nepenthe/sharpness.h"
 #include "nepenthe/text_train.h"
 
 static void phase(const nep_prune_hooks *h, const char *label) {
@@ -38,6 +41,23 @@ static nep_status measure(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg
     e->progress = NULL;
     phase(h, NULL);
     for (int l = 0; s == NEP_OK && l < e->n_layers; l++) H[l] = nep_prune_layer_entropy(&c->prune, &e->layers[l]);
+    return s;
+}
+
+/* The iteration's sharpness on the training split (NaN when the loop measures none). */
+static nep_status sharpness(nep_graph *g, const nep_prune_loop_cfg *c, const nep_prune_hooks *h, nep_prune_row *row,
+                            nep_err *err) {
+    row->sharpness = NAN;
+    if (c->sharpness_batches <= 0 || c->train.text) return NEP_OK;
+    nep_sharpness_opts o = nep_sharpness_defaults();
+    o.batches = c->sharpness_batches;
+    o.seed = c->seed;
+    o.power.progress = h->progress, o.power.progress_ctx = h->ctx;
+    phase(h, "sharpness");
+    nep_power_result r;
+    const nep_status s = nep_sharpness(g, &c->train, &o, &r, c->exec, err);
+    phase(h, NULL);
+    if (s == NEP_OK) row->sharpness = r.lambda;
     return s;
 }
 
@@ -120,6 +140,28 @@ static nep_status linearize_smallest(nep_graph *g, const nep_entropy *e, const n
     return nep_graph_linearize(g, e->layers[l].node, err);
 }
 
+/* HRank's step: the lowest-ranked filters of every conv layer, pruned[l] the weights that
+ * took (for the log's per-layer counts, which count weights for every method). */
+static nep_status hrank_step(nep_graph *g, const nep_entropy *e, const nep_prune_loop_cfg *c, int64_t *pruned,
+                             nep_err *err) {
+    double **scores = NULL;
+    NEP_TRY(nep_hrank_scores(g, e, &c->train, nep_split_pass_batch(&c->train), c->hrank_batches, &scores, c->exec,
+                             err));
+    int64_t *filters = calloc((size_t)e->n_layers, sizeof *filters);
+    nep_status s = filters ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory");
+    bool any = false;
+    for (int l = 0; l < e->n_layers; l++) any |= scores[l] != NULL;
+    if (s == NEP_OK && !any)
+        s = nep_fail(err, NEP_ERR_ARG, "hrank prunes conv filters by their feature maps' rank: this model has no "
+                     "rectifier fed by a convolution");
+    for (int l = 0; s == NEP_OK && l < e->n_layers; l++) pruned[l] = nep_layer_nonzero(g, &e->layers[l]);
+    if (s == NEP_OK) s = nep_hrank_prune(g, e, scores, c->prune.zeta, filters, err);
+    for (int l = 0; s == NEP_OK && l < e->n_layers; l++) pruned[l] -= nep_layer_nonzero(g, &e->layers[l]);
+    free(filters);
+    nep_hrank_free(scores, e->n_layers);
+    return s;
+}
+
 static void finish_row(const nep_graph *g, const nep_entropy *e, nep_prune_row *row, const double *H,
                        double t0) {
     row->layers = e->n_layers;
@@ -142,7 +184,9 @@ nep_status nep_prune_run(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg 
     if (s == NEP_OK && fresh) {
         const double t0 = nep_now();
         nep_prune_row dense = {0};
-        if ((s = evaluate(g, c, &dense, err)) || (s = measure(g, e, c, h, H, err))) goto done;
+        if ((s = evaluate(g, c, &dense, err)) || (s = sharpness(g, c, h, &dense, err)) ||
+            (s = measure(g, e, c, h, H, err)))
+            goto done;
         finish_row(g, e, &dense, H, t0);
         if ((s = h->iteration(h->ctx, g, e, &dense, err))) goto done;
         *p = (nep_prune_progress){0, 0, dense.val_top1, dense.test_top1, false};
@@ -157,6 +201,8 @@ nep_status nep_prune_run(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg 
         for (int l = 0; l < n; l++) pruned[l] = 0;
         if (nep_method_structural(c->prune.method)) {
             if ((s = linearize_smallest(g, e, c, h, &none_left, err)) || none_left) break;
+        } else if (c->prune.method == NEP_METHOD_HRANK) {
+            if ((s = hrank_step(g, e, c, pruned, err))) goto done;
         } else if (c->prune.method != NEP_METHOD_SSL) {
             if (c->prune.criterion == NEP_CRIT_WANDA &&
                 (s = nep_wanda_norms(g, e, &c->train, nep_split_pass_batch(&c->train), c->wanda_batches, &scales, c->exec, err)))
@@ -180,7 +226,9 @@ nep_status nep_prune_run(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg 
         /* SSL: the layers the penalty drove below the threshold now go, before the
          * iteration is evaluated */
         if (s == NEP_OK && nep_method_ssl(c->prune.method)) nep_ssl_remove(g, e, c->prune.ssl_threshold, pruned);
-        if (s || (s = evaluate(g, c, &row, err)) || (s = measure(g, e, c, h, H, err))) goto done;
+        if (s || (s = evaluate(g, c, &row, err)) || (s = sharpness(g, c, h, &row, err)) ||
+            (s = measure(g, e, c, h, H, err)))
+            goto done;
         have_counts = true;
         finish_row(g, e, &row, H, t0);
         if ((s = h->iteration(h->ctx, g, e, &row, err))) goto done;

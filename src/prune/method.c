@@ -10,7 +10,7 @@
 #include "ops/ops.h"
 
 static const char *const method_names[NEP_METHOD_COUNT] = {
-    "nepenthe", "imp", "egp", "smallest-weights", "smallest-grads", "ssl", "nepenthe-ssl"};
+    "nepenthe", "imp", "egp", "smallest-weights", "smallest-grads", "ssl", "nepenthe-ssl", "hrank"};
 
 bool nep_method_structural(nep_method m) {
     return m == NEP_METHOD_SMALLEST_WEIGHTS || m == NEP_METHOD_SMALLEST_GRADS;
