@@ -372,5 +372,57 @@ check "a PyTorch-trained cnn, converted from .npz, has PyTorch's test top-1 in n
     'succeeded && $PY -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); \
 assert 20 < a and abs(a - b) < 1e-3, (a, b)" "$(tjson test_top1)" "$(jlast "$T/out" test_top1)"'
 
+# --- image folders (torchvision's ImageFolder layout, DomainBed domains) ---------------
+# Real JPEG and PNG files written by PIL, of several sizes; pixel equality with PIL's decode
+# is tests/test_image_folder.c's job, this is the command line around it.
+$PY - "$T/imf" <<'EOF'
+import os, sys
+import numpy as np
+from PIL import Image
+root, rng = sys.argv[1], np.random.default_rng(0)
+def tree(base, per_class, classes=("cat", "dög", "zebra")):
+    for c, name in enumerate(classes):
+        os.makedirs(os.path.join(base, name), exist_ok=True)
+        for i in range(per_class):
+            h, w = (int(v) for v in rng.integers(20, 40, 2))
+            px = rng.integers(0, 60, (h, w, 3)).astype(np.uint8)
+            px[..., c] += 180
+            im = Image.fromarray(px)
+            im.save(os.path.join(base, name, "%d.%s" % (i, "jpg" if i % 2 else "png")), quality=90)
+tree(os.path.join(root, "f", "train"), 10)
+tree(os.path.join(root, "f", "val"), 4)
+open(os.path.join(root, "f", "train", "cat", "notes.txt"), "w").write("not an image")
+for d in ("art", "photo", "sketch"):
+    tree(os.path.join(root, "db", d), 3)
+EOF
+IMF=$T/imf/f
+nep train --model cnn --data folder --data-dir "$IMF" --image-size 16 --val 6 --epochs 1 --batch 8 --threads 1 --out "$T/imf_run"
+check "train --data folder --image-size 16: 24 train, 6 val, 12 test images" \
+    'succeeded && grep -q "24 train, 6 val, 12 test images" "$T/out"'
+nep eval --ckpt "$T/imf_run/model.safetensors" --data folder --data-dir "$IMF" --json
+check "eval of it reads the folder at the recorded --image-size: 12 test images" \
+    'succeeded && [ "$(jlast "$T/out" images)" = 12 ]'
+nep train --model cnn --data folder --data-dir "$IMF" --val 6 --epochs 1 --threads 1 --out "$T/imf_bad"
+check "images of several sizes without --image-size: refused, naming a file and --image-size" \
+    'failed_cleanly && says "$IMF/" && says --image-size'
+cp -r "$IMF" "$T/imf/broken" && head -c 300 "$IMF/train/zebra/1.jpg" >"$T/imf/broken/train/zebra/1.jpg"
+nep train --model cnn --data folder --data-dir "$T/imf/broken" --image-size 16 --val 6 --epochs 1 --threads 1 --out "$T/imf_bad"
+check "a truncated JPEG: refused, naming it" 'failed_cleanly && says "broken/train/zebra/1.jpg"'
+nep train --model cnn --data folder --data-dir "$T/imf/broken" --image-size 16 --val 6 --epochs 1 --threads 1 \
+    --skip-bad-images --out "$T/imf_skip"
+check "--skip-bad-images: trains on the 29 others, naming the skipped file" \
+    'succeeded && says "broken/train/zebra/1.jpg" && grep -q "23 train, 6 val" "$T/out"'
+nep train --model cnn --data domainbed --data-dir "$T/imf/db" --test-domains sketch --image-size 16 --val 3 \
+    --epochs 1 --threads 1 --out "$T/db_run"
+check "domainbed --test-domains sketch: trains on art and photo (18 images), tests on sketch (9)" \
+    'succeeded && grep -q "15 train, 3 val, 9 test images" "$T/out"'
+nep train --model cnn --data domainbed --data-dir "$T/imf/db" --image-size 16 --epochs 1 --out "$T/db_bad"
+check "domainbed without --test-domains: refused, naming it" 'failed_cleanly && says --test-domains'
+nep train --model cnn --data domainbed --data-dir "$T/imf/db" --test-domains cartoon --image-size 16 --epochs 1 --out "$T/db_bad"
+check "domainbed --test-domains cartoon (no such domain): refused, listing the domains" \
+    'failed_cleanly && says cartoon && says sketch'
+nep train $SMALL --image-size 16 --epochs 1 --out "$T/bad_is"
+check "--image-size on fashion-mnist: refused, naming it" 'failed_cleanly && says --image-size'
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

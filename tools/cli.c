@@ -148,6 +148,21 @@ void model_opts_table(model_opts *m, cli_opt *opts, int *n) {
     opts[(*n)++] = (cli_opt){"dropout", OPT_REAL, &m->dropout, "dropout after each rectifier (vit, swin: torchvision's dropout)"};
     opts[(*n)++] = (cli_opt){"input", OPT_STR, &m->input, "input shape C,H,W (default: the data's; bench: 1,28,28 for MLPs and transformers, 3,32,32 for conv nets)"};
     opts[(*n)++] = (cli_opt){"classes", OPT_INT, &m->classes, "output classes"};
+    opts[(*n)++] = (cli_opt){"identity", OPT_STR, &m->identity, "rectifier layers that are the identity from initialization, comma-separated names (the depth-matched baseline of paper Table 5: the layers a prune run removed)"};
+}
+
+/* --identity's comma-separated layer names into spec (the builder refuses unknown ones). */
+static int identity_opts(const char *cmd, const char *names, nep_model_spec *spec) {
+    for (const char *p = names; p && *p;) {
+        const size_t len = strcspn(p, ",");
+        if (len == 0 || len >= NEP_NAME_LEN)
+            return cli_errorf(cmd, "--identity: '%s' is not a comma-separated list of layer names", names);
+        if (spec->n_identity == NEP_MAX_IDENTITY)
+            return cli_errorf(cmd, "--identity: more than %d layers", NEP_MAX_IDENTITY);
+        snprintf(spec->identity[spec->n_identity++], NEP_NAME_LEN, "%.*s", (int)len, p);
+        p += len + (p[len] == ',');
+    }
+    return 0;
 }
 
 /* vit, swin: the flags given, over torchvision's defaults in spec. */
@@ -217,7 +232,7 @@ int model_opts_spec(const char *cmd, const model_opts *m, nep_model_spec *spec) 
     if (!(m->dropout >= 0 && m->dropout < 1)) return cli_errorf(cmd, "--dropout: must be in [0, 1)");
     spec->slope = m->slope;
     spec->dropout = m->dropout;
-    return 0;
+    return identity_opts(cmd, m->identity, spec);
 }
 
 void train_flags_default(train_flags *t) {
@@ -332,22 +347,6 @@ int train_flags_cfg(const char *cmd, const train_flags *t, int64_t epochs, const
     return recipe_cfg(cmd, t, epochs, epochs_flag, cfg);
 }
 
-int cli_load_data(const char *cmd, const char *name, const char *dir, bool train,
-                  nep_dataset *out) {
-    nep_err err;
-    if (strcmp(name, "cifar10") == 0) {
-        if (!dir) return cli_errorf(cmd, "--data cifar10 needs --data-dir (the cifar-10-batches-bin directory)");
-        return nep_cifar10_load(dir, train, out, &err) == NEP_OK ? 0 : cli_error(cmd, &err);
-    }
-    if (strcmp(name, "fashion-mnist") != 0 && strcmp(name, "mnist") != 0)
-        return cli_errorf(cmd, "--data: unknown data set '%s' (known: fashion-mnist, mnist and "
-                          "cifar10 with --data-dir)", name);
-    if (strcmp(name, "mnist") == 0 && !dir)
-        return cli_errorf(cmd, "--data mnist needs --data-dir (a directory with the IDX files)");
-    if (nep_fashion_mnist_load(dir, train, out, &err) != NEP_OK) return cli_error(cmd, &err);
-    return 0;
-}
-
 int cli_check_data_fits(const char *cmd, const nep_model_spec *spec, const nep_dataset *d) {
     if (d->c != spec->in_c || d->h != spec->in_h || d->w != spec->in_w)
         return cli_errorf(cmd, "the data's images are %dx%dx%d but the model's input is %dx%dx%d "
@@ -373,22 +372,35 @@ static int data_int(const cJSON *j, const char *key, double lo, double hi, int64
     return 0;
 }
 
+/* A string of the "data" metadata, where the command's own flag left *out unset. */
+static void data_str(const cJSON *j, const char *key, const char **out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!*out && cJSON_IsString(v)) *out = v->valuestring;
+}
+
 int cli_load_splits(const char *cmd, const char *ckpt, const nep_safetensors *meta,
-                    const nep_model_spec *spec, const nep_normalize *norm, const char *name,
-                    const char *dir, cli_data *out) {
+                    const nep_model_spec *spec, const nep_normalize *norm, const cli_data_opts *d,
+                    cli_data *out) {
     memset(out, 0, sizeof *out);
     const char *dj = nep_st_meta_get(meta, "data");
     cJSON *j = cJSON_Parse(dj ? dj : "{}");
     int64_t val = 0, split_seed = 0; /* train records --split-seed as a signed integer */
+    cli_data_opts use = *d; /* the image decoding the model was trained with, unless given */
     int bad = data_int(j, "val", 0, 0x1p53, &val) ||
-              data_int(j, "split_seed", -0x1p63, 0x1p63, &split_seed);
-    cJSON_Delete(j);
-    if (bad)
-        return cli_errorf(cmd, "%s: its 'data' metadata has a 'val' or 'split_seed' that is not an "
-                          "integer in range", ckpt);
+              data_int(j, "split_seed", -0x1p63, 0x1p63, &split_seed) ||
+              (!use.image_size && data_int(j, "image_size", 1, 1 << 16, &use.image_size));
+    data_str(j, "domains", &use.domains);
+    data_str(j, "test_domains", &use.test_domains);
+    if (bad) {
+        cJSON_Delete(j);
+        return cli_errorf(cmd, "%s: its 'data' metadata has a 'val', 'split_seed' or 'image_size' that is not "
+                          "an integer in range", ckpt);
+    }
     const uint64_t seed = (uint64_t)split_seed;
     nep_err err;
-    if (cli_load_data(cmd, name, dir, true, &out->full) || cli_load_data(cmd, name, dir, false, &out->test) ||
+    const int failed = cli_load_data(cmd, &use, true, &out->full) || cli_load_data(cmd, &use, false, &out->test);
+    cJSON_Delete(j); /* use's strings may point into it */
+    if (failed ||
         cli_check_data_fits(cmd, spec, &out->full) || cli_check_data_fits(cmd, spec, &out->test))
         return 1;
     if (norm->c != out->full.c)

@@ -39,12 +39,33 @@ int cli_parse_list(const char *flag, const char *s, int64_t *out, int max);
 int cli_error(const char *cmd, const nep_err *err);
 int cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* --data and --data-dir, defined once for every command that reads a data set (inside
- * an option table's initializer). */
-#define DATA_OPTS(data, dir)                                                                   \
-    {"data", OPT_STR, (data), "data set: fashion-mnist, mnist, cifar10 (the last two need --data-dir)", false}, \
-    {"data-dir", OPT_STR, (dir), "directory of the data set's files (default for fashion-mnist: " \
-     NEP_FASHION_MNIST_DIR ")", false}
+/* The data set a command reads: --data, --data-dir, and for folders of images how they
+ * are decoded (tools/cli_data.c). A checkpoint records them ("data" metadata), and a
+ * command on it takes the recorded ones where its own flags leave them unset. */
+typedef struct cli_data_opts {
+    const char *name, *dir;
+    int64_t image_size;         /* image folders: Resize((N, N)); 0: the images' own size */
+    const char *domains, *test_domains; /* domainbed: training and held-out domains */
+    bool skip_bad;              /* a corrupt image is named and left out, not refused */
+} cli_data_opts;
+#define CLI_DATA_DEFAULT {.name = "fashion-mnist"}
+/* The data options, defined once for every command that reads a data set (inside an
+ * option table's initializer: six entries). */
+#define DATA_OPTS(d)                                                                           \
+    {"data", OPT_STR, &(d)->name, "data set: fashion-mnist, mnist, cifar10, folder (DIR/train and DIR/val, " \
+     "torchvision's ImageFolder layout), tiny-imagenet, domainbed (PACS, VLCS, SVIRO: DIR/<domain>/<class>); " \
+     "all but fashion-mnist need --data-dir", false},                                           \
+    {"data-dir", OPT_STR, &(d)->dir, "directory of the data set's files (default for fashion-mnist: " \
+     NEP_FASHION_MNIST_DIR ")", false},                                                       \
+    {"image-size", OPT_INT, &(d)->image_size, "image folders: resize every image to NxN (bilinear with " \
+     "antialias, as torchvision's Resize((N, N)) on PIL images; 0: keep, all must share a size)", false}, \
+    {"domains", OPT_STR, &(d)->domains, "domainbed: training domains, comma-separated (default: all but " \
+     "--test-domains)", false},                                                                \
+    {"test-domains", OPT_STR, &(d)->test_domains, "domainbed: the held-out domains the test split reads " \
+     "(required)", false},                                                                     \
+    {"skip-bad-images", OPT_FLAG, &(d)->skip_bad, "image folders: leave out (and name) corrupt or truncated " \
+     "files instead of stopping", false}
+#define DATA_OPTS_COUNT 6
 
 /* --threads, the same in every command. */
 #define THREADS_OPT(dst) {"threads", OPT_INT, (dst), "threads (0: all cores)", false}
@@ -62,7 +83,7 @@ int cli_exec_opts(const char *cmd, const char *backend, nep_exec_opts *out);
 #define CLI_MAX_OPTS 96
 
 typedef struct model_opts {
-    const char *model, *hidden, *act, *input;
+    const char *model, *hidden, *act, *input, *identity;
     double slope, dropout, width_mult;
     int64_t classes, width;     /* width 0: the model's default (resmlp 256, vit 768, swin 96) */
     bool stem_pool;
@@ -101,9 +122,12 @@ struct cJSON;
  * stay what they were, byte for byte, and their checkpoints still resume. */
 void cli_recipe_json(const nep_optim_cfg *cfg, struct cJSON *j);
 
-/* Data: the named data set ("fashion-mnist") from dir (NULL = its default place). */
-int cli_load_data(const char *cmd, const char *name, const char *dir, bool train,
-                  nep_dataset *out);
+/* Data: the training or test split of the data set d names. */
+int cli_load_data(const char *cmd, const cli_data_opts *d, bool train, nep_dataset *out);
+/* d as the "data" metadata of a checkpoint records it: {"name", "image_size", "domains",
+ * "test_domains"} (the keys that are set); the caller frees it. */
+struct cJSON;
+void cli_data_json(const cli_data_opts *d, struct cJSON *j);
 
 /* Fails (printing which) unless d's images have the model's input shape and its labels
  * fit the model's classes. */
@@ -117,8 +141,8 @@ typedef struct cli_data {
     nep_dataset full, train, val, test;
 } cli_data;
 int cli_load_splits(const char *cmd, const char *ckpt, const nep_safetensors *meta,
-                    const nep_model_spec *spec, const nep_normalize *norm, const char *name,
-                    const char *dir, cli_data *out);
+                    const nep_model_spec *spec, const nep_normalize *norm, const cli_data_opts *d,
+                    cli_data *out);
 void cli_data_free(cli_data *d);
 /* The split named "train", "val" or "test", or NULL (after printing why). */
 const nep_dataset *cli_split(const char *cmd, const cli_data *d, const char *name);

@@ -143,7 +143,8 @@ static void text_data_free(text_data *td) {
 }
 
 int cmd_collapse(int argc, char **argv) {
-    const char *ckpt = NULL, *out = NULL, *onnx = NULL, *data = "fashion-mnist", *dir = NULL, *task = "fortunes";
+    const char *ckpt = NULL, *out = NULL, *onnx = NULL, *task = "fortunes";
+    cli_data_opts data = CLI_DATA_DEFAULT;
     int64_t batch = 0, max_batches = 0, calls = 40, threads = 0, max_length = 128;
     double tol = 1e-3;
     bool json = false, allow_approx = false;
@@ -153,7 +154,7 @@ int cmd_collapse(int argc, char **argv) {
                                  "run's iter_K) (required)"},
         {"out", OPT_STR, &out, "collapsed checkpoint to write (required)"},
         {"onnx", OPT_STR, &onnx, "also write the collapsed model as ONNX (opset 17)"},
-        DATA_OPTS(&data, &dir),
+        DATA_OPTS(&data),
         {"task", OPT_STR, &task, "text models: the task of --data-dir's TSV files: " NEP_GLUE_TASKS},
         {"max-length", OPT_INT, &max_length, "text models: tokens per sequence"},
         {"batch", OPT_INT, &batch, "batch size for counting states and the checks (0: 256 images, 32 texts)"},
@@ -189,12 +190,12 @@ int cmd_collapse(int argc, char **argv) {
     const bool text = cli_is_hf_folder(ckpt);
     rc = 1;
     if (text) {
-        if (load_text(ckpt, task, dir, max_length, &g, &spec, &td)) goto done;
+        if (load_text(ckpt, task, data.dir, max_length, &g, &spec, &td)) goto done;
     } else if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) {
         cli_error("collapse", &err);
         goto done;
     }
-    if (!text && cli_load_splits("collapse", ckpt, &meta, &spec, &norm, data, dir, &d)) goto done;
+    if (!text && cli_load_splits("collapse", ckpt, &meta, &spec, &norm, &data, &d)) goto done;
     const nep_split train = text ? (nep_split){.text = &td.t[0]} : (nep_split){&d.train, &norm, NULL},
                     test = text ? (nep_split){.text = &td.t[1]} : (nep_split){&d.test, &norm, NULL};
     nep_collapse_info info = {0};

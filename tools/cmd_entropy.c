@@ -70,14 +70,15 @@ static int measure_text(const char *dir, const char *task, const char *data_dir,
 int cmd_entropy(int argc, char **argv) { return cli_entropy(argc, argv, NULL); }
 
 int cli_entropy(int argc, char **argv, const nep_comm *comm) {
-    const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "train", *task = "fortunes";
+    const char *ckpt = NULL, *split = "train", *task = "fortunes";
+    cli_data_opts data = CLI_DATA_DEFAULT;
     int64_t batch = 0, max_batches = 0, threads = 0, max_length = 128;
     bool json = false, zero_is_off = false;
     const char *backend = "cpu";
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors), or a Hugging Face text classifier folder "
                                  "(nepenthe finetune's OUT/model) (required)"},
-        DATA_OPTS(&data, &dir),
+        DATA_OPTS(&data),
         {"task", OPT_STR, &task, "text models: the task of --data-dir's TSV files: " NEP_GLUE_TASKS},
         {"max-length", OPT_INT, &max_length, "text models: tokens per sequence"},
         {"split", OPT_STR, &split, "train, val or test (train/val: the split recorded at training; text: "
@@ -108,12 +109,12 @@ int cli_entropy(int argc, char **argv, const nep_comm *comm) {
     double t0 = nep_now();
     rc = 1;
     if (cli_is_hf_folder(ckpt)) {
-        if (measure_text(ckpt, task, dir, split, max_length, batch, max_batches, zero_is_off, &xo, comm, &g, &e)) goto done;
+        if (measure_text(ckpt, task, data.dir, split, max_length, batch, max_batches, zero_is_off, &xo, comm, &g, &e)) goto done;
         goto report;
     }
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("entropy", &err);
     const nep_dataset *use;
-    if (cli_load_splits("entropy", ckpt, &meta, &spec, &norm, data, dir, &d) || !(use = cli_split("entropy", &d, split)))
+    if (cli_load_splits("entropy", ckpt, &meta, &spec, &norm, &data, &d) || !(use = cli_split("entropy", &d, split)))
         goto done;
     if (use->n == 0) {
         cli_errorf("entropy", "--split %s: %s holds no images (trained with --val 0?)", split, ckpt);

@@ -56,13 +56,14 @@ static int eval_text(const char *ckpt, const char *task, const char *dir, const 
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "test", *task = "fortunes";
+    const char *ckpt = NULL, *split = "test", *task = "fortunes";
+    cli_data_opts data = CLI_DATA_DEFAULT;
     int64_t batch = 0, threads = 0, max_length = 128;
     bool json = false;
     const char *backend = "cpu";
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint (.safetensors), or a text classifier folder (required)"},
-        DATA_OPTS(&data, &dir),
+        DATA_OPTS(&data),
         {"task", OPT_STR, &task, "text models: the task of --data-dir's TSV files: " NEP_GLUE_TASKS},
         {"max-length", OPT_INT, &max_length, "text models: tokens per sequence"},
         {"split", OPT_STR, &split, "test, val or train (val/train: the split recorded at training; text: "
@@ -82,7 +83,7 @@ int cmd_eval(int argc, char **argv) {
     cli_set_threads(threads);
     nep_exec_opts xo;
     if (cli_exec_opts("eval", backend, &xo)) return 2;
-    if (cli_is_hf_folder(ckpt)) return eval_text(ckpt, task, dir, split, max_length, batch, json, &xo);
+    if (cli_is_hf_folder(ckpt)) return eval_text(ckpt, task, data.dir, split, max_length, batch, json, &xo);
     nep_graph g;
     nep_model_spec spec;
     nep_normalize norm;
@@ -91,7 +92,7 @@ int cmd_eval(int argc, char **argv) {
     nep_err err;
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("eval", &err);
     rc = 1;
-    if (cli_load_splits("eval", ckpt, &meta, &spec, &norm, data, dir, &d)) goto done;
+    if (cli_load_splits("eval", ckpt, &meta, &spec, &norm, &data, &d)) goto done;
     const nep_dataset *use = cli_split("eval", &d, split);
     double top1, loss;
     double t0 = nep_now();
@@ -100,7 +101,7 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     double secs = nep_now() - t0;
-    printf("%s on %s %s (%lld images): top-1 %.2f%%  loss %.4f  %.2fs\n", ckpt, data, split,
+    printf("%s on %s %s (%lld images): top-1 %.2f%%  loss %.4f  %.2fs\n", ckpt, data.name, split,
            (long long)use->n, top1, loss, secs);
     if (json)
         printf("{\"%s_top1\":%.4f,\"loss\":%.6f,\"images\":%lld,\"seconds\":%.3f}\n", split, top1,

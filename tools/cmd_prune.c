@@ -21,7 +21,8 @@
 #include "nepenthe/report.h"
 
 typedef struct prune_opts {
-    const char *ckpt, *method, *criterion, *data, *data_dir, *out, *backend, *task;
+    const char *ckpt, *method, *criterion, *out, *backend, *task;
+    cli_data_opts data;
     double zeta, delta, ssl_threshold;
     int64_t max_iter, retrain_epochs, seed, entropy_batches, wanda_batches, hrank_batches, sharpness_batches, threads, max_length, max_train_rows;
     bool no_budget, no_dont_care, no_neuron_selection, resume, json;
@@ -96,7 +97,7 @@ static char *options_json(const prune_opts *o, const nep_prune_cfg *c, const nep
     cJSON_AddNumberToObject(j, "wanda_batches", (double)o->wanda_batches);
     if (text) { /* a text model's data (the keys absent for images, as before) */
         cJSON_AddStringToObject(j, "task", o->task);
-        cJSON_AddStringToObject(j, "data_dir", o->data_dir);
+        cJSON_AddStringToObject(j, "data_dir", o->data.dir);
         cJSON_AddNumberToObject(j, "max_length", (double)o->max_length);
         cJSON_AddNumberToObject(j, "max_train_rows", (double)o->max_train_rows);
     }
@@ -267,7 +268,7 @@ static int draw_figures(const prune_run *r, const char *log) {
 
 static int parse_opts(prune_run *r, int argc, char **argv) {
     prune_opts *o = &r->o;
-    *o = (prune_opts){.method = "nepenthe", .criterion = "magnitude", .data = "fashion-mnist",
+    *o = (prune_opts){.method = "nepenthe", .criterion = "magnitude", .data = CLI_DATA_DEFAULT,
                       .backend = "cpu", .task = "fortunes", .max_length = 128,
                       .zeta = 0.5, .delta = 0.99, .max_iter = 10, .retrain_epochs = 1,
                       .wanda_batches = 16, .hrank_batches = 4, .ssl_threshold = NEP_SSL_THRESHOLD};
@@ -292,8 +293,8 @@ static int parse_opts(prune_run *r, int argc, char **argv) {
     opts[n++] = (cli_opt){"ssl-threshold", OPT_REAL, &o->ssl_threshold, "ssl, nepenthe-ssl: a layer whose weight RMS ||W_l|| / sqrt(|W_l|) is below this is zeroed whole (removed)"};
     train_flags_table(&o->t, opts, &n);
     opts[n++] = (cli_opt){"seed", OPT_INT, &o->seed, "seed of retraining (shuffling, dropout)"};
-    const cli_opt data_opts[] = {DATA_OPTS(&o->data, &o->data_dir)};
-    opts[n++] = data_opts[0], opts[n++] = data_opts[1];
+    const cli_opt data_opts[] = {DATA_OPTS(&o->data)};
+    for (int i = 0; i < DATA_OPTS_COUNT; i++) opts[n++] = data_opts[i];
     opts[n++] = (cli_opt){"task", OPT_STR, &o->task, "text models: the task of --data-dir's TSV files: " NEP_GLUE_TASKS};
     opts[n++] = (cli_opt){"max-length", OPT_INT, &o->max_length, "text models: tokens per sequence"};
     opts[n++] = (cli_opt){"max-train-rows", OPT_INT, &o->max_train_rows, "text models: the first N training rows only (0: all)"};
@@ -530,10 +531,10 @@ static int text_model(prune_run *r, const char *dir) {
 /* --ckpt a text classifier folder: the model and the task's splits (train, dev, test). */
 static int load_text(prune_run *r) {
     static const char *const splits[3] = {"train", "dev", "test"};
-    if (!r->o.data_dir) return cli_errorf("prune", "--data-dir: a text model needs the directory of the task's TSV files");
+    if (!r->o.data.dir) return cli_errorf("prune", "--data-dir: a text model needs the directory of the task's TSV files");
     if (text_model(r, r->o.ckpt)) return 1;
     for (int i = 0; i < 3; i++)
-        if (cli_text_split("prune", r->o.task, r->o.data_dir, splits[i], r->tok, r->o.max_length,
+        if (cli_text_split("prune", r->o.task, r->o.data.dir, splits[i], r->tok, r->o.max_length,
                            i == 0 ? r->o.max_train_rows : 0, &r->td[i], &r->tt[i]))
             return 1;
     return 0;
@@ -562,7 +563,7 @@ int cli_prune(int argc, char **argv, const nep_comm *comm) {
         cli_error("prune", &err);
         goto done;
     }
-    if (!r.text && cli_load_splits("prune", r.o.ckpt, &r.meta, &r.spec, &r.norm, r.o.data, r.o.data_dir, &r.d))
+    if (!r.text && cli_load_splits("prune", r.o.ckpt, &r.meta, &r.spec, &r.norm, &r.o.data, &r.d))
         goto done;
     if (r.text && nep_comm_many(comm)) {
         cli_errorf("prune", "%s: pruning a text model over ranks: not yet (run build/nepenthe prune)", r.o.ckpt);

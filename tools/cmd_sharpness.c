@@ -12,13 +12,14 @@
 #include "nepenthe/sharpness.h"
 
 int cmd_sharpness(int argc, char **argv) {
-    const char *ckpt = NULL, *data = "fashion-mnist", *dir = NULL, *split = "train", *backend = "cpu";
+    const char *ckpt = NULL, *split = "train", *backend = "cpu";
+    cli_data_opts data = CLI_DATA_DEFAULT;
     nep_sharpness_opts so = nep_sharpness_defaults();
     int64_t threads = 0, iters = so.power.max_iter, seed = 0;
     bool json = false;
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint (required)"},
-        DATA_OPTS(&data, &dir),
+        DATA_OPTS(&data),
         {"split", OPT_STR, &split, "the loss of this split: train (the training loss, as the paper), val or test"},
         {"batch", OPT_INT, &so.batch, "images per batch"},
         {"batches", OPT_INT, &so.batches, "the loss over the split's first this many batches, in order (0: all)"},
@@ -51,7 +52,7 @@ int cmd_sharpness(int argc, char **argv) {
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("sharpness", &err);
     const nep_dataset *use;
     rc = 1;
-    if (cli_load_splits("sharpness", ckpt, &meta, &spec, &norm, data, dir, &d) || !(use = cli_split("sharpness", &d, split)))
+    if (cli_load_splits("sharpness", ckpt, &meta, &spec, &norm, &data, &d) || !(use = cli_split("sharpness", &d, split)))
         goto done;
     cli_progress prog = {.tty = isatty(2), .label = "power iteration", .unit = "products/s"};
     so.power.progress = cli_progress_cb, so.power.progress_ctx = &prog;

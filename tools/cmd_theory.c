@@ -123,7 +123,7 @@ static int measured_figures(const char *dir, const nep_graph *g, const nep_theor
 }
 
 /* nepenthe theory --ckpt: the model against a trained network. */
-static int theory_measured(const char *ckpt, const char *data, const char *dir, int64_t max_batches,
+static int theory_measured(const char *ckpt, const cli_data_opts *data, int64_t max_batches,
                            const double *t, int n, double eps, bool json, const char *svg) {
     nep_graph g;
     nep_model_spec spec;
@@ -135,8 +135,8 @@ static int theory_measured(const char *ckpt, const char *data, const char *dir, 
     if (nep_checkpoint_load(ckpt, &g, &spec, &norm, &meta, &err) != NEP_OK) return cli_error("theory", &err);
     int rc = 1;
     double *tc = malloc(sizeof(double) * (size_t)n), *th = malloc(sizeof(double) * (size_t)n);
-    if (!tc || !th || cli_load_splits("theory", ckpt, &meta, &spec, &norm, data, dir, &d)) goto done;
-    if (!json) fprintf(stderr, "theory: %d thresholds x %lld batches of %s\n", n, (long long)max_batches, data);
+    if (!tc || !th || cli_load_splits("theory", ckpt, &meta, &spec, &norm, data, &d)) goto done;
+    if (!json) fprintf(stderr, "theory: %d thresholds x %lld batches of %s\n", n, (long long)max_batches, data->name);
     if (nep_theory_measure(&g, &d.train, &norm, t, n, 256, max_batches, &c, NULL, &err) != NEP_OK) {
         cli_error("theory", &err);
         goto done;
@@ -188,14 +188,15 @@ done:
 }
 
 int cmd_theory(int argc, char **argv) {
-    const char *range = NULL, *svg = NULL, *ckpt = NULL, *data = "fashion-mnist", *dir = NULL;
+    const char *range = NULL, *svg = NULL, *ckpt = NULL;
+    cli_data_opts data = CLI_DATA_DEFAULT;
     double eps = 0.1;
     int64_t max_batches = 8;
     bool json = false, csv = false, check = false;
     cli_opt opts[] = {
         {"t", OPT_STR, &range, "pruning thresholds from:to:step (default 0:2.5:0.1; with --ckpt 0:2:0.25)"},
         {"ckpt", OPT_STR, &ckpt, "a trained checkpoint: measure each layer's curves beside the model's"},
-        DATA_OPTS(&data, &dir),
+        DATA_OPTS(&data),
         {"max-batches", OPT_INT, &max_batches, "with --ckpt: count states over this many training batches of 256 (0: all)"},
         {"eps", OPT_REAL, &eps, "ON means Z > eps"},
         {"check", OPT_FLAG, &check, "add P[Z > eps] by numerical integration of f_Z, and the difference"},
@@ -225,7 +226,7 @@ int cmd_theory(int argc, char **argv) {
     }
     for (int i = 0; i < n; i++) t[i] = from + i * step;
     if (ckpt) {
-        rc = theory_measured(ckpt, data, dir, max_batches, t, n, eps, json, svg);
+        rc = theory_measured(ckpt, &data, max_batches, t, n, eps, json, svg);
         free(t), free(h);
         return rc;
     }

@@ -15,7 +15,8 @@
 typedef struct train_opts {
     model_opts m;
     train_flags t;
-    const char *data, *data_dir, *out, *backend;
+    const char *out, *backend;
+    cli_data_opts data;
     int64_t epochs, seed, val, split_seed, threads;
     bool resume, json;
 } train_opts;
@@ -28,7 +29,10 @@ static char *options_json(const train_opts *o, const nep_model_spec *spec,
     char *arch = nep_model_spec_to_json(spec);
     cJSON_AddItemToObject(j, "arch", cJSON_Parse(arch));
     free(arch);
-    cJSON_AddStringToObject(j, "data", o->data);
+    cJSON_AddStringToObject(j, "data", o->data.name);
+    if (o->data.image_size) cJSON_AddNumberToObject(j, "image_size", (double)o->data.image_size);
+    if (o->data.domains) cJSON_AddStringToObject(j, "domains", o->data.domains);
+    if (o->data.test_domains) cJSON_AddStringToObject(j, "test_domains", o->data.test_domains);
     cJSON_AddNumberToObject(j, "val", (double)o->val);
     cJSON_AddNumberToObject(j, "split_seed", (double)o->split_seed);
     cJSON_AddNumberToObject(j, "batch", (double)o->t.batch);
@@ -81,10 +85,19 @@ static int append_log(const char *log, const char *line) {
 static int save_epoch(run_state *r, const nep_optim *opt, const char *log_line) {
     const train_opts *o = r->o;
     if (nep_comm_rank(r->comm) != 0) return 0;
-    char epoch[32], data[256];
+    char epoch[32];
     snprintf(epoch, sizeof epoch, "%lld", (long long)r->epoch);
-    snprintf(data, sizeof data, "{\"name\":\"%s\",\"val\":%lld,\"split_seed\":%lld}", o->data,
-             (long long)o->val, (long long)o->split_seed);
+    /* {"name", the image options, "val", "split_seed"}: the seed printed as the exact
+     * integer it is (cJSON prints doubles) */
+    cJSON *dj = cJSON_CreateObject();
+    cli_data_json(&o->data, dj);
+    char *head = cJSON_PrintUnformatted(dj), data[1024];
+    cJSON_Delete(dj);
+    if (!head) return cli_errorf("train", "out of memory");
+    head[strlen(head) - 1] = 0; /* its closing brace */
+    snprintf(data, sizeof data, "%s,\"val\":%lld,\"split_seed\":%lld}", head, (long long)o->val,
+             (long long)o->split_seed);
+    free(head);
     char *rng = cli_rng_hex(&r->rng);
     nep_st_meta extra[] = {{"epoch", epoch}, {"rng", rng}, {"options", (char *)r->options}, {"data", data}};
     nep_err err;
@@ -168,14 +181,14 @@ static void on_progress(void *ctx, int64_t done, int64_t total, double loss, dou
 int cmd_train(int argc, char **argv) { return cli_train(argc, argv, NULL); }
 
 int cli_train(int argc, char **argv, const nep_comm *comm) {
-    train_opts o = {.data = "fashion-mnist", .backend = "cpu", .epochs = 10, .val = 5000};
+    train_opts o = {.data = CLI_DATA_DEFAULT, .backend = "cpu", .epochs = 10, .val = 5000};
     model_opts_default(&o.m);
     train_flags_default(&o.t);
     cli_opt opts[CLI_MAX_OPTS];
     int n = 0;
     model_opts_table(&o.m, opts, &n);
-    const cli_opt data_opts[] = {DATA_OPTS(&o.data, &o.data_dir)};
-    opts[n++] = data_opts[0], opts[n++] = data_opts[1];
+    const cli_opt data_opts[] = {DATA_OPTS(&o.data)};
+    for (int i = 0; i < DATA_OPTS_COUNT; i++) opts[n++] = data_opts[i];
     opts[n++] = (cli_opt){"val", OPT_INT, &o.val, "training images held out for validation"};
     opts[n++] = (cli_opt){"split-seed", OPT_INT, &o.split_seed, "seed of the train/validation split"};
     opts[n++] = (cli_opt){"epochs", OPT_INT, &o.epochs, "epochs"};
@@ -210,8 +223,7 @@ int cli_train(int argc, char **argv, const nep_comm *comm) {
     snprintf(model, sizeof model, "%s/model.safetensors", o.out);
     snprintf(log, sizeof log, "%s/log.jsonl", o.out);
     rc = 1;
-    if (cli_load_data("train", o.data, o.data_dir, true, &full) ||
-        cli_load_data("train", o.data, o.data_dir, false, &test))
+    if (cli_load_data("train", &o.data, true, &full) || cli_load_data("train", &o.data, false, &test))
         goto done;
     if (!o.m.input) r.spec.in_c = full.c, r.spec.in_h = full.h, r.spec.in_w = full.w;
     if (cli_check_data_fits("train", &r.spec, &full) || cli_check_data_fits("train", &r.spec, &test))
