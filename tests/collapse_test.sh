@@ -50,6 +50,8 @@ check "equivalence: max |logit diff| within --tol, all top-1 classes agree, fewe
     'py "$(jq_ "$T/report.json" "j[\"within_tol\"] and j[\"equivalence\"][\"max_abs_diff\"] <= 1e-4 and j[\"equivalence\"][\"top1_agreement\"] == 100 and j[\"vs_pruned\"][\"top1_agreement\"] == 100 and j[\"after\"][\"params\"] < j[\"before\"][\"params\"] and j[\"after\"][\"mflops\"] < j[\"before\"][\"mflops\"]")"'
 check "the report has latency, memory and top-1 before and after" \
     'py "$(jq_ "$T/report.json" "all(j[s][k] > 0 for s in (\"before\", \"after\") for k in (\"latency_ms_batch1\", \"latency_ms_batch128\", \"peak_memory_mb_batch128\", \"top1\"))")"'
+check "energy per inference: measured before and after where RAPL is readable, else the report says why" \
+    'py "$(jq_ "$T/report.json" "all(j[s].get(k, 0) > 0 for s in (\"before\", \"after\") for k in (\"energy_mj_batch1\", \"energy_mj_batch128\")) if \"energy\" not in j else \"not available on this machine\" in j[\"energy\"] and \"energy_mj_batch1\" not in j[\"before\"]")"'
 
 nep eval --ckpt "$T/c.safetensors" --data-dir "$D" --json
 check "eval reads the collapsed checkpoint; its top-1 is the report's" \

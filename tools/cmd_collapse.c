@@ -1,5 +1,6 @@
 /* nepenthe collapse: remove the layers a pruned model no longer needs (SPEC section 6)
  * and report the model before and after, like the paper's Tables 10 and 15. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,6 +23,8 @@ static cJSON *stats_json(const nep_model_stats *s) {
     cJSON_AddNumberToObject(o, "latency_ms_batch1", 1e3 * s->latency_b1);
     cJSON_AddNumberToObject(o, "latency_ms_batch128", 1e3 * s->latency_b128);
     cJSON_AddNumberToObject(o, "peak_memory_mb_batch128", (double)(s->param_bytes + s->act_bytes_b128) / 1e6);
+    if (isfinite(s->energy_b1)) cJSON_AddNumberToObject(o, "energy_mj_batch1", 1e3 * s->energy_b1);
+    if (isfinite(s->energy_b128)) cJSON_AddNumberToObject(o, "energy_mj_batch128", 1e3 * s->energy_b128);
     cJSON_AddNumberToObject(o, "top1", s->top1);
     return o;
 }
@@ -94,6 +97,12 @@ static void print_kept(const nep_graph *g) {
                att, ln);
 }
 
+/* Why the report has no energy, in RAPL's own words, into why. */
+static const char *energy_note(nep_err *why) {
+    nep_energy_meter m;
+    return nep_energy_open(&m, NEP_RAPL_ROOT, why) == NEP_OK ? "measured" : why->msg;
+}
+
 /* unit: what one sample is ("image", "sequence") */
 static void print_report(const nep_model_stats *b, const nep_model_stats *a, const char *unit) {
     const double mb = 1e6;
@@ -109,6 +118,13 @@ static void print_report(const nep_model_stats *b, const nep_model_stats *a, con
     printf("%-28s %12.2f %12.2f\n", "latency batch 128 (ms)", 1e3 * b->latency_b128, 1e3 * a->latency_b128);
     printf("%-28s %12.1f %12.1f\n", "peak memory batch 128 (MB)", (double)(b->param_bytes + b->act_bytes_b128) / mb,
            (double)(a->param_bytes + a->act_bytes_b128) / mb);
+    if (isfinite(b->energy_b1) && isfinite(a->energy_b1)) {
+        printf("%-28s %12.3f %12.3f\n", "energy batch 1 (mJ)", 1e3 * b->energy_b1, 1e3 * a->energy_b1);
+        printf("%-28s %12.2f %12.2f\n", "energy batch 128 (mJ)", 1e3 * b->energy_b128, 1e3 * a->energy_b128);
+    } else {
+        nep_err why;
+        printf("%-28s %s\n", "energy per inference", energy_note(&why));
+    }
     printf("%-28s %12.2f %12.2f\n", "top-1 test (%)", b->top1, a->top1);
 }
 
@@ -247,6 +263,8 @@ int cmd_collapse(int argc, char **argv) {
         cJSON_AddItemToObject(root, "kept", kept_json(&col));
         cJSON_AddItemToObject(root, "before", stats_json(&before));
         cJSON_AddItemToObject(root, "after", stats_json(&after));
+        nep_err why;
+        if (!isfinite(before.energy_b1)) cJSON_AddStringToObject(root, "energy", energy_note(&why));
         cJSON_AddNumberToObject(root, "tol", tol);
         cJSON_AddBoolToObject(root, "within_tol", within);
         cJSON_AddStringToObject(root, "out", out);

@@ -56,11 +56,36 @@ typedef struct nep_model_stats {
                                   * batch `batch` (nep_exec_opts.inference) */
     int64_t batch;               /* the large batch timed: 128, or the test set if smaller */
     double latency_b1, latency_b128; /* median seconds of one evaluation forward */
+    double energy_b1, energy_b128;   /* joules of one evaluation forward (the paper's Tables
+                                      * 15-22), from RAPL; NaN where the machine exposes none */
     double top1;                 /* percent on the test set */
 } nep_model_stats;
 
+/* The CPU packages' energy counters of RAPL (Intel, and AMD on Linux 5.8+), as the
+ * kernel's powercap interface exposes them: <root>/intel-rapl:<N>/energy_uj, one per
+ * package (sub-zones such as intel-rapl:0:0 are parts of it and not added), microjoules
+ * that wrap at max_energy_range_uj. root is normally NEP_RAPL_ROOT. */
+#define NEP_RAPL_ROOT "/sys/class/powercap"
+#define NEP_RAPL_MAX_ZONES 16
+typedef struct nep_energy_meter {
+    int zones;
+    char path[NEP_RAPL_MAX_ZONES][512];
+    double range_uj[NEP_RAPL_MAX_ZONES];  /* where the counter wraps */
+    double start_uj[NEP_RAPL_MAX_ZONES];
+} nep_energy_meter;
+/* Finds the package zones under root; NEP_ERR_UNSUPPORTED, saying why ("not available on
+ * this machine: ..."), where there is none or one cannot be read (unprivileged users
+ * cannot read energy_uj on kernels since 5.10). */
+nep_status nep_energy_open(nep_energy_meter *m, const char *root, nep_err *err);
+/* Starts a measurement: reads every counter. */
+nep_status nep_energy_start(nep_energy_meter *m, nep_err *err);
+/* Joules since nep_energy_start, over all packages (one wrap per counter allowed). */
+nep_status nep_energy_joules(const nep_energy_meter *m, double *joules, nep_err *err);
+
 /* Counts g; with test (not NULL) also its top-1 there and the median latency of `calls`
- * forwards at batch 1 (and calls / 4 at batch 128) on the first test images. */
+ * forwards at batch 1 (and calls / 4 at batch 128) on the first test images, and where
+ * RAPL is readable the energy of one forward: package joules over at least one second
+ * of forwards, divided by their number (it includes whatever else the machine ran). */
 nep_status nep_model_stats_measure(struct nep_graph *g, const struct nep_dataset *test,
                                    const struct nep_normalize *norm, int64_t calls,
                                    nep_model_stats *out, const struct nep_exec_opts *xo,
