@@ -74,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* the recorded split ("data"); "mnist" without a directory stops before any
          * data set is read */
         cli_data d;
-        cli_load_splits("fuzz", path, &r.meta, &r.spec, &r.norm, "mnist", NULL, &d);
+        cli_load_splits("fuzz", path, &r.meta, &r.spec, &r.norm, &(cli_data_opts){.name = "mnist"}, &d);
         cli_data_free(&d);
     }
     nep_graph_free(&r.g);

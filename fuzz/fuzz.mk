@@ -17,6 +17,7 @@
 #                then nep_tokenizer_encode of text (single, pair, truncation, padding)
 #   hf           config.json (parse, read, write back), model.safetensors (nep_st_map
 #                against nep_st_read), model.safetensors.index.json with its shards
+#   image        nep_image_read: JPEG and PNG through libjpeg-turbo and libpng, resize, crop
 #
 # They are built with clang (libFuzzer, AddressSanitizer, UBSan, any UB fatal) over a
 # clang build of the whole library at -O1 in build/fuzz/. `make fuzz` fuzzes into a
@@ -33,12 +34,13 @@
 # model-folder harnesses' seeds: GLUE-layout TSVs and fortune files, vocab/merges/
 # tokenizer.json files trained with `tokenizers` 0.23 on a few sentences or cut from
 # all-MiniLM-L6-v2's tokenizer.json, and config.json files of BERT, RoBERTa and Llama
-# shape with small safetensors shards (fuzz/make_seeds.py writes them all).
+# shape with small safetensors shards (fuzz/make_seeds.py writes them all). The image
+# seeds are small JPEG and PNG files PIL wrote in every mode the reader handles.
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_JOBS    ?= 2
-FUZZ_NAMES   := safetensors checkpoint ckpt_meta idx cifar runfiles glue tokenizer hf
+FUZZ_NAMES   := safetensors checkpoint ckpt_meta idx cifar runfiles glue tokenizer hf image
 FUZZ_BINS    := $(FUZZ_NAMES:%=build/fuzz/%)
 # -Wno-pass-failed: at -O1 clang cannot honour some `omp simd` loops and says so; that is
 # about optimization, not the code.
@@ -54,10 +56,11 @@ FUZZ_MAXLEN_runfiles    := 16384
 FUZZ_MAXLEN_glue        := 16384
 FUZZ_MAXLEN_tokenizer   := 65536
 FUZZ_MAXLEN_hf          := 65536
+FUZZ_MAXLEN_image       := 16384
 # What each harness links besides the library: the tools code it includes or calls.
-FUZZ_TOOLS_checkpoint := build/fuzz/obj/tools/cli.o
-FUZZ_TOOLS_ckpt_meta  := build/fuzz/obj/tools/cli.o
-FUZZ_TOOLS_runfiles   := build/fuzz/obj/tools/cli.o build/fuzz/obj/tools/cli_text.o build/fuzz/obj/tools/cmd_entropy.o
+FUZZ_TOOLS_checkpoint := build/fuzz/obj/tools/cli.o build/fuzz/obj/tools/cli_data.o
+FUZZ_TOOLS_ckpt_meta  := build/fuzz/obj/tools/cli.o build/fuzz/obj/tools/cli_data.o
+FUZZ_TOOLS_runfiles   := build/fuzz/obj/tools/cli.o build/fuzz/obj/tools/cli_data.o build/fuzz/obj/tools/cli_text.o build/fuzz/obj/tools/cmd_entropy.o
 $(FUZZ_NAMES:%=build/fuzz/obj/fuzz/%.o): fuzz/fuzz_common.h
 # Harnesses that #include a tool's source (for its static functions).
 build/fuzz/obj/fuzz/checkpoint.o build/fuzz/obj/fuzz/ckpt_meta.o: tools/cmd_train.c

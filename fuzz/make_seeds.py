@@ -413,8 +413,36 @@ def hf():
     put("hf", "sharded_llama_1", bytes([2, 0]) + field(index) + field(shards[0]))
 
 
+# ---- image --------------------------------------------------------------------------
+def image():
+    """Small JPEG and PNG files in every mode nep_image_read handles, each behind one
+    options byte (grayscale, resize, crop: see fuzz/image.c)."""
+    import io
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (11, 13, 3)).astype(np.uint8)
+    files = []
+    for name, mode, fmt, kw in [("q90_420", "RGB", "JPEG", {"quality": 90}),
+                                ("q75_444", "RGB", "JPEG", {"quality": 75, "subsampling": 0}),
+                                ("progressive", "RGB", "JPEG", {"progressive": True}),
+                                ("gray", "L", "JPEG", {}), ("cmyk", "CMYK", "JPEG", {}),
+                                ("rgb", "RGB", "PNG", {}), ("rgba", "RGBA", "PNG", {}),
+                                ("palette", "P", "PNG", {}), ("gray", "L", "PNG", {}),
+                                ("gray_alpha", "LA", "PNG", {}), ("bits1", "1", "PNG", {}),
+                                ("gray16", "I;16", "PNG", {}), ("interlaced", "RGB", "PNG", {"interlace": 1})]:
+        im = Image.fromarray(rgb).convert(mode) if mode != "I;16" else \
+            Image.fromarray((rgb[..., 0].astype(np.uint16) * 257))
+        b = io.BytesIO()
+        im.save(b, fmt, **kw)
+        files.append(("%s.%s" % (name, fmt.lower()), b.getvalue()))
+    for k, (fname, data) in enumerate(files):
+        put("image", fname, bytes([k % 8]) + data)
+    put("image", "truncated.jpeg", bytes([2]) + files[0][1][: len(files[0][1]) // 2])
+
+
 if __name__ == "__main__":
     os.chdir(ROOT)
-    which = sys.argv[1:] or ["glue", "tokenizer", "hf"]
+    which = sys.argv[1:] or ["glue", "tokenizer", "hf", "image"]
     for w in which:
         globals()[w]()
