@@ -421,6 +421,15 @@ check "domainbed without --test-domains: refused, naming it" 'failed_cleanly && 
 nep train --model cnn --data domainbed --data-dir "$T/imf/db" --test-domains cartoon --image-size 16 --epochs 1 --out "$T/db_bad"
 check "domainbed --test-domains cartoon (no such domain): refused, listing the domains" \
     'failed_cleanly && says cartoon && says sketch'
+nep train --model cnn --data folder --data-dir "$IMF" --image-size 16 --val 6 --epochs 1 --threads 1 \
+    --normalize imagenet --out "$T/imf_in"
+check "--normalize imagenet: the checkpoint holds torchvision's ImageNet statistics" \
+    'succeeded && $PY -c "import sys, json; sys.path.insert(0, sys.argv[2]); import safetensors_np as s; \
+n = json.loads(s.load(sys.argv[1])[1][\"normalize\"]); \
+assert [round(v, 6) for v in n[\"mean\"]] == [0.485, 0.456, 0.406] and [round(v, 6) for v in n[\"std\"]] == [0.229, 0.224, 0.225], n" \
+"$T/imf_in/model.safetensors" "$HERE/tools"'
+nep train $SMALL --epochs 1 --normalize 0.5,0.5:0.2,0.2 --out "$T/bad_norm"
+check "--normalize with 2 channels on 1-channel images: refused, naming it" 'failed_cleanly && says --normalize'
 nep train $SMALL --image-size 16 --epochs 1 --out "$T/bad_is"
 check "--image-size on fashion-mnist: refused, naming it" 'failed_cleanly && says --image-size'
 

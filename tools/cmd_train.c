@@ -1,6 +1,7 @@
 /* nepenthe train: trains a model (nep_train_run), checkpointing after every epoch so that
  * --resume continues a killed run and ends with the same weights as an uninterrupted one. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@
 typedef struct train_opts {
     model_opts m;
     train_flags t;
-    const char *out, *backend;
+    const char *out, *backend, *normalize;
     cli_data_opts data;
     int64_t epochs, seed, val, split_seed, threads;
     bool resume, json;
@@ -35,6 +36,7 @@ static char *options_json(const train_opts *o, const nep_model_spec *spec,
     if (o->data.test_domains) cJSON_AddStringToObject(j, "test_domains", o->data.test_domains);
     cJSON_AddNumberToObject(j, "val", (double)o->val);
     cJSON_AddNumberToObject(j, "split_seed", (double)o->split_seed);
+    if (strcmp(o->normalize, "computed")) cJSON_AddStringToObject(j, "normalize", o->normalize);
     cJSON_AddNumberToObject(j, "batch", (double)o->t.batch);
     cJSON_AddStringToObject(j, "optimizer", o->t.optimizer);
     cJSON_AddBoolToObject(j, "augment", o->t.augment);
@@ -113,6 +115,42 @@ static int save_epoch(run_state *r, const nep_optim *opt, const char *log_line) 
     return rc;
 }
 
+/* --normalize: computed (each channel's mean and std over the training images), imagenet
+ * (torchvision's 0.485,0.456,0.406 / 0.229,0.224,0.225), or MEANS:STDS given. */
+static int parse_normalize(const char *s, const nep_dataset *train, nep_normalize *out) {
+    static const nep_normalize imagenet = {3, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+    if (strcmp(s, "computed") == 0) {
+        nep_normalize_compute(train, out);
+        return 0;
+    }
+    if (strcmp(s, "imagenet") == 0) {
+        *out = imagenet;
+    } else {
+        *out = (nep_normalize){.c = 0};
+        const char *p = s;
+        int n_std = 0;
+        for (bool stds = false;;) {
+            char *end;
+            const double v = strtod(p, &end);
+            if (end == p || (stds ? n_std : out->c) == NEP_MAX_CHANNELS) break;
+            if (stds) out->std[n_std++] = (float)v;
+            else out->mean[out->c++] = (float)v;
+            p = end;
+            if (*p == ',') p++;
+            else if (*p == ':' && !stds) p++, stds = true;
+            else break;
+        }
+        bool ok = *p == 0 && out->c > 0 && n_std == out->c;
+        for (int i = 0; ok && i < out->c; i++) ok = out->std[i] > 0 && isfinite(out->mean[i]) && isfinite(out->std[i]);
+        if (!ok)
+            return cli_errorf("train", "--normalize: '%s' is not computed, imagenet or MEANS:STDS (one per channel, "
+                              "stds positive, e.g. 0.5,0.5,0.5:0.25,0.25,0.25)", s);
+    }
+    if (out->c != train->c)
+        return cli_errorf("train", "--normalize: %d channel(s) given, the images have %d", out->c, train->c);
+    return 0;
+}
+
 static int resume(const char *ckpt, const char *options, run_state *r) {
     nep_err err;
     nep_normalize norm;
@@ -181,7 +219,7 @@ static void on_progress(void *ctx, int64_t done, int64_t total, double loss, dou
 int cmd_train(int argc, char **argv) { return cli_train(argc, argv, NULL); }
 
 int cli_train(int argc, char **argv, const nep_comm *comm) {
-    train_opts o = {.data = CLI_DATA_DEFAULT, .backend = "cpu", .epochs = 10, .val = 5000};
+    train_opts o = {.data = CLI_DATA_DEFAULT, .backend = "cpu", .normalize = "computed", .epochs = 10, .val = 5000};
     model_opts_default(&o.m);
     train_flags_default(&o.t);
     cli_opt opts[CLI_MAX_OPTS];
@@ -191,6 +229,7 @@ int cli_train(int argc, char **argv, const nep_comm *comm) {
     for (int i = 0; i < DATA_OPTS_COUNT; i++) opts[n++] = data_opts[i];
     opts[n++] = (cli_opt){"val", OPT_INT, &o.val, "training images held out for validation"};
     opts[n++] = (cli_opt){"split-seed", OPT_INT, &o.split_seed, "seed of the train/validation split"};
+    opts[n++] = (cli_opt){"normalize", OPT_STR, &o.normalize, "per-channel input normalization (x/255 - mean) / std: computed (over the training images), imagenet (torchvision's 0.485,0.456,0.406:0.229,0.224,0.225) or MEANS:STDS"};
     opts[n++] = (cli_opt){"epochs", OPT_INT, &o.epochs, "epochs"};
     train_flags_table(&o.t, opts, &n);
     opts[n++] = (cli_opt){"seed", OPT_INT, &o.seed, "seed of initialization, shuffling and dropout"};
@@ -247,7 +286,7 @@ int cli_train(int argc, char **argv, const nep_comm *comm) {
             cli_errorf("train", "--out: cannot create directory %s: %s", o.out, strerror(errno));
             goto done;
         }
-        nep_normalize_compute(&train, &r.norm);
+        if (parse_normalize(o.normalize, &train, &r.norm)) goto done;
         nep_rng_seed(&r.rng, (uint64_t)o.seed);
         if (nep_model_build(&r.spec, &r.g, &r.rng, &err) != NEP_OK) {
             cli_error("train", &err);
