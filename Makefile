@@ -149,7 +149,8 @@ TEST_RUNS := $(IR_TESTS:tests/%.c=build/asan/ir/%) $(EXAMPLES) \
              $(addprefix isa:,$(DNNL_TESTS:tests/%.c=build/asan/tests/%) $(DNNL_TESTS:tests/%.c=build/tests/%)) \
              isa:tests/cli_test.sh isa:tests/entropy_prune_test.sh isa:tests/onnx_test.sh \
              isa:tests/collapse_test.sh tests/theory_test.sh tests/fault_test.sh tests/torchvision_test.sh \
-             tests/tokenizer_test.sh tests/finetune_test.sh isa:tests/lm_train_test.sh tests/mpi_test.sh isa:tests/mpi_bn_test.sh
+             tests/tokenizer_test.sh tests/finetune_test.sh isa:tests/lm_train_test.sh tests/mpi_test.sh isa:tests/mpi_bn_test.sh \
+             tests/study_scripts_test.sh
 
 # The Python environment of the tests (ONNX Runtime from PyPI, pinned in
 # scripts/requirements.txt; Debian's torch and onnx stay visible).

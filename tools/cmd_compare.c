@@ -56,9 +56,10 @@ static int read_run(const char *dir, run_curve *c) {
 }
 
 int cmd_compare(int argc, char **argv) {
-    const char *runs = NULL, *out = NULL, *title = "test top-1 against layers removed";
+    const char *runs = NULL, *labels = NULL, *out = NULL, *title = "test top-1 against layers removed";
     cli_opt opts[] = {
         {"runs", OPT_STR, &runs, "prune run directories, comma-separated (required)"},
+        {"labels", OPT_STR, &labels, "a label per run, comma-separated (default: each run's method, else its directory)"},
         {"out", OPT_STR, &out, "SVG file to write (required)"},
         {"title", OPT_STR, &title, "figure title"},
         OPT_END,
@@ -76,6 +77,13 @@ int cmd_compare(int argc, char **argv) {
         else if (!(rc = read_run(dir, &c[n])))
             s[n] = (nep_svg_series){.label = c[n].label, .n = c[n].n, .x = c[n].removed, .y = c[n].top1}, n++;
     }
+    char *names = labels ? strdup(labels) : NULL;
+    int k = 0;
+    for (char *l = names ? strtok_r(names, ",", &save) : NULL; l && !rc; l = strtok_r(NULL, ",", &save), k++)
+        if (k < n) snprintf(c[k].label, sizeof c[k].label, "%s", l);
+    if (!rc && labels && k != n)
+        rc = cli_errorf("compare", "--labels: %d label(s) for %d run(s)", k, n);
+    free(names);
     nep_err err;
     if (!rc && nep_svg_lines(out, title, "layers removed (H_l = 0)", "test top-1 (%)", s, n, &err) != NEP_OK)
         rc = cli_error("compare", &err);

@@ -172,11 +172,21 @@ static void finish_row(const nep_graph *g, const nep_entropy *e, nep_prune_row *
     row->entropy = H;
 }
 
+/* HRank's layers: rectifiers owned by a convolution (nep_hrank_scores' rule). */
+static bool has_conv_layer(const nep_graph *g, const nep_entropy *e) {
+    for (int l = 0; l < e->n_layers; l++)
+        if (nep_layer_weight(g, &e->layers[l]) && g->nodes[e->layers[l].owner].op == NEP_OP_CONV2D) return true;
+    return false;
+}
+
 nep_status nep_prune_run(nep_graph *g, nep_entropy *e, const nep_prune_loop_cfg *c, bool fresh,
                          nep_prune_progress *p, const nep_prune_hooks *h, nep_prune_end *end,
                          nep_err *err) {
     const int n = e->n_layers;
     if (!n) return nep_fail(err, NEP_ERR_ARG, "the model has no rectifier layer to prune");
+    if (c->prune.method == NEP_METHOD_HRANK && !has_conv_layer(g, e)) /* before iteration 0 writes anything */
+        return nep_fail(err, NEP_ERR_ARG, "hrank prunes conv filters by their feature maps' rank: this model has no "
+                        "rectifier fed by a convolution");
     double *H = calloc((size_t)n, sizeof *H), **scales = NULL;
     int64_t *pruned = calloc((size_t)n, sizeof *pruned);
     bool have_counts = false, none_left = false, diverged = false;
