@@ -389,6 +389,33 @@ static void test_drop_constant_channels(void **state) {
     }
 }
 
+/* A constant channel passes a max-pool, and an average pool without padding, as the same
+ * constant (an HRank-pruned filter in front of a pool): dropped exactly. Not through an
+ * average pool that zero-pads (its border windows average in zeros: no longer constant). */
+static void test_drop_constant_channels_through_pools(void **state) {
+    const nep_pool_attrs pools[3] = {{.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}},
+                                     {.kernel = {2, 2}, .stride = {2, 2}}, {.kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}}};
+    for (int k = 0; k < 3; k++) {
+        nep_graph g = start(image);
+        const int p = conv(&g, g.input, 6, 3, 1, 1, 1, true);
+        const int r = unary(&g, NEP_OP_RELU, p);
+        const int pool = finish(&g, node(&g, k == 0 ? NEP_OP_MAXPOOL : NEP_OP_AVGPOOL, &r, 1, (nep_attrs){.pool = pools[k]}));
+        conv(&g, pool, 3, 1, 1, 0, 1, true);
+        randomize(&g, 12);
+        for (int c = 1; c < 6; c += 3) {
+            memset(values(&g, p, 0) + c * 27, 0, sizeof(nep_real) * 27);
+            values(&g, p, 1)[c] = c == 1 ? 0.75f : -0.5f;
+        }
+        if (k == 2) {
+            not_applies(&g, "drop_constant_channels", NULL);
+            continue;
+        }
+        nep_graph h = applies(&g, "drop_constant_channels", NULL);
+        assert_int_equal(nep_shape_features(&h.nodes[h.nodes[h.output].inputs[0]].shape), 4);
+        nep_graph_free(&h);
+    }
+}
+
 /* ---- compose ------------------------------------------------------------------------------ */
 
 /* x + L(x): a Linear on a vector and token by token, a 3x3 "same" conv. Not: a stride-2
@@ -518,6 +545,7 @@ int main(void) {
         cmocka_unit_test(test_affine_into_matmul_before),
         cmocka_unit_test(test_add_of_constant_to_affine),
         cmocka_unit_test(test_drop_constant_channels),
+        cmocka_unit_test(test_drop_constant_channels_through_pools),
         cmocka_unit_test(test_residual_fold),
         cmocka_unit_test(test_compose_linear_linear),
         cmocka_unit_test(test_compose_conv_conv),

@@ -16,7 +16,8 @@
  *                remove_identity, remove_dropout (Dropout and StochasticDepth),
  *                remove_identity_affine.
  *     channels   drop_constant_channels: channels that are constant after a conv/Linear
- *                (and the per-channel ops after it) are deleted with the matching inputs
+ *                (and the per-channel ops, depthwise convs, max-pools and unpadded
+ *                average pools after it) are deleted with the matching inputs
  *                of their consumers, the constant folded into the consumers' bias where
  *                that is exact; add_of_constant_to_affine.
  *     compose    compose_linear_linear, compose_conv_conv (exact when the second has no

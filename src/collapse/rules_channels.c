@@ -18,14 +18,24 @@ static bool depthwise(const nep_graph *g, int id) {
     return q.groups > 1 && q.groups == q.out && q.in == q.out;
 }
 
+/* A pooling that maps channel c to channel c and a constant channel to the same constant:
+ * MaxPool (its padding is -inf, and a window always holds an input), GlobalAveragePool,
+ * and AveragePool without padding (a padded window would average in zeros). */
+static bool constant_preserving_pool(const nep_graph *g, int id) {
+    const nep_node *n = &g->nodes[id];
+    return n->op == NEP_OP_MAXPOOL || n->op == NEP_OP_GLOBAL_AVGPOOL ||
+           (n->op == NEP_OP_AVGPOOL && n->attrs.pool.pad[0] == 0 && n->attrs.pool.pad[1] == 0);
+}
+
 /* Per-channel op id at x on channel c, in evaluation mode (the op's own definition). */
 static double channel_eval(nep_graph *g, int id, int64_t c, double x) {
     return nep_op(g->nodes[id].op)->value(g, &g->nodes[id], c, x);
 }
 
-/* A matmul p with one group, the per-channel ops and depthwise convs after it (each
- * the previous one's only reader), and the layers reading the last of them (all
- * matmuls with one group): the nodes a channel of p's output runs through. */
+/* A matmul p with one group, the per-channel ops, depthwise convs and constant-preserving
+ * poolings after it (each the previous one's only reader), and the layers reading the
+ * last of them (all matmuls with one group): the nodes a channel of p's output runs
+ * through. */
 #define MAX_CHAIN 8
 #define MAX_READERS 8
 typedef struct region {
@@ -41,7 +51,8 @@ static bool find_region(nep_graph *g, int p, region *r) {
     if (!one_group_matmul(g, p)) return false;
     *r = (region){.p = p, .C = nep_shape_features(&g->nodes[p].shape)};
     int t = p, e;
-    while ((e = nep_rw_sole_reader(g, t)) >= 0 && (nep_rw_per_element(&g->nodes[e]) || depthwise(g, e)) &&
+    while ((e = nep_rw_sole_reader(g, t)) >= 0 &&
+           (nep_rw_per_element(&g->nodes[e]) || depthwise(g, e) || constant_preserving_pool(g, e)) &&
            r->n_chain < MAX_CHAIN)
         r->chain[r->n_chain++] = t = e;
     if (g->output == t) return false;
@@ -78,6 +89,8 @@ static bool channel_constant(nep_graph *g, const region *r, int64_t c, double *v
         const int e = r->chain[i];
         if (nep_rw_is_matmul(&g->nodes[e])) { /* a depthwise conv */
             known = row_constant(g, e, c, known && *v == 0, v);
+        } else if (constant_preserving_pool(g, e)) {
+            continue; /* the same constant */
         } else if (g->nodes[e].op == NEP_OP_AFFINE && nep_rw_values(g, e, 0)[c] == 0) {
             known = true;
             *v = nep_rw_values(g, e, 1)[c];
