@@ -149,11 +149,6 @@ static nep_status hrank_step(nep_graph *g, const nep_entropy *e, const nep_prune
                              err));
     int64_t *filters = calloc((size_t)e->n_layers, sizeof *filters);
     nep_status s = filters ? NEP_OK : nep_fail(err, NEP_ERR_NOMEM, "out of memory");
-    bool any = false;
-    for (int l = 0; l < e->n_layers; l++) any |= scores[l] != NULL;
-    if (s == NEP_OK && !any)
-        s = nep_fail(err, NEP_ERR_ARG, "hrank prunes conv filters by their feature maps' rank: this model has no "
-                     "rectifier fed by a convolution");
     for (int l = 0; s == NEP_OK && l < e->n_layers; l++) pruned[l] = nep_layer_nonzero(g, &e->layers[l]);
     if (s == NEP_OK) s = nep_hrank_prune(g, e, scores, c->prune.zeta, filters, err);
     for (int l = 0; s == NEP_OK && l < e->n_layers; l++) pruned[l] -= nep_layer_nonzero(g, &e->layers[l]);
