@@ -402,6 +402,18 @@ check "train --data folder --image-size 16: 24 train, 6 val, 12 test images" \
 nep eval --ckpt "$T/imf_run/model.safetensors" --data folder --data-dir "$IMF" --json
 check "eval of it reads the folder at the recorded --image-size: 12 test images" \
     'succeeded && [ "$(jlast "$T/out" images)" = 12 ]'
+nep train --model cnn --data folder --data-dir "$IMF" --image-size 16 --val 6 --epochs 1 --batch 8 --threads 1 --stream \
+    --out "$T/imf_stream"
+check "train --stream: the weights of the in-memory run, bit for bit, and the wait on decoding logged" \
+    'succeeded && grep -q "waiting on decoding" "$T/out" && grep -q decode_wait_s "$T/imf_stream/log.jsonl" && \
+$PY -c "import sys; sys.path.insert(0, sys.argv[3]); import safetensors_np as s; \
+a, b = s.load(sys.argv[1])[0], s.load(sys.argv[2])[0]; \
+assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), \"weights differ\"" \
+"$T/imf_run/model.safetensors" "$T/imf_stream/model.safetensors" "$HERE/tools"'
+nep eval --ckpt "$T/imf_run/model.safetensors" --data folder --data-dir "$IMF" --json
+top1_mem=$(jlast "$T/out" test_top1)
+nep eval --ckpt "$T/imf_run/model.safetensors" --data folder --data-dir "$IMF" --stream --json
+check "eval --stream: the in-memory test top-1" 'succeeded && [ "$(jlast "$T/out" test_top1)" = "$top1_mem" ]'
 nep train --model cnn --data folder --data-dir "$IMF" --val 6 --epochs 1 --threads 1 --out "$T/imf_bad"
 check "images of several sizes without --image-size: refused, naming a file and --image-size" \
     'failed_cleanly && says "$IMF/" && says --image-size'
@@ -412,6 +424,12 @@ nep train --model cnn --data folder --data-dir "$T/imf/broken" --image-size 16 -
     --skip-bad-images --out "$T/imf_skip"
 check "--skip-bad-images: trains on the 29 others, naming the skipped file" \
     'succeeded && says "broken/train/zebra/1.jpg" && grep -q "23 train, 6 val" "$T/out"'
+nep train --model cnn --data folder --data-dir "$T/imf/broken" --image-size 16 --val 6 --epochs 1 --threads 1 \
+    --stream --normalize imagenet --out "$T/imf_bad"
+check "a truncated JPEG with --stream: the epoch stops, naming it" 'failed_cleanly && says "broken/train/zebra/1.jpg"'
+nep train --model cnn --data folder --data-dir "$T/imf/broken" --image-size 16 --epochs 1 --stream --skip-bad-images \
+    --out "$T/imf_bad"
+check "--stream with --skip-bad-images: refused, naming both" 'failed_cleanly && says --stream && says --skip-bad-images'
 nep train --model cnn --data domainbed --data-dir "$T/imf/db" --test-domains sketch --image-size 16 --val 3 \
     --epochs 1 --threads 1 --out "$T/db_run"
 check "domainbed --test-domains sketch: trains on art and photo (18 images), tests on sketch (9)" \

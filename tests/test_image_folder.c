@@ -4,8 +4,9 @@
  * ImageFolder, Tiny-ImageNet and DomainBed layouts, decoding of every JPEG and PNG kind
  * the generator writes (pixels equal to Image.open(f).convert("RGB") / .convert("L")),
  * PIL's antialiased bilinear resize and torchvision's center crop, the parallel load
- * (same bytes for 1 and 3 threads, skip_bad, errors naming the first bad file), and the
- * prefetching stream (batches equal to PIL's pixels for a given order). */
+ * (same bytes for 1 and 3 threads, skip_bad, errors naming the first bad file), the
+ * prefetching stream (batches equal to PIL's pixels for a given order), and streamed
+ * data sets (the loader's batches equal the in-memory set's). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -610,9 +611,167 @@ static void test_stream_bad(void **state) {
     assert_int_equal(max_diff(x, 3, 24, 24, tensor_k("bad", 1, "rgb"), "stream ok.png"), 0);
     assert_int_equal(max_diff(x + 3 * 24 * 24, 3, 24, 24, tensor_k("bad", 0, "rgb"), "stream good.jpg"), 0);
     nep_image_stream_free(&st);
+    /* a streamed data set fails the batch holding a bad file, naming the first in its
+     * order, on every pass (the in-memory load refuses the whole set up front) */
+    nep_dataset d;
+    nep_test_assert_ok(nep_image_dataset_stream(&l, &o, 1, 1, &d, &err), &err);
+    char *first_bad = nep_test_path(root, bad[0]);
+    nep_normalize n;
+    nep_test_expect_fail(nep_image_dataset_normalize(&d, &n, &err), &err, NEP_ERR_FORMAT, first_bad, NULL);
+    nep_loader ld;
+    nep_test_assert_ok(nep_loader_init(&ld, &d, NULL, 64, false, false, &err), &err);
+    nep_real *xr = malloc(sizeof *xr * 64 * 3 * 24 * 24);
+    int32_t yr[64];
+    for (int e = 0; e < 2; e++) {
+        nep_loader_epoch(&ld, NULL);
+        assert_int_equal(nep_loader_next(&ld, xr, yr), -1);
+        nep_test_expect_fail(ld.err.status, &ld.err, NEP_ERR_FORMAT, first_bad, NULL);
+    }
+    free(first_bad);
+    free(xr);
+    nep_loader_free(&ld);
+    nep_dataset_free(&d);
     free_lines(bad);
     nep_image_list_free(&l);
     free(root);
+}
+
+/* --- streamed data sets ------------------------------------------------------------------ */
+
+/* Two loaders, on the in-memory and the streamed set, shuffled and augmented from equal
+ * seeds: the same batches for two epochs. */
+static void expect_same_batches(const nep_dataset *mem, const nep_dataset *str, int64_t batch, bool shuffle,
+                                bool drop_last) {
+    nep_err err = {0};
+    nep_normalize norm = {.c = 3, .mean = {0.4f, 0.5f, 0.6f}, .std = {0.2f, 0.25f, 0.3f}};
+    nep_loader lm, ls;
+    nep_test_assert_ok(nep_loader_init(&lm, mem, &norm, batch, shuffle, drop_last, &err), &err);
+    nep_test_assert_ok(nep_loader_init(&ls, str, &norm, batch, shuffle, drop_last, &err), &err);
+    nep_rng rm, rs;
+    nep_rng_seed(&rm, 11);
+    nep_rng_seed(&rs, 11);
+    const nep_augment aug = {.pad = 2, .flip = true};
+    nep_loader_set_augment(&lm, &aug, &rm);
+    nep_loader_set_augment(&ls, &aug, &rs);
+    assert_int_equal(nep_loader_batches(&lm), nep_loader_batches(&ls));
+    const size_t img = 3 * 12 * 12;
+    nep_real *xm = malloc(sizeof *xm * (size_t)batch * img), *xs = malloc(sizeof *xs * (size_t)batch * img);
+    int32_t ym[64], ys[64];
+    assert_true(batch <= 64);
+    for (int e = 0; e < 2; e++) {
+        nep_loader_epoch(&lm, &rm);
+        nep_loader_epoch(&ls, &rs);
+        int64_t bm, bs, batches = 0;
+        do {
+            bm = nep_loader_next(&lm, xm, ym);
+            bs = nep_loader_next(&ls, xs, ys);
+            assert_int_equal(bm, bs);
+            assert_memory_equal(ym, ys, sizeof *ym * (size_t)bm);
+            assert_memory_equal(xm, xs, sizeof *xm * (size_t)bm * img);
+            batches += bm > 0;
+        } while (bm > 0);
+        assert_int_equal(batches, nep_loader_batches(&ls));
+    }
+    assert_true(nep_loader_wait_s(&ls) >= 0 && nep_loader_wait_s(&lm) == 0);
+    free(xm), free(xs);
+    nep_loader_free(&lm);
+    nep_loader_free(&ls);
+}
+
+static void test_streamed_dataset(void **state) {
+    (void)state;
+    char *root = tree("folder");
+    nep_image_list l;
+    nep_err err = {0};
+    const nep_image_opts o = {.resize = 16, .crop = 12};
+    nep_test_assert_ok(nep_image_folder_scan(root, NULL, NULL, &l, &err), &err);
+    nep_dataset mem, str, mtr, mva, st_tr, st_va;
+    nep_image_load_opts lo = {.threads = 2};
+    nep_test_assert_ok(nep_image_folder_load(&l, &o, &lo, &mem, &err), &err);
+    const int64_t files = l.n;
+    nep_test_assert_ok(nep_image_dataset_stream(&l, &o, 2, 2, &str, &err), &err);
+    assert_int_equal(l.n, 0); /* taken over */
+    assert_null(str.images);
+    assert_int_equal(str.n, files);
+    assert_true(str.c == mem.c && str.h == mem.h && str.w == mem.w && str.classes == mem.classes);
+    /* the normalization a streamed pass computes is the in-memory one, to the bit */
+    nep_normalize nm, ns;
+    nep_normalize_compute(&mem, &nm);
+    nep_test_assert_ok(nep_image_dataset_normalize(&str, &ns, &err), &err);
+    assert_memory_equal(&nm, &ns, sizeof nm);
+    expect_same_batches(&mem, &str, 4, true, false);
+    expect_same_batches(&mem, &str, 5, true, true);
+    expect_same_batches(&mem, &str, 64, false, false);
+    /* a split of a streamed set holds the same samples as the in-memory split; its halves
+     * outlive the set they came from (the source is counted) */
+    nep_test_assert_ok(nep_dataset_split(&mem, 5, 3, &mtr, &mva, &err), &err);
+    nep_test_assert_ok(nep_dataset_split(&str, 5, 3, &st_tr, &st_va, &err), &err);
+    nep_dataset_free(&str);
+    assert_int_equal(str.n, 0);
+    assert_int_equal(st_tr.source->refs, 2);
+    expect_same_batches(&mtr, &st_tr, 3, true, false);
+    expect_same_batches(&mva, &st_va, 2, false, false);
+    nep_dataset_free(&st_va);
+    expect_same_batches(&mtr, &st_tr, 7, false, true);
+    nep_dataset_free(&st_tr);
+    nep_dataset_free(&mtr), nep_dataset_free(&mva), nep_dataset_free(&mem);
+    nep_test_expect_fail(nep_image_dataset_stream(&l, &o, 2, 2, &str, &err), &err, NEP_ERR_ARG, "empty", NULL);
+    nep_test_assert_ok(nep_image_folder_scan(root, NULL, NULL, &l, &err), &err);
+    nep_test_expect_fail(nep_image_dataset_stream(&l, &o, 2, 0, &str, &err), &err, NEP_ERR_ARG, "depth", NULL);
+    assert_true(l.n > 0); /* kept on failure */
+    nep_image_list_free(&l);
+    free(root);
+}
+
+/* More classes than nep_dataset's uint8 labels hold: refused in memory, streamed with
+ * int32 labels. 300 class folders of one PNG each, copied from the golden tree. */
+static void test_streamed_many_classes(void **state) {
+    (void)state;
+    sample *s;
+    const int n = samples("folder.samples", &s);
+    int png = -1;
+    for (int k = 0; k < n && png < 0; k++)
+        if (strstr(s[k].rel, ".png")) png = k;
+    assert_true(png >= 0);
+    char *folder = tree("folder"), *src = nep_test_path(folder, s[png].rel);
+    FILE *f = fopen(src, "rb");
+    assert_non_null(f);
+    static uint8_t bytes[1 << 16];
+    const size_t len = fread(bytes, 1, sizeof bytes, f);
+    fclose(f);
+    assert_true(len > 0 && len < sizeof bytes);
+    char *tmp = nep_test_tmpdir();
+    enum { CLASSES = 300 };
+    for (int c = 0; c < CLASSES; c++) {
+        char dir[600], file[700];
+        snprintf(dir, sizeof dir, "%s/c%03d", tmp, c);
+        assert_int_equal(mkdir(dir, 0755), 0);
+        snprintf(file, sizeof file, "%s/x.png", dir);
+        assert_int_equal(nep_test_write_file(file, bytes, len), 0);
+    }
+    nep_image_list l;
+    nep_err err = {0};
+    nep_dataset d;
+    const nep_image_opts o = {.resize = 16, .crop = 12};
+    nep_image_load_opts lo = {.threads = 2};
+    nep_test_assert_ok(nep_image_folder_scan(tmp, NULL, NULL, &l, &err), &err);
+    nep_test_expect_fail(nep_image_folder_load(&l, &o, &lo, &d, &err), &err, NEP_ERR_UNSUPPORTED, "256", NULL);
+    nep_test_assert_ok(nep_image_dataset_stream(&l, &o, 2, 3, &d, &err), &err);
+    assert_int_equal(d.classes, CLASSES);
+    nep_loader ld;
+    nep_test_assert_ok(nep_loader_init(&ld, &d, NULL, 128, false, false, &err), &err);
+    nep_real *x = malloc(sizeof *x * 128 * 3 * 12 * 12);
+    int32_t y[128];
+    int64_t b, seen = 0;
+    while ((b = nep_loader_next(&ld, x, y)) > 0)
+        for (int64_t i = 0; i < b; i++, seen++) assert_int_equal(y[i], seen); /* c000 .. c299 */
+    assert_int_equal(b, 0);
+    assert_int_equal(seen, CLASSES);
+    free(x);
+    nep_loader_free(&ld);
+    nep_dataset_free(&d);
+    nep_test_rmtree(tmp);
+    free(src), free(folder), free(s);
 }
 
 /* --- Tiny-ImageNet ------------------------------------------------------------------------ */
@@ -747,6 +906,8 @@ int main(void) {
         cmocka_unit_test(test_first_error_wins),
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_stream_bad),
+        cmocka_unit_test(test_streamed_dataset),
+        cmocka_unit_test(test_streamed_many_classes),
         cmocka_unit_test(test_tiny),
         cmocka_unit_test(test_domainbed),
         cmocka_unit_test(test_scan_errors),

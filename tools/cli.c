@@ -591,3 +591,8 @@ int cli_ranks_agree(const char *cmd, const nep_comm *comm, const void *data, int
     nep_err err;
     return nep_comm_agree(comm, data, n, what, &err) == NEP_OK ? 0 : cli_error(cmd, &err);
 }
+
+int cli_ranks_agree_samples(const char *cmd, const nep_comm *comm, const nep_dataset *d, const char *what) {
+    return d->source ? cli_ranks_agree(cmd, comm, d->rows, d->n * (int64_t)sizeof *d->rows, what)
+                     : cli_ranks_agree(cmd, comm, d->labels, d->n * (int64_t)sizeof *d->labels, what);
+}

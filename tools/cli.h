@@ -47,10 +47,11 @@ typedef struct cli_data_opts {
     int64_t image_size;         /* image folders: Resize((N, N)); 0: the images' own size */
     const char *domains, *test_domains; /* domainbed: training and held-out domains */
     bool skip_bad;              /* a corrupt image is named and left out, not refused */
+    bool stream;                /* image folders: decoded batch by batch, not held in memory */
 } cli_data_opts;
 #define CLI_DATA_DEFAULT {.name = "fashion-mnist"}
 /* The data options, defined once for every command that reads a data set (inside an
- * option table's initializer: six entries). */
+ * option table's initializer: seven entries). */
 #define DATA_OPTS(d)                                                                           \
     {"data", OPT_STR, &(d)->name, "data set: fashion-mnist, mnist, cifar10, folder (DIR/train and DIR/val, " \
      "torchvision's ImageFolder layout), tiny-imagenet, domainbed (PACS, VLCS, SVIRO: DIR/<domain>/<class>); " \
@@ -64,8 +65,10 @@ typedef struct cli_data_opts {
     {"test-domains", OPT_STR, &(d)->test_domains, "domainbed: the held-out domains the test split reads " \
      "(required)", false},                                                                     \
     {"skip-bad-images", OPT_FLAG, &(d)->skip_bad, "image folders: leave out (and name) corrupt or truncated " \
-     "files instead of stopping", false}
-#define DATA_OPTS_COUNT 6
+     "files instead of stopping", false},                                                      \
+    {"stream", OPT_FLAG, &(d)->stream, "image folders: decode each batch in worker threads ahead of the step " \
+     "instead of decoding the whole set into memory first (sets larger than memory, more than 256 classes)", false}
+#define DATA_OPTS_COUNT 7
 
 /* --threads, the same in every command. */
 #define THREADS_OPT(dst) {"threads", OPT_INT, (dst), "threads (0: all cores)", false}
@@ -223,6 +226,8 @@ int64_t cli_any_failed(const nep_comm *comm, int64_t bad);
 /* Refuses (prints why, returns non-zero) ranks that differ from rank 0 in the n bytes at
  * data: options, data, weights (nep_comm_agree). */
 int cli_ranks_agree(const char *cmd, const nep_comm *comm, const void *data, int64_t n, const char *what);
+/* The same for a data set's samples: its labels, or a streamed set's file rows. */
+int cli_ranks_agree_samples(const char *cmd, const nep_comm *comm, const nep_dataset *d, const char *what);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

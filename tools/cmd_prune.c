@@ -619,8 +619,8 @@ int cli_prune(int argc, char **argv, const nep_comm *comm) {
     const char *what = "the options, data splits and weights";
     if (nep_comm_many(comm) &&
         (cli_ranks_agree("prune", comm, r.options, (int64_t)strlen(r.options), what) ||
-         cli_ranks_agree("prune", comm, r.d.train.labels, r.d.train.n, what) ||
-         cli_ranks_agree("prune", comm, r.d.test.labels, r.d.test.n, what) ||
+         cli_ranks_agree_samples("prune", comm, &r.d.train, what) ||
+         cli_ranks_agree_samples("prune", comm, &r.d.test, what) ||
          cli_ranks_agree("prune", comm, r.g.values, r.g.n_values * (int64_t)sizeof(nep_real), what)))
         goto done;
     const nep_prune_hooks hooks = {.ctx = &r, .iteration = on_iteration, .commit = on_commit,

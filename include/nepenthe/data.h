@@ -1,5 +1,6 @@
 /* Data sets, splits, normalization and the batch loader.
- * Images are stored as uint8 N x C x H x W; labels as uint8 (class index). */
+ * Images are stored as uint8 N x C x H x W; labels as uint8 (class index). A data set
+ * too large to hold decoded is streamed from its image files instead (source). */
 #ifndef NEPENTHE_DATA_H
 #define NEPENTHE_DATA_H
 
@@ -20,6 +21,11 @@ typedef struct nep_dataset {
     int classes;        /* 1 + largest label */
     uint8_t *images;    /* [n, c, h, w] */
     uint8_t *labels;    /* [n] */
+    /* Or, streamed (nep_image_dataset_stream, nepenthe/image_folder.h): images and labels
+     * are NULL, sample i is file rows[i] of source's listing, and each loader decodes
+     * its batches in worker threads as it reads them. */
+    struct nep_image_source *source; /* shared by the sets split from one, counted */
+    uint32_t *rows;     /* [n] */
 } nep_dataset;
 
 /* Per-channel normalization applied to pixels scaled to [0, 1]: (x/255 - mean) / std. */
@@ -71,8 +77,12 @@ nep_status nep_dataset_split(const nep_dataset *src, int64_t n_val, uint64_t see
  * 0 <= n_val < n <= UINT32_MAX. */
 nep_status nep_split_members(int64_t n, int64_t n_val, uint64_t seed, uint8_t **in_val, nep_err *err);
 
-/* Per-channel mean and (population) std of d's pixels scaled to [0, 1]. */
+/* Per-channel mean and (population) std of d's pixels scaled to [0, 1]; d in memory
+ * (a streamed set: nep_image_dataset_normalize). */
 void nep_normalize_compute(const nep_dataset *d, nep_normalize *out);
+/* The same statistics from per-channel counts of byte values (hist[ch][v]: pixels of
+ * channel ch with value v), for callers that see the pixels a batch at a time. */
+void nep_normalize_from_histograms(int c, const int64_t (*hist)[256], nep_normalize *out);
 
 /* Training-time augmentation, as torchvision's RandomCrop(size=(h, w), padding=pad)
  * followed by RandomHorizontalFlip(p=0.5), both applied to the raw pixels before
@@ -87,7 +97,10 @@ typedef struct nep_augment {
 #define NEP_AUGMENT_MAX_PAD 1024
 
 /* Iterates over a data set in batches. With shuffle, each nep_loader_epoch draws a
- * new permutation from the rng passed in; without, the order is 0..n-1. */
+ * new permutation from the rng passed in; without, the order is 0..n-1. On a streamed
+ * data set the loader runs its own nep_image_stream (the source's threads and depth)
+ * over the epoch's order, and its batches are the bytes the in-memory load gives. */
+struct nep_image_stream;
 typedef struct nep_loader {
     const nep_dataset *data;
     nep_normalize norm;
@@ -99,6 +112,13 @@ typedef struct nep_loader {
     int64_t pos;
     nep_augment augment; /* in effect when augment_rng is set */
     nep_rng *augment_rng; /* not owned; NULL: no augmentation */
+    /* streamed data sets only: */
+    struct nep_image_stream *stream;
+    uint8_t *bytes;     /* [batch, c, h, w]: the stream's current batch */
+    int32_t *labels;    /* [batch] */
+    uint32_t *files;    /* [n] the epoch's order as file indices */
+    bool streaming;     /* the stream runs this epoch's order */
+    nep_err err;        /* why nep_loader_next returned -1 */
 } nep_loader;
 
 nep_status nep_loader_init(nep_loader *l, const nep_dataset *d, const nep_normalize *norm,
@@ -106,12 +126,14 @@ nep_status nep_loader_init(nep_loader *l, const nep_dataset *d, const nep_normal
 /* Starts an epoch: resets the position and, with shuffle, reshuffles with rng. */
 void nep_loader_epoch(nep_loader *l, nep_rng *rng);
 /* Fills x [b, c, h, w] with normalized pixels and y [b] with labels for the next
- * b <= batch samples; returns b, or 0 at the end of the epoch. */
+ * b <= batch samples; returns b, or 0 at the end of the epoch, or -1 with l->err set
+ * when a streamed file fails to decode (in memory it cannot fail). */
 int64_t nep_loader_next(nep_loader *l, nep_real *x, int32_t *y);
 /* The same for one rank's rows of the next batch: [*lo, *hi) of its b rows
  * (nep_comm_share; c NULL: all), decoded into x [hi - lo, c, h, w] and y; the other rows
  * are not read, but their augmentation draws are taken, so that the ranks' shares
- * together are the batch one process gets. Returns b, 0 at the end of the epoch. */
+ * together are the batch one process gets. Returns b, 0 at the end of the epoch, -1 on
+ * a decoding failure (l->err). A streamed set decodes the whole batch on every rank. */
 int64_t nep_loader_next_share(nep_loader *l, const nep_comm *c, nep_real *x, int32_t *y, int64_t *lo, int64_t *hi);
 /* Turns augmentation on (a != NULL) or off (a == NULL, or a does nothing) for the
  * following nep_loader_next calls; call it after nep_loader_init, which starts with it
@@ -123,6 +145,8 @@ int64_t nep_loader_next_share(nep_loader *l, const nep_comm *c, nep_real *x, int
 void nep_loader_set_augment(nep_loader *l, const nep_augment *a, nep_rng *rng);
 /* Number of batches one epoch yields. */
 int64_t nep_loader_batches(const nep_loader *l);
+/* Seconds the loader's batches waited on decoding so far (0 in memory). */
+double nep_loader_wait_s(const nep_loader *l);
 void nep_loader_free(nep_loader *l);
 
 #endif

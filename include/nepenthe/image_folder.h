@@ -204,4 +204,36 @@ nep_status nep_image_stream_next(nep_image_stream *s, uint8_t *x, int32_t *y, in
                                  nep_err *err);
 void nep_image_stream_free(nep_image_stream *s);
 
+/* --- streamed data sets -------------------------------------------------------------- */
+
+/* The files a streamed nep_dataset reads (data.h), shared by the sets split from it. */
+typedef struct nep_image_source {
+    nep_image_list list;    /* owned */
+    nep_image_opts img;
+    int threads, depth;     /* of each loader's stream: decoding threads (0: all CPUs)
+                               and batches decoded ahead */
+    int refs;               /* data sets pointing here; the last one frees it */
+} nep_image_source;
+
+/* Makes *out a data set of every file of *list that holds no pixels: its loaders decode
+ * batches in worker threads as the training step asks for them, so a set too large to
+ * hold decoded (ImageNet's 1.28M images at 224x224 are 193 GB) trains in the memory of
+ * `depth` batches. Takes *list over (it is emptied). A batch is the bytes
+ * nep_image_folder_load gives for the same files; labels may exceed 255. The shape is
+ * img's crop or resize_h/resize_w, or else the first file's: a file of another size, or
+ * one that fails to decode, fails the batch holding it with its path (no skipping:
+ * that needs every file decoded first). nep_dataset_split and nep_dataset_free work on
+ * it; training, evaluation and every pass over it go through nep_loader. Errors: an
+ * empty list, bad img, threads < 0, depth outside 1..1024 (NEP_ERR_ARG), the first
+ * file's decoding when the size comes from it. */
+nep_status nep_image_dataset_stream(nep_image_list *list, const nep_image_opts *img, int threads, int depth,
+                                    nep_dataset *out, nep_err *err);
+
+/* nep_normalize_compute of a data set, in memory or streamed (one decoding pass over
+ * its files, with the source's threads). */
+nep_status nep_image_dataset_normalize(const nep_dataset *d, nep_normalize *out, nep_err *err);
+
+/* For data.c: drops one data set's hold on a source (freed with the last). */
+void nep_image_source_release(nep_image_source *s);
+
 #endif

@@ -173,6 +173,7 @@ typedef struct nep_epoch_stats {
     double seconds;
     double img_per_s;
     int64_t samples;
+    double decode_wait_s; /* of seconds, those the steps waited on a streamed set's decoding */
 } nep_epoch_stats;
 
 /* Called after each step with samples done so far out of total. */
@@ -243,8 +244,9 @@ typedef struct nep_split_iter {
     int n_inputs;
 } nep_split_iter;
 nep_status nep_split_iter_init(nep_split_iter *it, const nep_split *s, int64_t batch, nep_err *err);
-/* The next batch into it->inputs and it->y; its size, 0 at the end. */
-int64_t nep_split_iter_next(nep_split_iter *it);
+/* The next batch into it->inputs and it->y; its size, 0 at the end, -1 when a streamed
+ * image fails to decode (err says which). */
+int64_t nep_split_iter_next(nep_split_iter *it, nep_err *err);
 void nep_split_iter_free(nep_split_iter *it);
 
 /* Top-1 (percent) and mean loss (loss may be NULL) of g over s in evaluation mode, the
@@ -269,6 +271,7 @@ typedef struct nep_train_cfg {
 typedef struct nep_train_row {
     int64_t epoch;              /* epochs done, this one included */
     double lr, loss, train_top1, val_top1, val_loss, img_per_s, seconds;
+    double decode_wait_s;       /* nep_epoch_stats' */
 } nep_train_row;
 
 typedef struct nep_train_hooks {

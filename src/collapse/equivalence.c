@@ -26,8 +26,8 @@ nep_status nep_collapse_compare_split(nep_graph *a, nep_graph *b, const nep_spli
     const int64_t K = nep_shape_numel(&a->nodes[a->output].shape);
     if (s == NEP_OK && K != nep_shape_numel(&b->nodes[b->output].shape))
         s = nep_fail(err, NEP_ERR_SHAPE, "the two models have different output sizes");
-    int64_t hit_a = 0, hit_b = 0, n;
-    while (s == NEP_OK && (max_samples <= 0 || out->samples < max_samples) && (n = nep_split_iter_next(&it)) > 0) {
+    int64_t hit_a = 0, hit_b = 0, n = 0;
+    while (s == NEP_OK && (max_samples <= 0 || out->samples < max_samples) && (n = nep_split_iter_next(&it, err)) > 0) {
         if (max_samples > 0 && out->samples + n > max_samples) n = max_samples - out->samples;
         const nep_real *za, *zb;
         if ((s = nep_exec_run(ea, it.inputs, it.n_inputs, n, &za, err)) != NEP_OK ||
@@ -45,6 +45,7 @@ nep_status nep_collapse_compare_split(nep_graph *a, nep_graph *b, const nep_spli
         }
         out->samples += n;
     }
+    if (s == NEP_OK && n < 0) s = it.loader.err.status; /* a streamed image failed to decode */
     if (out->samples) {
         out->top1_a = 100.0 * (double)hit_a / (double)out->samples;
         out->top1_b = 100.0 * (double)hit_b / (double)out->samples;

@@ -5,8 +5,13 @@
  * division, and the values are the same whatever the compiler vectorizes.
  *
  * Augmentation (random crop of the zero-padded image, horizontal flip) happens on the
- * way through the table, so an augmented batch costs about what a plain one does. */
+ * way through the table, so an augmented batch costs about what a plain one does.
+ *
+ * A streamed data set's bytes come from a nep_image_stream fed with the epoch's order
+ * (as file indices), one batch at a time, and then take the same path: the stream only
+ * replaces where a sample's bytes are. */
 #include "nepenthe/data.h"
+#include "nepenthe/image_folder.h"
 
 #include <assert.h>
 #include <math.h>
@@ -31,6 +36,23 @@ static nep_status check_norm(const nep_normalize *norm, const nep_dataset *d, ne
                             "loader: channel %d normalization mean %g std %g (std must be "
                             "finite and positive)",
                             ch, norm->mean[ch], norm->std[ch]);
+    return NEP_OK;
+}
+
+/* A streamed data set's stream and batch buffers; its shape must be the data set's. */
+static nep_status stream_init(nep_loader *l, nep_err *err) {
+    const nep_dataset *d = l->data;
+    const nep_image_source *src = d->source;
+    l->stream = calloc(1, sizeof *l->stream);
+    l->bytes = malloc((size_t)l->batch * d->c * d->h * d->w);
+    l->labels = malloc(sizeof *l->labels * (size_t)l->batch);
+    l->files = malloc(sizeof *l->files * (size_t)(d->n ? d->n : 1));
+    if (!l->stream || !l->bytes || !l->labels || !l->files)
+        return nep_fail(err, NEP_ERR_NOMEM, "loader: out of memory for a streamed batch of %lld", (long long)l->batch);
+    NEP_TRY(nep_image_stream_init(l->stream, &src->list, &src->img, l->batch, src->threads, src->depth, err));
+    if (l->stream->c != d->c || l->stream->h != d->h || l->stream->w != d->w)
+        return nep_fail(err, NEP_ERR_SHAPE, "loader: the stream decodes %dx%dx%d images, the data set holds %dx%dx%d",
+                        l->stream->c, l->stream->h, l->stream->w, d->c, d->h, d->w);
     return NEP_OK;
 }
 
@@ -63,7 +85,10 @@ nep_status nep_loader_init(nep_loader *l, const nep_dataset *d, const nep_normal
                       .drop_last = drop_last, .order = order, .lut = lut};
     for (int64_t i = 0; i < d->n; i++) order[i] = (uint32_t)i;
     for (int ch = 0; ch < d->c; ch++) lut_fill(lut + ch * LUT_SIZE, norm->mean[ch], norm->std[ch]);
-    return NEP_OK;
+    if (!d->source) return NEP_OK;
+    const nep_status st = stream_init(l, err);
+    if (st != NEP_OK) nep_loader_free(l);
+    return st;
 }
 
 /* The order restarts from the identity before shuffling, so an epoch's order depends
@@ -74,6 +99,19 @@ void nep_loader_epoch(nep_loader *l, nep_rng *rng) {
     l->pos = 0;
     for (int64_t i = 0; i < n; i++) l->order[i] = (uint32_t)i;
     if (l->shuffle) nep_rng_shuffle_u32(rng, l->order, (size_t)n);
+    l->streaming = false; /* the stream starts on the new order at the first batch */
+}
+
+/* Hands the stream the rest of this epoch's order, from position l->pos (all of it,
+ * but for a final partial batch that drop_last skips). */
+static nep_status stream_start(nep_loader *l) {
+    const nep_dataset *d = l->data;
+    int64_t m = d->n - l->pos;
+    if (l->drop_last) m -= m % l->batch;
+    for (int64_t i = 0; i < m; i++) l->files[i] = d->rows[l->order[l->pos + i]];
+    NEP_TRY(nep_image_stream_epoch(l->stream, l->files, m, &l->err));
+    l->streaming = true;
+    return NEP_OK;
 }
 
 /* A shuffled order defeats the hardware prefetcher; asking for the sample two ahead
@@ -175,14 +213,25 @@ int64_t nep_loader_next_share(nep_loader *l, const nep_comm *c, nep_real *x, int
     const nep_real *lut = l->lut;
     const uint32_t *order = l->order + l->pos;
     size_t hw = (size_t)d->h * d->w, chw = hw * d->c;
+    if (l->stream) {
+        int64_t got;
+        if ((!l->streaming && stream_start(l) != NEP_OK) ||
+            nep_image_stream_next(l->stream, l->bytes, l->labels, &got, &l->err) != NEP_OK)
+            return -1;
+        if (got != b) {
+            nep_fail(&l->err, NEP_ERR_SHAPE, "loader: the stream gave %lld images where %lld were due",
+                     (long long)got, (long long)b);
+            return -1;
+        }
+    }
     /* with augmentation every row's draws are taken, in batch order, the other ranks' too,
      * so that each rank's generator stays where one process's would be */
     for (int64_t i = l->augment_rng ? 0 : *lo; i < (l->augment_rng ? b : *hi); i++) {
         const bool mine = i >= *lo && i < *hi;
-        if (mine && i + 2 < *hi) prefetch(d->images + order[i + 2] * chw, chw);
-        const uint8_t *src = d->images + order[i] * chw;
+        if (mine && i + 2 < *hi && !l->stream) prefetch(d->images + order[i + 2] * chw, chw);
+        const uint8_t *src = l->stream ? l->bytes + i * chw : d->images + order[i] * chw;
         nep_real *dst = mine ? x + (size_t)(i - *lo) * chw : NULL;
-        if (mine) y[i - *lo] = d->labels[order[i]];
+        if (mine) y[i - *lo] = l->stream ? l->labels[i] : d->labels[order[i]];
         if (l->augment_rng) {
             /* Drawn in this order, per sample, as nep_loader_set_augment documents. */
             nep_rng *r = l->augment_rng;
@@ -209,8 +258,12 @@ int64_t nep_loader_batches(const nep_loader *l) {
     return l->drop_last ? n / l->batch : (n + l->batch - 1) / l->batch;
 }
 
+double nep_loader_wait_s(const nep_loader *l) { return l->stream ? l->stream->wait_s : 0; }
+
 void nep_loader_free(nep_loader *l) {
     if (!l) return;
+    if (l->stream) nep_image_stream_free(l->stream);
+    free(l->stream), free(l->bytes), free(l->labels), free(l->files);
     free(l->order);
     free(l->lut);
     *l = (nep_loader){0};

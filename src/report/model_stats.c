@@ -82,7 +82,11 @@ nep_status nep_model_stats_measure_split(nep_graph *g, const nep_split *test, in
     /* the first 128 test samples, as the loops feed them */
     nep_split_iter it;
     NEP_TRY(nep_split_iter_init(&it, test, 128, err));
-    const int64_t b = nep_split_iter_next(&it);
+    const int64_t b = nep_split_iter_next(&it, err);
+    if (b < 0) {
+        nep_split_iter_free(&it);
+        return err ? err->status : NEP_ERR_IO;
+    }
     int64_t bytes1;
     nep_energy_meter meter;
     nep_err no_rapl;

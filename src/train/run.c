@@ -31,6 +31,7 @@ nep_status nep_train_run(nep_graph *g, const nep_train_cfg *c, int64_t *epoch, n
                                    &row.val_top1, &row.val_loss, c->exec, err);
         if (s != NEP_OK) break;
         row.loss = st.loss, row.train_top1 = st.top1, row.img_per_s = st.img_per_s, row.seconds = st.seconds;
+        row.decode_wait_s = st.decode_wait_s;
         if ((s = h->epoch(h->ctx, g, &t.opt, rng, &row, err)) == NEP_OK) *epoch = row.epoch;
     }
     nep_loader_free(&loader);

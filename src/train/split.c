@@ -22,15 +22,16 @@ nep_status nep_split_for_each_batch(const nep_split *s, nep_graph *g, int64_t ba
     }
     nep_exec_set_probe(ex, probe, probe_ctx);
     if (mask_out) *mask_out = it.mask; /* NULL for images */
-    int64_t b;
+    int64_t b = 0;
     const int64_t ranks = nep_comm_many(s->comm) ? s->comm->size : 1, rank = nep_comm_rank(s->comm);
-    for (int64_t done = 0; st == NEP_OK && (max_batches <= 0 || done < max_batches) && (b = nep_split_iter_next(&it)) > 0;
+    for (int64_t done = 0; st == NEP_OK && (max_batches <= 0 || done < max_batches) && (b = nep_split_iter_next(&it, err)) > 0;
          done++) {
         if (done % ranks != rank) continue; /* another rank's: the batches stay those of one process */
         const nep_real *logits;
         st = nep_exec_run(ex, it.inputs, it.n_inputs, b, &logits, err);
         if (st == NEP_OK && fn) st = fn(ctx, ex, logits, it.y, b, err);
     }
+    if (b < 0) st = it.loader.err.status;
     if (mask_out) *mask_out = NULL;
     nep_exec_free(ex);
     nep_split_iter_free(&it);
@@ -93,9 +94,13 @@ nep_status nep_split_iter_init(nep_split_iter *it, const nep_split *s, int64_t b
     return nep_fail(err, NEP_ERR_NOMEM, "out of memory for a batch of %lld", (long long)batch);
 }
 
-int64_t nep_split_iter_next(nep_split_iter *it) {
+int64_t nep_split_iter_next(nep_split_iter *it, nep_err *err) {
     const nep_text_tensors *d = it->split->text;
-    if (!d) return nep_loader_next(&it->loader, it->x, it->y);
+    if (!d) {
+        const int64_t b = nep_loader_next(&it->loader, it->x, it->y);
+        if (b < 0 && err) *err = it->loader.err;
+        return b;
+    }
     const int64_t b = d->n - it->next < it->batch ? d->n - it->next : it->batch, T = d->T;
     if (b <= 0) return 0;
     memcpy(it->ids, d->ids + it->next * T, sizeof *it->ids * (size_t)(b * T));

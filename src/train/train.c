@@ -192,6 +192,7 @@ nep_status nep_train_epoch(nep_trainer *t, nep_loader *loader, double lr, nep_rn
     double loss_sum = 0;
     int64_t correct = 0, seen = 0, b;
     int64_t lo, hi; /* this rank's rows of each batch, all it decodes */
+    const double wait0 = nep_loader_wait_s(loader);
     nep_loader_epoch(loader, rng);
     while ((b = nep_loader_next_share(loader, t->comm, t->x, t->y, &lo, &hi)) > 0) {
         double loss = 0;
@@ -199,6 +200,10 @@ nep_status nep_train_epoch(nep_trainer *t, nep_loader *loader, double lr, nep_rn
         loss_sum += loss * (double)b;
         seen += b;
         if (progress) progress(progress_ctx, seen, total, loss_sum / (double)seen, nep_now() - t0);
+    }
+    if (b < 0) { /* a streamed image failed to decode: on every rank, as each decodes whole batches */
+        if (err) *err = loader->err;
+        return loader->err.status;
     }
     NEP_TRY(nep_comm_sum(t->comm, &correct, 1, NEP_COMM_I64, err));
     NEP_TRY(share_buffers(t, err)); /* the last step's running statistics: rank 0's, as the next forward's */
@@ -209,6 +214,7 @@ nep_status nep_train_epoch(nep_trainer *t, nep_loader *loader, double lr, nep_rn
     out->loss = seen ? loss_sum / (double)seen : 0;
     out->top1 = seen ? 100.0 * (double)correct / (double)seen : 0;
     out->img_per_s = out->seconds > 0 ? (double)seen / out->seconds : 0;
+    out->decode_wait_s = nep_loader_wait_s(loader) - wait0;
     return NEP_OK;
 }
 
