@@ -39,7 +39,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_peer import median_times  # noqa: E402  (the same timing as the vision peers)
+from timing import median_times  # noqa: E402  (the same timing as the vision peers)
 
 
 def forward_flops(cfg, t, classes):

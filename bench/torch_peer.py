@@ -13,12 +13,12 @@ import argparse
 import json
 import os
 import sys
-import statistics
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from timing import median_times
 
 ACTS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1), "relu6": nn.ReLU6,
         "gelu": nn.GELU, "silu": nn.SiLU, "identity": nn.Identity}
@@ -71,17 +71,6 @@ MODELS = {"mlp": build_mlp, **{n: build_convnet(n) for n in
                                ("cnn", "resnet18", "resnet20", "resnet50", "mobilenetv2")},
           "vit": build_transformer("vit"), "swin": build_transformer("swin")}
 TRANSFORMERS = ("vit", "swin")
-
-
-def median_times(fn, n, warmup):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def main():

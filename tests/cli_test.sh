@@ -355,6 +355,13 @@ d = json.loads(sys.stdin.read())
 sys.exit(not all(d[k] > 0 for k in (\"train_img_per_s\", \"infer_ms_batch1\", \"infer_img_per_s\")))"'
 nep bench --hidden 16 --steps 0
 check "bench --steps 0: non-zero exit naming --steps" 'failed_cleanly && says --steps'
+nep bench --model cnn --input 3,12,12 --steps 2 --warmup 1 --threads 1 --save "$T/bench.safetensors" --json
+params_built=$(jlast "$T/out" params)
+nep bench --ckpt "$T/bench.safetensors" --steps 2 --warmup 1 --threads 1 --json
+check "bench --save writes the model it timed; bench --ckpt times it again (same parameters)" \
+    'succeeded && [ "$(jlast "$T/out" params)" = "$params_built" ] && [ "$params_built" -gt 0 ]'
+nep bench --ckpt "$T/missing.safetensors" --steps 2
+check "bench --ckpt of a missing file: non-zero exit naming it" 'failed_cleanly && says missing.safetensors'
 
 # --- unwritable output ----------------------------------------------------------
 touch "$T/file"

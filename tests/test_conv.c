@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "backend/cpu/dnnl_conv.h"
+#include "nepenthe/rng.h"
 #include "nepenthe/safetensors.h"
 #include "backend/backend.h"
 #include "backend/cpu/kernels.h"
@@ -360,6 +361,74 @@ static void test_impl_avoids_6035(void **s) {
             }
 }
 
+/* A serving executor (inference, frozen_weights: convolution weights packed once) gives
+ * PyTorch's outputs on every case, on every call, and for a smaller batch too; it is
+ * refused without inference. */
+static void test_frozen_weights(void **s) {
+    const char *cases[] = {"k3s1_bias", "k3s2", "k1s2", "dw_s1_bias", "grp2", "stem", "c16s2", "k5p0", "c32"};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        fixture f;
+        setup(&f, cases[k]);
+        nep_exec *ex;
+        nep_err err;
+        nep_test_assert_ok(nep_exec_new(&ex, &f.g, f.B, &(nep_exec_opts){.inference = true, .frozen_weights = true},
+                                        &err), &err);
+        const int64_t n = nep_shape_numel(&f.g.nodes[f.id].shape);
+        for (int call = 0; call < 2; call++) expect(cases[k], "y", nep_exec_forward(ex, f.x, f.B));
+        if (f.B > 1) /* a second plan, for the last batch of an epoch */
+            expect_n(cases[k], "y", nep_exec_forward(ex, f.x, f.B - 1), (f.B - 1) * n, 1);
+        nep_exec_free(ex);
+        teardown(&f);
+    }
+    nep_graph g;
+    nep_attrs at = {.conv = {.features = 4, .kernel = {3, 3}, .stride = {1, 1}, .pad = {1, 1}, .groups = 1}};
+    nep_test_op_graph(&g, NEP_OP_CONV2D, at, (nep_shape){3, {2, 5, 5}});
+    nep_exec *ex;
+    nep_err err;
+    nep_test_expect_fail(nep_exec_new(&ex, &g, 2, &(nep_exec_opts){.frozen_weights = true}, &err), &err,
+                         NEP_ERR_ARG, "inference", NULL);
+    nep_graph_free(&g);
+}
+
+/* A serving executor's large batch runs in slices (slice_rows) and gives the whole
+ * batch's outputs: 37 rows in slices of 5 (the last of 2) against one batch of 37, for a
+ * strided conv with a ReLU epilogue, and the automatic slice (here: none, the images are
+ * small) likewise. */
+static void test_serving_slices(void **s) {
+    nep_graph g;
+    nep_attrs at = {.conv = {.features = 16, .kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1}, .groups = 1,
+                             .bias = true}};
+    const int id = nep_test_op_graph(&g, NEP_OP_CONV2D, at, (nep_shape){3, {8, 9, 11}});
+    nep_rng rng;
+    nep_rng_seed(&rng, 5);
+    for (int64_t i = 0; i < g.n_values; i++) g.values[i] = (nep_real)(0.3 * nep_rng_normal(&rng));
+    enum { B = 37 };
+    const int64_t nx = B * 8 * 9 * 11, ny = B * nep_shape_numel(&g.nodes[id].shape);
+    nep_real *x = malloc(sizeof *x * (size_t)nx), *want = malloc(sizeof *want * (size_t)ny);
+    for (int64_t i = 0; i < nx; i++) x[i] = (nep_real)nep_rng_normal(&rng);
+    nep_exec *whole, *sliced, *automatic;
+    nep_err err;
+    nep_test_assert_ok(nep_exec_new(&whole, &g, B, &(nep_exec_opts){.inference = true}, &err), &err);
+    memcpy(want, nep_exec_forward(whole, x, B), sizeof *want * (size_t)ny);
+    nep_test_assert_ok(nep_exec_new(&sliced, &g, B, &(nep_exec_opts){.inference = true, .frozen_weights = true,
+                                                                       .slice_rows = 5}, &err), &err);
+    nep_test_assert_ok(nep_exec_new(&automatic, &g, B, &(nep_exec_opts){.inference = true, .frozen_weights = true},
+                                    &err), &err);
+    double *w = malloc(sizeof *w * (size_t)ny);
+    for (int64_t i = 0; i < ny; i++) w[i] = want[i];
+    for (int call = 0; call < 2; call++) {
+        NEP_ASSERT_CLOSE(nep_exec_forward(sliced, x, B), w, ny, 1e-6, 1e-6, "slices of 5");
+        NEP_ASSERT_CLOSE(nep_exec_forward(automatic, x, B), w, ny, 1e-6, 1e-6, "automatic slices");
+    }
+    const nep_real *y;
+    const void *xs[1] = {x};
+    nep_test_assert_ok(nep_exec_run(sliced, xs, 1, 4, &y, &err), &err); /* fewer rows than a slice */
+    NEP_ASSERT_CLOSE(y, w, 4 * ny / B, 1e-6, 1e-6, "a batch of 4");
+    nep_exec_free(whole), nep_exec_free(sliced), nep_exec_free(automatic);
+    free(x), free(want), free(w);
+    nep_graph_free(&g);
+}
+
 /* Shape rule, FLOPs and the messages for bad attributes or parameters. */
 static void test_infer(void **s) {
     nep_graph g;
@@ -417,7 +486,8 @@ int main(void) {
         cmocka_unit_test(test_dx_accumulates),    cmocka_unit_test(test_partial_batch),
         cmocka_unit_test(test_chain),             cmocka_unit_test(test_backend_nhwc),
         cmocka_unit_test(test_layout_moves),      cmocka_unit_test(test_impl_avoids_6035),
-        cmocka_unit_test(test_infer),
+        cmocka_unit_test(test_infer),             cmocka_unit_test(test_frozen_weights),
+        cmocka_unit_test(test_serving_slices),
     };
     return NEP_RUN_BOTH_LAYOUTS(tests, load_golden, free_golden);
 }

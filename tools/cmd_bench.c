@@ -1,24 +1,33 @@
 /* nepenthe bench: times training steps and inference on random data, of a model the
- * options describe or of a Hugging Face text classifier folder (--hf: fine-tuning with
- * AdamW on full sequences of random tokens). Medians over steps after warm-up, so that
- * one slow step on a shared machine does not move them. */
+ * options describe, of a checkpoint (--ckpt: a collapsed model too) or of a Hugging Face
+ * text classifier folder (--hf: fine-tuning with AdamW on full sequences of random
+ * tokens). Medians over steps after warm-up, so that one slow step on a shared machine
+ * does not move them. --save writes the model timed, so that collapse, export and the
+ * peers (bench/ort_peer.py) time the same weights. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
+#include "nepenthe/checkpoint.h"
+#include "nepenthe/collapse.h"
 #include "nepenthe/report.h"
 #include "ops/ops.h"
 
-/* Median seconds of one inference call at batch b on the graph's n_in input tensors x. */
+/* Median seconds of one inference call at batch b on the graph's n_in input tensors x;
+ * with prof, each node's forward seconds summed over the calls. */
 static int time_inference(nep_graph *g, int64_t b, int64_t calls, const void *const *x, int n_in,
-                          const nep_exec_opts *xo, double *out) {
+                          const nep_exec_opts *xo, double *prof, double *out) {
     nep_exec *ex;
     nep_err err;
     const nep_real *y;
-    if (nep_exec_new(&ex, g, b, xo, &err) != NEP_OK) return cli_error("bench", &err);
+    nep_exec_opts o = *xo;
+    o.inference = o.frozen_weights = true; /* served: buffers shared as under torch.no_grad(), weights prepacked */
+    if (nep_exec_new(&ex, g, b, &o, &err) != NEP_OK) return cli_error("bench", &err);
     double *t = malloc(sizeof(double) * (size_t)calls);
     nep_status s = NEP_OK;
     for (int64_t i = 0; s == NEP_OK && i < 5; i++) s = nep_exec_run(ex, x, n_in, b, &y, &err);
+    nep_exec_set_profile(ex, prof);
     for (int64_t i = 0; s == NEP_OK && i < calls; i++) {
         double t0 = nep_now();
         s = nep_exec_run(ex, x, n_in, b, &y, &err);
@@ -72,13 +81,17 @@ int cmd_bench(int argc, char **argv) {
     model_opts_default(&m);
     int64_t batch = 128, steps = 50, warmup = 5, threads = 0, seed = 0, max_length = 128;
     bool json = false, profile = false;
-    const char *backend = "cpu", *hf = NULL;
+    const char *backend = "cpu", *hf = NULL, *ckpt = NULL, *save = NULL;
     cli_opt opts[CLI_MAX_OPTS];
     int n = 0;
     model_opts_table(&m, opts, &n);
     opts[n++] = (cli_opt){"hf", OPT_STR, &hf, "a Hugging Face BERT or RoBERTa folder instead of the model "
                                               "options: its classifier (2 classes) fine-tuned with AdamW"};
     opts[n++] = (cli_opt){"max-length", OPT_INT, &max_length, "--hf: tokens per sequence"};
+    opts[n++] = (cli_opt){"ckpt", OPT_STR, &ckpt, "a checkpoint's model (dense, pruned or collapsed) instead of the "
+                                                  "model options"};
+    opts[n++] = (cli_opt){"save", OPT_STR, &save, "write the model timed, after its training steps, as a checkpoint "
+                                                  "(for collapse and export)"};
     opts[n++] = (cli_opt){"batch", OPT_INT, &batch, "batch size"};
     opts[n++] = (cli_opt){"steps", OPT_INT, &steps, "timed steps"};
     opts[n++] = (cli_opt){"warmup", OPT_INT, &warmup, "untimed steps first"};
@@ -95,13 +108,14 @@ int cmd_bench(int argc, char **argv) {
         return cli_errorf("bench", "--batch and --steps must be positive, --warmup non-negative") + 1;
     nep_model_spec spec;
     nep_exec_opts xo;
-    if ((!hf && model_opts_spec("bench", &m, &spec)) || cli_exec_opts("bench", backend, &xo)) return 2;
+    if (hf && ckpt) return cli_errorf("bench", "--hf and --ckpt: one model at a time") + 1;
+    if ((!hf && !ckpt && model_opts_spec("bench", &m, &spec)) || cli_exec_opts("bench", backend, &xo)) return 2;
     if (hf && max_length < 2) return cli_errorf("bench", "--max-length must be at least 2") + 1;
     cli_set_threads(threads);
 
     nep_rng rng;
     nep_rng_seed(&rng, (uint64_t)seed);
-    nep_graph g;
+    nep_graph g, served = {0};
     nep_trainer t;
     nep_err err;
     nep_optim_cfg cfg = nep_optim_defaults(hf ? NEP_OPTIM_ADAMW : NEP_OPTIM_SGD);
@@ -128,6 +142,10 @@ int cmd_bench(int argc, char **argv) {
             return cli_errorf("bench", "%s: out of memory, or a vocabulary of at most 1000 tokens", hf);
         }
         text_batch_fill(&tb, batch * max_length, vocab, &rng);
+    } else if (ckpt) {
+        nep_normalize unused;
+        if (nep_checkpoint_load(ckpt, &g, &spec, &unused, NULL, &err) != NEP_OK) return cli_error("bench", &err);
+        snprintf(name, sizeof name, "%s", spec.name);
     } else {
         snprintf(name, sizeof name, "%s", spec.name);
         if (nep_model_build(&spec, &g, &rng, &err) != NEP_OK) return cli_error("bench", &err);
@@ -160,9 +178,37 @@ int cmd_bench(int argc, char **argv) {
     nep_exec_set_profile(t.ex, NULL);
     double step_s = nep_median(times, steps), infer1_s, inferb_s;
     if (prof) print_profile(&g, prof, steps, step_s);
+    if (save) {
+        nep_normalize norm = {.c = spec.in_c};
+        for (int c = 0; c < spec.in_c && c < NEP_MAX_CHANNELS; c++) norm.std[c] = 1;
+        if (nep_checkpoint_save(save, &g, &spec, hf ? NULL : &norm, NULL, NULL, 0, &err) != NEP_OK) {
+            cli_error("bench", &err);
+            goto done;
+        }
+    }
     int64_t calls = steps > 50 ? steps : 50;
-    if (time_inference(&g, 1, calls, x, n_in, &xo, &infer1_s) ||
-        time_inference(&g, batch, steps, x, n_in, &xo, &inferb_s))
+    /* Inference as a deployment runs it: the graph `collapse` writes with nothing to
+     * remove (BatchNorm folded into the conv before it, identities gone), which is also
+     * what ONNX Runtime does to the exported model when it loads it. Text models as they are. */
+    nep_collapse_info info = {0};
+    if (!hf && nep_collapse_rewrite(&g, NULL, NULL, &served, &info, &err) != NEP_OK) {
+        cli_error("bench", &err);
+        goto done;
+    }
+    nep_graph *run = hf ? &g : &served;
+    for (int pass = 0; prof && pass < 2; pass++) {
+        const int64_t b = pass ? batch : 1, k = pass ? steps : calls;
+        double *rprof = calloc(3 * (size_t)run->n_nodes, sizeof *rprof);
+        if (!rprof || time_inference(run, b, k, x, n_in, &xo, rprof, pass ? &inferb_s : &infer1_s)) {
+            free(rprof);
+            goto done;
+        }
+        printf("\ninference at batch %lld (%d BatchNorms folded):\n", (long long)b, info.bn_folded);
+        print_profile(run, rprof, k, pass ? inferb_s : infer1_s);
+        free(rprof);
+    }
+    if (time_inference(run, 1, calls, x, n_in, &xo, NULL, &infer1_s) ||
+        time_inference(run, batch, steps, x, n_in, &xo, NULL, &inferb_s))
         goto done;
     int64_t flops = 0;
     for (int k = 0; k < g.n_order; k++) flops += nep_node_flops(&g, &g.nodes[g.order[k]]);
@@ -184,6 +230,7 @@ done:
     free(prof);
     nep_trainer_free(&t);
     nep_graph_free(&g);
+    nep_graph_free(&served);
     free(tb.ids), free(tb.types), free(tb.mask);
     return rc;
 }

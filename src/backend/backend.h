@@ -29,6 +29,8 @@ typedef struct nep_call {
     const nep_node *n;          /* attributes, shapes (nep_in_shape), parameters */
     int64_t batch;
     bool training;              /* dropout active, BatchNorm batch statistics */
+    bool frozen;                /* the weights never change (nep_exec_opts.frozen_weights):
+                                 * a kernel may keep them packed from its first call */
     bool nhwc;
     struct nep_rng *rng;        /* dropout's masks (training) */
     const struct nep_comm *sync_bn; /* BatchNorm's statistics over these ranks (nep_exec_opts) */

@@ -6,6 +6,7 @@
  * own to put the values in PyTorch's order; in NCHW, so do the Tokens of one. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "graph/exec_impl.h"
 
@@ -96,7 +97,7 @@ static bool share_buffers(nep_exec *ex) {
             const int id = g->order[j];
             const nep_node *nd = &g->nodes[id];
             if (birth[id] != k || root[id] != id || nd->op == NEP_OP_INPUT) continue;
-            const int64_t need = ex->max_batch * nep_shape_numel(&nd->shape);
+            const int64_t need = (ex->slice ? ex->slice : ex->max_batch) * nep_shape_numel(&nd->shape);
             int best = -1;
             for (int b = 0; b < ex->n_pool; b++)
                 if (holder[b] < 0 && cap[b] >= need && (best < 0 || cap[b] < cap[best])) best = b;
@@ -133,7 +134,26 @@ static bool alloc_converted(nep_exec *ex) {
     return true;
 }
 
-nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const nep_exec_opts *o,
+/* Rows per slice of a serving executor's batches (see nep_exec.slice), 0 for none: as
+ * many samples as fit the L2 cache with the largest activation of the graph, at least
+ * 16 (below that, convolutions lose more to their per-call work than the cache gives;
+ * measured on ResNet-20, ResNet-18 and MobileNetV2 at 3x32x32: slices of 16 run
+ * 14-15% faster than batches of 128, or as fast). An MLP's activations fit whole: its
+ * weights, read once per slice, are what a large batch amortizes. */
+static int64_t serving_slice(const nep_graph *g, int64_t max_batch) {
+    int64_t widest = 1;
+    for (int k = 0; k < g->n_order; k++) {
+        const int64_t n = nep_shape_numel(&g->nodes[g->order[k]].shape);
+        if (n > widest) widest = n;
+    }
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (l2 <= 0) l2 = 1 << 20;
+    int64_t rows = (int64_t)l2 / (widest * (int64_t)sizeof(nep_real));
+    if (rows < 16) rows = 16;
+    return rows < max_batch ? rows : 0;
+}
+
+nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch_asked, const nep_exec_opts *o,
                         nep_err *err) {
     static const nep_exec_opts defaults = {0};
     if (!o) o = &defaults;
@@ -143,6 +163,8 @@ nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const n
         return nep_fail(err, NEP_ERR_ARG, "unknown backend '%s' (there are: cpu, ref)", o->backend);
     if (o->layout == NEP_LAYOUT_NHWC && !backend->nhwc)
         return nep_fail(err, NEP_ERR_ARG, "backend '%s' runs NCHW activations only", backend->name);
+    if (o->frozen_weights && !o->inference)
+        return nep_fail(err, NEP_ERR_ARG, "frozen_weights is for inference executors (it packs weights once)");
     if (!o->inference) NEP_TRY(nep_graph_check_resident(g, "an executor for training", err));
     if (!o->inference && !g->grads)
         return nep_fail(err, NEP_ERR_ARG, "an executor for training: the graph borrows its values (forward only)");
@@ -153,10 +175,16 @@ nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const n
     if (!ex) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for an executor");
     const bool inference = o->inference;
     ex->g = g;
-    ex->max_batch = max_batch;
+    ex->max_batch = max_batch_asked;
+    ex->slice = !o->frozen_weights || o->slice_rows < 0 ? 0
+                : o->slice_rows > 0 ? (o->slice_rows < max_batch_asked ? o->slice_rows : 0)
+                                    : serving_slice(g, max_batch_asked);
+    /* the rows every buffer below holds */
+    const int64_t max_batch = ex->slice ? ex->slice : max_batch_asked;
     ex->backend = backend;
     ex->nhwc = backend->nhwc && (o->layout == NEP_LAYOUT_AUTO ? default_nhwc() : o->layout == NEP_LAYOUT_NHWC);
     ex->inference = inference;
+    ex->frozen = o->frozen_weights;
     ex->sync_bn = o->sync_bn;
     size_t n = (size_t)g->n_nodes;
     ex->act = calloc(n, sizeof *ex->act);
@@ -215,12 +243,16 @@ nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch, const n
         goto nomem;
     if (nep_layout_moves(ex->nhwc, y) && !(ex->out_moved = alloc_reals(max_batch * nep_shape_numel(y))))
         goto nomem;
+    if (ex->slice) {
+        if (!(ex->sliced_out = alloc_reals(ex->max_batch * nep_shape_numel(y)))) goto nomem;
+        ex->act_bytes += ex->max_batch * nep_shape_numel(y) * (int64_t)sizeof(nep_real);
+    }
     *out = ex;
     return NEP_OK;
 nomem:
     nep_exec_free(ex);
     return nep_fail(err, NEP_ERR_NOMEM, "out of memory for activations at batch %lld",
-                    (long long)max_batch);
+                    (long long)max_batch_asked);
 }
 
 nep_status nep_exec_enable_input_grad(nep_exec *ex, nep_err *err) {
@@ -274,6 +306,7 @@ void nep_exec_free(nep_exec *ex) {
     free(ex->in_moved);
     free(ex->in_grad);
     free(ex->out_moved);
+    free(ex->sliced_out);
     for (int b = 0; b < ex->n_pool; b++) free(ex->pool[b]);
     free(ex->pool);
     free(ex);

@@ -59,6 +59,13 @@ struct nep_exec {
     double *profile;
     /* Forward only, activation buffers shared (pool). */
     bool inference;
+    bool frozen;          /* nep_exec_opts.frozen_weights */
+    /* Serving (frozen): a batch above `slice` rows runs in slices of that many, so that
+     * each node's output stays in the L2 cache for its reader, and the buffers hold
+     * `slice` rows only; the slices' outputs are gathered in sliced_out [max_batch, out].
+     * 0: whole batches. */
+    int64_t slice;
+    nep_real *sliced_out;
     nep_real **pool;
     int n_pool;
     int64_t act_bytes;        /* bytes of the output buffers allocated (gradients not counted) */

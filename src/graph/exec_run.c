@@ -48,7 +48,7 @@ static nep_call call_of(nep_exec *ex, int id, bool backward) {
     const nep_node *n = &g->nodes[id];
     const int epi = epilogue_of(ex, id);
     nep_call c = {
-        .g = g, .n = n, .batch = ex->batch, .training = ex->training, .nhwc = ex->nhwc,
+        .g = g, .n = n, .batch = ex->batch, .training = ex->training, .frozen = ex->frozen, .nhwc = ex->nhwc,
         .rng = ex->rng, .sync_bn = ex->sync_bn, .y = ex->act[epi >= 0 && !backward ? epi : id], .rectify = epi >= 0,
         .cap = epi >= 0 ? (nep_real)nep_op(g->nodes[epi].op)->epilogue_cap : (nep_real)INFINITY,
         .accumulate = ex->accumulate_grads, .state = ex->state[id], .cache = &ex->cache[id], .pos = ex->pos,
@@ -137,6 +137,27 @@ static const nep_real *run_forward(nep_exec *ex, const void *const *x, int64_t b
     return ex->out_moved;
 }
 
+/* run_forward over slices of ex->slice rows (a serving executor's large batch), the
+ * outputs gathered into ex->sliced_out; otherwise run_forward itself. */
+static const nep_real *run_batch(nep_exec *ex, const void *const *x, int64_t batch) {
+    if (!ex->slice || batch <= ex->slice) return run_forward(ex, x, batch);
+    const nep_graph *g = ex->g;
+    const int64_t out_n = nep_shape_numel(&g->nodes[g->output].shape);
+    const void *part[NEP_MAX_GRAPH_INPUTS];
+    for (int64_t at = 0; at < batch; at += ex->slice) {
+        const int64_t b = batch - at < ex->slice ? batch - at : ex->slice;
+        for (int i = 0; i < g->n_inputs; i++) {
+            const nep_shape *s = &g->nodes[g->inputs[i]].shape;
+            const size_t elem = s->dtype == NEP_TOKEN_IDS ? sizeof(int32_t) : sizeof(nep_real);
+            part[i] = (const char *)x[i] + (size_t)at * (size_t)nep_shape_numel(s) * elem;
+        }
+        const nep_real *y = run_forward(ex, part, b);
+        memcpy(ex->sliced_out + at * out_n, y, sizeof(nep_real) * (size_t)(b * out_n));
+    }
+    ex->batch = batch;
+    return ex->sliced_out;
+}
+
 /* An id outside its table would read past it: refused, as PyTorch raises IndexError. A
  * position embedding reads rows by position, which shape inference has bounded. */
 static nep_status check_ids(const nep_exec *ex, const void *const *x, int64_t batch, nep_err *err) {
@@ -171,7 +192,7 @@ nep_status nep_exec_run(nep_exec *ex, const void *const *x, int n_inputs, int64_
     for (int i = 0; i < n_inputs; i++)
         if (!x[i]) return nep_fail(err, NEP_ERR_ARG, "no tensor for input '%s'", g->nodes[g->inputs[i]].name);
     NEP_TRY(check_ids(ex, x, batch, err));
-    *y = run_forward(ex, x, batch);
+    *y = run_batch(ex, x, batch);
     return NEP_OK;
 }
 
@@ -179,7 +200,7 @@ const nep_real *nep_exec_forward(nep_exec *ex, const nep_real *x, int64_t batch)
     const nep_graph *g = ex->g;
     if (g->n_inputs != 1 || g->nodes[g->input].shape.dtype != NEP_REAL) return NULL;
     const void *xs[1] = {x};
-    return run_forward(ex, xs, batch);
+    return run_batch(ex, xs, batch);
 }
 
 nep_status nep_exec_forward_ids(nep_exec *ex, const int32_t *ids, int64_t batch, const nep_real **y,

@@ -54,6 +54,8 @@ nep_status nep_exec_set_kv_cache(nep_exec *ex, nep_kv_cache *kv, const int64_t *
     if (strcmp(ex->backend->name, "cpu") != 0 || !ex->inference)
         return nep_fail(err, NEP_ERR_ARG, "a key/value cache needs an inference executor of the cpu backend "
                         "(this one: %s, %s)", ex->backend->name, ex->inference ? "inference" : "training");
+    if (ex->slice)
+        return nep_fail(err, NEP_ERR_ARG, "a key/value cache needs whole batches: not on a frozen_weights executor");
     if (!ex->kv_layer && !(ex->kv_layer = malloc(sizeof *ex->kv_layer * (size_t)g->n_nodes + 1)))
         return nep_fail(err, NEP_ERR_NOMEM, "out of memory attaching a key/value cache");
     int l = 0;

@@ -43,7 +43,7 @@ static nep_status time_forward(nep_graph *g, const void *const *x, int n_in, int
                                const nep_exec_opts *xo, nep_err *err) {
     nep_exec *ex;
     nep_exec_opts o = xo ? *xo : (nep_exec_opts){0};
-    o.inference = true;
+    o.inference = o.frozen_weights = true; /* served: the weights do not change between calls */
     NEP_TRY(nep_exec_new(&ex, g, b, &o, err));
     double *t = malloc(sizeof(double) * (size_t)calls);
     if (!t) {

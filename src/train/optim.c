@@ -71,7 +71,7 @@ static void sgd_update(const nep_optim_cfg *c, nep_real lr, double decay, int64_
                        const nep_real *restrict gr, nep_real *restrict m, const uint8_t *restrict keep) {
     const nep_real wd = (nep_real)decay, mu = (nep_real)c->momentum;
     const bool nesterov = c->nesterov;
-#pragma omp parallel for simd if (n > NEP_PAR_MIN_OPTIM)
+#pragma omp parallel for simd if (parallel: n > NEP_PAR_MIN_OPTIM)
     for (int64_t i = 0; i < n; i++) {
         nep_real d = gr[i] + wd * p[i];
         nep_real mi = mu * m[i] + d;
@@ -88,7 +88,7 @@ static void adamw_update(const nep_optim_cfg *c, nep_real lr, double wd, int64_t
     const nep_real decay = (nep_real)(1 - (double)lr * wd);
     const nep_real step_size = (nep_real)((double)lr / (1 - pow(c->beta1, (double)t)));
     const nep_real bc2_sqrt = (nep_real)sqrt(1 - pow(c->beta2, (double)t));
-#pragma omp parallel for simd if (n > NEP_PAR_MIN_OPTIM)
+#pragma omp parallel for simd if (parallel: n > NEP_PAR_MIN_OPTIM)
     for (int64_t i = 0; i < n; i++) {
         nep_real g = gr[i];
         nep_real mi = b1 * m[i] + (1 - b1) * g;

@@ -42,6 +42,8 @@ struct nep_conv_plan {
     size_t off[M_COUNT];    /* scratch offsets of the primitive-side buffers */
     size_t scratch_need;
     char impl[3][48];       /* oneDNN's implementation names: forward, backward data, weights */
+    void *packed;           /* frozen: the weights in M_FWEI's layout, once packed */
+    bool packed_ok;
 };
 typedef struct nep_conv_plan plan;
 
@@ -71,7 +73,7 @@ bool nep_dnnl_conv_plan_fits(const nep_conv_plan *p, const nep_conv_geom *b) {
            a->out_w == b->out_w && a->kh == b->kh && a->kw == b->kw && a->sh == b->sh &&
            a->sw == b->sw && a->ph == b->ph && a->pw == b->pw && a->groups == b->groups &&
            a->bias == b->bias && a->nhwc == b->nhwc && a->rectify == b->rectify &&
-           (!a->rectify || a->cap == b->cap);
+           a->frozen == b->frozen && (!a->rectify || a->cap == b->cap);
 }
 
 int64_t nep_dnnl_conv_keep_per_sample(const nep_conv_geom *g) {
@@ -91,6 +93,7 @@ void nep_dnnl_conv_plan_free(nep_conv_plan *p) {
         if (p->mem[i]) dnnl_memory_destroy(p->mem[i]);
     if (p->stream) dnnl_stream_destroy(p->stream);
     if (p->engine) dnnl_engine_destroy(p->engine);
+    free(p->packed);
     free(p);
 }
 
@@ -193,6 +196,33 @@ static dnnl_status_t rectify_attr(const nep_conv_geom *g, dnnl_primitive_attr_t 
     return s;
 }
 
+/* The rest of a frozen plan: the forward primitive, its reorders, its memory objects,
+ * the buffer the weights are packed into, and scratch for x and y only. */
+static nep_status plan_forward_only(plan *p, const_dnnl_primitive_desc_t fpd, nep_err *err) {
+    dnnl_memory_desc_t *md = p->md;
+    snprintf(p->impl[NEP_CONV_FORWARD], sizeof p->impl[0], "%s", impl_name(fpd));
+    DN(make_prim(&p->fwd, fpd), "forward primitive");
+    DN(make_reorder(p->engine, &p->r_x_fsrc, &md[M_X], &md[M_FSRC], false), "reorder");
+    DN(make_reorder(p->engine, &p->r_w_fwei, &md[M_W], &md[M_FWEI], false), "reorder");
+    DN(make_reorder(p->engine, &p->r_fdst_y, &md[M_FDST], &md[M_Y], false), "reorder");
+    const int roles[] = {M_X, M_W, M_B, M_Y, M_FSRC, M_FWEI, M_FDST};
+    for (size_t i = 0; i < sizeof roles / sizeof *roles; i++) {
+        if (roles[i] == M_B && !p->g.bias) continue;
+        DN(dnnl_memory_create(&p->mem[roles[i]], &md[roles[i]], p->engine, DNNL_MEMORY_NONE), "memory object");
+    }
+    const size_t wbytes = dnnl_memory_desc_get_size(&md[M_FWEI]);
+    if (p->r_w_fwei && !(p->packed = aligned_alloc(ALIGN, (wbytes + ALIGN - 1) / ALIGN * ALIGN)))
+        return nep_fail(err, NEP_ERR_NOMEM, "out of memory for packed convolution weights");
+    const int roles_fwd[] = {M_FSRC, M_FDST};
+    size_t at = 0;
+    for (size_t i = 0; i < 2; i++) {
+        p->off[roles_fwd[i]] = at;
+        at += (dnnl_memory_desc_get_size(&md[roles_fwd[i]]) + ALIGN - 1) / ALIGN * ALIGN;
+    }
+    p->scratch_need = at;
+    return NEP_OK;
+}
+
 static nep_status plan_build(plan *p, nep_err *err) {
     const nep_conv_geom *g = &p->g;
     dnnl_engine_t engine = p->engine;
@@ -244,14 +274,18 @@ static nep_status plan_build(plan *p, nep_err *err) {
             goto out;                                       \
         }                                                   \
     } while (0)
-    TRY_DN(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
-                                              &ax, &aw, bmd, &ay, strides, pad, pad),
+    TRY_DN(dnnl_convolution_forward_desc_init(&cd, g->frozen ? dnnl_forward_inference : dnnl_forward_training,
+                                              dnnl_convolution_direct, &ax, &aw, bmd, &ay, strides, pad, pad),
            "forward descriptor");
     TRY_DN(rectify_attr(g, &attr), "post-op");
     TRY_DN(dnnl_primitive_desc_create(&fpd, &cd, attr, engine, NULL), "forward primitive descriptor");
     md[M_FSRC] = *dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0);
     md[M_FWEI] = *dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0);
     md[M_FDST] = *dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0);
+    if (g->frozen) {
+        st = plan_forward_only(p, fpd, err);
+        goto out;
+    }
 
     TRY_DN(dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &ax, &aw, &ay,
                                                     strides, pad, pad),
@@ -387,7 +421,11 @@ void nep_dnnl_conv_forward(nep_conv_plan *p, void *scratch_, const float *x, con
         RUN(run_reorder(p, p->r_x_fsrc, M_X, x, M_FSRC, t));
         src = t;
     }
-    if (p->r_w_fwei) {
+    if (p->r_w_fwei && g->frozen) {
+        if (!p->packed_ok) RUN(run_reorder(p, p->r_w_fwei, M_W, w, M_FWEI, p->packed));
+        p->packed_ok = true;
+        wei = p->packed;
+    } else if (p->r_w_fwei) {
         RUN(run_reorder(p, p->r_w_fwei, M_W, w, M_FWEI, buf(p, scratch, M_FWEI)));
         wei = buf(p, scratch, M_FWEI);
     }
@@ -406,6 +444,7 @@ void nep_dnnl_conv_backward(nep_conv_plan *p, void *scratch_, const float *x, co
                             const float *w, const float *dy, float *dx, bool dx_add, float *dw,
                             float *db, bool accumulate) {
     const nep_conv_geom *g = &p->g;
+    assert(!g->frozen);
     char *scratch = scratch_;
     const void *ddst_d = dy; /* dy in backward-data's layout, once reordered */
     bool have_ddst_d = !p->r_dy_dddst;

@@ -25,11 +25,14 @@
  * nhwc: x, y (and dx, dy) are [N, H, W, C] (PyTorch's channels_last) instead of NCHW;
  * the primitives then run in that layout and no activation is reordered.
  * rectify: forward's y is clamped to [0, cap] (a ReLU, cap infinite, or ReLU6, cap 6,
- * run as a post-op of the convolution). */
+ * run as a post-op of the convolution).
+ * frozen: a serving plan: forward only (oneDNN's forward_inference), and the weights the
+ * first forward sees are reordered into the primitive's layout once and kept in the
+ * plan, so later calls read neither w nor a reorder of it (backward is not available). */
 typedef struct nep_conv_geom {
     int64_t batch, in_c, in_h, in_w, out_c, out_h, out_w;
     int kh, kw, sh, sw, ph, pw, groups;
-    bool bias, nhwc, rectify;
+    bool bias, nhwc, rectify, frozen;
     float cap;
 } nep_conv_geom;
 
@@ -54,7 +57,8 @@ const char *nep_dnnl_conv_impl(const nep_conv_plan *p, nep_conv_pass pass);
 int64_t nep_dnnl_conv_keep_per_sample(const nep_conv_geom *g);
 
 /* y = conv(x, w) + b (b NULL without bias). keep: NULL, or batch *
- * nep_dnnl_conv_keep_per_sample floats that stay untouched until backward. */
+ * nep_dnnl_conv_keep_per_sample floats that stay untouched until backward. A frozen
+ * plan reads w at its first call only. */
 void nep_dnnl_conv_forward(nep_conv_plan *p, void *scratch, const float *x, const float *w,
                            const float *b, float *y, float *keep);
 

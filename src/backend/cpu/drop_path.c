@@ -23,7 +23,7 @@ static void drop_path_forward(const nep_call *c) {
     const nep_real keep = p < 1 ? (nep_real)(1 / (1 - p)) : 0;
     nep_real *scale = c->state;
     for (int64_t b = 0; b < c->batch; b++) scale[b] = nep_rng_uniform(c->rng) >= p ? keep : 0;
-#pragma omp parallel for simd if (len > NEP_PAR_MIN)
+#pragma omp parallel for simd if (parallel: len > NEP_PAR_MIN)
     for (int64_t i = 0; i < len; i++) c->y[i] = c->x[0][i] * scale[i / per];
 }
 
@@ -33,7 +33,7 @@ static void drop_path_backward(const nep_call *c) {
     nep_real *dx = c->dx[0];
     if (!dx) return;
     const bool active = drop_path_active(c), add = c->dx_add[0];
-#pragma omp parallel for simd if (len > NEP_PAR_MIN)
+#pragma omp parallel for simd if (parallel: len > NEP_PAR_MIN)
     for (int64_t i = 0; i < len; i++) {
         const nep_real g = active ? dy[i] * scale[i / per] : dy[i]; /* the forward's mask */
         dx[i] = add ? dx[i] + g : g;

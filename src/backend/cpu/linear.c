@@ -21,9 +21,15 @@ static void linear_forward(const nep_call *c) {
             for (int64_t j = 0; j < out; j++) y[i * out + j] = b[j];
         beta = 1;
     }
-    nep_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)out, (int)in, 1, x,
-             (int)in, W, (int)in, beta, y, (int)out);
+    /* One row is a matrix-vector product: OpenBLAS 0.3.21's sgemm would pack all of W
+     * first (784-1024x3 MLP at batch 1: 1.5 ms, against 0.2 ms here). */
+    if (B == 1)
+        nep_gemv(CblasRowMajor, CblasNoTrans, (int)out, (int)in, 1, W, (int)in, x, 1, beta, y, 1);
+    else
+        nep_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)out, (int)in, 1, x,
+                 (int)in, W, (int)in, beta, y, (int)out);
     if (rectify)
+#pragma omp simd
         for (int64_t i = 0; i < B * out; i++) y[i] = nep_stored(y[i], true, cap);
 }
 

@@ -12,7 +12,7 @@
 #include "backend/cpu/kernels.h"
 
 /* Loop header shared by every kernel below: i over the batch's elements. */
-#define EACH_ELEMENT(n) _Pragma("omp parallel for simd if (n > NEP_PAR_MIN)") \
+#define EACH_ELEMENT(n) _Pragma("omp parallel for simd if (parallel: n > NEP_PAR_MIN)") \
     for (int64_t i = 0; i < n; i++)
 
 /* dz = (or += when another consumer wrote dz first) the value of expr at element i;

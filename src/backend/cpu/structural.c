@@ -30,7 +30,7 @@ static void add_forward(const nep_call *c) {
     for (int k = 1; k < n->n_inputs; k++) {
         const nep_real *a = k == 1 ? x0 : y, *xk = c->x[k];
         const bool r = rect && k == n->n_inputs - 1;
-#pragma omp parallel for simd if (len > NEP_PAR_MIN)
+#pragma omp parallel for simd if (parallel: len > NEP_PAR_MIN)
         for (int64_t i = 0; i < len; i++) y[i] = nep_stored(a[i] + xk[i], r, cap);
     }
 }
@@ -44,7 +44,7 @@ static void add_backward(const nep_call *c) {
         nep_real *dx = c->dx[k];
         if (!dx || dx == dy) continue; /* dy itself: the executor shares the buffer */
         if (add) {
-#pragma omp parallel for simd if (len > NEP_PAR_MIN)
+#pragma omp parallel for simd if (parallel: len > NEP_PAR_MIN)
             for (int64_t i = 0; i < len; i++) dx[i] += dy[i];
         } else {
             memcpy(dx, dy, sizeof(nep_real) * (size_t)len);
@@ -55,7 +55,7 @@ static void add_backward(const nep_call *c) {
 static void mul_forward(const nep_call *c) {
     const int64_t len = nep_call_numel(c);
     const nep_real *a = c->x[0], *b = c->x[1];
-#pragma omp parallel for simd if (len > NEP_PAR_MIN)
+#pragma omp parallel for simd if (parallel: len > NEP_PAR_MIN)
     for (int64_t i = 0; i < len; i++) c->y[i] = a[i] * b[i];
 }
 
@@ -66,7 +66,7 @@ static void mul_backward(const nep_call *c) {
         const nep_real *other = c->x[1 - k], *dy = c->dy;
         const bool add = c->dx_add[k];
         if (!dx) continue;
-#pragma omp parallel for simd if (len > NEP_PAR_MIN)
+#pragma omp parallel for simd if (parallel: len > NEP_PAR_MIN)
         for (int64_t i = 0; i < len; i++) dx[i] = add ? dx[i] + dy[i] * other[i] : dy[i] * other[i];
     }
 }

@@ -69,7 +69,7 @@ static void class_token_backward(const nep_call *c) {
 static void pos_embedding_forward(const nep_call *c) {
     const int64_t n = nep_shape_numel(&c->n->shape), len = nep_call_numel(c);
     const nep_real *x = c->x[0], *p = c->w[0];
-#pragma omp parallel for simd if (len > NEP_PAR_MIN)
+#pragma omp parallel for simd if (parallel: len > NEP_PAR_MIN)
     for (int64_t i = 0; i < len; i++) c->y[i] = x[i] + p[i % n];
 }
 
