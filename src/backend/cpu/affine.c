@@ -2,7 +2,7 @@
  * or a BatchNorm could not be folded into a neighbour.
  *   x [B, C, ...]   w [C] ("weight")   b [C] ("bias")   y [B, C, ...]
  * y = w_c x + b_c;  dx (+)= w_c dy;  dw_c = sum dy x;  db_c = sum dy */
-#include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/kernels.h"
 
@@ -36,6 +36,12 @@ static void affine_forward(const nep_call *c) {
     }
 }
 
+/* Backward's per-channel sums in NHWC, [2, C]: reserved with the executor, not
+ * allocated per step. */
+static size_t affine_scratch_bytes(const nep_graph *g, const nep_node *n, bool nhwc) {
+    return 2 * sizeof(nep_real) * (size_t)nep_shape_features(nep_in_shape(g, n, 0));
+}
+
 static void affine_backward(const nep_call *c) {
     const nep_chan_dims d = nep_chan_dims_of(c);
     const nep_real *x = c->x[0], *w = c->w[0], *dy = c->dy;
@@ -44,8 +50,9 @@ static void affine_backward(const nep_call *c) {
     nep_real *dx = c->dx[0];
     /* Per-channel sums in a fixed order so runs reproduce: rows in order, each channel's
      * sum the same as the per-channel walk below adds. */
-    nep_real *sums = d.nhwc ? calloc(2 * (size_t)d.C, sizeof *sums) : NULL;
-    if (sums) { /* rows of C channels */
+    if (d.nhwc) { /* rows of C channels */
+        nep_real *sums = nep_scratch_get(c->scratch, affine_scratch_bytes(c->g, c->n, c->nhwc));
+        memset(sums, 0, 2 * sizeof *sums * (size_t)d.C);
         nep_real *sw = sums, *sb = sums + d.C;
         const int64_t rows = c->batch * d.inner, C = d.C;
         for (int64_t r = 0; r < rows; r++) {
@@ -65,7 +72,6 @@ static void affine_backward(const nep_call *c) {
             dw[ch] = c->accumulate ? dw[ch] + sw[ch] : sw[ch];
             db[ch] = c->accumulate ? db[ch] + sb[ch] : sb[ch];
         }
-        free(sums);
         return;
     }
     for (int64_t ch = 0; ch < d.C; ch++) {
@@ -83,4 +89,5 @@ static void affine_backward(const nep_call *c) {
     }
 }
 
-const nep_kernel nep_cpu_affine = {.forward = affine_forward, .backward = affine_backward};
+const nep_kernel nep_cpu_affine = {.scratch_bytes = affine_scratch_bytes, .forward = affine_forward,
+                                   .backward = affine_backward};

@@ -196,6 +196,17 @@ static dnnl_status_t rectify_attr(const nep_conv_geom *g, dnnl_primitive_attr_t 
     return s;
 }
 
+/* Places the n roles' buffers one after another in the scratch arena, each 64-byte
+ * aligned, from offset 0; returns the bytes they take. */
+static size_t arena(plan *p, const int *roles, size_t n) {
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        p->off[roles[i]] = at;
+        at += (dnnl_memory_desc_get_size(&p->md[roles[i]]) + ALIGN - 1) / ALIGN * ALIGN;
+    }
+    return at;
+}
+
 /* The rest of a frozen plan: the forward primitive, its reorders, its memory objects,
  * the buffer the weights are packed into, and scratch for x and y only. */
 static nep_status plan_forward_only(plan *p, const_dnnl_primitive_desc_t fpd, nep_err *err) {
@@ -213,13 +224,8 @@ static nep_status plan_forward_only(plan *p, const_dnnl_primitive_desc_t fpd, ne
     const size_t wbytes = dnnl_memory_desc_get_size(&md[M_FWEI]);
     if (p->r_w_fwei && !(p->packed = aligned_alloc(ALIGN, (wbytes + ALIGN - 1) / ALIGN * ALIGN)))
         return nep_fail(err, NEP_ERR_NOMEM, "out of memory for packed convolution weights");
-    const int roles_fwd[] = {M_FSRC, M_FDST};
-    size_t at = 0;
-    for (size_t i = 0; i < 2; i++) {
-        p->off[roles_fwd[i]] = at;
-        at += (dnnl_memory_desc_get_size(&md[roles_fwd[i]]) + ALIGN - 1) / ALIGN * ALIGN;
-    }
-    p->scratch_need = at;
+    const int fwd_roles[] = {M_FSRC, M_FDST};
+    p->scratch_need = arena(p, fwd_roles, 2);
     return NEP_OK;
 }
 
@@ -345,21 +351,10 @@ static nep_status plan_build(plan *p, nep_err *err) {
     p->wddst_is_dddst = dnnl_memory_desc_equal(&md[M_DDDST], &md[M_WDDST]);
 
     /* Arena: the forward buffers and the backward buffers are never live together. */
-    size_t at = 0;
     const int fwd_roles[] = {M_FSRC, M_FWEI, M_FDST};
-    for (size_t i = 0; i < sizeof fwd_roles / sizeof *fwd_roles; i++) {
-        p->off[fwd_roles[i]] = at;
-        at += (dnnl_memory_desc_get_size(&md[fwd_roles[i]]) + ALIGN - 1) / ALIGN * ALIGN;
-    }
-    size_t need = at;
-    at = 0;
-    const int bwd_roles[] = {M_DDDST, M_DWEI, M_DDSRC, M_WSRC, M_WDDST, M_WDWEI, M_WDB};
-    for (size_t i = 0; i < sizeof bwd_roles / sizeof *bwd_roles; i++) {
-        if (bwd_roles[i] == M_WDB && !g->bias) continue;
-        p->off[bwd_roles[i]] = at;
-        at += (dnnl_memory_desc_get_size(&md[bwd_roles[i]]) + ALIGN - 1) / ALIGN * ALIGN;
-    }
-    p->scratch_need = need > at ? need : at;
+    const int bwd_roles[] = {M_DDDST, M_DWEI, M_DDSRC, M_WSRC, M_WDDST, M_WDWEI, M_WDB}; /* M_WDB last */
+    const size_t need = arena(p, fwd_roles, 3), back = arena(p, bwd_roles, g->bias ? 7 : 6);
+    p->scratch_need = need > back ? need : back;
 out:
     if (attr) dnnl_primitive_attr_destroy(attr);
     if (fpd) dnnl_primitive_desc_destroy(fpd);
