@@ -429,6 +429,77 @@ static void test_serving_slices(void **s) {
     nep_graph_free(&g);
 }
 
+/* A 3x3 conv of 8 channels (1x1 with k = 1) reading x, with random weights and bias. */
+static int residual_conv(nep_graph *g, const char *name, int x, int k) {
+    nep_attrs at = {.conv = {.features = 8, .kernel = {k, k}, .stride = {1, 1}, .pad = {k / 2, k / 2}, .groups = 1,
+                             .bias = true}};
+    const int c = nep_graph_add1(g, NEP_OP_CONV2D, name, x, at);
+    nep_graph_add_param(g, c, "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 4, (int64_t[]){8, 8, k, k});
+    nep_graph_add_param(g, c, "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){8});
+    return c;
+}
+
+/* A serving executor sums a conv read only by a residual Add into the Add's other input
+ * (nep_exec_fused_add) where that is safe, and computes what an executor without the
+ * fusion computes: 13 rows whole, in slices of 5 and on the reference backend, in each
+ * layout (NEP_RUN_BOTH_LAYOUTS).
+ *   add0 = stem(x) + x               not fused: x is the caller's input
+ *   r2 = relu(c2(relu(c1(r0))) + r0)  c2 fused, with the ReLU after the Add
+ *   add2 = c3(r2) + d(r2)             c3 fused (d, computed first, holds the sum)
+ *   add3 = c4(add2) + add2            not fused: add4 reads add2 after c4
+ *   add4 = add3 + add2 -> out         not fused: no conv input */
+static void test_residual_fusion(void **s) {
+    nep_graph g;
+    nep_graph_init(&g);
+    const int x = nep_graph_input(&g, "input", (nep_shape){3, {8, 6, 5}});
+    const int stem = residual_conv(&g, "stem", x, 3);
+    const int add0 = nep_graph_add(&g, NEP_OP_ADD, "add0", (int[]){stem, x}, 2, (nep_attrs){0});
+    const int r0 = nep_graph_add1(&g, NEP_OP_RELU, "r0", add0, (nep_attrs){0});
+    const int c1 = residual_conv(&g, "c1", r0, 3);
+    const int r1 = nep_graph_add1(&g, NEP_OP_RELU, "r1", c1, (nep_attrs){0});
+    const int c2 = residual_conv(&g, "c2", r1, 3);
+    const int add1 = nep_graph_add(&g, NEP_OP_ADD, "add1", (int[]){c2, r0}, 2, (nep_attrs){0});
+    const int r2 = nep_graph_add1(&g, NEP_OP_RELU, "r2", add1, (nep_attrs){0});
+    const int d = residual_conv(&g, "d", r2, 1);
+    const int c3 = residual_conv(&g, "c3", r2, 3);
+    const int add2 = nep_graph_add(&g, NEP_OP_ADD, "add2", (int[]){d, c3}, 2, (nep_attrs){0});
+    const int c4 = residual_conv(&g, "c4", add2, 3);
+    const int add3 = nep_graph_add(&g, NEP_OP_ADD, "add3", (int[]){c4, add2}, 2, (nep_attrs){0});
+    const int add4 = nep_graph_add(&g, NEP_OP_ADD, "add4", (int[]){add3, add2}, 2, (nep_attrs){0});
+    assert_int_equal(nep_graph_finalize(&g, NULL), NEP_OK);
+    nep_rng rng;
+    nep_rng_seed(&rng, 11);
+    for (int64_t i = 0; i < g.n_values; i++) g.values[i] = (nep_real)(0.2 * nep_rng_normal(&rng));
+    enum { B = 13 };
+    const int64_t nx = B * 8 * 6 * 5;
+    nep_real *xv = malloc(sizeof *xv * (size_t)nx);
+    for (int64_t i = 0; i < nx; i++) xv[i] = (nep_real)nep_rng_normal(&rng);
+    nep_exec *plain, *served[3]; /* whole, in slices, on the reference backend */
+    nep_err err;
+    nep_test_assert_ok(nep_exec_new(&plain, &g, B, &(nep_exec_opts){.inference = true}, &err), &err);
+    for (int k = 0; k < 3; k++)
+        nep_test_assert_ok(nep_exec_new(&served[k], &g, B, &(nep_exec_opts){.inference = true, .frozen_weights = true,
+                                        .slice_rows = k ? 5 : -1, .backend = k == 2 ? "ref" : NULL}, &err), &err);
+    double *want = malloc(sizeof *want * (size_t)nx);
+    const nep_real *y = nep_exec_forward(plain, xv, B);
+    for (int64_t i = 0; i < nx; i++) want[i] = y[i];
+    const char *what[3] = {"served whole", "served in slices of 5", "served on the reference backend"};
+    for (int k = 0; k < 3; k++) {
+        const int sums_into[] = {stem, c2, c3, c4, add3, d};
+        const int into[] = {-1, add1, add2, -1, -1, -1};
+        for (size_t i = 0; i < sizeof into / sizeof *into; i++)
+            assert_int_equal(nep_exec_fused_add(served[k], sums_into[i]), into[i]);
+        assert_int_equal(nep_exec_fused_add(plain, c2), -1);
+        for (int call = 0; call < 2; call++)
+            NEP_ASSERT_CLOSE(nep_exec_forward(served[k], xv, B), want, nx, 1e-5, 1e-5, what[k]);
+    }
+    (void)add4;
+    nep_exec_free(plain);
+    for (int k = 0; k < 3; k++) nep_exec_free(served[k]);
+    free(xv), free(want);
+    nep_graph_free(&g);
+}
+
 /* Shape rule, FLOPs and the messages for bad attributes or parameters. */
 static void test_infer(void **s) {
     nep_graph g;
@@ -487,7 +558,7 @@ int main(void) {
         cmocka_unit_test(test_chain),             cmocka_unit_test(test_backend_nhwc),
         cmocka_unit_test(test_layout_moves),      cmocka_unit_test(test_impl_avoids_6035),
         cmocka_unit_test(test_infer),             cmocka_unit_test(test_frozen_weights),
-        cmocka_unit_test(test_serving_slices),
+        cmocka_unit_test(test_serving_slices),    cmocka_unit_test(test_residual_fusion),
     };
     return NEP_RUN_BOTH_LAYOUTS(tests, load_golden, free_golden);
 }

@@ -596,3 +596,9 @@ int cli_ranks_agree_samples(const char *cmd, const nep_comm *comm, const nep_dat
     return d->source ? cli_ranks_agree(cmd, comm, d->rows, d->n * (int64_t)sizeof *d->rows, what)
                      : cli_ranks_agree(cmd, comm, d->labels, d->n * (int64_t)sizeof *d->labels, what);
 }
+
+void cli_shape_str(char *buf, size_t n, const nep_shape *s) {
+    buf[0] = 0;
+    for (int d = 0; d < s->ndim; d++)
+        snprintf(buf + strlen(buf), n - strlen(buf), "%s%lld", d ? "x" : "", (long long)s->d[d]);
+}

@@ -248,6 +248,9 @@ int cmd_lm_collapse(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_sharpness(int argc, char **argv);
 
+/* A per-sample shape as "16x32x32". */
+void cli_shape_str(char *buf, size_t n, const nep_shape *s);
+
 struct cJSON;
 /* Whether v is a JSON number holding an integer in [lo, hi): converting anything else
  * from a file (1e300, -1, 2.5) to an integer type is undefined or silently wrong. */

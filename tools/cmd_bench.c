@@ -55,7 +55,7 @@ static void text_batch_fill(text_batch *tb, int64_t n, int64_t vocab, nep_rng *r
 
 /* Per op kind: milliseconds per step in forward, backward and the optimizer update, and
  * their share of the median step; from the executor's per-node profile over `steps`. */
-static void print_profile(const nep_graph *g, const double *prof, int64_t steps, double step_s) {
+static void print_profile(const nep_graph *g, const double *prof, int64_t steps, int64_t batch, double step_s) {
     double ms[NEP_OP_COUNT][3] = {{0}};
     int nodes[NEP_OP_COUNT] = {0};
     for (int k = 0; k < g->n_order; k++) {
@@ -74,6 +74,19 @@ static void print_profile(const nep_graph *g, const double *prof, int64_t steps,
     }
     printf("%-18s %5s %29.2f %6.1f%% (the rest: loss, zeroing, bookkeeping)\n", "all ops", "", total,
            100 * total / (1e3 * step_s));
+    /* The GEMM-like nodes one by one, against the sgemm peak bench/run.sh measures: the
+     * backward does twice the forward's FLOPs (input and weight gradients). */
+    printf("%-28s %-16s %9s %9s %9s %9s\n", "conv / linear node", "output", "fwd ms", "fwd GF/s", "bwd ms", "bwd GF/s");
+    for (int k = 0; k < g->n_order; k++) {
+        const nep_node *n = &g->nodes[g->order[k]];
+        if (n->op != NEP_OP_CONV2D && n->op != NEP_OP_LINEAR) continue;
+        const double f = (double)nep_node_flops(g, n) * (double)batch;
+        const double fwd = 1e3 * prof[3 * g->order[k]] / (double)steps, bwd = 1e3 * prof[3 * g->order[k] + 1] / (double)steps;
+        char shape[32];
+        cli_shape_str(shape, sizeof shape, &n->shape);
+        printf("%-28s %-16s %9.3f %9.1f %9.3f %9.1f\n", n->name, shape, fwd, fwd > 0 ? f / fwd * 1e-6 : 0, bwd,
+               bwd > 0 ? 2 * f / bwd * 1e-6 : 0);
+    }
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -177,7 +190,7 @@ int cmd_bench(int argc, char **argv) {
     }
     nep_exec_set_profile(t.ex, NULL);
     double step_s = nep_median(times, steps), infer1_s, inferb_s;
-    if (prof) print_profile(&g, prof, steps, step_s);
+    if (prof) print_profile(&g, prof, steps, batch, step_s);
     if (save) {
         nep_normalize norm = {.c = spec.in_c};
         for (int c = 0; c < spec.in_c && c < NEP_MAX_CHANNELS; c++) norm.std[c] = 1;
@@ -204,7 +217,7 @@ int cmd_bench(int argc, char **argv) {
             goto done;
         }
         printf("\ninference at batch %lld (%d BatchNorms folded):\n", (long long)b, info.bn_folded);
-        print_profile(run, rprof, k, pass ? inferb_s : infer1_s);
+        print_profile(run, rprof, k, b, pass ? inferb_s : infer1_s);
         free(rprof);
     }
     if (time_inference(run, 1, calls, x, n_in, &xo, NULL, &infer1_s) ||

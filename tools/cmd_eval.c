@@ -135,12 +135,6 @@ static void report_prunable(const nep_graph *g, cJSON *root) {
     nep_entropy_free(&e);
 }
 
-static void shape_str(char *buf, size_t n, const nep_shape *s) {
-    buf[0] = 0;
-    for (int d = 0; d < s->ndim; d++)
-        snprintf(buf + strlen(buf), n - strlen(buf), "%s%lld", d ? "x" : "", (long long)s->d[d]);
-}
-
 int cmd_info(int argc, char **argv) {
     const char *ckpt = NULL;
     bool json = false;
@@ -181,7 +175,7 @@ int cmd_info(int argc, char **argv) {
         const nep_node *nd = &g.nodes[g.order[k]];
         if (nd->op == NEP_OP_INPUT) continue;
         char shape[64];
-        shape_str(shape, sizeof shape, &nd->shape);
+        cli_shape_str(shape, sizeof shape, &nd->shape);
         int64_t p = nep_node_param_count(&g, nd), nz = nep_node_nonzero_count(&g, nd),
                 f = nep_node_flops(&g, nd), masked = 0;
         for (int q = 0; q < nd->n_params; q++) {

@@ -37,14 +37,16 @@ typedef struct nep_exec_opts {
     /* With inference, for serving: the graph's weights do not change while the executor
      * lives, so a backend may keep them in its own layouts (convolution weights are
      * reordered once, not at every call, as ONNX Runtime prepacks them). After changing
-     * weights, make a new executor: this one may go on with the old ones, or some. */
+     * weights, make a new executor: this one may go on with the old ones, or some.
+     * A convolution read only by a residual Add adds its output into the Add's other
+     * input's buffer (oneDNN's sum post-op, with the Add's rectifier after it), and the
+     * Add does not run: such an executor takes no probe. */
     bool frozen_weights;
     /* With frozen_weights: a batch of more rows runs in slices of this many, each through
      * the whole graph, so that activations stay in the cache (ResNet-20, MobileNetV2 at
      * 3x32x32: 14-15% faster at batch 128) and the buffers hold one slice. 0: as many as
      * fit the L2 cache with the widest activation, at least 16 (none for an MLP, whose
-     * weights a large batch amortizes); -1: whole batches. Only the output is gathered:
-     * a probe sees each slice as a batch of its own. */
+     * weights a large batch amortizes); -1: whole batches. Only the output is gathered. */
     int64_t slice_rows;
     /* Activations [C, H, W] stored [H, W, C] per sample (channels_last), which is what
      * oneDNN's convolutions run fastest on without reorders. Tensors the caller passes in
@@ -153,6 +155,9 @@ nep_real *nep_exec_node_output(const nep_exec *ex, int id);
 nep_real *nep_exec_node_grad(const nep_exec *ex, int id);
 /* The rectifier whose output node id's forward writes itself (a fused epilogue), or -1. */
 int nep_exec_fused_rectifier(const nep_exec *ex, int id);
+/* The residual Add node id's forward adds its output into (a serving executor's fusion,
+ * see nep_exec_opts.frozen_weights), or -1. */
+int nep_exec_fused_add(const nep_exec *ex, int id);
 /* Bytes of the activation buffers (gradients not counted), and of kernel scratch. */
 int64_t nep_exec_activation_bytes(const nep_exec *ex);
 int64_t nep_exec_scratch_bytes(const nep_exec *ex);

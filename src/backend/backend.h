@@ -42,6 +42,10 @@ typedef struct nep_call {
     nep_real *y;
     bool rectify;
     nep_real cap;
+    /* forward, serving executors (kernels with sums_into_y): y already holds the other
+     * input of the residual Add that alone reads this node, and the output is added to
+     * it (before the rectifier): the Add is fused away. */
+    bool y_add;
     nep_real *w[NEP_MAX_PARAMS];  /* the node's parameters (BatchNorm's forward updates its
                                    * running statistics in place) */
     /* backward */
@@ -69,6 +73,8 @@ typedef struct nep_kernel {
      * that asking for them cannot fail (NULL: none, or asked for and checked). */
     size_t (*scratch_bytes)(const nep_graph *g, const nep_node *n, bool nhwc);
     void (*free_cache)(void *cache);
+    /* Whether forward honours nep_call.y_add. */
+    bool sums_into_y;
     void (*forward)(const nep_call *c);
     void (*backward)(const nep_call *c);
 } nep_kernel;

@@ -4,6 +4,7 @@
  * share their input's buffers. With NHWC activations the caller's tensors are moved at
  * the boundary (exec_run.c), and a Flatten of a multi-channel image gets buffers of its
  * own to put the values in PyTorch's order; in NCHW, so do the Tokens of one. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -67,6 +68,46 @@ static void plan_sharing(nep_exec *ex, const int *uses) {
     }
 }
 
+/* A serving executor's residual fusions (nep_exec.residual): an Add a = p + s where p's
+ * kernel can add its output into s's buffer, p is read by a alone and writes no
+ * rectifier of its own, s is computed before p and read by nothing at or after p but a,
+ * and s's buffer is the executor's own (not an input's, nor the graph's output). */
+static void plan_residuals(nep_exec *ex, const int *uses) {
+    const nep_graph *g = ex->g;
+    const int n = g->n_nodes;
+    int *step = malloc(sizeof(int) * (size_t)n), *root = malloc(sizeof(int) * (size_t)n);
+    if (step && root)
+        for (int k = 0; k < g->n_order; k++) {
+            const int id = g->order[k];
+            step[id] = k;
+            root[id] = ex->alias[id] ? root[g->nodes[id].inputs[0]] : id;
+        }
+    for (int k = 0; step && root && k < g->n_order; k++) {
+        const int a = g->order[k];
+        const nep_node *add = &g->nodes[a];
+        if (add->op != NEP_OP_ADD || add->n_inputs != 2) continue;
+        for (int j = 0; j < 2; j++) {
+            const int p = add->inputs[j], s = add->inputs[1 - j];
+            const nep_node *pn = &g->nodes[p];
+            if (p == s || !nep_exec_kernel(ex, pn)->sums_into_y || ex->alias[p] || uses[p] != 1 ||
+                ex->epilogue[p] >= 0 || ex->residual[p] >= 0 || step[s] >= step[p] ||
+                g->nodes[root[s]].op == NEP_OP_INPUT || root[s] == root[g->output] ||
+                nep_shape_numel(&pn->shape) != nep_shape_numel(&g->nodes[s].shape))
+                continue;
+            bool late_reader = false; /* of s's buffer, at or after p, other than a */
+            for (int r = step[p]; r < g->n_order && !late_reader; r++) {
+                const nep_node *rn = &g->nodes[g->order[r]];
+                if (g->order[r] == a || ex->alias[g->order[r]]) continue;
+                for (int i = 0; i < rn->n_inputs; i++) late_reader |= root[rn->inputs[i]] == root[s];
+            }
+            if (late_reader) continue;
+            ex->residual[p] = a;
+            break;
+        }
+    }
+    free(step), free(root);
+}
+
 /* Inference: a node's output buffer lives from the step that writes it (its own, or
  * its producer's when that applies it as an epilogue) to its last reader's (through
  * Identity and Flatten aliases; the graph output to the end). Buffers are handed out
@@ -77,14 +118,25 @@ static bool share_buffers(nep_exec *ex) {
     const int n = g->n_nodes, steps = g->n_order;
     int *root = calloc((size_t)n, sizeof(int)), *birth = calloc((size_t)n, sizeof(int)),
         *death = calloc((size_t)n, sizeof(int)), *holder = calloc((size_t)n, sizeof(int));
+    bool *fused_rectifier = calloc((size_t)n, sizeof(bool)); /* an epilogue of a fused Add */
     int64_t *cap = malloc(sizeof(int64_t) * (size_t)n);
     ex->pool = calloc((size_t)n, sizeof *ex->pool);
-    bool ok = root && birth && death && holder && cap && ex->pool;
+    bool ok = root && birth && death && holder && cap && ex->pool && fused_rectifier;
     for (int k = 0; ok && k < steps; k++) {
         const int id = g->order[k];
         const nep_node *nd = &g->nodes[id];
         const bool alias = ex->alias[id];
         root[id] = alias ? root[nd->inputs[0]] : id;
+        /* a residual fusion's node, its Add and the Add's rectifier: the buffer of the
+         * Add's other input */
+        const int a = ex->residual[id];
+        if (a >= 0) root[id] = root[g->nodes[a].inputs[g->nodes[a].inputs[0] == id ? 1 : 0]];
+        if (nd->op == NEP_OP_ADD && nd->n_inputs == 2 &&
+            (ex->residual[nd->inputs[0]] == id || ex->residual[nd->inputs[1]] == id)) {
+            root[id] = root[nd->inputs[0]]; /* both inputs have that root now */
+            if (ex->epilogue[id] >= 0) fused_rectifier[ex->epilogue[id]] = true;
+        }
+        if (fused_rectifier[id]) root[id] = root[nd->inputs[0]];
         birth[id] = death[id] = k;
         holder[id] = -1;
         for (int i = 0; i < nd->n_inputs; i++) death[root[nd->inputs[i]]] = k;
@@ -114,7 +166,9 @@ static bool share_buffers(nep_exec *ex) {
         for (int b = 0; b < ex->n_pool; b++) /* given back after their last reader */
             if (holder[b] >= 0 && death[holder[b]] == k) holder[b] = -1;
     }
-    free(root), free(birth), free(death), free(holder), free(cap);
+    for (int k = 0; ok && k < steps; k++) /* the nodes of a residual fusion */
+        if (root[g->order[k]] != g->order[k] && !ex->alias[g->order[k]]) ex->act[g->order[k]] = ex->act[root[g->order[k]]];
+    free(root), free(birth), free(death), free(holder), free(cap), free(fused_rectifier);
     return ok;
 }
 
@@ -197,10 +251,11 @@ nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch_asked, c
     ex->grad_fresh = calloc(n, sizeof *ex->grad_fresh); /* false: an op called alone adds */
     ex->param_fresh = calloc((size_t)g->n_params + 1, sizeof *ex->param_fresh);
     ex->epilogue = malloc(n * sizeof *ex->epilogue);
+    ex->residual = malloc(n * sizeof *ex->residual);
     if (!ex->act || !ex->dact || !ex->state || !ex->owns || !ex->alias || !ex->cache || !ex->grad_owner ||
-        !ex->grad_fresh || !ex->param_fresh || !ex->epilogue)
+        !ex->grad_fresh || !ex->param_fresh || !ex->epilogue || !ex->residual)
         goto nomem;
-    for (size_t i = 0; i < n; i++) ex->epilogue[i] = -1;
+    for (size_t i = 0; i < n; i++) ex->epilogue[i] = ex->residual[i] = -1;
     for (int k = 0; k < g->n_order; k++) {
         int id = g->order[k];
         const nep_node *nd = &g->nodes[id];
@@ -226,6 +281,7 @@ nep_status nep_exec_new(nep_exec **out, nep_graph *g, int64_t max_batch_asked, c
     int *uses = count_uses(g);
     if (!uses) goto nomem;
     plan_sharing(ex, uses);
+    if (ex->frozen) plan_residuals(ex, uses);
     free(uses);
     if (inference) {
         if (!share_buffers(ex)) goto nomem;
@@ -301,6 +357,7 @@ void nep_exec_free(nep_exec *ex) {
     free(ex->grad_fresh);
     free(ex->param_fresh);
     free(ex->epilogue);
+    free(ex->residual);
     nep_scratch_free(&ex->scratch);
     for (int p = 0; p < NEP_MAX_PARAMS; p++) free(ex->converted[p]);
     free(ex->in_moved);
@@ -319,6 +376,7 @@ void nep_exec_set_training(nep_exec *ex, bool training, struct nep_rng *rng) {
     ex->rng = rng;
 }
 void nep_exec_set_probe(nep_exec *ex, nep_probe_fn probe, void *ctx) {
+    assert(!ex->frozen || !probe); /* see nep_exec.residual */
     ex->probe = probe;
     ex->probe_ctx = ctx;
 }
@@ -335,6 +393,7 @@ bool nep_exec_channels_last(const nep_exec *ex) { return ex->nhwc; }
 nep_real *nep_exec_node_output(const nep_exec *ex, int id) { return ex->act[id]; }
 nep_real *nep_exec_node_grad(const nep_exec *ex, int id) { return ex->dact[id]; }
 int nep_exec_fused_rectifier(const nep_exec *ex, int id) { return ex->epilogue[id]; }
+int nep_exec_fused_add(const nep_exec *ex, int id) { return ex->residual[id]; }
 int64_t nep_exec_activation_bytes(const nep_exec *ex) { return ex->act_bytes; }
 int64_t nep_exec_scratch_bytes(const nep_exec *ex) { return (int64_t)ex->scratch.bytes; }
 bool nep_exec_sync_bn(const nep_exec *ex) { return ex->sync_bn != NULL; }

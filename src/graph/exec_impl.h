@@ -42,6 +42,12 @@ struct nep_exec {
      * then writes the rectifier's output itself (nep_call.rectify) and the rectifier's
      * forward is skipped. */
     int *epilogue;
+    /* [n_nodes], serving executors (frozen): for a node whose kernel sums_into_y and whose
+     * only reader is a two-input Add, that Add, else -1. The node's forward adds its
+     * output into the Add's other input's buffer (which the Add's output, and its
+     * epilogue rectifier's, then are: nep_call.y_add) and the Add is skipped. Such an
+     * executor takes no probe (the Add's output is never apart from its rectifier's). */
+    int *residual;
     /* [NEP_MAX_PARAMS] by a node's parameter slot: its mapped parameter (nep_graph_map_bf16)
      * converted to nep_real for the node's forward; sized for the largest in that slot. */
     nep_real *converted[NEP_MAX_PARAMS];

@@ -46,10 +46,12 @@ static void bf16_to_real(const uint16_t *h, int64_t n, nep_real *y) {
 static nep_call call_of(nep_exec *ex, int id, bool backward) {
     const nep_graph *g = ex->g;
     const nep_node *n = &g->nodes[id];
-    const int epi = epilogue_of(ex, id);
+    /* a residual fusion writes the Add's output, or that of the Add's rectifier */
+    const int add = backward ? -1 : ex->residual[id], epi = epilogue_of(ex, add >= 0 ? add : id);
     nep_call c = {
         .g = g, .n = n, .batch = ex->batch, .training = ex->training, .frozen = ex->frozen, .nhwc = ex->nhwc,
         .rng = ex->rng, .sync_bn = ex->sync_bn, .y = ex->act[epi >= 0 && !backward ? epi : id], .rectify = epi >= 0,
+        .y_add = add >= 0,
         .cap = epi >= 0 ? (nep_real)nep_op(g->nodes[epi].op)->epilogue_cap : (nep_real)INFINITY,
         .accumulate = ex->accumulate_grads, .state = ex->state[id], .cache = &ex->cache[id], .pos = ex->pos,
         .kv = ex->kv && ex->kv_layer[id] >= 0 ? &ex->kv->layers[ex->kv_layer[id]] : NULL,
@@ -125,6 +127,8 @@ static const nep_real *run_forward(nep_exec *ex, const void *const *x, int64_t b
         if (nep_op(n->op)->states && ex->probe)
             ex->probe(ex->probe_ctx, g, id, ex->act[n->inputs[0]], batch, ex->nhwc);
         if (n->n_inputs && epilogue_of(ex, n->inputs[0]) == id) continue; /* its input wrote y */
+        if (n->n_inputs == 2 && (ex->residual[n->inputs[0]] == id || ex->residual[n->inputs[1]] == id))
+            continue; /* an input summed itself into the Add's output */
         double t0 = ex->profile ? seconds() : 0;
         if (def->forward) {
             const nep_call c = call_of(ex, id, false);

@@ -1,6 +1,6 @@
 /* Conv2d (src/ops/conv2d.c) on oneDNN (dnnl_conv.c), in the executor's layout (NCHW, or
  * NHWC when c->nhwc):
- *   y = conv(x, W) + b   dx (+)= conv_transpose(dy, W)   dW (+)= sum_{b,o,p} dy x-patch
+ *   y = conv(x, W) + b (y += with y_add)   dx (+)= conv_transpose(dy, W)   dW (+)= sum_{b,o,p} dy x-patch
  *   db (+)= sum_{b,o,p} dy   (dx: += when dx_add; dW, db: += when accumulate)
  * Should oneDNN fail to create a primitive it falls back to the reference backend's loops
  * (backend/ref/conv2d.c), which the float64 build, used by the finite-difference
@@ -11,14 +11,14 @@
 #include "backend/ref/ref.h"
 
 #ifdef NEP_DOUBLE
-const nep_kernel nep_cpu_conv2d = {.forward = nep_ref_conv2d_forward,
+const nep_kernel nep_cpu_conv2d = {.sums_into_y = true, .forward = nep_ref_conv2d_forward,
                                    .backward = nep_ref_conv2d_backward};
 #else
 #include "backend/cpu/dnnl_conv.h"
 
 /* Node n's geometry at this batch, with the rectifier its forward applies (if any). */
 static nep_conv_geom conv_geom(const nep_graph *g, const nep_node *n, int64_t batch, bool nhwc,
-                               bool rectify, nep_real cap, bool frozen) {
+                               bool rectify, nep_real cap, bool frozen, bool sum) {
     const nep_shape *in = nep_in_shape(g, n, 0);
     return (nep_conv_geom){
         .batch = batch, .in_c = in->d[0], .in_h = in->d[1], .in_w = in->d[2],
@@ -26,13 +26,13 @@ static nep_conv_geom conv_geom(const nep_graph *g, const nep_node *n, int64_t ba
         .kh = n->attrs.conv.kernel[0], .kw = n->attrs.conv.kernel[1], .sh = n->attrs.conv.stride[0],
         .sw = n->attrs.conv.stride[1], .ph = n->attrs.conv.pad[0], .pw = n->attrs.conv.pad[1],
         .groups = nep_conv_groups(n), .bias = n->attrs.conv.bias, .nhwc = nhwc,
-        .rectify = rectify, .cap = (float)cap, .frozen = frozen,
+        .rectify = rectify, .cap = (float)cap, .frozen = frozen, .sum = sum,
     };
 }
 
 /* Forward leaves x in oneDNN's layout here for backward-weights (see dnnl_conv.h). */
 static int64_t conv2d_state_reals(const nep_graph *g, const nep_node *n, bool nhwc) {
-    nep_conv_geom q = conv_geom(g, n, 1, nhwc, false, 0, false);
+    nep_conv_geom q = conv_geom(g, n, 1, nhwc, false, 0, false, false);
     return nep_dnnl_conv_keep_per_sample(&q);
 }
 
@@ -66,7 +66,7 @@ static nep_conv_plan *plan_for(const nep_call *c, const nep_conv_geom *q, void *
 static void conv2d_forward(const nep_call *c) {
     const nep_node *n = c->n;
     nep_real *y = c->y;
-    const nep_conv_geom q = conv_geom(c->g, n, c->batch, c->nhwc, c->rectify, c->cap, c->frozen);
+    const nep_conv_geom q = conv_geom(c->g, n, c->batch, c->nhwc, c->rectify, c->cap, c->frozen, c->y_add);
     const nep_real *x = c->x[0], *w = c->w[0];
     const nep_real *b = n->attrs.conv.bias ? c->w[1] : NULL;
     void *scratch;
@@ -81,7 +81,7 @@ static void conv2d_forward(const nep_call *c) {
 static void conv2d_backward(const nep_call *c) {
     const nep_node *n = c->n;
     /* the forward's rectifier too, so that the forward's oneDNN plan serves */
-    const nep_conv_geom q = conv_geom(c->g, n, c->batch, c->nhwc, c->rectify, c->cap, false);
+    const nep_conv_geom q = conv_geom(c->g, n, c->batch, c->nhwc, c->rectify, c->cap, false, false);
     const nep_real *x = c->x[0], *w = c->w[0], *dy = c->dy;
     const bool dx_add = c->dx_add[0];
     nep_real *dx = c->dx[0], *dw = c->dw[0];
@@ -97,7 +97,7 @@ static void conv2d_backward(const nep_call *c) {
 }
 
 const nep_kernel nep_cpu_conv2d = {
-    .state_reals = conv2d_state_reals, .free_cache = conv2d_free_cache,
+    .sums_into_y = true, .state_reals = conv2d_state_reals, .free_cache = conv2d_free_cache,
     .forward = conv2d_forward, .backward = conv2d_backward,
 };
 #endif

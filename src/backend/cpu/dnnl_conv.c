@@ -10,10 +10,11 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 #include <assert.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "backend/cpu/dnnl_attr.h"
 
 #define ALIGN 64
 
@@ -34,7 +35,7 @@ struct nep_conv_plan {
     dnnl_memory_t mem[M_COUNT];
     dnnl_primitive_t fwd, bwd_d, bwd_w;
     /* Reorders; NULL where the layouts already agree. */
-    dnnl_primitive_t r_x_fsrc, r_w_fwei, r_fdst_y;          /* forward */
+    dnnl_primitive_t r_x_fsrc, r_w_fwei, r_fdst_y, r_y_fdst; /* forward (r_y_fdst: sum's summand) */
     dnnl_primitive_t r_dy_dddst, r_w_dwei, r_ddsrc_dx, r_ddsrc_dx_sum; /* backward data */
     dnnl_primitive_t r_x_wsrc, r_dy_wddst, r_wdwei_dw, r_wdwei_dw_sum;
     bool keep_ok;           /* forward leaves x in M_WSRC's layout in the caller's keep */
@@ -73,7 +74,7 @@ bool nep_dnnl_conv_plan_fits(const nep_conv_plan *p, const nep_conv_geom *b) {
            a->out_w == b->out_w && a->kh == b->kh && a->kw == b->kw && a->sh == b->sh &&
            a->sw == b->sw && a->ph == b->ph && a->pw == b->pw && a->groups == b->groups &&
            a->bias == b->bias && a->nhwc == b->nhwc && a->rectify == b->rectify &&
-           a->frozen == b->frozen && (!a->rectify || a->cap == b->cap);
+           a->frozen == b->frozen && a->sum == b->sum && (!a->rectify || a->cap == b->cap);
 }
 
 int64_t nep_dnnl_conv_keep_per_sample(const nep_conv_geom *g) {
@@ -85,7 +86,7 @@ int64_t nep_dnnl_conv_keep_per_sample(const nep_conv_geom *g) {
 void nep_dnnl_conv_plan_free(nep_conv_plan *p) {
     if (!p) return;
     dnnl_primitive_t *prims[] = {&p->fwd, &p->bwd_d, &p->bwd_w, &p->r_x_fsrc, &p->r_w_fwei,
-                                 &p->r_fdst_y, &p->r_dy_dddst, &p->r_w_dwei, &p->r_ddsrc_dx, &p->r_ddsrc_dx_sum,
+                                 &p->r_fdst_y, &p->r_y_fdst, &p->r_dy_dddst, &p->r_w_dwei, &p->r_ddsrc_dx, &p->r_ddsrc_dx_sum,
                                  &p->r_x_wsrc, &p->r_dy_wddst, &p->r_wdwei_dw, &p->r_wdwei_dw_sum};
     for (size_t i = 0; i < sizeof prims / sizeof *prims; i++)
         if (*prims[i]) dnnl_primitive_destroy(*prims[i]);
@@ -181,21 +182,6 @@ done:
     return s;
 }
 
-/* The forward's rectifier post-op: ReLU, or clip to [0, cap] for ReLU6. NULL: none. */
-static dnnl_status_t rectify_attr(const nep_conv_geom *g, dnnl_primitive_attr_t *attr) {
-    *attr = NULL;
-    if (!g->rectify) return dnnl_success;
-    dnnl_post_ops_t po = NULL;
-    dnnl_status_t s = dnnl_primitive_attr_create(attr);
-    if (s == dnnl_success) s = dnnl_post_ops_create(&po);
-    if (s == dnnl_success)
-        s = isinf(g->cap) ? dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f)
-                          : dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip, 0.0f, g->cap);
-    if (s == dnnl_success) s = dnnl_primitive_attr_set_post_ops(*attr, po);
-    if (po) dnnl_post_ops_destroy(po);
-    return s;
-}
-
 /* Places the n roles' buffers one after another in the scratch arena, each 64-byte
  * aligned, from offset 0; returns the bytes they take. */
 static size_t arena(plan *p, const int *roles, size_t n) {
@@ -216,6 +202,7 @@ static nep_status plan_forward_only(plan *p, const_dnnl_primitive_desc_t fpd, ne
     DN(make_reorder(p->engine, &p->r_x_fsrc, &md[M_X], &md[M_FSRC], false), "reorder");
     DN(make_reorder(p->engine, &p->r_w_fwei, &md[M_W], &md[M_FWEI], false), "reorder");
     DN(make_reorder(p->engine, &p->r_fdst_y, &md[M_FDST], &md[M_Y], false), "reorder");
+    if (p->g.sum) DN(make_reorder(p->engine, &p->r_y_fdst, &md[M_Y], &md[M_FDST], false), "reorder");
     const int roles[] = {M_X, M_W, M_B, M_Y, M_FSRC, M_FWEI, M_FDST};
     for (size_t i = 0; i < sizeof roles / sizeof *roles; i++) {
         if (roles[i] == M_B && !p->g.bias) continue;
@@ -283,7 +270,7 @@ static nep_status plan_build(plan *p, nep_err *err) {
     TRY_DN(dnnl_convolution_forward_desc_init(&cd, g->frozen ? dnnl_forward_inference : dnnl_forward_training,
                                               dnnl_convolution_direct, &ax, &aw, bmd, &ay, strides, pad, pad),
            "forward descriptor");
-    TRY_DN(rectify_attr(g, &attr), "post-op");
+    TRY_DN(nep_dnnl_output_attr(g->sum, g->rectify, g->cap, &attr), "post-op");
     TRY_DN(dnnl_primitive_desc_create(&fpd, &cd, attr, engine, NULL), "forward primitive descriptor");
     md[M_FSRC] = *dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0);
     md[M_FWEI] = *dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0);
@@ -331,6 +318,7 @@ static nep_status plan_build(plan *p, nep_err *err) {
     TRY_DN(make_reorder(p->engine, &p->r_x_fsrc, &md[M_X], &md[M_FSRC], false), "reorder");
     TRY_DN(make_reorder(p->engine, &p->r_w_fwei, &md[M_W], &md[M_FWEI], false), "reorder");
     TRY_DN(make_reorder(p->engine, &p->r_fdst_y, &md[M_FDST], &md[M_Y], false), "reorder");
+    if (g->sum) TRY_DN(make_reorder(p->engine, &p->r_y_fdst, &md[M_Y], &md[M_FDST], false), "reorder");
     TRY_DN(make_reorder(p->engine, &p->r_dy_dddst, &md[M_DY], &md[M_DDDST], false), "reorder");
     TRY_DN(make_reorder(p->engine, &p->r_w_dwei, &md[M_W], &md[M_DWEI], false), "reorder");
     TRY_DN(make_reorder(p->engine, &p->r_ddsrc_dx, &md[M_DDSRC], &md[M_DX], false), "reorder");
@@ -425,6 +413,7 @@ void nep_dnnl_conv_forward(nep_conv_plan *p, void *scratch_, const float *x, con
         wei = buf(p, scratch, M_FWEI);
     }
     if (p->r_fdst_y) dst = buf(p, scratch, M_FDST);
+    if (p->r_y_fdst) RUN(run_reorder(p, p->r_y_fdst, M_Y, y, M_FDST, dst)); /* the summand */
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, bind(p, M_FSRC, src)},
                                {DNNL_ARG_WEIGHTS, bind(p, M_FWEI, wei)},
                                {DNNL_ARG_DST, bind(p, M_FDST, dst)}};

@@ -28,11 +28,13 @@
  * run as a post-op of the convolution).
  * frozen: a serving plan: forward only (oneDNN's forward_inference), and the weights the
  * first forward sees are reordered into the primitive's layout once and kept in the
- * plan, so later calls read neither w nor a reorder of it (backward is not available). */
+ * plan, so later calls read neither w nor a reorder of it (backward is not available).
+ * sum: forward adds its output to what y holds (before the rectifier), as oneDNN's sum
+ * post-op: a residual Add fused into the convolution. */
 typedef struct nep_conv_geom {
     int64_t batch, in_c, in_h, in_w, out_c, out_h, out_w;
     int kh, kw, sh, sw, ph, pw, groups;
-    bool bias, nhwc, rectify, frozen;
+    bool bias, nhwc, rectify, frozen, sum;
     float cap;
 } nep_conv_geom;
 
@@ -56,7 +58,7 @@ const char *nep_dnnl_conv_impl(const nep_conv_plan *p, nep_conv_pass pass);
  * no reorder is expected (nhwc). */
 int64_t nep_dnnl_conv_keep_per_sample(const nep_conv_geom *g);
 
-/* y = conv(x, w) + b (b NULL without bias). keep: NULL, or batch *
+/* y = conv(x, w) + b (b NULL without bias; y += with sum). keep: NULL, or batch *
  * nep_dnnl_conv_keep_per_sample floats that stay untouched until backward. A frozen
  * plan reads w at its first call only. */
 void nep_dnnl_conv_forward(nep_conv_plan *p, void *scratch, const float *x, const float *w,

@@ -2,8 +2,50 @@
  * positions before it (one per token of a sequence).
  *   x [B, in]   W [out, in]   b [out]   y [B, out]
  * backward: dx (+)= dy W   dW (+)= dy^T x   db (+)= sum_B dy */
+#include <stdlib.h>
+
 #include "backend/cpu/blas.h"
+#include "backend/cpu/dnnl_linear.h"
 #include "backend/cpu/kernels.h"
+
+#ifndef NEP_DOUBLE
+/* A serving node's oneDNN plans (dnnl_linear.h): the full batch and a last, smaller one
+ * (the serving executor's last slice, or a short final batch). */
+typedef struct linear_plans {
+    nep_linear_plan *p[2];
+} linear_plans;
+
+static void linear_free_cache(void *cache) {
+    linear_plans *plans = cache;
+    for (int i = 0; i < 2; i++) nep_dnnl_linear_plan_free(plans->p[i]);
+    free(plans);
+}
+
+/* The plan for geometry q, built at first use; NULL to run the GEMM (no memory, or oneDNN
+ * has no primitive for it). */
+static nep_linear_plan *plan_for(void **cache, const nep_linear_geom *q) {
+    linear_plans *plans = *cache;
+    if (!plans && !(plans = *cache = calloc(1, sizeof *plans))) return NULL;
+    for (int i = 0; i < 2; i++)
+        if (plans->p[i] && nep_dnnl_linear_plan_fits(plans->p[i], q)) return plans->p[i];
+    const int slot = plans->p[0] ? 1 : 0;
+    nep_dnnl_linear_plan_free(plans->p[slot]);
+    plans->p[slot] = NULL;
+    return nep_dnnl_linear_plan_new(q, &plans->p[slot], NULL) == NEP_OK ? plans->p[slot] : NULL;
+}
+
+/* Serving (weights frozen) with more than one row: oneDNN's inner product on weights
+ * packed once. One row stays a GEMV, which reads W once either way and is as fast. */
+static bool linear_forward_packed(const nep_call *c, int64_t B, int64_t in, int64_t out) {
+    if (!c->frozen || B == 1) return false;
+    const nep_linear_geom q = {.rows = B, .in = in, .out = out, .bias = c->n->attrs.linear.bias,
+                               .rectify = c->rectify, .cap = (float)c->cap};
+    nep_linear_plan *p = plan_for(c->cache, &q);
+    if (!p) return false;
+    nep_dnnl_linear_forward(p, c->x[0], c->w[0], q.bias ? c->w[1] : NULL, c->y);
+    return true;
+}
+#endif
 
 static void linear_forward(const nep_call *c) {
     const nep_graph *g = c->g;
@@ -13,6 +55,9 @@ static void linear_forward(const nep_call *c) {
     const nep_real *x = c->x[0], *W = c->w[0];
     const bool rectify = c->rectify;
     const nep_real cap = c->cap;
+#ifndef NEP_DOUBLE
+    if (linear_forward_packed(c, B, in, out)) return;
+#endif
     nep_real *y = c->y;
     nep_real beta = 0;
     if (n->attrs.linear.bias) {
@@ -55,4 +100,8 @@ static void linear_backward(const nep_call *c) {
     }
 }
 
-const nep_kernel nep_cpu_linear = {.forward = linear_forward, .backward = linear_backward};
+const nep_kernel nep_cpu_linear = {
+#ifndef NEP_DOUBLE
+    .free_cache = linear_free_cache,
+#endif
+    .forward = linear_forward, .backward = linear_backward};

@@ -1,5 +1,6 @@
 /* Conv2d (src/ops/conv2d.c) as direct loops, every sum in double:
  *   y[b,f,o,p] = bias[f] + sum_{c<C/g, i, j} W[f,c,i,j] x[b, G(f) C/g + c, o sh - ph + i, p sw - pw + j]
+ *     (+ y[b,f,o,p] with nep_call.y_add)
  *   dx[b,ci,h,w] = sum over the outputs whose windows hold (h, w) of dy W   (a gather:
  *     each input element is written once, so dx needs no zeroing pass)
  *   dW[f,c,i,j] = sum_{b,o,p} dy x-patch   db[f] = sum_{b,o,p} dy
@@ -44,7 +45,8 @@ void nep_ref_conv2d_forward(const nep_call *c) {
                                 acc += (double)w[((f * d.Cg + ch) * d.kh + i) * d.kw + j] *
                                        (double)x[at(&d, b, f / d.Fg * d.Cg + ch, d.C, ih * d.W + iw, d.H * d.W)];
                             }
-                    c->y[at(&d, b, f, d.F, o * d.OW + p, d.OH * d.OW)] = (nep_real)ref_rectified(c, acc);
+                    nep_real *y = &c->y[at(&d, b, f, d.F, o * d.OW + p, d.OH * d.OW)];
+                    *y = (nep_real)ref_rectified(c, c->y_add ? acc + (double)*y : acc);
                 }
 }
 
@@ -95,5 +97,5 @@ void nep_ref_conv2d_backward(const nep_call *c) {
     }
 }
 
-const nep_kernel nep_ref_conv2d = {.forward = nep_ref_conv2d_forward,
+const nep_kernel nep_ref_conv2d = {.sums_into_y = true, .forward = nep_ref_conv2d_forward,
                                    .backward = nep_ref_conv2d_backward};
