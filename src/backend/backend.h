@@ -38,7 +38,8 @@ typedef struct nep_call {
     /* forward: where the output goes; with rectify, the output of the ReLU (cap
      * infinity) or ReLU6 (cap 6) that alone reads this node, applied here (the
      * executor then skips that rectifier). backward: this node's output, and rectify
-     * and cap as its forward had them. */
+     * and cap as its forward had them (dy is then the rectifier's output gradient
+     * where the kernel folds_rectifier_backward). */
     nep_real *y;
     bool rectify;
     nep_real cap;
@@ -75,6 +76,10 @@ typedef struct nep_kernel {
     void (*free_cache)(void *cache);
     /* Whether forward honours nep_call.y_add. */
     bool sums_into_y;
+    /* Whether backward, called with rectify (its forward wrote the rectifier's output),
+     * takes dy as the gradient of the rectifier's output and applies the rectifier's
+     * mask itself: the executor then runs no backward for that rectifier. */
+    bool folds_rectifier_backward;
     void (*forward)(const nep_call *c);
     void (*backward)(const nep_call *c);
 } nep_kernel;

@@ -12,6 +12,13 @@ static int epilogue_of(const nep_exec *ex, int id) {
     return ex->probe ? -1 : ex->epilogue[id];
 }
 
+/* The rectifier whose backward node id's backward folds in (its epilogue, where the
+ * kernel folds_rectifier_backward), or -1. */
+static int folded_rectifier(const nep_exec *ex, int id) {
+    const int epi = epilogue_of(ex, id);
+    return epi >= 0 && nep_exec_kernel(ex, &ex->g->nodes[id])->folds_rectifier_backward ? epi : -1;
+}
+
 /* Whether node n's backward adds to its parameters' gradients: when asked to, or when
  * another node sharing one of them already wrote it in this backward; then the node's
  * other, fresh parameter gradients are zeroed first (the kernel has one flag for all). */
@@ -69,7 +76,8 @@ static nep_call call_of(nep_exec *ex, int id, bool backward) {
         c.dw[p] = g->grads ? g->grads + q->offset : NULL;
     }
     if (!backward) return c;
-    c.dy = ex->dact[id];
+    const int folded = folded_rectifier(ex, id);
+    c.dy = ex->dact[folded >= 0 ? folded : id];
     c.accumulate = accumulates(ex, n);
     for (int i = 0; i < n->n_inputs; i++) {
         const int owner = ex->grad_owner[n->inputs[i]];
@@ -243,10 +251,13 @@ void nep_exec_backward(nep_exec *ex, const nep_real *dy) {
     ex->grad_fresh[ex->grad_owner[out]] = false;
     for (int k = g->n_order - 1; k >= 0; k--) {
         int id = g->order[k];
-        const nep_kernel *def = nep_exec_kernel(ex, &g->nodes[id]);
+        const nep_node *n = &g->nodes[id];
+        const nep_kernel *def = nep_exec_kernel(ex, n);
+        if (n->n_inputs && folded_rectifier(ex, n->inputs[0]) == id) continue; /* its input's backward does it */
         double t0 = ex->profile ? seconds() : 0;
         if (def->backward && ex->dact[id] && !ex->alias[id]) {
-            settle_grad(ex, id); /* a node no consumer sent a gradient: zero */
+            const int folded = folded_rectifier(ex, id);
+            settle_grad(ex, folded >= 0 ? folded : id); /* a node no consumer sent a gradient: zero */
             const nep_call c = call_of(ex, id, true);
             def->backward(&c);
         }

@@ -65,21 +65,6 @@ static void acc_moments(const nep_real *restrict x, int64_t len, double K, doubl
     }
 }
 
-/* g1 += dy, g2 += dy * (x - m) over one contiguous plane, lane by lane. */
-static void acc_grads(const nep_real *restrict dy, const nep_real *restrict x, int64_t len,
-                      nep_real m, double *restrict g1, double *restrict g2) {
-    int64_t k = 0;
-    for (; k + LANES <= len; k += LANES)
-        for (int j = 0; j < LANES; j++) {
-            g1[j] += (double)dy[k + j];
-            g2[j] += (double)dy[k + j] * (double)(x[k + j] - m);
-        }
-    for (; k < len; k++) {
-        g1[0] += (double)dy[k];
-        g2[0] += (double)dy[k] * (double)(x[k] - m);
-    }
-}
-
 static double lanes_sum(const double *s) {
     double t = 0;
     for (int j = 0; j < LANES; j++) t += s[j];
@@ -143,51 +128,98 @@ static void grad_coefficients(const bn_call *q, int64_t c, double sdy, double sd
     *fp = stats ? (nep_real)(-a * istd * dot / (double)q->cnt) : 0;
 }
 
+/* Channel c's forward as y = (x - mu) * sc + sh (before the rectifier), from the
+ * statistics in state: the batch's (mean, inverse std) or the running ones. */
+static void channel_affine(const bn_call *q, int64_t c, bool batch_stats, nep_real *mu, nep_real *sc, nep_real *sh) {
+    if (batch_stats) {
+        *mu = q->mean[c], *sc = (nep_real)((double)q->w[c] * q->inv[c]), *sh = q->bias[c];
+        return;
+    }
+    double scale, shift;
+    nep_bn_eval_affine(q->w[c], q->bias[c], q->rmean[c], q->rvar[c], q->eps, &scale, &shift);
+    *mu = 0, *sc = (nep_real)scale, *sh = (nep_real)shift;
+}
+
+/* The normalized value forward computed (the one expression, so that backward's
+ * recomputation is that value to the bit). */
+static inline nep_real normalized(nep_real x, nep_real mu, nep_real sc, nep_real sh) { return (x - mu) * sc + sh; }
+
+/* With the rectifier folded into backward (q->rect), the gradient reaching the
+ * BatchNorm's output: dy where the rectifier passed v = normalized(x) (0 < v < cap; cap
+ * infinite for ReLU), else 0, the mask the rectifier's own backward reads off its output
+ * (for finite v). */
+static inline nep_real through_rectifier(bool rect, nep_real cap, nep_real dy, nep_real v) {
+    const bool pass = (!rect) | ((v > 0) & (v < cap)); /* no short circuit: a vector select */
+    return pass ? dy : 0;
+}
+
+/* g1 += dy, g2 += dy * (x - m) over one contiguous plane of channel c (mu, sc, sh its
+ * forward: dy through the folded rectifier), lane by lane. */
+static void acc_grads(const bn_call *q, const nep_real *restrict dy, const nep_real *restrict x, int64_t len,
+                      nep_real m, nep_real mu, nep_real sc, nep_real sh, double *restrict g1, double *restrict g2) {
+    const bool rect = q->rect; /* locals: a store through g1, g2 could alias q's fields */
+    const nep_real cap = q->cap;
+    int64_t k = 0;
+    for (; k + LANES <= len; k += LANES)
+        for (int j = 0; j < LANES; j++) {
+            const double d = (double)through_rectifier(rect, cap, dy[k + j], normalized(x[k + j], mu, sc, sh));
+            g1[j] += d;
+            g2[j] += d * (double)(x[k + j] - m);
+        }
+    for (; k < len; k++) {
+        const double d = (double)through_rectifier(rect, cap, dy[k], normalized(x[k], mu, sc, sh));
+        g1[0] += d;
+        g2[0] += d * (double)(x[k] - m);
+    }
+}
+
 static void forward_nchw(const bn_call *q, bool batch_stats) {
     const int64_t C = q->C, HW = q->HW, B = q->B;
 #pragma omp parallel for schedule(static) if (q->cnt * C > NEP_PAR_MIN)
     for (int64_t c = 0; c < C; c++) {
-        nep_real mu = 0, sc, sh;
         if (batch_stats) {
             double s1[LANES] = {0}, s2[LANES] = {0};
             const double K = (double)q->x[c * HW];
             for (int64_t b = 0; b < B; b++) acc_moments(q->x + (b * C + c) * HW, HW, K, s1, s2);
             batch_stats_of(K, lanes_sum(s1), lanes_sum(s2), q->cnt, q->eps, q->mom, q->rmean + c,
                            q->rvar + c, q->mean + c, q->inv + c);
-            mu = q->mean[c], sc = (nep_real)((double)q->w[c] * q->inv[c]), sh = q->bias[c];
         } else {
-            double scale, shift;
-            nep_bn_eval_affine(q->w[c], q->bias[c], q->rmean[c], q->rvar[c], q->eps, &scale, &shift);
             q->mean[c] = q->rmean[c];
             q->inv[c] = (nep_real)nep_bn_inv_std(q->rvar[c], q->eps);
-            sc = (nep_real)scale, sh = (nep_real)shift;
         }
+        nep_real mu, sc, sh;
+        channel_affine(q, c, batch_stats, &mu, &sc, &sh);
         for (int64_t b = 0; b < B; b++) {
             const nep_real *xp = q->x + (b * C + c) * HW;
             nep_real *yp = q->y + (b * C + c) * HW;
-            for (int64_t k = 0; k < HW; k++) yp[k] = nep_stored((xp[k] - mu) * sc + sh, q->rect, q->cap);
+            for (int64_t k = 0; k < HW; k++) yp[k] = nep_stored(normalized(xp[k], mu, sc, sh), q->rect, q->cap);
         }
     }
 }
 
 static void backward_nchw(const bn_call *q) {
     const int64_t C = q->C, HW = q->HW, B = q->B, cnt = q->cnt;
+    const bool rect = q->rect;
+    const nep_real cap = q->cap;
 #pragma omp parallel for schedule(static) if (cnt * C > NEP_PAR_MIN)
     for (int64_t c = 0; c < C; c++) {
         double g1[LANES] = {0}, g2[LANES] = {0};
         const nep_real m = q->mean[c];
+        nep_real mu, sc, sh;
+        channel_affine(q, c, q->batch_stats, &mu, &sc, &sh);
         for (int64_t b = 0; b < B; b++)
-            acc_grads(q->dy + (b * C + c) * HW, q->x + (b * C + c) * HW, HW, m, g1, g2);
+            acc_grads(q, q->dy + (b * C + c) * HW, q->x + (b * C + c) * HW, HW, m, mu, sc, sh, g1, g2);
         nep_real fa, f0, fp;
         grad_coefficients(q, c, lanes_sum(g1), lanes_sum(g2), &fa, &f0, &fp);
         if (!q->dx) continue;
         for (int64_t b = 0; b < B; b++) {
             const nep_real *xp = q->x + (b * C + c) * HW, *dyp = q->dy + (b * C + c) * HW;
             nep_real *dxp = q->dx + (b * C + c) * HW;
-            if (q->dx_add)
-                for (int64_t k = 0; k < HW; k++) dxp[k] += fa * dyp[k] + f0 + fp * (xp[k] - m);
-            else
-                for (int64_t k = 0; k < HW; k++) dxp[k] = fa * dyp[k] + f0 + fp * (xp[k] - m);
+            for (int64_t k = 0; k < HW; k++) {
+                const nep_real d = fa * through_rectifier(rect, cap, dyp[k], normalized(xp[k], mu, sc, sh)) + f0 +
+                                   fp * (xp[k] - m);
+                dxp[k] = q->dx_add ? dxp[k] + d : d;
+            }
         }
     }
 }
@@ -199,11 +231,12 @@ static void backward_nchw(const bn_call *q) {
 /* Row range of chunk k of n over R rows. */
 static int64_t chunk_start(int64_t R, int64_t n, int64_t k) { return R * k / n; }
 
-/* Per-chunk sums [CHUNKS][2][C] doubles, then three [C] coefficient rows; SyncBatchNorm's
- * sums over the ranks [2C + 1] doubles after them. */
+/* Per-chunk sums [CHUNKS][2][C] doubles, then six [C] rows (backward: dx's coefficients
+ * and the forward's affine); SyncBatchNorm's sums over the ranks [2C + 1] doubles
+ * after them. */
 static size_t bn_scratch_bytes(const nep_graph *g, const nep_node *n, bool nhwc) {
     const int64_t C = n->shape.d[0];
-    return sizeof(double) * (size_t)(2 * CHUNKS * C) + 3 * sizeof(nep_real) * (size_t)C +
+    return sizeof(double) * (size_t)(2 * CHUNKS * C) + 6 * sizeof(nep_real) * (size_t)C +
            sizeof(double) * (size_t)(2 * C + 1);
 }
 
@@ -231,34 +264,33 @@ static void forward_nhwc(const bn_call *q, bool batch_stats, double *part) {
             for (int64_t k = 0; k < nch; k++) S1 += part[2 * k * C + c], S2 += part[(2 * k + 1) * C + c];
             batch_stats_of((double)x[c], S1, S2, R, q->eps, q->mom, q->rmean + c, q->rvar + c,
                            q->mean + c, q->inv + c);
-            mu[c] = q->mean[c];
-            sc[c] = (nep_real)((double)q->w[c] * q->inv[c]);
-            sh[c] = q->bias[c];
         }
     } else {
         for (int64_t c = 0; c < C; c++) {
-            double scale, shift;
-            nep_bn_eval_affine(q->w[c], q->bias[c], q->rmean[c], q->rvar[c], q->eps, &scale, &shift);
             q->mean[c] = q->rmean[c];
             q->inv[c] = (nep_real)nep_bn_inv_std(q->rvar[c], q->eps);
-            mu[c] = 0;
-            sc[c] = (nep_real)scale;
-            sh[c] = (nep_real)shift;
         }
     }
+    for (int64_t c = 0; c < C; c++) channel_affine(q, c, batch_stats, mu + c, sc + c, sh + c);
 #pragma omp parallel for schedule(static) if (R * C > NEP_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         const nep_real *xr = x + r * C;
         nep_real *yr = q->y + r * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; c++) yr[c] = nep_stored((xr[c] - mu[c]) * sc[c] + sh[c], q->rect, q->cap);
+        for (int64_t c = 0; c < C; c++) yr[c] = nep_stored(normalized(xr[c], mu[c], sc[c], sh[c]), q->rect, q->cap);
     }
 }
 
+/* Backward's scratch: the chunks' sums, dx's coefficients fa, f0, fp [C] each, and the
+ * forward's mu, sc, sh [C] each for the folded rectifier's mask. */
 static void backward_nhwc(const bn_call *q, double *part) {
     const int64_t C = q->C, R = q->cnt, nch = R < CHUNKS ? R : CHUNKS;
     const nep_real *x = q->x, *dy = q->dy, *mean = q->mean;
     nep_real *fa = (nep_real *)(part + 2 * CHUNKS * C), *f0 = fa + C, *fp = f0 + C;
+    nep_real *mu = fp + C, *sc = mu + C, *sh = sc + C;
+    const bool rect = q->rect;
+    const nep_real cap = q->cap;
+    for (int64_t c = 0; c < C; c++) channel_affine(q, c, q->batch_stats, mu + c, sc + c, sh + c);
 #pragma omp parallel for schedule(static) if (R * C > NEP_PAR_MIN)
     for (int64_t k = 0; k < nch; k++) {
         double *g1 = part + 2 * k * C, *g2 = g1 + C;
@@ -267,8 +299,9 @@ static void backward_nhwc(const bn_call *q, double *part) {
             const nep_real *xr = x + r * C, *dyr = dy + r * C;
 #pragma omp simd
             for (int64_t c = 0; c < C; c++) {
-                g1[c] += (double)dyr[c];
-                g2[c] += (double)dyr[c] * (double)(xr[c] - mean[c]);
+                const double d = (double)through_rectifier(rect, cap, dyr[c], normalized(xr[c], mu[c], sc[c], sh[c]));
+                g1[c] += d;
+                g2[c] += d * (double)(xr[c] - mean[c]);
             }
         }
     }
@@ -282,13 +315,16 @@ static void backward_nhwc(const bn_call *q, double *part) {
     for (int64_t r = 0; r < R; r++) {
         const nep_real *xr = x + r * C, *dyr = dy + r * C;
         nep_real *dxr = q->dx + r * C;
+#define DX_NHWC(c) (fa[c] * through_rectifier(rect, cap, dyr[c], normalized(xr[c], mu[c], sc[c], sh[c])) + f0[c] + \
+                    fp[c] * (xr[c] - mean[c]))
         if (q->dx_add) {
 #pragma omp simd
-            for (int64_t c = 0; c < C; c++) dxr[c] += fa[c] * dyr[c] + f0[c] + fp[c] * (xr[c] - mean[c]);
+            for (int64_t c = 0; c < C; c++) dxr[c] += DX_NHWC(c);
         } else {
 #pragma omp simd
-            for (int64_t c = 0; c < C; c++) dxr[c] = fa[c] * dyr[c] + f0[c] + fp[c] * (xr[c] - mean[c]);
+            for (int64_t c = 0; c < C; c++) dxr[c] = DX_NHWC(c);
         }
+#undef DX_NHWC
     }
 }
 
@@ -300,19 +336,25 @@ static int64_t at(const bn_call *q, bool nhwc, int64_t c, int64_t b, int64_t k) 
 }
 
 /* s[c] = sum of a, s[C + c] = sum of b over this rank's values of channel c (a = x,
- * b = x^2 when u is NULL; a = u, b = u * (v - shift) otherwise), s[2C] their count. */
+ * b = x^2 when u is NULL; a = u, b = u * (v - shift) otherwise, u = dy through the folded
+ * rectifier, v = x), s[2C] their count. */
 static void local_sums(const bn_call *q, bool nhwc, const nep_real *u, const nep_real *v, const nep_real *shift,
                        double *s) {
     const int64_t C = q->C;
+    const bool rect = q->rect;
+    const nep_real cap = q->cap;
 #pragma omp parallel for schedule(static) if (q->cnt * C > NEP_PAR_MIN)
     for (int64_t c = 0; c < C; c++) {
         double sa = 0, sb = 0;
+        nep_real mu, sc, sh;
+        channel_affine(q, c, true, &mu, &sc, &sh);
         for (int64_t b = 0; b < q->B; b++)
             for (int64_t k = 0; k < q->HW; k++) {
                 const int64_t i = at(q, nhwc, c, b, k);
                 const double d = (double)v[i] - (shift ? (double)shift[c] : 0);
-                sa += u ? (double)u[i] : d;
-                sb += u ? (double)u[i] * d : d * d;
+                const double ui = u ? (double)through_rectifier(rect, cap, u[i], normalized(v[i], mu, sc, sh)) : 0;
+                sa += u ? ui : d;
+                sb += u ? ui * d : d * d;
             }
         s[c] = sa, s[C + c] = sb;
     }
@@ -334,19 +376,21 @@ static void forward_sync(const bn_call *q, bool nhwc, double *s) {
     nep_real *mu = (nep_real *)(s + 2 * C + 1), *sc = mu + C, *sh = sc + C;
     for (int64_t c = 0; c < C; c++) {
         batch_stats_of(0, s[c], s[C + c], total, q->eps, q->mom, q->rmean + c, q->rvar + c, q->mean + c, q->inv + c);
-        mu[c] = q->mean[c], sc[c] = (nep_real)((double)q->w[c] * q->inv[c]), sh[c] = q->bias[c];
+        channel_affine(q, c, true, mu + c, sc + c, sh + c);
     }
 #pragma omp parallel for schedule(static) if (q->cnt * C > NEP_PAR_MIN)
     for (int64_t c = 0; c < C; c++)
         for (int64_t b = 0; b < q->B; b++)
             for (int64_t k = 0; k < q->HW; k++) {
                 const int64_t i = at(q, nhwc, c, b, k);
-                q->y[i] = nep_stored((q->x[i] - mu[c]) * sc[c] + sh[c], q->rect, q->cap);
+                q->y[i] = nep_stored(normalized(q->x[i], mu[c], sc[c], sh[c]), q->rect, q->cap);
             }
 }
 
 static void backward_sync(bn_call *q, bool nhwc, double *s) {
     const int64_t C = q->C;
+    const bool rect = q->rect;
+    const nep_real cap = q->cap;
     nep_real *fa = (nep_real *)(s + 2 * C + 1), *f0 = fa + C, *fp = f0 + C;
     local_sums(q, nhwc, q->dy, q->x, q->mean, s);
     for (int64_t c = 0; c < C; c++) { /* weight and bias: this rank's own sums */
@@ -363,13 +407,17 @@ static void backward_sync(bn_call *q, bool nhwc, double *s) {
     }
     if (!q->dx) return;
 #pragma omp parallel for schedule(static) if (q->cnt * C > NEP_PAR_MIN)
-    for (int64_t c = 0; c < C; c++)
+    for (int64_t c = 0; c < C; c++) {
+        nep_real mu, sc, sh;
+        channel_affine(q, c, true, &mu, &sc, &sh);
         for (int64_t b = 0; b < q->B; b++)
             for (int64_t k = 0; k < q->HW; k++) {
                 const int64_t i = at(q, nhwc, c, b, k);
-                const nep_real d = fa[c] * q->dy[i] + f0[c] + fp[c] * (q->x[i] - q->mean[c]);
+                const nep_real d = fa[c] * through_rectifier(rect, cap, q->dy[i], normalized(q->x[i], mu, sc, sh)) + f0[c] +
+                                   fp[c] * (q->x[i] - q->mean[c]);
                 q->dx[i] = q->dx_add ? q->dx[i] + d : d;
             }
+    }
 }
 
 /* ---- the op ---------------------------------------------------------------------------- */
@@ -390,7 +438,8 @@ static void bn_forward(const nep_call *call) {
 
 static void bn_backward(const nep_call *call) {
     bn_call q = call_of(call);
-    q.dy = call->dy;
+    q.dy = call->dy; /* with rectify: the gradient of the rectifier's output (folds_rectifier_backward) */
+    q.rect = call->rectify, q.cap = call->cap;
     q.dx = call->dx[0], q.dx_add = call->dx_add[0];
     q.dw = call->dw[BN_WEIGHT];
     q.db = call->dw[BN_BIAS];
@@ -403,6 +452,6 @@ static void bn_backward(const nep_call *call) {
 }
 
 const nep_kernel nep_cpu_batchnorm = {
-    .state_reals = bn_state_reals, .scratch_bytes = bn_scratch_bytes,
+    .folds_rectifier_backward = true, .state_reals = bn_state_reals, .scratch_bytes = bn_scratch_bytes,
     .forward = bn_forward, .backward = bn_backward,
 };
