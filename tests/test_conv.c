@@ -361,6 +361,25 @@ static void test_impl_avoids_6035(void **s) {
             }
 }
 
+/* A forward whose output rows are narrower than 8 pixels runs on another implementation
+ * than brgconv (whose tiles there are mostly empty) from batch 2, training or serving
+ * (below AVX-512 there is no brgconv to avoid); batch 1 keeps oneDNN's choice. */
+static void test_narrow_rows_avoid_brgconv(void **s) {
+    const int64_t sides[] = {2, 4, 7};
+    for (size_t k = 0; k < sizeof sides / sizeof *sides; k++)
+        for (int frozen = 0; frozen <= 1; frozen++) {
+            nep_conv_geom q = {.batch = 4, .in_c = 64, .in_h = sides[k], .in_w = sides[k], .out_c = 64,
+                               .out_h = sides[k], .out_w = sides[k], .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1,
+                               .pw = 1, .groups = 1, .nhwc = true, .frozen = frozen};
+            nep_conv_plan *plan;
+            assert_int_equal(nep_dnnl_conv_plan_new(&q, &plan, NULL), NEP_OK);
+            const char *impl = nep_dnnl_conv_impl(plan, NEP_CONV_FORWARD);
+            if (!strncmp(impl, "brgconv:", 8) || !strncmp(impl, "ref", 3))
+                fail_msg("%lldx%lld output rows, batch 4: forward runs %s", (long long)sides[k], (long long)sides[k], impl);
+            nep_dnnl_conv_plan_free(plan);
+        }
+}
+
 /* A serving executor (inference, frozen_weights: convolution weights packed once) gives
  * PyTorch's outputs on every case, on every call, and for a smaller batch too; it is
  * refused without inference. */
@@ -559,6 +578,7 @@ int main(void) {
         cmocka_unit_test(test_layout_moves),      cmocka_unit_test(test_impl_avoids_6035),
         cmocka_unit_test(test_infer),             cmocka_unit_test(test_frozen_weights),
         cmocka_unit_test(test_serving_slices),    cmocka_unit_test(test_residual_fusion),
+        cmocka_unit_test(test_narrow_rows_avoid_brgconv),
     };
     return NEP_RUN_BOTH_LAYOUTS(tests, load_golden, free_golden);
 }
