@@ -350,8 +350,9 @@ def markdown_targets(latest):
 
 
 def markdown_section(forced, latest):
-    title = "AVX2 forced (`ISA=avx2`)" if forced == "avx2" else f"ISA: {forced} (each library's default)"
     s0 = max(latest, key=lambda s: s["date"])
+    title = ("AVX2 forced (`ISA=avx2`)" if forced == "avx2" else f"ISA: {forced} (each library's default)") \
+        + f" — {s0['cpu']}"
     isa = s0.get("isa", {})
     flags = isa.get("flags", {})
     print(f"\n## {title}\n")
@@ -426,6 +427,11 @@ def markdown_old(rows):
               f"{r['ratio_infer_batch1']:.2f}x | {r['ratio_infer_batch']:.2f}x |")
 
 
+def ord_date(date):
+    """A sortable number for a "YYYY-MM-DD HH:MM" date (later: larger)."""
+    return int(re.sub(r"\D", "", date) or 0)
+
+
 def markdown(path):
     every = [json.loads(line) for line in open(path) if line.strip()]
     new = [r for r in every if r.get("format") == 2]
@@ -448,10 +454,16 @@ def markdown(path):
           "≥ 1.25x (MLP); inference latency below ORT at batch 1 and 128, dense and collapsed; "
           "collapse: latency falls at least in proportion to the FLOPs removed.")
     shown = set()
-    for forced in sorted({r.get("isa_forced", "?") for r in new}, key=lambda f: (f != "native", f)):
+    # one section per CPU and forced ISA (the machines differ: AVX-512 Xeons, AVX2 EPYCs),
+    # the CPU of the latest run first
+    last_run = {}
+    for r in new:
+        last_run[r.get("cpu", "?")] = max(last_run.get(r.get("cpu", "?"), ""), r["date"])
+    keys = {(r.get("cpu", "?"), r.get("isa_forced", "?")) for r in new}
+    for cpu, forced in sorted(keys, key=lambda k: (-ord_date(last_run[k[0]]), k[0], k[1] != "native", k[1])):
         latest = {}
         for i, r in enumerate(new):
-            if r.get("isa_forced", "?") == forced:
+            if (r.get("cpu", "?"), r.get("isa_forced", "?")) == (cpu, forced):
                 latest[r["model"]] = i
         ids = sorted(latest.values(), key=lambda i: (ORDER.index(new[i]["model"]) if new[i]["model"] in ORDER
                                                      else len(ORDER), i))
