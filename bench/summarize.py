@@ -156,7 +156,8 @@ def collapse_summary(row):
     if "result" not in row:
         return {"dead": row.get("dead", ""), "error": row.get("error", "failed")}
     d = row["result"]
-    keep = ("rectifiers", "depth", "params", "mflops", "latency_ms_batch1", "latency_ms_batch128")
+    keep = ("rectifiers", "depth", "params", "mflops", "latency_ms_batch1", "latency_ms_batch128",
+            "peak_memory_mb_batch128")
     return {"dead": row.get("dead", ""),
             "before": {k: d["before"].get(k) for k in keep}, "after": {k: d["after"].get(k) for k in keep},
             "rewrites": d.get("rewrites", {}), "max_abs_diff": d.get("equivalence", {}).get("max_abs_diff"),
@@ -325,11 +326,15 @@ def markdown_collapse(s):
             mark = OK if t.get(f"collapse_{m}") else MISS
             lat.append(f"{name} {num(d[m][0])} → {num(k[m][0])} ms (−{100 * red:.0f}%) {mark}")
     rw = c.get("rewrites", {})
+    mem = ""
+    if b.get("peak_memory_mb_batch128") and a.get("peak_memory_mb_batch128"):
+        mb, ma = b["peak_memory_mb_batch128"], a["peak_memory_mb_batch128"]
+        mem = f"; serving memory at batch 128 (weights and activation buffers) {mb:.1f} → {ma:.1f} MB (−{100 * (1 - ma / mb):.0f}%)"
     print(f"\nCollapse (rectifiers made {dead_words(c['dead'])}): {b['depth']} → {a['depth']} rectifier "
           f"layers, {b['mflops']:.1f} → {a['mflops']:.1f} MFLOPs (**−{100 * fr:.0f}%**), "
           f"{b['params']:,} → {a['params']:,} parameters ({rw.get('channels_dropped', 0)} channels dropped, "
           f"{rw.get('composed', 0)} layer pairs composed; logits within {c.get('max_abs_diff', 0):.1e}). "
-          f"nepenthe's latency: {'; '.join(lat) or '—'} (target: falls at least in proportion to the FLOPs).")
+          f"nepenthe's latency: {'; '.join(lat) or '—'} (target: falls at least in proportion to the FLOPs){mem}.")
 
 
 def markdown_targets(latest):
