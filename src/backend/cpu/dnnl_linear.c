@@ -1,5 +1,5 @@
-/* oneDNN glue for serving Linear layers (see dnnl_linear.h): one forward_inference inner
- * product per (rows, in, out), its weights packed into the primitive's layout once. */
+/* oneDNN glue for serving Linear layers (see dnnl_linear.h): one matmul primitive per
+ * (rows, in, out), its weights packed into the primitive's layout once. */
 #include "backend/cpu/dnnl_linear.h"
 
 #ifndef NEP_DOUBLE
@@ -26,7 +26,7 @@ struct nep_linear_plan {
 };
 
 static nep_status dnnl_fail(nep_err *err, dnnl_status_t s, const char *what) {
-    return nep_fail(err, NEP_ERR_UNSUPPORTED, "oneDNN inner product: %s failed (%s)", what,
+    return nep_fail(err, NEP_ERR_UNSUPPORTED, "oneDNN matmul: %s failed (%s)", what,
                     dnnl_status2str(s));
 }
 
@@ -50,13 +50,14 @@ void nep_dnnl_linear_plan_free(nep_linear_plan *p) {
 
 static nep_status plan_build(nep_linear_plan *p, nep_err *err) {
     const nep_linear_geom *g = &p->g;
-    const dnnl_dims_t xd = {g->rows, g->in}, wd = {g->out, g->in}, bd = {g->out}, yd = {g->rows, g->out};
+    /* y = x W^T: W [out, in] row-major is the matmul's [in, out] weights in "ba" order */
+    const dnnl_dims_t xd = {g->rows, g->in}, wd = {g->in, g->out}, bd = {1, g->out}, yd = {g->rows, g->out};
     dnnl_memory_desc_t md[M_COUNT], wany;
     dnnl_status_t s;
     nep_status st = NEP_OK;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL, rpd = NULL;
-    dnnl_inner_product_desc_t d;
+    dnnl_matmul_desc_t d;
 #define TRY_DN(call, what)                  \
     do {                                    \
         if ((s = (call)) != dnnl_success) { \
@@ -64,14 +65,12 @@ static nep_status plan_build(nep_linear_plan *p, nep_err *err) {
             goto out;                       \
         }                                   \
     } while (0)
-    TRY_DN(dnnl_memory_desc_init_by_tag(&md[M_X], 2, xd, dnnl_f32, dnnl_nc), "memory descriptor");
-    TRY_DN(dnnl_memory_desc_init_by_tag(&md[M_W], 2, wd, dnnl_f32, dnnl_oi), "memory descriptor");
-    TRY_DN(dnnl_memory_desc_init_by_tag(&md[M_B], 1, bd, dnnl_f32, dnnl_x), "memory descriptor");
-    TRY_DN(dnnl_memory_desc_init_by_tag(&md[M_Y], 2, yd, dnnl_f32, dnnl_nc), "memory descriptor");
+    TRY_DN(dnnl_memory_desc_init_by_tag(&md[M_X], 2, xd, dnnl_f32, dnnl_ab), "memory descriptor");
+    TRY_DN(dnnl_memory_desc_init_by_tag(&md[M_W], 2, wd, dnnl_f32, dnnl_ba), "memory descriptor");
+    TRY_DN(dnnl_memory_desc_init_by_tag(&md[M_B], 2, bd, dnnl_f32, dnnl_ab), "memory descriptor");
+    TRY_DN(dnnl_memory_desc_init_by_tag(&md[M_Y], 2, yd, dnnl_f32, dnnl_ab), "memory descriptor");
     TRY_DN(dnnl_memory_desc_init_by_tag(&wany, 2, wd, dnnl_f32, dnnl_format_tag_any), "memory descriptor");
-    TRY_DN(dnnl_inner_product_forward_desc_init(&d, dnnl_forward_inference, &md[M_X], &wany,
-                                                g->bias ? &md[M_B] : NULL, &md[M_Y]),
-           "descriptor");
+    TRY_DN(dnnl_matmul_desc_init(&d, &md[M_X], &wany, g->bias ? &md[M_B] : NULL, &md[M_Y]), "descriptor");
     TRY_DN(nep_dnnl_output_attr(false, g->rectify, g->cap, &attr), "post-op");
     TRY_DN(dnnl_primitive_desc_create(&pd, &d, attr, p->engine, NULL), "primitive descriptor");
     md[M_PACKED] = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);

@@ -34,7 +34,7 @@ static nep_linear_plan *plan_for(void **cache, const nep_linear_geom *q) {
     return nep_dnnl_linear_plan_new(q, &plans->p[slot], NULL) == NEP_OK ? plans->p[slot] : NULL;
 }
 
-/* Serving (weights frozen) with more than one row: oneDNN's inner product on weights
+/* Serving (weights frozen) with more than one row: oneDNN's matmul on weights
  * packed once. One row stays a GEMV, which reads W once either way and is as fast. */
 static bool linear_forward_packed(const nep_call *c, int64_t B, int64_t in, int64_t out) {
     if (!c->frozen || B == 1) return false;
