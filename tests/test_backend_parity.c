@@ -350,11 +350,62 @@ static void test_unknown_backend(void **state) {
     nep_graph_free(&g);
 }
 
+/* A Linear read only by a residual Add sums into the Add's other input on a serving
+ * executor (nep_exec_fused_add), with the ReLU after the Add, and computes what an
+ * executor without the fusion computes: batch 3 in slices of 2 (oneDNN's matmul for two
+ * rows, the GEMV for the last one), and on the reference backend; lin2 with and without
+ * bias (the GEMV's summand is then y alone).
+ *   a = lin0(x); r = relu(lin1(a)); out = relu(lin2(r) + a)   (lin2 fused) */
+static void test_served_linear_residual(void **state) {
+    for (int bias2 = 0; bias2 <= 1; bias2++) {
+        nep_graph g;
+        nep_graph_init(&g);
+        const int x = nep_graph_input(&g, "input", (nep_shape){1, {8}});
+        int lin[3], in = x;
+        for (int k = 0; k < 3; k++) {
+            char name[8];
+            snprintf(name, sizeof name, "lin%d", k);
+            const bool bias = k == 2 ? bias2 : k == 0;
+            lin[k] = nep_graph_add1(&g, NEP_OP_LINEAR, name, in, (nep_attrs){.linear = {.features = 8, .bias = bias}});
+            nep_graph_add_param(&g, lin[k], "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2, (int64_t[]){8, 8});
+            if (bias) nep_graph_add_param(&g, lin[k], "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){8});
+            in = k == 1 ? nep_graph_add1(&g, NEP_OP_RELU, "r", lin[k], (nep_attrs){0}) : lin[k];
+        }
+        const int add = nep_graph_add(&g, NEP_OP_ADD, "add", (int[]){lin[2], lin[0]}, 2, (nep_attrs){0});
+        nep_graph_add1(&g, NEP_OP_RELU, "out", add, (nep_attrs){0});
+        assert_int_equal(nep_graph_finalize(&g, NULL), NEP_OK);
+        nep_rng rng;
+        nep_rng_seed(&rng, 21);
+        for (int64_t i = 0; i < g.n_values; i++) g.values[i] = (nep_real)(0.4 * nep_rng_normal(&rng));
+        enum { B = 3 };
+        nep_real xv[B * 8];
+        for (int i = 0; i < B * 8; i++) xv[i] = (nep_real)nep_rng_normal(&rng);
+        nep_exec *plain;
+        nep_err err;
+        nep_test_assert_ok(nep_exec_new(&plain, &g, B, &(nep_exec_opts){.inference = true}, &err), &err);
+        double want[B * 8];
+        const nep_real *y = nep_exec_forward(plain, xv, B);
+        for (int i = 0; i < B * 8; i++) want[i] = y[i];
+        for (int k = 0; k < 2; k++) {
+            nep_exec *served;
+            nep_test_assert_ok(nep_exec_new(&served, &g, B, &(nep_exec_opts){.inference = true, .frozen_weights = true,
+                                            .slice_rows = 2, .backend = k ? "ref" : NULL}, &err), &err);
+            assert_int_equal(nep_exec_fused_add(served, lin[2]), add);
+            assert_int_equal(nep_exec_fused_add(served, lin[0]), -1);
+            NEP_ASSERT_CLOSE(nep_exec_forward(served, xv, B), want, B * 8, 1e-5, 1e-5, k ? "served on ref" : "served");
+            nep_exec_free(served);
+        }
+        nep_exec_free(plain);
+        nep_graph_free(&g);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parity),
         cmocka_unit_test(test_every_op_has_a_case),
         cmocka_unit_test(test_unknown_backend),
+        cmocka_unit_test(test_served_linear_residual),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

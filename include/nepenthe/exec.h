@@ -38,9 +38,9 @@ typedef struct nep_exec_opts {
      * lives, so a backend may keep them in its own layouts (convolution weights are
      * reordered once, not at every call, as ONNX Runtime prepacks them). After changing
      * weights, make a new executor: this one may go on with the old ones, or some.
-     * A convolution read only by a residual Add adds its output into the Add's other
-     * input's buffer (oneDNN's sum post-op, with the Add's rectifier after it), and the
-     * Add does not run: such an executor takes no probe. */
+     * A convolution or Linear read only by a residual Add adds its output into the Add's
+     * other input's buffer (oneDNN's sum post-op, with the Add's rectifier after it), and
+     * the Add does not run: such an executor takes no probe. */
     bool frozen_weights;
     /* With frozen_weights: a batch of more rows runs in slices of this many, each through
      * the whole graph, so that activations stay in the cache (ResNet-20, MobileNetV2 at

@@ -33,7 +33,7 @@ static nep_status dnnl_fail(nep_err *err, dnnl_status_t s, const char *what) {
 bool nep_dnnl_linear_plan_fits(const nep_linear_plan *p, const nep_linear_geom *b) {
     const nep_linear_geom *a = &p->g;
     return a->rows == b->rows && a->in == b->in && a->out == b->out && a->bias == b->bias &&
-           a->rectify == b->rectify && (!a->rectify || a->cap == b->cap);
+           a->sum == b->sum && a->rectify == b->rectify && (!a->rectify || a->cap == b->cap);
 }
 
 void nep_dnnl_linear_plan_free(nep_linear_plan *p) {
@@ -71,7 +71,7 @@ static nep_status plan_build(nep_linear_plan *p, nep_err *err) {
     TRY_DN(dnnl_memory_desc_init_by_tag(&md[M_Y], 2, yd, dnnl_f32, dnnl_ab), "memory descriptor");
     TRY_DN(dnnl_memory_desc_init_by_tag(&wany, 2, wd, dnnl_f32, dnnl_format_tag_any), "memory descriptor");
     TRY_DN(dnnl_matmul_desc_init(&d, &md[M_X], &wany, g->bias ? &md[M_B] : NULL, &md[M_Y]), "descriptor");
-    TRY_DN(nep_dnnl_output_attr(false, g->rectify, g->cap, &attr), "post-op");
+    TRY_DN(nep_dnnl_output_attr(g->sum, g->rectify, g->cap, &attr), "post-op");
     TRY_DN(dnnl_primitive_desc_create(&pd, &d, attr, p->engine, NULL), "primitive descriptor");
     md[M_PACKED] = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     TRY_DN(dnnl_primitive_create(&p->fwd, pd), "primitive");

@@ -16,9 +16,10 @@
 
 #include "nepenthe/status.h"
 
+/* sum: y += instead of = (before the rectifier), as oneDNN's sum post-op. */
 typedef struct nep_linear_geom {
     int64_t rows, in, out;
-    bool bias, rectify;
+    bool bias, rectify, sum;
     float cap;
 } nep_linear_geom;
 

@@ -1,6 +1,6 @@
 /* Linear (src/ops/linear.c) as GEMMs over the rows of the last axis: B = batch x the
  * positions before it (one per token of a sequence).
- *   x [B, in]   W [out, in]   b [out]   y [B, out]
+ *   x [B, in]   W [out, in]   b [out]   y [B, out]   (y += with y_add: a fused residual Add)
  * backward: dx (+)= dy W   dW (+)= dy^T x   db (+)= sum_B dy */
 #include <stdlib.h>
 
@@ -39,7 +39,7 @@ static nep_linear_plan *plan_for(void **cache, const nep_linear_geom *q) {
 static bool linear_forward_packed(const nep_call *c, int64_t B, int64_t in, int64_t out) {
     if (!c->frozen || B == 1) return false;
     const nep_linear_geom q = {.rows = B, .in = in, .out = out, .bias = c->n->attrs.linear.bias,
-                               .rectify = c->rectify, .cap = (float)c->cap};
+                               .rectify = c->rectify, .cap = (float)c->cap, .sum = c->y_add};
     nep_linear_plan *p = plan_for(c->cache, &q);
     if (!p) return false;
     nep_dnnl_linear_forward(p, c->x[0], c->w[0], q.bias ? c->w[1] : NULL, c->y);
@@ -59,12 +59,12 @@ static void linear_forward(const nep_call *c) {
     if (linear_forward_packed(c, B, in, out)) return;
 #endif
     nep_real *y = c->y;
-    nep_real beta = 0;
+    /* y starts as the bias, or the summand plus the bias (y_add), and the product is added */
+    const nep_real beta = n->attrs.linear.bias || c->y_add ? 1 : 0;
     if (n->attrs.linear.bias) {
         const nep_real *b = c->w[1];
         for (int64_t i = 0; i < B; i++)
-            for (int64_t j = 0; j < out; j++) y[i * out + j] = b[j];
-        beta = 1;
+            for (int64_t j = 0; j < out; j++) y[i * out + j] = c->y_add ? y[i * out + j] + b[j] : b[j];
     }
     /* One row is a matrix-vector product: OpenBLAS 0.3.21's sgemm would pack all of W
      * first (784-1024x3 MLP at batch 1: 1.5 ms, against 0.2 ms here). */
@@ -101,6 +101,7 @@ static void linear_backward(const nep_call *c) {
 }
 
 const nep_kernel nep_cpu_linear = {
+    .sums_into_y = true,
 #ifndef NEP_DOUBLE
     .free_cache = linear_free_cache,
 #endif

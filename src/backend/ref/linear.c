@@ -1,5 +1,5 @@
 /* Linear (src/ops/linear.c) over the last axis, B = batch x the positions before it:
- * y = x W^T + b;  dx = dy W,  dW = dy^T x,  db = sum_B dy. */
+ * y = x W^T + b (y += with nep_call.y_add);  dx = dy W,  dW = dy^T x,  db = sum_B dy. */
 #include "backend/ref/ref.h"
 
 static void linear_forward(const nep_call *c) {
@@ -9,7 +9,8 @@ static void linear_forward(const nep_call *c) {
         for (int64_t o = 0; o < out; o++) {
             double acc = c->n->attrs.linear.bias ? c->w[1][o] : 0;
             for (int64_t i = 0; i < in; i++) acc += (double)c->x[0][b * in + i] * (double)c->w[0][o * in + i];
-            c->y[b * out + o] = (nep_real)ref_rectified(c, acc);
+            nep_real *y = &c->y[b * out + o];
+            *y = (nep_real)ref_rectified(c, c->y_add ? acc + (double)*y : acc);
         }
 }
 
@@ -36,4 +37,4 @@ static void linear_backward(const nep_call *c) {
     }
 }
 
-const nep_kernel nep_ref_linear = {.forward = linear_forward, .backward = linear_backward};
+const nep_kernel nep_ref_linear = {.sums_into_y = true, .forward = linear_forward, .backward = linear_backward};
