@@ -34,7 +34,8 @@
 #        (a copy of src, include, tools and the Makefile; only changed files recompile).
 #        ONNX Runtime cannot be held back: MLAS picks its kernels from cpuid, with no switch,
 #        so it runs its default ISA and the tables say so,
-#   NEP_BIN: the nepenthe binary to time (default build/nepenthe, or the AVX2 build above).
+#   NEP_BIN: the nepenthe binary to time (default build/nepenthe, or the AVX2 build above);
+#        the tables then name the tree's commit with NEP_BIN after it.
 # bench/isa_probe.py records which ISA each library actually ran; every row carries its label.
 set -eu
 cd "$(dirname "$0")/.."
@@ -51,6 +52,12 @@ VIT="--patch 4 --width 64 --depths 4 --heads 4 --mlp-ratio 2"
 SWIN="--patch 2 --width 32 --depths 2,2 --heads 2,4 --window 4 --mlp-ratio 2 --drop-path 0.1"
 export OMP_NUM_THREADS="$THREADS"
 mkdir -p "$WORK/models" "$OUT_DIR"
+# The commit of the code timed, taken now (the tree may move on during the run), dirty only
+# when the sources differ from it; with NEP_BIN the binary's origin is the caller's to say.
+NEP_BENCH_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
+git diff --quiet HEAD -- src include tools Makefile fuzz/fuzz.mk 2>/dev/null || NEP_BENCH_COMMIT="$NEP_BENCH_COMMIT-dirty"
+[ -z "${NEP_BIN:-}" ] || NEP_BENCH_COMMIT="$NEP_BENCH_COMMIT (NEP_BIN=$NEP_BIN)"
+export NEP_BENCH_COMMIT
 
 NEP=${NEP_BIN:-build/nepenthe}
 case $ISA in

@@ -13,6 +13,7 @@ library ran and the targets. The markdown shows the latest summary of each model
 summaries of the previous format (nepenthe against PyTorch only) as they were.
 """
 import json
+import os
 import platform
 import re
 import statistics
@@ -53,7 +54,10 @@ def cpu_name():
 
 
 def commit():
-    """The short commit, with -dirty when tracked files differ from it."""
+    """The commit bench/run.sh recorded when it started (NEP_BENCH_COMMIT), else the short
+    HEAD, with -dirty when tracked files differ from it."""
+    if os.environ.get("NEP_BENCH_COMMIT"):
+        return os.environ["NEP_BENCH_COMMIT"]
     try:
         c = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                            check=True).stdout.strip()
