@@ -150,7 +150,9 @@ nep_graph *nep_exec_graph(const nep_exec *ex);
 bool nep_exec_channels_last(const nep_exec *ex);
 /* Node id's output and the gradient with respect to it, in the executor's layout, for
  * the current batch (Wanda reads a layer's input; tests read the rest). An inference
- * executor keeps only the graph output's. */
+ * executor keeps only the graph output's. A BatchNorm that wrote its ReLU's output
+ * (nep_exec_fused_rectifier) takes the ReLU's gradient through the mask itself: its own
+ * gradient buffer is not written. */
 nep_real *nep_exec_node_output(const nep_exec *ex, int id);
 nep_real *nep_exec_node_grad(const nep_exec *ex, int id);
 /* The rectifier whose output node id's forward writes itself (a fused epilogue), or -1. */
