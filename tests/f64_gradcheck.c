@@ -48,6 +48,7 @@ typedef struct gc_case {
     enum input_kind input;
     double h;
     uint64_t seed;
+    nep_op_kind then;   /* a rectifier reading the op (NEP_OP_INPUT, the default: none) */
 } gc_case;
 
 static const nep_shape vec = {1, {7}}, tok = {2, {3, 5}, 1}, tok4 = {2, {3, 4}, 1}, img = {3, {3, 2, 2}}, img345 = {3, {3, 4, 5}},
@@ -106,6 +107,10 @@ static const gc_case cases[] = {
     BN_POOL("bn_train", NEP_OP_BATCHNORM, ((nep_attrs){{0}}), img345, true, SHIFTED, 1e-4),
     BN_POOL("bn_train_eps", NEP_OP_BATCHNORM, ((nep_attrs){.batchnorm = {.eps = 0.1, .momentum = 0.5}}), img345, true, SHIFTED, 1e-4),
     BN_POOL("bn_eval", NEP_OP_BATCHNORM, ((nep_attrs){{0}}), img345, false, SHIFTED, 1e-6),
+    /* the ReLU or ReLU6 the BatchNorm writes itself and whose backward it folds in */
+    {"bn_train_relu", NEP_OP_BATCHNORM, {{0}}, img345, 3, true, SHIFTED, 1e-4, 4401, NEP_OP_RELU},
+    {"bn_train_relu6", NEP_OP_BATCHNORM, {{0}}, img345, 3, true, SHIFTED, 1e-4, 4402, NEP_OP_RELU6},
+    {"bn_eval_relu", NEP_OP_BATCHNORM, {{0}}, img345, 3, false, SHIFTED, 1e-6, 4403, NEP_OP_RELU},
     BN_POOL("maxpool_3x3s2p1", NEP_OP_MAXPOOL, ((nep_attrs)WINDOW(3, 3, 2, 1)), img6, true, SHUFFLED_RAMP, 1e-6),
     BN_POOL("maxpool_2x2s2", NEP_OP_MAXPOOL, ((nep_attrs)WINDOW(2, 2, 2, 0)), img6, true, SHUFFLED_RAMP, 1e-6),
     /* overlapping, non-square windows */
@@ -150,7 +155,7 @@ static void gradcheck(void **state) {
     nep_rng rng;
     nep_rng_seed(&rng, c->seed);
     nep_graph g;
-    const int id = nep_test_op_graph(&g, c->op, c->attrs, c->in);
+    const int id = nep_test_op_graph_then(&g, c->op, c->attrs, c->in, c->then);
     for (int64_t i = 0; i < g.n_values; i++) g.values[i] = 0.5 * nep_rng_normal(&rng);
     if (c->op == NEP_OP_BATCHNORM) { /* weight near 1, positive running variances */
         nep_real *wv = g.values + g.params[g.nodes[id].params[0]].offset;

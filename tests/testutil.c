@@ -88,6 +88,10 @@ int nep_test_write_file(const char *path, const void *data, size_t n) {
 }
 
 int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape in) {
+    return nep_test_op_graph_then(g, op, attrs, in, NEP_OP_INPUT);
+}
+
+int nep_test_op_graph_then(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape in, nep_op_kind then) {
     nep_graph_init(g);
     int x = nep_graph_input(g, "input", in);
     int ins[3] = {x, x, x};
@@ -132,6 +136,7 @@ int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape i
         nep_graph_add_param(g, id, "running_mean", 0, 1, c);
         nep_graph_add_param(g, id, "running_var", 0, 1, c);
     }
+    if (then != NEP_OP_INPUT) nep_graph_add1(g, then, "then", id, (nep_attrs){{0}});
     nep_err err;
     assert_int_equal(nep_graph_finalize(g, &err), NEP_OK);
     return id;

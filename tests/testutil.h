@@ -52,6 +52,9 @@ int nep_test_write_file(const char *path, const void *data, size_t n);
  * ScaledDotProductAttention reads q = the input and k, v = Linears "k", "v" of it (no
  * bias) to its key/value heads' width. */
 int nep_test_op_graph(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape in);
+/* The same with a rectifier (or any one-input op without attributes) `then` reading the
+ * op's output, the graph's output (NEP_OP_INPUT: none); returns the op's id. */
+int nep_test_op_graph_then(nep_graph *g, nep_op_kind op, nep_attrs attrs, nep_shape in, nep_op_kind then);
 
 /* Reads <golden dir>/<file> into st; on failure prints a hint and returns -1 (cmocka
  * group setups return it). */
