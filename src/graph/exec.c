@@ -118,10 +118,9 @@ static bool share_buffers(nep_exec *ex) {
     const int n = g->n_nodes, steps = g->n_order;
     int *root = calloc((size_t)n, sizeof(int)), *birth = calloc((size_t)n, sizeof(int)),
         *death = calloc((size_t)n, sizeof(int)), *holder = calloc((size_t)n, sizeof(int));
-    bool *fused_rectifier = calloc((size_t)n, sizeof(bool)); /* an epilogue of a fused Add */
     int64_t *cap = malloc(sizeof(int64_t) * (size_t)n);
     ex->pool = calloc((size_t)n, sizeof *ex->pool);
-    bool ok = root && birth && death && holder && cap && ex->pool && fused_rectifier;
+    bool ok = root && birth && death && holder && cap && ex->pool;
     for (int k = 0; ok && k < steps; k++) {
         const int id = g->order[k];
         const nep_node *nd = &g->nodes[id];
@@ -131,12 +130,9 @@ static bool share_buffers(nep_exec *ex) {
          * Add's other input */
         const int a = ex->residual[id];
         if (a >= 0) root[id] = root[g->nodes[a].inputs[g->nodes[a].inputs[0] == id ? 1 : 0]];
-        if (nd->op == NEP_OP_ADD && nd->n_inputs == 2 &&
-            (ex->residual[nd->inputs[0]] == id || ex->residual[nd->inputs[1]] == id)) {
-            root[id] = root[nd->inputs[0]]; /* both inputs have that root now */
-            if (ex->epilogue[id] >= 0) fused_rectifier[ex->epilogue[id]] = true;
-        }
-        if (fused_rectifier[id]) root[id] = root[nd->inputs[0]];
+        if (nep_exec_add_fused(ex, id) || /* both inputs have that root now */
+            (nd->n_inputs == 1 && ex->epilogue[nd->inputs[0]] == id && nep_exec_add_fused(ex, nd->inputs[0])))
+            root[id] = root[nd->inputs[0]];
         birth[id] = death[id] = k;
         holder[id] = -1;
         for (int i = 0; i < nd->n_inputs; i++) death[root[nd->inputs[i]]] = k;
@@ -168,7 +164,7 @@ static bool share_buffers(nep_exec *ex) {
     }
     for (int k = 0; ok && k < steps; k++) /* the nodes of a residual fusion */
         if (root[g->order[k]] != g->order[k] && !ex->alias[g->order[k]]) ex->act[g->order[k]] = ex->act[root[g->order[k]]];
-    free(root), free(birth), free(death), free(holder), free(cap), free(fused_rectifier);
+    free(root), free(birth), free(death), free(holder), free(cap);
     return ok;
 }
 

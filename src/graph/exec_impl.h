@@ -77,6 +77,12 @@ struct nep_exec {
     int64_t act_bytes;        /* bytes of the output buffers allocated (gradients not counted) */
 };
 
+/* Whether node id is an Add that one of its inputs sums itself into (nep_exec.residual). */
+static inline bool nep_exec_add_fused(const nep_exec *ex, int id) {
+    const nep_node *n = &ex->g->nodes[id];
+    return n->n_inputs == 2 && (ex->residual[n->inputs[0]] == id || ex->residual[n->inputs[1]] == id);
+}
+
 static inline const nep_kernel *nep_exec_kernel(const nep_exec *ex, const nep_node *n) {
     return ex->backend->kernel(n->op);
 }

@@ -135,8 +135,7 @@ static const nep_real *run_forward(nep_exec *ex, const void *const *x, int64_t b
         if (nep_op(n->op)->states && ex->probe)
             ex->probe(ex->probe_ctx, g, id, ex->act[n->inputs[0]], batch, ex->nhwc);
         if (n->n_inputs && epilogue_of(ex, n->inputs[0]) == id) continue; /* its input wrote y */
-        if (n->n_inputs == 2 && (ex->residual[n->inputs[0]] == id || ex->residual[n->inputs[1]] == id))
-            continue; /* an input summed itself into the Add's output */
+        if (nep_exec_add_fused(ex, id)) continue; /* an input summed itself into the Add's output */
         double t0 = ex->profile ? seconds() : 0;
         if (def->forward) {
             const nep_call c = call_of(ex, id, false);

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/dnnl_attr.h"
+#include "backend/cpu/dnnl_glue.h"
 
 #define ALIGN 64
 
@@ -366,8 +366,7 @@ nep_status nep_dnnl_conv_plan_new(const nep_conv_geom *g, nep_conv_plan **out, n
     plan *p = calloc(1, sizeof *p);
     if (!p) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for a convolution plan");
     p->g = *g;
-    dnnl_status_t s = dnnl_engine_create(&p->engine, dnnl_cpu, 0);
-    if (s == dnnl_success) s = dnnl_stream_create(&p->stream, p->engine, dnnl_stream_default_flags);
+    dnnl_status_t s = nep_dnnl_open(&p->engine, &p->stream);
     nep_status st = s == dnnl_success ? plan_build(p, err) : dnnl_fail(err, s, "engine");
     if (st != NEP_OK) {
         nep_dnnl_conv_plan_free(p);
@@ -382,21 +381,9 @@ size_t nep_dnnl_conv_scratch_bytes(const nep_conv_plan *p) { return p->scratch_n
 const char *nep_dnnl_conv_impl(const nep_conv_plan *p, nep_conv_pass pass) { return p->impl[pass]; }
 
 /* Memory object of role r pointing at ptr. */
-static dnnl_memory_t bind(plan *p, int r, const void *ptr) {
-    dnnl_memory_set_data_handle(p->mem[r], (void *)ptr);
-    return p->mem[r];
-}
+static dnnl_memory_t bind(plan *p, int r, const void *ptr) { return nep_dnnl_bind(p->mem[r], ptr); }
 
 static void *buf(const plan *p, char *scratch, int r) { return scratch + p->off[r]; }
-
-/* Executing a primitive that was created for these descriptors cannot fail short of
- * a bug here; a failure is not reported (outputs may be partly written) but trapped. */
-#define RUN(call)                                     \
-    do {                                              \
-        dnnl_status_t run_s_ = (call);                \
-        assert(run_s_ == dnnl_success);               \
-        (void)run_s_;                                 \
-    } while (0)
 
 static dnnl_status_t run_reorder(plan *p, dnnl_primitive_t r, int from, const void *src, int to, void *dst) {
     dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, bind(p, from, src)}, {DNNL_ARG_TO, bind(p, to, dst)}};
@@ -411,27 +398,27 @@ void nep_dnnl_conv_forward(nep_conv_plan *p, void *scratch_, const float *x, con
     void *dst = y;
     if (p->r_x_fsrc) {
         void *t = p->keep_ok && keep ? (void *)keep : buf(p, scratch, M_FSRC);
-        RUN(run_reorder(p, p->r_x_fsrc, M_X, x, M_FSRC, t));
+        NEP_DNNL_RUN(run_reorder(p, p->r_x_fsrc, M_X, x, M_FSRC, t));
         src = t;
     }
     if (p->r_w_fwei && g->frozen) {
-        if (!p->packed_ok) RUN(run_reorder(p, p->r_w_fwei, M_W, w, M_FWEI, p->packed));
+        if (!p->packed_ok) NEP_DNNL_RUN(run_reorder(p, p->r_w_fwei, M_W, w, M_FWEI, p->packed));
         p->packed_ok = true;
         wei = p->packed;
     } else if (p->r_w_fwei) {
-        RUN(run_reorder(p, p->r_w_fwei, M_W, w, M_FWEI, buf(p, scratch, M_FWEI)));
+        NEP_DNNL_RUN(run_reorder(p, p->r_w_fwei, M_W, w, M_FWEI, buf(p, scratch, M_FWEI)));
         wei = buf(p, scratch, M_FWEI);
     }
     if (p->r_fdst_y) dst = buf(p, scratch, M_FDST);
-    if (p->r_y_fdst) RUN(run_reorder(p, p->r_y_fdst, M_Y, y, M_FDST, dst)); /* the summand */
+    if (p->r_y_fdst) NEP_DNNL_RUN(run_reorder(p, p->r_y_fdst, M_Y, y, M_FDST, dst)); /* the summand */
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, bind(p, M_FSRC, src)},
                                {DNNL_ARG_WEIGHTS, bind(p, M_FWEI, wei)},
                                {DNNL_ARG_DST, bind(p, M_FDST, dst)}};
     int n = 3;
     if (g->bias) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, bind(p, M_B, b)};
-    RUN(dnnl_primitive_execute(p->fwd, p->stream, n, args));
-    if (p->r_fdst_y) RUN(run_reorder(p, p->r_fdst_y, M_FDST, dst, M_Y, y));
-    RUN(dnnl_stream_wait(p->stream));
+    NEP_DNNL_RUN(dnnl_primitive_execute(p->fwd, p->stream, n, args));
+    if (p->r_fdst_y) NEP_DNNL_RUN(run_reorder(p, p->r_fdst_y, M_FDST, dst, M_Y, y));
+    NEP_DNNL_RUN(dnnl_stream_wait(p->stream));
 }
 
 void nep_dnnl_conv_backward(nep_conv_plan *p, void *scratch_, const float *x, const float *keep,
@@ -444,13 +431,13 @@ void nep_dnnl_conv_backward(nep_conv_plan *p, void *scratch_, const float *x, co
     bool have_ddst_d = !p->r_dy_dddst;
     if (dx) {
         if (!have_ddst_d) {
-            RUN(run_reorder(p, p->r_dy_dddst, M_DY, dy, M_DDDST, buf(p, scratch, M_DDDST)));
+            NEP_DNNL_RUN(run_reorder(p, p->r_dy_dddst, M_DY, dy, M_DDDST, buf(p, scratch, M_DDDST)));
             ddst_d = buf(p, scratch, M_DDDST);
             have_ddst_d = true;
         }
         const void *wei = w;
         if (p->r_w_dwei) {
-            RUN(run_reorder(p, p->r_w_dwei, M_W, w, M_DWEI, buf(p, scratch, M_DWEI)));
+            NEP_DNNL_RUN(run_reorder(p, p->r_w_dwei, M_W, w, M_DWEI, buf(p, scratch, M_DWEI)));
             wei = buf(p, scratch, M_DWEI);
         }
         /* Backward-data overwrites its output: straight into dx when it is overwritten in
@@ -460,16 +447,16 @@ void nep_dnnl_conv_backward(nep_conv_plan *p, void *scratch_, const float *x, co
         dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, bind(p, M_DDDST, ddst_d)},
                                   {DNNL_ARG_WEIGHTS, bind(p, M_DWEI, wei)},
                                   {DNNL_ARG_DIFF_SRC, bind(p, M_DDSRC, dsrc)}};
-        RUN(dnnl_primitive_execute(p->bwd_d, p->stream, 3, args));
+        NEP_DNNL_RUN(dnnl_primitive_execute(p->bwd_d, p->stream, 3, args));
         if (!direct)
-            RUN(run_reorder(p, dx_add ? p->r_ddsrc_dx_sum : p->r_ddsrc_dx, M_DDSRC, dsrc, M_DX, dx));
+            NEP_DNNL_RUN(run_reorder(p, dx_add ? p->r_ddsrc_dx_sum : p->r_ddsrc_dx, M_DDSRC, dsrc, M_DX, dx));
     }
     const void *src = x;
     if (p->r_x_wsrc) {
         if (p->keep_ok && keep) {
             src = keep;
         } else {
-            RUN(run_reorder(p, p->r_x_wsrc, M_X, x, M_WSRC, buf(p, scratch, M_WSRC)));
+            NEP_DNNL_RUN(run_reorder(p, p->r_x_wsrc, M_X, x, M_WSRC, buf(p, scratch, M_WSRC)));
             src = buf(p, scratch, M_WSRC);
         }
     }
@@ -478,7 +465,7 @@ void nep_dnnl_conv_backward(nep_conv_plan *p, void *scratch_, const float *x, co
         if (p->wddst_is_dddst && have_ddst_d) {
             ddst_w = ddst_d;
         } else {
-            RUN(run_reorder(p, p->r_dy_wddst, M_DY, dy, M_WDDST, buf(p, scratch, M_WDDST)));
+            NEP_DNNL_RUN(run_reorder(p, p->r_dy_wddst, M_DY, dy, M_WDDST, buf(p, scratch, M_WDDST)));
             ddst_w = buf(p, scratch, M_WDDST);
         }
     }
@@ -490,12 +477,12 @@ void nep_dnnl_conv_backward(nep_conv_plan *p, void *scratch_, const float *x, co
                                {DNNL_ARG_DIFF_WEIGHTS, bind(p, M_WDWEI, dwei)}};
     int n = 3;
     if (g->bias) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_BIAS, bind(p, M_WDB, dbias)};
-    RUN(dnnl_primitive_execute(p->bwd_w, p->stream, n, args));
+    NEP_DNNL_RUN(dnnl_primitive_execute(p->bwd_w, p->stream, n, args));
     if (dwei != dw) {
         dnnl_primitive_t r = accumulate ? p->r_wdwei_dw_sum : p->r_wdwei_dw;
-        RUN(run_reorder(p, r, M_WDWEI, dwei, M_DW, dw));
+        NEP_DNNL_RUN(run_reorder(p, r, M_WDWEI, dwei, M_DW, dw));
     }
-    RUN(dnnl_stream_wait(p->stream));
+    NEP_DNNL_RUN(dnnl_stream_wait(p->stream));
     if (g->bias && accumulate) {
         const float *t = dbias;
         for (int64_t f = 0; f < g->out_c; f++) db[f] += t[f];

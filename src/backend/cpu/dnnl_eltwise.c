@@ -10,6 +10,8 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "backend/cpu/dnnl_glue.h"
+
 enum { M_SRC, M_DST, M_DIFF_DST, M_DIFF_SRC, M_COUNT };
 
 typedef struct plan {
@@ -69,8 +71,7 @@ static dnnl_status_t plan_build(plan *p) {
     dnnl_memory_desc_t md;
     dnnl_eltwise_desc_t fd, bd;
     dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
-    dnnl_status_t s = dnnl_engine_create(&p->engine, dnnl_cpu, 0);
-    if (s == dnnl_success) s = dnnl_stream_create(&p->stream, p->engine, dnnl_stream_default_flags);
+    dnnl_status_t s = nep_dnnl_open(&p->engine, &p->stream);
     if (s == dnnl_success) s = dnnl_memory_desc_init_by_tag(&md, 1, (dnnl_dims_t){p->n}, dnnl_f32, dnnl_x);
     if (s == dnnl_success) s = dnnl_eltwise_forward_desc_init(&fd, dnnl_forward_training, alg, &md, alpha, 0.0f);
     if (s == dnnl_success) s = dnnl_primitive_desc_create(&fpd, &fd, NULL, p->engine, NULL);
@@ -109,10 +110,7 @@ static plan *plan_for(void **cache, nep_eltwise_alg alg, int64_t n) {
 }
 
 /* Memory object of role r pointing at ptr. */
-static dnnl_memory_t bind(plan *p, int r, const void *ptr) {
-    dnnl_memory_set_data_handle(p->mem[r], (void *)ptr);
-    return p->mem[r];
-}
+static dnnl_memory_t bind(plan *p, int r, const void *ptr) { return nep_dnnl_bind(p->mem[r], ptr); }
 
 /* Executing a primitive created for these descriptors cannot fail short of a bug here. */
 static void run(plan *p, dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t *args) {

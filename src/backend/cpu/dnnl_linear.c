@@ -6,10 +6,9 @@
 
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
-#include <assert.h>
 #include <stdlib.h>
 
-#include "backend/cpu/dnnl_attr.h"
+#include "backend/cpu/dnnl_glue.h"
 
 #define ALIGN 64
 
@@ -101,8 +100,7 @@ nep_status nep_dnnl_linear_plan_new(const nep_linear_geom *g, nep_linear_plan **
     nep_linear_plan *p = calloc(1, sizeof *p);
     if (!p) return nep_fail(err, NEP_ERR_NOMEM, "out of memory for a Linear plan");
     p->g = *g;
-    dnnl_status_t s = dnnl_engine_create(&p->engine, dnnl_cpu, 0);
-    if (s == dnnl_success) s = dnnl_stream_create(&p->stream, p->engine, dnnl_stream_default_flags);
+    dnnl_status_t s = nep_dnnl_open(&p->engine, &p->stream);
     nep_status st = s == dnnl_success ? plan_build(p, err) : dnnl_fail(err, s, "engine");
     if (st != NEP_OK) {
         nep_dnnl_linear_plan_free(p);
@@ -112,25 +110,15 @@ nep_status nep_dnnl_linear_plan_new(const nep_linear_geom *g, nep_linear_plan **
     return NEP_OK;
 }
 
-static dnnl_memory_t bind(nep_linear_plan *p, int r, const void *ptr) {
-    dnnl_memory_set_data_handle(p->mem[r], (void *)ptr);
-    return p->mem[r];
-}
-
-/* A primitive built for these descriptors cannot fail to run short of a bug here. */
-#define RUN(call)                        \
-    do {                                 \
-        dnnl_status_t run_s_ = (call);   \
-        assert(run_s_ == dnnl_success);  \
-        (void)run_s_;                    \
-    } while (0)
+/* Memory object of role r pointing at ptr. */
+static dnnl_memory_t bind(nep_linear_plan *p, int r, const void *ptr) { return nep_dnnl_bind(p->mem[r], ptr); }
 
 void nep_dnnl_linear_forward(nep_linear_plan *p, const float *x, const float *w, const float *b, float *y) {
     const void *wei = w;
     if (p->pack) {
         if (!p->packed_ok) {
             dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, bind(p, M_W, w)}, {DNNL_ARG_TO, bind(p, M_PACKED, p->packed)}};
-            RUN(dnnl_primitive_execute(p->pack, p->stream, 2, args));
+            NEP_DNNL_RUN(dnnl_primitive_execute(p->pack, p->stream, 2, args));
             p->packed_ok = true;
         }
         wei = p->packed;
@@ -140,8 +128,8 @@ void nep_dnnl_linear_forward(nep_linear_plan *p, const float *x, const float *w,
                                {DNNL_ARG_DST, bind(p, M_Y, y)}};
     int n = 3;
     if (p->g.bias) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, bind(p, M_B, b)};
-    RUN(dnnl_primitive_execute(p->fwd, p->stream, n, args));
-    RUN(dnnl_stream_wait(p->stream));
+    NEP_DNNL_RUN(dnnl_primitive_execute(p->fwd, p->stream, n, args));
+    NEP_DNNL_RUN(dnnl_stream_wait(p->stream));
 }
 
 #else
