@@ -6,11 +6,14 @@
  * is a float32 sum of up to a few thousand products (weight gradients sum over batch and
  * positions), whose rounding error grows with the sum of the terms' magnitudes, not with
  * the (possibly cancelling) result; max|want| stands for that scale. Measured (oneDNN
- * 2.6, AVX-512 kernels): worst 0.06 of the tolerance, i.e. about 1e-6 of max|want|. */
+ * 2.6, AVX-512 kernels): direct kernels about 1e-6 of max|want|, Winograd (c32, c64)
+ * within 3e-6: under a third of the tolerance. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
 
 #include "backend/cpu/dnnl_conv.h"
 #include "nepenthe/rng.h"
@@ -125,6 +128,7 @@ static void test_c16(void **s) { check_case("c16"); }
 static void test_c16_s2(void **s) { check_case("c16s2"); }
 static void test_k5_no_padding(void **s) { check_case("k5p0"); }
 static void test_c32(void **s) { check_case("c32"); }
+static void test_c64(void **s) { check_case("c64"); }
 static void test_depthwise_2x2(void **s) { check_case("dw_tiny"); }
 static void test_1x1_2x2(void **s) {
     check_case("k1_tiny");
@@ -296,7 +300,7 @@ static void test_layout_moves(void **s) {
 /* The backend with channels_last activations (what an executor keeping NHWC tensors
  * would call): same results, dx added to, dw/db written then accumulated. */
 static void test_backend_nhwc(void **s) {
-    const char *cases[] = {"k3s1_bias", "dw_s2", "grp2", "rect", "c16s2"};
+    const char *cases[] = {"k3s1_bias", "dw_s2", "grp2", "rect", "c16s2", "c32", "c64"};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         const char *cs = cases[c];
         nep_attrs a = case_attrs(cs);
@@ -380,11 +384,50 @@ static void test_narrow_rows_avoid_brgconv(void **s) {
         }
 }
 
+/* 3x3 stride-1 convolutions of 32 channels and more run oneDNN's Winograd kernels in
+ * every pass where the CPU has AVX-512 (below it, the direct ones), from 512 output
+ * pixels a call; 16 channels, strides, fewer pixels and NEP_CONV_ALGO=direct keep the
+ * direct kernels. (Their results: test_c32, test_c64, test_backend_nhwc,
+ * test_frozen_weights.) */
+static void test_winograd_choice(void **s) {
+    const bool avx512 = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+    const struct {
+        int64_t batch, c, side;
+        int stride;
+        bool wino;
+    } cases[] = {{2, 32, 16, 1, true}, {128, 64, 8, 1, true}, {8, 512, 4, 1, false}, {32, 512, 4, 1, true},
+                 {4, 16, 32, 1, false}, {4, 64, 32, 2, false}};
+    unsetenv("NEP_CONV_ALGO"); /* the choice under test, whatever the caller's */
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
+        for (int v = 0; v < 3; v++) { /* training NCHW, training NHWC, serving NHWC */
+            const int64_t out = cases[k].side / cases[k].stride;
+            nep_conv_geom q = {.batch = cases[k].batch, .in_c = cases[k].c, .in_h = cases[k].side,
+                               .in_w = cases[k].side, .out_c = cases[k].c, .out_h = out, .out_w = out, .kh = 3,
+                               .kw = 3, .sh = cases[k].stride, .sw = cases[k].stride, .ph = 1, .pw = 1,
+                               .groups = 1, .nhwc = v > 0, .frozen = v == 2, .rectify = v == 2, .cap = INFINITY};
+            for (int direct = 0; direct <= 1; direct++) {
+                if (direct) setenv("NEP_CONV_ALGO", "direct", 1);
+                nep_conv_plan *plan;
+                assert_int_equal(nep_dnnl_conv_plan_new(&q, &plan, NULL), NEP_OK);
+                unsetenv("NEP_CONV_ALGO");
+                const bool want = avx512 && cases[k].wino && !direct;
+                for (int pass = 0; pass < (q.frozen ? 1 : 3); pass++) {
+                    const char *impl = nep_dnnl_conv_impl(plan, pass);
+                    if ((strstr(impl, "wino") != NULL) != want)
+                        fail_msg("batch %lld, %lld channels at %lldx%lld, stride %d, %s%s, pass %d: %s", (long long)q.batch,
+                                 (long long)q.in_c, (long long)q.in_h, (long long)q.in_w, q.sh,
+                                 q.nhwc ? "nhwc" : "nchw", direct ? ", NEP_CONV_ALGO=direct" : "", pass, impl);
+                }
+                nep_dnnl_conv_plan_free(plan);
+            }
+        }
+}
+
 /* A serving executor (inference, frozen_weights: convolution weights packed once) gives
  * PyTorch's outputs on every case, on every call, and for a smaller batch too; it is
  * refused without inference. */
 static void test_frozen_weights(void **s) {
-    const char *cases[] = {"k3s1_bias", "k3s2", "k1s2", "dw_s1_bias", "grp2", "stem", "c16s2", "k5p0", "c32"};
+    const char *cases[] = {"k3s1_bias", "k3s2", "k1s2", "dw_s1_bias", "grp2", "stem", "c16s2", "k5p0", "c32", "c64"};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         fixture f;
         setup(&f, cases[k]);
@@ -578,7 +621,8 @@ int main(void) {
         cmocka_unit_test(test_layout_moves),      cmocka_unit_test(test_impl_avoids_6035),
         cmocka_unit_test(test_infer),             cmocka_unit_test(test_frozen_weights),
         cmocka_unit_test(test_serving_slices),    cmocka_unit_test(test_residual_fusion),
-        cmocka_unit_test(test_narrow_rows_avoid_brgconv),
+        cmocka_unit_test(test_narrow_rows_avoid_brgconv), cmocka_unit_test(test_winograd_choice),
+        cmocka_unit_test(test_c64),
     };
     return NEP_RUN_BOTH_LAYOUTS(tests, load_golden, free_golden);
 }
