@@ -324,6 +324,8 @@ static nep_status plan_build(plan *p, nep_err *err) {
             alg = dnnl_convolution_winograd;
             ax = bx;
             ay = by;
+        } else {
+            fpd = NULL;
         }
     }
     if (!fpd) {
