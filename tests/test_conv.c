@@ -389,8 +389,11 @@ static void test_narrow_rows_avoid_brgconv(void **s) {
  * pixels a call; 16 channels, strides, fewer pixels and NEP_CONV_ALGO=direct keep the
  * direct kernels. (Their results: test_c32, test_c64, test_backend_nhwc,
  * test_frozen_weights.) */
+static bool avx512(void) {
+    return (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+}
+
 static void test_winograd_choice(void **s) {
-    const bool avx512 = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
     const struct {
         int64_t batch, c, side;
         int stride;
@@ -410,7 +413,7 @@ static void test_winograd_choice(void **s) {
                 nep_conv_plan *plan;
                 assert_int_equal(nep_dnnl_conv_plan_new(&q, &plan, NULL), NEP_OK);
                 unsetenv("NEP_CONV_ALGO");
-                const bool want = avx512 && cases[k].wino && !direct;
+                const bool want = avx512() && cases[k].wino && !direct;
                 for (int pass = 0; pass < (q.frozen ? 1 : 3); pass++) {
                     const char *impl = nep_dnnl_conv_impl(plan, pass);
                     if ((strstr(impl, "wino") != NULL) != want)
@@ -437,6 +440,15 @@ static void test_frozen_weights(void **s) {
                                         &err), &err);
         const int64_t n = nep_shape_numel(&f.g.nodes[f.id].shape);
         for (int call = 0; call < 2; call++) expect(cases[k], "y", nep_exec_forward(ex, f.x, f.B));
+        /* the packed weights are counted: oneDNN's blocked layouts for 16-channel blocks
+         * hold at least the OIHW weights (Winograd's 6x6 transforms of the 3x3 kernels 4x
+         * as many); other geometries may run on the OIHW weights, packing nothing */
+        const nep_param *w = &f.g.params[f.g.nodes[f.id].params[0]];
+        const bool blocked = f.g.nodes[f.id].attrs.conv.groups == 1 && w->shape[1] % 16 == 0;
+        const bool wino = !strcmp(cases[k], "c64") && avx512();
+        if (blocked && nep_exec_cache_bytes(ex) < (wino ? 4 : 1) * w->numel * (int64_t)sizeof(float))
+            fail_msg("%s: %lld bytes of packed weights", cases[k], (long long)nep_exec_cache_bytes(ex));
+        assert_int_equal(nep_exec_cache_bytes(f.ex), 0); /* a training executor packs nothing */
         if (f.B > 1) /* a second plan, for the last batch of an epoch */
             expect_n(cases[k], "y", nep_exec_forward(ex, f.x, f.B - 1), (f.B - 1) * n, 1);
         nep_exec_free(ex);

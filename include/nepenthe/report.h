@@ -52,8 +52,8 @@ typedef struct nep_model_stats {
     int64_t params, nonzero;     /* trainable parameters, and those not 0 */
     int64_t flops;               /* per-sample forward FLOPs (multiply-add = 2) */
     int64_t param_bytes;         /* parameters and buffers */
-    int64_t act_bytes_b128;      /* activations and scratch an inference executor holds at
-                                  * batch `batch` (nep_exec_opts.inference) */
+    int64_t act_bytes_b128;      /* activations, scratch and packed weights an inference
+                                  * executor holds at batch `batch` (nep_exec_opts.inference) */
     int64_t batch;               /* the large batch timed: 128, or the test set if smaller */
     double latency_b1, latency_b128; /* median seconds of one evaluation forward */
     double energy_b1, energy_b128;   /* joules of one evaluation forward (the paper's Tables

@@ -74,6 +74,9 @@ typedef struct nep_kernel {
      * that asking for them cannot fail (NULL: none, or asked for and checked). */
     size_t (*scratch_bytes)(const nep_graph *g, const nep_node *n, bool nhwc);
     void (*free_cache)(void *cache);
+    /* Bytes the cache holds besides the graph's tensors (weights packed into a library's
+     * layout), for memory reports; NULL: nothing worth counting. */
+    size_t (*cache_bytes)(const void *cache);
     /* Whether forward honours nep_call.y_add. */
     bool sums_into_y;
     /* Whether backward, called with rectify (its forward wrote the rectifier's output),

@@ -392,4 +392,13 @@ int nep_exec_fused_rectifier(const nep_exec *ex, int id) { return ex->epilogue[i
 int nep_exec_fused_add(const nep_exec *ex, int id) { return ex->residual[id]; }
 int64_t nep_exec_activation_bytes(const nep_exec *ex) { return ex->act_bytes; }
 int64_t nep_exec_scratch_bytes(const nep_exec *ex) { return (int64_t)ex->scratch.bytes; }
+
+int64_t nep_exec_cache_bytes(const nep_exec *ex) {
+    int64_t n = 0;
+    for (int i = 0; ex->cache && i < ex->g->n_nodes; i++) {
+        size_t (*bytes)(const void *) = ex->cache[i] ? nep_exec_kernel(ex, &ex->g->nodes[i])->cache_bytes : NULL;
+        if (bytes) n += (int64_t)bytes(ex->cache[i]);
+    }
+    return n;
+}
 bool nep_exec_sync_bn(const nep_exec *ex) { return ex->sync_bn != NULL; }

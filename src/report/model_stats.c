@@ -60,7 +60,7 @@ static nep_status time_forward(nep_graph *g, const void *const *x, int n_in, int
     }
     if (s == NEP_OK) *seconds = nep_median(t, calls);
     if (s == NEP_OK) s = energy_per_forward(ex, x, n_in, b, meter, joules, err);
-    *bytes = nep_exec_activation_bytes(ex) + nep_exec_scratch_bytes(ex);
+    *bytes = nep_exec_activation_bytes(ex) + nep_exec_scratch_bytes(ex) + nep_exec_cache_bytes(ex);
     free(t);
     nep_exec_free(ex);
     return s;

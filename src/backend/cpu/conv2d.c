@@ -47,6 +47,13 @@ static void conv2d_free_cache(void *cache) {
     free(plans);
 }
 
+static size_t conv2d_cache_bytes(const void *cache) {
+    const conv_plans *plans = cache;
+    size_t n = 0;
+    for (int i = 0; i < 2; i++) n += plans->p[i] ? nep_dnnl_conv_packed_bytes(plans->p[i]) : 0;
+    return n;
+}
+
 /* The plan for this call and scratch for it; NULL to use the reference loops (oneDNN
  * could not build one, or no memory). */
 static nep_conv_plan *plan_for(const nep_call *c, const nep_conv_geom *q, void **scratch) {
@@ -98,6 +105,7 @@ static void conv2d_backward(const nep_call *c) {
 
 const nep_kernel nep_cpu_conv2d = {
     .sums_into_y = true, .state_reals = conv2d_state_reals, .free_cache = conv2d_free_cache,
+    .cache_bytes = conv2d_cache_bytes,
     .forward = conv2d_forward, .backward = conv2d_backward,
 };
 #endif

@@ -430,6 +430,10 @@ nep_status nep_dnnl_conv_plan_new(const nep_conv_geom *g, nep_conv_plan **out, n
 
 size_t nep_dnnl_conv_scratch_bytes(const nep_conv_plan *p) { return p->scratch_need; }
 
+size_t nep_dnnl_conv_packed_bytes(const nep_conv_plan *p) {
+    return p->packed ? dnnl_memory_desc_get_size(&p->md[M_FWEI]) : 0;
+}
+
 const char *nep_dnnl_conv_impl(const nep_conv_plan *p, nep_conv_pass pass) { return p->impl[pass]; }
 
 /* Memory object of role r pointing at ptr. */

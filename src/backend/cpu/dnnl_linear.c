@@ -47,6 +47,12 @@ void nep_dnnl_linear_plan_free(nep_linear_plan *p) {
     free(p);
 }
 
+size_t nep_dnnl_linear_packed_bytes(const nep_linear_plan *p) {
+    const dnnl_memory_desc_t *md = NULL;
+    if (!p->packed || dnnl_memory_get_memory_desc(p->mem[M_PACKED], &md) != dnnl_success) return 0;
+    return dnnl_memory_desc_get_size(md);
+}
+
 static nep_status plan_build(nep_linear_plan *p, nep_err *err) {
     const nep_linear_geom *g = &p->g;
     /* y = x W^T: W [out, in] row-major is the matmul's [in, out] weights in "ba" order */

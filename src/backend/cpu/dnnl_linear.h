@@ -12,6 +12,7 @@
 #define NEPENTHE_DNNL_LINEAR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "nepenthe/status.h"
@@ -30,6 +31,8 @@ typedef struct nep_linear_plan nep_linear_plan;
  * caller then runs its GEMM instead. */
 nep_status nep_dnnl_linear_plan_new(const nep_linear_geom *g, nep_linear_plan **out, nep_err *err);
 void nep_dnnl_linear_plan_free(nep_linear_plan *p);
+/* Bytes of the packed weights p holds. */
+size_t nep_dnnl_linear_packed_bytes(const nep_linear_plan *p);
 bool nep_dnnl_linear_plan_fits(const nep_linear_plan *p, const nep_linear_geom *g);
 /* y = x W^T + b (b NULL without bias), rectified when the plan says; w is read at the
  * first call only. */

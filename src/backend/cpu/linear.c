@@ -21,6 +21,13 @@ static void linear_free_cache(void *cache) {
     free(plans);
 }
 
+static size_t linear_cache_bytes(const void *cache) {
+    const linear_plans *plans = cache;
+    size_t n = 0;
+    for (int i = 0; i < 2; i++) n += plans->p[i] ? nep_dnnl_linear_packed_bytes(plans->p[i]) : 0;
+    return n;
+}
+
 /* The plan for geometry q, built at first use; NULL to run the GEMM (no memory, or oneDNN
  * has no primitive for it). */
 static nep_linear_plan *plan_for(void **cache, const nep_linear_geom *q) {
@@ -104,5 +111,6 @@ const nep_kernel nep_cpu_linear = {
     .sums_into_y = true,
 #ifndef NEP_DOUBLE
     .free_cache = linear_free_cache,
+    .cache_bytes = linear_cache_bytes,
 #endif
     .forward = linear_forward, .backward = linear_backward};
