@@ -384,15 +384,16 @@ static void test_narrow_rows_avoid_brgconv(void **s) {
         }
 }
 
+/* Whether oneDNN runs its AVX-512 kernels here (ONEDNN_MAX_CPU_ISA included). */
+static bool avx512(void) {
+    return (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+}
+
 /* 3x3 stride-1 convolutions of 32 channels and more run oneDNN's Winograd kernels in
  * every pass where the CPU has AVX-512 (below it, the direct ones), from 512 output
  * pixels a call; 16 channels, strides, fewer pixels and NEP_CONV_ALGO=direct keep the
  * direct kernels. (Their results: test_c32, test_c64, test_backend_nhwc,
  * test_frozen_weights.) */
-static bool avx512(void) {
-    return (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
-}
-
 static void test_winograd_choice(void **s) {
     const struct {
         int64_t batch, c, side;
