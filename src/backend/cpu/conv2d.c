@@ -65,6 +65,7 @@ static nep_conv_plan *plan_for(const nep_call *c, const nep_conv_geom *q, void *
         nep_dnnl_conv_plan_free(plans->p[slot]);
         plans->p[slot] = NULL;
         if (nep_dnnl_conv_plan_new(q, &plans->p[slot], NULL) != NEP_OK) return NULL;
+        if (slot == 1) nep_dnnl_conv_share_packed(plans->p[1], plans->p[0]); /* p[0] lives as long */
     }
     *scratch = nep_scratch_get(c->scratch, nep_dnnl_conv_scratch_bytes(plans->p[slot]));
     return *scratch ? plans->p[slot] : NULL;

@@ -45,6 +45,7 @@ struct nep_conv_plan {
     char impl[3][48];       /* oneDNN's implementation names: forward, backward data, weights */
     void *packed;           /* frozen: the weights in M_FWEI's layout, once packed */
     bool packed_ok;
+    bool packed_shared;     /* packed is another plan's (nep_dnnl_conv_share_packed) */
 };
 typedef struct nep_conv_plan plan;
 
@@ -127,7 +128,7 @@ void nep_dnnl_conv_plan_free(nep_conv_plan *p) {
         if (p->mem[i]) dnnl_memory_destroy(p->mem[i]);
     if (p->stream) dnnl_stream_destroy(p->stream);
     if (p->engine) dnnl_engine_destroy(p->engine);
-    free(p->packed);
+    if (!p->packed_shared) free(p->packed);
     free(p);
 }
 
@@ -431,7 +432,16 @@ nep_status nep_dnnl_conv_plan_new(const nep_conv_geom *g, nep_conv_plan **out, n
 size_t nep_dnnl_conv_scratch_bytes(const nep_conv_plan *p) { return p->scratch_need; }
 
 size_t nep_dnnl_conv_packed_bytes(const nep_conv_plan *p) {
-    return p->packed ? dnnl_memory_desc_get_size(&p->md[M_FWEI]) : 0;
+    return p->packed && !p->packed_shared ? dnnl_memory_desc_get_size(&p->md[M_FWEI]) : 0;
+}
+
+void nep_dnnl_conv_share_packed(nep_conv_plan *p, const nep_conv_plan *from) {
+    if (!p->packed || !from->packed || from->packed_shared || !dnnl_memory_desc_equal(&p->md[M_FWEI], &from->md[M_FWEI]))
+        return;
+    free(p->packed);
+    p->packed = from->packed;
+    p->packed_ok = from->packed_ok;
+    p->packed_shared = true;
 }
 
 const char *nep_dnnl_conv_impl(const nep_conv_plan *p, nep_conv_pass pass) { return p->impl[pass]; }

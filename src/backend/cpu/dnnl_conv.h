@@ -45,8 +45,13 @@ nep_status nep_dnnl_conv_plan_new(const nep_conv_geom *g, nep_conv_plan **out, n
 void nep_dnnl_conv_plan_free(nep_conv_plan *p);
 /* Whether p was built for exactly geometry g (batch included). */
 bool nep_dnnl_conv_plan_fits(const nep_conv_plan *p, const nep_conv_geom *g);
-/* Bytes of the weights a frozen plan packed (0 for the others). */
+/* Bytes of the weights a frozen plan packed (0 for the others, and for one that shares
+ * another's). */
 size_t nep_dnnl_conv_packed_bytes(const nep_conv_plan *p);
+/* Frozen plan p (another batch of the same node: a serving executor's last, smaller
+ * slice) reads the weights `from` packed instead of its own copy, where both packed them
+ * into the same layout; from must outlive p. */
+void nep_dnnl_conv_share_packed(nep_conv_plan *p, const nep_conv_plan *from);
 /* Bytes of 64-byte-aligned scratch a call of p needs. */
 size_t nep_dnnl_conv_scratch_bytes(const nep_conv_plan *p);
 
