@@ -400,12 +400,44 @@ static void test_served_linear_residual(void **state) {
     }
 }
 
+/* A served Linear's second plan (a smaller last batch) gives the plain executor's rows
+ * and reads the first plan's packed weights where their layouts agree: the packed bytes
+ * do not grow. */
+static void test_served_linear_second_plan(void **state) {
+    nep_graph g;
+    nep_test_op_graph(&g, NEP_OP_LINEAR, (nep_attrs){.linear = {.features = 64, .bias = true}},
+                                     (nep_shape){1, {64}});
+    nep_rng rng;
+    nep_rng_seed(&rng, 5);
+    for (int64_t i = 0; i < g.n_values; i++) g.values[i] = (nep_real)(0.2 * nep_rng_normal(&rng));
+    enum { B = 16, LAST = 5 };
+    nep_real x[B * 64];
+    for (int i = 0; i < B * 64; i++) x[i] = (nep_real)nep_rng_normal(&rng);
+    nep_exec *plain, *served;
+    nep_err err;
+    nep_test_assert_ok(nep_exec_new(&plain, &g, B, &(nep_exec_opts){.inference = true}, &err), &err);
+    nep_test_assert_ok(nep_exec_new(&served, &g, B, &(nep_exec_opts){.inference = true, .frozen_weights = true}, &err),
+                       &err);
+    for (int rows = B; rows >= LAST; rows -= B - LAST) {
+        double want[B * 64];
+        const nep_real *y = nep_exec_forward(plain, x, rows);
+        for (int i = 0; i < rows * 64; i++) want[i] = y[i];
+        const int64_t packed = nep_exec_cache_bytes(served);
+        NEP_ASSERT_CLOSE(nep_exec_forward(served, x, rows), want, rows * 64, 1e-5, 1e-5, "served Linear");
+        if (rows == LAST) assert_int_equal(nep_exec_cache_bytes(served), packed);
+    }
+    nep_exec_free(served);
+    nep_exec_free(plain);
+    nep_graph_free(&g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parity),
         cmocka_unit_test(test_every_op_has_a_case),
         cmocka_unit_test(test_unknown_backend),
         cmocka_unit_test(test_served_linear_residual),
+        cmocka_unit_test(test_served_linear_second_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,6 +22,7 @@ struct nep_linear_plan {
     dnnl_memory_t mem[M_COUNT];
     void *packed;                /* W in the primitive's layout (when pack) */
     bool packed_ok;
+    bool packed_shared;          /* packed is another plan's (nep_dnnl_linear_share_packed) */
 };
 
 static nep_status dnnl_fail(nep_err *err, dnnl_status_t s, const char *what) {
@@ -43,14 +44,27 @@ void nep_dnnl_linear_plan_free(nep_linear_plan *p) {
         if (p->mem[i]) dnnl_memory_destroy(p->mem[i]);
     if (p->stream) dnnl_stream_destroy(p->stream);
     if (p->engine) dnnl_engine_destroy(p->engine);
-    free(p->packed);
+    if (!p->packed_shared) free(p->packed);
     free(p);
 }
 
-size_t nep_dnnl_linear_packed_bytes(const nep_linear_plan *p) {
+/* The layout p packs W into; NULL when it packs nothing. */
+static const dnnl_memory_desc_t *packed_md(const nep_linear_plan *p) {
     const dnnl_memory_desc_t *md = NULL;
-    if (!p->packed || dnnl_memory_get_memory_desc(p->mem[M_PACKED], &md) != dnnl_success) return 0;
-    return dnnl_memory_desc_get_size(md);
+    return p->packed && dnnl_memory_get_memory_desc(p->mem[M_PACKED], &md) == dnnl_success ? md : NULL;
+}
+
+size_t nep_dnnl_linear_packed_bytes(const nep_linear_plan *p) {
+    return packed_md(p) && !p->packed_shared ? dnnl_memory_desc_get_size(packed_md(p)) : 0;
+}
+
+void nep_dnnl_linear_share_packed(nep_linear_plan *p, const nep_linear_plan *from) {
+    const dnnl_memory_desc_t *mine = packed_md(p), *theirs = packed_md(from);
+    if (!mine || !theirs || from->packed_shared || !dnnl_memory_desc_equal(mine, theirs)) return;
+    free(p->packed);
+    p->packed = from->packed;
+    p->packed_ok = from->packed_ok;
+    p->packed_shared = true;
 }
 
 static nep_status plan_build(nep_linear_plan *p, nep_err *err) {

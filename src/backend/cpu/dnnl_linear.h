@@ -31,8 +31,11 @@ typedef struct nep_linear_plan nep_linear_plan;
  * caller then runs its GEMM instead. */
 nep_status nep_dnnl_linear_plan_new(const nep_linear_geom *g, nep_linear_plan **out, nep_err *err);
 void nep_dnnl_linear_plan_free(nep_linear_plan *p);
-/* Bytes of the packed weights p holds. */
+/* Bytes of the packed weights p holds (0 when it shares another plan's). */
 size_t nep_dnnl_linear_packed_bytes(const nep_linear_plan *p);
+/* p (another row count of the same node) reads the weights `from` packed instead of its
+ * own copy, where both packed them into the same layout; from must outlive p. */
+void nep_dnnl_linear_share_packed(nep_linear_plan *p, const nep_linear_plan *from);
 bool nep_dnnl_linear_plan_fits(const nep_linear_plan *p, const nep_linear_geom *g);
 /* y = x W^T + b (b NULL without bias), rectified when the plan says; w is read at the
  * first call only. */

@@ -38,7 +38,9 @@ static nep_linear_plan *plan_for(void **cache, const nep_linear_geom *q) {
     const int slot = plans->p[0] ? 1 : 0;
     nep_dnnl_linear_plan_free(plans->p[slot]);
     plans->p[slot] = NULL;
-    return nep_dnnl_linear_plan_new(q, &plans->p[slot], NULL) == NEP_OK ? plans->p[slot] : NULL;
+    if (nep_dnnl_linear_plan_new(q, &plans->p[slot], NULL) != NEP_OK) return NULL;
+    if (slot == 1) nep_dnnl_linear_share_packed(plans->p[1], plans->p[0]); /* p[0] lives as long */
+    return plans->p[slot];
 }
 
 /* Serving (weights frozen) with more than one row: oneDNN's matmul on weights
