@@ -43,12 +43,41 @@ static int *count_uses(const nep_graph *g) {
     return uses;
 }
 
+/* Node x's gradient is node a's buffer from now on. */
+static void share_grad(nep_exec *ex, int x, int a) {
+    free(ex->dact[x]);
+    ex->dact[x] = ex->dact[a];
+    ex->grad_owner[x] = ex->grad_owner[a];
+}
+
+/* Whether the skip input x of the two-input Add a (a = x + p, x read by one more node c:
+ * a residual block's input and its first layer) can take its gradient in a's buffer
+ * too: p, read only by a, shares that buffer and reads it in its backward, which runs
+ * before c's (c comes before p), and c's adds its part to it; nothing else reads it (a
+ * owns its buffer). Then the Add's backward copies nothing. */
+static bool skip_shares_grad(const nep_exec *ex, const int *uses, const int *pos, int a, int x, int p) {
+    const nep_graph *g = ex->g;
+    if (uses[x] != 2 || !ex->owns[x] || ex->grad_owner[x] != x || x == g->input || x == p || uses[p] != 1 ||
+        ex->grad_owner[p] != ex->grad_owner[a] || ex->grad_owner[a] != a || nep_op(g->nodes[p].op)->passes_gradient)
+        return false;
+    for (int k = 0; k < g->n_order; k++) {
+        const nep_node *c = &g->nodes[g->order[k]];
+        if (g->order[k] == a) continue;
+        for (int i = 0; i < c->n_inputs; i++)
+            if (c->inputs[i] == x) return pos[g->order[k]] < pos[p];
+    }
+    return false;
+}
+
 /* An op that passes its gradient unchanged to each input (Add): an input whose only
- * consumer it is reads its gradient from the op's buffer instead of a copy of it. And a
- * producer read only by a rectifier it can fuse applies it in its own pass
- * (ex->epilogue; a conv as a oneDNN post-op). */
+ * consumer it is reads its gradient from the op's buffer instead of a copy of it, and so
+ * may a residual Add's skip input (skip_shares_grad). And a producer read only by a
+ * rectifier it can fuse applies it in its own pass (ex->epilogue; a conv as a oneDNN
+ * post-op). */
 static void plan_sharing(nep_exec *ex, const int *uses) {
     const nep_graph *g = ex->g;
+    int *pos = malloc(sizeof *pos * (size_t)g->n_nodes);
+    for (int k = 0; pos && k < g->n_order; k++) pos[g->order[k]] = k;
     /* Consumers first, so that a chain of Adds ends on the last one's buffer. */
     for (int k = g->n_order - 1; k >= 0; k--) {
         const int a = g->order[k];
@@ -60,12 +89,12 @@ static void plan_sharing(nep_exec *ex, const int *uses) {
         if (!def->passes_gradient || !ex->owns[a] || ex->inference) continue;
         for (int i = 0; i < n->n_inputs; i++) {
             const int x = n->inputs[i];
-            if (uses[x] != 1 || !ex->owns[x] || x == g->input) continue;
-            free(ex->dact[x]);
-            ex->dact[x] = ex->dact[a];
-            ex->grad_owner[x] = ex->grad_owner[a];
+            if (uses[x] == 1 && ex->owns[x] && x != g->input) share_grad(ex, x, a);
         }
+        for (int i = 0; pos && n->n_inputs == 2 && i < 2; i++)
+            if (skip_shares_grad(ex, uses, pos, a, n->inputs[i], n->inputs[1 - i])) share_grad(ex, n->inputs[i], a);
     }
+    free(pos);
 }
 
 /* A serving executor's residual fusions (nep_exec.residual): an Add a = p + s where p's
