@@ -255,13 +255,60 @@ static void test_conv_accumulation(void **unused) {
     nep_graph_free(&g);
 }
 
+/* A residual block x -> tanh(Linear(x)) -> Linear -> + x: the block input's gradient
+ * shares the Add's buffer (the skip path copies nothing; the block's first Linear adds
+ * its part after the second has read the Add's gradient), and every gradient still
+ * matches the finite differences. */
+static void test_residual_skip_gradient(void **unused) {
+    nep_graph g;
+    nep_graph_init(&g);
+    const int x0 = nep_graph_input(&g, "input", (nep_shape){1, {5}});
+    const int stem = nep_graph_add1(&g, NEP_OP_LINEAR, "stem", x0, (nep_attrs){.linear = {.features = 6, .bias = true}});
+    const int b1 = nep_graph_add1(&g, NEP_OP_LINEAR, "block1", stem, (nep_attrs){.linear = {.features = 6, .bias = true}});
+    const int t = nep_graph_add1(&g, NEP_OP_TANH, "tanh", b1, (nep_attrs){{0}});
+    const int b2 = nep_graph_add1(&g, NEP_OP_LINEAR, "block2", t, (nep_attrs){.linear = {.features = 6, .bias = true}});
+    const int add = nep_graph_add(&g, NEP_OP_ADD, "add", (int[]){b2, stem}, 2, (nep_attrs){{0}});
+    const int head = nep_graph_add1(&g, NEP_OP_LINEAR, "head", add, (nep_attrs){.linear = {.features = 3, .bias = true}});
+    const int lins[] = {stem, b1, b2, head};
+    for (int k = 0; k < 4; k++) {
+        const int64_t out = g.nodes[lins[k]].attrs.linear.features, inw = k == 0 ? 5 : 6;
+        nep_graph_add_param(&g, lins[k], "weight", NEP_PARAM_TRAINABLE | NEP_PARAM_WEIGHT, 2, (int64_t[]){out, inw});
+        nep_graph_add_param(&g, lins[k], "bias", NEP_PARAM_TRAINABLE, 1, (int64_t[]){out});
+    }
+    assert_int_equal(nep_graph_finalize(&g, NULL), NEP_OK);
+    nep_rng rng;
+    nep_rng_seed(&rng, 77);
+    for (int64_t i = 0; i < g.n_values; i++) g.values[i] = 0.5 * nep_rng_normal(&rng);
+    enum { B = 3 };
+    nep_exec *ex;
+    assert_int_equal(nep_exec_new(&ex, &g, B, NULL, NULL), NEP_OK);
+    assert_int_equal(nep_exec_enable_input_grad(ex, NULL), NEP_OK);
+    assert_ptr_equal(nep_exec_node_grad(ex, stem), nep_exec_node_grad(ex, add));
+    double x[B * 5], r[B * 3], dx[B * 5];
+    for (int i = 0; i < B * 5; i++) x[i] = nep_rng_normal(&rng);
+    for (int i = 0; i < B * 3; i++) r[i] = nep_rng_normal(&rng);
+    nep_test_loss(ex, x, B, r, B * 3);
+    nep_exec_backward(ex, r);
+    double *dp = malloc(sizeof(double) * (size_t)g.n_values);
+    memcpy(dx, nep_exec_input_grad(ex), sizeof dx);
+    memcpy(dp, g.grads, sizeof(double) * (size_t)g.n_values);
+    nep_test_fd_check("dx", x, dx, B * 5, ex, x, B, r, B * 3, 1e-6, TOL);
+    for (int k = 0; k < g.n_params; k++)
+        nep_test_fd_check(g.params[k].name, g.values + g.params[k].offset, dp + g.params[k].offset,
+                          g.params[k].numel, ex, x, B, r, B * 3, 1e-6, TOL);
+    free(dp);
+    nep_exec_free(ex);
+    nep_graph_free(&g);
+}
+
 int main(void) {
     enum { N = sizeof cases / sizeof *cases };
-    struct CMUnitTest tests[N + 2];
+    struct CMUnitTest tests[N + 3];
     for (int i = 0; i < N; i++)
         tests[i] = (struct CMUnitTest){.name = cases[i].name, .test_func = gradcheck,
                                        .initial_state = (void *)&cases[i]};
     tests[N] = (struct CMUnitTest)cmocka_unit_test(test_cross_entropy);
     tests[N + 1] = (struct CMUnitTest)cmocka_unit_test(test_conv_accumulation);
+    tests[N + 2] = (struct CMUnitTest)cmocka_unit_test(test_residual_skip_gradient);
     return NEP_RUN_BOTH_LAYOUTS(tests, NULL, NULL);
 }

@@ -162,7 +162,7 @@ int nep_exec_fused_rectifier(const nep_exec *ex, int id);
 int nep_exec_fused_add(const nep_exec *ex, int id);
 /* Bytes of the activation buffers (gradients not counted), of kernel scratch, and of
  * what kernels keep besides the graph's tensors (a serving executor's packed weights:
- * oneDNN's layouts, Winograd's transformed weights 4x a 3x3 kernel's size). */
+ * oneDNN's layouts; Winograd's transformed weights, 16/9 to 4x a 3x3 kernel's size). */
 int64_t nep_exec_activation_bytes(const nep_exec *ex);
 int64_t nep_exec_scratch_bytes(const nep_exec *ex);
 int64_t nep_exec_cache_bytes(const nep_exec *ex);
