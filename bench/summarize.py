@@ -333,7 +333,7 @@ def markdown_collapse(s):
     mem = ""
     if b.get("peak_memory_mb_batch128") and a.get("peak_memory_mb_batch128"):
         mb, ma = b["peak_memory_mb_batch128"], a["peak_memory_mb_batch128"]
-        mem = f"; serving memory at batch 128 (weights and activation buffers) {mb:.1f} → {ma:.1f} MB (−{100 * (1 - ma / mb):.0f}%)"
+        mem = f"; serving memory at batch 128 (weights and activation buffers, and from commit c6f767f the packed weights) {mb:.1f} → {ma:.1f} MB (−{100 * (1 - ma / mb):.0f}%)"
     print(f"\nCollapse (rectifiers made {dead_words(c['dead'])}): {b['depth']} → {a['depth']} rectifier "
           f"layers, {b['mflops']:.1f} → {a['mflops']:.1f} MFLOPs (**−{100 * fr:.0f}%**), "
           f"{b['params']:,} → {a['params']:,} parameters ({rw.get('channels_dropped', 0)} channels dropped, "
