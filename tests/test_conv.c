@@ -391,16 +391,17 @@ static bool avx512(void) {
 
 /* 3x3 stride-1 convolutions of 32 channels and more run oneDNN's Winograd kernels in
  * every pass where the CPU has AVX-512 (below it, the direct ones), from 512 output
- * pixels a call; 16 channels, strides, fewer pixels and NEP_CONV_ALGO=direct keep the
- * direct kernels. (Their results: test_c32, test_c64, test_backend_nhwc,
+ * pixels a call; 16 channels (or counts not a multiple of 16), strides, fewer pixels and
+ * NEP_CONV_ALGO=direct keep the direct kernels. (Their results: test_c32, test_c64, test_backend_nhwc,
  * test_frozen_weights.) */
 static void test_winograd_choice(void **s) {
     const struct {
         int64_t batch, c, side;
         int stride;
-        bool wino;
-    } cases[] = {{2, 32, 16, 1, true}, {128, 64, 8, 1, true}, {8, 512, 4, 1, false}, {32, 512, 4, 1, true},
-                 {4, 16, 32, 1, false}, {4, 64, 32, 2, false}};
+        bool wino, keep; /* keep: the geometry may run Winograd at some batch (AVX-512) */
+    } cases[] = {{2, 32, 16, 1, true, true},   {128, 64, 8, 1, true, true}, {8, 512, 4, 1, false, true},
+                 {32, 512, 4, 1, true, true},  {4, 16, 32, 1, false, false}, {4, 64, 32, 2, false, false},
+                 {4, 40, 16, 1, false, false}};
     unsetenv("NEP_CONV_ALGO"); /* the choice under test, whatever the caller's */
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
         for (int v = 0; v < 3; v++) { /* training NCHW, training NHWC, serving NHWC */
@@ -424,6 +425,8 @@ static void test_winograd_choice(void **s) {
                 }
                 nep_dnnl_conv_plan_free(plan);
             }
+            /* an NHWC training conv keeps its input reordered for backward only for Winograd */
+            if (v == 1) assert_true((nep_dnnl_conv_keep_per_sample(&q) > 0) == (avx512() && cases[k].keep));
         }
 }
 

@@ -80,7 +80,8 @@ bool nep_dnnl_conv_plan_fits(const nep_conv_plan *p, const nep_conv_geom *b) {
 
 /* Winograd convolution (oneDNN's jit_wino_4x3 / jit_fp32_wino_2x3: F(4x4, 3x3) and
  * F(2x2, 3x3), AVX-512 only, blocked nChw16c activations) for 3x3 stride-1 convolutions
- * of at least 32 channels in and out. oneDNN's own choice (convolution_auto) never takes
+ * of at least 32 channels in and out, multiples of 16 (other counts would only keep a
+ * reordered input for backward that no Winograd kernel reads). oneDNN's own choice (convolution_auto) never takes
  * it; measured on an Intel Xeon (Sapphire Rapids), one thread, against the direct kernel
  * oneDNN picks for NHWC: batch 128 training (forward, backward data, backward weights
  * alike) 32 channels at 16x16 1.3x faster, 64 at 8x8 1.6x, 64 at 32x32 to 512 at 4x4
@@ -93,7 +94,7 @@ static bool winograd_shape(const nep_conv_geom *g) {
     const char *e = getenv("NEP_CONV_ALGO");
     if (e && !strcmp(e, "direct")) return false;
     return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->groups == 1 && g->in_c >= 32 &&
-           g->out_c >= 32;
+           g->out_c >= 32 && g->in_c % 16 == 0 && g->out_c % 16 == 0; /* whole nChw16c blocks, as oneDNN needs */
 }
 
 /* ...and from 512 output pixels a call: below, the reorders to and from nChw16c and the

@@ -55,7 +55,8 @@ static const dnnl_memory_desc_t *packed_md(const nep_linear_plan *p) {
 }
 
 size_t nep_dnnl_linear_packed_bytes(const nep_linear_plan *p) {
-    return packed_md(p) && !p->packed_shared ? dnnl_memory_desc_get_size(packed_md(p)) : 0;
+    const dnnl_memory_desc_t *md = packed_md(p);
+    return md && !p->packed_shared ? dnnl_memory_desc_get_size(md) : 0;
 }
 
 void nep_dnnl_linear_share_packed(nep_linear_plan *p, const nep_linear_plan *from) {
