@@ -10,6 +10,8 @@
  * lends for the duration of each call (the executor's, shared by all its nodes). Errors
  * (oneDNN cannot build a plan for the geometry, no memory) come from building a plan,
  * so the caller can fall back to another implementation; running one cannot fail.
+ * Below AVX-512, where oneDNN has no Winograd kernels, a plan for NHWC 3x3 convolutions
+ * of 64 channels and more runs nepenthe's (winograd.h) instead of oneDNN.
  */
 #ifndef NEPENTHE_DNNL_CONV_H
 #define NEPENTHE_DNNL_CONV_H
