@@ -119,10 +119,10 @@ static bool avx512_core(void) {
  * and more run nepenthe's F(2x2, 3x3) (winograd.c: transforms around OpenBLAS sgemm).
  * Measured on a Sapphire Rapids Xeon held to AVX2 (oneDNN's jit:avx2 direct kernels and
  * OpenBLAS's Haswell ones), one thread, batch 128, ms per pass forward / backward data /
- * backward weights, direct -> F(2x2, 3x3): 64 channels at 8x8 4.8/4.4/5.2 -> 4.0/4.0/4.3,
- * 64 at 32x32 79/78/92 -> 64/63/68, 128 at 16x16 79/77/84 -> 55/55/53, 256 at 8x8
- * 80/77/86 -> 50/50/49, 512 at 4x4 89/90/113 -> 46/47/51; 32 channels at 16x16 are
- * slower (5.0 -> 5.8). */
+ * backward weights, direct -> F(2x2, 3x3) (forward and backward data with the weights'
+ * transform): 64 channels at 8x8 4.8/4.4/5.2 -> 3.8/4.1/3.5, 64 at 32x32 80/78/92 ->
+ * 60/64/55, 128 at 16x16 79/77/84 -> 56/57/50, 256 at 8x8 80/77/86 -> 50/51/46, 512 at
+ * 4x4 90/91/115 -> 54/52/52; 32 channels at 16x16 about even (5.0/4.8/5.3 -> 4.7/5.2/4.4). */
 static bool own_winograd(const nep_conv_geom *g) {
     return g->nhwc && !avx512_core() && winograd_wanted(g) && g->ph == 1 && g->pw == 1 && g->in_c >= 64 &&
            g->out_c >= 64;

@@ -25,10 +25,11 @@ typedef float v8 __attribute__((vector_size(32), aligned(4), may_alias));
 #define ld(p) (*(const v8 *)(p))
 #define st(p, v) (*(v8 *)(p) = (v))
 
-/* Tiles per block: 64 (V and M of 64 channels in and out: 1 MB), 128 from 256 channels in
+/* Tiles per block: 64 (V and M of 64 channels in and out: 0.5 MB), 128 from 256 channels in
  * and out together, where OpenBLAS's packing of U per GEMM costs more than L2 misses
- * (measured on a Sapphire Rapids Xeon with OpenBLAS's Haswell kernels: 64 channels at
- * 32x32 63.6 ms at 64 tiles, 65.6 at 128, 71.5 at 512; 512 at 4x4 48.4 at 64, 46.2 at 128). */
+ * (forward, measured on a Sapphire Rapids Xeon with OpenBLAS's Haswell kernels before
+ * plane_of's padding: 64 channels at 32x32 63.6 ms at 64 tiles, 65.6 at 128, 71.5 at 512;
+ * 512 at 4x4 48.4 at 64, 46.2 at 128). */
 static int64_t tile_block(const nep_wino_geom *g) { return g->in_c + g->out_c > 256 ? 128 : 64; }
 
 /* Floats from one tile position's [rows, ch] matrix to the next's: 16 more than the matrix,
