@@ -443,8 +443,6 @@ nep_status nep_dnnl_conv_plan_new(const nep_conv_geom *g, nep_conv_plan **out, n
                                   .out_c = g->out_c, .threads = omp_get_max_threads()};
         for (int pass = 0; pass < 3; pass++) snprintf(p->impl[pass], sizeof p->impl[pass], "wino_2x2:nepenthe");
         p->scratch_need = nep_wino_scratch_bytes(&p->wino, !g->frozen);
-        const size_t fwd = nep_wino_scratch_bytes(&p->wino, false);
-        if (fwd > p->scratch_need) p->scratch_need = fwd;
         if (g->frozen && !(p->packed = malloc(sizeof(float) * nep_wino_weight_floats(&p->wino)))) {
             free(p);
             return nep_fail(err, NEP_ERR_NOMEM, "out of memory for a convolution plan");

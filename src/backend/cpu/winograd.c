@@ -205,8 +205,9 @@ static void weights_gradient(const nep_wino_geom *g, const float *du, float *dw,
         }
 }
 
-/* Scratch: u, a zero row, then per thread two blocks of 16 x tile_block x the wider
- * channel count (and, in backward, a dU and a db). All in floats, multiples of 16. */
+/* Scratch: a zero row, per thread two blocks of 16 x tile_block x the wider channel
+ * count (and, in backward, a dU and a db), then u where the call transforms w itself.
+ * All in floats, multiples of 16. */
 typedef struct scratch_plan {
     size_t u, zero, block, per_thread;
 } scratch_plan;
@@ -218,18 +219,25 @@ static scratch_plan scratch_of(const nep_wino_geom *g, bool backward) {
     return s;
 }
 
-size_t nep_wino_scratch_bytes(const nep_wino_geom *g, bool backward) {
-    const scratch_plan s = scratch_of(g, backward);
-    return sizeof(float) * (s.u + s.zero + (size_t)g->threads * s.per_thread);
+/* The u after the threads' blocks. */
+static float *scratch_u(const nep_wino_geom *g, const scratch_plan *s, void *scratch) {
+    return (float *)scratch + s->zero + (size_t)g->threads * s->per_thread;
+}
+
+size_t nep_wino_scratch_bytes(const nep_wino_geom *g, bool training) {
+    const scratch_plan s = scratch_of(g, training);
+    return sizeof(float) * (s.zero + (size_t)g->threads * s.per_thread + (training ? s.u : 0));
 }
 
 void nep_wino_forward(const nep_wino_geom *g, void *scratch, const float *x, const float *w,
                       const float *u, const float *b, float *y, bool add, bool rectify, float cap) {
     const scratch_plan s = scratch_of(g, false);
-    float *base = scratch;
-    if (!u) nep_wino_transform_weights(g, w, base);
-    const float *uu = u ? u : base;
-    float *zero = base + s.u;
+    float *zero = scratch;
+    if (!u) {
+        float *t = scratch_u(g, &s, scratch);
+        nep_wino_transform_weights(g, w, t);
+        u = t;
+    }
     memset(zero, 0, sizeof(float) * s.zero);
     const tiling tl = tiling_of(g);
     const int64_t C = g->in_c, K = g->out_c, tb = tile_block(g), tiles = g->batch * tl.th * tl.tw;
@@ -240,7 +248,7 @@ void nep_wino_forward(const nep_wino_geom *g, void *scratch, const float *x, con
         input_transform(&tl, x, C, t0, nt, zero, v);
         for (int e = 0; e < 16; e++)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nt, (int)K, (int)C, 1.0f, v + e * plane_of(nt, C),
-                        (int)C, uu + e * plane_of(C, K), (int)K, 0.0f, m + e * plane_of(nt, K), (int)K);
+                        (int)C, u + e * plane_of(C, K), (int)K, 0.0f, m + e * plane_of(nt, K), (int)K);
         output_transform(&tl, m, K, t0, nt, b, y, add, rectify, cap);
     }
 }
@@ -254,7 +262,7 @@ static int rotated(int e) {
 void nep_wino_backward(const nep_wino_geom *g, void *scratch, const float *x, const float *w,
                        const float *dy, float *dx, bool dx_add, float *dw, float *db, bool accumulate) {
     const scratch_plan s = scratch_of(g, true);
-    float *u = scratch, *zero = u + s.u, *threads = zero + s.zero;
+    float *zero = scratch, *threads = zero + s.zero, *u = scratch_u(g, &s, scratch);
     if (dx) nep_wino_transform_weights(g, w, u);
     memset(zero, 0, sizeof(float) * s.zero);
     const bool weights = dw || db;

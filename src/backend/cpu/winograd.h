@@ -25,8 +25,9 @@ size_t nep_wino_weight_floats(const nep_wino_geom *g);
 /* u = the transform of w. */
 void nep_wino_transform_weights(const nep_wino_geom *g, const float *w, float *u);
 
-/* Bytes of scratch a forward (training: it transforms w itself) or backward call needs. */
-size_t nep_wino_scratch_bytes(const nep_wino_geom *g, bool backward);
+/* Bytes of scratch a call needs: training, any call (a forward transforming w itself, a
+ * backward); else a forward given u. */
+size_t nep_wino_scratch_bytes(const nep_wino_geom *g, bool training);
 
 /* y = conv(x, w) + b (b may be NULL), or y += with add; then, with rectify, y clamped to
  * [0, cap]. u: the transformed weights, or NULL to transform w into scratch. */
